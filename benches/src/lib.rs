@@ -1,0 +1,1 @@
+//! kalmar-benches (placeholder until its issue lands).

@@ -1,0 +1,1 @@
+//! kalmar-cli (placeholder until its issue lands).

@@ -1,0 +1,1 @@
+//! kalmar-client (placeholder until its issue lands).

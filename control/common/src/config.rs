@@ -1,0 +1,121 @@
+//! The conf file shared by every daemon and the CLI: TOML with `[global]`,
+//! `[mon]`, `[mgr]`, `[osd]` and optional per-daemon sections such as
+//! `["osd.3"]`. A key is looked up in the most specific section first, then
+//! the daemon type's, then `[global]`. Command-line flags override all of
+//! it; that is each binary's business.
+
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfError {
+    #[error("cannot read conf file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("conf file {path} is not valid TOML: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("conf option {key} in [{section}] has the wrong type: {detail}")]
+    Type {
+        section: String,
+        key: String,
+        detail: String,
+    },
+}
+
+/// A parsed conf file (or an empty one).
+#[derive(Debug, Clone, Default)]
+pub struct Conf {
+    path: Option<PathBuf>,
+    table: toml::Table,
+}
+
+impl Conf {
+    pub fn empty() -> Conf {
+        Conf::default()
+    }
+
+    pub fn load(path: &Path) -> Result<Conf, ConfError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Conf::parse(&text).map_err(|source| ConfError::Parse {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })
+        .map(|mut c| {
+            c.path = Some(path.to_path_buf());
+            c
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Conf, toml::de::Error> {
+        Ok(Conf {
+            path: None,
+            table: text.parse::<toml::Table>()?,
+        })
+    }
+
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Looks `key` up for daemon `entity` (e.g. `osd.3`, `mon.a`, or just
+    /// `osd`): `[osd.3]`, then `[osd]`, then `[global]`.
+    pub fn get<T: DeserializeOwned>(&self, entity: &str, key: &str) -> Result<Option<T>, ConfError> {
+        let ty = entity.split('.').next().unwrap_or(entity);
+        for section in [entity, ty, "global"] {
+            if let Some(v) = self.table.get(section).and_then(|s| s.get(key)) {
+                return v.clone().try_into().map(Some).map_err(|e: toml::de::Error| ConfError::Type {
+                    section: section.to_string(),
+                    key: key.to_string(),
+                    detail: e.to_string(),
+                });
+            }
+        }
+        Ok(None)
+    }
+
+    /// Like [`Conf::get`] with a default.
+    pub fn get_or<T: DeserializeOwned>(&self, entity: &str, key: &str, default: T) -> Result<T, ConfError> {
+        Ok(self.get(entity, key)?.unwrap_or(default))
+    }
+
+    /// The raw table (for `config show`-style dumps).
+    pub fn table(&self) -> &toml::Table {
+        &self.table
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_order() {
+        let c = Conf::parse(
+            r#"
+[global]
+mon_host = "127.0.0.1:6789"
+log_level = "info"
+[osd]
+log_level = "debug"
+["osd.3"]
+log_level = "trace"
+"#,
+        )
+        .expect("parse");
+        assert_eq!(c.get::<String>("osd.3", "log_level").expect("ok").as_deref(), Some("trace"));
+        assert_eq!(c.get::<String>("osd.1", "log_level").expect("ok").as_deref(), Some("debug"));
+        assert_eq!(c.get::<String>("mon.a", "log_level").expect("ok").as_deref(), Some("info"));
+        assert_eq!(c.get::<String>("mon.a", "mon_host").expect("ok").as_deref(), Some("127.0.0.1:6789"));
+        assert!(c.get::<u32>("mon.a", "log_level").is_err());
+        assert_eq!(c.get_or("mgr", "missing", 7u32).expect("ok"), 7);
+    }
+}

@@ -1,0 +1,1 @@
+//! kalmar-maps (placeholder until its issue lands).

@@ -1,0 +1,1 @@
+//! kalmar-mgr (placeholder until its issue lands).

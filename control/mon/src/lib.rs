@@ -1,0 +1,1 @@
+//! kalmar-mon (placeholder until its issue lands).

@@ -1,0 +1,1 @@
+//! kalmar-msgr (placeholder until its issue lands).

@@ -1,0 +1,1 @@
+//! kalmar-proto (placeholder until its issue lands).

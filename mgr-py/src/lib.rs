@@ -1,0 +1,1 @@
+//! kalmar-mgr-py (placeholder until its issue lands).

@@ -1,0 +1,1 @@
+//! kalmar-nbd (placeholder until its issue lands).

@@ -1,0 +1,1 @@
+//! kalmar-objectstore (placeholder until its issue lands).

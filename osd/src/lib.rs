@@ -1,0 +1,1 @@
+//! kalmar-osd (placeholder until its issue lands).

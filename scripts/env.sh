@@ -1,0 +1,7 @@
+# Sourced by the scripts: one target dir outside the clone so repeated runs
+# (and CI on the same machine) reuse the RocksDB build, and the system
+# python3 for pyo3 so the mgr links the libpython it will load.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kalmar-target}"
+export PYO3_PYTHON="${PYO3_PYTHON:-/usr/bin/python3}"
+[ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+export KALMAR_BIN_DIR="$CARGO_TARGET_DIR/release"
