@@ -1,0 +1,2 @@
+# __init__.py
+from .module import *  # NOQA

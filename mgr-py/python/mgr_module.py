@@ -1,0 +1,516 @@
+"""Kalmar's implementation of Ceph's ``mgr_module`` API for mgr plugins.
+
+A plugin is ``NAME/module.py`` defining ``class Module(MgrModule)``. The
+host (crate kalmar-mgr-py) constructs it as ``Module(module_name, handle)``
+and calls ``serve()`` on its own thread, ``notify()`` on another, and
+``handle_command()`` (or a ``@CLICommand`` handler) on command threads.
+Every accessor reads snapshots kept by the mgr: none of them waits on the
+network except ``mon_command``, which releases the GIL while it waits.
+"""
+
+import enum
+import errno
+import inspect
+import json
+import logging
+import threading
+import typing
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+import _kalmar_mgr
+import ceph_argparse
+
+# PG state names, in Ceph's order (prometheus exports one metric per state).
+PG_STATES = [
+    "active", "clean", "down", "recovery_unfound", "backfill_unfound",
+    "scrubbing", "degraded", "inconsistent", "peering", "repair",
+    "recovering", "forced_recovery", "backfill_wait", "incomplete", "stale",
+    "remapped", "deep", "backfilling", "forced_backfill", "backfill_toofull",
+    "recovery_wait", "recovery_toofull", "undersized", "activating", "peered",
+    "snaptrim", "snaptrim_wait", "snaptrim_error", "creating", "unknown",
+    "premerge", "failed_repair", "laggy", "wait",
+]
+
+
+class NotifyType(str, enum.Enum):
+    mon_map = "mon_map"
+    pg_summary = "pg_summary"
+    health = "health"
+    clog = "clog"
+    osd_map = "osd_map"
+    fs_map = "fs_map"
+    command = "command"
+    service_map = "service_map"
+    mon_status = "mon_status"
+    perf_schema_update = "perf_schema_update"
+
+
+class HandleCommandResult(NamedTuple):
+    retval: int = 0
+    stdout: str = ""
+    stderr: str = ""
+
+
+class MonCommandFailed(RuntimeError):
+    pass
+
+
+class ClusterLogPrio(enum.IntEnum):
+    DEBUG = 0
+    INFO = 1
+    SEC = 2
+    WARN = 3
+    ERROR = 4
+
+
+class Option(dict):
+    """A module option declaration (a dict, as in Ceph)."""
+
+    def __init__(self, name, default=None, type="str", desc=None,
+                 long_desc=None, min=None, max=None, enum_allowed=None,
+                 tags=None, see_also=None, runtime=False, level=None):
+        super().__init__(
+            (k, v) for k, v in (
+                ("name", name), ("default", default), ("type", type),
+                ("desc", desc), ("long_desc", long_desc), ("min", min),
+                ("max", max), ("enum_allowed", enum_allowed),
+                ("tags", tags), ("see_also", see_also),
+                ("runtime", runtime), ("level", level),
+            ) if v is not None or k == "default"
+        )
+
+
+class Command(dict):
+    """A legacy COMMANDS entry."""
+
+    def __init__(self, prefix, args=None, desc=None, poll=False, perm="rw"):
+        cmd = prefix + (" " + args if args else "")
+        super().__init__(cmd=cmd, desc=desc or "", poll=poll, perm=perm)
+
+
+class CLICommand:
+    """``@CLICommand('prefix words', perm='rw')`` on a type-annotated method.
+
+    The docstring is the help text, each parameter an argument (see
+    ceph_argparse). A parameter named ``inbuf`` gets the input buffer, one
+    named ``format`` the requested output format.
+    """
+
+    def __init__(self, prefix: str, perm: str = "rw", poll: bool = False):
+        self.prefix = prefix
+        self.perm = perm
+        self.poll = poll
+        self.func = None
+        self.arg_types = {}
+        self.first_default = None
+        self.desc = ""
+        self.args = ""
+
+    def _build(self, func):
+        sig = inspect.signature(func)
+        try:
+            hints = typing.get_type_hints(func)
+        except Exception:
+            hints = {}
+        descs = []
+        for i, (name, p) in enumerate(sig.parameters.items()):
+            if i == 0 or name in ("inbuf", "format", "self"):
+                continue
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                continue
+            ann = hints.get(name, p.annotation)
+            desc, tp = ceph_argparse.arg_spec(name, ann, p.default is not p.empty)
+            self.arg_types[name] = tp
+            descs.append(desc)
+        self.args = " ".join(descs)
+        self.desc = inspect.getdoc(func) or ""
+
+    def __call__(self, func):
+        self.func = func
+        self._build(func)
+        func._cli_command = self
+        return func
+
+    def dump_cmd(self) -> Dict[str, Any]:
+        cmd = self.prefix + (" " + self.args if self.args else "")
+        return {"cmd": cmd, "desc": self.desc, "perm": self.perm, "poll": self.poll}
+
+    def call(self, mgr, cmd: Dict[str, Any], inbuf: Optional[str]):
+        sig = inspect.signature(self.func)
+        kwargs = {}
+        for i, (name, p) in enumerate(sig.parameters.items()):
+            if i == 0:
+                continue
+            if name == "inbuf":
+                kwargs[name] = inbuf
+            elif name == "format":
+                if "format" in cmd:
+                    kwargs[name] = cmd["format"]
+            elif name in cmd:
+                kwargs[name] = ceph_argparse.convert_value(self.arg_types.get(name), cmd[name])
+        return self.func(mgr, **kwargs)
+
+
+class CLIReadCommand(CLICommand):
+    def __init__(self, prefix: str, poll: bool = False):
+        super().__init__(prefix, "r", poll)
+
+
+class CLIWriteCommand(CLICommand):
+    def __init__(self, prefix: str, poll: bool = False):
+        super().__init__(prefix, "w", poll)
+
+
+def _cli_commands(cls) -> Dict[str, CLICommand]:
+    out = {}
+    for klass in reversed(cls.__mro__):
+        for v in vars(klass).values():
+            c = getattr(v, "_cli_command", None)
+            if isinstance(c, CLICommand):
+                out[c.prefix] = c
+    return out
+
+
+class _MgrLogHandler(logging.Handler):
+    """Sends a module's log records into the mgr's log."""
+
+    def __init__(self, handle):
+        super().__init__()
+        self._handle = handle
+
+    def emit(self, record):
+        try:
+            self._handle.log(record.levelno, self.format(record))
+        except Exception:
+            self.handleError(record)
+
+
+_OPTION_TYPES = ("str", "uint", "int", "float", "bool", "addr", "addrvec",
+                 "uuid", "size", "secs")
+_COMMON_OPTIONS = [
+    Option("log_level", type="str", default="", runtime=True,
+           enum_allowed=["", "critical", "debug", "error", "info", "warning"],
+           desc="log level of this module"),
+    Option("log_to_file", type="bool", default=False, runtime=True,
+           desc="(accepted for compatibility; the mgr log is used)"),
+    Option("log_to_cluster", type="bool", default=False, runtime=True,
+           desc="also send this module's log to the cluster log"),
+    Option("log_to_cluster_level", type="str", default="info", runtime=True,
+           enum_allowed=["", "critical", "debug", "error", "info", "warning"],
+           desc="lowest level sent to the cluster log"),
+]
+
+
+def _opt_from_str(opt: Dict[str, Any], raw: str):
+    t = opt.get("type", "str")
+    if t in ("uint", "int", "size", "secs"):
+        return int(raw)
+    if t == "float":
+        return float(raw)
+    if t == "bool":
+        return raw.lower() in ("true", "1", "yes", "on")
+    return raw
+
+
+def _opt_to_str(opt: Dict[str, Any], value) -> str:
+    """Validates a value against its declaration; returns the stored form."""
+    t = opt.get("type", "str")
+    name = opt["name"]
+    if t == "bool":
+        if isinstance(value, str):
+            if value.lower() not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+                raise ValueError("option %s: %r is not a boolean" % (name, value))
+            value = value.lower() in ("true", "1", "yes", "on")
+        return "true" if value else "false"
+    if t in ("uint", "int", "size", "secs", "float"):
+        try:
+            v = float(value) if t == "float" else int(value)
+        except (TypeError, ValueError):
+            raise ValueError("option %s: %r is not a %s" % (name, value, t))
+        if t == "uint" and v < 0:
+            raise ValueError("option %s: %r is negative" % (name, value))
+        lo, hi = opt.get("min"), opt.get("max")
+        if lo is not None and lo != "" and v < float(lo):
+            raise ValueError("option %s: %r is below the minimum %s" % (name, value, lo))
+        if hi is not None and hi != "" and v > float(hi):
+            raise ValueError("option %s: %r is above the maximum %s" % (name, value, hi))
+        return str(v)
+    s = str(value)
+    allowed = opt.get("enum_allowed")
+    if allowed and s not in [str(a) for a in allowed]:
+        raise ValueError("option %s: %r is not one of %s" % (name, s, allowed))
+    return s
+
+
+class OSDMap:
+    """A small read-only view of ``get('osd_map')``."""
+
+    def __init__(self, dump: Dict[str, Any]):
+        self._dump = dump or {}
+
+    def get_epoch(self) -> int:
+        return self._dump.get("epoch", 0)
+
+    def dump(self) -> Dict[str, Any]:
+        return self._dump
+
+    def get_pools(self) -> Dict[int, Dict[str, Any]]:
+        return {p["pool"]: p for p in self._dump.get("pools", [])}
+
+    def get_pools_by_name(self) -> Dict[str, Dict[str, Any]]:
+        return {p["pool_name"]: p for p in self._dump.get("pools", [])}
+
+
+class MgrModule:
+    COMMANDS: List[Dict[str, Any]] = []
+    MODULE_OPTIONS: List[Dict[str, Any]] = []
+
+    # Priorities (PerfCountersBuilder::PRIO_*).
+    PRIO_CRITICAL = 10
+    PRIO_INTERESTING = 8
+    PRIO_USEFUL = 5
+    PRIO_UNINTERESTING = 2
+    PRIO_DEBUGONLY = 0
+
+    # Counter type bits (perfcounter_type_d).
+    PERFCOUNTER_TIME = 1
+    PERFCOUNTER_U64 = 2
+    PERFCOUNTER_LONGRUNAVG = 4
+    PERFCOUNTER_COUNTER = 8
+    PERFCOUNTER_HISTOGRAM = 0x10
+    PERFCOUNTER_TYPE_MASK = ~3
+
+    # Units (unit_t).
+    BYTES = 0
+    NONE = 1
+
+    # Cluster log priorities.
+    ClusterLogPrio = ClusterLogPrio
+
+    def __init__(self, module_name: str, handle=None, *args, **kwargs):
+        if handle is None:
+            raise RuntimeError("MgrModule must be constructed by the mgr")
+        self._module_name = module_name
+        self._handle = handle
+        self._logger = logging.getLogger("mgr." + module_name)
+        self._logger.propagate = False
+        if not self._logger.handlers:
+            h = _MgrLogHandler(handle)
+            h.setFormatter(logging.Formatter("%(message)s"))
+            self._logger.addHandler(h)
+        self._logger.setLevel(logging.DEBUG)
+        self._options = {o["name"]: o for o in _COMMON_OPTIONS}
+        for o in type(self).MODULE_OPTIONS:
+            self._options[o["name"]] = o
+
+    # ---- identity and logging ------------------------------------------
+    @property
+    def module_name(self) -> str:
+        return self._module_name
+
+    @property
+    def log(self) -> logging.Logger:
+        return self._logger
+
+    @classmethod
+    def can_run(cls) -> Tuple[bool, str]:
+        return True, ""
+
+    def get_mgr_id(self) -> str:
+        return self._handle.get_mgr_id()
+
+    def have_mon_connection(self) -> bool:
+        return self._handle.have_mon_connection()
+
+    def cluster_log(self, channel: str, priority: int, message: str) -> None:
+        self._handle.cluster_log(channel, int(priority), message)
+
+    # ---- hooks a plugin overrides ---------------------------------------
+    def serve(self) -> None:
+        """Runs on its own thread; a long-running module blocks here until
+        shutdown()."""
+
+    def shutdown(self) -> None:
+        """Asks serve() to return."""
+
+    def notify(self, notify_type: NotifyType, notify_id: str) -> None:
+        """Called on the module's notify thread for each NOTIFY_TYPES event."""
+
+    def config_notify(self) -> None:
+        """A module option changed."""
+
+    def handle_command(self, inbuf: Optional[str], cmd: Dict[str, Any]):
+        return HandleCommandResult(-errno.EINVAL, "", "No handler for '%s'" % cmd.get("prefix"))
+
+    def self_test(self) -> None:
+        pass
+
+    # ---- cluster state ---------------------------------------------------
+    def get(self, data_name: str):
+        return self._handle.get(data_name)
+
+    def get_osdmap(self) -> OSDMap:
+        return OSDMap(self.get("osd_map"))
+
+    def list_servers(self) -> List[Dict[str, Any]]:
+        return self._handle.list_servers()
+
+    def get_server(self, hostname: str):
+        return self._handle.get_server(hostname)
+
+    def get_metadata(self, svc_type: str, svc_id: str, default=None):
+        m = self._handle.get_metadata(svc_type, str(svc_id))
+        return default if m is None else m
+
+    def get_daemon_status(self, svc_type: str, svc_id: str):
+        return self._handle.get_daemon_status(svc_type, str(svc_id))
+
+    # ---- perf counters ---------------------------------------------------
+    def get_perf_schema(self, svc_type: str, svc_name: str) -> Dict[str, Any]:
+        return self._handle.get_perf_schema(svc_type, str(svc_name))
+
+    def get_counter(self, svc_type: str, svc_name: str, path: str) -> Dict[str, List]:
+        return self._handle.get_counter(svc_type, str(svc_name), path)
+
+    def get_latest_counter(self, svc_type: str, svc_name: str, path: str) -> Dict[str, Any]:
+        return self._handle.get_latest_counter(svc_type, str(svc_name), path)
+
+    def get_latest(self, daemon_type: str, daemon_name: str, counter: str) -> int:
+        data = self.get_latest_counter(daemon_type, daemon_name, counter).get(counter)
+        return data[1] if data else 0
+
+    def get_latest_avg(self, daemon_type: str, daemon_name: str, counter: str) -> Tuple[int, int]:
+        data = self.get_latest_counter(daemon_type, daemon_name, counter).get(counter)
+        if data and len(data) == 3:
+            return data[1], data[2]
+        return 0, 0
+
+    def get_all_perf_counters(self, prio_limit: int = PRIO_USEFUL,
+                              services: Sequence[str] = ("mds", "mon", "osd", "rbd-mirror",
+                                                         "rgw", "tcmu-runner")) -> Dict[str, Dict[str, Dict[str, Any]]]:
+        return self._handle.get_all_perf_counters(int(prio_limit), list(services))
+
+    # Reef+ names of the same calls.
+    get_unlabeled_perf_schema = get_perf_schema
+    get_unlabeled_counter = get_counter
+    get_latest_unlabeled_counter = get_latest_counter
+    get_unlabeled_counter_latest = get_latest
+    get_unlabeled_perf_counters = get_all_perf_counters
+
+    # ---- options ---------------------------------------------------------
+    def _option(self, key: str) -> Dict[str, Any]:
+        opt = self._options.get(key)
+        if opt is None:
+            raise RuntimeError("Config option '%s' is not in %s.MODULE_OPTIONS." % (key, self._module_name))
+        return opt
+
+    def _get_option(self, stored_key: str, key: str, default):
+        opt = self._option(key)
+        raw = self._handle.get_config(stored_key)
+        if raw is None:
+            # As Ceph: the declared default wins over the caller's.
+            declared = opt.get("default")
+            return default if declared is None else declared
+        return _opt_from_str(opt, raw)
+
+    def get_module_option(self, key: str, default=None):
+        return self._get_option(key, key, default)
+
+    def get_localized_module_option(self, key: str, default=None):
+        local = self.get_mgr_id() + "/" + key
+        self._option(key)
+        if self._handle.get_config(local) is not None:
+            return self._get_option(local, key, default)
+        return self.get_module_option(key, default)
+
+    def set_module_option(self, key: str, val) -> None:
+        opt = self._option(key)
+        self._handle.set_config(key, None if val is None else _opt_to_str(opt, val))
+
+    def set_localized_module_option(self, key: str, val) -> None:
+        opt = self._option(key)
+        self._handle.set_config(self.get_mgr_id() + "/" + key, None if val is None else _opt_to_str(opt, val))
+
+    # ---- store -----------------------------------------------------------
+    def get_store(self, key: str, default: Optional[str] = None) -> Optional[str]:
+        v = self._handle.get_store(key)
+        return default if v is None else v
+
+    def set_store(self, key: str, val: Optional[str]) -> None:
+        self._handle.set_store(key, None if val is None else str(val))
+
+    def get_store_prefix(self, key_prefix: str) -> Dict[str, str]:
+        return self._handle.get_store_prefix(key_prefix)
+
+    def get_localized_store(self, key: str, default: Optional[str] = None) -> Optional[str]:
+        v = self._handle.get_store(self.get_mgr_id() + "/" + key)
+        return self.get_store(key, default) if v is None else v
+
+    def set_localized_store(self, key: str, val: Optional[str]) -> None:
+        self.set_store(self.get_mgr_id() + "/" + key, val)
+
+    # ---- health, mon, services --------------------------------------------
+    def set_health_checks(self, checks: Dict[str, Dict[str, Any]]) -> None:
+        self._handle.set_health_checks(json.dumps(checks))
+
+    def mon_command(self, cmd_dict: Dict[str, Any], inbuf: Optional[str] = None) -> Tuple[int, str, str]:
+        if isinstance(inbuf, str):
+            inbuf = inbuf.encode()
+        r, outb, outs = self._handle.mon_command(json.dumps(cmd_dict), inbuf or b"")
+        return r, outb.decode("utf-8", "replace"), outs
+
+    def check_mon_command(self, cmd_dict: Dict[str, Any], inbuf: Optional[str] = None) -> HandleCommandResult:
+        r, outb, outs = self.mon_command(cmd_dict, inbuf)
+        if r:
+            raise MonCommandFailed("%s failed: %s retval: %d" % (cmd_dict.get("prefix"), outs, r))
+        return HandleCommandResult(r, outb, outs)
+
+    def set_uri(self, uri: str) -> None:
+        self._handle.set_uri(uri)
+
+
+class MgrStandbyModule:
+    """What a module may do on a standby mgr (the host runs only active
+    modules today; this keeps standby plugin code importable)."""
+
+    MODULE_OPTIONS: List[Dict[str, Any]] = []
+
+    def __init__(self, module_name: str, handle=None, *args, **kwargs):
+        self._module_name = module_name
+        self._handle = handle
+        self._logger = logging.getLogger("mgr." + module_name + ".standby")
+
+    @property
+    def module_name(self) -> str:
+        return self._module_name
+
+    @property
+    def log(self) -> logging.Logger:
+        return self._logger
+
+    def serve(self) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        pass
+
+    def get_mgr_id(self) -> str:
+        return self._handle.get_mgr_id() if self._handle else ""
+
+    def get_module_option(self, key: str, default=None):
+        v = self._handle.get_config(key) if self._handle else None
+        return default if v is None else v
+
+    def get_store(self, key: str, default: Optional[str] = None) -> Optional[str]:
+        v = self._handle.get_store(key) if self._handle else None
+        return default if v is None else v
+
+    def get_active_uri(self) -> str:
+        return ""
+
+
+__all__ = [
+    "MgrModule", "MgrStandbyModule", "Option", "Command", "CLICommand",
+    "CLIReadCommand", "CLIWriteCommand", "HandleCommandResult",
+    "NotifyType", "MonCommandFailed", "ClusterLogPrio", "OSDMap", "PG_STATES",
+]
