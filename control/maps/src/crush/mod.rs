@@ -1,0 +1,11 @@
+//! CRUSH: maps, Ceph's decompiled text format, and placement that is
+//! bit-identical to Ceph's `crush_do_rule` for straw2 maps.
+
+pub mod build;
+pub mod hash;
+mod ln;
+pub mod map;
+mod mapper;
+
+pub use map::{Bucket, ChooseMode, CrushMap, Device, Rule, RuleStep, Tunables, WEIGHT_ONE};
+pub use mapper::Workspace;
