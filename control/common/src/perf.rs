@@ -180,7 +180,9 @@ impl PerfCounters {
     /// Subtracts from a gauge, saturating at zero.
     pub fn dec(&self, idx: usize, by: u64) {
         let slot = &self.values[idx].sum;
-        let _ = slot.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(by)));
+        let _ = slot.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+            Some(v.saturating_sub(by))
+        });
     }
 
     /// Sets a gauge.
@@ -259,7 +261,7 @@ pub fn dump_value(kind: CounterKind, v: CounterValue) -> Value {
         CounterKind::Time => json!(nanos_to_secs(v.value)),
         CounterKind::U64Avg => json!({"avgcount": v.count, "sum": v.value}),
         CounterKind::TimeAvg => {
-            let avg = if v.count == 0 { 0 } else { v.value / v.count };
+            let avg = v.value.checked_div(v.count).unwrap_or(0);
             json!({
                 "avgcount": v.count,
                 "sum": nanos_to_secs(v.value),
@@ -271,7 +273,9 @@ pub fn dump_value(kind: CounterKind, v: CounterValue) -> Value {
 
 /// One counter's `perf schema` entry.
 pub fn schema_entry(d: &CounterDesc) -> Value {
-    let metric_type = if d.kind.type_bits() & (PERFCOUNTER_COUNTER | PERFCOUNTER_LONGRUNAVG) == PERFCOUNTER_COUNTER {
+    let metric_type = if d.kind.type_bits() & (PERFCOUNTER_COUNTER | PERFCOUNTER_LONGRUNAVG)
+        == PERFCOUNTER_COUNTER
+    {
         "counter"
     } else {
         "gauge"
@@ -357,7 +361,14 @@ mod tests {
     #[test]
     fn shapes_match_ceph() {
         let mut b = PerfCountersBuilder::new("osd");
-        let op_w = b.add("op_w", CounterKind::Counter, "Client write operations", "", PRIO_USEFUL, Unit::None);
+        let op_w = b.add(
+            "op_w",
+            CounterKind::Counter,
+            "Client write operations",
+            "",
+            PRIO_USEFUL,
+            Unit::None,
+        );
         let lat = b.add(
             "op_w_latency",
             CounterKind::TimeAvg,
@@ -366,7 +377,14 @@ mod tests {
             PRIO_USEFUL,
             Unit::None,
         );
-        let numpg = b.add("numpg", CounterKind::Gauge, "Placement groups", "pgs", PRIO_USEFUL, Unit::None);
+        let numpg = b.add(
+            "numpg",
+            CounterKind::Gauge,
+            "Placement groups",
+            "pgs",
+            PRIO_USEFUL,
+            Unit::None,
+        );
         let pc = b.build();
         pc.inc(op_w, 3);
         pc.tinc(lat, Duration::from_millis(2));
@@ -385,7 +403,10 @@ mod tests {
         assert_eq!(s["osd"]["op_w"]["metric_type"], json!("counter"));
         assert_eq!(s["osd"]["op_w_latency"]["type"], json!(5));
         assert_eq!(s["osd"]["op_w_latency"]["metric_type"], json!("gauge"));
-        assert_eq!(s["osd"]["op_w_latency"]["value_type"], json!("real-integer-pair"));
+        assert_eq!(
+            s["osd"]["op_w_latency"]["value_type"],
+            json!("real-integer-pair")
+        );
         assert_eq!(s["osd"]["numpg"]["nick"], json!("pgs"));
         let one = c.dump(Some("osd"), Some("op_w"));
         assert_eq!(one["osd"].as_object().map(|o| o.len()), Some(1));

@@ -1,0 +1,339 @@
+//! The connecting side: one session to one address, kept alive across
+//! broken connections by reconnecting with backoff and replaying what the
+//! peer had not acknowledged.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kalmar_common::encoding::{Decode, Encode};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+use uuid::Uuid;
+
+use crate::config::MsgrConfig;
+use crate::entity::EntityName;
+use crate::frame::FrameKind;
+use crate::handshake::{fsid_matches, Hello, HelloReply, PROTOCOL_VERSION};
+use crate::io::{run_connection, write_control, ConnEnd, FramedRead};
+use crate::session::{Message, PeerInfo, SendError, Session};
+use crate::{Event, SessionHandle};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectError {
+    #[error("could not reach {addr} within {timeout_ms} ms: {last_error}")]
+    Unreachable {
+        addr: SocketAddr,
+        timeout_ms: u128,
+        last_error: String,
+    },
+    #[error("{addr} refused the session: {reason}")]
+    Refused { addr: SocketAddr, reason: String },
+}
+
+/// Where an outbound session stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkState {
+    /// Not connected; the last attempt failed for this reason (empty before
+    /// the first attempt).
+    Connecting(String),
+    Up,
+}
+
+/// An outbound session. Dropping it closes the session.
+pub struct Connection {
+    handle: SessionHandle,
+    addr: SocketAddr,
+    state: watch::Receiver<LinkState>,
+    driver: JoinHandle<()>,
+}
+
+impl Connection {
+    /// Starts connecting in the background and returns at once; messages
+    /// sent before the first connection are queued (within the bounds).
+    pub fn start(
+        addr: SocketAddr,
+        me: EntityName,
+        fsid: Uuid,
+        config: MsgrConfig,
+        events: mpsc::Sender<Event>,
+    ) -> Connection {
+        let session = Session::new(rand::random::<u64>() | 1, Arc::new(config));
+        let (state_tx, state) = watch::channel(LinkState::Connecting(String::new()));
+        let driver = tokio::spawn(drive(session.clone(), addr, me, fsid, events, state_tx));
+        session.set_conn_task(driver.abort_handle());
+        Connection {
+            handle: SessionHandle { session },
+            addr,
+            state,
+            driver,
+        }
+    }
+
+    /// Connects and waits for the first handshake (bounded by the connect
+    /// and handshake timeouts); later breaks are repaired in the background.
+    pub async fn connect(
+        addr: SocketAddr,
+        me: EntityName,
+        fsid: Uuid,
+        config: MsgrConfig,
+        events: mpsc::Sender<Event>,
+    ) -> Result<Connection, ConnectError> {
+        let limit = config.connect_timeout + config.handshake_timeout;
+        let conn = Connection::start(addr, me, fsid, config, events);
+        let mut rx = conn.state.clone();
+        let waited = timeout(limit, async {
+            loop {
+                if *rx.borrow_and_update() == LinkState::Up {
+                    return Ok(());
+                }
+                if let Some(reason) = conn.handle.session.closed_reason() {
+                    return Err(reason);
+                }
+                if rx.changed().await.is_err() {
+                    return Err(conn
+                        .handle
+                        .session
+                        .closed_reason()
+                        .unwrap_or_else(|| "connection task ended".into()));
+                }
+            }
+        })
+        .await;
+        match waited {
+            Ok(Ok(())) => Ok(conn),
+            Ok(Err(reason)) => Err(ConnectError::Refused { addr, reason }),
+            Err(_) => {
+                let last_error = match &*conn.state.borrow() {
+                    LinkState::Connecting(e) if !e.is_empty() => e.clone(),
+                    _ => "no answer".to_string(),
+                };
+                Err(ConnectError::Unreachable {
+                    addr,
+                    timeout_ms: limit.as_millis(),
+                    last_error,
+                })
+            }
+        }
+    }
+
+    pub fn handle(&self) -> SessionHandle {
+        self.handle.clone()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Whether a connection is up right now.
+    pub fn is_connected(&self) -> bool {
+        *self.state.borrow() == LinkState::Up
+    }
+
+    pub fn link_state(&self) -> LinkState {
+        self.state.borrow().clone()
+    }
+
+    pub async fn send(&self, msg: Message) -> Result<u64, SendError> {
+        self.handle.send(msg).await
+    }
+
+    pub fn try_send(&self, msg: Message) -> Result<u64, SendError> {
+        self.handle.try_send(msg)
+    }
+
+    /// Ends the session, telling the peer (bounded by the keepalive
+    /// interval), and stops reconnecting.
+    pub async fn close(self) {
+        self.handle.close("closed by the application");
+        let limit = self.handle.session.config.keepalive_interval;
+        let mut rx = self.state.clone();
+        // The driver drops the sender when it ends.
+        let _ = timeout(limit, async { while rx.changed().await.is_ok() {} }).await;
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.handle.close("connection dropped");
+        // Give the writer a moment to send the close frame, then stop.
+        let driver = self.driver.abort_handle();
+        let grace = self
+            .handle
+            .session
+            .config
+            .keepalive_interval
+            .min(Duration::from_millis(200));
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                tokio::time::sleep(grace).await;
+                driver.abort();
+            });
+        } else {
+            driver.abort();
+        }
+    }
+}
+
+/// One connect + handshake attempt.
+async fn establish(
+    session: &Arc<Session>,
+    addr: SocketAddr,
+    me: &EntityName,
+    fsid: Uuid,
+) -> Result<(FramedRead, tokio::net::tcp::OwnedWriteHalf, HelloReply), Attempt> {
+    let cfg = &session.config;
+    let stream = timeout(cfg.connect_timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| {
+            Attempt::Retry(format!(
+                "connect timed out after {} ms",
+                cfg.connect_timeout.as_millis()
+            ))
+        })?
+        .map_err(|e| Attempt::Retry(format!("connect: {e}")))?;
+    let _ = stream.set_nodelay(true);
+    let (rd, mut wr) = stream.into_split();
+    let mut reader = FramedRead::new(rd, cfg.max_frame_bytes);
+    let (in_seq, acked_seq) = session.seqs();
+    let hello = Hello {
+        protocol_version: PROTOCOL_VERSION,
+        entity: me.clone(),
+        fsid,
+        session_id: session.id,
+        in_seq,
+        acked_seq,
+        features: 0,
+    };
+    write_control(&mut wr, FrameKind::Hello, 0, &hello.to_bytes())
+        .await
+        .map_err(|e| Attempt::Retry(format!("sending hello: {e}")))?;
+    let frame = timeout(cfg.handshake_timeout, reader.next())
+        .await
+        .map_err(|_| Attempt::Retry("no hello reply within the handshake timeout".into()))?
+        .map_err(Attempt::Retry)?
+        .ok_or_else(|| Attempt::Retry("closed during handshake".into()))?;
+    match frame.header.kind {
+        FrameKind::HelloReply => {}
+        FrameKind::Reject => {
+            return Err(Attempt::Fatal(
+                String::from_utf8_lossy(&frame.payload).into_owned(),
+            ))
+        }
+        k => return Err(Attempt::Retry(format!("expected hello reply, got {k:?}"))),
+    }
+    let reply = HelloReply::from_bytes(&frame.payload)
+        .map_err(|e| Attempt::Retry(format!("bad hello reply: {e}")))?;
+    if !fsid_matches(fsid, reply.fsid) {
+        return Err(Attempt::Fatal(format!(
+            "{addr} belongs to cluster {}, expected {fsid}",
+            reply.fsid
+        )));
+    }
+    Ok((reader, wr, reply))
+}
+
+enum Attempt {
+    Retry(String),
+    Fatal(String),
+}
+
+async fn drive(
+    session: Arc<Session>,
+    addr: SocketAddr,
+    me: EntityName,
+    fsid: Uuid,
+    events: mpsc::Sender<Event>,
+    state: watch::Sender<LinkState>,
+) {
+    let cfg = session.config.clone();
+    let mut backoff = cfg.reconnect_backoff_min;
+    let mut failures: u32 = 0;
+    let mut ever_connected = false;
+    let handle = SessionHandle {
+        session: session.clone(),
+    };
+    loop {
+        if session.closed_reason().is_some() {
+            return;
+        }
+        match establish(&session, addr, &me, fsid).await {
+            Ok((reader, wr, reply)) => {
+                failures = 0;
+                backoff = cfg.reconnect_backoff_min;
+                let peer = Arc::new(PeerInfo {
+                    entity: reply.entity.clone(),
+                    addr,
+                    session_id: session.id,
+                });
+                let conn_gen = session.attach(peer.clone(), reply.in_seq, reply.reset);
+                let _ = state.send(LinkState::Up);
+                if reply.reset && ever_connected {
+                    tracing::info!(peer = %peer.entity, %addr, "peer lost our session (restart?); replaying");
+                    let _ = events.send(Event::Reset(handle.clone())).await;
+                }
+                ever_connected = true;
+                let end = run_connection(
+                    session.clone(),
+                    peer.clone(),
+                    conn_gen,
+                    reader,
+                    wr,
+                    events.clone(),
+                )
+                .await;
+                session.detach(conn_gen);
+                let _ = state.send(LinkState::Connecting(String::new()));
+                match end {
+                    ConnEnd::Failed(reason) => {
+                        tracing::info!(peer = %peer.entity, %addr, "connection lost: {reason}")
+                    }
+                    ConnEnd::PeerClosed => {
+                        session.close("peer closed the session");
+                        let _ = events
+                            .send(Event::Closed(
+                                handle.clone(),
+                                "peer closed the session".into(),
+                            ))
+                            .await;
+                        return;
+                    }
+                    ConnEnd::LocalClosed => return,
+                }
+            }
+            Err(Attempt::Fatal(reason)) => {
+                tracing::warn!(%addr, "session refused: {reason}");
+                session.close(&reason);
+                let _ = events.send(Event::Closed(handle.clone(), reason)).await;
+                return;
+            }
+            Err(Attempt::Retry(reason)) => {
+                failures += 1;
+                let _ = state.send(LinkState::Connecting(reason.clone()));
+                tracing::debug!(%addr, failures, "connect attempt failed: {reason}");
+                if cfg
+                    .reconnect_max_attempts
+                    .is_some_and(|max| failures >= max)
+                {
+                    let reason = format!("gave up after {failures} attempts: {reason}");
+                    session.close(&reason);
+                    let _ = events.send(Event::Closed(handle.clone(), reason)).await;
+                    return;
+                }
+            }
+        }
+        let closed = session.closed_wake.notified();
+        tokio::pin!(closed);
+        closed.as_mut().enable();
+        if session.closed_reason().is_some() {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = closed => return,
+        }
+        backoff = (backoff * 2).min(cfg.reconnect_backoff_max);
+    }
+}

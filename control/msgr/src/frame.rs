@@ -1,0 +1,286 @@
+//! The wire frame: a fixed 36-byte header and a payload.
+//!
+//! ```text
+//!  0  magic        u32  "KLMR"
+//!  4  kind         u8   hello / hello-reply / message / ack / keepalive / close / reject
+//!  5  flags        u8   0 (reserved)
+//!  6  msg_type     u16  the message type id (message frames only)
+//!  8  seq          u64  sender's sequence number (message frames only)
+//! 16  ack          u64  highest sequence the sender has received from us
+//! 24  payload_len  u32
+//! 28  payload_crc  u32  crc32c of the payload
+//! 32  header_crc   u32  crc32c of bytes 0..32
+//! ```
+//! All integers little-endian. Decoding is pure and bounded: a frame whose
+//! header is corrupt, whose kind is unknown or whose length exceeds the
+//! configured maximum is an error before any payload is buffered.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+pub const FRAME_MAGIC: u32 = u32::from_le_bytes(*b"KLMR");
+pub const HEADER_BYTES: usize = 36;
+
+/// What a frame carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameKind {
+    Hello = 1,
+    HelloReply = 2,
+    Message = 3,
+    Ack = 4,
+    Keepalive = 5,
+    /// The sender ends its session for good; the receiver drops its state.
+    Close = 6,
+    /// The handshake was refused; the payload says why (UTF-8).
+    Reject = 7,
+}
+
+impl FrameKind {
+    fn from_u8(v: u8) -> Option<FrameKind> {
+        Some(match v {
+            1 => FrameKind::Hello,
+            2 => FrameKind::HelloReply,
+            3 => FrameKind::Message,
+            4 => FrameKind::Ack,
+            5 => FrameKind::Keepalive,
+            6 => FrameKind::Close,
+            7 => FrameKind::Reject,
+            _ => return None,
+        })
+    }
+}
+
+/// A decoded frame header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameHeader {
+    pub kind: FrameKind,
+    pub msg_type: u16,
+    pub seq: u64,
+    pub ack: u64,
+    pub payload_len: u32,
+    pub payload_crc: u32,
+}
+
+impl FrameHeader {
+    /// The header for `payload`, with its crc computed.
+    pub fn for_payload(
+        kind: FrameKind,
+        msg_type: u16,
+        seq: u64,
+        ack: u64,
+        payload: &[u8],
+    ) -> FrameHeader {
+        FrameHeader {
+            kind,
+            msg_type,
+            seq,
+            ack,
+            payload_len: payload.len() as u32,
+            payload_crc: crc32c::crc32c(payload),
+        }
+    }
+
+    pub fn encode(&self) -> [u8; HEADER_BYTES] {
+        let mut h = [0u8; HEADER_BYTES];
+        h[0..4].copy_from_slice(&FRAME_MAGIC.to_le_bytes());
+        h[4] = self.kind as u8;
+        h[5] = 0;
+        h[6..8].copy_from_slice(&self.msg_type.to_le_bytes());
+        h[8..16].copy_from_slice(&self.seq.to_le_bytes());
+        h[16..24].copy_from_slice(&self.ack.to_le_bytes());
+        h[24..28].copy_from_slice(&self.payload_len.to_le_bytes());
+        h[28..32].copy_from_slice(&self.payload_crc.to_le_bytes());
+        let crc = crc32c::crc32c(&h[0..32]);
+        h[32..36].copy_from_slice(&crc.to_le_bytes());
+        h
+    }
+
+    /// Parses and checks a header (magic, header crc, kind, length bound).
+    pub fn decode(
+        h: &[u8; HEADER_BYTES],
+        max_payload_bytes: usize,
+    ) -> Result<FrameHeader, FrameError> {
+        let u32_at = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
+        let u64_at = |i: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&h[i..i + 8]);
+            u64::from_le_bytes(b)
+        };
+        let magic = u32_at(0);
+        if magic != FRAME_MAGIC {
+            return Err(FrameError::BadMagic(magic));
+        }
+        let stored = u32_at(32);
+        let computed = crc32c::crc32c(&h[0..32]);
+        if stored != computed {
+            return Err(FrameError::HeaderCrc { stored, computed });
+        }
+        let kind = FrameKind::from_u8(h[4]).ok_or(FrameError::UnknownKind(h[4]))?;
+        let payload_len = u32_at(24);
+        if payload_len as usize > max_payload_bytes {
+            return Err(FrameError::TooLarge {
+                len: payload_len as usize,
+                max: max_payload_bytes,
+            });
+        }
+        Ok(FrameHeader {
+            kind,
+            msg_type: u16::from_le_bytes([h[6], h[7]]),
+            seq: u64_at(8),
+            ack: u64_at(16),
+            payload_len,
+            payload_crc: u32_at(28),
+        })
+    }
+}
+
+/// One whole frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub header: FrameHeader,
+    pub payload: Bytes,
+}
+
+/// Why a byte stream is not a valid sequence of frames. Any of these closes
+/// the connection.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("bad frame magic {0:#010x} (not a Kalmar peer, or the stream lost sync)")]
+    BadMagic(u32),
+    #[error("frame header crc mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    HeaderCrc { stored: u32, computed: u32 },
+    #[error("unknown frame kind {0}")]
+    UnknownKind(u8),
+    #[error("frame payload of {len} bytes exceeds the maximum of {max} bytes")]
+    TooLarge { len: usize, max: usize },
+    #[error("frame payload crc mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    PayloadCrc { stored: u32, computed: u32 },
+}
+
+/// Splits frames off the front of a read buffer.
+#[derive(Debug, Clone)]
+pub struct FrameDecoder {
+    max_payload_bytes: usize,
+    pending: Option<FrameHeader>,
+}
+
+impl FrameDecoder {
+    pub fn new(max_payload_bytes: usize) -> Self {
+        FrameDecoder {
+            max_payload_bytes,
+            pending: None,
+        }
+    }
+
+    /// Returns the next complete frame, `None` when more bytes are needed.
+    /// The payload is split off `buf` without copying. After an error the
+    /// stream is unusable.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
+        let header = match self.pending {
+            Some(h) => h,
+            None => {
+                if buf.len() < HEADER_BYTES {
+                    return Ok(None);
+                }
+                let mut raw = [0u8; HEADER_BYTES];
+                raw.copy_from_slice(&buf[..HEADER_BYTES]);
+                let h = FrameHeader::decode(&raw, self.max_payload_bytes)?;
+                buf.advance(HEADER_BYTES);
+                self.pending = Some(h);
+                h
+            }
+        };
+        let len = header.payload_len as usize;
+        if buf.len() < len {
+            // Bounded: len was checked against the maximum.
+            buf.reserve(len - buf.len());
+            return Ok(None);
+        }
+        self.pending = None;
+        let payload = buf.split_to(len).freeze();
+        let computed = crc32c::crc32c(&payload);
+        if computed != header.payload_crc {
+            return Err(FrameError::PayloadCrc {
+                stored: header.payload_crc,
+                computed,
+            });
+        }
+        Ok(Some(Frame { header, payload }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn frame_bytes(kind: FrameKind, ty: u16, seq: u64, ack: u64, payload: &[u8]) -> Vec<u8> {
+        let mut v = FrameHeader::for_payload(kind, ty, seq, ack, payload)
+            .encode()
+            .to_vec();
+        v.extend_from_slice(payload);
+        v
+    }
+
+    #[test]
+    fn roundtrip_in_pieces() {
+        let mut all = frame_bytes(FrameKind::Message, 7, 1, 0, b"hello");
+        all.extend(frame_bytes(FrameKind::Ack, 0, 0, 9, b""));
+        let mut dec = FrameDecoder::new(1024);
+        let mut buf = BytesMut::new();
+        let mut got = Vec::new();
+        for b in all {
+            buf.extend_from_slice(&[b]);
+            while let Some(f) = dec.decode(&mut buf).expect("valid") {
+                got.push(f);
+            }
+        }
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].header.msg_type, 7);
+        assert_eq!(&got[0].payload[..], b"hello");
+        assert_eq!(got[1].header.kind, FrameKind::Ack);
+        assert_eq!(got[1].header.ack, 9);
+    }
+
+    #[test]
+    fn rejects_oversized_before_buffering() {
+        let mut b =
+            BytesMut::from(&frame_bytes(FrameKind::Message, 1, 1, 0, &[0u8; 100])[..HEADER_BYTES]);
+        let err = FrameDecoder::new(99).decode(&mut b).expect_err("too large");
+        assert_eq!(err, FrameError::TooLarge { len: 100, max: 99 });
+    }
+
+    #[test]
+    fn detects_corruption() {
+        let good = frame_bytes(FrameKind::Message, 1, 1, 0, b"payload");
+        for i in 0..good.len() {
+            let mut bad = good.clone();
+            bad[i] ^= 0x10;
+            let mut b = BytesMut::from(&bad[..]);
+            let r = FrameDecoder::new(1 << 20).decode(&mut b);
+            assert!(r.is_err(), "flip at byte {i} went unnoticed: {r:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn random_bytes_never_panic_and_stay_bounded(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let mut dec = FrameDecoder::new(256);
+            let mut b = BytesMut::from(&bytes[..]);
+            while let Ok(Some(_)) = dec.decode(&mut b) {}
+            // Never reserves more than header + max payload.
+            prop_assert!(b.capacity() <= bytes.len().max(HEADER_BYTES + 256) + 64);
+        }
+
+        #[test]
+        fn valid_frames_roundtrip(ty: u16, seq: u64, ack: u64, payload in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let raw = frame_bytes(FrameKind::Message, ty, seq, ack, &payload);
+            let mut b = BytesMut::from(&raw[..]);
+            let f = FrameDecoder::new(300).decode(&mut b).expect("valid").expect("complete");
+            prop_assert_eq!(f.header.seq, seq);
+            prop_assert_eq!(f.header.ack, ack);
+            prop_assert_eq!(f.header.msg_type, ty);
+            prop_assert_eq!(&f.payload[..], &payload[..]);
+            prop_assert!(b.is_empty());
+        }
+    }
+}

@@ -1,0 +1,461 @@
+//! A session: the reliable, ordered message stream between two entities,
+//! which outlives any one TCP connection.
+//!
+//! Outgoing messages get consecutive sequence numbers and stay queued until
+//! the peer acknowledges them, so a reconnect replays exactly what the peer
+//! has not seen. Incoming messages at or below the last delivered sequence
+//! are duplicates from such a replay and are dropped. The queue is bounded
+//! in messages and bytes; `send` waits for acknowledgements when it is full.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
+
+use crate::config::MsgrConfig;
+use crate::entity::EntityName;
+
+/// One application message: a type id (see kalmar-proto's registry) and an
+/// encoded payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub msg_type: u16,
+    pub payload: Bytes,
+}
+
+impl Message {
+    pub fn new(msg_type: u16, payload: impl Into<Bytes>) -> Self {
+        Message {
+            msg_type,
+            payload: payload.into(),
+        }
+    }
+}
+
+/// Who is on the other end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerInfo {
+    pub entity: EntityName,
+    pub addr: SocketAddr,
+    pub session_id: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    #[error("session with {peer} is closed: {reason}")]
+    Closed { peer: String, reason: String },
+    #[error("message of {len} bytes exceeds the frame limit of {max} bytes")]
+    TooLarge { len: usize, max: usize },
+    #[error("send queue to {peer} is full")]
+    Full { peer: String },
+}
+
+#[derive(Debug)]
+struct Pending {
+    seq: u64,
+    msg: Message,
+}
+
+#[derive(Debug)]
+pub(crate) struct SessionState {
+    next_seq: u64,
+    queue: VecDeque<Pending>,
+    /// `queue[..sent]` went out on the current connection.
+    sent: usize,
+    queued_bytes: usize,
+    /// Highest sequence delivered from the peer.
+    pub(crate) in_seq: u64,
+    /// Highest `in_seq` we have told the peer about.
+    acked_in_seq: u64,
+    /// Highest of our sequences the peer acknowledged.
+    pub(crate) acked_seq: u64,
+    closed: Option<String>,
+    peer: Option<Arc<PeerInfo>>,
+    detached_since: Option<Instant>,
+    /// Bumped by every attach, so a superseded connection cannot detach
+    /// the one that replaced it.
+    conn_gen: u64,
+}
+
+/// Frames the writer should put on the wire next.
+pub(crate) struct Outgoing {
+    pub(crate) messages: Vec<(u64, Message)>,
+    pub(crate) ack: u64,
+    /// An explicit ack frame is needed (nothing else carries the ack).
+    pub(crate) ack_only: bool,
+}
+
+pub(crate) struct Session {
+    pub(crate) id: u64,
+    pub(crate) config: Arc<MsgrConfig>,
+    state: Mutex<SessionState>,
+    /// Wakes the writer (new message or ack owed). One writer per session.
+    pub(crate) writer_wake: Notify,
+    /// Wakes senders waiting for queue space.
+    space: Notify,
+    /// Wakes whoever waits for the session to end (a reconnect backoff).
+    pub(crate) closed_wake: Notify,
+    /// The task driving the current connection, aborted when replaced.
+    conn_task: Mutex<Option<AbortHandle>>,
+}
+
+impl Session {
+    pub(crate) fn new(id: u64, config: Arc<MsgrConfig>) -> Arc<Session> {
+        Arc::new(Session {
+            id,
+            config,
+            state: Mutex::new(SessionState {
+                next_seq: 1,
+                queue: VecDeque::new(),
+                sent: 0,
+                queued_bytes: 0,
+                in_seq: 0,
+                acked_in_seq: 0,
+                acked_seq: 0,
+                closed: None,
+                peer: None,
+                detached_since: Some(Instant::now()),
+                conn_gen: 0,
+            }),
+            writer_wake: Notify::new(),
+            space: Notify::new(),
+            closed_wake: Notify::new(),
+            conn_task: Mutex::new(None),
+        })
+    }
+
+    pub(crate) fn peer(&self) -> Option<Arc<PeerInfo>> {
+        self.state.lock().peer.clone()
+    }
+
+    fn peer_name(&self) -> String {
+        self.state
+            .lock()
+            .peer
+            .as_ref()
+            .map(|p| p.entity.to_string())
+            .unwrap_or_else(|| "(not connected)".into())
+    }
+
+    pub(crate) fn closed_reason(&self) -> Option<String> {
+        self.state.lock().closed.clone()
+    }
+
+    pub(crate) fn seqs(&self) -> (u64, u64) {
+        let st = self.state.lock();
+        (st.in_seq, st.acked_seq)
+    }
+
+    pub(crate) fn detached_since(&self) -> Option<Instant> {
+        self.state.lock().detached_since
+    }
+
+    /// Queues `msg` if there is room; `Err(msg)` back when full.
+    fn try_enqueue(&self, msg: Message) -> Result<Result<u64, Message>, SendError> {
+        let len = msg.payload.len();
+        if len > self.config.max_frame_bytes {
+            return Err(SendError::TooLarge {
+                len,
+                max: self.config.max_frame_bytes,
+            });
+        }
+        let mut st = self.state.lock();
+        if let Some(reason) = &st.closed {
+            return Err(SendError::Closed {
+                peer: st
+                    .peer
+                    .as_ref()
+                    .map(|p| p.entity.to_string())
+                    .unwrap_or_default(),
+                reason: reason.clone(),
+            });
+        }
+        let fits_msgs = st.queue.len() < self.config.send_queue_max_messages;
+        let fits_bytes =
+            st.queue.is_empty() || st.queued_bytes + len <= self.config.send_queue_max_bytes;
+        if !(fits_msgs && fits_bytes) {
+            return Ok(Err(msg));
+        }
+        let seq = st.next_seq;
+        st.next_seq += 1;
+        st.queued_bytes += len;
+        st.queue.push_back(Pending { seq, msg });
+        drop(st);
+        self.writer_wake.notify_one();
+        Ok(Ok(seq))
+    }
+
+    /// Queues `msg`, waiting while the queue is full. Returns its sequence.
+    pub(crate) async fn send(&self, mut msg: Message) -> Result<u64, SendError> {
+        loop {
+            let notified = self.space.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match self.try_enqueue(msg)? {
+                Ok(seq) => return Ok(seq),
+                Err(back) => msg = back,
+            }
+            notified.await;
+        }
+    }
+
+    pub(crate) fn try_send(&self, msg: Message) -> Result<u64, SendError> {
+        match self.try_enqueue(msg)? {
+            Ok(seq) => Ok(seq),
+            Err(_) => Err(SendError::Full {
+                peer: self.peer_name(),
+            }),
+        }
+    }
+
+    /// The peer has everything up to `ack`: free those messages.
+    pub(crate) fn on_ack(&self, ack: u64) {
+        let mut st = self.state.lock();
+        if ack <= st.acked_seq {
+            return;
+        }
+        st.acked_seq = ack.min(st.next_seq - 1);
+        let mut freed = false;
+        while st.queue.front().is_some_and(|p| p.seq <= ack) {
+            if let Some(p) = st.queue.pop_front() {
+                st.queued_bytes -= p.msg.payload.len();
+                st.sent = st.sent.saturating_sub(1);
+                freed = true;
+            }
+        }
+        drop(st);
+        if freed {
+            self.space.notify_waiters();
+        }
+    }
+
+    /// Records an incoming message on connection `conn_gen`; false when it
+    /// is a replayed duplicate. A gap is a protocol violation, and a
+    /// superseded connection may not deliver (`Err`).
+    pub(crate) fn on_incoming(&self, seq: u64, conn_gen: u64) -> Result<bool, String> {
+        let mut st = self.state.lock();
+        if st.conn_gen != conn_gen {
+            return Err("superseded by a newer connection".into());
+        }
+        if seq <= st.in_seq {
+            return Ok(false);
+        }
+        if seq != st.in_seq + 1 {
+            return Err(format!(
+                "sequence gap: expected {}, got {seq}",
+                st.in_seq + 1
+            ));
+        }
+        st.in_seq = seq;
+        Ok(true)
+    }
+
+    /// Takes the next batch to write on connection `conn_gen`; `None` once
+    /// a newer connection has taken over.
+    pub(crate) fn next_outgoing(&self, conn_gen: u64) -> Option<Outgoing> {
+        let mut st = self.state.lock();
+        if st.conn_gen != conn_gen {
+            return None;
+        }
+        let end = st
+            .queue
+            .len()
+            .min(st.sent + self.config.write_batch_max_frames);
+        let messages: Vec<(u64, Message)> = st
+            .queue
+            .range(st.sent..end)
+            .map(|p| (p.seq, p.msg.clone()))
+            .collect();
+        st.sent = end;
+        let ack = st.in_seq;
+        let ack_only = messages.is_empty() && ack > st.acked_in_seq;
+        st.acked_in_seq = ack;
+        Some(Outgoing {
+            messages,
+            ack,
+            ack_only,
+        })
+    }
+
+    /// A new connection carries the session: drop what the peer already has
+    /// and rewind so the rest is replayed. `reset` means the peer lost its
+    /// state: it starts its own numbering again.
+    pub(crate) fn attach(&self, peer: Arc<PeerInfo>, peer_in_seq: u64, reset: bool) -> u64 {
+        self.on_ack(peer_in_seq);
+        let mut st = self.state.lock();
+        if reset {
+            st.in_seq = 0;
+        }
+        st.sent = 0;
+        st.acked_in_seq = 0;
+        st.peer = Some(peer);
+        st.detached_since = None;
+        st.conn_gen += 1;
+        let conn_gen = st.conn_gen;
+        drop(st);
+        self.writer_wake.notify_one();
+        conn_gen
+    }
+
+    /// Makes `task` the one driving this session, stopping the previous one
+    /// (a peer that reconnected before we noticed its old connection died).
+    pub(crate) fn set_conn_task(&self, task: AbortHandle) {
+        if let Some(old) = self.conn_task.lock().replace(task) {
+            old.abort();
+        }
+    }
+
+    /// The connection of generation `conn_gen` ended.
+    pub(crate) fn detach(&self, conn_gen: u64) {
+        let mut st = self.state.lock();
+        if st.conn_gen == conn_gen && st.detached_since.is_none() {
+            st.detached_since = Some(Instant::now());
+        }
+    }
+
+    /// A fresh session on the accepting side expects `acked + 1` next.
+    pub(crate) fn start_in_seq_at(&self, acked: u64) {
+        let mut st = self.state.lock();
+        st.in_seq = acked;
+        st.acked_in_seq = acked;
+    }
+
+    /// Ends the session for good: senders get errors, queued messages are
+    /// dropped, the writer sends a close frame and the connection ends.
+    pub(crate) fn close(&self, reason: &str) {
+        {
+            let mut st = self.state.lock();
+            if st.closed.is_none() {
+                st.closed = Some(reason.to_string());
+            }
+            st.queue.clear();
+            st.queued_bytes = 0;
+            st.sent = 0;
+        }
+        self.space.notify_waiters();
+        self.closed_wake.notify_waiters();
+        self.writer_wake.notify_one();
+    }
+
+    /// Stops the task driving the connection right away.
+    pub(crate) fn abort_conn_task(&self) {
+        if let Some(t) = self.conn_task.lock().take() {
+            t.abort();
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn queued(&self) -> (usize, usize) {
+        let st = self.state.lock();
+        (st.queue.len(), st.queued_bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(max_msgs: usize, max_bytes: usize) -> Arc<Session> {
+        let config = MsgrConfig {
+            send_queue_max_messages: max_msgs,
+            send_queue_max_bytes: max_bytes,
+            write_batch_max_frames: 2,
+            ..MsgrConfig::default()
+        };
+        Session::new(1, Arc::new(config))
+    }
+
+    #[test]
+    fn bounded_queue_and_acks() {
+        let s = session(3, 10);
+        assert_eq!(s.try_send(Message::new(1, vec![0; 4])).expect("room"), 1);
+        assert_eq!(s.try_send(Message::new(1, vec![0; 4])).expect("room"), 2);
+        // 8 + 4 > 10 bytes.
+        assert!(matches!(
+            s.try_send(Message::new(1, vec![0; 4])),
+            Err(SendError::Full { .. })
+        ));
+        assert_eq!(s.try_send(Message::new(1, vec![0; 2])).expect("room"), 3);
+        assert!(matches!(
+            s.try_send(Message::new(1, vec![])),
+            Err(SendError::Full { .. })
+        ));
+        s.on_ack(2);
+        assert_eq!(s.queued(), (1, 2));
+        assert!(s.try_send(Message::new(1, vec![0; 8])).is_ok());
+    }
+
+    #[test]
+    fn replay_after_reconnect_resends_unacked_only() {
+        let s = session(10, 1000);
+        for _ in 0..3 {
+            s.try_send(Message::new(5, vec![1])).expect("room");
+        }
+        let out = s.next_outgoing(0).expect("current");
+        assert_eq!(
+            out.messages.iter().map(|m| m.0).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
+        let out = s.next_outgoing(0).expect("current");
+        assert_eq!(
+            out.messages.iter().map(|m| m.0).collect::<Vec<_>>(),
+            vec![3]
+        );
+        assert!(s.next_outgoing(0).expect("current").messages.is_empty());
+        let peer = Arc::new(PeerInfo {
+            entity: "mon.a".parse().expect("valid"),
+            addr: "127.0.0.1:1".parse().expect("valid"),
+            session_id: 1,
+        });
+        // The peer saw only message 1 before the connection broke.
+        let conn_gen = s.attach(peer, 1, false);
+        assert!(
+            s.next_outgoing(0).is_none(),
+            "the old connection is superseded"
+        );
+        assert!(s.on_incoming(1, 0).is_err());
+        let out = s.next_outgoing(conn_gen).expect("current");
+        assert_eq!(
+            out.messages.iter().map(|m| m.0).collect::<Vec<_>>(),
+            vec![2, 3]
+        );
+    }
+
+    #[test]
+    fn duplicates_dropped_gaps_refused() {
+        let s = session(10, 1000);
+        assert_eq!(s.on_incoming(1, 0), Ok(true));
+        assert_eq!(s.on_incoming(1, 0), Ok(false));
+        assert!(s.on_incoming(3, 0).is_err());
+        assert_eq!(s.on_incoming(2, 0), Ok(true));
+        let out = s.next_outgoing(0).expect("current");
+        assert!(out.ack_only);
+        assert_eq!(out.ack, 2);
+        assert!(!s.next_outgoing(0).expect("current").ack_only);
+    }
+
+    #[tokio::test]
+    async fn send_waits_for_space_and_close_wakes() {
+        let s = session(1, 1000);
+        s.send(Message::new(1, vec![1])).await.expect("room");
+        let s2 = s.clone();
+        let waiter = tokio::spawn(async move { s2.send(Message::new(1, vec![2])).await });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished());
+        s.on_ack(1);
+        assert_eq!(waiter.await.expect("join").expect("sent"), 2);
+        let s3 = s.clone();
+        let waiter = tokio::spawn(async move { s3.send(Message::new(1, vec![3])).await });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        s.close("test");
+        assert!(matches!(
+            waiter.await.expect("join"),
+            Err(SendError::Closed { .. })
+        ));
+    }
+}

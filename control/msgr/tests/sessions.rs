@@ -1,0 +1,438 @@
+//! The messenger over real loopback sockets: delivery, replies, replay
+//! after a broken connection, peer restart, bad frames, fsid refusal,
+//! keepalive timeouts and the bounded send queue.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kalmar_msgr::frame::{FrameHeader, FrameKind};
+use kalmar_msgr::{event_channel, Connection, EntityName, Event, Listener, Message, MsgrConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn fast_config() -> MsgrConfig {
+    MsgrConfig {
+        keepalive_interval: Duration::from_millis(100),
+        keepalive_timeout: Duration::from_millis(600),
+        reconnect_backoff_min: Duration::from_millis(10),
+        reconnect_backoff_max: Duration::from_millis(100),
+        connect_timeout: Duration::from_secs(2),
+        handshake_timeout: Duration::from_secs(2),
+        ..MsgrConfig::default()
+    }
+}
+
+fn name(s: &str) -> EntityName {
+    s.parse().expect("valid entity")
+}
+
+async fn next_message(rx: &mut mpsc::Receiver<Event>) -> kalmar_msgr::Incoming {
+    loop {
+        match tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .expect("event in time")
+            .expect("channel open")
+        {
+            Event::Message(m) => return m,
+            other => eprintln!("skipping {other:?}"),
+        }
+    }
+}
+
+async fn listener(fsid: Uuid, cfg: MsgrConfig) -> (Listener, mpsc::Receiver<Event>) {
+    let (tx, rx) = event_channel(&cfg);
+    let l = Listener::bind(
+        "127.0.0.1:0".parse().expect("addr"),
+        name("mon.a"),
+        fsid,
+        cfg,
+        tx,
+    )
+    .await
+    .expect("bind");
+    (l, rx)
+}
+
+#[tokio::test]
+async fn messages_and_replies_flow_in_order() {
+    let fsid = Uuid::new_v4();
+    let (l, mut srv) = listener(fsid, fast_config()).await;
+    let (ctx, mut cli) = event_channel(&fast_config());
+    let c = Connection::connect(l.local_addr(), name("osd.3"), fsid, fast_config(), ctx)
+        .await
+        .expect("connect");
+    let big = Bytes::from(vec![0xab; 4 << 20]);
+    for i in 0..100u32 {
+        let payload = if i == 50 {
+            big.clone()
+        } else {
+            Bytes::from(i.to_le_bytes().to_vec())
+        };
+        c.send(Message::new(7, payload)).await.expect("send");
+    }
+    for i in 0..100u32 {
+        let m = next_message(&mut srv).await;
+        assert_eq!(m.peer.entity, name("osd.3"));
+        assert_eq!(m.msg.msg_type, 7);
+        if i == 50 {
+            assert_eq!(m.msg.payload, big);
+        } else {
+            assert_eq!(&m.msg.payload[..], &i.to_le_bytes());
+        }
+        if i == 99 {
+            m.from
+                .send(Message::new(8, &b"reply"[..]))
+                .await
+                .expect("reply");
+        }
+    }
+    let r = next_message(&mut cli).await;
+    assert_eq!(r.peer.entity, name("mon.a"));
+    assert_eq!(&r.msg.payload[..], b"reply");
+}
+
+/// A TCP proxy we can cut, to break connections without touching either end.
+struct Proxy {
+    addr: SocketAddr,
+    cut: tokio::sync::watch::Sender<u64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(target: SocketAddr) -> Proxy {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let (cut, cut_rx) = tokio::sync::watch::channel(0u64);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((inbound, _)) = l.accept().await else {
+                    return;
+                };
+                let Ok(outbound) = TcpStream::connect(target).await else {
+                    continue;
+                };
+                let mut cut_rx = cut_rx.clone();
+                cut_rx.borrow_and_update();
+                tokio::spawn(async move {
+                    let (mut a, mut b) = (inbound, outbound);
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut a, &mut b) => {}
+                        _ = cut_rx.changed() => {}
+                    }
+                });
+            }
+        });
+        Proxy { addr, cut, task }
+    }
+
+    fn cut(&self) {
+        self.cut.send_modify(|v| *v += 1);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test]
+async fn broken_connection_replays_without_loss_or_duplicates() {
+    let fsid = Uuid::new_v4();
+    let (l, mut srv) = listener(fsid, fast_config()).await;
+    let proxy = Proxy::start(l.local_addr()).await;
+    let (ctx, mut cli) = event_channel(&fast_config());
+    let c = Connection::connect(proxy.addr, name("osd.1"), fsid, fast_config(), ctx)
+        .await
+        .expect("connect");
+    let total = 2000u32;
+    let sender = {
+        let h = c.handle();
+        tokio::spawn(async move {
+            for i in 0..total {
+                h.send(Message::new(1, Bytes::from(i.to_le_bytes().to_vec())))
+                    .await
+                    .expect("send");
+                if i.is_multiple_of(100) {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        })
+    };
+    let mut seen = 0u32;
+    let mut server_handle = None;
+    while seen < total {
+        let m = next_message(&mut srv).await;
+        let v = u32::from_le_bytes(m.msg.payload[..4].try_into().expect("4 bytes"));
+        assert_eq!(v, seen, "messages arrive once and in order");
+        seen += 1;
+        if seen.is_multiple_of(500) {
+            proxy.cut();
+        }
+        // Replies queued while the link is down are replayed too.
+        if seen.is_multiple_of(250) {
+            m.from
+                .send(Message::new(2, Bytes::from(seen.to_le_bytes().to_vec())))
+                .await
+                .expect("reply");
+        }
+        server_handle = Some(m.from);
+    }
+    sender.await.expect("sender");
+    for want in (250..=total).step_by(250) {
+        let r = next_message(&mut cli).await;
+        assert_eq!(
+            u32::from_le_bytes(r.msg.payload[..4].try_into().expect("4 bytes")),
+            want
+        );
+    }
+    assert!(!server_handle.expect("had messages").is_closed());
+}
+
+#[tokio::test]
+async fn peer_restart_resets_session_and_replays_unacked() {
+    let fsid = Uuid::new_v4();
+    let cfg = fast_config();
+    let (l, mut srv) = listener(fsid, cfg.clone()).await;
+    let addr = l.local_addr();
+    let (ctx, mut cli) = event_channel(&cfg);
+    let c = Connection::connect(addr, name("osd.2"), fsid, cfg.clone(), ctx)
+        .await
+        .expect("connect");
+    c.send(Message::new(1, &b"before"[..])).await.expect("send");
+    assert_eq!(&next_message(&mut srv).await.msg.payload[..], b"before");
+    drop(l);
+    drop(srv);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Queued while the peer is down.
+    c.send(Message::new(1, &b"during"[..])).await.expect("send");
+    let (tx, mut srv2) = event_channel(&cfg);
+    let _l2 = Listener::bind(addr, name("mon.a"), fsid, cfg.clone(), tx)
+        .await
+        .expect("rebind");
+    let got = next_message(&mut srv2).await;
+    assert_eq!(&got.msg.payload[..], b"during");
+    let reset = tokio::time::timeout(WAIT, cli.recv())
+        .await
+        .expect("event")
+        .expect("open");
+    assert!(matches!(reset, Event::Reset(_)), "{reset:?}");
+    // The new session numbers replies from 1 again and the client takes them.
+    got.from
+        .send(Message::new(3, &b"after"[..]))
+        .await
+        .expect("reply");
+    assert_eq!(&next_message(&mut cli).await.msg.payload[..], b"after");
+}
+
+#[tokio::test]
+async fn wrong_fsid_is_refused() {
+    let (l, _srv) = listener(Uuid::new_v4(), fast_config()).await;
+    let (ctx, _cli) = event_channel(&fast_config());
+    let err = Connection::connect(
+        l.local_addr(),
+        name("osd.0"),
+        Uuid::new_v4(),
+        fast_config(),
+        ctx,
+    )
+    .await
+    .err()
+    .expect("refused");
+    assert!(err.to_string().contains("belongs to cluster"), "{err}");
+    // A client that does not know the fsid (nil) is accepted.
+    let (ctx, _cli) = event_channel(&fast_config());
+    Connection::connect(
+        l.local_addr(),
+        name("client.admin"),
+        Uuid::nil(),
+        fast_config(),
+        ctx,
+    )
+    .await
+    .expect("nil fsid accepted");
+}
+
+#[tokio::test]
+async fn unreachable_peer_gives_bounded_error() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = free.local_addr().expect("addr");
+    drop(free);
+    let cfg = MsgrConfig {
+        connect_timeout: Duration::from_millis(300),
+        handshake_timeout: Duration::from_millis(300),
+        ..fast_config()
+    };
+    let (ctx, _cli) = event_channel(&cfg);
+    let t0 = std::time::Instant::now();
+    let err = Connection::connect(addr, name("client.admin"), Uuid::nil(), cfg, ctx)
+        .await
+        .err()
+        .expect("unreachable");
+    assert!(t0.elapsed() < Duration::from_secs(3));
+    assert!(err.to_string().contains("could not reach"), "{err}");
+}
+
+/// Raw-socket peers sending garbage: each gets its connection closed, no
+/// message reaches the application, and the listener keeps serving.
+#[tokio::test]
+async fn malformed_frames_close_only_that_connection() {
+    let fsid = Uuid::new_v4();
+    let cfg = MsgrConfig {
+        max_frame_bytes: 1024,
+        ..fast_config()
+    };
+    let (l, mut srv) = listener(fsid, cfg.clone()).await;
+    let hello = kalmar_msgr::handshake::Hello {
+        protocol_version: kalmar_msgr::handshake::PROTOCOL_VERSION,
+        entity: name("osd.9"),
+        fsid,
+        session_id: 77,
+        in_seq: 0,
+        acked_seq: 0,
+        features: 0,
+    };
+    let hello_bytes = kalmar_common::Encode::to_bytes(&hello);
+    let frame = |kind, seq, payload: &[u8]| {
+        let mut v = FrameHeader::for_payload(kind, 1, seq, 0, payload)
+            .encode()
+            .to_vec();
+        v.extend_from_slice(payload);
+        v
+    };
+    let mut oversized = frame(FrameKind::Message, 1, &[0; 10]);
+    oversized[24..28].copy_from_slice(&4096u32.to_le_bytes());
+    let mut bad_crc = frame(FrameKind::Message, 1, b"abc");
+    bad_crc[36] ^= 1;
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("garbage", b"GET / HTTP/1.1\r\n\r\n".repeat(3)),
+        (
+            "oversized",
+            [frame(FrameKind::Hello, 0, &hello_bytes), oversized].concat(),
+        ),
+        (
+            "payload crc",
+            [frame(FrameKind::Hello, 0, &hello_bytes), bad_crc].concat(),
+        ),
+        (
+            "sequence gap",
+            [
+                frame(FrameKind::Hello, 0, &hello_bytes),
+                frame(FrameKind::Message, 5, b"x"),
+            ]
+            .concat(),
+        ),
+        (
+            "hello twice",
+            [
+                frame(FrameKind::Hello, 0, &hello_bytes),
+                frame(FrameKind::Hello, 0, &hello_bytes),
+            ]
+            .concat(),
+        ),
+    ];
+    for (what, bytes) in cases {
+        let mut s = TcpStream::connect(l.local_addr()).await.expect("connect");
+        s.write_all(&bytes).await.expect("write");
+        let mut sink = Vec::new();
+        let r = tokio::time::timeout(WAIT, s.read_to_end(&mut sink)).await;
+        assert!(r.is_ok(), "{what}: connection was not closed");
+    }
+    assert!(srv.try_recv().is_err(), "nothing reached the dispatcher");
+    let (ctx, _cli) = event_channel(&cfg);
+    let c = Connection::connect(l.local_addr(), name("osd.1"), fsid, cfg, ctx)
+        .await
+        .expect("still serving");
+    c.send(Message::new(1, &b"ok"[..])).await.expect("send");
+    assert_eq!(&next_message(&mut srv).await.msg.payload[..], b"ok");
+}
+
+#[tokio::test]
+async fn silent_peer_times_out_and_session_expires() {
+    let fsid = Uuid::new_v4();
+    let cfg = MsgrConfig {
+        session_idle_timeout: Duration::from_millis(300),
+        ..fast_config()
+    };
+    let (l, mut srv) = listener(fsid, cfg.clone()).await;
+    let hello = kalmar_msgr::handshake::Hello {
+        protocol_version: kalmar_msgr::handshake::PROTOCOL_VERSION,
+        entity: name("client.5"),
+        fsid,
+        session_id: 99,
+        in_seq: 0,
+        acked_seq: 0,
+        features: 0,
+    };
+    let payload = kalmar_common::Encode::to_bytes(&hello);
+    let mut raw = FrameHeader::for_payload(FrameKind::Hello, 0, 0, 0, &payload)
+        .encode()
+        .to_vec();
+    raw.extend_from_slice(&payload);
+    let mut s = TcpStream::connect(l.local_addr()).await.expect("connect");
+    s.write_all(&raw).await.expect("hello");
+    // We never answer keepalives: the listener drops us after the timeout,
+    // then forgets the session after the idle timeout.
+    let mut sink = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut sink))
+        .await
+        .expect("closed by peer")
+        .ok();
+    match tokio::time::timeout(WAIT, srv.recv())
+        .await
+        .expect("event")
+        .expect("open")
+    {
+        Event::Closed(h, reason) => {
+            assert_eq!(h.id(), 99);
+            assert!(reason.contains("idle"), "{reason}");
+        }
+        other => panic!("expected Closed, got {other:?}"),
+    }
+    assert!(l.sessions().is_empty());
+}
+
+#[tokio::test]
+async fn send_blocks_when_queue_full_until_acked() {
+    let fsid = Uuid::new_v4();
+    let cfg = MsgrConfig {
+        send_queue_max_messages: 4,
+        ..fast_config()
+    };
+    // Nobody listens yet: nothing can be acknowledged.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = free.local_addr().expect("addr");
+    drop(free);
+    let (ctx, _cli) = event_channel(&cfg);
+    let c = Connection::start(addr, name("osd.4"), fsid, cfg.clone(), ctx);
+    for i in 0..4u8 {
+        c.try_send(Message::new(1, vec![i])).expect("room");
+    }
+    assert!(c.try_send(Message::new(1, vec![4])).is_err());
+    let h = c.handle();
+    let blocked = tokio::spawn(async move { h.send(Message::new(1, vec![4])).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !blocked.is_finished(),
+        "send must wait while the queue is full"
+    );
+    let (tx, mut srv) = event_channel(&cfg);
+    let _l = Listener::bind(addr, name("mon.a"), fsid, cfg, tx)
+        .await
+        .expect("bind");
+    for i in 0..5u8 {
+        assert_eq!(&next_message(&mut srv).await.msg.payload[..], &[i]);
+    }
+    tokio::time::timeout(WAIT, blocked)
+        .await
+        .expect("unblocked")
+        .expect("join")
+        .expect("sent");
+}
