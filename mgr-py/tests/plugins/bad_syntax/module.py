@@ -1,0 +1,4 @@
+from mgr_module import MgrModule
+
+class Module(MgrModule)
+    pass
