@@ -6,6 +6,10 @@ pub mod hash;
 mod ln;
 pub mod map;
 mod mapper;
+pub mod tester;
+pub mod text;
 
 pub use map::{Bucket, ChooseMode, CrushMap, Device, Rule, RuleStep, Tunables, WEIGHT_ONE};
 pub use mapper::Workspace;
+pub use tester::{crush_test, crush_test_string, CrushTestArgs};
+pub use text::ParseError;
