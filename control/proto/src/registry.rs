@@ -1,0 +1,129 @@
+//! Message type ids. Ranges are reserved per protocol so helpers can add
+//! types without colliding: mon 1-99, OSD<->OSD 100-199, client<->OSD
+//! 200-299, mgr 300-399.
+
+use std::ops::RangeInclusive;
+
+use kalmar_msgr::Message;
+
+use crate::{Payload, ProtoError};
+
+pub const MON_RANGE: RangeInclusive<u16> = 1..=99;
+pub const OSD_RANGE: RangeInclusive<u16> = 100..=199;
+pub const CLIENT_RANGE: RangeInclusive<u16> = 200..=299;
+pub const MGR_RANGE: RangeInclusive<u16> = 300..=399;
+
+pub const MON_SUBSCRIBE: u16 = 1;
+pub const OSD_MAP: u16 = 2;
+pub const MGR_MAP: u16 = 3;
+pub const MON_COMMAND: u16 = 4;
+pub const MON_COMMAND_REPLY: u16 = 5;
+pub const OSD_MKFS: u16 = 10;
+pub const OSD_MKFS_REPLY: u16 = 11;
+pub const OSD_BOOT: u16 = 12;
+pub const OSD_FAILURE: u16 = 13;
+pub const OSD_BEACON: u16 = 14;
+pub const OSD_ALIVE: u16 = 15;
+pub const OSD_PG_TEMP: u16 = 16;
+pub const MGR_BEACON: u16 = 20;
+
+/// Every registered type: id and name. Add new types here.
+pub const TYPES: &[(u16, &str)] = &[
+    (MON_SUBSCRIBE, "mon_subscribe"),
+    (OSD_MAP, "osd_map"),
+    (MGR_MAP, "mgr_map"),
+    (MON_COMMAND, "mon_command"),
+    (MON_COMMAND_REPLY, "mon_command_reply"),
+    (OSD_MKFS, "osd_mkfs"),
+    (OSD_MKFS_REPLY, "osd_mkfs_reply"),
+    (OSD_BOOT, "osd_boot"),
+    (OSD_FAILURE, "osd_failure"),
+    (OSD_BEACON, "osd_beacon"),
+    (OSD_ALIVE, "osd_alive"),
+    (OSD_PG_TEMP, "osd_pg_temp"),
+    (MGR_BEACON, "mgr_beacon"),
+];
+
+pub fn type_name(id: u16) -> Option<&'static str> {
+    TYPES.iter().find(|(t, _)| *t == id).map(|&(_, n)| n)
+}
+
+/// Decodes `msg` with the decoder its type names and throws the value
+/// away: checks that a payload is well formed (tests, fuzzing, logging).
+pub fn validate(msg: &Message) -> Result<(), ProtoError> {
+    use crate::mon::*;
+    fn check<T: Payload>(msg: &Message) -> Result<(), ProtoError> {
+        T::from_message(msg).map(|_| ())
+    }
+    match msg.msg_type {
+        MON_SUBSCRIBE => check::<MonSubscribe>(msg),
+        OSD_MAP => check::<OsdMapMsg>(msg),
+        MGR_MAP => check::<MgrMapMsg>(msg),
+        MON_COMMAND => check::<MonCommand>(msg),
+        MON_COMMAND_REPLY => check::<MonCommandReply>(msg),
+        OSD_MKFS => check::<OsdMkfs>(msg),
+        OSD_MKFS_REPLY => check::<OsdMkfsReply>(msg),
+        OSD_BOOT => check::<OsdBoot>(msg),
+        OSD_FAILURE => check::<OsdFailure>(msg),
+        OSD_BEACON => check::<OsdBeacon>(msg),
+        OSD_ALIVE => check::<OsdAlive>(msg),
+        OSD_PG_TEMP => check::<OsdPgTemp>(msg),
+        MGR_BEACON => check::<MgrBeacon>(msg),
+        other => Err(ProtoError::UnknownType(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mon::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn ids_unique_in_mon_range_and_match_payloads() {
+        let mut ids: Vec<u16> = TYPES.iter().map(|t| t.0).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), TYPES.len());
+        assert!(ids.iter().all(|id| MON_RANGE.contains(id)));
+        assert_eq!(type_name(OsdBoot::TYPE), Some(OsdBoot::NAME));
+        assert_eq!(type_name(MgrBeacon::TYPE), Some(MgrBeacon::NAME));
+        assert_eq!(type_name(OsdPgTemp::TYPE), Some(OsdPgTemp::NAME));
+        for &(id, name) in TYPES {
+            // Every registered type has a decoder (an empty payload is
+            // malformed, not unknown).
+            let err = validate(&Message::new(id, Vec::new())).expect_err("empty payload");
+            assert!(
+                matches!(err, ProtoError::Decode { what, .. } if what == name),
+                "{id}: {err}"
+            );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn every_decoder_survives_random_bytes(id in 0u16..400, bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = validate(&Message::new(id, bytes));
+        }
+
+        #[test]
+        fn every_decoder_survives_mutated_valid_payloads(flip in 0usize..400, bit in 0u8..8, cut in 0usize..400) {
+            let samples: Vec<Message> = vec![
+                MonSubscribe { items: vec![SubscribeItem { what: "osdmap".into(), start: 5, onetime: false }] }.to_message(),
+                MonCommand { tid: 9, cmd: "{\"prefix\":\"status\"}".into(), inbuf: Default::default() }.to_message(),
+                OsdPgTemp { osd_id: 1, map_epoch: 3, pg_temp: [(kalmar_maps::PgId::new(1, 2), vec![0, 1])].into() }.to_message(),
+                MgrBeacon { gid: 4, name: "x".into(), available: true, ..Default::default() }.to_message(),
+                OsdFailure { reporter: 1, target: 2, failed_for_ms: 100, epoch: 4, is_failed: true, ..Default::default() }.to_message(),
+            ];
+            for m in samples {
+                let mut bytes = m.payload.to_vec();
+                if !bytes.is_empty() {
+                    let i = flip % bytes.len();
+                    bytes[i] ^= 1 << bit;
+                    bytes.truncate(cut.max(1).min(bytes.len()));
+                }
+                let _ = validate(&Message::new(m.msg_type, bytes));
+            }
+        }
+    }
+}
