@@ -19,6 +19,7 @@ pub mod mgrmap;
 pub mod osd;
 pub mod osdmap;
 pub mod pg;
+pub mod placement;
 pub mod pool;
 pub mod time;
 
