@@ -135,6 +135,9 @@ class Module(MgrModule):
 
     def _mgr(self, m):
         d = "mgr." + self.get_mgr_id()
+        md = self.get_metadata("mgr", self.get_mgr_id()) or {}
+        m.add("gauge", "ceph_mgr_metadata", "MGR metadata", ("ceph_daemon", "hostname", "ceph_version")).set(
+            1, (d, md.get("hostname", ""), md.get("ceph_version", "")))
         m.add("gauge", "ceph_mgr_status", "MGR status (0=standby, 1=active)", ("ceph_daemon",)).set(1, (d,))
         mgr_map = self.get("mgr_map") or {}
         status = m.add("gauge", "ceph_mgr_module_status",
@@ -163,6 +166,8 @@ class Module(MgrModule):
                       "hostname", "objectstore", "public_addr", "ceph_version"))
         disk = m.add("untyped", "ceph_disk_occupation", "Associate Ceph daemon with disk used",
                      ("ceph_daemon", "device", "db_device", "wal_device", "instance", "devices", "device_ids"))
+        human = m.add("untyped", "ceph_disk_occupation_human", "Associate Ceph daemon with disk used",
+                      ("ceph_daemon", "device", "instance"))
         status = {s: m.add("untyped", "ceph_osd_" + s, "OSD status " + s, ("ceph_daemon",)) for s in OSD_STATUS}
         for osd in osd_map.get("osds", []):
             oid = osd["osd"]
@@ -175,6 +180,7 @@ class Module(MgrModule):
             if md:
                 disk.set(1, (d, md.get("bluestore_bdev_dev_node", ""), "", "", md.get("hostname", ""),
                              md.get("devices", ""), md.get("device_ids", "N/A") or "N/A"))
+                human.set(1, (d, md.get("bluestore_bdev_dev_node", ""), md.get("hostname", "")))
             for s in OSD_STATUS:
                 status[s].set(osd.get(s, 0), (d,))
         lat = {s: m.add("gauge", "ceph_osd_" + s, "OSD stat " + s, ("ceph_daemon",)) for s in OSD_STATS}
@@ -189,6 +195,15 @@ class Module(MgrModule):
         for p in osd_map.get("pools", []):
             kind = "erasure" if p.get("type") == 3 else "replicated"
             meta.set(1, (p["pool"], p["pool_name"], kind, "replica:%s" % p.get("size"), "none"))
+        # Daemon kinds Kalmar does not have: empty families, as Ceph
+        # prints them on a cluster without such daemons.
+        for kind, desc in (("fs", "FS Metadata"), ("mds", "MDS Metadata"), ("rgw", "RGW Metadata"),
+                           ("rbd_mirror", "RBD Mirror Metadata")):
+            m.add("untyped", "ceph_%s_metadata" % kind, desc)
+        m.add("gauge", "ceph_daemon_health_metrics", "Health metrics for Ceph daemons", ("type", "ceph_daemon"))
+        repaired = m.add("counter", "ceph_pool_objects_repaired", "Number of objects repaired in a pool", ("pool_id",))
+        for ps in (self.get("pg_dump") or {}).get("pool_stats", []):
+            repaired.set(ps.get("stat_sum", {}).get("num_objects_repaired", 0), (ps["poolid"],))
         rec = {s: m.add("gauge", "ceph_pool_" + s, "OSD pool stats: " + s, ("pool_id",)) for s in POOL_RECOVERY}
         for ps in (self.get("osd_pool_stats") or {}).get("pool_stats", []):
             rates = dict(ps.get("recovery", {}))
