@@ -14,7 +14,10 @@ fn main() {
         .or_else(|| cfg.executable().map(str::to_string))
         .unwrap_or_else(|| "python3".to_string());
     let probe = Command::new(&exe)
-        .args(["-c", "import sys; print(sys.base_prefix); print('%d.%d.%d' % sys.version_info[:3])"])
+        .args([
+            "-c",
+            "import sys; print(sys.base_prefix); print('%d.%d.%d' % sys.version_info[:3])",
+        ])
         .output();
     let (prefix, version) = match probe {
         Ok(out) if out.status.success() => {

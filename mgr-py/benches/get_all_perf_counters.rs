@@ -11,10 +11,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use kalmar_mgr_py::fake::{FakeCluster, FakeHost, FakeOsd};
-use kalmar_mgr_py::{ClusterStateStore, DaemonStateIndex, DaemonStateLimits, MemoryStore, PyModules, PyModulesConfig};
+use kalmar_mgr_py::{
+    ClusterStateStore, DaemonStateIndex, DaemonStateLimits, MemoryStore, PyModules, PyModulesConfig,
+};
 
 fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn stats_ms(mut v: Vec<f64>) -> (f64, f64, f64) {
@@ -37,7 +42,8 @@ fn main() {
         let start = Instant::now();
         for f in &mut fakes {
             f.add("osd.op_w", 1, 0);
-            f.report(&state, t0 + Duration::from_secs(5 * round)).expect("ingest");
+            f.report(&state, t0 + Duration::from_secs(5 * round))
+                .expect("ingest");
         }
         ingest.push(start.elapsed().as_secs_f64() / osds as f64);
     }
@@ -55,32 +61,82 @@ fn main() {
     }
 
     let cluster = ClusterStateStore::new();
-    FakeCluster { num_osds: osds as u32, ..FakeCluster::default() }.publish(&cluster);
+    FakeCluster {
+        num_osds: osds as u32,
+        ..FakeCluster::default()
+    }
+    .publish(&cluster);
     let config = PyModulesConfig {
-        module_dirs: vec![PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/plugins"))],
+        module_dirs: vec![PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/benches/plugins"
+        ))],
         command_timeout: Duration::from_secs(600),
         ..Default::default()
     };
-    let mods = PyModules::new(config, state.clone(), cluster, FakeHost::new("x"), Arc::new(MemoryStore::new()))
-        .expect("python");
+    let mods = PyModules::new(
+        config,
+        state.clone(),
+        cluster,
+        FakeHost::new("x"),
+        Arc::new(MemoryStore::new()),
+    )
+    .expect("python");
     mods.load();
     mods.set_enabled(["perfbench".to_string()]);
     mods.start();
-    let words: Vec<String> = ["perfbench", "run", &iterations.to_string()].iter().map(|s| s.to_string()).collect();
+    let words: Vec<String> = ["perfbench", "run", &iterations.to_string()]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let r = mods.handle_command(&words, None, None);
     assert_eq!(r.retval, 0, "{}", r.stderr);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("json");
-    let list = |k: &str| -> Vec<f64> { v[k].as_array().expect(k).iter().filter_map(|x| x.as_f64()).collect() };
+    let list = |k: &str| -> Vec<f64> {
+        v[k].as_array()
+            .expect(k)
+            .iter()
+            .filter_map(|x| x.as_f64())
+            .collect()
+    };
     let (api_med, api_min, api_max) = stats_ms(list("api_s"));
     let (js_med, js_min, js_max) = stats_ms(list("json_loads_s"));
     let (rs_med, rs_min, rs_max) = stats_ms(rust_s);
     println!("get_all_perf_counters, in process: {osds} OSDs, {} counters returned ({n_counters} held), python {}",
         v["counters"], mods.python().version);
-    println!("ingest per MgrReport (100 counters): declare {:.1} us, values {:.1} us", ingest[0] * 1e6, ingest[1] * 1e6);
-    println!("{:<44} {:>10} {:>10} {:>10}", "path", "median ms", "min ms", "max ms");
-    println!("{:<44} {:>10.2} {:>10.2} {:>10.2}", "Rust snapshot of the same counters", rs_med, rs_min, rs_max);
-    println!("{:<44} {:>10.2} {:>10.2} {:>10.2}", "Python get_all_perf_counters()", api_med, api_min, api_max);
-    println!("{:<44} {:>10.2} {:>10.2} {:>10.2}", format!("Python json.loads of the same ({} MB)", v["json_bytes"].as_f64().unwrap_or(0.0) / 1e6), js_med, js_min, js_max);
-    println!("ratio get_all_perf_counters / Rust snapshot: {:.1}x", api_med / rs_med);
-    println!("ratio get_all_perf_counters / json.loads:   {:.2}x", api_med / js_med);
+    println!(
+        "ingest per MgrReport (100 counters): declare {:.1} us, values {:.1} us",
+        ingest[0] * 1e6,
+        ingest[1] * 1e6
+    );
+    println!(
+        "{:<44} {:>10} {:>10} {:>10}",
+        "path", "median ms", "min ms", "max ms"
+    );
+    println!(
+        "{:<44} {:>10.2} {:>10.2} {:>10.2}",
+        "Rust snapshot of the same counters", rs_med, rs_min, rs_max
+    );
+    println!(
+        "{:<44} {:>10.2} {:>10.2} {:>10.2}",
+        "Python get_all_perf_counters()", api_med, api_min, api_max
+    );
+    println!(
+        "{:<44} {:>10.2} {:>10.2} {:>10.2}",
+        format!(
+            "Python json.loads of the same ({} MB)",
+            v["json_bytes"].as_f64().unwrap_or(0.0) / 1e6
+        ),
+        js_med,
+        js_min,
+        js_max
+    );
+    println!(
+        "ratio get_all_perf_counters / Rust snapshot: {:.1}x",
+        api_med / rs_med
+    );
+    println!(
+        "ratio get_all_perf_counters / json.loads:   {:.2}x",
+        api_med / js_med
+    );
 }

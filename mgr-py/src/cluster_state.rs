@@ -80,7 +80,9 @@ impl ClusterDataName {
     }
 
     pub fn parse(name: &str) -> Option<ClusterDataName> {
-        ClusterDataName::ALL.into_iter().find(|n| n.as_str() == name)
+        ClusterDataName::ALL
+            .into_iter()
+            .find(|n| n.as_str() == name)
     }
 }
 
@@ -108,7 +110,9 @@ impl ClusterStateStore {
     /// document; the `{"json": text}` wrapping is done here.
     pub fn set(&self, name: ClusterDataName, doc: Value) {
         let doc = match name {
-            ClusterDataName::Health | ClusterDataName::MonStatus => json!({ "json": doc.to_string() }),
+            ClusterDataName::Health | ClusterDataName::MonStatus => {
+                json!({ "json": doc.to_string() })
+            }
             _ => doc,
         };
         self.docs.write().insert(name, Arc::new(doc));
@@ -126,6 +130,7 @@ impl ClusterStateProvider for ClusterStateStore {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -140,7 +145,10 @@ mod tests {
     #[test]
     fn health_is_wrapped_as_json_text() {
         let s = ClusterStateStore::new();
-        s.set(ClusterDataName::Health, json!({"status": "HEALTH_OK", "checks": {}}));
+        s.set(
+            ClusterDataName::Health,
+            json!({"status": "HEALTH_OK", "checks": {}}),
+        );
         let v = s.get(ClusterDataName::Health).unwrap();
         let inner: Value = serde_json::from_str(v["json"].as_str().unwrap()).unwrap();
         assert_eq!(inner["status"], "HEALTH_OK");

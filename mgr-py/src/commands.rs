@@ -16,8 +16,14 @@ use serde_json::{json, Map, Value};
 #[derive(Debug, Clone, PartialEq)]
 pub enum ArgType {
     String,
-    Int { min: Option<i64>, max: Option<i64> },
-    Float { min: Option<f64>, max: Option<f64> },
+    Int {
+        min: Option<i64>,
+        max: Option<i64>,
+    },
+    Float {
+        min: Option<f64>,
+        max: Option<f64>,
+    },
     Bool,
     Choices(Vec<String>),
     Pgid,
@@ -69,7 +75,11 @@ pub enum GrammarError {
     #[error("command description {0:?} has no prefix words")]
     NoPrefix(String),
     #[error("command description {sig:?}: argument token {token:?} is malformed ({why})")]
-    BadArg { sig: String, token: String, why: String },
+    BadArg {
+        sig: String,
+        token: String,
+        why: String,
+    },
 }
 
 fn parse_range<T: std::str::FromStr>(s: &str) -> (Option<T>, Option<T>) {
@@ -82,7 +92,12 @@ fn parse_range<T: std::str::FromStr>(s: &str) -> (Option<T>, Option<T>) {
 impl CommandDesc {
     /// Parses a `cmd` string; `desc`, `perm` and `poll` come from the
     /// surrounding dict.
-    pub fn parse(signature: &str, desc: &str, perm: &str, poll: bool) -> Result<CommandDesc, GrammarError> {
+    pub fn parse(
+        signature: &str,
+        desc: &str,
+        perm: &str,
+        poll: bool,
+    ) -> Result<CommandDesc, GrammarError> {
         let mut prefix = Vec::new();
         let mut args = Vec::new();
         for token in signature.split_whitespace() {
@@ -121,11 +136,13 @@ impl CommandDesc {
                     _ => {} // goodchars, positional, ...: accepted, not enforced
                 }
             }
-            let name = name.filter(|n| !n.is_empty()).ok_or_else(|| GrammarError::BadArg {
-                sig: signature.into(),
-                token: token.into(),
-                why: "no name=".into(),
-            })?;
+            let name = name
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| GrammarError::BadArg {
+                    sig: signature.into(),
+                    token: token.into(),
+                    why: "no name=".into(),
+                })?;
             let ty = match ty_name.as_str() {
                 "CephString" => ArgType::String,
                 "CephInt" => {
@@ -191,7 +208,10 @@ impl CommandDesc {
             let mut o = Map::new();
             o.insert("name".into(), json!(a.name));
             o.insert("type".into(), json!(a.ty.ceph_name()));
-            o.insert("req".into(), json!(if a.required { "true" } else { "false" }));
+            o.insert(
+                "req".into(),
+                json!(if a.required { "true" } else { "false" }),
+            );
             if a.repeated {
                 o.insert("n".into(), json!("N"));
             }
@@ -216,11 +236,25 @@ pub enum MatchError {
     #[error("no command matches {0:?}")]
     NoMatch(String),
     #[error("{prefix}: missing required argument {arg} ({usage})")]
-    Missing { prefix: String, arg: String, usage: String },
+    Missing {
+        prefix: String,
+        arg: String,
+        usage: String,
+    },
     #[error("{prefix}: invalid {arg} {value:?}: {why} ({usage})")]
-    Invalid { prefix: String, arg: String, value: String, why: String, usage: String },
+    Invalid {
+        prefix: String,
+        arg: String,
+        value: String,
+        why: String,
+        usage: String,
+    },
     #[error("{prefix}: unexpected argument {value:?} ({usage})")]
-    Extra { prefix: String, value: String, usage: String },
+    Extra {
+        prefix: String,
+        value: String,
+        usage: String,
+    },
 }
 
 impl MatchError {
@@ -240,8 +274,13 @@ fn valid_pgid(s: &str) -> bool {
 fn valid_uuid(s: &str) -> bool {
     let groups: Vec<&str> = s.split('-').collect();
     groups.len() == 5
-        && [8, 4, 4, 4, 12].iter().zip(&groups).all(|(n, g)| g.len() == *n)
-        && groups.iter().all(|g| g.chars().all(|c| c.is_ascii_hexdigit()))
+        && [8, 4, 4, 4, 12]
+            .iter()
+            .zip(&groups)
+            .all(|(n, g)| g.len() == *n)
+        && groups
+            .iter()
+            .all(|g| g.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 /// Converts one word to the argument's JSON value.
@@ -251,7 +290,11 @@ pub fn convert(arg: &ArgDesc, word: &str) -> Result<Value, String> {
         ArgType::Int { min, max } => {
             let v: i64 = word.parse().map_err(|_| "not an integer".to_string())?;
             if min.is_some_and(|m| v < m) || max.is_some_and(|m| v > m) {
-                return Err(format!("out of range {}..{}", min.unwrap_or(i64::MIN), max.unwrap_or(i64::MAX)));
+                return Err(format!(
+                    "out of range {}..{}",
+                    min.unwrap_or(i64::MIN),
+                    max.unwrap_or(i64::MAX)
+                ));
             }
             Ok(json!(v))
         }
@@ -274,11 +317,17 @@ pub fn convert(arg: &ArgDesc, word: &str) -> Result<Value, String> {
                 Err(format!("not one of {}", c.join("|")))
             }
         }
-        ArgType::Pgid => valid_pgid(word).then(|| json!(word)).ok_or_else(|| "not a pgid (<pool>.<hex>)".into()),
-        ArgType::Uuid => valid_uuid(word).then(|| json!(word)).ok_or_else(|| "not a UUID".into()),
+        ArgType::Pgid => valid_pgid(word)
+            .then(|| json!(word))
+            .ok_or_else(|| "not a pgid (<pool>.<hex>)".into()),
+        ArgType::Uuid => valid_uuid(word)
+            .then(|| json!(word))
+            .ok_or_else(|| "not a UUID".into()),
         ArgType::OsdName => {
             let id = word.strip_prefix("osd.").unwrap_or(word);
-            id.parse::<u32>().map(|i| json!(i)).map_err(|_| "not osd.N or N".into())
+            id.parse::<u32>()
+                .map(|i| json!(i))
+                .map_err(|_| "not osd.N or N".into())
         }
     }
 }
@@ -341,7 +390,10 @@ fn bind(d: &CommandDesc, words: &[String]) -> Result<Map<String, Value>, MatchEr
                 None => (rest, None),
             };
             let n = n.replace('-', "_");
-            d.args.iter().find(|a| a.name.replace('-', "_") == n).map(|a| (a, v))
+            d.args
+                .iter()
+                .find(|a| a.name.replace('-', "_") == n)
+                .map(|a| (a, v))
         });
         match named {
             Some((a, v)) => {
@@ -353,7 +405,11 @@ fn bind(d: &CommandDesc, words: &[String]) -> Result<Map<String, Value>, MatchEr
                         words[i].clone()
                     }
                     (None, _) => {
-                        return Err(MatchError::Missing { prefix: prefix.clone(), arg: a.name.clone(), usage: usage(d) })
+                        return Err(MatchError::Missing {
+                            prefix: prefix.clone(),
+                            arg: a.name.clone(),
+                            usage: usage(d),
+                        })
                     }
                 };
                 let val = convert(a, &v).map_err(|why| err_invalid(a, &v, why))?;
@@ -383,14 +439,20 @@ fn bind(d: &CommandDesc, words: &[String]) -> Result<Map<String, Value>, MatchEr
                         vals.push(v);
                         pos.next();
                     }
-                    Err(why) if vals.is_empty() && a.required => return Err(err_invalid(a, w, why)),
+                    Err(why) if vals.is_empty() && a.required => {
+                        return Err(err_invalid(a, w, why))
+                    }
                     Err(_) => break,
                 }
             }
             if !vals.is_empty() {
                 out.insert(a.name.clone(), Value::Array(vals));
             } else if a.required {
-                return Err(MatchError::Missing { prefix: prefix.clone(), arg: a.name.clone(), usage: usage(d) });
+                return Err(MatchError::Missing {
+                    prefix: prefix.clone(),
+                    arg: a.name.clone(),
+                    usage: usage(d),
+                });
             }
             continue;
         }
@@ -406,13 +468,21 @@ fn bind(d: &CommandDesc, words: &[String]) -> Result<Map<String, Value>, MatchEr
                 Err(why) => return Err(err_invalid(a, w, why)),
             },
             None if a.required => {
-                return Err(MatchError::Missing { prefix: prefix.clone(), arg: a.name.clone(), usage: usage(d) })
+                return Err(MatchError::Missing {
+                    prefix: prefix.clone(),
+                    arg: a.name.clone(),
+                    usage: usage(d),
+                })
             }
             None => {}
         }
     }
     if let Some(extra) = pos.next() {
-        return Err(MatchError::Extra { prefix, value: extra.clone(), usage: usage(d) });
+        return Err(MatchError::Extra {
+            prefix,
+            value: extra.clone(),
+            usage: usage(d),
+        });
     }
     Ok(out)
 }
@@ -430,7 +500,9 @@ pub fn match_command(
     let mut candidates: Vec<(usize, &CommandDesc)> = descs
         .iter()
         .enumerate()
-        .filter(|(_, d)| d.prefix.len() <= words.len() && d.prefix.iter().zip(&words).all(|(p, w)| p == w))
+        .filter(|(_, d)| {
+            d.prefix.len() <= words.len() && d.prefix.iter().zip(&words).all(|(p, w)| p == w)
+        })
         .map(|(i, d)| (i, *d))
         .collect();
     // Longest prefix first; stable so declaration order breaks ties.
@@ -456,6 +528,7 @@ pub fn match_command(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
@@ -474,8 +547,17 @@ mod tests {
         assert_eq!(c.prefix, vec!["osd", "pool", "set"]);
         assert_eq!(c.args.len(), 3);
         assert_eq!(c.args[0].ty, ArgType::Other("CephPoolname".into()));
-        assert_eq!(c.args[1].ty, ArgType::Choices(vec!["size".into(), "min_size".into()]));
-        assert_eq!(c.args[2].ty, ArgType::Int { min: Some(0), max: Some(10) });
+        assert_eq!(
+            c.args[1].ty,
+            ArgType::Choices(vec!["size".into(), "min_size".into()])
+        );
+        assert_eq!(
+            c.args[2].ty,
+            ArgType::Int {
+                min: Some(0),
+                max: Some(10)
+            }
+        );
         assert!(!c.args[2].required);
         let j = c.to_ceph_json("mgr");
         assert_eq!(j["sig"][0], "osd");
@@ -495,30 +577,57 @@ mod tests {
         assert_eq!((i, cmd), (0, json!({"prefix": "hello"})));
         let (i, cmd) = match_command(&descs, &w("hello world 3 x y --format json"), None).unwrap();
         assert_eq!(i, 1);
-        assert_eq!(cmd, json!({"prefix": "hello world", "n": 3, "rest": ["x", "y"], "format": "json"}));
-        let (_, cmd) = match_command(&descs, &w("hello world --flag --n=4"), Some("plain")).unwrap();
-        assert_eq!(cmd, json!({"prefix": "hello world", "n": 4, "flag": true, "format": "plain"}));
-        assert!(matches!(match_command(&descs, &w("hello world x"), None), Err(MatchError::Invalid { .. })));
-        assert!(matches!(match_command(&descs, &w("hello world"), None), Err(MatchError::Missing { .. })));
-        assert!(matches!(match_command(&descs, &w("bye"), None), Err(MatchError::NoMatch(_))));
+        assert_eq!(
+            cmd,
+            json!({"prefix": "hello world", "n": 3, "rest": ["x", "y"], "format": "json"})
+        );
+        let (_, cmd) =
+            match_command(&descs, &w("hello world --flag --n=4"), Some("plain")).unwrap();
+        assert_eq!(
+            cmd,
+            json!({"prefix": "hello world", "n": 4, "flag": true, "format": "plain"})
+        );
+        assert!(matches!(
+            match_command(&descs, &w("hello world x"), None),
+            Err(MatchError::Invalid { .. })
+        ));
+        assert!(matches!(
+            match_command(&descs, &w("hello world"), None),
+            Err(MatchError::Missing { .. })
+        ));
+        assert!(matches!(
+            match_command(&descs, &w("bye"), None),
+            Err(MatchError::NoMatch(_))
+        ));
         let e = d("x name=a,type=CephChoices,strings=p|q");
-        assert!(matches!(match_command(&[&e], &w("x p q"), None), Err(MatchError::Extra { .. })));
+        assert!(matches!(
+            match_command(&[&e], &w("x p q"), None),
+            Err(MatchError::Extra { .. })
+        ));
     }
 
     #[test]
     fn optional_args_are_skipped_when_the_word_fits_a_later_one() {
-        let c = d("osd status name=bucket,type=CephInt,req=false name=who,type=CephString,req=false");
+        let c =
+            d("osd status name=bucket,type=CephInt,req=false name=who,type=CephString,req=false");
         let (_, cmd) = match_command(&[&c], &w("osd status host1"), None).unwrap();
         assert_eq!(cmd, json!({"prefix": "osd status", "who": "host1"}));
     }
 
     #[test]
     fn special_types() {
-        let c = d("pg x name=pgid,type=CephPgid name=osd,type=CephOsdName name=u,type=CephUUID,req=false");
+        let c = d(
+            "pg x name=pgid,type=CephPgid name=osd,type=CephOsdName name=u,type=CephUUID,req=false",
+        );
         let (_, cmd) = match_command(&[&c], &w("pg x 1.1f osd.3"), None).unwrap();
         assert_eq!(cmd, json!({"prefix": "pg x", "pgid": "1.1f", "osd": 3}));
         assert!(match_command(&[&c], &w("pg x 1.zz 3"), None).is_err());
-        let (_, cmd) = match_command(&[&c], &w("pg x 2.0 7 54656202-0b55-49f3-a2fd-2337038b7535"), None).unwrap();
+        let (_, cmd) = match_command(
+            &[&c],
+            &w("pg x 2.0 7 54656202-0b55-49f3-a2fd-2337038b7535"),
+            None,
+        )
+        .unwrap();
         assert_eq!(cmd["u"], "54656202-0b55-49f3-a2fd-2337038b7535");
     }
 

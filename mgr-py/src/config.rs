@@ -58,7 +58,11 @@ impl Default for PyModulesConfig {
 pub fn shipped_modules_dir() -> PathBuf {
     if let Some(p) = std::env::current_exe()
         .ok()
-        .and_then(|exe| exe.parent().and_then(Path::parent).map(|prefix| prefix.join("share/kalmar/mgr-modules")))
+        .and_then(|exe| {
+            exe.parent()
+                .and_then(Path::parent)
+                .map(|prefix| prefix.join("share/kalmar/mgr-modules"))
+        })
         .filter(|p| p.is_dir())
     {
         return p;
@@ -69,8 +73,17 @@ pub fn shipped_modules_dir() -> PathBuf {
 /// The search list the daemon passes: `--modules-dir` flags, then the
 /// conf's `mgr_module_path` (colon-separated), then
 /// `KALMAR_MGR_MODULE_PATH`, then the shipped plugins. Duplicates dropped.
-pub fn module_search_path(flag_dirs: &[PathBuf], conf_path: Option<&str>, env_path: Option<&str>) -> Vec<PathBuf> {
-    let split = |s: &str| -> Vec<PathBuf> { s.split(':').filter(|p| !p.is_empty()).map(PathBuf::from).collect() };
+pub fn module_search_path(
+    flag_dirs: &[PathBuf],
+    conf_path: Option<&str>,
+    env_path: Option<&str>,
+) -> Vec<PathBuf> {
+    let split = |s: &str| -> Vec<PathBuf> {
+        s.split(':')
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .collect()
+    };
     let mut out: Vec<PathBuf> = Vec::new();
     let all = flag_dirs
         .iter()
@@ -87,13 +100,17 @@ pub fn module_search_path(flag_dirs: &[PathBuf], conf_path: Option<&str>, env_pa
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
     fn search_path_order() {
         let p = module_search_path(&[PathBuf::from("/a")], Some("/b:/c"), Some("/c:/d"));
-        assert_eq!(&p[..4], &[PathBuf::from("/a"), "/b".into(), "/c".into(), "/d".into()]);
+        assert_eq!(
+            &p[..4],
+            &[PathBuf::from("/a"), "/b".into(), "/c".into(), "/d".into()]
+        );
         assert_eq!(p.last(), Some(&shipped_modules_dir()));
         assert!(shipped_modules_dir().join("hello/module.py").is_file());
     }

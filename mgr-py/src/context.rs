@@ -100,7 +100,9 @@ impl HostShared {
             let meta = self.daemon_state.metadata(&k).unwrap_or_default();
             let host = meta.get("hostname").cloned().unwrap_or_default();
             let version = meta.get("ceph_version").cloned().unwrap_or_default();
-            let e = hosts.entry(host).or_insert_with(|| (version.clone(), Vec::new()));
+            let e = hosts
+                .entry(host)
+                .or_insert_with(|| (version.clone(), Vec::new()));
             if e.0.is_empty() {
                 e.0 = version.clone();
             }
@@ -116,12 +118,16 @@ impl HostShared {
 
     pub fn get_server(&self, hostname: &str) -> Value {
         match self.list_servers() {
-            Value::Array(a) => a.into_iter().find(|s| s["hostname"] == hostname).unwrap_or(Value::Null),
+            Value::Array(a) => a
+                .into_iter()
+                .find(|s| s["hostname"] == hostname)
+                .unwrap_or(Value::Null),
             _ => Value::Null,
         }
     }
 
     pub fn metadata(&self, svc_type: &str, svc_id: &str) -> Option<BTreeMap<String, String>> {
-        self.daemon_state.metadata(&DaemonKey::new(svc_type, svc_id))
+        self.daemon_state
+            .metadata(&DaemonKey::new(svc_type, svc_id))
     }
 }

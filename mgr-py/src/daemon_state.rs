@@ -135,14 +135,24 @@ pub struct Sample {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum IngestError {
-    #[error("{daemon}: the mgr already tracks {limit} daemons (limit max_daemons); report refused")]
+    #[error(
+        "{daemon}: the mgr already tracks {limit} daemons (limit max_daemons); report refused"
+    )]
     TooManyDaemons { daemon: String, limit: usize },
     #[error("{daemon}: more than {limit} counters declared (limit max_counters_per_daemon)")]
     TooManyCounters { daemon: String, limit: usize },
     #[error("{daemon}: counter path {path:?} is empty or longer than {limit} bytes")]
-    BadPath { daemon: String, path: String, limit: usize },
+    BadPath {
+        daemon: String,
+        path: String,
+        limit: usize,
+    },
     #[error("{daemon}: packed values are {got} bytes, the declared counters need {want}")]
-    PackedLength { daemon: String, got: usize, want: usize },
+    PackedLength {
+        daemon: String,
+        got: usize,
+        want: usize,
+    },
 }
 
 /// What one MMgrReport carries for the perf counters.
@@ -199,7 +209,9 @@ pub struct DaemonStateIndex {
 }
 
 fn secs(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 fn cut(s: &str, max: usize) -> String {
@@ -276,9 +288,16 @@ impl DaemonStateIndex {
     }
 
     /// Replaces a daemon's status strings (MMgrReport `daemon_status`).
-    pub fn set_status(&self, key: &DaemonKey, status: BTreeMap<String, String>) -> Result<(), IngestError> {
+    pub fn set_status(
+        &self,
+        key: &DaemonKey,
+        status: BTreeMap<String, String>,
+    ) -> Result<(), IngestError> {
         let rec = self.record(key)?;
-        rec.lock().status = status.into_iter().take(self.limits.max_metadata_entries).collect();
+        rec.lock().status = status
+            .into_iter()
+            .take(self.limits.max_metadata_entries)
+            .collect();
         Ok(())
     }
 
@@ -289,7 +308,11 @@ impl DaemonStateIndex {
 
     /// One MMgrReport: apply declarations, then one sample per declared
     /// counter. All-or-nothing: a malformed report changes nothing.
-    pub fn ingest_report(&self, key: &DaemonKey, report: &ReportData<'_>) -> Result<(), IngestError> {
+    pub fn ingest_report(
+        &self,
+        key: &DaemonKey,
+        report: &ReportData<'_>,
+    ) -> Result<(), IngestError> {
         let rec = self.record(key)?;
         let mut guard = rec.lock();
         let r = &mut *guard;
@@ -320,8 +343,15 @@ impl DaemonStateIndex {
                 limit: self.limits.max_counters_per_daemon,
             });
         }
-        let mut want_words: usize = declared.iter().map(|&i| r.counters[i].ty.packed_words()).sum();
-        want_words += report.declare_types.iter().map(|t| t.packed_words()).sum::<usize>();
+        let mut want_words: usize = declared
+            .iter()
+            .map(|&i| r.counters[i].ty.packed_words())
+            .sum();
+        want_words += report
+            .declare_types
+            .iter()
+            .map(|t| t.packed_words())
+            .sum::<usize>();
         if report.packed.len() != want_words * 8 {
             return Err(IngestError::PackedLength {
                 daemon: daemon(),
@@ -374,7 +404,11 @@ impl DaemonStateIndex {
             let idx = r.declared[pos];
             let h = &mut r.counters[idx];
             let v = words.next().unwrap_or(0);
-            let c = if h.ty.is_avg() { words.next().unwrap_or(0) } else { 0 };
+            let c = if h.ty.is_avg() {
+                words.next().unwrap_or(0)
+            } else {
+                0
+            };
             h.push(Sample { t, v, c });
         }
         r.last_report = Some(t);
@@ -391,7 +425,10 @@ impl DaemonStateIndex {
         self.daemons
             .read()
             .keys()
-            .filter(|k| (svc_type.is_empty() || k.svc_type == svc_type) && (svc_id.is_empty() || k.svc_id == svc_id))
+            .filter(|k| {
+                (svc_type.is_empty() || k.svc_type == svc_type)
+                    && (svc_id.is_empty() || k.svc_id == svc_id)
+            })
             .cloned()
             .collect()
     }
@@ -429,7 +466,11 @@ impl DaemonStateIndex {
     }
 
     /// The declaration and all kept samples of one counter, oldest first.
-    pub fn history(&self, key: &DaemonKey, path: &str) -> Option<(Arc<PerfCounterType>, Vec<Sample>)> {
+    pub fn history(
+        &self,
+        key: &DaemonKey,
+        path: &str,
+    ) -> Option<(Arc<PerfCounterType>, Vec<Sample>)> {
         let rec = self.daemons.read().get(key).cloned()?;
         let r = rec.lock();
         let &i = r.by_path.get(path)?;
@@ -459,6 +500,7 @@ pub fn pack_values(types: &[PerfCounterType], values: &[(u64, u64)]) -> Vec<u8> 
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use kalmar_common::perf::{PERFCOUNTER_COUNTER, PERFCOUNTER_U64};
@@ -484,20 +526,40 @@ mod tests {
     fn declare_once_then_values_in_order() {
         let idx = DaemonStateIndex::new(DaemonStateLimits::default());
         let k = DaemonKey::new("osd", "0");
-        idx.open_session(&k, BTreeMap::from([("hostname".into(), "h1".into())])).unwrap();
-        let types = vec![ty("osd.op_w", PERFCOUNTER_U64 | PERFCOUNTER_COUNTER), ty("osd.op_w_latency", 5)];
+        idx.open_session(&k, BTreeMap::from([("hostname".into(), "h1".into())]))
+            .unwrap();
+        let types = vec![
+            ty("osd.op_w", PERFCOUNTER_U64 | PERFCOUNTER_COUNTER),
+            ty("osd.op_w_latency", 5),
+        ];
         let packed = pack_values(&types, &[(3, 0), (6_000_000, 2)]);
         idx.ingest_report(
             &k,
-            &ReportData { declare_types: &types, undeclare_types: &[], packed: &packed, timestamp: at(100) },
+            &ReportData {
+                declare_types: &types,
+                undeclare_types: &[],
+                packed: &packed,
+                timestamp: at(100),
+            },
         )
         .unwrap();
         // Later reports carry values only.
         let packed = pack_values(&types, &[(5, 0), (9_000_000, 3)]);
-        idx.ingest_report(&k, &ReportData { declare_types: &[], undeclare_types: &[], packed: &packed, timestamp: at(105) })
-            .unwrap();
+        idx.ingest_report(
+            &k,
+            &ReportData {
+                declare_types: &[],
+                undeclare_types: &[],
+                packed: &packed,
+                timestamp: at(105),
+            },
+        )
+        .unwrap();
         let (_, h) = idx.history(&k, "osd.op_w").unwrap();
-        assert_eq!(h.iter().map(|s| (s.t, s.v)).collect::<Vec<_>>(), vec![(100.0, 3), (105.0, 5)]);
+        assert_eq!(
+            h.iter().map(|s| (s.t, s.v)).collect::<Vec<_>>(),
+            vec![(100.0, 3), (105.0, 5)]
+        );
         let (_, h) = idx.history(&k, "osd.op_w_latency").unwrap();
         assert_eq!((h[1].v, h[1].c), (9_000_000, 3));
         let c = idx.counters(&k);
@@ -512,24 +574,53 @@ mod tests {
         let k = DaemonKey::new("osd", "1");
         let types = vec![ty("osd.op", 10)];
         let err = idx
-            .ingest_report(&k, &ReportData { declare_types: &types, undeclare_types: &[], packed: &[0; 7], timestamp: at(1) })
+            .ingest_report(
+                &k,
+                &ReportData {
+                    declare_types: &types,
+                    undeclare_types: &[],
+                    packed: &[0; 7],
+                    timestamp: at(1),
+                },
+            )
             .unwrap_err();
-        assert!(matches!(err, IngestError::PackedLength { got: 7, want: 8, .. }));
+        assert!(matches!(
+            err,
+            IngestError::PackedLength {
+                got: 7,
+                want: 8,
+                ..
+            }
+        ));
         assert!(idx.counters(&k).is_empty());
     }
 
     #[test]
     fn limits_are_enforced() {
-        let limits = DaemonStateLimits { max_daemons: 1, max_counters_per_daemon: 2, ..Default::default() };
+        let limits = DaemonStateLimits {
+            max_daemons: 1,
+            max_counters_per_daemon: 2,
+            ..Default::default()
+        };
         let idx = DaemonStateIndex::new(limits);
         let k = DaemonKey::new("osd", "0");
         let types: Vec<_> = (0..3).map(|i| ty(&format!("osd.c{i}"), 2)).collect();
         let packed = pack_values(&types, &[(1, 0), (2, 0), (3, 0)]);
         let e = idx
-            .ingest_report(&k, &ReportData { declare_types: &types, undeclare_types: &[], packed: &packed, timestamp: at(1) })
+            .ingest_report(
+                &k,
+                &ReportData {
+                    declare_types: &types,
+                    undeclare_types: &[],
+                    packed: &packed,
+                    timestamp: at(1),
+                },
+            )
             .unwrap_err();
         assert!(matches!(e, IngestError::TooManyCounters { limit: 2, .. }));
-        let e = idx.open_session(&DaemonKey::new("osd", "9"), BTreeMap::new()).unwrap_err();
+        let e = idx
+            .open_session(&DaemonKey::new("osd", "9"), BTreeMap::new())
+            .unwrap_err();
         assert!(matches!(e, IngestError::TooManyDaemons { limit: 1, .. }));
     }
 
@@ -539,17 +630,41 @@ mod tests {
         let k = DaemonKey::new("osd", "0");
         let types = vec![ty("osd.a", 2), ty("osd.b", 2)];
         let p = pack_values(&types, &[(1, 0), (2, 0)]);
-        idx.ingest_report(&k, &ReportData { declare_types: &types, undeclare_types: &[], packed: &p, timestamp: at(1) })
-            .unwrap();
+        idx.ingest_report(
+            &k,
+            &ReportData {
+                declare_types: &types,
+                undeclare_types: &[],
+                packed: &p,
+                timestamp: at(1),
+            },
+        )
+        .unwrap();
         let und = vec!["osd.a".to_string()];
         let p = pack_values(&types[1..], &[(7, 0)]);
-        idx.ingest_report(&k, &ReportData { declare_types: &[], undeclare_types: &und, packed: &p, timestamp: at(2) })
-            .unwrap();
+        idx.ingest_report(
+            &k,
+            &ReportData {
+                declare_types: &[],
+                undeclare_types: &und,
+                packed: &p,
+                timestamp: at(2),
+            },
+        )
+        .unwrap();
         assert_eq!(idx.counters(&k).len(), 1);
         idx.open_session(&k, BTreeMap::new()).unwrap();
         let p = pack_values(&types, &[(3, 0), (8, 0)]);
-        idx.ingest_report(&k, &ReportData { declare_types: &types, undeclare_types: &[], packed: &p, timestamp: at(3) })
-            .unwrap();
+        idx.ingest_report(
+            &k,
+            &ReportData {
+                declare_types: &types,
+                undeclare_types: &[],
+                packed: &p,
+                timestamp: at(3),
+            },
+        )
+        .unwrap();
         let (_, h) = idx.history(&k, "osd.b").unwrap();
         assert_eq!(h.iter().map(|s| s.v).collect::<Vec<_>>(), vec![2, 7, 8]);
     }

@@ -13,7 +13,9 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 
 use crate::cluster_state::{ClusterDataName, ClusterStateStore};
-use crate::daemon_state::{pack_values, DaemonKey, DaemonStateIndex, IngestError, PerfCounterType, ReportData};
+use crate::daemon_state::{
+    pack_values, DaemonKey, DaemonStateIndex, IngestError, PerfCounterType, ReportData,
+};
 use crate::host::{ClogPriority, MgrHost, MonCommandCompletion, MonCommandReply};
 
 /// `(path, type bits, priority, nick, unit)` of an OSD's counters.
@@ -149,7 +151,12 @@ impl FakeOsd {
         let values = types
             .iter()
             .enumerate()
-            .map(|(i, t)| (1000 * u64::from(id) + i as u64, if t.is_avg() { 10 + i as u64 } else { 0 }))
+            .map(|(i, t)| {
+                (
+                    1000 * u64::from(id) + i as u64,
+                    if t.is_avg() { 10 + i as u64 } else { 0 },
+                )
+            })
             .collect();
         FakeOsd {
             key: DaemonKey::new("osd", id.to_string()),
@@ -252,8 +259,22 @@ impl Default for FakeCluster {
             num_osds: 3,
             hostname: "vm".into(),
             pools: vec![
-                FakePool { id: 1, name: "rbd".into(), size: 3, pg_num: 32, objects: 517, stored_bytes: 2 << 30 },
-                FakePool { id: 2, name: "rbd1".into(), size: 1, pg_num: 8, objects: 4780, stored_bytes: 1 << 30 },
+                FakePool {
+                    id: 1,
+                    name: "rbd".into(),
+                    size: 3,
+                    pg_num: 32,
+                    objects: 517,
+                    stored_bytes: 2 << 30,
+                },
+                FakePool {
+                    id: 2,
+                    name: "rbd1".into(),
+                    size: 1,
+                    pg_num: 8,
+                    objects: 4780,
+                    stored_bytes: 1 << 30,
+                },
             ],
             degraded_pgs: 0,
             osd_bytes: 8 << 30,
@@ -271,7 +292,9 @@ fn pg_state(c: &FakeCluster, pool: &FakePool, seed: u32) -> &'static str {
 }
 
 fn acting(c: &FakeCluster, pool: &FakePool, seed: u32) -> Vec<u32> {
-    (0..pool.size.min(c.num_osds)).map(|r| (seed + r) % c.num_osds.max(1)).collect()
+    (0..pool.size.min(c.num_osds))
+        .map(|r| (seed + r) % c.num_osds.max(1))
+        .collect()
 }
 
 impl FakeCluster {
@@ -335,8 +358,12 @@ impl FakeCluster {
 
     pub fn osd_map_crush(&self) -> Value {
         let w = (self.weight() * 65536.0) as u64;
-        let devices: Vec<Value> = (0..self.num_osds).map(|i| json!({"id": i, "name": format!("osd.{i}"), "class": "ssd"})).collect();
-        let items: Vec<Value> = (0..self.num_osds).map(|i| json!({"id": i, "weight": w, "pos": i})).collect();
+        let devices: Vec<Value> = (0..self.num_osds)
+            .map(|i| json!({"id": i, "name": format!("osd.{i}"), "class": "ssd"}))
+            .collect();
+        let items: Vec<Value> = (0..self.num_osds)
+            .map(|i| json!({"id": i, "weight": w, "pos": i}))
+            .collect();
         json!({
             "devices": devices,
             "types": [{"type_id": 0, "name": "osd"}, {"type_id": 1, "name": "host"}, {"type_id": 11, "name": "root"}],
@@ -433,10 +460,18 @@ impl FakeCluster {
 
     pub fn pg_summary(&self) -> Value {
         let by_osd: BTreeMap<String, BTreeMap<String, u64>> = (0..self.num_osds)
-            .map(|i| (i.to_string(), self.states_count(|p, s| acting(self, p, s).contains(&i))))
+            .map(|i| {
+                (
+                    i.to_string(),
+                    self.states_count(|p, s| acting(self, p, s).contains(&i)),
+                )
+            })
             .collect();
-        let by_pool: BTreeMap<String, BTreeMap<String, u64>> =
-            self.pools.iter().map(|p| (p.id.to_string(), self.states_count(|q, _| q.id == p.id))).collect();
+        let by_pool: BTreeMap<String, BTreeMap<String, u64>> = self
+            .pools
+            .iter()
+            .map(|p| (p.id.to_string(), self.states_count(|q, _| q.id == p.id)))
+            .collect();
         json!({
             "by_osd": by_osd, "by_pool": by_pool, "all": self.states_count(|_, _| true),
             "pg_stats_sum": {"stat_sum": self.pg_stat_sum(self.total_objects(), self.total_stored(), self.degraded_objects())},
@@ -454,7 +489,9 @@ impl FakeCluster {
     fn degraded_objects(&self) -> u64 {
         self.pools
             .first()
-            .map(|p| p.objects / u64::from(p.pg_num.max(1)) * u64::from(self.degraded_pgs.min(p.pg_num)))
+            .map(|p| {
+                p.objects / u64::from(p.pg_num.max(1)) * u64::from(self.degraded_pgs.min(p.pg_num))
+            })
             .unwrap_or(0)
     }
 
@@ -473,7 +510,11 @@ impl FakeCluster {
             .map(|(s, n)| json!({"state_name": s, "count": n}))
             .collect();
         let num_pgs: u32 = self.pools.iter().map(|p| p.pg_num).sum();
-        let copies: u64 = self.pools.iter().map(|p| p.objects * u64::from(p.size)).sum();
+        let copies: u64 = self
+            .pools
+            .iter()
+            .map(|p| p.objects * u64::from(p.size))
+            .sum();
         let mut v = json!({
             "pgs_by_state": states, "num_pgs": num_pgs, "num_pools": self.pools.len(),
             "num_objects": self.total_objects(), "data_bytes": self.total_stored(),
@@ -504,10 +545,14 @@ impl FakeCluster {
     }
 
     pub fn pg_dump(&self) -> Value {
-        let sum = self.pg_stat_sum(self.total_objects(), self.total_stored(), self.degraded_objects());
+        let sum = self.pg_stat_sum(
+            self.total_objects(),
+            self.total_stored(),
+            self.degraded_objects(),
+        );
         json!({
             "version": 1234, "stamp": "2026-11-21T12:10:00.000000+0000", "last_osdmap_epoch": 0,
-            "last_pg_scan": 0, "pg_stats_sum": {"stat_sum": sum}, 
+            "last_pg_scan": 0, "pg_stats_sum": {"stat_sum": sum},
             "osd_stats_sum": {"kb": self.total_bytes() / 1024, "kb_used": self.used_bytes() / 1024,
                               "kb_avail": (self.total_bytes() - self.used_bytes()) / 1024, "num_osds": self.num_osds},
             "pg_stats_delta": {"stat_sum": self.pg_stat_sum(0, 0, 0), "stamp_delta": "5.000000"},
@@ -639,15 +684,22 @@ impl MgrHost for FakeHost {
             return;
         }
         // Answer from another thread, as the daemon's mon client would.
-        let reply = self.replies.lock().get(&prefix).cloned().unwrap_or(MonCommandReply {
-            retval: crate::host::EINVAL,
-            outb: Vec::new(),
-            outs: format!("unknown command {prefix}"),
-        });
+        let reply = self
+            .replies
+            .lock()
+            .get(&prefix)
+            .cloned()
+            .unwrap_or(MonCommandReply {
+                retval: crate::host::EINVAL,
+                outb: Vec::new(),
+                outs: format!("unknown command {prefix}"),
+            });
         std::thread::spawn(move || done.complete(reply));
     }
 
     fn cluster_log(&self, channel: &str, priority: ClogPriority, message: &str) {
-        self.clog.lock().push((channel.to_string(), priority, message.to_string()));
+        self.clog
+            .lock()
+            .push((channel.to_string(), priority, message.to_string()));
     }
 }

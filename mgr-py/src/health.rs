@@ -80,7 +80,9 @@ pub fn parse_module_checks(v: &Value) -> Result<BTreeMap<String, HealthCheck>, H
     }
     let mut out = BTreeMap::new();
     for (name, c) in obj {
-        let c = c.as_object().ok_or_else(|| HealthInputError::CheckNotADict(name.clone()))?;
+        let c = c
+            .as_object()
+            .ok_or_else(|| HealthInputError::CheckNotADict(name.clone()))?;
         let sev = c.get("severity").and_then(Value::as_str).unwrap_or("");
         let severity = match sev.to_ascii_lowercase().as_str() {
             "warning" | "warn" | "health_warn" => Severity::Warning,
@@ -102,11 +104,20 @@ pub fn parse_module_checks(v: &Value) -> Result<BTreeMap<String, HealthCheck>, H
             .map(|a| {
                 a.iter()
                     .take(MAX_DETAIL_LINES)
-                    .map(|d| cut(d.as_str().map(str::to_string).unwrap_or_else(|| d.to_string()).as_str()))
+                    .map(|d| {
+                        cut(d
+                            .as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| d.to_string())
+                            .as_str())
+                    })
                     .collect()
             })
             .unwrap_or_default();
-        let count = c.get("count").and_then(Value::as_u64).unwrap_or(detail.len() as u64);
+        let count = c
+            .get("count")
+            .and_then(Value::as_u64)
+            .unwrap_or(detail.len() as u64);
         out.insert(
             name.clone(),
             HealthCheck {
@@ -122,7 +133,9 @@ pub fn parse_module_checks(v: &Value) -> Result<BTreeMap<String, HealthCheck>, H
 
 /// Merges checks from several sources: same name -> worst severity,
 /// counts added, details concatenated (bounded).
-pub fn merge<'a>(sets: impl IntoIterator<Item = &'a BTreeMap<String, HealthCheck>>) -> BTreeMap<String, HealthCheck> {
+pub fn merge<'a>(
+    sets: impl IntoIterator<Item = &'a BTreeMap<String, HealthCheck>>,
+) -> BTreeMap<String, HealthCheck> {
     let mut out: BTreeMap<String, HealthCheck> = BTreeMap::new();
     for set in sets {
         for (name, c) in set {
@@ -155,11 +168,15 @@ pub fn health_json(checks: &BTreeMap<String, HealthCheck>) -> Value {
         .max()
         .map(Severity::as_str)
         .unwrap_or("HEALTH_OK");
-    let obj: serde_json::Map<String, Value> = checks.iter().map(|(k, c)| (k.clone(), c.to_json())).collect();
+    let obj: serde_json::Map<String, Value> = checks
+        .iter()
+        .map(|(k, c)| (k.clone(), c.to_json()))
+        .collect();
     json!({"status": status, "checks": obj, "mutes": []})
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -186,7 +203,10 @@ mod tests {
 
     #[test]
     fn bad_input_is_refused() {
-        assert_eq!(parse_module_checks(&json!([])), Err(HealthInputError::NotADict));
+        assert_eq!(
+            parse_module_checks(&json!([])),
+            Err(HealthInputError::NotADict)
+        );
         assert!(matches!(
             parse_module_checks(&json!({"X": {"severity": "meh", "summary": "s"}})),
             Err(HealthInputError::Severity { .. })

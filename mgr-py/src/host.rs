@@ -67,7 +67,10 @@ impl MonCommandWaiter {
             Err(RecvTimeoutError::Timeout) => MonCommandReply {
                 retval: ETIMEDOUT,
                 outb: Vec::new(),
-                outs: format!("mon command timed out after {} ms (mon_command_timeout)", timeout.as_millis()),
+                outs: format!(
+                    "mon command timed out after {} ms (mon_command_timeout)",
+                    timeout.as_millis()
+                ),
             },
             Err(RecvTimeoutError::Disconnected) => MonCommandReply {
                 retval: EIO,
@@ -122,7 +125,11 @@ pub trait MgrHost: Send + Sync {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("value for {key} is {size_bytes} bytes, more than the {limit_bytes} allowed (max_store_value_bytes)")]
-    TooLarge { key: String, size_bytes: usize, limit_bytes: usize },
+    TooLarge {
+        key: String,
+        size_bytes: usize,
+        limit_bytes: usize,
+    },
     #[error("storing {key} failed: {reason}")]
     Backend { key: String, reason: String },
 }
@@ -200,6 +207,7 @@ impl MgrStore for MemoryStore {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -211,7 +219,13 @@ mod tests {
         let (_done, wait) = MonCommandCompletion::new();
         assert_eq!(wait.wait(Duration::from_millis(10)).retval, ETIMEDOUT);
         let (done, wait) = MonCommandCompletion::new();
-        std::thread::spawn(move || done.complete(MonCommandReply { retval: 0, outb: b"x".to_vec(), outs: String::new() }));
+        std::thread::spawn(move || {
+            done.complete(MonCommandReply {
+                retval: 0,
+                outb: b"x".to_vec(),
+                outs: String::new(),
+            })
+        });
         assert_eq!(wait.wait(Duration::from_secs(5)).outb, b"x");
     }
 

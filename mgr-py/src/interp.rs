@@ -32,7 +32,11 @@ pub enum InterpError {
         "the embedded Python is {found} but kalmar was built against {built} ({what}); \
          run with the system python3 environment (unset PYTHONHOME/PYTHONPATH) or rebuild"
     )]
-    Mismatch { what: String, found: String, built: String },
+    Mismatch {
+        what: String,
+        found: String,
+        built: String,
+    },
     #[error("starting the embedded Python failed: {0}")]
     Init(String),
 }
@@ -86,7 +90,10 @@ fn init() -> Result<PythonInfo, InterpError> {
             vi.get_item(2).and_then(|x| x.extract()).map_err(err)?,
         );
         let version = format!("{major}.{minor}.{micro}");
-        let base_prefix: String = sys.getattr("base_prefix").and_then(|x| x.extract()).map_err(err)?;
+        let base_prefix: String = sys
+            .getattr("base_prefix")
+            .and_then(|x| x.extract())
+            .map_err(err)?;
         if !BUILD_PYTHON_VERSION.is_empty() && version != BUILD_PYTHON_VERSION {
             return Err(InterpError::Mismatch {
                 what: "version".into(),
@@ -125,7 +132,8 @@ use native::_kalmar_mgr as _kalmar_mgr_mod;
 fn install_api(py: Python<'_>) -> PyResult<String> {
     if let Some(dir) = std::env::var_os(PYTHON_PATH_ENV).map(PathBuf::from) {
         let sys = py.import("sys")?;
-        sys.getattr("path")?.call_method1("insert", (0, dir.to_string_lossy().to_string()))?;
+        sys.getattr("path")?
+            .call_method1("insert", (0, dir.to_string_lossy().to_string()))?;
         for (name, _, _) in EMBEDDED {
             py.import(name)?;
         }

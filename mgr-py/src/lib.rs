@@ -57,12 +57,18 @@ mod pyconv;
 
 pub use cluster_state::{ClusterDataName, ClusterStateProvider, ClusterStateStore};
 pub use commands::{match_command, CommandDesc, MatchError};
-pub use config::{module_search_path, shipped_modules_dir, PyModulesConfig, MODULE_PATH_ENV, PYTHON_PATH_ENV};
+pub use config::{
+    module_search_path, shipped_modules_dir, PyModulesConfig, MODULE_PATH_ENV, PYTHON_PATH_ENV,
+};
 pub use daemon_state::{
-    pack_values, DaemonKey, DaemonStateIndex, DaemonStateLimits, IngestError, PerfCounterType, ReportData, Sample,
-    SAMPLES_PER_COUNTER,
+    pack_values, DaemonKey, DaemonStateIndex, DaemonStateLimits, IngestError, PerfCounterType,
+    ReportData, Sample, SAMPLES_PER_COUNTER,
 };
 pub use health::{HealthCheck, Severity};
-pub use host::{ClogPriority, MemoryStore, MgrHost, MgrStore, MonCommandCompletion, MonCommandReply, StoreError};
+pub use host::{
+    ClogPriority, MemoryStore, MgrHost, MgrStore, MonCommandCompletion, MonCommandReply, StoreError,
+};
 pub use interp::{ensure_python, PythonInfo};
-pub use modules::{CommandResult, CommandTicket, ModuleError, ModuleInfo, ModuleState, PyModules, StopReport};
+pub use modules::{
+    CommandResult, CommandTicket, ModuleError, ModuleInfo, ModuleState, PyModules, StopReport,
+};

@@ -3,20 +3,28 @@
 //! returns; the only waits (mon commands, store writes that go to the mon)
 //! happen with the GIL released.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 use pyo3::{intern, IntoPyObjectExt};
 
 use crate::cluster_state::ClusterDataName;
 use crate::context::ModuleCtx;
-use crate::daemon_state::{CounterSnapshot, DaemonKey, Sample};
+use crate::daemon_state::{CounterSnapshot, DaemonKey, PerfCounterType, Sample};
 use crate::health::parse_module_checks;
 use crate::host::{ClogPriority, MonCommandCompletion};
 use crate::pyconv::to_py;
+
+/// A counter declaration with its path string and schema dict, built once
+/// per `get_all_perf_counters` call.
+type Template<'py> = (
+    Arc<PerfCounterType>,
+    Bound<'py, PyString>,
+    Bound<'py, PyDict>,
+);
 
 /// A running module's handle into the mgr (constructed by the host only).
 #[pyclass(frozen, module = "_kalmar_mgr")]
@@ -26,7 +34,14 @@ pub struct ModuleHandle {
 
 fn sample_list<'py>(py: Python<'py>, avg: bool, s: &Sample) -> PyResult<Bound<'py, PyList>> {
     if avg {
-        PyList::new(py, [s.t.into_py_any(py)?, s.v.into_py_any(py)?, s.c.into_py_any(py)?])
+        PyList::new(
+            py,
+            [
+                s.t.into_py_any(py)?,
+                s.v.into_py_any(py)?,
+                s.c.into_py_any(py)?,
+            ],
+        )
     } else {
         PyList::new(py, [s.t.into_py_any(py)?, s.v.into_py_any(py)?])
     }
@@ -66,7 +81,12 @@ impl ModuleHandle {
         }
     }
 
-    fn get_perf_schema<'py>(&self, py: Python<'py>, svc_type: &str, svc_id: &str) -> PyResult<Bound<'py, PyDict>> {
+    fn get_perf_schema<'py>(
+        &self,
+        py: Python<'py>,
+        svc_type: &str,
+        svc_id: &str,
+    ) -> PyResult<Bound<'py, PyDict>> {
         let out = PyDict::new(py);
         for k in self.state().matching(svc_type, svc_id) {
             let d = PyDict::new(py);
@@ -78,10 +98,19 @@ impl ModuleHandle {
         Ok(out)
     }
 
-    fn get_counter<'py>(&self, py: Python<'py>, svc_type: &str, svc_id: &str, path: &str) -> PyResult<Bound<'py, PyDict>> {
+    fn get_counter<'py>(
+        &self,
+        py: Python<'py>,
+        svc_type: &str,
+        svc_id: &str,
+        path: &str,
+    ) -> PyResult<Bound<'py, PyDict>> {
         let out = PyDict::new(py);
         let list = PyList::empty(py);
-        if let Some((ty, samples)) = self.state().history(&DaemonKey::new(svc_type, svc_id), path) {
+        if let Some((ty, samples)) = self
+            .state()
+            .history(&DaemonKey::new(svc_type, svc_id), path)
+        {
             for s in &samples {
                 list.append(sample_list(py, ty.is_avg(), s)?)?;
             }
@@ -118,8 +147,12 @@ impl ModuleHandle {
         services: Vec<String>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let out = PyDict::new(py);
+        // Daemons of a kind share their counter declarations: build each
+        // schema dict and path string once per call and copy it (a C-level
+        // dict copy) instead of re-creating five strings per counter.
+        let mut templates: HashMap<String, Template<'py>> = HashMap::new();
         for k in self.state().daemons() {
-            if !services.iter().any(|s| *s == k.svc_type) {
+            if !services.contains(&k.svc_type) {
                 continue;
             }
             let counters = self.state().counters(&k);
@@ -127,14 +160,28 @@ impl ModuleHandle {
                 continue;
             }
             let d = PyDict::new(py);
-            for c in counters.iter().filter(|c| i64::from(c.ty.priority) >= prio_limit) {
-                let info = schema_dict(py, c)?;
+            for c in counters
+                .iter()
+                .filter(|c| i64::from(c.ty.priority) >= prio_limit)
+            {
+                let fresh = match templates.get(&c.ty.path) {
+                    Some((ty, _, _)) => !(Arc::ptr_eq(ty, &c.ty) || **ty == *c.ty),
+                    None => true,
+                };
+                if fresh {
+                    let key = PyString::new(py, &c.ty.path);
+                    templates.insert(c.ty.path.clone(), (c.ty.clone(), key, schema_dict(py, c)?));
+                }
+                let Some((_, key, template)) = templates.get(&c.ty.path) else {
+                    continue;
+                };
+                let info = template.copy()?;
                 let s = c.latest.unwrap_or(Sample { t: 0.0, v: 0, c: 0 });
                 info.set_item(intern!(py, "value"), s.v)?;
                 if c.ty.is_avg() {
                     info.set_item(intern!(py, "count"), s.c)?;
                 }
-                d.set_item(c.ty.path.as_str(), info)?;
+                d.set_item(key, info)?;
             }
             out.set_item(k.to_string(), d)?;
         }
@@ -172,8 +219,8 @@ impl ModuleHandle {
         cmd_json: &str,
         inbuf: Vec<u8>,
     ) -> PyResult<(i32, Bound<'py, PyBytes>, String)> {
-        let cmd: serde_json::Value =
-            serde_json::from_str(cmd_json).map_err(|e| PyValueError::new_err(format!("command is not JSON: {e}")))?;
+        let cmd: serde_json::Value = serde_json::from_str(cmd_json)
+            .map_err(|e| PyValueError::new_err(format!("command is not JSON: {e}")))?;
         let host = self.ctx.shared.host.clone();
         let timeout = self.ctx.shared.config.mon_command_timeout;
         let reply = py.detach(move || {
@@ -209,8 +256,9 @@ impl ModuleHandle {
     }
 
     fn set_health_checks(&self, checks_json: &str) -> PyResult<()> {
-        let v: serde_json::Value = serde_json::from_str(checks_json)
-            .map_err(|e| PyValueError::new_err(format!("health checks are not JSON-serialisable: {e}")))?;
+        let v: serde_json::Value = serde_json::from_str(checks_json).map_err(|e| {
+            PyValueError::new_err(format!("health checks are not JSON-serialisable: {e}"))
+        })?;
         let checks = parse_module_checks(&v).map_err(|e| PyValueError::new_err(e.to_string()))?;
         *self.ctx.health.lock() = checks;
         Ok(())
@@ -232,7 +280,10 @@ impl ModuleHandle {
     }
 
     fn cluster_log(&self, channel: &str, priority: i64, message: &str) {
-        self.ctx.shared.host.cluster_log(channel, ClogPriority::from_int(priority), message);
+        self.ctx
+            .shared
+            .host
+            .cluster_log(channel, ClogPriority::from_int(priority), message);
     }
 }
 

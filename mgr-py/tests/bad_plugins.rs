@@ -16,24 +16,49 @@ fn syntax_error_is_reported_not_fatal() {
     let h = harness(&["bad_syntax", "hello"]);
     // hello still runs.
     assert_eq!(h.cmd("hello").stderr, "Hello World");
-    let info = h.mods.module_infos().into_iter().find(|m| m.name == "bad_syntax").unwrap();
+    let info = h
+        .mods
+        .module_infos()
+        .into_iter()
+        .find(|m| m.name == "bad_syntax")
+        .unwrap();
     assert!(!info.can_run);
-    assert!(matches!(&info.state, ModuleState::Failed(e) if e.contains("SyntaxError")), "{:?}", info.state);
+    assert!(
+        matches!(&info.state, ModuleState::Failed(e) if e.contains("SyntaxError")),
+        "{:?}",
+        info.state
+    );
     let checks = h.mods.health_checks();
     let c = &checks["MGR_MODULE_ERROR"];
-    assert!(c.summary.contains("bad_syntax") && c.summary.contains("SyntaxError"), "{}", c.summary);
-    assert_eq!(h.mods.module_ls()["failed_modules"][0]["name"], "bad_syntax");
+    assert!(
+        c.summary.contains("bad_syntax") && c.summary.contains("SyntaxError"),
+        "{}",
+        c.summary
+    );
+    assert_eq!(
+        h.mods.module_ls()["failed_modules"][0]["name"],
+        "bad_syntax"
+    );
 }
 
 #[test]
 fn raising_serve_and_constructor_are_reported() {
     let h = harness(&["bad_serve", "bad_init", "hello"]);
-    assert!(wait_for(Duration::from_secs(5), || h.mods.health_checks().contains_key("MGR_MODULE_ERROR")
+    assert!(wait_for(Duration::from_secs(5), || h
+        .mods
+        .health_checks()
+        .contains_key("MGR_MODULE_ERROR")
         && h.mods.health_checks()["MGR_MODULE_ERROR"].count == 2));
     let c = &h.mods.health_checks()["MGR_MODULE_ERROR"];
     let detail = c.detail.join("\n");
-    assert!(detail.contains("bad_serve") && detail.contains("boom in serve"), "{detail}");
-    assert!(detail.contains("bad_init") && detail.contains("constructor refuses"), "{detail}");
+    assert!(
+        detail.contains("bad_serve") && detail.contains("boom in serve"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("bad_init") && detail.contains("constructor refuses"),
+        "{detail}"
+    );
     assert_eq!(h.cmd("hello").stderr, "Hello World");
     // Disabling the failed modules clears the check.
     h.mods.disable("bad_serve").unwrap();
@@ -46,7 +71,11 @@ fn raising_handle_command_gives_einval_and_traceback() {
     let h = harness(&["bad_command"]);
     let r = h.cmd("bad command");
     assert_eq!(r.retval, -22);
-    assert!(r.stderr.contains("Traceback") && r.stderr.contains("bad command handler exploded"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("Traceback") && r.stderr.contains("bad command handler exploded"),
+        "{}",
+        r.stderr
+    );
     // The module keeps working afterwards.
     assert_eq!(h.cmd("bad command").retval, -22);
     assert!(h.mods.health_checks().is_empty());
@@ -61,14 +90,21 @@ fn notify_sleeping_a_minute_delays_only_its_own_module() {
     });
     let seen = || {
         let r = h.cmd("api notifications");
-        serde_json::from_str::<Value>(&r.stdout).unwrap()["seen"].as_array().unwrap().len()
+        serde_json::from_str::<Value>(&r.stdout).unwrap()["seen"]
+            .as_array()
+            .unwrap()
+            .len()
     };
     // The caller never blocks, even once the slow module's queue is full,
     // and the other module gets each notification at once.
     for i in 0..10 {
         let t = Instant::now();
         h.mods.notify_all("osd_map", "");
-        assert!(t.elapsed() < Duration::from_millis(100), "notify_all blocked: {:?}", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_millis(100),
+            "notify_all blocked: {:?}",
+            t.elapsed()
+        );
         assert!(wait_for(Duration::from_secs(5), || seen() == i + 1));
     }
     // 1 running + 4 queued; the rest dropped with a warning.
@@ -77,7 +113,10 @@ fn notify_sleeping_a_minute_delays_only_its_own_module() {
     assert_eq!(h.cmd("slow ping").stdout, "pong");
     assert_eq!(h.cmd("hello").stderr, "Hello World");
     // Reported as stalled.
-    assert!(wait_for(Duration::from_secs(5), || h.mods.health_checks().contains_key("MGR_MODULE_STALLED")));
+    assert!(wait_for(Duration::from_secs(5), || h
+        .mods
+        .health_checks()
+        .contains_key("MGR_MODULE_STALLED")));
     let c = &h.mods.health_checks()["MGR_MODULE_STALLED"];
     assert!(c.detail[0].contains("slow_notify"), "{:?}", c.detail);
     assert!(h.mods.notify_busy_for("slow_notify").unwrap() >= Duration::from_millis(200));
@@ -89,7 +128,10 @@ fn notify_sleeping_a_minute_delays_only_its_own_module() {
     assert!(!h.mods.health_checks().contains_key("MGR_MODULE_STALLED"));
     let t = Instant::now();
     let reports = h.mods.shutdown();
-    assert!(reports.iter().all(|r| r.abandoned.is_empty()), "{reports:?}");
+    assert!(
+        reports.iter().all(|r| r.abandoned.is_empty()),
+        "{reports:?}"
+    );
     assert!(t.elapsed() < Duration::from_secs(3));
 }
 
@@ -102,7 +144,12 @@ fn command_timeout_and_inflight_bound() {
     // A command stuck longer than command_timeout (its mon never answers).
     let t = Instant::now();
     h.host.hang_prefixes.lock().push("hang".into());
-    let w = vec!["api".into(), "call".into(), "mon_command".into(), r#"[{"prefix": "hang"}]"#.into()];
+    let w = vec![
+        "api".into(),
+        "call".into(),
+        "mon_command".into(),
+        r#"[{"prefix": "hang"}]"#.into(),
+    ];
     let r = h.mods.handle_command(&w, None, None);
     assert_eq!(r.retval, -110, "{r:?}");
     assert!(r.stderr.contains("command_timeout"), "{}", r.stderr);

@@ -54,12 +54,15 @@ fn py_err_text(py: Python<'_>, e: &PyErr) -> String {
 /// Imports `dir/name`; an error is the text `module ls` and health show.
 pub(crate) fn load(name: &str, dir: &Path) -> Result<LoadedModule, String> {
     Python::attach(|py| {
-        let loader = py.import("_kalmar_loader").map_err(|e| py_err_text(py, &e))?;
+        let loader = py
+            .import("_kalmar_loader")
+            .map_err(|e| py_err_text(py, &e))?;
         let r = loader
             .call_method1("load", (name, dir.to_string_lossy().to_string()))
             .map_err(|e| py_err_text(py, &e))?;
         let (class, desc): (Py<PyAny>, String) = r.extract().map_err(|e| py_err_text(py, &e))?;
-        let desc: Value = serde_json::from_str(&desc).map_err(|e| format!("bad module description: {e}"))?;
+        let desc: Value =
+            serde_json::from_str(&desc).map_err(|e| format!("bad module description: {e}"))?;
         let mut commands = Vec::new();
         for c in desc["commands"].as_array().into_iter().flatten() {
             let sig = c["cmd"].as_str().unwrap_or_default();
@@ -72,21 +75,31 @@ pub(crate) fn load(name: &str, dir: &Path) -> Result<LoadedModule, String> {
             .map_err(|e| format!("COMMANDS: {e}"))?;
             commands.push(d);
         }
-        let notify_types = desc["notify_types"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_string)).collect());
+        let notify_types = desc["notify_types"].as_array().map(|a| {
+            a.iter()
+                .filter_map(|t| t.as_str().map(str::to_string))
+                .collect()
+        });
         Ok(LoadedModule {
             class,
             commands,
             options: desc["options"].as_object().cloned().unwrap_or_default(),
             notify_types,
             can_run: desc["can_run"].as_bool().unwrap_or(false),
-            error_string: desc["error_string"].as_str().unwrap_or_default().to_string(),
+            error_string: desc["error_string"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
         })
     })
 }
 
 /// Last line of a traceback: the short form for `module ls`.
 pub(crate) fn short_error(text: &str) -> String {
-    text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or(text).trim().to_string()
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or(text)
+        .trim()
+        .to_string()
 }

@@ -29,8 +29,8 @@ use crate::daemon_state::DaemonStateIndex;
 use crate::health::{self, HealthCheck, Severity};
 use crate::host::{MgrHost, MgrStore, EINVAL};
 use crate::interp::{ensure_python, InterpError, PythonInfo};
-pub use running::{CommandResult, CommandTicket, StopReport};
 use running::RunningModule;
+pub use running::{CommandResult, CommandTicket, StopReport};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModuleError {
@@ -43,7 +43,11 @@ pub enum ModuleError {
     #[error("module option {module}/{key} is not declared in MODULE_OPTIONS")]
     UnknownOption { module: String, key: String },
     #[error("module option {module}/{key}: {reason}")]
-    BadOption { module: String, key: String, reason: String },
+    BadOption {
+        module: String,
+        key: String,
+        reason: String,
+    },
     #[error(transparent)]
     Python(#[from] InterpError),
 }
@@ -91,6 +95,9 @@ struct Registry {
     /// Whether `start` was called (enable then starts modules at once).
     started: bool,
 }
+
+/// A loaded module's class and its NOTIFY_TYPES, ready to start.
+type Runnable = (pyo3::Py<pyo3::PyAny>, Option<Vec<String>>);
 
 /// The plugin host.
 pub struct PyModules {
@@ -143,7 +150,10 @@ impl PyModules {
             if let Err(e) = &load {
                 tracing::error!(module = %name, dir = %dir.display(), "mgr module failed to load:\n{e}");
             }
-            self.reg.lock().available.insert(name, Available { dir, load });
+            self.reg
+                .lock()
+                .available
+                .insert(name, Available { dir, load });
         }
     }
 
@@ -155,7 +165,11 @@ impl PyModules {
             let mut r = self.reg.lock();
             r.enabled = names;
             let r = &*r;
-            r.running.keys().filter(|n| !self.should_run(r, n)).cloned().collect()
+            r.running
+                .keys()
+                .filter(|n| !self.should_run(r, n))
+                .cloned()
+                .collect()
         };
         let reports = to_stop.iter().filter_map(|n| self.stop_one(n)).collect();
         if self.reg.lock().started {
@@ -175,7 +189,7 @@ impl PyModules {
     /// Starts every enabled and always-on module that can run and is not
     /// running yet.
     pub fn start(&self) {
-        let todo: Vec<(String, Option<(pyo3::Py<pyo3::PyAny>, Option<Vec<String>>)>, Option<String>)> = {
+        let todo: Vec<(String, Option<Runnable>, Option<String>)> = {
             let mut r = self.reg.lock();
             r.started = true;
             let r = &*r;
@@ -185,9 +199,15 @@ impl PyModules {
                 .into_iter()
                 .filter(|n| !r.running.contains_key(n))
                 .map(|n| match r.available.get(&n) {
-                    None => (n.clone(), None, Some(format!("module '{n}' is enabled but was not found"))),
+                    None => (
+                        n.clone(),
+                        None,
+                        Some(format!("module '{n}' is enabled but was not found")),
+                    ),
                     Some(Available { load: Err(e), .. }) => (n, None, Some(loader::short_error(e))),
-                    Some(Available { load: Ok(m), .. }) if !m.can_run => (n, None, Some(m.error_string.clone())),
+                    Some(Available { load: Ok(m), .. }) if !m.can_run => {
+                        (n, None, Some(m.error_string.clone()))
+                    }
                     Some(Available { load: Ok(m), .. }) => {
                         let class = pyo3::Python::attach(|py| m.class.clone_ref(py));
                         (n, Some((class, m.notify_types.clone())), None)
@@ -197,9 +217,11 @@ impl PyModules {
         };
         for (name, runnable, err) in todo {
             let outcome = match (runnable, err) {
-                (Some((class, notify_types)), _) => {
-                    RunningModule::start(ModuleCtx::new(&name, self.shared.clone()), class, notify_types)
-                }
+                (Some((class, notify_types)), _) => RunningModule::start(
+                    ModuleCtx::new(&name, self.shared.clone()),
+                    class,
+                    notify_types,
+                ),
                 (None, e) => Err(e.unwrap_or_default()),
             };
             let mut r = self.reg.lock();
@@ -300,13 +322,21 @@ impl PyModules {
             .lock()
             .running
             .get(name)
-            .map(|m| m.dropped_notifies.load(std::sync::atomic::Ordering::Relaxed))
+            .map(|m| {
+                m.dropped_notifies
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            })
             .unwrap_or(0)
     }
 
     /// Sets a module option from outside the module (`config set`),
     /// then calls the module's `config_notify()`.
-    pub fn set_module_option(&self, module: &str, key: &str, value: Option<&str>) -> Result<(), ModuleError> {
+    pub fn set_module_option(
+        &self,
+        module: &str,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<(), ModuleError> {
         let declared = {
             let r = self.reg.lock();
             match r.available.get(module) {
@@ -315,31 +345,42 @@ impl PyModules {
             }
         };
         let Some(opt) = declared else {
-            return Err(ModuleError::UnknownOption { module: module.into(), key: key.into() });
+            return Err(ModuleError::UnknownOption {
+                module: module.into(),
+                key: key.into(),
+            });
         };
         if let Some(v) = value {
-            let bad = |reason: String| ModuleError::BadOption { module: module.into(), key: key.into(), reason };
+            let bad = |reason: String| ModuleError::BadOption {
+                module: module.into(),
+                key: key.into(),
+                reason,
+            };
             match opt["type"].as_str().unwrap_or("str") {
                 "int" | "uint" | "size" | "secs" => {
-                    v.parse::<i64>().map_err(|_| bad(format!("{v:?} is not an integer")))?;
+                    v.parse::<i64>()
+                        .map_err(|_| bad(format!("{v:?} is not an integer")))?;
                 }
                 "float" => {
-                    v.parse::<f64>().map_err(|_| bad(format!("{v:?} is not a number")))?;
+                    v.parse::<f64>()
+                        .map_err(|_| bad(format!("{v:?} is not a number")))?;
                 }
-                "bool" => {
-                    if !["true", "false", "1", "0", "yes", "no", "on", "off"].contains(&v.to_ascii_lowercase().as_str()) {
-                        return Err(bad(format!("{v:?} is not a boolean")));
-                    }
+                "bool"
+                    if !["true", "false", "1", "0", "yes", "no", "on", "off"]
+                        .contains(&v.to_ascii_lowercase().as_str()) =>
+                {
+                    return Err(bad(format!("{v:?} is not a boolean")));
                 }
                 _ => {}
             }
         }
         let ctx = ModuleCtx::new(module, self.shared.clone());
-        ctx.set_config(key, value).map_err(|e| ModuleError::BadOption {
-            module: module.into(),
-            key: key.into(),
-            reason: e.to_string(),
-        })?;
+        ctx.set_config(key, value)
+            .map_err(|e| ModuleError::BadOption {
+                module: module.into(),
+                key: key.into(),
+                reason: e.to_string(),
+            })?;
         if let Some(m) = self.reg.lock().running.get(module).cloned() {
             m.config_notify();
         }
@@ -382,7 +423,10 @@ impl PyModules {
         let (i, cmd) = match match_command(&refs, words, format) {
             Ok(x) => x,
             Err(e @ MatchError::NoMatch(_)) => {
-                return Err(CommandResult::error(EINVAL, format!("No handler found for '{}': {e}", words.join(" "))))
+                return Err(CommandResult::error(
+                    EINVAL,
+                    format!("No handler found for '{}': {e}", words.join(" ")),
+                ))
             }
             Err(e) => return Err(CommandResult::error(EINVAL, e.to_string())),
         };
@@ -390,12 +434,20 @@ impl PyModules {
         let m = self.reg.lock().running.get(module).cloned();
         match m {
             Some(m) => m.command(cmd, inbuf),
-            None => Err(CommandResult::error(EINVAL, format!("module {module} stopped"))),
+            None => Err(CommandResult::error(
+                EINVAL,
+                format!("module {module} stopped"),
+            )),
         }
     }
 
     /// `dispatch_command` then wait: for blocking callers and tests.
-    pub fn handle_command(&self, words: &[String], format: Option<&str>, inbuf: Option<String>) -> CommandResult {
+    pub fn handle_command(
+        &self,
+        words: &[String],
+        format: Option<&str>,
+        inbuf: Option<String>,
+    ) -> CommandResult {
         match self.dispatch_command(words, format, inbuf) {
             Ok(t) => t.wait(),
             Err(r) => r,
@@ -421,15 +473,20 @@ impl PyModules {
                 };
                 let state = if let Some(m) = r.running.get(name) {
                     match m.failed.lock().clone() {
-                        Some(tb) => ModuleState::Failed(format!("serve() raised: {}", loader::short_error(&tb))),
+                        Some(tb) => ModuleState::Failed(format!(
+                            "serve() raised: {}",
+                            loader::short_error(&tb)
+                        )),
                         None => ModuleState::Running,
                     }
                 } else if enabled || always_on {
-                    ModuleState::Failed(
-                        r.start_failed.get(name).cloned().unwrap_or_else(|| {
-                            if can_run { "not started".to_string() } else { error_string.clone() }
-                        }),
-                    )
+                    ModuleState::Failed(r.start_failed.get(name).cloned().unwrap_or_else(|| {
+                        if can_run {
+                            "not started".to_string()
+                        } else {
+                            error_string.clone()
+                        }
+                    }))
                 } else if can_run {
                     ModuleState::Disabled
                 } else {
@@ -456,7 +513,11 @@ impl PyModules {
     /// are not running.
     pub fn module_ls(&self) -> Value {
         let infos = self.module_infos();
-        let always: Vec<&str> = infos.iter().filter(|m| m.always_on).map(|m| m.name.as_str()).collect();
+        let always: Vec<&str> = infos
+            .iter()
+            .filter(|m| m.always_on)
+            .map(|m| m.name.as_str())
+            .collect();
         let enabled: Vec<&str> = infos
             .iter()
             .filter(|m| m.enabled && !m.always_on)
@@ -497,8 +558,10 @@ impl PyModules {
     /// `MGR_MODULE_STALLED` (a notify running past `notify_stall_warn`).
     pub fn health_checks(&self) -> BTreeMap<String, HealthCheck> {
         let running: Vec<Arc<RunningModule>> = self.reg.lock().running.values().cloned().collect();
-        let module_sets: Vec<BTreeMap<String, HealthCheck>> =
-            running.iter().map(|m| m.ctx.health.lock().clone()).collect();
+        let module_sets: Vec<BTreeMap<String, HealthCheck>> = running
+            .iter()
+            .map(|m| m.ctx.health.lock().clone())
+            .collect();
         let mut own = BTreeMap::new();
         let failed: Vec<String> = self
             .module_infos()
@@ -516,7 +579,12 @@ impl PyModules {
             };
             own.insert(
                 "MGR_MODULE_ERROR".to_string(),
-                HealthCheck { severity: Severity::Error, summary, count: failed.len() as u64, detail: failed },
+                HealthCheck {
+                    severity: Severity::Error,
+                    summary,
+                    count: failed.len() as u64,
+                    detail: failed,
+                },
             );
         }
         let warn_after = self.shared.config.notify_stall_warn;
@@ -524,9 +592,14 @@ impl PyModules {
             .iter()
             .filter_map(|m| {
                 let busy = m.notify_busy.lock().clone();
-                busy.filter(|(since, _)| since.elapsed() >= warn_after).map(|(since, what)| {
-                    format!("Module '{}' has been in notify({what}) for {} s", m.name(), since.elapsed().as_secs())
-                })
+                busy.filter(|(since, _)| since.elapsed() >= warn_after)
+                    .map(|(since, what)| {
+                        format!(
+                            "Module '{}' has been in notify({what}) for {} s",
+                            m.name(),
+                            since.elapsed().as_secs()
+                        )
+                    })
             })
             .collect();
         if !stalled.is_empty() {

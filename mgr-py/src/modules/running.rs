@@ -54,9 +54,10 @@ impl CommandTicket {
                     self.timeout.as_millis()
                 ),
             ),
-            Err(RecvTimeoutError::Disconnected) => {
-                CommandResult::error(EINVAL, format!("module {} dropped the command", self.module))
-            }
+            Err(RecvTimeoutError::Disconnected) => CommandResult::error(
+                EINVAL,
+                format!("module {} dropped the command", self.module),
+            ),
         }
     }
 
@@ -65,7 +66,12 @@ impl CommandTicket {
         let module = self.module.clone();
         tokio::task::spawn_blocking(move || self.wait())
             .await
-            .unwrap_or_else(|e| CommandResult::error(EINVAL, format!("module {module}: command waiter failed: {e}")))
+            .unwrap_or_else(|e| {
+                CommandResult::error(
+                    EINVAL,
+                    format!("module {module}: command waiter failed: {e}"),
+                )
+            })
     }
 
     pub fn module(&self) -> &str {
@@ -104,7 +110,11 @@ pub(crate) struct RunningModule {
     stopping: Arc<AtomicBool>,
 }
 
-fn loader_call<'py>(py: Python<'py>, f: &str, args: impl pyo3::call::PyCallArgs<'py>) -> Result<Bound<'py, PyAny>, String> {
+fn loader_call<'py>(
+    py: Python<'py>,
+    f: &str,
+    args: impl pyo3::call::PyCallArgs<'py>,
+) -> Result<Bound<'py, PyAny>, String> {
     py.import("_kalmar_loader")
         .and_then(|l| l.call_method1(f, args))
         .map_err(|e| e.to_string())
@@ -141,10 +151,16 @@ impl RunningModule {
         let serve_thread = std::thread::Builder::new()
             .name(format!("mgr-{name}-serve"))
             .spawn(move || {
-                let handle = ModuleHandle { ctx: serve_ctx.clone() };
+                let handle = ModuleHandle {
+                    ctx: serve_ctx.clone(),
+                };
                 let inst = Python::attach(|py| -> Result<Py<PyAny>, String> {
                     let h = Py::new(py, handle).map_err(|e| e.to_string())?;
-                    let r = loader_call(py, "instantiate", (class.bind(py), serve_ctx.name.as_str(), h))?;
+                    let r = loader_call(
+                        py,
+                        "instantiate",
+                        (class.bind(py), serve_ctx.name.as_str(), h),
+                    )?;
                     Ok(r.unbind())
                 });
                 let inst = match inst {
@@ -161,9 +177,11 @@ impl RunningModule {
                 if !go_rx.recv().unwrap_or(false) {
                     return;
                 }
-                let err = Python::attach(|py| match loader_call(py, "call_hook", (for_serve.bind(py), "serve")) {
-                    Ok(v) => v.extract::<Option<String>>().unwrap_or(None),
-                    Err(e) => Some(e),
+                let err = Python::attach(|py| {
+                    match loader_call(py, "call_hook", (for_serve.bind(py), "serve")) {
+                        Ok(v) => v.extract::<Option<String>>().unwrap_or(None),
+                        Err(e) => Some(e),
+                    }
                 });
                 if let Some(tb) = err {
                     tracing::error!(module = %serve_ctx.name, "mgr module serve() raised:\n{tb}");
@@ -180,9 +198,9 @@ impl RunningModule {
             }
             Err(_) => {
                 return Err(format!(
-                    "the module's constructor did not return within {} ms (start_timeout); abandoned",
-                    cfg.start_timeout.as_millis()
-                ))
+                "the module's constructor did not return within {} ms (start_timeout); abandoned",
+                cfg.start_timeout.as_millis()
+            ))
             }
         };
 
@@ -203,12 +221,18 @@ impl RunningModule {
                     let (f, args) = match msg {
                         NotifyMsg::Stop => break,
                         NotifyMsg::Notify(t, id) => ("notify", (t, id)),
-                        NotifyMsg::ConfigNotify => ("call_hook", ("config_notify".to_string(), String::new())),
+                        NotifyMsg::ConfigNotify => {
+                            ("call_hook", ("config_notify".to_string(), String::new()))
+                        }
                     };
                     *busy.lock() = Some((Instant::now(), args.0.clone()));
                     let err = Python::attach(|py| {
                         let r = if f == "notify" {
-                            loader_call(py, "notify", (notify_inst.bind(py), args.0.as_str(), args.1.as_str()))
+                            loader_call(
+                                py,
+                                "notify",
+                                (notify_inst.bind(py), args.0.as_str(), args.1.as_str()),
+                            )
                         } else {
                             loader_call(py, "call_hook", (notify_inst.bind(py), "config_notify"))
                         };
@@ -260,7 +284,10 @@ impl RunningModule {
 
     /// Queues a notification; never blocks. A full queue drops it.
     pub fn notify(&self, notify_type: &str, notify_id: &str) -> bool {
-        self.enqueue(NotifyMsg::Notify(notify_type.to_string(), notify_id.to_string()), notify_type)
+        self.enqueue(
+            NotifyMsg::Notify(notify_type.to_string(), notify_id.to_string()),
+            notify_type,
+        )
     }
 
     pub fn config_notify(&self) -> bool {
@@ -284,7 +311,11 @@ impl RunningModule {
     }
 
     /// Runs a command on a new thread; the ticket waits with a timeout.
-    pub fn command(&self, cmd: serde_json::Value, inbuf: Option<String>) -> Result<CommandTicket, CommandResult> {
+    pub fn command(
+        &self,
+        cmd: serde_json::Value,
+        inbuf: Option<String>,
+    ) -> Result<CommandTicket, CommandResult> {
         let cfg = &self.ctx.shared.config;
         let n = self.inflight.fetch_add(1, Ordering::AcqRel);
         if n >= cfg.max_inflight_commands {
@@ -305,11 +336,21 @@ impl RunningModule {
             .name(format!("mgr-{}-cmd", self.name()))
             .spawn(move || {
                 let r = Python::attach(|py| {
-                    match loader_call(py, "dispatch", (inst.bind(py), cmd_json.as_str(), inbuf.as_deref())) {
+                    match loader_call(
+                        py,
+                        "dispatch",
+                        (inst.bind(py), cmd_json.as_str(), inbuf.as_deref()),
+                    ) {
                         Ok(v) => v
                             .extract::<(i32, String, String)>()
-                            .map(|(retval, stdout, stderr)| CommandResult { retval, stdout, stderr })
-                            .unwrap_or_else(|e| CommandResult::error(EINVAL, format!("bad command result: {e}"))),
+                            .map(|(retval, stdout, stderr)| CommandResult {
+                                retval,
+                                stdout,
+                                stderr,
+                            })
+                            .unwrap_or_else(|e| {
+                                CommandResult::error(EINVAL, format!("bad command result: {e}"))
+                            }),
                         Err(e) => CommandResult::error(EINVAL, e),
                     }
                 });
@@ -318,7 +359,10 @@ impl RunningModule {
             });
         if let Err(e) = spawned {
             self.inflight.fetch_sub(1, Ordering::AcqRel);
-            return Err(CommandResult::error(EBUSY, format!("cannot start a command thread: {e}")));
+            return Err(CommandResult::error(
+                EBUSY,
+                format!("cannot start a command thread: {e}"),
+            ));
         }
         Ok(CommandTicket {
             rx,
@@ -340,9 +384,11 @@ impl RunningModule {
         let shutdown = std::thread::Builder::new()
             .name(format!("mgr-{name}-shutdown"))
             .spawn(move || {
-                let err = Python::attach(|py| match loader_call(py, "call_hook", (inst.bind(py), "shutdown")) {
-                    Ok(v) => v.extract::<Option<String>>().unwrap_or(None),
-                    Err(e) => Some(e),
+                let err = Python::attach(|py| {
+                    match loader_call(py, "call_hook", (inst.bind(py), "shutdown")) {
+                        Ok(v) => v.extract::<Option<String>>().unwrap_or(None),
+                        Err(e) => Some(e),
+                    }
                 });
                 if let Some(tb) = err {
                     tracing::warn!(module = %name, "mgr module shutdown() raised:\n{tb}");

@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kalmar_mgr_py::fake::{FakeCluster, FakeHost, FakeOsd};
 use kalmar_mgr_py::{
-    shipped_modules_dir, ClusterStateStore, CommandResult, DaemonStateIndex, DaemonStateLimits, MemoryStore,
-    PyModules, PyModulesConfig,
+    shipped_modules_dir, ClusterStateStore, CommandResult, DaemonStateIndex, DaemonStateLimits,
+    MemoryStore, PyModules, PyModulesConfig,
 };
 use serde_json::Value;
 
@@ -49,11 +49,26 @@ pub fn harness_with(enabled: &[&str], cfg: impl FnOnce(&mut PyModulesConfig)) ->
     }
     let host = FakeHost::new("x");
     let store = Arc::new(MemoryStore::new());
-    let mods = PyModules::new(config, state.clone(), cluster.clone(), host.clone(), store.clone()).unwrap();
+    let mods = PyModules::new(
+        config,
+        state.clone(),
+        cluster.clone(),
+        host.clone(),
+        store.clone(),
+    )
+    .unwrap();
     mods.load();
     mods.set_enabled(enabled.iter().map(|s| s.to_string()));
     mods.start();
-    Harness { mods, state, cluster, host, store, fake, osds }
+    Harness {
+        mods,
+        state,
+        cluster,
+        host,
+        store,
+        fake,
+        osds,
+    }
 }
 
 pub fn harness(enabled: &[&str]) -> Harness {
@@ -75,7 +90,12 @@ impl Harness {
 
     /// `api call METHOD ARGS` on the apitest plugin: `{type, value}`.
     pub fn call(&self, method: &str, args: Value) -> Value {
-        let w = vec!["api".into(), "call".into(), method.to_string(), args.to_string()];
+        let w = vec![
+            "api".into(),
+            "call".into(),
+            method.to_string(),
+            args.to_string(),
+        ];
         let r = self.mods.handle_command(&w, None, None);
         assert_eq!(r.retval, 0, "{method}({args}) failed: {}", r.stderr);
         serde_json::from_str(&r.stdout).unwrap()
@@ -83,9 +103,18 @@ impl Harness {
 
     /// The same, expecting an exception: returns the traceback.
     pub fn call_err(&self, method: &str, args: Value) -> String {
-        let w = vec!["api".into(), "call".into(), method.to_string(), args.to_string()];
+        let w = vec![
+            "api".into(),
+            "call".into(),
+            method.to_string(),
+            args.to_string(),
+        ];
         let r = self.mods.handle_command(&w, None, None);
-        assert_eq!(r.retval, -22, "{method}({args}) should have raised, got {:?}", r);
+        assert_eq!(
+            r.retval, -22,
+            "{method}({args}) should have raised, got {:?}",
+            r
+        );
         r.stderr
     }
 
@@ -111,7 +140,11 @@ pub fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 
 /// A free loopback port (bound then released).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// GET http://127.0.0.1:port/path with a plain socket; returns the body.
@@ -122,7 +155,14 @@ pub fn http_get(port: u16, path: &str) -> (u16, String) {
     write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
     let mut buf = String::new();
     s.read_to_string(&mut buf).unwrap();
-    let code = buf.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let code = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (code, body)
 }
