@@ -1,1 +1,102 @@
-//! kalmar-objectstore (placeholder until its issue lands).
+//! Kalmar's ObjectStore: Ceph's object model on a raw block device or a
+//! file, with a write-ahead journal, metadata in RocksDB and a checksum on
+//! every data block.
+//!
+//! # Model
+//!
+//! A store holds **collections** ([`CollectionId`], e.g. `meta`,
+//! `1.1f_head`) of **objects** ([`ObjectId`], byte names up to 4 KiB). An
+//! object has data (a sparse byte array up to 1 TiB), xattrs (small named
+//! values, kept with the object record) and an omap (an ordered key/value
+//! map) with an omap header. All changes are [`Transaction`]s: ordered
+//! operations applied atomically — all or nothing.
+//!
+//! # Writing
+//!
+//! [`ObjectStore::queue_transaction`] never blocks and returns a
+//! [`Commit`], a `Future<Output = Result<(), StoreError>>` that also has a
+//! blocking `wait()`. It resolves `Ok` once the transaction is **durable**
+//! (its journal record is on stable storage) and visible to reads.
+//! Transactions queued together are committed with one journal write
+//! (group commit) and commit in queue order, so order within a collection
+//! (and across collections) is kept. A refused transaction (`Err`) has no
+//! effect. After a device or database failure the store is *poisoned*:
+//! every later write fails with [`StoreError::Poisoned`] and the store must
+//! be remounted (which replays the journal).
+//!
+//! Errors of transaction operations: `CollectionNotFound` for an object
+//! operation in a missing collection; `ObjectNotFound` for `remove`,
+//! `rmattr`, `omap_rmkeys`, `omap_clear`, `clone` (source) and
+//! `collection_move_rename` (source) on a missing object; `ObjectExists`
+//! when the move destination exists; `CollectionExists` /
+//! `CollectionNotEmpty` for collection operations; `InvalidArgument` for
+//! limits ([`types`]); `NoSpace`; `TooLarge` for a transaction whose journal
+//! record would exceed `max_record_bytes`. Every other object operation
+//! creates a missing object. Each builder method documents its contract.
+//!
+//! # Reading
+//!
+//! Reads see committed (durable) state only. The plain methods
+//! ([`ObjectStore::read`], [`ObjectStore::stat`], ...) block the calling
+//! thread for a metadata lookup and, for `read`, device I/O; metadata-only
+//! calls are short (an in-memory or SST lookup). From async code use the
+//! `*_async` variants ([`ObjectStore::read_async`], `stat_async`,
+//! `getattrs_async`, `omap_iter_async`, `collection_list_async`), which run
+//! on the store's reader threads and never block the executor. Every data
+//! block read is verified against its crc32c: a mismatch is
+//! [`StoreError::Checksum`], never wrong bytes.
+//!
+//! # On disk
+//!
+//! See [`layout`] (label, two superblocks, journal, data area) and
+//! [`journal`] (record format, replay rules). Small writes (up to
+//! `deferred_max_bytes`) ride in the journal record and are written in
+//! place afterwards; large writes go to newly allocated blocks, written and
+//! flushed before the record that points at them, so big data is written
+//! once. A checkpoint (device flush, database flush, superblock) trims the
+//! journal; space freed by a transaction is reused only after the
+//! checkpoint that covers it. Mount replays exactly the committed records
+//! and stops at the first torn one.
+//!
+//! # Devices
+//!
+//! [`device::UringDevice`] drives a block device or file with O_DIRECT
+//! through io_uring and takes an exclusive lock; [`device::FaultyDevice`]
+//! keeps a volatile write cache and loses power on command, for tests. The
+//! store runs the same code on both ([`ObjectStore::mount_device`]).
+//!
+//! # Also here
+//!
+//! [`meta`]: helpers for the `meta` collection (OSD maps and superblock);
+//! [`fsck`]: the consistency check; [`perf`]: the `objectstore` perf
+//! counters ([`ObjectStore::perf_counters`]).
+#![deny(clippy::unwrap_used)]
+
+pub mod alloc;
+mod completion;
+pub mod device;
+mod error;
+pub mod fsck;
+pub mod inspect;
+pub mod journal;
+pub mod keys;
+pub mod kv;
+pub mod layout;
+pub mod meta;
+pub mod onode;
+mod overlay;
+pub mod perf;
+mod prepare;
+mod settings;
+mod store;
+mod txn;
+pub mod types;
+
+pub use bytes::Bytes;
+pub use completion::{Commit, Completion, ReadFuture};
+pub use error::{DeviceError, Result, StoreError};
+pub use fsck::FsckReport;
+pub use settings::{MkfsOptions, MountOptions, StoreSettings};
+pub use store::{default_db_path, ObjectStore};
+pub use txn::{Op, Transaction};
+pub use types::{CollectionId, ObjectId, ObjectStat, StatFs};

@@ -1,0 +1,363 @@
+//! The block allocator of the data area: pure logic over bitmaps.
+//!
+//! Two bitmaps: `used` is the committed allocation state (what the
+//! database records, segment by segment), `busy` is what the allocator must
+//! not hand out: used blocks plus blocks freed by committed transactions
+//! that are not yet checkpointed. A freed block becomes reusable only when
+//! the journal has been trimmed past the transaction that freed it: until
+//! then a replay could still write deferred data into it.
+
+use std::collections::BTreeSet;
+
+use crate::error::StoreError;
+use crate::layout::BLOCK_SIZE;
+
+/// Blocks per bitmap segment stored as one database value (1 KiB value
+/// covering 32 MiB of data area).
+pub const SEGMENT_BLOCKS: u64 = 8192;
+const SEGMENT_WORDS: usize = (SEGMENT_BLOCKS / 64) as usize;
+
+/// A run of blocks `[start, start + len)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Extent {
+    pub start: u64,
+    pub len: u64,
+}
+
+pub struct Allocator {
+    total_blocks: u64,
+    used: Vec<u64>,
+    busy: Vec<u64>,
+    /// (journal seq of the freeing record, extent), in seq order.
+    pending: Vec<(u64, Extent)>,
+    cursor: u64,
+    used_blocks: u64,
+    busy_blocks: u64,
+    dirty: BTreeSet<u64>,
+}
+
+fn bit(v: &[u64], b: u64) -> bool {
+    v[(b / 64) as usize] >> (b % 64) & 1 == 1
+}
+
+fn set_bit(v: &mut [u64], b: u64, on: bool) {
+    let w = &mut v[(b / 64) as usize];
+    if on {
+        *w |= 1 << (b % 64);
+    } else {
+        *w &= !(1 << (b % 64));
+    }
+}
+
+impl Allocator {
+    /// An allocator with every block free.
+    pub fn new(total_blocks: u64) -> Allocator {
+        let words = total_blocks.div_ceil(64) as usize;
+        let mut a = Allocator {
+            total_blocks,
+            used: vec![0; words],
+            busy: vec![0; words],
+            pending: Vec::new(),
+            cursor: 0,
+            used_blocks: 0,
+            busy_blocks: 0,
+            dirty: BTreeSet::new(),
+        };
+        // Bits past the end are permanently busy so searches never return them.
+        for b in total_blocks..(words as u64 * 64) {
+            set_bit(&mut a.busy, b, true);
+        }
+        a
+    }
+
+    pub fn total_blocks(&self) -> u64 {
+        self.total_blocks
+    }
+
+    pub fn segments(&self) -> u64 {
+        self.total_blocks.div_ceil(SEGMENT_BLOCKS)
+    }
+
+    pub fn used_blocks(&self) -> u64 {
+        self.used_blocks
+    }
+
+    /// Blocks that can be allocated now.
+    pub fn free_blocks(&self) -> u64 {
+        self.total_blocks - self.busy_blocks
+    }
+
+    /// Freed blocks waiting for a checkpoint.
+    pub fn pending_blocks(&self) -> u64 {
+        self.busy_blocks - self.used_blocks
+    }
+
+    pub fn is_used(&self, b: u64) -> bool {
+        b < self.total_blocks && bit(&self.used, b)
+    }
+
+    /// Loads one segment as stored in the database (mount).
+    pub fn load_segment(&mut self, seg: u64, bytes: &[u8]) -> Result<(), StoreError> {
+        if seg >= self.segments() || bytes.len() != SEGMENT_WORDS * 8 {
+            return Err(StoreError::corrupt(
+                format!("bitmap segment {seg}"),
+                format!("{} bytes for a store of {} segments", bytes.len(), self.segments()),
+            ));
+        }
+        for (i, chunk) in bytes.chunks_exact(8).enumerate() {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(chunk);
+            let word = u64::from_le_bytes(a);
+            for j in 0..64u64 {
+                let b = seg * SEGMENT_BLOCKS + i as u64 * 64 + j;
+                if word >> j & 1 == 1 {
+                    if b >= self.total_blocks {
+                        return Err(StoreError::corrupt(
+                            format!("bitmap segment {seg}"),
+                            format!("block {b} beyond the data area"),
+                        ));
+                    }
+                    if !bit(&self.used, b) {
+                        set_bit(&mut self.used, b, true);
+                        set_bit(&mut self.busy, b, true);
+                        self.used_blocks += 1;
+                        self.busy_blocks += 1;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The database value of segment `seg`.
+    pub fn segment_bytes(&self, seg: u64) -> Vec<u8> {
+        let first = (seg * SEGMENT_BLOCKS / 64) as usize;
+        let mut out = Vec::with_capacity(SEGMENT_WORDS * 8);
+        for i in 0..SEGMENT_WORDS {
+            let w = self.used.get(first + i).copied().unwrap_or(0);
+            out.extend_from_slice(&w.to_le_bytes());
+        }
+        out
+    }
+
+    /// Segments changed since the last call.
+    pub fn take_dirty(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.dirty).into_iter().collect()
+    }
+
+    fn mark(&mut self, e: Extent, used: bool, busy: bool) {
+        for b in e.start..e.start + e.len {
+            if bit(&self.used, b) != used {
+                set_bit(&mut self.used, b, used);
+                if used {
+                    self.used_blocks += 1;
+                } else {
+                    self.used_blocks -= 1;
+                }
+            }
+            if bit(&self.busy, b) != busy {
+                set_bit(&mut self.busy, b, busy);
+                if busy {
+                    self.busy_blocks += 1;
+                } else {
+                    self.busy_blocks -= 1;
+                }
+            }
+        }
+        for seg in e.start / SEGMENT_BLOCKS..=(e.start + e.len - 1) / SEGMENT_BLOCKS {
+            self.dirty.insert(seg);
+        }
+    }
+
+    /// Finds `n` contiguous free blocks at or after `from`.
+    fn find_run(&self, from: u64, to: u64, n: u64) -> Option<u64> {
+        let mut b = from;
+        let mut run_start = from;
+        let mut run_len = 0u64;
+        while b < to {
+            let w = self.busy[(b / 64) as usize];
+            if b % 64 == 0 && w == u64::MAX {
+                run_len = 0;
+                b += 64;
+                run_start = b;
+                continue;
+            }
+            if b % 64 == 0 && w == 0 && b + 64 <= to {
+                if run_len == 0 {
+                    run_start = b;
+                }
+                run_len += 64;
+                b += 64;
+            } else {
+                if bit(&self.busy, b) {
+                    run_len = 0;
+                    run_start = b + 1;
+                } else {
+                    if run_len == 0 {
+                        run_start = b;
+                    }
+                    run_len += 1;
+                }
+                b += 1;
+            }
+            if run_len >= n {
+                return Some(run_start);
+            }
+        }
+        None
+    }
+
+    /// Allocates `n` blocks, contiguous when possible, else in pieces.
+    pub fn allocate(&mut self, n: u64) -> Result<Vec<Extent>, StoreError> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        if n > self.free_blocks() {
+            return Err(StoreError::NoSpace {
+                needed_bytes: n * BLOCK_SIZE,
+                free_bytes: self.free_blocks() * BLOCK_SIZE,
+            });
+        }
+        let start = self
+            .find_run(self.cursor, self.total_blocks, n)
+            .or_else(|| self.find_run(0, self.total_blocks, n));
+        if let Some(s) = start {
+            let e = Extent { start: s, len: n };
+            self.mark(e, true, true);
+            self.cursor = (s + n) % self.total_blocks.max(1);
+            return Ok(vec![e]);
+        }
+        // Fragmented: gather free blocks from the cursor, wrapping once.
+        let mut out: Vec<Extent> = Vec::new();
+        let mut left = n;
+        let mut b = self.cursor;
+        let mut scanned = 0;
+        while left > 0 && scanned < self.total_blocks {
+            if !bit(&self.busy, b) {
+                match out.last_mut() {
+                    Some(e) if e.start + e.len == b => e.len += 1,
+                    _ => out.push(Extent { start: b, len: 1 }),
+                }
+                left -= 1;
+            }
+            b = (b + 1) % self.total_blocks;
+            scanned += 1;
+        }
+        for e in &out {
+            self.mark(*e, true, true);
+        }
+        self.cursor = b;
+        Ok(out)
+    }
+
+    /// Undoes an allocation that never committed.
+    pub fn unallocate(&mut self, e: Extent) {
+        self.mark(e, false, false);
+    }
+
+    /// Frees an extent in a transaction of journal record `seq`: no longer
+    /// used, but busy until [`Allocator::release_through`] covers `seq`.
+    pub fn free(&mut self, e: Extent, seq: u64) {
+        self.mark(e, false, true);
+        self.pending.push((seq, e));
+    }
+
+    /// Makes blocks freed by records up to `seq` allocatable (after a
+    /// checkpoint trimmed the journal past them).
+    pub fn release_through(&mut self, seq: u64) {
+        let n = self.pending.partition_point(|(s, _)| *s <= seq);
+        let released: Vec<(u64, Extent)> = self.pending.drain(..n).collect();
+        for (_, e) in released {
+            for b in e.start..e.start + e.len {
+                // A block freed, released... cannot be reallocated before
+                // its release; if it is used here, it was freed twice.
+                if !bit(&self.used, b) && bit(&self.busy, b) {
+                    set_bit(&mut self.busy, b, false);
+                    self.busy_blocks -= 1;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn contiguous_then_fragmented() {
+        let mut a = Allocator::new(100);
+        let e = a.allocate(10).expect("alloc");
+        assert_eq!(e, vec![Extent { start: 0, len: 10 }]);
+        let e2 = a.allocate(80).expect("alloc");
+        assert_eq!(e2, vec![Extent { start: 10, len: 80 }]);
+        a.free(Extent { start: 0, len: 5 }, 1);
+        a.free(Extent { start: 50, len: 5 }, 2);
+        assert_eq!(a.free_blocks(), 10, "freed blocks wait for a checkpoint");
+        assert!(a.allocate(11).is_err());
+        a.release_through(1);
+        assert_eq!(a.free_blocks(), 15);
+        a.release_through(2);
+        let frag = a.allocate(20).expect("fragments");
+        assert_eq!(frag.iter().map(|e| e.len).sum::<u64>(), 20);
+        assert_eq!(a.free_blocks(), 0);
+        assert!(matches!(a.allocate(1), Err(StoreError::NoSpace { .. })));
+    }
+
+    #[test]
+    fn segments_roundtrip() {
+        let mut a = Allocator::new(SEGMENT_BLOCKS * 2 + 5);
+        a.allocate(SEGMENT_BLOCKS + 3).expect("alloc");
+        let dirty = a.take_dirty();
+        assert_eq!(dirty, vec![0, 1]);
+        let mut b = Allocator::new(SEGMENT_BLOCKS * 2 + 5);
+        for s in 0..a.segments() {
+            b.load_segment(s, &a.segment_bytes(s)).expect("load");
+        }
+        assert_eq!(b.used_blocks(), SEGMENT_BLOCKS + 3);
+        assert!(b.load_segment(3, &a.segment_bytes(0)).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn never_double_allocates(ops in proptest::collection::vec((0u8..3, 1u64..40), 1..80)) {
+            let total = 300u64;
+            let mut a = Allocator::new(total);
+            let mut owned: Vec<Extent> = Vec::new();
+            let mut model = vec![false; total as usize];
+            let mut pending = vec![false; total as usize];
+            let mut seq = 0;
+            for (kind, n) in ops {
+                match kind {
+                    0 => if let Ok(es) = a.allocate(n) {
+                        prop_assert_eq!(es.iter().map(|e| e.len).sum::<u64>(), n);
+                        for e in es {
+                            for b in e.start..e.start + e.len {
+                                prop_assert!(!model[b as usize], "block {} handed out twice", b);
+                                prop_assert!(!pending[b as usize], "block {} reused before its release", b);
+                                model[b as usize] = true;
+                            }
+                            owned.push(e);
+                        }
+                    },
+                    1 => if let Some(e) = owned.pop() {
+                        seq += 1;
+                        a.free(e, seq);
+                        for b in e.start..e.start + e.len {
+                            model[b as usize] = false;
+                            pending[b as usize] = true;
+                        }
+                    },
+                    _ => {
+                        a.release_through(seq);
+                        pending.iter_mut().for_each(|p| *p = false);
+                    }
+                }
+                let used = model.iter().filter(|&&u| u).count() as u64;
+                prop_assert_eq!(a.used_blocks(), used);
+                prop_assert!(a.free_blocks() <= total - used);
+            }
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! Aligned buffers for direct I/O.
+//!
+//! O_DIRECT needs the memory, the offset and the length aligned to the
+//! device's logical block size; [`AlignedBuf`] is always aligned to
+//! [`BUF_ALIGN`] (4 KiB), which covers every device we accept.
+
+use std::alloc::{alloc_zeroed, dealloc, Layout};
+use std::ops::{Deref, DerefMut};
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+/// Memory alignment of every I/O buffer.
+pub const BUF_ALIGN: usize = 4096;
+
+/// A zero-initialised, 4 KiB-aligned heap buffer.
+pub struct AlignedBuf {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: AlignedBuf owns its allocation exclusively, like a Vec<u8>.
+unsafe impl Send for AlignedBuf {}
+// SAFETY: shared references only give `&[u8]`.
+unsafe impl Sync for AlignedBuf {}
+
+impl AlignedBuf {
+    /// A zeroed buffer of `len` bytes (`len` may be 0).
+    pub fn zeroed(len: usize) -> AlignedBuf {
+        if len == 0 {
+            return AlignedBuf {
+                ptr: NonNull::dangling(),
+                len: 0,
+            };
+        }
+        let layout = Self::layout(len);
+        // SAFETY: layout has a non-zero size.
+        let raw = unsafe { alloc_zeroed(layout) };
+        let Some(ptr) = NonNull::new(raw) else {
+            std::alloc::handle_alloc_error(layout);
+        };
+        AlignedBuf { ptr, len }
+    }
+
+    /// An aligned copy of `data`.
+    pub fn from_slice(data: &[u8]) -> AlignedBuf {
+        let mut b = AlignedBuf::zeroed(data.len());
+        b.copy_from_slice(data);
+        b
+    }
+
+    fn layout(len: usize) -> Layout {
+        // The only failure is an alignment that is not a power of two or a
+        // size overflowing isize; neither can happen for a real buffer.
+        Layout::from_size_align(len, BUF_ALIGN).expect("4 KiB alignment and a sane size form a valid layout")
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn as_ptr(&self) -> *const u8 {
+        self.ptr.as_ptr()
+    }
+
+    pub fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+}
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        if self.len > 0 {
+            // SAFETY: allocated in `zeroed` with this exact layout.
+            unsafe { dealloc(self.ptr.as_ptr(), Self::layout(self.len)) }
+        }
+    }
+}
+
+impl Deref for AlignedBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: ptr is valid for len bytes (or dangling with len 0).
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl DerefMut for AlignedBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as above, and we hold &mut self.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl std::fmt::Debug for AlignedBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AlignedBuf({} bytes)", self.len)
+    }
+}
+
+/// The data of a write: a buffer of its own, or an aligned window of a
+/// shared one (a journal record whose blocks are also written home).
+#[derive(Debug)]
+pub enum IoBuf {
+    Owned(AlignedBuf),
+    Shared { buf: Arc<AlignedBuf>, start: usize, len: usize },
+}
+
+impl IoBuf {
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            IoBuf::Owned(b) => b,
+            IoBuf::Shared { buf, start, len } => &buf[*start..*start + *len],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aligned_and_zeroed() {
+        for len in [0usize, 1, 512, 4096, 12345, 1 << 20] {
+            let b = AlignedBuf::zeroed(len);
+            assert_eq!(b.len(), len);
+            if len > 0 {
+                assert_eq!(b.as_ptr() as usize % BUF_ALIGN, 0);
+            }
+            assert!(b.iter().all(|&x| x == 0));
+        }
+        let c = AlignedBuf::from_slice(b"hello");
+        assert_eq!(&c[..], b"hello");
+        let shared = Arc::new(AlignedBuf::from_slice(&[7u8; 8192]));
+        let w = IoBuf::Shared {
+            buf: shared,
+            start: 4096,
+            len: 4096,
+        };
+        assert_eq!(w.as_slice().len(), 4096);
+    }
+}

@@ -1,0 +1,314 @@
+//! A device in memory with a volatile write cache that can lose power.
+//!
+//! Writes land in the cache; a flush (or a FUA write) moves them to the
+//! media. The cache keeps every version of a block written since the last
+//! flush, because a real cache may have written an older version to the
+//! media before it lost a newer one. When the armed crash point is reached
+//! (counted in writes and flushes) the operation in progress is cut short
+//! and every later operation fails with [`DeviceError::PowerLost`].
+//! [`FaultyDevice::power_loss_image`] then builds what the media could hold
+//! after the power came back: for each cached block, nothing, any one of
+//! its versions, or a version torn at sector granularity — all chosen by a
+//! seed, so a failing run can be replayed exactly.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use parking_lot::Mutex;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::{check_io, BlockDevice, IoOp};
+use crate::error::DeviceError;
+use crate::layout::BLOCK_SIZE;
+
+/// Sector size used when tearing a block.
+const SECTOR_BYTES: usize = 512;
+
+/// How the cache behaves when the power goes.
+#[derive(Debug, Clone)]
+pub struct FaultConfig {
+    /// Seed for batch reordering and for the power-loss image.
+    pub seed: u64,
+    /// Probability that a cached block reaches the media at all.
+    pub keep_probability: f64,
+    /// Probability that a block which reaches the media is torn.
+    pub tear_probability: f64,
+}
+
+impl FaultConfig {
+    pub fn new(seed: u64) -> FaultConfig {
+        FaultConfig {
+            seed,
+            keep_probability: 0.5,
+            tear_probability: 0.2,
+        }
+    }
+}
+
+struct State {
+    media: Vec<u8>,
+    /// Unflushed versions of each block, oldest first.
+    cache: BTreeMap<u64, Vec<Box<[u8]>>>,
+    rng: ChaCha8Rng,
+    ops: u64,
+    crash_at: Option<u64>,
+    crashed: bool,
+    cfg: FaultConfig,
+}
+
+/// The fault-injecting device; see the module documentation.
+pub struct FaultyDevice {
+    path: PathBuf,
+    size_bytes: u64,
+    state: Mutex<State>,
+}
+
+impl FaultyDevice {
+    /// A zeroed device of `size_bytes` (rounded down to whole blocks).
+    pub fn new(size_bytes: u64, cfg: FaultConfig) -> FaultyDevice {
+        let size = size_bytes / BLOCK_SIZE * BLOCK_SIZE;
+        FaultyDevice::from_image(vec![0u8; size as usize], cfg)
+    }
+
+    /// A device whose media holds `image`, with an empty cache.
+    pub fn from_image(image: Vec<u8>, cfg: FaultConfig) -> FaultyDevice {
+        FaultyDevice {
+            path: PathBuf::from(format!("faulty-device(seed {})", cfg.seed)),
+            size_bytes: image.len() as u64,
+            state: Mutex::new(State {
+                media: image,
+                cache: BTreeMap::new(),
+                rng: ChaCha8Rng::seed_from_u64(cfg.seed),
+                ops: 0,
+                crash_at: None,
+                crashed: false,
+                cfg,
+            }),
+        }
+    }
+
+    /// Loses power when the write/flush counter reaches `op` (1-based,
+    /// counted from device creation); `None` disarms.
+    pub fn arm_crash(&self, op: Option<u64>) {
+        self.state.lock().crash_at = op;
+    }
+
+    /// Loses power now.
+    pub fn crash_now(&self) {
+        self.state.lock().crashed = true;
+    }
+
+    /// Writes and flushes executed so far.
+    pub fn ops(&self) -> u64 {
+        self.state.lock().ops
+    }
+
+    pub fn crashed(&self) -> bool {
+        self.state.lock().crashed
+    }
+
+    /// Bytes written but not yet flushed (latest versions only).
+    pub fn unflushed_blocks(&self) -> usize {
+        self.state.lock().cache.len()
+    }
+
+    /// The media only, as if every unflushed write was lost.
+    pub fn media_image(&self) -> Vec<u8> {
+        self.state.lock().media.clone()
+    }
+
+    /// What the media may hold after a power loss now, chosen by `seed`.
+    pub fn power_loss_image(&self, seed: u64) -> Vec<u8> {
+        let st = self.state.lock();
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15);
+        let mut image = st.media.clone();
+        for (&block, versions) in &st.cache {
+            if !rng.random_bool(st.cfg.keep_probability) {
+                continue;
+            }
+            let v = &versions[rng.random_range(0..versions.len())];
+            let at = (block * BLOCK_SIZE) as usize;
+            let dst = &mut image[at..at + BLOCK_SIZE as usize];
+            if rng.random_bool(st.cfg.tear_probability) {
+                for s in 0..(BLOCK_SIZE as usize / SECTOR_BYTES) {
+                    if rng.random_bool(0.5) {
+                        let r = s * SECTOR_BYTES..(s + 1) * SECTOR_BYTES;
+                        dst[r.clone()].copy_from_slice(&v[r]);
+                    }
+                }
+            } else {
+                dst.copy_from_slice(v);
+            }
+        }
+        image
+    }
+
+    /// XORs `mask` into the byte at `offset` on the media and in every
+    /// cached version (a bit flip the device did not notice).
+    pub fn corrupt_byte(&self, offset: u64, mask: u8) {
+        let mut st = self.state.lock();
+        if let Some(b) = st.media.get_mut(offset as usize) {
+            *b ^= mask;
+        }
+        let block = offset / BLOCK_SIZE;
+        let within = (offset % BLOCK_SIZE) as usize;
+        if let Some(vs) = st.cache.get_mut(&block) {
+            for v in vs {
+                v[within] ^= mask;
+            }
+        }
+    }
+}
+
+impl State {
+    /// Counts one state-changing operation; true when the power is lost.
+    fn tick(&mut self) -> bool {
+        if self.crashed {
+            return true;
+        }
+        self.ops += 1;
+        if self.crash_at.is_some_and(|c| self.ops >= c) {
+            self.crashed = true;
+        }
+        self.crashed
+    }
+
+    fn read_into(&self, offset: u64, buf: &mut [u8]) {
+        for (i, chunk) in buf.chunks_mut(BLOCK_SIZE as usize).enumerate() {
+            let block = offset / BLOCK_SIZE + i as u64;
+            match self.cache.get(&block).and_then(|v| v.last()) {
+                Some(v) => chunk.copy_from_slice(&v[..chunk.len()]),
+                None => {
+                    let at = (block * BLOCK_SIZE) as usize;
+                    chunk.copy_from_slice(&self.media[at..at + chunk.len()]);
+                }
+            }
+        }
+    }
+
+    /// Applies blocks `[0, upto)` of a write.
+    fn write_blocks(&mut self, offset: u64, data: &[u8], fua: bool, upto: usize) {
+        for (i, chunk) in data.chunks(BLOCK_SIZE as usize).enumerate().take(upto) {
+            let block = offset / BLOCK_SIZE + i as u64;
+            if fua {
+                self.cache.remove(&block);
+                let at = (block * BLOCK_SIZE) as usize;
+                self.media[at..at + chunk.len()].copy_from_slice(chunk);
+            } else {
+                self.cache.entry(block).or_default().push(chunk.into());
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        let cache = std::mem::take(&mut self.cache);
+        for (block, versions) in cache {
+            if let Some(v) = versions.last() {
+                let at = (block * BLOCK_SIZE) as usize;
+                self.media[at..at + v.len()].copy_from_slice(v);
+            }
+        }
+    }
+}
+
+impl BlockDevice for FaultyDevice {
+    fn size_bytes(&self) -> u64 {
+        self.size_bytes
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn submit(&self, ops: &mut [IoOp]) -> Result<(), DeviceError> {
+        for op in ops.iter() {
+            check_io(op, self.size_bytes, BLOCK_SIZE)?;
+        }
+        let mut st = self.state.lock();
+        if st.crashed {
+            return Err(DeviceError::PowerLost);
+        }
+        // Operations of a batch run in any order on a real device.
+        let mut order: Vec<usize> = (0..ops.len()).collect();
+        order.shuffle(&mut st.rng);
+        for i in order {
+            match &mut ops[i] {
+                IoOp::Read { offset, buf } => st.read_into(*offset, buf),
+                IoOp::Write { offset, buf, fua } => {
+                    let data = buf.as_slice();
+                    let blocks = data.len() / BLOCK_SIZE as usize;
+                    if st.tick() {
+                        // Cut short: a random prefix of the blocks made it
+                        // into the cache (never to the media: no FUA).
+                        let upto = st.rng.random_range(0..=blocks);
+                        st.write_blocks(*offset, data, false, upto);
+                        return Err(DeviceError::PowerLost);
+                    }
+                    st.write_blocks(*offset, data, *fua, blocks);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), DeviceError> {
+        let mut st = self.state.lock();
+        if st.tick() {
+            return Err(DeviceError::PowerLost);
+        }
+        st.flush();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::{read_at, write_at};
+
+    #[test]
+    fn cache_flush_and_power_loss() {
+        let dev = FaultyDevice::new(64 * 4096, FaultConfig::new(1));
+        write_at(&dev, 0, &[1u8; 4096], false).expect("write");
+        assert_eq!(read_at(&dev, 0, 4096).expect("read")[0], 1, "reads see the cache");
+        assert!(dev.media_image()[..4096].iter().all(|&b| b == 0), "not on media yet");
+        dev.flush().expect("flush");
+        assert!(dev.media_image()[..4096].iter().all(|&b| b == 1));
+        write_at(&dev, 4096, &[2u8; 4096], true).expect("fua");
+        assert!(dev.media_image()[4096..8192].iter().all(|&b| b == 2), "fua is durable");
+
+        // Unflushed writes: each block is either lost, kept, or torn.
+        for i in 2..40u64 {
+            write_at(&dev, i * 4096, &[i as u8; 4096], false).expect("write");
+        }
+        let img = dev.power_loss_image(7);
+        let mut kept = 0;
+        let mut lost = 0;
+        for i in 2..40usize {
+            let blk = &img[i * 4096..(i + 1) * 4096];
+            if blk.iter().all(|&b| b == i as u8) {
+                kept += 1;
+            } else if blk.iter().all(|&b| b == 0) {
+                lost += 1;
+            } else {
+                assert!(blk.iter().all(|&b| b == 0 || b == i as u8), "torn, never foreign");
+            }
+        }
+        assert!(kept > 0 && lost > 0, "a seed mixes outcomes: kept {kept}, lost {lost}");
+        assert_eq!(img, dev.power_loss_image(7), "same seed, same image");
+    }
+
+    #[test]
+    fn crash_point_stops_everything() {
+        let dev = FaultyDevice::new(16 * 4096, FaultConfig::new(2));
+        dev.arm_crash(Some(3));
+        write_at(&dev, 0, &[1u8; 4096], false).expect("op 1");
+        dev.flush().expect("op 2");
+        assert_eq!(write_at(&dev, 4096, &[1u8; 4096], true), Err(DeviceError::PowerLost));
+        assert_eq!(dev.flush(), Err(DeviceError::PowerLost));
+        assert!(dev.crashed());
+        assert!(dev.media_image()[4096..8192].iter().all(|&b| b == 0), "crashing FUA never durable");
+    }
+}

@@ -1,0 +1,405 @@
+//! The on-disk layout, written down once.
+//!
+//! ```text
+//! block 0        label       magic, format version, fsid, osd uuid, sizes
+//! block 1, 2     superblock  two copies, written alternately (highest valid
+//!                            sb_seq wins), so a torn write cannot lose both
+//! 1 MiB ..       journal     circular log of records (see `journal`)
+//! .. end         data area   object data in BLOCK_SIZE blocks
+//! ```
+//!
+//! Every structure carries a magic, a version and a crc32c, and is checked on
+//! read before anything in it is trusted.
+
+use kalmar_common::encoding::{Decode, DecodeError, Encode};
+use kalmar_common::impl_versioned;
+use uuid::Uuid;
+
+/// The unit of allocation, checksumming and I/O alignment.
+pub const BLOCK_SIZE: u64 = 4096;
+/// The on-disk format this build writes and the newest it reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+pub const LABEL_MAGIC: [u8; 8] = *b"KLMR_OSL";
+pub const SUPERBLOCK_MAGIC: [u8; 8] = *b"KLMR_OSS";
+pub const RECORD_MAGIC: [u8; 8] = *b"KLMR_JRN";
+
+pub const LABEL_OFFSET: u64 = 0;
+pub const SUPERBLOCK_OFFSETS: [u64; 2] = [BLOCK_SIZE, 2 * BLOCK_SIZE];
+/// Zones start on 1 MiB boundaries: friendlier to RAID stripes and SSD pages.
+pub const ZONE_ALIGN: u64 = 1 << 20;
+pub const MIN_JOURNAL_BYTES: u64 = 1 << 20;
+pub const MAX_JOURNAL_BYTES: u64 = 1 << 30;
+pub const MIN_DATA_BYTES: u64 = 1 << 20;
+
+const _: () = assert!(BLOCK_SIZE.is_power_of_two());
+const _: () = assert!(ZONE_ALIGN % BLOCK_SIZE == 0);
+const _: () = assert!(SUPERBLOCK_OFFSETS[1] + BLOCK_SIZE <= ZONE_ALIGN);
+const _: () = assert!(RECORD_HEADER_BYTES as u64 <= BLOCK_SIZE);
+
+pub fn align_up(v: u64, a: u64) -> u64 {
+    v.div_ceil(a) * a
+}
+
+pub fn align_down(v: u64, a: u64) -> u64 {
+    v / a * a
+}
+
+/// Byte ranges of the zones, derived from the device size and the journal
+/// size chosen at mkfs (both recorded in the label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    pub device_bytes: u64,
+    pub journal_offset: u64,
+    pub journal_bytes: u64,
+    pub data_offset: u64,
+    pub data_bytes: u64,
+}
+
+impl Layout {
+    /// The journal size mkfs picks when none is given: 1/16 of the device,
+    /// between 1 MiB and 1 GiB.
+    pub fn default_journal_bytes(device_bytes: u64) -> u64 {
+        align_down(device_bytes / 16, ZONE_ALIGN).clamp(MIN_JOURNAL_BYTES, MAX_JOURNAL_BYTES)
+    }
+
+    /// Smallest device that can hold a store.
+    pub fn min_device_bytes() -> u64 {
+        ZONE_ALIGN + MIN_JOURNAL_BYTES + MIN_DATA_BYTES
+    }
+
+    /// Computes the zones; `None` when the device is too small.
+    pub fn compute(device_bytes: u64, journal_bytes: u64) -> Option<Layout> {
+        let journal_bytes = align_up(journal_bytes.max(MIN_JOURNAL_BYTES), ZONE_ALIGN);
+        let journal_offset = ZONE_ALIGN;
+        let data_offset = journal_offset + journal_bytes;
+        let end = align_down(device_bytes, BLOCK_SIZE);
+        if end < data_offset + MIN_DATA_BYTES {
+            return None;
+        }
+        Some(Layout {
+            device_bytes,
+            journal_offset,
+            journal_bytes,
+            data_offset,
+            data_bytes: end - data_offset,
+        })
+    }
+
+    pub fn data_blocks(&self) -> u64 {
+        self.data_bytes / BLOCK_SIZE
+    }
+
+    pub fn journal_blocks(&self) -> u64 {
+        self.journal_bytes / BLOCK_SIZE
+    }
+
+    /// Device offset of a data-area block.
+    pub fn block_offset(&self, block: u64) -> u64 {
+        self.data_offset + block * BLOCK_SIZE
+    }
+}
+
+/// The label's versioned body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Label {
+    pub fsid: Uuid,
+    pub osd_uuid: Uuid,
+    pub device_bytes: u64,
+    pub block_size: u32,
+    pub journal_offset: u64,
+    pub journal_bytes: u64,
+    pub data_offset: u64,
+    /// Random per mkfs; every journal record carries it, so records left
+    /// over from an earlier store on the same device never replay.
+    pub journal_nonce: u64,
+    /// Random per mkfs; the metadata database stores the same value, so a
+    /// device is never mounted with another store's metadata.
+    pub kv_instance: Uuid,
+    /// Absolute path of the metadata directory chosen at mkfs.
+    pub kv_path_hint: String,
+    pub created_unix_secs: u64,
+}
+impl_versioned!(Label, "objectstore label", version = 1, compat = 1, {
+    fsid, osd_uuid, device_bytes, block_size, journal_offset, journal_bytes, data_offset,
+    journal_nonce, kv_instance, kv_path_hint, created_unix_secs
+});
+
+impl Label {
+    pub fn layout(&self) -> Option<Layout> {
+        let l = Layout::compute(self.device_bytes, self.journal_bytes)?;
+        (l.journal_offset == self.journal_offset && l.data_offset == self.data_offset).then_some(l)
+    }
+}
+
+/// The superblock's versioned body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Superblock {
+    /// Incremented on every write; the valid copy with the highest wins.
+    pub sb_seq: u64,
+    /// Block of the first live journal record, relative to the journal zone.
+    pub journal_start_pos: u64,
+    /// Sequence number of that record.
+    pub journal_start_seq: u64,
+    /// Incremented on every mount; records carry the generation that wrote
+    /// them and replay refuses a record older than its predecessor.
+    pub generation: u64,
+    pub clean_umount: bool,
+    pub osd_uuid: Uuid,
+}
+impl_versioned!(Superblock, "objectstore superblock", version = 1, compat = 1, {
+    sb_seq, journal_start_pos, journal_start_seq, generation, clean_umount, osd_uuid
+});
+
+/// Why a label or superblock block was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlockCheck {
+    BadMagic,
+    NewerFormat(u32),
+    Corrupt(String),
+}
+
+impl std::fmt::Display for BlockCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BlockCheck::BadMagic => f.write_str("wrong magic"),
+            BlockCheck::NewerFormat(v) => write!(f, "format version {v}"),
+            BlockCheck::Corrupt(d) => write!(f, "corrupt: {d}"),
+        }
+    }
+}
+
+/// Writes `magic, format version, body length, body, crc32c` into one block.
+pub fn encode_block<T: Encode>(magic: [u8; 8], body: &T) -> Vec<u8> {
+    let mut out = Vec::with_capacity(BLOCK_SIZE as usize);
+    out.extend_from_slice(&magic);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    let body = body.to_bytes();
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&body);
+    let crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    debug_assert!(out.len() as u64 <= BLOCK_SIZE, "label and superblock fit one block");
+    out.resize(BLOCK_SIZE as usize, 0);
+    out
+}
+
+/// Checks and decodes a block written by [`encode_block`].
+pub fn decode_block<T: Decode>(magic: [u8; 8], block: &[u8]) -> Result<T, BlockCheck> {
+    if block.len() < 20 || block[0..8] != magic {
+        return Err(BlockCheck::BadMagic);
+    }
+    let version = u32::from_le_bytes([block[8], block[9], block[10], block[11]]);
+    if version > FORMAT_VERSION {
+        return Err(BlockCheck::NewerFormat(version));
+    }
+    let body_len = u32::from_le_bytes([block[12], block[13], block[14], block[15]]) as usize;
+    let end = 16usize
+        .checked_add(body_len)
+        .filter(|e| e + 4 <= block.len())
+        .ok_or_else(|| BlockCheck::Corrupt(format!("body length {body_len} does not fit the block")))?;
+    let stored = u32::from_le_bytes([block[end], block[end + 1], block[end + 2], block[end + 3]]);
+    let computed = crc32c::crc32c(&block[..end]);
+    if stored != computed {
+        return Err(BlockCheck::Corrupt(format!(
+            "crc stored {stored:#010x}, computed {computed:#010x}"
+        )));
+    }
+    T::from_bytes(&block[16..end]).map_err(|e: DecodeError| BlockCheck::Corrupt(e.to_string()))
+}
+
+/// Kinds of journal record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordKind {
+    /// A group of committed transactions.
+    Txns = 1,
+    /// Filler at the end of the zone: the next record is at the zone start.
+    Pad = 2,
+}
+
+pub const RECORD_HEADER_BYTES: usize = 64;
+pub const RECORD_VERSION: u16 = 1;
+const RECORD_CRC_AT: usize = 12;
+
+/// The fixed 64-byte header at the start of every journal record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordHeader {
+    pub kind: RecordKind,
+    pub seq: u64,
+    pub generation: u64,
+    pub nonce: u64,
+    /// Whole record length in blocks (header, metadata, data).
+    pub total_blocks: u32,
+    /// Bytes of encoded metadata after the header.
+    pub meta_len: u32,
+    /// Data blocks at the end of the record.
+    pub data_blocks: u32,
+    pub n_txns: u32,
+}
+
+impl RecordHeader {
+    /// Writes the header into `buf[..64]` with a zero crc field.
+    pub fn write_to(&self, buf: &mut [u8]) {
+        let h = &mut buf[..RECORD_HEADER_BYTES];
+        h.fill(0);
+        h[0..8].copy_from_slice(&RECORD_MAGIC);
+        h[8..10].copy_from_slice(&RECORD_VERSION.to_le_bytes());
+        h[10..12].copy_from_slice(&(self.kind as u16).to_le_bytes());
+        h[16..24].copy_from_slice(&self.seq.to_le_bytes());
+        h[24..32].copy_from_slice(&self.generation.to_le_bytes());
+        h[32..40].copy_from_slice(&self.nonce.to_le_bytes());
+        h[40..44].copy_from_slice(&self.total_blocks.to_le_bytes());
+        h[44..48].copy_from_slice(&self.meta_len.to_le_bytes());
+        h[48..52].copy_from_slice(&self.data_blocks.to_le_bytes());
+        h[52..56].copy_from_slice(&self.n_txns.to_le_bytes());
+    }
+
+    /// Parses the header fields; says nothing about the crc.
+    pub fn parse(buf: &[u8]) -> Result<RecordHeader, String> {
+        if buf.len() < RECORD_HEADER_BYTES {
+            return Err("short header".into());
+        }
+        if buf[0..8] != RECORD_MAGIC {
+            return Err("no record magic".into());
+        }
+        let u16_at = |i: usize| u16::from_le_bytes([buf[i], buf[i + 1]]);
+        let u32_at = |i: usize| u32::from_le_bytes([buf[i], buf[i + 1], buf[i + 2], buf[i + 3]]);
+        let u64_at = |i: usize| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&buf[i..i + 8]);
+            u64::from_le_bytes(a)
+        };
+        let version = u16_at(8);
+        if version != RECORD_VERSION {
+            return Err(format!("record version {version}"));
+        }
+        let kind = match u16_at(10) {
+            1 => RecordKind::Txns,
+            2 => RecordKind::Pad,
+            k => return Err(format!("unknown record kind {k}")),
+        };
+        let h = RecordHeader {
+            kind,
+            seq: u64_at(16),
+            generation: u64_at(24),
+            nonce: u64_at(32),
+            total_blocks: u32_at(40),
+            meta_len: u32_at(44),
+            data_blocks: u32_at(48),
+            n_txns: u32_at(52),
+        };
+        let meta_blocks = (RECORD_HEADER_BYTES as u64 + h.meta_len as u64).div_ceil(BLOCK_SIZE);
+        if h.total_blocks == 0 || meta_blocks + h.data_blocks as u64 != h.total_blocks as u64 {
+            return Err(format!(
+                "inconsistent sizes: total {} blocks, meta {} bytes, data {} blocks",
+                h.total_blocks, h.meta_len, h.data_blocks
+            ));
+        }
+        Ok(h)
+    }
+
+    /// Blocks taken by the header and the metadata, before the data.
+    pub fn meta_blocks(&self) -> u64 {
+        (RECORD_HEADER_BYTES as u64 + self.meta_len as u64).div_ceil(BLOCK_SIZE)
+    }
+}
+
+/// Computes the record crc over `record` (whole record bytes) as if the crc
+/// field were zero.
+pub fn record_crc(record: &[u8]) -> u32 {
+    let crc = crc32c::crc32c(&record[..RECORD_CRC_AT]);
+    let crc = crc32c::crc32c_append(crc, &[0u8; 4]);
+    crc32c::crc32c_append(crc, &record[RECORD_CRC_AT + 4..])
+}
+
+pub fn set_record_crc(record: &mut [u8]) {
+    let crc = record_crc(record);
+    record[RECORD_CRC_AT..RECORD_CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
+}
+
+pub fn stored_record_crc(record: &[u8]) -> u32 {
+    u32::from_le_bytes([
+        record[RECORD_CRC_AT],
+        record[RECORD_CRC_AT + 1],
+        record[RECORD_CRC_AT + 2],
+        record[RECORD_CRC_AT + 3],
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn label() -> Label {
+        Label {
+            fsid: Uuid::from_u128(1),
+            osd_uuid: Uuid::from_u128(2),
+            device_bytes: 64 << 20,
+            block_size: BLOCK_SIZE as u32,
+            journal_offset: ZONE_ALIGN,
+            journal_bytes: 4 << 20,
+            data_offset: ZONE_ALIGN + (4 << 20),
+            journal_nonce: 77,
+            kv_instance: Uuid::from_u128(3),
+            kv_path_hint: "/x/y.db".into(),
+            created_unix_secs: 5,
+        }
+    }
+
+    #[test]
+    fn label_roundtrip_and_checks() {
+        let b = encode_block(LABEL_MAGIC, &label());
+        assert_eq!(b.len() as u64, BLOCK_SIZE);
+        assert_eq!(decode_block::<Label>(LABEL_MAGIC, &b), Ok(label()));
+        assert_eq!(decode_block::<Label>(SUPERBLOCK_MAGIC, &b), Err(BlockCheck::BadMagic));
+        for i in 0..60 {
+            let mut c = b.clone();
+            c[i] ^= 0x10;
+            assert!(decode_block::<Label>(LABEL_MAGIC, &c).is_err(), "flip at {i} detected");
+        }
+        let mut newer = b.clone();
+        newer[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
+        assert_eq!(
+            decode_block::<Label>(LABEL_MAGIC, &newer),
+            Err(BlockCheck::NewerFormat(FORMAT_VERSION + 1))
+        );
+        assert!(label().layout().is_some());
+    }
+
+    #[test]
+    fn layout_bounds() {
+        assert!(Layout::compute(Layout::min_device_bytes() - BLOCK_SIZE, 0).is_none());
+        let l = Layout::compute(Layout::min_device_bytes(), 0).expect("fits");
+        assert_eq!(l.data_bytes, MIN_DATA_BYTES);
+        assert_eq!(Layout::default_journal_bytes(8 << 20), MIN_JOURNAL_BYTES);
+        assert_eq!(Layout::default_journal_bytes(1 << 40), MAX_JOURNAL_BYTES);
+        let l = Layout::compute((1 << 30) + 123, 64 << 20).expect("fits");
+        assert_eq!(l.data_offset % ZONE_ALIGN, 0);
+        assert_eq!(l.data_bytes % BLOCK_SIZE, 0);
+    }
+
+    #[test]
+    fn record_header_roundtrip() {
+        let h = RecordHeader {
+            kind: RecordKind::Txns,
+            seq: 9,
+            generation: 2,
+            nonce: 3,
+            total_blocks: 3,
+            meta_len: 100,
+            data_blocks: 2,
+            n_txns: 4,
+        };
+        let mut buf = vec![0u8; 3 * BLOCK_SIZE as usize];
+        h.write_to(&mut buf);
+        set_record_crc(&mut buf);
+        assert_eq!(RecordHeader::parse(&buf), Ok(h));
+        assert_eq!(stored_record_crc(&buf), record_crc(&buf));
+        buf[5000] ^= 1;
+        assert_ne!(stored_record_crc(&buf), record_crc(&buf));
+        let mut bad = h;
+        bad.data_blocks = 5;
+        bad.write_to(&mut buf);
+        assert!(RecordHeader::parse(&buf).is_err());
+    }
+}

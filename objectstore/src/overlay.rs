@@ -1,0 +1,296 @@
+//! In-memory layers above the database and the device.
+//!
+//! - [`KvOverlay`]: the metadata changes of the batch being prepared, read
+//!   through by later transactions of the same batch, with an undo log so
+//!   that a failing transaction leaves no trace. At the end of the batch it
+//!   becomes the journal record's list of database operations.
+//! - [`DataOverlay`]: blocks whose new content is committed (in the
+//!   journal) but not yet written to their home location. Readers look
+//!   here first.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::device::AlignedBuf;
+use crate::error::StoreError;
+use crate::kv::{KvOp, KvRead};
+use crate::layout::BLOCK_SIZE;
+
+enum Undo {
+    Entry { key: Vec<u8>, prev: Option<Option<Vec<u8>>> },
+    Range { removed: Vec<(Vec<u8>, Option<Vec<u8>>)> },
+}
+
+/// Pending database changes; see the module documentation.
+#[derive(Default)]
+pub struct KvOverlay {
+    /// `None` is a point deletion.
+    entries: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    range_dels: Vec<(Vec<u8>, Vec<u8>)>,
+    undo: Vec<Undo>,
+    bytes: usize,
+}
+
+enum Lookup<'a> {
+    Value(&'a [u8]),
+    Deleted,
+    Miss,
+}
+
+impl KvOverlay {
+    /// Starts recording undo information for one transaction.
+    pub fn begin(&mut self) {
+        self.undo.clear();
+    }
+
+    /// Keeps the current transaction's changes.
+    pub fn commit(&mut self) {
+        self.undo.clear();
+    }
+
+    /// Drops the current transaction's changes.
+    pub fn rollback(&mut self) {
+        while let Some(u) = self.undo.pop() {
+            match u {
+                Undo::Entry { key, prev } => match prev {
+                    Some(v) => {
+                        self.entries.insert(key, v);
+                    }
+                    None => {
+                        self.entries.remove(&key);
+                    }
+                },
+                Undo::Range { removed } => {
+                    self.range_dels.pop();
+                    for (k, v) in removed {
+                        self.entries.insert(k, v);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Approximate encoded size of the changes.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    fn set(&mut self, key: Vec<u8>, v: Option<Vec<u8>>) {
+        self.bytes += key.len() + v.as_ref().map_or(0, Vec::len) + 9;
+        let prev = self.entries.insert(key.clone(), v);
+        self.undo.push(Undo::Entry { key, prev });
+    }
+
+    pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.set(key, Some(value));
+    }
+
+    pub fn delete(&mut self, key: Vec<u8>) {
+        self.set(key, None);
+    }
+
+    /// Deletes every key of `[start, end)`, in the overlay and below it.
+    pub fn delete_range(&mut self, start: Vec<u8>, end: Vec<u8>) {
+        let keys: Vec<Vec<u8>> = self
+            .entries
+            .range::<[u8], _>((Bound::Included(&start[..]), Bound::Excluded(&end[..])))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let removed = keys
+            .into_iter()
+            .filter_map(|k| self.entries.remove(&k).map(|v| (k, v)))
+            .collect();
+        self.bytes += start.len() + end.len() + 9;
+        self.range_dels.push((start, end));
+        self.undo.push(Undo::Range { removed });
+    }
+
+    fn covered(&self, key: &[u8]) -> bool {
+        self.range_dels
+            .iter()
+            .any(|(s, e)| key >= s.as_slice() && key < e.as_slice())
+    }
+
+    fn lookup(&self, key: &[u8]) -> Lookup<'_> {
+        match self.entries.get(key) {
+            Some(Some(v)) => Lookup::Value(v),
+            Some(None) => Lookup::Deleted,
+            None if self.covered(key) => Lookup::Deleted,
+            None => Lookup::Miss,
+        }
+    }
+
+    /// The value of `key` as the batch sees it.
+    pub fn get(&self, kv: &dyn KvRead, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.lookup(key) {
+            Lookup::Value(v) => Ok(Some(v.to_vec())),
+            Lookup::Deleted => Ok(None),
+            Lookup::Miss => kv.get(key),
+        }
+    }
+
+    /// Up to `limit` pairs of `[start, end)` as the batch sees them.
+    pub fn scan(
+        &self,
+        kv: &dyn KvRead,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let mut below = Vec::new();
+        if limit > 0 {
+            kv.scan(start, end, &mut |k, v| {
+                if matches!(self.lookup(k), Lookup::Miss) {
+                    below.push((k.to_vec(), v.to_vec()));
+                }
+                below.len() < limit
+            })?;
+        }
+        let mine = self
+            .entries
+            .range::<[u8], _>((Bound::Included(start), Bound::Excluded(end)))
+            .filter_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone())))
+            .take(limit);
+        let mut out: Vec<(Vec<u8>, Vec<u8>)> = below.into_iter().chain(mine).collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    /// The database operations, in an order that yields the same result:
+    /// range deletions first (later point writes inside them survive).
+    pub fn into_ops(self) -> Vec<KvOp> {
+        let mut ops: Vec<KvOp> = self
+            .range_dels
+            .into_iter()
+            .map(|(s, e)| KvOp::DeleteRange(s, e))
+            .collect();
+        ops.extend(self.entries.into_iter().map(|(k, v)| match v {
+            Some(v) => KvOp::Put(k, v),
+            None => KvOp::Delete(k),
+        }));
+        ops
+    }
+}
+
+/// A committed block not yet at home: a window of a journal record buffer.
+#[derive(Clone)]
+pub struct PendingBlock {
+    pub seq: u64,
+    pub csum: u32,
+    pub buf: Arc<AlignedBuf>,
+    pub offset: usize,
+}
+
+impl PendingBlock {
+    pub fn data(&self) -> &[u8] {
+        &self.buf[self.offset..self.offset + BLOCK_SIZE as usize]
+    }
+}
+
+/// Committed, unapplied blocks by physical block number.
+#[derive(Default)]
+pub struct DataOverlay {
+    map: Mutex<HashMap<u64, PendingBlock>>,
+}
+
+impl DataOverlay {
+    pub fn insert(&self, phys: u64, b: PendingBlock) {
+        self.map.lock().insert(phys, b);
+    }
+
+    pub fn get(&self, phys: u64) -> Option<PendingBlock> {
+        self.map.lock().get(&phys).cloned()
+    }
+
+    /// Forgets `phys` if its pending content is still the one of `seq`
+    /// (a later record may have replaced it).
+    pub fn remove_if_seq(&self, phys: u64, seq: u64) {
+        let mut m = self.map.lock();
+        if m.get(&phys).is_some_and(|b| b.seq == seq) {
+            m.remove(&phys);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct MapKv(BTreeMap<Vec<u8>, Vec<u8>>);
+    impl KvRead for MapKv {
+        fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            Ok(self.0.get(key).cloned())
+        }
+        fn scan(&self, s: &[u8], e: &[u8], f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<(), StoreError> {
+            for (k, v) in self.0.range::<[u8], _>((Bound::Included(s), Bound::Excluded(e))) {
+                if !f(k, v) {
+                    break;
+                }
+            }
+            Ok(())
+        }
+    }
+
+    fn kv(pairs: &[(&str, &str)]) -> MapKv {
+        MapKv(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+                .collect(),
+        )
+    }
+
+    fn apply(base: &mut MapKv, ops: Vec<KvOp>) {
+        for op in ops {
+            match op {
+                KvOp::Put(k, v) => {
+                    base.0.insert(k, v);
+                }
+                KvOp::Delete(k) => {
+                    base.0.remove(&k);
+                }
+                KvOp::DeleteRange(s, e) => base.0.retain(|k, _| !(k >= &s && k < &e)),
+            }
+        }
+    }
+
+    #[test]
+    fn reads_through_and_rolls_back() {
+        let base = kv(&[("a1", "x"), ("a2", "y"), ("b", "z")]);
+        let mut o = KvOverlay::default();
+        o.begin();
+        o.put(b"a3".to_vec(), b"new".to_vec());
+        o.commit();
+        o.begin();
+        o.delete_range(b"a".to_vec(), b"b".to_vec());
+        o.put(b"a9".to_vec(), b"after".to_vec());
+        assert_eq!(o.get(&base, b"a1").expect("get"), None);
+        let s = o.scan(&base, b"a", b"c", 10).expect("scan");
+        assert_eq!(s.len(), 2, "a9 and b: {s:?}");
+        o.rollback();
+        assert_eq!(o.get(&base, b"a1").expect("get"), Some(b"x".to_vec()));
+        assert_eq!(o.get(&base, b"a3").expect("get"), Some(b"new".to_vec()));
+        let s = o.scan(&base, b"a", b"b", 2).expect("scan");
+        assert_eq!(s.iter().map(|p| p.0.clone()).collect::<Vec<_>>(), vec![b"a1".to_vec(), b"a2".to_vec()]);
+    }
+
+    #[test]
+    fn ops_reproduce_the_overlay_view() {
+        let mut base = kv(&[("a1", "x"), ("a2", "y"), ("b", "z")]);
+        let mut o = KvOverlay::default();
+        o.begin();
+        o.put(b"a1".to_vec(), b"first".to_vec());
+        o.delete_range(b"a".to_vec(), b"a5".to_vec());
+        o.put(b"a2".to_vec(), b"again".to_vec());
+        o.delete(b"b".to_vec());
+        o.commit();
+        let view = o.scan(&base, b"", b"z", 100).expect("scan");
+        apply(&mut base, o.into_ops());
+        let after: Vec<(Vec<u8>, Vec<u8>)> = base.0.into_iter().collect();
+        assert_eq!(view, after);
+    }
+}

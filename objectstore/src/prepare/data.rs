@@ -1,0 +1,298 @@
+//! The data path of preparation: extent shards, block reads for
+//! read-modify-write, and the two ways of writing blocks.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kalmar_common::encoding::{Decode, Encode};
+
+use super::{Batch, BigWrite};
+use crate::device::{AlignedBuf, IoOp};
+use crate::error::StoreError;
+use crate::keys;
+use crate::layout::BLOCK_SIZE;
+use crate::onode::{shard_of, BlockMap, Shard};
+
+const BS: usize = BLOCK_SIZE as usize;
+
+/// The extent shards of one object touched by an operation, loaded on
+/// demand and written back with [`ShardSet::store`].
+pub struct ShardSet {
+    pub nid: u64,
+    shards: BTreeMap<u32, Shard>,
+    dirty: BTreeSet<u32>,
+}
+
+impl ShardSet {
+    pub fn new(nid: u64) -> ShardSet {
+        ShardSet {
+            nid,
+            shards: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+        }
+    }
+
+    fn load(&mut self, batch: &Batch<'_>, idx: u32) -> Result<&mut Shard, StoreError> {
+        if !self.shards.contains_key(&idx) {
+            let key = keys::extent_shard(self.nid, idx);
+            let shard = match batch.kv.get(&batch.sh.kv, &key)? {
+                Some(v) => Shard::from_bytes(&v).map_err(|e| StoreError::corrupt(keys::describe(&key), e))?,
+                None => Shard::default(),
+            };
+            self.shards.insert(idx, shard);
+        }
+        Ok(self.shards.entry(idx).or_default())
+    }
+
+    /// Loads every stored shard of the object with index >= `from`.
+    pub fn load_from(&mut self, batch: &Batch<'_>, from: u32) -> Result<(), StoreError> {
+        let start = keys::extent_shard(self.nid, from);
+        let (_, end) = keys::nid_range(keys::P_EXTENT, self.nid);
+        for (k, v) in batch.kv.scan(&batch.sh.kv, &start, &end, usize::MAX)? {
+            let Some((_, _, rest)) = keys::parse_nid_key(&k) else { continue };
+            let Ok(idx) = <[u8; 4]>::try_from(rest).map(u32::from_be_bytes) else {
+                return Err(StoreError::corrupt(keys::describe(&k), "bad shard key"));
+            };
+            if !self.shards.contains_key(&idx) {
+                let s = Shard::from_bytes(&v).map_err(|e| StoreError::corrupt(keys::describe(&k), e))?;
+                self.shards.insert(idx, s);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn get(&mut self, batch: &Batch<'_>, block: u64) -> Result<Option<BlockMap>, StoreError> {
+        let (idx, i) = shard_of(block);
+        Ok(self.load(batch, idx)?.get(i))
+    }
+
+    pub fn set(&mut self, batch: &Batch<'_>, block: u64, m: Option<BlockMap>) -> Result<Option<BlockMap>, StoreError> {
+        let (idx, i) = shard_of(block);
+        let old = self.load(batch, idx)?.set(i, m);
+        self.dirty.insert(idx);
+        Ok(old)
+    }
+
+    /// Mapped blocks among the loaded shards, as (logical block, map).
+    pub fn loaded_mapped(&self) -> Vec<(u64, BlockMap)> {
+        let per = crate::onode::SHARD_BLOCKS;
+        self.shards
+            .iter()
+            .flat_map(|(&idx, s)| s.mapped().map(move |(i, m)| (idx as u64 * per + i as u64, m)))
+            .collect()
+    }
+
+    /// Writes changed shards back (deleting empty ones).
+    pub fn store(self, batch: &mut Batch<'_>) {
+        for idx in self.dirty {
+            let key = keys::extent_shard(self.nid, idx);
+            match self.shards.get(&idx) {
+                Some(s) if !s.is_empty() => batch.kv.put(key, s.to_bytes()),
+                _ => batch.kv.delete(key),
+            }
+        }
+    }
+}
+
+/// Where the bytes of a range write come from.
+#[derive(Clone, Copy)]
+pub enum Fill<'d> {
+    Data(&'d [u8]),
+    Zeros,
+}
+
+/// How blocks are written.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// In place (allocating holes), data carried by the journal record.
+    Deferred,
+    /// To newly allocated blocks, data written before the record.
+    Big,
+}
+
+impl Batch<'_> {
+    /// Contents of physical blocks whose stored crc is given, in order:
+    /// from this batch, from committed-but-unapplied blocks, else from the
+    /// device (verified).
+    pub(crate) fn read_phys(&self, wanted: &[(u64, u32)]) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut out: Vec<Option<Vec<u8>>> = Vec::with_capacity(wanted.len());
+        let mut ops = Vec::new();
+        let mut op_slots = Vec::new();
+        for (i, &(phys, csum)) in wanted.iter().enumerate() {
+            if let Some(b) = self.batch_block(phys) {
+                out.push(Some(b.to_vec()));
+            } else if let Some(p) = self.sh.overlay.get(phys).filter(|p| p.csum == csum) {
+                out.push(Some(p.data().to_vec()));
+            } else {
+                out.push(None);
+                ops.push(IoOp::read(self.sh.layout.block_offset(phys), BS));
+                op_slots.push(i);
+            }
+        }
+        if !ops.is_empty() {
+            for chunk in ops.chunks_mut(self.sh.settings.apply_batch_ios.max(1)) {
+                self.sh.dev.submit(chunk)?;
+            }
+            for (op, i) in ops.into_iter().zip(op_slots) {
+                let data = op.into_read_buf().map(|b| b.to_vec()).unwrap_or_default();
+                let (phys, csum) = wanted[i];
+                let computed = crc32c::crc32c(&data);
+                if computed != csum {
+                    self.sh.perf.inc(crate::perf::L_CSUM_ERRORS, 1);
+                    return Err(StoreError::Checksum {
+                        what: format!("block {phys} (read-modify-write)"),
+                        offset: self.sh.layout.block_offset(phys),
+                        stored: csum,
+                        computed,
+                    });
+                }
+                out[i] = Some(data);
+            }
+        }
+        Ok(out.into_iter().map(Option::unwrap_or_default).collect())
+    }
+
+    /// Content of logical block `b` (zeros for a hole).
+    fn read_logical(&self, ss: &mut ShardSet, b: u64) -> Result<Vec<u8>, StoreError> {
+        match ss.get(self, b)? {
+            None => Ok(vec![0u8; BS]),
+            Some(m) => Ok(self.read_phys(&[(m.phys, m.csum)])?.pop().unwrap_or_default()),
+        }
+    }
+
+    /// Writes `[off, off + len)` of the object with `fill`, merging partial
+    /// head and tail blocks with their current content.
+    pub(crate) fn write_range(
+        &mut self,
+        ss: &mut ShardSet,
+        off: u64,
+        len: u64,
+        fill: Fill<'_>,
+        mode: Mode,
+    ) -> Result<(), StoreError> {
+        if len == 0 {
+            return Ok(());
+        }
+        let end = off + len;
+        let b0 = off / BLOCK_SIZE;
+        let b1 = end.div_ceil(BLOCK_SIZE);
+        let n = (b1 - b0) as usize;
+        let mut buf = AlignedBuf::zeroed(n * BS);
+        let head_partial = off % BLOCK_SIZE != 0;
+        let tail_partial = end % BLOCK_SIZE != 0;
+        if head_partial || (n == 1 && tail_partial) {
+            buf[..BS].copy_from_slice(&self.read_logical(ss, b0)?);
+        }
+        if tail_partial && n > 1 {
+            let last = self.read_logical(ss, b1 - 1)?;
+            buf[(n - 1) * BS..].copy_from_slice(&last);
+        }
+        let at = (off - b0 * BLOCK_SIZE) as usize;
+        match fill {
+            Fill::Data(d) => buf[at..at + len as usize].copy_from_slice(d),
+            Fill::Zeros => buf[at..at + len as usize].fill(0),
+        }
+        match mode {
+            Mode::Deferred => self.write_deferred(ss, b0, &buf),
+            Mode::Big => self.write_big(ss, b0, buf),
+        }
+    }
+
+    fn write_deferred(&mut self, ss: &mut ShardSet, b0: u64, buf: &[u8]) -> Result<(), StoreError> {
+        let n = buf.len() / BS;
+        let mut current = Vec::with_capacity(n);
+        for i in 0..n {
+            current.push(ss.get(self, b0 + i as u64)?);
+        }
+        let holes = current.iter().filter(|m| m.is_none()).count() as u64;
+        let mut fresh = self.allocate(holes)?.into_iter().flat_map(|e| e.start..e.start + e.len);
+        for (i, cur) in current.into_iter().enumerate() {
+            let block = &buf[i * BS..(i + 1) * BS];
+            let phys = match cur {
+                Some(m) => m.phys,
+                None => fresh
+                    .next()
+                    .ok_or_else(|| StoreError::corrupt("allocator", "returned fewer blocks than asked"))?,
+            };
+            let csum = crc32c::crc32c(block);
+            self.set_deferred(phys, block.into());
+            ss.set(self, b0 + i as u64, Some(BlockMap { phys, csum }))?;
+        }
+        self.undo.deferred_bytes += buf.len() as u64;
+        self.counters.deferred_ops += 1;
+        self.counters.deferred_bytes += buf.len() as u64;
+        Ok(())
+    }
+
+    fn write_big(&mut self, ss: &mut ShardSet, b0: u64, buf: AlignedBuf) -> Result<(), StoreError> {
+        let n = (buf.len() / BS) as u64;
+        let extents = self.allocate(n)?;
+        let mut logical = b0;
+        let single = extents.len() == 1;
+        let mut whole = Some(buf);
+        let mut copied_from = 0usize;
+        for e in extents {
+            let part = if single {
+                whole.take().unwrap_or_else(|| AlignedBuf::zeroed(0))
+            } else {
+                let src = whole.as_ref().map(|b| &b[copied_from..copied_from + e.len as usize * BS]);
+                AlignedBuf::from_slice(src.unwrap_or(&[]))
+            };
+            copied_from += e.len as usize * BS;
+            for i in 0..e.len {
+                let block = &part[i as usize * BS..(i as usize + 1) * BS];
+                let csum = crc32c::crc32c(block);
+                if let Some(old) = ss.set(self, logical, Some(BlockMap { phys: e.start + i, csum }))? {
+                    self.free_block(old.phys);
+                }
+                logical += 1;
+            }
+            self.push_big(BigWrite {
+                phys: e.start,
+                buf: part,
+            });
+        }
+        self.counters.big_ops += 1;
+        self.counters.big_bytes += n * BLOCK_SIZE;
+        Ok(())
+    }
+
+    /// Unmaps logical block `b`, freeing its physical block.
+    pub(crate) fn unmap(&mut self, ss: &mut ShardSet, b: u64) -> Result<(), StoreError> {
+        if let Some(old) = ss.set(self, b, None)? {
+            self.free_block(old.phys);
+        }
+        Ok(())
+    }
+
+    /// Makes `[off, off + len)` read as zeros: whole blocks are unmapped,
+    /// partial ones rewritten in place.
+    pub(crate) fn zero_range(&mut self, ss: &mut ShardSet, off: u64, len: u64) -> Result<(), StoreError> {
+        if len == 0 {
+            return Ok(());
+        }
+        let end = off + len;
+        let b0 = off / BLOCK_SIZE;
+        let b1 = end.div_ceil(BLOCK_SIZE);
+        for b in b0..b1 {
+            let bs = b * BLOCK_SIZE;
+            let (from, to) = (off.max(bs), end.min(bs + BLOCK_SIZE));
+            if from == bs && to == bs + BLOCK_SIZE {
+                self.unmap(ss, b)?;
+            } else if ss.get(self, b)?.is_some() {
+                self.write_range(ss, from, to - from, Fill::Zeros, Mode::Deferred)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Frees every mapped block with logical index >= `from_block`.
+    pub(crate) fn unmap_from(&mut self, ss: &mut ShardSet, from_block: u64) -> Result<(), StoreError> {
+        ss.load_from(self, shard_of(from_block).0)?;
+        for (b, _) in ss.loaded_mapped() {
+            if b >= from_block {
+                self.unmap(ss, b)?;
+            }
+        }
+        Ok(())
+    }
+}

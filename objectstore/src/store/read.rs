@@ -1,0 +1,328 @@
+//! Reads. They see committed state only: the database is changed after
+//! the journal record is durable, and data not yet written home is served
+//! from the data overlay. Each read uses one database snapshot, so its
+//! metadata is consistent; a checksum mismatch (a block being rewritten
+//! under us, or real corruption) is retried with fresh metadata a bounded
+//! number of times, then reported.
+
+use std::collections::HashMap;
+use std::ops::Bound;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use kalmar_common::encoding::Decode;
+
+use super::Shared;
+use crate::device::IoOp;
+use crate::error::StoreError;
+use crate::keys;
+use crate::kv::KvRead;
+use crate::layout::BLOCK_SIZE;
+use crate::onode::{shard_of, BlockMap, Onode, Shard};
+use crate::perf;
+use crate::types::{CollectionId, ObjectId, ObjectStat, StatFs};
+
+const BS: u64 = BLOCK_SIZE;
+
+fn not_found(c: &CollectionId, o: &ObjectId) -> StoreError {
+    StoreError::ObjectNotFound {
+        collection: c.to_string(),
+        object: o.to_display(),
+    }
+}
+
+/// One device read: consecutive physical blocks for consecutive logical
+/// blocks starting at `first_logical`.
+struct Plan {
+    first_logical: u64,
+    phys: u64,
+    csums: Vec<u32>,
+}
+
+impl Shared {
+    fn onode_in(&self, r: &dyn KvRead, c: &CollectionId, o: &ObjectId) -> Result<Onode, StoreError> {
+        let key = keys::onode(c, o);
+        match r.get(&key)? {
+            Some(v) => Onode::from_bytes(&v).map_err(|e| StoreError::corrupt(keys::describe(&key), e)),
+            None => {
+                if r.get(&keys::collection(c))?.is_none() {
+                    Err(StoreError::CollectionNotFound(c.to_string()))
+                } else {
+                    Err(not_found(c, o))
+                }
+            }
+        }
+    }
+
+    fn shard_in(&self, r: &dyn KvRead, nid: u64, idx: u32) -> Result<Shard, StoreError> {
+        let key = keys::extent_shard(nid, idx);
+        match r.get(&key)? {
+            Some(v) => Shard::from_bytes(&v).map_err(|e| StoreError::corrupt(keys::describe(&key), e)),
+            None => Ok(Shard::default()),
+        }
+    }
+
+    pub fn read(&self, c: &CollectionId, o: &ObjectId, off: u64, len: u64) -> Result<Bytes, StoreError> {
+        let t0 = Instant::now();
+        let mut attempt = 0;
+        loop {
+            match self.try_read(c, o, off, len) {
+                Err(e @ StoreError::Checksum { .. }) => {
+                    if attempt >= self.settings.read_retries {
+                        self.perf.inc(perf::L_CSUM_ERRORS, 1);
+                        tracing::error!(collection = %c, object = %o, error = %e, "read failed its checksum");
+                        return Err(e);
+                    }
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+                Ok(b) => {
+                    self.perf.inc(perf::L_READ_OPS, 1);
+                    self.perf.inc(perf::L_READ_BYTES, b.len() as u64);
+                    self.perf.tinc(perf::L_READ_LAT, t0.elapsed());
+                    return Ok(b);
+                }
+            }
+        }
+    }
+
+    fn try_read(&self, c: &CollectionId, o: &ObjectId, off: u64, len: u64) -> Result<Bytes, StoreError> {
+        let snap = self.kv.snapshot();
+        let on = self.onode_in(&snap, c, o)?;
+        if off >= on.size || len == 0 {
+            return Ok(Bytes::new());
+        }
+        let end = off + len.min(on.size - off);
+        let mut out = BytesMut::zeroed((end - off) as usize);
+        let (b0, b1) = (off / BS, end.div_ceil(BS));
+        let max_blocks = (self.settings.max_io_bytes / BS).max(1);
+        let mut shards: HashMap<u32, Shard> = HashMap::new();
+        let mut plans: Vec<Plan> = Vec::new();
+        // Copies the part of logical block `b` that the read covers.
+        let copy = |out: &mut BytesMut, b: u64, block: &[u8]| {
+            let (from, to) = ((b * BS).max(off), ((b + 1) * BS).min(end));
+            let src = &block[(from - b * BS) as usize..(to - b * BS) as usize];
+            out[(from - off) as usize..(to - off) as usize].copy_from_slice(src);
+        };
+        for b in b0..b1 {
+            let (idx, i) = shard_of(b);
+            if !shards.contains_key(&idx) {
+                shards.insert(idx, self.shard_in(&snap, on.nid, idx)?);
+            }
+            let Some(BlockMap { phys, csum }) = shards.get(&idx).and_then(|s| s.get(i)) else {
+                continue; // a hole: zeros
+            };
+            if let Some(p) = self.overlay.get(phys).filter(|p| p.csum == csum) {
+                copy(&mut out, b, p.data());
+                continue;
+            }
+            match plans.last_mut() {
+                Some(pl)
+                    if pl.phys + pl.csums.len() as u64 == phys
+                        && pl.first_logical + pl.csums.len() as u64 == b
+                        && (pl.csums.len() as u64) < max_blocks =>
+                {
+                    pl.csums.push(csum)
+                }
+                _ => plans.push(Plan {
+                    first_logical: b,
+                    phys,
+                    csums: vec![csum],
+                }),
+            }
+        }
+        drop(snap);
+        if plans.is_empty() {
+            return Ok(out.freeze());
+        }
+        let mut ops: Vec<IoOp> = plans
+            .iter()
+            .map(|p| IoOp::read(self.layout.block_offset(p.phys), p.csums.len() * BS as usize))
+            .collect();
+        self.dev.submit(&mut ops)?;
+        for (plan, op) in plans.iter().zip(ops) {
+            let Some(buf) = op.into_read_buf() else { continue };
+            for (j, &stored) in plan.csums.iter().enumerate() {
+                let block = &buf[j * BS as usize..(j + 1) * BS as usize];
+                let computed = crc32c::crc32c(block);
+                if computed != stored {
+                    return Err(StoreError::Checksum {
+                        what: format!("{c}/{o} block {}", plan.first_logical + j as u64),
+                        offset: self.layout.block_offset(plan.phys + j as u64),
+                        stored,
+                        computed,
+                    });
+                }
+                copy(&mut out, plan.first_logical + j as u64, block);
+            }
+        }
+        Ok(out.freeze())
+    }
+
+    pub fn stat(&self, c: &CollectionId, o: &ObjectId) -> Result<ObjectStat, StoreError> {
+        let snap = self.kv.snapshot();
+        let on = self.onode_in(&snap, c, o)?;
+        let (s, e) = keys::nid_range(keys::P_EXTENT, on.nid);
+        let mut blocks = 0u64;
+        let mut bad = None;
+        snap.scan(&s, &e, &mut |k, v| match Shard::from_bytes(v) {
+            Ok(sh) => {
+                blocks += sh.mapped().count() as u64;
+                true
+            }
+            Err(err) => {
+                bad = Some(StoreError::corrupt(keys::describe(k), err));
+                false
+            }
+        })?;
+        if let Some(e) = bad {
+            return Err(e);
+        }
+        Ok(ObjectStat {
+            size_bytes: on.size,
+            allocated_bytes: blocks * BS,
+        })
+    }
+
+    pub fn exists(&self, c: &CollectionId, o: &ObjectId) -> Result<bool, StoreError> {
+        Ok(self.kv.get(&keys::onode(c, o))?.is_some())
+    }
+
+    pub fn getattr(&self, c: &CollectionId, o: &ObjectId, name: &str) -> Result<Option<Bytes>, StoreError> {
+        let on = self.onode_in(&self.kv, c, o)?;
+        Ok(on.attrs.get(name).map(|b| Bytes::from(b.0.clone())))
+    }
+
+    pub fn getattrs(&self, c: &CollectionId, o: &ObjectId) -> Result<Vec<(String, Bytes)>, StoreError> {
+        let on = self.onode_in(&self.kv, c, o)?;
+        Ok(on.attrs.into_iter().map(|(k, v)| (k, Bytes::from(v.0))).collect())
+    }
+
+    pub fn omap_get_header(&self, c: &CollectionId, o: &ObjectId) -> Result<Option<Bytes>, StoreError> {
+        let snap = self.kv.snapshot();
+        let on = self.onode_in(&snap, c, o)?;
+        Ok(snap.get(&keys::omap_header(on.nid))?.map(Bytes::from))
+    }
+
+    pub fn omap_get_values(
+        &self,
+        c: &CollectionId,
+        o: &ObjectId,
+        wanted: &[Bytes],
+    ) -> Result<Vec<(Bytes, Bytes)>, StoreError> {
+        let snap = self.kv.snapshot();
+        let on = self.onode_in(&snap, c, o)?;
+        let mut sorted: Vec<&Bytes> = wanted.iter().collect();
+        sorted.sort();
+        sorted.dedup();
+        let mut out = Vec::new();
+        for k in sorted {
+            if let Some(v) = snap.get(&keys::omap(on.nid, k))? {
+                out.push((k.clone(), Bytes::from(v)));
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn omap_iter(
+        &self,
+        c: &CollectionId,
+        o: &ObjectId,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Bytes, Bytes)>, StoreError> {
+        let snap = self.kv.snapshot();
+        let on = self.onode_in(&snap, c, o)?;
+        let (lo, hi) = keys::nid_range(keys::P_OMAP, on.nid);
+        // The key right after k is k followed by a zero byte.
+        let after = |k: &[u8]| {
+            let mut v = keys::omap(on.nid, k);
+            v.push(0);
+            v
+        };
+        let from = match start {
+            Bound::Included(k) => keys::omap(on.nid, k),
+            Bound::Excluded(k) => after(k),
+            Bound::Unbounded => lo,
+        };
+        let to = match end {
+            Bound::Included(k) => after(k),
+            Bound::Excluded(k) => keys::omap(on.nid, k),
+            Bound::Unbounded => hi,
+        };
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        Ok(snap
+            .scan_collect(&from, &to, limit)?
+            .into_iter()
+            .map(|(k, v)| (Bytes::copy_from_slice(&k[9..]), Bytes::from(v)))
+            .collect())
+    }
+
+    pub fn list_collections(&self) -> Result<Vec<CollectionId>, StoreError> {
+        let mut out = Vec::new();
+        let mut bad = None;
+        self.kv.scan(&[keys::P_COLL], &[keys::P_COLL + 1], &mut |k, _| {
+            match keys::parse_collection(k) {
+                Some(c) => out.push(c),
+                None => bad = Some(StoreError::corrupt(keys::describe(k), "bad collection key")),
+            }
+            bad.is_none()
+        })?;
+        match bad {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+
+    pub fn collection_exists(&self, c: &CollectionId) -> Result<bool, StoreError> {
+        Ok(self.kv.get(&keys::collection(c))?.is_some())
+    }
+
+    pub fn collection_list(
+        &self,
+        c: &CollectionId,
+        start: Option<&ObjectId>,
+        limit: usize,
+    ) -> Result<(Vec<ObjectId>, Option<ObjectId>), StoreError> {
+        let snap = self.kv.snapshot();
+        if snap.get(&keys::collection(c))?.is_none() {
+            return Err(StoreError::CollectionNotFound(c.to_string()));
+        }
+        let prefix = keys::onode_prefix(c);
+        let from = match start {
+            Some(o) => keys::onode(c, o),
+            None => prefix.clone(),
+        };
+        let mut names = Vec::new();
+        let mut bad = None;
+        snap.scan(&from, &keys::prefix_end(&prefix), &mut |k, _| {
+            match keys::parse_onode(k) {
+                Some((_, o)) => names.push(o),
+                None => bad = Some(StoreError::corrupt(keys::describe(k), "bad object key")),
+            }
+            bad.is_none() && names.len() <= limit
+        })?;
+        if let Some(e) = bad {
+            return Err(e);
+        }
+        let next = if names.len() > limit { names.pop() } else { None };
+        Ok((names, next))
+    }
+
+    pub fn statfs(&self) -> StatFs {
+        let a = self.alloc.lock();
+        let stats = *self.stats.lock();
+        StatFs {
+            total_bytes: self.layout.data_bytes,
+            available_bytes: a.free_blocks() * BS,
+            allocated_bytes: a.used_blocks() * BS,
+            pending_free_bytes: a.pending_blocks() * BS,
+            stored_bytes: stats.stored_bytes,
+            num_objects: stats.num_objects,
+            journal_bytes: self.layout.journal_bytes,
+        }
+    }
+}
