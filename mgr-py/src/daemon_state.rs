@@ -256,6 +256,12 @@ impl DaemonStateIndex {
         Ok(r)
     }
 
+    fn bounded(&self, m: BTreeMap<String, String>) -> BTreeMap<String, String> {
+        m.into_iter()
+            .take(self.limits.max_metadata_entries)
+            .collect()
+    }
+
     /// MMgrOpen: a (re)connecting daemon starts a session; it declares its
     /// counters again. History of counters it re-declares is kept.
     pub fn open_session(
@@ -263,12 +269,10 @@ impl DaemonStateIndex {
         key: &DaemonKey,
         metadata: BTreeMap<String, String>,
     ) -> Result<(), IngestError> {
+        let metadata = self.bounded(metadata);
         let rec = self.record(key)?;
         let mut r = rec.lock();
-        r.metadata = metadata
-            .into_iter()
-            .take(self.limits.max_metadata_entries)
-            .collect();
+        r.metadata = metadata;
         r.declared.clear();
         Ok(())
     }
@@ -279,11 +283,8 @@ impl DaemonStateIndex {
         key: &DaemonKey,
         metadata: BTreeMap<String, String>,
     ) -> Result<(), IngestError> {
-        let rec = self.record(key)?;
-        rec.lock().metadata = metadata
-            .into_iter()
-            .take(self.limits.max_metadata_entries)
-            .collect();
+        let metadata = self.bounded(metadata);
+        self.record(key)?.lock().metadata = metadata;
         Ok(())
     }
 
@@ -293,11 +294,8 @@ impl DaemonStateIndex {
         key: &DaemonKey,
         status: BTreeMap<String, String>,
     ) -> Result<(), IngestError> {
-        let rec = self.record(key)?;
-        rec.lock().status = status
-            .into_iter()
-            .take(self.limits.max_metadata_entries)
-            .collect();
+        let status = self.bounded(status);
+        self.record(key)?.lock().status = status;
         Ok(())
     }
 

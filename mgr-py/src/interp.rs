@@ -47,11 +47,16 @@ pub const BUILD_PYTHON_PREFIX: &str = env!("KALMAR_BUILD_PYTHON_PREFIX");
 
 /// The Python API files, compiled in so an installed binary needs nothing
 /// else; `KALMAR_MGR_PYTHON_DIR` overrides them (for plugin developers).
-const EMBEDDED: [(&str, &str, &str); 3] = [
+const EMBEDDED: [(&str, &str, &str); 4] = [
     (
         "ceph_argparse",
         concat!(env!("CARGO_MANIFEST_DIR"), "/python/ceph_argparse.py"),
         include_str!("../python/ceph_argparse.py"),
+    ),
+    (
+        "mgr_util",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/python/mgr_util.py"),
+        include_str!("../python/mgr_util.py"),
     ),
     (
         "mgr_module",

@@ -9,9 +9,10 @@ states per pool and capacity.
 """
 
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 from mgr_module import MgrModule, Option, CLIReadCommand, HandleCommandResult, PG_STATES
+from mgr_util import StoppableHttpServer, reply
 
 DEFAULT_ADDR = "127.0.0.1"
 DEFAULT_PORT = 9283
@@ -99,10 +100,8 @@ class Module(MgrModule):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._server = None
-        self._stop = threading.Event()
+        self._http = StoppableHttpServer()
         self._lock = threading.Lock()
-        self.bound_port = None
 
     # ---- collection -------------------------------------------------------
     def _health(self, m):
@@ -288,47 +287,34 @@ class Module(MgrModule):
                     try:
                         with module._lock:
                             body = module.collect().encode()
-                        self._reply(200, "text/plain; version=0.0.4; charset=utf-8", body)
+                        reply(self, 200, "text/plain; version=0.0.4; charset=utf-8", body)
                     except Exception as e:
                         module.log.exception("collecting metrics failed")
-                        self._reply(500, "text/plain", ("collecting metrics failed: %s\n" % e).encode())
+                        reply(self, 500, "text/plain", ("collecting metrics failed: %s\n" % e).encode())
                 elif self.path == "/":
-                    self._reply(200, "text/html",
+                    reply(self, 200, "text/html",
                                 b'<html><head><title>Kalmar exporter</title></head><body>'
                                 b'<a href="/metrics">Metrics</a></body></html>')
                 else:
-                    self._reply(404, "text/plain", b"not found\n")
-
-            def _reply(self, code, ctype, body):
-                self.send_response(code)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                    reply(self, 404, "text/plain", b"not found\n")
 
             def log_message(self, fmt, *args):
                 module.log.debug("http: " + fmt, *args)
 
         return Handler
 
+    @property
+    def bound_port(self):
+        return self._http.port
+
     def serve(self):
         addr = self.get_module_option("server_addr")
-        port = int(self.get_module_option("server_port"))
-        server = ThreadingHTTPServer((addr, port), self._handler())
-        server.daemon_threads = True
-        self.bound_port = server.server_address[1]
-        self._server = server
-        self.set_uri("http://%s:%d/" % (addr, self.bound_port))
-        self.log.info("serving metrics on http://%s:%d/metrics", addr, self.bound_port)
-        if self._stop.is_set():
-            server.server_close()
-            return
-        try:
-            server.serve_forever(poll_interval=0.2)
-        finally:
-            server.server_close()
+
+        def bound(port):
+            self.set_uri("http://%s:%d/" % (addr, port))
+            self.log.info("serving metrics on http://%s:%d/metrics", addr, port)
+
+        self._http.run(addr, self.get_module_option("server_port"), self._handler(), bound)
 
     def shutdown(self):
-        self._stop.set()
-        if self._server is not None:
-            self._server.shutdown()
+        self._http.stop()

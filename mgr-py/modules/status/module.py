@@ -3,11 +3,11 @@ status``) and, when ``server_port`` is set, over HTTP: ``/status`` (JSON,
 Ceph's ``status`` keys) and ``/status.txt`` (plain)."""
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Optional
 
 from mgr_module import CLIReadCommand, HandleCommandResult, MgrModule, Option
+from mgr_util import StoppableHttpServer, reply
 
 
 def fmt_bytes(n):
@@ -38,9 +38,7 @@ class Module(MgrModule):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._stop = threading.Event()
-        self._server = None
-        self.bound_port = None
+        self._http = StoppableHttpServer()
 
     # ---- data -------------------------------------------------------------
     def summary(self):
@@ -145,7 +143,7 @@ class Module(MgrModule):
     def serve(self):
         port = int(self.get_module_option("server_port"))
         if port == 0:
-            self._stop.wait()
+            self._http.wait()
             return
         module = self
 
@@ -159,28 +157,12 @@ class Module(MgrModule):
                 else:
                     self.send_error(404)
                     return
-                self.send_response(200)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                reply(self, 200, ctype, body)
 
             def log_message(self, fmt, *args):
                 module.log.debug("http: " + fmt, *args)
 
-        server = ThreadingHTTPServer((self.get_module_option("server_addr"), port), Handler)
-        server.daemon_threads = True
-        self.bound_port = server.server_address[1]
-        self._server = server
-        if self._stop.is_set():
-            server.server_close()
-            return
-        try:
-            server.serve_forever(poll_interval=0.2)
-        finally:
-            server.server_close()
+        self._http.run(self.get_module_option("server_addr"), port, Handler)
 
     def shutdown(self):
-        self._stop.set()
-        if self._server is not None:
-            self._server.shutdown()
+        self._http.stop()
