@@ -12,6 +12,7 @@
 
 pub mod addr;
 pub mod crush;
+pub mod dump;
 pub mod error;
 pub mod hash;
 pub mod incremental;

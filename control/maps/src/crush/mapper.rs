@@ -199,11 +199,12 @@ impl CrushMap {
                     if reject || collide {
                         ftotal += 1;
                         flocal += 1;
-                        if collide && flocal <= p.local_retries {
-                            continue;
-                        } else if p.local_fallback_retries > 0
-                            && flocal <= inb.items.len() as u32 + p.local_fallback_retries
-                        {
+                        // Retry in this bucket (locally, or by the fallback
+                        // permutation), else from the top, else give up.
+                        let local = collide && flocal <= p.local_retries;
+                        let fallback = p.local_fallback_retries > 0
+                            && flocal <= inb.items.len() as u32 + p.local_fallback_retries;
+                        if local || fallback {
                             continue;
                         } else if ftotal < tries {
                             continue 'descent;
