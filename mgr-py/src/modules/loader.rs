@@ -11,7 +11,7 @@ use crate::commands::CommandDesc;
 
 /// A plugin that imported and described itself.
 pub(crate) struct LoadedModule {
-    pub class: Py<PyAny>,
+    pub class: std::sync::Arc<Py<PyAny>>,
     pub commands: Vec<CommandDesc>,
     /// `module ls` option objects by name.
     pub options: serde_json::Map<String, Value>,
@@ -81,7 +81,7 @@ pub(crate) fn load(name: &str, dir: &Path) -> Result<LoadedModule, String> {
                 .collect()
         });
         Ok(LoadedModule {
-            class,
+            class: std::sync::Arc::new(class),
             commands,
             options: desc["options"].as_object().cloned().unwrap_or_default(),
             notify_types,

@@ -97,7 +97,7 @@ struct Registry {
 }
 
 /// A loaded module's class and its NOTIFY_TYPES, ready to start.
-type Runnable = (pyo3::Py<pyo3::PyAny>, Option<Vec<String>>);
+type Runnable = (Arc<pyo3::Py<pyo3::PyAny>>, Option<Vec<String>>);
 
 /// The plugin host.
 pub struct PyModules {
@@ -146,7 +146,7 @@ impl PyModules {
             if self.reg.lock().available.contains_key(&name) {
                 continue;
             }
-            let load = loader::load(&name, &dir);
+            let load = self.load_one(&name, &dir);
             if let Err(e) = &load {
                 tracing::error!(module = %name, dir = %dir.display(), "mgr module failed to load:\n{e}");
             }
@@ -155,6 +155,26 @@ impl PyModules {
                 .available
                 .insert(name, Available { dir, load });
         }
+    }
+
+    /// Imports one plugin on its own thread, bounded by `start_timeout`
+    /// (an import that hangs is abandoned and reported).
+    fn load_one(&self, name: &str, dir: &std::path::Path) -> Result<loader::LoadedModule, String> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let (n, d) = (name.to_string(), dir.to_path_buf());
+        std::thread::Builder::new()
+            .name(format!("mgr-{name}-load"))
+            .spawn(move || {
+                let _ = tx.send(loader::load(&n, &d));
+            })
+            .map_err(|e| format!("cannot start a thread to import {name}: {e}"))?;
+        let wait = self.shared.config.start_timeout;
+        rx.recv_timeout(wait).unwrap_or_else(|_| {
+            Err(format!(
+                "importing the module did not finish within {} ms (start_timeout); abandoned",
+                wait.as_millis()
+            ))
+        })
     }
 
     /// Replaces the enabled set (from the MgrMap at startup). Running
@@ -209,7 +229,7 @@ impl PyModules {
                         (n, None, Some(m.error_string.clone()))
                     }
                     Some(Available { load: Ok(m), .. }) => {
-                        let class = pyo3::Python::attach(|py| m.class.clone_ref(py));
+                        let class = m.class.clone();
                         (n, Some((class, m.notify_types.clone())), None)
                     }
                 })

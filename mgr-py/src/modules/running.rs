@@ -96,7 +96,8 @@ pub struct StopReport {
 
 pub(crate) struct RunningModule {
     pub ctx: Arc<ModuleCtx>,
-    instance: Py<PyAny>,
+    /// Shared by `Arc` so no caller thread needs the GIL to hand it on.
+    instance: Arc<Py<PyAny>>,
     notify_types: Option<Vec<String>>,
     notify_tx: SyncSender<NotifyMsg>,
     notify_thread: Mutex<Option<JoinHandle<()>>>,
@@ -138,13 +139,13 @@ impl RunningModule {
     /// Returns once the constructor returned (bounded by `start_timeout`).
     pub fn start(
         ctx: Arc<ModuleCtx>,
-        class: Py<PyAny>,
+        class: Arc<Py<PyAny>>,
         notify_types: Option<Vec<String>>,
     ) -> Result<Arc<RunningModule>, String> {
         let cfg = &ctx.shared.config;
         let name = ctx.name.clone();
         let failed = Arc::new(Mutex::new(None));
-        let (inst_tx, inst_rx) = sync_channel::<Result<Py<PyAny>, String>>(1);
+        let (inst_tx, inst_rx) = sync_channel::<Result<Arc<Py<PyAny>>, String>>(1);
         let (go_tx, go_rx) = sync_channel::<bool>(1);
         let serve_ctx = ctx.clone();
         let serve_failed = failed.clone();
@@ -154,14 +155,14 @@ impl RunningModule {
                 let handle = ModuleHandle {
                     ctx: serve_ctx.clone(),
                 };
-                let inst = Python::attach(|py| -> Result<Py<PyAny>, String> {
+                let inst = Python::attach(|py| -> Result<Arc<Py<PyAny>>, String> {
                     let h = Py::new(py, handle).map_err(|e| e.to_string())?;
                     let r = loader_call(
                         py,
                         "instantiate",
                         (class.bind(py), serve_ctx.name.as_str(), h),
                     )?;
-                    Ok(r.unbind())
+                    Ok(Arc::new(r.unbind()))
                 });
                 let inst = match inst {
                     Ok(i) => i,
@@ -170,7 +171,7 @@ impl RunningModule {
                         return;
                     }
                 };
-                let for_serve = Python::attach(|py| inst.clone_ref(py));
+                let for_serve = inst.clone();
                 if inst_tx.send(Ok(inst)).is_err() {
                     return; // start timed out; never serve
                 }
@@ -209,7 +210,7 @@ impl RunningModule {
         let busy = notify_busy.clone();
         let stopping = Arc::new(AtomicBool::new(false));
         let stop_flag = stopping.clone();
-        let notify_inst = Python::attach(|py| instance.clone_ref(py));
+        let notify_inst = instance.clone();
         let nname = name.clone();
         let notify_thread = std::thread::Builder::new()
             .name(format!("mgr-{name}-notify"))
@@ -329,7 +330,7 @@ impl RunningModule {
             ));
         }
         let (tx, rx) = sync_channel(1);
-        let inst = Python::attach(|py| self.instance.clone_ref(py));
+        let inst = self.instance.clone();
         let inflight = self.inflight.clone();
         let cmd_json = cmd.to_string();
         let spawned = std::thread::Builder::new()
@@ -379,7 +380,7 @@ impl RunningModule {
         let deadline = Instant::now() + wait;
         self.stopping.store(true, Ordering::Release);
         let _ = self.notify_tx.try_send(NotifyMsg::Stop);
-        let inst = Python::attach(|py| self.instance.clone_ref(py));
+        let inst = self.instance.clone();
         let name = self.name().to_string();
         let shutdown = std::thread::Builder::new()
             .name(format!("mgr-{name}-shutdown"))
