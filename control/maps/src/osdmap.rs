@@ -235,6 +235,26 @@ impl OsdMap {
             .ok_or_else(|| MapError::NoSuchPoolName(name.to_string()))
     }
 
+    /// The OSD registered with `uuid`, if any (so a re-registering OSD
+    /// gets its old id back).
+    pub fn osd_by_uuid(&self, uuid: &uuid::Uuid) -> Option<OsdId> {
+        self.existing_osds()
+            .find(|&i| self.osd(i).is_some_and(|s| &s.uuid == uuid))
+    }
+
+    /// The lowest id free for a new OSD (a hole left by a destroyed OSD,
+    /// or `max_osd`).
+    pub fn next_free_osd_id(&self) -> OsdId {
+        (0..self.max_osd())
+            .find(|&i| !self.exists(i))
+            .unwrap_or(self.max_osd())
+    }
+
+    /// The lowest pool id never used (`pool_max + 1`).
+    pub fn next_pool_id(&self) -> PoolId {
+        self.pool_max + 1
+    }
+
     /// Reweights indexed by OSD id, as CRUSH's `is_out` reads them
     /// (0 for ids that do not exist).
     pub fn crush_weights(&self) -> Vec<u32> {

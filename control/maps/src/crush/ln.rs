@@ -154,12 +154,11 @@ pub fn crush_ln(xin: u32) -> u64 {
     // Callers pass a 16-bit draw; masking keeps the table index in range
     // for any input without changing results for valid ones.
     let mut x = (xin & 0xffff) + 1;
-    // Normalize so bit 15 or 16 is the leading one.
-    let mut iexpon: u64 = 15;
-    while x & 0x18000 == 0 {
-        x <<= 1;
-        iexpon -= 1;
-    }
+    // Normalize so bit 15 or 16 is the leading one (x is 1..=0x10000,
+    // so at most 15 shifts); same as shifting one bit at a time.
+    let shift = (x.leading_zeros() as i32 - 16).max(0) as u32;
+    x <<= shift;
+    let iexpon = u64::from(15 - shift);
     let index1 = ((x >> 8) << 1) as usize;
     let rh = RH_LH[index1 - 256];
     let lh = RH_LH[index1 + 1 - 256];
