@@ -1,0 +1,637 @@
+//! The active primary: activation, log-based recovery, backfill, and the
+//! move to clean (including dropping a pg_temp once backfill is done).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kalmar_maps::{OsdId, OsdMapFlags};
+
+use super::{
+    Active, BackfillRound, InFlight, PeeringMessage, Pg, PgWrite, ReservationKind, ReserveFor,
+    State,
+};
+use crate::backfill::{common_end, plan_backfill, ScanResult};
+use crate::choose::{choose_acting, ActingInputs};
+use crate::eversion::Eversion;
+use crate::info::PgInfo;
+use crate::merge::last_complete;
+use crate::object::{ObjectBound, ObjectName};
+use crate::recovery::{plan_recovery, PeerCopy, RecoveryInputs, RecoveryOp};
+
+use super::action::Action;
+
+impl Pg {
+    /// Activation: record the new last_epoch_started and send every member
+    /// the history and log it must adopt.
+    pub(super) fn activate(&mut self) {
+        let Some(choice) = self.p.choice.clone() else {
+            self.crash("activation without an acting choice".into());
+            return;
+        };
+        self.go(State::Active(Active::Activating));
+        let epoch = self.epoch();
+        self.p.activation_epoch = epoch;
+        self.info.last_epoch_started = epoch;
+        self.info.last_interval_started = self.interval();
+        self.p.committed_to = self.info.last_update;
+        self.persist_info();
+        for &t in &choice.backfill_targets {
+            let from = match self.p.peer_info.get(&t) {
+                Some(pi) if self.backfill_resumable(t, pi) => pi.last_backfill.clone(),
+                _ => ObjectBound::Min,
+            };
+            if from == ObjectBound::Min {
+                // Its old missing set (if any) is moot: everything is redone.
+                self.p.peer_missing.remove(&t);
+            }
+            self.p.peer_last_backfill.insert(t, from.clone());
+            self.p.last_backfill_started.insert(t, from);
+        }
+        let me = self.whoami;
+        for &peer in choice.acting_recovery_backfill.iter().filter(|&&o| o != me) {
+            let msg = PeeringMessage::Activate {
+                pgid: self.info.pgid,
+                epoch,
+                interval: self.interval(),
+                info: self.info.clone(),
+                log: self.log.clone(),
+                past_intervals: self.past_intervals.clone(),
+                backfill_from: self.p.peer_last_backfill.get(&peer).cloned(),
+            };
+            self.send(peer, msg);
+        }
+        if choice
+            .acting_recovery_backfill
+            .iter()
+            .all(|&o| o == self.whoami)
+        {
+            self.all_activated();
+        }
+    }
+
+    pub(super) fn on_activated(&mut self, from: OsdId, info: PgInfo) {
+        if self.state != State::Active(Active::Activating) {
+            return;
+        }
+        self.p.peer_info.insert(from, info);
+        self.p.activated.insert(from);
+        let members = self.acting_recovery_backfill();
+        if members
+            .iter()
+            .all(|o| *o == self.whoami || self.p.activated.contains(o))
+        {
+            self.all_activated();
+        }
+    }
+
+    /// Every member persisted the activation: writes may be acknowledged
+    /// from now on, so the shared history records this epoch.
+    fn all_activated(&mut self) {
+        self.p.all_activated = true;
+        let (activation, interval) = (self.p.activation_epoch, self.interval());
+        let h = &mut self.info.history;
+        h.last_epoch_started = h.last_epoch_started.max(activation);
+        h.last_interval_started = h.last_interval_started.max(interval);
+        self.last_became_active_us = self.now_us;
+        self.persist_info();
+        self.share_history();
+        self.next_recovery_step();
+    }
+
+    fn share_history(&mut self) {
+        for peer in self.acting_recovery_backfill() {
+            let msg = PeeringMessage::Info {
+                pgid: self.info.pgid,
+                epoch: self.epoch(),
+                interval: self.interval(),
+                history: self.info.history,
+            };
+            self.send(peer, msg);
+        }
+    }
+
+    fn needs_recovery(&self) -> bool {
+        self.any_missing()
+    }
+
+    fn needs_backfill(&self) -> bool {
+        self.p.peer_last_backfill.values().any(|b| !b.is_max())
+    }
+
+    fn next_recovery_step(&mut self) {
+        if self.needs_recovery() {
+            self.go(State::Active(Active::WaitLocalRecoveryReserved));
+            self.request(ReservationKind::LocalRecovery);
+        } else if self.needs_backfill() {
+            self.go(State::Active(Active::WaitLocalBackfillReserved));
+            self.request(ReservationKind::LocalBackfill);
+        } else {
+            self.recovered();
+        }
+    }
+
+    pub(super) fn on_reservation_granted(&mut self, kind: ReservationKind) {
+        if !self.reservations.contains(&kind) {
+            // Granted after we gave up on it (new interval): hand it back.
+            self.out.push(Action::ReleaseReservation { kind });
+            return;
+        }
+        match (self.state, kind) {
+            (State::Active(Active::WaitLocalRecoveryReserved), ReservationKind::LocalRecovery) => {
+                self.go(State::Active(Active::WaitRemoteRecoveryReserved));
+                self.reserve_remote(ReserveFor::Recovery);
+            }
+            (State::Active(Active::WaitLocalBackfillReserved), ReservationKind::LocalBackfill) => {
+                self.go(State::Active(Active::WaitRemoteBackfillReserved));
+                self.reserve_remote(ReserveFor::Backfill);
+            }
+            _ => self.on_replica_reservation_granted(kind),
+        }
+    }
+
+    fn remote_targets(&self, kind: ReserveFor) -> BTreeSet<OsdId> {
+        match kind {
+            ReserveFor::Recovery => self
+                .acting_recovery_backfill()
+                .into_iter()
+                .filter(|&o| o != self.whoami)
+                .collect(),
+            ReserveFor::Backfill => self.backfill_targets(),
+        }
+    }
+
+    fn reserve_remote(&mut self, kind: ReserveFor) {
+        self.p.remote_granted.clear();
+        let targets = self.remote_targets(kind);
+        for peer in &targets {
+            let msg = PeeringMessage::ReserveRequest {
+                pgid: self.info.pgid,
+                epoch: self.epoch(),
+                interval: self.interval(),
+                kind,
+            };
+            self.send(*peer, msg);
+        }
+        if targets.is_empty() {
+            self.remote_reserved(kind);
+        }
+    }
+
+    pub(super) fn on_reserve_grant(&mut self, from: OsdId, kind: ReserveFor) {
+        let waiting = match kind {
+            ReserveFor::Recovery => State::Active(Active::WaitRemoteRecoveryReserved),
+            ReserveFor::Backfill => State::Active(Active::WaitRemoteBackfillReserved),
+        };
+        if self.state != waiting {
+            return;
+        }
+        self.p.remote_granted.insert(from);
+        if self.remote_targets(kind).is_subset(&self.p.remote_granted) {
+            self.remote_reserved(kind);
+        }
+    }
+
+    fn remote_reserved(&mut self, kind: ReserveFor) {
+        match kind {
+            ReserveFor::Recovery => {
+                self.go(State::Active(Active::Recovering));
+                self.issue_recovery();
+            }
+            ReserveFor::Backfill => {
+                self.go(State::Active(Active::Backfilling));
+                self.start_backfill_round();
+            }
+        }
+    }
+
+    fn release_remote(&mut self, kind: ReserveFor) {
+        for peer in std::mem::take(&mut self.p.remote_granted) {
+            let msg = PeeringMessage::ReserveRelease {
+                pgid: self.info.pgid,
+                epoch: self.epoch(),
+                interval: self.interval(),
+                kind,
+            };
+            self.send(peer, msg);
+        }
+    }
+
+    // ---- log-based recovery ----------------------------------------------
+
+    /// Plans and issues recovery operations up to the active bound.
+    pub(super) fn issue_recovery(&mut self) {
+        if self.state != State::Active(Active::Recovering) {
+            return;
+        }
+        if !self.needs_recovery() && self.p.in_flight.is_empty() {
+            self.recovery_done();
+            return;
+        }
+        if self.map.test_flag(OsdMapFlags::NORECOVER) {
+            return;
+        }
+        let head = self.info.last_update;
+        let max = ObjectBound::Max;
+        let members = self.acting_recovery_backfill();
+        let peers: BTreeMap<OsdId, PeerCopy<'_>> = self
+            .p
+            .peer_missing
+            .iter()
+            .filter(|(o, _)| **o != self.whoami)
+            .map(|(&o, m)| {
+                let (last_update, lb) = if members.contains(&o) {
+                    (head, self.p.peer_last_backfill.get(&o).unwrap_or(&max))
+                } else {
+                    let pi = self.p.peer_info.get(&o);
+                    (
+                        pi.map_or(Eversion::ZERO, |i| i.last_update),
+                        pi.map_or(&max, |i| &i.last_backfill),
+                    )
+                };
+                (
+                    o,
+                    PeerCopy {
+                        missing: m,
+                        last_update,
+                        last_backfill: lb,
+                    },
+                )
+            })
+            .collect();
+        let targets: BTreeSet<OsdId> = members.into_iter().filter(|&o| o != self.whoami).collect();
+        let in_flight: BTreeSet<ObjectName> = self.p.in_flight.keys().cloned().collect();
+        let plan = plan_recovery(RecoveryInputs {
+            primary_missing: &self.missing,
+            peers: &peers,
+            targets: &targets,
+            in_flight: &in_flight,
+            prioritized: &self.p.prioritized,
+            max_active: self.settings.osd_recovery_max_active,
+        });
+        self.p.unfound = plan.unfound.into_iter().collect();
+        for op in plan.ops {
+            match op {
+                RecoveryOp::Pull { oid, version, from } => {
+                    self.p.in_flight.insert(
+                        oid.clone(),
+                        InFlight {
+                            waiting: BTreeSet::new(),
+                            pull_from: Some(from),
+                            version,
+                        },
+                    );
+                    self.out.push(Action::Pull { oid, version, from });
+                }
+                RecoveryOp::Push { oid, version, to } => {
+                    self.p.in_flight.insert(
+                        oid.clone(),
+                        InFlight {
+                            waiting: to.iter().copied().collect(),
+                            pull_from: None,
+                            version,
+                        },
+                    );
+                    self.out.push(Action::Push { oid, version, to });
+                }
+            }
+        }
+    }
+
+    fn recovery_done(&mut self) {
+        self.release(ReservationKind::LocalRecovery);
+        self.release_remote(ReserveFor::Recovery);
+        self.p.prioritized.clear();
+        if self.needs_backfill() {
+            self.go(State::Active(Active::WaitLocalBackfillReserved));
+            self.request(ReservationKind::LocalBackfill);
+        } else {
+            self.recovered();
+        }
+    }
+
+    pub(super) fn on_object_recovered(&mut self, oid: ObjectName, version: Eversion) {
+        if self.missing.is_missing(&oid) {
+            self.missing.got(&oid, version);
+            self.info.last_complete = last_complete(&self.log, &self.missing);
+            self.persist(PgWrite {
+                info: Some(self.info.clone()),
+                missing: Some(self.missing.clone()),
+                ..Default::default()
+            });
+        }
+        if !self.is_primary() {
+            return;
+        }
+        self.p.prioritized.retain(|o| *o != oid);
+        if self
+            .p
+            .in_flight
+            .get(&oid)
+            .is_some_and(|f| f.pull_from.is_some())
+        {
+            self.p.in_flight.remove(&oid);
+        }
+        self.issue_recovery();
+    }
+
+    pub(super) fn on_push_completed(&mut self, peer: OsdId, oid: ObjectName, version: Eversion) {
+        if !self.is_primary() {
+            return;
+        }
+        if let Some(f) = self.p.in_flight.get_mut(&oid) {
+            if f.waiting.remove(&peer) {
+                let v = f.version.max(version);
+                if let Some(m) = self.p.peer_missing.get_mut(&peer) {
+                    m.got(&oid, v);
+                }
+                if f.waiting.is_empty() {
+                    self.p.in_flight.remove(&oid);
+                }
+                self.issue_recovery();
+                return;
+            }
+        }
+        let done = match self.p.backfill.as_mut() {
+            Some(round) => match round.pending_pushes.get_mut(&oid) {
+                Some(w) => {
+                    if w.remove(&peer) && w.is_empty() {
+                        round.pending_pushes.remove(&oid);
+                        round.end.is_some() && round.pending_pushes.is_empty()
+                    } else {
+                        false
+                    }
+                }
+                None => false,
+            },
+            None => false,
+        };
+        if done {
+            self.finish_backfill_round();
+        }
+    }
+
+    pub(super) fn on_pull_failed(&mut self, from: OsdId, oid: ObjectName) {
+        if let Some(f) = self.p.in_flight.remove(&oid) {
+            // That copy does not have it after all: never ask it again.
+            if let Some(m) = self.p.peer_missing.get_mut(&from) {
+                m.add(&oid, f.version, Eversion::ZERO);
+            }
+        }
+        self.issue_recovery();
+    }
+
+    pub(super) fn on_client_waits(&mut self, oid: ObjectName) {
+        if !self.is_primary() || self.p.prioritized.contains(&oid) {
+            return;
+        }
+        self.p.prioritized.push(oid);
+        self.issue_recovery();
+    }
+
+    // ---- backfill ----------------------------------------------------------
+
+    pub(super) fn start_backfill_round(&mut self) {
+        if self.state != State::Active(Active::Backfilling)
+            || self.map.test_flag(OsdMapFlags::NOBACKFILL)
+        {
+            return;
+        }
+        let Some(begin) = self.p.peer_last_backfill.values().min().cloned() else {
+            self.backfill_done();
+            return;
+        };
+        if begin.is_max() {
+            self.backfill_done();
+            return;
+        }
+        let targets: Vec<OsdId> = self.p.peer_last_backfill.keys().copied().collect();
+        let mut waiting: BTreeSet<OsdId> = targets.iter().copied().collect();
+        waiting.insert(self.whoami);
+        self.p.backfill = Some(BackfillRound {
+            begin: begin.clone(),
+            scan_head: self.info.last_update,
+            scans: BTreeMap::new(),
+            waiting_scans: waiting,
+            end: None,
+            pending_pushes: BTreeMap::new(),
+        });
+        let max = self.settings.osd_backfill_scan_max;
+        self.out.push(Action::ScanLocal {
+            begin: begin.clone(),
+            max,
+        });
+        for peer in targets {
+            self.out.push(Action::ScanPeer {
+                peer,
+                begin: begin.clone(),
+                max,
+            });
+        }
+    }
+
+    pub(super) fn on_scan_completed(&mut self, from: OsdId, scan: ScanResult) {
+        let Some(round) = self.p.backfill.as_mut() else {
+            return;
+        };
+        if round.end.is_some() || !round.waiting_scans.remove(&from) || scan.begin != round.begin {
+            return;
+        }
+        round.scans.insert(from, scan);
+        if !round.waiting_scans.is_empty() {
+            return;
+        }
+        let Some(mut local) = round.scans.remove(&self.whoami) else {
+            return;
+        };
+        local.apply_log(self.log.entries_after(round.scan_head).cloned());
+        let end = common_end(round.scans.values().chain(std::iter::once(&local)));
+        let mut pushes: BTreeMap<ObjectName, (Eversion, BTreeSet<OsdId>)> = BTreeMap::new();
+        let mut removes = Vec::new();
+        for (&t, peer_scan) in &round.scans {
+            let lb = self
+                .p
+                .peer_last_backfill
+                .get(&t)
+                .cloned()
+                .unwrap_or(ObjectBound::Min);
+            let step = plan_backfill(&local, peer_scan, &lb, &end);
+            for oid in step.remove {
+                removes.push((t, oid));
+            }
+            for (oid, v) in step.push {
+                pushes
+                    .entry(oid)
+                    .or_insert((v, BTreeSet::new()))
+                    .1
+                    .insert(t);
+            }
+        }
+        round.end = Some(end.clone());
+        round.pending_pushes = pushes
+            .iter()
+            .map(|(o, (_, to))| (o.clone(), to.clone()))
+            .collect();
+        let targets: Vec<OsdId> = round.scans.keys().copied().collect();
+        for t in targets {
+            let started = self
+                .p
+                .last_backfill_started
+                .entry(t)
+                .or_insert(ObjectBound::Min);
+            if *started < end {
+                *started = end.clone();
+            }
+        }
+        for (peer, oid) in removes {
+            self.out.push(Action::RemoveOnPeer { peer, oid });
+        }
+        let empty = pushes.is_empty();
+        for (oid, (version, to)) in pushes {
+            self.out.push(Action::Push {
+                oid,
+                version,
+                to: to.into_iter().collect(),
+            });
+        }
+        if empty {
+            self.finish_backfill_round();
+        }
+    }
+
+    fn finish_backfill_round(&mut self) {
+        let Some(round) = self.p.backfill.take() else {
+            return;
+        };
+        let Some(end) = round.end else { return };
+        let targets: Vec<OsdId> = self.p.peer_last_backfill.keys().copied().collect();
+        let (epoch, interval) = (self.epoch(), self.interval());
+        for t in targets {
+            let lb = self
+                .p
+                .peer_last_backfill
+                .entry(t)
+                .or_insert(ObjectBound::Min);
+            if *lb < end {
+                *lb = end.clone();
+            }
+            let last_backfill = lb.clone();
+            let msg = PeeringMessage::BackfillProgress {
+                pgid: self.info.pgid,
+                epoch,
+                interval,
+                last_backfill,
+                last_update: self.info.last_update,
+            };
+            self.send(t, msg);
+        }
+        if end.is_max() {
+            self.backfill_done();
+        } else {
+            self.start_backfill_round();
+        }
+    }
+
+    fn backfill_done(&mut self) {
+        self.p.backfill = None;
+        self.release(ReservationKind::LocalBackfill);
+        self.release_remote(ReserveFor::Backfill);
+        self.recovered();
+    }
+
+    /// Whether an object is being recovered or backfilled right now: writes
+    /// to it wait.
+    pub(super) fn object_in_flight(&self, oid: &str) -> bool {
+        self.p.in_flight.contains_key(oid)
+            || self
+                .p
+                .backfill
+                .as_ref()
+                .is_some_and(|r| r.pending_pushes.contains_key(oid))
+    }
+
+    // ---- recovered and clean -----------------------------------------------
+
+    /// All copies complete: drop a pg_temp that is no longer needed, and go
+    /// clean if the acting set is full.
+    fn recovered(&mut self) {
+        self.go(State::Active(Active::Recovered));
+        let members = self.acting_recovery_backfill();
+        for o in members {
+            let mut info = if o == self.whoami {
+                self.info.clone()
+            } else {
+                self.p.peer_info.get(&o).cloned().unwrap_or_default()
+            };
+            info.last_update = self.info.last_update;
+            info.last_complete = self.info.last_update;
+            info.log_tail = self.info.log_tail;
+            info.last_backfill = ObjectBound::Max;
+            self.p.peer_info.insert(o, info);
+        }
+        self.p.force_backfill.clear();
+        let choice = choose_acting(ActingInputs {
+            up: &self.mapping.up,
+            up_primary: self.mapping.up_primary,
+            acting: &self.mapping.acting,
+            pool_size: self.mapping.pool_size as usize,
+            map: &self.map,
+            infos: &self.p.peer_info,
+            auth: self.whoami,
+            force_backfill: &self.p.force_backfill,
+        });
+        match choice.and_then(|c| c.pg_temp) {
+            Some(want) => self.out.push(Action::RequestPgTemp { want }),
+            None if self.acting_count() >= self.mapping.pool_size as usize => self.go_clean(),
+            None => {}
+        }
+    }
+
+    fn go_clean(&mut self) {
+        self.go(State::Active(Active::Clean));
+        let epoch = self.epoch();
+        let interval = self.interval();
+        let h = &mut self.info.history;
+        h.last_epoch_clean = h.last_epoch_clean.max(epoch);
+        h.last_interval_clean = h.last_interval_clean.max(interval);
+        self.past_intervals.clear();
+        self.persist(PgWrite {
+            info: Some(self.info.clone()),
+            past_intervals: Some(self.past_intervals.clone()),
+            ..Default::default()
+        });
+        self.share_history();
+        for stray in self.strays() {
+            self.purge_stray(stray);
+        }
+    }
+
+    // ---- scrub -------------------------------------------------------------
+
+    pub(super) fn on_scrub_requested(&mut self, deep: bool) {
+        use crate::flags::PgStateFlags as F;
+        if !self.is_primary() || !self.flags.has(F::ACTIVE) || self.scrub_flags.has(F::SCRUBBING) {
+            return;
+        }
+        self.scrub_flags.set(F::SCRUBBING);
+        if deep {
+            self.scrub_flags.set(F::DEEP_SCRUB);
+        }
+        self.out.push(Action::StartScrub { deep });
+    }
+
+    pub(super) fn on_scrub_finished(&mut self, deep: bool, inconsistent: bool) {
+        use crate::flags::PgStateFlags as F;
+        if !self.scrub_flags.has(F::SCRUBBING) {
+            return;
+        }
+        self.scrub_flags.clear(F::SCRUBBING | F::DEEP_SCRUB);
+        self.scrub_flags.assign(F::INCONSISTENT, inconsistent);
+        let h = &mut self.info.history;
+        h.last_scrub = self.info.last_update;
+        h.last_scrub_stamp_us = self.now_us;
+        if deep {
+            h.last_deep_scrub = self.info.last_update;
+            h.last_deep_scrub_stamp_us = self.now_us;
+        }
+        self.persist_info();
+    }
+}

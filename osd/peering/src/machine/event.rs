@@ -1,0 +1,264 @@
+//! Events the OSD feeds into a PG's state machine, and the peering
+//! messages OSDs exchange about a PG.
+
+use std::sync::Arc;
+
+use kalmar_maps::{Epoch, OsdId, PgId};
+
+use crate::backfill::ScanResult;
+use crate::eversion::Eversion;
+use crate::info::{PgHistory, PgInfo};
+use crate::intervals::{ClusterView, PastIntervals, PgMapping};
+use crate::log::PgLog;
+use crate::missing::PgMissing;
+use crate::object::{ObjectBound, ObjectName};
+
+/// What a query asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryKind {
+    /// Reply with a [`PeeringMessage::Notify`].
+    Info,
+    /// Reply with a [`PeeringMessage::Log`] (whole log and missing set).
+    Log,
+}
+
+/// Which reservation slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ReservationKind {
+    /// The primary's own recovery slot (`osd_recovery_max_active` OSD-wide
+    /// budget is the OSD's business).
+    LocalRecovery,
+    /// A replica's slot for a primary's recovery.
+    RemoteRecovery,
+    /// The primary's own backfill slot (`osd_max_backfills`).
+    LocalBackfill,
+    /// A target's backfill slot (`osd_max_backfills`).
+    RemoteBackfill,
+}
+
+/// Recovery or backfill, in reservation messages between OSDs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReserveFor {
+    Recovery,
+    Backfill,
+}
+
+/// A message about one PG between two OSDs. Every message carries the
+/// sender's map epoch and the interval it belongs to (the sender's
+/// `same_interval_since`); the receiver drops messages of another interval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeeringMessage {
+    /// Primary -> any: send me your info or log.
+    Query {
+        pgid: PgId,
+        epoch: Epoch,
+        interval: Epoch,
+        kind: QueryKind,
+    },
+    /// Any -> primary: my info, past intervals (reply to an info query, or
+    /// unsolicited at the start of every interval).
+    Notify {
+        pgid: PgId,
+        epoch: Epoch,
+        interval: Epoch,
+        info: PgInfo,
+        past_intervals: PastIntervals,
+    },
+    /// Reply to a log query.
+    Log {
+        pgid: PgId,
+        epoch: Epoch,
+        interval: Epoch,
+        info: PgInfo,
+        log: PgLog,
+        missing: PgMissing,
+    },
+    /// Primary -> member: adopt this history and log and activate.
+    /// `backfill_from`: `Some(bound)` for a backfill target (its objects
+    /// past `bound` are invalid; `MIN` restarts backfill).
+    Activate {
+        pgid: PgId,
+        epoch: Epoch,
+        interval: Epoch,
+        info: PgInfo,
+        log: PgLog,
+        past_intervals: PastIntervals,
+        backfill_from: Option<ObjectBound>,
+    },
+    /// Member -> primary: activation persisted.
+    Activated {
+        pgid: PgId,
+        epoch: Epoch,
+        interval: Epoch,
+        info: PgInfo,
+    },
+    /// Primary -> members: the shared history advanced (activation
+    /// complete, PG clean).
+    Info {
+        pgid: PgId,
+        epoch: Epoch,
+        interval: Epoch,
+        history: PgHistory,
+    },
+    /// Primary -> member: reserve (or release) a recovery/backfill slot.
+    ReserveRequest {
+        pgid: PgId,
+        epoch: Epoch,
+        interval: Epoch,
+        kind: ReserveFor,
+    },
+    ReserveGrant {
+        pgid: PgId,
+        epoch: Epoch,
+        interval: Epoch,
+        kind: ReserveFor,
+    },
+    ReserveRelease {
+        pgid: PgId,
+        epoch: Epoch,
+        interval: Epoch,
+        kind: ReserveFor,
+    },
+    /// Primary -> backfill target: objects up to `last_backfill` are now
+    /// complete on you; persist it.
+    BackfillProgress {
+        pgid: PgId,
+        epoch: Epoch,
+        interval: Epoch,
+        last_backfill: ObjectBound,
+        last_update: Eversion,
+    },
+    /// Primary -> stray: the PG is clean without you; delete your copy.
+    Purge {
+        pgid: PgId,
+        epoch: Epoch,
+        interval: Epoch,
+    },
+}
+
+impl PeeringMessage {
+    pub fn pgid(&self) -> PgId {
+        match self {
+            PeeringMessage::Query { pgid, .. }
+            | PeeringMessage::Notify { pgid, .. }
+            | PeeringMessage::Log { pgid, .. }
+            | PeeringMessage::Activate { pgid, .. }
+            | PeeringMessage::Activated { pgid, .. }
+            | PeeringMessage::Info { pgid, .. }
+            | PeeringMessage::ReserveRequest { pgid, .. }
+            | PeeringMessage::ReserveGrant { pgid, .. }
+            | PeeringMessage::ReserveRelease { pgid, .. }
+            | PeeringMessage::BackfillProgress { pgid, .. }
+            | PeeringMessage::Purge { pgid, .. } => *pgid,
+        }
+    }
+
+    /// The sender's map epoch: deliver only once the receiving PG has
+    /// advanced to at least this epoch.
+    pub fn epoch(&self) -> Epoch {
+        match self {
+            PeeringMessage::Query { epoch, .. }
+            | PeeringMessage::Notify { epoch, .. }
+            | PeeringMessage::Log { epoch, .. }
+            | PeeringMessage::Activate { epoch, .. }
+            | PeeringMessage::Activated { epoch, .. }
+            | PeeringMessage::Info { epoch, .. }
+            | PeeringMessage::ReserveRequest { epoch, .. }
+            | PeeringMessage::ReserveGrant { epoch, .. }
+            | PeeringMessage::ReserveRelease { epoch, .. }
+            | PeeringMessage::BackfillProgress { epoch, .. }
+            | PeeringMessage::Purge { epoch, .. } => *epoch,
+        }
+    }
+
+    /// The interval (`same_interval_since`) the message belongs to.
+    pub fn interval(&self) -> Epoch {
+        match self {
+            PeeringMessage::Query { interval, .. }
+            | PeeringMessage::Notify { interval, .. }
+            | PeeringMessage::Log { interval, .. }
+            | PeeringMessage::Activate { interval, .. }
+            | PeeringMessage::Activated { interval, .. }
+            | PeeringMessage::Info { interval, .. }
+            | PeeringMessage::ReserveRequest { interval, .. }
+            | PeeringMessage::ReserveGrant { interval, .. }
+            | PeeringMessage::ReserveRelease { interval, .. }
+            | PeeringMessage::BackfillProgress { interval, .. }
+            | PeeringMessage::Purge { interval, .. } => *interval,
+        }
+    }
+
+    /// The reply an OSD without a copy of the PG sends to a query: an empty,
+    /// incomplete info (it holds nothing), so the primary can go on.
+    pub fn reply_without_copy(query: &PeeringMessage, my_epoch: Epoch) -> Option<PeeringMessage> {
+        let PeeringMessage::Query {
+            pgid,
+            interval,
+            kind,
+            ..
+        } = query
+        else {
+            return None;
+        };
+        let mut info = PgInfo::new(*pgid, 0);
+        info.last_backfill = ObjectBound::Min;
+        Some(match kind {
+            QueryKind::Info => PeeringMessage::Notify {
+                pgid: *pgid,
+                epoch: my_epoch,
+                interval: *interval,
+                info,
+                past_intervals: PastIntervals::new(),
+            },
+            QueryKind::Log => PeeringMessage::Log {
+                pgid: *pgid,
+                epoch: my_epoch,
+                interval: *interval,
+                info,
+                log: PgLog::new(Eversion::ZERO),
+                missing: PgMissing::new(),
+            },
+        })
+    }
+}
+
+/// An input to [`crate::machine::Pg::handle`].
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// The PG was created or loaded: start the machine.
+    Initialize,
+    /// A new map epoch (deliver every epoch, in order).
+    AdvMap {
+        map: Arc<ClusterView>,
+        mapping: PgMapping,
+    },
+    /// All maps up to the newest were delivered: act on the newest.
+    ActMap,
+    /// A peering message from another OSD.
+    Message { from: OsdId, msg: PeeringMessage },
+    /// A reservation requested with [`crate::Action::RequestReservation`]
+    /// was granted.
+    ReservationGranted { kind: ReservationKind },
+    /// The local store now holds `oid` at `version` (pulled by the primary,
+    /// or pushed to this replica). Its persistence goes in the same
+    /// transaction as the object.
+    ObjectRecovered { oid: ObjectName, version: Eversion },
+    /// Primary: `peer` committed a push of `oid` (or its removal when the
+    /// primary no longer has it).
+    PushCompleted {
+        peer: OsdId,
+        oid: ObjectName,
+        version: Eversion,
+    },
+    /// Primary: a pull could not be served (the source lacks the object).
+    PullFailed { from: OsdId, oid: ObjectName },
+    /// Primary: result of [`crate::Action::ScanLocal`] (`from` = self) or
+    /// [`crate::Action::ScanPeer`].
+    ScanCompleted { from: OsdId, scan: ScanResult },
+    /// Primary: a client op waits for `oid`; recover it first.
+    ClientWaitsFor { oid: ObjectName },
+    /// Primary: an admin or the schedule asked for a scrub.
+    ScrubRequested { deep: bool },
+    /// Primary: the scrub finished.
+    ScrubFinished { deep: bool, inconsistent: bool },
+}
