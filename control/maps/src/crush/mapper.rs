@@ -14,6 +14,13 @@ use crate::ITEM_NONE;
 /// A slot not yet decided during an indep pass (`CRUSH_ITEM_UNDEF`).
 const ITEM_UNDEF: i32 = 0x7fff_fffe;
 
+/// See [`CrushMap::classify`].
+enum Found<'a> {
+    Wanted(i32),
+    Descend(&'a Bucket),
+    Bad,
+}
+
 /// Reusable buffers for [`CrushMap::do_rule_into`], so the hot path does
 /// not allocate.
 #[derive(Debug, Default, Clone)]
@@ -85,14 +92,25 @@ impl CrushMap {
         (crush_hash32_2(x, item as u32) & 0xffff) >= w
     }
 
-    /// The type of an item: 0 for devices, the bucket's type otherwise,
-    /// `None` for a dangling bucket id.
+    /// What a drawn item means for a choose step wanting `type_id`: the
+    /// wanted type, a bucket to descend into, or an invalid item (beyond
+    /// max_devices, a dangling bucket id, or a device of the wrong type).
     #[inline]
-    fn item_type(&self, item: i32) -> Option<i32> {
+    fn classify(&self, item: i32, type_id: i32) -> Found<'_> {
+        if item >= self.max_devices {
+            return Found::Bad;
+        }
         if item >= 0 {
-            Some(0)
-        } else {
-            self.bucket(item).map(|b| b.type_id)
+            return if type_id == 0 {
+                Found::Wanted(0)
+            } else {
+                Found::Bad
+            };
+        }
+        match self.bucket(item) {
+            Some(b) if b.type_id == type_id => Found::Wanted(type_id),
+            Some(b) => Found::Descend(b),
+            None => Found::Bad,
         }
     }
 
@@ -139,26 +157,17 @@ impl CrushMap {
                         } else {
                             straw2_choose(inb, p.x, r as u32)
                         };
-                        if item >= self.max_devices {
-                            skip_rep = true;
-                            break 'descent;
-                        }
-                        let Some(itemtype) = self.item_type(item) else {
-                            skip_rep = true;
-                            break 'descent;
-                        };
-                        if itemtype != type_id {
-                            match self.bucket(item) {
-                                Some(next) if item < 0 => {
-                                    inb = next;
-                                    continue;
-                                }
-                                _ => {
-                                    skip_rep = true;
-                                    break 'descent;
-                                }
+                        let itemtype = match self.classify(item, type_id) {
+                            Found::Wanted(t) => t,
+                            Found::Descend(next) => {
+                                inb = next;
+                                continue;
                             }
-                        }
+                            Found::Bad => {
+                                skip_rep = true;
+                                break 'descent;
+                            }
+                        };
                         collide = out[..outpos].contains(&item);
                         let mut rej = false;
                         if !collide && recurse_to_leaf {
@@ -263,35 +272,21 @@ impl CrushMap {
                         break;
                     }
                     let item = straw2_choose(inb, p.x, r as u32);
-                    let itemtype = if item >= self.max_devices {
-                        None
-                    } else {
-                        self.item_type(item)
-                    };
-                    let Some(itemtype) = itemtype else {
-                        out[rep] = ITEM_NONE;
-                        if let Some(o2) = out2.as_deref_mut() {
-                            o2[rep] = ITEM_NONE;
+                    let itemtype = match self.classify(item, type_id) {
+                        Found::Wanted(t) => t,
+                        Found::Descend(next) => {
+                            inb = next;
+                            continue;
                         }
-                        left -= 1;
-                        break;
-                    };
-                    if itemtype != type_id {
-                        match self.bucket(item) {
-                            Some(next) if item < 0 => {
-                                inb = next;
-                                continue;
+                        Found::Bad => {
+                            out[rep] = ITEM_NONE;
+                            if let Some(o2) = out2.as_deref_mut() {
+                                o2[rep] = ITEM_NONE;
                             }
-                            _ => {
-                                out[rep] = ITEM_NONE;
-                                if let Some(o2) = out2.as_deref_mut() {
-                                    o2[rep] = ITEM_NONE;
-                                }
-                                left -= 1;
-                                break;
-                            }
+                            left -= 1;
+                            break;
                         }
-                    }
+                    };
                     if out[outpos..endpos].contains(&item) {
                         break;
                     }
