@@ -1,0 +1,260 @@
+//! `kalmar-nbd`: serves a Kalmar block device over NBD.
+//!
+//! `kalmar-nbd --store PATH --size SIZE [--mkfs] (--socket PATH | --bind 127.0.0.1:PORT)`
+//! exports a local ObjectStore; `--image POOL/NAME` exports a cluster image.
+//! When it listens it prints one JSON line on stdout (`uri`, `size_bytes`,
+//! `export`) for scripts; logs go to stderr or `--log-file`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use kalmar_nbd::size::parse_size;
+use kalmar_nbd::{
+    BlockBackend, Listener, Server, ServerSettings, StoreBackend, StoreExportOptions,
+};
+use kalmar_objectstore::{MkfsOptions, MountOptions, ObjectStore};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kalmar-nbd",
+    version,
+    about = "NBD server for Kalmar block devices (fixed newstyle; fio, qemu and libnbd clients)"
+)]
+struct Cli {
+    /// Export a local ObjectStore on this device or file (no cluster).
+    #[arg(
+        long,
+        value_name = "PATH",
+        conflicts_with = "image",
+        required_unless_present = "image"
+    )]
+    store: Option<PathBuf>,
+    /// Export size, e.g. 10G (with --store).
+    #[arg(long, value_parser = parse_size, required_unless_present = "image")]
+    size: Option<u64>,
+    /// Format --store PATH first (erases it). A missing regular file is
+    /// created with --device-size.
+    #[arg(long, requires = "store")]
+    mkfs: bool,
+    /// Size of a regular file --mkfs creates (default: export size plus an
+    /// eighth plus 64 MiB for the journal).
+    #[arg(long, value_parser = parse_size, requires = "mkfs")]
+    device_size: Option<u64>,
+    /// Metadata directory of the store (default: PATH.db, or what mkfs recorded).
+    #[arg(long, value_name = "DIR", requires = "store")]
+    db: Option<PathBuf>,
+    /// Collection that holds the export inside the store.
+    #[arg(long, default_value = "nbd", requires = "store")]
+    collection: String,
+    /// Bytes per data object (power of two).
+    #[arg(long, value_parser = parse_size, default_value = "4M")]
+    object_size: u64,
+
+    /// Export a cluster image POOL/NAME.
+    #[arg(long, value_name = "POOL/NAME")]
+    image: Option<String>,
+    /// Mon address (with --image).
+    #[arg(long, value_name = "ADDR", requires = "image")]
+    mon: Option<String>,
+    /// Cluster conf file (with --image).
+    #[arg(long, value_name = "FILE", requires = "image")]
+    conf: Option<PathBuf>,
+
+    /// Listen on this unix socket.
+    #[arg(
+        long,
+        value_name = "PATH",
+        conflicts_with = "bind",
+        required_unless_present = "bind"
+    )]
+    socket: Option<PathBuf>,
+    /// Listen on this loopback TCP address (port 0 picks a free port).
+    #[arg(long, value_name = "127.0.0.1:PORT")]
+    bind: Option<String>,
+
+    /// Export name clients may ask for (the empty name works too).
+    #[arg(long)]
+    export_name: Option<String>,
+    /// Requests in flight per connection.
+    #[arg(long, default_value_t = ServerSettings::default().max_inflight_requests)]
+    max_inflight: usize,
+    /// Connections served at once.
+    #[arg(long, default_value_t = ServerSettings::default().max_connections)]
+    max_connections: usize,
+    /// Minimum block size clients must align to once they agree to it.
+    #[arg(long, default_value_t = ServerSettings::default().min_block_bytes)]
+    min_block_size: u32,
+    /// Largest read or write payload.
+    #[arg(long, value_parser = parse_size, default_value = "32M")]
+    max_payload: u64,
+    /// Threads of the network runtime (1: a single-threaded event loop).
+    #[arg(long, default_value_t = 1)]
+    io_threads: usize,
+    /// Seconds to let requests in flight finish at shutdown.
+    #[arg(long, default_value_t = 30)]
+    shutdown_grace_secs: u64,
+    /// error, warn, info, debug or trace (KALMAR_LOG refines it).
+    #[arg(long, default_value = "info")]
+    log_level: String,
+    #[arg(long, value_name = "FILE")]
+    log_file: Option<PathBuf>,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = kalmar_common::logging::init(&cli.log_level, cli.log_file.as_deref()) {
+        eprintln!("kalmar-nbd: cannot open the log: {e}");
+        std::process::exit(1);
+    }
+    if let Err(e) = run(cli) {
+        eprintln!("kalmar-nbd: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let mut settings = ServerSettings {
+        max_inflight_requests: cli.max_inflight,
+        max_connections: cli.max_connections,
+        min_block_bytes: cli.min_block_size,
+        max_payload_bytes: u32::try_from(cli.max_payload)
+            .context("--max-payload must be below 4 GiB")?,
+        ..ServerSettings::default()
+    };
+    let addr = kalmar_nbd::server::listen_addr(cli.socket.as_deref(), cli.bind.as_deref())
+        .map_err(anyhow::Error::msg)?;
+    if let Some(image) = &cli.image {
+        let _ = (&cli.mon, &cli.conf);
+        bail!(
+            "--image {image}: cluster images are not available in this build yet (the image layer needs the \
+             cluster client library); use --store PATH --size SIZE for a local export"
+        );
+    }
+    let (Some(path), Some(size)) = (cli.store.clone(), cli.size) else {
+        bail!("give --store PATH --size SIZE, or --image POOL/NAME");
+    };
+    settings.export_name = cli
+        .export_name
+        .clone()
+        .unwrap_or_else(|| "kalmar-store".into());
+    settings.export_description = format!("Kalmar ObjectStore export on {}", path.display());
+    if cli.mkfs {
+        mkfs(&path, size, cli.device_size, cli.db.clone())?;
+    }
+    let mount_opts = MountOptions {
+        db_path: cli.db.clone(),
+        ..MountOptions::default()
+    };
+    let store = Arc::new(ObjectStore::mount(&path, &mount_opts).with_context(|| {
+        format!(
+            "cannot mount the store on {} (format it with --mkfs)",
+            path.display()
+        )
+    })?);
+    let opts = StoreExportOptions {
+        collection: cli.collection.clone(),
+        object_bytes: cli.object_size,
+        ..StoreExportOptions::default()
+    };
+    let backend =
+        Arc::new(StoreBackend::open(store.clone(), size, &opts).context("cannot open the export")?);
+    let served = serve(&cli, backend, settings, addr);
+    // Checkpoint and mark the store clean whatever happened to the server.
+    let unmounted = store.umount().context("unmounting the store failed");
+    served?;
+    unmounted
+}
+
+fn mkfs(path: &Path, size: u64, device_size: Option<u64>, db: Option<PathBuf>) -> Result<()> {
+    let meta = std::fs::metadata(path);
+    let is_file = meta.as_ref().map(|m| m.is_file()).unwrap_or(true);
+    if is_file {
+        let want = device_size.unwrap_or(size + size / 8 + (64 << 20));
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        if f.metadata()?.len() < want {
+            f.set_len(want)?;
+        }
+    } else if device_size.is_some() {
+        bail!(
+            "--device-size only applies to a regular file; {} is not one",
+            path.display()
+        );
+    }
+    let mut opts = MkfsOptions::new(uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    opts.force = true;
+    opts.db_path = db;
+    ObjectStore::mkfs(path, &opts).with_context(|| format!("mkfs of {} failed", path.display()))?;
+    tracing::info!(path = %path.display(), "formatted a new store");
+    Ok(())
+}
+
+fn serve<B: BlockBackend>(
+    cli: &Cli,
+    backend: Arc<B>,
+    settings: ServerSettings,
+    addr: kalmar_nbd::ListenAddr,
+) -> Result<()> {
+    let mut rt = if cli.io_threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(cli.io_threads);
+        b
+    };
+    let rt = rt
+        .enable_all()
+        .thread_name("kalmar-nbd")
+        .build()
+        .context("cannot start the runtime")?;
+    let export = settings.export_name.clone();
+    let server = Server::new(backend.clone(), settings).map_err(anyhow::Error::msg)?;
+    rt.block_on(async {
+        let listener = Listener::bind(&addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr:?}"))?;
+        let ready = serde_json::json!({
+            "uri": listener.uri(),
+            "size_bytes": backend.size_bytes(),
+            "export": export,
+        });
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{ready}")?;
+        out.flush()?;
+        drop(out);
+        tracing::info!(uri = %listener.uri(), size_bytes = backend.size_bytes(), "serving");
+        server
+            .run(
+                listener,
+                shutdown_signal(),
+                Duration::from_secs(cli.shutdown_grace_secs),
+            )
+            .await
+            .context("the server failed")?;
+        tracing::info!("shutting down");
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
