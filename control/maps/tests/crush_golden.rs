@@ -69,7 +69,7 @@ fn crushtool_golden_cases() {
         }
         n += 1;
     }
-    assert!(n >= 30, "expected the full fixture set, ran {n}");
+    assert!(n >= 36, "expected the full fixture set, ran {n}");
 }
 
 #[test]

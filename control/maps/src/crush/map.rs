@@ -101,6 +101,12 @@ impl Bucket {
         self.items.len()
     }
 
+    /// A per-device-class copy of a bucket (`name~class`), which Ceph
+    /// builds for `step take X class C` and hides from tree views.
+    pub fn is_shadow(&self) -> bool {
+        self.name.contains('~')
+    }
+
     /// Weight of child `item` in this bucket.
     pub fn item_weight(&self, item: i32) -> Option<u32> {
         self.items
@@ -358,17 +364,21 @@ impl CrushMap {
             .collect()
     }
 
-    /// Buckets no other bucket holds (roots of the hierarchy), id order
-    /// descending from -1 as Ceph lists them.
+    /// Buckets no other bucket holds (roots of the hierarchy), ascending
+    /// id order, device-class shadow roots left out.
     pub fn roots(&self) -> Vec<i32> {
         let mut held = std::collections::BTreeSet::new();
         for b in self.buckets() {
             held.extend(b.items.iter().copied().filter(|&i| i < 0));
         }
-        self.buckets()
+        let mut roots: Vec<i32> = self
+            .buckets()
+            .filter(|b| !b.is_shadow())
             .map(|b| b.id)
             .filter(|id| !held.contains(id))
-            .collect()
+            .collect();
+        roots.sort_unstable();
+        roots
     }
 
     /// Weight of a bucket, or of a device inside its first parent.

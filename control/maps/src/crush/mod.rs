@@ -2,6 +2,7 @@
 //! bit-identical to Ceph's `crush_do_rule` for straw2 maps.
 
 pub mod build;
+mod classes;
 pub mod hash;
 mod ln;
 pub mod map;

@@ -2,7 +2,11 @@
 //! way `crushtool -c` compiles it: legacy tunables unless stated, item
 //! weights as `f32 * 0x10000` truncated, bucket ids assigned from -1
 //! downwards when a bucket has none, a bucket's default weight in its
-//! parent = the sum of its items.
+//! parent = the sum of its items, device-class shadow trees built when the
+//! first rule is read (so `step take default class hdd` works).
+//!
+//! Refused with a clear error: bucket algorithms other than straw2, hashes
+//! other than rjenkins1, `choose_args` weight sets, MSR rules.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -86,6 +90,10 @@ struct Parser<'a> {
     /// Every bucket id the text names, so automatic ids avoid them.
     used_ids: BTreeSet<i32>,
     saw_rule: bool,
+    /// Device classes in order of first use (Ceph's class ids).
+    classes: Vec<String>,
+    /// (bucket id, class) -> id of its shadow copy, as the text gives it.
+    shadow_ids: BTreeMap<(i32, String), i32>,
 }
 
 impl<'a> Parser<'a> {
@@ -159,7 +167,18 @@ impl<'a> Parser<'a> {
                 "tunable" => self.tunable()?,
                 "device" => self.device()?,
                 "type" => self.bucket_type()?,
-                "rule" => self.rule()?,
+                "rule" => {
+                    if !self.saw_rule {
+                        // Ceph builds the class shadow trees when the first
+                        // rule is parsed, so rules can take them.
+                        let ids = std::mem::take(&mut self.shadow_ids);
+                        let classes = self.classes.clone();
+                        self.map
+                            .build_shadow_trees(&classes, &ids)
+                            .or_else(|e| self.err(e.to_string()))?;
+                    }
+                    self.rule()?
+                }
                 "choose_args" => return self.err("choose_args (weight sets) are not supported"),
                 _ => {
                     if self.saw_rule {
@@ -221,7 +240,9 @@ impl<'a> Parser<'a> {
         let name = self.next("device name")?;
         let class = if self.peek() == Some("class") {
             self.pos += 1;
-            Some(self.next("device class")?)
+            let c = self.next("device class")?;
+            self.class_id(c);
+            Some(c)
         } else {
             None
         };
@@ -261,16 +282,23 @@ impl<'a> Parser<'a> {
         let mut hash = HASH_RJENKINS1;
         // (item id, weight, explicit position)
         let mut entries: Vec<(i32, u32, Option<usize>)> = Vec::new();
+        let mut class_ids: Vec<(&str, i32)> = Vec::new();
         loop {
             match self.next("bucket field or '}'")? {
                 "}" => break,
                 "id" => {
                     let v = self.int32("bucket id")?;
                     if self.peek() == Some("class") {
-                        // Shadow-tree id for a device class: only used by
-                        // `step take X class C`, which is refused below.
+                        // The id this bucket's shadow copy for that device
+                        // class keeps (`id -7 class ssd`).
                         self.pos += 1;
-                        self.next("class name")?;
+                        let class = self.next("class name")?;
+                        self.class_id(class);
+                        if class_ids.iter().any(|(c, _)| *c == class) {
+                            return self
+                                .err(format!("duplicate device class {class} for bucket {name}"));
+                        }
+                        class_ids.push((class, v));
                     } else {
                         id = Some(v);
                     }
@@ -367,7 +395,17 @@ impl<'a> Parser<'a> {
             };
         }
         self.bucket_weight.insert(id, total);
+        for (class, shadow) in class_ids {
+            self.shadow_ids.insert((id, class.to_string()), shadow);
+        }
         Ok(())
+    }
+
+    /// Ceph's class ids are handed out 0, 1, 2... in order of first use.
+    fn class_id(&mut self, class: &str) {
+        if !self.classes.iter().any(|c| c == class) {
+            self.classes.push(class.to_string());
+        }
     }
 
     /// Lays items out by explicit `pos`, filling the rest in order.
@@ -471,9 +509,16 @@ impl<'a> Parser<'a> {
                     return self.err(format!("item '{item}' not defined"));
                 };
                 if self.peek() == Some("class") {
-                    return self.err(
-                        "'step take ... class ...' (device-class shadow trees) is not supported",
-                    );
+                    self.pos += 1;
+                    let class = self.next("class name")?;
+                    let shadow = self.map.bucket(id).map(|b| format!("{}~{class}", b.name));
+                    let Some(sid) = shadow.and_then(|n| self.map.bucket_by_name(&n).map(|b| b.id))
+                    else {
+                        return self.err(format!(
+                            "step take {item}: no matching bucket for class {class}"
+                        ));
+                    };
+                    return Ok(RuleStep::Take(sid));
                 }
                 RuleStep::Take(id)
             }
@@ -528,6 +573,8 @@ impl CrushMap {
             bucket_weight: BTreeMap::new(),
             used_ids: BTreeSet::new(),
             saw_rule: false,
+            classes: Vec::new(),
+            shadow_ids: BTreeMap::new(),
         }
         .parse()
     }
