@@ -8,11 +8,19 @@
 //!   beacons, commands).
 //! - [`monc`]: a client of the mon for daemons and the CLI (commands with
 //!   timeouts, subscriptions that survive a mon restart).
+//! - [`osd`]: OSD <-> OSD (heartbeats, replicated writes, peering envelope).
+//! - [`client`]: client <-> OSD object operations.
+//! - [`pgstats`]: PG and OSD statistics reported by OSDs.
+//! - [`segments`]: messages whose bulk data travels outside the header.
 #![deny(clippy::unwrap_used)]
 
+pub mod client;
 pub mod mon;
 pub mod monc;
+pub mod osd;
+pub mod pgstats;
 pub mod registry;
+pub mod segments;
 
 use kalmar_common::encoding::{Decode, DecodeError, Encode};
 use kalmar_msgr::Message;

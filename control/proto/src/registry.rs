@@ -26,6 +26,24 @@ pub const OSD_BEACON: u16 = 14;
 pub const OSD_ALIVE: u16 = 15;
 pub const OSD_PG_TEMP: u16 = 16;
 pub const MGR_BEACON: u16 = 20;
+/// OSD -> mon PG statistics (`pgstats`, sent to the mgr once it exists).
+pub const OSD_PG_STATS: u16 = 40;
+
+// OSD <-> OSD (`osd`).
+pub const OSD_PING: u16 = 100;
+pub const OSD_REPOP: u16 = 101;
+pub const OSD_REPOP_REPLY: u16 = 102;
+pub const OSD_PEERING: u16 = 103;
+pub const OSD_PG_PUSH: u16 = 104;
+pub const OSD_PG_PUSH_REPLY: u16 = 105;
+pub const OSD_PG_PULL: u16 = 106;
+pub const OSD_PG_SCAN: u16 = 107;
+pub const OSD_PG_SCAN_REPLY: u16 = 108;
+pub const OSD_PG_BACKFILL_REMOVE: u16 = 109;
+
+// Client <-> OSD (`client`).
+pub const CLIENT_OSD_OP: u16 = 200;
+pub const CLIENT_OSD_OP_REPLY: u16 = 201;
 
 /// Every registered type: id and name. Add new types here.
 pub const TYPES: &[(u16, &str)] = &[
@@ -42,6 +60,19 @@ pub const TYPES: &[(u16, &str)] = &[
     (OSD_ALIVE, "osd_alive"),
     (OSD_PG_TEMP, "osd_pg_temp"),
     (MGR_BEACON, "mgr_beacon"),
+    (OSD_PG_STATS, "osd_pg_stats"),
+    (OSD_PING, "osd_ping"),
+    (OSD_REPOP, "osd_repop"),
+    (OSD_REPOP_REPLY, "osd_repop_reply"),
+    (OSD_PEERING, "osd_peering"),
+    (OSD_PG_PUSH, "osd_pg_push"),
+    (OSD_PG_PUSH_REPLY, "osd_pg_push_reply"),
+    (OSD_PG_PULL, "osd_pg_pull"),
+    (OSD_PG_SCAN, "osd_pg_scan"),
+    (OSD_PG_SCAN_REPLY, "osd_pg_scan_reply"),
+    (OSD_PG_BACKFILL_REMOVE, "osd_pg_backfill_remove"),
+    (CLIENT_OSD_OP, "osd_op"),
+    (CLIENT_OSD_OP_REPLY, "osd_op_reply"),
 ];
 
 pub fn type_name(id: u16) -> Option<&'static str> {
@@ -69,6 +100,19 @@ pub fn validate(msg: &Message) -> Result<(), ProtoError> {
         OSD_ALIVE => check::<OsdAlive>(msg),
         OSD_PG_TEMP => check::<OsdPgTemp>(msg),
         MGR_BEACON => check::<MgrBeacon>(msg),
+        OSD_PG_STATS => check::<crate::pgstats::OsdPgStats>(msg),
+        OSD_PING => check::<crate::osd::OsdPing>(msg),
+        OSD_REPOP => crate::osd::RepOp::from_message(msg).map(|_| ()),
+        OSD_REPOP_REPLY => check::<crate::osd::RepOpReply>(msg),
+        OSD_PEERING => check::<crate::osd::OsdPeeringMsg>(msg),
+        OSD_PG_PUSH => crate::osd::PgPush::from_message(msg).map(|_| ()),
+        OSD_PG_PUSH_REPLY => check::<crate::osd::PgPushReply>(msg),
+        OSD_PG_PULL => check::<crate::osd::PgPull>(msg),
+        OSD_PG_SCAN => check::<crate::osd::PgScan>(msg),
+        OSD_PG_SCAN_REPLY => check::<crate::osd::PgScanReply>(msg),
+        OSD_PG_BACKFILL_REMOVE => check::<crate::osd::PgBackfillRemove>(msg),
+        CLIENT_OSD_OP => crate::client::OsdOpRequest::from_message(msg).map(|_| ()),
+        CLIENT_OSD_OP_REPLY => crate::client::OsdOpReply::from_message(msg).map(|_| ()),
         other => Err(ProtoError::UnknownType(other)),
     }
 }
@@ -80,12 +124,14 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
-    fn ids_unique_in_mon_range_and_match_payloads() {
+    fn ids_unique_in_their_ranges_and_match_payloads() {
         let mut ids: Vec<u16> = TYPES.iter().map(|t| t.0).collect();
         ids.sort_unstable();
         ids.dedup();
         assert_eq!(ids.len(), TYPES.len());
-        assert!(ids.iter().all(|id| MON_RANGE.contains(id)));
+        assert!(ids.iter().all(|id| MON_RANGE.contains(id)
+            || OSD_RANGE.contains(id)
+            || CLIENT_RANGE.contains(id)));
         assert_eq!(type_name(OsdBoot::TYPE), Some(OsdBoot::NAME));
         assert_eq!(type_name(MgrBeacon::TYPE), Some(MgrBeacon::NAME));
         assert_eq!(type_name(OsdPgTemp::TYPE), Some(OsdPgTemp::NAME));
