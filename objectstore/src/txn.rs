@@ -73,8 +73,10 @@ pub enum Op {
     },
 }
 
-/// An atomic group of operations; see the module documentation.
-#[derive(Debug, Clone, Default)]
+/// An atomic group of operations; see the module documentation. (Not
+/// `Clone`: `clone` is the object-copy operation; use
+/// [`Transaction::duplicate`].)
+#[derive(Debug, Default)]
 pub struct Transaction {
     pub(crate) ops: Vec<Op>,
     data_bytes: u64,
@@ -83,6 +85,14 @@ pub struct Transaction {
 impl Transaction {
     pub fn new() -> Transaction {
         Transaction::default()
+    }
+
+    /// A copy of this transaction (the data buffers are shared).
+    pub fn duplicate(&self) -> Transaction {
+        Transaction {
+            ops: self.ops.clone(),
+            data_bytes: self.data_bytes,
+        }
     }
 
     pub fn ops(&self) -> &[Op] {

@@ -30,6 +30,10 @@ pub struct UringOptions {
     /// Take an exclusive `flock` on the device (always on, except for
     /// read-only inspection in tests).
     pub lock: bool,
+    /// How long to retry a lock held by someone else before failing with
+    /// `Locked`: a killed process's rings release the device a moment
+    /// after it is reaped.
+    pub lock_wait_ms: u64,
 }
 
 impl Default for UringOptions {
@@ -38,6 +42,7 @@ impl Default for UringOptions {
             ring_entries: 256,
             max_rings: 16,
             lock: true,
+            lock_wait_ms: 2000,
         }
     }
 }
@@ -103,15 +108,19 @@ impl UringDevice {
             return Err(open_err("not a block device or a regular file".into()));
         };
         if opts.lock {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_millis(opts.lock_wait_ms);
             // SAFETY: plain flock on our own descriptor.
-            if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            while unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
                 let e = std::io::Error::last_os_error();
-                if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+                    return Err(open_err(format!("flock: {e}")));
+                }
+                if std::time::Instant::now() >= deadline {
                     return Err(DeviceError::Locked {
                         path: path.to_path_buf(),
                     });
                 }
-                return Err(open_err(format!("flock: {e}")));
+                std::thread::sleep(std::time::Duration::from_millis(20));
             }
         }
         Ok(UringDevice {
@@ -306,10 +315,11 @@ mod tests {
         assert!(matches!(dev.submit(&mut bad), Err(DeviceError::Misaligned { .. })));
         let mut past = [IoOp::read(1 << 20, 4096)];
         assert!(matches!(dev.submit(&mut past), Err(DeviceError::OutOfRange { .. })));
-        assert!(matches!(
-            UringDevice::open(&path, UringOptions::default()),
-            Err(DeviceError::Locked { .. })
-        ));
+        let quick = UringOptions {
+            lock_wait_ms: 50,
+            ..UringOptions::default()
+        };
+        assert!(matches!(UringDevice::open(&path, quick), Err(DeviceError::Locked { .. })));
         drop(dev);
         assert!(UringDevice::open(&path, UringOptions::default()).is_ok());
     }
