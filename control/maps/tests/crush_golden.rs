@@ -85,3 +85,27 @@ fn shared_reference_pair_matches() {
     };
     assert_eq!(crush_test_string(&crush, &args), want);
 }
+
+#[test]
+fn decompile_matches_crushtool_text() {
+    // Every committed map text is crushtool's own `-d` output: parsing it
+    // and writing it back must give the same bytes.
+    let dir = fixtures();
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).expect("fixtures") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if !name.ends_with(".txt") || name == "classes_src.txt" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("text");
+        let map = CrushMap::from_text(&text).expect("parses");
+        assert_eq!(
+            map.to_text(),
+            text,
+            "{name} does not decompile to crushtool's text"
+        );
+        n += 1;
+    }
+    assert!(n >= 10, "decompiled {n} maps");
+}

@@ -3,6 +3,7 @@
 
 pub mod build;
 mod classes;
+mod decompile;
 pub mod hash;
 mod ln;
 pub mod map;
