@@ -25,6 +25,8 @@ pub enum MapError {
     BadPgId(String),
     #[error("crush rule {0} does not exist")]
     NoSuchRule(u32),
+    #[error("max_osd {max_osd} is out of range 0..={limit}")]
+    MaxOsdOutOfRange { max_osd: i32, limit: i32 },
     #[error("crush: {0}")]
     Crush(String),
 }

@@ -13,7 +13,7 @@ use kalmar_common::impl_versioned;
 use crate::crush::CrushMap;
 use crate::error::MapError;
 use crate::osd::{OsdAddrs, OsdSlot, OsdState};
-use crate::osdmap::OsdMap;
+use crate::osdmap::{OsdMap, MAX_OSD};
 use crate::pg::PgId;
 use crate::pool::PgPool;
 use crate::{Epoch, OsdId, PoolId};
@@ -167,12 +167,21 @@ impl OsdMap {
                 got: inc.epoch,
             });
         }
+        if let Some(m) = inc.new_max_osd {
+            if !(0..=MAX_OSD).contains(&m) {
+                return Err(MapError::MaxOsdOutOfRange {
+                    max_osd: m,
+                    limit: MAX_OSD,
+                });
+            }
+        }
         self.epoch = inc.epoch;
         self.modified_us = inc.modified_us;
         if let Some(f) = inc.new_flags {
             self.flags = f;
         }
         if let Some(m) = inc.new_max_osd {
+            // Range checked above, before anything changed.
             self.set_max_osd(m);
         }
         if let Some(m) = inc.new_pool_max {

@@ -13,6 +13,10 @@ use crate::pg::PgId;
 use crate::pool::PgPool;
 use crate::{Epoch, OsdId, PoolId};
 
+/// Most OSD ids a map may hold: bounds the OSD table an incremental can
+/// make a daemon allocate (Ceph's `mon_max_osd` defaults to 10,000).
+pub const MAX_OSD: i32 = 1 << 16;
+
 /// Cluster-wide flags with Ceph's bit values (`CEPH_OSDMAP_*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct OsdMapFlags;
@@ -158,9 +162,11 @@ impl OsdMap {
     }
 
     /// Grows or shrinks the OSD table; new slots are empty (not existing).
+    /// The size is clamped to `0..=MAX_OSD`; [`OsdMap::apply_incremental`]
+    /// refuses larger values with a typed error instead.
     pub fn set_max_osd(&mut self, max_osd: i32) {
         self.osds
-            .resize(max_osd.max(0) as usize, OsdSlot::default());
+            .resize(max_osd.clamp(0, MAX_OSD) as usize, OsdSlot::default());
     }
 
     pub fn osd(&self, id: OsdId) -> Option<&OsdSlot> {

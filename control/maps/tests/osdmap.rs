@@ -89,6 +89,13 @@ fn epoch_gap_and_foreign_fsid_are_refused() {
         m.apply_incremental(&other),
         Err(MapError::FsidMismatch { .. })
     ));
+    let mut huge = Incremental::new(fsid(), m.epoch + 1, 0);
+    huge.new_max_osd = Some(i32::MAX);
+    huge.new_flags = Some(0);
+    assert!(matches!(
+        m.apply_incremental(&huge),
+        Err(MapError::MaxOsdOutOfRange { .. })
+    ));
     assert_eq!(m, before, "a refused incremental changes nothing");
 }
 

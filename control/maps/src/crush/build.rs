@@ -3,7 +3,7 @@
 
 use super::map::{
     Bucket, ChooseMode, CrushMap, Device, Rule, RuleStep, Tunables, BUCKET_ALG_STRAW2,
-    HASH_RJENKINS1, RULE_TYPE_REPLICATED,
+    HASH_RJENKINS1, MAX_BUCKETS, MAX_DEVICES, RULE_TYPE_REPLICATED,
 };
 use crate::error::MapError;
 
@@ -61,8 +61,10 @@ impl CrushMap {
 
     /// Adds an empty straw2 bucket with the given id (`id < 0`).
     pub fn add_bucket(&mut self, id: i32, name: &str, type_id: i32) -> Result<i32, MapError> {
-        if id >= 0 {
-            return Err(err(format!("bucket id {id} must be negative")));
+        if !(-MAX_BUCKETS..0).contains(&id) {
+            return Err(err(format!(
+                "bucket id {id} must be in -{MAX_BUCKETS}..=-1"
+            )));
         }
         if self.item_id(name).is_some() {
             return Err(err(format!("item name '{name}' already exists")));
@@ -91,8 +93,8 @@ impl CrushMap {
 
     /// Declares a device (`device N osd.N [class C]`).
     pub fn add_device(&mut self, id: i32, name: &str, class: Option<&str>) -> Result<(), MapError> {
-        if id < 0 {
-            return Err(err(format!("device id {id} must not be negative")));
+        if !(0..MAX_DEVICES).contains(&id) {
+            return Err(err(format!("device id {id} must be in 0..{MAX_DEVICES}")));
         }
         if let Some(other) = self.item_id(name) {
             if other != id {
@@ -217,7 +219,9 @@ impl CrushMap {
             if let Some(b) = self.bucket_mut(p) {
                 if let Some(pos) = b.items.iter().position(|&i| i == item) {
                     b.items.remove(pos);
-                    b.weights.remove(pos);
+                    if pos < b.weights.len() {
+                        b.weights.remove(pos);
+                    }
                 }
             }
             self.propagate_weight(p);

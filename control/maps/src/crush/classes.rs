@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::map::{Bucket, CrushMap};
+use super::map::{Bucket, CrushMap, MAX_BUCKETS};
 use crate::error::MapError;
 
 impl CrushMap {
@@ -73,7 +73,7 @@ impl CrushMap {
             }
         };
         let idx = (-1 - i64::from(id)) as usize;
-        if id >= 0 || self.buckets.get(idx).is_some_and(Option::is_some) {
+        if !(-MAX_BUCKETS..0).contains(&id) || self.buckets.get(idx).is_some_and(Option::is_some) {
             return Err(MapError::Crush(format!(
                 "shadow bucket id {id} for {name} is taken"
             )));

@@ -16,6 +16,15 @@ pub const HASH_RJENKINS1: u8 = 0;
 /// Rule types (`pg_pool_t::TYPE_*`).
 pub const RULE_TYPE_REPLICATED: u8 = 1;
 pub const RULE_TYPE_ERASURE: u8 = 3;
+/// Most buckets a map may hold (ids -1 ..= -MAX_BUCKETS): bounds the
+/// bucket table a text or an encoding can make us allocate.
+pub const MAX_BUCKETS: i32 = 1 << 16;
+/// Device ids must stay below this (bounds `max_devices` and the weight
+/// vectors sized by it).
+pub const MAX_DEVICES: i32 = 1 << 20;
+/// Most items one rule may return (pool sizes are far smaller); bounds the
+/// mapper's scratch space.
+pub const MAX_RESULT: usize = 256;
 /// 1.0 in CRUSH's 16.16 fixed point.
 pub const WEIGHT_ONE: u32 = 0x10000;
 
@@ -109,10 +118,9 @@ impl Bucket {
 
     /// Weight of child `item` in this bucket.
     pub fn item_weight(&self, item: i32) -> Option<u32> {
-        self.items
-            .iter()
-            .position(|&i| i == item)
-            .map(|p| self.weights[p])
+        let pos = self.items.iter().position(|&i| i == item)?;
+        // A decoded bucket may carry fewer weights than items.
+        self.weights.get(pos).copied()
     }
 }
 

@@ -8,7 +8,7 @@
 
 use super::hash::{crush_hash32_2, crush_hash32_3};
 use super::ln::crush_ln;
-use super::map::{Bucket, ChooseMode, CrushMap, RuleStep};
+use super::map::{Bucket, ChooseMode, CrushMap, RuleStep, MAX_RESULT};
 use crate::ITEM_NONE;
 
 /// A slot not yet decided during an indep pass (`CRUSH_ITEM_UNDEF`).
@@ -361,7 +361,8 @@ impl CrushMap {
         }
     }
 
-    /// Runs rule `rule_id` for input `x`, wanting `result_max` items;
+    /// Runs rule `rule_id` for input `x`, wanting `result_max` items (at
+    /// most [`MAX_RESULT`]);
     /// `weights[osd]` is the 16.16 reweight (`is_out`). Returns the items
     /// (fewer than `result_max` when devices run out; `ITEM_NONE` holes
     /// for indep rules). An unknown rule gives an empty result, as in Ceph.
@@ -384,6 +385,7 @@ impl CrushMap {
         result: &mut Vec<i32>,
     ) {
         result.clear();
+        let result_max = result_max.min(MAX_RESULT);
         let Some(rule) = self.rules.get(&rule_id) else {
             return;
         };

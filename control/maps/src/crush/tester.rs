@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::io::{self, Write};
 
 use super::hash::crush_hash32_2;
-use super::map::CrushMap;
+use super::map::{CrushMap, MAX_DEVICES};
 use super::mapper::Workspace;
 
 /// The inputs `crushtool --test` takes.
@@ -37,7 +37,8 @@ impl CrushTestArgs {
     /// The reweight vector crushtool builds: `--weight` overrides, 1.0
     /// for devices present in some bucket, 0 otherwise.
     pub fn weight_vector(&self, map: &CrushMap) -> Vec<u32> {
-        let max = map.max_devices().max(0) as usize;
+        // A map decoded from bytes is not bound by the parser's limits.
+        let max = map.max_devices().clamp(0, MAX_DEVICES) as usize;
         let mut overrides = BTreeMap::new();
         for &(id, w) in &self.weights {
             let scaled = (w * 65536f32) as i64;
