@@ -41,6 +41,8 @@ pub struct PgStatEntry {
     pub state_stamp_us: u64,
     pub last_scrub_stamp_us: u64,
     pub last_deep_scrub_stamp_us: u64,
+    /// Newest epoch the PG was clean in (the mon trims maps below it).
+    pub last_epoch_clean: Epoch,
 }
 impl_versioned!(PgStatEntry, "pg stat", version = 1, compat = 1, {
     pgid, state, reported_epoch, reported_seq, version_epoch, version,
@@ -48,7 +50,7 @@ impl_versioned!(PgStatEntry, "pg stat", version = 1, compat = 1, {
     num_object_copies, num_objects_degraded, num_objects_misplaced,
     num_objects_missing_on_primary, num_objects_unfound, log_size,
     num_read, num_read_kb, num_write, num_write_kb,
-    state_stamp_us, last_scrub_stamp_us, last_deep_scrub_stamp_us,
+    state_stamp_us, last_scrub_stamp_us, last_deep_scrub_stamp_us, last_epoch_clean,
 });
 
 /// An OSD's own figures (Ceph's `osd_stat_t` subset).

@@ -1,0 +1,362 @@
+//! `kalmar-osd run`: mount the store, open the client, cluster and
+//! heartbeat ports, load PGs, boot against the mon, and serve until a
+//! signal (or a store failure) stops the OSD.
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kalmar_common::perf::PerfCollection;
+use kalmar_maps::{EntityAddr, OsdAddrs, OsdId, OsdMap};
+use kalmar_msgr::{event_channel, EntityName, Listener, MsgrConfig};
+use kalmar_objectstore::meta as smeta;
+use kalmar_objectstore::{MountOptions, ObjectStore, StoreError};
+use kalmar_proto::monc::{MonClient, MonEvent};
+use parking_lot::Mutex;
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+
+use crate::admin::{self, StatusView};
+use crate::dispatch::{client_dispatcher, cluster_dispatcher, ClientThrottle};
+use crate::heartbeat::Heartbeat;
+use crate::maps::MapStore;
+use crate::mapwork::MapWork;
+use crate::options::OsdOptions;
+use crate::peers::{cluster_addr, heartbeat_addr, Peers};
+use crate::perf;
+use crate::pg::PgEvent;
+use crate::report;
+use crate::service::Service;
+
+/// How often PGs check their queued ops for expiry.
+const PG_TICK: Duration = Duration::from_secs(1);
+/// Room added to the largest client write for a frame's headers.
+const FRAME_HEADROOM_BYTES: usize = 1 << 20;
+/// Pause between asking PGs to stop and unmounting.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(300);
+
+/// How to run one OSD.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub id: OsdId,
+    pub device: PathBuf,
+    pub mon: SocketAddr,
+    pub admin_socket: PathBuf,
+    /// Address the three ports bind to.
+    pub bind_ip: IpAddr,
+    pub opts: OsdOptions,
+    pub mount: MountOptions,
+    /// Extra `config show` keys (identity, paths).
+    pub identity: serde_json::Map<String, Value>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OsdError {
+    #[error("cannot mount {path}: {source}")]
+    Mount { path: PathBuf, source: StoreError },
+    #[error("{0}")]
+    NotThisOsd(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("admin socket {path}: {source}")]
+    AdminSocket {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Map(String),
+    #[error("the OSD stopped: {0}")]
+    Fatal(String),
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+async fn bind(
+    ip: IpAddr,
+    me: &EntityName,
+    fsid: uuid::Uuid,
+    cfg: &MsgrConfig,
+) -> Result<
+    (
+        Listener,
+        mpsc::Receiver<kalmar_msgr::Event>,
+        mpsc::Sender<kalmar_msgr::Event>,
+    ),
+    OsdError,
+> {
+    let (tx, rx) = event_channel(cfg);
+    let addr = SocketAddr::new(ip, 0);
+    let l = Listener::bind(addr, me.clone(), fsid, cfg.clone(), tx.clone())
+        .await
+        .map_err(|source| OsdError::Bind { addr, source })?;
+    Ok((l, rx, tx))
+}
+
+/// Runs the OSD until `shutdown` resolves or the store fails.
+pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<(), OsdError> {
+    let device = cfg.device.clone();
+    let mount = cfg.mount.clone();
+    let store = tokio::task::spawn_blocking(move || ObjectStore::mount(&device, &mount))
+        .await
+        .map_err(|e| OsdError::Fatal(format!("mount task: {e}")))?
+        .map_err(|source| OsdError::Mount {
+            path: cfg.device.clone(),
+            source,
+        })?;
+    let store = Arc::new(store);
+    let sb = smeta::read_superblock(&store)
+        .map_err(|source| OsdError::Mount {
+            path: cfg.device.clone(),
+            source,
+        })?
+        .ok_or_else(|| {
+            OsdError::NotThisOsd(format!(
+                "{} holds no OSD superblock; run `kalmar-osd mkfs --id {} --device {} --mon ADDR` first",
+                cfg.device.display(),
+                cfg.id,
+                cfg.device.display()
+            ))
+        })?;
+    if sb.whoami != cfg.id {
+        return Err(OsdError::NotThisOsd(format!(
+            "{} belongs to osd.{}, not osd.{}",
+            cfg.device.display(),
+            sb.whoami,
+            cfg.id
+        )));
+    }
+    let fsid = sb.cluster_fsid;
+    let opts = Arc::new(cfg.opts.clone());
+    let me = EntityName::osd(cfg.id as u32);
+    let mut msgr = MsgrConfig::default();
+    msgr.max_frame_bytes = msgr
+        .max_frame_bytes
+        .max(opts.osd_max_write_size as usize + FRAME_HEADROOM_BYTES);
+
+    let perf_osd = perf::build_osd();
+    let perf_rs = perf::build_recoverystate();
+    let perf = PerfCollection::new();
+    perf.add(perf_osd.clone());
+    perf.add(perf_rs.clone());
+    perf.add(store.perf_counters());
+
+    let (public, pub_rx, _pub_tx) = bind(cfg.bind_ip, &me, fsid, &msgr).await?;
+    let (cluster, cl_rx, cl_tx) = bind(cfg.bind_ip, &me, fsid, &msgr).await?;
+    let (hb_listener, mut hb_rx, hb_tx) =
+        bind(cfg.bind_ip, &me, fsid, &MsgrConfig::default()).await?;
+    let nonce = std::process::id();
+    let addrs = OsdAddrs {
+        public: EntityAddr::new(public.local_addr(), nonce),
+        cluster: EntityAddr::new(cluster.local_addr(), nonce),
+        heartbeat_back: EntityAddr::new(hb_listener.local_addr(), nonce),
+        heartbeat_front: EntityAddr::new(hb_listener.local_addr(), nonce),
+    };
+    tracing::info!(public = %addrs.public, cluster = %addrs.cluster, heartbeat = %addrs.heartbeat_back, "osd.{} listening", cfg.id);
+
+    let (mon, mut mon_events) = MonClient::start(cfg.mon, me.clone(), fsid, MsgrConfig::default());
+    let mon = Arc::new(mon);
+    let maps = MapStore::new(store.clone(), sb.clone(), opts.osd_map_cache_size);
+    let current = match sb.newest_map {
+        0 => Arc::new(OsdMap::new(fsid, 0)),
+        e => maps
+            .get(e)
+            .await
+            .map_err(|e| OsdError::Map(format!("loading the newest stored map: {e}")))?
+            .ok_or_else(|| {
+                OsdError::Map(format!(
+                    "the superblock names epoch {e}, which is not stored"
+                ))
+            })?,
+    };
+    let cluster_peers = Peers::new(me.clone(), fsid, msgr.clone(), cluster_addr, cl_tx);
+    let svc = Arc::new(Service::new(
+        cfg.id,
+        fsid,
+        sb.osd_fsid,
+        opts.clone(),
+        store.clone(),
+        perf_osd,
+        perf_rs,
+        cluster_peers,
+        mon.clone(),
+        current.clone(),
+    ));
+    let hb_peers = Peers::new(
+        me.clone(),
+        fsid,
+        MsgrConfig::default(),
+        heartbeat_addr,
+        hb_tx,
+    );
+    let hb = Arc::new(Heartbeat::new(svc.clone(), hb_peers));
+    let status = Arc::new(Mutex::new(StatusView {
+        cluster_fsid: fsid,
+        osd_fsid: sb.osd_fsid,
+        whoami: cfg.id,
+        state: "booting",
+        oldest_map: sb.oldest_map,
+        newest_map: sb.newest_map,
+        num_pgs: 0,
+    }));
+    let mut config = cfg.opts.to_json();
+    if let Value::Object(m) = &mut config {
+        m.extend(cfg.identity.clone());
+        m.insert(
+            "public_addr".into(),
+            Value::String(addrs.public.to_string()),
+        );
+        m.insert(
+            "cluster_addr".into(),
+            Value::String(addrs.cluster.to_string()),
+        );
+    }
+    let _admin = admin::start(
+        &cfg.admin_socket,
+        perf,
+        status.clone(),
+        svc.tracker.clone(),
+        config,
+    )
+    .map_err(|source| OsdError::AdminSocket {
+        path: cfg.admin_socket.clone(),
+        source,
+    })?;
+
+    let (epoch_tx, epoch_rx) = watch::channel(current.epoch);
+    let mut work = MapWork::new(
+        svc.clone(),
+        maps,
+        hb.clone(),
+        epoch_tx,
+        status,
+        addrs,
+        hostname(),
+    );
+    let loaded = work.load_pgs().await.map_err(OsdError::Map)?;
+    tracing::info!(
+        pgs = loaded,
+        epoch = current.epoch,
+        "loaded PGs from the store"
+    );
+
+    let throttle = ClientThrottle::new(
+        opts.osd_client_message_cap,
+        opts.osd_client_message_size_cap,
+    );
+    tokio::spawn(client_dispatcher(svc.clone(), pub_rx, epoch_rx, throttle));
+    let (create_tx, mut create_rx) = mpsc::channel(opts.osd_pg_max_queued_ops);
+    tokio::spawn(cluster_dispatcher(svc.clone(), cl_rx, create_tx));
+    let hb2 = hb.clone();
+    let hb_interval = opts.osd_heartbeat_interval;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(hb_interval);
+        loop {
+            tokio::select! {
+                ev = hb_rx.recv() => match ev {
+                    Some(ev) => hb2.on_event(ev).await,
+                    None => return,
+                },
+                _ = tick.tick() => hb2.tick().await,
+            }
+        }
+    });
+
+    let start = if sb.newest_map == 0 {
+        0
+    } else {
+        sb.newest_map + 1
+    };
+    if let Err(e) = mon.subscribe("osdmap", start, false).await {
+        tracing::warn!("osdmap subscription not sent yet: {e}");
+    }
+    work.send_boot().await;
+
+    let mut fatal = svc.fatal_watch();
+    let mut pg_tick = tokio::time::interval(PG_TICK);
+    let mut report_tick = tokio::time::interval(opts.osd_mon_report_interval);
+    let mut beacon_tick = tokio::time::interval(opts.osd_beacon_report_interval);
+    let mut boot_tick = tokio::time::interval(crate::mapwork::BOOT_RETRY_INTERVAL);
+    let mut last_epoch_clean = 0;
+    tokio::pin!(shutdown);
+    let result = loop {
+        tokio::select! {
+            ev = mon_events.recv() => match ev {
+                Some(MonEvent::OsdMap(m)) => {
+                    if let Err(e) = work.handle_osdmap(m).await {
+                        break Err(OsdError::Map(e));
+                    }
+                }
+                Some(MonEvent::Reset) => {
+                    tracing::info!("the mon restarted; re-sending boot state");
+                    if work.boot_state() != crate::mapwork::BootState::Active {
+                        work.send_boot().await;
+                    }
+                    report::send_beacon(&svc, last_epoch_clean).await;
+                }
+                Some(MonEvent::Closed(reason)) => break Err(OsdError::Fatal(format!("the mon session ended: {reason}"))),
+                Some(_) => {}
+                None => break Err(OsdError::Fatal("the mon client stopped".into())),
+            },
+            req = create_rx.recv() => {
+                if let Some(req) = req {
+                    if let Err(e) = work.create_for(req).await {
+                        break Err(OsdError::Map(e));
+                    }
+                }
+            }
+            _ = pg_tick.tick() => {
+                let handles: Vec<_> = svc.pgs.read().values().cloned().collect();
+                for h in handles {
+                    h.send(PgEvent::Tick);
+                }
+            }
+            _ = report_tick.tick() => {
+                let (lec, primaries) = report::send_stats(&svc, hb.peer_ids()).await;
+                last_epoch_clean = lec;
+                work.count_roles(primaries);
+            }
+            _ = beacon_tick.tick() => report::send_beacon(&svc, last_epoch_clean).await,
+            _ = boot_tick.tick() => {
+                work.maybe_reboot().await;
+                svc.send_up_thru().await;
+            }
+            changed = fatal.changed() => {
+                let reason = fatal.borrow().clone().unwrap_or_default();
+                if changed.is_err() || !reason.is_empty() {
+                    break Err(OsdError::Fatal(reason));
+                }
+            }
+            _ = &mut shutdown => break Ok(()),
+        }
+    };
+    work.stopping();
+    tracing::info!("stopping osd.{}", cfg.id);
+    let handles: Vec<_> = svc.pgs.read().values().cloned().collect();
+    for h in handles {
+        h.send(PgEvent::Shutdown);
+    }
+    drop(public);
+    drop(cluster);
+    drop(hb_listener);
+    tokio::time::sleep(SHUTDOWN_GRACE).await;
+    if result.is_ok() {
+        let s = store.clone();
+        match tokio::task::spawn_blocking(move || s.umount()).await {
+            Ok(Ok(())) => tracing::info!("store unmounted"),
+            Ok(Err(e)) => tracing::warn!("umount: {e}"),
+            Err(e) => tracing::warn!("umount task: {e}"),
+        }
+    }
+    result
+}

@@ -1,0 +1,235 @@
+//! `kalmar-osd`: format a device for an OSD, or run one.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use kalmar_common::config::Conf;
+use kalmar_objectstore::MountOptions;
+use kalmar_osd::{MkfsConfig, OsdOptions, RunConfig};
+use serde_json::Value;
+
+#[derive(Parser)]
+#[command(
+    name = "kalmar-osd",
+    version,
+    about = "Kalmar OSD: stores PGs and serves object I/O"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args)]
+struct Common {
+    /// The OSD id (the N of osd.N).
+    #[arg(long)]
+    id: i32,
+    /// The block device or file holding the OSD's store.
+    #[arg(long)]
+    device: PathBuf,
+    /// The mon's address (default: the conf's mon_host).
+    #[arg(long)]
+    mon: Option<SocketAddr>,
+    /// Conf file (TOML with [global], [osd] and ["osd.N"]); flags override it.
+    #[arg(long)]
+    conf: Option<PathBuf>,
+    /// Log level: error, warn, info, debug, trace.
+    #[arg(long)]
+    log_level: Option<String>,
+    /// Log file (default: stderr).
+    #[arg(long)]
+    log_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Register the OSD with the mon and format its device.
+    Mkfs {
+        #[command(flatten)]
+        common: Common,
+        /// Format a device that already holds a store.
+        #[arg(long)]
+        force: bool,
+        /// Journal size in bytes (default: 1/16 of the device, 1 MiB..1 GiB).
+        #[arg(long)]
+        journal_bytes: Option<u64>,
+        /// Bound on waiting for the mon, in seconds.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
+    /// Run the OSD.
+    Run {
+        #[command(flatten)]
+        common: Common,
+        /// Admin socket path (default: osd.N.asok next to the device).
+        #[arg(long)]
+        admin_socket: Option<PathBuf>,
+        /// Address the client, cluster and heartbeat ports bind to
+        /// (default: the conf's osd_bind_ip, else the mon's address).
+        #[arg(long)]
+        bind_ip: Option<IpAddr>,
+    },
+}
+
+struct Setup {
+    conf: Conf,
+    entity: String,
+    mon: SocketAddr,
+}
+
+fn setup(c: &Common) -> anyhow::Result<Setup> {
+    let conf = match &c.conf {
+        Some(p) => Conf::load(p)?,
+        None => Conf::empty(),
+    };
+    let entity = format!("osd.{}", c.id);
+    let level = match &c.log_level {
+        Some(l) => l.clone(),
+        None => conf.get_or(&entity, "log_level", "info".to_string())?,
+    };
+    let file = match &c.log_file {
+        Some(f) => Some(f.clone()),
+        None => conf.get::<String>(&entity, "log_file")?.map(PathBuf::from),
+    };
+    kalmar_common::logging::init(&level, file.as_deref()).context("opening the log file")?;
+    let mon = match c.mon {
+        Some(m) => m,
+        None => match conf.get::<String>(&entity, "mon_host")? {
+            Some(h) => h
+                .parse()
+                .with_context(|| format!("mon_host '{h}' is not IP:PORT"))?,
+            None => bail!("no mon address: pass --mon IP:PORT or set mon_host in the conf"),
+        },
+    };
+    if c.id < 0 {
+        bail!("--id must be 0 or more, got {}", c.id);
+    }
+    Ok(Setup { conf, entity, mon })
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+fn default_admin_socket(device: &Path, entity: &str) -> PathBuf {
+    device
+        .parent()
+        .unwrap_or_else(|| Path::new("."))
+        .join(format!("{entity}.asok"))
+}
+
+fn runtime(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .enable_all()
+        .thread_name("osd")
+        .build()?)
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Mkfs {
+            common,
+            force,
+            journal_bytes,
+            timeout,
+        } => {
+            let s = setup(&common)?;
+            let cfg = MkfsConfig {
+                id: common.id,
+                device: common.device.clone(),
+                mon: s.mon,
+                force,
+                journal_bytes,
+                hostname: hostname(),
+                timeout: Duration::from_secs(timeout),
+            };
+            let fsid = runtime(1)?.block_on(kalmar_osd::mkfs(cfg))?;
+            println!(
+                "created object store {} for osd.{} in cluster {fsid}",
+                common.device.display(),
+                common.id
+            );
+            Ok(())
+        }
+        Cmd::Run {
+            common,
+            admin_socket,
+            bind_ip,
+        } => {
+            let s = setup(&common)?;
+            let opts = OsdOptions::from_conf(&s.conf, &s.entity)?;
+            let admin_socket = match admin_socket {
+                Some(p) => p,
+                None => match s.conf.get::<String>(&s.entity, "admin_socket")? {
+                    Some(p) => PathBuf::from(p),
+                    None => default_admin_socket(&common.device, &s.entity),
+                },
+            };
+            let bind_ip = match bind_ip {
+                Some(ip) => ip,
+                None => match s.conf.get::<String>(&s.entity, "osd_bind_ip")? {
+                    Some(ip) => ip
+                        .parse()
+                        .with_context(|| format!("osd_bind_ip '{ip}' is not an IP address"))?,
+                    None if s.mon.ip().is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                    None => s.mon.ip(),
+                },
+            };
+            let threads: usize = s.conf.get_or(&s.entity, "osd_worker_threads", 2usize)?;
+            let mut identity = serde_json::Map::new();
+            identity.insert("name".into(), Value::String(s.entity.clone()));
+            identity.insert(
+                "osd_data".into(),
+                Value::String(common.device.display().to_string()),
+            );
+            identity.insert(
+                "admin_socket".into(),
+                Value::String(admin_socket.display().to_string()),
+            );
+            identity.insert("mon_host".into(), Value::String(s.mon.to_string()));
+            identity.insert(
+                "osd_worker_threads".into(),
+                Value::String(threads.to_string()),
+            );
+            if let Some(f) = &common.log_file {
+                identity.insert("log_file".into(), Value::String(f.display().to_string()));
+            }
+            let cfg = RunConfig {
+                id: common.id,
+                device: common.device.clone(),
+                mon: s.mon,
+                admin_socket,
+                bind_ip,
+                opts,
+                mount: MountOptions::default(),
+                identity,
+            };
+            runtime(threads)?.block_on(async move {
+                let shutdown = async {
+                    let term =
+                        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+                    match term {
+                        Ok(mut t) => {
+                            tokio::select! {
+                                _ = t.recv() => tracing::info!("terminated"),
+                                _ = tokio::signal::ctrl_c() => tracing::info!("interrupted"),
+                            }
+                        }
+                        Err(_) => {
+                            let _ = tokio::signal::ctrl_c().await;
+                        }
+                    }
+                };
+                kalmar_osd::run(cfg, shutdown).await
+            })?;
+            Ok(())
+        }
+    }
+}

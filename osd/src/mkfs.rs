@@ -1,0 +1,146 @@
+//! `kalmar-osd mkfs`: register the OSD with the mon (which hands out the
+//! cluster fsid), format the device through the ObjectStore, and write the
+//! OSD superblock and the meta collection.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kalmar_maps::OsdId;
+use kalmar_msgr::{EntityName, MsgrConfig};
+use kalmar_objectstore::meta::{self as smeta, OsdSuperblock};
+use kalmar_objectstore::{MkfsOptions, MountOptions, ObjectStore, StoreError, Transaction};
+use kalmar_proto::monc::{MonClient, MonClientError};
+use uuid::Uuid;
+
+#[derive(Debug, Clone)]
+pub struct MkfsConfig {
+    pub id: OsdId,
+    pub device: PathBuf,
+    pub mon: SocketAddr,
+    /// Reformat a device that already holds a store.
+    pub force: bool,
+    pub journal_bytes: Option<u64>,
+    pub hostname: String,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MkfsError {
+    #[error("{device} already holds the store of osd.{whoami}; pass --force to format it again")]
+    AlreadyFormatted { device: PathBuf, whoami: OsdId },
+    #[error("registering with the mon at {mon}: {source}")]
+    Mon {
+        mon: SocketAddr,
+        source: MonClientError,
+    },
+    #[error("the mon refused osd.{id}: {error} (errno {retval})")]
+    Refused {
+        id: OsdId,
+        retval: i32,
+        error: String,
+    },
+    #[error("the mon registered the OSD as osd.{got}, not osd.{want}")]
+    WrongId { want: OsdId, got: OsdId },
+    #[error("formatting {device}: {source}")]
+    Store { device: PathBuf, source: StoreError },
+    #[error("{0}")]
+    Task(String),
+}
+
+/// The osd uuid of a store already on the device, with its OSD id.
+fn existing(device: &Path) -> Option<(Uuid, OsdId)> {
+    if !device.exists() {
+        return None;
+    }
+    let store = ObjectStore::mount(device, &MountOptions::default()).ok()?;
+    let sb = smeta::read_superblock(&store).ok().flatten();
+    let out = (store.osd_uuid(), sb.map_or(-1, |s| s.whoami));
+    let _ = store.umount();
+    Some(out)
+}
+
+fn format(cfg: &MkfsConfig, fsid: Uuid, osd_uuid: Uuid) -> Result<(), StoreError> {
+    let mut o = MkfsOptions::new(fsid, osd_uuid);
+    o.force = cfg.force;
+    o.journal_bytes = cfg.journal_bytes;
+    ObjectStore::mkfs(&cfg.device, &o)?;
+    let store = ObjectStore::mount(
+        &cfg.device,
+        &MountOptions {
+            expected_fsid: Some(fsid),
+            ..Default::default()
+        },
+    )?;
+    let mut t = Transaction::new();
+    smeta::create_meta_collection(&mut t);
+    let sb = OsdSuperblock {
+        cluster_fsid: fsid,
+        osd_fsid: osd_uuid,
+        whoami: cfg.id,
+        oldest_map: 0,
+        newest_map: 0,
+    };
+    smeta::add_maps(&mut t, &[], &sb);
+    store.apply_transaction(t)?;
+    store.umount()
+}
+
+/// Registers and formats; returns the cluster fsid.
+pub async fn mkfs(cfg: MkfsConfig) -> Result<Uuid, MkfsError> {
+    let dev = cfg.device.clone();
+    let found = tokio::task::spawn_blocking(move || existing(&dev))
+        .await
+        .map_err(|e| MkfsError::Task(e.to_string()))?;
+    let osd_uuid = match found {
+        Some((_, whoami)) if !cfg.force => {
+            return Err(MkfsError::AlreadyFormatted {
+                device: cfg.device.clone(),
+                whoami,
+            })
+        }
+        // Reformatting keeps the uuid, so the mon gives back the same id.
+        Some((u, _)) => u,
+        None => Uuid::new_v4(),
+    };
+    let me = EntityName::osd(cfg.id.max(0) as u32);
+    let mon_err = |source| MkfsError::Mon {
+        mon: cfg.mon,
+        source,
+    };
+    let (mon, _events) = MonClient::connect(cfg.mon, me, Uuid::nil(), MsgrConfig::default())
+        .await
+        .map_err(mon_err)?;
+    let reply = mon
+        .osd_mkfs(osd_uuid, cfg.id, &cfg.hostname, cfg.timeout)
+        .await
+        .map_err(mon_err)?;
+    mon.close().await;
+    if reply.retval != 0 {
+        return Err(MkfsError::Refused {
+            id: cfg.id,
+            retval: reply.retval,
+            error: reply.error,
+        });
+    }
+    if cfg.id >= 0 && reply.osd_id != cfg.id {
+        return Err(MkfsError::WrongId {
+            want: cfg.id,
+            got: reply.osd_id,
+        });
+    }
+    let fsid = reply.fsid;
+    let c = MkfsConfig {
+        id: reply.osd_id,
+        force: true,
+        ..cfg.clone()
+    };
+    tokio::task::spawn_blocking(move || format(&c, fsid, osd_uuid))
+        .await
+        .map_err(|e| MkfsError::Task(e.to_string()))?
+        .map_err(|source| MkfsError::Store {
+            device: cfg.device.clone(),
+            source,
+        })?;
+    Ok(fsid)
+}

@@ -1,0 +1,369 @@
+//! Every bound, interval and switch of the OSD, with Ceph's option names
+//! and (where Ceph has one) Ceph's default. Each can be set in the conf
+//! file (`[global]`, `[osd]`, `["osd.N"]`); tests shorten the times.
+
+use std::time::Duration;
+
+use kalmar_common::config::{Conf, ConfError};
+use kalmar_peering::PeeringSettings;
+use serde_json::{json, Map, Value};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OsdOptions {
+    /// Ping every heartbeat peer this often.
+    pub osd_heartbeat_interval: Duration,
+    /// A peer silent for longer is reported to the mon as failed.
+    pub osd_heartbeat_grace: Duration,
+    /// Ping at least this many peers (neighbours by id) even without
+    /// shared PGs, so failures are noticed in an empty cluster.
+    pub osd_heartbeat_min_peers: usize,
+    /// Liveness beacon to the mon.
+    pub osd_beacon_report_interval: Duration,
+    /// PG and OSD statistics to the mon.
+    pub osd_mon_report_interval: Duration,
+    /// Map epochs kept in the meta collection; older ones are trimmed.
+    pub osd_map_max_epochs_stored: u32,
+    /// Map epochs trimmed per transaction.
+    pub osd_target_transaction_size: u32,
+    /// Map epochs kept decoded in memory.
+    pub osd_map_cache_size: usize,
+    /// PG log length kept before trimming, and trimmed requests remembered
+    /// for resend detection.
+    pub osd_max_pg_log_entries: usize,
+    pub osd_pg_log_dups_tracked: usize,
+    /// Client ops waiting inside one PG (PG not active, object busy);
+    /// beyond it new ops are refused with EAGAIN.
+    pub osd_pg_max_queued_ops: usize,
+    /// A client op waiting longer than this in a PG is answered ETIMEDOUT.
+    pub osd_op_queue_timeout: Duration,
+    /// Client ops and their payload bytes in flight in the whole OSD;
+    /// beyond them the OSD stops reading client connections.
+    pub osd_client_message_cap: usize,
+    pub osd_client_message_size_cap: u64,
+    pub osd_max_write_size: u64,
+    pub osd_max_object_size: u64,
+    pub osd_max_object_name_len: usize,
+    pub osd_max_attr_name_len: usize,
+    pub osd_max_attr_size: u64,
+    /// Object infos cached per PG (idle ones are evicted beyond it).
+    pub osd_pg_object_cache_size: usize,
+    /// Recovery and backfill bounds.
+    pub osd_recovery_max_active: usize,
+    pub osd_max_backfills: usize,
+    pub osd_backfill_scan_max: usize,
+    /// Largest object a recovery push carries.
+    pub osd_recovery_max_object_size: u64,
+    pub osd_find_best_info_ignore_history_les: bool,
+}
+
+impl Default for OsdOptions {
+    fn default() -> Self {
+        OsdOptions {
+            osd_heartbeat_interval: Duration::from_secs(6),
+            osd_heartbeat_grace: Duration::from_secs(20),
+            osd_heartbeat_min_peers: 10,
+            osd_beacon_report_interval: Duration::from_secs(300),
+            osd_mon_report_interval: Duration::from_secs(5),
+            osd_map_max_epochs_stored: 500,
+            osd_target_transaction_size: 30,
+            osd_map_cache_size: 50,
+            osd_max_pg_log_entries: 3000,
+            osd_pg_log_dups_tracked: 3000,
+            osd_pg_max_queued_ops: 1024,
+            osd_op_queue_timeout: Duration::from_secs(30),
+            osd_client_message_cap: 256,
+            osd_client_message_size_cap: 500 << 20,
+            osd_max_write_size: 90 << 20,
+            osd_max_object_size: 128 << 20,
+            osd_max_object_name_len: 4096,
+            osd_max_attr_name_len: 100,
+            osd_max_attr_size: 64 << 10,
+            osd_pg_object_cache_size: 4096,
+            osd_recovery_max_active: 3,
+            osd_max_backfills: 1,
+            osd_backfill_scan_max: 512,
+            osd_recovery_max_object_size: 128 << 20,
+            osd_find_best_info_ignore_history_les: false,
+        }
+    }
+}
+
+/// Reads a number that TOML may hold as an integer or a float.
+fn num(conf: &Conf, entity: &str, key: &str) -> Result<Option<f64>, ConfError> {
+    match conf.get::<toml::Value>(entity, key)? {
+        None => Ok(None),
+        Some(toml::Value::Integer(i)) => Ok(Some(i as f64)),
+        Some(toml::Value::Float(f)) => Ok(Some(f)),
+        Some(other) => Err(ConfError::Type {
+            section: entity.into(),
+            key: key.into(),
+            detail: format!("expected a number, got {other}"),
+        }),
+    }
+}
+
+fn bad(entity: &str, key: &str, detail: String) -> ConfError {
+    ConfError::Type {
+        section: entity.into(),
+        key: key.into(),
+        detail,
+    }
+}
+
+struct Reader<'a> {
+    conf: &'a Conf,
+    entity: &'a str,
+}
+
+impl Reader<'_> {
+    fn secs(&self, key: &str, d: Duration) -> Result<Duration, ConfError> {
+        match num(self.conf, self.entity, key)? {
+            None => Ok(d),
+            Some(s) if s.is_finite() && s > 0.0 => Ok(Duration::from_secs_f64(s)),
+            Some(s) => Err(bad(
+                self.entity,
+                key,
+                format!("{s} is not a positive duration in seconds"),
+            )),
+        }
+    }
+
+    fn int(&self, key: &str, d: u64, min: u64) -> Result<u64, ConfError> {
+        match num(self.conf, self.entity, key)? {
+            None => Ok(d),
+            Some(v) if v.is_finite() && v >= min as f64 && v.fract() == 0.0 => Ok(v as u64),
+            Some(v) => Err(bad(
+                self.entity,
+                key,
+                format!("{v} is not an integer >= {min}"),
+            )),
+        }
+    }
+
+    fn usize(&self, key: &str, d: usize, min: usize) -> Result<usize, ConfError> {
+        Ok(self.int(key, d as u64, min as u64)? as usize)
+    }
+}
+
+impl OsdOptions {
+    /// Options for `entity` (`osd.3`) from the conf; defaults elsewhere.
+    pub fn from_conf(conf: &Conf, entity: &str) -> Result<OsdOptions, ConfError> {
+        let d = OsdOptions::default();
+        let r = Reader { conf, entity };
+        Ok(OsdOptions {
+            osd_heartbeat_interval: r.secs("osd_heartbeat_interval", d.osd_heartbeat_interval)?,
+            osd_heartbeat_grace: r.secs("osd_heartbeat_grace", d.osd_heartbeat_grace)?,
+            osd_heartbeat_min_peers: r.usize(
+                "osd_heartbeat_min_peers",
+                d.osd_heartbeat_min_peers,
+                0,
+            )?,
+            osd_beacon_report_interval: r
+                .secs("osd_beacon_report_interval", d.osd_beacon_report_interval)?,
+            osd_mon_report_interval: r
+                .secs("osd_mon_report_interval", d.osd_mon_report_interval)?,
+            osd_map_max_epochs_stored: r
+                .int(
+                    "osd_map_max_epochs_stored",
+                    d.osd_map_max_epochs_stored.into(),
+                    2,
+                )?
+                .min(u32::MAX.into()) as u32,
+            osd_target_transaction_size: r
+                .int(
+                    "osd_target_transaction_size",
+                    d.osd_target_transaction_size.into(),
+                    1,
+                )?
+                .min(10_000) as u32,
+            osd_map_cache_size: r.usize("osd_map_cache_size", d.osd_map_cache_size, 2)?,
+            osd_max_pg_log_entries: r.usize(
+                "osd_max_pg_log_entries",
+                d.osd_max_pg_log_entries,
+                1,
+            )?,
+            osd_pg_log_dups_tracked: r.usize(
+                "osd_pg_log_dups_tracked",
+                d.osd_pg_log_dups_tracked,
+                0,
+            )?,
+            osd_pg_max_queued_ops: r.usize("osd_pg_max_queued_ops", d.osd_pg_max_queued_ops, 1)?,
+            osd_op_queue_timeout: r.secs("osd_op_queue_timeout", d.osd_op_queue_timeout)?,
+            osd_client_message_cap: r.usize(
+                "osd_client_message_cap",
+                d.osd_client_message_cap,
+                1,
+            )?,
+            osd_client_message_size_cap: r.int(
+                "osd_client_message_size_cap",
+                d.osd_client_message_size_cap,
+                1 << 20,
+            )?,
+            osd_max_write_size: r.int("osd_max_write_size", d.osd_max_write_size, 4096)?,
+            osd_max_object_size: r.int("osd_max_object_size", d.osd_max_object_size, 4096)?,
+            osd_max_object_name_len: r
+                .usize("osd_max_object_name_len", d.osd_max_object_name_len, 1)?
+                .min(kalmar_objectstore::types::MAX_OBJECT_NAME_BYTES),
+            osd_max_attr_name_len: r
+                .usize("osd_max_attr_name_len", d.osd_max_attr_name_len, 1)?
+                .min(kalmar_objectstore::types::MAX_XATTR_NAME_BYTES - 1),
+            osd_max_attr_size: r.int("osd_max_attr_size", d.osd_max_attr_size, 1)?,
+            osd_pg_object_cache_size: r.usize(
+                "osd_pg_object_cache_size",
+                d.osd_pg_object_cache_size,
+                16,
+            )?,
+            osd_recovery_max_active: r.usize(
+                "osd_recovery_max_active",
+                d.osd_recovery_max_active,
+                1,
+            )?,
+            osd_max_backfills: r.usize("osd_max_backfills", d.osd_max_backfills, 1)?,
+            osd_backfill_scan_max: r.usize("osd_backfill_scan_max", d.osd_backfill_scan_max, 1)?,
+            osd_recovery_max_object_size: r.int(
+                "osd_recovery_max_object_size",
+                d.osd_recovery_max_object_size,
+                4096,
+            )?,
+            osd_find_best_info_ignore_history_les: conf
+                .get(entity, "osd_find_best_info_ignore_history_les")?
+                .unwrap_or(d.osd_find_best_info_ignore_history_les),
+        })
+    }
+
+    /// The settings the PG state machine obeys.
+    pub fn peering(&self) -> PeeringSettings {
+        PeeringSettings {
+            osd_max_pg_log_entries: self.osd_max_pg_log_entries,
+            osd_pg_log_dups_tracked: self.osd_pg_log_dups_tracked,
+            osd_recovery_max_active: self.osd_recovery_max_active,
+            osd_backfill_scan_max: self.osd_backfill_scan_max,
+            osd_find_best_info_ignore_history_les: self.osd_find_best_info_ignore_history_les,
+            ..PeeringSettings::default()
+        }
+    }
+
+    /// `config show`: every option as Ceph prints it (strings, durations in
+    /// seconds).
+    pub fn to_json(&self) -> Value {
+        let s = |d: Duration| d.as_secs_f64().to_string();
+        let mut m = Map::new();
+        let mut put = |k: &str, v: String| {
+            m.insert(k.to_string(), json!(v));
+        };
+        put("osd_heartbeat_interval", s(self.osd_heartbeat_interval));
+        put("osd_heartbeat_grace", s(self.osd_heartbeat_grace));
+        put(
+            "osd_heartbeat_min_peers",
+            self.osd_heartbeat_min_peers.to_string(),
+        );
+        put(
+            "osd_beacon_report_interval",
+            s(self.osd_beacon_report_interval),
+        );
+        put("osd_mon_report_interval", s(self.osd_mon_report_interval));
+        put(
+            "osd_map_max_epochs_stored",
+            self.osd_map_max_epochs_stored.to_string(),
+        );
+        put(
+            "osd_target_transaction_size",
+            self.osd_target_transaction_size.to_string(),
+        );
+        put("osd_map_cache_size", self.osd_map_cache_size.to_string());
+        put(
+            "osd_max_pg_log_entries",
+            self.osd_max_pg_log_entries.to_string(),
+        );
+        put(
+            "osd_pg_log_dups_tracked",
+            self.osd_pg_log_dups_tracked.to_string(),
+        );
+        put(
+            "osd_pg_max_queued_ops",
+            self.osd_pg_max_queued_ops.to_string(),
+        );
+        put("osd_op_queue_timeout", s(self.osd_op_queue_timeout));
+        put(
+            "osd_client_message_cap",
+            self.osd_client_message_cap.to_string(),
+        );
+        put(
+            "osd_client_message_size_cap",
+            self.osd_client_message_size_cap.to_string(),
+        );
+        put("osd_max_write_size", self.osd_max_write_size.to_string());
+        put("osd_max_object_size", self.osd_max_object_size.to_string());
+        put(
+            "osd_max_object_name_len",
+            self.osd_max_object_name_len.to_string(),
+        );
+        put(
+            "osd_max_attr_name_len",
+            self.osd_max_attr_name_len.to_string(),
+        );
+        put("osd_max_attr_size", self.osd_max_attr_size.to_string());
+        put(
+            "osd_pg_object_cache_size",
+            self.osd_pg_object_cache_size.to_string(),
+        );
+        put(
+            "osd_recovery_max_active",
+            self.osd_recovery_max_active.to_string(),
+        );
+        put("osd_max_backfills", self.osd_max_backfills.to_string());
+        put(
+            "osd_backfill_scan_max",
+            self.osd_backfill_scan_max.to_string(),
+        );
+        put(
+            "osd_recovery_max_object_size",
+            self.osd_recovery_max_object_size.to_string(),
+        );
+        put(
+            "osd_find_best_info_ignore_history_les",
+            self.osd_find_best_info_ignore_history_les.to_string(),
+        );
+        Value::Object(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conf_overrides_and_validation() {
+        let conf = Conf::parse(
+            r#"
+[global]
+osd_heartbeat_grace = 3
+[osd]
+osd_heartbeat_interval = 0.5
+osd_max_pg_log_entries = 50
+["osd.2"]
+osd_heartbeat_interval = 2
+"#,
+        )
+        .expect("toml");
+        let o = OsdOptions::from_conf(&conf, "osd.1").expect("valid");
+        assert_eq!(o.osd_heartbeat_grace, Duration::from_secs(3));
+        assert_eq!(o.osd_heartbeat_interval, Duration::from_millis(500));
+        assert_eq!(o.osd_max_pg_log_entries, 50);
+        assert_eq!(o.peering().osd_max_pg_log_entries, 50);
+        let o2 = OsdOptions::from_conf(&conf, "osd.2").expect("valid");
+        assert_eq!(o2.osd_heartbeat_interval, Duration::from_secs(2));
+        for bad in [
+            "[osd]\nosd_heartbeat_grace = -1\n",
+            "[osd]\nosd_max_pg_log_entries = 0\n",
+            "[osd]\nosd_max_pg_log_entries = 1.5\n",
+            "[osd]\nosd_heartbeat_grace = \"soon\"\n",
+        ] {
+            let c = Conf::parse(bad).expect("toml");
+            assert!(OsdOptions::from_conf(&c, "osd.0").is_err(), "{bad}");
+        }
+        let j = o.to_json();
+        assert_eq!(j["osd_heartbeat_interval"], json!("0.5"));
+        assert_eq!(j["osd_max_pg_log_entries"], json!("50"));
+    }
+}

@@ -1,0 +1,435 @@
+//! The OSD's perf counter loggers with Ceph's names, types, priorities,
+//! nicks and descriptions: `osd` (client ops, sub-ops, recovery, PG counts,
+//! space) and `recoverystate_perf` (time spent in each peering state). The
+//! ObjectStore registers its own `objectstore` logger beside them.
+
+use std::sync::Arc;
+
+use kalmar_common::perf::{
+    CounterKind, PerfCounters, PerfCountersBuilder, Unit, PRIO_DEBUGONLY as D,
+};
+
+pub const L_OP_WIP: usize = 0;
+pub const L_OP: usize = 1;
+pub const L_OP_IN_BYTES: usize = 2;
+pub const L_OP_OUT_BYTES: usize = 3;
+pub const L_OP_LAT: usize = 4;
+pub const L_OP_PROCESS_LAT: usize = 5;
+pub const L_OP_PREPARE_LAT: usize = 6;
+pub const L_OP_R: usize = 7;
+pub const L_OP_R_OUT_BYTES: usize = 8;
+pub const L_OP_R_LAT: usize = 9;
+pub const L_OP_R_PROCESS_LAT: usize = 10;
+pub const L_OP_W: usize = 11;
+pub const L_OP_W_IN_BYTES: usize = 12;
+pub const L_OP_W_LAT: usize = 13;
+pub const L_OP_W_PROCESS_LAT: usize = 14;
+pub const L_OP_W_PREPARE_LAT: usize = 15;
+pub const L_OP_RW: usize = 16;
+pub const L_OP_RW_IN_BYTES: usize = 17;
+pub const L_OP_RW_OUT_BYTES: usize = 18;
+pub const L_OP_RW_LAT: usize = 19;
+pub const L_OP_RW_PROCESS_LAT: usize = 20;
+pub const L_SUBOP: usize = 21;
+pub const L_SUBOP_IN_BYTES: usize = 22;
+pub const L_SUBOP_LAT: usize = 23;
+pub const L_SUBOP_W: usize = 24;
+pub const L_SUBOP_W_IN_BYTES: usize = 25;
+pub const L_SUBOP_W_LAT: usize = 26;
+pub const L_SUBOP_PULL: usize = 27;
+pub const L_SUBOP_PUSH: usize = 28;
+pub const L_SUBOP_PUSH_IN_BYTES: usize = 29;
+pub const L_PULL: usize = 30;
+pub const L_PUSH: usize = 31;
+pub const L_PUSH_OUT_BYTES: usize = 32;
+pub const L_RECOVERY_OPS: usize = 33;
+pub const L_RECOVERY_BYTES: usize = 34;
+pub const L_NUMPG: usize = 35;
+pub const L_NUMPG_PRIMARY: usize = 36;
+pub const L_NUMPG_REPLICA: usize = 37;
+pub const L_NUMPG_STRAY: usize = 38;
+pub const L_NUMPG_REMOVING: usize = 39;
+pub const L_HEARTBEAT_TO_PEERS: usize = 40;
+pub const L_MAP_MESSAGES: usize = 41;
+pub const L_MAP_MESSAGE_EPOCHS: usize = 42;
+pub const L_MAP_MESSAGE_EPOCH_DUPS: usize = 43;
+pub const L_MESSAGES_DELAYED_FOR_MAP: usize = 44;
+pub const L_STAT_BYTES: usize = 45;
+pub const L_STAT_BYTES_USED: usize = 46;
+pub const L_STAT_BYTES_AVAIL: usize = 47;
+pub const L_LOADAVG: usize = 48;
+
+/// `(name, kind, description, nick, priority, unit)` in index order.
+type Spec = (
+    &'static str,
+    CounterKind,
+    &'static str,
+    &'static str,
+    u8,
+    Unit,
+);
+
+const C: CounterKind = CounterKind::Counter;
+const G: CounterKind = CounterKind::Gauge;
+const T: CounterKind = CounterKind::TimeAvg;
+const B: Unit = Unit::Bytes;
+const N: Unit = Unit::None;
+
+const OSD_COUNTERS: &[Spec] = &[
+    (
+        "op_wip",
+        G,
+        "Replication operations currently being processed (primary)",
+        "",
+        5,
+        N,
+    ),
+    ("op", C, "Client operations", "ops", 10, N),
+    (
+        "op_in_bytes",
+        C,
+        "Client operations total write size",
+        "wr",
+        8,
+        B,
+    ),
+    (
+        "op_out_bytes",
+        C,
+        "Client operations total read size",
+        "rd",
+        8,
+        B,
+    ),
+    (
+        "op_latency",
+        T,
+        "Latency of client operations (including queue time)",
+        "l",
+        9,
+        N,
+    ),
+    (
+        "op_process_latency",
+        T,
+        "Latency of client operations (excluding queue time)",
+        "",
+        5,
+        N,
+    ),
+    (
+        "op_prepare_latency",
+        T,
+        "Latency of client operations (excluding queue time and wait for finished)",
+        "",
+        5,
+        N,
+    ),
+    ("op_r", C, "Client read operations", "", 5, N),
+    ("op_r_out_bytes", C, "Client data read", "", 5, B),
+    (
+        "op_r_latency",
+        T,
+        "Latency of read operation (including queue time)",
+        "",
+        5,
+        N,
+    ),
+    (
+        "op_r_process_latency",
+        T,
+        "Latency of read operation (excluding queue time)",
+        "",
+        5,
+        N,
+    ),
+    ("op_w", C, "Client write operations", "", 5, N),
+    ("op_w_in_bytes", C, "Client data written", "", 5, N),
+    (
+        "op_w_latency",
+        T,
+        "Latency of write operation (including queue time)",
+        "",
+        5,
+        N,
+    ),
+    (
+        "op_w_process_latency",
+        T,
+        "Latency of write operation (excluding queue time)",
+        "",
+        5,
+        N,
+    ),
+    (
+        "op_w_prepare_latency",
+        T,
+        "Latency of write operations (excluding queue time and wait for finished)",
+        "",
+        5,
+        N,
+    ),
+    ("op_rw", C, "Client read-modify-write operations", "", 5, N),
+    (
+        "op_rw_in_bytes",
+        C,
+        "Client read-modify-write operations write in",
+        "",
+        5,
+        B,
+    ),
+    (
+        "op_rw_out_bytes",
+        C,
+        "Client read-modify-write operations read out ",
+        "",
+        5,
+        B,
+    ),
+    (
+        "op_rw_latency",
+        T,
+        "Latency of read-modify-write operation (including queue time)",
+        "",
+        5,
+        N,
+    ),
+    (
+        "op_rw_process_latency",
+        T,
+        "Latency of read-modify-write operation (excluding queue time)",
+        "",
+        5,
+        N,
+    ),
+    ("subop", C, "Suboperations", "", D, N),
+    ("subop_in_bytes", C, "Suboperations total size", "", D, B),
+    ("subop_latency", T, "Suboperations latency", "", D, N),
+    ("subop_w", C, "Replicated writes", "", D, N),
+    (
+        "subop_w_in_bytes",
+        C,
+        "Replicated written data size",
+        "",
+        D,
+        B,
+    ),
+    ("subop_w_latency", T, "Replicated writes latency", "", D, N),
+    ("subop_pull", C, "Suboperations pull requests", "", D, N),
+    ("subop_push", C, "Suboperations push messages", "", D, N),
+    (
+        "subop_push_in_bytes",
+        C,
+        "Suboperations pushed size",
+        "",
+        D,
+        B,
+    ),
+    ("pull", C, "Pull requests sent", "", D, N),
+    ("push", C, "Push messages sent", "", D, N),
+    ("push_out_bytes", C, "Pushed size", "", D, B),
+    (
+        "recovery_ops",
+        C,
+        "Started recovery operations",
+        "rop",
+        8,
+        N,
+    ),
+    ("recovery_bytes", C, "recovery bytes", "rbt", 8, N),
+    ("numpg", G, "Placement groups", "pgs", 5, N),
+    (
+        "numpg_primary",
+        G,
+        "Placement groups for which this osd is primary",
+        "",
+        D,
+        N,
+    ),
+    (
+        "numpg_replica",
+        G,
+        "Placement groups for which this osd is replica",
+        "",
+        D,
+        N,
+    ),
+    (
+        "numpg_stray",
+        G,
+        "Placement groups ready to be deleted from this osd",
+        "",
+        D,
+        N,
+    ),
+    (
+        "numpg_removing",
+        G,
+        "Placement groups queued for local deletion",
+        "pgsr",
+        5,
+        N,
+    ),
+    (
+        "heartbeat_to_peers",
+        G,
+        "Heartbeat (ping) peers we send to",
+        "",
+        D,
+        N,
+    ),
+    ("map_messages", C, "OSD map messages", "", D, N),
+    ("map_message_epochs", C, "OSD map epochs", "", D, N),
+    ("map_message_epoch_dups", C, "OSD map duplicates", "", D, N),
+    (
+        "messages_delayed_for_map",
+        C,
+        "Operations waiting for OSD map",
+        "",
+        D,
+        N,
+    ),
+    ("stat_bytes", G, "OSD size", "size", 5, B),
+    ("stat_bytes_used", G, "Used space", "used", 5, B),
+    ("stat_bytes_avail", G, "Available space", "", D, B),
+    ("loadavg", G, "CPU load", "", D, N),
+];
+
+fn build_from(name: &str, specs: &[Spec]) -> Arc<PerfCounters> {
+    let mut b = PerfCountersBuilder::new(name);
+    for &(n, kind, desc, nick, prio, unit) in specs {
+        b.add(n, kind, desc, nick, prio, unit);
+    }
+    b.build()
+}
+
+/// The `osd` logger.
+pub fn build_osd() -> Arc<PerfCounters> {
+    build_from("osd", OSD_COUNTERS)
+}
+
+/// Peering states whose time `recoverystate_perf` records, with the
+/// description Ceph gives each.
+const STATE_COUNTERS: &[(&str, &str)] = &[
+    ("initial_latency", "Initial recovery state latency"),
+    ("started_latency", "Started recovery state latency"),
+    ("reset_latency", "Reset recovery state latency"),
+    ("start_latency", "Start recovery state latency"),
+    ("primary_latency", "Primary recovery state latency"),
+    ("peering_latency", "Peering recovery state latency"),
+    ("backfilling_latency", "Backfilling recovery state latency"),
+    (
+        "waitremotebackfillreserved_latency",
+        "Wait remote backfill reserved recovery state latency",
+    ),
+    (
+        "waitlocalbackfillreserved_latency",
+        "Wait local backfill reserved recovery state latency",
+    ),
+    (
+        "notbackfilling_latency",
+        "Notbackfilling recovery state latency",
+    ),
+    (
+        "repnotrecovering_latency",
+        "Repnotrecovering recovery state latency",
+    ),
+    (
+        "repwaitrecoveryreserved_latency",
+        "Rep wait recovery reserved recovery state latency",
+    ),
+    (
+        "repwaitbackfillreserved_latency",
+        "Rep wait backfill reserved recovery state latency",
+    ),
+    (
+        "reprecovering_latency",
+        "RepRecovering recovery state latency",
+    ),
+    ("activating_latency", "Activating recovery state latency"),
+    (
+        "waitlocalrecoveryreserved_latency",
+        "Wait local recovery reserved recovery state latency",
+    ),
+    (
+        "waitremoterecoveryreserved_latency",
+        "Wait remote recovery reserved recovery state latency",
+    ),
+    ("recovering_latency", "Recovering recovery state latency"),
+    ("recovered_latency", "Recovered recovery state latency"),
+    ("clean_latency", "Clean recovery state latency"),
+    ("active_latency", "Active recovery state latency"),
+    (
+        "replicaactive_latency",
+        "Replicaactive recovery state latency",
+    ),
+    ("stray_latency", "Stray recovery state latency"),
+    ("getinfo_latency", "Getinfo recovery state latency"),
+    ("getlog_latency", "Getlog recovery state latency"),
+    (
+        "waitactingchange_latency",
+        "Waitactingchange recovery state latency",
+    ),
+    ("incomplete_latency", "Incomplete recovery state latency"),
+    ("down_latency", "Down recovery state latency"),
+    ("getmissing_latency", "Getmissing recovery state latency"),
+    ("waitupthru_latency", "Waitupthru recovery state latency"),
+    (
+        "notrecovering_latency",
+        "Notrecovering recovery state latency",
+    ),
+    ("deleting_latency", "Deleting recovery state latency"),
+    ("crashed_latency", "Crashed recovery state latency"),
+];
+
+/// The `recoverystate_perf` logger.
+pub fn build_recoverystate() -> Arc<PerfCounters> {
+    let mut b = PerfCountersBuilder::new("recoverystate_perf");
+    for &(n, desc) in STATE_COUNTERS {
+        b.add(n, CounterKind::TimeAvg, desc, "", D, Unit::None);
+    }
+    b.build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn indexes_names_and_types_match_ceph() {
+        let osd = build_osd();
+        let check = [
+            (L_OP_WIP, "op_wip"),
+            (L_OP, "op"),
+            (L_OP_LAT, "op_latency"),
+            (L_OP_W_LAT, "op_w_latency"),
+            (L_SUBOP_W, "subop_w"),
+            (L_SUBOP_W_LAT, "subop_w_latency"),
+            (L_RECOVERY_OPS, "recovery_ops"),
+            (L_NUMPG, "numpg"),
+            (L_NUMPG_REPLICA, "numpg_replica"),
+            (L_STAT_BYTES, "stat_bytes"),
+            (L_STAT_BYTES_AVAIL, "stat_bytes_avail"),
+            (L_LOADAVG, "loadavg"),
+        ];
+        for (i, name) in check {
+            assert_eq!(osd.descs()[i].name, name);
+        }
+        assert_eq!(osd.descs().len(), L_LOADAVG + 1);
+        // Types and priorities as Ceph's `perf schema` of osd.0 shows them.
+        let s = osd.schema();
+        assert_eq!(s["op"]["type"], json!(10));
+        assert_eq!(s["op"]["priority"], json!(10));
+        assert_eq!(s["op"]["nick"], json!("ops"));
+        assert_eq!(s["op_latency"]["type"], json!(5));
+        assert_eq!(s["op_latency"]["priority"], json!(9));
+        assert_eq!(s["op_in_bytes"]["units"], json!("bytes"));
+        assert_eq!(s["op_w_in_bytes"]["units"], json!("none"));
+        assert_eq!(s["numpg"]["type"], json!(2));
+        assert_eq!(s["subop_w"]["priority"], json!(0));
+        let rs = build_recoverystate();
+        assert!(rs.index_of("getinfo_latency").is_some());
+        assert!(rs.index_of("peering_latency").is_some());
+    }
+}

@@ -1,0 +1,255 @@
+//! Carrying out the state machine's actions, in order. Metadata to persist
+//! accumulates in one transaction; before any message leaves for another
+//! OSD, what was persisted so far is made durable (a peer must never learn
+//! of state a crash could lose).
+
+use std::time::Duration;
+
+use kalmar_common::encoding::{Blob, Encode};
+use kalmar_msgr::{Message, SessionHandle};
+use kalmar_objectstore::{Commit, ObjectId, StoreError, Transaction};
+use kalmar_peering::{Action, PgWrite};
+use kalmar_proto::mon::OsdPgTemp;
+use kalmar_proto::osd::{OsdPeeringMsg, PgBackfillRemove, PgPull, PgScan};
+use kalmar_proto::Payload;
+use tokio::sync::mpsc;
+
+use super::{meta, PgActor, PgEvent};
+use crate::perf::*;
+use crate::service::reply;
+use crate::wire::encode_peering;
+
+/// Objects removed per transaction when a PG is deleted.
+const DELETE_BATCH_OBJECTS: usize = 256;
+
+/// What to do once a transaction is durable.
+pub(super) enum AfterCommit {
+    Nothing,
+    /// Tell the PG that write `tid` committed locally.
+    Tid(u64),
+    /// Answer a peer (replicated write, push).
+    Reply(SessionHandle, Message),
+}
+
+impl AfterCommit {
+    fn run(self, tx: &mpsc::UnboundedSender<PgEvent>, ok: bool) {
+        match self {
+            AfterCommit::Nothing => {}
+            AfterCommit::Tid(tid) => {
+                let _ = tx.send(PgEvent::Committed { tid, ok });
+            }
+            AfterCommit::Reply(to, msg) => {
+                if ok {
+                    reply(&to, msg);
+                }
+            }
+        }
+    }
+}
+
+impl PgActor {
+    /// Runs `acts` on top of `t` (which may already hold object changes the
+    /// actions' metadata must join); `after` runs once everything is
+    /// durable.
+    pub(super) async fn run_actions(
+        &mut self,
+        acts: Vec<Action>,
+        mut t: Transaction,
+        after: AfterCommit,
+    ) {
+        for a in acts {
+            if self.stopped {
+                break;
+            }
+            let outbound = matches!(
+                a,
+                Action::Send { .. }
+                    | Action::Pull { .. }
+                    | Action::Push { .. }
+                    | Action::ScanLocal { .. }
+                    | Action::ScanPeer { .. }
+                    | Action::RemoveOnPeer { .. }
+            );
+            if outbound && !t.is_empty() {
+                let c = self.svc.store.queue_transaction(std::mem::take(&mut t));
+                if let Err(e) = c.await {
+                    self.svc
+                        .fatal(format!("pg {} metadata commit failed: {e}", self.pgid));
+                    return;
+                }
+            }
+            match a {
+                Action::Persist(w) => self.add_persist(&mut t, &w).await,
+                Action::Send { to, msg } => {
+                    let m = OsdPeeringMsg {
+                        from: self.whoami,
+                        map_epoch: self.epoch,
+                        body: Blob(encode_peering(&msg)),
+                    };
+                    self.svc.send_osd(to, m.to_message()).await;
+                }
+                Action::RequestPgTemp { want } => {
+                    let m = OsdPgTemp {
+                        osd_id: self.whoami,
+                        map_epoch: self.epoch,
+                        pg_temp: [(self.pgid, want)].into(),
+                    };
+                    if let Err(e) = self.svc.mon.send(&m).await {
+                        tracing::info!(pgid = %self.pgid, "pg_temp request not sent: {e}");
+                    }
+                }
+                Action::RequestUpThru { epoch } => self.svc.request_up_thru(epoch).await,
+                Action::RequestReservation { kind, .. } => {
+                    let tx = self.tx.clone();
+                    self.svc.reserver.request(self.pgid, kind, move || {
+                        let _ = tx.send(PgEvent::Reserved(kind));
+                    });
+                }
+                Action::ReleaseReservation { kind } => self.svc.reserver.release(self.pgid, kind),
+                Action::Pull { oid, version, from } => {
+                    let m = PgPull {
+                        pgid: self.pgid,
+                        from: self.whoami,
+                        map_epoch: self.epoch,
+                        interval: self.interval(),
+                        oid,
+                        version_epoch: version.epoch,
+                        version: version.version,
+                    };
+                    self.svc.perf.inc(L_PULL, 1);
+                    self.svc.perf.inc(L_RECOVERY_OPS, 1);
+                    self.svc.send_osd(from, m.to_message()).await;
+                }
+                Action::Push { oid, version, to } => self.push_object(&oid, version, &to).await,
+                Action::ScanLocal { begin, max } => self.scan_local(begin, max).await,
+                Action::ScanPeer { peer, begin, max } => {
+                    let m = PgScan {
+                        pgid: self.pgid,
+                        from: self.whoami,
+                        map_epoch: self.epoch,
+                        interval: self.interval(),
+                        begin: Blob(begin.to_bytes()),
+                        max: max.min(u32::MAX as usize) as u32,
+                    };
+                    self.svc.send_osd(peer, m.to_message()).await;
+                }
+                Action::RemoveOnPeer { peer, oid } => {
+                    let m = PgBackfillRemove {
+                        pgid: self.pgid,
+                        from: self.whoami,
+                        map_epoch: self.epoch,
+                        interval: self.interval(),
+                        oid,
+                    };
+                    self.svc.send_osd(peer, m.to_message()).await;
+                }
+                Action::StartScrub { deep } => {
+                    // Scrubbing is not part of this OSD yet; the PG keeps
+                    // its scrub flag until a later release serves it.
+                    tracing::warn!(pgid = %self.pgid, deep, "scrub requested, but this OSD does not scrub yet");
+                }
+                Action::PublishStats(r) => self.last_stats = Some(*r),
+                Action::RecordStateLatency {
+                    counter,
+                    duration_us,
+                } => {
+                    if let Some(i) = self.svc.rs_perf.index_of(counter) {
+                        self.svc.rs_perf.tinc(i, Duration::from_micros(duration_us));
+                    }
+                }
+                Action::DeletePg => self.delete_pg().await,
+            }
+        }
+        if self.stopped {
+            return;
+        }
+        if t.is_empty() {
+            // Everything before was made durable (or nothing was written).
+            after.run(&self.tx, true);
+            return;
+        }
+        self.queue_txn(t, after);
+    }
+
+    /// Adds a `Persist` to `t`, with its object removals (only of objects
+    /// that exist: a removal of a missing object would fail the whole
+    /// transaction).
+    async fn add_persist(&mut self, t: &mut Transaction, w: &PgWrite) {
+        for oid in &w.remove_objects {
+            let Ok(o) = ObjectId::new(oid.as_bytes().to_vec()) else {
+                continue;
+            };
+            match self.svc.store.stat_async(&self.coll, &o).await {
+                Ok(_) => {
+                    t.remove(&self.coll, &o);
+                }
+                Err(StoreError::ObjectNotFound { .. }) => {}
+                Err(e) => self
+                    .svc
+                    .fatal(format!("pg {}: stat of {oid} failed: {e}", self.pgid)),
+            }
+        }
+        let pg = &self.pg;
+        meta::add_pg_write(t, &self.coll, w, || pg.meta(), self.epoch);
+    }
+
+    /// Queues a transaction; a failure stops the OSD. `after` runs once
+    /// it is durable.
+    pub(super) fn queue_txn(&self, t: Transaction, after: AfterCommit) {
+        let c: Commit = self.svc.store.queue_transaction(t);
+        let svc = self.svc.clone();
+        let tx = self.tx.clone();
+        let pgid = self.pgid;
+        tokio::spawn(async move {
+            let r = c.await;
+            if let Err(e) = &r {
+                svc.fatal(format!("pg {pgid}: transaction failed: {e}"));
+            }
+            after.run(&tx, r.is_ok());
+        });
+    }
+
+    /// Removes the PG's objects, metadata and collection, then stops.
+    async fn delete_pg(&mut self) {
+        tracing::info!(pgid = %self.pgid, "deleting pg");
+        self.svc.perf.inc(L_NUMPG_REMOVING, 1);
+        let store = self.svc.store.clone();
+        let mut start = None;
+        loop {
+            let page = store
+                .collection_list_async(&self.coll, start.clone(), DELETE_BATCH_OBJECTS)
+                .await;
+            let (names, next) = match page {
+                Ok(p) => p,
+                Err(StoreError::CollectionNotFound(_)) => break,
+                Err(e) => {
+                    self.svc.fatal(format!(
+                        "pg {}: listing for deletion failed: {e}",
+                        self.pgid
+                    ));
+                    break;
+                }
+            };
+            let mut t = Transaction::new();
+            for o in &names {
+                t.remove(&self.coll, o);
+            }
+            let last = next.is_none();
+            if last {
+                t.remove_collection(&self.coll);
+            }
+            if let Err(e) = store.queue_transaction(t).await {
+                self.svc
+                    .fatal(format!("pg {}: deletion failed: {e}", self.pgid));
+                break;
+            }
+            if last {
+                break;
+            }
+            start = next;
+        }
+        self.svc.perf.dec(L_NUMPG_REMOVING, 1);
+        self.svc.pgs.write().remove(&self.pgid);
+        self.stopped = true;
+    }
+}

@@ -1,0 +1,478 @@
+//! Client ops on the primary (admission, dup detection, the write path)
+//! and replicated writes on the other members.
+//!
+//! A write: plan it against the object's projected info, take the next log
+//! version, append the log entry, and apply data + object info + log +
+//! PG info in one local transaction; send the same store ops and log entry
+//! to every other member; answer the client once the local transaction and
+//! every member's are durable.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use bytes::Bytes;
+use kalmar_common::encoding::{Decode, Encode};
+use kalmar_maps::time::now_us;
+use kalmar_maps::OsdId;
+use kalmar_msgr::SessionHandle;
+use kalmar_objectstore::{ObjectId, StoreError, Transaction};
+use kalmar_peering::{Event, Eversion, ReqId, State, WriteReadiness};
+use kalmar_proto::client::{errno, OsdOpReply};
+use kalmar_proto::osd::{RepOp, RepOpReply};
+use kalmar_proto::Payload;
+
+use super::actions::AfterCommit;
+use super::plan::{plan_write, OpError, WriteLimits};
+use super::{meta, ClientOp, PgActor};
+use crate::names::{check_object_name, ObjectInfo, OI_ATTR};
+use crate::perf::*;
+use crate::service::{apply_store_ops, data_bytes, reply};
+use crate::wire::RepMeta;
+
+/// A write waiting for its commits.
+pub(super) struct InFlightWrite {
+    version: Eversion,
+    oid: String,
+    /// OSDs (this one included) that have not committed yet.
+    waiting: BTreeSet<OsdId>,
+    op: ClientOp,
+    /// Resends of the same request that arrived meanwhile.
+    dups: Vec<ClientOp>,
+    started: Instant,
+    in_bytes: u64,
+    failed: bool,
+}
+
+impl InFlightWrite {
+    pub(super) fn into_ops(self) -> Vec<ClientOp> {
+        let mut v = vec![self.op];
+        v.extend(self.dups);
+        v
+    }
+}
+
+impl PgActor {
+    fn limits(&self) -> WriteLimits {
+        let o = &self.svc.opts;
+        WriteLimits {
+            max_write_size: o.osd_max_write_size,
+            max_object_size: o.osd_max_object_size,
+            max_attr_name_len: o.osd_max_attr_name_len,
+            max_attr_size: o.osd_max_attr_size,
+        }
+    }
+
+    /// Queues an op until the PG is active (bounded).
+    fn wait_active(&mut self, op: ClientOp) {
+        if self.queued_ops() >= self.svc.opts.osd_pg_max_queued_ops {
+            let e = self.epoch;
+            self.answer_error(
+                op,
+                -errno::EAGAIN,
+                e,
+                "too many ops wait in this PG (osd_pg_max_queued_ops)",
+            );
+            return;
+        }
+        op.track.mark("waiting_for_active");
+        self.waiting_active.push_back(op);
+    }
+
+    /// Entry of every client op into the PG.
+    pub(super) async fn client_op(&mut self, op: ClientOp) {
+        op.track.mark("reached_pg");
+        if !self.pg.is_primary() {
+            // The client's map and ours disagree: it resends once it has
+            // our epoch (or a newer one, if ours is the older).
+            let retry = if op.req.map_epoch >= self.epoch {
+                self.epoch + 1
+            } else {
+                self.epoch
+            };
+            self.answer_error(
+                op,
+                -errno::EAGAIN,
+                retry,
+                "this OSD is not the PG's primary in its map",
+            );
+            return;
+        }
+        let is_ls = op
+            .req
+            .ops
+            .iter()
+            .any(|o| matches!(o, kalmar_proto::client::OsdOp::PgLs { .. }));
+        if !is_ls {
+            if let Err(msg) = check_object_name(&op.req.oid, self.svc.opts.osd_max_object_name_len)
+            {
+                let e = self.epoch;
+                let code = if op.req.oid.len() > self.svc.opts.osd_max_object_name_len {
+                    errno::ENAMETOOLONG
+                } else {
+                    errno::EINVAL
+                };
+                self.answer_error(op, -code, e, &msg);
+                return;
+            }
+        }
+        let oid = op.req.oid.clone();
+        let readiness = if is_ls {
+            if self.pg.is_active() {
+                WriteReadiness::Ready
+            } else {
+                WriteReadiness::NotActive
+            }
+        } else {
+            self.pg.readiness(&oid)
+        };
+        match readiness {
+            WriteReadiness::Ready => {}
+            WriteReadiness::NotActive => return self.wait_active(op),
+            WriteReadiness::NeedsRecovery(o) => {
+                op.track.mark("waiting_for_degraded_object");
+                self.waiting_object
+                    .entry(o.clone())
+                    .or_default()
+                    .push_back(op);
+                let acts = self.pg.handle(Event::ClientWaitsFor { oid: o }, now_us());
+                self.run_actions(acts, Transaction::new(), AfterCommit::Nothing)
+                    .await;
+                return;
+            }
+            WriteReadiness::InFlight(o) => {
+                op.track.mark("waiting_for_recovery_push");
+                self.waiting_object.entry(o).or_default().push_back(op);
+                return;
+            }
+        }
+        if op.req.is_write() {
+            self.write(op).await;
+        } else if self.objects.inflight(&oid) > 0 {
+            // Reads see committed state: wait for this object's writes.
+            op.track.mark("waiting_for_ondisk_writes");
+            self.waiting_reads.entry(oid).or_default().push(op);
+        } else {
+            self.read(op);
+        }
+    }
+
+    /// The object's current info: projected if cached, else from the store.
+    async fn object_info(
+        &mut self,
+        oid: &str,
+        o: &ObjectId,
+    ) -> Result<Option<ObjectInfo>, StoreError> {
+        if let Some(i) = self.objects.get(oid) {
+            return Ok(i);
+        }
+        let info =
+            match self.svc.store.getattrs_async(&self.coll, o).await {
+                Ok(attrs) => match attrs.iter().find(|(k, _)| k == OI_ATTR) {
+                    Some((_, v)) => Some(ObjectInfo::from_bytes(v).map_err(|e| {
+                        StoreError::CorruptMetadata {
+                            what: format!("object info of {oid}"),
+                            detail: e.to_string(),
+                        }
+                    })?),
+                    // Written behind the OSD's back (offline tool): its size is
+                    // all we know.
+                    None => {
+                        let st = self.svc.store.stat_async(&self.coll, o).await?;
+                        Some(ObjectInfo {
+                            size_bytes: st.size_bytes,
+                            ..Default::default()
+                        })
+                    }
+                },
+                Err(StoreError::ObjectNotFound { .. }) => None,
+                Err(e) => return Err(e),
+            };
+        self.objects.fill(oid, info);
+        Ok(info)
+    }
+
+    async fn write(&mut self, op: ClientOp) {
+        op.track.mark("started");
+        let started = Instant::now();
+        let reqid = ReqId::new(op.req.client, op.req.nonce, op.req.tid);
+        if let Some(done) = self.pg.find_reqid(&reqid) {
+            // A resend: answered from the log, never applied twice.
+            if let Some(w) = self
+                .inflight
+                .values_mut()
+                .find(|w| w.version == done.version)
+            {
+                op.track.mark("waiting_for_dup_commit");
+                w.dups.push(op);
+                return;
+            }
+            self.answer_write(op, done.version, done.return_code, started, 0);
+            return;
+        }
+        let oid = op.req.oid.clone();
+        let Ok(o) = ObjectId::new(oid.as_bytes().to_vec()) else {
+            let e = self.epoch;
+            return self.answer_error(op, -errno::EINVAL, e, "invalid object name");
+        };
+        let current = match self.object_info(&oid, &o).await {
+            Ok(c) => c,
+            Err(e) => {
+                let ep = self.epoch;
+                return self.answer_error(
+                    op,
+                    -errno::EIO,
+                    ep,
+                    &format!("reading object info: {e}"),
+                );
+            }
+        };
+        let now = now_us();
+        let mut plan = match plan_write(current, &op.req.ops, &self.limits(), now) {
+            Ok(p) => p,
+            Err(OpError { result, msg }) => {
+                let e = self.epoch;
+                return self.answer_error(op, result, e, &msg);
+            }
+        };
+        let prior = current.map_or(Eversion::ZERO, |c| c.version);
+        let entry = self
+            .pg
+            .new_log_entry(plan.log_op, &oid, prior, reqid, now, 0);
+        let version = entry.version;
+        let new_info = plan.finish(version, entry.user_version);
+        let mut stats = self.pg.info().stats;
+        stats.num_objects = stats.num_objects.saturating_add_signed(plan.delta_objects);
+        stats.num_bytes = stats.num_bytes.saturating_add_signed(plan.delta_bytes);
+        self.pg.set_object_stats(stats);
+        let trim_to = self.pg.trim_to();
+        let pgw = match self.pg.append_log(vec![entry.clone()], trim_to) {
+            Ok(w) => w,
+            Err(e) => {
+                let ep = self.epoch;
+                return self.answer_error(op, -errno::EIO, ep, &format!("log append refused: {e}"));
+            }
+        };
+        let mut t = Transaction::new();
+        apply_store_ops(&mut t, &self.coll, &o, &plan.store_ops);
+        let pg = &self.pg;
+        meta::add_pg_write(&mut t, &self.coll, &pgw, || pg.meta(), self.epoch);
+        self.objects.start_write(&oid, new_info);
+        let tid = self.next_tid;
+        self.next_tid += 1;
+        self.svc.perf.tinc(L_OP_W_PREPARE_LAT, started.elapsed());
+        self.svc.perf.tinc(L_OP_PREPARE_LAT, started.elapsed());
+        self.queue_txn(t, AfterCommit::Tid(tid));
+        let targets = self.pg.replication_targets(&oid);
+        let mut waiting: BTreeSet<OsdId> = targets.iter().map(|t| t.osd).collect();
+        waiting.insert(self.whoami);
+        if !targets.is_empty() {
+            let pg_meta = Bytes::from(
+                RepMeta {
+                    entries: vec![entry],
+                    trim_to,
+                    stats,
+                }
+                .to_bytes(),
+            );
+            for target in &targets {
+                let repop = RepOp {
+                    pgid: self.pgid,
+                    from: self.whoami,
+                    map_epoch: self.epoch,
+                    interval: self.interval(),
+                    tid,
+                    oid: oid.clone(),
+                    ops: if target.with_data {
+                        plan.store_ops.clone()
+                    } else {
+                        Vec::new()
+                    },
+                    pg_meta: pg_meta.clone(),
+                };
+                self.svc.send_osd(target.osd, repop.to_message()).await;
+            }
+            op.track.mark("sub_op_sent");
+        }
+        self.svc.perf.inc(L_OP_WIP, 1);
+        let in_bytes = op.req.in_bytes();
+        self.inflight.insert(
+            tid,
+            InFlightWrite {
+                version,
+                oid,
+                waiting,
+                op,
+                dups: Vec::new(),
+                started,
+                in_bytes,
+                failed: false,
+            },
+        );
+    }
+
+    pub(super) fn local_committed(&mut self, tid: u64, ok: bool) {
+        if let Some(w) = self.inflight.get_mut(&tid) {
+            w.op.track.mark("op_commit");
+            w.failed |= !ok;
+        }
+        self.acked(tid, self.whoami);
+    }
+
+    pub(super) fn rep_reply(&mut self, r: RepOpReply) {
+        if r.interval != self.interval() {
+            return;
+        }
+        if let Some(w) = self.inflight.get_mut(&r.tid) {
+            w.op.track.mark("sub_op_commit_rec");
+            if r.result < 0 {
+                tracing::error!(pgid = %self.pgid, osd = r.from, result = r.result, "replica failed a write");
+                w.failed = true;
+            }
+        }
+        self.acked(r.tid, r.from);
+    }
+
+    /// One member committed write `tid`; when all did, the write is done.
+    fn acked(&mut self, tid: u64, osd: OsdId) {
+        let done = match self.inflight.get_mut(&tid) {
+            Some(w) => {
+                w.waiting.remove(&osd);
+                w.waiting.is_empty()
+            }
+            None => return,
+        };
+        if !done {
+            return;
+        }
+        let Some(w) = self.inflight.remove(&tid) else {
+            return;
+        };
+        self.svc.perf.dec(L_OP_WIP, 1);
+        let all_clear = self.objects.finish_write(&w.oid);
+        let result = if w.failed { -errno::EIO } else { 0 };
+        if !w.failed {
+            self.pg.on_write_committed(w.version);
+        }
+        self.io.num_write += 1;
+        self.io.num_write_kb += w.in_bytes.div_ceil(1024);
+        let perf = &self.svc.perf;
+        perf.inc(L_OP_W_IN_BYTES, w.in_bytes);
+        perf.inc(L_OP_IN_BYTES, w.in_bytes);
+        perf.tinc(L_OP_W_PROCESS_LAT, w.started.elapsed());
+        perf.tinc(L_OP_PROCESS_LAT, w.started.elapsed());
+        let started = w.started;
+        for op in std::iter::once(w.op).chain(w.dups) {
+            self.answer_write(op, w.version, result, started, 0);
+        }
+        if all_clear {
+            if let Some(reads) = self.waiting_reads.remove(&w.oid) {
+                for op in reads {
+                    self.read(op);
+                }
+            }
+        }
+    }
+
+    fn answer_write(
+        &self,
+        op: ClientOp,
+        version: Eversion,
+        result: i32,
+        _started: Instant,
+        _out: u64,
+    ) {
+        let lat = op.received.elapsed();
+        let perf = &self.svc.perf;
+        perf.inc(L_OP, 1);
+        perf.inc(L_OP_W, 1);
+        perf.tinc(L_OP_LAT, lat);
+        perf.tinc(L_OP_W_LAT, lat);
+        let r = OsdOpReply {
+            tid: op.req.tid,
+            result,
+            version_epoch: version.epoch,
+            version: version.version,
+            map_epoch: self.epoch,
+            outputs: op.req.ops.iter().map(|_| Default::default()).collect(),
+            error: if result < 0 {
+                "a member of the acting set failed the write".into()
+            } else {
+                String::new()
+            },
+            ..Default::default()
+        };
+        op.track.mark("commit_sent");
+        reply(&op.reply_to, r.to_message());
+    }
+
+    /// A replicated write from the primary.
+    pub(super) async fn rep_op(&mut self, from: SessionHandle, op: RepOp) {
+        if op.map_epoch > self.epoch {
+            self.pending_cluster
+                .push(super::PgEvent::RepOp { from, op });
+            return;
+        }
+        if op.interval != self.interval() || !matches!(self.pg.state(), State::ReplicaActive(_)) {
+            tracing::debug!(pgid = %self.pgid, interval = op.interval, "replicated write of another interval dropped");
+            return;
+        }
+        let started = Instant::now();
+        let fail = |result: i32| RepOpReply {
+            pgid: op.pgid,
+            from: self.whoami,
+            interval: op.interval,
+            tid: op.tid,
+            result,
+            ..Default::default()
+        };
+        let meta = match RepMeta::from_bytes(&op.pg_meta) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(pgid = %self.pgid, "bad replicated write metadata: {e}");
+                reply(&from, fail(-errno::EINVAL).to_message());
+                return;
+            }
+        };
+        self.pg.set_object_stats(meta.stats);
+        let pgw = match self.pg.append_log(meta.entries, meta.trim_to) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::error!(pgid = %self.pgid, "replicated log entry refused: {e}");
+                reply(&from, fail(-errno::EIO).to_message());
+                return;
+            }
+        };
+        let mut t = Transaction::new();
+        if !op.ops.is_empty() {
+            match ObjectId::new(op.oid.as_bytes().to_vec()) {
+                Ok(o) => apply_store_ops(&mut t, &self.coll, &o, &op.ops),
+                Err(e) => {
+                    reply(&from, fail(-errno::EINVAL).to_message());
+                    tracing::error!(pgid = %self.pgid, "bad object name in a replicated write: {e}");
+                    return;
+                }
+            }
+        }
+        let pg = &self.pg;
+        meta::add_pg_write(&mut t, &self.coll, &pgw, || pg.meta(), self.epoch);
+        let bytes = data_bytes(&op.ops);
+        let perf = &self.svc.perf;
+        perf.inc(L_SUBOP, 1);
+        perf.inc(L_SUBOP_W, 1);
+        perf.inc(L_SUBOP_IN_BYTES, bytes);
+        perf.inc(L_SUBOP_W_IN_BYTES, bytes);
+        let last = self.pg.info().last_update;
+        let ok = RepOpReply {
+            pgid: op.pgid,
+            from: self.whoami,
+            interval: op.interval,
+            tid: op.tid,
+            result: 0,
+            committed_epoch: last.epoch,
+            committed_version: last.version,
+        };
+        self.queue_txn(t, AfterCommit::Reply(from, ok.to_message()));
+        perf.tinc(L_SUBOP_W_LAT, started.elapsed());
+        perf.tinc(L_SUBOP_LAT, started.elapsed());
+    }
+}

@@ -1,0 +1,210 @@
+//! What every part of a running OSD shares: identity, options, the store,
+//! perf counters, sessions to peers and the mon, the op tracker, the
+//! reserver, the PG table and the current map.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kalmar_common::perf::PerfCounters;
+use kalmar_maps::{Epoch, OsdId, OsdMap, PgId};
+use kalmar_msgr::{Message, SessionHandle};
+use kalmar_objectstore::{CollectionId, ObjectId, ObjectStore, Transaction};
+use kalmar_proto::mon::OsdAlive;
+use kalmar_proto::monc::MonClient;
+use kalmar_proto::osd::StoreOp;
+use parking_lot::RwLock;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::options::OsdOptions;
+use crate::peers::Peers;
+use crate::pg::PgHandle;
+use crate::reserver::Reserver;
+use crate::tracker::OpTracker;
+
+pub struct Service {
+    pub whoami: OsdId,
+    pub fsid: Uuid,
+    pub osd_uuid: Uuid,
+    pub opts: Arc<OsdOptions>,
+    pub store: Arc<ObjectStore>,
+    pub perf: Arc<PerfCounters>,
+    pub rs_perf: Arc<PerfCounters>,
+    /// Sessions to other OSDs' cluster ports.
+    pub cluster: Peers,
+    pub mon: Arc<MonClient>,
+    pub tracker: OpTracker,
+    pub reserver: Reserver,
+    pub pgs: RwLock<HashMap<PgId, PgHandle>>,
+    map: RwLock<Arc<OsdMap>>,
+    /// Highest up_thru any PG asked for.
+    want_up_thru: AtomicU32,
+    /// Set to a reason when the OSD must stop (the store failed).
+    fatal: watch::Sender<Option<String>>,
+}
+
+impl Service {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        whoami: OsdId,
+        fsid: Uuid,
+        osd_uuid: Uuid,
+        opts: Arc<OsdOptions>,
+        store: Arc<ObjectStore>,
+        perf: Arc<PerfCounters>,
+        rs_perf: Arc<PerfCounters>,
+        cluster: Peers,
+        mon: Arc<MonClient>,
+        map: Arc<OsdMap>,
+    ) -> Self {
+        let (fatal, _) = watch::channel(None);
+        Service {
+            whoami,
+            fsid,
+            osd_uuid,
+            reserver: Reserver::new(opts.osd_max_backfills),
+            opts,
+            store,
+            perf,
+            rs_perf,
+            cluster,
+            mon,
+            tracker: OpTracker::new(),
+            pgs: RwLock::new(HashMap::new()),
+            map: RwLock::new(map),
+            want_up_thru: AtomicU32::new(0),
+            fatal,
+        }
+    }
+
+    /// The newest map the OSD has consumed.
+    pub fn map(&self) -> Arc<OsdMap> {
+        self.map.read().clone()
+    }
+
+    pub fn epoch(&self) -> Epoch {
+        self.map.read().epoch
+    }
+
+    pub fn set_map(&self, m: Arc<OsdMap>) {
+        *self.map.write() = m;
+    }
+
+    pub fn pg(&self, pgid: PgId) -> Option<PgHandle> {
+        self.pgs.read().get(&pgid).cloned()
+    }
+
+    /// Stops the OSD: a store failure means acknowledged writes can no
+    /// longer be guaranteed.
+    pub fn fatal(&self, reason: String) {
+        tracing::error!("fatal: {reason}; the OSD stops");
+        self.fatal.send_replace(Some(reason));
+    }
+
+    pub fn fatal_watch(&self) -> watch::Receiver<Option<String>> {
+        self.fatal.subscribe()
+    }
+
+    /// A PG needs `up_thru >= epoch` before it may activate.
+    pub async fn request_up_thru(&self, epoch: Epoch) {
+        let prev = self.want_up_thru.fetch_max(epoch, Ordering::Relaxed);
+        if prev >= epoch {
+            return;
+        }
+        self.send_up_thru().await;
+    }
+
+    /// (Re)sends the up_thru request if the map does not grant it yet.
+    pub async fn send_up_thru(&self) {
+        let want = self.want_up_thru.load(Ordering::Relaxed);
+        let have = self.map().osd(self.whoami).map_or(0, |s| s.info.up_thru);
+        if want > have {
+            let msg = OsdAlive {
+                osd_id: self.whoami,
+                want_up_thru: want,
+            };
+            if let Err(e) = self.mon.send(&msg).await {
+                tracing::info!("up_thru request not sent: {e}");
+            }
+        }
+    }
+
+    /// Sends to another OSD's cluster port (in order with everything else
+    /// sent there).
+    pub async fn send_osd(&self, osd: OsdId, msg: Message) {
+        let map = self.map();
+        if let Err(e) = self.cluster.send(&map, osd, msg).await {
+            tracing::debug!(osd, "message not sent: {e}");
+        }
+    }
+}
+
+/// Replies on a session without stalling the caller: a full queue hands
+/// the message to a task that waits for room.
+pub fn reply(to: &SessionHandle, msg: Message) {
+    match to.try_send(msg.clone()) {
+        Ok(_) => {}
+        Err(kalmar_msgr::SendError::Full { .. }) => {
+            let to = to.clone();
+            tokio::spawn(async move {
+                let _ = to.send(msg).await;
+            });
+        }
+        Err(e) => tracing::debug!("reply not sent: {e}"),
+    }
+}
+
+/// Adds the store operations of a client or replicated write of one object.
+pub fn apply_store_ops(t: &mut Transaction, coll: &CollectionId, oid: &ObjectId, ops: &[StoreOp]) {
+    for op in ops {
+        match op {
+            StoreOp::Touch => {
+                t.touch(coll, oid);
+            }
+            StoreOp::Write { offset, data } => {
+                t.write(coll, oid, *offset, data.clone());
+            }
+            StoreOp::Truncate { size } => {
+                t.truncate(coll, oid, *size);
+            }
+            StoreOp::Zero { offset, len } => {
+                t.zero(coll, oid, *offset, *len);
+            }
+            StoreOp::Remove => {
+                t.remove(coll, oid);
+            }
+            StoreOp::SetAttrs { attrs } => {
+                t.setattrs(coll, oid, attrs.clone());
+            }
+            StoreOp::RmAttr { name } => {
+                t.rmattr(coll, oid, name);
+            }
+            StoreOp::OmapSet { entries } => {
+                t.omap_setkeys(coll, oid, entries.clone());
+            }
+            StoreOp::OmapRm { keys } => {
+                t.omap_rmkeys(coll, oid, keys.clone());
+            }
+            StoreOp::OmapClear => {
+                t.omap_clear(coll, oid);
+            }
+        }
+    }
+}
+
+/// Bytes of data a list of store ops writes.
+pub fn data_bytes(ops: &[StoreOp]) -> u64 {
+    ops.iter()
+        .map(|o| match o {
+            StoreOp::Write { data, .. } => data.len() as u64,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// A copy of a small byte string as `Bytes`.
+pub fn bytes_of(s: &str) -> Bytes {
+    Bytes::copy_from_slice(s.as_bytes())
+}
