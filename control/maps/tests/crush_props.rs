@@ -176,6 +176,28 @@ proptest! {
     }
 }
 
+/// A corrupt decoded map with a bucket cycle must not hang the mapper.
+#[test]
+fn bucket_cycle_does_not_hang() {
+    use kalmar_common::{Decode, Encode};
+    let mut m = build(&[vec![WEIGHT_ONE, WEIGHT_ONE], vec![WEIGHT_ONE]]);
+    // Make host0 hold the root (the builder refuses this; a corrupt
+    // encoding could carry it).
+    let root = m.bucket_by_name("default").expect("root").id;
+    let h0 = m.bucket_by_name("host0").expect("host").id;
+    let b = m.bucket_mut(h0).expect("host");
+    b.items.push(root);
+    b.weights.push(WEIGHT_ONE);
+    let m = CrushMap::from_bytes(&m.to_bytes()).expect("still decodes");
+    let rw = vec![0x10000u32; 3];
+    for x in 0..200 {
+        for rule in [0u32, 1, 2] {
+            let _ = m.do_rule(rule, x, 3, &rw);
+        }
+    }
+    let _ = m.to_text();
+}
+
 #[test]
 fn short_result_when_devices_run_out() {
     let m = build(&[vec![WEIGHT_ONE], vec![WEIGHT_ONE]]);

@@ -161,6 +161,9 @@ impl CrushMap {
             'descent: loop {
                 let mut inb = bucket;
                 let mut flocal: u32 = 0;
+                // Descents so far; more than there are buckets means a
+                // cycle (only possible in a corrupt decoded map).
+                let mut hops = 0usize;
                 loop {
                     let r = (rep + parent_r).wrapping_add(ftotal as i32);
                     let mut collide = false;
@@ -179,11 +182,12 @@ impl CrushMap {
                         };
                         let itemtype = match self.classify(item, type_id) {
                             Found::Wanted(t) => t,
-                            Found::Descend(next) => {
+                            Found::Descend(next) if hops <= self.buckets.len() => {
+                                hops += 1;
                                 inb = next;
                                 continue;
                             }
-                            Found::Bad => {
+                            Found::Descend(_) | Found::Bad => {
                                 skip_rep = true;
                                 break 'descent;
                             }
@@ -285,6 +289,7 @@ impl CrushMap {
                     continue;
                 }
                 let mut inb = bucket;
+                let mut hops = 0usize;
                 loop {
                     let r =
                         (rep as i32 + parent_r).wrapping_add(numrep.wrapping_mul(ftotal as i32));
@@ -294,11 +299,12 @@ impl CrushMap {
                     let item = straw2_choose(inb, p.x, r as u32);
                     let itemtype = match self.classify(item, type_id) {
                         Found::Wanted(t) => t,
-                        Found::Descend(next) => {
+                        Found::Descend(next) if hops <= self.buckets.len() => {
+                            hops += 1;
                             inb = next;
                             continue;
                         }
-                        Found::Bad => {
+                        Found::Descend(_) | Found::Bad => {
                             out[rep] = ITEM_NONE;
                             if let Some(o2) = out2.as_deref_mut() {
                                 o2[rep] = ITEM_NONE;
