@@ -101,7 +101,11 @@ impl Allocator {
         if seg >= self.segments() || bytes.len() != SEGMENT_WORDS * 8 {
             return Err(StoreError::corrupt(
                 format!("bitmap segment {seg}"),
-                format!("{} bytes for a store of {} segments", bytes.len(), self.segments()),
+                format!(
+                    "{} bytes for a store of {} segments",
+                    bytes.len(),
+                    self.segments()
+                ),
             ));
         }
         for (i, chunk) in bytes.chunks_exact(8).enumerate() {
@@ -176,13 +180,13 @@ impl Allocator {
         let mut run_len = 0u64;
         while b < to {
             let w = self.busy[(b / 64) as usize];
-            if b % 64 == 0 && w == u64::MAX {
+            if b.is_multiple_of(64) && w == u64::MAX {
                 run_len = 0;
                 b += 64;
                 run_start = b;
                 continue;
             }
-            if b % 64 == 0 && w == 0 && b + 64 <= to {
+            if b.is_multiple_of(64) && w == 0 && b + 64 <= to {
                 if run_len == 0 {
                     run_start = b;
                 }

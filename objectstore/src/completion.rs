@@ -71,7 +71,12 @@ impl<T> Completer<T> {
 impl<T> Drop for Completer<T> {
     fn drop(&mut self) {
         if let Some(slot) = self.slot.take() {
-            fill(&slot, Err(StoreError::Poisoned("the request was dropped by the store".into())));
+            fill(
+                &slot,
+                Err(StoreError::Poisoned(
+                    "the request was dropped by the store".into(),
+                )),
+            );
         }
     }
 }
@@ -135,7 +140,9 @@ mod tests {
         tx.complete(Ok(7));
         assert_eq!(t.join().expect("join"), Ok(7));
 
-        let rt = tokio::runtime::Builder::new_current_thread().build().expect("rt");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("rt");
         let (tx, rx) = pair::<u32>();
         std::thread::spawn(move || tx.complete(Ok(9)));
         assert_eq!(rt.block_on(rx), Ok(9));

@@ -25,7 +25,11 @@ pub enum DeviceError {
     #[error("flush failed: {reason}")]
     Flush { reason: String },
     #[error("misaligned I/O: offset {offset} length {len} (device block size {block_size})")]
-    Misaligned { offset: u64, len: u64, block_size: u32 },
+    Misaligned {
+        offset: u64,
+        len: u64,
+        block_size: u32,
+    },
     #[error("I/O beyond the end of the device: offset {offset} length {len}, device size {size}")]
     OutOfRange { offset: u64, len: u64, size: u64 },
     #[error("the device lost power (fault injection)")]
@@ -63,13 +67,17 @@ pub enum StoreError {
         size_bytes: u64,
         min_bytes: u64,
     },
-    #[error("device {path} shrank: the label says {label_bytes} bytes, the device has {size_bytes}")]
+    #[error(
+        "device {path} shrank: the label says {label_bytes} bytes, the device has {size_bytes}"
+    )]
     DeviceShrank {
         path: PathBuf,
         label_bytes: u64,
         size_bytes: u64,
     },
-    #[error("both superblock copies on {path} are unreadable ({detail}); the store cannot be mounted")]
+    #[error(
+        "both superblock copies on {path} are unreadable ({detail}); the store cannot be mounted"
+    )]
     NoSuperblock { path: PathBuf, detail: String },
     #[error("metadata directory {path}: {detail}")]
     MetadataDir { path: PathBuf, detail: String },
@@ -77,7 +85,11 @@ pub enum StoreError {
         "journal record seq {seq} at offset {offset} is corrupt ({detail}) but later records exist; \
          mounting would drop acknowledged transactions. Mount with discard_journal_after_corruption to accept the loss"
     )]
-    JournalCorrupt { seq: u64, offset: u64, detail: String },
+    JournalCorrupt {
+        seq: u64,
+        offset: u64,
+        detail: String,
+    },
     #[error("corrupt metadata for {what}: {detail}")]
     CorruptMetadata { what: String, detail: String },
     #[error("checksum mismatch reading {what} at device offset {offset}: stored {stored:#010x}, computed {computed:#010x}")]
@@ -128,7 +140,10 @@ impl StoreError {
     pub fn is_fatal(&self) -> bool {
         matches!(
             self,
-            StoreError::Device(_) | StoreError::Kv(_) | StoreError::Poisoned(_) | StoreError::Unmounted
+            StoreError::Device(_)
+                | StoreError::Kv(_)
+                | StoreError::Poisoned(_)
+                | StoreError::Unmounted
         )
     }
 }

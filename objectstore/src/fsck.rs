@@ -108,8 +108,17 @@ pub(crate) fn run(sh: &Shared, deep: bool) -> Result<FsckReport, StoreError> {
                 r.objects += 1;
                 stored += on.size;
                 max_nid = max_nid.max(on.nid);
-                if let Some(other) = live.insert(on.nid, LiveObject { name: name.clone(), size: on.size }) {
-                    r.problem(format!("objects {} and {name} share id {}", other.name, on.nid));
+                if let Some(other) = live.insert(
+                    on.nid,
+                    LiveObject {
+                        name: name.clone(),
+                        size: on.size,
+                    },
+                ) {
+                    r.problem(format!(
+                        "objects {} and {name} share id {}",
+                        other.name, on.nid
+                    ));
                 }
             }
             Err(e) => r.problem(format!("object record of {name} does not decode: {e}")),
@@ -120,7 +129,8 @@ pub(crate) fn run(sh: &Shared, deep: bool) -> Result<FsckReport, StoreError> {
     let mut usage = vec![0u64; words];
     let mut to_verify: Vec<(u64, u32, String)> = Vec::new();
     snap.scan(&[keys::P_EXTENT], &[keys::P_EXTENT + 1], &mut |k, v| {
-        let parsed = keys::parse_nid_key(k).and_then(|(_, nid, rest)| Some((nid, <[u8; 4]>::try_from(rest).ok()?)));
+        let parsed = keys::parse_nid_key(k)
+            .and_then(|(_, nid, rest)| Some((nid, <[u8; 4]>::try_from(rest).ok()?)));
         let Some((nid, idx)) = parsed else {
             r.problem(format!("bad extent key {k:02x?}"));
             return true;
@@ -128,13 +138,18 @@ pub(crate) fn run(sh: &Shared, deep: bool) -> Result<FsckReport, StoreError> {
         let idx = u32::from_be_bytes(idx) as u64;
         let Some(obj) = live.get(&nid) else {
             r.dangling_keys += 1;
-            r.problem(format!("extent shard {idx} of object id {nid}, which does not exist"));
+            r.problem(format!(
+                "extent shard {idx} of object id {nid}, which does not exist"
+            ));
             return true;
         };
         let shard = match Shard::from_bytes(v) {
             Ok(s) => s,
             Err(e) => {
-                r.problem(format!("extent shard {idx} of {} does not decode: {e}", obj.name));
+                r.problem(format!(
+                    "extent shard {idx} of {} does not decode: {e}",
+                    obj.name
+                ));
                 return true;
             }
         };
@@ -142,15 +157,24 @@ pub(crate) fn run(sh: &Shared, deep: bool) -> Result<FsckReport, StoreError> {
             let logical = idx * SHARD_BLOCKS + i as u64;
             r.mapped_blocks += 1;
             if logical * BLOCK_SIZE >= obj.size {
-                r.problem(format!("{} maps block {logical}, past its size {}", obj.name, obj.size));
+                r.problem(format!(
+                    "{} maps block {logical}, past its size {}",
+                    obj.name, obj.size
+                ));
             }
             if m.phys >= total_blocks {
-                r.problem(format!("{} block {logical} maps past the data area ({})", obj.name, m.phys));
+                r.problem(format!(
+                    "{} block {logical} maps past the data area ({})",
+                    obj.name, m.phys
+                ));
                 continue;
             }
             if bit(&usage, m.phys) {
                 r.doubly_allocated_blocks += 1;
-                r.problem(format!("data block {} is mapped twice (again by {} block {logical})", m.phys, obj.name));
+                r.problem(format!(
+                    "data block {} is mapped twice (again by {} block {logical})",
+                    m.phys, obj.name
+                ));
             }
             set(&mut usage, m.phys);
             if deep {
@@ -160,7 +184,10 @@ pub(crate) fn run(sh: &Shared, deep: bool) -> Result<FsckReport, StoreError> {
         true
     })?;
 
-    for (prefix, what) in [(keys::P_OMAP, "omap entry"), (keys::P_OMAP_HEADER, "omap header")] {
+    for (prefix, what) in [
+        (keys::P_OMAP, "omap entry"),
+        (keys::P_OMAP_HEADER, "omap header"),
+    ] {
         snap.scan(&[prefix], &[prefix + 1], &mut |k, _| {
             match keys::parse_nid_key(k) {
                 Some((_, nid, _)) if live.contains_key(&nid) => {}
@@ -188,7 +215,10 @@ pub(crate) fn run(sh: &Shared, deep: bool) -> Result<FsckReport, StoreError> {
             for j in 0..64 {
                 if w >> j & 1 == 1 {
                     if first + j >= total_blocks {
-                        r.problem(format!("bitmap marks block {} past the data area", first + j));
+                        r.problem(format!(
+                            "bitmap marks block {} past the data area",
+                            first + j
+                        ));
                     } else {
                         set(&mut marked, first + j);
                     }
@@ -205,7 +235,9 @@ pub(crate) fn run(sh: &Shared, deep: bool) -> Result<FsckReport, StoreError> {
                     let b = w as u64 * 64 + j;
                     if leaked {
                         r.leaked_blocks += 1;
-                        r.problem(format!("data block {b} is allocated but nothing maps it (leaked)"));
+                        r.problem(format!(
+                            "data block {b} is allocated but nothing maps it (leaked)"
+                        ));
                     } else {
                         r.used_but_free_blocks += 1;
                         r.problem(format!("data block {b} is mapped but marked free"));
@@ -215,7 +247,10 @@ pub(crate) fn run(sh: &Shared, deep: bool) -> Result<FsckReport, StoreError> {
         }
     }
 
-    match snap.get(keys::STORE_STATS)?.map(|v| StoreStats::from_bytes(&v)) {
+    match snap
+        .get(keys::STORE_STATS)?
+        .map(|v| StoreStats::from_bytes(&v))
+    {
         Some(Ok(s)) => {
             if s.num_objects != r.objects || s.stored_bytes != stored {
                 r.problem(format!(
@@ -231,7 +266,10 @@ pub(crate) fn run(sh: &Shared, deep: bool) -> Result<FsckReport, StoreError> {
             let mut a = [0u8; 8];
             a.copy_from_slice(&v);
             if u64::from_le_bytes(a) <= max_nid {
-                r.problem(format!("next object id {} is not above the largest in use {max_nid}", u64::from_le_bytes(a)));
+                r.problem(format!(
+                    "next object id {} is not above the largest in use {max_nid}",
+                    u64::from_le_bytes(a)
+                ));
             }
         }
         _ => r.problem("next object id missing or corrupt".into()),
@@ -245,7 +283,11 @@ pub(crate) fn run(sh: &Shared, deep: bool) -> Result<FsckReport, StoreError> {
 }
 
 /// Reads every mapped block (pending ones from the overlay) and checks it.
-fn verify_blocks(sh: &Shared, blocks: &[(u64, u32, String)], r: &mut FsckReport) -> Result<(), StoreError> {
+fn verify_blocks(
+    sh: &Shared,
+    blocks: &[(u64, u32, String)],
+    r: &mut FsckReport,
+) -> Result<(), StoreError> {
     let per_batch = sh.settings.apply_batch_ios.max(1);
     for chunk in blocks.chunks(per_batch) {
         let mut ops = Vec::new();
@@ -258,7 +300,10 @@ fn verify_blocks(sh: &Shared, blocks: &[(u64, u32, String)], r: &mut FsckReport)
                     }
                 }
                 _ => {
-                    ops.push(IoOp::read(sh.layout.block_offset(*phys), BLOCK_SIZE as usize));
+                    ops.push(IoOp::read(
+                        sh.layout.block_offset(*phys),
+                        BLOCK_SIZE as usize,
+                    ));
                     which.push(i);
                 }
             }

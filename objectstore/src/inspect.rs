@@ -10,8 +10,8 @@ use crate::journal::{find_later_record, replay, ReplayStart};
 use crate::keys;
 use crate::kv::KvOp;
 use crate::layout::{
-    decode_block, BlockCheck, Label, Superblock, BLOCK_SIZE, LABEL_MAGIC, LABEL_OFFSET, SUPERBLOCK_MAGIC,
-    SUPERBLOCK_OFFSETS,
+    decode_block, BlockCheck, Label, Superblock, BLOCK_SIZE, LABEL_MAGIC, LABEL_OFFSET,
+    SUPERBLOCK_MAGIC, SUPERBLOCK_OFFSETS,
 };
 
 /// Database keys listed per record; the rest are only counted.
@@ -121,9 +121,18 @@ pub fn dump_journal(dev: &dyn BlockDevice) -> Result<JournalDump, StoreError> {
     };
     let mut records = Vec::new();
     let end = replay(dev, &layout, start, |rec| {
-        let mut changes: Vec<String> = rec.meta.kv_ops.iter().take(MAX_KEYS_PER_RECORD).map(describe).collect();
+        let mut changes: Vec<String> = rec
+            .meta
+            .kv_ops
+            .iter()
+            .take(MAX_KEYS_PER_RECORD)
+            .map(describe)
+            .collect();
         if rec.meta.kv_ops.len() > MAX_KEYS_PER_RECORD {
-            changes.push(format!("... {} more", rec.meta.kv_ops.len() - MAX_KEYS_PER_RECORD));
+            changes.push(format!(
+                "... {} more",
+                rec.meta.kv_ops.len() - MAX_KEYS_PER_RECORD
+            ));
         }
         records.push(RecordInfo {
             seq: rec.header.seq,
@@ -138,7 +147,8 @@ pub fn dump_journal(dev: &dyn BlockDevice) -> Result<JournalDump, StoreError> {
         Ok(())
     })?;
     let later = if end.damaged {
-        find_later_record(dev, &layout, label.journal_nonce, end.seq, sb.generation)?.map(|(s, _)| s)
+        find_later_record(dev, &layout, label.journal_nonce, end.seq, sb.generation)?
+            .map(|(s, _)| s)
     } else {
         None
     };

@@ -86,7 +86,12 @@ pub struct RecordId {
 
 /// Builds a record: header, `meta`, then the data blocks in run order.
 /// Returns the buffer and the byte offset of the first data block.
-pub fn build_record(id: RecordId, n_txns: u32, meta: &RecordMeta, data: &[&[u8]]) -> (AlignedBuf, usize) {
+pub fn build_record(
+    id: RecordId,
+    n_txns: u32,
+    meta: &RecordMeta,
+    data: &[&[u8]],
+) -> (AlignedBuf, usize) {
     let mut enc = Vec::new();
     meta.encode(&mut enc);
     let data_blocks = data.len();
@@ -250,10 +255,16 @@ fn read_record(
         Err(e) => return Ok(Err((e, false))),
     };
     if h.nonce != nonce {
-        return Ok(Err(("record of another store (nonce differs)".into(), false)));
+        return Ok(Err((
+            "record of another store (nonce differs)".into(),
+            false,
+        )));
     }
     if h.seq != expect_seq {
-        return Ok(Err((format!("found seq {} where {} was expected", h.seq, expect_seq), false)));
+        return Ok(Err((
+            format!("found seq {} where {} was expected", h.seq, expect_seq),
+            false,
+        )));
     }
     if h.generation < gen_range.0 || h.generation > gen_range.1 {
         return Ok(Err((
@@ -265,12 +276,18 @@ fn read_record(
         )));
     }
     if pos + h.total_blocks as u64 > zone {
-        return Ok(Err((format!("record of {} blocks runs past the zone end", h.total_blocks), true)));
+        return Ok(Err((
+            format!("record of {} blocks runs past the zone end", h.total_blocks),
+            true,
+        )));
     }
     let buf = if h.total_blocks > 1 {
         let mut all = AlignedBuf::zeroed(h.total_blocks as usize * BLOCK_SIZE as usize);
         all[..BLOCK_SIZE as usize].copy_from_slice(&first);
-        let mut rest = [IoOp::read(off + BLOCK_SIZE, (h.total_blocks as usize - 1) * BLOCK_SIZE as usize)];
+        let mut rest = [IoOp::read(
+            off + BLOCK_SIZE,
+            (h.total_blocks as usize - 1) * BLOCK_SIZE as usize,
+        )];
         dev.submit(&mut rest).map_err(io_err)?;
         let [r] = rest;
         let r = r.into_read_buf().unwrap_or_else(|| AlignedBuf::zeroed(0));
@@ -282,7 +299,9 @@ fn read_record(
     let (stored, computed) = (stored_record_crc(&buf), record_crc(&buf));
     if stored != computed {
         return Ok(Err((
-            format!("crc mismatch (stored {stored:#010x}, computed {computed:#010x}): torn or corrupt"),
+            format!(
+                "crc mismatch (stored {stored:#010x}, computed {computed:#010x}): torn or corrupt"
+            ),
             true,
         )));
     }
@@ -322,7 +341,14 @@ pub fn replay(
     // Every accepted record advances at least one block; a chain longer
     // than the zone means a loop, which checks above make impossible.
     for _ in 0..=zone {
-        match read_record(dev, layout, pos, seq, start.nonce, (last_gen, start.max_generation))? {
+        match read_record(
+            dev,
+            layout,
+            pos,
+            seq,
+            start.nonce,
+            (last_gen, start.max_generation),
+        )? {
             Err((reason, damaged)) => {
                 return Ok(ReplayEnd {
                     pos,
@@ -346,7 +372,10 @@ pub fn replay(
             }
         }
     }
-    Err(StoreError::corrupt("journal", "record chain longer than the journal zone"))
+    Err(StoreError::corrupt(
+        "journal",
+        "record chain longer than the journal zone",
+    ))
 }
 
 /// Looks for a valid record of this store with a sequence number above
@@ -372,7 +401,9 @@ pub fn find_later_record(
         let chunk = op.into_read_buf().unwrap_or_else(|| AlignedBuf::zeroed(0));
         for i in 0..n {
             let b = &chunk[(i * BLOCK_SIZE) as usize..((i + 1) * BLOCK_SIZE) as usize];
-            let Ok(h) = RecordHeader::parse(b) else { continue };
+            let Ok(h) = RecordHeader::parse(b) else {
+                continue;
+            };
             if h.nonce != nonce || h.seq <= seq || h.generation > max_generation {
                 continue;
             }
@@ -402,7 +433,10 @@ mod tests {
 
     fn rec(seq: u64, generation: u64, data: usize) -> (AlignedBuf, u64) {
         let meta = RecordMeta {
-            kv_ops: vec![KvOp::Put(format!("k{seq}").into_bytes(), vec![seq as u8; 10])],
+            kv_ops: vec![KvOp::Put(
+                format!("k{seq}").into_bytes(),
+                vec![seq as u8; 10],
+            )],
             deferred: (0..data)
                 .map(|i| DeferredRun {
                     phys: i as u64 * 2,
@@ -410,7 +444,9 @@ mod tests {
                 })
                 .collect(),
         };
-        let blocks: Vec<Vec<u8>> = (0..data).map(|i| vec![i as u8; BLOCK_SIZE as usize]).collect();
+        let blocks: Vec<Vec<u8>> = (0..data)
+            .map(|i| vec![i as u8; BLOCK_SIZE as usize])
+            .collect();
         let refs: Vec<&[u8]> = blocks.iter().map(|b| &b[..]).collect();
         let (buf, _) = build_record(
             RecordId {
@@ -465,10 +501,18 @@ mod tests {
         dev.corrupt_byte(l.journal_offset + positions[2] * BLOCK_SIZE + 5000, 0x01);
         let end = replay(&dev, &l, start, |_| Ok(())).expect("replay");
         assert_eq!((end.seq, end.damaged, end.records), (3, true, 2));
-        assert_eq!(find_later_record(&dev, &l, 42, 3, 1).expect("scan").map(|x| x.0), Some(4));
+        assert_eq!(
+            find_later_record(&dev, &l, 42, 3, 1)
+                .expect("scan")
+                .map(|x| x.0),
+            Some(4)
+        );
         // Another store's nonce never matches.
         let other = ReplayStart { nonce: 7, ..start };
-        assert_eq!(replay(&dev, &l, other, |_| Ok(())).expect("replay").records, 0);
+        assert_eq!(
+            replay(&dev, &l, other, |_| Ok(())).expect("replay").records,
+            0
+        );
     }
 
     #[test]

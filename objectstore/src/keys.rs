@@ -146,9 +146,14 @@ pub fn describe(key: &[u8]) -> String {
         },
         Some(&P_EXTENT) | Some(&P_OMAP) | Some(&P_OMAP_HEADER) => match parse_nid_key(key) {
             Some((P_EXTENT, nid, rest)) if rest.len() == 4 => {
-                format!("extent shard nid {nid} #{}", u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]))
+                format!(
+                    "extent shard nid {nid} #{}",
+                    u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]])
+                )
             }
-            Some((P_OMAP, nid, rest)) => format!("omap nid {nid} key {:?}", String::from_utf8_lossy(rest)),
+            Some((P_OMAP, nid, rest)) => {
+                format!("omap nid {nid} key {:?}", String::from_utf8_lossy(rest))
+            }
             Some((_, nid, _)) => format!("omap header nid {nid}"),
             None => "short nid key".into(),
         },

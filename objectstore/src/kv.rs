@@ -10,7 +10,9 @@
 use std::path::{Path, PathBuf};
 
 use kalmar_common::encoding::{encode_versioned, put_bytes, Decode, DecodeError, Decoder, Encode};
-use rocksdb::{BlockBasedOptions, Cache, FlushOptions, Options, ReadOptions, WriteBatch, WriteOptions, DB};
+use rocksdb::{
+    BlockBasedOptions, Cache, FlushOptions, Options, ReadOptions, WriteBatch, WriteOptions, DB,
+};
 
 use crate::error::StoreError;
 
@@ -99,15 +101,23 @@ impl Default for KvOptions {
     }
 }
 
+/// Key/value pairs in key order.
+pub type KvPairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Read access shared by the database and its snapshots.
 pub trait KvRead {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
 
     /// Visits keys in `[start, end)` in order until `f` returns false.
-    fn scan(&self, start: &[u8], end: &[u8], f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<(), StoreError>;
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError>;
 
     /// Collects up to `limit` pairs of `[start, end)`.
-    fn scan_collect(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan_collect(&self, start: &[u8], end: &[u8], limit: usize) -> Result<KvPairs, StoreError> {
         let mut out = Vec::new();
         if limit == 0 {
             return Ok(out);
@@ -192,7 +202,8 @@ impl Kv {
         if !path.join("CURRENT").exists() {
             return Err(StoreError::MetadataDir {
                 path: path.to_path_buf(),
-                detail: "no metadata database here (pass the right metadata path, or run mkfs)".into(),
+                detail: "no metadata database here (pass the right metadata path, or run mkfs)"
+                    .into(),
             });
         }
         let o = options(opts, false)?;
@@ -247,7 +258,12 @@ impl KvRead for Kv {
         self.db.get(key).map_err(StoreError::kv)
     }
 
-    fn scan(&self, start: &[u8], end: &[u8], f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<(), StoreError> {
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
         iterate(self.db.raw_iterator_opt(range_opts(start, end)), start, f)
     }
 }
@@ -257,7 +273,12 @@ impl KvRead for KvSnapshot<'_> {
         self.snap.get(key).map_err(StoreError::kv)
     }
 
-    fn scan(&self, start: &[u8], end: &[u8], f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<(), StoreError> {
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
         iterate(self.snap.raw_iterator_opt(range_opts(start, end)), start, f)
     }
 }
@@ -279,7 +300,8 @@ mod tests {
         .expect("write");
         let snap_vals = {
             let s = kv.snapshot();
-            kv.write(&[KvOp::DeleteRange(b"a".to_vec(), b"b".to_vec())]).expect("range delete");
+            kv.write(&[KvOp::DeleteRange(b"a".to_vec(), b"b".to_vec())])
+                .expect("range delete");
             s.scan_collect(b"a", b"b", 10).expect("scan")
         };
         assert_eq!(snap_vals.len(), 2, "snapshot unaffected by later writes");
@@ -289,7 +311,10 @@ mod tests {
         drop(kv);
         let kv = Kv::open(&p, &KvOptions::default()).expect("reopen");
         assert_eq!(kv.get(b"b1").expect("get"), Some(b"z".to_vec()));
-        assert!(Kv::create(&p, &KvOptions::default()).is_err(), "create refuses an existing db");
+        assert!(
+            Kv::create(&p, &KvOptions::default()).is_err(),
+            "create refuses an existing db"
+        );
     }
 
     #[test]
@@ -297,10 +322,15 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("db");
         let kv = Kv::create(&p, &KvOptions::default()).expect("create");
-        kv.write(&[KvOp::Put(b"k".to_vec(), b"v".to_vec())]).expect("write");
+        kv.write(&[KvOp::Put(b"k".to_vec(), b"v".to_vec())])
+            .expect("write");
         drop(kv);
         let kv = Kv::open(&p, &KvOptions::default()).expect("reopen");
-        assert_eq!(kv.get(b"k").expect("get"), None, "no WAL, no shutdown flush: replay owns it");
+        assert_eq!(
+            kv.get(b"k").expect("get"),
+            None,
+            "no WAL, no shutdown flush: replay owns it"
+        );
     }
 
     #[test]
@@ -313,6 +343,9 @@ mod tests {
         let mut buf = Vec::new();
         ops.encode(&mut buf);
         assert_eq!(Vec::<KvOp>::from_bytes(&buf).expect("decodes"), ops);
-        assert_eq!(ops.iter().map(KvOp::encoded_len).sum::<usize>() + 4, buf.len());
+        assert_eq!(
+            ops.iter().map(KvOp::encoded_len).sum::<usize>() + 4,
+            buf.len()
+        );
     }
 }

@@ -33,7 +33,7 @@ pub const MAX_JOURNAL_BYTES: u64 = 1 << 30;
 pub const MIN_DATA_BYTES: u64 = 1 << 20;
 
 const _: () = assert!(BLOCK_SIZE.is_power_of_two());
-const _: () = assert!(ZONE_ALIGN % BLOCK_SIZE == 0);
+const _: () = assert!(ZONE_ALIGN.is_multiple_of(BLOCK_SIZE));
 const _: () = assert!(SUPERBLOCK_OFFSETS[1] + BLOCK_SIZE <= ZONE_ALIGN);
 const _: () = assert!(RECORD_HEADER_BYTES as u64 <= BLOCK_SIZE);
 
@@ -179,7 +179,10 @@ pub fn encode_block<T: Encode>(magic: [u8; 8], body: &T) -> Vec<u8> {
     out.extend_from_slice(&body);
     let crc = crc32c::crc32c(&out);
     out.extend_from_slice(&crc.to_le_bytes());
-    debug_assert!(out.len() as u64 <= BLOCK_SIZE, "label and superblock fit one block");
+    debug_assert!(
+        out.len() as u64 <= BLOCK_SIZE,
+        "label and superblock fit one block"
+    );
     out.resize(BLOCK_SIZE as usize, 0);
     out
 }
@@ -197,7 +200,9 @@ pub fn decode_block<T: Decode>(magic: [u8; 8], block: &[u8]) -> Result<T, BlockC
     let end = 16usize
         .checked_add(body_len)
         .filter(|e| e + 4 <= block.len())
-        .ok_or_else(|| BlockCheck::Corrupt(format!("body length {body_len} does not fit the block")))?;
+        .ok_or_else(|| {
+            BlockCheck::Corrupt(format!("body length {body_len} does not fit the block"))
+        })?;
     let stored = u32::from_le_bytes([block[end], block[end + 1], block[end + 2], block[end + 3]]);
     let computed = crc32c::crc32c(&block[..end]);
     if stored != computed {
@@ -351,11 +356,17 @@ mod tests {
         let b = encode_block(LABEL_MAGIC, &label());
         assert_eq!(b.len() as u64, BLOCK_SIZE);
         assert_eq!(decode_block::<Label>(LABEL_MAGIC, &b), Ok(label()));
-        assert_eq!(decode_block::<Label>(SUPERBLOCK_MAGIC, &b), Err(BlockCheck::BadMagic));
+        assert_eq!(
+            decode_block::<Label>(SUPERBLOCK_MAGIC, &b),
+            Err(BlockCheck::BadMagic)
+        );
         for i in 0..60 {
             let mut c = b.clone();
             c[i] ^= 0x10;
-            assert!(decode_block::<Label>(LABEL_MAGIC, &c).is_err(), "flip at {i} detected");
+            assert!(
+                decode_block::<Label>(LABEL_MAGIC, &c).is_err(),
+                "flip at {i} detected"
+            );
         }
         let mut newer = b.clone();
         newer[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());

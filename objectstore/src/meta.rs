@@ -116,7 +116,12 @@ pub fn store_maps(store: &ObjectStore, epochs: &[MapEpoch], sb: &OsdSuperblock) 
 /// Removes the stored maps of epochs `first..=last` (those that exist) and
 /// writes `sb`, in one transaction. The caller keeps each call to a
 /// bounded range (Ceph trims `osd_target_transaction_size` per pass).
-pub fn trim_maps(store: &ObjectStore, first: u32, last: u32, sb: &OsdSuperblock) -> Result<Commit, StoreError> {
+pub fn trim_maps(
+    store: &ObjectStore,
+    first: u32,
+    last: u32,
+    sb: &OsdSuperblock,
+) -> Result<Commit, StoreError> {
     let c = meta_collection();
     let mut t = Transaction::new();
     for e in first..=last {
@@ -168,9 +173,15 @@ pub fn list(store: &ObjectStore) -> Result<MetaListing, StoreError> {
         let (names, next) = store.collection_list(&c, start.as_ref(), 1024)?;
         for n in names {
             let s = n.to_display();
-            if let Some(e) = s.strip_prefix(FULL_PREFIX).and_then(|e| e.parse::<u32>().ok()) {
+            if let Some(e) = s
+                .strip_prefix(FULL_PREFIX)
+                .and_then(|e| e.parse::<u32>().ok())
+            {
                 full.insert(e);
-            } else if let Some(e) = s.strip_prefix(INC_PREFIX).and_then(|e| e.parse::<u32>().ok()) {
+            } else if let Some(e) = s
+                .strip_prefix(INC_PREFIX)
+                .and_then(|e| e.parse::<u32>().ok())
+            {
                 inc.insert(e);
             }
         }

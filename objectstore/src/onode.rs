@@ -34,7 +34,9 @@ impl Onode {
 pub struct CollectionRecord {
     pub created_seq: u64,
 }
-impl_versioned!(CollectionRecord, "collection", version = 1, compat = 1, { created_seq });
+impl_versioned!(CollectionRecord, "collection", version = 1, compat = 1, {
+    created_seq
+});
 
 /// Store-wide counters kept in the database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -91,14 +93,20 @@ impl Shard {
 
     /// Mapped blocks as (index in shard, mapping).
     pub fn mapped(&self) -> impl Iterator<Item = (usize, BlockMap)> + '_ {
-        self.blocks.iter().enumerate().filter_map(|(i, m)| m.map(|m| (i, m)))
+        self.blocks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| m.map(|m| (i, m)))
     }
 
     fn runs(&self) -> Vec<Run> {
         let mut runs: Vec<Run> = Vec::new();
         for (i, m) in self.mapped() {
             match runs.last_mut() {
-                Some(r) if r.start as usize + r.csums.len() == i && r.phys + r.csums.len() as u64 == m.phys => {
+                Some(r)
+                    if r.start as usize + r.csums.len() == i
+                        && r.phys + r.csums.len() as u64 == m.phys =>
+                {
                     r.csums.push(m.csum)
                 }
                 _ => runs.push(Run {
@@ -149,7 +157,10 @@ impl Decode for Shard {
 
 /// Splits logical block `b` into (shard index, index within the shard).
 pub fn shard_of(block: u64) -> (u32, usize) {
-    ((block / SHARD_BLOCKS) as u32, (block % SHARD_BLOCKS) as usize)
+    (
+        (block / SHARD_BLOCKS) as u32,
+        (block % SHARD_BLOCKS) as usize,
+    )
 }
 
 #[cfg(test)]
@@ -179,7 +190,13 @@ mod tests {
     fn contiguous_shard_is_one_run() {
         let mut s = Shard::default();
         for i in 0..64 {
-            s.set(i, Some(BlockMap { phys: 1000 + i as u64, csum: i as u32 }));
+            s.set(
+                i,
+                Some(BlockMap {
+                    phys: 1000 + i as u64,
+                    csum: i as u32,
+                }),
+            );
         }
         assert_eq!(s.runs().len(), 1);
         // 64 crcs plus a few bytes of framing.

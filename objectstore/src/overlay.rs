@@ -16,12 +16,17 @@ use parking_lot::Mutex;
 
 use crate::device::AlignedBuf;
 use crate::error::StoreError;
-use crate::kv::{KvOp, KvRead};
+use crate::kv::{KvOp, KvPairs, KvRead};
 use crate::layout::BLOCK_SIZE;
 
 enum Undo {
-    Entry { key: Vec<u8>, prev: Option<Option<Vec<u8>>> },
-    Range { removed: Vec<(Vec<u8>, Option<Vec<u8>>)> },
+    Entry {
+        key: Vec<u8>,
+        prev: Option<Option<Vec<u8>>>,
+    },
+    Range {
+        removed: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    },
 }
 
 /// Pending database changes; see the module documentation.
@@ -139,7 +144,7 @@ impl KvOverlay {
         start: &[u8],
         end: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    ) -> Result<KvPairs, StoreError> {
         let mut below = Vec::new();
         if limit > 0 {
             kv.scan(start, end, &mut |k, v| {
@@ -225,8 +230,16 @@ mod tests {
         fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
             Ok(self.0.get(key).cloned())
         }
-        fn scan(&self, s: &[u8], e: &[u8], f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<(), StoreError> {
-            for (k, v) in self.0.range::<[u8], _>((Bound::Included(s), Bound::Excluded(e))) {
+        fn scan(
+            &self,
+            s: &[u8],
+            e: &[u8],
+            f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+        ) -> Result<(), StoreError> {
+            for (k, v) in self
+                .0
+                .range::<[u8], _>((Bound::Included(s), Bound::Excluded(e)))
+            {
                 if !f(k, v) {
                     break;
                 }
@@ -275,7 +288,10 @@ mod tests {
         assert_eq!(o.get(&base, b"a1").expect("get"), Some(b"x".to_vec()));
         assert_eq!(o.get(&base, b"a3").expect("get"), Some(b"new".to_vec()));
         let s = o.scan(&base, b"a", b"b", 2).expect("scan");
-        assert_eq!(s.iter().map(|p| p.0.clone()).collect::<Vec<_>>(), vec![b"a1".to_vec(), b"a2".to_vec()]);
+        assert_eq!(
+            s.iter().map(|p| p.0.clone()).collect::<Vec<_>>(),
+            vec![b"a1".to_vec(), b"a2".to_vec()]
+        );
     }
 
     #[test]

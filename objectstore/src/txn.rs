@@ -136,7 +136,13 @@ impl Transaction {
     /// object if needed and growing its size to `offset + len`. A
     /// zero-length write only creates the object. A gap between the old
     /// size and `offset` reads as zeros.
-    pub fn write(&mut self, cid: &CollectionId, oid: &ObjectId, offset: u64, data: impl Into<Bytes>) -> &mut Self {
+    pub fn write(
+        &mut self,
+        cid: &CollectionId,
+        oid: &ObjectId,
+        offset: u64,
+        data: impl Into<Bytes>,
+    ) -> &mut Self {
         let data = data.into();
         let n = data.len();
         self.push(
@@ -151,7 +157,13 @@ impl Transaction {
     }
 
     /// Like [`Transaction::write`], copying a borrowed slice.
-    pub fn write_slice(&mut self, cid: &CollectionId, oid: &ObjectId, offset: u64, data: &[u8]) -> &mut Self {
+    pub fn write_slice(
+        &mut self,
+        cid: &CollectionId,
+        oid: &ObjectId,
+        offset: u64,
+        data: &[u8],
+    ) -> &mut Self {
         self.write(cid, oid, offset, Bytes::copy_from_slice(data))
     }
 
@@ -204,7 +216,12 @@ impl Transaction {
 
     /// Sets xattrs (replacing values of existing names), creating the
     /// object if needed.
-    pub fn setattrs(&mut self, cid: &CollectionId, oid: &ObjectId, attrs: Vec<(String, Bytes)>) -> &mut Self {
+    pub fn setattrs(
+        &mut self,
+        cid: &CollectionId,
+        oid: &ObjectId,
+        attrs: Vec<(String, Bytes)>,
+    ) -> &mut Self {
         let n = attrs.iter().map(|(k, v)| k.len() + v.len()).sum();
         self.push(
             Op::SetAttrs {
@@ -217,7 +234,13 @@ impl Transaction {
     }
 
     /// One xattr; see [`Transaction::setattrs`].
-    pub fn setattr(&mut self, cid: &CollectionId, oid: &ObjectId, name: &str, value: impl Into<Bytes>) -> &mut Self {
+    pub fn setattr(
+        &mut self,
+        cid: &CollectionId,
+        oid: &ObjectId,
+        name: &str,
+        value: impl Into<Bytes>,
+    ) -> &mut Self {
         self.setattrs(cid, oid, vec![(name.to_string(), value.into())])
     }
 
@@ -234,7 +257,12 @@ impl Transaction {
     }
 
     /// Sets omap entries, creating the object if needed.
-    pub fn omap_setkeys(&mut self, cid: &CollectionId, oid: &ObjectId, entries: Vec<(Bytes, Bytes)>) -> &mut Self {
+    pub fn omap_setkeys(
+        &mut self,
+        cid: &CollectionId,
+        oid: &ObjectId,
+        entries: Vec<(Bytes, Bytes)>,
+    ) -> &mut Self {
         let n = entries.iter().map(|(k, v)| k.len() + v.len()).sum();
         self.push(
             Op::OmapSetKeys {
@@ -248,7 +276,12 @@ impl Transaction {
 
     /// Removes omap keys (absent keys are ignored). Fails with
     /// `ObjectNotFound`.
-    pub fn omap_rmkeys(&mut self, cid: &CollectionId, oid: &ObjectId, keys: Vec<Bytes>) -> &mut Self {
+    pub fn omap_rmkeys(
+        &mut self,
+        cid: &CollectionId,
+        oid: &ObjectId,
+        keys: Vec<Bytes>,
+    ) -> &mut Self {
         let n = keys.iter().map(Bytes::len).sum();
         self.push(
             Op::OmapRmKeys {
@@ -267,7 +300,12 @@ impl Transaction {
     }
 
     /// Sets the omap header, creating the object if needed.
-    pub fn omap_setheader(&mut self, cid: &CollectionId, oid: &ObjectId, header: impl Into<Bytes>) -> &mut Self {
+    pub fn omap_setheader(
+        &mut self,
+        cid: &CollectionId,
+        oid: &ObjectId,
+        header: impl Into<Bytes>,
+    ) -> &mut Self {
         let header = header.into();
         let n = header.len();
         self.push(

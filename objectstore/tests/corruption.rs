@@ -16,7 +16,11 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 fn flip(path: &Path, offset: u64, mask: u8) {
-    let f = std::fs::OpenOptions::new().read(true).write(true).open(path).expect("open device file");
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .expect("open device file");
     let mut b = [0u8; 1];
     f.read_exact_at(&mut b, offset).expect("read byte");
     b[0] ^= mask;
@@ -61,18 +65,38 @@ fn a_flipped_data_byte_is_a_read_error() {
     flip(&fs.path, data_offset + BLOCK_SIZE + 123, 0x40);
     fs.mount();
     let s = fs.s();
-    let err = s.read(&c, &oid("victim"), 0, 64 << 10).expect_err("corrupt block");
+    let err = s
+        .read(&c, &oid("victim"), 0, 64 << 10)
+        .expect_err("corrupt block");
     assert!(matches!(err, StoreError::Checksum { .. }), "{err}");
     assert!(err.to_string().contains("checksum mismatch"), "{err}");
     // The blocks around it still read, and so does the other object.
-    assert_eq!(&s.read(&c, &oid("victim"), 0, 4096).expect("block 0")[..], &pattern(1, 64 << 10)[..4096]);
-    assert_eq!(&s.read(&c, &oid("victim"), 8192, 100).expect("block 2")[..], &pattern(1, 64 << 10)[8192..8292]);
-    assert_eq!(&s.read(&c, &oid("other"), 0, 8192).expect("other")[..], &pattern(2, 8192)[..]);
-    assert!(s.perf_counters().dump()["checksum_errors"].as_u64().expect("count") >= 1);
+    assert_eq!(
+        &s.read(&c, &oid("victim"), 0, 4096).expect("block 0")[..],
+        &pattern(1, 64 << 10)[..4096]
+    );
+    assert_eq!(
+        &s.read(&c, &oid("victim"), 8192, 100).expect("block 2")[..],
+        &pattern(1, 64 << 10)[8192..8292]
+    );
+    assert_eq!(
+        &s.read(&c, &oid("other"), 0, 8192).expect("other")[..],
+        &pattern(2, 8192)[..]
+    );
+    assert!(
+        s.perf_counters().dump()["checksum_errors"]
+            .as_u64()
+            .expect("count")
+            >= 1
+    );
     assert!(s.fsck(false).expect("fsck").is_clean(), "metadata is fine");
     let deep = s.fsck(true).expect("deep fsck");
     assert_eq!(deep.checksum_errors, 1, "{:?}", deep.errors);
-    assert!(deep.errors[0].contains("victim block 1"), "{:?}", deep.errors);
+    assert!(
+        deep.errors[0].contains("victim block 1"),
+        "{:?}",
+        deep.errors
+    );
     // Rewriting the block heals the object.
     let mut t = Transaction::new();
     t.write(&c, &oid("victim"), 4096, pattern(3, 4096));
@@ -113,12 +137,23 @@ fn a_flipped_byte_in_a_journal_record_stops_replay_there() {
     let (mut fs, txns) = store_with_records(6);
     fs.store.take().expect("mounted").abandon();
     let j = journal(&fs.path);
-    assert_eq!(j.records.len(), txns.len(), "one record per transaction: {:?}", j.end_reason);
+    assert_eq!(
+        j.records.len(),
+        txns.len(),
+        "one record per transaction: {:?}",
+        j.end_reason
+    );
     let bad = &j.records[3];
-    flip(&fs.path, j.label.journal_offset + bad.block * BLOCK_SIZE + 200, 0x01);
+    flip(
+        &fs.path,
+        j.label.journal_offset + bad.block * BLOCK_SIZE + 200,
+        0x01,
+    );
 
     // A damaged record followed by valid ones: refuse, naming the record.
-    let err = try_mount(&fs, mount_opts(&fs.db, no_checkpoints())).map(|_| ()).expect_err("refused");
+    let err = try_mount(&fs, mount_opts(&fs.db, no_checkpoints()))
+        .map(|_| ())
+        .expect_err("refused");
     match &err {
         StoreError::JournalCorrupt { seq, .. } => assert_eq!(*seq, bad.seq),
         other => panic!("expected JournalCorrupt, got {other}"),
@@ -144,7 +179,11 @@ fn a_flipped_byte_in_the_last_record_is_a_torn_tail() {
     fs.store.take().expect("mounted").abandon();
     let j = journal(&fs.path);
     let last = j.records.last().expect("records");
-    flip(&fs.path, j.label.journal_offset + last.block * BLOCK_SIZE + 70, 0x80);
+    flip(
+        &fs.path,
+        j.label.journal_offset + last.block * BLOCK_SIZE + 70,
+        0x80,
+    );
     fs.settings = no_checkpoints();
     fs.mount();
     let state = try_dump(fs.s()).expect("dump");
@@ -159,7 +198,10 @@ fn a_damaged_label_or_superblocks_refuse_the_mount() {
     let opts = || mount_opts(&fs.db, common::test_settings());
     // One superblock copy damaged: the other one serves.
     flip(&fs.path, SUPERBLOCK_OFFSETS[0] + 20, 0xff);
-    try_mount(&fs, opts()).expect("mounts from the other copy").umount().expect("umount");
+    try_mount(&fs, opts())
+        .expect("mounts from the other copy")
+        .umount()
+        .expect("umount");
     // Both damaged (the umount above rewrote one): refuse.
     flip(&fs.path, SUPERBLOCK_OFFSETS[0] + 20, 0xff);
     flip(&fs.path, SUPERBLOCK_OFFSETS[1] + 20, 0xff);
@@ -180,7 +222,10 @@ fn a_damaged_label_or_superblocks_refuse_the_mount() {
 
 #[test]
 fn random_flips_never_panic_and_never_return_wrong_data() {
-    let seeds: u64 = std::env::var("KALMAR_CORRUPTION_SEEDS").ok().and_then(|v| v.parse().ok()).unwrap_or(12);
+    let seeds: u64 = std::env::var("KALMAR_CORRUPTION_SEEDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(12);
     let (mut fs, txns) = store_with_records(8);
     fs.store.take().expect("mounted").abandon();
     let pristine = std::fs::read(&fs.path).expect("image");
@@ -200,23 +245,33 @@ fn random_flips_never_panic_and_never_return_wrong_data() {
             0 => rng.random_range(0..BLOCK_SIZE * 3),
             1 => {
                 let r = &j.records[rng.random_range(0..j.records.len())];
-                j.label.journal_offset + r.block * BLOCK_SIZE + rng.random_range(0..r.blocks as u64 * BLOCK_SIZE)
+                j.label.journal_offset
+                    + r.block * BLOCK_SIZE
+                    + rng.random_range(0..r.blocks as u64 * BLOCK_SIZE)
             }
             _ => rng.random_range(j.label.data_offset..end),
         };
         flip(&fs.path, off, 1 << rng.random_range(0..8));
         let mut opts = mount_opts(&fs.db, no_checkpoints());
         opts.discard_journal_after_corruption = true;
-        let Ok(s) = try_mount(&fs, opts) else { continue };
+        let Ok(s) = try_mount(&fs, opts) else {
+            continue;
+        };
         // Whatever reads succeed return bytes of some admissible state.
         for name in ["o0", "o1", "o2"] {
             let (c, o) = (cid("c"), oid(name));
             let Ok(st) = s.stat(&c, &o) else { continue };
             if let Ok(data) = s.read(&c, &o, 0, st.size_bytes) {
                 let ok = states.iter().any(|m| {
-                    m.colls.get("c").and_then(|x| x.get(name.as_bytes())).is_some_and(|x| x.data == data.to_vec())
+                    m.colls
+                        .get("c")
+                        .and_then(|x| x.get(name.as_bytes()))
+                        .is_some_and(|x| x.data == data.to_vec())
                 });
-                assert!(ok, "round {round}: flip at {off} made {name} read wrong bytes");
+                assert!(
+                    ok,
+                    "round {round}: flip at {off} made {name} read wrong bytes"
+                );
             }
         }
         let _ = s.fsck(true);

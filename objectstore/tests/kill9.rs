@@ -27,11 +27,22 @@ fn txn(i: u64) -> Transaction {
     let c = cid("stream");
     let o = oid(&format!("o{}", i % 13));
     let mut t = Transaction::new();
-    let len = if i % 5 == 0 { 150_000 + (i as usize * 7919) % 200_000 } else { 1 + (i as usize * 131) % 12_000 };
+    let len = if i.is_multiple_of(5) {
+        150_000 + (i as usize * 7919) % 200_000
+    } else {
+        1 + (i as usize * 131) % 12_000
+    };
     t.write(&c, &o, (i * 4099) % 300_000, pattern(i, len));
     t.setattr(&c, &o, "_", Bytes::from(format!("v{i}")));
-    t.omap_setkeys(&c, &o, vec![(Bytes::from(format!("{i:08}")), Bytes::from(pattern(i + 7, 40)))]);
-    if i % 17 == 0 {
+    t.omap_setkeys(
+        &c,
+        &o,
+        vec![(
+            Bytes::from(format!("{i:08}")),
+            Bytes::from(pattern(i + 7, 40)),
+        )],
+    );
+    if i.is_multiple_of(17) {
         t.truncate(&c, &o, (i * 31) % 100_000);
     }
     t
@@ -47,7 +58,11 @@ fn child_writer() {
         return; // not the child: nothing to do
     };
     let start: u64 = start.parse().expect("start index");
-    let store = ObjectStore::mount(Path::new(&dev), &mount_opts(Path::new(&db), test_settings())).expect("child mount");
+    let store = ObjectStore::mount(
+        Path::new(&dev),
+        &mount_opts(Path::new(&db), test_settings()),
+    )
+    .expect("child mount");
     let mut pending = VecDeque::new();
     let mut out = std::io::stdout().lock();
     for i in start.. {
@@ -67,7 +82,9 @@ fn kill_9_mid_stream_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().expect("tempdir");
     let dev = dir.path().join("dev");
     let db = dir.path().join("dev.db");
-    std::fs::File::create(&dev).and_then(|f| f.set_len(256 << 20)).expect("device");
+    std::fs::File::create(&dev)
+        .and_then(|f| f.set_len(256 << 20))
+        .expect("device");
     let mut mk = MkfsOptions::new(Uuid::new_v4(), Uuid::new_v4());
     mk.db_path = Some(db.clone());
     mk.journal_bytes = Some(8 << 20);
@@ -114,10 +131,14 @@ fn kill_9_mid_stream_loses_nothing_acknowledged() {
             }
         }
         let status = child.wait().expect("reap writer");
-        assert!(!status.success(), "round {round}: the writer was killed, not finished");
+        assert!(
+            !status.success(),
+            "round {round}: the writer was killed, not finished"
+        );
         let acked = last_ack.expect("the writer acknowledged something before the kill");
 
-        let store = ObjectStore::mount(&dev, &mount_opts(&db, test_settings())).expect("mount after kill -9");
+        let store = ObjectStore::mount(&dev, &mount_opts(&db, test_settings()))
+            .expect("mount after kill -9");
         let state = dump(&store);
         // Apply the stream up to the last acknowledged transaction, then
         // look for the state among the prefixes still in flight.
@@ -134,7 +155,11 @@ fn kill_9_mid_stream_loses_nothing_acknowledged() {
             candidate.apply(&txn(acked + 1 + extra));
         }
         let Some(upto) = recovered else {
-            panic!("round {round}: state after kill -9 is no prefix >= {} : {}", acked + 1, diff(&state, &model.colls));
+            panic!(
+                "round {round}: state after kill -9 is no prefix >= {} : {}",
+                acked + 1,
+                diff(&state, &model.colls)
+            );
         };
         model = {
             let mut m = model.clone();
@@ -144,9 +169,16 @@ fn kill_9_mid_stream_loses_nothing_acknowledged() {
             m
         };
         let report = store.fsck(true).expect("fsck");
-        assert!(report.is_clean(), "round {round}: fsck: {:?}", report.errors);
+        assert!(
+            report.is_clean(),
+            "round {round}: fsck: {:?}",
+            report.errors
+        );
         store.umount().expect("umount");
-        eprintln!("round {round}: killed after ack {acked}; recovered transactions up to {}", upto - 1);
+        eprintln!(
+            "round {round}: killed after ack {acked}; recovered transactions up to {}",
+            upto - 1
+        );
         next = upto;
     }
 }

@@ -20,7 +20,11 @@ fn seeds() -> Vec<u64> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(DEFAULT_SEEDS);
-    REGRESSION_SEEDS.iter().copied().chain(1000..1000 + n).collect()
+    REGRESSION_SEEDS
+        .iter()
+        .copied()
+        .chain(1000..1000 + n)
+        .collect()
 }
 
 fn run_seed(seed: u64) {
@@ -31,9 +35,14 @@ fn run_seed(seed: u64) {
     let mut gen = Gen::new(seed);
     let mut model = Model::default();
     let mut step = 0;
+    let mut accepted = 0;
     while step < STEPS {
         // Sometimes several transactions queued together (group commit).
-        let group = if gen.rng.random_bool(0.3) { gen.rng.random_range(2..7) } else { 1 };
+        let group = if gen.rng.random_bool(0.3) {
+            gen.rng.random_range(2..7)
+        } else {
+            1
+        };
         let txns: Vec<_> = (0..group).map(|_| gen.txn(4)).collect();
         let expected: Vec<bool> = txns.iter().map(|t| model.apply(t)).collect();
         let commits = fs.s().queue_transactions(txns);
@@ -42,7 +51,12 @@ fn run_seed(seed: u64) {
             if let Err(e) = &got {
                 assert!(!e.is_fatal(), "{hint}: step {step}.{i}: fatal error {e}");
             }
-            assert_eq!(got.is_ok(), want, "{hint}: step {step}.{i}: store said {got:?}, the model {want}");
+            assert_eq!(
+                got.is_ok(),
+                want,
+                "{hint}: step {step}.{i}: store said {got:?}, the model {want}"
+            );
+            accepted += want as usize;
         }
         step += 1;
         if step % 40 == 0 {
@@ -52,13 +66,26 @@ fn run_seed(seed: u64) {
                 fs.remount();
             }
             let state = dump(fs.s());
-            assert!(state == model.colls, "{hint}: after remount at step {step}: {}", diff(&state, &model.colls));
+            assert!(
+                state == model.colls,
+                "{hint}: after remount at step {step}: {}",
+                diff(&state, &model.colls)
+            );
         }
     }
     let state = dump(fs.s());
-    assert!(state == model.colls, "{hint}: at the end: {}", diff(&state, &model.colls));
+    assert!(
+        state == model.colls,
+        "{hint}: at the end: {}",
+        diff(&state, &model.colls)
+    );
     let report = fs.s().fsck(true).expect("fsck");
     assert!(report.is_clean(), "{hint}: fsck: {:?}", report.errors);
+    // The generator must mostly produce transactions that do something.
+    assert!(
+        accepted * 3 > STEPS,
+        "{hint}: only {accepted} transactions were accepted"
+    );
 }
 
 #[test]

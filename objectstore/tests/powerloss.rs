@@ -33,7 +33,7 @@ const JOURNAL_BYTES: u64 = 1 << 20;
 const TXNS: usize = 60;
 /// Crash points are drawn from 1..=CRASH_WINDOW writes and flushes after
 /// mount; the workload takes about this many, so some seeds outlive it.
-const CRASH_WINDOW: u64 = 42;
+const CRASH_WINDOW: u64 = 56;
 /// Seeds that once failed; they always run.
 const REGRESSION_SEEDS: &[u64] = &[];
 
@@ -96,7 +96,8 @@ fn workload(store: &ObjectStore, gen: &mut Gen, mut history: Vec<(Transaction, O
 
 /// Checks the recovered state against every admissible prefix.
 fn verify(seed: u64, store: &ObjectStore, run: &Run) -> Result<(), String> {
-    let state = try_dump(store).map_err(|e| format!("seed {seed}: reading the recovered state: {e}"))?;
+    let state =
+        try_dump(store).map_err(|e| format!("seed {seed}: reading the recovered state: {e}"))?;
     let last_acked = run.history.iter().rposition(|(_, o)| *o == Outcome::Acked);
     let min_prefix = last_acked.map_or(0, |i| i + 1);
     let mut model = Model::default();
@@ -111,8 +112,12 @@ fn verify(seed: u64, store: &ObjectStore, run: &Run) -> Result<(), String> {
     for (i, (t, outcome)) in run.history.iter().enumerate() {
         let ok = model.apply(t);
         match outcome {
-            Outcome::Acked if !ok => return Err(format!("txn {i} was acknowledged but the model refuses it")),
-            Outcome::Refused if ok => return Err(format!("txn {i} was refused but the model accepts it")),
+            Outcome::Acked if !ok => {
+                return Err(format!("txn {i} was acknowledged but the model refuses it"))
+            }
+            Outcome::Refused if ok => {
+                return Err(format!("txn {i} was refused but the model accepts it"))
+            }
             _ => {}
         }
         if i + 1 == min_prefix {
@@ -151,14 +156,17 @@ fn run_seed(seed: u64) -> Result<Coverage, String> {
     mk.db_path = Some(db.clone());
     mk.journal_bytes = Some(JOURNAL_BYTES);
     ObjectStore::mkfs_device(dev.as_ref(), &mk).map_err(|e| format!("mkfs: {e}"))?;
-    let store = mount_dev(dev.clone(), &db, settings(background)).map_err(|e| format!("mount: {e}"))?;
+    let store =
+        mount_dev(dev.clone(), &db, settings(background)).map_err(|e| format!("mount: {e}"))?;
     // Collections first, so that most of the workload has somewhere to go.
     let mut setup = Transaction::new();
     for c in common::COLLS {
         setup.create_collection(&common::cid(c));
     }
     let history = vec![(setup.duplicate(), Outcome::Acked)];
-    store.apply_transaction(setup).map_err(|e| format!("setup: {e}"))?;
+    store
+        .apply_transaction(setup)
+        .map_err(|e| format!("setup: {e}"))?;
     let ops0 = dev.ops();
     dev.arm_crash(Some(dev.ops() + rng.random_range(1..=CRASH_WINDOW)));
     let mut gen = Gen::new(seed ^ 0x5eed);
@@ -167,11 +175,22 @@ fn run_seed(seed: u64) -> Result<Coverage, String> {
     let run = workload(&store, &mut gen, history);
     let cov = Coverage {
         crashed_mid_workload: dev.crashed(),
-        acked: run.history.iter().filter(|(_, o)| *o == Outcome::Acked).count(),
-        unknown: run.history.iter().filter(|(_, o)| *o == Outcome::Unknown).count(),
+        acked: run
+            .history
+            .iter()
+            .filter(|(_, o)| *o == Outcome::Acked)
+            .count(),
+        unknown: run
+            .history
+            .iter()
+            .filter(|(_, o)| *o == Outcome::Unknown)
+            .count(),
     };
     if std::env::var("KALMAR_POWERLOSS_DEBUG").is_ok() {
-        eprintln!("seed {seed}: workload used {} writes and flushes", dev.ops() - ops0);
+        eprintln!(
+            "seed {seed}: workload used {} writes and flushes",
+            dev.ops() - ops0
+        );
     }
     dev.crash_now();
     store.abandon();
@@ -180,7 +199,10 @@ fn run_seed(seed: u64) -> Result<Coverage, String> {
     let mut image = dev.power_loss_image(seed);
     // A second power loss during recovery, for a quarter of the seeds.
     if rng.random_bool(0.25) {
-        let dev2 = Arc::new(FaultyDevice::from_image(image.clone(), FaultConfig::new(seed + 1)));
+        let dev2 = Arc::new(FaultyDevice::from_image(
+            image.clone(),
+            FaultConfig::new(seed + 1),
+        ));
         dev2.arm_crash(Some(rng.random_range(1..=12)));
         match mount_dev(dev2.clone(), &db, settings(background)) {
             Ok(s) => {
@@ -189,22 +211,34 @@ fn run_seed(seed: u64) -> Result<Coverage, String> {
                 s.abandon();
             }
             Err(StoreError::Device(_)) => {}
-            Err(e) => return Err(format!("seed {seed}: recovery failed with a non-device error: {e}")),
+            Err(e) => {
+                return Err(format!(
+                    "seed {seed}: recovery failed with a non-device error: {e}"
+                ))
+            }
         }
         image = dev2.power_loss_image(seed + 1);
     }
-    let dev3: Arc<dyn BlockDevice> = Arc::new(FaultyDevice::from_image(image, FaultConfig::new(seed + 2)));
-    let store = mount_dev(dev3, &db, settings(background)).map_err(|e| format!("seed {seed}: remount: {e}"))?;
+    let dev3: Arc<dyn BlockDevice> =
+        Arc::new(FaultyDevice::from_image(image, FaultConfig::new(seed + 2)));
+    let store = mount_dev(dev3, &db, settings(background))
+        .map_err(|e| format!("seed {seed}: remount: {e}"))?;
     verify(seed, &store, &run)?;
-    let report = store.fsck(true).map_err(|e| format!("seed {seed}: fsck: {e}"))?;
+    let report = store
+        .fsck(true)
+        .map_err(|e| format!("seed {seed}: fsck: {e}"))?;
     if !report.is_clean() {
         return Err(format!("seed {seed}: fsck found {:?}", report.errors));
     }
     // The recovered store takes new writes and survives a clean remount.
     let mut t = Transaction::new();
     t.create_collection(&common::cid("after-recovery"));
-    store.apply_transaction(t).map_err(|e| format!("seed {seed}: write after recovery: {e}"))?;
-    store.umount().map_err(|e| format!("seed {seed}: umount: {e}"))?;
+    store
+        .apply_transaction(t)
+        .map_err(|e| format!("seed {seed}: write after recovery: {e}"))?;
+    store
+        .umount()
+        .map_err(|e| format!("seed {seed}: umount: {e}"))?;
     Ok(cov)
 }
 
@@ -221,17 +255,27 @@ fn acknowledged_transactions_survive_power_loss() {
                 unknown += c.unknown;
             }
             Err(e) => {
-            eprintln!(
+                eprintln!(
                 "power-loss seed {seed} FAILED: {e}\n  rerun: KALMAR_POWERLOSS_SEED={seed} cargo test --release -p kalmar-objectstore --test powerloss"
             );
-            failures.push(seed);
+                failures.push(seed);
             }
         }
     }
-    assert!(failures.is_empty(), "failing power-loss seeds: {failures:?} (of {})", seeds.len());
+    assert!(
+        failures.is_empty(),
+        "failing power-loss seeds: {failures:?} (of {})",
+        seeds.len()
+    );
     eprintln!("{} seeds: {mid} lost power mid-workload, {acked} acknowledged and {unknown} in-flight transactions", seeds.len());
     if seeds.len() >= 20 {
-        assert!(mid * 3 >= seeds.len(), "too few seeds lose power mid-workload ({mid}): widen the window");
-        assert!(mid * 10 <= seeds.len() * 9, "too few seeds finish the workload ({mid} crashed)");
+        assert!(
+            mid * 3 >= seeds.len(),
+            "too few seeds lose power mid-workload ({mid}): widen the window"
+        );
+        assert!(
+            mid * 10 <= seeds.len() * 9,
+            "too few seeds finish the workload ({mid} crashed)"
+        );
     }
 }

@@ -51,7 +51,8 @@ impl AlignedBuf {
     fn layout(len: usize) -> Layout {
         // The only failure is an alignment that is not a power of two or a
         // size overflowing isize; neither can happen for a real buffer.
-        Layout::from_size_align(len, BUF_ALIGN).expect("4 KiB alignment and a sane size form a valid layout")
+        Layout::from_size_align(len, BUF_ALIGN)
+            .expect("4 KiB alignment and a sane size form a valid layout")
     }
 
     pub fn len(&self) -> usize {
@@ -106,7 +107,11 @@ impl std::fmt::Debug for AlignedBuf {
 #[derive(Debug)]
 pub enum IoBuf {
     Owned(AlignedBuf),
-    Shared { buf: Arc<AlignedBuf>, start: usize, len: usize },
+    Shared {
+        buf: Arc<AlignedBuf>,
+        start: usize,
+        len: usize,
+    },
 }
 
 impl IoBuf {

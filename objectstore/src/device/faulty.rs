@@ -272,12 +272,22 @@ mod tests {
     fn cache_flush_and_power_loss() {
         let dev = FaultyDevice::new(64 * 4096, FaultConfig::new(1));
         write_at(&dev, 0, &[1u8; 4096], false).expect("write");
-        assert_eq!(read_at(&dev, 0, 4096).expect("read")[0], 1, "reads see the cache");
-        assert!(dev.media_image()[..4096].iter().all(|&b| b == 0), "not on media yet");
+        assert_eq!(
+            read_at(&dev, 0, 4096).expect("read")[0],
+            1,
+            "reads see the cache"
+        );
+        assert!(
+            dev.media_image()[..4096].iter().all(|&b| b == 0),
+            "not on media yet"
+        );
         dev.flush().expect("flush");
         assert!(dev.media_image()[..4096].iter().all(|&b| b == 1));
         write_at(&dev, 4096, &[2u8; 4096], true).expect("fua");
-        assert!(dev.media_image()[4096..8192].iter().all(|&b| b == 2), "fua is durable");
+        assert!(
+            dev.media_image()[4096..8192].iter().all(|&b| b == 2),
+            "fua is durable"
+        );
 
         // Unflushed writes: each block is either lost, kept, or torn.
         for i in 2..40u64 {
@@ -293,10 +303,16 @@ mod tests {
             } else if blk.iter().all(|&b| b == 0) {
                 lost += 1;
             } else {
-                assert!(blk.iter().all(|&b| b == 0 || b == i as u8), "torn, never foreign");
+                assert!(
+                    blk.iter().all(|&b| b == 0 || b == i as u8),
+                    "torn, never foreign"
+                );
             }
         }
-        assert!(kept > 0 && lost > 0, "a seed mixes outcomes: kept {kept}, lost {lost}");
+        assert!(
+            kept > 0 && lost > 0,
+            "a seed mixes outcomes: kept {kept}, lost {lost}"
+        );
         assert_eq!(img, dev.power_loss_image(7), "same seed, same image");
     }
 
@@ -306,9 +322,15 @@ mod tests {
         dev.arm_crash(Some(3));
         write_at(&dev, 0, &[1u8; 4096], false).expect("op 1");
         dev.flush().expect("op 2");
-        assert_eq!(write_at(&dev, 4096, &[1u8; 4096], true), Err(DeviceError::PowerLost));
+        assert_eq!(
+            write_at(&dev, 4096, &[1u8; 4096], true),
+            Err(DeviceError::PowerLost)
+        );
         assert_eq!(dev.flush(), Err(DeviceError::PowerLost));
         assert!(dev.crashed());
-        assert!(dev.media_image()[4096..8192].iter().all(|&b| b == 0), "crashing FUA never durable");
+        assert!(
+            dev.media_image()[4096..8192].iter().all(|&b| b == 0),
+            "crashing FUA never durable"
+        );
     }
 }

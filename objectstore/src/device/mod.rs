@@ -131,7 +131,12 @@ pub fn read_at(dev: &dyn BlockDevice, offset: u64, len: usize) -> Result<Aligned
 }
 
 /// Writes `data` at `offset` (both aligned), optionally with FUA.
-pub fn write_at(dev: &dyn BlockDevice, offset: u64, data: &[u8], fua: bool) -> Result<(), DeviceError> {
+pub fn write_at(
+    dev: &dyn BlockDevice,
+    offset: u64,
+    data: &[u8],
+    fua: bool,
+) -> Result<(), DeviceError> {
     let mut ops = [IoOp::write(offset, AlignedBuf::from_slice(data), fua)];
     dev.submit(&mut ops)
 }

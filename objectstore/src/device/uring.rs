@@ -90,7 +90,10 @@ impl UringDevice {
             let mut size: u64 = 0;
             // SAFETY: BLKGETSIZE64 writes one u64 through the pointer.
             if unsafe { libc::ioctl(fd, BLKGETSIZE64, &mut size as *mut u64) } != 0 {
-                return Err(open_err(format!("BLKGETSIZE64: {}", std::io::Error::last_os_error())));
+                return Err(open_err(format!(
+                    "BLKGETSIZE64: {}",
+                    std::io::Error::last_os_error()
+                )));
             }
             let mut sector: libc::c_int = 0;
             // SAFETY: BLKSSZGET writes one int through the pointer.
@@ -108,7 +111,8 @@ impl UringDevice {
             return Err(open_err("not a block device or a regular file".into()));
         };
         if opts.lock {
-            let deadline = std::time::Instant::now() + std::time::Duration::from_millis(opts.lock_wait_ms);
+            let deadline =
+                std::time::Instant::now() + std::time::Duration::from_millis(opts.lock_wait_ms);
             // SAFETY: plain flock on our own descriptor.
             while unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
                 let e = std::io::Error::last_os_error();
@@ -188,7 +192,11 @@ fn entry(fd: types::Fd, op: &mut IoOp, user_data: u64) -> io_uring::squeue::Entr
 
 /// Runs the batch on one ring. Returns the first error and whether the ring
 /// may be reused (false when entries were pushed but never submitted).
-fn run_batch(ring: &mut IoUring, fd: types::Fd, ops: &mut [IoOp]) -> (Result<(), DeviceError>, bool) {
+fn run_batch(
+    ring: &mut IoUring,
+    fd: types::Fd,
+    ops: &mut [IoOp],
+) -> (Result<(), DeviceError>, bool) {
     let mut first_err: Option<DeviceError> = None;
     let mut next = 0usize;
     let mut in_flight = 0usize; // taken by the kernel, not completed
@@ -207,10 +215,11 @@ fn run_batch(ring: &mut IoUring, fd: types::Fd, ops: &mut [IoOp]) -> (Result<(),
                 queued += 1;
             }
         }
-        if in_flight == 0 && (queued == 0 || first_err.is_some()) {
-            if first_err.is_some() || next >= ops.len() {
-                break;
-            }
+        if in_flight == 0
+            && (queued == 0 || first_err.is_some())
+            && (first_err.is_some() || next >= ops.len())
+        {
+            break;
         }
         match ring.submit_and_wait(1) {
             Ok(n) => {
@@ -218,7 +227,11 @@ fn run_batch(ring: &mut IoUring, fd: types::Fd, ops: &mut [IoOp]) -> (Result<(),
                 queued -= n;
                 in_flight += n;
             }
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EAGAIN) | Some(libc::EBUSY)) => {}
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EINTR) | Some(libc::EAGAIN) | Some(libc::EBUSY)
+                ) => {}
             Err(e) => {
                 first_err.get_or_insert(DeviceError::Io {
                     op: "submit",
@@ -312,14 +325,23 @@ mod tests {
         let b = read_at(&dev, 5 * 4096, 4096).expect("read");
         assert!(b.iter().all(|&x| x == 5));
         let mut bad = [IoOp::read(100, 4096)];
-        assert!(matches!(dev.submit(&mut bad), Err(DeviceError::Misaligned { .. })));
+        assert!(matches!(
+            dev.submit(&mut bad),
+            Err(DeviceError::Misaligned { .. })
+        ));
         let mut past = [IoOp::read(1 << 20, 4096)];
-        assert!(matches!(dev.submit(&mut past), Err(DeviceError::OutOfRange { .. })));
+        assert!(matches!(
+            dev.submit(&mut past),
+            Err(DeviceError::OutOfRange { .. })
+        ));
         let quick = UringOptions {
             lock_wait_ms: 50,
             ..UringOptions::default()
         };
-        assert!(matches!(UringDevice::open(&path, quick), Err(DeviceError::Locked { .. })));
+        assert!(matches!(
+            UringDevice::open(&path, quick),
+            Err(DeviceError::Locked { .. })
+        ));
         drop(dev);
         assert!(UringDevice::open(&path, UringOptions::default()).is_ok());
     }

@@ -35,7 +35,8 @@ impl ShardSet {
         if !self.shards.contains_key(&idx) {
             let key = keys::extent_shard(self.nid, idx);
             let shard = match batch.kv.get(&batch.sh.kv, &key)? {
-                Some(v) => Shard::from_bytes(&v).map_err(|e| StoreError::corrupt(keys::describe(&key), e))?,
+                Some(v) => Shard::from_bytes(&v)
+                    .map_err(|e| StoreError::corrupt(keys::describe(&key), e))?,
                 None => Shard::default(),
             };
             self.shards.insert(idx, shard);
@@ -48,13 +49,17 @@ impl ShardSet {
         let start = keys::extent_shard(self.nid, from);
         let (_, end) = keys::nid_range(keys::P_EXTENT, self.nid);
         for (k, v) in batch.kv.scan(&batch.sh.kv, &start, &end, usize::MAX)? {
-            let Some((_, _, rest)) = keys::parse_nid_key(&k) else { continue };
+            let Some((_, _, rest)) = keys::parse_nid_key(&k) else {
+                continue;
+            };
             let Ok(idx) = <[u8; 4]>::try_from(rest).map(u32::from_be_bytes) else {
                 return Err(StoreError::corrupt(keys::describe(&k), "bad shard key"));
             };
-            if !self.shards.contains_key(&idx) {
-                let s = Shard::from_bytes(&v).map_err(|e| StoreError::corrupt(keys::describe(&k), e))?;
-                self.shards.insert(idx, s);
+            if let std::collections::btree_map::Entry::Vacant(slot) = self.shards.entry(idx) {
+                slot.insert(
+                    Shard::from_bytes(&v)
+                        .map_err(|e| StoreError::corrupt(keys::describe(&k), e))?,
+                );
             }
         }
         Ok(())
@@ -65,7 +70,12 @@ impl ShardSet {
         Ok(self.load(batch, idx)?.get(i))
     }
 
-    pub fn set(&mut self, batch: &Batch<'_>, block: u64, m: Option<BlockMap>) -> Result<Option<BlockMap>, StoreError> {
+    pub fn set(
+        &mut self,
+        batch: &Batch<'_>,
+        block: u64,
+        m: Option<BlockMap>,
+    ) -> Result<Option<BlockMap>, StoreError> {
         let (idx, i) = shard_of(block);
         let old = self.load(batch, idx)?.set(i, m);
         self.dirty.insert(idx);
@@ -77,7 +87,10 @@ impl ShardSet {
         let per = crate::onode::SHARD_BLOCKS;
         self.shards
             .iter()
-            .flat_map(|(&idx, s)| s.mapped().map(move |(i, m)| (idx as u64 * per + i as u64, m)))
+            .flat_map(|(&idx, s)| {
+                s.mapped()
+                    .map(move |(i, m)| (idx as u64 * per + i as u64, m))
+            })
             .collect()
     }
 
@@ -155,7 +168,10 @@ impl Batch<'_> {
     fn read_logical(&self, ss: &mut ShardSet, b: u64) -> Result<Vec<u8>, StoreError> {
         match ss.get(self, b)? {
             None => Ok(vec![0u8; BS]),
-            Some(m) => Ok(self.read_phys(&[(m.phys, m.csum)])?.pop().unwrap_or_default()),
+            Some(m) => Ok(self
+                .read_phys(&[(m.phys, m.csum)])?
+                .pop()
+                .unwrap_or_default()),
         }
     }
 
@@ -177,8 +193,8 @@ impl Batch<'_> {
         let b1 = end.div_ceil(BLOCK_SIZE);
         let n = (b1 - b0) as usize;
         let mut buf = AlignedBuf::zeroed(n * BS);
-        let head_partial = off % BLOCK_SIZE != 0;
-        let tail_partial = end % BLOCK_SIZE != 0;
+        let head_partial = !off.is_multiple_of(BLOCK_SIZE);
+        let tail_partial = !end.is_multiple_of(BLOCK_SIZE);
         if head_partial || (n == 1 && tail_partial) {
             buf[..BS].copy_from_slice(&self.read_logical(ss, b0)?);
         }
@@ -204,14 +220,17 @@ impl Batch<'_> {
             current.push(ss.get(self, b0 + i as u64)?);
         }
         let holes = current.iter().filter(|m| m.is_none()).count() as u64;
-        let mut fresh = self.allocate(holes)?.into_iter().flat_map(|e| e.start..e.start + e.len);
+        let mut fresh = self
+            .allocate(holes)?
+            .into_iter()
+            .flat_map(|e| e.start..e.start + e.len);
         for (i, cur) in current.into_iter().enumerate() {
             let block = &buf[i * BS..(i + 1) * BS];
             let phys = match cur {
                 Some(m) => m.phys,
-                None => fresh
-                    .next()
-                    .ok_or_else(|| StoreError::corrupt("allocator", "returned fewer blocks than asked"))?,
+                None => fresh.next().ok_or_else(|| {
+                    StoreError::corrupt("allocator", "returned fewer blocks than asked")
+                })?,
             };
             let csum = crc32c::crc32c(block);
             self.set_deferred(phys, block.into());
@@ -234,14 +253,23 @@ impl Batch<'_> {
             let part = if single {
                 whole.take().unwrap_or_else(|| AlignedBuf::zeroed(0))
             } else {
-                let src = whole.as_ref().map(|b| &b[copied_from..copied_from + e.len as usize * BS]);
+                let src = whole
+                    .as_ref()
+                    .map(|b| &b[copied_from..copied_from + e.len as usize * BS]);
                 AlignedBuf::from_slice(src.unwrap_or(&[]))
             };
             copied_from += e.len as usize * BS;
             for i in 0..e.len {
                 let block = &part[i as usize * BS..(i as usize + 1) * BS];
                 let csum = crc32c::crc32c(block);
-                if let Some(old) = ss.set(self, logical, Some(BlockMap { phys: e.start + i, csum }))? {
+                if let Some(old) = ss.set(
+                    self,
+                    logical,
+                    Some(BlockMap {
+                        phys: e.start + i,
+                        csum,
+                    }),
+                )? {
                     self.free_block(old.phys);
                 }
                 logical += 1;
@@ -266,7 +294,12 @@ impl Batch<'_> {
 
     /// Makes `[off, off + len)` read as zeros: whole blocks are unmapped,
     /// partial ones rewritten in place.
-    pub(crate) fn zero_range(&mut self, ss: &mut ShardSet, off: u64, len: u64) -> Result<(), StoreError> {
+    pub(crate) fn zero_range(
+        &mut self,
+        ss: &mut ShardSet,
+        off: u64,
+        len: u64,
+    ) -> Result<(), StoreError> {
         if len == 0 {
             return Ok(());
         }
@@ -286,7 +319,11 @@ impl Batch<'_> {
     }
 
     /// Frees every mapped block with logical index >= `from_block`.
-    pub(crate) fn unmap_from(&mut self, ss: &mut ShardSet, from_block: u64) -> Result<(), StoreError> {
+    pub(crate) fn unmap_from(
+        &mut self,
+        ss: &mut ShardSet,
+        from_block: u64,
+    ) -> Result<(), StoreError> {
         ss.load_from(self, shard_of(from_block).0)?;
         for (b, _) in ss.loaded_mapped() {
             if b >= from_block {

@@ -194,7 +194,10 @@ impl<'a> Batch<'a> {
     fn free_block(&mut self, phys: u64) {
         match self.undo.frees.last_mut() {
             Some(e) if e.start + e.len == phys => e.len += 1,
-            _ => self.undo.frees.push(Extent { start: phys, len: 1 }),
+            _ => self.undo.frees.push(Extent {
+                start: phys,
+                len: 1,
+            }),
         }
     }
 
@@ -231,10 +234,14 @@ impl<'a> Batch<'a> {
             }
         }
         if self.next_nid != self.nid_at_start {
-            self.kv.put(keys::STORE_NEXT_NID.to_vec(), self.next_nid.to_le_bytes().to_vec());
+            self.kv.put(
+                keys::STORE_NEXT_NID.to_vec(),
+                self.next_nid.to_le_bytes().to_vec(),
+            );
         }
         if self.stats != self.stats_at_start {
-            self.kv.put(keys::STORE_STATS.to_vec(), self.stats.to_bytes());
+            self.kv
+                .put(keys::STORE_STATS.to_vec(), self.stats.to_bytes());
         }
         self.kv.commit();
         let mut blocks: Vec<(u64, Box<[u8]>)> = self.deferred.into_iter().collect();
@@ -243,7 +250,10 @@ impl<'a> Batch<'a> {
         for (p, _) in &blocks {
             match runs.last_mut() {
                 Some(r) if r.phys + r.blocks as u64 == *p => r.blocks += 1,
-                _ => runs.push(DeferredRun { phys: *p, blocks: 1 }),
+                _ => runs.push(DeferredRun {
+                    phys: *p,
+                    blocks: 1,
+                }),
             }
         }
         Prepared {

@@ -11,8 +11,8 @@ use crate::layout::BLOCK_SIZE;
 use crate::onode::{CollectionRecord, Onode};
 use crate::txn::Op;
 use crate::types::{
-    check_omap_key, check_omap_value, check_xattr_name, CollectionId, ObjectId, MAX_OBJECT_SIZE_BYTES,
-    MAX_XATTRS_TOTAL_BYTES,
+    check_omap_key, check_omap_value, check_xattr_name, CollectionId, ObjectId,
+    MAX_OBJECT_SIZE_BYTES, MAX_XATTRS_TOTAL_BYTES,
 };
 
 fn not_found(c: &CollectionId, o: &ObjectId) -> StoreError {
@@ -39,8 +39,18 @@ impl Batch<'_> {
             Op::CreateCollection(c) => self.op_create_collection(c),
             Op::RemoveCollection(c) => self.op_remove_collection(c),
             Op::Touch(c, o) => self.get_or_create(c, o).map(|_| ()),
-            Op::Write { cid, oid, offset, data } => self.op_write(cid, oid, *offset, data),
-            Op::Zero { cid, oid, offset, len } => self.op_zero(cid, oid, *offset, *len),
+            Op::Write {
+                cid,
+                oid,
+                offset,
+                data,
+            } => self.op_write(cid, oid, *offset, data),
+            Op::Zero {
+                cid,
+                oid,
+                offset,
+                len,
+            } => self.op_zero(cid, oid, *offset, *len),
             Op::Truncate { cid, oid, size } => self.op_truncate(cid, oid, *size),
             Op::Remove(c, o) => {
                 let on = self.require_onode(c, o)?;
@@ -164,7 +174,9 @@ impl Batch<'_> {
         if self.coll_exists(c)? {
             return Err(StoreError::CollectionExists(c.to_string()));
         }
-        let rec = CollectionRecord { created_seq: self.seq };
+        let rec = CollectionRecord {
+            created_seq: self.seq,
+        };
         self.kv.put(keys::collection(c), rec.to_bytes());
         Ok(())
     }
@@ -180,7 +192,13 @@ impl Batch<'_> {
         Ok(())
     }
 
-    fn op_write(&mut self, c: &CollectionId, o: &ObjectId, offset: u64, data: &[u8]) -> Result<(), StoreError> {
+    fn op_write(
+        &mut self,
+        c: &CollectionId,
+        o: &ObjectId,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), StoreError> {
         let len = data.len() as u64;
         let end = check_end(offset, len)?;
         let mut on = self.get_or_create(c, o)?;
@@ -189,7 +207,9 @@ impl Batch<'_> {
         }
         let covered = (end.div_ceil(BLOCK_SIZE) - offset / BLOCK_SIZE) * BLOCK_SIZE;
         let s = &self.sh.settings;
-        let mode = if len <= s.deferred_max_bytes && self.undo.deferred_bytes + covered <= s.deferred_txn_max_bytes {
+        let mode = if len <= s.deferred_max_bytes
+            && self.undo.deferred_bytes + covered <= s.deferred_txn_max_bytes
+        {
             Mode::Deferred
         } else {
             Mode::Big
@@ -205,7 +225,13 @@ impl Batch<'_> {
         Ok(())
     }
 
-    fn op_zero(&mut self, c: &CollectionId, o: &ObjectId, offset: u64, len: u64) -> Result<(), StoreError> {
+    fn op_zero(
+        &mut self,
+        c: &CollectionId,
+        o: &ObjectId,
+        offset: u64,
+        len: u64,
+    ) -> Result<(), StoreError> {
         let end = check_end(offset, len)?;
         let mut on = self.get_or_create(c, o)?;
         if len == 0 {
@@ -234,7 +260,13 @@ impl Batch<'_> {
             // growing the object later exposes zeros.
             let tail = size % BLOCK_SIZE;
             if tail != 0 && ss.get(self, size / BLOCK_SIZE)?.is_some() {
-                self.write_range(&mut ss, size, BLOCK_SIZE - tail, Fill::Zeros, Mode::Deferred)?;
+                self.write_range(
+                    &mut ss,
+                    size,
+                    BLOCK_SIZE - tail,
+                    Fill::Zeros,
+                    Mode::Deferred,
+                )?;
             }
             ss.store(self);
         }
@@ -244,7 +276,12 @@ impl Batch<'_> {
     }
 
     /// Deletes an object and everything that hangs off its nid.
-    fn remove_object(&mut self, c: &CollectionId, o: &ObjectId, on: Onode) -> Result<(), StoreError> {
+    fn remove_object(
+        &mut self,
+        c: &CollectionId,
+        o: &ObjectId,
+        on: Onode,
+    ) -> Result<(), StoreError> {
         let mut ss = ShardSet::new(on.nid);
         self.unmap_from(&mut ss, 0)?;
         self.kv.delete(keys::onode(c, o));
@@ -258,7 +295,12 @@ impl Batch<'_> {
         Ok(())
     }
 
-    fn op_clone(&mut self, c: &CollectionId, src: &ObjectId, dst: &ObjectId) -> Result<(), StoreError> {
+    fn op_clone(
+        &mut self,
+        c: &CollectionId,
+        src: &ObjectId,
+        dst: &ObjectId,
+    ) -> Result<(), StoreError> {
         let src_on = self.require_onode(c, src)?;
         if src == dst {
             return Ok(());
@@ -284,7 +326,9 @@ impl Batch<'_> {
         let contents = self.read_phys(&wanted)?;
         let total = mapped.len() as u64 * BLOCK_SIZE;
         let s = &self.sh.settings;
-        let mode = if total <= s.deferred_max_bytes && self.undo.deferred_bytes + total <= s.deferred_txn_max_bytes {
+        let mode = if total <= s.deferred_max_bytes
+            && self.undo.deferred_bytes + total <= s.deferred_txn_max_bytes
+        {
             Mode::Deferred
         } else {
             Mode::Big
@@ -298,7 +342,13 @@ impl Batch<'_> {
                 j += 1;
             }
             let data: Vec<u8> = contents[i..j].concat();
-            self.write_range(&mut dst_ss, mapped[i].0 * BLOCK_SIZE, data.len() as u64, Fill::Data(&data), mode)?;
+            self.write_range(
+                &mut dst_ss,
+                mapped[i].0 * BLOCK_SIZE,
+                data.len() as u64,
+                Fill::Data(&data),
+                mode,
+            )?;
             i = j;
         }
         dst_ss.store(self);

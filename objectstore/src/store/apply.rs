@@ -45,9 +45,17 @@ pub(crate) struct Applier {
 }
 
 /// Writes `sb` to superblock slot `slot` with FUA.
-pub(crate) fn write_superblock(dev: &dyn BlockDevice, sb: &Superblock, slot: usize) -> Result<(), StoreError> {
+pub(crate) fn write_superblock(
+    dev: &dyn BlockDevice,
+    sb: &Superblock,
+    slot: usize,
+) -> Result<(), StoreError> {
     let block = encode_block(SUPERBLOCK_MAGIC, sb);
-    let mut ops = [IoOp::write(SUPERBLOCK_OFFSETS[slot], AlignedBuf::from_slice(&block), true)];
+    let mut ops = [IoOp::write(
+        SUPERBLOCK_OFFSETS[slot],
+        AlignedBuf::from_slice(&block),
+        true,
+    )];
     dev.submit(&mut ops)?;
     Ok(())
 }
@@ -92,7 +100,9 @@ impl Applier {
         };
         for (&phys, &(i, off)) in &latest {
             run = match run {
-                Some((ri, rp, ro, n)) if ri == i && rp + n as u64 == phys && ro + n * bs == off && n < max_blocks => {
+                Some((ri, rp, ro, n))
+                    if ri == i && rp + n as u64 == phys && ro + n * bs == off && n < max_blocks =>
+                {
                     Some((ri, rp, ro, n + 1))
                 }
                 Some(r) => {
@@ -126,7 +136,9 @@ impl Applier {
         if self.last.is_none() {
             return false;
         }
-        if self.last_checkpoint.elapsed() >= Duration::from_millis(sh.settings.checkpoint_interval_ms) {
+        if self.last_checkpoint.elapsed()
+            >= Duration::from_millis(sh.settings.checkpoint_interval_ms)
+        {
             return true;
         }
         let sp = sh.space.lock();
@@ -135,7 +147,8 @@ impl Applier {
 
     /// Time until the interval checkpoint is due.
     pub fn until_due(&self, sh: &Shared) -> Duration {
-        Duration::from_millis(sh.settings.checkpoint_interval_ms).saturating_sub(self.last_checkpoint.elapsed())
+        Duration::from_millis(sh.settings.checkpoint_interval_ms)
+            .saturating_sub(self.last_checkpoint.elapsed())
     }
 
     /// Makes everything applied durable and trims the journal up to it;
@@ -162,7 +175,10 @@ impl Applier {
         if let Some((seq, _)) = self.last.take() {
             sh.alloc.lock().release_through(seq);
         }
-        sh.space.lock().ring.release(std::mem::take(&mut self.consumed_since));
+        sh.space
+            .lock()
+            .ring
+            .release(std::mem::take(&mut self.consumed_since));
         sh.space_cv.notify_all();
         self.last_checkpoint = Instant::now();
         sh.perf.inc(perf::L_CHECKPOINTS, 1);
@@ -177,7 +193,11 @@ pub(crate) fn run(sh: Arc<Shared>, mut a: Applier) -> Applier {
     loop {
         let (items, requested, shutdown) = {
             let mut q = sh.apply_q.lock();
-            while q.items.is_empty() && !q.checkpoint_requested && !q.shutdown && sh.poisoned().is_none() {
+            while q.items.is_empty()
+                && !q.checkpoint_requested
+                && !q.shutdown
+                && sh.poisoned().is_none()
+            {
                 let wait = if a.last.is_some() {
                     a.until_due(&sh).max(Duration::from_millis(1))
                 } else {

@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::apply::{ApplyItem, Applier};
+use super::apply::{Applier, ApplyItem};
 use super::{Queued, Shared};
 use crate::device::{IoBuf, IoOp};
 use crate::error::StoreError;
@@ -50,7 +50,9 @@ fn take_batch(sh: &Shared) -> Option<Vec<Queued>> {
     let mut bytes = 0u64;
     while let Some(front) = q.txns.front() {
         let b = front.txn.payload_bytes();
-        if !out.is_empty() && (out.len() >= sh.settings.max_batch_txns || bytes + b > sh.settings.max_batch_bytes) {
+        if !out.is_empty()
+            && (out.len() >= sh.settings.max_batch_txns || bytes + b > sh.settings.max_batch_bytes)
+        {
             break;
         }
         bytes += b;
@@ -79,12 +81,20 @@ pub(crate) fn run(sh: Arc<Shared>, mut st: CommitState, mut inline: Option<Appli
     CommitExit { applier: inline }
 }
 
-fn run_batch(sh: &Shared, st: &mut CommitState, txns: Vec<Queued>, mut inline: Option<&mut Applier>) {
+fn run_batch(
+    sh: &Shared,
+    st: &mut CommitState,
+    txns: Vec<Queued>,
+    mut inline: Option<&mut Applier>,
+) {
     let t_prep = Instant::now();
     let mut batch = Batch::new(sh, st.next_seq, st.next_nid, st.stats);
     let mut accepted: Vec<Queued> = Vec::new();
     let mut leftover: VecDeque<Queued> = VecDeque::new();
-    let max_record = sh.settings.max_record_bytes.min(sh.layout.journal_bytes / 4);
+    let max_record = sh
+        .settings
+        .max_record_bytes
+        .min(sh.layout.journal_bytes / 4);
     let mut pending = txns.into_iter();
     while let Some(q) = pending.next() {
         if !leftover.is_empty() {
@@ -132,8 +142,13 @@ fn run_batch(sh: &Shared, st: &mut CommitState, txns: Vec<Queued>, mut inline: O
         return;
     }
     sh.perf.tinc(perf::L_PREPARE_LAT, t_prep.elapsed());
-    let (seq, next_nid, stats, counters, n_ok) =
-        (batch.seq, batch.next_nid, batch.stats, batch.counters, batch.n_ok);
+    let (seq, next_nid, stats, counters, n_ok) = (
+        batch.seq,
+        batch.next_nid,
+        batch.stats,
+        batch.counters,
+        batch.n_ok,
+    );
     let prepared = batch.finish();
     match write_and_apply(sh, st, seq, n_ok, prepared, inline.as_deref_mut()) {
         Ok(item) => {
@@ -150,7 +165,10 @@ fn run_batch(sh: &Shared, st: &mut CommitState, txns: Vec<Queued>, mut inline: O
             p.inc(perf::L_BIG_WRITE_OPS, counters.big_ops);
             p.inc(perf::L_BIG_WRITE_BYTES, counters.big_bytes);
             p.inc(perf::L_ALLOCATIONS, counters.allocations);
-            p.set(perf::L_ALLOCATED_BYTES, sh.alloc.lock().used_blocks() * BLOCK_SIZE);
+            p.set(
+                perf::L_ALLOCATED_BYTES,
+                sh.alloc.lock().used_blocks() * BLOCK_SIZE,
+            );
             for q in accepted {
                 p.tinc(perf::L_COMMIT_LAT, q.queued_at.elapsed());
                 q.done.complete(Ok(()));
@@ -168,7 +186,11 @@ fn run_batch(sh: &Shared, st: &mut CommitState, txns: Vec<Queued>, mut inline: O
 
 /// Reserves journal room for `blocks`, waiting for (or, inline, running)
 /// a checkpoint when the journal is full.
-fn reserve(sh: &Shared, blocks: u64, mut inline: Option<&mut Applier>) -> Result<Placement, StoreError> {
+fn reserve(
+    sh: &Shared,
+    blocks: u64,
+    mut inline: Option<&mut Applier>,
+) -> Result<Placement, StoreError> {
     loop {
         {
             let mut sp = sh.space.lock();
@@ -292,7 +314,11 @@ fn write_and_apply(
 
 /// Hands a committed record to the apply thread (bounded by
 /// `max_unapplied_bytes`), or applies it here in inline mode.
-fn hand_to_apply(sh: &Shared, item: ApplyItem, inline: Option<&mut Applier>) -> Result<(), StoreError> {
+fn hand_to_apply(
+    sh: &Shared,
+    item: ApplyItem,
+    inline: Option<&mut Applier>,
+) -> Result<(), StoreError> {
     if let Some(a) = inline {
         a.apply(sh, std::slice::from_ref(&item))?;
         if a.checkpoint_due(sh) {

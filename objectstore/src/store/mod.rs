@@ -24,8 +24,8 @@ use kalmar_common::perf::PerfCounters;
 use parking_lot::{Condvar, Mutex};
 use uuid::Uuid;
 
-pub use mount::default_db_path;
 pub(crate) use apply::ApplyItem;
+pub use mount::default_db_path;
 
 use crate::alloc::Allocator;
 use crate::completion::{pair, Commit, Completer, Completion, ReadFuture};
@@ -132,7 +132,10 @@ impl ObjectStore {
     /// Mounts the store on `path`: checks the label, takes the device's
     /// exclusive lock, replays the journal and starts the store's threads.
     pub fn mount(path: &Path, opts: &MountOptions) -> Result<ObjectStore, StoreError> {
-        let dev = Arc::new(crate::device::UringDevice::open(path, opts.settings.uring.clone())?);
+        let dev = Arc::new(crate::device::UringDevice::open(
+            path,
+            opts.settings.uring.clone(),
+        )?);
         ObjectStore::mount_device(dev, path, opts)
     }
 
@@ -143,17 +146,26 @@ impl ObjectStore {
 
     /// Mounts a store on any [`BlockDevice`]; `path` locates the metadata
     /// directory when `opts.db_path` is unset.
-    pub fn mount_device(dev: Arc<dyn BlockDevice>, path: &Path, opts: &MountOptions) -> Result<ObjectStore, StoreError> {
+    pub fn mount_device(
+        dev: Arc<dyn BlockDevice>,
+        path: &Path,
+        opts: &MountOptions,
+    ) -> Result<ObjectStore, StoreError> {
         let (sh, commit_state, applier) = mount::mount(dev, path, opts)?;
         let sh = Arc::new(sh);
         let (apply_thread, inline) = if sh.settings.apply_inline {
             (None, Some(applier))
         } else {
             let sh2 = sh.clone();
-            (Some(spawn("kalmar-os-apply", move || apply::run(sh2, applier))?), None)
+            (
+                Some(spawn("kalmar-os-apply", move || apply::run(sh2, applier))?),
+                None,
+            )
         };
         let sh2 = sh.clone();
-        let commit = spawn("kalmar-os-commit", move || commit::run(sh2, commit_state, inline))?;
+        let commit = spawn("kalmar-os-commit", move || {
+            commit::run(sh2, commit_state, inline)
+        })?;
         let readers = readers::ReaderPool::start(sh.clone())?;
         Ok(ObjectStore {
             sh,
@@ -184,7 +196,10 @@ impl ObjectStore {
             Some(h) => {
                 self.sh.apply_q.lock().shutdown = true;
                 self.sh.apply_cv.notify_all();
-                Some(h.join().map_err(|_| StoreError::Poisoned("apply thread panicked".into()))?)
+                Some(
+                    h.join()
+                        .map_err(|_| StoreError::Poisoned("apply thread panicked".into()))?,
+                )
             }
             None => exit.applier,
         };
@@ -230,12 +245,18 @@ impl ObjectStore {
     /// they share a group commit when the bounds allow).
     pub fn queue_transactions(&self, txns: Vec<Transaction>) -> Vec<Commit> {
         if let Some(reason) = self.sh.poisoned() {
-            return txns.iter().map(|_| Completion::ready(Err(StoreError::Poisoned(reason.clone())))).collect();
+            return txns
+                .iter()
+                .map(|_| Completion::ready(Err(StoreError::Poisoned(reason.clone()))))
+                .collect();
         }
         let now = Instant::now();
         let mut q = self.sh.queue.lock();
         if q.shutdown {
-            return txns.iter().map(|_| Completion::ready(Err(StoreError::Unmounted))).collect();
+            return txns
+                .iter()
+                .map(|_| Completion::ready(Err(StoreError::Unmounted)))
+                .collect();
         }
         let limit = self.sh.settings.max_queued_txns;
         let mut out = Vec::with_capacity(txns.len());
@@ -266,13 +287,25 @@ impl ObjectStore {
     /// none past it). Holes read as zeros. Every block is checksummed: a
     /// mismatch is a `Checksum` error, never wrong bytes. Blocking; see
     /// [`ObjectStore::read_async`].
-    pub fn read(&self, cid: &CollectionId, oid: &ObjectId, offset: u64, len: u64) -> Result<Bytes, StoreError> {
+    pub fn read(
+        &self,
+        cid: &CollectionId,
+        oid: &ObjectId,
+        offset: u64,
+        len: u64,
+    ) -> Result<Bytes, StoreError> {
         self.sh.read(cid, oid, offset, len)
     }
 
     /// [`ObjectStore::read`] on the store's reader threads; the future
     /// never blocks the executor.
-    pub fn read_async(&self, cid: &CollectionId, oid: &ObjectId, offset: u64, len: u64) -> ReadFuture<Bytes> {
+    pub fn read_async(
+        &self,
+        cid: &CollectionId,
+        oid: &ObjectId,
+        offset: u64,
+        len: u64,
+    ) -> ReadFuture<Bytes> {
         let (c, o) = (cid.clone(), oid.clone());
         self.spawn_read(move |sh| sh.read(&c, &o, offset, len))
     }
@@ -293,22 +326,39 @@ impl ObjectStore {
     }
 
     /// One xattr, `None` if absent; `ObjectNotFound` if the object is.
-    pub fn getattr(&self, cid: &CollectionId, oid: &ObjectId, name: &str) -> Result<Option<Bytes>, StoreError> {
+    pub fn getattr(
+        &self,
+        cid: &CollectionId,
+        oid: &ObjectId,
+        name: &str,
+    ) -> Result<Option<Bytes>, StoreError> {
         self.sh.getattr(cid, oid, name)
     }
 
     /// All xattrs in name order.
-    pub fn getattrs(&self, cid: &CollectionId, oid: &ObjectId) -> Result<Vec<(String, Bytes)>, StoreError> {
+    pub fn getattrs(
+        &self,
+        cid: &CollectionId,
+        oid: &ObjectId,
+    ) -> Result<Vec<(String, Bytes)>, StoreError> {
         self.sh.getattrs(cid, oid)
     }
 
-    pub fn getattrs_async(&self, cid: &CollectionId, oid: &ObjectId) -> ReadFuture<Vec<(String, Bytes)>> {
+    pub fn getattrs_async(
+        &self,
+        cid: &CollectionId,
+        oid: &ObjectId,
+    ) -> ReadFuture<Vec<(String, Bytes)>> {
         let (c, o) = (cid.clone(), oid.clone());
         self.spawn_read(move |sh| sh.getattrs(&c, &o))
     }
 
     /// The omap header, `None` if never set.
-    pub fn omap_get_header(&self, cid: &CollectionId, oid: &ObjectId) -> Result<Option<Bytes>, StoreError> {
+    pub fn omap_get_header(
+        &self,
+        cid: &CollectionId,
+        oid: &ObjectId,
+    ) -> Result<Option<Bytes>, StoreError> {
         self.sh.omap_get_header(cid, oid)
     }
 
@@ -345,7 +395,13 @@ impl ObjectStore {
     ) -> ReadFuture<Vec<(Bytes, Bytes)>> {
         let (c, o) = (cid.clone(), oid.clone());
         self.spawn_read(move |sh| {
-            sh.omap_iter(&c, &o, start.as_ref().map(|v| &v[..]), end.as_ref().map(|v| &v[..]), limit)
+            sh.omap_iter(
+                &c,
+                &o,
+                start.as_ref().map(|v| &v[..]),
+                end.as_ref().map(|v| &v[..]),
+                limit,
+            )
         })
     }
 
@@ -435,7 +491,10 @@ impl Drop for ObjectStore {
     }
 }
 
-fn spawn<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) -> Result<JoinHandle<T>, StoreError> {
+fn spawn<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<JoinHandle<T>, StoreError> {
     std::thread::Builder::new()
         .name(name.to_string())
         .spawn(f)

@@ -17,8 +17,8 @@ use crate::journal::{find_later_record, replay, JournalRing, ReplayStart};
 use crate::keys;
 use crate::kv::{Kv, KvOp, KvRead};
 use crate::layout::{
-    decode_block, encode_block, BlockCheck, Label, Layout, Superblock, BLOCK_SIZE, FORMAT_VERSION, LABEL_MAGIC,
-    LABEL_OFFSET, SUPERBLOCK_MAGIC, SUPERBLOCK_OFFSETS,
+    decode_block, encode_block, BlockCheck, Label, Layout, Superblock, BLOCK_SIZE, FORMAT_VERSION,
+    LABEL_MAGIC, LABEL_OFFSET, SUPERBLOCK_MAGIC, SUPERBLOCK_OFFSETS,
 };
 use crate::onode::StoreStats;
 use crate::overlay::DataOverlay;
@@ -66,10 +66,14 @@ fn clear_db_dir(p: &Path, force: bool) -> Result<(), StoreError> {
         return Ok(());
     }
     if !p.join("CURRENT").exists() {
-        return Err(err("exists, is not empty and holds no database; refusing to touch it".into()));
+        return Err(err(
+            "exists, is not empty and holds no database; refusing to touch it".into(),
+        ));
     }
     if !force {
-        return Err(err("already holds a metadata database; pass force to overwrite it".into()));
+        return Err(err(
+            "already holds a metadata database; pass force to overwrite it".into(),
+        ));
     }
     std::fs::remove_dir_all(p).map_err(|e| err(format!("cannot remove the old database: {e}")))
 }
@@ -77,7 +81,9 @@ fn clear_db_dir(p: &Path, force: bool) -> Result<(), StoreError> {
 pub(crate) fn mkfs_on(dev: &dyn BlockDevice, opts: &MkfsOptions) -> Result<(), StoreError> {
     let path = dev.path().to_path_buf();
     let size = dev.size_bytes();
-    let journal_bytes = opts.journal_bytes.unwrap_or_else(|| Layout::default_journal_bytes(size));
+    let journal_bytes = opts
+        .journal_bytes
+        .unwrap_or_else(|| Layout::default_journal_bytes(size));
     let layout = Layout::compute(size, journal_bytes).ok_or(StoreError::DeviceTooSmall {
         path: path.clone(),
         size_bytes: size,
@@ -91,7 +97,12 @@ pub(crate) fn mkfs_on(dev: &dyn BlockDevice, opts: &MkfsOptions) -> Result<(), S
             });
         }
     }
-    let db_path = absolute(&opts.db_path.clone().unwrap_or_else(|| default_db_path(&path, opts.osd_uuid)));
+    let db_path = absolute(
+        &opts
+            .db_path
+            .clone()
+            .unwrap_or_else(|| default_db_path(&path, opts.osd_uuid)),
+    );
     clear_db_dir(&db_path, opts.force)?;
     if let Some(parent) = db_path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| StoreError::MetadataDir {
@@ -117,7 +128,10 @@ pub(crate) fn mkfs_on(dev: &dyn BlockDevice, opts: &MkfsOptions) -> Result<(), S
     };
     let kv = Kv::create(&db_path, &Default::default())?;
     kv.write(&[
-        KvOp::Put(keys::STORE_KV_INSTANCE.to_vec(), label.kv_instance.as_bytes().to_vec()),
+        KvOp::Put(
+            keys::STORE_KV_INSTANCE.to_vec(),
+            label.kv_instance.as_bytes().to_vec(),
+        ),
         KvOp::Put(keys::STORE_NEXT_NID.to_vec(), 1u64.to_le_bytes().to_vec()),
         KvOp::Put(keys::STORE_STATS.to_vec(), StoreStats::default().to_bytes()),
     ])?;
@@ -125,7 +139,12 @@ pub(crate) fn mkfs_on(dev: &dyn BlockDevice, opts: &MkfsOptions) -> Result<(), S
     drop(kv);
 
     // The label goes last, so a half-made store never mounts.
-    write_at(dev, layout.journal_offset, &[0u8; BLOCK_SIZE as usize], false)?;
+    write_at(
+        dev,
+        layout.journal_offset,
+        &[0u8; BLOCK_SIZE as usize],
+        false,
+    )?;
     let sb = Superblock {
         sb_seq: 1,
         journal_start_pos: 0,
@@ -146,13 +165,19 @@ pub(crate) fn mkfs_on(dev: &dyn BlockDevice, opts: &MkfsOptions) -> Result<(), S
 
 /// Reads both superblock copies; returns the newest valid one and the slot
 /// the next write goes to.
-fn read_superblock(dev: &dyn BlockDevice, path: &Path, label: &Label) -> Result<(Superblock, usize), StoreError> {
+fn read_superblock(
+    dev: &dyn BlockDevice,
+    path: &Path,
+    label: &Label,
+) -> Result<(Superblock, usize), StoreError> {
     let mut best: Option<(Superblock, usize)> = None;
     let mut problems = Vec::new();
     for (slot, &off) in SUPERBLOCK_OFFSETS.iter().enumerate() {
         let block = read_at(dev, off, BLOCK_SIZE as usize)?;
         match decode_block::<Superblock>(SUPERBLOCK_MAGIC, &block) {
-            Ok(sb) if sb.osd_uuid != label.osd_uuid => problems.push(format!("copy {slot}: another osd's")),
+            Ok(sb) if sb.osd_uuid != label.osd_uuid => {
+                problems.push(format!("copy {slot}: another osd's"))
+            }
             Ok(sb) => {
                 if best.as_ref().is_none_or(|(b, _)| sb.sb_seq > b.sb_seq) {
                     best = Some((sb, slot));
@@ -173,7 +198,11 @@ fn read_superblock(dev: &dyn BlockDevice, path: &Path, label: &Label) -> Result<
     }
 }
 
-fn check_label(dev: &dyn BlockDevice, path: &Path, opts: &MountOptions) -> Result<(Label, Layout), StoreError> {
+fn check_label(
+    dev: &dyn BlockDevice,
+    path: &Path,
+    opts: &MountOptions,
+) -> Result<(Label, Layout), StoreError> {
     let label = match read_label(dev)? {
         Ok(l) => l,
         Err(BlockCheck::BadMagic) => {
@@ -289,16 +318,26 @@ fn replay_journal(
     tracing::info!(path = %path.display(), records = end.records, next_seq = end.seq, stop = %end.reason,
         "journal replayed");
     if end.damaged || !sb.clean_umount {
-        if let Some((later, pos)) = find_later_record(dev, layout, label.journal_nonce, end.seq, sb.generation)? {
+        if let Some((later, pos)) =
+            find_later_record(dev, layout, label.journal_nonce, end.seq, sb.generation)?
+        {
             let offset = layout.journal_offset + end.pos * BLOCK_SIZE;
             if !opts.discard_journal_after_corruption {
                 return Err(StoreError::JournalCorrupt {
                     seq: end.seq,
                     offset,
-                    detail: format!("{}; a valid record seq {later} follows at block {pos}", end.reason),
+                    detail: format!(
+                        "{}; a valid record seq {later} follows at block {pos}",
+                        end.reason
+                    ),
                 });
             }
-            tracing::error!(seq = end.seq, offset, later, "discarding journal records after a corrupt one");
+            tracing::error!(
+                seq = end.seq,
+                offset,
+                later,
+                "discarding journal records after a corrupt one"
+            );
         } else if end.damaged {
             tracing::warn!(seq = end.seq, reason = %end.reason, "journal ends in a torn record (not acknowledged)");
         }
@@ -354,14 +393,22 @@ pub(crate) fn mount(
             a.copy_from_slice(&v);
             u64::from_le_bytes(a)
         }
-        _ => return Err(StoreError::corrupt("store next_nid", "missing or malformed")),
+        _ => {
+            return Err(StoreError::corrupt(
+                "store next_nid",
+                "missing or malformed",
+            ))
+        }
     };
     let stats = match kv.get(keys::STORE_STATS)? {
         Some(v) => StoreStats::from_bytes(&v).map_err(|e| StoreError::corrupt("store stats", e))?,
         None => return Err(StoreError::corrupt("store stats", "missing")),
     };
     let perf = crate::perf::build();
-    perf.set(crate::perf::L_ALLOCATED_BYTES, alloc.used_blocks() * BLOCK_SIZE);
+    perf.set(
+        crate::perf::L_ALLOCATED_BYTES,
+        alloc.used_blocks() * BLOCK_SIZE,
+    );
     let commit = CommitState {
         next_seq: seq,
         generation: sb.generation,

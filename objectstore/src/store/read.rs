@@ -40,10 +40,17 @@ struct Plan {
 }
 
 impl Shared {
-    fn onode_in(&self, r: &dyn KvRead, c: &CollectionId, o: &ObjectId) -> Result<Onode, StoreError> {
+    fn onode_in(
+        &self,
+        r: &dyn KvRead,
+        c: &CollectionId,
+        o: &ObjectId,
+    ) -> Result<Onode, StoreError> {
         let key = keys::onode(c, o);
         match r.get(&key)? {
-            Some(v) => Onode::from_bytes(&v).map_err(|e| StoreError::corrupt(keys::describe(&key), e)),
+            Some(v) => {
+                Onode::from_bytes(&v).map_err(|e| StoreError::corrupt(keys::describe(&key), e))
+            }
             None => {
                 if r.get(&keys::collection(c))?.is_none() {
                     Err(StoreError::CollectionNotFound(c.to_string()))
@@ -57,12 +64,20 @@ impl Shared {
     fn shard_in(&self, r: &dyn KvRead, nid: u64, idx: u32) -> Result<Shard, StoreError> {
         let key = keys::extent_shard(nid, idx);
         match r.get(&key)? {
-            Some(v) => Shard::from_bytes(&v).map_err(|e| StoreError::corrupt(keys::describe(&key), e)),
+            Some(v) => {
+                Shard::from_bytes(&v).map_err(|e| StoreError::corrupt(keys::describe(&key), e))
+            }
             None => Ok(Shard::default()),
         }
     }
 
-    pub fn read(&self, c: &CollectionId, o: &ObjectId, off: u64, len: u64) -> Result<Bytes, StoreError> {
+    pub fn read(
+        &self,
+        c: &CollectionId,
+        o: &ObjectId,
+        off: u64,
+        len: u64,
+    ) -> Result<Bytes, StoreError> {
         let t0 = Instant::now();
         let mut attempt = 0;
         loop {
@@ -86,7 +101,13 @@ impl Shared {
         }
     }
 
-    fn try_read(&self, c: &CollectionId, o: &ObjectId, off: u64, len: u64) -> Result<Bytes, StoreError> {
+    fn try_read(
+        &self,
+        c: &CollectionId,
+        o: &ObjectId,
+        off: u64,
+        len: u64,
+    ) -> Result<Bytes, StoreError> {
         let snap = self.kv.snapshot();
         let on = self.onode_in(&snap, c, o)?;
         if off >= on.size || len == 0 {
@@ -106,8 +127,8 @@ impl Shared {
         };
         for b in b0..b1 {
             let (idx, i) = shard_of(b);
-            if !shards.contains_key(&idx) {
-                shards.insert(idx, self.shard_in(&snap, on.nid, idx)?);
+            if let std::collections::hash_map::Entry::Vacant(e) = shards.entry(idx) {
+                e.insert(self.shard_in(&snap, on.nid, idx)?);
             }
             let Some(BlockMap { phys, csum }) = shards.get(&idx).and_then(|s| s.get(i)) else {
                 continue; // a hole: zeros
@@ -137,11 +158,18 @@ impl Shared {
         }
         let mut ops: Vec<IoOp> = plans
             .iter()
-            .map(|p| IoOp::read(self.layout.block_offset(p.phys), p.csums.len() * BS as usize))
+            .map(|p| {
+                IoOp::read(
+                    self.layout.block_offset(p.phys),
+                    p.csums.len() * BS as usize,
+                )
+            })
             .collect();
         self.dev.submit(&mut ops)?;
         for (plan, op) in plans.iter().zip(ops) {
-            let Some(buf) = op.into_read_buf() else { continue };
+            let Some(buf) = op.into_read_buf() else {
+                continue;
+            };
             for (j, &stored) in plan.csums.iter().enumerate() {
                 let block = &buf[j * BS as usize..(j + 1) * BS as usize];
                 let computed = crc32c::crc32c(block);
@@ -188,17 +216,34 @@ impl Shared {
         Ok(self.kv.get(&keys::onode(c, o))?.is_some())
     }
 
-    pub fn getattr(&self, c: &CollectionId, o: &ObjectId, name: &str) -> Result<Option<Bytes>, StoreError> {
+    pub fn getattr(
+        &self,
+        c: &CollectionId,
+        o: &ObjectId,
+        name: &str,
+    ) -> Result<Option<Bytes>, StoreError> {
         let on = self.onode_in(&self.kv, c, o)?;
         Ok(on.attrs.get(name).map(|b| Bytes::from(b.0.clone())))
     }
 
-    pub fn getattrs(&self, c: &CollectionId, o: &ObjectId) -> Result<Vec<(String, Bytes)>, StoreError> {
+    pub fn getattrs(
+        &self,
+        c: &CollectionId,
+        o: &ObjectId,
+    ) -> Result<Vec<(String, Bytes)>, StoreError> {
         let on = self.onode_in(&self.kv, c, o)?;
-        Ok(on.attrs.into_iter().map(|(k, v)| (k, Bytes::from(v.0))).collect())
+        Ok(on
+            .attrs
+            .into_iter()
+            .map(|(k, v)| (k, Bytes::from(v.0)))
+            .collect())
     }
 
-    pub fn omap_get_header(&self, c: &CollectionId, o: &ObjectId) -> Result<Option<Bytes>, StoreError> {
+    pub fn omap_get_header(
+        &self,
+        c: &CollectionId,
+        o: &ObjectId,
+    ) -> Result<Option<Bytes>, StoreError> {
         let snap = self.kv.snapshot();
         let on = self.onode_in(&snap, c, o)?;
         Ok(snap.get(&keys::omap_header(on.nid))?.map(Bytes::from))
@@ -264,13 +309,16 @@ impl Shared {
     pub fn list_collections(&self) -> Result<Vec<CollectionId>, StoreError> {
         let mut out = Vec::new();
         let mut bad = None;
-        self.kv.scan(&[keys::P_COLL], &[keys::P_COLL + 1], &mut |k, _| {
-            match keys::parse_collection(k) {
-                Some(c) => out.push(c),
-                None => bad = Some(StoreError::corrupt(keys::describe(k), "bad collection key")),
-            }
-            bad.is_none()
-        })?;
+        self.kv
+            .scan(&[keys::P_COLL], &[keys::P_COLL + 1], &mut |k, _| {
+                match keys::parse_collection(k) {
+                    Some(c) => out.push(c),
+                    None => {
+                        bad = Some(StoreError::corrupt(keys::describe(k), "bad collection key"))
+                    }
+                }
+                bad.is_none()
+            })?;
         match bad {
             Some(e) => Err(e),
             None => Ok(out),
@@ -308,7 +356,11 @@ impl Shared {
         if let Some(e) = bad {
             return Err(e);
         }
-        let next = if names.len() > limit { names.pop() } else { None };
+        let next = if names.len() > limit {
+            names.pop()
+        } else {
+            None
+        };
         Ok((names, next))
     }
 

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use kalmar_objectstore::device::BlockDevice;
 use kalmar_objectstore::types::{MAX_OBJECT_SIZE_BYTES, MAX_XATTRS_TOTAL_BYTES};
 use kalmar_objectstore::{
-    Bytes, CollectionId, MkfsOptions, MountOptions, ObjectId, ObjectStore, Op, StoreError, StoreSettings, Transaction,
+    Bytes, CollectionId, MkfsOptions, MountOptions, ObjectId, ObjectStore, Op, StoreError,
+    StoreSettings, Transaction,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -86,7 +87,8 @@ impl FileStore {
     }
 
     pub fn mount(&mut self) {
-        let s = ObjectStore::mount(&self.path, &mount_opts(&self.db, self.settings.clone())).expect("mount");
+        let s = ObjectStore::mount(&self.path, &mount_opts(&self.db, self.settings.clone()))
+            .expect("mount");
         self.store = Some(s);
     }
 
@@ -154,7 +156,12 @@ impl Model {
     }
 }
 
-fn obj<'a>(s: &'a mut State, c: &CollectionId, o: &ObjectId, create: bool) -> Option<&'a mut ModelObject> {
+fn obj<'a>(
+    s: &'a mut State,
+    c: &CollectionId,
+    o: &ObjectId,
+    create: bool,
+) -> Option<&'a mut ModelObject> {
     let coll = s.get_mut(c.as_str())?;
     if create {
         Some(coll.entry(o.as_bytes().to_vec()).or_default())
@@ -171,12 +178,19 @@ fn apply_op(s: &mut State, op: &Op) -> bool {
             _ => false,
         },
         Op::Touch(c, o) => obj(s, c, o, true).is_some(),
-        Op::Write { cid, oid, offset, data } => {
+        Op::Write {
+            cid,
+            oid,
+            offset,
+            data,
+        } => {
             let end = offset + data.len() as u64;
             if end > MAX_OBJECT_SIZE_BYTES {
                 return false;
             }
-            let Some(x) = obj(s, cid, oid, true) else { return false };
+            let Some(x) = obj(s, cid, oid, true) else {
+                return false;
+            };
             if !data.is_empty() {
                 if x.data.len() < end as usize {
                     x.data.resize(end as usize, 0);
@@ -185,12 +199,19 @@ fn apply_op(s: &mut State, op: &Op) -> bool {
             }
             true
         }
-        Op::Zero { cid, oid, offset, len } => {
+        Op::Zero {
+            cid,
+            oid,
+            offset,
+            len,
+        } => {
             let end = offset + len;
             if end > MAX_OBJECT_SIZE_BYTES {
                 return false;
             }
-            let Some(x) = obj(s, cid, oid, true) else { return false };
+            let Some(x) = obj(s, cid, oid, true) else {
+                return false;
+            };
             if *len > 0 {
                 if x.data.len() < end as usize {
                     x.data.resize(end as usize, 0);
@@ -200,26 +221,40 @@ fn apply_op(s: &mut State, op: &Op) -> bool {
             true
         }
         Op::Truncate { cid, oid, size } => {
-            let Some(x) = obj(s, cid, oid, true) else { return false };
+            let Some(x) = obj(s, cid, oid, true) else {
+                return false;
+            };
             x.data.resize(*size as usize, 0);
             true
         }
-        Op::Remove(c, o) => s.get_mut(c.as_str()).is_some_and(|m| m.remove(o.as_bytes()).is_some()),
+        Op::Remove(c, o) => s
+            .get_mut(c.as_str())
+            .is_some_and(|m| m.remove(o.as_bytes()).is_some()),
         Op::Clone { cid, src, dst } => {
-            let Some(coll) = s.get_mut(cid.as_str()) else { return false };
-            let Some(x) = coll.get(src.as_bytes()).cloned() else { return false };
+            let Some(coll) = s.get_mut(cid.as_str()) else {
+                return false;
+            };
+            let Some(x) = coll.get(src.as_bytes()).cloned() else {
+                return false;
+            };
             coll.insert(dst.as_bytes().to_vec(), x);
             true
         }
         Op::SetAttrs { cid, oid, attrs } => {
-            let Some(x) = obj(s, cid, oid, true) else { return false };
+            let Some(x) = obj(s, cid, oid, true) else {
+                return false;
+            };
             for (k, v) in attrs {
                 if k.is_empty() || k.len() > 255 {
                     return false;
                 }
                 x.attrs.insert(k.clone(), v.to_vec());
             }
-            x.attrs.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>() <= MAX_XATTRS_TOTAL_BYTES
+            x.attrs
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>()
+                <= MAX_XATTRS_TOTAL_BYTES
         }
         Op::RmAttr { cid, oid, name } => match obj(s, cid, oid, false) {
             Some(x) => {
@@ -229,7 +264,9 @@ fn apply_op(s: &mut State, op: &Op) -> bool {
             None => false,
         },
         Op::OmapSetKeys { cid, oid, entries } => {
-            let Some(x) = obj(s, cid, oid, true) else { return false };
+            let Some(x) = obj(s, cid, oid, true) else {
+                return false;
+            };
             for (k, v) in entries {
                 x.omap.insert(k.to_vec(), v.to_vec());
             }
@@ -271,7 +308,10 @@ fn apply_op(s: &mut State, op: &Op) -> bool {
             if s[dst_cid.as_str()].contains_key(dst_oid.as_bytes()) {
                 return false;
             }
-            let Some(x) = s.get_mut(src_cid.as_str()).and_then(|m| m.remove(src_oid.as_bytes())) else {
+            let Some(x) = s
+                .get_mut(src_cid.as_str())
+                .and_then(|m| m.remove(src_oid.as_bytes()))
+            else {
                 return false;
             };
             s.get_mut(dst_cid.as_str())
@@ -297,8 +337,16 @@ pub fn try_dump(store: &ObjectStore) -> Result<State, StoreError> {
             for o in names {
                 let st = store.stat(&c, &o)?;
                 let data = store.read(&c, &o, 0, st.size_bytes + 100)?.to_vec();
-                assert_eq!(data.len() as u64, st.size_bytes, "read returns the whole object");
-                let attrs = store.getattrs(&c, &o)?.into_iter().map(|(k, v)| (k, v.to_vec())).collect();
+                assert_eq!(
+                    data.len() as u64,
+                    st.size_bytes,
+                    "read returns the whole object"
+                );
+                let attrs = store
+                    .getattrs(&c, &o)?
+                    .into_iter()
+                    .map(|(k, v)| (k, v.to_vec()))
+                    .collect();
                 let omap = store
                     .omap_iter(&c, &o, Bound::Unbounded, Bound::Unbounded, usize::MAX)?
                     .into_iter()
@@ -328,12 +376,22 @@ pub fn try_dump(store: &ObjectStore) -> Result<State, StoreError> {
 /// A short description of the first difference between two states.
 pub fn diff(a: &State, b: &State) -> String {
     if a.keys().collect::<Vec<_>>() != b.keys().collect::<Vec<_>>() {
-        return format!("collections {:?} vs {:?}", a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+        return format!(
+            "collections {:?} vs {:?}",
+            a.keys().collect::<Vec<_>>(),
+            b.keys().collect::<Vec<_>>()
+        );
     }
     for (c, objs) in a {
         let other = &b[c];
-        let names: Vec<_> = objs.keys().map(|k| String::from_utf8_lossy(k).into_owned()).collect();
-        let onames: Vec<_> = other.keys().map(|k| String::from_utf8_lossy(k).into_owned()).collect();
+        let names: Vec<_> = objs
+            .keys()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .collect();
+        let onames: Vec<_> = other
+            .keys()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .collect();
         if names != onames {
             return format!("{c}: objects {names:?} vs {onames:?}");
         }
@@ -342,10 +400,18 @@ pub fn diff(a: &State, b: &State) -> String {
             let name = String::from_utf8_lossy(o);
             if x.data != y.data {
                 let at = x.data.iter().zip(&y.data).position(|(p, q)| p != q);
-                return format!("{c}/{name}: data len {} vs {}, first difference at {at:?}", x.data.len(), y.data.len());
+                return format!(
+                    "{c}/{name}: data len {} vs {}, first difference at {at:?}",
+                    x.data.len(),
+                    y.data.len()
+                );
             }
             if x != y {
-                return format!("{c}/{name}: attrs/omap differ: {:?} vs {:?}", (&x.attrs, &x.omap.len(), &x.header), (&y.attrs, &y.omap.len(), &y.header));
+                return format!(
+                    "{c}/{name}: attrs/omap differ: {:?} vs {:?}",
+                    (&x.attrs, &x.omap.len(), &x.header),
+                    (&y.attrs, &y.omap.len(), &y.header)
+                );
             }
         }
     }
@@ -423,7 +489,11 @@ impl Gen {
                 t.zero(&c, &o, off, len);
             }
             46..=51 => {
-                let size = if self.rng.random_bool(0.5) { self.offset() } else { self.rng.random_range(0..9000) };
+                let size = if self.rng.random_bool(0.5) {
+                    self.offset()
+                } else {
+                    self.rng.random_range(0..9000)
+                };
                 t.truncate(&c, &o, size);
             }
             52..=57 => {
@@ -445,7 +515,10 @@ impl Gen {
                 let entries = (0..self.rng.random_range(1..6))
                     .map(|i| {
                         let k = format!("k{:03}", self.rng.random_range(0..40));
-                        (Bytes::from(k), Bytes::from(pattern(n * 10 + i, self.rng.random_range(0..200))))
+                        (
+                            Bytes::from(k),
+                            Bytes::from(pattern(n * 10 + i, self.rng.random_range(0..200))),
+                        )
                     })
                     .collect();
                 t.omap_setkeys(&c, &o, entries);
@@ -486,6 +559,10 @@ impl Gen {
 }
 
 /// Mounts a store on a device (e.g. a fault-injecting one).
-pub fn mount_dev(dev: Arc<dyn BlockDevice>, db: &Path, settings: StoreSettings) -> kalmar_objectstore::Result<ObjectStore> {
+pub fn mount_dev(
+    dev: Arc<dyn BlockDevice>,
+    db: &Path,
+    settings: StoreSettings,
+) -> kalmar_objectstore::Result<ObjectStore> {
     ObjectStore::mount_device(dev, Path::new("unused"), &mount_opts(db, settings))
 }

@@ -11,7 +11,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use kalmar_objectstore::device::{UringDevice, UringOptions};
 use kalmar_objectstore::{
-    inspect, meta, Bytes, CollectionId, MkfsOptions, MountOptions, ObjectId, ObjectStore, StoreError, Transaction,
+    inspect, meta, Bytes, CollectionId, MkfsOptions, MountOptions, ObjectId, ObjectStore,
+    StoreError, Transaction,
 };
 use serde::Serialize;
 use uuid::Uuid;
@@ -25,19 +26,23 @@ const LIST_PAGE: usize = 1024;
 const EXIT_FSCK_PROBLEMS: u8 = 4;
 
 #[derive(Parser)]
-#[command(name = "kalmar-objectstore-tool", version, about = "Offline access to a Kalmar object store")]
+#[command(
+    name = "kalmar-objectstore-tool",
+    version,
+    about = "Offline access to a Kalmar object store"
+)]
 struct Cli {
     /// The block device or file holding the store.
     #[arg(long, value_name = "PATH")]
     device: PathBuf,
     /// Metadata database directory (default: <device>.db or the path recorded at mkfs).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", global = true)]
     db_path: Option<PathBuf>,
     /// Output format of data.
-    #[arg(long, short = 'f', value_enum, default_value_t = Format::Plain)]
+    #[arg(long, short = 'f', value_enum, default_value_t = Format::Plain, global = true)]
     format: Format,
     /// Log level (error, warn, info, debug); KALMAR_LOG refines it.
-    #[arg(long, default_value = "warn")]
+    #[arg(long, default_value = "warn", global = true)]
     log_level: String,
     #[command(subcommand)]
     cmd: Cmd,
@@ -81,9 +86,17 @@ enum Cmd {
     /// List the objects of a collection.
     List { collection: String },
     /// Copy an object's data to FILE ("-" for stdout).
-    Get { collection: String, object: String, file: PathBuf },
+    Get {
+        collection: String,
+        object: String,
+        file: PathBuf,
+    },
     /// Replace an object's data with FILE ("-" for stdin); creates the collection if missing.
-    Put { collection: String, object: String, file: PathBuf },
+    Put {
+        collection: String,
+        object: String,
+        file: PathBuf,
+    },
     /// Remove an object.
     Rm { collection: String, object: String },
     /// Show the label, superblocks and the journal records replay would apply.
@@ -105,7 +118,11 @@ fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let (num, mult) = match s.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
         Some((i, _)) => {
-            let m = match s[i..].to_ascii_uppercase().trim_end_matches("IB").trim_end_matches('B') {
+            let m = match s[i..]
+                .to_ascii_uppercase()
+                .trim_end_matches("IB")
+                .trim_end_matches('B')
+            {
                 "" => 1u64,
                 "K" => 1 << 10,
                 "M" => 1 << 20,
@@ -117,8 +134,12 @@ fn parse_size(s: &str) -> Result<u64, String> {
         }
         None => (s, 1),
     };
-    let n: u64 = num.trim().parse().map_err(|_| format!("{s:?} is not a size like 4096, 512M or 10G"))?;
-    n.checked_mul(mult).ok_or_else(|| format!("{s} is too large"))
+    let n: u64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size like 4096, 512M or 10G"))?;
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s} is too large"))
 }
 
 fn print<T: Serialize>(format: Format, value: &T, plain: impl FnOnce() -> String) -> Result<()> {
@@ -137,7 +158,8 @@ fn mount(cli: &Cli) -> Result<ObjectStore> {
         db_path: cli.db_path.clone(),
         ..MountOptions::default()
     };
-    ObjectStore::mount(&cli.device, &opts).with_context(|| format!("cannot mount {}", cli.device.display()))
+    ObjectStore::mount(&cli.device, &opts)
+        .with_context(|| format!("cannot mount {}", cli.device.display()))
 }
 
 fn cid(s: &str) -> Result<CollectionId> {
@@ -148,7 +170,14 @@ fn oid(s: &str) -> Result<ObjectId> {
     ObjectId::new(s.as_bytes().to_vec()).map_err(Into::into)
 }
 
-fn mkfs(cli: &Cli, fsid: Option<Uuid>, osd_uuid: Option<Uuid>, journal: Option<u64>, size: Option<u64>, force: bool) -> Result<()> {
+fn mkfs(
+    cli: &Cli,
+    fsid: Option<Uuid>,
+    osd_uuid: Option<Uuid>,
+    journal: Option<u64>,
+    size: Option<u64>,
+    force: bool,
+) -> Result<()> {
     if let Some(size) = size {
         let f = std::fs::OpenOptions::new()
             .create(true)
@@ -158,17 +187,24 @@ fn mkfs(cli: &Cli, fsid: Option<Uuid>, osd_uuid: Option<Uuid>, journal: Option<u
             .with_context(|| format!("cannot create {}", cli.device.display()))?;
         let meta = f.metadata()?;
         if !meta.is_file() {
-            bail!("--size only works on a regular file, {} is not one", cli.device.display());
+            bail!(
+                "--size only works on a regular file, {} is not one",
+                cli.device.display()
+            );
         }
         if meta.len() < size {
             f.set_len(size)?;
         }
     }
-    let mut opts = MkfsOptions::new(fsid.unwrap_or_else(Uuid::new_v4), osd_uuid.unwrap_or_else(Uuid::new_v4));
+    let mut opts = MkfsOptions::new(
+        fsid.unwrap_or_else(Uuid::new_v4),
+        osd_uuid.unwrap_or_else(Uuid::new_v4),
+    );
     opts.journal_bytes = journal;
     opts.db_path = cli.db_path.clone();
     opts.force = force;
-    ObjectStore::mkfs(&cli.device, &opts).with_context(|| format!("mkfs of {} failed", cli.device.display()))?;
+    ObjectStore::mkfs(&cli.device, &opts)
+        .with_context(|| format!("mkfs of {} failed", cli.device.display()))?;
     #[derive(Serialize)]
     struct Out {
         fsid: Uuid,
@@ -178,7 +214,14 @@ fn mkfs(cli: &Cli, fsid: Option<Uuid>, osd_uuid: Option<Uuid>, journal: Option<u
         fsid: opts.fsid,
         osd_uuid: opts.osd_uuid,
     };
-    print(cli.format, &out, || format!("formatted {}: fsid {} osd uuid {}", cli.device.display(), out.fsid, out.osd_uuid))
+    print(cli.format, &out, || {
+        format!(
+            "formatted {}: fsid {} osd uuid {}",
+            cli.device.display(),
+            out.fsid,
+            out.osd_uuid
+        )
+    })
 }
 
 fn list(store: &ObjectStore, format: Format, coll: &str) -> Result<()> {
@@ -205,7 +248,10 @@ fn list(store: &ObjectStore, format: Format, coll: &str) -> Result<()> {
         }
     }
     print(format, &entries, || {
-        entries.iter().map(|e| format!("{}\t{}\n", e.name, e.size_bytes)).collect()
+        entries
+            .iter()
+            .map(|e| format!("{}\t{}\n", e.name, e.size_bytes))
+            .collect()
     })
 }
 
@@ -215,7 +261,10 @@ fn get(store: &ObjectStore, coll: &str, obj: &str, file: &Path) -> Result<()> {
     let mut out: Box<dyn Write> = if file == Path::new("-") {
         Box::new(std::io::stdout().lock())
     } else {
-        Box::new(std::fs::File::create(file).with_context(|| format!("cannot create {}", file.display()))?)
+        Box::new(
+            std::fs::File::create(file)
+                .with_context(|| format!("cannot create {}", file.display()))?,
+        )
     };
     let mut off = 0;
     while off < size {
@@ -235,7 +284,9 @@ fn put(store: &ObjectStore, coll: &str, obj: &str, file: &Path) -> Result<()> {
     let mut input: Box<dyn Read> = if file == Path::new("-") {
         Box::new(std::io::stdin().lock())
     } else {
-        Box::new(std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?)
+        Box::new(
+            std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?,
+        )
     };
     let mut t = Transaction::new();
     if !store.collection_exists(&c)? {
@@ -245,7 +296,10 @@ fn put(store: &ObjectStore, coll: &str, obj: &str, file: &Path) -> Result<()> {
     let mut off = 0u64;
     loop {
         let mut buf = Vec::with_capacity(PUT_CHUNK_BYTES);
-        input.by_ref().take(PUT_CHUNK_BYTES as u64).read_to_end(&mut buf)?;
+        input
+            .by_ref()
+            .take(PUT_CHUNK_BYTES as u64)
+            .read_to_end(&mut buf)?;
         let n = buf.len();
         if n > 0 {
             t.write(&c, &o, off, Bytes::from(buf));
@@ -291,21 +345,35 @@ fn run(cli: &Cli) -> Result<u8> {
         }
         Cmd::ListCollections => {
             let store = mount(cli)?;
-            let colls: Vec<String> = store.list_collections()?.iter().map(|c| c.to_string()).collect();
+            let colls: Vec<String> = store
+                .list_collections()?
+                .iter()
+                .map(|c| c.to_string())
+                .collect();
             store.umount()?;
-            print(cli.format, &colls, || colls.iter().map(|c| format!("{c}\n")).collect())?;
+            print(cli.format, &colls, || {
+                colls.iter().map(|c| format!("{c}\n")).collect()
+            })?;
         }
         Cmd::List { collection } => {
             let store = mount(cli)?;
             list(&store, cli.format, collection)?;
             store.umount()?;
         }
-        Cmd::Get { collection, object, file } => {
+        Cmd::Get {
+            collection,
+            object,
+            file,
+        } => {
             let store = mount(cli)?;
             get(&store, collection, object, file)?;
             store.umount()?;
         }
-        Cmd::Put { collection, object, file } => {
+        Cmd::Put {
+            collection,
+            object,
+            file,
+        } => {
             let store = mount(cli)?;
             put(&store, collection, object, file)?;
             store.umount()?;
@@ -350,7 +418,9 @@ fn run(cli: &Cli) -> Result<u8> {
                     dump.end_block, dump.end_seq, dump.end_reason
                 ));
                 if let Some(l) = dump.later_valid_record_seq {
-                    s.push_str(&format!("CORRUPT: a valid record seq {l} follows the damaged one\n"));
+                    s.push_str(&format!(
+                        "CORRUPT: a valid record seq {l} follows the damaged one\n"
+                    ));
                 }
                 s
             })?;
@@ -360,7 +430,10 @@ fn run(cli: &Cli) -> Result<u8> {
             let listing = meta::list(&store)?;
             store.umount()?;
             print(cli.format, &listing, || {
-                let mut s = format!("full maps: {:?}\nincremental maps: {:?}\n", listing.full_maps, listing.incremental_maps);
+                let mut s = format!(
+                    "full maps: {:?}\nincremental maps: {:?}\n",
+                    listing.full_maps, listing.incremental_maps
+                );
                 match &listing.superblock {
                     Some(sb) => s.push_str(&format!(
                         "superblock: cluster fsid {} osd fsid {} whoami {} oldest_map {} newest_map {}\n",
@@ -385,7 +458,9 @@ fn main() -> ExitCode {
             for cause in e.chain().skip(1) {
                 msg.push_str(&format!(": {cause}"));
             }
-            if e.downcast_ref::<StoreError>().is_some_and(|s| matches!(s, StoreError::Device(_))) {
+            if e.downcast_ref::<StoreError>()
+                .is_some_and(|s| matches!(s, StoreError::Device(_)))
+            {
                 msg.push_str(" (check the --device path and that no other process uses it)");
             }
             eprintln!("{msg}");
