@@ -287,15 +287,31 @@ impl OsdMap {
 
     /// `osd map POOL OBJECT` by pool name.
     pub fn map_object(&self, pool_name: &str, object: &str) -> Result<ObjectMapping, MapError> {
+        self.map_object_ns(pool_name, "", object)
+    }
+
+    /// `osd map POOL OBJECT NSPACE`: the object inside a namespace, shown
+    /// as `nspace/object` as Ceph does.
+    pub fn map_object_ns(
+        &self,
+        pool_name: &str,
+        nspace: &str,
+        object: &str,
+    ) -> Result<ObjectMapping, MapError> {
         let pool = self.pool_by_name(pool_name)?;
-        let raw = self.object_to_raw_pg(pool.id, "", object)?;
+        let raw = self.object_to_raw_pg(pool.id, nspace, object)?;
         let pg = pool.raw_pg_to_pg(raw);
         let m = self.pg_to_up_acting_osds(raw)?;
+        let objname = if nspace.is_empty() {
+            object.to_string()
+        } else {
+            format!("{nspace}/{object}")
+        };
         Ok(ObjectMapping {
             epoch: self.epoch,
             pool: pool.name.clone(),
             pool_id: pool.id,
-            objname: object.to_string(),
+            objname,
             raw_pgid: raw.to_string(),
             pgid: pg.to_string(),
             up: m.up,

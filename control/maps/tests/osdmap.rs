@@ -263,6 +263,12 @@ fn osd_map_and_pg_map_lines() {
         Err(MapError::NoSuchPoolName(_))
     ));
     assert_eq!(m.map_pool_pgs(1).expect("pgs").len(), 32);
+    // Namespaced objects hash "nspace\x1fname" (pg_pool_t::hash_key).
+    let ns = m.map_object_ns("rbd", "ns1", "foo").expect("maps");
+    let want = kalmar_maps::hash::str_hash_rjenkins(b"ns1\x1ffoo");
+    assert_eq!(ns.raw_pgid, PgId::new(1, want).to_string());
+    assert_eq!(ns.objname, "ns1/foo");
+    assert!(ns.to_line().contains("object 'ns1/foo' -> pg 1."));
 }
 
 #[test]
