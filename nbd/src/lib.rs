@@ -14,6 +14,7 @@
 
 pub mod backend;
 pub mod mem_backend;
+pub mod perf;
 pub mod proto;
 pub mod server;
 pub mod settings;

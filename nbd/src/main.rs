@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use kalmar_common::admin_socket::{AdminCommands, AdminSocket};
+use kalmar_common::perf::{PerfCollection, PerfCounters};
 use kalmar_nbd::size::parse_size;
 use kalmar_nbd::{
     BlockBackend, Listener, Server, ServerSettings, StoreBackend, StoreExportOptions,
@@ -97,6 +99,10 @@ struct Cli {
     /// Seconds to let requests in flight finish at shutdown.
     #[arg(long, default_value_t = 30)]
     shutdown_grace_secs: u64,
+    /// Admin socket (Ceph's protocol: `perf dump` with the `nbd` and
+    /// `objectstore` counters); none when not given.
+    #[arg(long, value_name = "PATH")]
+    admin_socket: Option<PathBuf>,
     /// error, warn, info, debug or trace (KALMAR_LOG refines it).
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -162,7 +168,7 @@ fn run(cli: Cli) -> Result<()> {
     };
     let backend =
         Arc::new(StoreBackend::open(store.clone(), size, &opts).context("cannot open the export")?);
-    let served = serve(&cli, backend, settings, addr);
+    let served = serve(&cli, backend, settings, addr, vec![store.perf_counters()]);
     // Checkpoint and mark the store clean whatever happened to the server.
     let unmounted = store.umount().context("unmounting the store failed");
     served?;
@@ -202,6 +208,7 @@ fn serve<B: BlockBackend>(
     backend: Arc<B>,
     settings: ServerSettings,
     addr: kalmar_nbd::ListenAddr,
+    extra_perf: Vec<Arc<PerfCounters>>,
 ) -> Result<()> {
     let mut rt = if cli.io_threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -217,6 +224,17 @@ fn serve<B: BlockBackend>(
         .context("cannot start the runtime")?;
     let export = settings.export_name.clone();
     let server = Server::new(backend.clone(), settings).map_err(anyhow::Error::msg)?;
+    let _admin = match &cli.admin_socket {
+        Some(path) => {
+            let perf = PerfCollection::new();
+            perf.add(server.perf_counters());
+            extra_perf.into_iter().for_each(|p| perf.add(p));
+            let cmds = AdminCommands::new();
+            cmds.register_perf(perf);
+            Some(AdminSocket::start(path, cmds).with_context(|| format!("cannot open the admin socket {}", path.display()))?)
+        }
+        None => None,
+    };
     rt.block_on(async {
         let listener = Listener::bind(&addr)
             .await

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use kalmar_common::perf::PerfCounters;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
@@ -110,6 +111,7 @@ impl Drop for Listener {
 pub struct Server<B: BlockBackend> {
     backend: Arc<B>,
     settings: Arc<ServerSettings>,
+    perf: Arc<PerfCounters>,
 }
 
 impl<B: BlockBackend> Server<B> {
@@ -118,7 +120,13 @@ impl<B: BlockBackend> Server<B> {
         Ok(Server {
             backend,
             settings: Arc::new(settings),
+            perf: crate::perf::build(),
         })
+    }
+
+    /// The `nbd` perf counters of this server.
+    pub fn perf_counters(&self) -> Arc<PerfCounters> {
+        self.perf.clone()
     }
 
     pub fn export_info(&self) -> ExportInfo {
@@ -166,13 +174,15 @@ impl<B: BlockBackend> Server<B> {
                         tracing::warn!(%peer, limit = self.settings.max_connections, "too many connections; closing the new one");
                         continue;
                     };
-                    let (backend, settings, export, stop) =
-                        (self.backend.clone(), self.settings.clone(), self.export_info(), stop_rx.clone());
+                    let (backend, settings, export, stop, perf) =
+                        (self.backend.clone(), self.settings.clone(), self.export_info(), stop_rx.clone(), self.perf.clone());
                     conns.spawn(async move {
+                        perf.inc(crate::perf::L_CONNECTIONS, 1);
                         let r = match conn {
-                            Conn::Tcp(s) => serve(s, &*backend, &export, &settings, stop).await,
-                            Conn::Unix(s) => serve(s, &*backend, &export, &settings, stop).await,
+                            Conn::Tcp(s) => serve(s, &*backend, &export, &settings, &perf, stop).await,
+                            Conn::Unix(s) => serve(s, &*backend, &export, &settings, &perf, stop).await,
                         };
+                        perf.dec(crate::perf::L_CONNECTIONS, 1);
                         match r {
                             Ok(()) => tracing::debug!(%peer, "connection closed"),
                             Err(e) => tracing::warn!(%peer, error = %e, "connection ended"),
@@ -224,6 +234,7 @@ pub async fn serve<S: NbdStream, B: BlockBackend>(
     backend: &B,
     export: &ExportInfo,
     settings: &ServerSettings,
+    perf: &PerfCounters,
     stop: watch::Receiver<bool>,
 ) -> Result<(), ConnError> {
     let t = Duration::from_millis(settings.handshake_timeout_ms);
@@ -239,7 +250,7 @@ pub async fn serve<S: NbdStream, B: BlockBackend>(
         flags = session.flags,
         "transmission phase"
     );
-    transmit::transmit(&s, backend, &session, settings, stop).await
+    transmit::transmit(&s, backend, &session, settings, perf, stop).await
 }
 
 /// Parses `--socket`/`--bind` style addresses.

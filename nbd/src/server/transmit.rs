@@ -8,15 +8,18 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
+use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::FutureExt;
+use kalmar_common::perf::PerfCounters;
 use tokio::sync::watch;
 
 use super::stream::NbdStream;
 use super::ConnError;
 use crate::backend::{BackendError, BlockBackend};
+use crate::perf;
 use crate::proto::consts::{CHUNK_HEADER_BYTES, MAX_STRING_BYTES, REQUEST_HEADER_BYTES};
 use crate::proto::request::command_name;
 use crate::proto::{reply, validate, Command, Errno, RequestHeader, Session};
@@ -181,6 +184,7 @@ struct Done {
     handle: u64,
     command: Command,
     cost_bytes: u64,
+    started: Instant,
     result: Result<Option<Bytes>, BackendError>,
 }
 
@@ -191,6 +195,7 @@ async fn execute<B: BlockBackend>(
     data: Bytes,
     cost_bytes: u64,
 ) -> Done {
+    let started = Instant::now();
     let unit = |r: Result<(), BackendError>| r.map(|()| None);
     let result = match command {
         Command::Read { offset, len } => match b.read(offset, len).await {
@@ -216,6 +221,7 @@ async fn execute<B: BlockBackend>(
         handle,
         command,
         cost_bytes,
+        started,
         result,
     }
 }
@@ -234,6 +240,7 @@ pub(crate) async fn transmit<S: NbdStream, B: BlockBackend>(
     backend: &B,
     session: &Session,
     settings: &ServerSettings,
+    perf: &PerfCounters,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ConnError> {
     let structured = session.structured_replies;
@@ -248,6 +255,7 @@ pub(crate) async fn transmit<S: NbdStream, B: BlockBackend>(
     let mut closing = *shutdown.borrow();
 
     let finish = |d: Done, out: &mut OutQueue| {
+        perf::account(perf, &d.command, d.result.is_ok(), d.started.elapsed());
         match d.result {
             Ok(Some(data)) => {
                 let offset = match d.command {
@@ -277,6 +285,7 @@ pub(crate) async fn transmit<S: NbdStream, B: BlockBackend>(
             match input.next()? {
                 Next::NeedMore => break,
                 Next::Oversized(h) => {
+                    perf.inc(perf::L_OP_ERRORS, 1);
                     let msg = format!(
                         "{}: payload of {} bytes is too large",
                         command_name(h.command),
