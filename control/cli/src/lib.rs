@@ -1,1 +1,10 @@
-//! kalmar-cli (placeholder until its issue lands).
+//! kalmar-cli: the `kalmar` admin CLI's command groups.
+//!
+//! - [`rados`] (+ [`bench`]): object access and `rados bench`.
+//! - [`vstart`]: a local cluster (`vstart` / `vstop`), on [`procs`].
+#![deny(clippy::unwrap_used)]
+
+pub mod bench;
+pub mod procs;
+pub mod rados;
+pub mod vstart;

@@ -1,0 +1,515 @@
+//! `kalmar vstart --osds N [--mgrs M] --dir DIR` and `kalmar vstop --dir
+//! DIR`: a whole local cluster for development, tests and the README.
+//!
+//! DIR holds `kalmar.conf` (mon address, each daemon's admin socket, any
+//! `--set` options), `<name>.pid` and `<name>.log` per daemon, the mon's
+//! store in `mon.a/` and each OSD's device at `osd.N/device` (a sparse
+//! file). Run again on an existing DIR, vstart starts what is not running
+//! (restarting a killed daemon) and adds OSDs up to N.
+//!
+//! `--mgrs` starts `kalmar-mgr` daemons when that binary exists; while the
+//! mgr is not built, no mgr is started and vstart says so.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use kalmar_msgr::{EntityName, EntityType, MsgrConfig};
+use kalmar_proto::monc::MonClient;
+use serde_json::{json, Value};
+
+use crate::procs::{find_bin, parse_size, pid_alive, read_pid, run_bounded, spawn_daemon, stop};
+
+/// Default size of each OSD's sparse device file.
+pub const DEFAULT_OSD_SIZE: &str = "10G";
+/// Names of mgr daemons in start order (as Ceph's vstart names them).
+const MGR_NAMES: &[&str] = &["x", "y", "z", "w", "v", "u"];
+/// Pause between checks while waiting for the cluster.
+const POLL: Duration = Duration::from_millis(200);
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct VstartArgs {
+    /// Number of OSDs (existing ones are kept; more are added).
+    #[arg(long, default_value_t = 3)]
+    pub osds: u32,
+    /// Number of mgrs (started only if the kalmar-mgr binary exists).
+    #[arg(long, default_value_t = 1)]
+    pub mgrs: u32,
+    /// The cluster's directory.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Size of each new OSD's sparse device file (e.g. 10G, 512M).
+    #[arg(long, default_value = DEFAULT_OSD_SIZE)]
+    pub osd_size: String,
+    /// Extra [global] conf settings, KEY=VALUE (repeatable); kept in
+    /// DIR/kalmar.conf for later runs.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Bound on waiting for each daemon, in seconds.
+    #[arg(long, default_value_t = 60)]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct VstopArgs {
+    /// The cluster's directory.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Seconds each daemon gets to stop before SIGKILL.
+    #[arg(long, default_value_t = 10)]
+    pub timeout: u64,
+}
+
+/// What vstart brought up.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub conf: PathBuf,
+    pub mon: SocketAddr,
+    pub osds: u32,
+    pub mgrs: u32,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Parses `--set` values as TOML scalars (numbers, booleans), else strings.
+fn toml_value(v: &str) -> toml::Value {
+    let v = v.trim();
+    if let Ok(i) = v.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    if let Ok(f) = v.parse::<f64>() {
+        return toml::Value::Float(f);
+    }
+    match v {
+        "true" => toml::Value::Boolean(true),
+        "false" => toml::Value::Boolean(false),
+        s => toml::Value::String(s.trim_matches('"').to_string()),
+    }
+}
+
+fn section<'a>(t: &'a mut toml::Table, name: &str) -> &'a mut toml::Table {
+    let v = t
+        .entry(name.to_string())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if !v.is_table() {
+        *v = toml::Value::Table(toml::Table::new());
+    }
+    match v {
+        toml::Value::Table(s) => s,
+        _ => unreachable!("replaced by a table just above"),
+    }
+}
+
+/// Writes (or updates) DIR/kalmar.conf; returns the mon address.
+fn write_conf(args: &VstartArgs, conf: &Path, mgrs: u32) -> anyhow::Result<SocketAddr> {
+    let mut t: toml::Table = match std::fs::read_to_string(conf) {
+        Ok(s) => s
+            .parse()
+            .with_context(|| format!("{} is not valid TOML", conf.display()))?,
+        Err(_) => toml::Table::new(),
+    };
+    let dir = &args.dir;
+    let g = section(&mut t, "global");
+    if !g.contains_key("mon_host") {
+        g.insert(
+            "mon_host".into(),
+            format!("127.0.0.1:{}", free_port()?).into(),
+        );
+        // One machine: replicas go to different OSDs, not hosts.
+        g.insert("osd_crush_chooseleaf_type".into(), 0.into());
+        g.insert(
+            "osd_pool_default_size".into(),
+            i64::from(args.osds.clamp(1, 3)).into(),
+        );
+        g.insert("mon_allow_pool_delete".into(), true.into());
+    }
+    for kv in &args.set {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--set {kv}: expected KEY=VALUE"))?;
+        g.insert(k.trim().to_string(), toml_value(v));
+    }
+    let mon_host = g
+        .get("mon_host")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| anyhow!("{}: [global] mon_host is not a string", conf.display()))?
+        .to_string();
+    let asok = |name: &str| dir.join(format!("{name}.asok")).display().to_string();
+    section(&mut t, "mon.a").insert("admin_socket".into(), asok("mon.a").into());
+    for m in MGR_NAMES.iter().take(mgrs as usize) {
+        let name = format!("mgr.{m}");
+        section(&mut t, &name).insert("admin_socket".into(), asok(&name).into());
+    }
+    let existing = existing_osds(dir);
+    for i in 0..args.osds.max(existing) {
+        let name = format!("osd.{i}");
+        section(&mut t, &name).insert("admin_socket".into(), asok(&name).into());
+    }
+    std::fs::write(conf, toml::to_string(&t)?)
+        .with_context(|| format!("writing {}", conf.display()))?;
+    mon_host
+        .parse()
+        .with_context(|| format!("mon_host '{mon_host}' is not IP:PORT"))
+}
+
+/// OSDs already made in `dir` (highest id + 1).
+fn existing_osds(dir: &Path) -> u32 {
+    (0..)
+        .take_while(|i| dir.join(format!("osd.{i}")).join("device").exists())
+        .count() as u32
+}
+
+fn need_bin(name: &str) -> anyhow::Result<PathBuf> {
+    find_bin(name).ok_or_else(|| {
+        anyhow!(
+            "cannot find {name}: build the workspace (cargo build --release) or set KALMAR_BIN_DIR"
+        )
+    })
+}
+
+async fn mon_command(mon: SocketAddr, cmd: Value, timeout: Duration) -> anyhow::Result<Value> {
+    let me = EntityName::new(EntityType::Client, format!("vstart{}", std::process::id()));
+    let mut cfg = MsgrConfig::default();
+    cfg.connect_timeout = timeout.min(Duration::from_secs(2));
+    let (c, _ev) = MonClient::connect(mon, me, uuid::Uuid::nil(), cfg).await?;
+    let r = c.command(&cmd, timeout).await;
+    c.close().await;
+    let r = r?;
+    if r.retval != 0 {
+        bail!("mon: {} (errno {})", r.outs, r.retval);
+    }
+    Ok(serde_json::from_slice(&r.outbuf.0).unwrap_or(Value::Null))
+}
+
+async fn wait_mon(mon: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
+    let start = Instant::now();
+    loop {
+        let r = mon_command(
+            mon,
+            json!({"prefix": "status", "format": "json"}),
+            Duration::from_secs(2),
+        )
+        .await;
+        match r {
+            Ok(_) => return Ok(()),
+            Err(e) if start.elapsed() > timeout => bail!(
+                "the mon at {mon} did not answer within {} s: {e}",
+                timeout.as_secs()
+            ),
+            Err(_) => tokio::time::sleep(POLL).await,
+        }
+    }
+}
+
+async fn wait_osds_up(mon: SocketAddr, ids: &[u32], timeout: Duration) -> anyhow::Result<()> {
+    let start = Instant::now();
+    loop {
+        let up: Vec<u32> = match mon_command(
+            mon,
+            json!({"prefix": "osd dump", "format": "json"}),
+            Duration::from_secs(5),
+        )
+        .await
+        {
+            Ok(d) => d["osds"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter(|o| o["up"].as_i64() == Some(1))
+                        .filter_map(|o| o["osd"].as_u64().map(|v| v as u32))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        let missing: Vec<u32> = ids.iter().copied().filter(|i| !up.contains(i)).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if start.elapsed() > timeout {
+            bail!(
+                "osds {:?} are not up after {} s (see their logs in the cluster directory)",
+                missing,
+                timeout.as_secs()
+            );
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+fn running(dir: &Path, name: &str, bin: &str) -> bool {
+    read_pid(&dir.join(format!("{name}.pid"))).is_some_and(|p| pid_alive(p, bin))
+}
+
+fn s(v: impl AsRef<std::ffi::OsStr>) -> String {
+    v.as_ref().to_string_lossy().into_owned()
+}
+
+/// Brings the cluster in `args.dir` up (creating what is missing).
+pub async fn vstart(args: &VstartArgs) -> anyhow::Result<Cluster> {
+    let dir = &args.dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = dir.canonicalize()?;
+    let args = VstartArgs {
+        dir: dir.clone(),
+        ..args.clone()
+    };
+    let timeout = Duration::from_secs(args.timeout);
+    let osd_size = parse_size(&args.osd_size).map_err(|e| anyhow!("--osd-size: {e}"))?;
+    let mgr_bin = find_bin("kalmar-mgr");
+    let mgrs = if mgr_bin.is_some() { args.mgrs } else { 0 };
+    let conf = dir.join("kalmar.conf");
+    let mon = write_conf(&args, &conf, mgrs)?;
+    let confs = s(&conf);
+
+    let mon_bin = need_bin("kalmar-mon")?;
+    let mon_data = dir.join("mon.a");
+    if !mon_data.exists() {
+        let out = run_bounded(
+            &mon_bin,
+            &[
+                "mkfs".into(),
+                "--data".into(),
+                s(&mon_data),
+                "--conf".into(),
+                confs.clone(),
+            ],
+            timeout,
+        )?;
+        if !out.status.success() {
+            bail!(
+                "kalmar-mon mkfs failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    if !running(&dir, "mon.a", "kalmar-mon") {
+        let a = vec![
+            "run".into(),
+            "--data".into(),
+            s(&mon_data),
+            "--conf".into(),
+            confs.clone(),
+            "--bind".into(),
+            mon.to_string(),
+        ];
+        spawn_daemon(&mon_bin, &a, &dir.join("mon.a.log"), &dir.join("mon.a.pid"))?;
+    }
+    wait_mon(mon, timeout).await?;
+
+    match (&mgr_bin, args.mgrs) {
+        (Some(bin), _) => {
+            for m in MGR_NAMES.iter().take(mgrs as usize) {
+                let name = format!("mgr.{m}");
+                if !running(&dir, &name, "kalmar-mgr") {
+                    let a = vec![
+                        "run".into(),
+                        "--name".into(),
+                        m.to_string(),
+                        "--mon".into(),
+                        mon.to_string(),
+                        "--conf".into(),
+                        confs.clone(),
+                    ];
+                    spawn_daemon(
+                        bin,
+                        &a,
+                        &dir.join(format!("{name}.log")),
+                        &dir.join(format!("{name}.pid")),
+                    )?;
+                }
+            }
+        }
+        (None, 0) => {}
+        (None, n) => eprintln!("vstart: kalmar-mgr is not built yet; starting 0 of {n} mgrs"),
+    }
+
+    let osd_bin = need_bin("kalmar-osd")?;
+    let total = args.osds.max(existing_osds(&dir));
+    let mut ids = Vec::new();
+    for i in 0..total {
+        let name = format!("osd.{i}");
+        let odir = dir.join(&name);
+        let dev = odir.join("device");
+        let marker = odir.join("mkfs.done");
+        if !marker.exists() {
+            std::fs::create_dir_all(&odir)?;
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(false)
+                .open(&dev)?;
+            if f.metadata()?.len() < osd_size {
+                f.set_len(osd_size)?;
+            }
+            let a = vec![
+                "mkfs".into(),
+                "--id".into(),
+                i.to_string(),
+                "--device".into(),
+                s(&dev),
+                "--mon".into(),
+                mon.to_string(),
+                "--conf".into(),
+                confs.clone(),
+                "--force".into(),
+            ];
+            let out = run_bounded(&osd_bin, &a, timeout)?;
+            if !out.status.success() {
+                bail!(
+                    "kalmar-osd mkfs of {name} failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            std::fs::write(&marker, "")?;
+        }
+        if !running(&dir, &name, "kalmar-osd") {
+            let a = vec![
+                "run".into(),
+                "--id".into(),
+                i.to_string(),
+                "--device".into(),
+                s(&dev),
+                "--mon".into(),
+                mon.to_string(),
+                "--conf".into(),
+                confs.clone(),
+                "--admin-socket".into(),
+                s(dir.join(format!("{name}.asok"))),
+            ];
+            spawn_daemon(
+                &osd_bin,
+                &a,
+                &dir.join(format!("{name}.log")),
+                &dir.join(format!("{name}.pid")),
+            )?;
+        }
+        ids.push(i);
+    }
+    wait_osds_up(mon, &ids, timeout).await?;
+    Ok(Cluster {
+        dir,
+        conf,
+        mon,
+        osds: total,
+        mgrs,
+    })
+}
+
+/// The daemons of a cluster directory with pid files, OSDs first and the
+/// mon last (the order they stop in).
+pub fn daemons(dir: &Path) -> Vec<(String, PathBuf)> {
+    let mut v: Vec<(String, PathBuf)> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "pid"))
+                .filter_map(|p| Some((p.file_stem()?.to_string_lossy().into_owned(), p)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let rank = |n: &str| match n.split('.').next() {
+        Some("osd") => 0,
+        Some("mgr") => 1,
+        _ => 2,
+    };
+    v.sort_by(|a, b| rank(&a.0).cmp(&rank(&b.0)).then(a.0.cmp(&b.0)));
+    v
+}
+
+/// The binary a daemon name runs (`osd.3` -> `kalmar-osd`).
+pub fn binary_of(name: &str) -> &'static str {
+    match name.split('.').next() {
+        Some("osd") => "kalmar-osd",
+        Some("mgr") => "kalmar-mgr",
+        _ => "kalmar-mon",
+    }
+}
+
+/// Stops every daemon of the cluster by PID. Returns the names stopped.
+pub fn vstop(args: &VstopArgs) -> anyhow::Result<Vec<String>> {
+    if !args.dir.is_dir() {
+        bail!("{} is not a cluster directory", args.dir.display());
+    }
+    let grace = Duration::from_secs(args.timeout);
+    let mut stopped = Vec::new();
+    for (name, pid_file) in daemons(&args.dir) {
+        if let Some(pid) = read_pid(&pid_file) {
+            if stop(pid, binary_of(&name), grace) {
+                stopped.push(name);
+            }
+        }
+        let _ = std::fs::remove_file(&pid_file);
+    }
+    Ok(stopped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conf_is_written_and_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conf = dir.path().join("kalmar.conf");
+        let mut args = VstartArgs {
+            osds: 2,
+            mgrs: 0,
+            dir: dir.path().to_path_buf(),
+            osd_size: "1G".into(),
+            set: vec![
+                "osd_heartbeat_interval=1".into(),
+                "osd_heartbeat_grace=3.5".into(),
+            ],
+            timeout: 1,
+        };
+        let mon = write_conf(&args, &conf, 0).expect("conf");
+        let c = kalmar_common::config::Conf::load(&conf).expect("loads");
+        assert_eq!(
+            c.get::<i64>("osd.0", "osd_heartbeat_interval").expect("ok"),
+            Some(1)
+        );
+        assert_eq!(
+            c.get::<f64>("osd.1", "osd_heartbeat_grace").expect("ok"),
+            Some(3.5)
+        );
+        assert!(c
+            .get::<String>("osd.1", "admin_socket")
+            .expect("ok")
+            .is_some_and(|p| p.ends_with("osd.1.asok")));
+        assert_eq!(
+            c.get::<String>("mon.a", "mon_host").expect("ok"),
+            Some(mon.to_string())
+        );
+        // A second run keeps the mon address and adds sections.
+        args.osds = 3;
+        args.set.clear();
+        assert_eq!(write_conf(&args, &conf, 0).expect("conf"), mon);
+        let c = kalmar_common::config::Conf::load(&conf).expect("loads");
+        assert!(c
+            .get::<String>("osd.2", "admin_socket")
+            .expect("ok")
+            .is_some());
+        assert_eq!(
+            c.get::<i64>("osd.0", "osd_heartbeat_interval").expect("ok"),
+            Some(1)
+        );
+        assert!(args.set.is_empty());
+        assert!(matches!(toml_value("x=y"), toml::Value::String(_)));
+    }
+
+    #[test]
+    fn stop_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for n in ["mon.a", "osd.1", "mgr.x", "osd.0"] {
+            std::fs::write(dir.path().join(format!("{n}.pid")), "1").expect("pid");
+        }
+        let names: Vec<String> = daemons(dir.path()).into_iter().map(|d| d.0).collect();
+        assert_eq!(names, vec!["osd.0", "osd.1", "mgr.x", "mon.a"]);
+        assert_eq!(binary_of("osd.7"), "kalmar-osd");
+    }
+}
