@@ -4,10 +4,11 @@
 //!   and the CRUSH map) with its [`Incremental`]s and versioned encodings.
 //! - [`crush`]: CRUSH maps, Ceph's decompiled text format, straw2 placement
 //!   bit-identical to Ceph's, and `crushtool --test` output.
-//! - [`placement`]: object name -> PG -> up/acting OSDs as Ceph computes it.
+//! - [`placement`]: object name -> PG -> up/acting OSDs as Ceph computes it,
+//!   with `osd map` / `pg map` lines and JSON structs.
 //! - [`mgrmap`]: the [`MgrMap`] (active mgr, standbys, modules).
 //! - [`dump`]: Ceph-shaped JSON and plain-text renderings (`osd dump`,
-//!   `osd tree`, `osd crush dump`, `osd map`, `pg map`).
+//!   `osd tree`, `osd crush dump`).
 #![deny(clippy::unwrap_used)]
 
 pub mod addr;
@@ -32,6 +33,7 @@ pub use mgrmap::{MgrMap, MgrModuleInfo, MgrStandby};
 pub use osd::{OsdAddrs, OsdInfo, OsdSlot, OsdState};
 pub use osdmap::{OsdMap, OsdMapFlags};
 pub use pg::PgId;
+pub use placement::{ObjectMapping, PgMapping, UpActing};
 pub use pool::{PgPool, PoolType};
 
 /// A map epoch.
