@@ -114,9 +114,10 @@ impl CrushMap {
 
     /// What a drawn item means for a choose step wanting `type_id`: the
     /// wanted type, a bucket to descend into, or an invalid item (beyond
-    /// max_devices, a dangling bucket id, or a device of the wrong type).
+    /// max_devices, a dangling bucket id, a device of the wrong type, or
+    /// a descent past `hops` = number of buckets).
     #[inline]
-    fn classify(&self, item: i32, type_id: i32) -> Found<'_> {
+    fn classify(&self, item: i32, type_id: i32, hops: &mut usize) -> Found<'_> {
         if item >= self.max_devices {
             return Found::Bad;
         }
@@ -129,8 +130,12 @@ impl CrushMap {
         }
         match self.bucket(item) {
             Some(b) if b.type_id == type_id => Found::Wanted(type_id),
-            Some(b) => Found::Descend(b),
-            None => Found::Bad,
+            // More descents than buckets means a cycle (a corrupt map).
+            Some(b) if *hops <= self.buckets.len() => {
+                *hops += 1;
+                Found::Descend(b)
+            }
+            _ => Found::Bad,
         }
     }
 
@@ -161,8 +166,6 @@ impl CrushMap {
             'descent: loop {
                 let mut inb = bucket;
                 let mut flocal: u32 = 0;
-                // Descents so far; more than there are buckets means a
-                // cycle (only possible in a corrupt decoded map).
                 let mut hops = 0usize;
                 loop {
                     let r = (rep + parent_r).wrapping_add(ftotal as i32);
@@ -180,14 +183,13 @@ impl CrushMap {
                         } else {
                             straw2_choose(inb, p.x, r as u32)
                         };
-                        let itemtype = match self.classify(item, type_id) {
+                        let itemtype = match self.classify(item, type_id, &mut hops) {
                             Found::Wanted(t) => t,
-                            Found::Descend(next) if hops <= self.buckets.len() => {
-                                hops += 1;
+                            Found::Descend(next) => {
                                 inb = next;
                                 continue;
                             }
-                            Found::Descend(_) | Found::Bad => {
+                            Found::Bad => {
                                 skip_rep = true;
                                 break 'descent;
                             }
@@ -297,14 +299,13 @@ impl CrushMap {
                         break;
                     }
                     let item = straw2_choose(inb, p.x, r as u32);
-                    let itemtype = match self.classify(item, type_id) {
+                    let itemtype = match self.classify(item, type_id, &mut hops) {
                         Found::Wanted(t) => t,
-                        Found::Descend(next) if hops <= self.buckets.len() => {
-                            hops += 1;
+                        Found::Descend(next) => {
                             inb = next;
                             continue;
                         }
-                        Found::Descend(_) | Found::Bad => {
+                        Found::Bad => {
                             out[rep] = ITEM_NONE;
                             if let Some(o2) = out2.as_deref_mut() {
                                 o2[rep] = ITEM_NONE;
