@@ -1,1 +1,396 @@
-//! kalmar-tests (placeholder until its issue lands).
+//! The multi-process test harness: a whole cluster (a mon and N OSDs, and
+//! mgrs once they exist) as real processes on dynamic 127.0.0.1 ports,
+//! brought up by the same code as `kalmar vstart`, in a temporary
+//! directory.
+//!
+//! - Every wait is bounded ([`wait_for`]).
+//! - Daemons are stopped by PID when the [`Cluster`] is dropped, also when
+//!   the test panics; then the tail of each daemon's log is printed so the
+//!   failure can be read.
+//! - Binaries come from `$KALMAR_BIN_DIR` (scripts/env.sh sets it), else
+//!   the test executable's directory and its parent.
+#![deny(clippy::unwrap_used)]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use kalmar_cli::procs::{find_bin, pid_alive, read_pid, run_bounded, signal, stop};
+use kalmar_cli::vstart::{binary_of, daemons, vstart, VstartArgs};
+use kalmar_client::{ClientConfig, Rados};
+use kalmar_msgr::{EntityName, EntityType, MsgrConfig};
+use kalmar_proto::monc::MonClient;
+use serde_json::{json, Value};
+
+/// Lines of each daemon's log printed when a test fails.
+const LOG_TAIL_LINES: usize = 60;
+/// Pause between polls in [`wait_for`].
+const POLL: Duration = Duration::from_millis(100);
+
+/// Settings of a test cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterOpts {
+    pub osds: u32,
+    pub mgrs: u32,
+    pub osd_size: String,
+    /// `[global]` conf settings.
+    pub settings: Vec<(String, String)>,
+    /// Bound on bringing the cluster up.
+    pub start_timeout: Duration,
+}
+
+impl Default for ClusterOpts {
+    /// Short timings so failures are detected in seconds: heartbeats every
+    /// second, a 4 s grace, stats every second.
+    fn default() -> Self {
+        let s = |k: &str, v: &str| (k.to_string(), v.to_string());
+        ClusterOpts {
+            osds: 3,
+            mgrs: 0,
+            osd_size: "2G".into(),
+            settings: vec![
+                s("osd_heartbeat_interval", "1"),
+                s("osd_heartbeat_grace", "4"),
+                s("osd_mon_report_interval", "1"),
+                s("osd_beacon_report_interval", "5"),
+                s("mon_tick_interval", "0.5"),
+                s("mon_osd_report_timeout", "120"),
+                s("mon_osd_down_out_interval", "600"),
+                s("mon_mgr_mkfs_grace", "600"),
+                s("osd_op_queue_timeout", "60"),
+            ],
+            start_timeout: Duration::from_secs(90),
+        }
+    }
+}
+
+impl ClusterOpts {
+    pub fn set(mut self, key: &str, value: &str) -> Self {
+        self.settings.retain(|(k, _)| k != key);
+        self.settings.push((key.to_string(), value.to_string()));
+        self
+    }
+}
+
+/// Waits until `f` returns `Some`, polling, at most `timeout`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return Ok(v);
+        }
+        if start.elapsed() > timeout {
+            bail!("timed out after {} s waiting for {what}", timeout.as_secs());
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// A running test cluster; dropping it stops every daemon.
+pub struct Cluster {
+    /// Always `Some` until dropped.
+    dir: Option<tempfile::TempDir>,
+    pub mon: SocketAddr,
+    pub conf: PathBuf,
+    pub osds: u32,
+    opts: ClusterOpts,
+}
+
+impl Cluster {
+    /// Starts a cluster with `opts`.
+    pub async fn start(opts: ClusterOpts) -> anyhow::Result<Cluster> {
+        let dir = tempfile::Builder::new().prefix("kalmar-test-").tempdir()?;
+        let args = VstartArgs {
+            osds: opts.osds,
+            mgrs: opts.mgrs,
+            dir: dir.path().to_path_buf(),
+            osd_size: opts.osd_size.clone(),
+            set: opts
+                .settings
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect(),
+            timeout: opts.start_timeout.as_secs(),
+        };
+        let cluster = match vstart(&args).await {
+            Ok(c) => c,
+            Err(e) => {
+                print_logs(dir.path());
+                stop_all(dir.path(), Duration::from_secs(2));
+                return Err(e.context("vstart"));
+            }
+        };
+        Ok(Cluster {
+            mon: cluster.mon,
+            conf: cluster.conf,
+            osds: cluster.osds,
+            dir: Some(dir),
+            opts,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir
+            .as_ref()
+            .map_or(Path::new("/nonexistent"), |d| d.path())
+    }
+
+    /// The device file of `osd.N`.
+    pub fn device(&self, osd: u32) -> PathBuf {
+        self.dir().join(format!("osd.{osd}")).join("device")
+    }
+
+    pub fn admin_socket(&self, name: &str) -> PathBuf {
+        self.dir().join(format!("{name}.asok"))
+    }
+
+    pub fn pid(&self, name: &str) -> Option<i32> {
+        read_pid(&self.dir().join(format!("{name}.pid"))).filter(|&p| pid_alive(p, binary_of(name)))
+    }
+
+    /// `kill -9` of a daemon (`osd.1`, `mon.a`).
+    pub fn kill9(&self, name: &str) -> anyhow::Result<()> {
+        let pid = self
+            .pid(name)
+            .ok_or_else(|| anyhow!("{name} is not running"))?;
+        signal(pid, binary_of(name), libc::SIGKILL);
+        let start = Instant::now();
+        while pid_alive(pid, binary_of(name)) {
+            if start.elapsed() > Duration::from_secs(10) {
+                bail!("{name} (pid {pid}) survived SIGKILL for 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    /// Stops a daemon cleanly (SIGTERM, bounded).
+    pub fn stop(&self, name: &str) -> anyhow::Result<()> {
+        let pid = self
+            .pid(name)
+            .ok_or_else(|| anyhow!("{name} is not running"))?;
+        stop(pid, binary_of(name), Duration::from_secs(20));
+        Ok(())
+    }
+
+    /// Starts whatever is not running (the same as `vstart` on the dir).
+    pub async fn restart_missing(&self) -> anyhow::Result<()> {
+        let args = VstartArgs {
+            osds: self.osds,
+            mgrs: self.opts.mgrs,
+            dir: self.dir().to_path_buf(),
+            osd_size: self.opts.osd_size.clone(),
+            set: Vec::new(),
+            timeout: self.opts.start_timeout.as_secs(),
+        };
+        vstart(&args).await.map(|_| ())
+    }
+
+    /// Runs a mon command and returns its JSON output.
+    pub async fn mon_command(&self, mut cmd: Value) -> anyhow::Result<Value> {
+        if let Value::Object(m) = &mut cmd {
+            m.entry("format").or_insert(json!("json"));
+        }
+        let me = EntityName::new(EntityType::Client, format!("test{}", std::process::id()));
+        let (c, _ev) =
+            MonClient::connect(self.mon, me, uuid::Uuid::nil(), MsgrConfig::default()).await?;
+        let r = c.command(&cmd, Duration::from_secs(30)).await;
+        c.close().await;
+        let r = r?;
+        if r.retval != 0 {
+            bail!("mon command {cmd}: {} (errno {})", r.outs, r.retval);
+        }
+        if r.outbuf.0.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&r.outbuf.0)
+            .with_context(|| format!("mon output of {cmd} is not JSON"))
+    }
+
+    /// A client with a short op timeout.
+    pub async fn client(&self) -> anyhow::Result<Rados> {
+        let mut cfg = ClientConfig::new(self.mon);
+        cfg.op_timeout = Duration::from_secs(60);
+        Ok(Rados::connect(cfg).await?)
+    }
+
+    pub async fn client_with(&self, cfg: ClientConfig) -> anyhow::Result<Rados> {
+        Ok(Rados::connect(cfg).await?)
+    }
+
+    /// Creates a replicated pool.
+    pub async fn create_pool(
+        &self,
+        name: &str,
+        pg_num: u32,
+        size: u32,
+        min_size: u32,
+    ) -> anyhow::Result<()> {
+        self.mon_command(json!({
+            "prefix": "osd pool create", "pool": name, "pg_num": pg_num,
+            "size": size, "min_size": min_size,
+        }))
+        .await?;
+        Ok(())
+    }
+
+    /// `pg dump` PG lines (`pg_stats`), as the mon sees them.
+    pub async fn pg_stats(&self) -> anyhow::Result<Vec<Value>> {
+        let d = self
+            .mon_command(json!({"prefix": "pg dump", "dumpcontents": ["pgs"]}))
+            .await?;
+        let arr = d["pg_map"]["pg_stats"]
+            .as_array()
+            .or_else(|| d["pg_stats"].as_array())
+            .cloned()
+            .unwrap_or_default();
+        Ok(arr)
+    }
+
+    /// Waits until every PG of `pool` reports a state containing all of
+    /// `want` (e.g. `["active", "clean"]`).
+    pub async fn wait_pgs(
+        &self,
+        pool: u64,
+        pg_num: u32,
+        want: &[&str],
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let prefix = format!("{pool}.");
+        wait_for(
+            &format!("pool {pool}'s PGs to be {}", want.join("+")),
+            timeout,
+            || async {
+                let stats = self.pg_stats().await.ok()?;
+                let good = stats
+                    .iter()
+                    .filter(|p| p["pgid"].as_str().is_some_and(|id| id.starts_with(&prefix)))
+                    .filter(|p| {
+                        let st = p["state"].as_str().unwrap_or("");
+                        want.iter().all(|w| st.split('+').any(|s| s == *w))
+                    })
+                    .count();
+                (good == pg_num as usize).then_some(())
+            },
+        )
+        .await
+    }
+
+    /// The `up` flag of each OSD in `osd dump`.
+    pub async fn osds_up(&self) -> anyhow::Result<Vec<(u32, bool)>> {
+        let d = self.mon_command(json!({"prefix": "osd dump"})).await?;
+        Ok(d["osds"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|o| Some((o["osd"].as_u64()? as u32, o["up"].as_i64()? == 1)))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// An admin socket command of a daemon.
+    pub fn admin(&self, name: &str, cmd: &str) -> anyhow::Result<Value> {
+        kalmar_common::admin_socket::request(
+            &self.admin_socket(name),
+            &json!({"prefix": cmd}),
+            Duration::from_secs(10),
+        )
+        .map_err(|e| anyhow!("{name} {cmd}: {e}"))
+    }
+
+    /// `kalmar-objectstore-tool --device <osd.N> --format json ARGS`
+    /// (the OSD must be stopped: the tool locks the device).
+    pub fn objectstore_tool(&self, osd: u32, args: &[&str]) -> anyhow::Result<Value> {
+        let bin = find_bin("kalmar-objectstore-tool")
+            .ok_or_else(|| anyhow!("kalmar-objectstore-tool not built"))?;
+        let mut a: Vec<String> = vec![
+            "--device".into(),
+            self.device(osd).display().to_string(),
+            "--format".into(),
+            "json".into(),
+        ];
+        a.extend(args.iter().map(|s| s.to_string()));
+        let out = run_bounded(&bin, &a, Duration::from_secs(60))?;
+        if !out.status.success() {
+            bail!(
+                "objectstore-tool {args:?} on osd.{osd}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(serde_json::from_slice(&out.stdout)?)
+    }
+
+    /// Runs a binary of the workspace with `args`, bounded.
+    pub fn run_bin(
+        &self,
+        name: &str,
+        args: &[&str],
+        timeout: Duration,
+    ) -> anyhow::Result<std::process::Output> {
+        let bin = find_bin(name).ok_or_else(|| anyhow!("{name} not built"))?;
+        let a: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        Ok(run_bounded(&bin, &a, timeout)?)
+    }
+
+    /// Stops every daemon now (also done on drop).
+    pub fn stop_all(&self) {
+        stop_all(self.dir(), Duration::from_secs(20));
+    }
+}
+
+fn stop_all(dir: &Path, grace: Duration) {
+    for (name, pid_file) in daemons(dir) {
+        if let Some(pid) = read_pid(&pid_file) {
+            stop(pid, binary_of(&name), grace);
+        }
+    }
+}
+
+/// Prints the tail of every daemon log in `dir`.
+pub fn print_logs(dir: &Path) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut logs: Vec<PathBuf> = rd
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    logs.sort();
+    for l in logs {
+        let text = std::fs::read_to_string(&l).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let from = lines.len().saturating_sub(LOG_TAIL_LINES);
+        eprintln!(
+            "===== {} (last {} lines) =====",
+            l.display(),
+            lines.len() - from
+        );
+        for line in &lines[from..] {
+            eprintln!("{line}");
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            print_logs(self.dir());
+        }
+        // SIGTERM with a short grace, then SIGKILL: a failed test must not
+        // leave daemons behind.
+        stop_all(self.dir(), Duration::from_secs(5));
+        if std::env::var_os("KALMAR_KEEP_TEST_DIR").is_some() {
+            if let Some(d) = self.dir.take() {
+                eprintln!("keeping {}", d.keep().display());
+            }
+        }
+    }
+}

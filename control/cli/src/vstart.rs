@@ -296,6 +296,8 @@ pub async fn vstart(args: &VstartArgs) -> anyhow::Result<Cluster> {
             confs.clone(),
             "--bind".into(),
             mon.to_string(),
+            "--log-file".into(),
+            s(dir.join("mon.a.log")),
         ];
         spawn_daemon(&mon_bin, &a, &dir.join("mon.a.log"), &dir.join("mon.a.pid"))?;
     }
@@ -380,6 +382,8 @@ pub async fn vstart(args: &VstartArgs) -> anyhow::Result<Cluster> {
                 confs.clone(),
                 "--admin-socket".into(),
                 s(dir.join(format!("{name}.asok"))),
+                "--log-file".into(),
+                s(dir.join(format!("{name}.log"))),
             ];
             spawn_daemon(
                 &osd_bin,
