@@ -105,8 +105,8 @@ pub use intervals::{
 };
 pub use log::{CompletedRequest, LogOp, PgLog, PgLogDup, PgLogEntry, TrimOutcome};
 pub use machine::{
-    Action, Event, LogWrite, PeeringMessage, Pg, PgMeta, PgStatsReport, PgWrite, QueryKind,
-    ReplicationTarget, ReservationKind, ReserveFor, State, WriteReadiness,
+    Action, Active, Event, LogWrite, Peering, PeeringMessage, Pg, PgMeta, PgStatsReport, PgWrite,
+    QueryKind, Replica, ReplicationTarget, ReservationKind, ReserveFor, State, WriteReadiness,
 };
 pub use merge::{merge_log, proc_replica_log, MergeOutcome, ReplicaState};
 pub use missing::{MissingItem, PgMissing};

@@ -145,6 +145,19 @@ impl PgLog {
         Ok(log)
     }
 
+    /// Rebuilds a log from its stored pieces (the omap keys of entries and
+    /// dups, and the tail from the info).
+    pub fn from_parts(
+        tail: Eversion,
+        entries: impl IntoIterator<Item = PgLogEntry>,
+        dups: impl IntoIterator<Item = PgLogDup>,
+    ) -> Result<Self, PeeringError> {
+        let mut log = PgLog::from_entries(tail, entries)?;
+        log.dups = dups.into_iter().collect();
+        log.rebuild_index();
+        Ok(log)
+    }
+
     pub fn tail(&self) -> Eversion {
         self.tail
     }
@@ -215,11 +228,14 @@ impl PgLog {
     }
 
     /// Where to trim so at most `max_entries` remain, never past
-    /// `can_trim_to` (entries every replica has committed).
+    /// `can_trim_to` (entries every replica has committed). Always the
+    /// version of an entry, so a trimmed tail still names a real point of
+    /// the history that other logs can be checked against.
     pub fn trim_target(&self, max_entries: usize, can_trim_to: Eversion) -> Option<Eversion> {
         let excess = self.entries.len().checked_sub(max_entries)?;
-        let last = self.entries.get(excess.checked_sub(1)?)?.version;
-        let to = last.min(can_trim_to);
+        let allowed = self.entries.partition_point(|e| e.version <= can_trim_to);
+        let n = excess.min(allowed);
+        let to = self.entries.get(n.checked_sub(1)?)?.version;
         (to > self.tail).then_some(to)
     }
 

@@ -232,31 +232,33 @@ impl Pg {
         let head = self.info.last_update;
         let max = ObjectBound::Max;
         let members = self.acting_recovery_backfill();
-        let peers: BTreeMap<OsdId, PeerCopy<'_>> = self
-            .p
-            .peer_missing
-            .iter()
-            .filter(|(o, _)| **o != self.whoami)
-            .map(|(&o, m)| {
-                let (last_update, lb) = if members.contains(&o) {
-                    (head, self.p.peer_last_backfill.get(&o).unwrap_or(&max))
-                } else {
-                    let pi = self.p.peer_info.get(&o);
-                    (
-                        pi.map_or(Eversion::ZERO, |i| i.last_update),
-                        pi.map_or(&max, |i| &i.last_backfill),
-                    )
+        let backfill = self.backfill_targets();
+        let mut peers: BTreeMap<OsdId, PeerCopy<'_>> = BTreeMap::new();
+        // Copies outside the acting set, as they were at peering.
+        for (&o, s) in &self.p.sources {
+            if o != self.whoami && (!members.contains(&o) || backfill.contains(&o)) {
+                let copy = PeerCopy {
+                    missing: &s.missing,
+                    last_update: s.last_update,
+                    last_backfill: &s.last_backfill,
                 };
-                (
-                    o,
-                    PeerCopy {
-                        missing: m,
-                        last_update,
-                        last_backfill: lb,
-                    },
-                )
-            })
-            .collect();
+                peers.insert(o, copy);
+            }
+        }
+        // Acting members and resumed backfill targets, as recovery keeps
+        // them up to date.
+        for (&o, m) in &self.p.peer_missing {
+            if o == self.whoami {
+                continue;
+            }
+            let lb = self.p.peer_last_backfill.get(&o).unwrap_or(&max);
+            let copy = PeerCopy {
+                missing: m,
+                last_update: head,
+                last_backfill: lb,
+            };
+            peers.insert(o, copy);
+        }
         let targets: BTreeSet<OsdId> = members.into_iter().filter(|&o| o != self.whoami).collect();
         let in_flight: BTreeSet<ObjectName> = self.p.in_flight.keys().cloned().collect();
         let plan = plan_recovery(RecoveryInputs {

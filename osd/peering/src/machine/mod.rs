@@ -53,6 +53,15 @@ struct InFlight {
     version: Eversion,
 }
 
+/// What a copy outside the acting set holds, as judged from its log at
+/// peering time: a place to pull objects from.
+#[derive(Debug, Clone)]
+struct SourceCopy {
+    missing: PgMissing,
+    last_update: Eversion,
+    last_backfill: ObjectBound,
+}
+
 /// One backfill round.
 #[derive(Debug, Clone)]
 struct BackfillRound {
@@ -77,6 +86,9 @@ struct PrimaryCtx {
     choice: Option<ActingChoice>,
     force_backfill: BTreeSet<OsdId>,
     peer_missing: BTreeMap<OsdId, PgMissing>,
+    /// Copies (strays, backfill targets before their reset, the
+    /// authoritative copy) that recovery may pull from.
+    sources: BTreeMap<OsdId, SourceCopy>,
     peer_last_backfill: BTreeMap<OsdId, ObjectBound>,
     last_backfill_started: BTreeMap<OsdId, ObjectBound>,
     activation_epoch: Epoch,

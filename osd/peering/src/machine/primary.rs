@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use kalmar_maps::OsdId;
 
-use super::{Action, Active, Peering, PeeringMessage, Pg, PgWrite, QueryKind, State};
+use super::{Action, Active, Peering, PeeringMessage, Pg, PgWrite, QueryKind, SourceCopy, State};
 use crate::choose::{choose_acting, find_best_info, ActingInputs};
 use crate::error::PeeringError;
 use crate::info::PgInfo;
@@ -104,6 +104,13 @@ impl Pg {
                     self.purge_stray(from);
                 }
             }
+            State::Active(_) => {
+                // A copy came back while objects are unfound: it may have them.
+                if !self.p.unfound.is_empty() && !self.p.pending_log.contains(&from) {
+                    self.p.pending_log.insert(from);
+                    self.query(from, QueryKind::Log);
+                }
+            }
             _ => {}
         }
     }
@@ -161,17 +168,31 @@ impl Pg {
                 self.proc_master_log(from, info, log, missing)
             }
             State::Peering(Peering::GetMissing) => {
+                let Some(choice) = self.p.choice.clone() else {
+                    return;
+                };
+                let backfill = choice.backfill_targets.contains(&from);
+                let member = choice.acting_recovery_backfill.contains(&from) && !backfill;
                 match proc_replica_log(&self.log, &info, &log, &missing) {
                     Ok(st) => {
-                        self.p.peer_missing.insert(from, st.missing);
+                        if member || (backfill && self.backfill_resumable(from, &info)) {
+                            self.p.peer_missing.insert(from, st.missing.clone());
+                        }
+                        let source = SourceCopy {
+                            missing: st.missing,
+                            last_update: st.last_update,
+                            last_backfill: info.last_backfill.clone(),
+                        };
+                        self.p.sources.insert(from, source);
                     }
-                    Err(PeeringError::NoOverlap { .. }) => {
+                    Err(PeeringError::NoOverlap { .. }) if member => {
                         // Its log forked before our tail: it needs backfill.
                         self.p.force_backfill.insert(from);
                         self.p.pending_log.clear();
                         self.get_log();
                         return;
                     }
+                    Err(PeeringError::NoOverlap { .. }) => {} // not a usable source
                     Err(e) => {
                         self.crash(format!("processing osd.{from}'s log: {e}"));
                         return;
@@ -180,6 +201,17 @@ impl Pg {
                 self.p.peer_info.insert(from, info);
                 if self.p.pending_log.is_empty() {
                     self.after_get_missing();
+                }
+            }
+            State::Active(_) => {
+                if let Ok(st) = proc_replica_log(&self.log, &info, &log, &missing) {
+                    let source = SourceCopy {
+                        missing: st.missing,
+                        last_update: st.last_update,
+                        last_backfill: info.last_backfill,
+                    };
+                    self.p.sources.insert(from, source);
+                    self.issue_recovery();
                 }
             }
             _ => {}
@@ -209,8 +241,15 @@ impl Pg {
                     ..Default::default()
                 });
                 self.p.peer_info.insert(self.whoami, self.info.clone());
-                self.p.peer_info.insert(from, info);
-                self.p.peer_missing.insert(from, auth_missing);
+                self.p.peer_info.insert(from, info.clone());
+                self.p.sources.insert(
+                    from,
+                    SourceCopy {
+                        missing: auth_missing,
+                        last_update: info.last_update,
+                        last_backfill: info.last_backfill.clone(),
+                    },
+                );
                 self.get_missing();
             }
             Err(PeeringError::NoOverlap { .. }) => {
@@ -247,6 +286,26 @@ impl Pg {
                 self.p.peer_missing.insert(peer, PgMissing::new());
                 continue;
             }
+            self.p.pending_log.insert(peer);
+            self.query(peer, QueryKind::Log);
+        }
+        // Other copies may hold objects the members lack: learn what they
+        // have, so recovery can pull from them (Ceph's might_have_unfound).
+        let others: Vec<OsdId> = self
+            .p
+            .peer_info
+            .iter()
+            .filter(|(o, i)| {
+                **o != me
+                    && self.map.is_up(**o)
+                    && !i.last_update.is_zero()
+                    && !self.p.pending_log.contains(*o)
+                    && (!choice.acting_recovery_backfill.contains(*o)
+                        || choice.backfill_targets.contains(*o))
+            })
+            .map(|(o, _)| *o)
+            .collect();
+        for peer in others {
             self.p.pending_log.insert(peer);
             self.query(peer, QueryKind::Log);
         }

@@ -115,10 +115,28 @@ impl Pg {
     }
 
     /// Where the log may be trimmed to (primary): keeps
-    /// `osd_max_pg_log_entries`, never past what every member committed.
+    /// `osd_max_pg_log_entries`, never past what every member committed,
+    /// nor past an entry whose object some member still misses
+    /// (`min_last_complete_ondisk`): a copy holding that object must stay
+    /// log-recoverable.
     pub fn trim_to(&self) -> Option<Eversion> {
+        let backfill = self.backfill_targets();
+        let oldest_missing = std::iter::once(&self.missing)
+            .chain(
+                self.p
+                    .peer_missing
+                    .iter()
+                    .filter(|(o, _)| !backfill.contains(o))
+                    .map(|(_, m)| m),
+            )
+            .filter_map(|m| m.oldest_need())
+            .min();
+        let mut bound = self.p.committed_to;
+        if let Some(need) = oldest_missing {
+            bound = bound.min(Eversion::new(need.epoch, need.version.saturating_sub(1)));
+        }
         self.log
-            .trim_target(self.settings.osd_max_pg_log_entries, self.p.committed_to)
+            .trim_target(self.settings.osd_max_pg_log_entries, bound)
     }
 
     /// Primary: every member committed the write of `version`.
