@@ -1,1 +1,29 @@
-//! kalmar-mon (placeholder until its issue lands).
+//! The Kalmar monitor.
+//!
+//! - [`store`]: RocksDB behind a small key-value interface (synced batches).
+//! - [`persist`]: map epochs in the store (mkfs, load, commit, trim).
+//! - [`osdmon`], [`pools`]: the OSDMap service and pool commands.
+//! - [`mgrmon`]: the MgrMap service (beacons, failover).
+//! - [`health`], [`status`]: health checks and `status` output.
+//! - [`commands`]: Ceph-style JSON commands.
+//! - [`server`]: the daemon loop (messenger events, ticks, commits,
+//!   subscriptions, admin socket).
+#![deny(clippy::unwrap_used)]
+
+pub mod commands;
+pub mod errors;
+pub mod health;
+pub mod mgrmon;
+pub mod options;
+pub mod osdmon;
+pub mod perf;
+pub mod pgmap;
+pub mod persist;
+pub mod pools;
+pub mod server;
+pub mod state;
+pub mod status;
+pub mod store;
+
+pub use options::MonOptions;
+pub use server::{start, MonConfig, MonError, RunningMon};

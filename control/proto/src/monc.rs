@@ -178,13 +178,11 @@ impl MonClient {
             self.conn.send(msg).await?;
             match tokio::time::timeout(timeout, rx).await {
                 Ok(Ok(reply)) => Ok(reply),
-                Ok(Err(_)) => Err(MonClientError::Closed(
-                    self.conn
-                        .handle()
-                        .is_closed()
-                        .then(|| "session closed".to_string())
-                        .unwrap_or_else(|| "mon restarted".into()),
-                )),
+                Ok(Err(_)) => Err(MonClientError::Closed(if self.conn.handle().is_closed() {
+                    "session closed".to_string()
+                } else {
+                    "the mon restarted".to_string()
+                })),
                 Err(_) => Err(MonClientError::Timeout(timeout.as_millis())),
             }
         }

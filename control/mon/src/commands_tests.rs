@@ -1,0 +1,147 @@
+use std::sync::Arc;
+use std::time::Instant;
+
+use kalmar_maps::{MgrMap, OsdMap};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::*;
+use crate::errors::{ENOENT, EPERM};
+use crate::options::MonOptions;
+
+fn state() -> MonState {
+    let mut map = OsdMap::new(Uuid::new_v4(), 1);
+    map.epoch = 1;
+    let opts = Arc::new(MonOptions {
+        osd_crush_chooseleaf_type: 0,
+        ..MonOptions::default()
+    });
+    MonState::new("a", opts, map, MgrMap::default(), Instant::now(), 1)
+}
+
+fn run_cmd(st: &mut MonState, cmd: Value) -> CmdReply {
+    let r = execute(st, &cmd, Instant::now(), 2);
+    if let Some((map, _)) = st.osd.take_pending(3).expect("valid") {
+        st.osd.committed(map);
+    }
+    if let Some(m) = st.mgr.take_pending() {
+        st.mgr.committed(m);
+    }
+    r
+}
+
+fn text(r: &CmdReply) -> String {
+    String::from_utf8(r.outbuf.clone()).expect("utf8")
+}
+
+#[test]
+fn pool_and_osd_commands() {
+    let mut st = state();
+    for _ in 0..3 {
+        let r = run_cmd(
+            &mut st,
+            json!({"prefix": "osd new", "uuid": Uuid::new_v4().to_string()}),
+        );
+        assert_eq!(r.retval, 0, "{r:?}");
+    }
+    let r = run_cmd(
+        &mut st,
+        json!({"prefix": "osd pool create", "pool": "rbd", "pg_num": 16, "size": "2"}),
+    );
+    assert_eq!((r.retval, r.outs.as_str()), (0, "pool 'rbd' created"));
+    let r = run_cmd(
+        &mut st,
+        json!({"prefix": "osd pool set", "pool": "rbd", "var": "size", "val": "3"}),
+    );
+    assert_eq!((r.retval, r.outs.as_str()), (0, "set pool 1 size to 3"));
+    let r = run_cmd(&mut st, json!({"prefix": "osd pool ls", "format": "json"}));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&r.outbuf).expect("json"),
+        json!(["rbd"])
+    );
+    let r = run_cmd(
+        &mut st,
+        json!({"prefix": "osd pool ls", "detail": "detail"}),
+    );
+    assert!(
+        text(&r).starts_with("pool 1 'rbd' replicated size 3 min_size 1"),
+        "{}",
+        text(&r)
+    );
+    let r = run_cmd(&mut st, json!({"prefix": "osd out", "ids": ["1", "osd.2"]}));
+    assert_eq!(
+        r.outs, "osd.1 is already out. osd.2 is already out. ",
+        "new OSDs start out"
+    );
+    let r = run_cmd(&mut st, json!({"prefix": "osd in", "ids": ["1"]}));
+    assert_eq!(r.outs, "marked in osd.1. ");
+    let r = run_cmd(&mut st, json!({"prefix": "osd out", "ids": ["1"]}));
+    assert_eq!(r.outs, "marked out osd.1. ");
+    let r = run_cmd(&mut st, json!({"prefix": "osd out", "ids": ["7"]}));
+    assert_eq!(r.retval, ENOENT, "{r:?}");
+    let r = run_cmd(&mut st, json!({"prefix": "osd out", "ids": ["x"]}));
+    assert_eq!(r.retval, crate::errors::EINVAL);
+    let r = run_cmd(&mut st, json!({"prefix": "osd dump", "format": "json"}));
+    let v: Value = serde_json::from_slice(&r.outbuf).expect("json");
+    assert_eq!(v["pools"][0]["pool_name"], json!("rbd"));
+    assert_eq!(v["osds"].as_array().map(Vec::len), Some(3));
+    let r = run_cmd(
+        &mut st,
+        json!({"prefix": "osd map", "pool": "rbd", "object": "foo", "format": "json"}),
+    );
+    let v: Value = serde_json::from_slice(&r.outbuf).expect("json");
+    assert!(v["pgid"].as_str().expect("pgid").starts_with("1."), "{v}");
+    let r = run_cmd(&mut st, json!({"prefix": "pg map", "pgid": "1.0"}));
+    assert!(text(&r).contains("pg 1.0 (1.0) -> up"), "{}", text(&r));
+    let r = run_cmd(&mut st, json!({"prefix": "pg map", "pgid": "1.99"}));
+    assert_eq!(r.retval, ENOENT);
+    let r = run_cmd(
+        &mut st,
+        json!({"prefix": "osd map", "pool": "nope", "object": "foo"}),
+    );
+    assert_eq!(r.retval, ENOENT);
+    let r = run_cmd(&mut st, json!({"prefix": "osd pool rm", "pool": "rbd"}));
+    assert_eq!(r.retval, EPERM);
+    let r = run_cmd(
+        &mut st,
+        json!({"prefix": "osd pool rm", "pool": "rbd", "pool2": "rbd", "yes_i_really_really_mean_it": true}),
+    );
+    assert_eq!((r.retval, r.outs.as_str()), (0, "pool 'rbd' removed"));
+}
+
+#[test]
+fn reads_status_health_and_errors() {
+    let mut st = state();
+    let r = run_cmd(&mut st, json!({"prefix": "status", "format": "json"}));
+    let v: Value = serde_json::from_slice(&r.outbuf).expect("json");
+    assert_eq!(v["pgmap"]["num_pgs"], json!(0));
+    assert_eq!(v["osdmap"]["num_osds"], json!(0));
+    let r = run_cmd(&mut st, json!({"prefix": "status"}));
+    assert!(text(&r).contains("  cluster:\n"));
+    let r = run_cmd(&mut st, json!({"prefix": "health"}));
+    assert_eq!(text(&r), "HEALTH_OK\n");
+    run_cmd(&mut st, json!({"prefix": "osd set", "key": "noout"}));
+    let r = run_cmd(&mut st, json!({"prefix": "health", "detail": "detail"}));
+    assert!(
+        text(&r).contains("[WRN] OSDMAP_FLAGS: noout flag(s) set"),
+        "{}",
+        text(&r)
+    );
+    let r = run_cmd(&mut st, json!({"prefix": "mgr stat"}));
+    let v: Value = serde_json::from_slice(&r.outbuf).expect("json");
+    assert_eq!(v["available"], json!(false));
+    assert_eq!(v["active_name"], json!(""));
+    for bad in [
+        json!({"prefix": "osd frobnicate"}),
+        json!({"nope": 1}),
+        json!({"prefix": "status", "format": "xml"}),
+        json!({"prefix": "osd pool create"}),
+        json!({"prefix": "osd pool create", "pool": "x", "pg_num": "many"}),
+        json!({"prefix": "osd pool set", "pool": "x", "var": "size"}),
+        json!({"prefix": "mgr fail"}),
+    ] {
+        let r = run_cmd(&mut st, bad.clone());
+        assert!(r.retval < 0, "{bad} -> {r:?}");
+        assert!(!r.outs.is_empty(), "{bad}: an error says what is wrong");
+    }
+}

@@ -1,0 +1,210 @@
+//! The mon's settings, with Ceph's option names and defaults. Each can be
+//! set in the conf file (`[mon]` or `[global]`); tests shorten the times.
+
+use std::time::Duration;
+
+use kalmar_common::config::{Conf, ConfError};
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MonOptions {
+    /// Distinct OSDs that must report a peer before it is marked down.
+    pub mon_osd_min_down_reporters: usize,
+    /// How long a peer must have been failing before it is marked down.
+    pub osd_heartbeat_grace: Duration,
+    /// An up OSD without a beacon for this long is marked down.
+    pub mon_osd_report_timeout: Duration,
+    /// A down OSD is marked out after this long (unless `noout`).
+    pub mon_osd_down_out_interval: Duration,
+    /// Map epochs always kept (older ones are trimmed).
+    pub mon_min_osdmap_epochs: u32,
+    /// A mgr without a beacon for this long is dropped (the active one
+    /// is replaced by a standby).
+    pub mon_mgr_beacon_grace: Duration,
+    /// After the mon starts, how long "no mgr" is not yet a health warning.
+    pub mon_mgr_mkfs_grace: Duration,
+    /// Period of the mon's timer (failure grace, down/out, mgr failover).
+    pub mon_tick_interval: Duration,
+    /// Most incrementals sent in one osdmap message; a subscriber further
+    /// behind gets the newest full map instead.
+    pub osd_map_message_max: u32,
+    /// Pool defaults.
+    pub osd_pool_default_size: u32,
+    /// 0: `size - size / 2`, as Ceph computes it.
+    pub osd_pool_default_min_size: u32,
+    pub osd_pool_default_pg_num: u32,
+    /// Largest pg_num a pool may have.
+    pub mon_max_pool_pg_num: u32,
+    /// Whether `osd pool rm` is allowed at all (Ceph's default is false;
+    /// Kalmar's test clusters want it on).
+    pub mon_allow_pool_delete: bool,
+    /// CRUSH failure domain of the default rule at mkfs (1 = host; 0 = osd
+    /// for single-machine clusters).
+    pub osd_crush_chooseleaf_type: i32,
+}
+
+impl Default for MonOptions {
+    fn default() -> Self {
+        MonOptions {
+            mon_osd_min_down_reporters: 2,
+            osd_heartbeat_grace: Duration::from_secs(20),
+            mon_osd_report_timeout: Duration::from_secs(900),
+            mon_osd_down_out_interval: Duration::from_secs(600),
+            mon_min_osdmap_epochs: 500,
+            mon_mgr_beacon_grace: Duration::from_secs(30),
+            mon_mgr_mkfs_grace: Duration::from_secs(120),
+            mon_tick_interval: Duration::from_secs(5),
+            osd_map_message_max: 40,
+            osd_pool_default_size: 3,
+            osd_pool_default_min_size: 0,
+            osd_pool_default_pg_num: 32,
+            mon_max_pool_pg_num: 65536,
+            mon_allow_pool_delete: true,
+            osd_crush_chooseleaf_type: 1,
+        }
+    }
+}
+
+/// Seconds in the conf may be integers or fractions (`0.5`).
+fn secs(v: Option<f64>, default: Duration, key: &str) -> Result<Duration, ConfError> {
+    match v {
+        None => Ok(default),
+        Some(s) if s.is_finite() && s >= 0.0 => Ok(Duration::from_secs_f64(s)),
+        Some(s) => Err(ConfError::Type {
+            section: "mon".into(),
+            key: key.into(),
+            detail: format!("{s} is not a duration in seconds"),
+        }),
+    }
+}
+
+/// Reads a number that TOML may hold as an integer or a float.
+fn num(conf: &Conf, entity: &str, key: &str) -> Result<Option<f64>, ConfError> {
+    match conf.get::<toml::Value>(entity, key)? {
+        None => Ok(None),
+        Some(toml::Value::Integer(i)) => Ok(Some(i as f64)),
+        Some(toml::Value::Float(f)) => Ok(Some(f)),
+        Some(other) => Err(ConfError::Type {
+            section: entity.into(),
+            key: key.into(),
+            detail: format!("expected a number, got {other}"),
+        }),
+    }
+}
+
+impl MonOptions {
+    /// Options for `entity` (e.g. `mon.a`) from the conf, defaults elsewhere.
+    pub fn from_conf(conf: &Conf, entity: &str) -> Result<MonOptions, ConfError> {
+        let d = MonOptions::default();
+        let int = |key: &str, default: u64| -> Result<u64, ConfError> {
+            Ok(num(conf, entity, key)?
+                .map(|v| v.max(0.0) as u64)
+                .unwrap_or(default))
+        };
+        let dur = |key: &str, default: Duration| secs(num(conf, entity, key)?, default, key);
+        Ok(MonOptions {
+            mon_osd_min_down_reporters: int(
+                "mon_osd_min_down_reporters",
+                d.mon_osd_min_down_reporters as u64,
+            )?
+            .max(1) as usize,
+            osd_heartbeat_grace: dur("osd_heartbeat_grace", d.osd_heartbeat_grace)?,
+            mon_osd_report_timeout: dur("mon_osd_report_timeout", d.mon_osd_report_timeout)?,
+            mon_osd_down_out_interval: dur(
+                "mon_osd_down_out_interval",
+                d.mon_osd_down_out_interval,
+            )?,
+            mon_min_osdmap_epochs: int("mon_min_osdmap_epochs", d.mon_min_osdmap_epochs.into())?
+                .clamp(1, u32::MAX.into()) as u32,
+            mon_mgr_beacon_grace: dur("mon_mgr_beacon_grace", d.mon_mgr_beacon_grace)?,
+            mon_mgr_mkfs_grace: dur("mon_mgr_mkfs_grace", d.mon_mgr_mkfs_grace)?,
+            mon_tick_interval: dur("mon_tick_interval", d.mon_tick_interval)?
+                .max(Duration::from_millis(10)),
+            osd_map_message_max: int("osd_map_message_max", d.osd_map_message_max.into())?
+                .clamp(1, 10_000) as u32,
+            osd_pool_default_size: int("osd_pool_default_size", d.osd_pool_default_size.into())?
+                .clamp(1, 10) as u32,
+            osd_pool_default_min_size: int(
+                "osd_pool_default_min_size",
+                d.osd_pool_default_min_size.into(),
+            )?
+            .min(10) as u32,
+            osd_pool_default_pg_num: int(
+                "osd_pool_default_pg_num",
+                d.osd_pool_default_pg_num.into(),
+            )?
+            .clamp(1, 65536) as u32,
+            mon_max_pool_pg_num: int("mon_max_pool_pg_num", d.mon_max_pool_pg_num.into())?
+                .clamp(1, 1 << 20) as u32,
+            mon_allow_pool_delete: conf
+                .get(entity, "mon_allow_pool_delete")?
+                .unwrap_or(d.mon_allow_pool_delete),
+            osd_crush_chooseleaf_type: int(
+                "osd_crush_chooseleaf_type",
+                d.osd_crush_chooseleaf_type as u64,
+            )?
+            .min(11) as i32,
+        })
+    }
+
+    /// `min_size` for a pool of `size` when none was given.
+    pub fn default_min_size(&self, size: u32) -> u32 {
+        match self.osd_pool_default_min_size {
+            0 => size - size / 2,
+            m => m.min(size),
+        }
+    }
+
+    /// `config show` form: every option with its value as Ceph prints it
+    /// (strings; durations in seconds).
+    pub fn to_json(&self) -> Value {
+        let s = |d: Duration| d.as_secs_f64().to_string();
+        json!({
+            "mon_osd_min_down_reporters": self.mon_osd_min_down_reporters.to_string(),
+            "osd_heartbeat_grace": s(self.osd_heartbeat_grace),
+            "mon_osd_report_timeout": s(self.mon_osd_report_timeout),
+            "mon_osd_down_out_interval": s(self.mon_osd_down_out_interval),
+            "mon_min_osdmap_epochs": self.mon_min_osdmap_epochs.to_string(),
+            "mon_mgr_beacon_grace": s(self.mon_mgr_beacon_grace),
+            "mon_mgr_mkfs_grace": s(self.mon_mgr_mkfs_grace),
+            "mon_tick_interval": s(self.mon_tick_interval),
+            "osd_map_message_max": self.osd_map_message_max.to_string(),
+            "osd_pool_default_size": self.osd_pool_default_size.to_string(),
+            "osd_pool_default_min_size": self.osd_pool_default_min_size.to_string(),
+            "osd_pool_default_pg_num": self.osd_pool_default_pg_num.to_string(),
+            "mon_max_pool_pg_num": self.mon_max_pool_pg_num.to_string(),
+            "mon_allow_pool_delete": self.mon_allow_pool_delete.to_string(),
+            "osd_crush_chooseleaf_type": self.osd_crush_chooseleaf_type.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conf_overrides_defaults() {
+        let conf = Conf::parse(
+            r#"
+[global]
+osd_heartbeat_grace = 3
+[mon]
+mon_osd_down_out_interval = 0.5
+mon_osd_min_down_reporters = 1
+mon_allow_pool_delete = false
+"#,
+        )
+        .expect("toml");
+        let o = MonOptions::from_conf(&conf, "mon.a").expect("valid");
+        assert_eq!(o.osd_heartbeat_grace, Duration::from_secs(3));
+        assert_eq!(o.mon_osd_down_out_interval, Duration::from_millis(500));
+        assert_eq!(o.mon_osd_min_down_reporters, 1);
+        assert!(!o.mon_allow_pool_delete);
+        assert_eq!(o.mon_min_osdmap_epochs, 500);
+        assert_eq!(o.default_min_size(3), 2);
+        assert_eq!(o.default_min_size(1), 1);
+        let bad = Conf::parse("[mon]\nosd_heartbeat_grace = \"soon\"\n").expect("toml");
+        assert!(MonOptions::from_conf(&bad, "mon.a").is_err());
+    }
+}

@@ -1,0 +1,565 @@
+//! The OSDMap service: the committed map, the changes pending for the next
+//! epoch, and the OSD lifecycle (registration, boot, failure reports,
+//! beacons, down -> out, up_thru and pg_temp requests).
+//!
+//! Pure logic: time comes in as a parameter and nothing here does I/O, so
+//! the rules are tested directly. Changes accumulate in a pending copy of
+//! the map (epoch + 1); the server commits it, and the incremental is the
+//! difference between the two.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kalmar_maps::crush::map::WEIGHT_ONE;
+use kalmar_maps::osd::{OsdState, WEIGHT_IN, WEIGHT_OUT};
+use kalmar_maps::{Epoch, Incremental, OsdId, OsdMap, OsdMapFlags, OsdSlot};
+use kalmar_proto::mon::{OsdAlive, OsdBeacon, OsdBoot, OsdFailure, OsdPgTemp};
+use uuid::Uuid;
+
+use crate::errors::{CmdError, EEXIST};
+use crate::options::MonOptions;
+
+/// Largest OSD id the mon hands out (bounds `max_osd` and the map size).
+pub const MAX_OSD_ID: OsdId = 1 << 16;
+
+#[derive(Debug, Clone, Copy)]
+struct Report {
+    received: Instant,
+    failed_for: Duration,
+}
+
+pub struct OsdMon {
+    map: OsdMap,
+    pending: Option<OsdMap>,
+    opts: Arc<MonOptions>,
+    /// target -> reporter -> report.
+    failures: BTreeMap<OsdId, BTreeMap<OsdId, Report>>,
+    last_beacon: BTreeMap<OsdId, Instant>,
+    down_since: BTreeMap<OsdId, Instant>,
+    last_epoch_clean: BTreeMap<OsdId, Epoch>,
+}
+
+impl OsdMon {
+    /// Takes over the committed `map` at `now`: up OSDs get a fresh beacon
+    /// window and down ones a fresh down -> out window, as after any mon
+    /// restart (the mon cannot know what happened while it was away).
+    pub fn new(map: OsdMap, opts: Arc<MonOptions>, now: Instant) -> OsdMon {
+        let mut last_beacon = BTreeMap::new();
+        let mut down_since = BTreeMap::new();
+        for id in map.existing_osds() {
+            if map.is_up(id) {
+                last_beacon.insert(id, now);
+            } else if map.is_in(id) {
+                down_since.insert(id, now);
+            }
+        }
+        OsdMon {
+            map,
+            pending: None,
+            opts,
+            failures: BTreeMap::new(),
+            last_beacon,
+            down_since,
+            last_epoch_clean: BTreeMap::new(),
+        }
+    }
+
+    /// The committed map.
+    pub fn map(&self) -> &OsdMap {
+        &self.map
+    }
+
+    /// The map as it will be after the pending changes.
+    pub fn view(&self) -> &OsdMap {
+        self.pending.as_ref().unwrap_or(&self.map)
+    }
+
+    pub fn has_pending(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    fn next_epoch(&self) -> Epoch {
+        self.map.epoch + 1
+    }
+
+    fn pending_mut(&mut self) -> &mut OsdMap {
+        let next = self.next_epoch();
+        self.pending.get_or_insert_with(|| {
+            let mut m = self.map.clone();
+            m.epoch = next;
+            m
+        })
+    }
+
+    fn slot_mut(&mut self, id: OsdId) -> Result<&mut OsdSlot, CmdError> {
+        let max_osd = self.view().max_osd();
+        self.pending_mut()
+            .osd_mut(id)
+            .filter(|s| s.exists())
+            .ok_or_else(|| CmdError::noent(format!("osd.{id} does not exist (max_osd {max_osd})")))
+    }
+
+    /// The pending map and its incremental, stamped `now_us`, ready to be
+    /// committed. The incremental is checked to rebuild the map exactly.
+    pub fn take_pending(&mut self, now_us: u64) -> Result<Option<(OsdMap, Incremental)>, String> {
+        let Some(mut next) = self.pending.take() else {
+            return Ok(None);
+        };
+        next.modified_us = now_us;
+        if next.crush != self.map.crush {
+            // Applying an incremental with a crush map bumps the version.
+            next.crush_version = self.map.crush_version.wrapping_add(1);
+        }
+        let inc = Incremental::diff(&self.map, &next);
+        let mut check = self.map.clone();
+        check
+            .apply_incremental(&inc)
+            .map_err(|e| format!("incremental for epoch {} does not apply: {e}", next.epoch))?;
+        if check != next {
+            return Err(format!(
+                "incremental for epoch {} does not rebuild the map",
+                next.epoch
+            ));
+        }
+        Ok(Some((next, inc)))
+    }
+
+    /// Drops pending changes (their commit failed).
+    pub fn discard_pending(&mut self) {
+        self.pending = None;
+    }
+
+    /// The epoch was committed.
+    pub fn committed(&mut self, map: OsdMap) {
+        self.map = map;
+    }
+
+    /// Lowest `last_epoch_clean` reported by the up OSDs (trimming bound).
+    pub fn min_last_epoch_clean(&self) -> Option<Epoch> {
+        self.map
+            .existing_osds()
+            .filter(|&id| self.map.is_up(id))
+            .map(|id| self.last_epoch_clean.get(&id).copied().unwrap_or(0))
+            .min()
+    }
+
+    /// Registers an OSD: the id already holding `uuid`, else `want_id`
+    /// (when free), else the lowest free id. New OSDs exist but are out
+    /// until their first boot.
+    pub fn osd_mkfs(&mut self, uuid: Uuid, want_id: OsdId, host: &str) -> Result<OsdId, CmdError> {
+        if uuid.is_nil() {
+            return Err(CmdError::inval("an OSD needs a non-nil uuid"));
+        }
+        let view = self.view();
+        if let Some(id) = view
+            .existing_osds()
+            .find(|&id| view.osd(id).is_some_and(|s| s.uuid == uuid))
+        {
+            if want_id >= 0 && want_id != id {
+                return Err(CmdError::new(
+                    EEXIST,
+                    format!("uuid {uuid} is already osd.{id}, not osd.{want_id}"),
+                ));
+            }
+            return Ok(id);
+        }
+        let id = if want_id >= 0 {
+            if want_id > MAX_OSD_ID {
+                return Err(CmdError::inval(format!(
+                    "osd id {want_id} is above the limit {MAX_OSD_ID}"
+                )));
+            }
+            if view.exists(want_id) {
+                return Err(CmdError::new(
+                    EEXIST,
+                    format!("osd.{want_id} already exists with another uuid"),
+                ));
+            }
+            want_id
+        } else {
+            (0..=MAX_OSD_ID)
+                .find(|&i| !view.exists(i))
+                .ok_or_else(|| CmdError::inval("no free osd id"))?
+        };
+        let host = if host.is_empty() { "localhost" } else { host };
+        let m = self.pending_mut();
+        if id >= m.max_osd() {
+            m.set_max_osd(id + 1);
+        }
+        m.crush.add_osd(id, WEIGHT_ONE, host)?;
+        if let Some(s) = m.osd_mut(id) {
+            *s = OsdSlot {
+                state: OsdState(OsdState::EXISTS | OsdState::NEW),
+                weight: WEIGHT_OUT,
+                uuid,
+                ..OsdSlot::default()
+            };
+        }
+        Ok(id)
+    }
+
+    /// An OSD says it is running. Returns whether the map changes.
+    pub fn boot(&mut self, b: &OsdBoot, now: Instant) -> Result<bool, String> {
+        let view = self.view();
+        let slot = view.osd(b.osd_id).filter(|s| s.exists()).ok_or_else(|| {
+            format!(
+                "osd.{} does not exist; register it with osd mkfs first",
+                b.osd_id
+            )
+        })?;
+        if slot.uuid != b.uuid {
+            return Err(format!(
+                "osd.{} has uuid {}, the booting daemon has {}",
+                b.osd_id, slot.uuid, b.uuid
+            ));
+        }
+        if view.test_flag(OsdMapFlags::NOUP) || slot.state.has(OsdState::NOUP) {
+            return Err(format!("osd.{} may not boot: noup is set", b.osd_id));
+        }
+        let unchanged = slot.is_up() && slot.addrs == b.addrs;
+        self.last_beacon.insert(b.osd_id, now);
+        self.failures.remove(&b.osd_id);
+        self.down_since.remove(&b.osd_id);
+        if unchanged {
+            return Ok(false);
+        }
+        let next = self.next_epoch();
+        let s = self.slot_mut(b.osd_id).map_err(|e| e.msg)?;
+        s.state.0 |= OsdState::UP;
+        s.addrs = b.addrs;
+        s.info.up_from = next;
+        if s.state.has(OsdState::NEW) || (s.state.has(OsdState::AUTOOUT) && s.weight == WEIGHT_OUT)
+        {
+            s.weight = WEIGHT_IN;
+        }
+        s.state.0 &= !(OsdState::NEW | OsdState::AUTOOUT);
+        Ok(true)
+    }
+
+    fn mark_down(&mut self, id: OsdId, now: Instant) {
+        let next = self.next_epoch();
+        if let Ok(s) = self.slot_mut(id) {
+            s.state.0 &= !OsdState::UP;
+            s.info.down_at = next;
+        }
+        self.last_beacon.remove(&id);
+        self.failures.remove(&id);
+        self.down_since.insert(id, now);
+    }
+
+    /// A peer's failure report (or its retraction).
+    pub fn failure(&mut self, f: &OsdFailure, now: Instant) -> Result<(), String> {
+        let view = self.view();
+        if f.reporter == f.target {
+            return Err(format!("osd.{} reported itself", f.reporter));
+        }
+        if !view.is_up(f.reporter) {
+            return Err(format!("reporter osd.{} is not up", f.reporter));
+        }
+        let Some(target) = view.osd(f.target).filter(|s| s.is_up()) else {
+            return Ok(()); // already down: nothing to do
+        };
+        if f.epoch < target.info.up_from {
+            return Ok(()); // about an earlier incarnation
+        }
+        if f.is_failed {
+            let report = Report {
+                received: now,
+                failed_for: Duration::from_millis(f.failed_for_ms),
+            };
+            self.failures
+                .entry(f.target)
+                .or_default()
+                .insert(f.reporter, report);
+            self.check_failure(f.target, now);
+        } else if let Some(r) = self.failures.get_mut(&f.target) {
+            r.remove(&f.reporter);
+            if r.is_empty() {
+                self.failures.remove(&f.target);
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks `target` down when enough distinct, live reporters agree and
+    /// it has been failing for at least the grace.
+    fn check_failure(&mut self, target: OsdId, now: Instant) -> bool {
+        let view = self.view();
+        if view.test_flag(OsdMapFlags::NODOWN)
+            || view
+                .osd(target)
+                .is_some_and(|s| s.state.has(OsdState::NODOWN))
+        {
+            return false;
+        }
+        let Some(reports) = self.failures.get(&target) else {
+            return false;
+        };
+        let live: Vec<&Report> = reports
+            .iter()
+            .filter(|(reporter, _)| view.is_up(**reporter))
+            .map(|(_, r)| r)
+            .collect();
+        if live.len() < self.opts.mon_osd_min_down_reporters {
+            return false;
+        }
+        let failed_since = live
+            .iter()
+            .map(|r| r.received.checked_sub(r.failed_for).unwrap_or(r.received))
+            .min();
+        match failed_since {
+            Some(t) if now.saturating_duration_since(t) >= self.opts.osd_heartbeat_grace => {
+                tracing::info!(
+                    osd = target,
+                    reporters = live.len(),
+                    "marking osd down: failure reports"
+                );
+                self.mark_down(target, now);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub fn beacon(&mut self, b: &OsdBeacon, now: Instant) {
+        if self.view().is_up(b.osd_id) {
+            self.last_beacon.insert(b.osd_id, now);
+            self.last_epoch_clean.insert(b.osd_id, b.last_epoch_clean);
+        }
+    }
+
+    /// Raises `up_thru` (never beyond the epoch being built).
+    pub fn alive(&mut self, a: &OsdAlive) -> Result<bool, String> {
+        let view = self.view();
+        let slot = view
+            .osd(a.osd_id)
+            .filter(|s| s.is_up())
+            .ok_or(format!("osd.{} is not up", a.osd_id))?;
+        let want = a.want_up_thru.min(self.next_epoch());
+        if slot.info.up_thru >= want {
+            return Ok(false);
+        }
+        self.slot_mut(a.osd_id).map_err(|e| e.msg)?.info.up_thru = want;
+        Ok(true)
+    }
+
+    /// pg_temp requests of `p.osd_id`, honoured only for PGs it is the
+    /// current acting primary of. An empty list removes the entry. The
+    /// sender's up_thru is raised to the new epoch, so it can activate the
+    /// interval the change starts. Returns the number of entries changed.
+    pub fn pg_temp(&mut self, p: &OsdPgTemp) -> Result<usize, String> {
+        if !self.view().is_up(p.osd_id) {
+            return Err(format!("osd.{} is not up", p.osd_id));
+        }
+        let mut changes = Vec::new();
+        for (pg, osds) in &p.pg_temp {
+            let pool = self.map.pool(pg.pool).map_err(|e| e.to_string())?;
+            if pg.seed >= pool.pg_num {
+                return Err(format!(
+                    "pg {pg} does not exist (pool {} has pg_num {})",
+                    pg.pool, pool.pg_num
+                ));
+            }
+            let primary = self
+                .map
+                .pg_to_up_acting_osds(*pg)
+                .map_err(|e| e.to_string())?
+                .acting_primary;
+            if primary != p.osd_id {
+                return Err(format!(
+                    "osd.{} is not the primary of {pg} (osd.{primary} is)",
+                    p.osd_id
+                ));
+            }
+            if osds.len() > pool.size as usize {
+                return Err(format!(
+                    "pg_temp for {pg} has {} osds, pool size is {}",
+                    osds.len(),
+                    pool.size
+                ));
+            }
+            if let Some(bad) = osds.iter().find(|&&o| !self.map.exists(o)) {
+                return Err(format!(
+                    "pg_temp for {pg} names osd.{bad}, which does not exist"
+                ));
+            }
+            let current = self.view().pg_temp.get(pg);
+            let unchanged = match current {
+                None => osds.is_empty(),
+                Some(cur) => cur == osds,
+            };
+            if !unchanged {
+                changes.push((*pg, osds.clone()));
+            }
+        }
+        if changes.is_empty() {
+            return Ok(0);
+        }
+        let next = self.next_epoch();
+        let n = changes.len();
+        let m = self.pending_mut();
+        for (pg, osds) in changes {
+            m.primary_temp.remove(&pg);
+            if osds.is_empty() {
+                m.pg_temp.remove(&pg);
+            } else {
+                m.pg_temp.insert(pg, osds);
+            }
+        }
+        if let Some(s) = m.osd_mut(p.osd_id) {
+            s.info.up_thru = s.info.up_thru.max(next);
+        }
+        Ok(n)
+    }
+
+    /// Timer work: failure graces that have now passed, missing beacons,
+    /// down -> out, stale reports.
+    pub fn tick(&mut self, now: Instant) {
+        let targets: Vec<OsdId> = self.failures.keys().copied().collect();
+        for t in targets {
+            self.check_failure(t, now);
+        }
+        let report_timeout = self.opts.mon_osd_report_timeout;
+        for r in self.failures.values_mut() {
+            r.retain(|_, rep| now.saturating_duration_since(rep.received) < report_timeout);
+        }
+        self.failures.retain(|_, r| !r.is_empty());
+
+        let view = self.view();
+        let nodown = view.test_flag(OsdMapFlags::NODOWN);
+        let silent: Vec<OsdId> = view
+            .existing_osds()
+            .filter(|&id| view.is_up(id))
+            .filter(|id| {
+                self.last_beacon
+                    .get(id)
+                    .is_none_or(|t| now.saturating_duration_since(*t) >= report_timeout)
+            })
+            .collect();
+        if !nodown {
+            for id in silent {
+                tracing::info!(
+                    osd = id,
+                    "marking osd down: no beacon within mon_osd_report_timeout"
+                );
+                self.mark_down(id, now);
+            }
+        }
+
+        let view = self.view();
+        if view.test_flag(OsdMapFlags::NOOUT) {
+            return;
+        }
+        let interval = self.opts.mon_osd_down_out_interval;
+        let candidates: Vec<OsdId> = view
+            .existing_osds()
+            .filter(|&id| !view.is_up(id) && view.is_in(id))
+            .filter(|&id| view.osd(id).is_some_and(|s| !s.state.has(OsdState::NOOUT)))
+            .collect();
+        for id in candidates {
+            let since = *self.down_since.entry(id).or_insert(now);
+            if now.saturating_duration_since(since) >= interval {
+                tracing::info!(
+                    osd = id,
+                    "marking osd out: down longer than mon_osd_down_out_interval"
+                );
+                if let Ok(s) = self.slot_mut(id) {
+                    s.weight = WEIGHT_OUT;
+                    s.state.0 |= OsdState::AUTOOUT;
+                }
+            }
+        }
+    }
+
+    /// `osd down`: returns the status line.
+    pub fn cmd_down(&mut self, id: OsdId, now: Instant) -> Result<String, CmdError> {
+        self.view().existing_osd(id)?;
+        if !self.view().is_up(id) {
+            return Ok(format!("osd.{id} is already down. "));
+        }
+        self.mark_down(id, now);
+        Ok(format!("marked down osd.{id}. "))
+    }
+
+    /// `osd out`: an admin's out is not undone by a boot.
+    pub fn cmd_out(&mut self, id: OsdId) -> Result<String, CmdError> {
+        self.view().existing_osd(id)?;
+        if self.view().is_out(id) {
+            return Ok(format!("osd.{id} is already out. "));
+        }
+        let s = self.slot_mut(id)?;
+        s.weight = WEIGHT_OUT;
+        s.state.0 &= !OsdState::AUTOOUT;
+        Ok(format!("marked out osd.{id}. "))
+    }
+
+    pub fn cmd_in(&mut self, id: OsdId, now: Instant) -> Result<String, CmdError> {
+        self.view().existing_osd(id)?;
+        if self.view().is_in(id) {
+            return Ok(format!("osd.{id} is already in. "));
+        }
+        let s = self.slot_mut(id)?;
+        s.weight = WEIGHT_IN;
+        s.state.0 &= !(OsdState::AUTOOUT | OsdState::NEW);
+        if !s.is_up() {
+            self.down_since.insert(id, now);
+        }
+        Ok(format!("marked in osd.{id}. "))
+    }
+
+    /// `osd set|unset FLAG`.
+    pub fn cmd_flag(&mut self, name: &str, set: bool) -> Result<String, CmdError> {
+        const SETTABLE: &[&str] = &[
+            "pause",
+            "noup",
+            "nodown",
+            "noout",
+            "noin",
+            "nobackfill",
+            "norebalance",
+            "norecover",
+            "noscrub",
+            "nodeep-scrub",
+            "notieragent",
+            "nosnaptrim",
+        ];
+        if !SETTABLE.contains(&name) {
+            return Err(CmdError::inval(format!(
+                "unknown osd flag '{name}'; expected one of {}",
+                SETTABLE.join(", ")
+            )));
+        }
+        let bits = match name {
+            "pause" => OsdMapFlags::PAUSERD | OsdMapFlags::PAUSEWR,
+            n => OsdMapFlags::from_name(n)
+                .ok_or_else(|| CmdError::inval(format!("unknown flag {n}")))?,
+        };
+        let flags = self.view().flags;
+        let new = if set { flags | bits } else { flags & !bits };
+        if new != flags {
+            self.pending_mut().flags = new;
+        }
+        Ok(format!("{name} is {}", if set { "set" } else { "unset" }))
+    }
+
+    /// Applies a change made by a command to a copy of the map (given the
+    /// epoch it will land in); only a successful, real change is kept.
+    pub fn edit_map<T>(
+        &mut self,
+        f: impl FnOnce(&mut OsdMap, Epoch) -> Result<T, CmdError>,
+    ) -> Result<T, CmdError> {
+        let next = self.next_epoch();
+        let mut scratch = self.view().clone();
+        let out = f(&mut scratch, next)?;
+        if &scratch != self.view() {
+            scratch.epoch = next;
+            self.pending = Some(scratch);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+#[path = "osdmon_tests.rs"]
+mod tests;

@@ -1,0 +1,372 @@
+use std::time::Duration;
+
+use kalmar_maps::osd::OsdAddrs;
+use kalmar_maps::pool::PgPool;
+use kalmar_maps::PgId;
+
+use super::*;
+
+fn opts() -> Arc<MonOptions> {
+    Arc::new(MonOptions {
+        mon_osd_min_down_reporters: 2,
+        osd_heartbeat_grace: Duration::from_secs(20),
+        mon_osd_report_timeout: Duration::from_secs(900),
+        mon_osd_down_out_interval: Duration::from_secs(600),
+        osd_crush_chooseleaf_type: 0,
+        ..MonOptions::default()
+    })
+}
+
+fn secs(t0: Instant, s: u64) -> Instant {
+    t0 + Duration::from_secs(s)
+}
+
+/// Commits the pending epoch, checking the incremental rebuilds it.
+fn commit(m: &mut OsdMon) -> bool {
+    match m.take_pending(1).expect("valid incremental") {
+        Some((map, _inc)) => {
+            m.committed(map);
+            true
+        }
+        None => false,
+    }
+}
+
+fn boot_msg(id: OsdId, uuid: Uuid) -> OsdBoot {
+    OsdBoot {
+        osd_id: id,
+        uuid,
+        addrs: OsdAddrs::all(format!("127.0.0.1:{}/1", 6800 + id).parse().expect("addr")),
+        have_epoch: 0,
+        hostname: "h".into(),
+        metadata: Default::default(),
+    }
+}
+
+/// A mon with `n` OSDs registered and booted, committed.
+fn cluster(n: usize, t0: Instant) -> (OsdMon, Vec<Uuid>) {
+    let mut map = OsdMap::new(Uuid::new_v4(), 1);
+    map.epoch = 1;
+    let mut m = OsdMon::new(map, opts(), t0);
+    let uuids: Vec<Uuid> = (0..n).map(|_| Uuid::new_v4()).collect();
+    for (i, u) in uuids.iter().enumerate() {
+        assert_eq!(m.osd_mkfs(*u, -1, "h").expect("mkfs"), i as OsdId);
+    }
+    commit(&mut m);
+    for (i, u) in uuids.iter().enumerate() {
+        assert!(m.boot(&boot_msg(i as OsdId, *u), t0).expect("boot"));
+    }
+    commit(&mut m);
+    (m, uuids)
+}
+
+fn report(reporter: OsdId, target: OsdId, failed_for_s: u64, epoch: Epoch) -> OsdFailure {
+    OsdFailure {
+        reporter,
+        target,
+        failed_for_ms: failed_for_s * 1000,
+        epoch,
+        is_failed: true,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn mkfs_is_idempotent_per_uuid_and_boot_marks_up_and_in() {
+    let t0 = Instant::now();
+    let mut map = OsdMap::new(Uuid::new_v4(), 1);
+    map.epoch = 1;
+    let mut m = OsdMon::new(map, opts(), t0);
+    let u = Uuid::new_v4();
+    assert_eq!(m.osd_mkfs(u, -1, "h").expect("mkfs"), 0);
+    assert_eq!(m.osd_mkfs(u, -1, "h").expect("mkfs again"), 0);
+    assert_eq!(m.osd_mkfs(Uuid::new_v4(), 5, "h").expect("wanted id"), 5);
+    assert!(m.osd_mkfs(Uuid::new_v4(), 5, "h").is_err(), "id taken");
+    assert!(
+        m.osd_mkfs(u, 3, "h").is_err(),
+        "uuid already has another id"
+    );
+    assert!(m.osd_mkfs(Uuid::nil(), -1, "h").is_err());
+    assert_eq!(m.osd_mkfs(Uuid::new_v4(), -1, "h").expect("lowest free"), 1);
+    assert!(commit(&mut m));
+    assert_eq!(m.map().epoch, 2);
+    assert_eq!(m.map().max_osd(), 6);
+    assert!(m.map().exists(0) && !m.map().is_up(0) && !m.map().is_in(0));
+    assert!(
+        m.boot(&boot_msg(0, Uuid::new_v4()), t0).is_err(),
+        "wrong uuid"
+    );
+    assert!(m.boot(&boot_msg(2, u), t0).is_err(), "no such osd");
+    assert!(m.boot(&boot_msg(0, u), t0).expect("boot"));
+    assert!(commit(&mut m));
+    let s = m.map().osd(0).expect("slot");
+    assert!(s.is_up() && s.is_in());
+    assert_eq!(s.info.up_from, 3);
+    assert!(!s.state.has(OsdState::NEW));
+    // Booting again with the same addresses changes nothing.
+    assert!(!m.boot(&boot_msg(0, u), t0).expect("boot"));
+    assert!(!commit(&mut m));
+}
+
+#[test]
+fn failure_needs_enough_reporters_and_the_grace() {
+    let t0 = Instant::now();
+    let (mut m, _) = cluster(4, t0);
+    let e = m.map().epoch;
+    // One reporter is not enough, however long.
+    m.failure(&report(3, 1, 100, e), secs(t0, 1))
+        .expect("report");
+    m.tick(secs(t0, 2));
+    assert!(!m.has_pending());
+    // Two reporters, osd.0 failing since t0 - 4 s; grace 20 s.
+    m.failure(&report(1, 0, 5, e), secs(t0, 1)).expect("report");
+    m.failure(&report(2, 0, 0, e), secs(t0, 1)).expect("report");
+    m.tick(secs(t0, 2));
+    assert!(!m.has_pending(), "grace not yet passed");
+    m.tick(secs(t0, 15));
+    assert!(!m.has_pending(), "19 s < grace");
+    m.tick(secs(t0, 16));
+    assert!(m.has_pending(), "20 s: down");
+    assert!(!m.view().is_up(0));
+    assert!(m.view().is_up(1), "a single reporter never marks down");
+    assert!(commit(&mut m));
+    let s = m.map().osd(0).expect("slot");
+    assert!(!s.is_up());
+    assert_eq!(s.info.down_at, m.map().epoch);
+    // Reports against a down OSD, from a down OSD, or self-reports: no-ops.
+    assert!(m.failure(&report(0, 1, 100, e), secs(t0, 18)).is_err());
+    assert!(m.failure(&report(1, 1, 100, e), secs(t0, 18)).is_err());
+    m.failure(&report(1, 0, 100, e), secs(t0, 18))
+        .expect("ignored");
+    assert!(!m.has_pending());
+}
+
+#[test]
+fn retracted_and_stale_reports_do_not_count() {
+    let t0 = Instant::now();
+    let (mut m, uuids) = cluster(3, t0);
+    let e = m.map().epoch;
+    m.failure(&report(1, 0, 30, e), t0).expect("report");
+    let mut retract = report(1, 0, 0, e);
+    retract.is_failed = false;
+    m.failure(&retract, t0).expect("retract");
+    m.failure(&report(2, 0, 30, e), t0).expect("report");
+    assert!(!m.has_pending(), "only one live report");
+    // A report about an earlier incarnation (before up_from) is ignored.
+    m.mark_down(0, t0);
+    commit(&mut m);
+    m.boot(&boot_msg(0, uuids[0]), t0).expect("boot");
+    commit(&mut m);
+    m.failure(&report(1, 0, 30, e), t0).expect("old epoch");
+    m.failure(&report(2, 0, 30, e), t0).expect("old epoch");
+    assert!(!m.has_pending());
+}
+
+#[test]
+fn nodown_flag_blocks_marking_down() {
+    let t0 = Instant::now();
+    let (mut m, _) = cluster(3, t0);
+    m.cmd_flag("nodown", true).expect("set");
+    commit(&mut m);
+    let e = m.map().epoch;
+    m.failure(&report(1, 0, 60, e), t0).expect("report");
+    m.failure(&report(2, 0, 60, e), t0).expect("report");
+    m.tick(secs(t0, 1000));
+    assert!(!m.has_pending());
+    assert!(m.cmd_flag("nosuchflag", true).is_err());
+}
+
+#[test]
+fn missing_beacons_mark_down_then_out_unless_noout() {
+    let t0 = Instant::now();
+    let (mut m, _) = cluster(3, t0);
+    for s in (0..=1000).step_by(100) {
+        m.beacon(
+            &OsdBeacon {
+                osd_id: 1,
+                epoch: 3,
+                pgs: vec![],
+                last_epoch_clean: 2,
+            },
+            secs(t0, s),
+        );
+        m.beacon(
+            &OsdBeacon {
+                osd_id: 2,
+                epoch: 3,
+                pgs: vec![],
+                last_epoch_clean: 3,
+            },
+            secs(t0, s),
+        );
+    }
+    m.tick(secs(t0, 899));
+    assert!(!m.has_pending());
+    m.tick(secs(t0, 900));
+    assert!(commit(&mut m));
+    assert!(!m.map().is_up(0));
+    assert!(m.map().is_up(1) && m.map().is_up(2));
+    assert!(m.map().is_in(0));
+    assert_eq!(m.min_last_epoch_clean(), Some(2));
+    m.tick(secs(t0, 1499));
+    assert!(!m.has_pending());
+    m.tick(secs(t0, 1500));
+    assert!(commit(&mut m));
+    let s = m.map().osd(0).expect("slot");
+    assert!(!s.is_in());
+    assert!(s.state.has(OsdState::AUTOOUT));
+
+    // noout: osd.1 goes down but stays in.
+    let (mut m, uuids) = cluster(3, t0);
+    m.cmd_flag("noout", true).expect("set");
+    m.cmd_down(1, t0).expect("down");
+    commit(&mut m);
+    m.tick(secs(t0, 5000));
+    m.beacon(
+        &OsdBeacon {
+            osd_id: 0,
+            ..Default::default()
+        },
+        secs(t0, 5000),
+    );
+    assert!(m.map().is_in(1));
+    // An auto-out OSD comes back in when it boots; a manual out stays out.
+    m.cmd_flag("noout", false).expect("unset");
+    commit(&mut m);
+    m.tick(secs(t0, 10_000));
+    commit(&mut m);
+    assert!(m.map().osd(1).expect("slot").state.has(OsdState::AUTOOUT));
+    m.boot(&boot_msg(1, uuids[1]), secs(t0, 10_001))
+        .expect("boot");
+    commit(&mut m);
+    assert!(m.map().is_in(1) && m.map().is_up(1));
+    let (mut m, uuids) = cluster(3, t0);
+    assert_eq!(m.cmd_out(2).expect("out"), "marked out osd.2. ");
+    m.cmd_down(2, t0).expect("down");
+    commit(&mut m);
+    m.boot(&boot_msg(2, uuids[2]), t0).expect("boot");
+    commit(&mut m);
+    assert!(m.map().is_up(2) && !m.map().is_in(2));
+}
+
+#[test]
+fn osd_in_out_down_messages() {
+    let t0 = Instant::now();
+    let (mut m, _) = cluster(2, t0);
+    assert_eq!(m.cmd_out(1).expect("out"), "marked out osd.1. ");
+    assert_eq!(m.cmd_out(1).expect("out"), "osd.1 is already out. ");
+    assert_eq!(m.cmd_in(1, t0).expect("in"), "marked in osd.1. ");
+    assert_eq!(m.cmd_down(0, t0).expect("down"), "marked down osd.0. ");
+    assert_eq!(m.cmd_down(0, t0).expect("down"), "osd.0 is already down. ");
+    assert!(m.cmd_out(9).is_err());
+    assert_eq!(m.cmd_flag("noout", true).expect("set"), "noout is set");
+    assert!(commit(&mut m));
+    assert!(m.map().test_flag(OsdMapFlags::NOOUT));
+}
+
+fn with_pool(m: &mut OsdMon, size: u32, pg_num: u32) {
+    m.edit_map(|map, e| {
+        let mut p = PgPool::replicated(1, "p", size, 1, pg_num, 0);
+        p.last_change = e;
+        map.pools.insert(1, p);
+        map.pool_max = 1;
+        Ok(())
+    })
+    .expect("pool");
+    commit(m);
+}
+
+#[test]
+fn pg_temp_only_from_primary_and_raises_up_thru() {
+    let t0 = Instant::now();
+    let (mut m, _) = cluster(4, t0);
+    with_pool(&mut m, 2, 8);
+    let pg = PgId::new(1, 3);
+    let acting = m.map().pg_to_up_acting_osds(pg).expect("maps");
+    let primary = acting.acting_primary;
+    let other = (0..4).find(|o| *o != primary).expect("another osd");
+    let e = m.map().epoch;
+    let want: Vec<OsdId> = (0..4).filter(|o| !acting.up.contains(o)).take(2).collect();
+    let req = |from: OsdId, osds: Vec<OsdId>| OsdPgTemp {
+        osd_id: from,
+        map_epoch: e,
+        pg_temp: [(pg, osds)].into(),
+    };
+    assert!(
+        m.pg_temp(&req(other, want.clone())).is_err(),
+        "not the primary"
+    );
+    assert!(!m.has_pending());
+    assert!(
+        m.pg_temp(&req(primary, vec![0, 1, 2])).is_err(),
+        "longer than size"
+    );
+    assert!(m.pg_temp(&req(primary, vec![0, 9])).is_err(), "unknown osd");
+    assert_eq!(m.pg_temp(&req(primary, want.clone())).expect("accepted"), 1);
+    assert!(commit(&mut m));
+    assert_eq!(m.map().pg_temp.get(&pg), Some(&want));
+    assert_eq!(
+        m.map().osd(primary).expect("slot").info.up_thru,
+        m.map().epoch
+    );
+    // Now want[0] is the acting primary; it may drop the entry.
+    let new_primary = m
+        .map()
+        .pg_to_up_acting_osds(pg)
+        .expect("maps")
+        .acting_primary;
+    assert_eq!(new_primary, want[0]);
+    assert!(
+        m.pg_temp(&req(primary, vec![])).is_err(),
+        "old primary may not"
+    );
+    assert_eq!(
+        m.pg_temp(&req(new_primary, want.clone())).expect("no-op"),
+        0
+    );
+    assert_eq!(m.pg_temp(&req(new_primary, vec![])).expect("removed"), 1);
+    assert!(commit(&mut m));
+    assert!(m.map().pg_temp.is_empty());
+    let bad = OsdPgTemp {
+        osd_id: primary,
+        map_epoch: e,
+        pg_temp: [(PgId::new(1, 99), vec![])].into(),
+    };
+    assert!(m.pg_temp(&bad).is_err(), "pg out of range");
+}
+
+#[test]
+fn alive_raises_up_thru_once() {
+    let t0 = Instant::now();
+    let (mut m, _) = cluster(1, t0);
+    let e = m.map().epoch;
+    assert!(m
+        .alive(&OsdAlive {
+            osd_id: 0,
+            want_up_thru: e
+        })
+        .expect("alive"));
+    assert!(commit(&mut m));
+    assert_eq!(m.map().osd(0).expect("slot").info.up_thru, e);
+    assert!(!m
+        .alive(&OsdAlive {
+            osd_id: 0,
+            want_up_thru: e
+        })
+        .expect("alive"));
+    // Never beyond the epoch being built.
+    assert!(m
+        .alive(&OsdAlive {
+            osd_id: 0,
+            want_up_thru: 1000
+        })
+        .expect("alive"));
+    assert!(commit(&mut m));
+    assert_eq!(m.map().osd(0).expect("slot").info.up_thru, m.map().epoch);
+    assert!(m
+        .alive(&OsdAlive {
+            osd_id: 7,
+            want_up_thru: 1
+        })
+        .is_err());
+}

@@ -1,0 +1,217 @@
+//! How map epochs are laid out in the mon store: creating a new cluster,
+//! loading it back, one batch per commit, and trimming old epochs.
+
+use std::path::Path;
+
+use kalmar_maps::crush::build::DEFAULT_RULE;
+use kalmar_maps::crush::map::Rule;
+use kalmar_maps::time::now_us;
+use kalmar_maps::{Epoch, Incremental, MgrMap, OsdMap};
+use uuid::Uuid;
+
+use crate::options::MonOptions;
+use crate::store::{epoch_key, Batch, MonStore, StoreError};
+
+pub const KEY_FSID: &str = "meta/fsid";
+pub const OSD_FULL: &str = "osdmap/full";
+pub const OSD_INC: &str = "osdmap/inc";
+pub const OSD_FIRST: &str = "osdmap/first";
+pub const OSD_LAST: &str = "osdmap/last";
+pub const MGR_MAP: &str = "mgrmap/map";
+pub const MGR_FIRST: &str = "mgrmap/first";
+pub const MGR_LAST: &str = "mgrmap/last";
+
+/// Epochs deleted at most per commit, so one batch stays small.
+pub const MAX_TRIM_PER_COMMIT: u32 = 500;
+
+/// Creates the store of a new cluster: OSDMap and MgrMap epoch 1.
+pub fn mkfs(dir: &Path, fsid: Option<Uuid>, opts: &MonOptions) -> Result<Uuid, StoreError> {
+    let store = MonStore::create(dir)?;
+    let fsid = fsid.unwrap_or_else(Uuid::new_v4);
+    let mut map = OsdMap::new(fsid, now_us());
+    map.epoch = 1;
+    if let Some(root) = map.crush.bucket_by_name("default").map(|b| b.id) {
+        map.crush.rules.insert(
+            0,
+            Rule::replicated(0, DEFAULT_RULE, root, opts.osd_crush_chooseleaf_type),
+        );
+    }
+    let mgr = MgrMap {
+        epoch: 1,
+        ..MgrMap::default()
+    };
+    let mut b = Batch::default();
+    b.put(KEY_FSID, fsid.as_bytes().to_vec());
+    b.put(epoch_key(OSD_FULL, 1), map.encode_sealed());
+    b.put(OSD_FIRST, 1u32.to_le_bytes().to_vec());
+    b.put(OSD_LAST, 1u32.to_le_bytes().to_vec());
+    b.put(epoch_key(MGR_MAP, 1), mgr.encode_sealed());
+    b.put(MGR_FIRST, 1u32.to_le_bytes().to_vec());
+    b.put(MGR_LAST, 1u32.to_le_bytes().to_vec());
+    store.commit(&b)?;
+    Ok(fsid)
+}
+
+/// The state a mon starts from.
+pub struct Loaded {
+    pub fsid: Uuid,
+    pub osdmap: OsdMap,
+    pub osd_first: Epoch,
+    pub mgrmap: MgrMap,
+    pub mgr_first: Epoch,
+}
+
+fn required_u32(store: &MonStore, key: &str) -> Result<u32, StoreError> {
+    store
+        .get_u32(key)?
+        .ok_or_else(|| store.corrupt(format!("{key} is missing")))
+}
+
+pub fn load(store: &MonStore) -> Result<Loaded, StoreError> {
+    let fsid_bytes = store
+        .get(KEY_FSID)?
+        .ok_or_else(|| store.corrupt("no fsid".into()))?;
+    let fsid = Uuid::from_slice(&fsid_bytes).map_err(|e| store.corrupt(format!("fsid: {e}")))?;
+    let osd_first = required_u32(store, OSD_FIRST)?;
+    let osd_last = required_u32(store, OSD_LAST)?;
+    let osdmap = load_full(store, osd_last)?;
+    if osdmap.fsid != fsid || osdmap.epoch != osd_last {
+        return Err(store.corrupt(format!(
+            "osdmap epoch {osd_last} holds epoch {} of cluster {}",
+            osdmap.epoch, osdmap.fsid
+        )));
+    }
+    let mgr_first = required_u32(store, MGR_FIRST)?;
+    let mgr_last = required_u32(store, MGR_LAST)?;
+    let raw = store
+        .get(&epoch_key(MGR_MAP, mgr_last))?
+        .ok_or_else(|| store.corrupt(format!("mgrmap epoch {mgr_last} is missing")))?;
+    let mgrmap = MgrMap::decode_sealed(&raw)
+        .map_err(|e| store.corrupt(format!("mgrmap {mgr_last}: {e}")))?;
+    Ok(Loaded {
+        fsid,
+        osdmap,
+        osd_first,
+        mgrmap,
+        mgr_first,
+    })
+}
+
+pub fn load_full(store: &MonStore, epoch: Epoch) -> Result<OsdMap, StoreError> {
+    let raw = store
+        .get(&epoch_key(OSD_FULL, epoch))?
+        .ok_or_else(|| store.corrupt(format!("full osdmap {epoch} is missing")))?;
+    OsdMap::decode_sealed(&raw).map_err(|e| store.corrupt(format!("full osdmap {epoch}: {e}")))
+}
+
+/// The sealed incremental of `epoch`, if held.
+pub fn load_inc_bytes(store: &MonStore, epoch: Epoch) -> Result<Option<Vec<u8>>, StoreError> {
+    store.get(&epoch_key(OSD_INC, epoch))
+}
+
+/// Where trimming may move the first epoch: keep `min_epochs` epochs and
+/// everything an OSD may still need (`last_epoch_clean`), at most
+/// [`MAX_TRIM_PER_COMMIT`] epochs at a time.
+pub fn trim_target(first: Epoch, last: Epoch, min_epochs: u32, min_lec: Option<Epoch>) -> Epoch {
+    let keep_from = last.saturating_sub(min_epochs.saturating_sub(1)).max(1);
+    let bound = match min_lec {
+        Some(lec) if lec > 0 => keep_from.min(lec),
+        _ => keep_from,
+    };
+    bound.clamp(first, first.saturating_add(MAX_TRIM_PER_COMMIT))
+}
+
+/// Adds one OSDMap epoch (full + incremental) and any trimming to `b`.
+/// Returns the new first epoch.
+pub fn put_osdmap(
+    b: &mut Batch,
+    map: &OsdMap,
+    inc: &Incremental,
+    first: Epoch,
+    new_first: Epoch,
+) -> Epoch {
+    let e = map.epoch;
+    b.put(epoch_key(OSD_FULL, e), map.encode_sealed());
+    b.put(epoch_key(OSD_INC, e), inc.encode_sealed());
+    b.put(OSD_LAST, e.to_le_bytes().to_vec());
+    if new_first > first {
+        for old in first..new_first {
+            b.delete(epoch_key(OSD_FULL, old));
+            b.delete(epoch_key(OSD_INC, old));
+        }
+        b.put(OSD_FIRST, new_first.to_le_bytes().to_vec());
+    }
+    new_first.max(first)
+}
+
+/// Adds one MgrMap epoch and trimming to `b`. Returns the new first epoch.
+pub fn put_mgrmap(b: &mut Batch, map: &MgrMap, first: Epoch, min_epochs: u32) -> Epoch {
+    b.put(epoch_key(MGR_MAP, map.epoch), map.encode_sealed());
+    b.put(MGR_LAST, map.epoch.to_le_bytes().to_vec());
+    let new_first = trim_target(first, map.epoch, min_epochs, None);
+    if new_first > first {
+        for old in first..new_first {
+            b.delete(epoch_key(MGR_MAP, old));
+        }
+        b.put(MGR_FIRST, new_first.to_le_bytes().to_vec());
+    }
+    new_first.max(first)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trim_keeps_min_epochs_and_lec() {
+        assert_eq!(trim_target(1, 10, 500, None), 1);
+        assert_eq!(trim_target(1, 600, 500, None), 101);
+        assert_eq!(trim_target(1, 600, 500, Some(50)), 50);
+        assert_eq!(trim_target(1, 600, 500, Some(0)), 101);
+        assert_eq!(
+            trim_target(101, 600, 500, Some(50)),
+            101,
+            "never moves back"
+        );
+        assert_eq!(trim_target(1, 5000, 500, None), 1 + MAX_TRIM_PER_COMMIT);
+        assert_eq!(trim_target(1, 3, 1, None), 3);
+    }
+
+    #[test]
+    fn mkfs_load_commit_trim() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let opts = MonOptions {
+            osd_crush_chooseleaf_type: 0,
+            ..MonOptions::default()
+        };
+        let fsid = mkfs(dir.path(), None, &opts).expect("mkfs");
+        assert!(mkfs(dir.path(), None, &opts).is_err(), "mkfs twice");
+        let store = MonStore::open(dir.path()).expect("open");
+        let l = load(&store).expect("load");
+        assert_eq!(
+            (l.fsid, l.osdmap.epoch, l.osd_first, l.mgrmap.epoch),
+            (fsid, 1, 1, 1)
+        );
+        let mut first = l.osd_first;
+        let mut map = l.osdmap;
+        for _ in 0..5 {
+            let mut next = map.clone();
+            next.epoch += 1;
+            next.flags ^= kalmar_maps::OsdMapFlags::NOOUT;
+            let inc = Incremental::diff(&map, &next);
+            let mut b = Batch::default();
+            let target = trim_target(first, next.epoch, 3, None);
+            first = put_osdmap(&mut b, &next, &inc, first, target);
+            store.commit(&b).expect("commit");
+            map = next;
+        }
+        drop(store);
+        let store = MonStore::open(dir.path()).expect("reopen");
+        let l = load(&store).expect("load");
+        assert_eq!((l.osdmap.epoch, l.osd_first), (6, 4));
+        assert_eq!(l.osdmap, map);
+        assert!(load_inc_bytes(&store, 3).expect("get").is_none(), "trimmed");
+        let inc5 = load_inc_bytes(&store, 5).expect("get").expect("kept");
+        assert_eq!(Incremental::decode_sealed(&inc5).expect("decodes").epoch, 5);
+    }
+}

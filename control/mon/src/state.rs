@@ -1,0 +1,110 @@
+//! Everything the mon knows in memory: the two map services and the
+//! bookkeeping `status` needs. Owned by the server's single task.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use kalmar_maps::{MgrMap, OsdMap};
+
+use crate::health::{self, Health, HealthInputs};
+use crate::mgrmon::MgrMon;
+use crate::options::MonOptions;
+use crate::osdmon::OsdMon;
+use crate::status::{PgSummary, StatusInputs};
+
+pub struct MonState {
+    pub name: String,
+    pub opts: Arc<MonOptions>,
+    pub osd: OsdMon,
+    pub mgr: MgrMon,
+    pub pgs: PgSummary,
+    /// PG statistics reported by the OSDs (`pg stat`, `pg dump`).
+    pub pgmap: crate::pgmap::PgMap,
+    pub started: Instant,
+    /// Wall-clock microseconds when the up / in sets last changed.
+    pub osd_up_since_us: u64,
+    pub osd_in_since_us: u64,
+}
+
+impl MonState {
+    pub fn new(
+        name: &str,
+        opts: Arc<MonOptions>,
+        osdmap: OsdMap,
+        mgrmap: MgrMap,
+        now: Instant,
+        now_us: u64,
+    ) -> Self {
+        MonState {
+            name: name.to_string(),
+            osd: OsdMon::new(osdmap, opts.clone(), now),
+            mgr: MgrMon::new(mgrmap, opts.clone(), now),
+            opts,
+            pgs: PgSummary::default(),
+            pgmap: Default::default(),
+            started: now,
+            osd_up_since_us: now_us,
+            osd_in_since_us: now_us,
+        }
+    }
+
+    pub fn health(&self, now: Instant) -> Health {
+        health::compute(
+            self.osd.map(),
+            self.mgr.map(),
+            HealthInputs {
+                mgr_grace_passed: now.saturating_duration_since(self.started)
+                    >= self.opts.mon_mgr_mkfs_grace,
+                osd_pool_default_size: self.opts.osd_pool_default_size,
+            },
+        )
+    }
+
+    /// Records when the up/in sets change (for `up (since 7m)`).
+    pub fn note_osdmap_change(&mut self, old: &OsdMap, new: &OsdMap, now_us: u64) {
+        let ups = |m: &OsdMap| {
+            m.existing_osds()
+                .filter(|&i| m.is_up(i))
+                .collect::<Vec<_>>()
+        };
+        let ins = |m: &OsdMap| {
+            m.existing_osds()
+                .filter(|&i| m.is_in(i))
+                .collect::<Vec<_>>()
+        };
+        if ups(old) != ups(new) {
+            self.osd_up_since_us = now_us;
+        }
+        if ins(old) != ins(new) {
+            self.osd_in_since_us = now_us;
+        }
+    }
+
+    /// Renders `status` with `f` (plain or JSON).
+    pub fn with_status<T>(
+        &self,
+        now: Instant,
+        now_us: u64,
+        f: impl FnOnce(&StatusInputs<'_>) -> T,
+    ) -> T {
+        let health = self.health(now);
+        let inputs = StatusInputs {
+            mon_name: &self.name,
+            mon_age: now.saturating_duration_since(self.started),
+            osdmap: self.osd.map(),
+            mgrmap: self.mgr.map(),
+            health: &health,
+            pgs: &self.pgs,
+            now_us,
+            osd_up_since_us: self.osd_up_since_us,
+            osd_in_since_us: self.osd_in_since_us,
+        };
+        f(&inputs)
+    }
+
+    /// Recomputes the pgmap summary after a report or a new map.
+    pub fn refresh_pgs(&mut self) {
+        self.pgmap.prune(self.osd.map());
+        self.pgs = self.pgmap.summary(self.osd.map());
+    }
+}
