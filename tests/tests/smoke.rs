@@ -9,6 +9,8 @@ use kalmar_tests::{Cluster, ClusterOpts};
 async fn smoke_write_read() -> anyhow::Result<()> {
     let c = Cluster::start(ClusterOpts::default()).await?;
     c.create_pool("smoke", 8, 3, 2).await?;
+    c.wait_pgs(1, 8, &["active", "clean"], Duration::from_secs(60))
+        .await?;
     let rados = c.client().await?;
     let io = kalmar_tests::wait_for(
         "the pool in the client's map",
