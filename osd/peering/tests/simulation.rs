@@ -34,21 +34,21 @@ fn random_history(seed: u64, steps: usize) -> (Result<(), String>, Sim) {
                 let delete = sim.rng.random_range(0..10) == 0;
                 sim.client_write(&oid, delete);
             }
-            30..76 => {
+            30..84 => {
                 if !sim.step_one() {
                     sim.mon_tick();
                 }
             }
-            76..83 => sim.mon_tick(),
-            83..87 => {
+            84..90 => sim.mon_tick(),
+            90..92 => {
                 let o = sim.rng.random_range(0..n) as OsdId;
                 sim.crash(o);
             }
-            87..94 => {
+            92..96 => {
                 let o = sim.rng.random_range(0..n) as OsdId;
                 sim.restart(o);
             }
-            94..97 => {
+            96..98 => {
                 let o = sim.rng.random_range(0..n) as OsdId;
                 sim.set_in(o, false);
             }
@@ -79,7 +79,7 @@ fn random_history(seed: u64, steps: usize) -> (Result<(), String>, Sim) {
 
 fn run_seed(seed: u64, verbose: bool) -> Result<u64, String> {
     let result = std::panic::catch_unwind(|| {
-        let (r, sim) = random_history(seed, 600);
+        let (r, sim) = random_history(seed, 1000);
         let mut trace = sim.trace.clone();
         if r.is_err() {
             trace.extend(sim.dump());

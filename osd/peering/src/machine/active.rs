@@ -270,6 +270,9 @@ impl Pg {
             max_active: self.settings.osd_recovery_max_active,
         });
         self.p.unfound = plan.unfound.into_iter().collect();
+        if !self.p.unfound.is_empty() {
+            self.search_for_unfound();
+        }
         for op in plan.ops {
             match op {
                 RecoveryOp::Pull { oid, version, from } => {
@@ -295,6 +298,35 @@ impl Pg {
                     self.out.push(Action::Push { oid, version, to });
                 }
             }
+        }
+    }
+
+    /// Asks every known, up copy we have not examined for its log: one of
+    /// them may hold what no member has.
+    fn search_for_unfound(&mut self) {
+        let me = self.whoami;
+        let candidates: Vec<OsdId> = self
+            .p
+            .peer_info
+            .keys()
+            .copied()
+            .filter(|&o| {
+                o != me
+                    && self.map.is_up(o)
+                    && !self.p.sources.contains_key(&o)
+                    && !self.p.peer_missing.contains_key(&o)
+                    && !self.p.pending_log.contains(&o)
+            })
+            .collect();
+        for o in candidates {
+            self.p.pending_log.insert(o);
+            let msg = PeeringMessage::Query {
+                pgid: self.info.pgid,
+                epoch: self.epoch(),
+                interval: self.interval(),
+                kind: super::QueryKind::Log,
+            };
+            self.send(o, msg);
         }
     }
 

@@ -364,14 +364,27 @@ impl Pg {
                 self.start_new_interval();
                 return;
             }
-            if self.state.is_peering() && self.p.prior.affected_by_map(&map) {
+            let waited_on_died = self
+                .p
+                .pending_info
+                .iter()
+                .chain(self.p.pending_log.iter())
+                .any(|&o| !map.is_up(o));
+            if self.state.is_peering() && (self.p.prior.affected_by_map(&map) || waited_on_died) {
                 // Same interval, but a probed OSD died or a blocking one
                 // returned: peering restarts from GetInfo.
                 self.map = map;
                 self.mapping = mapping;
+                let up_thru_requested = self.p.up_thru_requested;
+                self.p = PrimaryCtx {
+                    up_thru_requested,
+                    ..Default::default()
+                };
                 self.go(State::Reset);
                 return;
             }
+            // Active: stop waiting for logs from copies that died.
+            self.p.pending_log.retain(|&o| map.is_up(o));
         }
         self.has_mapping = true;
         self.map = map;
@@ -597,6 +610,16 @@ impl Pg {
         !self.missing.is_empty() || self.p.peer_missing.values().any(|m| !m.is_empty())
     }
 
+    /// An acting member (not just an up one) is still being backfilled.
+    fn acting_backfill_incomplete(&self) -> bool {
+        self.mapping.acting_members().any(|o| {
+            self.p
+                .peer_last_backfill
+                .get(&o)
+                .is_some_and(|b| !b.is_max())
+        })
+    }
+
     fn refresh_flags(&mut self) {
         type F = PgStateFlags;
         let mut f = F::empty();
@@ -629,7 +652,10 @@ impl Pg {
                     _ => {}
                 }
                 let undersized = self.acting_count() < self.mapping.pool_size as usize;
-                f.assign(F::DEGRADED, undersized || self.any_missing());
+                f.assign(
+                    F::DEGRADED,
+                    undersized || self.any_missing() || self.acting_backfill_incomplete(),
+                );
                 f.assign(F::RECOVERY_UNFOUND, !self.p.unfound.is_empty());
                 f.set(self.scrub_flags.0);
             }
@@ -674,7 +700,17 @@ impl Pg {
             .acting_members()
             .map(|o| CopyState {
                 osd: o,
-                missing: missing_of(o),
+                // An acting member under backfill lacks (at most) all.
+                missing: if self
+                    .p
+                    .peer_last_backfill
+                    .get(&o)
+                    .is_some_and(|b| !b.is_max())
+                {
+                    n
+                } else {
+                    missing_of(o)
+                },
                 not_backfilled: None,
             })
             .collect();

@@ -186,11 +186,15 @@ impl Pg {
                         self.p.sources.insert(from, source);
                     }
                     Err(PeeringError::NoOverlap { .. }) if member => {
-                        // Its log forked before our tail: it needs backfill.
+                        // Its log forked before our tail, though its info
+                        // looked recoverable. Reshuffling the acting set
+                        // would undo itself next interval (the info still
+                        // looks fine), so keep it acting and backfill it;
+                        // its persisted info then tells the truth.
                         self.p.force_backfill.insert(from);
-                        self.p.pending_log.clear();
-                        self.get_log();
-                        return;
+                        if let Some(c) = self.p.choice.as_mut() {
+                            c.backfill_targets.insert(from);
+                        }
                     }
                     Err(PeeringError::NoOverlap { .. }) => {} // not a usable source
                     Err(e) => {
@@ -253,8 +257,12 @@ impl Pg {
                 self.get_missing();
             }
             Err(PeeringError::NoOverlap { .. }) => {
-                // Our own log cannot be recovered from the authoritative
-                // one: let another copy lead while we get backfilled.
+                // Our own log forked before the authoritative tail: we
+                // cannot lead. Record that our copy needs backfill, so every
+                // later primary agrees, and let another copy lead.
+                self.info.last_backfill = ObjectBound::Min;
+                self.persist_info();
+                self.p.peer_info.insert(self.whoami, self.info.clone());
                 self.p.force_backfill.insert(self.whoami);
                 self.get_log();
             }
