@@ -14,8 +14,11 @@
 #   BENCH_RUNTIME      seconds per fio job (default 20); BENCH_RAMP (default 2)
 #   BENCH_RESULTS_DIR  where the JSON goes (default ~/.cache/kalmar-bench)
 #   BENCH_WORK_DIR     parent of the scratch directory (default /var/tmp)
-#   BENCH_TARGETS      space-separated subset of: raw raw-durable store
-#                      (default: all of them)
+#   BENCH_TARGETS      space-separated subset of: raw raw-durable
+#                      objectstore store (default: all of them).
+#                      objectstore: the store alone, no network
+#                      (kalmar-objectstore-bench); store: the same store
+#                      through kalmar-nbd and fio's nbd engine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -25,7 +28,7 @@ FIO_SIZE=${BENCH_SIZE:-2G}
 RUNTIME=${BENCH_RUNTIME:-20}
 RAMP=${BENCH_RAMP:-2}
 RESULTS_DIR=${BENCH_RESULTS_DIR:-$HOME/.cache/kalmar-bench}
-TARGETS=${BENCH_TARGETS:-raw raw-durable store}
+TARGETS=${BENCH_TARGETS:-raw raw-durable objectstore store}
 JOBS="seqwrite-1m randwrite-4k-qd1 randwrite-4k-qd32 randread-4k-qd1 randread-4k-qd32 seqread-1m"
 
 log() { echo "bench: $*" >&2; }
@@ -105,9 +108,25 @@ if has_target raw || has_target raw-durable; then
   done
 fi
 
-if has_target store; then
+STORE_DEV=
+if has_target objectstore || has_target store; then
   make_device store
   STORE_DEV=$DEV
+fi
+
+if has_target objectstore; then
+  if cargo build --release -p kalmar-benches --bin kalmar-objectstore-bench >&2; then
+    log "objectstore: fio-like jobs straight on the store"
+    "$KALMAR_BIN_DIR/kalmar-objectstore-bench" --device "$STORE_DEV" --db "$WORK/objectstore.db" --mkfs \
+      --size "$FIO_SIZE" --runtime "$RUNTIME" --ramp "$RAMP" --jobs "$JOBS" \
+      --out-dir "$WORK/results/objectstore" --cpu-tsv "$WORK/results/cpu.tsv" --target objectstore >&2 ||
+      FAILED+=("objectstore")
+  else
+    log "objectstore rows skipped: kalmar-objectstore-bench is not in this checkout"
+  fi
+fi
+
+if has_target store; then
   "$NBD_BIN" --store "$STORE_DEV" --db "$WORK/store.db" --size "$FIO_SIZE" --mkfs \
     --socket "$WORK/store.sock" --log-file "$WORK/store.log" >"$WORK/store.ready" &
   PIDS+=($!)

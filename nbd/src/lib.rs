@@ -9,10 +9,12 @@
 //!   ([`ServerSettings`]).
 //! - [`BlockBackend`]: what an export is served from; [`StoreBackend`]
 //!   (a local ObjectStore, no cluster) and [`MemBackend`] (tests).
-//! - [`stripe`]: the object layout shared with block images.
+//! - [`stripe`]: the object layout shared with block images
+//!   ([`kalmar_image`]), and [`ImageBackend`] (a cluster image).
 #![deny(clippy::unwrap_used)]
 
 pub mod backend;
+pub mod image_backend;
 pub mod mem_backend;
 pub mod perf;
 pub mod proto;
@@ -20,9 +22,11 @@ pub mod server;
 pub mod settings;
 pub mod size;
 pub mod store_backend;
-pub mod stripe;
 
 pub use backend::{BackendError, BlockBackend};
+pub use image_backend::ImageBackend;
+/// The object layout, shared with block images.
+pub use kalmar_image::stripe;
 pub use mem_backend::MemBackend;
 pub use server::{ListenAddr, Listener, Server};
 pub use settings::ServerSettings;

@@ -6,17 +6,20 @@
 //! `export`) for scripts; logs go to stderr or `--log-file`.
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use kalmar_client::{ClientConfig, Rados};
 use kalmar_common::admin_socket::{AdminCommands, AdminSocket};
 use kalmar_common::perf::{PerfCollection, PerfCounters};
+use kalmar_image::{Image, ImageSpec};
 use kalmar_nbd::size::parse_size;
 use kalmar_nbd::{
-    BlockBackend, Listener, Server, ServerSettings, StoreBackend, StoreExportOptions,
+    BlockBackend, ImageBackend, Listener, Server, ServerSettings, StoreBackend, StoreExportOptions,
 };
 use kalmar_objectstore::{MkfsOptions, MountOptions, ObjectStore};
 
@@ -133,12 +136,9 @@ fn run(cli: Cli) -> Result<()> {
     };
     let addr = kalmar_nbd::server::listen_addr(cli.socket.as_deref(), cli.bind.as_deref())
         .map_err(anyhow::Error::msg)?;
-    if let Some(image) = &cli.image {
-        let _ = (&cli.mon, &cli.conf);
-        bail!(
-            "--image {image}: cluster images are not available in this build yet (the image layer needs the \
-             cluster client library); use --store PATH --size SIZE for a local export"
-        );
+    let rt = runtime(&cli)?;
+    if let Some(image) = cli.image.clone() {
+        return rt.block_on(run_image(&cli, &image, settings, addr));
     }
     let (Some(path), Some(size)) = (cli.store.clone(), cli.size) else {
         bail!("give --store PATH --size SIZE, or --image POOL/NAME");
@@ -168,7 +168,13 @@ fn run(cli: Cli) -> Result<()> {
     };
     let backend =
         Arc::new(StoreBackend::open(store.clone(), size, &opts).context("cannot open the export")?);
-    let served = serve(&cli, backend, settings, addr, vec![store.perf_counters()]);
+    let served = rt.block_on(serve(
+        &cli,
+        backend,
+        settings,
+        addr,
+        vec![store.perf_counters()],
+    ));
     // Checkpoint and mark the store clean whatever happened to the server.
     let unmounted = store.umount().context("unmounting the store failed");
     served?;
@@ -203,13 +209,7 @@ fn mkfs(path: &Path, size: u64, device_size: Option<u64>, db: Option<PathBuf>) -
     Ok(())
 }
 
-fn serve<B: BlockBackend>(
-    cli: &Cli,
-    backend: Arc<B>,
-    settings: ServerSettings,
-    addr: kalmar_nbd::ListenAddr,
-    extra_perf: Vec<Arc<PerfCounters>>,
-) -> Result<()> {
+fn runtime(cli: &Cli) -> Result<tokio::runtime::Runtime> {
     let mut rt = if cli.io_threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {
@@ -217,11 +217,75 @@ fn serve<B: BlockBackend>(
         b.worker_threads(cli.io_threads);
         b
     };
-    let rt = rt
-        .enable_all()
+    rt.enable_all()
         .thread_name("kalmar-nbd")
         .build()
-        .context("cannot start the runtime")?;
+        .context("cannot start the runtime")
+}
+
+/// The mon address from --mon, --conf ([global] mon_host) or KALMAR_MON.
+fn mon_addr(cli: &Cli) -> Result<SocketAddr> {
+    let text = match (&cli.mon, &cli.conf) {
+        (Some(m), _) => m.clone(),
+        (None, Some(conf)) => {
+            let t: toml::Table = std::fs::read_to_string(conf)
+                .with_context(|| format!("cannot read {}", conf.display()))?
+                .parse()
+                .with_context(|| format!("{} is not valid TOML", conf.display()))?;
+            t.get("global")
+                .and_then(|g| g.get("mon_host"))
+                .and_then(|v| v.as_str())
+                .with_context(|| format!("{}: no [global] mon_host", conf.display()))?
+                .to_string()
+        }
+        (None, None) => std::env::var("KALMAR_MON")
+            .context("give --mon ADDR or --conf FILE (or set KALMAR_MON)")?,
+    };
+    text.trim()
+        .parse()
+        .with_context(|| format!("mon address {text:?} is not IP:PORT"))
+}
+
+async fn run_image(
+    cli: &Cli,
+    image: &str,
+    mut settings: ServerSettings,
+    addr: kalmar_nbd::ListenAddr,
+) -> Result<()> {
+    let spec = ImageSpec::parse(image)?;
+    let rados = Rados::connect(ClientConfig::new(mon_addr(cli)?))
+        .await
+        .context("cannot reach the cluster")?;
+    let result = async {
+        let io = rados
+            .ioctx(&spec.pool)
+            .with_context(|| format!("cannot open pool {}", spec.pool))?;
+        let img = Image::open(io, &spec.name)
+            .await
+            .with_context(|| format!("cannot open image {spec}"))?;
+        settings.export_name = cli.export_name.clone().unwrap_or_else(|| spec.to_string());
+        settings.export_description = format!("Kalmar image {spec}");
+        serve(
+            cli,
+            Arc::new(ImageBackend::new(img)),
+            settings,
+            addr,
+            Vec::new(),
+        )
+        .await
+    }
+    .await;
+    rados.shutdown().await;
+    result
+}
+
+async fn serve<B: BlockBackend>(
+    cli: &Cli,
+    backend: Arc<B>,
+    settings: ServerSettings,
+    addr: kalmar_nbd::ListenAddr,
+    extra_perf: Vec<Arc<PerfCounters>>,
+) -> Result<()> {
     let export = settings.export_name.clone();
     let server = Server::new(backend.clone(), settings).map_err(anyhow::Error::msg)?;
     let _admin = match &cli.admin_socket {
@@ -231,11 +295,14 @@ fn serve<B: BlockBackend>(
             extra_perf.into_iter().for_each(|p| perf.add(p));
             let cmds = AdminCommands::new();
             cmds.register_perf(perf);
-            Some(AdminSocket::start(path, cmds).with_context(|| format!("cannot open the admin socket {}", path.display()))?)
+            Some(
+                AdminSocket::start(path, cmds)
+                    .with_context(|| format!("cannot open the admin socket {}", path.display()))?,
+            )
         }
         None => None,
     };
-    rt.block_on(async {
+    {
         let listener = Listener::bind(&addr)
             .await
             .with_context(|| format!("cannot listen on {addr:?}"))?;
@@ -259,7 +326,7 @@ fn serve<B: BlockBackend>(
             .context("the server failed")?;
         tracing::info!("shutting down");
         Ok(())
-    })
+    }
 }
 
 async fn shutdown_signal() {

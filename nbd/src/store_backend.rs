@@ -17,7 +17,7 @@ use bytes::{Bytes, BytesMut};
 use kalmar_objectstore::{CollectionId, ObjectId, ObjectStore, StoreError, Transaction};
 
 use crate::backend::{BackendError, BlockBackend};
-use crate::stripe::{self, Extent};
+use kalmar_image::stripe::{self, Extent};
 
 /// Largest zero-filled range served from a static buffer without copying.
 const ZERO_BUF_BYTES: usize = 1 << 20;
@@ -111,7 +111,12 @@ impl StoreBackend {
         let header = ObjectId::new(HEADER_OBJECT.as_bytes().to_vec()).map_err(store_err)?;
         if store.collection_exists(&cid).map_err(store_err)? {
             let stored = |name: &str| -> Result<Option<u64>, BackendError> {
-                let v = store.getattr(&cid, &header, name).map_err(store_err)?;
+                let v = store.getattr(&cid, &header, name).map_err(|e| match e {
+                    StoreError::ObjectNotFound { .. } => BackendError::Invalid(format!(
+                        "collection {cid} exists but holds no export header; pick another --collection or --mkfs"
+                    )),
+                    e => store_err(e),
+                })?;
                 Ok(v.and_then(|b| <[u8; 8]>::try_from(&b[..]).ok())
                     .map(u64::from_le_bytes))
             };

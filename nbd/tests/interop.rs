@@ -17,7 +17,10 @@ fn require(tool: &str) {
         .stdout(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    assert!(ok, "{tool} is missing: run scripts/setup.sh (installs fio, qemu-utils, libnbd-bin)");
+    assert!(
+        ok,
+        "{tool} is missing: run scripts/setup.sh (installs fio, qemu-utils, libnbd-bin)"
+    );
 }
 
 fn fio_configs() -> PathBuf {
@@ -38,7 +41,9 @@ enum Listen<'a> {
 impl NbdProcess {
     fn start(device: &Path, size: &str, mkfs: bool, listen: Listen<'_>) -> NbdProcess {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_kalmar-nbd"));
-        cmd.arg("--store").arg(device).args(["--size", size, "--log-level", "warn"]);
+        cmd.arg("--store")
+            .arg(device)
+            .args(["--size", size, "--log-level", "warn"]);
         if mkfs {
             cmd.arg("--mkfs");
         }
@@ -46,7 +51,10 @@ impl NbdProcess {
             Listen::Unix(p) => cmd.arg("--socket").arg(p),
             Listen::Tcp => cmd.args(["--bind", "127.0.0.1:0"]),
         };
-        let mut child = cmd.stdout(Stdio::piped()).spawn().expect("spawn kalmar-nbd");
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn kalmar-nbd");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -110,13 +118,19 @@ impl Drop for NbdProcess {
 }
 
 fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "{cmd:?} failed ({}):\n{text}", out.status);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{text}",
+        out.status
+    );
     text
 }
 
@@ -141,7 +155,18 @@ const MIB: u64 = 1 << 20;
 /// at odd offsets and lengths, then read back, holes included.
 fn qemu_io_patterns(uri: &str, seed: u64) -> Vec<(u64, u64, u8)> {
     let mut rng = Rng(seed);
-    let lens = [1, 511, 512, 4095, 4096, 4097, 65536, 131_071, MIB + 3, 3 * MIB];
+    let lens = [
+        1,
+        511,
+        512,
+        4095,
+        4096,
+        4097,
+        65536,
+        131_071,
+        MIB + 3,
+        3 * MIB,
+    ];
     let mut pats = Vec::new();
     for slot in 0..40u64 {
         let len = lens[rng.below(lens.len() as u64) as usize];
@@ -160,7 +185,10 @@ fn qemu_io_patterns(uri: &str, seed: u64) -> Vec<(u64, u64, u8)> {
     for (i, (off, _, _)) in pats.iter().enumerate() {
         let slot_start = i as u64 * 5 * MIB;
         if *off > slot_start {
-            cmd.arg("-c").arg(format!("read -P 0 {slot_start} {}", (off - slot_start).min(MIB)));
+            cmd.arg("-c").arg(format!(
+                "read -P 0 {slot_start} {}",
+                (off - slot_start).min(MIB)
+            ));
         }
     }
     let out = run(&mut cmd);
@@ -241,7 +269,10 @@ fn qemu_img_convert_256m_in_and_out_is_byte_identical() {
         .arg(&back));
     let got = std::fs::read(&back).expect("read back");
     assert_eq!(got.len(), data.len());
-    assert!(got == data, "qemu-img convert out differs from what went in");
+    assert!(
+        got == data,
+        "qemu-img convert out differs from what went in"
+    );
     srv.stop();
 }
 
@@ -255,7 +286,13 @@ fn nbdinfo_and_nbdcopy_see_the_export() {
     let v: serde_json::Value = serde_json::from_str(&info).expect("nbdinfo json");
     let e = &v["exports"][0];
     assert_eq!(e["export-size"].as_u64(), Some(64 * MIB));
-    for flag in ["can_flush", "can_fua", "can_trim", "can_zero", "can_multi_conn"] {
+    for flag in [
+        "can_flush",
+        "can_fua",
+        "can_trim",
+        "can_zero",
+        "can_multi_conn",
+    ] {
         assert_eq!(e[flag].as_bool(), Some(true), "{flag}: {info}");
     }
     assert_eq!(v["protocol"].as_str(), Some("newstyle-fixed"));
@@ -264,11 +301,19 @@ fn nbdinfo_and_nbdcopy_see_the_export() {
     // nbdcopy in (4 connections, multi-conn) and out again.
     let src = dir.path().join("in.img");
     let out = dir.path().join("out.img");
-    let data: Vec<u8> = (0..64 * MIB as usize).map(|i| (i / 4096 % 251) as u8).collect();
+    let data: Vec<u8> = (0..64 * MIB as usize)
+        .map(|i| (i / 4096 % 251) as u8)
+        .collect();
     std::fs::write(&src, &data).expect("src");
-    run(Command::new("nbdcopy").args(["--connections=4"]).arg(&src).arg(&srv.uri));
+    run(Command::new("nbdcopy")
+        .args(["--connections=4"])
+        .arg(&src)
+        .arg(&srv.uri));
     run(Command::new("nbdcopy").arg(&srv.uri).arg(&out));
-    assert!(std::fs::read(&out).expect("out") == data, "nbdcopy round trip differs");
+    assert!(
+        std::fs::read(&out).expect("out") == data,
+        "nbdcopy round trip differs"
+    );
     srv.stop();
 }
 
@@ -276,7 +321,12 @@ fn nbdinfo_and_nbdcopy_see_the_export() {
 fn fio_verify_job_passes_through_the_nbd_engine() {
     require("fio");
     let dir = tempfile::tempdir().expect("tempdir");
-    let srv = NbdProcess::start(&dir.path().join("dev"), "128M", true, Listen::Unix(&dir.path().join("s.sock")));
+    let srv = NbdProcess::start(
+        &dir.path().join("dev"),
+        "128M",
+        true,
+        Listen::Unix(&dir.path().join("s.sock")),
+    );
     let out = run(Command::new("fio")
         .arg(fio_configs().join("verify.fio"))
         .args(["--output-format=json", "--output"])
@@ -285,13 +335,18 @@ fn fio_verify_job_passes_through_the_nbd_engine() {
         .env("FIO_SIZE", "64M")
         .current_dir(dir.path()));
     let j: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("verify.json")).expect("json")).expect("fio json");
+        serde_json::from_slice(&std::fs::read(dir.path().join("verify.json")).expect("json"))
+            .expect("fio json");
     let jobs = j["jobs"].as_array().expect("jobs");
     assert_eq!(jobs.len(), 3, "{out}");
     for job in jobs {
         assert_eq!(job["error"].as_i64(), Some(0), "{}: {out}", job["jobname"]);
         // The verify phase read back everything written.
-        assert!(job["read"]["io_bytes"].as_u64().unwrap_or(0) > 0, "{} verified nothing", job["jobname"]);
+        assert!(
+            job["read"]["io_bytes"].as_u64().unwrap_or(0) > 0,
+            "{} verified nothing",
+            job["jobname"]
+        );
     }
     srv.stop();
 }
@@ -304,7 +359,9 @@ fn acknowledged_offsets(log: &Path) -> Vec<u64> {
         .lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.split(',').map(str::trim).collect();
-            (f.get(2) == Some(&"1")).then(|| f.get(4).and_then(|o| o.parse().ok())).flatten()
+            (f.get(2) == Some(&"1"))
+                .then(|| f.get(4).and_then(|o| o.parse().ok()))
+                .flatten()
         })
         .collect();
     v.sort_unstable();
@@ -314,7 +371,13 @@ fn acknowledged_offsets(log: &Path) -> Vec<u64> {
 
 fn fio_verify_range(uri: &str, dir: &Path, offset: u64, size: u64) {
     run(Command::new("fio")
-        .args(["--name=crash", "--ioengine=nbd", "--rw=write", "--bs=4k", "--iodepth=16"])
+        .args([
+            "--name=crash",
+            "--ioengine=nbd",
+            "--rw=write",
+            "--bs=4k",
+            "--iodepth=16",
+        ])
         .args(["--verify=crc32c", "--verify_only=1", "--verify_fatal=1"])
         .arg(format!("--uri={uri}"))
         .arg(format!("--offset={offset}"))
@@ -335,8 +398,21 @@ fn kill_9_during_fio_writes_loses_no_acknowledged_write() {
         // Sequential 4 KiB writes with a flush every 8, fio's verify header
         // in every block, completions logged with their offsets.
         let mut fio = Command::new("fio")
-            .args(["--name=crash", "--ioengine=nbd", "--rw=write", "--bs=4k", "--iodepth=16", "--size=512M"])
-            .args(["--verify=crc32c", "--do_verify=0", "--fsync=8", "--write_lat_log=crash", "--log_offset=1"])
+            .args([
+                "--name=crash",
+                "--ioengine=nbd",
+                "--rw=write",
+                "--bs=4k",
+                "--iodepth=16",
+                "--size=512M",
+            ])
+            .args([
+                "--verify=crc32c",
+                "--do_verify=0",
+                "--fsync=8",
+                "--write_lat_log=crash",
+                "--log_offset=1",
+            ])
             .arg(format!("--uri={}", srv.uri))
             .current_dir(dir.path())
             .stdout(Stdio::null())
@@ -346,9 +422,16 @@ fn kill_9_during_fio_writes_loses_no_acknowledged_write() {
         std::thread::sleep(Duration::from_millis(1500 + 700 * round));
         srv.kill9();
         let st = fio.wait().expect("fio");
-        assert!(!st.success(), "fio finished before the kill; make the run longer");
+        assert!(
+            !st.success(),
+            "fio finished before the kill; make the run longer"
+        );
         let acked = acknowledged_offsets(&dir.path().join("crash_lat.1.log"));
-        assert!(acked.len() > 100, "only {} writes acknowledged before the kill", acked.len());
+        assert!(
+            acked.len() > 100,
+            "only {} writes acknowledged before the kill",
+            acked.len()
+        );
         // The longest prefix of acknowledged blocks, and those beyond it
         // (acknowledged out of order).
         let mut prefix = 0u64;
@@ -361,7 +444,11 @@ fn kill_9_during_fio_writes_loses_no_acknowledged_write() {
         let srv = NbdProcess::start(&dev, "512M", false, Listen::Unix(&sock));
         fio_verify_range(&srv.uri, dir.path(), 0, prefix);
         let beyond: Vec<u64> = acked.iter().copied().filter(|&o| o >= prefix).collect();
-        eprintln!("round {round}: {} acknowledged, prefix {prefix}, {} beyond", acked.len(), beyond.len());
+        eprintln!(
+            "round {round}: {} acknowledged, prefix {prefix}, {} beyond",
+            acked.len(),
+            beyond.len()
+        );
         for o in beyond {
             fio_verify_range(&srv.uri, dir.path(), o, 4096);
         }

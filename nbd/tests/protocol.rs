@@ -41,7 +41,14 @@ fn handshake_negotiates_export_and_flags() {
     let server = mem_server();
     let c = Client::open(server.addr, false);
     assert_eq!(c.size, SIZE);
-    for f in [FLAG_HAS_FLAGS, FLAG_SEND_FLUSH, FLAG_SEND_FUA, FLAG_SEND_TRIM, FLAG_SEND_WRITE_ZEROES, FLAG_CAN_MULTI_CONN] {
+    for f in [
+        FLAG_HAS_FLAGS,
+        FLAG_SEND_FLUSH,
+        FLAG_SEND_FUA,
+        FLAG_SEND_TRIM,
+        FLAG_SEND_WRITE_ZEROES,
+        FLAG_CAN_MULTI_CONN,
+    ] {
         assert_ne!(c.flags & f, 0, "flag {f:#x} missing");
     }
     assert_eq!(c.flags & FLAG_SEND_DF, 0, "DF only with structured replies");
@@ -134,7 +141,11 @@ fn bad_requests_get_nbd_errors_and_the_stream_stays_in_sync() {
         let r = c.recv(|_| 0);
         assert_eq!(r.error, 28);
         if structured {
-            assert!(r.message.contains("beyond the export size"), "{}", r.message);
+            assert!(
+                r.message.contains("beyond the export size"),
+                "{}",
+                r.message
+            );
         }
         // Reads past the end, zero length, offset overflow: EINVAL.
         c.send(CMD_READ, 0, 4, SIZE, 1, &[]);
@@ -188,18 +199,31 @@ fn trim_zero_flush_fua_and_many_requests_in_flight() {
         let data = vec![(i % 251) as u8; 4096];
         c.send(CMD_WRITE, CMD_FLAG_FUA, i, i * 4096, 4096, &data);
     }
-    let mut seen: Vec<u64> = (0..200).map(|_| c.recv(|_| 0)).map(|r| {
-        assert_eq!(r.error, 0);
-        r.handle
-    }).collect();
+    let mut seen: Vec<u64> = (0..200)
+        .map(|_| c.recv(|_| 0))
+        .map(|r| {
+            assert_eq!(r.error, 0);
+            r.handle
+        })
+        .collect();
     seen.sort_unstable();
     assert_eq!(seen, (0..200).collect::<Vec<_>>());
     for i in [0u64, 57, 199] {
-        assert_eq!(c.read(1000 + i, i * 4096, 4096).data, vec![(i % 251) as u8; 4096]);
+        assert_eq!(
+            c.read(1000 + i, i * 4096, 4096).data,
+            vec![(i % 251) as u8; 4096]
+        );
     }
     c.send(CMD_TRIM, 0, 2000, 0, 8192, &[]);
     assert_eq!(c.recv(|_| 0).error, 0);
-    c.send(CMD_WRITE_ZEROES, CMD_FLAG_NO_HOLE | CMD_FLAG_FUA, 2001, 8192 + 10, 100, &[]);
+    c.send(
+        CMD_WRITE_ZEROES,
+        CMD_FLAG_NO_HOLE | CMD_FLAG_FUA,
+        2001,
+        8192 + 10,
+        100,
+        &[],
+    );
     assert_eq!(c.recv(|_| 0).error, 0);
     let r = c.read(2002, 0, 3 * 4096);
     assert!(r.data[..8192].iter().all(|&b| b == 0));
@@ -245,12 +269,21 @@ impl BlockBackend for SlowAtZero {
 
 #[test]
 fn replies_come_out_of_order_as_requests_complete() {
-    let server = TestServer::start(Arc::new(SlowAtZero(MemBackend::new(SIZE).expect("mem"))), settings());
+    let server = TestServer::start(
+        Arc::new(SlowAtZero(MemBackend::new(SIZE).expect("mem"))),
+        settings(),
+    );
     let mut c = Client::open(server.addr, false);
     assert_eq!(c.flags & FLAG_CAN_MULTI_CONN, 0);
     c.send(CMD_READ, 0, 1, 0, 4096, &[]);
     c.send(CMD_READ, 0, 2, 4096, 4096, &[]);
     c.send(CMD_FLUSH, 0, 3, 0, 0, &[]);
-    let order: Vec<u64> = (0..3).map(|_| c.recv(|h| if h == 3 { 0 } else { 4096 }).handle).collect();
-    assert_eq!(order.last(), Some(&1), "the slow read must finish last: {order:?}");
+    let order: Vec<u64> = (0..3)
+        .map(|_| c.recv(|h| if h == 3 { 0 } else { 4096 }).handle)
+        .collect();
+    assert_eq!(
+        order.last(),
+        Some(&1),
+        "the slow read must finish last: {order:?}"
+    );
 }

@@ -8,6 +8,7 @@ mod transmit;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,7 +67,16 @@ impl Listener {
                 Ok(Listener::Tcp(TcpListener::bind(a).await?))
             }
             ListenAddr::Unix(p) => {
-                if p.exists() {
+                if let Ok(meta) = std::fs::symlink_metadata(p) {
+                    if !meta.file_type().is_socket() {
+                        return Err(io::Error::new(
+                            io::ErrorKind::AlreadyExists,
+                            format!(
+                                "{} exists and is not a socket; not replacing it",
+                                p.display()
+                            ),
+                        ));
+                    }
                     if tokio::net::UnixStream::connect(p).await.is_ok() {
                         return Err(io::Error::new(
                             io::ErrorKind::AddrInUse,

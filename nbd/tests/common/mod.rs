@@ -32,7 +32,9 @@ impl TestServer {
                 let l = Listener::bind(&ListenAddr::Tcp("127.0.0.1:0".parse().expect("addr")))
                     .await
                     .expect("bind");
-                addr_tx.send(l.local_tcp_addr().expect("tcp")).expect("send addr");
+                addr_tx
+                    .send(l.local_tcp_addr().expect("tcp"))
+                    .expect("send addr");
                 server
                     .run(
                         l,
@@ -45,7 +47,9 @@ impl TestServer {
                     .expect("run");
             });
         });
-        let addr = addr_rx.recv_timeout(Duration::from_secs(10)).expect("server address");
+        let addr = addr_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("server address");
         TestServer {
             addr,
             stop: Some(stop_tx),
@@ -84,7 +88,8 @@ pub struct Client {
 
 pub fn connect(addr: SocketAddr) -> TcpStream {
     let s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     s
 }
 
@@ -112,7 +117,10 @@ pub fn send_option(s: &mut TcpStream, option: u32, data: &[u8]) {
 /// Reads one option reply: (option, type, data).
 pub fn read_option_reply(s: &mut TcpStream) -> (u32, u32, Vec<u8>) {
     let h = read_exact(s, 20);
-    assert_eq!(u64::from_be_bytes(h[0..8].try_into().expect("8")), OPT_REPLY_MAGIC);
+    assert_eq!(
+        u64::from_be_bytes(h[0..8].try_into().expect("8")),
+        OPT_REPLY_MAGIC
+    );
     let opt = u32::from_be_bytes(h[8..12].try_into().expect("4"));
     let ty = u32::from_be_bytes(h[12..16].try_into().expect("4"));
     let len = u32::from_be_bytes(h[16..20].try_into().expect("4")) as usize;
@@ -153,7 +161,10 @@ impl Client {
                     flags = u16::from_be_bytes([data[10], data[11]]);
                 }
                 REP_INFO => {}
-                other => panic!("GO failed with reply type {other:#x}: {}", String::from_utf8_lossy(&data)),
+                other => panic!(
+                    "GO failed with reply type {other:#x}: {}",
+                    String::from_utf8_lossy(&data)
+                ),
             }
         }
         Client {
@@ -164,7 +175,15 @@ impl Client {
         }
     }
 
-    pub fn send(&mut self, command: u16, flags: u16, handle: u64, offset: u64, length: u32, payload: &[u8]) {
+    pub fn send(
+        &mut self,
+        command: u16,
+        flags: u16,
+        handle: u64,
+        offset: u64,
+        length: u32,
+        payload: &[u8],
+    ) {
         let mut b = REQUEST_MAGIC.to_be_bytes().to_vec();
         b.extend_from_slice(&flags.to_be_bytes());
         b.extend_from_slice(&command.to_be_bytes());
@@ -183,7 +202,11 @@ impl Client {
             let rest = read_exact(&mut self.s, 12);
             let error = u32::from_be_bytes(rest[0..4].try_into().expect("4"));
             let handle = u64::from_be_bytes(rest[4..12].try_into().expect("8"));
-            let data = if error == 0 { read_exact(&mut self.s, read_len(handle)) } else { Vec::new() };
+            let data = if error == 0 {
+                read_exact(&mut self.s, read_len(handle))
+            } else {
+                Vec::new()
+            };
             return Reply {
                 handle,
                 error,
@@ -198,7 +221,11 @@ impl Client {
         let handle = u64::from_be_bytes(rest[4..12].try_into().expect("8"));
         let len = u32::from_be_bytes(rest[12..16].try_into().expect("4")) as usize;
         let payload = read_exact(&mut self.s, len);
-        assert_ne!(flags & REPLY_FLAG_DONE, 0, "this server sends single-chunk replies");
+        assert_ne!(
+            flags & REPLY_FLAG_DONE,
+            0,
+            "this server sends single-chunk replies"
+        );
         match kind {
             REPLY_TYPE_OFFSET_DATA => Reply {
                 handle,
