@@ -1,0 +1,468 @@
+//! A small multi-process harness for the mon: the real `kalmar-mon`
+//! binary on a dynamic 127.0.0.1 port in a temp directory, plus scripted
+//! fake OSDs and mgrs speaking the mon protocol in-process.
+//!
+//! Every wait is bounded; the mon is killed by PID when the harness is
+//! dropped (also when a test panics), and its log tail is printed then.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kalmar_maps::osd::OsdAddrs;
+use kalmar_maps::{EntityAddr, OsdMap};
+use kalmar_msgr::{EntityName, EntityType, MsgrConfig};
+use kalmar_proto::mon::*;
+use kalmar_proto::monc::{MonClient, MonEvent};
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+/// Bound on any single wait in these tests.
+pub const WAIT: Duration = Duration::from_secs(20);
+const POLL: Duration = Duration::from_millis(50);
+
+/// Where the built binaries are: `$KALMAR_BIN_DIR`, else next to the test
+/// executable (`target/release/deps/..`).
+pub fn bin(name: &str) -> PathBuf {
+    if name == "kalmar-mon" {
+        if let Some(p) = option_env!("CARGO_BIN_EXE_kalmar-mon") {
+            return PathBuf::from(p);
+        }
+    }
+    if let Ok(dir) = std::env::var("KALMAR_BIN_DIR") {
+        let p = Path::new(&dir).join(name);
+        if p.exists() {
+            return p;
+        }
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let deps = exe.parent().expect("deps dir");
+    for d in [deps, deps.parent().unwrap_or(deps)] {
+        let p = d.join(name);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("{name} is not built: run `cargo build --release --workspace --bins` first (or set KALMAR_BIN_DIR)");
+}
+
+/// Polls `f` until it returns `Some`, at most `timeout`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let t0 = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if t0.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("addr").port()
+}
+
+pub fn fast_msgr() -> MsgrConfig {
+    MsgrConfig {
+        keepalive_interval: Duration::from_millis(200),
+        keepalive_timeout: Duration::from_secs(3),
+        reconnect_backoff_min: Duration::from_millis(20),
+        reconnect_backoff_max: Duration::from_millis(200),
+        connect_timeout: Duration::from_secs(2),
+        handshake_timeout: Duration::from_secs(2),
+        ..MsgrConfig::default()
+    }
+}
+
+/// The mon process.
+pub struct Mon {
+    pub dir: tempfile::TempDir,
+    pub addr: SocketAddr,
+    child: Option<Child>,
+}
+
+impl Mon {
+    /// mkfs + run with `[mon]` settings `conf` (TOML lines).
+    pub async fn start(conf: &str) -> Mon {
+        let dir = tempfile::Builder::new()
+            .prefix("kalmar-mon-test-")
+            .tempdir()
+            .expect("tempdir");
+        std::fs::write(dir.path().join("kalmar.conf"), format!("[mon]\n{conf}\n")).expect("conf");
+        let out = Command::new(bin("kalmar-mon"))
+            .args(["mkfs", "--data"])
+            .arg(dir.path().join("data"))
+            .arg("--conf")
+            .arg(dir.path().join("kalmar.conf"))
+            .output()
+            .expect("run kalmar-mon mkfs");
+        assert!(
+            out.status.success(),
+            "mkfs: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let mut mon = Mon {
+            dir,
+            addr,
+            child: None,
+        };
+        mon.spawn().await;
+        mon
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn admin_socket(&self) -> PathBuf {
+        self.data().join("mon.a.asok")
+    }
+
+    async fn spawn(&mut self) {
+        let child = Command::new(bin("kalmar-mon"))
+            .args(["run", "--data"])
+            .arg(self.data())
+            .arg("--conf")
+            .arg(self.dir.path().join("kalmar.conf"))
+            .args([
+                "--bind",
+                &self.addr.to_string(),
+                "--log-level",
+                "debug",
+                "--log-file",
+            ])
+            .arg(self.dir.path().join("mon.log"))
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn kalmar-mon");
+        self.child = Some(child);
+        let addr = self.addr;
+        wait_for("the mon to answer", WAIT, || async move {
+            command_at(addr, json!({"prefix": "osd stat", "format": "json"}))
+                .await
+                .ok()
+        })
+        .await;
+    }
+
+    /// SIGKILL, no chance to clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait (bounded), then SIGKILL.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGTERM);
+            }
+            let t0 = Instant::now();
+            while t0.elapsed() < Duration::from_secs(10) {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(POLL);
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop or kill the mon first");
+        self.spawn().await;
+    }
+
+    pub async fn cmd(&self, cmd: Value) -> (i32, String, Vec<u8>) {
+        command_at(self.addr, cmd).await.expect("mon command")
+    }
+
+    /// A JSON command that must succeed.
+    pub async fn json(&self, mut cmd: Value) -> Value {
+        cmd["format"] = json!("json");
+        let (rv, outs, out) = self.cmd(cmd.clone()).await;
+        assert_eq!(rv, 0, "{cmd}: {outs}");
+        serde_json::from_slice(&out)
+            .unwrap_or_else(|e| panic!("{cmd}: not JSON ({e}): {}", String::from_utf8_lossy(&out)))
+    }
+
+    pub async fn ok(&self, cmd: Value) -> String {
+        let (rv, outs, _) = self.cmd(cmd.clone()).await;
+        assert_eq!(rv, 0, "{cmd}: {outs}");
+        outs
+    }
+
+    pub async fn epoch(&self) -> u64 {
+        self.json(json!({"prefix": "osd dump"})).await["epoch"]
+            .as_u64()
+            .expect("epoch")
+    }
+
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join("mon.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Drop for Mon {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- mon log tail ----\n{}", self.log_tail());
+        }
+        self.kill9();
+    }
+}
+
+/// One command over a fresh client session.
+pub async fn command_at(addr: SocketAddr, cmd: Value) -> Result<(i32, String, Vec<u8>), String> {
+    let cfg = MsgrConfig {
+        reconnect_max_attempts: Some(2),
+        ..fast_msgr()
+    };
+    let (c, _ev) = MonClient::connect(
+        addr,
+        EntityName::new(EntityType::Client, "test"),
+        Uuid::nil(),
+        cfg,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let r = c
+        .command(&cmd, Duration::from_secs(10))
+        .await
+        .map_err(|e| e.to_string());
+    c.close().await;
+    let r = r?;
+    Ok((r.retval, r.outs, r.outbuf.0))
+}
+
+/// A scripted OSD: registers, boots, reports, and follows the OSDMap.
+pub struct FakeOsd {
+    pub id: i32,
+    pub uuid: Uuid,
+    pub client: MonClient,
+    pub map: Arc<Mutex<Option<OsdMap>>>,
+    /// Every osdmap message received (for subscription tests).
+    pub received: Arc<Mutex<Vec<OsdMapMsg>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FakeOsd {
+    /// Registers a new OSD (`osd mkfs`) and connects as it.
+    pub async fn create(mon: SocketAddr) -> FakeOsd {
+        let uuid = Uuid::new_v4();
+        let id = register(mon, uuid).await;
+        FakeOsd::connect(mon, id, uuid).await
+    }
+
+    pub async fn connect(mon: SocketAddr, id: i32, uuid: Uuid) -> FakeOsd {
+        let (client, events) =
+            MonClient::connect(mon, EntityName::osd(id as u32), Uuid::nil(), fast_msgr())
+                .await
+                .expect("osd connects");
+        let map = Arc::new(Mutex::new(None));
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let task = tokio::spawn(follow(events, map.clone(), received.clone()));
+        FakeOsd {
+            id,
+            uuid,
+            client,
+            map,
+            received,
+            task,
+        }
+    }
+
+    pub fn addrs(&self) -> OsdAddrs {
+        OsdAddrs::all(EntityAddr::new(
+            format!("127.0.0.1:{}", 6800 + self.id)
+                .parse()
+                .expect("addr"),
+            1,
+        ))
+    }
+
+    pub async fn boot(&self) {
+        let have = self.epoch();
+        let boot = OsdBoot {
+            osd_id: self.id,
+            uuid: self.uuid,
+            addrs: self.addrs(),
+            have_epoch: have,
+            hostname: "localhost".into(),
+            metadata: Default::default(),
+        };
+        self.client
+            .subscribe("osdmap", have + 1, false)
+            .await
+            .expect("subscribe");
+        self.client.send(&boot).await.expect("boot");
+    }
+
+    pub fn epoch(&self) -> u32 {
+        self.map.lock().as_ref().map(|m| m.epoch).unwrap_or(0)
+    }
+
+    pub fn map(&self) -> Option<OsdMap> {
+        self.map.lock().clone()
+    }
+
+    /// Waits until this OSD's copy of the map satisfies `f`.
+    pub async fn wait_map(&self, what: &str, f: impl Fn(&OsdMap) -> bool) -> OsdMap {
+        let map = self.map.clone();
+        wait_for(what, WAIT, || {
+            let m = map.lock().clone();
+            let ok = m.filter(|m| f(m));
+            async move { ok }
+        })
+        .await
+    }
+
+    pub async fn report_failure(&self, target: i32, failed_for_ms: u64) {
+        let f = OsdFailure {
+            reporter: self.id,
+            target,
+            failed_for_ms,
+            epoch: self.epoch(),
+            is_failed: true,
+            ..Default::default()
+        };
+        self.client.send(&f).await.expect("failure report");
+    }
+
+    pub async fn beacon(&self) {
+        let b = OsdBeacon {
+            osd_id: self.id,
+            epoch: self.epoch(),
+            pgs: vec![],
+            last_epoch_clean: self.epoch(),
+        };
+        self.client.send(&b).await.expect("beacon");
+    }
+}
+
+impl Drop for FakeOsd {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// `osd mkfs` for `uuid`; returns the id.
+pub async fn register(mon: SocketAddr, uuid: Uuid) -> i32 {
+    let (c, _ev) = MonClient::connect(
+        mon,
+        EntityName::new(EntityType::Client, "osd-mkfs"),
+        Uuid::nil(),
+        fast_msgr(),
+    )
+    .await
+    .expect("connect for mkfs");
+    let r = c
+        .osd_mkfs(uuid, -1, "localhost", Duration::from_secs(10))
+        .await
+        .expect("mkfs reply");
+    c.close().await;
+    assert_eq!(r.retval, 0, "osd mkfs: {}", r.error);
+    r.osd_id
+}
+
+async fn follow(
+    mut events: mpsc::Receiver<MonEvent>,
+    map: Arc<Mutex<Option<OsdMap>>>,
+    received: Arc<Mutex<Vec<OsdMapMsg>>>,
+) {
+    while let Some(ev) = events.recv().await {
+        if let MonEvent::OsdMap(msg) = ev {
+            let cur = map.lock().clone();
+            match msg.advance(cur.as_ref()) {
+                Ok(Some(next)) => *map.lock() = Some(next),
+                Ok(None) => eprintln!(
+                    "fake osd: osdmap message does not connect to epoch {:?}",
+                    cur.map(|m| m.epoch)
+                ),
+                Err(e) => panic!("fake osd: bad osdmap message: {e}"),
+            }
+            received.lock().push(msg);
+        }
+    }
+}
+
+/// A scripted mgr sending beacons until stopped.
+pub struct FakeMgr {
+    pub name: String,
+    pub gid: u64,
+    beacons: Option<tokio::task::JoinHandle<()>>,
+    client: Arc<MonClient>,
+}
+
+impl FakeMgr {
+    pub async fn start(mon: SocketAddr, name: &str, gid: u64, period: Duration) -> FakeMgr {
+        let (client, _ev) = MonClient::connect(
+            mon,
+            EntityName::new(EntityType::Mgr, name),
+            Uuid::nil(),
+            fast_msgr(),
+        )
+        .await
+        .expect("mgr connects");
+        let client = Arc::new(client);
+        let mut mgr = FakeMgr {
+            name: name.into(),
+            gid,
+            beacons: None,
+            client,
+        };
+        mgr.resume(period);
+        mgr
+    }
+
+    /// Stops sending beacons (the mgr "hangs").
+    pub fn pause(&mut self) {
+        if let Some(t) = self.beacons.take() {
+            t.abort();
+        }
+    }
+
+    pub fn resume(&mut self, period: Duration) {
+        self.pause();
+        let client = self.client.clone();
+        let (name, gid) = (self.name.clone(), self.gid);
+        self.beacons = Some(tokio::spawn(async move {
+            loop {
+                let b = MgrBeacon {
+                    gid,
+                    name: name.clone(),
+                    addr: EntityAddr::new("127.0.0.1:7000".parse().expect("addr"), gid as u32),
+                    available: true,
+                    ..Default::default()
+                };
+                let _ = client.send(&b).await;
+                tokio::time::sleep(period).await;
+            }
+        }));
+    }
+}
+
+impl Drop for FakeMgr {
+    fn drop(&mut self) {
+        self.pause();
+    }
+}
