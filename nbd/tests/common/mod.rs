@@ -2,10 +2,12 @@
 //! that can also send malformed bytes, and a server started in-process.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kalmar_nbd::proto::consts::*;
 use kalmar_nbd::{BlockBackend, ListenAddr, Listener, Server, ServerSettings};
@@ -278,4 +280,210 @@ pub fn closed(s: &mut TcpStream) -> bool {
             Err(_) => return false,
         }
     }
+}
+
+pub fn require(tool: &str) {
+    let ok = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "{tool} is missing: run scripts/setup.sh (installs fio, qemu-utils, libnbd-bin)"
+    );
+}
+
+pub fn fio_configs() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fio-configs")
+}
+
+/// A `kalmar-nbd` process; SIGTERM (then SIGKILL) on drop.
+pub struct NbdProcess {
+    pub child: Child,
+    pub uri: String,
+}
+
+pub enum Listen<'a> {
+    Unix(&'a Path),
+    Tcp,
+}
+
+impl NbdProcess {
+    /// `kalmar-nbd --store DEVICE --size SIZE [--mkfs]`.
+    pub fn start(device: &Path, size: &str, mkfs: bool, listen: Listen<'_>) -> NbdProcess {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kalmar-nbd"));
+        cmd.arg("--store").arg(device).args(["--size", size]);
+        if mkfs {
+            cmd.arg("--mkfs");
+        }
+        NbdProcess::spawn(cmd, listen)
+    }
+
+    /// `kalmar-nbd --image POOL/NAME --conf CONF`.
+    pub fn start_image(spec: &str, conf: &Path, listen: Listen<'_>) -> NbdProcess {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kalmar-nbd"));
+        cmd.args(["--image", spec]).arg("--conf").arg(conf);
+        NbdProcess::spawn(cmd, listen)
+    }
+
+    fn spawn(mut cmd: Command, listen: Listen<'_>) -> NbdProcess {
+        cmd.args(["--log-level", "warn"]);
+        match listen {
+            Listen::Unix(p) => cmd.arg("--socket").arg(p),
+            Listen::Tcp => cmd.args(["--bind", "127.0.0.1:0"]),
+        };
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn kalmar-nbd");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(l) if !l.is_empty() => l,
+            _ => {
+                let _ = child.kill();
+                panic!("kalmar-nbd did not report ready: {:?}", child.wait());
+            }
+        };
+        let v: serde_json::Value = serde_json::from_str(&line).expect("ready line is JSON");
+        let uri = v["uri"].as_str().expect("uri").to_string();
+        NbdProcess { child, uri }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// SIGTERM and wait: the store is unmounted cleanly.
+    pub fn stop(mut self) {
+        self.terminate();
+    }
+
+    fn terminate(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        // SAFETY: signalling the child this test spawned, by its pid.
+        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(30) {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                assert!(st.success(), "kalmar-nbd exited with {st} after SIGTERM");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        panic!("kalmar-nbd did not stop within 30 s of SIGTERM");
+    }
+
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for NbdProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{text}",
+        out.status
+    );
+    text
+}
+
+/// xorshift64*: deterministic test inputs from a printed seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+pub const MIB: u64 = 1 << 20;
+
+/// Patterns in 5 MiB slots (so some cross the 4 MiB object boundaries),
+/// at odd offsets and lengths, then read back, holes included.
+pub fn qemu_io_patterns(uri: &str, seed: u64) -> Vec<(u64, u64, u8)> {
+    let mut rng = Rng(seed);
+    let lens = [
+        1,
+        511,
+        512,
+        4095,
+        4096,
+        4097,
+        65536,
+        131_071,
+        MIB + 3,
+        3 * MIB,
+    ];
+    let mut pats = Vec::new();
+    for slot in 0..40u64 {
+        let len = lens[rng.below(lens.len() as u64) as usize];
+        let off = slot * 5 * MIB + rng.below(5 * MIB - len);
+        pats.push((off, len, 1 + (rng.below(254) as u8)));
+    }
+    let mut cmd = Command::new("qemu-io");
+    cmd.args(["-f", "raw", uri]);
+    for (off, len, p) in &pats {
+        cmd.arg("-c").arg(format!("write -P {p:#x} {off} {len}"));
+    }
+    for (off, len, p) in &pats {
+        cmd.arg("-c").arg(format!("read -P {p:#x} {off} {len}"));
+    }
+    // The gap before each pattern in its slot was never written: zeros.
+    for (i, (off, _, _)) in pats.iter().enumerate() {
+        let slot_start = i as u64 * 5 * MIB;
+        if *off > slot_start {
+            cmd.arg("-c").arg(format!(
+                "read -P 0 {slot_start} {}",
+                (off - slot_start).min(MIB)
+            ));
+        }
+    }
+    let out = run(&mut cmd);
+    assert!(!out.contains("verification failed"), "{out}");
+    pats
+}
+
+pub fn check_patterns(uri: &str, pats: &[(u64, u64, u8)]) {
+    let mut cmd = Command::new("qemu-io");
+    cmd.args(["-f", "raw", uri]);
+    for (off, len, p) in pats {
+        cmd.arg("-c").arg(format!("read -P {p:#x} {off} {len}"));
+    }
+    let out = run(&mut cmd);
+    assert!(!out.contains("verification failed"), "{out}");
 }
