@@ -60,6 +60,8 @@ pub struct MapWork {
     hostname: String,
     boot: BootState,
     last_boot: Option<Instant>,
+    /// Map epoch when the boot was last sent.
+    boot_epoch: Epoch,
 }
 
 impl MapWork {
@@ -83,6 +85,7 @@ impl MapWork {
             hostname,
             boot: BootState::Booting,
             last_boot: None,
+            boot_epoch: 0,
         }
     }
 
@@ -165,6 +168,7 @@ impl MapWork {
             Err(e) => tracing::warn!("boot not sent: {e}"),
         }
         self.last_boot = Some(Instant::now());
+        self.boot_epoch = self.svc.epoch();
     }
 
     /// Repeats the boot while the map does not show this OSD up.
