@@ -218,6 +218,20 @@ impl OsdMon {
             return Err(format!("osd.{} may not boot: noup is set", b.osd_id));
         }
         let unchanged = slot.is_up() && slot.addrs == b.addrs;
+        let replaced = slot.is_up() && slot.addrs != b.addrs;
+        if self.map.is_up(b.osd_id) && !view.is_up(b.osd_id) {
+            // Marked down in the epoch being built: boot after it.
+            return Ok(false);
+        }
+        if replaced {
+            // A new instance while the old one is still marked up: the old
+            // one goes down in this epoch and the OSD's repeated boot marks
+            // the new one up in a later epoch, so its PGs see an interval
+            // without it and re-peer (Ceph's prepare_boot does the same).
+            tracing::info!(osd = b.osd_id, "boot of a new instance: marking the old one down first");
+            self.mark_down(b.osd_id, now);
+            return Ok(true);
+        }
         self.last_beacon.insert(b.osd_id, now);
         self.failures.remove(&b.osd_id);
         self.down_since.remove(&b.osd_id);

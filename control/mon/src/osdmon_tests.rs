@@ -370,3 +370,26 @@ fn alive_raises_up_thru_once() {
         })
         .is_err());
 }
+
+#[test]
+fn boot_of_a_new_instance_marks_the_old_one_down_first() {
+    let t0 = Instant::now();
+    let (mut m, uuids) = cluster(2, t0);
+    let old_up_from = m.map().osd(1).map(|s| s.info.up_from).expect("osd.1");
+    // osd.1 restarts (new addresses) before anyone reported it.
+    let mut b = boot_msg(1, uuids[1]);
+    b.addrs = OsdAddrs::all("127.0.0.1:7801/2".parse().expect("addr"));
+    assert!(m.boot(&b, t0).expect("boot"));
+    // A repeated boot in the same epoch changes nothing.
+    assert!(!m.boot(&b, t0).expect("boot"));
+    commit(&mut m);
+    let down_epoch = m.map().epoch;
+    assert!(!m.map().is_up(1), "the old instance is down for one epoch");
+    assert_eq!(m.map().osd(1).map(|s| s.info.down_at), Some(down_epoch));
+    assert!(m.boot(&b, t0).expect("boot"));
+    commit(&mut m);
+    let s = m.map().osd(1).expect("osd.1");
+    assert!(s.is_up());
+    assert_eq!(s.addrs, b.addrs);
+    assert!(s.info.up_from > down_epoch && s.info.up_from > old_up_from);
+}
