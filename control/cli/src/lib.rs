@@ -3,6 +3,9 @@
 //! - [`rados`] (+ [`bench`]): object access and `rados bench`.
 //! - [`image`]: block images (`image create|ls|rm`).
 //! - [`vstart`]: a local cluster (`vstart` / `vstop`), on [`procs`].
+//! - [`args`], [`grammar`], [`moncmd`]: global options, Ceph's grammar for
+//!   mon commands, sending them and printing replies.
+//! - [`crush`]: `osd crush test` (offline); [`daemon`]: admin sockets.
 #![deny(clippy::unwrap_used)]
 
 pub mod bench;
@@ -10,3 +13,8 @@ pub mod image;
 pub mod procs;
 pub mod rados;
 pub mod vstart;
+pub mod args;
+pub mod crush;
+pub mod daemon;
+pub mod grammar;
+pub mod moncmd;

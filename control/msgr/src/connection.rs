@@ -40,6 +40,8 @@ pub enum LinkState {
     /// the first attempt).
     Connecting(String),
     Up,
+    /// The peer refused the session (wrong cluster, protocol); final.
+    Refused(String),
 }
 
 /// An outbound session. Dropping it closes the session.
@@ -104,7 +106,17 @@ impl Connection {
         .await;
         match waited {
             Ok(Ok(())) => Ok(conn),
-            Ok(Err(reason)) => Err(ConnectError::Refused { addr, reason }),
+            Ok(Err(reason)) => match &*conn.state.borrow() {
+                LinkState::Refused(r) => Err(ConnectError::Refused {
+                    addr,
+                    reason: r.clone(),
+                }),
+                _ => Err(ConnectError::Unreachable {
+                    addr,
+                    timeout_ms: limit.as_millis(),
+                    last_error: reason,
+                }),
+            },
             Err(_) => {
                 let last_error = match &*conn.state.borrow() {
                     LinkState::Connecting(e) if !e.is_empty() => e.clone(),
@@ -305,6 +317,7 @@ async fn drive(
             }
             Err(Attempt::Fatal(reason)) => {
                 tracing::warn!(%addr, "session refused: {reason}");
+                let _ = state.send(LinkState::Refused(reason.clone()));
                 session.close(&reason);
                 let _ = events.send(Event::Closed(handle.clone(), reason)).await;
                 return;

@@ -1,0 +1,154 @@
+//! The CLI's global options: mon address, conf file, output format and
+//! time bounds, shared by every command group.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use kalmar_common::config::Conf;
+
+/// Output format (`-f/--format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    #[default]
+    Plain,
+    Json,
+    JsonPretty,
+}
+
+impl Format {
+    pub fn parse(s: &str) -> anyhow::Result<Format> {
+        match s {
+            "plain" => Ok(Format::Plain),
+            "json" => Ok(Format::Json),
+            "json-pretty" => Ok(Format::JsonPretty),
+            other => bail!("unknown format '{other}': use plain, json or json-pretty"),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Plain => "plain",
+            Format::Json => "json",
+            Format::JsonPretty => "json-pretty",
+        }
+    }
+
+    pub fn is_json(self) -> bool {
+        self != Format::Plain
+    }
+}
+
+/// Everything a command group may need besides its own words.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub mon: Option<String>,
+    pub conf: Conf,
+    pub format: Format,
+    /// Bound on waiting for a command's reply.
+    pub timeout: Duration,
+    /// Bound on reaching the mon.
+    pub connect_timeout: Duration,
+    pub admin_socket: Option<PathBuf>,
+}
+
+impl Ctx {
+    /// The mon's address: `-m`, else `KALMAR_MON`, else the conf's
+    /// `mon_host`.
+    pub fn mon_addr(&self) -> anyhow::Result<SocketAddr> {
+        let (raw, from) = match (&self.mon, std::env::var("KALMAR_MON").ok()) {
+            (Some(m), _) => (m.clone(), "-m"),
+            (None, Some(env)) => (env, "KALMAR_MON"),
+            (None, None) => match self.conf.get::<String>("client", "mon_host")? {
+                Some(h) => (h, "mon_host in the conf"),
+                None => bail!(
+                    "no mon address: pass -m IP:PORT, set KALMAR_MON, or use --conf with mon_host"
+                ),
+            },
+        };
+        // A Ceph-style list may name several mons; the first one is used.
+        let first = raw
+            .split([',', ' '])
+            .find(|s| !s.is_empty())
+            .ok_or_else(|| anyhow!("empty mon address from {from}"))?;
+        let first = first
+            .trim_start_matches("v2:")
+            .trim_matches(|c| c == '[' || c == ']');
+        first
+            .parse()
+            .with_context(|| format!("mon address '{first}' (from {from}) is not IP:PORT"))
+    }
+}
+
+/// Pulls `-f X`, `--format X` and `--format=X` out of `words` (Ceph
+/// accepts the format anywhere on the line).
+pub fn take_format(words: &mut Vec<String>) -> anyhow::Result<Option<Format>> {
+    let mut found = None;
+    let mut i = 0;
+    while i < words.len() {
+        let w = words[i].as_str();
+        if w == "-f" || w == "--format" {
+            let v = words
+                .get(i + 1)
+                .cloned()
+                .ok_or_else(|| anyhow!("{w} needs a value: plain, json or json-pretty"))?;
+            found = Some(Format::parse(&v)?);
+            words.drain(i..i + 2);
+        } else if let Some(v) = w.strip_prefix("--format=") {
+            found = Some(Format::parse(v)?);
+            words.remove(i);
+        } else {
+            i += 1;
+        }
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn format_anywhere() {
+        let mut w = words("osd dump -f json");
+        assert_eq!(take_format(&mut w).expect("ok"), Some(Format::Json));
+        assert_eq!(w, words("osd dump"));
+        let mut w = words("--format=json-pretty status");
+        assert_eq!(take_format(&mut w).expect("ok"), Some(Format::JsonPretty));
+        assert_eq!(w, words("status"));
+        assert!(take_format(&mut words("status -f")).is_err());
+        assert!(take_format(&mut words("status -f yaml")).is_err());
+        let mut w = words("osd tree");
+        assert_eq!(take_format(&mut w).expect("ok"), None);
+    }
+
+    #[test]
+    fn mon_address_sources() {
+        let ctx = |mon: Option<&str>, conf: &str| Ctx {
+            mon: mon.map(String::from),
+            conf: Conf::parse(conf).expect("toml"),
+            format: Format::Plain,
+            timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(1),
+            admin_socket: None,
+        };
+        // KALMAR_MON is not set in tests.
+        if std::env::var("KALMAR_MON").is_err() {
+            let a = ctx(None, "[global]\nmon_host = \"127.0.0.1:6789\"\n")
+                .mon_addr()
+                .expect("conf");
+            assert_eq!(a.port(), 6789);
+            assert!(ctx(None, "").mon_addr().is_err());
+        }
+        let a = ctx(Some("v2:[127.0.0.1:7000],127.0.0.2:1"), "")
+            .mon_addr()
+            .expect("flag");
+        assert_eq!(a.to_string(), "127.0.0.1:7000");
+        assert!(ctx(Some("localhost"), "").mon_addr().is_err());
+    }
+}

@@ -1,0 +1,180 @@
+//! `kalmar`: the admin CLI, with Ceph's grammar.
+//!
+//! Global flags come first (`-m ADDR`, `--conf FILE`, `-f FORMAT`); the
+//! format may also appear anywhere later. The first words pick the group:
+//! offline ones (`osd crush test`, `vstart`, `vstop`, `daemon`), object and
+//! image access (`rados`, `image`), and everything else is a mon command
+//! parsed by `kalmar_cli::grammar`. To add a group: a module in this crate
+//! and one arm in `dispatch`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use kalmar_cli::args::{take_format, Ctx, Format};
+use kalmar_cli::{crush, daemon, grammar, image, moncmd, rados, vstart};
+use kalmar_common::config::Conf;
+
+#[derive(Parser)]
+#[command(
+    name = "kalmar",
+    version,
+    about = "Kalmar admin CLI (Ceph's command grammar)",
+    after_help = "Commands: status|-s, health [detail], osd tree|dump|stat|ls|out|in|down|set|unset|new, \
+                  osd pool create|set|ls|rm, osd map, osd crush dump|test, pg map|stat|dump, mgr stat|dump|fail, \
+                  daemon NAME CMD..., rados -p POOL ..., image ..., vstart ..., vstop ..."
+)]
+struct Cli {
+    /// Mon address IP:PORT (else KALMAR_MON, else the conf's mon_host).
+    #[arg(short = 'm', long = "mon")]
+    mon: Option<String>,
+    /// Conf file (TOML; [global] mon_host, [NAME] admin_socket ...).
+    #[arg(short = 'c', long, env = "KALMAR_CONF")]
+    conf: Option<PathBuf>,
+    /// Output format: plain, json, json-pretty.
+    #[arg(short = 'f', long)]
+    format: Option<String>,
+    /// Seconds to wait for a reply.
+    #[arg(long, default_value_t = 30)]
+    timeout: u64,
+    /// Seconds to wait for the mon to answer at all.
+    #[arg(long, default_value_t = 10)]
+    connect_timeout: u64,
+    /// Admin socket for `daemon` (overrides the conf).
+    #[arg(long)]
+    admin_socket: Option<PathBuf>,
+    /// Same as the `status` command.
+    #[arg(short = 's')]
+    status: bool,
+    /// The command words.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    words: Vec<String>,
+}
+
+/// A group parsed with clap on its own words.
+#[derive(Parser)]
+#[command(name = "kalmar", no_binary_name = true)]
+enum Group {
+    Rados(rados::RadosArgs),
+    Image(image::ImageArgs),
+    Vstart(vstart::VstartArgs),
+    Vstop(vstart::VstopArgs),
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+fn dispatch(ctx: &Ctx, words: Vec<String>) -> anyhow::Result<i32> {
+    let w: Vec<&str> = words.iter().map(String::as_str).collect();
+    match w.as_slice() {
+        ["osd", "crush", "test", ..] => {
+            let mut out = std::io::stdout().lock();
+            crush::run(&words[3..], &mut out)?;
+            Ok(0)
+        }
+        ["daemon", ..] => {
+            let mut rest = words[1..].to_vec();
+            let mut ctx = ctx.clone();
+            if let Some(i) = rest.iter().position(|w| w == "--admin-socket") {
+                let path = rest
+                    .get(i + 1)
+                    .cloned()
+                    .ok_or_else(|| anyhow::anyhow!("--admin-socket needs a path"))?;
+                ctx.admin_socket = Some(PathBuf::from(path));
+                rest.drain(i..i + 2);
+            }
+            daemon::run(&ctx, &rest)?;
+            Ok(0)
+        }
+        ["rados" | "image" | "vstart" | "vstop", ..] => {
+            let group = match Group::try_parse_from(&words) {
+                Ok(g) => g,
+                Err(e) => {
+                    let _ = e.print();
+                    return Ok(if e.use_stderr() { 22 } else { 0 });
+                }
+            };
+            let json = ctx.format.is_json();
+            let pretty = ctx.format == Format::JsonPretty;
+            runtime()?.block_on(async {
+                match group {
+                    Group::Rados(a) => rados::run(&a, ctx.mon_addr()?, json, pretty).await,
+                    Group::Image(a) => image::run(&a, ctx.mon_addr()?, json, pretty).await,
+                    Group::Vstart(a) => {
+                        let c = vstart::vstart(&a).await?;
+                        println!(
+                            "cluster running; use: kalmar --conf {} status",
+                            c.conf.display()
+                        );
+                        Ok(())
+                    }
+                    Group::Vstop(a) => {
+                        for name in vstart::vstop(&a)? {
+                            println!("stopped {name}");
+                        }
+                        Ok(())
+                    }
+                }
+            })?;
+            Ok(0)
+        }
+        [] => {
+            eprintln!("no command given; try `kalmar --help`");
+            Ok(22)
+        }
+        _ => {
+            let cmd = match grammar::parse(&words) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("Invalid command: {e}");
+                    return Ok(22);
+                }
+            };
+            let reply = runtime()?.block_on(moncmd::send(ctx, cmd))?;
+            Ok(moncmd::print(&reply))
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = (|| -> anyhow::Result<i32> {
+        let mut words = cli.words.clone();
+        let late_format = take_format(&mut words)?;
+        let format = match (late_format, &cli.format) {
+            (Some(f), _) => f,
+            (None, Some(f)) => Format::parse(f)?,
+            (None, None) => Format::Plain,
+        };
+        if cli.status {
+            words.insert(0, "status".into());
+        }
+        let conf = match &cli.conf {
+            Some(p) => Conf::load(p).with_context(|| format!("loading conf {}", p.display()))?,
+            None => Conf::empty(),
+        };
+        let ctx = Ctx {
+            mon: cli.mon.clone(),
+            conf,
+            format,
+            timeout: Duration::from_secs(cli.timeout.max(1)),
+            connect_timeout: Duration::from_secs(cli.connect_timeout.max(1)),
+            admin_socket: cli.admin_socket.clone(),
+        };
+        dispatch(&ctx, words)
+    })();
+    match result {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code.clamp(1, 255) as u8),
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
