@@ -12,9 +12,16 @@
 //! if its magic, version, nonce (this store), sequence number (exactly the
 //! next), generation (not older than its predecessor, not newer than the
 //! superblock) and crc all check. The first record that fails ends the
-//! replay. Records are written one at a time with FUA, each only after the
-//! previous one is durable, so a valid record *after* the failing one can
-//! only mean corruption in the middle: [`find_later_record`] looks for that.
+//! replay.
+//!
+//! Several records may be in flight at once (written, not yet flushed), so
+//! the device may keep a later one and lose an earlier one. Each record
+//! therefore says up to which sequence number everything was durable when
+//! it was written (`durable_seq`). Replay uses that twice: a record that no
+//! later record proves durable may point at big-write data that never made
+//! it, so that data is checked (see [`BigRun`]); and a valid record that
+//! proves the failing one durable means corruption in the middle, not a
+//! torn tail: [`find_later_record`] looks for that.
 
 use kalmar_common::encoding::{Decode, DecodeError, Decoder, Encode};
 
@@ -33,11 +40,24 @@ pub struct DeferredRun {
     pub blocks: u32,
 }
 
+/// Newly allocated blocks `[phys, phys + blocks)` written (not
+/// journaled) by the record's transactions, with the crc32c of their data.
+/// Replay checks them for the last record only: the data and the record
+/// go to the device together, ahead of one flush, so only the last record
+/// can point at data that did not make it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BigRun {
+    pub phys: u64,
+    pub blocks: u32,
+    pub crc: u32,
+}
+
 /// The metadata part of a record.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RecordMeta {
     pub kv_ops: Vec<KvOp>,
     pub deferred: Vec<DeferredRun>,
+    pub big: Vec<BigRun>,
 }
 
 impl Encode for RecordMeta {
@@ -48,6 +68,12 @@ impl Encode for RecordMeta {
             for r in &self.deferred {
                 r.phys.encode(buf);
                 r.blocks.encode(buf);
+            }
+            (self.big.len() as u32).encode(buf);
+            for r in &self.big {
+                r.phys.encode(buf);
+                r.blocks.encode(buf);
+                r.crc.encode(buf);
             }
         });
     }
@@ -65,7 +91,20 @@ impl Decode for RecordMeta {
                     blocks: d.u32()?,
                 });
             }
-            Ok(RecordMeta { kv_ops, deferred })
+            let n = d.len_prefix(16, "big runs")?;
+            let mut big = Vec::with_capacity(n);
+            for _ in 0..n {
+                big.push(BigRun {
+                    phys: d.u64()?,
+                    blocks: d.u32()?,
+                    crc: d.u32()?,
+                });
+            }
+            Ok(RecordMeta {
+                kv_ops,
+                deferred,
+                big,
+            })
         })
     }
 }
@@ -82,6 +121,8 @@ pub struct RecordId {
     pub seq: u64,
     pub generation: u64,
     pub nonce: u64,
+    /// See [`RecordHeader::durable_seq`].
+    pub durable_seq: u64,
 }
 
 /// Builds a record: header, `meta`, then the data blocks in run order.
@@ -107,6 +148,7 @@ pub fn build_record(
         meta_len: enc.len() as u32,
         data_blocks: data_blocks as u32,
         n_txns,
+        durable_seq: id.durable_seq,
     }
     .write_to(&mut buf);
     buf[RECORD_HEADER_BYTES..RECORD_HEADER_BYTES + enc.len()].copy_from_slice(&enc);
@@ -131,6 +173,7 @@ pub fn build_pad(id: RecordId) -> AlignedBuf {
         meta_len: 0,
         data_blocks: 0,
         n_txns: 0,
+        durable_seq: id.durable_seq,
     }
     .write_to(&mut buf);
     set_record_crc(&mut buf);
@@ -338,6 +381,9 @@ pub fn replay(
     let mut seq = start.seq;
     let mut last_gen = 0u64;
     let mut records = 0u64;
+    // Records not yet proven durable by a later record wait here.
+    let mut held: std::collections::VecDeque<ReplayedRecord> = std::collections::VecDeque::new();
+    let mut proven = 0u64;
     // Every accepted record advances at least one block; a chain longer
     // than the zone means a loop, which checks above make impossible.
     for _ in 0..=zone {
@@ -350,16 +396,35 @@ pub fn replay(
             (last_gen, start.max_generation),
         )? {
             Err((reason, damaged)) => {
+                // The unproven tail: apply up to the first record whose
+                // big-write data did not make it.
+                while let Some(rec) = held.pop_front() {
+                    if let Some(why) = big_data_missing(dev, layout, &rec.meta)? {
+                        return Ok(ReplayEnd {
+                            pos: rec.pos,
+                            seq: rec.header.seq,
+                            records,
+                            reason: format!(
+                                "record seq {} and later dropped: {why} (never acknowledged)",
+                                rec.header.seq
+                            ),
+                            damaged: false,
+                        });
+                    }
+                    records += 1;
+                    f(rec)?;
+                }
                 return Ok(ReplayEnd {
                     pos,
                     seq,
                     records,
                     reason,
                     damaged,
-                })
+                });
             }
             Ok(rec) => {
                 last_gen = rec.header.generation;
+                proven = proven.max(rec.header.durable_seq);
                 // A pad carries the sequence number of the record after it.
                 if rec.header.kind == RecordKind::Pad {
                     pos = 0;
@@ -367,8 +432,13 @@ pub fn replay(
                 }
                 seq += 1;
                 pos = (pos + rec.header.total_blocks as u64) % zone;
-                records += 1;
-                f(rec)?;
+                held.push_back(rec);
+                while held.front().is_some_and(|r| r.header.seq <= proven) {
+                    if let Some(r) = held.pop_front() {
+                        records += 1;
+                        f(r)?;
+                    }
+                }
             }
         }
     }
@@ -378,8 +448,40 @@ pub fn replay(
     ))
 }
 
-/// Looks for a valid record of this store with a sequence number above
-/// `seq` anywhere in the zone. Returns (seq, position) of the first found.
+/// Checks the data of a record's big runs; says what is wrong, if anything.
+fn big_data_missing(
+    dev: &dyn BlockDevice,
+    layout: &Layout,
+    meta: &RecordMeta,
+) -> Result<Option<String>, StoreError> {
+    for r in &meta.big {
+        if r.phys + r.blocks as u64 > layout.data_blocks() {
+            return Ok(Some(format!(
+                "big run at block {} runs past the data area",
+                r.phys
+            )));
+        }
+        let mut ops = [IoOp::read(
+            layout.block_offset(r.phys),
+            r.blocks as usize * BLOCK_SIZE as usize,
+        )];
+        dev.submit(&mut ops).map_err(io_err)?;
+        let [op] = ops;
+        let crc = op.into_read_buf().map(|b| crc32c::crc32c(&b));
+        if crc != Some(r.crc) {
+            return Ok(Some(format!(
+                "the data it wrote at block {} is not on the device",
+                r.phys
+            )));
+        }
+    }
+    Ok(None)
+}
+
+/// Looks anywhere in the zone for a valid record of this store that proves
+/// record `seq` durable (its `durable_seq` reaches `seq`): then `seq` was
+/// acknowledged and its damage is corruption. Returns (seq, position) of
+/// the first found.
 pub fn find_later_record(
     dev: &dyn BlockDevice,
     layout: &Layout,
@@ -404,7 +506,11 @@ pub fn find_later_record(
             let Ok(h) = RecordHeader::parse(b) else {
                 continue;
             };
-            if h.nonce != nonce || h.seq <= seq || h.generation > max_generation {
+            if h.nonce != nonce
+                || h.seq <= seq
+                || h.durable_seq < seq
+                || h.generation > max_generation
+            {
                 continue;
             }
             let pos = base + i;
@@ -443,6 +549,7 @@ mod tests {
                     blocks: 1,
                 })
                 .collect(),
+            big: Vec::new(),
         };
         let blocks: Vec<Vec<u8>> = (0..data)
             .map(|i| vec![i as u8; BLOCK_SIZE as usize])
@@ -453,6 +560,7 @@ mod tests {
                 seq,
                 generation,
                 nonce: 42,
+                durable_seq: seq - 1,
             },
             1,
             &meta,
@@ -542,6 +650,7 @@ mod tests {
                 seq: 11,
                 generation: 2,
                 nonce: 42,
+                durable_seq: 10,
             }),
         );
         write(&dev, &l, 0, b);

@@ -240,6 +240,9 @@ pub struct RecordHeader {
     /// Data blocks at the end of the record.
     pub data_blocks: u32,
     pub n_txns: u32,
+    /// Every record up to this sequence number was durable when this one
+    /// was written (replay's proof that they were acknowledged).
+    pub durable_seq: u64,
 }
 
 impl RecordHeader {
@@ -257,6 +260,7 @@ impl RecordHeader {
         h[44..48].copy_from_slice(&self.meta_len.to_le_bytes());
         h[48..52].copy_from_slice(&self.data_blocks.to_le_bytes());
         h[52..56].copy_from_slice(&self.n_txns.to_le_bytes());
+        h[56..64].copy_from_slice(&self.durable_seq.to_le_bytes());
     }
 
     /// Parses the header fields; says nothing about the crc.
@@ -292,6 +296,7 @@ impl RecordHeader {
             meta_len: u32_at(44),
             data_blocks: u32_at(48),
             n_txns: u32_at(52),
+            durable_seq: u64_at(56),
         };
         let meta_blocks = (RECORD_HEADER_BYTES as u64 + h.meta_len as u64).div_ceil(BLOCK_SIZE);
         if h.total_blocks == 0 || meta_blocks + h.data_blocks as u64 != h.total_blocks as u64 {
@@ -400,6 +405,7 @@ mod tests {
             meta_len: 100,
             data_blocks: 2,
             n_txns: 4,
+            durable_seq: 8,
         };
         let mut buf = vec![0u8; 3 * BLOCK_SIZE as usize];
         h.write_to(&mut buf);

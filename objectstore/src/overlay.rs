@@ -165,17 +165,78 @@ impl KvOverlay {
         Ok(out)
     }
 
+    /// Ends the batch: the changes, frozen.
+    pub fn freeze(self) -> FrozenKv {
+        FrozenKv {
+            entries: self.entries,
+            range_dels: self.range_dels,
+        }
+    }
+}
+
+/// The changes of a prepared batch, read by later batches until the
+/// database has them.
+#[derive(Default)]
+pub struct FrozenKv {
+    entries: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    range_dels: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// What a layer says about a key.
+pub enum Seen<'a> {
+    Value(&'a [u8]),
+    Deleted,
+    Unknown,
+}
+
+impl FrozenKv {
+    pub fn lookup(&self, key: &[u8]) -> Seen<'_> {
+        match self.entries.get(key) {
+            Some(Some(v)) => Seen::Value(v),
+            Some(None) => Seen::Deleted,
+            None if self
+                .range_dels
+                .iter()
+                .any(|(s, e)| key >= s.as_slice() && key < e.as_slice()) =>
+            {
+                Seen::Deleted
+            }
+            None => Seen::Unknown,
+        }
+    }
+
+    /// Whether a range deletion covers `key` (ignoring point entries).
+    pub fn range_deleted(&self, key: &[u8]) -> bool {
+        self.range_dels
+            .iter()
+            .any(|(s, e)| key >= s.as_slice() && key < e.as_slice())
+    }
+
+    pub fn range_dels(&self) -> &[(Vec<u8>, Vec<u8>)] {
+        &self.range_dels
+    }
+
+    /// Point entries within `[start, end)`.
+    pub fn entries_in<'a>(
+        &'a self,
+        start: &'a [u8],
+        end: &'a [u8],
+    ) -> impl Iterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)> + 'a {
+        self.entries
+            .range::<[u8], _>((Bound::Included(start), Bound::Excluded(end)))
+    }
+
     /// The database operations, in an order that yields the same result:
     /// range deletions first (later point writes inside them survive).
-    pub fn into_ops(self) -> Vec<KvOp> {
+    pub fn to_ops(&self) -> Vec<KvOp> {
         let mut ops: Vec<KvOp> = self
             .range_dels
-            .into_iter()
-            .map(|(s, e)| KvOp::DeleteRange(s, e))
+            .iter()
+            .map(|(s, e)| KvOp::DeleteRange(s.clone(), e.clone()))
             .collect();
-        ops.extend(self.entries.into_iter().map(|(k, v)| match v {
-            Some(v) => KvOp::Put(k, v),
-            None => KvOp::Delete(k),
+        ops.extend(self.entries.iter().map(|(k, v)| match v {
+            Some(v) => KvOp::Put(k.clone(), v.clone()),
+            None => KvOp::Delete(k.clone()),
         }));
         ops
     }
@@ -305,7 +366,7 @@ mod tests {
         o.delete(b"b".to_vec());
         o.commit();
         let view = o.scan(&base, b"", b"z", 100).expect("scan");
-        apply(&mut base, o.into_ops());
+        apply(&mut base, o.freeze().to_ops());
         let after: Vec<(Vec<u8>, Vec<u8>)> = base.0.into_iter().collect();
         assert_eq!(view, after);
     }

@@ -34,6 +34,7 @@ pub const L_ALLOCATED_BYTES: usize = 20;
 pub const L_CSUM_ERRORS: usize = 21;
 pub const L_DEFERRED_APPLY_LAT: usize = 22;
 pub const L_PREPARE_LAT: usize = 23;
+pub const L_JOURNAL_FLUSH_LAT: usize = 24;
 
 /// Builds the logger; register it in a daemon's `PerfCollection` with
 /// [`crate::ObjectStore::perf_counters`].
@@ -263,6 +264,15 @@ pub fn build() -> Arc<PerfCounters> {
             PRIO_USEFUL,
             n,
         ),
+        add(
+            &mut b,
+            "journal_flush_lat",
+            t,
+            "Device flush making written records durable",
+            "jfl",
+            PRIO_USEFUL,
+            n,
+        ),
     ];
     debug_assert!(ids.iter().enumerate().all(|(i, &id)| i == id));
     b.build()
@@ -285,6 +295,6 @@ mod tests {
         ] {
             assert_eq!(p.index_of(name), Some(idx));
         }
-        assert_eq!(p.descs().len(), L_PREPARE_LAT + 1);
+        assert_eq!(p.descs().len(), L_JOURNAL_FLUSH_LAT + 1);
     }
 }

@@ -16,6 +16,11 @@ pub struct StoreSettings {
     /// Deferred data one transaction may carry; beyond it, writes of that
     /// transaction take the big-write path.
     pub deferred_txn_max_bytes: u64,
+    /// Batches written but not yet durable at once: with 2 or more, the
+    /// next batch is prepared and written while the previous one waits for
+    /// its flush. 1 runs every batch to completion first. `apply_inline`
+    /// forces 1.
+    pub commit_pipeline_depth: usize,
     /// Most transactions in one group commit.
     pub max_batch_txns: usize,
     /// Most payload bytes (data, attrs, omap) in one group commit.
@@ -60,6 +65,7 @@ impl Default for StoreSettings {
         StoreSettings {
             deferred_max_bytes: 64 * 1024,
             deferred_txn_max_bytes: 1 << 20,
+            commit_pipeline_depth: 2,
             max_batch_txns: 256,
             max_batch_bytes: 16 << 20,
             max_queued_txns: 4096,

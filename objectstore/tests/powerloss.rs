@@ -48,8 +48,15 @@ fn seeds() -> Vec<u64> {
     REGRESSION_SEEDS.iter().copied().chain(0..n).collect()
 }
 
-fn settings(background: bool) -> StoreSettings {
+fn settings(background: bool, seed: u64) -> StoreSettings {
     let mut s = common::test_settings();
+    // In background mode, small batches keep several in flight at once.
+    s.max_batch_txns = if background {
+        1 + (seed / 2 % 3) as usize
+    } else {
+        256
+    };
+    s.commit_pipeline_depth = 1 + (seed / 2 % 4) as usize;
     // Inline apply and size-triggered checkpoints make a seed replay the
     // same operations in the same order.
     s.apply_inline = !background;
@@ -147,7 +154,7 @@ struct Coverage {
 
 fn run_seed(seed: u64) -> Result<Coverage, String> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let background = seed % 3 == 2;
+    let background = seed % 2 == 1;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let db = dir.path().join("db");
     let cfg = FaultConfig::new(seed);
@@ -156,8 +163,8 @@ fn run_seed(seed: u64) -> Result<Coverage, String> {
     mk.db_path = Some(db.clone());
     mk.journal_bytes = Some(JOURNAL_BYTES);
     ObjectStore::mkfs_device(dev.as_ref(), &mk).map_err(|e| format!("mkfs: {e}"))?;
-    let store =
-        mount_dev(dev.clone(), &db, settings(background)).map_err(|e| format!("mount: {e}"))?;
+    let store = mount_dev(dev.clone(), &db, settings(background, seed))
+        .map_err(|e| format!("mount: {e}"))?;
     // Collections first, so that most of the workload has somewhere to go.
     let mut setup = Transaction::new();
     for c in common::COLLS {
@@ -204,7 +211,7 @@ fn run_seed(seed: u64) -> Result<Coverage, String> {
             FaultConfig::new(seed + 1),
         ));
         dev2.arm_crash(Some(rng.random_range(1..=12)));
-        match mount_dev(dev2.clone(), &db, settings(background)) {
+        match mount_dev(dev2.clone(), &db, settings(background, seed)) {
             Ok(s) => {
                 // Recovery finished before the crash point: lose power now.
                 dev2.crash_now();
@@ -221,7 +228,7 @@ fn run_seed(seed: u64) -> Result<Coverage, String> {
     }
     let dev3: Arc<dyn BlockDevice> =
         Arc::new(FaultyDevice::from_image(image, FaultConfig::new(seed + 2)));
-    let store = mount_dev(dev3, &db, settings(background))
+    let store = mount_dev(dev3, &db, settings(background, seed))
         .map_err(|e| format!("seed {seed}: remount: {e}"))?;
     verify(seed, &store, &run)?;
     let report = store

@@ -3,19 +3,75 @@
 //! O_DIRECT needs the memory, the offset and the length aligned to the
 //! device's logical block size; [`AlignedBuf`] is always aligned to
 //! [`BUF_ALIGN`] (4 KiB), which covers every device we accept.
+//!
+//! Large buffers are recycled through a small process-wide cache: a fresh
+//! megabyte costs page faults, zeroing and an munmap, which profiling of
+//! 1 MiB writes showed as a third of the store's CPU. The cache holds at
+//! most [`CACHE_CAP_BYTES`] and only buffers of [`CACHE_MIN_BYTES`] to
+//! [`CACHE_MAX_BYTES`].
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
+use std::collections::HashMap;
+
+use parking_lot::Mutex;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 use std::sync::Arc;
 
 /// Memory alignment of every I/O buffer.
 pub const BUF_ALIGN: usize = 4096;
+/// Smallest buffer the cache keeps.
+pub const CACHE_MIN_BYTES: usize = 64 << 10;
+/// Largest buffer the cache keeps.
+pub const CACHE_MAX_BYTES: usize = 16 << 20;
+/// Most bytes the cache holds.
+pub const CACHE_CAP_BYTES: usize = 128 << 20;
+
+/// Idle buffers by length (addresses as integers: the cache owns them).
+struct Cache {
+    idle: Option<HashMap<usize, Vec<usize>>>,
+    bytes: usize,
+}
+
+static CACHE: Mutex<Cache> = Mutex::new(Cache {
+    idle: None,
+    bytes: 0,
+});
+
+fn cache_take(len: usize) -> Option<NonNull<u8>> {
+    if !(CACHE_MIN_BYTES..=CACHE_MAX_BYTES).contains(&len) {
+        return None;
+    }
+    let mut c = CACHE.lock();
+    let addr = c.idle.as_mut()?.get_mut(&len)?.pop()?;
+    c.bytes -= len;
+    NonNull::new(addr as *mut u8)
+}
+
+/// Keeps a buffer for reuse; false when it does not fit the cache.
+fn cache_put(ptr: NonNull<u8>, len: usize) -> bool {
+    if !(CACHE_MIN_BYTES..=CACHE_MAX_BYTES).contains(&len) {
+        return false;
+    }
+    let mut c = CACHE.lock();
+    if c.bytes + len > CACHE_CAP_BYTES {
+        return false;
+    }
+    c.bytes += len;
+    c.idle
+        .get_or_insert_with(HashMap::new)
+        .entry(len)
+        .or_default()
+        .push(ptr.as_ptr() as usize);
+    true
+}
 
 /// A zero-initialised, 4 KiB-aligned heap buffer.
 pub struct AlignedBuf {
     ptr: NonNull<u8>,
     len: usize,
+    /// Came from the cache (content not zeroed).
+    recycled: bool,
 }
 
 // SAFETY: AlignedBuf owns its allocation exclusively, like a Vec<u8>.
@@ -26,10 +82,33 @@ unsafe impl Sync for AlignedBuf {}
 impl AlignedBuf {
     /// A zeroed buffer of `len` bytes (`len` may be 0).
     pub fn zeroed(len: usize) -> AlignedBuf {
+        let mut b = AlignedBuf::for_overwrite(len);
+        if b.recycled {
+            b.fill(0);
+        }
+        b.recycled = false;
+        b
+    }
+
+    /// A buffer of `len` bytes whose content is unspecified (zeros or
+    /// bytes of an earlier use), for callers that overwrite all of it.
+    pub fn for_overwrite(len: usize) -> AlignedBuf {
+        if let Some(ptr) = cache_take(len) {
+            return AlignedBuf {
+                ptr,
+                len,
+                recycled: true,
+            };
+        }
+        AlignedBuf::fresh(len)
+    }
+
+    fn fresh(len: usize) -> AlignedBuf {
         if len == 0 {
             return AlignedBuf {
                 ptr: NonNull::dangling(),
                 len: 0,
+                recycled: false,
             };
         }
         let layout = Self::layout(len);
@@ -38,12 +117,16 @@ impl AlignedBuf {
         let Some(ptr) = NonNull::new(raw) else {
             std::alloc::handle_alloc_error(layout);
         };
-        AlignedBuf { ptr, len }
+        AlignedBuf {
+            ptr,
+            len,
+            recycled: false,
+        }
     }
 
     /// An aligned copy of `data`.
     pub fn from_slice(data: &[u8]) -> AlignedBuf {
-        let mut b = AlignedBuf::zeroed(data.len());
+        let mut b = AlignedBuf::for_overwrite(data.len());
         b.copy_from_slice(data);
         b
     }
@@ -74,8 +157,9 @@ impl AlignedBuf {
 
 impl Drop for AlignedBuf {
     fn drop(&mut self) {
-        if self.len > 0 {
-            // SAFETY: allocated in `zeroed` with this exact layout.
+        if self.len > 0 && !cache_put(self.ptr, self.len) {
+            // SAFETY: allocated in `fresh` with this exact layout (cached
+            // buffers were too, and keep their length).
             unsafe { dealloc(self.ptr.as_ptr(), Self::layout(self.len)) }
         }
     }
@@ -136,6 +220,14 @@ mod tests {
                 assert_eq!(b.as_ptr() as usize % BUF_ALIGN, 0);
             }
             assert!(b.iter().all(|&x| x == 0));
+        }
+        // Recycled buffers come back zeroed from `zeroed`.
+        for _ in 0..3 {
+            let mut big = AlignedBuf::for_overwrite(CACHE_MIN_BYTES);
+            big.fill(0xee);
+            drop(big);
+            let z = AlignedBuf::zeroed(CACHE_MIN_BYTES);
+            assert!(z.iter().all(|&x| x == 0));
         }
         let c = AlignedBuf::from_slice(b"hello");
         assert_eq!(&c[..], b"hello");

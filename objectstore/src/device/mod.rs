@@ -39,10 +39,12 @@ impl IoOp {
         }
     }
 
+    /// A read into a fresh buffer (its content is unspecified until the
+    /// read completes).
     pub fn read(offset: u64, len: usize) -> IoOp {
         IoOp::Read {
             offset,
-            buf: AlignedBuf::zeroed(len),
+            buf: AlignedBuf::for_overwrite(len),
         }
     }
 

@@ -34,7 +34,7 @@ impl ShardSet {
     fn load(&mut self, batch: &Batch<'_>, idx: u32) -> Result<&mut Shard, StoreError> {
         if !self.shards.contains_key(&idx) {
             let key = keys::extent_shard(self.nid, idx);
-            let shard = match batch.kv.get(&batch.sh.kv, &key)? {
+            let shard = match batch.kv.get(&batch.view, &key)? {
                 Some(v) => Shard::from_bytes(&v)
                     .map_err(|e| StoreError::corrupt(keys::describe(&key), e))?,
                 None => Shard::default(),
@@ -48,7 +48,7 @@ impl ShardSet {
     pub fn load_from(&mut self, batch: &Batch<'_>, from: u32) -> Result<(), StoreError> {
         let start = keys::extent_shard(self.nid, from);
         let (_, end) = keys::nid_range(keys::P_EXTENT, self.nid);
-        for (k, v) in batch.kv.scan(&batch.sh.kv, &start, &end, usize::MAX)? {
+        for (k, v) in batch.kv.scan(&batch.view, &start, &end, usize::MAX)? {
             let Some((_, _, rest)) = keys::parse_nid_key(&k) else {
                 continue;
             };
@@ -192,7 +192,8 @@ impl Batch<'_> {
         let b0 = off / BLOCK_SIZE;
         let b1 = end.div_ceil(BLOCK_SIZE);
         let n = (b1 - b0) as usize;
-        let mut buf = AlignedBuf::zeroed(n * BS);
+        // Every byte is written below: old content, data or zeros.
+        let mut buf = AlignedBuf::for_overwrite(n * BS);
         let head_partial = !off.is_multiple_of(BLOCK_SIZE);
         let tail_partial = !end.is_multiple_of(BLOCK_SIZE);
         if head_partial || (n == 1 && tail_partial) {
@@ -259,6 +260,8 @@ impl Batch<'_> {
                 AlignedBuf::from_slice(src.unwrap_or(&[]))
             };
             copied_from += e.len as usize * BS;
+            // (crc32c_combine costs more than a second hardware pass.)
+            let run_crc = crc32c::crc32c(&part);
             for i in 0..e.len {
                 let block = &part[i as usize * BS..(i as usize + 1) * BS];
                 let csum = crc32c::crc32c(block);
@@ -277,6 +280,7 @@ impl Batch<'_> {
             self.push_big(BigWrite {
                 phys: e.start,
                 buf: part,
+                crc: run_crc,
             });
         }
         self.counters.big_ops += 1;

@@ -17,6 +17,9 @@
 
 mod data;
 mod ops;
+mod view;
+
+pub use view::{InFlight, View};
 
 use std::collections::HashMap;
 
@@ -25,7 +28,7 @@ use kalmar_common::encoding::Encode;
 use crate::alloc::Extent;
 use crate::device::AlignedBuf;
 use crate::error::StoreError;
-use crate::journal::{DeferredRun, RecordMeta};
+use crate::journal::{BigRun, DeferredRun, RecordMeta};
 use crate::keys;
 use crate::layout::BLOCK_SIZE;
 use crate::onode::StoreStats;
@@ -37,6 +40,8 @@ use crate::txn::Transaction;
 pub struct BigWrite {
     pub phys: u64,
     pub buf: AlignedBuf,
+    /// crc32c of all of `buf`.
+    pub crc: u32,
 }
 
 #[derive(Default)]
@@ -65,6 +70,8 @@ pub struct Counters {
 /// One group commit being prepared.
 pub struct Batch<'a> {
     pub(crate) sh: &'a Shared,
+    /// The database as this batch reads it.
+    pub(crate) view: View<'a>,
     /// Sequence number of the journal record this batch becomes.
     pub seq: u64,
     pub(crate) kv: KvOverlay,
@@ -86,15 +93,24 @@ pub struct Batch<'a> {
 /// What a prepared batch hands to the journal writer.
 pub struct Prepared {
     pub meta: RecordMeta,
+    /// The database changes, for later batches to read until published.
+    pub kv: crate::overlay::FrozenKv,
     /// Deferred block contents in the order of `meta.deferred`.
     pub blocks: Vec<(u64, Box<[u8]>)>,
     pub big: Vec<BigWrite>,
 }
 
 impl<'a> Batch<'a> {
-    pub(crate) fn new(sh: &'a Shared, seq: u64, next_nid: u64, stats: StoreStats) -> Batch<'a> {
+    pub(crate) fn new(
+        sh: &'a Shared,
+        view: View<'a>,
+        seq: u64,
+        next_nid: u64,
+        stats: StoreStats,
+    ) -> Batch<'a> {
         Batch {
             sh,
+            view,
             seq,
             kv: KvOverlay::default(),
             deferred: HashMap::new(),
@@ -214,10 +230,14 @@ impl<'a> Batch<'a> {
         self.big.push(w);
     }
 
-    /// Content of a block written earlier in this batch, if any.
+    /// Content of a block written earlier in this batch or in a batch not
+    /// yet published, if any.
     fn batch_block(&self, phys: u64) -> Option<&[u8]> {
         if let Some(b) = self.deferred.get(&phys) {
             return Some(b);
+        }
+        if !self.big_index.contains_key(&phys) {
+            return self.view.block(phys);
         }
         let &(i, j) = self.big_index.get(&phys)?;
         let bs = BLOCK_SIZE as usize;
@@ -256,11 +276,23 @@ impl<'a> Batch<'a> {
                 }),
             }
         }
+        let big_runs = self
+            .big
+            .iter()
+            .map(|w| BigRun {
+                phys: w.phys,
+                blocks: (w.buf.len() as u64 / BLOCK_SIZE) as u32,
+                crc: w.crc,
+            })
+            .collect();
+        let kv = self.kv.freeze();
         Prepared {
             meta: RecordMeta {
-                kv_ops: self.kv.into_ops(),
+                kv_ops: kv.to_ops(),
                 deferred: runs,
+                big: big_runs,
             },
+            kv,
             blocks,
             big: self.big,
         }

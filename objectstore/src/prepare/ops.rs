@@ -118,7 +118,7 @@ impl Batch<'_> {
     }
 
     fn coll_exists(&self, c: &CollectionId) -> Result<bool, StoreError> {
-        Ok(self.kv.get(&self.sh.kv, &keys::collection(c))?.is_some())
+        Ok(self.kv.get(&self.view, &keys::collection(c))?.is_some())
     }
 
     fn require_coll(&self, c: &CollectionId) -> Result<(), StoreError> {
@@ -131,7 +131,7 @@ impl Batch<'_> {
 
     fn get_onode(&self, c: &CollectionId, o: &ObjectId) -> Result<Option<Onode>, StoreError> {
         let key = keys::onode(c, o);
-        match self.kv.get(&self.sh.kv, &key)? {
+        match self.kv.get(&self.view, &key)? {
             None => Ok(None),
             Some(v) => Onode::from_bytes(&v)
                 .map(Some)
@@ -185,7 +185,7 @@ impl Batch<'_> {
         self.require_coll(c)?;
         let prefix = keys::onode_prefix(c);
         let end = keys::prefix_end(&prefix);
-        if !self.kv.scan(&self.sh.kv, &prefix, &end, 1)?.is_empty() {
+        if !self.kv.scan(&self.view, &prefix, &end, 1)?.is_empty() {
             return Err(StoreError::CollectionNotEmpty(c.to_string()));
         }
         self.kv.delete(keys::collection(c));
@@ -354,11 +354,11 @@ impl Batch<'_> {
         dst_ss.store(self);
 
         let (s, e) = keys::nid_range(keys::P_OMAP, src_on.nid);
-        for (k, v) in self.kv.scan(&self.sh.kv, &s, &e, usize::MAX)? {
+        for (k, v) in self.kv.scan(&self.view, &s, &e, usize::MAX)? {
             let user_key = &k[9..];
             self.kv.put(keys::omap(dst_on.nid, user_key), v);
         }
-        if let Some(h) = self.kv.get(&self.sh.kv, &keys::omap_header(src_on.nid))? {
+        if let Some(h) = self.kv.get(&self.view, &keys::omap_header(src_on.nid))? {
             self.kv.put(keys::omap_header(dst_on.nid), h);
         }
         Ok(())

@@ -141,6 +141,13 @@ impl Applier {
         {
             return true;
         }
+        {
+            // Freed space waits for a checkpoint: do not let it pile up.
+            let a = sh.alloc.lock();
+            if a.pending_blocks() > 0 && a.pending_blocks() >= a.free_blocks() {
+                return true;
+            }
+        }
         let sp = sh.space.lock();
         sp.ring.used * 100 >= sp.ring.zone_blocks * sh.settings.checkpoint_journal_percent
     }
@@ -172,13 +179,17 @@ impl Applier {
         write_superblock(sh.dev.as_ref(), &sb, self.next_slot)?;
         self.sb = sb;
         self.next_slot ^= 1;
-        if let Some((seq, _)) = self.last.take() {
+        let done = self.last.take().map(|(seq, _)| seq);
+        if let Some(seq) = done {
             sh.alloc.lock().release_through(seq);
         }
-        sh.space
-            .lock()
-            .ring
-            .release(std::mem::take(&mut self.consumed_since));
+        {
+            let mut sp = sh.space.lock();
+            sp.ring.release(std::mem::take(&mut self.consumed_since));
+            if let Some(seq) = done {
+                sp.checkpointed_seq = sp.checkpointed_seq.max(seq);
+            }
+        }
         sh.space_cv.notify_all();
         self.last_checkpoint = Instant::now();
         sh.perf.inc(perf::L_CHECKPOINTS, 1);

@@ -1,26 +1,31 @@
-//! The commit thread: group commit.
+//! The commit thread: group commit, first stage.
 //!
 //! Each round takes every queued transaction (within the batch bounds),
-//! prepares them in queue order into one batch, writes the big-write data
-//! and flushes it, writes one journal record with FUA, applies the
-//! database changes, acknowledges the transactions and hands the deferred
-//! blocks to the apply thread. A transaction is acknowledged only after
-//! its record is durable; nothing of an unacknowledged one is visible.
+//! prepares them in queue order into one batch — reading through the
+//! batches written but not yet published — and writes it: a record with
+//! FUA when the batch has only journaled data, or the big-write data and
+//! the record together, to be made durable by one flush. The second stage
+//! ([`super::publish`]) flushes, publishes and acknowledges; it runs on
+//! the sync thread when `commit_pipeline_depth` > 1, so that the next batch
+//! is prepared and written while this one waits for its flush. A
+//! transaction is acknowledged only after its record is durable; nothing
+//! of an unacknowledged one is visible.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::apply::{Applier, ApplyItem};
+use super::apply::Applier;
+use super::publish::{self, Written};
 use super::{Queued, Shared};
 use crate::device::{IoBuf, IoOp};
 use crate::error::StoreError;
 use crate::journal::{build_pad, build_record, Placement, RecordId};
 use crate::layout::BLOCK_SIZE;
 use crate::onode::StoreStats;
-use crate::overlay::PendingBlock;
 use crate::perf;
-use crate::prepare::{Batch, Prepared};
+use crate::prepare::{Batch, InFlight, Prepared, View};
 
 /// Counters the commit thread carries from batch to batch.
 pub(crate) struct CommitState {
@@ -63,34 +68,74 @@ fn take_batch(sh: &Shared) -> Option<Vec<Queued>> {
     Some(out)
 }
 
-fn fail_all(batch: Vec<Queued>, e: &StoreError) {
+pub(crate) fn fail_all(batch: Vec<Queued>, e: &StoreError) {
     for q in batch {
         q.done.complete(Err(e.clone()));
     }
 }
 
+/// Whether batches are handed to the sync thread.
+pub(crate) fn pipelined(sh: &Shared) -> bool {
+    !sh.settings.apply_inline && sh.settings.commit_pipeline_depth > 1
+}
+
 /// The thread body.
 pub(crate) fn run(sh: Arc<Shared>, mut st: CommitState, mut inline: Option<Applier>) -> CommitExit {
+    let pipelined = pipelined(&sh);
     while let Some(batch) = take_batch(&sh) {
         if let Some(reason) = sh.poisoned() {
             fail_all(batch, &StoreError::Poisoned(reason));
             continue;
         }
-        run_batch(&sh, &mut st, batch, inline.as_mut());
+        if pipelined {
+            wait_for_room(&sh);
+        }
+        let (written, need_space) = write_batch(&sh, &mut st, batch, inline.as_mut());
+        let seq = written.as_ref().map(|w| w.seq);
+        if let Some(w) = written {
+            if pipelined {
+                publish::hand_to_sync(&sh, w);
+            } else {
+                publish::publish_group(&sh, vec![w], inline.as_mut());
+            }
+        }
+        if need_space {
+            force_checkpoint(
+                &sh,
+                seq.unwrap_or(st.next_seq.saturating_sub(1)),
+                inline.as_mut(),
+            );
+        }
     }
     CommitExit { applier: inline }
 }
 
-fn run_batch(
+/// Waits until fewer than `commit_pipeline_depth` batches are in flight.
+fn wait_for_room(sh: &Shared) {
+    let depth = sh.settings.commit_pipeline_depth.max(1);
+    let mut w = sh.written.lock();
+    while sh.inflight.lock().len() >= depth && sh.poisoned().is_none() {
+        sh.written_cv.wait_for(&mut w, Duration::from_millis(100));
+    }
+}
+
+/// Prepares and writes one batch. Returns it (unless nothing was accepted
+/// or the write failed) and whether a transaction waits for freed space.
+fn write_batch(
     sh: &Shared,
     st: &mut CommitState,
     txns: Vec<Queued>,
-    mut inline: Option<&mut Applier>,
-) {
+    inline: Option<&mut Applier>,
+) -> (Option<Written>, bool) {
     let t_prep = Instant::now();
-    let mut batch = Batch::new(sh, st.next_seq, st.next_nid, st.stats);
+    let view = View {
+        layers: sh.inflight.lock().iter().cloned().collect(),
+        base: &sh.kv,
+    };
+    let mut batch = Batch::new(sh, view, st.next_seq, st.next_nid, st.stats);
     let mut accepted: Vec<Queued> = Vec::new();
     let mut leftover: VecDeque<Queued> = VecDeque::new();
+    let mut need_space = false;
     let max_record = sh
         .settings
         .max_record_bytes
@@ -107,7 +152,17 @@ fn run_batch(
                 fail_all(accepted, &e);
                 q.done.complete(Err(e.clone()));
                 fail_all(leftover.into_iter().chain(pending).collect(), &e);
-                return;
+                return (None, false);
+            }
+            Err(StoreError::NoSpace { .. })
+                if !q.space_retried && sh.alloc.lock().pending_blocks() > 0 =>
+            {
+                // Space freed by committed transactions waits for a
+                // checkpoint: take one, then retry this transaction once.
+                let mut q = q;
+                q.space_retried = true;
+                leftover.push_back(q);
+                need_space = true;
             }
             Err(e) => {
                 sh.perf.inc(perf::L_TXN_ERRORS, 1);
@@ -139,7 +194,7 @@ fn run_batch(
         }
     }
     if accepted.is_empty() {
-        return;
+        return (None, need_space);
     }
     sh.perf.tinc(perf::L_PREPARE_LAT, t_prep.elapsed());
     let (seq, next_nid, stats, counters, n_ok) = (
@@ -150,37 +205,39 @@ fn run_batch(
         batch.n_ok,
     );
     let prepared = batch.finish();
-    match write_and_apply(sh, st, seq, n_ok, prepared, inline.as_deref_mut()) {
-        Ok(item) => {
+    match write_record(sh, st, seq, n_ok, prepared, inline) {
+        Ok(mut w) => {
             st.next_seq = seq + 1;
             st.next_nid = next_nid;
             st.stats = stats;
-            *sh.stats.lock() = stats;
-            let p = &sh.perf;
-            p.inc(perf::L_TXNS, accepted.len() as u64);
-            p.avg_add(perf::L_GROUP_COMMIT_TXNS, accepted.len() as u64);
-            p.inc(perf::L_BYTES_WRITTEN, counters.bytes_written);
-            p.inc(perf::L_DEFERRED_WRITE_OPS, counters.deferred_ops);
-            p.inc(perf::L_DEFERRED_WRITE_BYTES, counters.deferred_bytes);
-            p.inc(perf::L_BIG_WRITE_OPS, counters.big_ops);
-            p.inc(perf::L_BIG_WRITE_BYTES, counters.big_bytes);
-            p.inc(perf::L_ALLOCATIONS, counters.allocations);
-            p.set(
-                perf::L_ALLOCATED_BYTES,
-                sh.alloc.lock().used_blocks() * BLOCK_SIZE,
-            );
-            for q in accepted {
-                p.tinc(perf::L_COMMIT_LAT, q.queued_at.elapsed());
-                q.done.complete(Ok(()));
-            }
-            if let Err(e) = hand_to_apply(sh, item, inline) {
-                sh.poison(&format!("applying journaled blocks failed: {e}"));
-            }
+            w.accepted = accepted;
+            w.stats = stats;
+            w.counters = counters;
+            (Some(w), need_space)
         }
         Err(e) => {
-            sh.poison(&format!("committing a journal record failed: {e}"));
+            sh.poison(&format!("writing a journal record failed: {e}"));
+            sh.inflight.lock().clear();
             fail_all(accepted, &StoreError::Poisoned(e.to_string()));
+            (None, false)
         }
+    }
+}
+
+/// Waits until a checkpoint covers record `seq` (so the space its
+/// transactions freed can be reused), running it here in inline mode.
+fn force_checkpoint(sh: &Shared, seq: u64, inline: Option<&mut Applier>) {
+    if let Some(a) = inline {
+        if let Err(e) = a.checkpoint(sh, false) {
+            sh.poison(&format!("checkpoint failed: {e}"));
+        }
+        return;
+    }
+    let mut sp = sh.space.lock();
+    while sp.checkpointed_seq < seq && sh.poisoned().is_none() {
+        sh.apply_q.lock().checkpoint_requested = true;
+        sh.apply_cv.notify_all();
+        sh.space_cv.wait_for(&mut sp, Duration::from_millis(100));
     }
 }
 
@@ -213,126 +270,116 @@ fn reserve(
     }
 }
 
-/// Writes the batch to the device and the database; returns the deferred
-/// blocks to apply.
-fn write_and_apply(
+/// Builds, places and writes the record (and big-write data) of a batch.
+fn write_record(
     sh: &Shared,
     st: &CommitState,
     seq: u64,
     n_txns: u32,
     prepared: Prepared,
     inline: Option<&mut Applier>,
-) -> Result<ApplyItem, StoreError> {
-    let Prepared { meta, blocks, big } = prepared;
-    // Big-write data first, durable before any record points at it.
-    if !big.is_empty() {
-        let max = sh.settings.max_io_bytes.max(BLOCK_SIZE) as usize;
-        let mut ops = Vec::new();
-        for w in big {
-            let buf = Arc::new(w.buf);
-            let mut at = 0usize;
-            while at < buf.len() {
-                let len = max.min(buf.len() - at);
-                ops.push(IoOp::Write {
-                    offset: sh.layout.block_offset(w.phys) + at as u64,
-                    buf: IoBuf::Shared {
-                        buf: buf.clone(),
-                        start: at,
-                        len,
-                    },
-                    fua: false,
-                });
-                at += len;
-            }
-        }
-        for chunk in ops.chunks_mut(sh.settings.apply_batch_ios.max(1)) {
-            sh.dev.submit(chunk)?;
-        }
-        sh.dev.flush()?;
-    }
-
+) -> Result<Written, StoreError> {
+    let Prepared {
+        meta,
+        kv,
+        blocks,
+        big,
+    } = prepared;
     let id = RecordId {
         seq,
         generation: st.generation,
         nonce: sh.label.journal_nonce,
+        durable_seq: sh.durable_seq.load(Ordering::Acquire),
     };
     let refs: Vec<&[u8]> = blocks.iter().map(|(_, b)| &b[..]).collect();
     let (buf, data_at) = build_record(id, n_txns, &meta, &refs);
     let buf = Arc::new(buf);
-    let record_blocks = buf.len() as u64 / BLOCK_SIZE;
-    let place = reserve(sh, record_blocks, inline)?;
-    let t_j = Instant::now();
+    let bs = BLOCK_SIZE as usize;
+    let mut inflight = InFlight {
+        seq,
+        kv,
+        blocks: HashMap::with_capacity(blocks.len()),
+    };
+    let place = reserve(sh, buf.len() as u64 / BLOCK_SIZE, inline)?;
     let joff = |pos: u64| sh.layout.journal_offset + pos * BLOCK_SIZE;
-    if let Some(pad_at) = place.pad_at {
-        // The pad goes first and alone: a record is never durable before
-        // the pad that leads to it.
-        let mut ops = [IoOp::write(joff(pad_at), build_pad(id), true)];
-        sh.dev.submit(&mut ops)?;
-    }
-    let mut ops = [IoOp::Write {
+    let record_op = |fua: bool| IoOp::Write {
         offset: joff(place.at),
         buf: IoBuf::Shared {
             buf: buf.clone(),
             start: 0,
             len: buf.len(),
         },
-        fua: true,
-    }];
-    sh.dev.submit(&mut ops)?;
+        fua,
+    };
+    let needs_flush = !big.is_empty();
+    let mut ops = Vec::new();
+    let max = sh.settings.max_io_bytes.max(BLOCK_SIZE) as usize;
+    for w in big {
+        let data = Arc::new(w.buf);
+        for i in 0..data.len() / bs {
+            inflight
+                .blocks
+                .insert(w.phys + i as u64, (data.clone(), i * bs));
+        }
+        let mut at = 0usize;
+        while at < data.len() {
+            let len = max.min(data.len() - at);
+            ops.push(IoOp::Write {
+                offset: sh.layout.block_offset(w.phys) + at as u64,
+                buf: IoBuf::Shared {
+                    buf: data.clone(),
+                    start: at,
+                    len,
+                },
+                fua: false,
+            });
+            at += len;
+        }
+    }
+    // Deferred blocks last: a block big-written and then overwritten in
+    // the same batch reads as the overwrite.
+    let mut deferred = Vec::with_capacity(blocks.len());
+    for (i, (phys, content)) in blocks.iter().enumerate() {
+        let at = data_at + i * bs;
+        inflight.blocks.insert(*phys, (buf.clone(), at));
+        deferred.push((*phys, at, crc32c::crc32c(content)));
+    }
+    // Later batches read this one's changes until it is published.
+    sh.inflight.lock().push_back(Arc::new(inflight));
+    let t_j = Instant::now();
+    if !needs_flush {
+        if let Some(pad_at) = place.pad_at {
+            // The pad goes first and alone: a record is never durable
+            // before the pad that leads to it.
+            sh.dev
+                .submit(&mut [IoOp::write(joff(pad_at), build_pad(id), true)])?;
+        }
+        sh.dev.submit(&mut [record_op(true)])?;
+    } else {
+        // Big-write data, the pad and the record together; the publish
+        // stage flushes before anything is acknowledged, and replay checks
+        // the data of records not yet proven durable (`BigRun`).
+        if let Some(pad_at) = place.pad_at {
+            ops.push(IoOp::write(joff(pad_at), build_pad(id), false));
+        }
+        ops.push(record_op(false));
+        for chunk in ops.chunks_mut(sh.settings.apply_batch_ios.max(1)) {
+            sh.dev.submit(chunk)?;
+        }
+    }
     sh.perf.tinc(perf::L_JOURNAL_WRITE_LAT, t_j.elapsed());
     sh.perf.inc(perf::L_JOURNAL_RECORDS, 1);
     sh.perf.inc(perf::L_JOURNAL_BYTES, buf.len() as u64);
-
-    // Durable: publish. Blocks first, so a reader that sees the new
-    // metadata always finds the new data.
-    let bs = BLOCK_SIZE as usize;
-    let mut item_blocks = Vec::with_capacity(blocks.len());
-    for (i, (phys, content)) in blocks.iter().enumerate() {
-        let offset = data_at + i * bs;
-        sh.overlay.insert(
-            *phys,
-            PendingBlock {
-                seq,
-                csum: crc32c::crc32c(content),
-                buf: buf.clone(),
-                offset,
-            },
-        );
-        item_blocks.push((*phys, offset));
-    }
-    let t_kv = Instant::now();
-    sh.kv.write(&meta.kv_ops)?;
-    sh.perf.tinc(perf::L_KV_COMMIT_LAT, t_kv.elapsed());
-    Ok(ApplyItem {
+    Ok(Written {
         seq,
+        accepted: Vec::new(),
+        kv_ops: meta.kv_ops,
+        buf,
+        deferred,
         end_pos: place.end(sh.layout.journal_blocks()),
         consumed: place.consumed,
-        buf,
-        blocks: item_blocks,
+        needs_flush,
+        stats: StoreStats::default(),
+        counters: Default::default(),
     })
-}
-
-/// Hands a committed record to the apply thread (bounded by
-/// `max_unapplied_bytes`), or applies it here in inline mode.
-fn hand_to_apply(
-    sh: &Shared,
-    item: ApplyItem,
-    inline: Option<&mut Applier>,
-) -> Result<(), StoreError> {
-    if let Some(a) = inline {
-        a.apply(sh, std::slice::from_ref(&item))?;
-        if a.checkpoint_due(sh) {
-            a.checkpoint(sh, false)?;
-        }
-        return Ok(());
-    }
-    let mut q = sh.apply_q.lock();
-    while q.unapplied_bytes > sh.settings.max_unapplied_bytes && sh.poisoned().is_none() {
-        sh.apply_cv.wait_for(&mut q, Duration::from_millis(100));
-    }
-    q.unapplied_bytes += item.bytes();
-    q.items.push_back(item);
-    drop(q);
-    sh.apply_cv.notify_all();
-    Ok(())
 }

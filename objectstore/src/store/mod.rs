@@ -8,13 +8,14 @@
 mod apply;
 mod commit;
 mod mount;
+mod publish;
 mod read;
 mod readers;
 
 use std::collections::VecDeque;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -44,6 +45,8 @@ pub(crate) struct Queued {
     pub txn: Transaction,
     pub done: Completer<()>,
     pub queued_at: Instant,
+    /// Already retried once after a checkpoint freed space.
+    pub space_retried: bool,
 }
 
 #[derive(Default)]
@@ -54,6 +57,14 @@ pub(crate) struct SubmitQueue {
 
 pub(crate) struct Space {
     pub ring: JournalRing,
+    /// Highest record sequence number covered by a checkpoint.
+    pub checkpointed_seq: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct WrittenQueue {
+    pub items: VecDeque<publish::Written>,
+    pub shutdown: bool,
 }
 
 #[derive(Default)]
@@ -80,6 +91,13 @@ pub(crate) struct Shared {
     pub space_cv: Condvar,
     pub apply_q: Mutex<ApplyQueue>,
     pub apply_cv: Condvar,
+    /// Batches written but not yet published, oldest first.
+    pub inflight: Mutex<VecDeque<Arc<crate::prepare::InFlight>>>,
+    /// Written batches waiting for the sync thread.
+    pub written: Mutex<WrittenQueue>,
+    pub written_cv: Condvar,
+    /// Every record up to this one is durable and published.
+    pub durable_seq: AtomicU64,
     poisoned: AtomicBool,
     poison_reason: Mutex<Option<String>>,
     /// Committed store statistics.
@@ -100,6 +118,7 @@ impl Shared {
         self.queue_cv.notify_all();
         self.space_cv.notify_all();
         self.apply_cv.notify_all();
+        self.written_cv.notify_all();
     }
 
     pub fn poisoned(&self) -> Option<String> {
@@ -112,6 +131,7 @@ impl Shared {
 
 struct Threads {
     commit: JoinHandle<commit::CommitExit>,
+    sync: Option<JoinHandle<()>>,
     apply: Option<JoinHandle<apply::Applier>>,
     readers: readers::ReaderPool,
 }
@@ -162,6 +182,12 @@ impl ObjectStore {
                 None,
             )
         };
+        let sync = if commit::pipelined(&sh) {
+            let sh2 = sh.clone();
+            Some(spawn("kalmar-os-sync", move || publish::run(sh2))?)
+        } else {
+            None
+        };
         let sh2 = sh.clone();
         let commit = spawn("kalmar-os-commit", move || {
             commit::run(sh2, commit_state, inline)
@@ -171,6 +197,7 @@ impl ObjectStore {
             sh,
             threads: Mutex::new(Some(Threads {
                 commit,
+                sync,
                 apply: apply_thread,
                 readers,
             })),
@@ -192,6 +219,12 @@ impl ObjectStore {
             .commit
             .join()
             .map_err(|_| StoreError::Poisoned("commit thread panicked".into()))?;
+        if let Some(h) = t.sync {
+            self.sh.written.lock().shutdown = true;
+            self.sh.written_cv.notify_all();
+            h.join()
+                .map_err(|_| StoreError::Poisoned("sync thread panicked".into()))?;
+        }
         let applier = match t.apply {
             Some(h) => {
                 self.sh.apply_q.lock().shutdown = true;
@@ -225,6 +258,11 @@ impl ObjectStore {
             self.sh.queue_cv.notify_all();
             self.sh.apply_cv.notify_all();
             let _ = t.commit.join();
+            if let Some(h) = t.sync {
+                self.sh.written.lock().shutdown = true;
+                self.sh.written_cv.notify_all();
+                let _ = h.join();
+            }
             if let Some(h) = t.apply {
                 let _ = h.join();
             }
@@ -270,6 +308,7 @@ impl ObjectStore {
                 txn,
                 done: tx,
                 queued_at: now,
+                space_retried: false,
             });
             out.push(rx);
         }

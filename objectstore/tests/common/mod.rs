@@ -566,3 +566,37 @@ pub fn mount_dev(
 ) -> kalmar_objectstore::Result<ObjectStore> {
     ObjectStore::mount_device(dev, Path::new("unused"), &mount_opts(db, settings))
 }
+
+/// One line per operation, without the data (for traces).
+pub fn describe(t: &Transaction) -> String {
+    t.ops()
+        .iter()
+        .map(|op| match op {
+            Op::Write {
+                cid,
+                oid,
+                offset,
+                data,
+            } => format!("write {cid}/{oid} {offset}+{}", data.len()),
+            Op::Zero {
+                cid,
+                oid,
+                offset,
+                len,
+            } => format!("zero {cid}/{oid} {offset}+{len}"),
+            Op::Truncate { cid, oid, size } => format!("truncate {cid}/{oid} {size}"),
+            Op::Clone { cid, src, dst } => format!("clone {cid}/{src} -> {dst}"),
+            Op::Remove(c, o) => format!("remove {c}/{o}"),
+            Op::CollectionMoveRename {
+                src_cid,
+                src_oid,
+                dst_cid,
+                dst_oid,
+            } => {
+                format!("move {src_cid}/{src_oid} -> {dst_cid}/{dst_oid}")
+            }
+            other => format!("{:?}", other).chars().take(60).collect(),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}

@@ -1,0 +1,388 @@
+//! `kalmar-objectstore-bench`: fio-like jobs straight against a local
+//! ObjectStore (no network, no NBD), writing fio-shaped JSON so that
+//! `benches/bench_report.py` prints them next to fio's raw-device rows.
+//!
+//! The store is laid out as a block image: objects of `--object-size`
+//! bytes (default 4 MiB, like an RBD image) covering `--size` bytes, all
+//! written once (prefill) before any job, as fio's files are. Writes are
+//! transactions queued from one tokio task per in-flight I/O (the way the
+//! OSD and the NBD server use the store); a write's latency runs from
+//! queueing to its durable commit. Reads run on one thread per in-flight
+//! I/O with the blocking API.
+//!
+//!   kalmar-objectstore-bench --device /dev/loop1 --db /tmp/os.db --size 2G \
+//!     --runtime 20 --ramp 2 --out-dir results/objectstore --mkfs
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use kalmar_objectstore::{Bytes, CollectionId, MkfsOptions, MountOptions, ObjectId, ObjectStore, Transaction};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::json;
+
+#[derive(Parser, Debug)]
+#[command(name = "kalmar-objectstore-bench", about = "fio-like jobs against a local Kalmar ObjectStore")]
+struct Args {
+    /// Block device or file for the store.
+    #[arg(long)]
+    device: PathBuf,
+    /// Metadata database directory.
+    #[arg(long)]
+    db: PathBuf,
+    /// Bytes of the image the jobs use (like fio's size=).
+    #[arg(long, value_parser = parse_size)]
+    size: u64,
+    /// Bytes per object.
+    #[arg(long, value_parser = parse_size, default_value = "4M")]
+    object_size: u64,
+    /// Measured seconds per job.
+    #[arg(long, default_value_t = 20)]
+    runtime: u64,
+    /// Seconds run before measuring.
+    #[arg(long, default_value_t = 2)]
+    ramp: u64,
+    /// Jobs to run, in order (fio job names).
+    #[arg(long, value_delimiter = ' ', default_value = "seqwrite-1m randwrite-4k-qd1 randwrite-4k-qd32")]
+    jobs: Vec<String>,
+    /// Where to write <job>.json.
+    #[arg(long)]
+    out_dir: PathBuf,
+    /// Append "<target> <job> <cpu seconds>" lines here.
+    #[arg(long)]
+    cpu_tsv: Option<PathBuf>,
+    /// Target name in cpu_tsv.
+    #[arg(long, default_value = "objectstore")]
+    target: String,
+    /// Format the device first (destroys what is on it).
+    #[arg(long)]
+    mkfs: bool,
+    /// Journal size for --mkfs.
+    #[arg(long, value_parser = parse_size)]
+    journal_size: Option<u64>,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    let (num, mult) = match s.chars().last() {
+        Some('K') | Some('k') => (&s[..s.len() - 1], 1u64 << 10),
+        Some('M') | Some('m') => (&s[..s.len() - 1], 1 << 20),
+        Some('G') | Some('g') => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    num.parse::<u64>().map(|n| n * mult).map_err(|e| format!("{s}: {e}"))
+}
+
+struct Job {
+    name: String,
+    write: bool,
+    random: bool,
+    block_bytes: u64,
+    depth: usize,
+}
+
+fn job(name: &str) -> Result<Job> {
+    let (write, random, block_bytes, depth) = match name {
+        "seqwrite-1m" => (true, false, 1 << 20, 4),
+        "randwrite-4k-qd1" => (true, true, 4096, 1),
+        "randwrite-4k-qd32" => (true, true, 4096, 32),
+        "randread-4k-qd1" => (false, true, 4096, 1),
+        "randread-4k-qd32" => (false, true, 4096, 32),
+        "seqread-1m" => (false, false, 1 << 20, 4),
+        other => bail!("unknown job {other}"),
+    };
+    Ok(Job {
+        name: name.to_string(),
+        write,
+        random,
+        block_bytes,
+        depth,
+    })
+}
+
+/// Maps image offsets to (object, offset in object).
+struct Image {
+    cid: CollectionId,
+    names: Vec<ObjectId>,
+    object_bytes: u64,
+    size: u64,
+}
+
+impl Image {
+    fn locate(&self, off: u64) -> (&ObjectId, u64) {
+        (&self.names[(off / self.object_bytes) as usize], off % self.object_bytes)
+    }
+}
+
+/// Latency samples and counts of the measured window.
+#[derive(Default)]
+struct Stats {
+    lat_us: Vec<u32>,
+    bytes: u64,
+}
+
+/// Hands out offsets: sequential (wrapping) or uniformly random, aligned.
+struct Offsets {
+    next: AtomicU64,
+    size: u64,
+    bs: u64,
+    random: bool,
+}
+
+impl Offsets {
+    fn take(&self, rng: &mut ChaCha8Rng) -> u64 {
+        let blocks = self.size / self.bs;
+        if self.random {
+            rng.random_range(0..blocks) * self.bs
+        } else {
+            (self.next.fetch_add(1, Ordering::Relaxed) % blocks) * self.bs
+        }
+    }
+}
+
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(ru.ru_utime) + t(ru.ru_stime)
+}
+
+/// Runs writes from `depth` tasks on a current-thread runtime until
+/// `stop`; samples only while `measuring`.
+fn run_writes(store: &Arc<ObjectStore>, img: &Arc<Image>, j: &Job, offs: &Arc<Offsets>, measuring: &Arc<AtomicBool>, stop: &Arc<AtomicBool>) -> Result<Stats> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let payload = Bytes::from(vec![0x5au8; j.block_bytes as usize]);
+    rt.block_on(async {
+        let mut tasks = Vec::new();
+        for t in 0..j.depth {
+            let (store, img, offs, measuring, stop, payload) =
+                (store.clone(), img.clone(), offs.clone(), measuring.clone(), stop.clone(), payload.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut rng = ChaCha8Rng::seed_from_u64(t as u64 + 1);
+                let mut st = Stats::default();
+                while !stop.load(Ordering::Relaxed) {
+                    let off = offs.take(&mut rng);
+                    let (o, within) = img.locate(off);
+                    let mut txn = Transaction::new();
+                    txn.write(&img.cid, o, within, payload.clone());
+                    let t0 = Instant::now();
+                    store.queue_transaction(txn).await?;
+                    if measuring.load(Ordering::Relaxed) {
+                        st.lat_us.push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                        st.bytes += payload.len() as u64;
+                    }
+                }
+                Ok::<Stats, anyhow::Error>(st)
+            }));
+        }
+        let mut all = Stats::default();
+        for t in tasks {
+            let st = t.await??;
+            all.lat_us.extend(st.lat_us);
+            all.bytes += st.bytes;
+        }
+        Ok(all)
+    })
+}
+
+fn run_reads(store: &Arc<ObjectStore>, img: &Arc<Image>, j: &Job, offs: &Arc<Offsets>, measuring: &Arc<AtomicBool>, stop: &Arc<AtomicBool>) -> Result<Stats> {
+    let handles: Vec<_> = (0..j.depth)
+        .map(|t| {
+            let (store, img, offs, measuring, stop) = (store.clone(), img.clone(), offs.clone(), measuring.clone(), stop.clone());
+            let bs = j.block_bytes;
+            std::thread::spawn(move || -> Result<Stats> {
+                let mut rng = ChaCha8Rng::seed_from_u64(t as u64 + 100);
+                let mut st = Stats::default();
+                while !stop.load(Ordering::Relaxed) {
+                    let (o, within) = img.locate(offs.take(&mut rng));
+                    let t0 = Instant::now();
+                    let got = store.read(&img.cid, o, within, bs)?;
+                    if got.len() as u64 != bs {
+                        bail!("short read: {} of {bs}", got.len());
+                    }
+                    if measuring.load(Ordering::Relaxed) {
+                        st.lat_us.push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                        st.bytes += bs;
+                    }
+                }
+                Ok(st)
+            })
+        })
+        .collect();
+    let mut all = Stats::default();
+    for h in handles {
+        let st = h.join().map_err(|_| anyhow::anyhow!("reader thread panicked"))??;
+        all.lat_us.extend(st.lat_us);
+        all.bytes += st.bytes;
+    }
+    Ok(all)
+}
+
+/// Writes every object once, 1 MiB at a time, 8 in flight.
+fn prefill(store: &Arc<ObjectStore>, img: &Image) -> Result<()> {
+    let chunk = 1u64 << 20;
+    let data = Bytes::from(vec![0xa5u8; chunk as usize]);
+    let mut pending = std::collections::VecDeque::new();
+    let mut off = 0;
+    while off < img.size {
+        let (o, within) = img.locate(off);
+        let len = chunk.min(img.object_bytes - within).min(img.size - off);
+        let mut t = Transaction::new();
+        t.write(&img.cid, o, within, data.slice(..len as usize));
+        pending.push_back(store.queue_transaction(t));
+        if pending.len() >= 8 {
+            if let Some(c) = pending.pop_front() {
+                c.wait()?;
+            }
+        }
+        off += len;
+    }
+    for c in pending {
+        c.wait()?;
+    }
+    Ok(())
+}
+
+fn fio_json(j: &Job, st: &mut Stats, runtime: Duration) -> serde_json::Value {
+    st.lat_us.sort_unstable();
+    let n = st.lat_us.len() as u64;
+    let mean_ns = if n == 0 { 0.0 } else { st.lat_us.iter().map(|&x| x as f64).sum::<f64>() * 1000.0 / n as f64 };
+    let pct = |p: f64| -> u64 {
+        if n == 0 {
+            return 0;
+        }
+        let i = ((p / 100.0) * (n as f64 - 1.0)).round() as usize;
+        st.lat_us[i] as u64 * 1000
+    };
+    let secs = runtime.as_secs_f64();
+    let side = json!({
+        "io_bytes": st.bytes,
+        "bw_bytes": (st.bytes as f64 / secs) as u64,
+        "iops": n as f64 / secs,
+        "runtime": (secs * 1000.0) as u64,
+        "total_ios": n,
+        "lat_ns": {"mean": mean_ns},
+        "clat_ns": {"mean": mean_ns, "percentile": {
+            "50.000000": pct(50.0), "99.000000": pct(99.0), "99.900000": pct(99.9)}},
+    });
+    let empty = json!({"io_bytes": 0, "bw_bytes": 0, "iops": 0.0, "runtime": 0, "total_ios": 0,
+        "lat_ns": {"mean": 0.0}, "clat_ns": {"mean": 0.0, "percentile": {}}});
+    let (read, write) = if j.write { (empty, side) } else { (side, empty) };
+    json!({"fio version": "kalmar-objectstore-bench", "jobs": [{
+        "jobname": j.name, "error": 0, "read": read, "write": write}]})
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let _ = kalmar_common::logging::init("warn", None);
+    let jobs = args.jobs.iter().filter(|s| !s.is_empty()).map(|s| job(s)).collect::<Result<Vec<_>>>()?;
+    if args.mkfs {
+        let mut o = MkfsOptions::new(uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+        o.force = true;
+        o.db_path = Some(args.db.clone());
+        o.journal_bytes = args.journal_size;
+        ObjectStore::mkfs(&args.device, &o).with_context(|| format!("mkfs {}", args.device.display()))?;
+    }
+    let mut mo = MountOptions {
+        db_path: Some(args.db.clone()),
+        ..MountOptions::default()
+    };
+    mo.settings.reader_threads = 4;
+    let store = Arc::new(ObjectStore::mount(&args.device, &mo).context("mount")?);
+    let cid = CollectionId::new("bench")?;
+    let count = args.size.div_ceil(args.object_size);
+    let names = (0..count)
+        .map(|i| ObjectId::new(format!("rbd_data.{i:016x}").into_bytes()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let img = Arc::new(Image {
+        cid: cid.clone(),
+        names,
+        object_bytes: args.object_size,
+        size: args.size,
+    });
+    if !store.collection_exists(&cid)? {
+        let mut t = Transaction::new();
+        t.create_collection(&cid);
+        store.apply_transaction(t)?;
+    }
+    let t0 = Instant::now();
+    prefill(&store, &img)?;
+    eprintln!("objectstore-bench: prefilled {} bytes in {:.1}s", args.size, t0.elapsed().as_secs_f64());
+    std::fs::create_dir_all(&args.out_dir)?;
+    for j in &jobs {
+        let offs = Arc::new(Offsets {
+            next: AtomicU64::new(0),
+            size: args.size,
+            bs: j.block_bytes,
+            random: j.random,
+        });
+        let measuring = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let perf = store.perf_counters();
+        let timer = {
+            let (measuring, stop, perf) = (measuring.clone(), stop.clone(), perf.clone());
+            let (ramp, runtime) = (Duration::from_secs(args.ramp), Duration::from_secs(args.runtime));
+            std::thread::spawn(move || {
+                std::thread::sleep(ramp);
+                perf.reset();
+                let cpu0 = cpu_seconds();
+                let start = Instant::now();
+                measuring.store(true, Ordering::Relaxed);
+                std::thread::sleep(runtime);
+                measuring.store(false, Ordering::Relaxed);
+                let elapsed = start.elapsed();
+                let cpu = cpu_seconds() - cpu0;
+                let dump = perf.dump();
+                stop.store(true, Ordering::Relaxed);
+                (elapsed, cpu, dump)
+            })
+        };
+        let mut st = if j.write {
+            run_writes(&store, &img, j, &offs, &measuring, &stop)?
+        } else {
+            run_reads(&store, &img, j, &offs, &measuring, &stop)?
+        };
+        let (elapsed, cpu, dump) = timer.join().map_err(|_| anyhow::anyhow!("timer thread panicked"))?;
+        let doc = fio_json(j, &mut st, elapsed);
+        std::fs::write(args.out_dir.join(format!("{}.json", j.name)), serde_json::to_string_pretty(&doc)?)?;
+        if let Some(p) = &args.cpu_tsv {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(p)?;
+            writeln!(f, "{} {} {cpu}", args.target, j.name)?;
+        }
+        let side = if j.write { &doc["jobs"][0]["write"] } else { &doc["jobs"][0]["read"] };
+        eprintln!(
+            "objectstore-bench: {}: {:.0} IOPS, {:.1} MiB/s, mean {:.0} us, p99 {} us, CPU {:.1} us/IO; txns/record {:.1}, journal write {:.0} us, kv commit {:.0} us",
+            j.name,
+            side["iops"].as_f64().unwrap_or(0.0),
+            side["bw_bytes"].as_f64().unwrap_or(0.0) / (1 << 20) as f64,
+            side["lat_ns"]["mean"].as_f64().unwrap_or(0.0) / 1000.0,
+            side["clat_ns"]["percentile"]["99.000000"].as_u64().unwrap_or(0) / 1000,
+            cpu * 1e6 / side["total_ios"].as_f64().unwrap_or(1.0).max(1.0),
+            avg(&dump["group_commit_txns"], false),
+            avg(&dump["journal_write_lat"], true),
+            avg(&dump["kv_commit_lat"], true),
+        );
+        eprintln!("objectstore-bench: {} perf: {}", j.name, dump);
+    }
+    store.umount()?;
+    Ok(())
+}
+
+/// Mean of a perf avg counter (microseconds for time averages).
+fn avg(v: &serde_json::Value, time: bool) -> f64 {
+    let n = v["avgcount"].as_f64().unwrap_or(0.0);
+    if n == 0.0 {
+        return 0.0;
+    }
+    let s = v["sum"].as_f64().unwrap_or(0.0);
+    if time {
+        s / n * 1e6
+    } else {
+        s / n
+    }
+}
