@@ -45,14 +45,15 @@ impl Conf {
             path: path.to_path_buf(),
             source,
         })?;
-        Conf::parse(&text).map_err(|source| ConfError::Parse {
-            path: path.to_path_buf(),
-            source: Box::new(source),
-        })
-        .map(|mut c| {
-            c.path = Some(path.to_path_buf());
-            c
-        })
+        Conf::parse(&text)
+            .map_err(|source| ConfError::Parse {
+                path: path.to_path_buf(),
+                source: Box::new(source),
+            })
+            .map(|mut c| {
+                c.path = Some(path.to_path_buf());
+                c
+            })
     }
 
     pub fn parse(text: &str) -> Result<Conf, toml::de::Error> {
@@ -68,23 +69,69 @@ impl Conf {
 
     /// Looks `key` up for daemon `entity` (e.g. `osd.3`, `mon.a`, or just
     /// `osd`): `[osd.3]`, then `[osd]`, then `[global]`.
-    pub fn get<T: DeserializeOwned>(&self, entity: &str, key: &str) -> Result<Option<T>, ConfError> {
+    pub fn get<T: DeserializeOwned>(
+        &self,
+        entity: &str,
+        key: &str,
+    ) -> Result<Option<T>, ConfError> {
         let ty = entity.split('.').next().unwrap_or(entity);
         for section in [entity, ty, "global"] {
             if let Some(v) = self.table.get(section).and_then(|s| s.get(key)) {
-                return v.clone().try_into().map(Some).map_err(|e: toml::de::Error| ConfError::Type {
-                    section: section.to_string(),
-                    key: key.to_string(),
-                    detail: e.to_string(),
-                });
+                return v
+                    .clone()
+                    .try_into()
+                    .map(Some)
+                    .map_err(|e: toml::de::Error| ConfError::Type {
+                        section: section.to_string(),
+                        key: key.to_string(),
+                        detail: e.to_string(),
+                    });
             }
         }
         Ok(None)
     }
 
     /// Like [`Conf::get`] with a default.
-    pub fn get_or<T: DeserializeOwned>(&self, entity: &str, key: &str, default: T) -> Result<T, ConfError> {
+    pub fn get_or<T: DeserializeOwned>(
+        &self,
+        entity: &str,
+        key: &str,
+        default: T,
+    ) -> Result<T, ConfError> {
         Ok(self.get(entity, key)?.unwrap_or(default))
+    }
+
+    /// A number that TOML may hold as an integer or a float (`3`, `0.5`).
+    pub fn get_number(&self, entity: &str, key: &str) -> Result<Option<f64>, ConfError> {
+        match self.get::<toml::Value>(entity, key)? {
+            None => Ok(None),
+            Some(toml::Value::Integer(i)) => Ok(Some(i as f64)),
+            Some(toml::Value::Float(f)) => Ok(Some(f)),
+            Some(other) => Err(ConfError::Type {
+                section: entity.to_string(),
+                key: key.to_string(),
+                detail: format!("expected a number, got {other}"),
+            }),
+        }
+    }
+
+    /// A duration given in seconds, whole or fractional (`20`, `0.5`).
+    pub fn get_secs(
+        &self,
+        entity: &str,
+        key: &str,
+    ) -> Result<Option<std::time::Duration>, ConfError> {
+        match self.get_number(entity, key)? {
+            None => Ok(None),
+            Some(s) if s.is_finite() && s >= 0.0 && s < 1e12 => {
+                Ok(Some(std::time::Duration::from_secs_f64(s)))
+            }
+            Some(s) => Err(ConfError::Type {
+                section: entity.to_string(),
+                key: key.to_string(),
+                detail: format!("{s} is not a duration in seconds"),
+            }),
+        }
     }
 
     /// The raw table (for `config show`-style dumps).
@@ -111,11 +158,42 @@ log_level = "trace"
 "#,
         )
         .expect("parse");
-        assert_eq!(c.get::<String>("osd.3", "log_level").expect("ok").as_deref(), Some("trace"));
-        assert_eq!(c.get::<String>("osd.1", "log_level").expect("ok").as_deref(), Some("debug"));
-        assert_eq!(c.get::<String>("mon.a", "log_level").expect("ok").as_deref(), Some("info"));
-        assert_eq!(c.get::<String>("mon.a", "mon_host").expect("ok").as_deref(), Some("127.0.0.1:6789"));
+        assert_eq!(
+            c.get::<String>("osd.3", "log_level")
+                .expect("ok")
+                .as_deref(),
+            Some("trace")
+        );
+        assert_eq!(
+            c.get::<String>("osd.1", "log_level")
+                .expect("ok")
+                .as_deref(),
+            Some("debug")
+        );
+        assert_eq!(
+            c.get::<String>("mon.a", "log_level")
+                .expect("ok")
+                .as_deref(),
+            Some("info")
+        );
+        assert_eq!(
+            c.get::<String>("mon.a", "mon_host").expect("ok").as_deref(),
+            Some("127.0.0.1:6789")
+        );
         assert!(c.get::<u32>("mon.a", "log_level").is_err());
         assert_eq!(c.get_or("mgr", "missing", 7u32).expect("ok"), 7);
+    }
+
+    #[test]
+    fn numbers_and_seconds() {
+        let c = Conf::parse("[mon]\na = 3\nb = 0.5\nc = \"x\"\nd = -1\n").expect("parse");
+        assert_eq!(c.get_number("mon.a", "a").expect("ok"), Some(3.0));
+        assert_eq!(
+            c.get_secs("mon.a", "b").expect("ok"),
+            Some(std::time::Duration::from_millis(500))
+        );
+        assert_eq!(c.get_secs("mon.a", "missing").expect("ok"), None);
+        assert!(c.get_number("mon.a", "c").is_err());
+        assert!(c.get_secs("mon.a", "d").is_err());
     }
 }

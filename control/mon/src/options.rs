@@ -65,43 +65,19 @@ impl Default for MonOptions {
     }
 }
 
-/// Seconds in the conf may be integers or fractions (`0.5`).
-fn secs(v: Option<f64>, default: Duration, key: &str) -> Result<Duration, ConfError> {
-    match v {
-        None => Ok(default),
-        Some(s) if s.is_finite() && s >= 0.0 => Ok(Duration::from_secs_f64(s)),
-        Some(s) => Err(ConfError::Type {
-            section: "mon".into(),
-            key: key.into(),
-            detail: format!("{s} is not a duration in seconds"),
-        }),
-    }
-}
-
-/// Reads a number that TOML may hold as an integer or a float.
-fn num(conf: &Conf, entity: &str, key: &str) -> Result<Option<f64>, ConfError> {
-    match conf.get::<toml::Value>(entity, key)? {
-        None => Ok(None),
-        Some(toml::Value::Integer(i)) => Ok(Some(i as f64)),
-        Some(toml::Value::Float(f)) => Ok(Some(f)),
-        Some(other) => Err(ConfError::Type {
-            section: entity.into(),
-            key: key.into(),
-            detail: format!("expected a number, got {other}"),
-        }),
-    }
-}
-
 impl MonOptions {
     /// Options for `entity` (e.g. `mon.a`) from the conf, defaults elsewhere.
     pub fn from_conf(conf: &Conf, entity: &str) -> Result<MonOptions, ConfError> {
         let d = MonOptions::default();
         let int = |key: &str, default: u64| -> Result<u64, ConfError> {
-            Ok(num(conf, entity, key)?
+            Ok(conf
+                .get_number(entity, key)?
                 .map(|v| v.max(0.0) as u64)
                 .unwrap_or(default))
         };
-        let dur = |key: &str, default: Duration| secs(num(conf, entity, key)?, default, key);
+        let dur = |key: &str, default: Duration| -> Result<Duration, ConfError> {
+            Ok(conf.get_secs(entity, key)?.unwrap_or(default))
+        };
         Ok(MonOptions {
             mon_osd_min_down_reporters: int(
                 "mon_osd_min_down_reporters",

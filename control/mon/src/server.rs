@@ -467,29 +467,33 @@ impl Server {
             .filter(|i| i.start <= last)
             .map(|i| i.start);
         let mgr_due = sub.mgrmap.as_ref().is_some_and(|i| i.start <= mgr_epoch);
+        // A subscriber whose queue is full keeps its start epoch, so the
+        // next publish covers what this one could not send.
+        let mut osd_sent = false;
         if let Some(start) = osd_start {
             match self.osdmap_message(start) {
-                Ok(msg) => {
-                    if let Err(e) = handle.try_send(msg.to_message()) {
-                        tracing::info!(session, "osdmap not sent: {e}");
-                    }
-                }
+                Ok(msg) => match handle.try_send(msg.to_message()) {
+                    Ok(_) => osd_sent = true,
+                    Err(e) => tracing::info!(session, "osdmap not sent: {e}"),
+                },
                 Err(e) => tracing::error!("reading maps for a subscriber: {e}"),
             }
         }
+        let mut mgr_sent = false;
         if mgr_due {
-            if let Err(e) = handle.try_send(MgrMapMsg::new(self.st.mgr.map()).to_message()) {
-                tracing::info!(session, "mgrmap not sent: {e}");
+            match handle.try_send(MgrMapMsg::new(self.st.mgr.map()).to_message()) {
+                Ok(_) => mgr_sent = true,
+                Err(e) => tracing::info!(session, "mgrmap not sent: {e}"),
             }
         }
         if let Some(sub) = self.subs.get_mut(&session) {
-            if osd_start.is_some() {
+            if osd_sent {
                 sub.osdmap = sub.osdmap.take().filter(|i| !i.onetime).map(|mut i| {
                     i.start = last + 1;
                     i
                 });
             }
-            if mgr_due {
+            if mgr_sent {
                 sub.mgrmap = sub.mgrmap.take().filter(|i| !i.onetime).map(|mut i| {
                     i.start = mgr_epoch + 1;
                     i
