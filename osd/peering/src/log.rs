@@ -28,9 +28,14 @@ pub enum LogOp {
     LostRevert,
     /// Admin deleted an unfound object.
     LostDelete,
+    /// Written by a primary when it activates: changes no object, but gives
+    /// the activated history a head in the activation epoch, so a later
+    /// peering never prefers an older interval's divergent entries to a
+    /// history that was already activated (and possibly read).
+    Marker,
 }
 impl_enum_u8!(LogOp, "log op", {
-    Modify = 1, Delete = 2, Error = 3, LostRevert = 4, LostDelete = 5,
+    Modify = 1, Delete = 2, Error = 3, LostRevert = 4, LostDelete = 5, Marker = 6,
 });
 
 impl LogOp {
@@ -41,7 +46,7 @@ impl LogOp {
 
     /// Whether the entry changes object state at all (errors do not).
     pub fn changes_object(self) -> bool {
-        !matches!(self, LogOp::Error)
+        !matches!(self, LogOp::Error | LogOp::Marker)
     }
 }
 

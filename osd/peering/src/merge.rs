@@ -266,8 +266,10 @@ mod tests {
             Eversion::ZERO,
             vec![ent(Modify, "a", ev(1, 1), Eversion::ZERO)],
         );
-        let mut pi = PgInfo::default();
-        pi.last_backfill = ObjectBound::Max;
+        let pi = PgInfo {
+            last_backfill: ObjectBound::Max,
+            ..Default::default()
+        };
         let r = proc_replica_log(&auth, &pi, &peer_log, &PgMissing::new()).expect("overlaps");
         assert!(r.divergent.is_empty());
         assert_eq!(

@@ -90,7 +90,7 @@ fn run_seed(seed: u64, verbose: bool) -> Result<u64, String> {
         Ok((Ok(()), acked, _)) => Ok(acked),
         Ok((Err(e), _, trace)) => {
             if verbose {
-                for l in trace.iter().rev().take(60).rev() {
+                for l in trace.iter() {
                     eprintln!("  {l}");
                 }
             }

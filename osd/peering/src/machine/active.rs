@@ -11,13 +11,14 @@ use super::{
 };
 use crate::backfill::{common_end, plan_backfill, ScanResult};
 use crate::choose::{choose_acting, ActingInputs};
-use crate::eversion::Eversion;
+use crate::eversion::{Eversion, ReqId};
 use crate::info::PgInfo;
+use crate::log::{LogOp, PgLogEntry};
 use crate::merge::last_complete;
 use crate::object::{ObjectBound, ObjectName};
 use crate::recovery::{plan_recovery, PeerCopy, RecoveryInputs, RecoveryOp};
 
-use super::action::Action;
+use super::action::{Action, LogWrite};
 
 impl Pg {
     /// Activation: record the new last_epoch_started and send every member
@@ -30,10 +31,45 @@ impl Pg {
         self.go(State::Active(Active::Activating));
         let epoch = self.epoch();
         self.p.activation_epoch = epoch;
-        self.info.last_epoch_started = epoch;
-        self.info.last_interval_started = self.interval();
         self.p.committed_to = self.info.last_update;
-        self.persist_info();
+        // Only an interval that can take writes (acting >= min_size) counts
+        // as started; a peered one must not raise last_epoch_started.
+        if self.writeable() {
+            self.info.last_epoch_started = epoch;
+            self.info.last_interval_started = self.interval();
+        }
+        let marker = PgLogEntry {
+            op: LogOp::Marker,
+            oid: String::new(),
+            version: Eversion::new(
+                epoch.max(self.info.last_update.epoch),
+                self.info.last_update.version + 1,
+            ),
+            prior_version: Eversion::ZERO,
+            reqid: ReqId::default(),
+            mtime_us: self.now_us,
+            return_code: 0,
+            user_version: self.info.last_user_version,
+        };
+        let was_complete = self.info.last_complete == self.info.last_update;
+        if let Err(e) = self.log.append(marker.clone()) {
+            self.crash(format!("activation marker: {e}"));
+            return;
+        }
+        self.info.last_update = self.log.head();
+        if was_complete {
+            self.info.last_complete = self.info.last_update;
+        }
+        self.persist(PgWrite {
+            info: Some(self.info.clone()),
+            log: Some(LogWrite::Delta {
+                append: vec![marker],
+                remove: Vec::new(),
+                dups_add: Vec::new(),
+                dups_remove: Vec::new(),
+            }),
+            ..Default::default()
+        });
         for &t in &choice.backfill_targets {
             let from = match self.p.peer_info.get(&t) {
                 Some(pi) if self.backfill_resumable(t, pi) => pi.last_backfill.clone(),
@@ -68,6 +104,11 @@ impl Pg {
         }
     }
 
+    /// The acting set can take writes (at least min_size members).
+    fn writeable(&self) -> bool {
+        self.acting_count() >= self.mapping.pool_min_size as usize
+    }
+
     pub(super) fn on_activated(&mut self, from: OsdId, info: PgInfo) {
         if self.state != State::Active(Active::Activating) {
             return;
@@ -87,10 +128,12 @@ impl Pg {
     /// from now on, so the shared history records this epoch.
     fn all_activated(&mut self) {
         self.p.all_activated = true;
-        let (activation, interval) = (self.p.activation_epoch, self.interval());
-        let h = &mut self.info.history;
-        h.last_epoch_started = h.last_epoch_started.max(activation);
-        h.last_interval_started = h.last_interval_started.max(interval);
+        if self.writeable() {
+            let (activation, interval) = (self.p.activation_epoch, self.interval());
+            let h = &mut self.info.history;
+            h.last_epoch_started = h.last_epoch_started.max(activation);
+            h.last_interval_started = h.last_interval_started.max(interval);
+        }
         self.last_became_active_us = self.now_us;
         self.persist_info();
         self.share_history();
@@ -385,17 +428,16 @@ impl Pg {
             }
         }
         let done = match self.p.backfill.as_mut() {
-            Some(round) => match round.pending_pushes.get_mut(&oid) {
-                Some(w) => {
-                    if w.remove(&peer) && w.is_empty() {
-                        round.pending_pushes.remove(&oid);
-                        round.end.is_some() && round.pending_pushes.is_empty()
-                    } else {
-                        false
-                    }
+            Some(round) => {
+                let emptied = round
+                    .pending_pushes
+                    .get_mut(&oid)
+                    .is_some_and(|w| w.remove(&peer) && w.is_empty());
+                if emptied {
+                    round.pending_pushes.remove(&oid);
                 }
-                None => false,
-            },
+                emptied && round.end.is_some() && round.pending_pushes.is_empty()
+            }
             None => false,
         };
         if done {

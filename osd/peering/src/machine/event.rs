@@ -223,6 +223,9 @@ impl PeeringMessage {
 }
 
 /// An input to [`crate::machine::Pg::handle`].
+// Peering messages carry logs and are far larger than other events; each
+// event is moved once into `handle`, so boxing would only add allocations.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Event {
     /// The PG was created or loaded: start the machine.

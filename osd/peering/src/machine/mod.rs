@@ -414,21 +414,15 @@ impl Pg {
         }
         match self.state {
             State::Reset => self.start_role(),
-            State::Peering(Peering::WaitUpThru) => {
-                if !self.need_up_thru() {
-                    self.activate();
-                }
-            }
+            State::Peering(Peering::WaitUpThru) if !self.need_up_thru() => self.activate(),
             State::WaitActingChange => {
                 if let Some(temp) = self.p.choice.as_ref().and_then(|c| c.pg_temp.clone()) {
                     self.out.push(Action::RequestPgTemp { want: temp });
                 }
             }
             State::Active(Active::Recovering) => self.issue_recovery(),
-            State::Active(Active::Backfilling) => {
-                if self.p.backfill.is_none() {
-                    self.start_backfill_round();
-                }
+            State::Active(Active::Backfilling) if self.p.backfill.is_none() => {
+                self.start_backfill_round()
             }
             _ => {}
         }

@@ -93,10 +93,8 @@ impl Pg {
                     self.get_log();
                 }
             }
-            State::Peering(Peering::Down) | State::Peering(Peering::Incomplete) => {
-                if !known {
-                    self.start_peering();
-                }
+            State::Peering(Peering::Down) | State::Peering(Peering::Incomplete) if !known => {
+                self.start_peering();
             }
             State::Active(Active::Clean) => {
                 let member = self.acting_recovery_backfill().contains(&from);
@@ -104,12 +102,12 @@ impl Pg {
                     self.purge_stray(from);
                 }
             }
-            State::Active(_) => {
-                // A copy came back while objects are unfound: it may have them.
-                if !self.p.unfound.is_empty() && !self.p.pending_log.contains(&from) {
-                    self.p.pending_log.insert(from);
-                    self.query(from, QueryKind::Log);
-                }
+            // A copy came back while objects are unfound: it may have them.
+            State::Active(_)
+                if !self.p.unfound.is_empty() && !self.p.pending_log.contains(&from) =>
+            {
+                self.p.pending_log.insert(from);
+                self.query(from, QueryKind::Log);
             }
             _ => {}
         }

@@ -21,6 +21,7 @@ use rand_chacha::ChaCha8Rng;
 use store::{Obj, Store};
 
 /// What travels between OSDs.
+#[allow(clippy::large_enum_variant)] // test traffic; size does not matter
 #[derive(Debug, Clone)]
 pub enum Net {
     Peering(PeeringMessage),
@@ -422,7 +423,54 @@ impl Sim {
         for a in actions {
             match a {
                 Action::Send { to, msg } => self.send(o, to, Net::Peering(msg)),
-                Action::Persist(w) => self.nodes[o as usize].store.apply(&w),
+                Action::Persist(w) => {
+                    if !w.remove_objects.is_empty() {
+                        self.log(format!("osd.{o} removes {:?} (merge)", w.remove_objects));
+                    }
+                    if let Some(kalmar_peering::LogWrite::Rewrite(l)) = &w.log {
+                        let es: Vec<String> = l
+                            .entries()
+                            .map(|e| format!("{}:{}", e.version, e.oid))
+                            .collect();
+                        let before = self.nodes[o as usize].pg.as_ref().map(|p| p.state());
+                        self.log(format!(
+                            "osd.{o} ({before:?}) rewrites log ({}, {}] {es:?}",
+                            l.tail(),
+                            l.head()
+                        ));
+                        if let Some(p) = self.nodes[o as usize]
+                            .pg
+                            .as_ref()
+                            .filter(|p| p.is_primary())
+                        {
+                            let q = p.query_json();
+                            let peers: Vec<String> = q["peer_info"]
+                                .as_array()
+                                .map(|a| {
+                                    a.iter()
+                                        .map(|x| {
+                                            format!(
+                                                "{}: les {} hles {} lu {} lb {}",
+                                                x["peer"],
+                                                x["info"]["last_epoch_started"],
+                                                x["info"]["history"]["last_epoch_started"],
+                                                x["info"]["last_update"],
+                                                x["info"]["last_backfill"]
+                                            )
+                                        })
+                                        .collect()
+                                })
+                                .unwrap_or_default();
+                            self.log(format!(
+                                "   self les {} hles {} lu {}; peers {peers:?}",
+                                p.info().last_epoch_started,
+                                p.info().history.last_epoch_started,
+                                p.info().last_update
+                            ));
+                        }
+                    }
+                    self.nodes[o as usize].store.apply(&w)
+                }
                 Action::RequestPgTemp { .. } | Action::RequestUpThru { .. } => {
                     self.mon_queue.push((o, a))
                 }
@@ -485,7 +533,26 @@ impl Sim {
             return;
         };
         let was_active = pg.is_active();
+        let before = pg.state();
+        let evs = format!("{ev:?}").chars().take(90).collect::<String>();
         let acts = pg.handle(ev, self.now_us);
+        let after = pg.state();
+        if before != after {
+            let line = format!("osd.{o} {before:?} -> {after:?} on {evs}");
+            let extra = (std::env::var("SIM_DEBUG").is_ok()
+                && after == State::Peering(kalmar_peering::Peering::GetLog))
+            .then(|| {
+                let q = pg.query_json();
+                format!("   info {} peers {}", q["info"], q["peer_info"])
+            });
+            self.log(line);
+            if let Some(x) = extra {
+                self.log(x);
+            }
+        }
+        let Some(pg) = self.nodes[o as usize].pg.as_mut() else {
+            return;
+        };
         let active_now = pg.is_active() && pg.is_primary();
         if let Some(r) = pg.crash_reason() {
             panic!("osd.{o} pg crashed: {r}");
@@ -567,6 +634,7 @@ impl Sim {
                 }
             }
             Net::Push { oid, version, obj } => {
+                self.log(format!("osd.{to} gets push {oid} {obj:?} from osd.{from}"));
                 let store = &mut self.nodes[to as usize].store;
                 match obj {
                     Some(v) => store.objects.insert(oid.clone(), v),
@@ -608,6 +676,7 @@ impl Sim {
             }
             Net::ScanReply { scan } => self.deliver(to, Event::ScanCompleted { from, scan }),
             Net::BackfillRemove { oid } => {
+                self.log(format!("osd.{to} backfill-removes {oid}"));
                 self.nodes[to as usize].store.objects.remove(&oid);
             }
         }
