@@ -8,13 +8,13 @@
 //! - [`crush`]: `osd crush test` (offline); [`daemon`]: admin sockets.
 #![deny(clippy::unwrap_used)]
 
-pub mod bench;
-pub mod image;
-pub mod procs;
-pub mod rados;
-pub mod vstart;
 pub mod args;
+pub mod bench;
 pub mod crush;
 pub mod daemon;
 pub mod grammar;
+pub mod image;
 pub mod moncmd;
+pub mod procs;
+pub mod rados;
+pub mod vstart;

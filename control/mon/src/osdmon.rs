@@ -228,7 +228,10 @@ impl OsdMon {
             // one goes down in this epoch and the OSD's repeated boot marks
             // the new one up in a later epoch, so its PGs see an interval
             // without it and re-peer (Ceph's prepare_boot does the same).
-            tracing::info!(osd = b.osd_id, "boot of a new instance: marking the old one down first");
+            tracing::info!(
+                osd = b.osd_id,
+                "boot of a new instance: marking the old one down first"
+            );
             self.mark_down(b.osd_id, now);
             return Ok(true);
         }
