@@ -125,7 +125,7 @@ fn main() -> anyhow::Result<()> {
                 bind,
                 admin_socket,
                 opts,
-                msgr: MsgrConfig::default(),
+                msgr: MsgrConfig::from_conf(&conf, &entity)?,
             };
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)

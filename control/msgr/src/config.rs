@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use kalmar_common::config::{Conf, ConfError};
+
 /// Largest frame payload accepted by default (64 MiB): big enough for a
 /// several-MiB replicated write plus headers, small enough that a corrupt
 /// length cannot make a daemon allocate gigabytes.
@@ -63,5 +65,75 @@ impl Default for MsgrConfig {
             max_sessions: 4096,
             dispatch_queue_messages: 1024,
         }
+    }
+}
+
+impl MsgrConfig {
+    /// The settings for `entity` from the conf file (`ms_*` keys in
+    /// `[global]`, the daemon type's section or its own), defaults for the
+    /// rest. Durations are in seconds.
+    pub fn from_conf(conf: &Conf, entity: &str) -> Result<MsgrConfig, ConfError> {
+        let d = MsgrConfig::default();
+        let count = |key: &str, default: usize| -> Result<usize, ConfError> {
+            Ok(conf
+                .get_number(entity, key)?
+                .map(|v| v.max(1.0) as usize)
+                .unwrap_or(default))
+        };
+        let secs = |key: &str, default: Duration| -> Result<Duration, ConfError> {
+            Ok(conf
+                .get_secs(entity, key)?
+                .unwrap_or(default)
+                .max(Duration::from_millis(1)))
+        };
+        Ok(MsgrConfig {
+            max_frame_bytes: count("ms_max_frame_bytes", d.max_frame_bytes)?,
+            send_queue_max_messages: count(
+                "ms_send_queue_max_messages",
+                d.send_queue_max_messages,
+            )?,
+            send_queue_max_bytes: count("ms_send_queue_max_bytes", d.send_queue_max_bytes)?,
+            write_batch_max_frames: count("ms_write_batch_max_frames", d.write_batch_max_frames)?,
+            keepalive_interval: secs("ms_keepalive_interval", d.keepalive_interval)?,
+            keepalive_timeout: secs("ms_keepalive_timeout", d.keepalive_timeout)?,
+            connect_timeout: secs("ms_connect_timeout", d.connect_timeout)?,
+            handshake_timeout: secs("ms_handshake_timeout", d.handshake_timeout)?,
+            reconnect_backoff_min: secs("ms_reconnect_backoff_min", d.reconnect_backoff_min)?,
+            reconnect_backoff_max: secs("ms_reconnect_backoff_max", d.reconnect_backoff_max)?,
+            reconnect_max_attempts: match conf.get_number(entity, "ms_reconnect_max_attempts")? {
+                None => d.reconnect_max_attempts,
+                Some(v) if v <= 0.0 => None,
+                Some(v) => Some(v as u32),
+            },
+            session_idle_timeout: secs("ms_session_idle_timeout", d.session_idle_timeout)?,
+            max_sessions: count("ms_max_sessions", d.max_sessions)?,
+            dispatch_queue_messages: count(
+                "ms_dispatch_queue_messages",
+                d.dispatch_queue_messages,
+            )?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conf_keys() {
+        let conf = Conf::parse(
+            "[global]\nms_keepalive_timeout = 3\n[osd]\nms_max_frame_bytes = 1024\nms_reconnect_max_attempts = 0\n",
+        )
+        .expect("toml");
+        let c = MsgrConfig::from_conf(&conf, "osd.1").expect("valid");
+        assert_eq!(c.keepalive_timeout, Duration::from_secs(3));
+        assert_eq!(c.max_frame_bytes, 1024);
+        assert_eq!(c.reconnect_max_attempts, None);
+        assert_eq!(
+            c.send_queue_max_messages,
+            MsgrConfig::default().send_queue_max_messages
+        );
+        let bad = Conf::parse("[global]\nms_keepalive_timeout = \"soon\"\n").expect("toml");
+        assert!(MsgrConfig::from_conf(&bad, "mon.a").is_err());
     }
 }
