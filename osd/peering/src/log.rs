@@ -96,6 +96,26 @@ pub struct CompletedRequest {
     pub return_code: i32,
 }
 
+impl From<&PgLogEntry> for CompletedRequest {
+    fn from(e: &PgLogEntry) -> Self {
+        CompletedRequest {
+            version: e.version,
+            user_version: e.user_version,
+            return_code: e.return_code,
+        }
+    }
+}
+
+impl From<&PgLogDup> for CompletedRequest {
+    fn from(d: &PgLogDup) -> Self {
+        CompletedRequest {
+            version: d.version,
+            user_version: d.user_version,
+            return_code: d.return_code,
+        }
+    }
+}
+
 /// What a trim removed and added, for the OSD to mirror in the omap.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TrimOutcome {
@@ -214,14 +234,7 @@ impl PgLog {
         }
         self.head = e.version;
         if !e.reqid.is_none() {
-            self.index.insert(
-                e.reqid,
-                CompletedRequest {
-                    version: e.version,
-                    user_version: e.user_version,
-                    return_code: e.return_code,
-                },
-            );
+            self.index.insert(e.reqid, CompletedRequest::from(&e));
         }
         self.entries.push_back(e);
         Ok(())
@@ -315,11 +328,9 @@ impl PgLog {
         for e in older.into_iter().rev() {
             if e.version > new_tail && e.version <= self.tail {
                 if !e.reqid.is_none() {
-                    self.index.entry(e.reqid).or_insert(CompletedRequest {
-                        version: e.version,
-                        user_version: e.user_version,
-                        return_code: e.return_code,
-                    });
+                    self.index
+                        .entry(e.reqid)
+                        .or_insert(CompletedRequest::from(&e));
                 }
                 self.entries.push_front(e);
             }
@@ -342,25 +353,11 @@ impl PgLog {
     fn rebuild_index(&mut self) {
         self.index.clear();
         for d in &self.dups {
-            self.index.insert(
-                d.reqid,
-                CompletedRequest {
-                    version: d.version,
-                    user_version: d.user_version,
-                    return_code: d.return_code,
-                },
-            );
+            self.index.insert(d.reqid, CompletedRequest::from(d));
         }
         for e in &self.entries {
             if !e.reqid.is_none() {
-                self.index.insert(
-                    e.reqid,
-                    CompletedRequest {
-                        version: e.version,
-                        user_version: e.user_version,
-                        return_code: e.return_code,
-                    },
-                );
+                self.index.insert(e.reqid, CompletedRequest::from(e));
             }
         }
     }

@@ -153,6 +153,24 @@ fn random_histories_lose_no_acknowledged_write_and_converge() {
     );
 }
 
+/// Seeds that once failed, each for a bug since fixed (trim past missing
+/// objects, pg_temp flip-flop on a forked log, waiting on a dead peer,
+/// unfound objects on strays, resurrected divergent histories, resuming a
+/// backfill target whose log does not overlap).
+const REGRESSION_SEEDS: &[u64] = &[
+    31, 464, 792, 1006, 1036, 1058, 1067, 1096, 1103, 1234, 1395, 1506, 1564, 2104, 2238, 2293,
+    2360, 4710, 10927, 12341, 14202, 16102,
+];
+
+#[test]
+fn regression_seeds() {
+    let failures: Vec<String> = REGRESSION_SEEDS
+        .iter()
+        .filter_map(|&s| run_seed(s, false).err())
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 /// The seed document's flow: a new OSD becomes the up primary of a PG it has
 /// no data for; the old holders keep serving under a pg_temp while it is
 /// backfilled, then the pg_temp goes away and the new OSD leads.
@@ -195,6 +213,12 @@ fn pg_temp_handoff_to_a_new_empty_primary() {
         "served I/O while remapped"
     );
     assert!(saw(PgStateFlags::BACKFILLING), "backfilled the newcomer");
+    let strings: Vec<String> = sim.published.iter().map(|(_, f)| f.to_string()).collect();
+    assert!(
+        strings.iter().any(|s| s == "active+remapped+backfilling"),
+        "pg dump shows the handoff: {strings:?}"
+    );
+    assert!(strings.iter().any(|s| s == "active+clean"), "{strings:?}");
     assert_eq!(
         sim.pg_temp_requests.last(),
         Some(&vec![]),

@@ -10,7 +10,6 @@ use super::{
     State,
 };
 use crate::backfill::{common_end, plan_backfill, ScanResult};
-use crate::choose::{choose_acting, ActingInputs};
 use crate::eversion::{Eversion, ReqId};
 use crate::info::PgInfo;
 use crate::log::{LogOp, PgLogEntry};
@@ -363,13 +362,7 @@ impl Pg {
             .collect();
         for o in candidates {
             self.p.pending_log.insert(o);
-            let msg = PeeringMessage::Query {
-                pgid: self.info.pgid,
-                epoch: self.epoch(),
-                interval: self.interval(),
-                kind: super::QueryKind::Log,
-            };
-            self.send(o, msg);
+            self.query(o, super::QueryKind::Log);
         }
     }
 
@@ -644,16 +637,7 @@ impl Pg {
             self.p.peer_info.insert(o, info);
         }
         self.p.force_backfill.clear();
-        let choice = choose_acting(ActingInputs {
-            up: &self.mapping.up,
-            up_primary: self.mapping.up_primary,
-            acting: &self.mapping.acting,
-            pool_size: self.mapping.pool_size as usize,
-            map: &self.map,
-            infos: &self.p.peer_info,
-            auth: self.whoami,
-            force_backfill: &self.p.force_backfill,
-        });
+        let choice = self.choose_acting_with(self.whoami);
         match choice.and_then(|c| c.pg_temp) {
             Some(want) => self.out.push(Action::RequestPgTemp { want }),
             None if self.acting_count() >= self.mapping.pool_size as usize => self.go_clean(),

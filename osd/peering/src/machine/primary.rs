@@ -55,7 +55,22 @@ impl Pg {
         }
     }
 
-    fn query(&mut self, to: OsdId, kind: QueryKind) {
+    /// [`choose_acting`] over this interval's mapping and the infos
+    /// gathered so far.
+    pub(super) fn choose_acting_with(&self, auth: OsdId) -> Option<crate::choose::ActingChoice> {
+        choose_acting(ActingInputs {
+            up: &self.mapping.up,
+            up_primary: self.mapping.up_primary,
+            acting: &self.mapping.acting,
+            pool_size: self.mapping.pool_size as usize,
+            map: &self.map,
+            infos: &self.p.peer_info,
+            auth,
+            force_backfill: &self.p.force_backfill,
+        })
+    }
+
+    pub(super) fn query(&mut self, to: OsdId, kind: QueryKind) {
         let msg = PeeringMessage::Query {
             pgid: self.info.pgid,
             epoch: self.epoch(),
@@ -126,16 +141,7 @@ impl Pg {
             self.go(State::Peering(Peering::Incomplete));
             return;
         };
-        let choice = choose_acting(ActingInputs {
-            up: &self.mapping.up,
-            up_primary: self.mapping.up_primary,
-            acting: &self.mapping.acting,
-            pool_size: self.mapping.pool_size as usize,
-            map: &self.map,
-            infos: &self.p.peer_info,
-            auth: best.osd,
-            force_backfill: &self.p.force_backfill,
-        });
+        let choice = self.choose_acting_with(best.osd);
         let Some(choice) = choice else {
             self.go(State::Peering(Peering::Incomplete));
             return;
@@ -194,7 +200,12 @@ impl Pg {
                             c.backfill_targets.insert(from);
                         }
                     }
-                    Err(PeeringError::NoOverlap { .. }) => {} // not a usable source
+                    Err(PeeringError::NoOverlap { .. }) => {
+                        // Not a usable source; a backfill target restarts
+                        // from the beginning rather than resume.
+                        self.p.force_backfill.insert(from);
+                        self.p.peer_missing.remove(&from);
+                    }
                     Err(e) => {
                         self.crash(format!("processing osd.{from}'s log: {e}"));
                         return;
