@@ -92,10 +92,13 @@ def main():
     ap.add_argument("--meta", default="{}", help="JSON object stored with the results (host, sizes, ...)")
     args = ap.parse_args()
     results = load(args.run_dir)
-    if "raw" not in results:
-        print("bench_report: no raw results in " + args.run_dir, file=sys.stderr)
+    if not results:
+        print("bench_report: no results in " + args.run_dir, file=sys.stderr)
         return 1
-    order = ["raw", "raw-durable"] + sorted(t for t in results if t not in ("raw", "raw-durable"))
+    if "raw" not in results:
+        print("bench_report: no raw results in this run: ratios left out", file=sys.stderr)
+    first = ["raw", "raw-durable", "objectstore", "store"]
+    order = [t for t in first if t in results] + sorted(t for t in results if t not in first)
     header = ("target", "job", "IOPS", "MiB/s", "mean us", "p99 us", "CPU us/IO", "x raw", "x durable")
     rows = []
     for target in order:
@@ -103,7 +106,7 @@ def main():
             fig = results.get(target, {}).get(job)
             if fig is None:
                 continue
-            raw = results["raw"].get(job, {})
+            raw = results.get("raw", {}).get(job, {})
             dur = results.get("raw-durable", {}).get(job, {})
             metric = "bw_mib_s" if job.startswith("seq") else "iops"
             fig["ratio_raw"] = ratio(fig[metric], raw.get(metric))

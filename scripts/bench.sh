@@ -15,10 +15,14 @@
 #   BENCH_RESULTS_DIR  where the JSON goes (default ~/.cache/kalmar-bench)
 #   BENCH_WORK_DIR     parent of the scratch directory (default /var/tmp)
 #   BENCH_TARGETS      space-separated subset of: raw raw-durable
-#                      objectstore store (default: all of them).
+#                      objectstore store cluster-size1 cluster-size3
+#                      (default: all of them).
 #                      objectstore: the store alone, no network
 #                      (kalmar-objectstore-bench); store: the same store
-#                      through kalmar-nbd and fio's nbd engine.
+#                      through kalmar-nbd and fio's nbd engine;
+#                      cluster-sizeN: a 3-OSD vstart cluster, an image in
+#                      a pool of size N, through kalmar-nbd --image.
+#   BENCH_OSD_SIZE     size of each OSD's (filled) device file (default 6G)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -28,7 +32,8 @@ FIO_SIZE=${BENCH_SIZE:-2G}
 RUNTIME=${BENCH_RUNTIME:-20}
 RAMP=${BENCH_RAMP:-2}
 RESULTS_DIR=${BENCH_RESULTS_DIR:-$HOME/.cache/kalmar-bench}
-TARGETS=${BENCH_TARGETS:-raw raw-durable objectstore store}
+TARGETS=${BENCH_TARGETS:-raw raw-durable objectstore store cluster-size1 cluster-size3}
+OSD_SIZE=${BENCH_OSD_SIZE:-6G}
 JOBS="seqwrite-1m randwrite-4k-qd1 randwrite-4k-qd32 randread-4k-qd1 randread-4k-qd32 seqread-1m"
 
 log() { echo "bench: $*" >&2; }
@@ -43,8 +48,13 @@ WORK=$(mktemp -d "${BENCH_WORK_DIR:-/var/tmp}/kalmar-bench.XXXXXX")
 PIDS=()
 LOOPS=()
 FAILED=()
+CLUSTER_DIR=
+HELPER="$CARGO_TARGET_DIR/release/examples/bench_cluster"
 cleanup() {
   local rc=$?
+  if [ -n "$CLUSTER_DIR" ]; then
+    "$HELPER" down --dir "$CLUSTER_DIR" >/dev/null 2>&1 || log "vstop of $CLUSTER_DIR failed"
+  fi
   for pid in "${PIDS[@]}"; do
     if kill -0 "$pid" 2>/dev/null; then
       kill -TERM "$pid" 2>/dev/null || true
@@ -76,23 +86,45 @@ make_device() {
   fi
 }
 
-cpu_seconds() { # utime + stime of a process, in seconds
-  awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print ($12 + $13) / hz }' "/proc/$1/stat"
+cpu_seconds() { # utime + stime of processes, in seconds, summed
+  local pid total=0
+  for pid in "$@"; do
+    total=$(awk -v t="$total" -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print t + ($12 + $13) / hz }' "/proc/$pid/stat")
+  done
+  echo "$total"
 }
 
-run_fio() { # target config job [pid whose CPU to charge]
+run_fio() { # target config job ["pids whose CPU to charge"]
   local target=$1 config=$2 job=$3 pid=${4:-} before after
   mkdir -p "$WORK/results/$target"
-  [ -n "$pid" ] && before=$(cpu_seconds "$pid")
+  # shellcheck disable=SC2086 # a list of pids
+  [ -n "$pid" ] && before=$(cpu_seconds $pid)
   if ! fio --section="$job" --output-format=json --output="$WORK/results/$target/$job.json" "$config" >"$WORK/fio.err" 2>&1; then
     log "$target $job FAILED: $(grep -m3 -i error "$WORK/fio.err" | tr '\n' ' ')"
     FAILED+=("$target/$job")
   fi
   if [ -n "$pid" ]; then
-    after=$(cpu_seconds "$pid")
+    # shellcheck disable=SC2086
+    after=$(cpu_seconds $pid)
     echo "$target $job $(awk -v a="$after" -v b="$before" 'BEGIN { print a - b }')" >>"$WORK/results/cpu.tsv"
   fi
   log "$target $job done"
+}
+
+start_nbd() { # name args...: kalmar-nbd in the background, waits until it listens
+  local name=$1
+  shift
+  "$NBD_BIN" "$@" --socket "$WORK/$name.sock" --log-file "$WORK/$name.log" >"$WORK/$name.ready" &
+  PIDS+=($!)
+  NBD_PID=$!
+  for _ in $(seq 600); do [ -s "$WORK/$name.ready" ] && break; kill -0 "$NBD_PID" || break; sleep 0.1; done
+  [ -s "$WORK/$name.ready" ] || { log "kalmar-nbd ($name) did not start"; cat "$WORK/$name.log" >&2; exit 1; }
+  export NBD_URI="nbd+unix:///?socket=$WORK/$name.sock"
+}
+
+stop_nbd() {
+  kill -TERM "$NBD_PID" 2>/dev/null || true
+  wait "$NBD_PID" 2>/dev/null || true
 }
 
 export FIO_SIZE FIO_RUNTIME=$RUNTIME FIO_RAMP=$RAMP
@@ -127,21 +159,43 @@ if has_target objectstore; then
 fi
 
 if has_target store; then
-  "$NBD_BIN" --store "$STORE_DEV" --db "$WORK/store.db" --size "$FIO_SIZE" --mkfs \
-    --socket "$WORK/store.sock" --log-file "$WORK/store.log" >"$WORK/store.ready" &
-  PIDS+=($!)
-  NBD_PID=$!
-  for _ in $(seq 600); do [ -s "$WORK/store.ready" ] && break; kill -0 "$NBD_PID" || break; sleep 0.1; done
-  [ -s "$WORK/store.ready" ] || { log "kalmar-nbd did not start; see $WORK/store.log"; cat "$WORK/store.log" >&2; exit 1; }
-  export NBD_URI="nbd+unix:///?socket=$WORK/store.sock"
+  start_nbd store --store "$STORE_DEV" --db "$WORK/store.db" --size "$FIO_SIZE" --mkfs
   run_fio store fio-configs/nbd.fio prefill "$NBD_PID"
   for job in $JOBS; do run_fio store fio-configs/nbd.fio "$job" "$NBD_PID"; done
+  stop_nbd
 fi
 
-# The cluster rows (pool size 1 and 3 on a 3-OSD vstart cluster through
-# kalmar-nbd --image) join this script with the image layer.
-log "cluster rows skipped: kalmar-nbd --image needs the cluster client library, not in this build yet"
-
+# The cluster: 3 OSDs on filled device files (vstart keeps a device that
+# is already large enough), a pool of size 1 then one of size 3, an image
+# of FIO_SIZE in each, served by kalmar-nbd --image. CPU per I/O is the
+# three OSDs' CPU.
+if has_target cluster-size1 || has_target cluster-size3; then
+  cargo build --release -p kalmar-mon -p kalmar-osd --bins >&2
+  cargo build --release -p kalmar-nbd --example bench_cluster >&2
+  CLUSTER_DIR="$WORK/cluster"
+  for i in 0 1 2; do
+    mkdir -p "$CLUSTER_DIR/osd.$i"
+    truncate -s "$OSD_SIZE" "$CLUSTER_DIR/osd.$i/device"
+    log "filling osd.$i's device ($OSD_SIZE)"
+    dd if=/dev/zero of="$CLUSTER_DIR/osd.$i/device" bs=1M oflag=direct conv=notrunc status=none \
+      count=$(( $(stat -c %s "$CLUSTER_DIR/osd.$i/device") / 1048576 ))
+  done
+  "$HELPER" up --dir "$CLUSTER_DIR" --osds 3 --osd-size "$OSD_SIZE" >&2
+  CONF="$CLUSTER_DIR/kalmar.conf"
+  OSD_PIDS="$(cat "$CLUSTER_DIR"/osd.*.pid | tr '\n' ' ')"
+  for size in 1 3; do
+    target="cluster-size$size"
+    has_target "$target" || continue
+    "$HELPER" pool --conf "$CONF" --pool "rbd$size" --size "$size" --pg-num 32 >&2
+    "$HELPER" image --conf "$CONF" --image "rbd$size/vol" --size "$FIO_SIZE" >&2
+    start_nbd "$target" --image "rbd$size/vol" --conf "$CONF"
+    run_fio "$target" fio-configs/nbd.fio prefill "$OSD_PIDS"
+    for job in $JOBS; do run_fio "$target" fio-configs/nbd.fio "$job" "$OSD_PIDS"; done
+    stop_nbd
+    # Frees the OSDs' space for the next pool.
+    "$HELPER" rm-image --conf "$CONF" --image "rbd$size/vol" >&2
+  done
+fi
 
 mkdir -p "$RESULTS_DIR"
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
