@@ -20,7 +20,9 @@ fn checksums(c: &mut Criterion) {
     for n in SIZES {
         let data = vec![0x5au8; n];
         g.throughput(Throughput::Bytes(n as u64));
-        g.bench_function(format!("crc32c/{n}"), |b| b.iter(|| crc32c::crc32c(black_box(&data))));
+        g.bench_function(format!("crc32c/{n}"), |b| {
+            b.iter(|| crc32c::crc32c(black_box(&data)))
+        });
         g.bench_function(format!("xxh3/{n}"), |b| {
             b.iter(|| xxhash_rust::xxh3::xxh3_64(black_box(&data)))
         });
@@ -39,7 +41,10 @@ fn journal_record(c: &mut Criterion) {
             kv_ops: (0..txns)
                 .flat_map(|i| {
                     [
-                        KvOp::Put(format!("O.nbd.nbd_data.{i:016x}").into_bytes(), vec![7u8; 96]),
+                        KvOp::Put(
+                            format!("O.nbd.nbd_data.{i:016x}").into_bytes(),
+                            vec![7u8; 96],
+                        ),
                         KvOp::Put(format!("X.{i:016x}.00000000").into_bytes(), vec![9u8; 48]),
                     ]
                 })
@@ -50,15 +55,24 @@ fn journal_record(c: &mut Criterion) {
                     blocks: 1,
                 })
                 .collect(),
+            ..RecordMeta::default()
         };
         let id = RecordId {
             seq: 42,
             generation: 1,
             nonce: 0xfeed,
+            durable_seq: 41,
         };
         g.throughput(Throughput::Elements(txns as u64));
         g.bench_function(format!("build/{txns}x4k"), |b| {
-            b.iter(|| build_record(black_box(id), txns as u32, black_box(&meta), black_box(&blocks)))
+            b.iter(|| {
+                build_record(
+                    black_box(id),
+                    txns as u32,
+                    black_box(&meta),
+                    black_box(&blocks),
+                )
+            })
         });
     }
     g.finish();
@@ -67,7 +81,8 @@ fn journal_record(c: &mut Criterion) {
 fn crush(c: &mut Criterion) {
     let mut g = c.benchmark_group("crush");
     for (hosts, per_host) in [(10usize, 10usize), (100, 10)] {
-        let map = CrushMap::from_text(&kalmar_benches::flat_crush_text(hosts, per_host)).expect("bench map parses");
+        let map = CrushMap::from_text(&kalmar_benches::flat_crush_text(hosts, per_host))
+            .expect("bench map parses");
         let weights = vec![0x10000u32; map.max_devices() as usize];
         let mut ws = Workspace::default();
         let mut out = Vec::new();
@@ -90,16 +105,24 @@ fn framing(c: &mut Criterion) {
         let payload = vec![3u8; n];
         g.throughput(Throughput::Bytes(n as u64));
         g.bench_function(format!("encode/{n}"), |b| {
-            b.iter(|| FrameHeader::for_payload(FrameKind::Message, 60, 7, 6, black_box(&payload)).encode())
+            b.iter(|| {
+                FrameHeader::for_payload(FrameKind::Message, 60, 7, 6, black_box(&payload)).encode()
+            })
         });
         let mut wire = BytesMut::with_capacity(HEADER_BYTES + n);
-        wire.extend_from_slice(&FrameHeader::for_payload(FrameKind::Message, 60, 7, 6, &payload).encode());
+        wire.extend_from_slice(
+            &FrameHeader::for_payload(FrameKind::Message, 60, 7, 6, &payload).encode(),
+        );
         wire.extend_from_slice(&payload);
         let mut dec = FrameDecoder::new(16 << 20);
         g.bench_function(format!("decode/{n}"), |b| {
             b.iter_batched_ref(
                 || wire.clone(),
-                |buf| dec.decode(buf).expect("valid frame").map(|f| f.payload.len()),
+                |buf| {
+                    dec.decode(buf)
+                        .expect("valid frame")
+                        .map(|f| f.payload.len())
+                },
                 BatchSize::SmallInput,
             )
         });
@@ -147,5 +170,12 @@ fn nbd_requests(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, checksums, journal_record, crush, framing, nbd_requests);
+criterion_group!(
+    benches,
+    checksums,
+    journal_record,
+    crush,
+    framing,
+    nbd_requests
+);
 criterion_main!(benches);
