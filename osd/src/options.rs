@@ -54,6 +54,10 @@ pub struct OsdOptions {
     /// Largest object a recovery push carries.
     pub osd_recovery_max_object_size: u64,
     pub osd_find_best_info_ignore_history_les: bool,
+    /// Writes that add data are refused (ENOSPC) once the store is this
+    /// full, so a transaction never runs out of space halfway through a
+    /// replicated write.
+    pub osd_failsafe_full_ratio: f64,
 }
 
 impl Default for OsdOptions {
@@ -84,6 +88,7 @@ impl Default for OsdOptions {
             osd_backfill_scan_max: 512,
             osd_recovery_max_object_size: 128 << 20,
             osd_find_best_info_ignore_history_les: false,
+            osd_failsafe_full_ratio: 0.97,
         }
     }
 }
@@ -228,6 +233,17 @@ impl OsdOptions {
             osd_find_best_info_ignore_history_les: conf
                 .get(entity, "osd_find_best_info_ignore_history_les")?
                 .unwrap_or(d.osd_find_best_info_ignore_history_les),
+            osd_failsafe_full_ratio: match num(conf, entity, "osd_failsafe_full_ratio")? {
+                None => d.osd_failsafe_full_ratio,
+                Some(r) if (0.0..=1.0).contains(&r) => r,
+                Some(r) => {
+                    return Err(bad(
+                        entity,
+                        "osd_failsafe_full_ratio",
+                        format!("{r} is not a ratio in 0..1"),
+                    ))
+                }
+            },
         })
     }
 
@@ -319,6 +335,10 @@ impl OsdOptions {
         put(
             "osd_recovery_max_object_size",
             self.osd_recovery_max_object_size.to_string(),
+        );
+        put(
+            "osd_failsafe_full_ratio",
+            self.osd_failsafe_full_ratio.to_string(),
         );
         put(
             "osd_find_best_info_ignore_history_les",

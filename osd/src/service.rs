@@ -107,6 +107,25 @@ impl Service {
         self.fatal.subscribe()
     }
 
+    /// Why a write adding `bytes` must be refused: the store would pass
+    /// `osd_failsafe_full_ratio`.
+    pub fn full_for(&self, bytes: u64) -> Option<String> {
+        let s = self.store.statfs().ok()?;
+        let used = s
+            .total_bytes
+            .saturating_sub(s.available_bytes)
+            .saturating_add(bytes);
+        let ratio = used as f64 / s.total_bytes.max(1) as f64;
+        (ratio >= self.opts.osd_failsafe_full_ratio).then(|| {
+            format!(
+                "osd.{} is full: {:.1}% used with this write, osd_failsafe_full_ratio is {:.1}%",
+                self.whoami,
+                ratio * 100.0,
+                self.opts.osd_failsafe_full_ratio * 100.0
+            )
+        })
+    }
+
     /// A PG needs `up_thru >= epoch` before it may activate.
     pub async fn request_up_thru(&self, epoch: Epoch) {
         let prev = self.want_up_thru.fetch_max(epoch, Ordering::Relaxed);
@@ -138,6 +157,19 @@ impl Service {
         if let Err(e) = self.cluster.send(&map, osd, msg).await {
             tracing::debug!(osd, "message not sent: {e}");
         }
+    }
+}
+
+/// The errno a client sees for a refused transaction.
+pub fn store_errno(e: &kalmar_objectstore::StoreError) -> i32 {
+    use kalmar_objectstore::StoreError as E;
+    use kalmar_proto::client::errno;
+    match e {
+        E::NoSpace { .. } => -errno::ENOSPC,
+        E::InvalidArgument(_) => -errno::EINVAL,
+        E::TooLarge { .. } => -errno::EFBIG,
+        E::ObjectNotFound { .. } | E::CollectionNotFound(_) => -errno::ENOENT,
+        _ => -errno::EIO,
     }
 }
 

@@ -3,45 +3,62 @@
 //! OSD, what was persisted so far is made durable (a peer must never learn
 //! of state a crash could lose).
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use kalmar_common::encoding::{Blob, Encode};
+use kalmar_common::perf::PerfCounters;
 use kalmar_msgr::{Message, SessionHandle};
 use kalmar_objectstore::{Commit, ObjectId, StoreError, Transaction};
 use kalmar_peering::{Action, PgWrite};
 use kalmar_proto::mon::OsdPgTemp;
-use kalmar_proto::osd::{OsdPeeringMsg, PgBackfillRemove, PgPull, PgScan};
+use kalmar_proto::osd::{OsdPeeringMsg, PgBackfillRemove, PgPull, PgScan, RepOpReply};
 use kalmar_proto::Payload;
 use tokio::sync::mpsc;
 
 use super::{meta, PgActor, PgEvent};
 use crate::perf::*;
-use crate::service::reply;
+use crate::service::{reply, store_errno};
 use crate::wire::encode_peering;
 
 /// Objects removed per transaction when a PG is deleted.
 const DELETE_BATCH_OBJECTS: usize = 256;
 
-/// What to do once a transaction is durable.
+/// What to do once a transaction is durable (or was refused).
 pub(super) enum AfterCommit {
     Nothing,
     /// Tell the PG that write `tid` committed locally.
     Tid(u64),
-    /// Answer a peer (replicated write, push).
+    /// Answer a peer once durable (a push).
     Reply(SessionHandle, Message),
+    /// Answer a replicated write, with the error if it was refused.
+    RepReply(
+        SessionHandle,
+        RepOpReply,
+        Option<(Arc<PerfCounters>, Instant)>,
+    ),
 }
 
 impl AfterCommit {
-    fn run(self, tx: &mpsc::UnboundedSender<PgEvent>, ok: bool) {
+    /// `result`: 0, or the negative errno of a refused transaction.
+    fn run(self, tx: &mpsc::UnboundedSender<PgEvent>, result: i32) {
         match self {
             AfterCommit::Nothing => {}
             AfterCommit::Tid(tid) => {
-                let _ = tx.send(PgEvent::Committed { tid, ok });
+                let _ = tx.send(PgEvent::Committed { tid, result });
             }
             AfterCommit::Reply(to, msg) => {
-                if ok {
+                if result == 0 {
                     reply(&to, msg);
                 }
+            }
+            AfterCommit::RepReply(to, mut r, lat) => {
+                r.result = result;
+                if let Some((perf, start)) = lat {
+                    perf.tinc(L_SUBOP_W_LAT, start.elapsed());
+                    perf.tinc(L_SUBOP_LAT, start.elapsed());
+                }
+                reply(&to, r.to_message());
             }
         }
     }
@@ -165,7 +182,7 @@ impl PgActor {
         }
         if t.is_empty() {
             // Everything before was made durable (or nothing was written).
-            after.run(&self.tx, true);
+            after.run(&self.tx, 0);
             return;
         }
         self.queue_txn(t, after);
@@ -193,19 +210,27 @@ impl PgActor {
         meta::add_pg_write(t, &self.coll, w, || pg.meta(), self.epoch);
     }
 
-    /// Queues a transaction; a failure stops the OSD. `after` runs once
-    /// it is durable.
+    /// Queues a transaction; a store failure stops the OSD, a refused
+    /// transaction (no effect) fails only its op. `after` runs once it is
+    /// durable or refused.
     pub(super) fn queue_txn(&self, t: Transaction, after: AfterCommit) {
         let c: Commit = self.svc.store.queue_transaction(t);
         let svc = self.svc.clone();
         let tx = self.tx.clone();
         let pgid = self.pgid;
         tokio::spawn(async move {
-            let r = c.await;
-            if let Err(e) = &r {
-                svc.fatal(format!("pg {pgid}: transaction failed: {e}"));
-            }
-            after.run(&tx, r.is_ok());
+            let result = match c.await {
+                Ok(()) => 0,
+                Err(e) if e.is_fatal() => {
+                    svc.fatal(format!("pg {pgid}: transaction failed: {e}"));
+                    store_errno(&e)
+                }
+                Err(e) => {
+                    tracing::error!(%pgid, "transaction refused: {e}");
+                    store_errno(&e)
+                }
+            };
+            after.run(&tx, result);
         });
     }
 

@@ -82,10 +82,11 @@ pub enum PgEvent {
     },
     AdvMap(Arc<MapEpoch>),
     ActMap,
-    /// A local transaction of write `tid` is durable (or failed).
+    /// A local transaction of write `tid` is durable (0) or was refused
+    /// (negative errno).
     Committed {
         tid: u64,
-        ok: bool,
+        result: i32,
     },
     Reserved(ReservationKind),
     Push {
@@ -268,7 +269,7 @@ impl PgActor {
             }
             PgEvent::AdvMap(me) => self.adv_map(me).await,
             PgEvent::ActMap => self.machine(Event::ActMap).await,
-            PgEvent::Committed { tid, ok } => self.local_committed(tid, ok),
+            PgEvent::Committed { tid, result } => self.local_committed(tid, result),
             PgEvent::Reserved(kind) => self.machine(Event::ReservationGranted { kind }).await,
             PgEvent::Push { from, push } => self.on_push(from, push).await,
             PgEvent::PushReply(r) => self.on_push_reply(r).await,

@@ -40,7 +40,8 @@ pub(super) struct InFlightWrite {
     dups: Vec<ClientOp>,
     started: Instant,
     in_bytes: u64,
-    failed: bool,
+    /// 0, or the first negative errno a member reported.
+    result: i32,
 }
 
 impl InFlightWrite {
@@ -234,6 +235,13 @@ impl PgActor {
                 return self.answer_error(op, result, e, &msg);
             }
         };
+        let adds = data_bytes(&plan.store_ops);
+        if adds > 0 {
+            if let Some(why) = self.svc.full_for(adds) {
+                let e = self.epoch;
+                return self.answer_error(op, -errno::ENOSPC, e, &why);
+            }
+        }
         let prior = current.map_or(Eversion::ZERO, |c| c.version);
         let entry = self
             .pg
@@ -305,15 +313,17 @@ impl PgActor {
                 dups: Vec::new(),
                 started,
                 in_bytes,
-                failed: false,
+                result: 0,
             },
         );
     }
 
-    pub(super) fn local_committed(&mut self, tid: u64, ok: bool) {
+    pub(super) fn local_committed(&mut self, tid: u64, result: i32) {
         if let Some(w) = self.inflight.get_mut(&tid) {
             w.op.track.mark("op_commit");
-            w.failed |= !ok;
+            if w.result == 0 {
+                w.result = result;
+            }
         }
         self.acked(tid, self.whoami);
     }
@@ -326,7 +336,9 @@ impl PgActor {
             w.op.track.mark("sub_op_commit_rec");
             if r.result < 0 {
                 tracing::error!(pgid = %self.pgid, osd = r.from, result = r.result, "replica failed a write");
-                w.failed = true;
+                if w.result == 0 {
+                    w.result = r.result;
+                }
             }
         }
         self.acked(r.tid, r.from);
@@ -349,9 +361,13 @@ impl PgActor {
         };
         self.svc.perf.dec(L_OP_WIP, 1);
         let all_clear = self.objects.finish_write(&w.oid);
-        let result = if w.failed { -errno::EIO } else { 0 };
-        if !w.failed {
+        let result = w.result;
+        if result == 0 {
             self.pg.on_write_committed(w.version);
+        } else {
+            // Members may differ on this object now: its next write starts
+            // from the store, not from the projection.
+            self.objects.forget(&w.oid);
         }
         self.io.num_write += 1;
         self.io.num_write_kb += w.in_bytes.div_ceil(1024);
@@ -394,10 +410,10 @@ impl PgActor {
             version: version.version,
             map_epoch: self.epoch,
             outputs: op.req.ops.iter().map(|_| Default::default()).collect(),
-            error: if result < 0 {
-                "a member of the acting set failed the write".into()
-            } else {
-                String::new()
+            error: match result {
+                0 => String::new(),
+                r if r == -errno::ENOSPC => "a member of the acting set is full".into(),
+                _ => "a member of the acting set failed the write".into(),
             },
             ..Default::default()
         };
@@ -425,6 +441,14 @@ impl PgActor {
             result,
             ..Default::default()
         };
+        let adds = data_bytes(&op.ops);
+        if adds > 0 {
+            if let Some(why) = self.svc.full_for(adds) {
+                tracing::warn!(pgid = %self.pgid, "refusing a replicated write: {why}");
+                reply(&from, fail(-errno::ENOSPC).to_message());
+                return;
+            }
+        }
         let meta = match RepMeta::from_bytes(&op.pg_meta) {
             Ok(m) => m,
             Err(e) => {
@@ -471,8 +495,7 @@ impl PgActor {
             committed_epoch: last.epoch,
             committed_version: last.version,
         };
-        self.queue_txn(t, AfterCommit::Reply(from, ok.to_message()));
-        perf.tinc(L_SUBOP_W_LAT, started.elapsed());
-        perf.tinc(L_SUBOP_LAT, started.elapsed());
+        let lat = Some((self.svc.perf.clone(), started));
+        self.queue_txn(t, AfterCommit::RepReply(from, ok, lat));
     }
 }
