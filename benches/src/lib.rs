@@ -19,7 +19,11 @@ pub fn flat_crush_text(hosts: usize, osds_per_host: usize) -> String {
         let _ = writeln!(s, "host h{h} {{\n\tid -{}\n\talg straw2\n\thash 0", h + 2);
         for o in 0..osds_per_host {
             let osd = h * osds_per_host + o;
-            let _ = writeln!(s, "\titem osd.{osd} weight {:.3}", 1.0 + (osd % 4) as f64 * 0.5);
+            let _ = writeln!(
+                s,
+                "\titem osd.{osd} weight {:.3}",
+                1.0 + (osd % 4) as f64 * 0.5
+            );
         }
         s.push_str("}\n");
     }

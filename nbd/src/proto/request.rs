@@ -164,7 +164,9 @@ pub fn validate(h: &RequestHeader, s: &Session) -> Result<Command, Refusal> {
         ));
     }
     let min = u64::from(s.block_sizes.min_bytes.max(1));
-    if s.block_sizes_agreed && (h.offset % min != 0 || u64::from(h.length) % min != 0) {
+    if s.block_sizes_agreed
+        && (!h.offset.is_multiple_of(min) || !u64::from(h.length).is_multiple_of(min))
+    {
         return Err(refuse(
             Errno::Inval,
             format!(
