@@ -20,13 +20,18 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use kalmar_objectstore::{Bytes, CollectionId, MkfsOptions, MountOptions, ObjectId, ObjectStore, Transaction};
+use kalmar_objectstore::{
+    Bytes, CollectionId, MkfsOptions, MountOptions, ObjectId, ObjectStore, Transaction,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
 #[derive(Parser, Debug)]
-#[command(name = "kalmar-objectstore-bench", about = "fio-like jobs against a local Kalmar ObjectStore")]
+#[command(
+    name = "kalmar-objectstore-bench",
+    about = "fio-like jobs against a local Kalmar ObjectStore"
+)]
 struct Args {
     /// Block device or file for the store.
     #[arg(long)]
@@ -47,7 +52,11 @@ struct Args {
     #[arg(long, default_value_t = 2)]
     ramp: u64,
     /// Jobs to run, in order (fio job names).
-    #[arg(long, value_delimiter = ' ', default_value = "seqwrite-1m randwrite-4k-qd1 randwrite-4k-qd32")]
+    #[arg(
+        long,
+        value_delimiter = ' ',
+        default_value = "seqwrite-1m randwrite-4k-qd1 randwrite-4k-qd32"
+    )]
     jobs: Vec<String>,
     /// Where to write <job>.json.
     #[arg(long)]
@@ -64,6 +73,9 @@ struct Args {
     /// Journal size for --mkfs.
     #[arg(long, value_parser = parse_size)]
     journal_size: Option<u64>,
+    /// Store setting commit_pipeline_depth (default: the store's).
+    #[arg(long)]
+    pipeline_depth: Option<usize>,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -73,7 +85,9 @@ fn parse_size(s: &str) -> Result<u64, String> {
         Some('G') | Some('g') => (&s[..s.len() - 1], 1 << 30),
         _ => (s, 1),
     };
-    num.parse::<u64>().map(|n| n * mult).map_err(|e| format!("{s}: {e}"))
+    num.parse::<u64>()
+        .map(|n| n * mult)
+        .map_err(|e| format!("{s}: {e}"))
 }
 
 struct Job {
@@ -113,7 +127,10 @@ struct Image {
 
 impl Image {
     fn locate(&self, off: u64) -> (&ObjectId, u64) {
-        (&self.names[(off / self.object_bytes) as usize], off % self.object_bytes)
+        (
+            &self.names[(off / self.object_bytes) as usize],
+            off % self.object_bytes,
+        )
     }
 }
 
@@ -153,14 +170,29 @@ fn cpu_seconds() -> f64 {
 
 /// Runs writes from `depth` tasks on a current-thread runtime until
 /// `stop`; samples only while `measuring`.
-fn run_writes(store: &Arc<ObjectStore>, img: &Arc<Image>, j: &Job, offs: &Arc<Offsets>, measuring: &Arc<AtomicBool>, stop: &Arc<AtomicBool>) -> Result<Stats> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+fn run_writes(
+    store: &Arc<ObjectStore>,
+    img: &Arc<Image>,
+    j: &Job,
+    offs: &Arc<Offsets>,
+    measuring: &Arc<AtomicBool>,
+    stop: &Arc<AtomicBool>,
+) -> Result<Stats> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let payload = Bytes::from(vec![0x5au8; j.block_bytes as usize]);
     rt.block_on(async {
         let mut tasks = Vec::new();
         for t in 0..j.depth {
-            let (store, img, offs, measuring, stop, payload) =
-                (store.clone(), img.clone(), offs.clone(), measuring.clone(), stop.clone(), payload.clone());
+            let (store, img, offs, measuring, stop, payload) = (
+                store.clone(),
+                img.clone(),
+                offs.clone(),
+                measuring.clone(),
+                stop.clone(),
+                payload.clone(),
+            );
             tasks.push(tokio::spawn(async move {
                 let mut rng = ChaCha8Rng::seed_from_u64(t as u64 + 1);
                 let mut st = Stats::default();
@@ -172,7 +204,8 @@ fn run_writes(store: &Arc<ObjectStore>, img: &Arc<Image>, j: &Job, offs: &Arc<Of
                     let t0 = Instant::now();
                     store.queue_transaction(txn).await?;
                     if measuring.load(Ordering::Relaxed) {
-                        st.lat_us.push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                        st.lat_us
+                            .push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
                         st.bytes += payload.len() as u64;
                     }
                 }
@@ -189,10 +222,23 @@ fn run_writes(store: &Arc<ObjectStore>, img: &Arc<Image>, j: &Job, offs: &Arc<Of
     })
 }
 
-fn run_reads(store: &Arc<ObjectStore>, img: &Arc<Image>, j: &Job, offs: &Arc<Offsets>, measuring: &Arc<AtomicBool>, stop: &Arc<AtomicBool>) -> Result<Stats> {
+fn run_reads(
+    store: &Arc<ObjectStore>,
+    img: &Arc<Image>,
+    j: &Job,
+    offs: &Arc<Offsets>,
+    measuring: &Arc<AtomicBool>,
+    stop: &Arc<AtomicBool>,
+) -> Result<Stats> {
     let handles: Vec<_> = (0..j.depth)
         .map(|t| {
-            let (store, img, offs, measuring, stop) = (store.clone(), img.clone(), offs.clone(), measuring.clone(), stop.clone());
+            let (store, img, offs, measuring, stop) = (
+                store.clone(),
+                img.clone(),
+                offs.clone(),
+                measuring.clone(),
+                stop.clone(),
+            );
             let bs = j.block_bytes;
             std::thread::spawn(move || -> Result<Stats> {
                 let mut rng = ChaCha8Rng::seed_from_u64(t as u64 + 100);
@@ -205,7 +251,8 @@ fn run_reads(store: &Arc<ObjectStore>, img: &Arc<Image>, j: &Job, offs: &Arc<Off
                         bail!("short read: {} of {bs}", got.len());
                     }
                     if measuring.load(Ordering::Relaxed) {
-                        st.lat_us.push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                        st.lat_us
+                            .push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
                         st.bytes += bs;
                     }
                 }
@@ -215,7 +262,9 @@ fn run_reads(store: &Arc<ObjectStore>, img: &Arc<Image>, j: &Job, offs: &Arc<Off
         .collect();
     let mut all = Stats::default();
     for h in handles {
-        let st = h.join().map_err(|_| anyhow::anyhow!("reader thread panicked"))??;
+        let st = h
+            .join()
+            .map_err(|_| anyhow::anyhow!("reader thread panicked"))??;
         all.lat_us.extend(st.lat_us);
         all.bytes += st.bytes;
     }
@@ -250,7 +299,11 @@ fn prefill(store: &Arc<ObjectStore>, img: &Image) -> Result<()> {
 fn fio_json(j: &Job, st: &mut Stats, runtime: Duration) -> serde_json::Value {
     st.lat_us.sort_unstable();
     let n = st.lat_us.len() as u64;
-    let mean_ns = if n == 0 { 0.0 } else { st.lat_us.iter().map(|&x| x as f64).sum::<f64>() * 1000.0 / n as f64 };
+    let mean_ns = if n == 0 {
+        0.0
+    } else {
+        st.lat_us.iter().map(|&x| x as f64).sum::<f64>() * 1000.0 / n as f64
+    };
     let pct = |p: f64| -> u64 {
         if n == 0 {
             return 0;
@@ -271,7 +324,11 @@ fn fio_json(j: &Job, st: &mut Stats, runtime: Duration) -> serde_json::Value {
     });
     let empty = json!({"io_bytes": 0, "bw_bytes": 0, "iops": 0.0, "runtime": 0, "total_ios": 0,
         "lat_ns": {"mean": 0.0}, "clat_ns": {"mean": 0.0, "percentile": {}}});
-    let (read, write) = if j.write { (empty, side) } else { (side, empty) };
+    let (read, write) = if j.write {
+        (empty, side)
+    } else {
+        (side, empty)
+    };
     json!({"fio version": "kalmar-objectstore-bench", "jobs": [{
         "jobname": j.name, "error": 0, "read": read, "write": write}]})
 }
@@ -279,19 +336,28 @@ fn fio_json(j: &Job, st: &mut Stats, runtime: Duration) -> serde_json::Value {
 fn main() -> Result<()> {
     let args = Args::parse();
     let _ = kalmar_common::logging::init("warn", None);
-    let jobs = args.jobs.iter().filter(|s| !s.is_empty()).map(|s| job(s)).collect::<Result<Vec<_>>>()?;
+    let jobs = args
+        .jobs
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| job(s))
+        .collect::<Result<Vec<_>>>()?;
     if args.mkfs {
         let mut o = MkfsOptions::new(uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
         o.force = true;
         o.db_path = Some(args.db.clone());
         o.journal_bytes = args.journal_size;
-        ObjectStore::mkfs(&args.device, &o).with_context(|| format!("mkfs {}", args.device.display()))?;
+        ObjectStore::mkfs(&args.device, &o)
+            .with_context(|| format!("mkfs {}", args.device.display()))?;
     }
     let mut mo = MountOptions {
         db_path: Some(args.db.clone()),
         ..MountOptions::default()
     };
     mo.settings.reader_threads = 4;
+    if let Some(d) = args.pipeline_depth {
+        mo.settings.commit_pipeline_depth = d;
+    }
     let store = Arc::new(ObjectStore::mount(&args.device, &mo).context("mount")?);
     let cid = CollectionId::new("bench")?;
     let count = args.size.div_ceil(args.object_size);
@@ -311,7 +377,11 @@ fn main() -> Result<()> {
     }
     let t0 = Instant::now();
     prefill(&store, &img)?;
-    eprintln!("objectstore-bench: prefilled {} bytes in {:.1}s", args.size, t0.elapsed().as_secs_f64());
+    eprintln!(
+        "objectstore-bench: prefilled {} bytes in {:.1}s",
+        args.size,
+        t0.elapsed().as_secs_f64()
+    );
     std::fs::create_dir_all(&args.out_dir)?;
     for j in &jobs {
         let offs = Arc::new(Offsets {
@@ -325,7 +395,10 @@ fn main() -> Result<()> {
         let perf = store.perf_counters();
         let timer = {
             let (measuring, stop, perf) = (measuring.clone(), stop.clone(), perf.clone());
-            let (ramp, runtime) = (Duration::from_secs(args.ramp), Duration::from_secs(args.runtime));
+            let (ramp, runtime) = (
+                Duration::from_secs(args.ramp),
+                Duration::from_secs(args.runtime),
+            );
             std::thread::spawn(move || {
                 std::thread::sleep(ramp);
                 perf.reset();
@@ -346,15 +419,27 @@ fn main() -> Result<()> {
         } else {
             run_reads(&store, &img, j, &offs, &measuring, &stop)?
         };
-        let (elapsed, cpu, dump) = timer.join().map_err(|_| anyhow::anyhow!("timer thread panicked"))?;
+        let (elapsed, cpu, dump) = timer
+            .join()
+            .map_err(|_| anyhow::anyhow!("timer thread panicked"))?;
         let doc = fio_json(j, &mut st, elapsed);
-        std::fs::write(args.out_dir.join(format!("{}.json", j.name)), serde_json::to_string_pretty(&doc)?)?;
+        std::fs::write(
+            args.out_dir.join(format!("{}.json", j.name)),
+            serde_json::to_string_pretty(&doc)?,
+        )?;
         if let Some(p) = &args.cpu_tsv {
             use std::io::Write;
-            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(p)?;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)?;
             writeln!(f, "{} {} {cpu}", args.target, j.name)?;
         }
-        let side = if j.write { &doc["jobs"][0]["write"] } else { &doc["jobs"][0]["read"] };
+        let side = if j.write {
+            &doc["jobs"][0]["write"]
+        } else {
+            &doc["jobs"][0]["read"]
+        };
         eprintln!(
             "objectstore-bench: {}: {:.0} IOPS, {:.1} MiB/s, mean {:.0} us, p99 {} us, CPU {:.1} us/IO; txns/record {:.1}, journal write {:.0} us, kv commit {:.0} us",
             j.name,

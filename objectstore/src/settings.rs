@@ -40,6 +40,11 @@ pub struct StoreSettings {
     /// Deferred data committed but not yet written home, at most; commits
     /// wait beyond it.
     pub max_unapplied_bytes: u64,
+    /// Journaled data is written home once this much is waiting...
+    pub apply_min_bytes: u64,
+    /// ... or once the oldest waited this long, so that home writes go out
+    /// in sorted bursts instead of one behind every commit.
+    pub apply_max_delay_ms: u64,
     /// Most block writes per deferred-apply submission.
     pub apply_batch_ios: usize,
     /// Largest single device read or write.
@@ -74,6 +79,8 @@ impl Default for StoreSettings {
             checkpoint_interval_ms: 5000,
             checkpoint_journal_percent: 50,
             max_unapplied_bytes: 256 << 20,
+            apply_min_bytes: 256 << 10,
+            apply_max_delay_ms: 20,
             apply_batch_ios: 512,
             max_io_bytes: 1 << 20,
             reader_threads: 4,

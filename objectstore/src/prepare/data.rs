@@ -221,10 +221,12 @@ impl Batch<'_> {
             current.push(ss.get(self, b0 + i as u64)?);
         }
         let holes = current.iter().filter(|m| m.is_none()).count() as u64;
-        let mut fresh = self
-            .allocate(holes)?
-            .into_iter()
-            .flat_map(|e| e.start..e.start + e.len);
+        let extents = if holes > 0 {
+            self.allocate(holes)?
+        } else {
+            Vec::new()
+        };
+        let mut fresh = extents.into_iter().flat_map(|e| e.start..e.start + e.len);
         for (i, cur) in current.into_iter().enumerate() {
             let block = &buf[i * BS..(i + 1) * BS];
             let phys = match cur {

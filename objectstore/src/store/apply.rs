@@ -26,6 +26,7 @@ pub(crate) struct ApplyItem {
     pub buf: Arc<AlignedBuf>,
     /// (physical block, byte offset of its content in `buf`).
     pub blocks: Vec<(u64, usize)>,
+    pub queued_at: Instant,
 }
 
 impl ApplyItem {
@@ -132,8 +133,9 @@ impl Applier {
     }
 
     /// Whether enough time passed or the journal is full enough.
-    pub fn checkpoint_due(&self, sh: &Shared) -> bool {
-        if self.last.is_none() {
+    /// `waiting`: committed records not yet applied exist.
+    pub fn checkpoint_due(&self, sh: &Shared, waiting: bool) -> bool {
+        if self.last.is_none() && !waiting {
             return false;
         }
         if self.last_checkpoint.elapsed()
@@ -198,33 +200,44 @@ impl Applier {
     }
 }
 
-/// The apply thread: applies committed records as they come, checkpoints
-/// when due or asked, and returns the applier at shutdown.
+/// The apply thread: writes committed records' blocks home in bursts
+/// (`apply_min_bytes` / `apply_max_delay_ms`), checkpoints when due or
+/// asked, and returns the applier at shutdown.
 pub(crate) fn run(sh: Arc<Shared>, mut a: Applier) -> Applier {
+    let max_delay = Duration::from_millis(sh.settings.apply_max_delay_ms);
     loop {
+        if sh.poisoned().is_some() {
+            return a;
+        }
+        // Outside the queue lock: it takes the space and allocator locks,
+        // which the commit thread holds while taking the queue lock.
+        let waiting = !sh.apply_q.lock().items.is_empty();
+        let due = a.checkpoint_due(&sh, waiting);
         let (items, requested, shutdown) = {
             let mut q = sh.apply_q.lock();
-            while q.items.is_empty()
-                && !q.checkpoint_requested
-                && !q.shutdown
-                && sh.poisoned().is_none()
-            {
-                let wait = if a.last.is_some() {
-                    a.until_due(&sh).max(Duration::from_millis(1))
+            let oldest = q.items.front().map(|i| i.queued_at);
+            let ready = q.shutdown
+                || q.checkpoint_requested
+                || due
+                || q.unapplied_bytes >= sh.settings.apply_min_bytes
+                || oldest.is_some_and(|t| t.elapsed() >= max_delay);
+            if !ready {
+                let mut wait = if a.last.is_some() || oldest.is_some() {
+                    a.until_due(&sh)
                 } else {
                     Duration::from_secs(3600)
                 };
-                if sh.apply_cv.wait_for(&mut q, wait).timed_out() {
-                    break;
+                if let Some(t) = oldest {
+                    wait = wait.min(max_delay.saturating_sub(t.elapsed()));
                 }
+                sh.apply_cv
+                    .wait_for(&mut q, wait.max(Duration::from_millis(1)));
+                continue;
             }
             let items: Vec<ApplyItem> = q.items.drain(..).collect();
             let requested = std::mem::take(&mut q.checkpoint_requested);
             (items, requested, q.shutdown)
         };
-        if sh.poisoned().is_some() {
-            return a;
-        }
         if !items.is_empty() {
             if let Err(e) = a.apply(&sh, &items) {
                 sh.poison(&format!("writing journaled blocks home failed: {e}"));
@@ -236,7 +249,7 @@ pub(crate) fn run(sh: Arc<Shared>, mut a: Applier) -> Applier {
             drop(q);
             sh.apply_cv.notify_all();
         }
-        if requested || a.checkpoint_due(&sh) {
+        if requested || due || a.checkpoint_due(&sh, false) {
             if let Err(e) = a.checkpoint(&sh, false) {
                 sh.poison(&format!("checkpoint failed: {e}"));
                 return a;

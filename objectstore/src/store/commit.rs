@@ -93,7 +93,10 @@ pub(crate) fn run(sh: Arc<Shared>, mut st: CommitState, mut inline: Option<Appli
         let (written, need_space) = write_batch(&sh, &mut st, batch, inline.as_mut());
         let seq = written.as_ref().map(|w| w.seq);
         if let Some(w) = written {
-            if pipelined {
+            // A batch that needs no flush and has nothing in flight before
+            // it is published here: one thread hand-off less per commit.
+            let alone = !w.needs_flush && sh.inflight.lock().len() == 1;
+            if pipelined && !alone {
                 publish::hand_to_sync(&sh, w);
             } else {
                 publish::publish_group(&sh, vec![w], inline.as_mut());

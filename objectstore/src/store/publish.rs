@@ -106,12 +106,6 @@ fn publish(sh: &Shared, w: Written, inline: Option<&mut Applier>) -> Result<(), 
     }
     sh.perf.tinc(perf::L_KV_COMMIT_LAT, t_kv.elapsed());
     *sh.stats.lock() = w.stats;
-    {
-        let mut inflight = sh.inflight.lock();
-        if inflight.front().is_some_and(|f| f.seq == w.seq) {
-            inflight.pop_front();
-        }
-    }
     sh.durable_seq.store(w.seq, Ordering::Release);
     let p = &sh.perf;
     let c = &w.counters;
@@ -141,8 +135,16 @@ fn publish(sh: &Shared, w: Written, inline: Option<&mut Applier>) -> Result<(), 
             .iter()
             .map(|&(phys, off, _)| (phys, off))
             .collect(),
+        queued_at: Instant::now(),
     };
-    hand_to_apply(sh, item, inline)
+    let res = hand_to_apply(sh, item, inline);
+    // Last: while a batch is in this list, no later batch publishes
+    // around it (see `commit::run`), so acknowledgements stay in order.
+    let mut inflight = sh.inflight.lock();
+    if inflight.front().is_some_and(|f| f.seq == w.seq) {
+        inflight.pop_front();
+    }
+    res
 }
 
 /// Hands a committed record to the apply thread (bounded by
@@ -154,7 +156,7 @@ fn hand_to_apply(
 ) -> Result<(), StoreError> {
     if let Some(a) = inline {
         a.apply(sh, std::slice::from_ref(&item))?;
-        if a.checkpoint_due(sh) {
+        if a.checkpoint_due(sh, false) {
             a.checkpoint(sh, false)?;
         }
         return Ok(());
@@ -165,7 +167,12 @@ fn hand_to_apply(
     }
     q.unapplied_bytes += item.bytes();
     q.items.push_back(item);
+    // Wake the apply thread to arm its delay, or when a burst is ready;
+    // not for every record in between.
+    let wake = q.items.len() == 1 || q.unapplied_bytes >= sh.settings.apply_min_bytes;
     drop(q);
-    sh.apply_cv.notify_all();
+    if wake {
+        sh.apply_cv.notify_all();
+    }
     Ok(())
 }
