@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use crate::errors::{CmdError, EINVAL};
 use crate::pools::{self, PoolCreate};
 use crate::state::MonState;
-use crate::status::{short_age, status_json, status_plain};
+use crate::status::{osd_counts_line, osdmap_summary_json, status_json, status_plain};
 
 /// A command's result: Ceph's `(retval, outs, outbuf)`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -199,28 +199,12 @@ fn run(st: &mut MonState, cmd: &Value, now: Instant, now_us: u64) -> Result<CmdR
             dump::osd_dump_plain(osdmap)
         })),
         "osd stat" => {
-            let v = json!({
-                "epoch": osdmap.epoch,
-                "num_osds": osdmap.num_osds(),
-                "num_up_osds": osdmap.num_up_osds(),
-                "osd_up_since": st.osd_up_since_us / 1_000_000,
-                "num_in_osds": osdmap.num_in_osds(),
-                "osd_in_since": st.osd_in_since_us / 1_000_000,
-                "num_remapped_pgs": osdmap.pg_temp.len(),
-            });
-            let age = |since: u64| {
-                short_age(std::time::Duration::from_micros(
-                    now_us.saturating_sub(since),
-                ))
-            };
+            let (up, inn) = (st.osd_up_since_us, st.osd_in_since_us);
+            let v = osdmap_summary_json(osdmap, up, inn);
             CmdReply::data(fmt.render(&v, || {
                 format!(
-                    "{} osds: {} up (since {}), {} in (since {}); epoch: e{}\n",
-                    osdmap.num_osds(),
-                    osdmap.num_up_osds(),
-                    age(st.osd_up_since_us),
-                    osdmap.num_in_osds(),
-                    age(st.osd_in_since_us),
+                    "{}; epoch: e{}\n",
+                    osd_counts_line(osdmap, now_us, up, inn),
                     osdmap.epoch
                 )
             }))

@@ -96,6 +96,32 @@ pub fn mgr_line(mgr: &MgrMap, now_us: u64) -> String {
     line
 }
 
+/// The OSD counts of `status` and `osd stat` (Ceph's keys).
+pub fn osdmap_summary_json(m: &OsdMap, up_since_us: u64, in_since_us: u64) -> Value {
+    json!({
+        "epoch": m.epoch,
+        "num_osds": m.num_osds(),
+        "num_up_osds": m.num_up_osds(),
+        "osd_up_since": up_since_us / 1_000_000,
+        "num_in_osds": m.num_in_osds(),
+        "osd_in_since": in_since_us / 1_000_000,
+        "num_remapped_pgs": num_remapped(m),
+    })
+}
+
+/// `3 osds: 3 up (since 7m), 3 in (since 7m)`.
+pub fn osd_counts_line(m: &OsdMap, now_us: u64, up_since_us: u64, in_since_us: u64) -> String {
+    let age = |since_us: u64| short_age(Duration::from_micros(now_us.saturating_sub(since_us)));
+    format!(
+        "{} osds: {} up (since {}), {} in (since {})",
+        m.num_osds(),
+        m.num_up_osds(),
+        age(up_since_us),
+        m.num_in_osds(),
+        age(in_since_us)
+    )
+}
+
 pub fn status_json(s: &StatusInputs<'_>) -> Value {
     let m = s.osdmap;
     let pgs_by_state: Vec<Value> = s
@@ -112,15 +138,7 @@ pub fn status_json(s: &StatusInputs<'_>) -> Value {
         "quorum_names": [s.mon_name],
         "quorum_age": s.mon_age.as_secs(),
         "monmap": {"epoch": 1, "min_mon_release_name": "kalmar", "num_mons": 1},
-        "osdmap": {
-            "epoch": m.epoch,
-            "num_osds": m.num_osds(),
-            "num_up_osds": m.num_up_osds(),
-            "osd_up_since": s.osd_up_since_us / 1_000_000,
-            "num_in_osds": m.num_in_osds(),
-            "osd_in_since": s.osd_in_since_us / 1_000_000,
-            "num_remapped_pgs": num_remapped(m),
-        },
+        "osdmap": osdmap_summary_json(m, s.osd_up_since_us, s.osd_in_since_us),
         "pgmap": {
             "pgs_by_state": pgs_by_state,
             "num_pgs": num_pgs(m),
@@ -159,14 +177,9 @@ pub fn status_plain(s: &StatusInputs<'_>) -> String {
         short_age(s.mon_age)
     ));
     out.push_str(&format!("    mgr: {}\n", mgr_line(s.mgrmap, s.now_us)));
-    let age = |since_us: u64| short_age(Duration::from_micros(s.now_us.saturating_sub(since_us)));
     let mut osd = format!(
-        "    osd: {} osds: {} up (since {}), {} in (since {})",
-        m.num_osds(),
-        m.num_up_osds(),
-        age(s.osd_up_since_us),
-        m.num_in_osds(),
-        age(s.osd_in_since_us)
+        "    osd: {}",
+        osd_counts_line(m, s.now_us, s.osd_up_since_us, s.osd_in_since_us)
     );
     if num_remapped(m) > 0 {
         osd.push_str(&format!("; {} remapped pgs", num_remapped(m)));
