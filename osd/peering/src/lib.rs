@@ -73,6 +73,24 @@
 //! **Stats and latencies.** [`Action::PublishStats`] carries the PG's
 //! `pg dump` line; [`Action::RecordStateLatency`] feeds the
 //! `recoverystate_perf` counters; [`Pg::query_json`] renders `pg query`.
+//!
+//! # Where Kalmar departs from Ceph (found by the simulator)
+//! - At activation the primary appends a [`LogOp::Marker`] entry in the
+//!   activation epoch. Without it, an activated interval that wrote nothing
+//!   keeps an older head than a divergent entry of an earlier interval, and
+//!   a later peering can roll back state that was already applied and
+//!   visible (losing the data an acknowledged write left).
+//! - Log trimming stops below the oldest object any member still misses
+//!   (Ceph's `min_last_complete_ondisk`), and always at an entry version.
+//! - A member whose log forked below the authoritative tail stays acting
+//!   and is backfilled (as Ceph's `activate` does); a primary whose own log
+//!   forked records itself incomplete so every later primary agrees.
+//! - Recovery pulls from any copy whose log was examined (strays, backfill
+//!   targets before their reset), and queries every known copy when
+//!   objects are unfound.
+//! - Scope: replicated pools only (no EC shards, no async recovery, no
+//!   primary_temp); the primary is `acting[0]`. Scrubbing is reduced to its
+//!   state flags and history stamps; the scrubber itself is the OSD's.
 #![deny(clippy::unwrap_used)]
 
 pub mod backfill;

@@ -92,12 +92,14 @@ pub fn merge_log(
         }
         let held = missing.get(oid).map(|m| m.have);
         match held {
-            Some(have) if have == target => {
-                missing.rm(oid);
-            }
+            // Created by a divergent entry: whatever the store holds goes
+            // (a `have` of 0'0 means "no usable copy", not "absent").
             _ if target.is_zero() => {
                 missing.rm(oid);
                 out.remove_objects.insert(oid.to_string());
+            }
+            Some(have) if have == target => {
+                missing.rm(oid);
             }
             Some(_) => {
                 missing.rm(oid);
@@ -326,6 +328,28 @@ mod tests {
         merge_log(&mut local, &mut missing, &auth).expect("merges");
         assert!(missing.is_empty());
         assert_eq!(local.head(), ev(1, 1));
+    }
+
+    #[test]
+    fn rolled_back_creation_is_removed_even_if_already_missing() {
+        use LogOp::*;
+        let mut local = log(
+            Eversion::ZERO,
+            vec![
+                ent(Modify, "a", ev(1, 1), Eversion::ZERO),
+                ent(Modify, "b", ev(2, 2), Eversion::ZERO),
+            ],
+        );
+        // b was rolled back once already (store holds a stale copy)
+        let mut missing = PgMissing::new();
+        missing.add("b", ev(2, 2), Eversion::ZERO);
+        let auth = log(
+            Eversion::ZERO,
+            vec![ent(Modify, "a", ev(1, 1), Eversion::ZERO)],
+        );
+        let out = merge_log(&mut local, &mut missing, &auth).expect("merges");
+        assert!(out.remove_objects.contains("b"));
+        assert!(missing.is_empty());
     }
 
     #[test]

@@ -67,8 +67,12 @@ impl Pg {
         self.info.last_update = self.log.head();
         self.info.log_tail = self.log.tail();
         self.info.last_complete = last_complete(&self.log, &self.missing);
-        self.info.last_epoch_started = pinfo.last_epoch_started;
-        self.info.last_interval_started = self.interval();
+        // A peered (below min_size) primary does not raise its own
+        // last_epoch_started; ours never goes back.
+        if pinfo.last_epoch_started > self.info.last_epoch_started {
+            self.info.last_epoch_started = pinfo.last_epoch_started;
+            self.info.last_interval_started = self.interval();
+        }
         self.info.last_user_version = self.info.last_user_version.max(pinfo.last_user_version);
         self.persist(PgWrite {
             info: Some(self.info.clone()),
