@@ -903,6 +903,48 @@ impl Sim {
         Some((pg.state(), pg.state_flags()))
     }
 
+    /// A PG stuck with unfound objects (Ceph's `recovery_unfound`, which
+    /// needs `mark_unfound_lost`): acceptable only if no acknowledged data is
+    /// gone. Every unfound object must need a version newer than its last
+    /// acknowledged one, and that acknowledged version must still be held by
+    /// some live copy (so a revert finds it). Returns the unfound objects.
+    pub fn check_unfound_only_unacked(&self) -> Result<Vec<ObjectName>, String> {
+        let p = self.primary();
+        let pg = self
+            .nodes
+            .get(p as usize)
+            .and_then(|n| n.pg.as_ref())
+            .ok_or("no primary PG")?;
+        if pg.unfound().is_empty() {
+            return Err("not stuck on unfound objects".into());
+        }
+        for oid in pg.unfound() {
+            let need = pg
+                .missing()
+                .get(oid)
+                .map(|m| m.need)
+                .ok_or(format!("{oid} unfound but not missing"))?;
+            if let Some((av, aval)) = self.acked.get(oid) {
+                if *av >= need {
+                    return Err(format!("{oid}: acknowledged {av} is unfound"));
+                }
+                if let Some(val) = aval {
+                    let held = self.nodes.iter().any(|n| {
+                        n.alive
+                            && n.store
+                                .objects
+                                .get(oid)
+                                .is_some_and(|(v, x)| v >= av && (v != av || x == val))
+                    });
+                    if !held {
+                        return Err(format!("{oid}: no copy holds acknowledged {av} any more"));
+                    }
+                }
+            }
+        }
+        Ok(pg.unfound().iter().cloned().collect())
+    }
+
     /// Checks the final contents against every acknowledged write, and
     /// that all acting members hold identical objects.
     pub fn check_converged(&self) -> Result<(), String> {
