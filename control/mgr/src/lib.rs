@@ -1,1 +1,6 @@
-//! kalmar-mgr (placeholder until its issue lands).
+//! kalmar-mgr: the mgr daemon.
+#![deny(clippy::unwrap_used)]
+
+pub mod options;
+pub mod pgmap;
+pub mod units;

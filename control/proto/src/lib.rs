@@ -10,11 +10,13 @@
 //!   timeouts, subscriptions that survive a mon restart).
 //! - [`osd`]: OSD <-> OSD (heartbeats, replicated writes, peering envelope).
 //! - [`client`]: client <-> OSD object operations.
+//! - [`mgr`]: daemons -> mgr (open, configure, perf counter reports).
 //! - [`pgstats`]: PG and OSD statistics reported by OSDs.
 //! - [`segments`]: messages whose bulk data travels outside the header.
 #![deny(clippy::unwrap_used)]
 
 pub mod client;
+pub mod mgr;
 pub mod mon;
 pub mod monc;
 pub mod osd;

@@ -45,6 +45,12 @@ pub const OSD_PG_BACKFILL_REMOVE: u16 = 109;
 pub const CLIENT_OSD_OP: u16 = 200;
 pub const CLIENT_OSD_OP_REPLY: u16 = 201;
 
+// Daemons -> mgr (`mgr`).
+pub const MGR_OPEN: u16 = 300;
+pub const MGR_CONFIGURE: u16 = 301;
+pub const MGR_REPORT: u16 = 302;
+pub const MGR_CLOSE: u16 = 303;
+
 /// Every registered type: id and name. Add new types here.
 pub const TYPES: &[(u16, &str)] = &[
     (MON_SUBSCRIBE, "mon_subscribe"),
@@ -73,6 +79,10 @@ pub const TYPES: &[(u16, &str)] = &[
     (OSD_PG_BACKFILL_REMOVE, "osd_pg_backfill_remove"),
     (CLIENT_OSD_OP, "osd_op"),
     (CLIENT_OSD_OP_REPLY, "osd_op_reply"),
+    (MGR_OPEN, "mgr_open"),
+    (MGR_CONFIGURE, "mgr_configure"),
+    (MGR_REPORT, "mgr_report"),
+    (MGR_CLOSE, "mgr_close"),
 ];
 
 pub fn type_name(id: u16) -> Option<&'static str> {
@@ -113,6 +123,10 @@ pub fn validate(msg: &Message) -> Result<(), ProtoError> {
         OSD_PG_BACKFILL_REMOVE => check::<crate::osd::PgBackfillRemove>(msg),
         CLIENT_OSD_OP => crate::client::OsdOpRequest::from_message(msg).map(|_| ()),
         CLIENT_OSD_OP_REPLY => crate::client::OsdOpReply::from_message(msg).map(|_| ()),
+        MGR_OPEN => check::<crate::mgr::MgrOpen>(msg),
+        MGR_CONFIGURE => check::<crate::mgr::MgrConfigure>(msg),
+        MGR_REPORT => check::<crate::mgr::MgrReport>(msg),
+        MGR_CLOSE => check::<crate::mgr::MgrClose>(msg),
         other => Err(ProtoError::UnknownType(other)),
     }
 }
@@ -131,7 +145,8 @@ mod tests {
         assert_eq!(ids.len(), TYPES.len());
         assert!(ids.iter().all(|id| MON_RANGE.contains(id)
             || OSD_RANGE.contains(id)
-            || CLIENT_RANGE.contains(id)));
+            || CLIENT_RANGE.contains(id)
+            || MGR_RANGE.contains(id)));
         assert_eq!(type_name(OsdBoot::TYPE), Some(OsdBoot::NAME));
         assert_eq!(type_name(MgrBeacon::TYPE), Some(MgrBeacon::NAME));
         assert_eq!(type_name(OsdPgTemp::TYPE), Some(OsdPgTemp::NAME));
