@@ -299,7 +299,7 @@ async fn cluster_message(
                 push.pgid,
                 PgEvent::Push {
                     from: from.clone(),
-                    push,
+                    push: Box::new(push),
                 },
             );
             Ok(())
@@ -359,7 +359,10 @@ async fn peering(
 ) {
     let pgid = msg.pgid();
     if let Some(h) = svc.pg(pgid) {
-        h.send(PgEvent::Peering { from, msg });
+        h.send(PgEvent::Peering {
+            from,
+            msg: Box::new(msg),
+        });
         return;
     }
     match &msg {

@@ -362,7 +362,7 @@ impl MapWork {
         if let Some(h) = self.svc.pg(pgid) {
             h.send(PgEvent::Peering {
                 from: req.from,
-                msg: req.msg,
+                msg: Box::new(req.msg),
             });
         }
         Ok(())

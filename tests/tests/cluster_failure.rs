@@ -2,12 +2,15 @@
 //! within the heartbeat grace; the PGs re-peer with the two left (size 3,
 //! min_size 2) and I/O goes on; the OSD restarts with a new up_from, is
 //! recovered from the logs, and every PG is active+clean again with every
-//! object on all three OSDs.
+//! object on all three OSDs. Then two OSDs fail: below min_size the PGs
+//! take no I/O, a write waits and is answered ETIMEDOUT after
+//! `osd_op_queue_timeout`; with the OSDs back, writes go on.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use kalmar_proto::client::errno;
 use kalmar_tests::{wait_for, Cluster, ClusterOpts};
 use serde_json::json;
 
@@ -15,6 +18,8 @@ const POOL: &str = "fail";
 const PG_NUM: u32 = 8;
 /// Heartbeat grace of the cluster (seconds).
 const GRACE_S: u64 = 4;
+/// How long a client op may wait in a PG that cannot serve it (seconds).
+const QUEUE_TIMEOUT_S: u64 = 8;
 
 fn data(tag: &str, i: usize) -> Bytes {
     Bytes::from(format!("{tag}-{i}-").repeat(50 + i % 40))
@@ -31,8 +36,12 @@ async fn up_from(c: &Cluster, osd: usize) -> anyhow::Result<(bool, u64)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn osd_failure_and_return() -> anyhow::Result<()> {
-    let c = Cluster::start(ClusterOpts::default().set("osd_heartbeat_grace", &GRACE_S.to_string()))
-        .await?;
+    let opts = ClusterOpts::default()
+        .set("osd_heartbeat_grace", &GRACE_S.to_string())
+        // One survivor must be able to report two dead peers.
+        .set("mon_osd_min_down_reporters", "1")
+        .set("osd_op_queue_timeout", &QUEUE_TIMEOUT_S.to_string());
+    let c = Cluster::start(opts).await?;
     c.create_pool(POOL, PG_NUM, 3, 2).await?;
     c.wait_pgs(1, PG_NUM, &["active", "clean"], Duration::from_secs(60))
         .await?;
@@ -112,6 +121,46 @@ async fn osd_failure_and_return() -> anyhow::Result<()> {
         .into_iter()
         .sum();
     assert!(recovered > 0, "objects were pushed to the returning OSD");
+
+    // Two OSDs down: one copy left, below min_size: no I/O, bounded wait.
+    c.kill9("osd.1")?;
+    c.kill9("osd.2")?;
+    wait_for(
+        "osd.1 and osd.2 marked down",
+        Duration::from_secs(60),
+        || async {
+            let up = c.osds_up().await.ok()?;
+            (up == vec![(0, true), (1, false), (2, false)]).then_some(())
+        },
+    )
+    .await?;
+    c.wait_pgs(1, PG_NUM, &["peered"], Duration::from_secs(60))
+        .await?;
+    let t0 = Instant::now();
+    let e = io
+        .write_full("below-min-size", data("x", 1))
+        .await
+        .expect_err("no I/O below min_size");
+    let waited = t0.elapsed();
+    assert_eq!(e.errno(), errno::ETIMEDOUT, "{e}");
+    assert!(
+        waited >= Duration::from_secs(QUEUE_TIMEOUT_S - 2)
+            && waited < Duration::from_secs(QUEUE_TIMEOUT_S + 10),
+        "answered after {waited:?}"
+    );
+    let e = io
+        .read("during-1", 0, 0)
+        .await
+        .expect_err("no reads either");
+    assert_eq!(e.errno(), errno::ETIMEDOUT, "{e}");
+    c.restart_missing().await?;
+    c.wait_pgs(1, PG_NUM, &["active", "clean"], Duration::from_secs(120))
+        .await?;
+    io.write_full("below-min-size", data("x", 1)).await?;
+    expect.insert("below-min-size".into(), data("x", 1));
+    for (k, v) in &expect {
+        assert_eq!(&io.read(k, 0, 0).await?, v, "{k} after both returned");
+    }
 
     // Offline: osd.2 holds every object of every PG it is acting for.
     let map = rados.osdmap();

@@ -223,44 +223,46 @@ pub async fn write_bench(
         let _ = w.await;
     }
     let total = start.elapsed().as_secs_f64();
-    let s = stats.lock();
-    if let Some(e) = &s.first_error {
-        anyhow::bail!("bench write failed ({} errors): {e}", s.errors);
-    }
-    let bw: Vec<f64> = per_sec_ops
-        .iter()
-        .map(|n| n * o.block_size as f64 / mb)
-        .collect();
-    let (_, bw_sd) = mean_stddev(&bw);
-    let (_, iops_sd) = mean_stddev(&per_sec_ops);
-    let n = s.finished.max(1) as f64;
-    let lat_mean = s.lat_sum / n;
-    let lat_sd = if s.finished > 1 {
-        ((s.lat_sq - n * lat_mean * lat_mean) / (n - 1.0))
-            .max(0.0)
-            .sqrt()
-    } else {
-        0.0
-    };
-    let r = BenchResult {
-        total_time_run: total,
-        total_writes_made: s.finished,
-        write_size: o.block_size,
-        bandwidth_mb: s.finished as f64 * o.block_size as f64 / mb / total,
-        stddev_bandwidth: bw_sd,
-        max_bandwidth: bw.iter().copied().fold(0.0, f64::max),
-        min_bandwidth: min_of(&bw),
-        average_iops: s.finished as f64 / total,
-        stddev_iops: iops_sd,
-        max_iops: per_sec_ops.iter().copied().fold(0.0, f64::max) as u64,
-        min_iops: min_of(&per_sec_ops) as u64,
-        average_latency: lat_mean,
-        stddev_latency: lat_sd,
-        max_latency: s.lat_max,
-        min_latency: if s.finished > 0 { s.lat_min } else { 0.0 },
+    let r = {
+        let s = stats.lock();
+        if let Some(e) = &s.first_error {
+            anyhow::bail!("bench write failed ({} errors): {e}", s.errors);
+        }
+        let bw: Vec<f64> = per_sec_ops
+            .iter()
+            .map(|n| n * o.block_size as f64 / mb)
+            .collect();
+        let (_, bw_sd) = mean_stddev(&bw);
+        let (_, iops_sd) = mean_stddev(&per_sec_ops);
+        let n = s.finished.max(1) as f64;
+        let lat_mean = s.lat_sum / n;
+        let lat_sd = if s.finished > 1 {
+            ((s.lat_sq - n * lat_mean * lat_mean) / (n - 1.0))
+                .max(0.0)
+                .sqrt()
+        } else {
+            0.0
+        };
+        let r = BenchResult {
+            total_time_run: total,
+            total_writes_made: s.finished,
+            write_size: o.block_size,
+            bandwidth_mb: s.finished as f64 * o.block_size as f64 / mb / total,
+            stddev_bandwidth: bw_sd,
+            max_bandwidth: bw.iter().copied().fold(0.0, f64::max),
+            min_bandwidth: min_of(&bw),
+            average_iops: s.finished as f64 / total,
+            stddev_iops: iops_sd,
+            max_iops: per_sec_ops.iter().copied().fold(0.0, f64::max) as u64,
+            min_iops: min_of(&per_sec_ops) as u64,
+            average_latency: lat_mean,
+            stddev_latency: lat_sd,
+            max_latency: s.lat_max,
+            min_latency: if s.finished > 0 { s.lat_min } else { 0.0 },
+        };
+        r
     };
     let written = next.load(std::sync::atomic::Ordering::Relaxed);
-    drop(s);
     if !quiet {
         writeln!(out, "Total time run:         {:.4}", r.total_time_run)?;
         writeln!(out, "Total writes made:      {}", r.total_writes_made)?;

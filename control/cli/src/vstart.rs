@@ -173,8 +173,10 @@ fn need_bin(name: &str) -> anyhow::Result<PathBuf> {
 
 async fn mon_command(mon: SocketAddr, cmd: Value, timeout: Duration) -> anyhow::Result<Value> {
     let me = EntityName::new(EntityType::Client, format!("vstart{}", std::process::id()));
-    let mut cfg = MsgrConfig::default();
-    cfg.connect_timeout = timeout.min(Duration::from_secs(2));
+    let cfg = MsgrConfig {
+        connect_timeout: timeout.min(Duration::from_secs(2)),
+        ..MsgrConfig::default()
+    };
     let (c, _ev) = MonClient::connect(mon, me, uuid::Uuid::nil(), cfg).await?;
     let r = c.command(&cmd, timeout).await;
     c.close().await;

@@ -31,9 +31,6 @@ pub struct ClientConfig {
 
 impl ClientConfig {
     pub fn new(mon: SocketAddr) -> Self {
-        let mut msgr = MsgrConfig::default();
-        // Fail fast on dead OSDs: the objecter resends on the next map.
-        msgr.reconnect_max_attempts = None;
         ClientConfig {
             mon,
             op_timeout: Duration::from_secs(30),
@@ -43,7 +40,9 @@ impl ClientConfig {
             retry_backoff_min: Duration::from_millis(20),
             retry_backoff_max: Duration::from_secs(1),
             inject_socket_failures: 0,
-            msgr,
+            // Sessions to an OSD keep reconnecting; the objecter drops them
+            // when a new map takes the OSD down or moves it.
+            msgr: MsgrConfig::default(),
         }
     }
 }

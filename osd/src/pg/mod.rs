@@ -78,7 +78,7 @@ pub enum PgEvent {
     RepOpReply(RepOpReply),
     Peering {
         from: OsdId,
-        msg: PeeringMessage,
+        msg: Box<PeeringMessage>,
     },
     AdvMap(Arc<MapEpoch>),
     ActMap,
@@ -91,7 +91,7 @@ pub enum PgEvent {
     Reserved(ReservationKind),
     Push {
         from: SessionHandle,
-        push: PgPush,
+        push: Box<PgPush>,
     },
     PushReply(PgPushReply),
     Pull {
@@ -262,9 +262,9 @@ impl PgActor {
             PgEvent::RepOpReply(r) => self.rep_reply(r),
             PgEvent::Peering { from, msg } => {
                 if msg.epoch() > self.epoch {
-                    self.pending_peering.push((from, msg));
+                    self.pending_peering.push((from, *msg));
                 } else {
-                    self.machine(Event::Message { from, msg }).await;
+                    self.machine(Event::Message { from, msg: *msg }).await;
                 }
             }
             PgEvent::AdvMap(me) => self.adv_map(me).await,

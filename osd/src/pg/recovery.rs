@@ -230,7 +230,7 @@ impl PgActor {
     }
 
     /// A push (recovery/backfill target) or a pull reply (primary).
-    pub(super) async fn on_push(&mut self, from: SessionHandle, push: PgPush) {
+    pub(super) async fn on_push(&mut self, from: SessionHandle, push: Box<PgPush>) {
         if push.map_epoch > self.epoch {
             self.pending_cluster.push(PgEvent::Push { from, push });
             return;
