@@ -2,7 +2,6 @@
 //! without mounting (mounting would replay and trim the journal).
 
 use serde::Serialize;
-use uuid::Uuid;
 
 use crate::device::{read_at, BlockDevice};
 use crate::error::StoreError;
@@ -16,18 +15,6 @@ use crate::layout::{
 
 /// Database keys listed per record; the rest are only counted.
 const MAX_KEYS_PER_RECORD: usize = 32;
-
-#[derive(Debug, Clone, Serialize)]
-pub struct LabelInfo {
-    pub fsid: Uuid,
-    pub osd_uuid: Uuid,
-    pub device_bytes: u64,
-    pub block_size: u32,
-    pub journal_offset: u64,
-    pub journal_bytes: u64,
-    pub data_offset: u64,
-    pub kv_path_hint: String,
-}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SuperblockInfo {
@@ -54,7 +41,7 @@ pub struct RecordInfo {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct JournalDump {
-    pub label: LabelInfo,
+    pub label: Label,
     pub superblocks: Vec<SuperblockInfo>,
     /// Records replay would apply, in order.
     pub records: Vec<RecordInfo>,
@@ -153,16 +140,7 @@ pub fn dump_journal(dev: &dyn BlockDevice) -> Result<JournalDump, StoreError> {
         None
     };
     Ok(JournalDump {
-        label: LabelInfo {
-            fsid: label.fsid,
-            osd_uuid: label.osd_uuid,
-            device_bytes: label.device_bytes,
-            block_size: label.block_size,
-            journal_offset: label.journal_offset,
-            journal_bytes: label.journal_bytes,
-            data_offset: label.data_offset,
-            kv_path_hint: label.kv_path_hint.clone(),
-        },
+        label,
         superblocks: sbs,
         records,
         end_reason: end.reason,

@@ -253,35 +253,31 @@ impl Kv {
     }
 }
 
-impl KvRead for Kv {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.db.get(key).map_err(StoreError::kv)
-    }
+/// Both the database and a snapshot read the same way.
+macro_rules! impl_kv_read {
+    ($ty:ty, $field:ident) => {
+        impl KvRead for $ty {
+            fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+                self.$field.get(key).map_err(StoreError::kv)
+            }
 
-    fn scan(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    ) -> Result<(), StoreError> {
-        iterate(self.db.raw_iterator_opt(range_opts(start, end)), start, f)
-    }
+            fn scan(
+                &self,
+                start: &[u8],
+                end: &[u8],
+                f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+            ) -> Result<(), StoreError> {
+                iterate(
+                    self.$field.raw_iterator_opt(range_opts(start, end)),
+                    start,
+                    f,
+                )
+            }
+        }
+    };
 }
-
-impl KvRead for KvSnapshot<'_> {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.snap.get(key).map_err(StoreError::kv)
-    }
-
-    fn scan(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    ) -> Result<(), StoreError> {
-        iterate(self.snap.raw_iterator_opt(range_opts(start, end)), start, f)
-    }
-}
+impl_kv_read!(Kv, db);
+impl_kv_read!(KvSnapshot<'_>, snap);
 
 #[cfg(test)]
 mod tests {

@@ -101,7 +101,7 @@ impl Layout {
 }
 
 /// The label's versioned body.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Label {
     pub fsid: Uuid,
     pub osd_uuid: Uuid,

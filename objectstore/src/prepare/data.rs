@@ -106,6 +106,12 @@ impl ShardSet {
     }
 }
 
+/// `[off, off + len)` as (end, first block, block after the last).
+fn span(off: u64, len: u64) -> (u64, u64, u64) {
+    let end = off + len;
+    (end, off / BLOCK_SIZE, end.div_ceil(BLOCK_SIZE))
+}
+
 /// Where the bytes of a range write come from.
 #[derive(Clone, Copy)]
 pub enum Fill<'d> {
@@ -188,9 +194,7 @@ impl Batch<'_> {
         if len == 0 {
             return Ok(());
         }
-        let end = off + len;
-        let b0 = off / BLOCK_SIZE;
-        let b1 = end.div_ceil(BLOCK_SIZE);
+        let (end, b0, b1) = span(off, len);
         let n = (b1 - b0) as usize;
         // Every byte is written below: old content, data or zeros.
         let mut buf = AlignedBuf::for_overwrite(n * BS);
@@ -309,9 +313,7 @@ impl Batch<'_> {
         if len == 0 {
             return Ok(());
         }
-        let end = off + len;
-        let b0 = off / BLOCK_SIZE;
-        let b1 = end.div_ceil(BLOCK_SIZE);
+        let (end, b0, b1) = span(off, len);
         for b in b0..b1 {
             let bs = b * BLOCK_SIZE;
             let (from, to) = (off.max(bs), end.min(bs + BLOCK_SIZE));
