@@ -50,35 +50,13 @@ fn qemu_img_convert_256m_in_and_out_is_byte_identical() {
     require("qemu-img");
     let dir = tempfile::tempdir().expect("tempdir");
     let dev = dir.path().join("dev");
-    let src = dir.path().join("src.img");
-    let back = dir.path().join("back.img");
-    // 256 MiB of random data, with a zero hole in the middle.
-    let mut data = vec![0u8; 256 * MIB as usize];
-    let mut rng = Rng(0xc0ff_ee00 ^ std::process::id() as u64);
-    for chunk in data.chunks_mut(8) {
-        chunk.copy_from_slice(&rng.next().to_le_bytes()[..chunk.len()]);
-    }
-    data[100 * MIB as usize..110 * MIB as usize].fill(0);
-    std::fs::write(&src, &data).expect("write src");
+    let (src, data) = random_file(dir.path(), 256 * MIB, 0xc0ff_ee00);
     let srv = NbdProcess::start(&dev, "256M", true, Listen::Unix(&dir.path().join("s.sock")));
-    let info = run(Command::new("qemu-img").args(["info", "--output=json", &srv.uri]));
-    let v: serde_json::Value = serde_json::from_str(&info).expect("qemu-img info json");
-    assert_eq!(v["virtual-size"].as_u64(), Some(256 * MIB));
-    run(Command::new("qemu-img")
-        .args(["convert", "-n", "-f", "raw", "-O", "raw"])
-        .arg(&src)
-        .arg(&srv.uri));
+    qemu_img_in(&src, &srv.uri, 256 * MIB);
     srv.stop();
+    // Out through a new server (TCP this time): what the store kept.
     let srv = NbdProcess::start(&dev, "256M", false, Listen::Tcp);
-    run(Command::new("qemu-img")
-        .args(["convert", "-f", "raw", "-O", "raw", &srv.uri])
-        .arg(&back));
-    let got = std::fs::read(&back).expect("read back");
-    assert_eq!(got.len(), data.len());
-    assert!(
-        got == data,
-        "qemu-img convert out differs from what went in"
-    );
+    qemu_img_out_equals(&srv.uri, dir.path(), &data);
     srv.stop();
 }
 

@@ -487,3 +487,45 @@ pub fn check_patterns(uri: &str, pats: &[(u64, u64, u8)]) {
     let out = run(&mut cmd);
     assert!(!out.contains("verification failed"), "{out}");
 }
+
+/// A file of `len` random bytes (seeded) with a 10 MiB zero hole at
+/// 100 MiB when it is that large; returns its path and contents.
+pub fn random_file(dir: &Path, len: u64, seed: u64) -> (PathBuf, Vec<u8>) {
+    let mut data = vec![0u8; len as usize];
+    let mut rng = Rng(seed ^ u64::from(std::process::id()));
+    for chunk in data.chunks_mut(8) {
+        chunk.copy_from_slice(&rng.next().to_le_bytes()[..chunk.len()]);
+    }
+    if len >= 110 * MIB {
+        data[100 * MIB as usize..110 * MIB as usize].fill(0);
+    }
+    let path = dir.join("src.img");
+    std::fs::write(&path, &data).expect("write the source file");
+    (path, data)
+}
+
+/// `qemu-img info` sees `size` bytes; `qemu-img convert` writes `src` in.
+pub fn qemu_img_in(src: &Path, uri: &str, size: u64) {
+    let info = run(Command::new("qemu-img").args(["info", "--output=json", uri]));
+    let v: serde_json::Value = serde_json::from_str(&info).expect("qemu-img info json");
+    assert_eq!(v["virtual-size"].as_u64(), Some(size), "{info}");
+    run(Command::new("qemu-img")
+        .args(["convert", "-n", "-f", "raw", "-O", "raw"])
+        .arg(src)
+        .arg(uri));
+}
+
+/// `qemu-img convert` out of `uri` gives exactly `want`.
+pub fn qemu_img_out_equals(uri: &str, dir: &Path, want: &[u8]) {
+    let back = dir.join("back.img");
+    run(Command::new("qemu-img")
+        .args(["convert", "-f", "raw", "-O", "raw", uri])
+        .arg(&back));
+    let got = std::fs::read(&back).expect("read back");
+    assert_eq!(got.len(), want.len());
+    assert!(
+        got == want,
+        "qemu-img convert out differs from what went in"
+    );
+    let _ = std::fs::remove_file(back);
+}
