@@ -165,6 +165,18 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<(
     tracing::info!(public = %addrs.public, cluster = %addrs.cluster, heartbeat = %addrs.heartbeat_back, "osd.{} listening", cfg.id);
 
     let (mon, mut mon_events) = MonClient::start(cfg.mon, me.clone(), fsid, MsgrConfig::default());
+    // Perf counter reports and PG stats to the active mgr.
+    let mut mgr_cfg = kalmar_mgr_client::MgrClientConfig::new(me.clone());
+    for (k, v) in [
+        ("osd_objectstore", "kalmar".to_string()),
+        ("hostname", hostname()),
+        ("front_addr", addrs.public.to_string()),
+        ("back_addr", addrs.cluster.to_string()),
+        ("ceph_version", format!("kalmar {}", env!("CARGO_PKG_VERSION"))),
+    ] {
+        mgr_cfg.metadata.insert(k.to_string(), v);
+    }
+    let mgr = kalmar_mgr_client::MgrClient::start(mgr_cfg, perf.clone());
     let mon = Arc::new(mon);
     let maps = MapStore::new(store.clone(), sb.clone(), opts.osd_map_cache_size);
     let current = match sb.newest_map {
@@ -280,6 +292,9 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<(
     if let Err(e) = mon.subscribe("osdmap", start, false).await {
         tracing::warn!("osdmap subscription not sent yet: {e}");
     }
+    if let Err(e) = mon.subscribe("mgrmap", 0, false).await {
+        tracing::warn!("mgrmap subscription not sent yet: {e}");
+    }
     work.send_boot().await;
 
     let mut fatal = svc.fatal_watch();
@@ -304,6 +319,10 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<(
                     }
                     report::send_beacon(&svc, last_epoch_clean).await;
                 }
+                Some(MonEvent::MgrMap(m)) => match m.decode_map() {
+                    Ok(map) => mgr.handle_mgrmap(&map),
+                    Err(e) => tracing::warn!("bad mgrmap from the mon: {e}"),
+                },
                 Some(MonEvent::Closed(reason)) => break Err(OsdError::Fatal(format!("the mon session ended: {reason}"))),
                 Some(_) => {}
                 None => break Err(OsdError::Fatal("the mon client stopped".into())),
@@ -322,7 +341,7 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<(
                 }
             }
             _ = report_tick.tick() => {
-                let (lec, primaries) = report::send_stats(&svc, hb.peer_ids()).await;
+                let (lec, primaries) = report::send_stats(&svc, hb.peer_ids(), Some(&mgr)).await;
                 last_epoch_clean = lec;
                 work.count_roles(primaries);
             }
@@ -341,6 +360,7 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<(
         }
     };
     work.stopping();
+    mgr.close().await;
     tracing::info!("stopping osd.{}", cfg.id);
     let handles: Vec<_> = svc.pgs.read().values().cloned().collect();
     for h in handles {

@@ -1,4 +1,4 @@
-//! Periodic reports to the mon: PG and OSD statistics (`pg stat`, `pg
+//! Periodic reports to the mon (and the active mgr): PG and OSD statistics (`pg stat`, `pg
 //! dump`, the `status` pgmap) and the liveness beacon; the space gauges of
 //! the `osd` perf logger are refreshed at the same time.
 
@@ -39,7 +39,11 @@ pub async fn collect(svc: &Service) -> Vec<PgStatEntry> {
 
 /// Sends PG stats and the OSD's usage; returns the primaries' oldest
 /// `last_epoch_clean` (for the beacon) and the number of primaries.
-pub async fn send_stats(svc: &Service, hb_peers: Vec<i32>) -> (Epoch, usize) {
+pub async fn send_stats(
+    svc: &Service,
+    hb_peers: Vec<i32>,
+    mgr: Option<&kalmar_mgr_client::MgrClient>,
+) -> (Epoch, usize) {
     let pgs = collect(svc).await;
     let epoch = svc.epoch();
     let lec = pgs
@@ -82,6 +86,11 @@ pub async fn send_stats(svc: &Service, hb_peers: Vec<i32>) -> (Epoch, usize) {
         },
         pgs,
     };
+    // The mgr (when one is active) serves `pg dump`, `df`, ...; the mon
+    // keeps its copy for when none is.
+    if let Some(mgr) = mgr {
+        mgr.send_pg_stats(&report);
+    }
     if let Err(e) = svc.mon.send(&report).await {
         tracing::debug!("pg stats not sent: {e}");
     }

@@ -5,6 +5,8 @@
 //! - [`vstart`]: a local cluster (`vstart` / `vstop`), on [`procs`].
 //! - [`args`], [`grammar`], [`moncmd`]: global options, Ceph's grammar for
 //!   mon commands, sending them and printing replies.
+//! - [`mgrcmd`]: `tell mgr`, `mgr module ...`, and the commands the
+//!   active mgr answers (`pg stat|dump`, `df`, `osd df`, `status` data).
 //! - [`crush`]: `osd crush test` (offline); [`daemon`]: admin sockets.
 #![deny(clippy::unwrap_used)]
 
@@ -14,6 +16,7 @@ pub mod crush;
 pub mod daemon;
 pub mod grammar;
 pub mod image;
+pub mod mgrcmd;
 pub mod moncmd;
 pub mod procs;
 pub mod rados;

@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use kalmar_cli::args::{take_format, Ctx, Format};
-use kalmar_cli::{crush, daemon, grammar, image, moncmd, rados, vstart};
+use kalmar_cli::{crush, daemon, grammar, image, mgrcmd, moncmd, rados, vstart};
 use kalmar_common::config::Conf;
 
 #[derive(Parser)]
@@ -23,7 +23,8 @@ use kalmar_common::config::Conf;
     version,
     about = "Kalmar admin CLI (Ceph's command grammar)",
     after_help = "Commands: status|-s, health [detail], osd tree|dump|stat|ls|out|in|down|set|unset|new, \
-                  osd pool create|set|ls|rm, osd map, osd crush dump|test, pg map|stat|dump, mgr stat|dump|fail, \
+                  osd pool create|set|ls|rm, osd map, osd crush dump|test, osd df, df [detail], pg map|stat|dump, mgr stat|dump|fail, \
+                  mgr module ls|enable|disable, tell mgr WORDS..., \
                   daemon NAME CMD..., rados -p POOL ..., image ..., vstart ..., vstop ..."
 )]
 struct Cli {
@@ -128,6 +129,17 @@ fn dispatch(ctx: &Ctx, words: Vec<String>) -> anyhow::Result<i32> {
             eprintln!("no command given; try `kalmar --help`");
             Ok(22)
         }
+        _ if mgrcmd::route(&words).is_some() => match mgrcmd::route(&words) {
+            Some(Ok(route)) => {
+                let reply = runtime()?.block_on(mgrcmd::run(ctx, route))?;
+                Ok(moncmd::print(&reply))
+            }
+            Some(Err(e)) => {
+                eprintln!("Invalid command: {e}");
+                Ok(22)
+            }
+            None => Ok(22),
+        },
         _ => {
             let cmd = match grammar::parse(&words) {
                 Ok(c) => c,

@@ -7,8 +7,9 @@
 //! file). Run again on an existing DIR, vstart starts what is not running
 //! (restarting a killed daemon) and adds OSDs up to N.
 //!
-//! `--mgrs` starts `kalmar-mgr` daemons when that binary exists; while the
-//! mgr is not built, no mgr is started and vstart says so.
+//! `--mgrs` starts `kalmar-mgr` daemons (`mgr.x`, `mgr.y`, ...) when that
+//! binary exists and waits until one is active and available; the
+//! environment (e.g. `KALMAR_MGR_MODULE_PATH`) passes on to them.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -243,6 +244,28 @@ async fn wait_osds_up(mon: SocketAddr, ids: &[u32], timeout: Duration) -> anyhow
     }
 }
 
+async fn wait_mgr_available(mon: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
+    let start = Instant::now();
+    loop {
+        let stat = mon_command(
+            mon,
+            json!({"prefix": "mgr stat", "format": "json"}),
+            Duration::from_secs(5),
+        )
+        .await;
+        if stat.is_ok_and(|s| s["available"] == json!(true)) {
+            return Ok(());
+        }
+        if start.elapsed() > timeout {
+            bail!(
+                "no mgr became available within {} s (see mgr.*.log in the cluster directory)",
+                timeout.as_secs()
+            );
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 fn running(dir: &Path, name: &str, bin: &str) -> bool {
     read_pid(&dir.join(format!("{name}.pid"))).is_some_and(|p| pid_alive(p, bin))
 }
@@ -318,6 +341,8 @@ pub async fn vstart(args: &VstartArgs) -> anyhow::Result<Cluster> {
                         mon.to_string(),
                         "--conf".into(),
                         confs.clone(),
+                        "--log-file".into(),
+                        s(dir.join(format!("{name}.log"))),
                     ];
                     spawn_daemon(
                         bin,
@@ -397,6 +422,9 @@ pub async fn vstart(args: &VstartArgs) -> anyhow::Result<Cluster> {
         ids.push(i);
     }
     wait_osds_up(mon, &ids, timeout).await?;
+    if mgrs > 0 {
+        wait_mgr_available(mon, timeout).await?;
+    }
     Ok(Cluster {
         dir,
         conf,

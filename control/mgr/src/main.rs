@@ -1,1 +1,123 @@
-fn main() {}
+//! `kalmar-mgr run --name NAME --mon ADDR`: a mgr daemon (standby until
+//! the MgrMap makes it active).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use kalmar_common::config::Conf;
+use kalmar_mgr::{MgrConfig, MgrOptions};
+use kalmar_msgr::MsgrConfig;
+
+#[derive(Parser)]
+#[command(name = "kalmar-mgr", version, about = "Kalmar manager daemon: daemon reports, PG statistics, Python plugins")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a mgr (standby until the mon makes it active).
+    Run {
+        /// The mgr's id (the `x` of `mgr.x`).
+        #[arg(long)]
+        name: String,
+        /// The mon's address IP:PORT (default: the conf's mon_host).
+        #[arg(long)]
+        mon: Option<SocketAddr>,
+        /// Extra plugin folders (repeatable), searched first.
+        #[arg(long = "modules-dir")]
+        modules_dir: Vec<PathBuf>,
+        /// Conf file (TOML with [global], [mgr], [mgr.NAME]); flags override it.
+        #[arg(long)]
+        conf: Option<PathBuf>,
+        /// Address daemons and the CLI reach this mgr at (default 127.0.0.1, any port).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        bind: SocketAddr,
+        /// Admin socket path (default: the conf's admin_socket, else DATA/mgr.NAME.asok).
+        #[arg(long)]
+        admin_socket: Option<PathBuf>,
+        /// Where module options and stores are kept (default: the conf's
+        /// mgr_data, else a `mgr.NAME` folder beside the admin socket).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Log level: error, warn, info, debug, trace.
+        #[arg(long)]
+        log_level: Option<String>,
+        /// Log file (default: stderr).
+        #[arg(long)]
+        log_file: Option<PathBuf>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let Cmd::Run { name, mon, modules_dir, conf, bind, admin_socket, data, log_level, log_file } =
+        Cli::parse().cmd;
+    let conf = match &conf {
+        Some(p) => Conf::load(p).with_context(|| format!("loading conf {}", p.display()))?,
+        None => Conf::empty(),
+    };
+    let entity = format!("mgr.{name}");
+    let level = match log_level {
+        Some(l) => l,
+        None => conf.get_or(&entity, "log_level", "info".to_string())?,
+    };
+    let log_file = match log_file {
+        Some(f) => Some(f),
+        None => conf.get::<String>(&entity, "log_file")?.map(PathBuf::from),
+    };
+    kalmar_common::logging::init(&level, log_file.as_deref()).context("opening the log file")?;
+    let mon = match mon {
+        Some(m) => m,
+        None => {
+            let h = conf
+                .get::<String>(&entity, "mon_host")?
+                .context("no mon address: pass --mon IP:PORT or set mon_host in the conf")?;
+            h.parse().with_context(|| format!("mon_host '{h}' is not IP:PORT"))?
+        }
+    };
+    let admin_socket = match admin_socket {
+        Some(p) => p,
+        None => match conf.get::<String>(&entity, "admin_socket")? {
+            Some(p) => PathBuf::from(p),
+            None => std::env::temp_dir().join(format!("kalmar-{entity}.asok")),
+        },
+    };
+    let data_dir = match data {
+        Some(d) => d,
+        None => match conf.get::<String>(&entity, "mgr_data")? {
+            Some(d) => PathBuf::from(d),
+            None => admin_socket
+                .parent()
+                .map_or_else(|| PathBuf::from("."), PathBuf::from)
+                .join(&entity),
+        },
+    };
+    let cfg = MgrConfig {
+        name,
+        mon,
+        bind,
+        admin_socket,
+        data_dir,
+        module_dirs: modules_dir,
+        opts: MgrOptions::from_conf(&conf, &entity)?,
+        msgr: MsgrConfig::from_conf(&conf, &entity)?,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("mgr")
+        .build()?;
+    rt.block_on(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let stop = async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
+                _ = term.recv() => tracing::info!("terminated; stopping"),
+            }
+        };
+        kalmar_mgr::run(cfg, stop).await.map_err(anyhow::Error::from)
+    })
+}

@@ -163,6 +163,9 @@ pub const PREFIXES: &[&str] = &[
     "mgr stat",
     "mgr dump",
     "mgr fail",
+    "mgr module enable",
+    "mgr module disable",
+    "mgr module ls",
 ];
 
 /// Runs one command against the mon's state.
@@ -316,6 +319,13 @@ fn run(st: &mut MonState, cmd: &Value, now: Instant, now_us: u64) -> Result<CmdR
         "mgr stat" => CmdReply::data(fmt.json_always(&st.mgr.map().stat_json())),
         "mgr dump" => CmdReply::data(fmt.json_always(&st.mgr.map().dump_json())),
         "mgr fail" => CmdReply::status(st.mgr.cmd_fail(arg_str(cmd, "who"), now, now_us)?),
+        "mgr module enable" => {
+            let force = cmd.get("force").and_then(Value::as_bool) == Some(true)
+                || arg_str(cmd, "force") == Some("--force");
+            CmdReply::status(st.mgr.cmd_module_enable(req_str(cmd, "module")?, force)?)
+        }
+        "mgr module disable" => CmdReply::status(st.mgr.cmd_module_disable(req_str(cmd, "module")?)?),
+        "mgr module ls" => CmdReply::data(fmt.json_always(&st.mgr.module_ls_json())),
         other => {
             return Err(CmdError::new(
                 EINVAL,

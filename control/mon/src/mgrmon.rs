@@ -225,6 +225,70 @@ impl MgrMon {
     }
 }
 
+impl MgrMon {
+    /// `mgr module enable NAME [--force]`: adds the module to the enabled
+    /// set (kept in the MgrMap, so it survives restarts and failovers).
+    /// Without `force` the module must be one a mgr reported it can run.
+    pub fn cmd_module_enable(&mut self, name: &str, force: bool) -> Result<String, CmdError> {
+        let view = self.view();
+        if view.modules.contains(name) {
+            return Ok(format!("module '{name}' is already enabled"));
+        }
+        if view.always_on_modules.contains(name) {
+            return Ok(format!("module '{name}' is already enabled (always-on)"));
+        }
+        if !force {
+            match view.available_modules.iter().find(|m| m.name == name) {
+                None => {
+                    return Err(CmdError::noent(format!(
+                        "all mgr daemons do not support module '{name}', pass --force to force enablement"
+                    )))
+                }
+                Some(m) if !m.can_run => {
+                    return Err(CmdError::noent(format!(
+                        "module '{name}' reports that it cannot run on the active manager daemon: {} (pass --force to force enablement)",
+                        m.error_string
+                    )))
+                }
+                Some(_) => {}
+            }
+        }
+        let name = name.to_string();
+        self.edit(|m| {
+            m.modules.insert(name);
+        });
+        Ok(String::new())
+    }
+
+    /// `mgr module disable NAME`.
+    pub fn cmd_module_disable(&mut self, name: &str) -> Result<String, CmdError> {
+        if !self.view().modules.contains(name) {
+            return Ok(format!("module '{name}' is already disabled"));
+        }
+        self.edit(|m| {
+            m.modules.remove(name);
+        });
+        Ok(String::new())
+    }
+
+    /// `mgr module ls` from the map alone (the active mgr answers it with
+    /// each module's state; this is the answer without one).
+    pub fn module_ls_json(&self) -> serde_json::Value {
+        let m = self.map();
+        let disabled: Vec<serde_json::Value> = m
+            .available_modules
+            .iter()
+            .filter(|x| !m.modules.contains(&x.name) && !m.always_on_modules.contains(&x.name))
+            .map(|x| serde_json::json!({"name": x.name, "can_run": x.can_run, "error_string": x.error_string, "module_options": {}}))
+            .collect();
+        serde_json::json!({
+            "always_on_modules": m.always_on_modules,
+            "enabled_modules": m.modules,
+            "disabled_modules": disabled,
+        })
+    }
+}
+
 fn drop_active(m: &mut MgrMap) {
     m.active_gid = 0;
     m.active_name.clear();
@@ -317,6 +381,35 @@ mod tests {
             m.map().standbys.get(&10).map(|s| s.name.as_str()),
             Some("x")
         );
+    }
+
+    #[test]
+    fn module_enable_disable_kept_in_the_map() {
+        let t0 = Instant::now();
+        let mut m = MgrMon::new(MgrMap::default(), Arc::new(MonOptions::default()), t0);
+        let mut b = beacon(1, "x", true);
+        b.available_modules = vec![
+            kalmar_maps::MgrModuleInfo { name: "hello".into(), can_run: true, error_string: String::new() },
+            kalmar_maps::MgrModuleInfo { name: "broken".into(), can_run: false, error_string: "no deps".into() },
+        ];
+        m.beacon(&b, t0, 1);
+        commit(&mut m);
+        assert!(m.cmd_module_enable("nosuch", false).is_err());
+        assert!(m.cmd_module_enable("broken", false).is_err());
+        m.cmd_module_enable("hello", false).expect("enable");
+        assert!(commit(&mut m));
+        assert!(m.map().modules.contains("hello"));
+        let ls = m.module_ls_json();
+        assert_eq!(ls["enabled_modules"], serde_json::json!(["hello"]));
+        assert_eq!(ls["disabled_modules"][0]["name"], "broken");
+        m.cmd_module_enable("broken", true).expect("forced");
+        m.cmd_module_disable("hello").expect("disable");
+        assert!(commit(&mut m));
+        assert_eq!(m.map().modules.iter().collect::<Vec<_>>(), vec!["broken"]);
+        // Beacons do not touch the enabled set.
+        m.beacon(&b, t0, 2);
+        commit(&mut m);
+        assert!(m.map().modules.contains("broken"));
     }
 
     #[test]

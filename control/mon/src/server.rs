@@ -85,6 +85,8 @@ struct Server {
     perf: MonPerf,
     /// What the admin socket shows (it runs on its own thread).
     admin_status: Arc<Mutex<Value>>,
+    /// Reports the mon's perf counters to the active mgr.
+    mgr_client: kalmar_mgr_client::MgrClient,
 }
 
 fn wall_us() -> u64 {
@@ -132,6 +134,14 @@ pub async fn start(cfg: MonConfig) -> Result<RunningMon, MonError> {
     let perf = MonPerf::new();
     let admin_status = Arc::new(Mutex::new(Value::Null));
     let admin = start_admin_socket(&cfg, &perf, admin_status.clone())?;
+    let mut mgrc = kalmar_mgr_client::MgrClientConfig::new(EntityName::new(
+        EntityType::Mon,
+        cfg.name.clone(),
+    ));
+    mgrc.metadata
+        .insert("addr".into(), format!("{}", cfg.bind));
+    let mgr_client = kalmar_mgr_client::MgrClient::start(mgrc, perf.collection.clone());
+    mgr_client.handle_mgrmap(st.mgr.map());
     let mut server = Server {
         st,
         store,
@@ -142,6 +152,7 @@ pub async fn start(cfg: MonConfig) -> Result<RunningMon, MonError> {
         incs: BTreeMap::new(),
         perf,
         admin_status,
+        mgr_client,
     };
     server.refresh_views();
     tracing::info!(
@@ -562,6 +573,7 @@ impl Server {
         }
         if let Some(m) = mgr {
             tracing::info!(epoch = m.epoch, active = %m.active_name, available = m.available, "mgrmap committed");
+            self.mgr_client.handle_mgrmap(&m);
             self.st.mgr.committed(m);
         }
         self.refresh_views();
