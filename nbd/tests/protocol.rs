@@ -287,3 +287,33 @@ fn replies_come_out_of_order_as_requests_complete() {
         "the slow read must finish last: {order:?}"
     );
 }
+
+#[test]
+fn connections_beyond_the_limit_are_closed_and_the_first_keeps_working() {
+    let s = ServerSettings {
+        max_connections: 1,
+        ..settings()
+    };
+    let server = TestServer::start(Arc::new(MemBackend::new(SIZE).expect("mem")), s);
+    let mut first = Client::open(server.addr, true);
+    let mut second = connect(server.addr);
+    assert!(closed(&mut second), "the second connection must be refused");
+    assert_eq!(first.write(1, 0, b"first").error, 0);
+    assert_eq!(first.read(2, 0, 5).data, b"first");
+    // Once the first leaves, a new client gets in.
+    first.send(CMD_DISC, 0, 3, 0, 0, &[]);
+    assert!(first.closed_by_server());
+    let t0 = Instant::now();
+    loop {
+        let mut s = connect(server.addr);
+        let mut g = [0u8; 18];
+        if std::io::Read::read_exact(&mut s, &mut g).is_ok() {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "the slot was not released"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
