@@ -183,6 +183,11 @@ pub async fn run(
     let _admin = start_admin(&cfg, &shared, collection)?;
     let store = FileStore::open(&cfg.data_dir.join("store.json"))
         .map_err(|e| MgrError::Store(e.to_string()))?;
+    for (k, v) in &cfg.opts.module_config {
+        store
+            .set_default(k, v)
+            .map_err(|e| MgrError::Store(e.to_string()))?;
+    }
     tokio::spawn(crate::server::serve(shared.clone(), server_rx));
 
     let me = EntityName::new(EntityType::Mgr, cfg.name.clone());

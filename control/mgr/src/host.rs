@@ -100,6 +100,15 @@ impl FileStore {
         })
     }
 
+    /// A module option from the conf: used while nothing was set at run
+    /// time; not written to the file.
+    pub fn set_default(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        if self.mem.config_get(key).is_none() {
+            self.mem.config_set(key, Some(value))?;
+        }
+        Ok(())
+    }
+
     fn persist(&self, key: &str) -> Result<(), StoreError> {
         let _guard = self.write_lock.lock();
         let (config, kv) = self.mem.dump();

@@ -35,6 +35,9 @@ pub struct MgrOptions {
     pub mgr_max_daemons: usize,
     /// Commands served at once; more get EBUSY.
     pub mgr_max_inflight_commands: usize,
+    /// Module options from the conf (`mgr/<module>/<option> = value`
+    /// keys, as Ceph's conf file allows); options set at run time win.
+    pub module_config: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for MgrOptions {
@@ -52,6 +55,7 @@ impl Default for MgrOptions {
             mgr_command_timeout: Duration::from_secs(30),
             mgr_max_daemons: 10_000,
             mgr_max_inflight_commands: 64,
+            module_config: Default::default(),
         }
     }
 }
@@ -98,6 +102,7 @@ impl MgrOptions {
                 "mgr_max_inflight_commands",
                 d.mgr_max_inflight_commands,
             )?,
+            module_config: module_config(conf, entity),
         })
     }
 
@@ -120,6 +125,26 @@ impl MgrOptions {
     }
 }
 
+/// `mgr/...` keys of `[global]`, `[mgr]` and `[mgr.NAME]` (later sections
+/// win), as strings.
+fn module_config(conf: &Conf, entity: &str) -> std::collections::BTreeMap<String, String> {
+    let ty = entity.split('.').next().unwrap_or(entity);
+    let mut out = std::collections::BTreeMap::new();
+    for section in ["global", ty, entity] {
+        let Some(t) = conf.table().get(section).and_then(|s| s.as_table()) else {
+            continue;
+        };
+        for (k, v) in t.iter().filter(|(k, _)| k.starts_with("mgr/")) {
+            let v = match v {
+                toml::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            out.insert(k.clone(), v);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,6 +160,11 @@ mod tests {
         assert_eq!(o.mgr_stats_period, Duration::from_secs(1));
         assert_eq!(o.mgr_always_on_modules, ["status", "hello"]);
         assert_eq!(o.mgr_digest_period, Duration::from_secs(5));
+        let c = Conf::parse("[global]\n\"mgr/prometheus/server_port\" = 0\n[mgr.x]\n\"mgr/hello/a\" = \"b\"\n")
+            .expect("toml");
+        let o = MgrOptions::from_conf(&c, "mgr.x").expect("options");
+        assert_eq!(o.module_config["mgr/prometheus/server_port"], "0");
+        assert_eq!(o.module_config["mgr/hello/a"], "b");
         let bad = Conf::parse("[mgr]\nmgr_tick_period = \"soon\"\n").expect("toml");
         assert!(MgrOptions::from_conf(&bad, "mgr.x").is_err());
     }

@@ -1,0 +1,77 @@
+"""A plugin for the live mgr tests: `livecheck report` answers, as JSON,
+what the MgrModule API returns against the running cluster, so the Rust
+test can check shapes and values; `livecheck store KEY VALUE` and
+`livecheck health NAME` exercise writes."""
+
+import json
+
+from mgr_module import MgrModule, Option
+
+DOCS = ["osd_map", "osd_map_tree", "osd_map_crush", "pg_summary", "pg_status",
+        "pg_dump", "pg_stats", "osd_stats", "pool_stats", "osd_pool_stats", "df",
+        "health", "mon_status", "mon_map", "mgr_map", "io_rate"]
+
+
+class Module(MgrModule):
+    COMMANDS = [
+        {"cmd": "livecheck report", "desc": "what the API returns", "perm": "r"},
+        {"cmd": "livecheck store name=key,type=CephString name=value,type=CephString",
+         "desc": "set_store then get_store", "perm": "w"},
+        {"cmd": "livecheck health name=check,type=CephString",
+         "desc": "raise a health check", "perm": "w"},
+    ]
+    MODULE_OPTIONS = [Option("interval", type="secs", default=7, desc="an option")]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.notified = {}
+
+    def notify(self, notify_type, notify_id):
+        key = str(getattr(notify_type, "value", notify_type))
+        self.notified[key] = self.notified.get(key, 0) + 1
+
+    def report(self):
+        docs = {}
+        for name in DOCS:
+            v = self.get(name)
+            docs[name] = {"type": type(v).__name__,
+                          "keys": sorted(v.keys()) if isinstance(v, dict) else []}
+        health = json.loads(self.get("health")["json"])
+        osdmap = self.get_osdmap()
+        r, outb, outs = self.mon_command({"prefix": "osd stat", "format": "json"})
+        perf = self.get_all_perf_counters()
+        op_w = {d: c.get("osd.op_w", {}).get("value") for d, c in perf.items() if d.startswith("osd.")}
+        counter = self.get_counter("osd", "0", "osd.op_w")
+        return {
+            "mgr_id": self.get_mgr_id(),
+            "have_mon_connection": self.have_mon_connection(),
+            "docs": docs,
+            "health_status": health.get("status"),
+            "osdmap_epoch": osdmap.get_epoch(),
+            "pools": sorted(p["pool_name"] for p in osdmap.dump()["pools"]),
+            "mon_command": {"retval": r, "num_osds": json.loads(outb or "{}").get("num_osds")},
+            "perf_daemons": sorted(perf.keys()),
+            "op_w": op_w,
+            "op_w_samples": len(counter.get("osd.op_w", [])),
+            "latest_op_w": self.get_latest("osd", "0", "osd.op_w"),
+            "schema_op_w": self.get_perf_schema("osd", "0").get("osd.0", {}).get("osd.op_w"),
+            "metadata_osd0": self.get_metadata("osd", "0"),
+            "servers": [s.get("hostname") for s in self.list_servers()],
+            "option_interval": self.get_module_option("interval"),
+            "pg_status": self.get("pg_status"),
+            "df_stats": self.get("df")["stats"],
+            "notified": self.notified,
+        }
+
+    def handle_command(self, inbuf, cmd):
+        prefix = cmd["prefix"]
+        if prefix == "livecheck report":
+            return 0, json.dumps(self.report()), ""
+        if prefix == "livecheck store":
+            self.set_store(cmd["key"], cmd["value"])
+            return 0, json.dumps({"value": self.get_store(cmd["key"])}), ""
+        if prefix == "livecheck health":
+            self.set_health_checks({cmd["check"]: {
+                "severity": "warning", "summary": "raised by livecheck", "count": 1, "detail": []}})
+            return 0, "", "raised"
+        return -22, "", "unknown command"
