@@ -19,6 +19,8 @@ pub struct BenchOpts {
     pub concurrency: usize,
     pub cleanup: bool,
     pub prefix: String,
+    /// Stop after this many objects (0: no limit).
+    pub max_objects: u64,
 }
 
 /// The summary, with Ceph's JSON keys.
@@ -111,8 +113,8 @@ pub async fn write_bench(
         writeln!(out, "hints = 1")?;
         writeln!(
             out,
-            "Maintaining {} concurrent writes of {} bytes to objects of size {} for up to {} seconds or 0 objects",
-            o.concurrency, o.block_size, o.block_size, o.seconds
+            "Maintaining {} concurrent writes of {} bytes to objects of size {} for up to {} seconds or {} objects",
+            o.concurrency, o.block_size, o.block_size, o.seconds, o.max_objects
         )?;
         writeln!(out, "Object prefix: {}", o.prefix)?;
         writeln!(
@@ -149,9 +151,13 @@ pub async fn write_bench(
             next.clone(),
             o.prefix.clone(),
         );
+        let max = if o.max_objects == 0 { u64::MAX } else { o.max_objects };
         workers.push(tokio::spawn(async move {
             while Instant::now() < deadline {
                 let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if n >= max {
+                    return;
+                }
                 let name = format!("{prefix}_object{n}");
                 stats.lock().started += 1;
                 let t0 = Instant::now();
@@ -190,10 +196,12 @@ pub async fn write_bench(
             0, 0, 0, 0, 0, 0, "-", 0
         )?;
     }
-    while Instant::now() < deadline {
+    let mut done = false;
+    while Instant::now() < deadline && !done {
         tick.tick().await;
         sec += 1;
         let s = stats.lock();
+        done = o.max_objects > 0 && s.finished + s.errors >= o.max_objects;
         let cur = (s.finished - last_finished) as f64;
         last_finished = s.finished;
         per_sec_ops.push(cur);
@@ -262,7 +270,8 @@ pub async fn write_bench(
         };
         r
     };
-    let written = next.load(std::sync::atomic::Ordering::Relaxed);
+    let limit = if o.max_objects == 0 { u64::MAX } else { o.max_objects };
+    let written = next.load(std::sync::atomic::Ordering::Relaxed).min(limit);
     if !quiet {
         writeln!(out, "Total time run:         {:.4}", r.total_time_run)?;
         writeln!(out, "Total writes made:      {}", r.total_writes_made)?;

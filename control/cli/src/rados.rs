@@ -119,6 +119,9 @@ pub enum RadosCmd {
         /// Object name prefix (default benchmark_data_HOST_PID).
         #[arg(long)]
         run_name: Option<String>,
+        /// Stop after this many objects (0: only the time limit).
+        #[arg(long, default_value_t = 0)]
+        max_objects: u64,
     },
 }
 
@@ -375,6 +378,7 @@ pub async fn run_on(
             concurrency,
             no_cleanup,
             run_name,
+            max_objects,
         } => {
             if mode != "write" {
                 bail!("bench mode '{mode}' is not supported (only 'write')");
@@ -388,6 +392,7 @@ pub async fn run_on(
                 block_size,
                 concurrency: (*concurrency).max(1),
                 cleanup: !no_cleanup,
+                max_objects: *max_objects,
                 prefix: run_name
                     .clone()
                     .unwrap_or_else(|| format!("benchmark_data_{}_{}", host(), std::process::id())),
