@@ -15,6 +15,10 @@
 #   BENCH_WORK_DIR     parent of the scratch directory (default /var/tmp)
 #   BENCH_RESULTS_DIR  where results and the store's perf dumps are kept
 #                      (default ~/.cache/kalmar-bench)
+#   BENCH_WAIT_QUIET   seconds to wait, before each job, for other fio or
+#                      Kalmar benchmark processes on this host to finish
+#                      (default 1800; 0 does not wait). A shared disk makes
+#                      side-by-side figures meaningless.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,7 +30,20 @@ JOBS=${BENCH_JOBS:-seqwrite-1m randwrite-4k-qd1 randwrite-4k-qd32}
 REPEAT=${BENCH_REPEAT:-1}
 OUT="${BENCH_RESULTS_DIR:-$HOME/.cache/kalmar-bench}/objectstore-$(date -u +%Y%m%dT%H%M%SZ)"
 
+WAIT_QUIET=${BENCH_WAIT_QUIET:-1800}
+
 log() { echo "objectstore-bench: $*" >&2; }
+
+# Waits while someone else's fio, kalmar-nbd, kalmar-osd or store
+# benchmark runs (ours run one at a time, so any found is not ours).
+wait_quiet() {
+  local waited=0
+  while [ "$waited" -lt "$WAIT_QUIET" ] && pgrep -f '^(fio|[^ ]*/kalmar-(nbd|osd|objectstore-bench)) ' >/dev/null; do
+    [ $((waited % 60)) -eq 0 ] && log "waiting for other benchmarks to finish ($(pgrep -fa '^(fio|[^ ]*/kalmar-(nbd|osd|objectstore-bench)) ' | head -1 | cut -c1-80))"
+    sleep 5
+    waited=$((waited + 5))
+  done
+}
 
 scripts/setup.sh
 . scripts/env.sh
@@ -70,11 +87,13 @@ for rep in $(seq "$REPEAT"); do
   mkdir -p "$RES/raw" "$RES/raw-durable"
   for job in $JOBS; do
     for target in raw raw-durable; do
+      wait_quiet
       export RAW_SYNC=$([ "$target" = raw-durable ] && echo 1 || echo 0)
       fio --section="$job" --output-format=json --output="$RES/$target/$job.json" fio-configs/raw.fio
       log "run $rep: $target $job done"
     done
   done
+  wait_quiet
   "$BENCH_BIN" --device "$STORE_DEV" --db "$WORK/objectstore.db" --mkfs --size "$FIO_SIZE" \
     --runtime "$RUNTIME" --ramp "$RAMP" --jobs "$JOBS" --out-dir "$RES/objectstore" \
     --cpu-tsv "$RES/cpu.tsv" --target objectstore 2> >(tee "$RES/objectstore.log" | grep -v ' perf: ' >&2)
