@@ -172,7 +172,10 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<(
         ("hostname", hostname()),
         ("front_addr", addrs.public.to_string()),
         ("back_addr", addrs.cluster.to_string()),
-        ("ceph_version", format!("kalmar {}", env!("CARGO_PKG_VERSION"))),
+        (
+            "ceph_version",
+            format!("kalmar {}", env!("CARGO_PKG_VERSION")),
+        ),
     ] {
         mgr_cfg.metadata.insert(k.to_string(), v);
     }

@@ -187,7 +187,9 @@ fn main() -> anyhow::Result<()> {
             // (one worker gave 1.5x the 4 KiB write rate of two with 3
             // OSDs on 2 cores).
             let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-            let threads: usize = s.conf.get_or(&s.entity, "osd_worker_threads", (cores / 2).clamp(1, 8))?;
+            let threads: usize =
+                s.conf
+                    .get_or(&s.entity, "osd_worker_threads", (cores / 2).clamp(1, 8))?;
             let mut identity = serde_json::Map::new();
             identity.insert("name".into(), Value::String(s.entity.clone()));
             identity.insert(

@@ -248,22 +248,27 @@ pub fn decode_scan(bytes: &[u8]) -> Result<ScanResult, DecodeError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use kalmar_peering::{LogOp, ReqId};
     use proptest::prelude::*;
 
-    fn entry(v: u64) -> PgLogEntry {
+    /// A client write's log entry at `epoch'v` from client `client`.
+    pub(crate) fn test_entry(epoch: u32, v: u64, client: u64) -> PgLogEntry {
         PgLogEntry {
             op: LogOp::Modify,
             oid: format!("o{v}"),
-            version: Eversion::new(3, v),
+            version: Eversion::new(epoch, v),
             prior_version: Eversion::ZERO,
-            reqid: ReqId::new(1, 2, v),
-            mtime_us: 5,
+            reqid: ReqId::new(client, 1, v),
+            mtime_us: v,
             return_code: 0,
             user_version: v,
         }
+    }
+
+    fn entry(v: u64) -> PgLogEntry {
+        test_entry(3, v, 1)
     }
 
     fn samples() -> Vec<PeeringMessage> {

@@ -46,15 +46,20 @@ fn sizes(seed: u64) -> Vec<usize> {
         .collect()
 }
 
-async fn put_all(io: &IoCtx, sizes: &[usize]) -> anyhow::Result<()> {
+/// Runs `f(i, size)` for every object with `CONCURRENCY` in flight.
+async fn for_each_object<F, Fut>(sizes: &[usize], f: F) -> anyhow::Result<()>
+where
+    F: Fn(usize, usize) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
     let sem = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
     let mut tasks = Vec::new();
     for (i, &size) in sizes.iter().enumerate() {
-        let (io, permit) = (io.clone(), sem.clone().acquire_owned().await?);
+        let permit = sem.clone().acquire_owned().await?;
+        let fut = f(i, size);
         tasks.push(tokio::spawn(async move {
             let _p = permit;
-            io.write_full(&format!("object-{i:04}"), content(i, size))
-                .await
+            fut.await
         }));
     }
     for t in tasks {
@@ -63,13 +68,22 @@ async fn put_all(io: &IoCtx, sizes: &[usize]) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn put_all(io: &IoCtx, sizes: &[usize]) -> anyhow::Result<()> {
+    for_each_object(sizes, |i, size| {
+        let io = io.clone();
+        async move {
+            io.write_full(&format!("object-{i:04}"), content(i, size))
+                .await?;
+            Ok(())
+        }
+    })
+    .await
+}
+
 async fn check_all(io: &IoCtx, sizes: &[usize]) -> anyhow::Result<()> {
-    let sem = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
-    let mut tasks = Vec::new();
-    for (i, &size) in sizes.iter().enumerate() {
-        let (io, permit) = (io.clone(), sem.clone().acquire_owned().await?);
-        tasks.push(tokio::spawn(async move {
-            let _p = permit;
+    for_each_object(sizes, |i, size| {
+        let io = io.clone();
+        async move {
             let name = format!("object-{i:04}");
             let got = io.read(&name, 0, 0).await?;
             anyhow::ensure!(
@@ -84,12 +98,9 @@ async fn check_all(io: &IoCtx, sizes: &[usize]) -> anyhow::Result<()> {
                 st.size_bytes
             );
             Ok(())
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
-    Ok(())
+        }
+    })
+    .await
 }
 
 async fn xattrs_and_omap(io: &IoCtx) -> anyhow::Result<()> {

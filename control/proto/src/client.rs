@@ -410,11 +410,7 @@ impl OsdOpRequest {
     }
 
     pub fn from_message(msg: &Message) -> Result<Self, ProtoError> {
-        check_type(msg, CLIENT_OSD_OP, "osd_op")?;
-        segments::from_payload(&msg.payload).map_err(|source| ProtoError::Decode {
-            what: "osd_op",
-            source,
-        })
+        segments::decode_message(msg, CLIENT_OSD_OP, "osd_op")
     }
 
     /// Whether the request changes anything (all its ops are writes).
@@ -521,22 +517,8 @@ impl OsdOpReply {
     }
 
     pub fn from_message(msg: &Message) -> Result<Self, ProtoError> {
-        check_type(msg, CLIENT_OSD_OP_REPLY, "osd_op_reply")?;
-        segments::from_payload(&msg.payload).map_err(|source| ProtoError::Decode {
-            what: "osd_op_reply",
-            source,
-        })
+        segments::decode_message(msg, CLIENT_OSD_OP_REPLY, "osd_op_reply")
     }
-}
-
-fn check_type(msg: &Message, want: u16, name: &'static str) -> Result<(), ProtoError> {
-    if msg.msg_type != want {
-        return Err(ProtoError::WrongType {
-            expected: name,
-            got: msg.msg_type,
-        });
-    }
-    Ok(())
 }
 
 /// Output of [`OsdOp::Stat`].

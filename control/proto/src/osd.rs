@@ -230,16 +230,7 @@ impl RepOp {
     }
 
     pub fn from_message(msg: &Message) -> Result<Self, ProtoError> {
-        if msg.msg_type != OSD_REPOP {
-            return Err(ProtoError::WrongType {
-                expected: "osd_repop",
-                got: msg.msg_type,
-            });
-        }
-        segments::from_payload(&msg.payload).map_err(|source| ProtoError::Decode {
-            what: "osd_repop",
-            source,
-        })
+        segments::decode_message(msg, OSD_REPOP, "osd_repop")
     }
 
     /// Data bytes carried.
@@ -370,16 +361,7 @@ impl PgPush {
     }
 
     pub fn from_message(msg: &Message) -> Result<Self, ProtoError> {
-        if msg.msg_type != OSD_PG_PUSH {
-            return Err(ProtoError::WrongType {
-                expected: "osd_pg_push",
-                got: msg.msg_type,
-            });
-        }
-        segments::from_payload(&msg.payload).map_err(|source| ProtoError::Decode {
-            what: "osd_pg_push",
-            source,
-        })
+        segments::decode_message(msg, OSD_PG_PUSH, "osd_pg_push")
     }
 }
 

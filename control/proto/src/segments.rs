@@ -142,6 +142,21 @@ pub fn to_message<T: SegmentedEncode>(msg_type: u16, value: &T) -> Message {
     segs.finish(msg_type, &header)
 }
 
+/// Decodes a segmented message of type `want` (`name` for errors).
+pub fn decode_message<T: SegmentedDecode>(
+    msg: &Message,
+    want: u16,
+    name: &'static str,
+) -> Result<T, crate::ProtoError> {
+    if msg.msg_type != want {
+        return Err(crate::ProtoError::WrongType {
+            expected: name,
+            got: msg.msg_type,
+        });
+    }
+    from_payload(&msg.payload).map_err(|source| crate::ProtoError::Decode { what: name, source })
+}
+
 /// Decodes a whole segmented payload, refusing unclaimed bytes.
 pub fn from_payload<T: SegmentedDecode>(payload: &Bytes) -> Result<T, DecodeError> {
     let (header, mut segs) = split(payload)?;

@@ -201,19 +201,10 @@ mod tests {
     use super::*;
     use kalmar_maps::PgId;
     use kalmar_objectstore::{MkfsOptions, MountOptions};
-    use kalmar_peering::{LogOp, ReqId};
+    use kalmar_peering::ReqId;
 
     fn entry(v: u64) -> PgLogEntry {
-        PgLogEntry {
-            op: LogOp::Modify,
-            oid: format!("o{v}"),
-            version: Eversion::new(2, v),
-            prior_version: Eversion::ZERO,
-            reqid: ReqId::new(7, 1, v),
-            mtime_us: v,
-            return_code: 0,
-            user_version: v,
-        }
+        crate::wire::tests::test_entry(2, v, 7)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
