@@ -141,6 +141,11 @@ pub async fn write_bench(
             .map(|i| (i % 251) as u8)
             .collect::<Vec<u8>>(),
     );
+    // Objects to write at most (`max_objects == 0`: only the time limit).
+    let limit = match o.max_objects {
+        0 => u64::MAX,
+        n => n,
+    };
     let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut workers = Vec::new();
     for _ in 0..o.concurrency.max(1) {
@@ -151,11 +156,10 @@ pub async fn write_bench(
             next.clone(),
             o.prefix.clone(),
         );
-        let max = if o.max_objects == 0 { u64::MAX } else { o.max_objects };
         workers.push(tokio::spawn(async move {
             while Instant::now() < deadline {
                 let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if n >= max {
+                if n >= limit {
                     return;
                 }
                 let name = format!("{prefix}_object{n}");
@@ -270,7 +274,6 @@ pub async fn write_bench(
         };
         r
     };
-    let limit = if o.max_objects == 0 { u64::MAX } else { o.max_objects };
     let written = next.load(std::sync::atomic::Ordering::Relaxed).min(limit);
     if !quiet {
         writeln!(out, "Total time run:         {:.4}", r.total_time_run)?;
