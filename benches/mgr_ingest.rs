@@ -44,7 +44,14 @@ fn osd_like_perf() -> Arc<PerfCollection> {
             _ => CounterKind::TimeAvg,
         };
         let name: &'static str = Box::leak(format!("counter_{i:03}").into_boxed_str());
-        b.add(name, kind, "a simulated OSD counter", "", 5 + (i % 6) as u8, Unit::None);
+        b.add(
+            name,
+            kind,
+            "a simulated OSD counter",
+            "",
+            5 + (i % 6) as u8,
+            Unit::None,
+        );
     }
     let l = b.build();
     for i in 0..100 {
@@ -99,8 +106,12 @@ fn bin(name: &str) -> anyhow::Result<PathBuf> {
 
 /// A mon and one mgr reporting every `period_s` seconds.
 fn start_cluster(period_s: f64) -> anyhow::Result<Cluster> {
-    let dir = tempfile::Builder::new().prefix("kalmar-mgr-bench-").tempdir()?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let dir = tempfile::Builder::new()
+        .prefix("kalmar-mgr-bench-")
+        .tempdir()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let mon: std::net::SocketAddr = format!("127.0.0.1:{port}").parse()?;
     let conf = dir.path().join("kalmar.conf");
     let plugins = concat!(env!("CARGO_MANIFEST_DIR"), "/mgr-plugins");
@@ -117,7 +128,13 @@ fn start_cluster(period_s: f64) -> anyhow::Result<Cluster> {
     let mon_bin = bin("kalmar-mon")?;
     let out = run_bounded(
         &mon_bin,
-        &["mkfs".into(), "--data".into(), s(&dir.path().join("mon.a")), "--conf".into(), s(&conf)],
+        &[
+            "mkfs".into(),
+            "--data".into(),
+            s(&dir.path().join("mon.a")),
+            "--conf".into(),
+            s(&conf),
+        ],
         WAIT,
     )?;
     if !out.status.success() {
@@ -125,19 +142,42 @@ fn start_cluster(period_s: f64) -> anyhow::Result<Cluster> {
     }
     let mon_pid = spawn_daemon(
         &mon_bin,
-        &["run".into(), "--data".into(), s(&dir.path().join("mon.a")), "--conf".into(), s(&conf),
-          "--bind".into(), mon.to_string(), "--log-level".into(), "warn".into()],
+        &[
+            "run".into(),
+            "--data".into(),
+            s(&dir.path().join("mon.a")),
+            "--conf".into(),
+            s(&conf),
+            "--bind".into(),
+            mon.to_string(),
+            "--log-level".into(),
+            "warn".into(),
+        ],
         &dir.path().join("mon.a.log"),
         &dir.path().join("mon.a.pid"),
     )?;
     let mgr_pid = spawn_daemon(
         &bin("kalmar-mgr")?,
-        &["run".into(), "--name".into(), "x".into(), "--mon".into(), mon.to_string(),
-          "--conf".into(), s(&conf), "--log-level".into(), "warn".into()],
+        &[
+            "run".into(),
+            "--name".into(),
+            "x".into(),
+            "--mon".into(),
+            mon.to_string(),
+            "--conf".into(),
+            s(&conf),
+            "--log-level".into(),
+            "warn".into(),
+        ],
         &dir.path().join("mgr.x.log"),
         &dir.path().join("mgr.x.pid"),
     )?;
-    Ok(Cluster { dir, mon, mon_pid, mgr_pid })
+    Ok(Cluster {
+        dir,
+        mon,
+        mon_pid,
+        mgr_pid,
+    })
 }
 
 async fn mon_cmd(mon: &MonClient, cmd: Value) -> anyhow::Result<Value> {
@@ -148,13 +188,18 @@ async fn mon_cmd(mon: &MonClient, cmd: Value) -> anyhow::Result<Value> {
     Ok(serde_json::from_slice(&r.outbuf.0).unwrap_or(Value::Null))
 }
 
-async fn wait_available(mon: &MonClient) -> anyhow::Result<(kalmar_maps::MgrMap, std::net::SocketAddr)> {
+async fn wait_available(
+    mon: &MonClient,
+) -> anyhow::Result<(kalmar_maps::MgrMap, std::net::SocketAddr)> {
     let start = Instant::now();
     loop {
         let d = mon_cmd(mon, json!({"prefix": "mgr dump", "format": "json"})).await?;
         if d["available"] == json!(true) {
-            let addr = d["active_addr"].as_str().and_then(|a| a.split('/').next())
-                .and_then(|a| a.parse().ok()).context("active_addr")?;
+            let addr = d["active_addr"]
+                .as_str()
+                .and_then(|a| a.split('/').next())
+                .and_then(|a| a.parse().ok())
+                .context("active_addr")?;
             mon.subscribe("mgrmap", 0, true).await?;
             return Ok((kalmar_maps::MgrMap::default(), addr));
         }
@@ -178,11 +223,15 @@ struct Row {
 async fn run_config(period_s: f64, osds: usize) -> anyhow::Result<Row> {
     let cluster = start_cluster(period_s)?;
     let me = EntityName::new(EntityType::Client, "mgrbench");
-    let (mon, mut events) = MonClient::connect(cluster.mon, me, uuid::Uuid::nil(), MsgrConfig::default())
-        .await
-        .map_err(|e| anyhow!("{e}"))?;
+    let (mon, mut events) =
+        MonClient::connect(cluster.mon, me, uuid::Uuid::nil(), MsgrConfig::default())
+            .await
+            .map_err(|e| anyhow!("{e}"))?;
     let wait_mon = Instant::now();
-    while mon_cmd(&mon, json!({"prefix": "status", "format": "json"})).await.is_err() {
+    while mon_cmd(&mon, json!({"prefix": "status", "format": "json"}))
+        .await
+        .is_err()
+    {
         if wait_mon.elapsed() > WAIT {
             bail!("mon not answering");
         }
@@ -196,7 +245,11 @@ async fn run_config(period_s: f64, osds: usize) -> anyhow::Result<Row> {
         }
     };
     // The plugin that times get_all_perf_counters.
-    mon_cmd(&mon, json!({"prefix": "mgr module enable", "module": "mgrbench"})).await?;
+    mon_cmd(
+        &mon,
+        json!({"prefix": "mgr module enable", "module": "mgrbench"}),
+    )
+    .await?;
 
     let perf = osd_like_perf();
     let mut clients = Vec::with_capacity(osds);
@@ -219,9 +272,19 @@ async fn run_config(period_s: f64, osds: usize) -> anyhow::Result<Row> {
     let asok = cluster.dir.path().join("mgr.x.asok");
     let sent = |cs: &[MgrClient]| cs.iter().map(|c| c.status().reports_sent).sum::<u64>();
     let absorbed = |v: &Value| v["mgr"]["reports"].as_u64().unwrap_or(0);
-    let (s0, a0, c0, t0) = (sent(&clients), absorbed(&admin(&asok, "perf dump")?), cpu_ticks(cluster.mgr_pid)?, Instant::now());
+    let (s0, a0, c0, t0) = (
+        sent(&clients),
+        absorbed(&admin(&asok, "perf dump")?),
+        cpu_ticks(cluster.mgr_pid)?,
+        Instant::now(),
+    );
     tokio::time::sleep(WINDOW).await;
-    let (s1, a1, c1, dt) = (sent(&clients), absorbed(&admin(&asok, "perf dump")?), cpu_ticks(cluster.mgr_pid)?, t0.elapsed());
+    let (s1, a1, c1, dt) = (
+        sent(&clients),
+        absorbed(&admin(&asok, "perf dump")?),
+        cpu_ticks(cluster.mgr_pid)?,
+        t0.elapsed(),
+    );
     let secs = dt.as_secs_f64();
     let cpu_s = (c1 - c0) as f64 / ticks_per_sec();
     let reports = (a1 - a0) as f64;
@@ -234,8 +297,11 @@ async fn run_config(period_s: f64, osds: usize) -> anyhow::Result<Row> {
         )
         .await
         .map_err(|e| anyhow!("{e}"))?;
-        let reply = r.0
-            .command(&json!({"prefix": "tell", "args": ["mgrbench", "perf", "15"], "format": "json"}), Duration::from_secs(120))
+        let reply =
+            r.0.command(
+                &json!({"prefix": "tell", "args": ["mgrbench", "perf", "15"], "format": "json"}),
+                Duration::from_secs(120),
+            )
             .await?;
         if reply.retval != 0 {
             bail!("mgrbench perf: {}", reply.outs);
@@ -258,13 +324,20 @@ async fn run_config(period_s: f64, osds: usize) -> anyhow::Result<Row> {
         offered_per_s: (s1 - s0) as f64 / secs,
         absorbed_per_s: reports / secs,
         mgr_cpu_pct: cpu_s * 100.0 / secs,
-        cpu_us_per_report: if reports > 0.0 { cpu_s * 1e6 / reports } else { 0.0 },
+        cpu_us_per_report: if reports > 0.0 {
+            cpu_s * 1e6 / reports
+        } else {
+            0.0
+        },
         perf_ms,
     })
 }
 
 fn main() -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     let mut rows = Vec::new();
     for (period_s, osds) in [(1.0, 100), (1.0, 1000), (0.1, 100), (0.1, 1000)] {
         eprintln!("running: {osds} simulated OSDs, report period {period_s} s ...");
@@ -275,8 +348,13 @@ fn main() -> anyhow::Result<()> {
     for r in &rows {
         println!(
             "| {} | {} | {:.0} | {:.0} | {:.3} | {:.1} | {:.1} |",
-            r.osds, r.period_s, r.offered_per_s, r.absorbed_per_s,
-            r.absorbed_per_s / r.offered_per_s.max(1.0), r.mgr_cpu_pct, r.cpu_us_per_report
+            r.osds,
+            r.period_s,
+            r.offered_per_s,
+            r.absorbed_per_s,
+            r.absorbed_per_s / r.offered_per_s.max(1.0),
+            r.mgr_cpu_pct,
+            r.cpu_us_per_report
         );
     }
     for r in rows.iter().filter(|r| r.perf_ms.is_some()) {

@@ -108,7 +108,11 @@ pub async fn active_mgr(ctx: &Ctx) -> anyhow::Result<Option<SocketAddr>> {
 }
 
 /// Sends one command dict to the mgr at `addr` (bounded like mon commands).
-pub async fn send_to_mgr(ctx: &Ctx, addr: SocketAddr, cmd: Value) -> anyhow::Result<MonCommandReply> {
+pub async fn send_to_mgr(
+    ctx: &Ctx,
+    addr: SocketAddr,
+    cmd: Value,
+) -> anyhow::Result<MonCommandReply> {
     let me = EntityName::new(EntityType::Client, "admin");
     let (client, _events) = MonClient::connect(addr, me, uuid::Uuid::nil(), cli_msgr(ctx))
         .await
@@ -157,7 +161,11 @@ pub async fn run(ctx: &Ctx, route: MgrRoute) -> anyhow::Result<MonCommandReply> 
             };
             match send_to_mgr(ctx, addr, json!({"prefix": "status"})).await {
                 Ok(mgr) if mgr.retval == 0 => Ok(MonCommandReply {
-                    outbuf: Blob(merge_status(ctx.format.is_json(), &mon.outbuf.0, &mgr.outbuf.0)),
+                    outbuf: Blob(merge_status(
+                        ctx.format.is_json(),
+                        &mon.outbuf.0,
+                        &mgr.outbuf.0,
+                    )),
                     ..mon
                 }),
                 // The mgr is failing over: the mon's figures still answer.
@@ -206,17 +214,27 @@ mod tests {
 
     #[test]
     fn routes() {
-        assert_eq!(route(&w("tell mgr hello world")), Some(Ok(MgrRoute::Tell(w("hello world")))));
+        assert_eq!(
+            route(&w("tell mgr hello world")),
+            Some(Ok(MgrRoute::Tell(w("hello world"))))
+        );
         assert!(matches!(route(&w("tell mgr")), Some(Err(_))));
-        assert_eq!(route(&w("osd df")), Some(Ok(MgrRoute::MgrFirst(json!({"prefix": "osd df"})))));
+        assert_eq!(
+            route(&w("osd df")),
+            Some(Ok(MgrRoute::MgrFirst(json!({"prefix": "osd df"}))))
+        );
         assert_eq!(
             route(&w("pg dump pgs_brief")),
-            Some(Ok(MgrRoute::MgrFirst(json!({"prefix": "pg dump", "dumpcontents": ["pgs_brief"]}))))
+            Some(Ok(MgrRoute::MgrFirst(
+                json!({"prefix": "pg dump", "dumpcontents": ["pgs_brief"]})
+            )))
         );
         assert!(matches!(route(&w("pg dump x")), Some(Err(_))));
         assert_eq!(
             route(&w("mgr module enable hello --force")),
-            Some(Ok(MgrRoute::Mon(json!({"prefix": "mgr module enable", "module": "hello", "force": true}))))
+            Some(Ok(MgrRoute::Mon(
+                json!({"prefix": "mgr module enable", "module": "hello", "force": true})
+            )))
         );
         assert!(matches!(route(&w("mgr module disable")), Some(Err(_))));
         assert_eq!(route(&w("osd tree")), None);

@@ -133,7 +133,14 @@ mod tests {
     fn logger(name: &str) -> Arc<PerfCounters> {
         let mut b = PerfCountersBuilder::new(name);
         b.add("op_w", CounterKind::Counter, "writes", "wr", 8, Unit::None);
-        b.add("op_w_lat", CounterKind::TimeAvg, "latency", "l", 9, Unit::None);
+        b.add(
+            "op_w_lat",
+            CounterKind::TimeAvg,
+            "latency",
+            "l",
+            9,
+            Unit::None,
+        );
         b.add("debug", CounterKind::Gauge, "debug only", "", 0, Unit::None);
         b.build()
     }

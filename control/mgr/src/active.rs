@@ -16,7 +16,7 @@ use parking_lot::{Mutex, RwLock};
 use serde_json::{json, Value};
 
 use crate::options::MgrOptions;
-use crate::pgmap::render::{pg_dump_json, pgmap_json, pool_stats_json, osd_stat_json};
+use crate::pgmap::render::{osd_stat_json, pg_dump_json, pgmap_json, pool_stats_json};
 use crate::pgmap::space;
 use crate::pgmap::summary::Summary;
 use crate::pgmap::PgMap;
@@ -72,10 +72,7 @@ impl Active {
             .set(N::OsdMapCrush, dump::crush_dump_json(&map.crush));
         self.pgmap.lock().prune(map);
         for key in self.daemon_state.matching("osd", "") {
-            let gone = key
-                .svc_id
-                .parse::<i32>()
-                .is_ok_and(|id| !map.exists(id));
+            let gone = key.svc_id.parse::<i32>().is_ok_and(|id| !map.exists(id));
             if gone {
                 self.daemon_state.remove(&key);
             }
@@ -163,16 +160,25 @@ impl Active {
                 .map(|p| json!({"pool_id": p.id, "pool_name": p.name, "client_io_rate": {}, "recovery": {}, "recovery_rate": {}}))
                 .collect();
             vec![
-                (N::PgSummary, json!({"by_osd": by_osd, "by_pool": by_pool, "all": s.states,
-                                       "pg_stats_sum": {"stat_sum": s.all.to_json()}})),
+                (
+                    N::PgSummary,
+                    json!({"by_osd": by_osd, "by_pool": by_pool, "all": s.states,
+                                       "pg_stats_sum": {"stat_sum": s.all.to_json()}}),
+                ),
                 (N::PgStatus, pgmap_json(&pm, map, &s)),
                 (N::PgStats, json!({"pg_stats": dump["pg_stats"]})),
-                (N::OsdStats, json!({"osd_stats": pm.osd_stats().values().map(osd_stat_json).collect::<Vec<_>>()})),
+                (
+                    N::OsdStats,
+                    json!({"osd_stats": pm.osd_stats().values().map(osd_stat_json).collect::<Vec<_>>()}),
+                ),
                 (N::PoolStats, json!({"pool_stats": pool_stats_json(&s)})),
                 (N::OsdPoolStats, json!({"pool_stats": pool_rates})),
                 (N::PgDump, dump),
                 (N::Df, df),
-                (N::IoRate, json!({"pg_stats_delta": {"stat_sum": {}, "stamp_delta": "0"}, "rates": io})),
+                (
+                    N::IoRate,
+                    json!({"pg_stats_delta": {"stat_sum": {}, "stamp_delta": "0"}, "rates": io}),
+                ),
             ]
         };
         for (name, doc) in docs {

@@ -173,10 +173,7 @@ fn native_cmd(shared: &MgrShared, cmd: &Value, fmt: Format) -> CmdReply {
         );
     }
     let Some(active) = shared.active() else {
-        return CmdReply::err(
-            EAGAIN,
-            format!("mgr.{} is not the active mgr", shared.name),
-        );
+        return CmdReply::err(EAGAIN, format!("mgr.{} is not the active mgr", shared.name));
     };
     let map = shared.osdmap();
     let now = now_us();
@@ -220,10 +217,7 @@ async fn plugin_cmd(
     inbuf: Vec<u8>,
 ) -> CmdReply {
     let Some(active) = shared.active() else {
-        return CmdReply::err(
-            EAGAIN,
-            format!("mgr.{} is not the active mgr", shared.name),
-        );
+        return CmdReply::err(EAGAIN, format!("mgr.{} is not the active mgr", shared.name));
     };
     let Some(py) = active.py() else {
         return CmdReply::err(EAGAIN, "the mgr's plugins are not running");
@@ -257,7 +251,9 @@ mod tests {
     fn tell_words_to_native_dicts() {
         assert_eq!(
             native_from_words(&w("pg dump pgs_brief")).map(Result::ok),
-            Some(Some(json!({"prefix": "pg dump", "dumpcontents": ["pgs_brief"]})))
+            Some(Some(
+                json!({"prefix": "pg dump", "dumpcontents": ["pgs_brief"]})
+            ))
         );
         assert_eq!(
             native_from_words(&w("df detail")).map(Result::ok),
@@ -267,7 +263,10 @@ mod tests {
             native_from_words(&w("osd df")).map(Result::ok),
             Some(Some(json!({"prefix": "osd df"})))
         );
-        assert!(matches!(native_from_words(&w("pg dump bogus")), Some(Err(_))));
+        assert!(matches!(
+            native_from_words(&w("pg dump bogus")),
+            Some(Err(_))
+        ));
         assert!(native_from_words(&w("hello world")).is_none());
         assert!(native_from_words(&w("pg")).is_none());
     }

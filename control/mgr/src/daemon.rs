@@ -275,7 +275,10 @@ impl Daemon {
             command_descs: info.commands,
             metadata: [
                 ("hostname".to_string(), hostname()),
-                ("ceph_version".to_string(), format!("kalmar {}", env!("CARGO_PKG_VERSION"))),
+                (
+                    "ceph_version".to_string(),
+                    format!("kalmar {}", env!("CARGO_PKG_VERSION")),
+                ),
                 ("addr".to_string(), self.shared.addr.to_string()),
             ]
             .into(),
@@ -293,7 +296,11 @@ impl Daemon {
         *self.shared.mgrmap.write() = map.clone();
         match (was_active, is_active) {
             (false, true) => {
-                tracing::info!(epoch = map.epoch, "the MgrMap makes mgr.{} active", self.shared.name);
+                tracing::info!(
+                    epoch = map.epoch,
+                    "the MgrMap makes mgr.{} active",
+                    self.shared.name
+                );
                 self.activate(&map).await;
                 self.send_beacon().await;
             }
@@ -392,7 +399,11 @@ impl Daemon {
             return;
         };
         let mon = self.mon.clone();
-        let timeout = self.shared.opts.mgr_digest_period.max(Duration::from_secs(1));
+        let timeout = self
+            .shared
+            .opts
+            .mgr_digest_period
+            .max(Duration::from_secs(1));
         let mon_addr = self.cfg.mon.to_string();
         tokio::spawn(async move {
             let get = |prefix: &'static str| {
@@ -444,7 +455,9 @@ fn start_admin(
         }))
     });
     let opts = cfg.opts.to_json();
-    cmds.register("config show", "the mgr's settings", move |_| Ok(opts.clone()));
+    cmds.register("config show", "the mgr's settings", move |_| {
+        Ok(opts.clone())
+    });
     AdminSocket::start(&cfg.admin_socket, cmds).map_err(|source| MgrError::AdminSocket {
         path: cfg.admin_socket.clone(),
         source,

@@ -8,8 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kalmar_mgr_py::{
-    ClogPriority, MemoryStore, MgrHost, MgrStore, MonCommandCompletion, MonCommandReply,
-    StoreError,
+    ClogPriority, MemoryStore, MgrHost, MgrStore, MonCommandCompletion, MonCommandReply, StoreError,
 };
 use kalmar_proto::monc::MonClient;
 use parking_lot::Mutex;

@@ -11,7 +11,11 @@ use kalmar_mgr::{MgrConfig, MgrOptions};
 use kalmar_msgr::MsgrConfig;
 
 #[derive(Parser)]
-#[command(name = "kalmar-mgr", version, about = "Kalmar manager daemon: daemon reports, PG statistics, Python plugins")]
+#[command(
+    name = "kalmar-mgr",
+    version,
+    about = "Kalmar manager daemon: daemon reports, PG statistics, Python plugins"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -53,8 +57,17 @@ enum Cmd {
 }
 
 fn main() -> anyhow::Result<()> {
-    let Cmd::Run { name, mon, modules_dir, conf, bind, admin_socket, data, log_level, log_file } =
-        Cli::parse().cmd;
+    let Cmd::Run {
+        name,
+        mon,
+        modules_dir,
+        conf,
+        bind,
+        admin_socket,
+        data,
+        log_level,
+        log_file,
+    } = Cli::parse().cmd;
     let conf = match &conf {
         Some(p) => Conf::load(p).with_context(|| format!("loading conf {}", p.display()))?,
         None => Conf::empty(),
@@ -75,7 +88,8 @@ fn main() -> anyhow::Result<()> {
             let h = conf
                 .get::<String>(&entity, "mon_host")?
                 .context("no mon address: pass --mon IP:PORT or set mon_host in the conf")?;
-            h.parse().with_context(|| format!("mon_host '{h}' is not IP:PORT"))?
+            h.parse()
+                .with_context(|| format!("mon_host '{h}' is not IP:PORT"))?
         }
     };
     let admin_socket = match admin_socket {
@@ -118,6 +132,8 @@ fn main() -> anyhow::Result<()> {
                 _ = term.recv() => tracing::info!("terminated; stopping"),
             }
         };
-        kalmar_mgr::run(cfg, stop).await.map_err(anyhow::Error::from)
+        kalmar_mgr::run(cfg, stop)
+            .await
+            .map_err(anyhow::Error::from)
     })
 }

@@ -17,14 +17,70 @@ pub const L_COMMANDS: usize = 6;
 pub fn build() -> Arc<PerfCounters> {
     let mut b = PerfCountersBuilder::new("mgr");
     let c = CounterKind::Counter;
-    let specs: [(&'static str, CounterKind, &'static str, &'static str, u8, Unit); 7] = [
-        ("daemon_sessions", CounterKind::Gauge, "Daemon sessions open", "sess", PRIO_INTERESTING, Unit::None),
-        ("daemon_opens", c, "MgrOpen messages accepted", "open", PRIO_USEFUL, Unit::None),
-        ("reports", c, "MgrReport messages ingested", "rep", PRIO_INTERESTING, Unit::None),
-        ("report_bytes", c, "Packed counter bytes ingested", "repb", PRIO_USEFUL, Unit::Bytes),
-        ("reports_refused", c, "Reports refused (bad declarations)", "ref", PRIO_USEFUL, Unit::None),
-        ("pg_stats", c, "PG stats messages applied", "pgs", PRIO_USEFUL, Unit::None),
-        ("commands", c, "Commands served", "cmd", PRIO_USEFUL, Unit::None),
+    let specs: [(
+        &'static str,
+        CounterKind,
+        &'static str,
+        &'static str,
+        u8,
+        Unit,
+    ); 7] = [
+        (
+            "daemon_sessions",
+            CounterKind::Gauge,
+            "Daemon sessions open",
+            "sess",
+            PRIO_INTERESTING,
+            Unit::None,
+        ),
+        (
+            "daemon_opens",
+            c,
+            "MgrOpen messages accepted",
+            "open",
+            PRIO_USEFUL,
+            Unit::None,
+        ),
+        (
+            "reports",
+            c,
+            "MgrReport messages ingested",
+            "rep",
+            PRIO_INTERESTING,
+            Unit::None,
+        ),
+        (
+            "report_bytes",
+            c,
+            "Packed counter bytes ingested",
+            "repb",
+            PRIO_USEFUL,
+            Unit::Bytes,
+        ),
+        (
+            "reports_refused",
+            c,
+            "Reports refused (bad declarations)",
+            "ref",
+            PRIO_USEFUL,
+            Unit::None,
+        ),
+        (
+            "pg_stats",
+            c,
+            "PG stats messages applied",
+            "pgs",
+            PRIO_USEFUL,
+            Unit::None,
+        ),
+        (
+            "commands",
+            c,
+            "Commands served",
+            "cmd",
+            PRIO_USEFUL,
+            Unit::None,
+        ),
     ];
     for (i, (name, kind, desc, nick, prio, unit)) in specs.into_iter().enumerate() {
         let idx = b.add(name, kind, desc, nick, prio, unit);

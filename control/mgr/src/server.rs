@@ -106,13 +106,16 @@ fn handle(
                 return;
             };
             match OsdPgStats::from_message(&m.msg) {
-                Ok(r) if m.peer.entity.kind == EntityType::Osd
-                    && m.peer.entity.osd_id() == u32::try_from(r.osd_id).ok() =>
+                Ok(r)
+                    if m.peer.entity.kind == EntityType::Osd
+                        && m.peer.entity.osd_id() == u32::try_from(r.osd_id).ok() =>
                 {
                     active.pgmap.lock().apply(&r, now_us());
                     shared.perf.inc(L_PG_STATS, 1);
                 }
-                Ok(_) => tracing::warn!(peer = %m.peer.entity, "PG stats about another OSD; ignored"),
+                Ok(_) => {
+                    tracing::warn!(peer = %m.peer.entity, "PG stats about another OSD; ignored")
+                }
                 Err(e) => m.from.close(&format!("malformed PG stats: {e}")),
             }
         }

@@ -324,7 +324,9 @@ fn run(st: &mut MonState, cmd: &Value, now: Instant, now_us: u64) -> Result<CmdR
                 || arg_str(cmd, "force") == Some("--force");
             CmdReply::status(st.mgr.cmd_module_enable(req_str(cmd, "module")?, force)?)
         }
-        "mgr module disable" => CmdReply::status(st.mgr.cmd_module_disable(req_str(cmd, "module")?)?),
+        "mgr module disable" => {
+            CmdReply::status(st.mgr.cmd_module_disable(req_str(cmd, "module")?)?)
+        }
         "mgr module ls" => CmdReply::data(fmt.json_always(&st.mgr.module_ls_json())),
         other => {
             return Err(CmdError::new(

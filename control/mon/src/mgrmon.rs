@@ -389,8 +389,16 @@ mod tests {
         let mut m = MgrMon::new(MgrMap::default(), Arc::new(MonOptions::default()), t0);
         let mut b = beacon(1, "x", true);
         b.available_modules = vec![
-            kalmar_maps::MgrModuleInfo { name: "hello".into(), can_run: true, error_string: String::new() },
-            kalmar_maps::MgrModuleInfo { name: "broken".into(), can_run: false, error_string: "no deps".into() },
+            kalmar_maps::MgrModuleInfo {
+                name: "hello".into(),
+                can_run: true,
+                error_string: String::new(),
+            },
+            kalmar_maps::MgrModuleInfo {
+                name: "broken".into(),
+                can_run: false,
+                error_string: "no deps".into(),
+            },
         ];
         m.beacon(&b, t0, 1);
         commit(&mut m);

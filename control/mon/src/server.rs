@@ -134,12 +134,9 @@ pub async fn start(cfg: MonConfig) -> Result<RunningMon, MonError> {
     let perf = MonPerf::new();
     let admin_status = Arc::new(Mutex::new(Value::Null));
     let admin = start_admin_socket(&cfg, &perf, admin_status.clone())?;
-    let mut mgrc = kalmar_mgr_client::MgrClientConfig::new(EntityName::new(
-        EntityType::Mon,
-        cfg.name.clone(),
-    ));
-    mgrc.metadata
-        .insert("addr".into(), format!("{}", cfg.bind));
+    let mut mgrc =
+        kalmar_mgr_client::MgrClientConfig::new(EntityName::new(EntityType::Mon, cfg.name.clone()));
+    mgrc.metadata.insert("addr".into(), format!("{}", cfg.bind));
     let mgr_client = kalmar_mgr_client::MgrClient::start(mgrc, perf.collection.clone());
     mgr_client.handle_mgrmap(st.mgr.map());
     let mut server = Server {

@@ -107,7 +107,9 @@ payload!(MgrReport, MGR_REPORT, "mgr_report");
 pub struct MgrClose {
     pub daemon_name: String,
 }
-impl_versioned!(MgrClose, "mgr close", version = 1, compat = 1, { daemon_name });
+impl_versioned!(MgrClose, "mgr close", version = 1, compat = 1, {
+    daemon_name
+});
 payload!(MgrClose, MGR_CLOSE, "mgr_close");
 
 #[cfg(test)]

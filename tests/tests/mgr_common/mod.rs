@@ -56,12 +56,16 @@ pub async fn active(c: &Cluster) -> anyhow::Result<Option<(String, SocketAddr)>>
 
 /// Waits until `name` is the active, available mgr; returns its address.
 pub async fn wait_active(c: &Cluster, name: &str, timeout: Duration) -> anyhow::Result<SocketAddr> {
-    wait_for(&format!("mgr.{name} active and available"), timeout, || async {
-        match active(c).await.ok().flatten() {
-            Some((n, a)) if n == name => Some(a),
-            _ => None,
-        }
-    })
+    wait_for(
+        &format!("mgr.{name} active and available"),
+        timeout,
+        || async {
+            match active(c).await.ok().flatten() {
+                Some((n, a)) if n == name => Some(a),
+                _ => None,
+            }
+        },
+    )
     .await
 }
 
@@ -82,13 +86,19 @@ pub async fn mgr_command(addr: SocketAddr, cmd: Value) -> anyhow::Result<(i32, S
 /// `tell mgr WORDS` with JSON output, parsed.
 pub async fn tell(addr: SocketAddr, words: &str) -> anyhow::Result<Value> {
     let args: Vec<&str> = words.split_whitespace().collect();
-    let (rv, outs, out) =
-        mgr_command(addr, json!({"prefix": "tell", "args": args, "format": "json"})).await?;
+    let (rv, outs, out) = mgr_command(
+        addr,
+        json!({"prefix": "tell", "args": args, "format": "json"}),
+    )
+    .await?;
     if rv != 0 {
         bail!("tell mgr {words}: {outs} (errno {rv})");
     }
     serde_json::from_slice(&out).with_context(|| {
-        format!("tell mgr {words}: not JSON: {}", String::from_utf8_lossy(&out))
+        format!(
+            "tell mgr {words}: not JSON: {}",
+            String::from_utf8_lossy(&out)
+        )
     })
 }
 
@@ -96,21 +106,23 @@ pub async fn tell(addr: SocketAddr, words: &str) -> anyhow::Result<Value> {
 pub async fn enable_module(c: &Cluster, addr: SocketAddr, module: &str) -> anyhow::Result<()> {
     c.mon_command(json!({"prefix": "mgr module enable", "module": module}))
         .await?;
-    wait_for(&format!("module {module} running"), Duration::from_secs(30), || async {
-        let (rv, _, out) = mgr_command(addr, json!({"prefix": "mgr module ls", "format": "json"}))
-            .await
-            .ok()?;
-        let v: Value = serde_json::from_slice(&out).ok()?;
-        let enabled = v["enabled_modules"]
-            .as_array()?
-            .iter()
-            .any(|m| m == module);
-        let failed = v["failed_modules"]
-            .as_array()?
-            .iter()
-            .any(|m| m["name"] == module);
-        (rv == 0 && enabled && !failed).then_some(())
-    })
+    wait_for(
+        &format!("module {module} running"),
+        Duration::from_secs(30),
+        || async {
+            let (rv, _, out) =
+                mgr_command(addr, json!({"prefix": "mgr module ls", "format": "json"}))
+                    .await
+                    .ok()?;
+            let v: Value = serde_json::from_slice(&out).ok()?;
+            let enabled = v["enabled_modules"].as_array()?.iter().any(|m| m == module);
+            let failed = v["failed_modules"]
+                .as_array()?
+                .iter()
+                .any(|m| m["name"] == module);
+            (rv == 0 && enabled && !failed).then_some(())
+        },
+    )
     .await
 }
 

@@ -191,12 +191,26 @@ pub fn pg_dump(pm: &PgMap, map: &OsdMap, now_us: u64, what: DumpWhat) -> (Value,
     let s = Summary::from_lines(pm, map, &lines);
     match what {
         DumpWhat::PgsBrief => {
-            let mut rows = vec![["PG_STAT", "STATE", "UP", "UP_PRIMARY", "ACTING", "ACTING_PRIMARY"]
-                .map(String::from)
-                .to_vec()];
+            let mut rows = vec![[
+                "PG_STAT",
+                "STATE",
+                "UP",
+                "UP_PRIMARY",
+                "ACTING",
+                "ACTING_PRIMARY",
+            ]
+            .map(String::from)
+            .to_vec()];
             for l in &lines {
                 let [up, upp, act, actp] = sets(l);
-                rows.push(vec![l.pgid.to_string(), l.state.clone(), up, upp, act, actp]);
+                rows.push(vec![
+                    l.pgid.to_string(),
+                    l.state.clone(),
+                    up,
+                    upp,
+                    act,
+                    actp,
+                ]);
             }
             let v = json!({"pg_ready": true, "pg_stats": lines.iter().map(brief_json).collect::<Vec<_>>()});
             (v, table(&rows, &[0, 1]))
@@ -220,9 +234,17 @@ pub fn pg_dump(pm: &PgMap, map: &OsdMap, now_us: u64, what: DumpWhat) -> (Value,
         }
         DumpWhat::Pools => {
             let v = json!({"pg_ready": true, "pool_stats": pool_stats_json(&s)});
-            let mut rows = vec![["POOLID", "OBJECTS", "DEGRADED", "MISPLACED", "UNFOUND", "BYTES", "LOG"]
-                .map(String::from)
-                .to_vec()];
+            let mut rows = vec![[
+                "POOLID",
+                "OBJECTS",
+                "DEGRADED",
+                "MISPLACED",
+                "UNFOUND",
+                "BYTES",
+                "LOG",
+            ]
+            .map(String::from)
+            .to_vec()];
             for p in &s.pools {
                 rows.push(vec![
                     p.id.to_string(),
@@ -258,9 +280,24 @@ pub fn pg_dump(pm: &PgMap, map: &OsdMap, now_us: u64, what: DumpWhat) -> (Value,
         DumpWhat::All | DumpWhat::Pgs => {
             let v = json!({"pg_ready": true, "pg_map": pg_dump_json(pm, map, &lines, &s)});
             let mut rows = vec![[
-                "PG_STAT", "OBJECTS", "MISSING_ON_PRIMARY", "DEGRADED", "MISPLACED", "UNFOUND",
-                "BYTES", "LOG", "STATE", "STATE_STAMP", "VERSION", "REPORTED", "UP", "UP_PRIMARY",
-                "ACTING", "ACTING_PRIMARY", "SCRUB_STAMP", "DEEP_SCRUB_STAMP",
+                "PG_STAT",
+                "OBJECTS",
+                "MISSING_ON_PRIMARY",
+                "DEGRADED",
+                "MISPLACED",
+                "UNFOUND",
+                "BYTES",
+                "LOG",
+                "STATE",
+                "STATE_STAMP",
+                "VERSION",
+                "REPORTED",
+                "UP",
+                "UP_PRIMARY",
+                "ACTING",
+                "ACTING_PRIMARY",
+                "SCRUB_STAMP",
+                "DEEP_SCRUB_STAMP",
             ]
             .map(String::from)
             .to_vec()];
@@ -405,7 +442,11 @@ pub fn status_data(pm: &PgMap, map: &OsdMap, now_us: u64) -> (Value, String) {
             lines.push(format!("{count:<width$} {name}"));
         }
         for (i, l) in lines.iter().enumerate() {
-            let lead = if i == 0 { "    pgs:     " } else { "             " };
+            let lead = if i == 0 {
+                "    pgs:     "
+            } else {
+                "             "
+            };
             out.push_str(&format!("{lead}{l}\n"));
         }
     }
@@ -481,7 +522,10 @@ mod tests {
         assert!(text.starts_with("PG_STAT  STATE"), "{text}");
         assert!(text.contains("1.0      active+clean  [0,1]"), "{text}");
         let (j, text) = pg_dump(&pm, &m, 3, DumpWhat::All);
-        assert_eq!(j["pg_map"]["pg_stats"][0]["stat_sum"]["num_objects"], json!(3));
+        assert_eq!(
+            j["pg_map"]["pg_stats"][0]["stat_sum"]["num_objects"],
+            json!(3)
+        );
         assert_eq!(j["pg_map"]["osd_stats"][1]["osd"], json!(1));
         assert!(text.contains("DEEP_SCRUB_STAMP"), "{text}");
     }
@@ -504,9 +548,18 @@ mod tests {
         let (j, text) = status_data(&pm, &m, 1_000_000);
         assert_eq!(j["pgmap"]["degraded_objects"], json!(20));
         assert_eq!(j["pgmap"]["recovering_objects_per_sec"], json!(20));
-        assert!(text.contains("    pgs:     20/200 objects degraded (10.000%)\n"), "{text}");
-        assert!(text.contains("    client:   0 B/s rd, 3.9 MiB/s wr, 0 op/s rd, 990 op/s wr\n"), "{text}");
-        assert!(text.contains("    recovery: 80 KiB/s, 20 objects/s\n"), "{text}");
+        assert!(
+            text.contains("    pgs:     20/200 objects degraded (10.000%)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("    client:   0 B/s rd, 3.9 MiB/s wr, 0 op/s rd, 990 op/s wr\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("    recovery: 80 KiB/s, 20 objects/s\n"),
+            "{text}"
+        );
         assert!(text.contains("    Global Recovery Event (1s)\n      [==============..............] (remaining: 1s)\n"), "{text}");
         let ev = j["progress_events"].as_object().expect("events");
         assert_eq!(ev.len(), 1);

@@ -58,9 +58,7 @@ pub fn df(pm: &PgMap, map: &OsdMap, now_us: u64, detail: bool) -> (Value, String
         if !map.is_up(*osd) {
             continue;
         }
-        let class = facts
-            .get(osd)
-            .map_or("hdd".to_string(), |f| f.0.clone());
+        let class = facts.get(osd).map_or("hdd".to_string(), |f| f.0.clone());
         let e = classes.entry(class).or_default();
         e.0 += st.kb * 1024;
         e.1 += st.kb_avail * 1024;
@@ -152,13 +150,34 @@ pub fn df(pm: &PgMap, map: &OsdMap, now_us: u64, detail: bool) -> (Value, String
     raw.push(raw_row("TOTAL", s.bytes_total, s.bytes_avail, s.bytes_used));
     let header: Vec<&str> = if detail {
         vec![
-            "POOL", "ID", "PGS", "STORED", "(DATA)", "(OMAP)", "OBJECTS", "USED", "(DATA)",
-            "(OMAP)", "%USED", "MAX AVAIL", "QUOTA OBJECTS", "QUOTA BYTES", "DIRTY",
-            "USED COMPR", "UNDER COMPR",
+            "POOL",
+            "ID",
+            "PGS",
+            "STORED",
+            "(DATA)",
+            "(OMAP)",
+            "OBJECTS",
+            "USED",
+            "(DATA)",
+            "(OMAP)",
+            "%USED",
+            "MAX AVAIL",
+            "QUOTA OBJECTS",
+            "QUOTA BYTES",
+            "DIRTY",
+            "USED COMPR",
+            "UNDER COMPR",
         ]
     } else {
         vec![
-            "POOL", "ID", "PGS", "STORED", "OBJECTS", "USED", "%USED", "MAX AVAIL",
+            "POOL",
+            "ID",
+            "PGS",
+            "STORED",
+            "OBJECTS",
+            "USED",
+            "%USED",
+            "MAX AVAIL",
         ]
     };
     let mut pools = vec![header.into_iter().map(String::from).collect::<Vec<_>>()];
@@ -276,12 +295,18 @@ mod tests {
         assert_eq!(j["stats"]["total_bytes"], json!(2u64 << 30));
         assert!(text.starts_with("--- RAW STORAGE ---\nCLASS"), "{text}");
         assert!(text.contains("TOTAL  2.0 GiB"), "{text}");
-        assert!(text.contains("rbd    1    2  1.0 MiB      256  2.0 MiB   0.10   1023 MiB"), "{text}");
+        assert!(
+            text.contains("rbd    1    2  1.0 MiB      256  2.0 MiB   0.10   1023 MiB"),
+            "{text}"
+        );
         let (_, detail) = df(&pm, &m, 2, true);
         assert!(detail.contains("QUOTA OBJECTS"), "{detail}");
         let (j, text) = osd_df(&pm, &m);
         assert_eq!(j["nodes"].as_array().map(Vec::len), Some(2));
         assert_eq!(j["summary"]["total_kb"], json!(2u64 << 20));
-        assert!(text.contains("MIN/MAX VAR: 1.00/1.00  STDDEV: 0.00"), "{text}");
+        assert!(
+            text.contains("MIN/MAX VAR: 1.00/1.00  STDDEV: 0.00"),
+            "{text}"
+        );
     }
 }
