@@ -13,6 +13,32 @@
 //!   failure detection, stats to the mon, admin socket, counters, ops.
 //! - [`names`], [`wire`], [`options`]: layout in the store, encodings of
 //!   peering types, settings.
+//!
+//! # How the work is split
+//!
+//! Networking runs on tokio (`osd_worker_threads`, half the cores by
+//! default); storage runs on the ObjectStore's own threads and is reached
+//! only through its non-blocking calls (queued transactions, `*_async`
+//! reads). Each PG is one task that owns its state machine, so a PG's
+//! writes are ordered without locks; the map task alone creates PGs and
+//! consumes maps; no lock is held across an await.
+//!
+//! # Bounds
+//!
+//! Client ops and their bytes in flight per OSD (`osd_client_message_cap`,
+//! `osd_client_message_size_cap`), ops queued in a PG
+//! (`osd_pg_max_queued_ops`) and how long they may wait
+//! (`osd_op_queue_timeout`), object infos cached per PG, map epochs kept
+//! (`osd_map_max_epochs_stored`), the PG log (`osd_max_pg_log_entries`),
+//! recovery and backfill slots, and the store's fill level
+//! (`osd_failsafe_full_ratio`) are all named options ([`OsdOptions`]).
+//!
+//! # Durability
+//!
+//! A client write is answered only after its transaction (data, object
+//! info, log entry and PG info together) is durable on the primary and on
+//! every other acting member. Peering metadata the state machine asks to
+//! persist is durable before any message that depends on it leaves.
 #![deny(clippy::unwrap_used)]
 
 pub mod admin;
