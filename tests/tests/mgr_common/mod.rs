@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
+use bytes::Bytes;
 use kalmar_msgr::{EntityName, EntityType, MsgrConfig};
 use kalmar_proto::monc::MonClient;
 use kalmar_tests::{wait_for, Cluster, ClusterOpts};
@@ -132,4 +133,26 @@ pub fn op_w_sum(report: &Value) -> u64 {
         .as_object()
         .map(|m| m.values().filter_map(Value::as_u64).sum())
         .unwrap_or(0)
+}
+
+/// Writes `n` objects `PREFIXi` of `size_bytes` each into `pool`.
+pub async fn write_objects(
+    c: &Cluster,
+    pool: &str,
+    prefix: &str,
+    n: u64,
+    size_bytes: usize,
+) -> anyhow::Result<()> {
+    let rados = c.client().await?;
+    let io = wait_for(
+        "the pool in the client's map",
+        Duration::from_secs(30),
+        || async { rados.ioctx(pool).ok() },
+    )
+    .await?;
+    for i in 0..n {
+        io.write_full(&format!("{prefix}{i}"), Bytes::from(vec![7u8; size_bytes]))
+            .await?;
+    }
+    Ok(())
 }
