@@ -161,7 +161,7 @@ mod tests {
         assert_eq!(o.mgr_always_on_modules, ["status", "hello"]);
         assert_eq!(o.mgr_digest_period, Duration::from_secs(5));
         let c = Conf::parse(
-            "[global]\n\"mgr/prometheus/server_port\" = 0\n[mgr.x]\n\"mgr/hello/a\" = \"b\"\n",
+            "[global]\n\"mgr/prometheus/server_port\" = 0\n[\"mgr.x\"]\n\"mgr/hello/a\" = \"b\"\n",
         )
         .expect("toml");
         let o = MgrOptions::from_conf(&c, "mgr.x").expect("options");
