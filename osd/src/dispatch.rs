@@ -7,9 +7,8 @@
 //! map epoch until the OSD has it, then hand the op to its PG.
 //!
 //! Cluster port: replicated writes, peering and recovery messages, each
-//! checked to come from the OSD it claims, to the PG's task. A query for a
-//! PG this OSD has no copy of is answered at once; an activation of one is
-//! handed to the map task, which creates the copy.
+//! checked to come from the OSD it claims, to the PG's task. Peering
+//! messages for a PG this OSD has no copy of go to the map task.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -27,7 +26,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use crate::perf::L_MESSAGES_DELAYED_FOR_MAP;
 use crate::pg::{ClientOp, PgEvent};
 use crate::service::{reply, Service};
-use crate::wire::{decode_peering, encode_peering};
+use crate::wire::decode_peering;
 
 /// How often ops waiting for a map are checked for expiry.
 const MAP_WAIT_CHECK: Duration = Duration::from_secs(1);
@@ -197,8 +196,9 @@ pub async fn client_dispatcher(
     }
 }
 
-/// A PG activation for a PG this OSD has no copy of (the map task creates
-/// the copy, then delivers it).
+/// A peering message for a PG this OSD holds no copy of: the map task
+/// answers a query, creates the copy for an activation, and holds either
+/// until the OSD has the message's epoch.
 pub struct CreateRequest {
     pub from: OsdId,
     pub msg: PeeringMessage,
@@ -357,30 +357,14 @@ async fn peering(
     msg: PeeringMessage,
     create: &mpsc::Sender<CreateRequest>,
 ) {
-    let pgid = msg.pgid();
-    if let Some(h) = svc.pg(pgid) {
+    if let Some(h) = svc.pg(msg.pgid()) {
         h.send(PgEvent::Peering {
             from,
             msg: Box::new(msg),
         });
         return;
     }
-    match &msg {
-        PeeringMessage::Query { .. } => {
-            if let Some(r) = PeeringMessage::reply_without_copy(&msg, svc.epoch()) {
-                let m = OsdPeeringMsg {
-                    from: svc.whoami,
-                    map_epoch: svc.epoch(),
-                    body: kalmar_common::encoding::Blob(encode_peering(&r)),
-                };
-                svc.send_osd(from, m.to_message()).await;
-            }
-        }
-        PeeringMessage::Activate { .. } => {
-            let _ = create.send(CreateRequest { from, msg }).await;
-        }
-        _ => {
-            tracing::debug!(%pgid, osd = from, "peering message for a PG this OSD does not hold; dropped")
-        }
-    }
+    // The map task answers it, creates the PG, or holds it until this OSD
+    // reaches the message's epoch (the PG may be created by that map).
+    let _ = create.send(CreateRequest { from, msg }).await;
 }

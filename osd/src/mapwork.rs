@@ -11,10 +11,13 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use kalmar_common::encoding::Blob;
 use kalmar_maps::{Epoch, OsdAddrs, OsdMap, PgId};
 use kalmar_objectstore::Transaction;
-use kalmar_peering::{build_initial_history, ClusterView, Pg, PgMapping};
+use kalmar_peering::{build_initial_history, ClusterView, PeeringMessage, Pg, PgMapping};
 use kalmar_proto::mon::{OsdBoot, OsdMapMsg};
+use kalmar_proto::osd::OsdPeeringMsg;
+use kalmar_proto::Payload;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
@@ -26,6 +29,7 @@ use crate::names::{parse_pg_collection, pg_collection};
 use crate::perf::*;
 use crate::pg::{mapping_for, meta, MapEpoch, PgActor, PgEvent};
 use crate::service::Service;
+use crate::wire::encode_peering;
 
 /// How often an OSD that is not up yet repeats its boot message.
 pub const BOOT_RETRY_INTERVAL: Duration = Duration::from_secs(5);
@@ -62,6 +66,8 @@ pub struct MapWork {
     last_boot: Option<Instant>,
     /// Map epoch when the boot was last sent.
     boot_epoch: Epoch,
+    /// Peering messages for unknown PGs from epochs not reached yet.
+    deferred: Vec<CreateRequest>,
 }
 
 impl MapWork {
@@ -86,6 +92,7 @@ impl MapWork {
             boot: BootState::Booting,
             last_boot: None,
             boot_epoch: 0,
+            deferred: Vec::new(),
         }
     }
 
@@ -213,6 +220,7 @@ impl MapWork {
             h.send(PgEvent::ActMap);
         }
         self.after_maps().await;
+        self.release_deferred().await?;
         let keep = self.svc.opts.osd_map_max_epochs_stored;
         let per_txn = self.svc.opts.osd_target_transaction_size;
         self.maps
@@ -331,39 +339,83 @@ impl MapWork {
         Ok(build_initial_history(pgid, seq.iter().map(|(v, m)| (v, m))))
     }
 
-    /// A primary activated a PG we have no copy of: make an empty one.
+    /// A peering message for a PG without a local copy: deliver it if the
+    /// PG exists by now, answer a query with "no copy", create the copy an
+    /// activation needs; anything of a newer epoch waits for that map.
     pub async fn create_for(&mut self, req: CreateRequest) -> Result<(), String> {
         let pgid = req.msg.pgid();
-        if self.svc.pg(pgid).is_none() {
-            let map = self.svc.map();
-            if map.pool(pgid.pool).is_err() {
-                return Ok(());
-            }
-            let coll = pg_collection(pgid);
-            let (history, past) = self.initial_history(pgid, &map).await?;
-            let pg = Pg::new_empty_copy(
-                self.svc.whoami,
-                pgid,
-                history,
-                past,
-                self.svc.opts.peering(),
-            );
-            let mut t = Transaction::new();
-            meta::add_create(&mut t, &coll, &pg.meta(), 0);
-            if let Err(e) = self.svc.store.queue_transaction(t).await {
-                self.svc.fatal(format!("creating pg {pgid}: {e}"));
-                return Ok(());
-            }
-            let h = PgActor::spawn(self.svc.clone(), pg, 0, map.clone());
-            h.send(PgEvent::AdvMap(MapEpoch::new(map)));
-            h.send(PgEvent::ActMap);
-            self.update_pg_perf();
-        }
         if let Some(h) = self.svc.pg(pgid) {
             h.send(PgEvent::Peering {
                 from: req.from,
                 msg: Box::new(req.msg),
             });
+            return Ok(());
+        }
+        if req.msg.epoch() > self.svc.epoch() {
+            if self.deferred.len() >= self.svc.opts.osd_pg_max_queued_ops {
+                tracing::warn!(%pgid, "too many peering messages wait for a map; dropping the oldest");
+                self.deferred.remove(0);
+            }
+            self.deferred.push(req);
+            return Ok(());
+        }
+        match &req.msg {
+            PeeringMessage::Query { .. } => {
+                if let Some(r) = PeeringMessage::reply_without_copy(&req.msg, self.svc.epoch()) {
+                    let m = OsdPeeringMsg {
+                        from: self.svc.whoami,
+                        map_epoch: self.svc.epoch(),
+                        body: Blob(encode_peering(&r)),
+                    };
+                    self.svc.send_osd(req.from, m.to_message()).await;
+                }
+            }
+            PeeringMessage::Activate { .. } => {
+                let map = self.svc.map();
+                if map.pool(pgid.pool).is_err() {
+                    return Ok(());
+                }
+                let coll = pg_collection(pgid);
+                let (history, past) = self.initial_history(pgid, &map).await?;
+                let pg = Pg::new_empty_copy(
+                    self.svc.whoami,
+                    pgid,
+                    history,
+                    past,
+                    self.svc.opts.peering(),
+                );
+                let mut t = Transaction::new();
+                meta::add_create(&mut t, &coll, &pg.meta(), 0);
+                if let Err(e) = self.svc.store.queue_transaction(t).await {
+                    self.svc.fatal(format!("creating pg {pgid}: {e}"));
+                    return Ok(());
+                }
+                let h = PgActor::spawn(self.svc.clone(), pg, 0, map.clone());
+                h.send(PgEvent::AdvMap(MapEpoch::new(map)));
+                h.send(PgEvent::ActMap);
+                h.send(PgEvent::Peering {
+                    from: req.from,
+                    msg: Box::new(req.msg),
+                });
+                self.update_pg_perf();
+            }
+            _ => {
+                tracing::debug!(%pgid, osd = req.from, "peering message for a PG this OSD does not hold; dropped")
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles the held messages the current map has caught up with.
+    async fn release_deferred(&mut self) -> Result<(), String> {
+        let epoch = self.svc.epoch();
+        let (ready, later): (Vec<CreateRequest>, Vec<CreateRequest>) =
+            std::mem::take(&mut self.deferred)
+                .into_iter()
+                .partition(|r| r.msg.epoch() <= epoch);
+        self.deferred = later;
+        for r in ready {
+            self.create_for(r).await?;
         }
         Ok(())
     }
