@@ -295,8 +295,13 @@ fn verify_blocks(
         for (i, (phys, csum, _)) in chunk.iter().enumerate() {
             match sh.overlay.get(*phys) {
                 Some(p) if p.csum == *csum => {
-                    if crc32c::crc32c(p.data()) != *csum {
+                    let computed = crc32c::crc32c(p.data());
+                    if computed != *csum {
+                        let what = &chunk[i].2;
                         r.checksum_errors += 1;
+                        r.problem(format!(
+                            "checksum error in {what} (pending block {phys} in memory): stored {csum:#010x}, computed {computed:#010x}"
+                        ));
                     }
                 }
                 _ => {

@@ -44,19 +44,27 @@
 //! `getattrs_async`, `omap_iter_async`, `collection_list_async`), which run
 //! on the store's reader threads and never block the executor. Every data
 //! block read is verified against its crc32c: a mismatch is
-//! [`StoreError::Checksum`], never wrong bytes.
+//! [`StoreError::Checksum`], never wrong bytes. One read returns at most
+//! `max_read_bytes` (256 MiB by default, above the OSD's largest object):
+//! the bound on the memory a single call can take.
 //!
 //! # On disk
 //!
 //! See [`layout`] (label, two superblocks, journal, data area) and
 //! [`journal`] (record format, replay rules). Small writes (up to
-//! `deferred_max_bytes`) ride in the journal record and are written in
-//! place afterwards; large writes go to newly allocated blocks, written and
-//! flushed before the record that points at them, so big data is written
-//! once. A checkpoint (device flush, database flush, superblock) trims the
-//! journal; space freed by a transaction is reused only after the
-//! checkpoint that covers it. Mount replays exactly the committed records
-//! and stops at the first torn one.
+//! `deferred_max_bytes`) ride in the journal record (written with FUA) and
+//! are written in place afterwards, in sorted bursts; large writes go to
+//! newly allocated blocks, written together with the record that points at
+//! them and made durable by one flush before anything is acknowledged, so
+//! big data is written once. Up to `commit_pipeline_depth` batches are in
+//! flight: the next one is prepared and written while the previous one
+//! waits for its flush. A checkpoint (device flush, database flush,
+//! superblock) trims the journal; space freed by a transaction is reused
+//! only after the checkpoint that covers it. Mount replays exactly the
+//! committed records and stops at the first torn one; records say how far
+//! the journal was durable when they were written, so replay tells a torn
+//! tail (dropped, never acknowledged) from corruption in the middle
+//! (refused with `JournalCorrupt`).
 //!
 //! # Devices
 //!

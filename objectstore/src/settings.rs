@@ -49,6 +49,9 @@ pub struct StoreSettings {
     pub apply_batch_ios: usize,
     /// Largest single device read or write.
     pub max_io_bytes: u64,
+    /// Largest `read` (after clamping to the object size); larger reads
+    /// fail with `InvalidArgument`: read in pieces.
+    pub max_read_bytes: u64,
     /// Threads serving the `*_async` reads.
     pub reader_threads: usize,
     /// Most async reads waiting for a reader thread; beyond it they fail
@@ -83,6 +86,7 @@ impl Default for StoreSettings {
             apply_max_delay_ms: 20,
             apply_batch_ios: 512,
             max_io_bytes: 1 << 20,
+            max_read_bytes: 256 << 20,
             reader_threads: 4,
             max_queued_reads: 1024,
             read_retries: 3,

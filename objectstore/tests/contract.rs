@@ -800,3 +800,35 @@ fn concurrent_writers_and_readers() {
     }
     assert!(store.fsck(true).expect("fsck").is_clean());
 }
+
+#[test]
+fn reads_are_bounded() {
+    let mut settings = common::test_settings();
+    settings.max_read_bytes = 64 << 10;
+    let fs = FileStore::with(32 * MIB, None, settings);
+    let c = cid("c");
+    let mut t = Transaction::new();
+    t.create_collection(&c);
+    t.write(&c, &oid("big"), 0, pattern(1, 100_000));
+    fs.apply(t);
+    let err = fs
+        .s()
+        .read(&c, &oid("big"), 0, 100_000)
+        .expect_err("too large");
+    assert!(matches!(err, StoreError::InvalidArgument(_)), "{err}");
+    assert_eq!(
+        fs.s()
+            .read(&c, &oid("big"), 0, 64 << 10)
+            .expect("fits")
+            .len(),
+        64 << 10
+    );
+    // The bound applies after clamping to the object's size.
+    assert_eq!(
+        fs.s()
+            .read(&c, &oid("big"), 90_000, u64::MAX)
+            .expect("tail")
+            .len(),
+        10_000
+    );
+}

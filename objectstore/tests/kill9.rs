@@ -116,6 +116,9 @@ fn kill_9_mid_stream_loses_nothing_acknowledged() {
             .expect("spawn writer");
         let stdout = child.stdout.take().expect("piped stdout");
         let mut last_ack: Option<u64> = None;
+        let mut killed = false;
+        // Read to the end of the pipe, also after the kill: acknowledgements
+        // the writer printed before the signal landed count too.
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
             // The harness may have printed "test child_writer ... " first.
@@ -123,13 +126,14 @@ fn kill_9_mid_stream_loses_nothing_acknowledged() {
                 let i: u64 = n.trim().parse().expect("ack index");
                 assert_eq!(i, last_ack.map_or(next, |a| a + 1), "acks arrive in order");
                 last_ack = Some(i);
-                if i + 1 - next >= kill_after {
+                if !killed && i + 1 - next >= kill_after {
                     // SAFETY: kill(2) on the pid of the child we spawned.
                     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
-                    break;
+                    killed = true;
                 }
             }
         }
+        assert!(killed, "round {round}: the writer stopped before the kill");
         let status = child.wait().expect("reap writer");
         assert!(
             !status.success(),

@@ -75,21 +75,34 @@ impl AdminCommands {
     /// Registers `perf dump`, `perf schema` and `perf reset` over `perf`.
     pub fn register_perf(&self, perf: Arc<PerfCollection>) {
         let p = perf.clone();
-        self.register("perf dump", "dump perf counters: perf dump [logger [counter]]", move |cmd| {
-            let (logger, counter) = logger_and_counter(cmd);
-            Ok(p.dump(logger.as_deref(), counter.as_deref()))
-        });
+        self.register(
+            "perf dump",
+            "dump perf counters: perf dump [logger [counter]]",
+            move |cmd| {
+                let (logger, counter) = logger_and_counter(cmd);
+                Ok(p.dump(logger.as_deref(), counter.as_deref()))
+            },
+        );
         let p = perf.clone();
-        self.register("perf schema", "dump perf counter schema", move |_| Ok(p.schema()));
-        self.register("perf reset", "zero perf counters: perf reset all|LOGGER", move |cmd| {
-            let (logger, _) = logger_and_counter(cmd);
-            for l in perf.loggers() {
-                if logger.as_deref().is_none_or(|n| n == "all" || n == l.name()) {
-                    l.reset();
-                }
-            }
-            Ok(json!({"success": "perf reset"}))
+        self.register("perf schema", "dump perf counter schema", move |_| {
+            Ok(p.schema())
         });
+        self.register(
+            "perf reset",
+            "zero perf counters: perf reset all|LOGGER",
+            move |cmd| {
+                let (logger, _) = logger_and_counter(cmd);
+                for l in perf.loggers() {
+                    if logger
+                        .as_deref()
+                        .is_none_or(|n| n == "all" || n == l.name())
+                    {
+                        l.reset();
+                    }
+                }
+                Ok(json!({"success": "perf reset"}))
+            },
+        );
     }
 
     pub fn register(
@@ -138,7 +151,11 @@ fn logger_and_counter(cmd: &Value) -> (Option<String>, Option<String>) {
     let args: Vec<String> = cmd
         .get("args")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default();
     let logger = cmd
         .get("logger")
@@ -172,7 +189,10 @@ impl AdminSocket {
             if UnixStream::connect(path).is_ok() {
                 return Err(io::Error::new(
                     io::ErrorKind::AddrInUse,
-                    format!("admin socket {} is in use by another daemon", path.display()),
+                    format!(
+                        "admin socket {} is in use by another daemon",
+                        path.display()
+                    ),
                 ));
             }
             std::fs::remove_file(path)?;
@@ -207,7 +227,12 @@ impl Drop for AdminSocket {
     }
 }
 
-fn accept_loop(listener: UnixListener, commands: AdminCommands, stop: Arc<AtomicBool>, active: Arc<AtomicUsize>) {
+fn accept_loop(
+    listener: UnixListener,
+    commands: AdminCommands,
+    stop: Arc<AtomicBool>,
+    active: Arc<AtomicUsize>,
+) {
     while !stop.load(Ordering::Relaxed) {
         match listener.accept() {
             Ok((stream, _)) => {
@@ -218,12 +243,13 @@ fn accept_loop(listener: UnixListener, commands: AdminCommands, stop: Arc<Atomic
                 active.fetch_add(1, Ordering::Relaxed);
                 let commands = commands.clone();
                 let active2 = active.clone();
-                let spawned = std::thread::Builder::new()
-                    .name("admin-conn".into())
-                    .spawn(move || {
-                        serve_one(stream, &commands);
-                        active2.fetch_sub(1, Ordering::Relaxed);
-                    });
+                let spawned =
+                    std::thread::Builder::new()
+                        .name("admin-conn".into())
+                        .spawn(move || {
+                            serve_one(stream, &commands);
+                            active2.fetch_sub(1, Ordering::Relaxed);
+                        });
                 if spawned.is_err() {
                     active.fetch_sub(1, Ordering::Relaxed);
                 }
@@ -278,14 +304,19 @@ fn reply(mut stream: &UnixStream, payload: &[u8]) -> io::Result<()> {
 
 /// Sends one command to a daemon's admin socket and returns its JSON reply.
 pub fn request(path: &Path, cmd: &Value, timeout: Duration) -> Result<Value, String> {
-    let mut s = UnixStream::connect(path).map_err(|e| format!("cannot connect to admin socket {}: {e}", path.display()))?;
-    s.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    s.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    let mut s = UnixStream::connect(path)
+        .map_err(|e| format!("cannot connect to admin socket {}: {e}", path.display()))?;
+    s.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
     let mut req = serde_json::to_vec(cmd).map_err(|e| e.to_string())?;
     req.push(0);
-    s.write_all(&req).map_err(|e| format!("admin socket write: {e}"))?;
+    s.write_all(&req)
+        .map_err(|e| format!("admin socket write: {e}"))?;
     let mut len = [0u8; 4];
-    s.read_exact(&mut len).map_err(|e| format!("admin socket read: {e}"))?;
+    s.read_exact(&mut len)
+        .map_err(|e| format!("admin socket read: {e}"))?;
     let len = u32::from_be_bytes(len) as usize;
     let mut payload = Vec::with_capacity(len.min(64 << 20));
     s.take(len as u64)
@@ -308,7 +339,14 @@ mod tests {
         let path = dir.path().join("osd.0.asok");
         let perf = PerfCollection::new();
         let mut b = PerfCountersBuilder::new("osd");
-        let op = b.add("op", CounterKind::Counter, "ops", "", PRIO_USEFUL, Unit::None);
+        let op = b.add(
+            "op",
+            CounterKind::Counter,
+            "ops",
+            "",
+            PRIO_USEFUL,
+            Unit::None,
+        );
         let pc = b.build();
         pc.inc(op, 5);
         perf.add(pc);

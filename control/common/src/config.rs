@@ -123,9 +123,7 @@ impl Conf {
     ) -> Result<Option<std::time::Duration>, ConfError> {
         match self.get_number(entity, key)? {
             None => Ok(None),
-            Some(s) if (0.0..1e12).contains(&s) => {
-                Ok(Some(std::time::Duration::from_secs_f64(s)))
-            }
+            Some(s) if (0.0..1e12).contains(&s) => Ok(Some(std::time::Duration::from_secs_f64(s))),
             Some(s) => Err(ConfError::Type {
                 section: entity.to_string(),
                 key: key.to_string(),

@@ -19,7 +19,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     #[error("truncated input: needed {needed} more bytes while decoding {context}")]
-    Truncated { needed: usize, context: &'static str },
+    Truncated {
+        needed: usize,
+        context: &'static str,
+    },
     #[error("{what} has compat version {compat}, this build reads up to version {supported}")]
     Incompatible {
         what: &'static str,
@@ -126,7 +129,11 @@ impl<'a> Decoder<'a> {
 
     /// A collection length, checked so that `len * min_elem_size` bytes
     /// could still follow: a corrupt length cannot make us allocate.
-    pub fn len_prefix(&mut self, min_elem_size: usize, what: &'static str) -> Result<usize, DecodeError> {
+    pub fn len_prefix(
+        &mut self,
+        min_elem_size: usize,
+        what: &'static str,
+    ) -> Result<usize, DecodeError> {
         let n = self.u32()? as usize;
         let need = n.saturating_mul(min_elem_size.max(1));
         if need > self.remaining() {
@@ -558,12 +565,21 @@ mod tests {
             extra: vec![1, 2, 3],
         };
         let v1 = V1::from_bytes(&v2.to_bytes()).expect("decodes");
-        assert_eq!(v1, V1 { a: 7, name: "x".into() });
+        assert_eq!(
+            v1,
+            V1 {
+                a: 7,
+                name: "x".into()
+            }
+        );
     }
 
     #[test]
     fn new_reader_defaults_missing_fields() {
-        let v1 = V1 { a: 9, name: "y".into() };
+        let v1 = V1 {
+            a: 9,
+            name: "y".into(),
+        };
         let v2 = V2::from_bytes(&v1.to_bytes()).expect("decodes");
         assert_eq!(v2.extra, Vec::<u64>::new());
         assert_eq!(v2.a, 9);
@@ -574,7 +590,11 @@ mod tests {
         let b = V3Incompatible { a: 1 }.to_bytes();
         assert!(matches!(
             V1::from_bytes(&b),
-            Err(DecodeError::Incompatible { compat: 3, supported: 1, .. })
+            Err(DecodeError::Incompatible {
+                compat: 3,
+                supported: 1,
+                ..
+            })
         ));
     }
 

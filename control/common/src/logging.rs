@@ -21,7 +21,10 @@ pub fn init(default_level: &str, file: Option<&Path>) -> std::io::Result<()> {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;
             }
-            let f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?;
             builder
                 .with_ansi(false)
                 .with_writer(std::sync::Mutex::new(f))

@@ -331,7 +331,10 @@ impl Daemon {
     async fn activate(&self, map: &MgrMap) {
         let active = Active::new(&self.shared.opts);
         active.on_mgrmap(map);
-        active.on_osdmap(&self.shared.osdmap());
+        let osdmap = self.shared.osdmap();
+        active.on_osdmap(&osdmap);
+        // The PG documents exist (all PGs `unknown`) from the start.
+        active.on_stats_tick(&osdmap, now_us());
         *self.shared.active.write() = Some(active.clone());
         let config = PyModulesConfig {
             module_dirs: self.module_dirs.clone(),

@@ -1,9 +1,10 @@
 //! The mounted store: shared state, the public handle and its threads.
 //!
-//! Threads: the caller's (queue, reads), one commit thread (prepare, group
-//! commit, journal write, database apply, acknowledgement), one apply
-//! thread (deferred writes home, checkpoints) and the reader pool (async
-//! reads). Locks are held only for in-memory work, never across device I/O.
+//! Threads: the caller's (queue, reads); the commit thread (prepare, group
+//! commit, journal write); the sync thread (flush, database apply,
+//! acknowledgement) when batches are pipelined; the apply thread (deferred
+//! writes home, checkpoints); the reader pool (async reads). Locks are held
+//! only for in-memory work, never across device I/O.
 
 mod apply;
 mod commit;

@@ -114,6 +114,13 @@ impl Shared {
             return Ok(Bytes::new());
         }
         let end = off + len.min(on.size - off);
+        if end - off > self.settings.max_read_bytes {
+            return Err(StoreError::InvalidArgument(format!(
+                "read of {} bytes exceeds max_read_bytes ({}); read in pieces",
+                end - off,
+                self.settings.max_read_bytes
+            )));
+        }
         let mut out = BytesMut::zeroed((end - off) as usize);
         let (b0, b1) = (off / BS, end.div_ceil(BS));
         let max_blocks = (self.settings.max_io_bytes / BS).max(1);
