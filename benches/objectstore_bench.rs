@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use kalmar_objectstore::{
+    device::{aligned_bytes, AlignedBuf},
     Bytes, CollectionId, MkfsOptions, MountOptions, ObjectId, ObjectStore, Transaction,
 };
 use rand::{Rng, SeedableRng};
@@ -76,6 +77,12 @@ struct Args {
     /// Store setting commit_pipeline_depth (default: the store's).
     #[arg(long)]
     pipeline_depth: Option<usize>,
+    /// Store setting deferred_max_bytes (default: the store's).
+    #[arg(long, value_parser = parse_size)]
+    deferred_max_bytes: Option<u64>,
+    /// Store setting max_batch_txns (default: the store's).
+    #[arg(long)]
+    max_batch_txns: Option<usize>,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -181,7 +188,9 @@ fn run_writes(
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let payload = Bytes::from(vec![0x5au8; j.block_bytes as usize]);
+    // Aligned, as fio's own I/O buffers are: the store writes big ones
+    // without a copy.
+    let payload = aligned_payload(0x5a, j.block_bytes as usize);
     rt.block_on(async {
         let mut tasks = Vec::new();
         for t in 0..j.depth {
@@ -271,10 +280,17 @@ fn run_reads(
     Ok(all)
 }
 
+/// `len` bytes of `fill` in an aligned buffer.
+fn aligned_payload(fill: u8, len: usize) -> Bytes {
+    let mut b = AlignedBuf::zeroed(len);
+    b.fill(fill);
+    aligned_bytes(b)
+}
+
 /// Writes every object once, 1 MiB at a time, 8 in flight.
 fn prefill(store: &Arc<ObjectStore>, img: &Image) -> Result<()> {
     let chunk = 1u64 << 20;
-    let data = Bytes::from(vec![0xa5u8; chunk as usize]);
+    let data = aligned_payload(0xa5, chunk as usize);
     let mut pending = std::collections::VecDeque::new();
     let mut off = 0;
     while off < img.size {
@@ -357,6 +373,12 @@ fn main() -> Result<()> {
     mo.settings.reader_threads = 4;
     if let Some(d) = args.pipeline_depth {
         mo.settings.commit_pipeline_depth = d;
+    }
+    if let Some(n) = args.max_batch_txns {
+        mo.settings.max_batch_txns = n;
+    }
+    if let Some(b) = args.deferred_max_bytes {
+        mo.settings.deferred_max_bytes = b;
     }
     let store = Arc::new(ObjectStore::mount(&args.device, &mo).context("mount")?);
     let cid = CollectionId::new("bench")?;

@@ -11,6 +11,8 @@
 //! [`CACHE_MAX_BYTES`].
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
+
+use bytes::Bytes;
 use std::collections::HashMap;
 
 use parking_lot::Mutex;
@@ -196,6 +198,9 @@ pub enum IoBuf {
         start: usize,
         len: usize,
     },
+    /// Caller data written without a copy (see [`is_aligned`]); the device
+    /// refuses a misaligned one.
+    Bytes(Bytes),
 }
 
 impl IoBuf {
@@ -203,8 +208,41 @@ impl IoBuf {
         match self {
             IoBuf::Owned(b) => b,
             IoBuf::Shared { buf, start, len } => &buf[*start..*start + *len],
+            IoBuf::Bytes(b) => b,
         }
     }
+}
+
+impl AsRef<[u8]> for AlignedBuf {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
+/// A shared aligned buffer as the owner of a [`Bytes`].
+struct SharedAligned(Arc<AlignedBuf>);
+
+impl AsRef<[u8]> for SharedAligned {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// `buf` as `Bytes` without a copy; slices at multiples of [`BUF_ALIGN`]
+/// stay aligned for direct I/O.
+pub fn aligned_bytes(buf: AlignedBuf) -> Bytes {
+    Bytes::from_owner(buf)
+}
+
+/// Like [`aligned_bytes`], for a buffer that is shared already.
+pub fn shared_aligned_bytes(buf: Arc<AlignedBuf>) -> Bytes {
+    Bytes::from_owner(SharedAligned(buf))
+}
+
+/// Whether `data` can go to the device as it is: its address and length
+/// are multiples of [`BUF_ALIGN`].
+pub fn is_aligned(data: &[u8]) -> bool {
+    (data.as_ptr() as usize).is_multiple_of(BUF_ALIGN) && data.len().is_multiple_of(BUF_ALIGN)
 }
 
 #[cfg(test)]

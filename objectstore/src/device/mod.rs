@@ -14,7 +14,7 @@ mod uring;
 
 use std::path::Path;
 
-pub use buf::{AlignedBuf, IoBuf, BUF_ALIGN};
+pub use buf::{aligned_bytes, is_aligned, shared_aligned_bytes, AlignedBuf, IoBuf, BUF_ALIGN};
 pub use faulty::{FaultConfig, FaultyDevice};
 pub use uring::{UringDevice, UringOptions};
 
@@ -96,8 +96,44 @@ pub trait BlockDevice: Send + Sync {
     /// operations finished); read buffers are then unspecified.
     fn submit(&self, ops: &mut [IoOp]) -> Result<(), DeviceError>;
 
+    /// Starts every operation of `ops` and returns without waiting for
+    /// them, so the caller can prepare more work while the device is busy;
+    /// [`PendingIo::wait`] completes them. The same ordering rules as
+    /// [`BlockDevice::submit`] apply. A device that cannot overlap runs the
+    /// batch here (the default).
+    fn start(&self, mut ops: Vec<IoOp>) -> PendingIo {
+        let res = self.submit(&mut ops);
+        PendingIo::done(ops, res)
+    }
+
     /// Makes every completed write durable.
     fn flush(&self) -> Result<(), DeviceError>;
+}
+
+/// A batch started with [`BlockDevice::start`]. Its operations own their
+/// buffers until it completes; dropping it without [`PendingIo::wait`]
+/// still waits for the device, so no buffer is freed under the kernel.
+pub struct PendingIo(Pending);
+
+enum Pending {
+    Done(Vec<IoOp>, Result<(), DeviceError>),
+    // Boxed: a ring is large, and one allocation per batch is cheap.
+    Uring(Box<uring::InFlight>),
+}
+
+impl PendingIo {
+    fn done(ops: Vec<IoOp>, res: Result<(), DeviceError>) -> PendingIo {
+        PendingIo(Pending::Done(ops, res))
+    }
+
+    /// Waits until every operation completed; returns them (read buffers
+    /// filled) or the first failure.
+    pub fn wait(self) -> Result<Vec<IoOp>, DeviceError> {
+        match self.0 {
+            Pending::Done(ops, res) => res.map(|()| ops),
+            Pending::Uring(f) => f.wait(),
+        }
+    }
 }
 
 /// Checks the alignment rules of direct I/O and the device bounds.

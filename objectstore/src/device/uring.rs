@@ -10,11 +10,12 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use io_uring::{opcode, types, IoUring};
 use parking_lot::{Condvar, Mutex};
 
-use super::{check_io, BlockDevice, IoOp};
+use super::{check_io, BlockDevice, IoOp, Pending, PendingIo};
 use crate::error::DeviceError;
 use crate::layout::BLOCK_SIZE;
 
@@ -47,7 +48,14 @@ impl Default for UringOptions {
     }
 }
 
+/// Rings not in use; shared with batches in flight, which give their ring
+/// back when they complete.
 struct RingPool {
+    state: Mutex<PoolState>,
+    ring_free: Condvar,
+}
+
+struct PoolState {
     idle: Vec<IoUring>,
     created: usize,
 }
@@ -55,11 +63,11 @@ struct RingPool {
 /// A block device or regular file opened with O_DIRECT.
 pub struct UringDevice {
     path: PathBuf,
-    file: File,
+    /// Shared with batches in flight, so the descriptor outlives them.
+    file: Arc<File>,
     size_bytes: u64,
     opts: UringOptions,
-    pool: Mutex<RingPool>,
-    ring_free: Condvar,
+    pool: Arc<RingPool>,
 }
 
 const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
@@ -129,19 +137,21 @@ impl UringDevice {
         }
         Ok(UringDevice {
             path: path.to_path_buf(),
-            file,
+            file: Arc::new(file),
             size_bytes,
             opts,
-            pool: Mutex::new(RingPool {
-                idle: Vec::new(),
-                created: 0,
+            pool: Arc::new(RingPool {
+                state: Mutex::new(PoolState {
+                    idle: Vec::new(),
+                    created: 0,
+                }),
+                ring_free: Condvar::new(),
             }),
-            ring_free: Condvar::new(),
         })
     }
 
     fn take_ring(&self) -> Result<IoUring, DeviceError> {
-        let mut pool = self.pool.lock();
+        let mut pool = self.pool.state.lock();
         loop {
             if let Some(r) = pool.idle.pop() {
                 return Ok(r);
@@ -150,19 +160,32 @@ impl UringDevice {
                 pool.created += 1;
                 drop(pool);
                 return IoUring::new(self.opts.ring_entries.max(8)).map_err(|e| {
-                    self.pool.lock().created -= 1;
+                    self.pool.state.lock().created -= 1;
                     DeviceError::Open {
                         path: self.path.clone(),
                         reason: format!("io_uring setup: {e}"),
                     }
                 });
             }
-            self.ring_free.wait(&mut pool);
+            self.pool.ring_free.wait(&mut pool);
         }
     }
 
-    fn put_ring(&self, ring: Option<IoUring>) {
-        let mut pool = self.pool.lock();
+    fn fd(&self) -> types::Fd {
+        types::Fd(self.file.as_raw_fd())
+    }
+
+    fn check_all(&self, ops: &[IoOp]) -> Result<(), DeviceError> {
+        ops.iter()
+            .try_for_each(|op| check_io(op, self.size_bytes, BLOCK_SIZE))
+    }
+}
+
+impl RingPool {
+    /// Takes back a ring; `None` for one that cannot be reused (entries
+    /// were pushed but never submitted), which frees its slot.
+    fn put(&self, ring: Option<IoUring>) {
+        let mut pool = self.state.lock();
         match ring {
             Some(r) => pool.idle.push(r),
             None => pool.created -= 1,
@@ -190,79 +213,136 @@ fn entry(fd: types::Fd, op: &mut IoOp, user_data: u64) -> io_uring::squeue::Entr
     }
 }
 
-/// Runs the batch on one ring. Returns the first error and whether the ring
-/// may be reused (false when entries were pushed but never submitted).
-fn run_batch(
-    ring: &mut IoUring,
-    fd: types::Fd,
-    ops: &mut [IoOp],
-) -> (Result<(), DeviceError>, bool) {
-    let mut first_err: Option<DeviceError> = None;
-    let mut next = 0usize;
-    let mut in_flight = 0usize; // taken by the kernel, not completed
-    let mut queued = 0usize; // pushed to the SQ, not yet taken by the kernel
-    loop {
-        if first_err.is_none() {
-            let mut sq = ring.submission();
-            while next < ops.len() && !sq.is_full() {
-                let e = entry(fd, &mut ops[next], next as u64);
-                // SAFETY: the buffer lives in `ops`, which outlives this
-                // function, and we return only when nothing is in flight.
-                if unsafe { sq.push(&e) }.is_err() {
-                    break;
+/// Progress of one batch on its ring.
+#[derive(Default)]
+struct BatchState {
+    /// Next operation to push.
+    next: usize,
+    /// Taken by the kernel, not completed.
+    in_flight: usize,
+    /// Pushed to the submission queue, not yet taken by the kernel.
+    queued: usize,
+    first_err: Option<DeviceError>,
+}
+
+impl BatchState {
+    fn finished(&self, ops: &[IoOp]) -> bool {
+        self.in_flight == 0
+            && (self.queued == 0 || self.first_err.is_some())
+            && (self.first_err.is_some() || self.next >= ops.len())
+    }
+
+    /// Pushes what fits, submits, and (with `wait`) reaps until the batch
+    /// is finished; without `wait`, returns after one submission.
+    fn drive(&mut self, ring: &mut IoUring, fd: types::Fd, ops: &mut [IoOp], wait: bool) {
+        loop {
+            if self.first_err.is_none() {
+                let mut sq = ring.submission();
+                while self.next < ops.len() && !sq.is_full() {
+                    let e = entry(fd, &mut ops[self.next], self.next as u64);
+                    // SAFETY: the buffer lives in `ops`, which the caller
+                    // keeps (and does not touch) until the batch finished.
+                    if unsafe { sq.push(&e) }.is_err() {
+                        break;
+                    }
+                    self.next += 1;
+                    self.queued += 1;
                 }
-                next += 1;
-                queued += 1;
             }
-        }
-        if in_flight == 0
-            && (queued == 0 || first_err.is_some())
-            && (first_err.is_some() || next >= ops.len())
-        {
-            break;
-        }
-        match ring.submit_and_wait(1) {
-            Ok(n) => {
-                let n = n.min(queued);
-                queued -= n;
-                in_flight += n;
+            if self.finished(ops) {
+                return;
             }
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::EINTR) | Some(libc::EAGAIN) | Some(libc::EBUSY)
-                ) => {}
-            Err(e) => {
-                first_err.get_or_insert(DeviceError::Io {
-                    op: "submit",
-                    offset: 0,
-                    len: 0,
-                    reason: e.to_string(),
-                });
-            }
-        }
-        for cqe in ring.completion() {
-            in_flight = in_flight.saturating_sub(1);
-            let Some(op) = ops.get(cqe.user_data() as usize) else {
-                continue;
+            let res = if wait {
+                ring.submit_and_wait(1)
+            } else {
+                ring.submit()
             };
-            let res = cqe.result();
-            if res < 0 || res as usize != op.len() {
-                let reason = if res < 0 {
-                    std::io::Error::from_raw_os_error(-res).to_string()
-                } else {
-                    format!("short transfer of {res} bytes")
+            match res {
+                Ok(n) => {
+                    let n = n.min(self.queued);
+                    self.queued -= n;
+                    self.in_flight += n;
+                }
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EINTR) | Some(libc::EAGAIN) | Some(libc::EBUSY)
+                    ) => {}
+                Err(e) => {
+                    self.first_err.get_or_insert(DeviceError::Io {
+                        op: "submit",
+                        offset: 0,
+                        len: 0,
+                        reason: e.to_string(),
+                    });
+                }
+            }
+            for cqe in ring.completion() {
+                self.in_flight = self.in_flight.saturating_sub(1);
+                let Some(op) = ops.get(cqe.user_data() as usize) else {
+                    continue;
                 };
-                first_err.get_or_insert(DeviceError::Io {
-                    op: op.kind(),
-                    offset: op.offset(),
-                    len: op.len() as u64,
-                    reason,
-                });
+                let res = cqe.result();
+                if res < 0 || res as usize != op.len() {
+                    let reason = if res < 0 {
+                        std::io::Error::from_raw_os_error(-res).to_string()
+                    } else {
+                        format!("short transfer of {res} bytes")
+                    };
+                    self.first_err.get_or_insert(DeviceError::Io {
+                        op: op.kind(),
+                        offset: op.offset(),
+                        len: op.len() as u64,
+                        reason,
+                    });
+                }
+            }
+            if !wait {
+                return;
             }
         }
     }
-    (first_err.map_or(Ok(()), Err), queued == 0)
+
+    /// The outcome of a finished batch, and whether its ring may be reused.
+    fn outcome(self) -> (Result<(), DeviceError>, bool) {
+        let reusable = self.queued == 0;
+        (self.first_err.map_or(Ok(()), Err), reusable)
+    }
+}
+
+/// A batch started by [`UringDevice`]'s `start`: it holds its ring, its
+/// operations (and so their buffers) and the descriptor until it finished.
+pub(super) struct InFlight {
+    ring: Option<IoUring>,
+    file: Arc<File>,
+    ops: Vec<IoOp>,
+    state: BatchState,
+    pool: Arc<RingPool>,
+}
+
+impl InFlight {
+    fn finish(&mut self) -> Result<(), DeviceError> {
+        let Some(mut ring) = self.ring.take() else {
+            return Ok(());
+        };
+        let fd = types::Fd(self.file.as_raw_fd());
+        self.state.drive(&mut ring, fd, &mut self.ops, true);
+        let (res, reusable) = std::mem::take(&mut self.state).outcome();
+        self.pool.put(reusable.then_some(ring));
+        res
+    }
+
+    pub(super) fn wait(mut self) -> Result<Vec<IoOp>, DeviceError> {
+        self.finish()?;
+        Ok(std::mem::take(&mut self.ops))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        // The kernel may still write into (or read from) the buffers.
+        let _ = self.finish();
+    }
 }
 
 impl BlockDevice for UringDevice {
@@ -278,13 +358,35 @@ impl BlockDevice for UringDevice {
         if ops.is_empty() {
             return Ok(());
         }
-        for op in ops.iter() {
-            check_io(op, self.size_bytes, BLOCK_SIZE)?;
-        }
+        self.check_all(ops)?;
         let mut ring = self.take_ring()?;
-        let (res, reusable) = run_batch(&mut ring, types::Fd(self.file.as_raw_fd()), ops);
-        self.put_ring(reusable.then_some(ring));
+        let mut st = BatchState::default();
+        st.drive(&mut ring, self.fd(), ops, true);
+        let (res, reusable) = st.outcome();
+        self.pool.put(reusable.then_some(ring));
         res
+    }
+
+    fn start(&self, mut ops: Vec<IoOp>) -> PendingIo {
+        if ops.is_empty() {
+            return PendingIo::done(ops, Ok(()));
+        }
+        if let Err(e) = self.check_all(&ops) {
+            return PendingIo::done(ops, Err(e));
+        }
+        let mut ring = match self.take_ring() {
+            Ok(r) => r,
+            Err(e) => return PendingIo::done(ops, Err(e)),
+        };
+        let mut state = BatchState::default();
+        state.drive(&mut ring, self.fd(), &mut ops, false);
+        PendingIo(Pending::Uring(Box::new(InFlight {
+            ring: Some(ring),
+            file: self.file.clone(),
+            ops,
+            state,
+            pool: self.pool.clone(),
+        })))
     }
 
     fn flush(&self) -> Result<(), DeviceError> {
@@ -344,5 +446,47 @@ mod tests {
         ));
         drop(dev);
         assert!(UringDevice::open(&path, UringOptions::default()).is_ok());
+    }
+
+    #[test]
+    fn started_batches_overlap_and_complete() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("dev");
+        File::create(&path)
+            .and_then(|f| f.set_len(4 << 20))
+            .expect("create");
+        let small = UringOptions {
+            ring_entries: 8, // fewer than the ops of a batch: pushed in rounds
+            ..UringOptions::default()
+        };
+        let dev = UringDevice::open(&path, small).expect("open");
+        let batch = |first: u64| -> Vec<IoOp> {
+            (first..first + 40)
+                .map(|i| {
+                    let mut b = AlignedBuf::zeroed(4096);
+                    b.fill((i % 251) as u8);
+                    IoOp::write(i * 4096, b, i % 5 == 0)
+                })
+                .collect()
+        };
+        let a = dev.start(batch(0));
+        let b = dev.start(batch(40));
+        // Dropped without wait: still completes before its buffers go.
+        drop(dev.start(batch(80)));
+        assert_eq!(b.wait().expect("b").len(), 40);
+        assert_eq!(a.wait().expect("a").len(), 40);
+        let back = read_at(&dev, 0, 120 * 4096).expect("read back");
+        for i in 0..120usize {
+            assert!(
+                back[i * 4096..(i + 1) * 4096]
+                    .iter()
+                    .all(|&x| x == (i % 251) as u8),
+                "block {i}"
+            );
+        }
+        let reads = dev
+            .start(vec![IoOp::read(7 * 4096, 4096), IoOp::read(100, 4096)])
+            .wait();
+        assert!(matches!(reads, Err(DeviceError::Misaligned { .. })));
     }
 }

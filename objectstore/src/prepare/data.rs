@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use kalmar_common::encoding::{Decode, Encode};
 
 use super::{Batch, BigWrite};
-use crate::device::{AlignedBuf, IoOp};
+use bytes::Bytes;
+
+use crate::device::{aligned_bytes, is_aligned, AlignedBuf, IoOp};
 use crate::error::StoreError;
 use crate::keys;
 use crate::layout::BLOCK_SIZE;
@@ -115,7 +117,7 @@ fn span(off: u64, len: u64) -> (u64, u64, u64) {
 /// Where the bytes of a range write come from.
 #[derive(Clone, Copy)]
 pub enum Fill<'d> {
-    Data(&'d [u8]),
+    Data(&'d Bytes),
     Zeros,
 }
 
@@ -196,6 +198,12 @@ impl Batch<'_> {
         }
         let (end, b0, b1) = span(off, len);
         let n = (b1 - b0) as usize;
+        if let (Fill::Data(d), Mode::Big) = (fill, mode) {
+            if off.is_multiple_of(BLOCK_SIZE) && is_aligned(d) {
+                // Whole blocks in an aligned buffer: written as they are.
+                return self.write_big(ss, b0, d.clone());
+            }
+        }
         // Every byte is written below: old content, data or zeros.
         let mut buf = AlignedBuf::for_overwrite(n * BS);
         let head_partial = !off.is_multiple_of(BLOCK_SIZE);
@@ -214,7 +222,7 @@ impl Batch<'_> {
         }
         match mode {
             Mode::Deferred => self.write_deferred(ss, b0, &buf),
-            Mode::Big => self.write_big(ss, b0, buf),
+            Mode::Big => self.write_big(ss, b0, aligned_bytes(buf)),
         }
     }
 
@@ -249,23 +257,16 @@ impl Batch<'_> {
         Ok(())
     }
 
-    fn write_big(&mut self, ss: &mut ShardSet, b0: u64, buf: AlignedBuf) -> Result<(), StoreError> {
+    /// Writes whole blocks from `b0` to new space; `buf` is aligned.
+    fn write_big(&mut self, ss: &mut ShardSet, b0: u64, buf: Bytes) -> Result<(), StoreError> {
         let n = (buf.len() / BS) as u64;
         let extents = self.allocate(n)?;
         let mut logical = b0;
-        let single = extents.len() == 1;
-        let mut whole = Some(buf);
-        let mut copied_from = 0usize;
+        let mut from = 0usize;
         for e in extents {
-            let part = if single {
-                whole.take().unwrap_or_else(|| AlignedBuf::zeroed(0))
-            } else {
-                let src = whole
-                    .as_ref()
-                    .map(|b| &b[copied_from..copied_from + e.len as usize * BS]);
-                AlignedBuf::from_slice(src.unwrap_or(&[]))
-            };
-            copied_from += e.len as usize * BS;
+            // Extents are whole blocks, so every part stays aligned.
+            let part = buf.slice(from..from + e.len as usize * BS);
+            from += e.len as usize * BS;
             // (crc32c_combine costs more than a second hardware pass.)
             let run_crc = crc32c::crc32c(&part);
             for i in 0..e.len {

@@ -23,10 +23,10 @@ pub use view::{InFlight, View};
 
 use std::collections::HashMap;
 
+use bytes::Bytes;
 use kalmar_common::encoding::Encode;
 
 use crate::alloc::Extent;
-use crate::device::AlignedBuf;
 use crate::error::StoreError;
 use crate::journal::{BigRun, DeferredRun, RecordMeta};
 use crate::keys;
@@ -39,7 +39,8 @@ use crate::txn::Transaction;
 /// Data for newly allocated blocks `[phys, phys + buf.len() / BLOCK_SIZE)`.
 pub struct BigWrite {
     pub phys: u64,
-    pub buf: AlignedBuf,
+    /// Aligned: the caller's data itself when it was, else a copy.
+    pub buf: Bytes,
     /// crc32c of all of `buf`.
     pub crc: u32,
 }

@@ -1,6 +1,7 @@
 //! One function per transaction operation; the contracts are documented on
 //! the [`crate::Transaction`] builder methods.
 
+use bytes::Bytes;
 use kalmar_common::encoding::{Blob, Decode, Encode};
 
 use super::data::{Fill, Mode, ShardSet};
@@ -197,7 +198,7 @@ impl Batch<'_> {
         c: &CollectionId,
         o: &ObjectId,
         offset: u64,
-        data: &[u8],
+        data: &Bytes,
     ) -> Result<(), StoreError> {
         let len = data.len() as u64;
         let end = check_end(offset, len)?;
@@ -341,7 +342,7 @@ impl Batch<'_> {
             while j < mapped.len() && mapped[j].0 == mapped[j - 1].0 + 1 {
                 j += 1;
             }
-            let data: Vec<u8> = contents[i..j].concat();
+            let data = Bytes::from(contents[i..j].concat());
             self.write_range(
                 &mut dst_ss,
                 mapped[i].0 * BLOCK_SIZE,

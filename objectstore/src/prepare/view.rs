@@ -6,7 +6,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::device::AlignedBuf;
+use bytes::Bytes;
+
 use crate::error::StoreError;
 use crate::kv::{Kv, KvRead};
 use crate::layout::BLOCK_SIZE;
@@ -17,7 +18,7 @@ pub struct InFlight {
     pub seq: u64,
     pub kv: FrozenKv,
     /// Physical block -> (buffer, byte offset) of its new content.
-    pub blocks: HashMap<u64, (Arc<AlignedBuf>, usize)>,
+    pub blocks: HashMap<u64, (Bytes, usize)>,
 }
 
 impl InFlight {

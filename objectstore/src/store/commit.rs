@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use super::apply::Applier;
 use super::publish::{self, Written};
 use super::{Queued, Shared};
-use crate::device::{IoBuf, IoOp};
+use crate::device::{shared_aligned_bytes, IoBuf, IoOp};
 use crate::error::StoreError;
 use crate::journal::{build_pad, build_record, Placement, RecordId};
 use crate::layout::BLOCK_SIZE;
@@ -318,7 +318,7 @@ fn write_record(
     let mut ops = Vec::new();
     let max = sh.settings.max_io_bytes.max(BLOCK_SIZE) as usize;
     for w in big {
-        let data = Arc::new(w.buf);
+        let data = w.buf;
         for i in 0..data.len() / bs {
             inflight
                 .blocks
@@ -329,11 +329,7 @@ fn write_record(
             let len = max.min(data.len() - at);
             ops.push(IoOp::Write {
                 offset: sh.layout.block_offset(w.phys) + at as u64,
-                buf: IoBuf::Shared {
-                    buf: data.clone(),
-                    start: at,
-                    len,
-                },
+                buf: IoBuf::Bytes(data.slice(at..at + len)),
                 fua: false,
             });
             at += len;
@@ -342,22 +338,25 @@ fn write_record(
     // Deferred blocks last: a block big-written and then overwritten in
     // the same batch reads as the overwrite.
     let mut deferred = Vec::with_capacity(blocks.len());
+    let record = (!blocks.is_empty()).then(|| shared_aligned_bytes(buf.clone()));
     for (i, (phys, content)) in blocks.iter().enumerate() {
         let at = data_at + i * bs;
-        inflight.blocks.insert(*phys, (buf.clone(), at));
+        if let Some(r) = &record {
+            inflight.blocks.insert(*phys, (r.clone(), at));
+        }
         deferred.push((*phys, at, crc32c::crc32c(content)));
     }
     // Later batches read this one's changes until it is published.
     sh.inflight.lock().push_back(Arc::new(inflight));
     let t_j = Instant::now();
-    if !needs_flush {
+    let io = if !needs_flush {
         if let Some(pad_at) = place.pad_at {
             // The pad goes first and alone: a record is never durable
             // before the pad that leads to it.
             sh.dev
                 .submit(&mut [IoOp::write(joff(pad_at), build_pad(id), true)])?;
         }
-        sh.dev.submit(&mut [record_op(true)])?;
+        sh.dev.start(vec![record_op(true)])
     } else {
         // Big-write data, the pad and the record together; the publish
         // stage flushes before anything is acknowledged, and replay checks
@@ -366,15 +365,13 @@ fn write_record(
             ops.push(IoOp::write(joff(pad_at), build_pad(id), false));
         }
         ops.push(record_op(false));
-        for chunk in ops.chunks_mut(sh.settings.apply_batch_ios.max(1)) {
-            sh.dev.submit(chunk)?;
-        }
-    }
-    sh.perf.tinc(perf::L_JOURNAL_WRITE_LAT, t_j.elapsed());
+        sh.dev.start(ops)
+    };
     sh.perf.inc(perf::L_JOURNAL_RECORDS, 1);
     sh.perf.inc(perf::L_JOURNAL_BYTES, buf.len() as u64);
     Ok(Written {
         seq,
+        io: Some((io, t_j)),
         accepted: Vec::new(),
         kv_ops: meta.kv_ops,
         buf,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use super::apply::{Applier, ApplyItem};
 use super::commit::fail_all;
 use super::{Queued, Shared};
-use crate::device::AlignedBuf;
+use crate::device::{AlignedBuf, PendingIo};
 use crate::error::StoreError;
 use crate::kv::KvOp;
 use crate::layout::BLOCK_SIZE;
@@ -24,6 +24,9 @@ use crate::prepare::Counters;
 /// A batch whose record (and big data) is written, not yet durable.
 pub(crate) struct Written {
     pub seq: u64,
+    /// The record (and big-write data) still on its way to the device,
+    /// with the time it was started.
+    pub io: Option<(PendingIo, Instant)>,
     pub accepted: Vec<Queued>,
     pub kv_ops: Vec<KvOp>,
     /// The record; deferred block contents live in it.
@@ -63,7 +66,19 @@ pub(crate) fn run(sh: Arc<Shared>) {
 
 /// Makes `group` durable (one flush if any needs it) and publishes each
 /// batch in order.
-pub(crate) fn publish_group(sh: &Shared, group: Vec<Written>, mut inline: Option<&mut Applier>) {
+pub(crate) fn publish_group(
+    sh: &Shared,
+    mut group: Vec<Written>,
+    mut inline: Option<&mut Applier>,
+) {
+    for w in group.iter_mut() {
+        if let Some((io, started)) = w.io.take() {
+            if let Err(e) = io.wait() {
+                sh.poison(&format!("writing a journal record failed: {e}"));
+            }
+            sh.perf.tinc(perf::L_JOURNAL_WRITE_LAT, started.elapsed());
+        }
+    }
     if sh.poisoned().is_none() && group.iter().any(|w| w.needs_flush) {
         let t = Instant::now();
         if let Err(e) = sh.dev.flush() {
