@@ -13,6 +13,7 @@ pub trait NbdStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     fn readable(&self) -> impl Future<Output = io::Result<()>> + Send;
     fn writable(&self) -> impl Future<Output = io::Result<()>> + Send;
     fn try_read_into(&self, buf: &mut BytesMut) -> io::Result<usize>;
+    fn try_read_slice(&self, buf: &mut [u8]) -> io::Result<usize>;
     fn try_write_iov(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
 }
 
@@ -27,6 +28,9 @@ macro_rules! impl_stream {
             }
             fn try_read_into(&self, buf: &mut BytesMut) -> io::Result<usize> {
                 self.try_read_buf(buf)
+            }
+            fn try_read_slice(&self, buf: &mut [u8]) -> io::Result<usize> {
+                self.try_read(buf)
             }
             fn try_write_iov(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
                 self.try_write_vectored(bufs)

@@ -2,9 +2,11 @@
 //! runs them concurrently against the backend (bounded), and sends each
 //! reply as soon as its request completes, so replies go out of order.
 //!
-//! Write payloads are cut out of the read buffer without copying and
-//! handed to the backend; read data goes to the socket as its own buffer
-//! in a vectored write, batched with every other reply that is ready.
+//! Small write payloads are cut out of the read buffer without copying
+//! and handed to the backend; large ones are received straight into an
+//! aligned buffer of their own, which a store backend writes to the device
+//! without another copy. Read data goes to the socket as its own buffer in
+//! a vectored write, batched with every other reply that is ready.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
@@ -14,6 +16,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::FutureExt;
 use kalmar_common::perf::PerfCounters;
+use kalmar_objectstore::device::{aligned_bytes, AlignedBuf};
 use tokio::sync::watch;
 
 use super::stream::NbdStream;
@@ -29,6 +32,9 @@ use crate::settings::ServerSettings;
 const MAX_WRITE_IOVECS: usize = 64;
 /// Read buffer growth step.
 const READ_CHUNK_BYTES: usize = 256 * 1024;
+/// Write payloads of at least this many bytes are received into an aligned
+/// buffer of their own.
+const ALIGNED_PAYLOAD_MIN_BYTES: usize = 64 * 1024;
 /// Reply header scratch growth step.
 const SCRATCH_BYTES: usize = 64 * 1024;
 /// Longest reply header: an error chunk with the longest message.
@@ -132,10 +138,35 @@ struct Input {
     /// Payload bytes of a refused oversized write still to skip.
     discard: u64,
     max_payload: u32,
+    /// A large write payload being received into its own buffer.
+    receiving: Option<Receiving>,
+}
+
+struct Receiving {
+    header: RequestHeader,
+    payload: AlignedBuf,
+    got: usize,
 }
 
 impl Input {
+    fn new(max_payload: u32) -> Input {
+        Input {
+            buf: BytesMut::with_capacity(READ_CHUNK_BYTES),
+            discard: 0,
+            max_payload,
+            receiving: None,
+        }
+    }
+
     fn next(&mut self) -> Result<Next, ConnError> {
+        if let Some(r) = &self.receiving {
+            if r.got < r.payload.len() {
+                return Ok(Next::NeedMore);
+            }
+            if let Some(r) = self.receiving.take() {
+                return Ok(Next::Request(r.header, aligned_bytes(r.payload)));
+            }
+        }
         if self.discard > 0 {
             let n = self.discard.min(self.buf.len() as u64);
             self.buf.advance(n as usize);
@@ -156,6 +187,19 @@ impl Input {
             self.discard = payload as u64;
             return Ok(Next::Oversized(h));
         }
+        if payload >= ALIGNED_PAYLOAD_MIN_BYTES {
+            self.buf.advance(REQUEST_HEADER_BYTES);
+            let mut aligned = AlignedBuf::for_overwrite(payload);
+            let have = self.buf.len().min(payload);
+            aligned[..have].copy_from_slice(&self.buf[..have]);
+            self.buf.advance(have);
+            self.receiving = Some(Receiving {
+                header: h,
+                payload: aligned,
+                got: have,
+            });
+            return self.next();
+        }
         let need = REQUEST_HEADER_BYTES + payload;
         if self.buf.len() < need {
             self.buf.reserve(need - self.buf.len());
@@ -167,6 +211,17 @@ impl Input {
 
     /// One non-blocking read; false at end of stream.
     fn fill<S: NbdStream>(&mut self, s: &S) -> io::Result<bool> {
+        if let Some(r) = self.receiving.as_mut().filter(|r| r.got < r.payload.len()) {
+            return match s.try_read_slice(&mut r.payload[r.got..]) {
+                Ok(0) => Ok(false),
+                Ok(n) => {
+                    r.got += n;
+                    Ok(true)
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(true),
+                Err(e) => Err(e),
+            };
+        }
         if self.buf.capacity() - self.buf.len() < READ_CHUNK_BYTES / 4 {
             self.buf.reserve(READ_CHUNK_BYTES);
         }
@@ -244,11 +299,7 @@ pub(crate) async fn transmit<S: NbdStream, B: BlockBackend>(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ConnError> {
     let structured = session.structured_replies;
-    let mut input = Input {
-        buf: BytesMut::with_capacity(READ_CHUNK_BYTES),
-        discard: 0,
-        max_payload: session.block_sizes.max_payload_bytes,
-    };
+    let mut input = Input::new(session.block_sizes.max_payload_bytes);
     let mut out = OutQueue::new();
     let mut inflight = FuturesUnordered::new();
     let mut inflight_bytes = 0u64;
