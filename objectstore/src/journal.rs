@@ -41,15 +41,26 @@ pub struct DeferredRun {
 }
 
 /// Newly allocated blocks `[phys, phys + blocks)` written (not
-/// journaled) by the record's transactions, with the crc32c of their data.
-/// Replay checks them for the last record only: the data and the record
-/// go to the device together, ahead of one flush, so only the last record
-/// can point at data that did not make it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// journaled) by the record's transactions, with what their data must
+/// check against. Replay checks the records no later record proves
+/// durable: the data and the record go to the device together, ahead of
+/// one flush, so only those can point at data that did not make it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BigRun {
     pub phys: u64,
     pub blocks: u32,
-    pub crc: u32,
+    pub check: BigCheck,
+}
+
+/// How replay checks the data of a [`BigRun`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BigCheck {
+    /// The crc32c of every block, in order: the checksums the extent map
+    /// stores anyway, so writing a run costs one checksum pass (records of
+    /// version 2).
+    Blocks(Vec<u32>),
+    /// One crc32c over the whole run (records of version 1).
+    Run(u32),
 }
 
 /// The metadata part of a record.
@@ -62,7 +73,7 @@ pub struct RecordMeta {
 
 impl Encode for RecordMeta {
     fn encode(&self, buf: &mut Vec<u8>) {
-        kalmar_common::encoding::encode_versioned(buf, 1, 1, |buf| {
+        kalmar_common::encoding::encode_versioned(buf, 2, 2, |buf| {
             self.kv_ops.encode(buf);
             (self.deferred.len() as u32).encode(buf);
             for r in &self.deferred {
@@ -73,7 +84,14 @@ impl Encode for RecordMeta {
             for r in &self.big {
                 r.phys.encode(buf);
                 r.blocks.encode(buf);
-                r.crc.encode(buf);
+                // Version 2: one crc per block (a run crc is never written).
+                let crcs: &[u32] = match &r.check {
+                    BigCheck::Blocks(c) => c,
+                    BigCheck::Run(_) => &[],
+                };
+                for c in crcs {
+                    c.encode(buf);
+                }
             }
         });
     }
@@ -81,7 +99,7 @@ impl Encode for RecordMeta {
 
 impl Decode for RecordMeta {
     fn decode(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
-        d.versioned("journal record meta", 1, |d, _| {
+        d.versioned("journal record meta", 2, |d, version| {
             let kv_ops = Vec::<KvOp>::decode(d)?;
             let n = d.len_prefix(12, "deferred runs")?;
             let mut deferred = Vec::with_capacity(n);
@@ -94,10 +112,24 @@ impl Decode for RecordMeta {
             let n = d.len_prefix(16, "big runs")?;
             let mut big = Vec::with_capacity(n);
             for _ in 0..n {
+                let phys = d.u64()?;
+                let blocks = d.u32()?;
+                let check = if version >= 2 {
+                    let n = blocks as usize;
+                    if n.saturating_mul(4) > d.remaining() {
+                        return Err(DecodeError::Truncated {
+                            needed: n.saturating_mul(4) - d.remaining(),
+                            context: "big run block crcs",
+                        });
+                    }
+                    BigCheck::Blocks((0..n).map(|_| d.u32()).collect::<Result<_, _>>()?)
+                } else {
+                    BigCheck::Run(d.u32()?)
+                };
                 big.push(BigRun {
-                    phys: d.u64()?,
-                    blocks: d.u32()?,
-                    crc: d.u32()?,
+                    phys,
+                    blocks,
+                    check,
                 });
             }
             Ok(RecordMeta {
@@ -467,8 +499,18 @@ fn big_data_missing(
         )];
         dev.submit(&mut ops).map_err(io_err)?;
         let [op] = ops;
-        let crc = op.into_read_buf().map(|b| crc32c::crc32c(&b));
-        if crc != Some(r.crc) {
+        let data = op.into_read_buf().unwrap_or_else(|| AlignedBuf::zeroed(0));
+        let intact = match &r.check {
+            BigCheck::Run(crc) => crc32c::crc32c(&data) == *crc,
+            BigCheck::Blocks(crcs) => {
+                crcs.len() == r.blocks as usize
+                    && data
+                        .chunks(BLOCK_SIZE as usize)
+                        .zip(crcs)
+                        .all(|(b, c)| crc32c::crc32c(b) == *c)
+            }
+        };
+        if !intact {
             return Ok(Some(format!(
                 "the data it wrote at block {} is not on the device",
                 r.phys
@@ -691,5 +733,58 @@ mod tests {
         r.release(6);
         let p = r.place(3).expect("room after release");
         assert_eq!(p.at, 0);
+    }
+
+    #[test]
+    fn big_runs_check_block_crcs_and_read_version_1_run_crcs() {
+        let l = layout();
+        let dev = FaultyDevice::new(l.device_bytes, FaultConfig::new(0));
+        let data: Vec<u8> = (0..3 * BLOCK_SIZE as usize)
+            .map(|i| (i % 253) as u8)
+            .collect();
+        let crcs: Vec<u32> = data
+            .chunks(BLOCK_SIZE as usize)
+            .map(crc32c::crc32c)
+            .collect();
+        let run = |check| RecordMeta {
+            kv_ops: Vec::new(),
+            deferred: Vec::new(),
+            big: vec![BigRun {
+                phys: 5,
+                blocks: 3,
+                check,
+            }],
+        };
+        let meta = run(BigCheck::Blocks(crcs.clone()));
+        assert_eq!(RecordMeta::from_bytes(&meta.to_bytes()).expect("v2"), meta);
+        // A version-1 body: the run's one crc in place of the block crcs.
+        let mut v1 = Vec::new();
+        kalmar_common::encoding::encode_versioned(&mut v1, 1, 1, |buf| {
+            Vec::<KvOp>::new().encode(buf);
+            0u32.encode(buf);
+            1u32.encode(buf);
+            5u64.encode(buf);
+            3u32.encode(buf);
+            crc32c::crc32c(&data).encode(buf);
+        });
+        let old = RecordMeta::from_bytes(&v1).expect("v1");
+        assert_eq!(old, run(BigCheck::Run(crc32c::crc32c(&data))));
+        // Missing data is seen by either check; the data on the device
+        // passes both.
+        for m in [&meta, &old] {
+            assert!(big_data_missing(&dev, &l, m).expect("check").is_some());
+        }
+        let mut ops = [IoOp::write(
+            l.block_offset(5),
+            AlignedBuf::from_slice(&data),
+            true,
+        )];
+        dev.submit(&mut ops).expect("write data");
+        for m in [&meta, &old] {
+            assert_eq!(big_data_missing(&dev, &l, m).expect("check"), None);
+        }
+        // One block short of crcs: never taken for intact.
+        let short = run(BigCheck::Blocks(crcs[..2].to_vec()));
+        assert!(RecordMeta::from_bytes(&short.to_bytes()).is_err());
     }
 }

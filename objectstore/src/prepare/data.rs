@@ -267,11 +267,11 @@ impl Batch<'_> {
             // Extents are whole blocks, so every part stays aligned.
             let part = buf.slice(from..from + e.len as usize * BS);
             from += e.len as usize * BS;
-            // (crc32c_combine costs more than a second hardware pass.)
-            let run_crc = crc32c::crc32c(&part);
+            let mut crcs = Vec::with_capacity(e.len as usize);
             for i in 0..e.len {
                 let block = &part[i as usize * BS..(i as usize + 1) * BS];
                 let csum = crc32c::crc32c(block);
+                crcs.push(csum);
                 if let Some(old) = ss.set(
                     self,
                     logical,
@@ -287,7 +287,7 @@ impl Batch<'_> {
             self.push_big(BigWrite {
                 phys: e.start,
                 buf: part,
-                crc: run_crc,
+                crcs,
             });
         }
         self.counters.big_ops += 1;

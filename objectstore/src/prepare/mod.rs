@@ -28,7 +28,7 @@ use kalmar_common::encoding::Encode;
 
 use crate::alloc::Extent;
 use crate::error::StoreError;
-use crate::journal::{BigRun, DeferredRun, RecordMeta};
+use crate::journal::{BigCheck, BigRun, DeferredRun, RecordMeta};
 use crate::keys;
 use crate::layout::BLOCK_SIZE;
 use crate::onode::StoreStats;
@@ -41,8 +41,8 @@ pub struct BigWrite {
     pub phys: u64,
     /// Aligned: the caller's data itself when it was, else a copy.
     pub buf: Bytes,
-    /// crc32c of all of `buf`.
-    pub crc: u32,
+    /// crc32c of each block of `buf`.
+    pub crcs: Vec<u32>,
 }
 
 #[derive(Default)]
@@ -283,7 +283,7 @@ impl<'a> Batch<'a> {
             .map(|w| BigRun {
                 phys: w.phys,
                 blocks: (w.buf.len() as u64 / BLOCK_SIZE) as u32,
-                crc: w.crc,
+                check: BigCheck::Blocks(w.crcs.clone()),
             })
             .collect();
         let kv = self.kv.freeze();
