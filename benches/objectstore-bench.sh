@@ -12,6 +12,8 @@
 #   BENCH_RUNTIME      measured seconds per job (default 20); BENCH_RAMP (2)
 #   BENCH_JOBS         jobs (default: seqwrite-1m randwrite-4k-qd1 randwrite-4k-qd32)
 #   BENCH_REPEAT       how many times to run the whole comparison (default 1)
+#   BENCH_STORE_ARGS   extra kalmar-objectstore-bench flags (store settings,
+#                      e.g. --pipeline-depth 4)
 #   BENCH_WORK_DIR     parent of the scratch directory (default /var/tmp)
 #   BENCH_RESULTS_DIR  where results and the store's perf dumps are kept
 #                      (default ~/.cache/kalmar-bench)
@@ -31,6 +33,7 @@ REPEAT=${BENCH_REPEAT:-1}
 OUT="${BENCH_RESULTS_DIR:-$HOME/.cache/kalmar-bench}/objectstore-$(date -u +%Y%m%dT%H%M%SZ)"
 
 WAIT_QUIET=${BENCH_WAIT_QUIET:-1800}
+STORE_ARGS=${BENCH_STORE_ARGS:-}
 
 log() { echo "objectstore-bench: $*" >&2; }
 
@@ -85,6 +88,8 @@ export RAW_DEV FIO_SIZE FIO_RUNTIME=$RUNTIME FIO_RAMP=$RAMP
 for rep in $(seq "$REPEAT"); do
   RES="$WORK/run$rep"
   mkdir -p "$RES/raw" "$RES/raw-durable"
+  # Job by job, the three targets back to back: what is compared runs
+  # minutes apart at most, whatever else the host does.
   for job in $JOBS; do
     for target in raw raw-durable; do
       wait_quiet
@@ -92,12 +97,13 @@ for rep in $(seq "$REPEAT"); do
       fio --section="$job" --output-format=json --output="$RES/$target/$job.json" fio-configs/raw.fio
       log "run $rep: $target $job done"
     done
+    wait_quiet
+    "$BENCH_BIN" --device "$STORE_DEV" --db "$WORK/objectstore.db" --mkfs --size "$FIO_SIZE" \
+      --runtime "$RUNTIME" --ramp "$RAMP" --jobs "$job" --out-dir "$RES/objectstore" \
+      --cpu-tsv "$RES/cpu.tsv" --target objectstore $STORE_ARGS \
+      2> >(tee -a "$RES/objectstore.log" | grep -v ' perf: ' >&2)
+    rm -rf "$WORK/objectstore.db"
   done
-  wait_quiet
-  "$BENCH_BIN" --device "$STORE_DEV" --db "$WORK/objectstore.db" --mkfs --size "$FIO_SIZE" \
-    --runtime "$RUNTIME" --ramp "$RAMP" --jobs "$JOBS" --out-dir "$RES/objectstore" \
-    --cpu-tsv "$RES/cpu.tsv" --target objectstore 2> >(tee "$RES/objectstore.log" | grep -v ' perf: ' >&2)
-  rm -rf "$WORK/objectstore.db"
   echo
   echo "run $rep of $REPEAT ($(date -u +%FT%TZ), load $(cut -d' ' -f1-3 /proc/loadavg)):"
   python3 benches/bench_report.py "$RES" --json-out "$RES/report.json"
