@@ -449,6 +449,26 @@ fn long_names_and_many_objects_list_in_order() {
     }
     assert_eq!(listed, names, "every object once, in bytewise order");
     assert_eq!(pages, names.len().div_ceil(333));
+    // From a start that names no object: the objects at or after it.
+    let between = ObjectId::new(b"rbd_data.00000100x".to_vec()).expect("name");
+    let (page, _) = fs.s().collection_list(&c, Some(&between), 5).expect("list");
+    let expect: Vec<Vec<u8>> = names
+        .iter()
+        .filter(|n| n.as_slice() >= between.as_bytes())
+        .take(5)
+        .cloned()
+        .collect();
+    let got: Vec<Vec<u8>> = page.iter().map(|o| o.as_bytes().to_vec()).collect();
+    assert_eq!(got, expect);
+    // From an existing object: that object first. Past the end: nothing.
+    let at = ObjectId::new(names[1234].clone()).expect("name");
+    let (page, _) = fs.s().collection_list(&c, Some(&at), 1).expect("list");
+    assert_eq!(page, vec![at]);
+    let past = ObjectId::new(vec![0xff; 8]).expect("name");
+    assert_eq!(
+        fs.s().collection_list(&c, Some(&past), 10).expect("list"),
+        (Vec::new(), None)
+    );
     assert_eq!(
         fs.s().read(&lc, &long_name, 0, 100).expect("read"),
         Bytes::from_static(b"long")
