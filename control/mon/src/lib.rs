@@ -4,6 +4,7 @@
 //! - [`persist`]: map epochs in the store (mkfs, load, commit, trim).
 //! - [`osdmon`], [`pools`]: the OSDMap service and pool commands.
 //! - [`mgrmon`]: the MgrMap service (beacons, failover).
+//! - [`mgrstat`]: health checks the active mgr reports.
 //! - [`health`], [`status`]: health checks and `status` output.
 //! - [`commands`]: Ceph-style JSON commands.
 //! - [`server`]: the daemon loop (messenger events, ticks, commits,
@@ -14,6 +15,7 @@ pub mod commands;
 pub mod errors;
 pub mod health;
 pub mod mgrmon;
+pub mod mgrstat;
 pub mod options;
 pub mod osdmon;
 pub mod perf;

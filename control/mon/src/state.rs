@@ -8,6 +8,7 @@ use kalmar_maps::{MgrMap, OsdMap};
 
 use crate::health::{self, Health, HealthInputs};
 use crate::mgrmon::MgrMon;
+use crate::mgrstat::MgrStat;
 use crate::options::MonOptions;
 use crate::osdmon::OsdMon;
 use crate::status::{PgSummary, StatusInputs};
@@ -17,6 +18,8 @@ pub struct MonState {
     pub opts: Arc<MonOptions>,
     pub osd: OsdMon,
     pub mgr: MgrMon,
+    /// Health checks the active mgr reports.
+    pub mgrstat: MgrStat,
     pub pgs: PgSummary,
     /// PG statistics reported by the OSDs (`pg stat`, `pg dump`).
     pub pgmap: crate::pgmap::PgMap,
@@ -39,6 +42,7 @@ impl MonState {
             name: name.to_string(),
             osd: OsdMon::new(osdmap, opts.clone(), now),
             mgr: MgrMon::new(mgrmap, opts.clone(), now),
+            mgrstat: MgrStat::default(),
             opts,
             pgs: PgSummary::default(),
             pgmap: Default::default(),
@@ -48,8 +52,10 @@ impl MonState {
         }
     }
 
+    /// The mon's own checks, then those the active mgr reports (Ceph
+    /// merges the MgrStatMonitor's checks the same way).
     pub fn health(&self, now: Instant) -> Health {
-        health::compute(
+        let mut h = health::compute(
             self.osd.map(),
             self.mgr.map(),
             HealthInputs {
@@ -57,7 +63,17 @@ impl MonState {
                     >= self.opts.mon_mgr_mkfs_grace,
                 osd_pool_default_size: self.opts.osd_pool_default_size,
             },
-        )
+        );
+        let mgr_checks = self
+            .mgrstat
+            .checks(self.mgr.map(), now, self.opts.mon_mgr_beacon_grace);
+        for c in mgr_checks {
+            // The mon's own check wins over a mgr check of the same name.
+            if !h.checks.iter().any(|x| x.code == c.code) {
+                h.checks.push(c.clone());
+            }
+        }
+        h
     }
 
     /// Records when the up/in sets change (for `up (since 7m)`).

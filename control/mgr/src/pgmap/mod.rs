@@ -4,6 +4,7 @@
 //! daemon feeds it reports and ticks, [`render`] turns it into Ceph's
 //! `pg stat`, `pg dump`, `df`, `osd df` and the data/io part of `status`.
 
+pub mod delta;
 pub mod render;
 pub mod space;
 pub mod summary;
@@ -87,6 +88,8 @@ pub struct PgMap {
     stale_after_us: u64,
     event: Option<RecoveryEvent>,
     next_event_seq: u64,
+    /// Per-pool stat sums of the window (`io_rate`, pool rates).
+    deltas: delta::PoolDeltas,
 }
 
 impl PgMap {
@@ -105,6 +108,7 @@ impl PgMap {
             stale_after_us,
             event: None,
             next_event_seq: 1,
+            deltas: delta::PoolDeltas::new(smooth_intervals.max(2)),
         }
     }
 
@@ -118,6 +122,11 @@ impl PgMap {
 
     pub fn osd_stats(&self) -> &BTreeMap<OsdId, OsdStatEntry> {
         &self.osds
+    }
+
+    /// Stat deltas over the smoothing window.
+    pub fn deltas(&self) -> &delta::PoolDeltas {
+        &self.deltas
     }
 
     pub fn event(&self) -> Option<&RecoveryEvent> {
@@ -151,6 +160,7 @@ impl PgMap {
             self.cumulative.num_read_kb += grow(s.num_read_kb, base.map(|b| b.num_read_kb));
             self.cumulative.num_write += grow(s.num_write, base.map(|b| b.num_write));
             self.cumulative.num_write_kb += grow(s.num_write_kb, base.map(|b| b.num_write_kb));
+            self.deltas.on_report(s, base);
             self.pgs.insert(
                 s.pgid,
                 Reported {
@@ -171,6 +181,8 @@ impl PgMap {
         self.pgs
             .retain(|pg, _| map.pools.get(&pg.pool).is_some_and(|p| pg.seed < p.pg_num));
         self.osds.retain(|osd, _| map.exists(*osd));
+        self.deltas
+            .retain_pools(|pool| map.pools.contains_key(&pool));
     }
 
     /// One sample for rates and the progress event; `recovery` is the
@@ -183,6 +195,8 @@ impl PgMap {
             ..self.cumulative
         };
         push_bounded(&mut self.history, sample, self.max_history);
+        self.deltas
+            .sample(now_us, self.pgs.values().map(|r| &r.stat));
         let remaining = self.objects_to_recover(map);
         push_bounded(
             &mut self.remaining_history,
