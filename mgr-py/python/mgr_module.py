@@ -321,10 +321,13 @@ class MgrModule:
         self._handle = handle
         self._logger = logging.getLogger("mgr." + module_name)
         self._logger.propagate = False
-        if not self._logger.handlers:
-            h = _MgrLogHandler(handle)
-            h.setFormatter(logging.Formatter("%(message)s"))
-            self._logger.addHandler(h)
+        # Loggers are process-wide: a module enabled again replaces the
+        # handler of its previous instance.
+        for old in [x for x in self._logger.handlers if isinstance(x, _MgrLogHandler)]:
+            self._logger.removeHandler(old)
+        h = _MgrLogHandler(handle)
+        h.setFormatter(logging.Formatter("%(message)s"))
+        self._logger.addHandler(h)
         self._logger.setLevel(logging.DEBUG)
         self._options = {o["name"]: o for o in _COMMON_OPTIONS}
         for o in type(self).MODULE_OPTIONS:
