@@ -107,6 +107,15 @@ fn pool_and_osd_commands() {
         json!({"prefix": "osd pool rm", "pool": "rbd", "pool2": "rbd", "yes_i_really_really_mean_it": true}),
     );
     assert_eq!((r.retval, r.outs.as_str()), (0, "pool 'rbd' removed"));
+    // Removing it again: unknown pool, ENOENT (not Ceph's silent 0).
+    let r = run_cmd(
+        &mut st,
+        json!({"prefix": "osd pool rm", "pool": "rbd", "pool2": "rbd", "yes_i_really_really_mean_it": true}),
+    );
+    assert_eq!(
+        (r.retval, r.outs.as_str()),
+        (ENOENT, "pool 'rbd' does not exist")
+    );
 }
 
 #[test]

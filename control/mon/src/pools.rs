@@ -167,8 +167,10 @@ pub fn rm(
     sure: bool,
     allowed: bool,
 ) -> Result<String, CmdError> {
+    // Ceph answers 0 here; Kalmar's CLI promises a clear error and a
+    // non-zero exit for unknown pools (a typo must not look like success).
     let Ok(pool) = m.pool_by_name(name) else {
-        return Ok(format!("pool '{name}' does not exist"));
+        return Err(CmdError::noent(format!("pool '{name}' does not exist")));
     };
     if name2 != Some(name) || !sure {
         return Err(CmdError::new(
