@@ -5,7 +5,8 @@
 //! - [`osdmon`], [`pools`]: the OSDMap service and pool commands.
 //! - [`mgrmon`]: the MgrMap service (beacons, failover).
 //! - [`mgrstat`]: health checks the active mgr reports.
-//! - [`health`], [`status`]: health checks and `status` output.
+//! - [`health`], [`health_stats`], [`status`]: health checks (from the
+//!   maps and from the OSDs' reports) and `status` output.
 //! - [`commands`]: Ceph-style JSON commands.
 //! - [`server`]: the daemon loop (messenger events, ticks, commits,
 //!   subscriptions, admin socket).
@@ -14,6 +15,7 @@
 pub mod commands;
 pub mod errors;
 pub mod health;
+pub mod health_stats;
 pub mod mgrmon;
 pub mod mgrstat;
 pub mod options;

@@ -7,6 +7,7 @@ use std::time::Instant;
 use kalmar_maps::{MgrMap, OsdMap};
 
 use crate::health::{self, Health, HealthInputs};
+use crate::health_stats;
 use crate::mgrmon::MgrMon;
 use crate::mgrstat::MgrStat;
 use crate::options::MonOptions;
@@ -40,7 +41,7 @@ impl MonState {
     ) -> Self {
         MonState {
             name: name.to_string(),
-            osd: OsdMon::new(osdmap, opts.clone(), now),
+            osd: OsdMon::new_at(osdmap, opts.clone(), now, now_us),
             mgr: MgrMon::new(mgrmap, opts.clone(), now),
             mgrstat: MgrStat::default(),
             opts,
@@ -64,6 +65,20 @@ impl MonState {
                 osd_pool_default_size: self.opts.osd_pool_default_size,
             },
         );
+        // From the OSDs' reports: a PG_AVAILABILITY from reported states
+        // replaces the one the map alone gives.
+        let pgs = self.pgmap.lines(self.osd.map());
+        let reported = health_stats::Reported {
+            osd_usage: self.pgmap.osd_usage(),
+            pgs: &pgs,
+            quota_warn_pct: self.opts.mon_pool_quota_warn_threshold,
+        };
+        for c in health_stats::checks(self.osd.map(), &reported) {
+            match h.checks.iter_mut().find(|x| x.code == c.code) {
+                Some(x) => *x = c,
+                None => h.checks.push(c),
+            }
+        }
         let mgr_checks = self
             .mgrstat
             .checks(self.mgr.map(), now, self.opts.mon_mgr_beacon_grace);
