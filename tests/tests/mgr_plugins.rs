@@ -56,9 +56,12 @@ async fn plugin_api_prometheus_and_cli_against_live_cluster() -> anyhow::Result<
     // Every OSD reports; the first report has the API's shapes.
     let before = wait_for("reports of all OSDs", Duration::from_secs(30), || async {
         let r = tell(addr, "livecheck report").await.ok()?;
+        // The mgr's documents follow the stats period and the mon digest:
+        // wait until they show the new pool's PGs and the mon's health.
         let ok = r["op_w"].as_object().is_some_and(|m| m.len() == 3)
             && r["docs"]["pg_summary"]["type"] == "dict"
-            && r["health_status"].is_string();
+            && r["pg_status"]["num_pgs"] == json!(8)
+            && r["health_status"] == "HEALTH_OK";
         ok.then_some(r)
     })
     .await?;
@@ -111,7 +114,11 @@ async fn plugin_api_prometheus_and_cli_against_live_cluster() -> anyhow::Result<
             keys(doc)
         );
     }
-    assert_eq!(before["health_status"], "HEALTH_OK");
+    assert_eq!(
+        before["health_status"], "HEALTH_OK",
+        "{}",
+        before["health_checks"]
+    );
     assert_eq!(before["pools"], json!(["rbd"]));
     assert_eq!(before["mon_command"], json!({"retval": 0, "num_osds": 3}));
     let daemons: Vec<&str> = before["perf_daemons"]

@@ -80,6 +80,7 @@ class Module(MgrModule):
             "have_mon_connection": self.have_mon_connection(),
             "docs": docs,
             "health_status": health.get("status"),
+            "health_checks": health.get("checks"),
             "osdmap_epoch": osdmap.get_epoch(),
             "pools": sorted(p["pool_name"] for p in osdmap.dump()["pools"]),
             "mon_command": {"retval": r, "num_osds": json.loads(outb or "{}").get("num_osds")},
