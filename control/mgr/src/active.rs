@@ -115,10 +115,7 @@ impl Active {
             );
             // Ceph notifies `mon_map` when the MonMap changes (the first
             // one a new active mgr sees included).
-            let changed = self
-                .cluster
-                .get(N::MonMap)
-                .is_none_or(|old| old["epoch"] != monmap["epoch"] || old["mons"] != monmap["mons"]);
+            let changed = monmap_changed(self.cluster.get(N::MonMap).as_deref(), &monmap);
             self.cluster.set(N::MonMap, monmap);
             if changed {
                 self.notify("mon_map");
@@ -197,5 +194,26 @@ impl Active {
     /// A daemon's key from its entity name (`osd.0`).
     pub fn key_of(name: &str) -> Option<DaemonKey> {
         DaemonKey::parse(name)
+    }
+}
+
+/// Whether a MonMap document differs from the one held (none held: yes).
+fn monmap_changed(old: Option<&Value>, new: &Value) -> bool {
+    old.is_none_or(|old| old["epoch"] != new["epoch"] || old["mons"] != new["mons"])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mon_map_notify_on_first_and_changed_maps_only() {
+        let a = json!({"epoch": 1, "mons": [{"rank": 0, "name": "a"}]});
+        assert!(monmap_changed(None, &a));
+        assert!(!monmap_changed(Some(&a), &a.clone()));
+        let b = json!({"epoch": 2, "mons": [{"rank": 0, "name": "a"}]});
+        assert!(monmap_changed(Some(&a), &b));
+        let c = json!({"epoch": 1, "mons": [{"rank": 0, "name": "b"}]});
+        assert!(monmap_changed(Some(&a), &c));
     }
 }

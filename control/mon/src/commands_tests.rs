@@ -261,3 +261,68 @@ fn pool_quotas_and_health() {
         assert_ne!(run_cmd(&mut st, bad.clone()).retval, 0, "{bad}");
     }
 }
+
+#[test]
+fn mgr_health_checks_in_health_and_status() {
+    use kalmar_proto::mon::{HealthSeverity, MgrHealthCheck, MonMgrReport};
+    let mut map = OsdMap::new(Uuid::new_v4(), 1);
+    map.epoch = 1;
+    let mgrmap = MgrMap {
+        epoch: 2,
+        active_gid: 5,
+        active_name: "x".into(),
+        available: true,
+        ..Default::default()
+    };
+    let mut st = MonState::new(
+        "a",
+        Arc::new(MonOptions::default()),
+        map,
+        mgrmap.clone(),
+        Instant::now(),
+        1,
+    );
+    let report = MonMgrReport {
+        gid: 5,
+        health_checks: vec![MgrHealthCheck {
+            code: "MGR_MODULE_ERROR".into(),
+            severity: HealthSeverity::Error,
+            summary: "Module 'broken' has failed: no module".into(),
+            count: 1,
+            detail: vec!["Module 'broken' has failed: no module".into()],
+        }],
+    };
+    st.mgrstat
+        .report(&report, &mgrmap, Instant::now())
+        .expect("from the active mgr");
+    let r = run_cmd(
+        &mut st,
+        json!({"prefix": "health", "detail": "detail", "format": "json"}),
+    );
+    let v: Value = serde_json::from_slice(&r.outbuf).expect("json");
+    assert_eq!(v["status"], "HEALTH_ERR");
+    assert_eq!(
+        v["checks"]["MGR_MODULE_ERROR"]["detail"][0]["message"],
+        "Module 'broken' has failed: no module"
+    );
+    let r = run_cmd(&mut st, json!({"prefix": "status"}));
+    assert!(
+        text(&r).contains("Module 'broken' has failed: no module"),
+        "{}",
+        text(&r)
+    );
+    // An empty report clears it.
+    st.mgrstat
+        .report(
+            &MonMgrReport {
+                gid: 5,
+                health_checks: vec![],
+            },
+            &mgrmap,
+            Instant::now(),
+        )
+        .expect("clear");
+    let r = run_cmd(&mut st, json!({"prefix": "health", "format": "json"}));
+    let v: Value = serde_json::from_slice(&r.outbuf).expect("json");
+    assert!(v["checks"].get("MGR_MODULE_ERROR").is_none(), "{v}");
+}

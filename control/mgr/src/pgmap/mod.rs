@@ -442,4 +442,41 @@ pub(crate) mod tests {
         pm.prune(&m);
         assert!(pm.lines(&m, 1).is_empty());
     }
+
+    #[test]
+    fn pool_rates_and_deltas_in_the_documents() {
+        use serde_json::json;
+        let m = map(2, 2);
+        let mut pm = PgMap::new(6, 60_000_000);
+        let mut r = report(0, 0, "active+clean", 1, 10);
+        r.pgs[0].num_objects_recovered = 2;
+        r.pgs[0].num_bytes_recovered = 8192;
+        pm.apply(&r, 0);
+        pm.tick(&m, 0, (0, 0));
+        // 2 s later: +20 writes (+80 KiB), +4 objects recovered (+16 KiB).
+        r.pgs[0].reported_seq = 3;
+        r.pgs[0].num_write = 30;
+        r.pgs[0].num_write_kb = 120;
+        r.pgs[0].num_objects_recovered = 6;
+        r.pgs[0].num_bytes_recovered = 8192 + 16384;
+        pm.apply(&r, 2_000_000);
+        pm.tick(&m, 2_000_000, (0, 0));
+        let lines = pm.lines(&m, 2_000_000);
+        let s = summary::Summary::from_lines(&pm, &m, &lines);
+        let pools = render::osd_pool_stats_json(&pm, &s);
+        assert_eq!(pools[0]["pool_name"], "rbd");
+        assert_eq!(
+            pools[0]["client_io_rate"],
+            json!({"write_bytes_sec": 40 * 1024, "write_op_per_sec": 10})
+        );
+        assert_eq!(pools[0]["recovery_rate"]["recovering_objects_per_sec"], 2);
+        assert_eq!(pools[0]["recovery_rate"]["recovering_bytes_per_sec"], 8192);
+        assert_eq!(pools[0]["recovery_rate"]["num_objects_recovered"], 4);
+        let dump = render::pg_dump_json(&pm, &m, &lines, &s);
+        assert_eq!(dump["pg_stats_delta"]["stamp_delta"], "2.000000");
+        assert_eq!(dump["pg_stats_delta"]["stat_sum"]["num_write"], 20);
+        let status = render::pgmap_json(&pm, &m, &s);
+        assert_eq!(status["recovering_objects_per_sec"], 2);
+        assert_eq!(status["num_bytes_recovered"], 16384);
+    }
 }
