@@ -51,6 +51,33 @@ class HandleCommandResult(NamedTuple):
     stderr: str = ""
 
 
+class CommandResult(object):
+    """The answer of a command sent with ``MgrModule.send_command``:
+    ``wait()`` blocks until it is complete and returns (r, outb, outs)."""
+
+    def __init__(self, tag: Optional[str] = None):
+        self.ev = threading.Event()
+        self.outs = ""
+        self.outb = ""
+        self.r = 0
+        self.tag = tag or ""
+
+    def complete(self, r: int, outb: str, outs: str) -> None:
+        self.r = r
+        self.outb = outb
+        self.outs = outs
+        self.ev.set()
+
+    def wait(self) -> Tuple[int, str, str]:
+        self.ev.wait()
+        return self.r, self.outb, self.outs
+
+
+# Commands from send_command in flight at once, over all modules: a caller
+# past the bound waits for a slot instead of starting another thread.
+_SEND_COMMAND_SLOTS = threading.BoundedSemaphore(16)
+
+
 class MonCommandFailed(RuntimeError):
     pass
 
@@ -294,10 +321,13 @@ class MgrModule:
         self._handle = handle
         self._logger = logging.getLogger("mgr." + module_name)
         self._logger.propagate = False
-        if not self._logger.handlers:
-            h = _MgrLogHandler(handle)
-            h.setFormatter(logging.Formatter("%(message)s"))
-            self._logger.addHandler(h)
+        # Loggers are process-wide: a module enabled again replaces the
+        # handler of its previous instance.
+        for old in [x for x in self._logger.handlers if isinstance(x, _MgrLogHandler)]:
+            self._logger.removeHandler(old)
+        h = _MgrLogHandler(handle)
+        h.setFormatter(logging.Formatter("%(message)s"))
+        self._logger.addHandler(h)
         self._logger.setLevel(logging.DEBUG)
         self._options = {o["name"]: o for o in _COMMON_OPTIONS}
         for o in type(self).MODULE_OPTIONS:
@@ -464,6 +494,36 @@ class MgrModule:
         if r:
             raise MonCommandFailed("%s failed: %s retval: %d" % (cmd_dict.get("prefix"), outs, r))
         return HandleCommandResult(r, outb, outs)
+
+    def send_command(self, result: CommandResult, svc_type: str, svc_id: str,
+                     command: str, tag: str, inbuf: Optional[str] = None) -> None:
+        """Sends ``command`` (a JSON string) without waiting: ``result`` is
+        completed on another thread, then every module interested gets
+        ``notify("command", tag)``. Only ``svc_type == "mon"`` is served."""
+        if svc_type != "mon":
+            result.complete(-errno.EINVAL, "",
+                            "send_command to %s.%s: only the mon is reachable" % (svc_type, svc_id))
+            self._handle.notify_all("command", tag)
+            return
+        try:
+            cmd = json.loads(command) if isinstance(command, str) else dict(command)
+        except ValueError as e:
+            result.complete(-errno.EINVAL, "", "command is not JSON: %s" % e)
+            self._handle.notify_all("command", tag)
+            return
+        _SEND_COMMAND_SLOTS.acquire()
+
+        def run():
+            try:
+                r, outb, outs = self.mon_command(cmd, inbuf)
+            except Exception as e:  # the mgr's side failed: report, never hang
+                r, outb, outs = -errno.EIO, "", str(e)
+            finally:
+                _SEND_COMMAND_SLOTS.release()
+            result.complete(r, outb, outs)
+            self._handle.notify_all("command", tag)
+
+        threading.Thread(target=run, name="send_command-%s" % tag, daemon=True).start()
 
     def set_uri(self, uri: str) -> None:
         self._handle.set_uri(uri)

@@ -21,6 +21,18 @@ pub(crate) struct HostShared {
     pub host: Arc<dyn MgrHost>,
     pub store: Arc<dyn MgrStore>,
     pub config: PyModulesConfig,
+    /// `notify_all` of the host, for notifications a module's own call
+    /// completes (`send_command` -> `command`). Set once by `PyModules`.
+    pub notifier: std::sync::OnceLock<Notifier>,
+}
+
+/// Queues a notification for every interested module; never blocks.
+pub(crate) type Notifier = Box<dyn Fn(&str, &str) -> usize + Send + Sync>;
+
+impl HostShared {
+    pub fn notify_all(&self, notify_type: &str, notify_id: &str) -> usize {
+        self.notifier.get().map_or(0, |n| n(notify_type, notify_id))
+    }
 }
 
 /// One running module's side of the host.

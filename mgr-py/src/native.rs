@@ -264,6 +264,12 @@ impl ModuleHandle {
         Ok(())
     }
 
+    /// Queues `notify(notify_type, notify_id)` for every module that
+    /// wants it (this one included); never blocks.
+    fn notify_all(&self, notify_type: &str, notify_id: &str) -> usize {
+        self.ctx.shared.notify_all(notify_type, notify_id)
+    }
+
     fn set_uri(&self, uri: String) {
         *self.ctx.uri.lock() = Some(uri);
     }

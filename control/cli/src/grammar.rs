@@ -26,6 +26,14 @@ pub const USAGE: &[(&str, &str)] = &[
     ("osd down", "osd down ID [ID...]"),
     ("osd set", "osd set noout|noup|nodown|noin|nobackfill|norebalance|norecover|noscrub|nodeep-scrub|pause"),
     ("osd unset", "osd unset FLAG"),
+    ("osd add-noup", "osd add-noup ID [ID...]"),
+    ("osd add-nodown", "osd add-nodown ID [ID...]"),
+    ("osd add-noin", "osd add-noin ID [ID...]"),
+    ("osd add-noout", "osd add-noout ID [ID...]"),
+    ("osd rm-noup", "osd rm-noup ID [ID...]"),
+    ("osd rm-nodown", "osd rm-nodown ID [ID...]"),
+    ("osd rm-noin", "osd rm-noin ID [ID...]"),
+    ("osd rm-noout", "osd rm-noout ID [ID...]"),
     ("osd new", "osd new UUID [ID]"),
     (
         "osd pool create",
@@ -33,6 +41,8 @@ pub const USAGE: &[(&str, &str)] = &[
     ),
     ("osd pool set", "osd pool set NAME size|min_size|pg_num|pgp_num|crush_rule VALUE"),
     ("osd pool ls", "osd pool ls [detail]"),
+    ("osd pool set-quota", "osd pool set-quota NAME max_objects|max_bytes VALUE"),
+    ("osd pool get-quota", "osd pool get-quota NAME"),
     ("osd pool rm", "osd pool rm NAME NAME --yes-i-really-really-mean-it"),
     ("osd map", "osd map POOL OBJECT"),
     ("osd crush dump", "osd crush dump"),
@@ -143,7 +153,8 @@ pub fn parse(words: &[String]) -> Result<Value, UsageError> {
             }
             _ => return Err(err(prefix, format!("unexpected argument '{}'", rest[0]))),
         },
-        "osd out" | "osd in" | "osd down" => {
+        "osd out" | "osd in" | "osd down" | "osd add-noup" | "osd add-nodown" | "osd add-noin"
+        | "osd add-noout" | "osd rm-noup" | "osd rm-nodown" | "osd rm-noin" | "osd rm-noout" => {
             if rest.is_empty() {
                 return Err(err(prefix, "missing OSD id"));
             }
@@ -213,6 +224,25 @@ pub fn parse(words: &[String]) -> Result<Value, UsageError> {
                 cmd.insert("val".into(), json!(val));
             }
             _ => return Err(err(prefix, "expected a pool, a variable and a value")),
+        },
+        "osd pool set-quota" => match rest.as_slice() {
+            [pool, field, val] => {
+                cmd.insert("pool".into(), json!(pool));
+                cmd.insert("field".into(), json!(field));
+                cmd.insert("val".into(), json!(val));
+            }
+            _ => {
+                return Err(err(
+                    prefix,
+                    "expected a pool, max_objects|max_bytes and a value",
+                ))
+            }
+        },
+        "osd pool get-quota" => match rest.as_slice() {
+            [pool] => {
+                cmd.insert("pool".into(), json!(pool));
+            }
+            _ => return Err(err(prefix, "expected a pool name")),
         },
         "osd pool ls" => match rest.as_slice() {
             [] => {}

@@ -137,6 +137,46 @@ async fn mon_commands_with_ceph_output() {
     assert_eq!(rc, 0);
     let v: Value = serde_json::from_str(&out).expect("json");
     assert_eq!(v["pgid"], serde_json::json!("1.6"));
+    // `pg map`: Ceph's line, and JSON agreeing with `osd map`.
+    let (rc, out, _) = run("pg map 1.6");
+    assert_eq!(rc, 0);
+    assert!(
+        out.starts_with("osdmap e")
+            && out.contains(" pg 1.6 (1.6) -> up [")
+            && out.contains("] acting ["),
+        "{out}"
+    );
+    let (rc, out, _) = run("pg map 1.6 -f json");
+    assert_eq!(rc, 0);
+    let pg: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(pg["pgid"], serde_json::json!("1.6"));
+    // The fake OSDs never boot: nothing is up, so the sets are empty.
+    assert_eq!(pg["up"], serde_json::json!([]), "{pg}");
+    assert_eq!(pg["epoch"], v["epoch"], "{pg}");
+    assert_eq!(pg["acting"], v["acting"], "pg map and osd map agree");
+    let (rc, _, err) = run("pg map 1.99");
+    assert_eq!(rc, 2, "{err}");
+    let (rc, _, err) = run("pg map nonsense");
+    assert_ne!(rc, 0, "{err}");
+    // `osd crush dump`: the devices, the host-less root and the rule.
+    let (rc, out, _) = run("osd crush dump");
+    assert_eq!(rc, 0);
+    let crush: Value = serde_json::from_str(&out).expect("crush dump is JSON");
+    let devices: Vec<&str> = crush["devices"]
+        .as_array()
+        .expect("devices")
+        .iter()
+        .filter_map(|d| d["name"].as_str())
+        .collect();
+    assert_eq!(devices, vec!["osd.0", "osd.1", "osd.2"]);
+    assert!(
+        crush["buckets"]
+            .as_array()
+            .is_some_and(|b| b.iter().any(|b| b["name"] == "default")),
+        "{crush}"
+    );
+    assert_eq!(crush["rules"][0]["rule_name"], "replicated_rule");
+    assert!(crush["tunables"].is_object(), "{crush}");
     let (rc, out, _) = run("-s");
     assert_eq!(rc, 0);
     assert!(
@@ -173,6 +213,10 @@ async fn mon_commands_with_ceph_output() {
     assert_eq!(rc, 1, "{err}");
     let (rc, _, err) = run("osd pool rm rbd rbd --yes-i-really-really-mean-it");
     assert_eq!((rc, err.trim()), (0, "pool 'rbd' removed"));
+    // Again: the pool is unknown now, a clear error and ENOENT's exit code.
+    let (rc, _, err) = run("osd pool rm rbd rbd --yes-i-really-really-mean-it");
+    assert_eq!(rc, 2, "{err}");
+    assert_eq!(err.trim(), "Error ENOENT: pool 'rbd' does not exist");
     let (rc, out, _) = run("mgr stat");
     assert_eq!(rc, 0);
     let v: Value = serde_json::from_str(&out).expect("json");
@@ -206,4 +250,57 @@ async fn mon_commands_with_ceph_output() {
     });
     let v: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v["osd_crush_chooseleaf_type"], serde_json::json!("0"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mgr_dump_and_fail_through_the_cli() {
+    let mon = Mon::start("mon_tick_interval = 0.2\nmon_mgr_beacon_grace = 30\n").await;
+    let run = |args: &'static str| {
+        let mon = &mon;
+        tokio::task::block_in_place(|| k(mon, args))
+    };
+    // No mgr yet: nothing to fail.
+    let (rc, _, err) = run("mgr fail");
+    assert_eq!(rc, 2, "{err}");
+    assert!(err.contains("no active mgr"), "{err}");
+    let period = Duration::from_millis(200);
+    let _a = harness::FakeMgr::start(mon.addr, "a", 11, period).await;
+    harness::wait_for("mgr.a active", Duration::from_secs(10), || async {
+        let v = mon.json(serde_json::json!({"prefix": "mgr dump"})).await;
+        (v["active_name"] == "a" && v["available"] == true).then_some(())
+    })
+    .await;
+    let _b = harness::FakeMgr::start(mon.addr, "b", 12, period).await;
+    harness::wait_for("mgr.b standby", Duration::from_secs(10), || async {
+        let v = mon.json(serde_json::json!({"prefix": "mgr dump"})).await;
+        (v["standbys"][0]["name"] == "b").then_some(())
+    })
+    .await;
+    let (rc, out, err) = run("mgr dump");
+    assert_eq!(rc, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).expect("mgr dump is JSON");
+    assert_eq!(v["active_name"], "a");
+    assert_eq!(v["active_gid"], 11);
+    assert_eq!(v["standbys"][0]["gid"], 12);
+    assert!(v["epoch"].as_u64().is_some_and(|e| e >= 2), "{v}");
+    let epoch = v["epoch"].as_u64().unwrap_or(0);
+    // `mgr fail` makes the standby active in a new epoch.
+    let (rc, _, err) = run("mgr fail");
+    assert_eq!(rc, 0, "{err}");
+    let (rc, out, _) = run("mgr dump");
+    assert_eq!(rc, 0);
+    let v: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["active_name"], "b", "{v}");
+    assert!(v["epoch"].as_u64().is_some_and(|e| e > epoch), "{v}");
+    let (rc, out, _) = run("mgr stat");
+    assert_eq!(rc, 0);
+    let s: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(s["active_name"], "b");
+    // Failing a mgr by a name that is neither active nor standby.
+    let (rc, _, err) = run("mgr fail nosuch");
+    assert_eq!(rc, 2, "{err}");
+    assert!(
+        err.contains("'nosuch' is neither active nor standby"),
+        "{err}"
+    );
 }

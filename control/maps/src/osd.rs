@@ -138,6 +138,10 @@ pub struct OsdSlot {
     pub uuid: uuid::Uuid,
     pub addrs: OsdAddrs,
     pub info: OsdInfo,
+    /// Wall-clock microseconds when the OSD was last marked down (Ceph's
+    /// `osd_xinfo.down_stamp`): the down -> out timer survives a mon
+    /// restart. 0 = never.
+    pub down_stamp_us: u64,
 }
 
 impl Default for OsdSlot {
@@ -149,12 +153,13 @@ impl Default for OsdSlot {
             uuid: uuid::Uuid::nil(),
             addrs: OsdAddrs::default(),
             info: OsdInfo::default(),
+            down_stamp_us: 0,
         }
     }
 }
-impl_versioned!(OsdSlot, "osd_slot", version = 1, compat = 1, {
+impl_versioned!(OsdSlot, "osd_slot", version = 2, compat = 1, {
     state, weight, primary_affinity, uuid, addrs, info,
-});
+}, since 2 { down_stamp_us });
 
 impl OsdSlot {
     pub fn exists(&self) -> bool {

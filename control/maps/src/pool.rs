@@ -83,12 +83,15 @@ pub struct PgPool {
     pub last_change: u32,
     /// `application` tags (`rbd`, `mgr_devicehealth`, ...) and their keys.
     pub application_metadata: BTreeMap<String, BTreeMap<String, String>>,
+    /// `osd pool set-quota`: 0 = no quota.
+    pub quota_max_bytes: u64,
+    pub quota_max_objects: u64,
 }
 
-impl_versioned!(PgPool, "pg_pool", version = 1, compat = 1, {
+impl_versioned!(PgPool, "pg_pool", version = 2, compat = 1, {
     id, name, pool_type, size, min_size, crush_rule, object_hash, pg_num, pgp_num,
     flags, last_change, application_metadata,
-});
+}, since 2 { quota_max_bytes, quota_max_objects });
 
 impl PgPool {
     /// A replicated pool as `osd pool create` makes it: rjenkins object
@@ -114,6 +117,8 @@ impl PgPool {
             flags: POOL_FLAG_HASHPSPOOL,
             last_change: 0,
             application_metadata: BTreeMap::new(),
+            quota_max_bytes: 0,
+            quota_max_objects: 0,
         }
     }
 

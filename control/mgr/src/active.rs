@@ -9,14 +9,16 @@ use std::sync::Arc;
 use kalmar_maps::dump;
 use kalmar_maps::{MgrMap, OsdMap};
 use kalmar_mgr_py::{
-    ClusterDataName as N, ClusterStateStore, DaemonKey, DaemonStateIndex, DaemonStateLimits,
-    PyModules,
+    ClusterDataName as N, ClusterStateProvider, ClusterStateStore, DaemonKey, DaemonStateIndex,
+    DaemonStateLimits, PyModules,
 };
 use parking_lot::{Mutex, RwLock};
 use serde_json::{json, Value};
 
 use crate::options::MgrOptions;
-use crate::pgmap::render::{osd_stat_json, pg_dump_json, pgmap_json, pool_stats_json};
+use crate::pgmap::render::{
+    osd_pool_stats_json, osd_stat_json, pg_dump_json, pgmap_json, pool_stats_json,
+};
 use crate::pgmap::space;
 use crate::pgmap::summary::Summary;
 use crate::pgmap::PgMap;
@@ -111,7 +113,13 @@ impl Active {
                        "election_epoch": st["election_epoch"], "quorum": st["quorum"],
                        "quorum_age": st["quorum_age"], "monmap": monmap}),
             );
+            // Ceph notifies `mon_map` when the MonMap changes (the first
+            // one a new active mgr sees included).
+            let changed = monmap_changed(self.cluster.get(N::MonMap).as_deref(), &monmap);
             self.cluster.set(N::MonMap, monmap);
+            if changed {
+                self.notify("mon_map");
+            }
         }
     }
 
@@ -154,11 +162,7 @@ impl Active {
                 .collect();
             let io = json!({"read_bytes_sec": r.read_bytes_sec, "write_bytes_sec": r.write_bytes_sec,
                             "read_op_per_sec": r.read_op_per_sec, "write_op_per_sec": r.write_op_per_sec});
-            let pool_rates: Vec<Value> = s
-                .pools
-                .iter()
-                .map(|p| json!({"pool_id": p.id, "pool_name": p.name, "client_io_rate": {}, "recovery": {}, "recovery_rate": {}}))
-                .collect();
+            let pool_rates = osd_pool_stats_json(&pm, &s);
             vec![
                 (
                     N::PgSummary,
@@ -177,7 +181,7 @@ impl Active {
                 (N::Df, df),
                 (
                     N::IoRate,
-                    json!({"pg_stats_delta": {"stat_sum": {}, "stamp_delta": "0"}, "rates": io}),
+                    json!({"pg_stats_delta": pm.deltas().total().to_json(), "rates": io}),
                 ),
             ]
         };
@@ -190,5 +194,26 @@ impl Active {
     /// A daemon's key from its entity name (`osd.0`).
     pub fn key_of(name: &str) -> Option<DaemonKey> {
         DaemonKey::parse(name)
+    }
+}
+
+/// Whether a MonMap document differs from the one held (none held: yes).
+fn monmap_changed(old: Option<&Value>, new: &Value) -> bool {
+    old.is_none_or(|old| old["epoch"] != new["epoch"] || old["mons"] != new["mons"])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mon_map_notify_on_first_and_changed_maps_only() {
+        let a = json!({"epoch": 1, "mons": [{"rank": 0, "name": "a"}]});
+        assert!(monmap_changed(None, &a));
+        assert!(!monmap_changed(Some(&a), &a.clone()));
+        let b = json!({"epoch": 2, "mons": [{"rank": 0, "name": "a"}]});
+        assert!(monmap_changed(Some(&a), &b));
+        let c = json!({"epoch": 1, "mons": [{"rank": 0, "name": "b"}]});
+        assert!(monmap_changed(Some(&a), &c));
     }
 }

@@ -15,7 +15,7 @@ use kalmar_maps::time::now_us;
 use kalmar_maps::{EntityAddr, MgrMap, MgrModuleInfo, OsdMap};
 use kalmar_mgr_py::{module_search_path, PyModules, PyModulesConfig, MODULE_PATH_ENV};
 use kalmar_msgr::{event_channel, EntityName, EntityType, Listener, MsgrConfig};
-use kalmar_proto::mon::{CommandDesc, MgrBeacon};
+use kalmar_proto::mon::{CommandDesc, HealthSeverity, MgrBeacon, MgrHealthCheck, MonMgrReport};
 use kalmar_proto::monc::{MonClient, MonEvent};
 use parking_lot::RwLock;
 use serde_json::{json, Value};
@@ -286,6 +286,38 @@ impl Daemon {
         };
         if let Err(e) = self.mon.send(&b).await {
             tracing::debug!("beacon not sent: {e}");
+        }
+        if let Some(a) = active {
+            self.send_health_report(&a).await;
+        }
+    }
+
+    /// The active mgr's health checks to the mon (Ceph's MMonMgrReport),
+    /// once the plugins have started: the whole set each time, so a
+    /// cleared check disappears at the next report.
+    async fn send_health_report(&self, active: &Arc<Active>) {
+        if !active.ready.load(Ordering::Acquire) {
+            return;
+        }
+        let checks = active.py().map(|py| py.health_checks()).unwrap_or_default();
+        let r = MonMgrReport {
+            gid: self.shared.gid,
+            health_checks: checks
+                .into_iter()
+                .map(|(code, c)| MgrHealthCheck {
+                    code,
+                    severity: match c.severity {
+                        kalmar_mgr_py::Severity::Warning => HealthSeverity::Warning,
+                        kalmar_mgr_py::Severity::Error => HealthSeverity::Error,
+                    },
+                    summary: c.summary,
+                    count: c.count,
+                    detail: c.detail,
+                })
+                .collect(),
+        };
+        if let Err(e) = self.mon.send(&r).await {
+            tracing::debug!("health report not sent: {e}");
         }
     }
 

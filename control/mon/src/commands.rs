@@ -150,11 +150,21 @@ pub const PREFIXES: &[&str] = &[
     "osd down",
     "osd set",
     "osd unset",
+    "osd add-noup",
+    "osd add-nodown",
+    "osd add-noin",
+    "osd add-noout",
+    "osd rm-noup",
+    "osd rm-nodown",
+    "osd rm-noin",
+    "osd rm-noout",
     "osd new",
     "osd pool create",
     "osd pool set",
     "osd pool ls",
     "osd pool rm",
+    "osd pool set-quota",
+    "osd pool get-quota",
     "osd map",
     "pg map",
     "pg stat",
@@ -236,6 +246,14 @@ fn run(st: &mut MonState, cmd: &Value, now: Instant, now_us: u64) -> Result<CmdR
         "osd set" | "osd unset" => {
             CmdReply::status(st.osd.cmd_flag(req_str(cmd, "key")?, prefix == "osd set")?)
         }
+        p if p.starts_with("osd add-no") || p.starts_with("osd rm-no") => {
+            let (set, flag) = match p.strip_prefix("osd add-") {
+                Some(f) => (true, f),
+                None => (false, p.trim_start_matches("osd rm-")),
+            };
+            let ids = osd_ids(cmd)?;
+            CmdReply::status(st.osd.cmd_osd_flag(&ids, flag, set)?)
+        }
         "osd new" => {
             let uuid: uuid::Uuid = req_str(cmd, "uuid")?
                 .parse()
@@ -271,6 +289,22 @@ fn run(st: &mut MonState, cmd: &Value, now: Instant, now_us: u64) -> Result<CmdR
                 _ => return Err(CmdError::inval("missing required argument 'val'")),
             };
             CmdReply::status(st.osd.edit_map(|m, e| pools::set(m, e, pool, var, &val))?)
+        }
+        "osd pool set-quota" => {
+            let (pool, field) = (req_str(cmd, "pool")?, req_str(cmd, "field")?);
+            let val = match cmd.get("val") {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Number(n)) => n.to_string(),
+                _ => return Err(CmdError::inval("missing required argument 'val'")),
+            };
+            CmdReply::status(
+                st.osd
+                    .edit_map(|m, _| pools::set_quota(m, pool, field, &val))?,
+            )
+        }
+        "osd pool get-quota" => {
+            let (text, v) = pools::get_quota(osdmap, req_str(cmd, "pool")?)?;
+            CmdReply::data(fmt.render(&v, || text))
         }
         "osd pool ls" => {
             let detail = arg_str(cmd, "detail") == Some("detail");

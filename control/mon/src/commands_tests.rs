@@ -107,6 +107,15 @@ fn pool_and_osd_commands() {
         json!({"prefix": "osd pool rm", "pool": "rbd", "pool2": "rbd", "yes_i_really_really_mean_it": true}),
     );
     assert_eq!((r.retval, r.outs.as_str()), (0, "pool 'rbd' removed"));
+    // Removing it again: unknown pool, ENOENT (not Ceph's silent 0).
+    let r = run_cmd(
+        &mut st,
+        json!({"prefix": "osd pool rm", "pool": "rbd", "pool2": "rbd", "yes_i_really_really_mean_it": true}),
+    );
+    assert_eq!(
+        (r.retval, r.outs.as_str()),
+        (ENOENT, "pool 'rbd' does not exist")
+    );
 }
 
 #[test]
@@ -144,4 +153,176 @@ fn reads_status_health_and_errors() {
         assert!(r.retval < 0, "{bad} -> {r:?}");
         assert!(!r.outs.is_empty(), "{bad}: an error says what is wrong");
     }
+}
+
+#[test]
+fn per_osd_flags() {
+    let mut st = state();
+    for _ in 0..2 {
+        let r = run_cmd(
+            &mut st,
+            json!({"prefix": "osd new", "uuid": Uuid::new_v4().to_string()}),
+        );
+        assert_eq!(r.retval, 0, "{r:?}");
+    }
+    let r = run_cmd(
+        &mut st,
+        json!({"prefix": "osd add-noin", "ids": ["1", "osd.0"]}),
+    );
+    assert_eq!((r.retval, r.outs.as_str()), (0, "set osd(s) 1,0 to noin"));
+    let noin = |st: &MonState, id| {
+        st.osd
+            .map()
+            .osd(id)
+            .is_some_and(|s| s.state.has(kalmar_maps::osd::OsdState::NOIN))
+    };
+    assert!(noin(&st, 0) && noin(&st, 1));
+    let r = run_cmd(&mut st, json!({"prefix": "osd rm-noin", "ids": ["0"]}));
+    assert_eq!((r.retval, r.outs.as_str()), (0, "unset osd(s) 0 from noin"));
+    assert!(!noin(&st, 0) && noin(&st, 1));
+    let r = run_cmd(&mut st, json!({"prefix": "osd add-noout", "ids": ["7"]}));
+    assert_eq!(r.retval, ENOENT);
+    let r = run_cmd(&mut st, json!({"prefix": "osd add-noin"}));
+    assert_ne!(r.retval, 0);
+}
+
+#[test]
+fn pool_quotas_and_health() {
+    let mut st = state();
+    for _ in 0..3 {
+        run_cmd(
+            &mut st,
+            json!({"prefix": "osd new", "uuid": Uuid::new_v4().to_string()}),
+        );
+    }
+    let r = run_cmd(
+        &mut st,
+        json!({"prefix": "osd pool create", "pool": "rbd", "pg_num": 4, "size": "3"}),
+    );
+    assert_eq!(r.retval, 0, "{r:?}");
+    let r = run_cmd(
+        &mut st,
+        json!({"prefix": "osd pool set-quota", "pool": "rbd", "field": "max_objects", "val": "0"}),
+    );
+    assert_eq!(
+        (r.retval, r.outs.as_str()),
+        (0, "set-quota max_objects = 0 for pool rbd")
+    );
+    let health = |st: &MonState| {
+        st.health(Instant::now())
+            .checks
+            .iter()
+            .find(|c| c.code == "POOL_FULL")
+            .map(|c| c.detail.clone())
+    };
+    // No quota, nothing reported: not full.
+    assert_eq!(health(&st), None);
+    run_cmd(
+        &mut st,
+        json!({"prefix": "osd pool set-quota", "pool": "rbd", "field": "max_objects", "val": 10}),
+    );
+    // Twelve objects reported in one PG: at quota, POOL_FULL.
+    let mut stats = kalmar_proto::pgstats::OsdPgStats {
+        osd_id: 0,
+        epoch: st.osd.map().epoch,
+        ..Default::default()
+    };
+    stats.pgs.push(kalmar_proto::pgstats::PgStatEntry {
+        pgid: kalmar_maps::PgId::new(1, 0),
+        state: "active+clean".into(),
+        num_objects: 12,
+        ..Default::default()
+    });
+    st.pgmap.apply(&stats, 1);
+    assert_eq!(
+        health(&st),
+        Some(vec!["pool 'rbd' is full (running out of quota)".to_string()])
+    );
+    let r = run_cmd(
+        &mut st,
+        json!({"prefix": "osd pool get-quota", "pool": "rbd", "format": "json"}),
+    );
+    let v: Value = serde_json::from_slice(&r.outbuf).expect("json");
+    assert_eq!(v["quota_max_objects"], 10);
+    assert_eq!(v["quota_max_bytes"], 0);
+    let r = run_cmd(
+        &mut st,
+        json!({"prefix": "osd pool get-quota", "pool": "rbd"}),
+    );
+    assert_eq!(
+        text(&r),
+        "quotas for pool 'rbd':\n  max objects: 10 objects\n  max bytes  : N/A\n"
+    );
+    for bad in [
+        json!({"prefix": "osd pool set-quota", "pool": "rbd", "field": "max_pies", "val": "1"}),
+        json!({"prefix": "osd pool set-quota", "pool": "rbd", "field": "max_bytes", "val": "-1"}),
+        json!({"prefix": "osd pool set-quota", "pool": "nope", "field": "max_bytes", "val": "1"}),
+    ] {
+        assert_ne!(run_cmd(&mut st, bad.clone()).retval, 0, "{bad}");
+    }
+}
+
+#[test]
+fn mgr_health_checks_in_health_and_status() {
+    use kalmar_proto::mon::{HealthSeverity, MgrHealthCheck, MonMgrReport};
+    let mut map = OsdMap::new(Uuid::new_v4(), 1);
+    map.epoch = 1;
+    let mgrmap = MgrMap {
+        epoch: 2,
+        active_gid: 5,
+        active_name: "x".into(),
+        available: true,
+        ..Default::default()
+    };
+    let mut st = MonState::new(
+        "a",
+        Arc::new(MonOptions::default()),
+        map,
+        mgrmap.clone(),
+        Instant::now(),
+        1,
+    );
+    let report = MonMgrReport {
+        gid: 5,
+        health_checks: vec![MgrHealthCheck {
+            code: "MGR_MODULE_ERROR".into(),
+            severity: HealthSeverity::Error,
+            summary: "Module 'broken' has failed: no module".into(),
+            count: 1,
+            detail: vec!["Module 'broken' has failed: no module".into()],
+        }],
+    };
+    st.mgrstat
+        .report(&report, &mgrmap, Instant::now())
+        .expect("from the active mgr");
+    let r = run_cmd(
+        &mut st,
+        json!({"prefix": "health", "detail": "detail", "format": "json"}),
+    );
+    let v: Value = serde_json::from_slice(&r.outbuf).expect("json");
+    assert_eq!(v["status"], "HEALTH_ERR");
+    assert_eq!(
+        v["checks"]["MGR_MODULE_ERROR"]["detail"][0]["message"],
+        "Module 'broken' has failed: no module"
+    );
+    let r = run_cmd(&mut st, json!({"prefix": "status"}));
+    assert!(
+        text(&r).contains("Module 'broken' has failed: no module"),
+        "{}",
+        text(&r)
+    );
+    // An empty report clears it.
+    st.mgrstat
+        .report(
+            &MonMgrReport {
+                gid: 5,
+                health_checks: vec![],
+            },
+            &mgrmap,
+            Instant::now(),
+        )
+        .expect("clear");
+    let r = run_cmd(&mut st, json!({"prefix": "health", "format": "json"}));
+    let v: Value = serde_json::from_slice(&r.outbuf).expect("json");
+    assert!(v["checks"].get("MGR_MODULE_ERROR").is_none(), "{v}");
 }

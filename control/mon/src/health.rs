@@ -28,7 +28,8 @@ impl Severity {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Check {
-    pub code: &'static str,
+    /// `OSD_DOWN`, `MGR_MODULE_ERROR`, ...
+    pub code: String,
     pub severity: Severity,
     pub summary: String,
     /// How many things the check counts (OSDs down, pools, ...).
@@ -90,7 +91,7 @@ pub fn compute(osdmap: &OsdMap, mgrmap: &MgrMap, inp: HealthInputs) -> Health {
         .collect();
     if !flags.is_empty() {
         checks.push(Check {
-            code: "OSDMAP_FLAGS",
+            code: "OSDMAP_FLAGS".into(),
             severity: Severity::Warn,
             summary: format!("{} flag(s) set", flags.join(",")),
             count: flags.len(),
@@ -109,7 +110,7 @@ pub fn compute(osdmap: &OsdMap, mgrmap: &MgrMap, inp: HealthInputs) -> Health {
         .collect();
     if !down.is_empty() {
         checks.push(Check {
-            code: "OSD_DOWN",
+            code: "OSD_DOWN".into(),
             severity: Severity::Warn,
             summary: format!("{} osds down", down.len()),
             count: down.len(),
@@ -123,7 +124,7 @@ pub fn compute(osdmap: &OsdMap, mgrmap: &MgrMap, inp: HealthInputs) -> Health {
     let num_osds = osdmap.num_osds();
     if num_osds > 0 && (num_osds as u32) < inp.osd_pool_default_size {
         checks.push(Check {
-            code: "TOO_FEW_OSDS",
+            code: "TOO_FEW_OSDS".into(),
             severity: Severity::Warn,
             summary: format!(
                 "OSD count {num_osds} < osd_pool_default_size {}",
@@ -136,7 +137,7 @@ pub fn compute(osdmap: &OsdMap, mgrmap: &MgrMap, inp: HealthInputs) -> Health {
 
     if inp.mgr_grace_passed && !(mgrmap.active_gid != 0 && mgrmap.available) {
         checks.push(Check {
-            code: "MGR_DOWN",
+            code: "MGR_DOWN".into(),
             severity: Severity::Warn,
             summary: "no active mgr".into(),
             count: 1,
@@ -152,7 +153,7 @@ pub fn compute(osdmap: &OsdMap, mgrmap: &MgrMap, inp: HealthInputs) -> Health {
         .collect();
     if !single.is_empty() {
         checks.push(Check {
-            code: "POOL_NO_REDUNDANCY",
+            code: "POOL_NO_REDUNDANCY".into(),
             severity: Severity::Warn,
             summary: format!("{} pool(s) have no replicas configured", single.len()),
             count: single.len(),
@@ -178,7 +179,7 @@ pub fn compute(osdmap: &OsdMap, mgrmap: &MgrMap, inp: HealthInputs) -> Health {
     }
     if !inactive.is_empty() {
         checks.push(Check {
-            code: "PG_AVAILABILITY",
+            code: "PG_AVAILABILITY".into(),
             severity: Severity::Warn,
             summary: format!("Reduced data availability: {} pgs inactive", inactive.len()),
             count: inactive.len(),
@@ -243,7 +244,7 @@ impl Health {
                 v["detail"] =
                     Value::Array(c.detail.iter().map(|d| json!({"message": d})).collect());
             }
-            checks.insert(c.code.to_string(), v);
+            checks.insert(c.code.clone(), v);
         }
         json!({"status": self.status(), "checks": checks, "mutes": []})
     }
@@ -305,7 +306,7 @@ mod tests {
             .insert(2, PgPool::replicated(2, "three", 3, 2, 4, 0));
         let h = compute(&m, &MgrMap::default(), inputs());
         assert_eq!(h.status(), "HEALTH_WARN");
-        let codes: Vec<&str> = h.checks.iter().map(|c| c.code).collect();
+        let codes: Vec<&str> = h.checks.iter().map(|c| c.code.as_str()).collect();
         assert_eq!(
             codes,
             vec![
@@ -348,7 +349,7 @@ mod tests {
         }
         let worse = Health {
             checks: vec![Check {
-                code: "X",
+                code: "X".into(),
                 severity: Severity::Err,
                 summary: "bad".into(),
                 count: 1,

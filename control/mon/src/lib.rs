@@ -4,7 +4,9 @@
 //! - [`persist`]: map epochs in the store (mkfs, load, commit, trim).
 //! - [`osdmon`], [`pools`]: the OSDMap service and pool commands.
 //! - [`mgrmon`]: the MgrMap service (beacons, failover).
-//! - [`health`], [`status`]: health checks and `status` output.
+//! - [`mgrstat`]: health checks the active mgr reports.
+//! - [`health`], [`health_stats`], [`status`]: health checks (from the
+//!   maps and from the OSDs' reports) and `status` output.
 //! - [`commands`]: Ceph-style JSON commands.
 //! - [`server`]: the daemon loop (messenger events, ticks, commits,
 //!   subscriptions, admin socket).
@@ -13,7 +15,9 @@
 pub mod commands;
 pub mod errors;
 pub mod health;
+pub mod health_stats;
 pub mod mgrmon;
+pub mod mgrstat;
 pub mod options;
 pub mod osdmon;
 pub mod perf;

@@ -41,6 +41,9 @@ pub struct MonOptions {
     /// CRUSH failure domain of the default rule at mkfs (1 = host; 0 = osd
     /// for single-machine clusters).
     pub osd_crush_chooseleaf_type: i32,
+    /// Percent of a pool quota that raises POOL_NEAR_FULL (0: off, as
+    /// in Ceph).
+    pub mon_pool_quota_warn_threshold: u32,
 }
 
 impl Default for MonOptions {
@@ -61,6 +64,7 @@ impl Default for MonOptions {
             mon_max_pool_pg_num: 65536,
             mon_allow_pool_delete: true,
             osd_crush_chooseleaf_type: 1,
+            mon_pool_quota_warn_threshold: 0,
         }
     }
 }
@@ -120,6 +124,11 @@ impl MonOptions {
                 d.osd_crush_chooseleaf_type as u64,
             )?
             .min(11) as i32,
+            mon_pool_quota_warn_threshold: int(
+                "mon_pool_quota_warn_threshold",
+                d.mon_pool_quota_warn_threshold.into(),
+            )?
+            .min(100) as u32,
         })
     }
 
@@ -151,6 +160,7 @@ impl MonOptions {
             "mon_max_pool_pg_num": self.mon_max_pool_pg_num.to_string(),
             "mon_allow_pool_delete": self.mon_allow_pool_delete.to_string(),
             "osd_crush_chooseleaf_type": self.osd_crush_chooseleaf_type.to_string(),
+            "mon_pool_quota_warn_threshold": self.mon_pool_quota_warn_threshold.to_string(),
         })
     }
 }

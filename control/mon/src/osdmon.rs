@@ -38,20 +38,36 @@ pub struct OsdMon {
     last_beacon: BTreeMap<OsdId, Instant>,
     down_since: BTreeMap<OsdId, Instant>,
     last_epoch_clean: BTreeMap<OsdId, Epoch>,
+    /// An instant and the wall clock then: down stamps are kept in the
+    /// map in wall-clock time, the timers run on instants.
+    clock_base: (Instant, u64),
 }
 
 impl OsdMon {
-    /// Takes over the committed `map` at `now`: up OSDs get a fresh beacon
-    /// window and down ones a fresh down -> out window, as after any mon
-    /// restart (the mon cannot know what happened while it was away).
+    /// Takes over the committed `map` at `now` (wall clock: the system's).
     pub fn new(map: OsdMap, opts: Arc<MonOptions>, now: Instant) -> OsdMon {
+        Self::new_at(map, opts, now, kalmar_maps::time::now_us())
+    }
+
+    /// Takes over the committed `map` at `now`, when the wall clock reads
+    /// `now_us`: up OSDs get a fresh beacon window (the mon cannot know
+    /// what happened while it was away); a down OSD's down -> out window
+    /// runs from its `down_stamp_us` in the map (Ceph's
+    /// `osd_xinfo.down_stamp`), so a mon restart does not reset it.
+    pub fn new_at(map: OsdMap, opts: Arc<MonOptions>, now: Instant, now_us: u64) -> OsdMon {
         let mut last_beacon = BTreeMap::new();
         let mut down_since = BTreeMap::new();
         for id in map.existing_osds() {
             if map.is_up(id) {
                 last_beacon.insert(id, now);
             } else if map.is_in(id) {
-                down_since.insert(id, now);
+                let stamp = map.osd(id).map_or(0, |s| s.down_stamp_us);
+                let down_for = Duration::from_micros(now_us.saturating_sub(stamp));
+                let since = match stamp {
+                    0 => now,
+                    _ => now.checked_sub(down_for).unwrap_or(now),
+                };
+                down_since.insert(id, since);
             }
         }
         OsdMon {
@@ -62,7 +78,14 @@ impl OsdMon {
             last_beacon,
             down_since,
             last_epoch_clean: BTreeMap::new(),
+            clock_base: (now, now_us),
         }
+    }
+
+    /// The wall clock at `now`.
+    fn wall_us(&self, now: Instant) -> u64 {
+        let (base, base_us) = self.clock_base;
+        base_us.saturating_add(now.saturating_duration_since(base).as_micros() as u64)
     }
 
     /// The committed map.
@@ -242,23 +265,35 @@ impl OsdMon {
             return Ok(false);
         }
         let next = self.next_epoch();
+        let noin_global = self.view().test_flag(OsdMapFlags::NOIN);
         let s = self.slot_mut(b.osd_id).map_err(|e| e.msg)?;
         s.state.0 |= OsdState::UP;
         s.addrs = b.addrs;
         s.info.up_from = next;
-        if s.state.has(OsdState::NEW) || (s.state.has(OsdState::AUTOOUT) && s.weight == WEIGHT_OUT)
-        {
-            s.weight = WEIGHT_IN;
+        let wants_in = s.state.has(OsdState::NEW)
+            || (s.state.has(OsdState::AUTOOUT) && s.weight == WEIGHT_OUT);
+        // Ceph's can_mark_in: the global `noin` flag or the OSD's own
+        // NOIN keeps a booting OSD out. It stays NEW/AUTOOUT, so a boot
+        // after the flag is gone marks it in.
+        let noin = noin_global || s.state.has(OsdState::NOIN);
+        if wants_in && noin {
+            tracing::info!(osd = b.osd_id, "noin is set: the booting osd stays out");
+        } else {
+            if wants_in {
+                s.weight = WEIGHT_IN;
+            }
+            s.state.0 &= !(OsdState::NEW | OsdState::AUTOOUT);
         }
-        s.state.0 &= !(OsdState::NEW | OsdState::AUTOOUT);
         Ok(true)
     }
 
     fn mark_down(&mut self, id: OsdId, now: Instant) {
         let next = self.next_epoch();
+        let stamp = self.wall_us(now);
         if let Ok(s) = self.slot_mut(id) {
             s.state.0 &= !OsdState::UP;
             s.info.down_at = next;
+            s.down_stamp_us = stamp;
         }
         self.last_beacon.remove(&id);
         self.failures.remove(&id);
@@ -489,77 +524,6 @@ impl OsdMon {
         }
     }
 
-    /// `osd down`: returns the status line.
-    pub fn cmd_down(&mut self, id: OsdId, now: Instant) -> Result<String, CmdError> {
-        self.view().existing_osd(id)?;
-        if !self.view().is_up(id) {
-            return Ok(format!("osd.{id} is already down. "));
-        }
-        self.mark_down(id, now);
-        Ok(format!("marked down osd.{id}. "))
-    }
-
-    /// `osd out`: an admin's out is not undone by a boot.
-    pub fn cmd_out(&mut self, id: OsdId) -> Result<String, CmdError> {
-        self.view().existing_osd(id)?;
-        if self.view().is_out(id) {
-            return Ok(format!("osd.{id} is already out. "));
-        }
-        let s = self.slot_mut(id)?;
-        s.weight = WEIGHT_OUT;
-        s.state.0 &= !OsdState::AUTOOUT;
-        Ok(format!("marked out osd.{id}. "))
-    }
-
-    pub fn cmd_in(&mut self, id: OsdId, now: Instant) -> Result<String, CmdError> {
-        self.view().existing_osd(id)?;
-        if self.view().is_in(id) {
-            return Ok(format!("osd.{id} is already in. "));
-        }
-        let s = self.slot_mut(id)?;
-        s.weight = WEIGHT_IN;
-        s.state.0 &= !(OsdState::AUTOOUT | OsdState::NEW);
-        if !s.is_up() {
-            self.down_since.insert(id, now);
-        }
-        Ok(format!("marked in osd.{id}. "))
-    }
-
-    /// `osd set|unset FLAG`.
-    pub fn cmd_flag(&mut self, name: &str, set: bool) -> Result<String, CmdError> {
-        const SETTABLE: &[&str] = &[
-            "pause",
-            "noup",
-            "nodown",
-            "noout",
-            "noin",
-            "nobackfill",
-            "norebalance",
-            "norecover",
-            "noscrub",
-            "nodeep-scrub",
-            "notieragent",
-            "nosnaptrim",
-        ];
-        if !SETTABLE.contains(&name) {
-            return Err(CmdError::inval(format!(
-                "unknown osd flag '{name}'; expected one of {}",
-                SETTABLE.join(", ")
-            )));
-        }
-        let bits = match name {
-            "pause" => OsdMapFlags::PAUSERD | OsdMapFlags::PAUSEWR,
-            n => OsdMapFlags::from_name(n)
-                .ok_or_else(|| CmdError::inval(format!("unknown flag {n}")))?,
-        };
-        let flags = self.view().flags;
-        let new = if set { flags | bits } else { flags & !bits };
-        if new != flags {
-            self.pending_mut().flags = new;
-        }
-        Ok(format!("{name} is {}", if set { "set" } else { "unset" }))
-    }
-
     /// Applies a change made by a command to a copy of the map (given the
     /// epoch it will land in); only a successful, real change is kept.
     pub fn edit_map<T>(
@@ -576,6 +540,9 @@ impl OsdMon {
         Ok(out)
     }
 }
+
+#[path = "osdmon_cmds.rs"]
+mod cmds;
 
 #[cfg(test)]
 #[path = "osdmon_tests.rs"]

@@ -393,3 +393,92 @@ fn boot_of_a_new_instance_marks_the_old_one_down_first() {
     assert_eq!(s.addrs, b.addrs);
     assert!(s.info.up_from > down_epoch && s.info.up_from > old_up_from);
 }
+
+#[test]
+fn noin_keeps_a_booting_osd_out_global_and_per_osd() {
+    let t0 = Instant::now();
+    let (mut m, _) = cluster(3, t0);
+    // Global noin: a new OSD boots up but stays out (and NEW).
+    m.cmd_flag("noin", true).expect("set");
+    let u = Uuid::new_v4();
+    assert_eq!(m.osd_mkfs(u, -1, "h").expect("mkfs"), 3);
+    commit(&mut m);
+    assert!(m.boot(&boot_msg(3, u), t0).expect("boot"));
+    commit(&mut m);
+    assert!(m.map().is_up(3) && !m.map().is_in(3));
+    assert!(m.map().osd(3).expect("slot").state.has(OsdState::NEW));
+    // Without the flag its next boot marks it in.
+    m.cmd_flag("noin", false).expect("unset");
+    m.cmd_down(3, t0).expect("down");
+    commit(&mut m);
+    m.boot(&boot_msg(3, u), t0).expect("boot");
+    commit(&mut m);
+    assert!(m.map().is_up(3) && m.map().is_in(3));
+    assert!(!m.map().osd(3).expect("slot").state.has(OsdState::NEW));
+
+    // Per-OSD noin: osd.1, auto-marked out, stays out on boot; osd.2
+    // (same story, no flag) comes back in.
+    let (mut m, uuids) = cluster(3, t0);
+    m.cmd_down(1, t0).expect("down");
+    m.cmd_down(2, t0).expect("down");
+    commit(&mut m);
+    m.tick(secs(t0, 600));
+    commit(&mut m);
+    assert!(!m.map().is_in(1) && !m.map().is_in(2));
+    assert_eq!(
+        m.cmd_osd_flag(&[1], "noin", true).expect("add-noin"),
+        "set osd(s) 1 to noin"
+    );
+    assert!(m.cmd_osd_flag(&[9], "noin", true).is_err());
+    assert!(m.cmd_osd_flag(&[1], "nosuch", true).is_err());
+    commit(&mut m);
+    m.boot(&boot_msg(1, uuids[1]), secs(t0, 601)).expect("boot");
+    m.boot(&boot_msg(2, uuids[2]), secs(t0, 601)).expect("boot");
+    commit(&mut m);
+    assert!(
+        m.map().is_up(1) && !m.map().is_in(1),
+        "noin osd.1 stays out"
+    );
+    assert!(m.map().is_up(2) && m.map().is_in(2));
+    assert!(m.map().osd(1).expect("slot").state.has(OsdState::AUTOOUT));
+    // rm-noin, then a restart of the daemon: in again.
+    m.cmd_osd_flag(&[1], "noin", false).expect("rm-noin");
+    m.cmd_down(1, secs(t0, 602)).expect("down");
+    commit(&mut m);
+    m.boot(&boot_msg(1, uuids[1]), secs(t0, 603)).expect("boot");
+    commit(&mut m);
+    assert!(m.map().is_up(1) && m.map().is_in(1));
+}
+
+#[test]
+fn down_out_timer_survives_a_mon_restart() {
+    let t0 = Instant::now();
+    let (mut m, _) = cluster(3, t0);
+    m.cmd_down(2, secs(t0, 10)).expect("down");
+    commit(&mut m);
+    let stamp = m.map().osd(2).expect("slot").down_stamp_us;
+    assert!(stamp > 0, "the map keeps when osd.2 went down");
+    // The mon restarts 500 s later (a new process: a new instant base);
+    // the OSD has been down 500 s of its 600 s.
+    let t1 = secs(t0, 1000);
+    let mut m = OsdMon::new_at(m.map().clone(), opts(), t1, stamp + 500_000_000);
+    m.tick(t1 + Duration::from_secs(99));
+    assert!(!m.has_pending(), "not out before 600 s in total");
+    m.tick(t1 + Duration::from_secs(100));
+    assert!(commit(&mut m));
+    assert!(!m.map().is_in(2), "out 600 s after going down");
+    // A map without a stamp (older mon): the window starts at the restart.
+    let (mut m, _) = cluster(3, t0);
+    m.cmd_down(1, t0).expect("down");
+    commit(&mut m);
+    let mut map = m.map().clone();
+    if let Some(s) = map.osd_mut(1) {
+        s.down_stamp_us = 0;
+    }
+    let mut m = OsdMon::new_at(map, opts(), t1, 5_000_000_000);
+    m.tick(t1 + Duration::from_secs(599));
+    assert!(!m.has_pending());
+    m.tick(t1 + Duration::from_secs(600));
+    assert!(commit(&mut m));
+    assert!(!m.map().is_in(1));
+}

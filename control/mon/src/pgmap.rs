@@ -68,6 +68,14 @@ impl PgMap {
         self.stamp_us = now_us;
     }
 
+    /// Each OSD's `(kb_used, kb)` from its last report.
+    pub fn osd_usage(&self) -> BTreeMap<OsdId, (u64, u64)> {
+        self.osds
+            .iter()
+            .map(|(id, s)| (*id, (s.kb_used, s.kb)))
+            .collect()
+    }
+
     /// Forgets PGs of deleted pools (or beyond a pool's pg_num) and OSDs
     /// that no longer exist.
     pub fn prune(&mut self, map: &OsdMap) {

@@ -167,8 +167,10 @@ pub fn rm(
     sure: bool,
     allowed: bool,
 ) -> Result<String, CmdError> {
+    // Ceph answers 0 here; Kalmar's CLI promises a clear error and a
+    // non-zero exit for unknown pools (a typo must not look like success).
     let Ok(pool) = m.pool_by_name(name) else {
-        return Ok(format!("pool '{name}' does not exist"));
+        return Err(CmdError::noent(format!("pool '{name}' does not exist")));
     };
     if name2 != Some(name) || !sure {
         return Err(CmdError::new(
@@ -191,6 +193,50 @@ pub fn rm(
     m.pg_temp.retain(|pg, _| pg.pool != id);
     m.primary_temp.retain(|pg, _| pg.pool != id);
     Ok(format!("pool '{name}' removed"))
+}
+
+/// `osd pool set-quota NAME max_objects|max_bytes VALUE` (0 removes).
+pub fn set_quota(m: &mut OsdMap, name: &str, field: &str, val: &str) -> Result<String, CmdError> {
+    let n: u64 = val.parse().map_err(|_| {
+        CmdError::inval(format!(
+            "value '{val}' for {field} is not a non-negative integer"
+        ))
+    })?;
+    let id = m.pool_by_name(name)?.id;
+    let pool = m
+        .pools
+        .get_mut(&id)
+        .ok_or_else(|| CmdError::noent(format!("pool '{name}' does not exist")))?;
+    match field {
+        "max_objects" => pool.quota_max_objects = n,
+        "max_bytes" => pool.quota_max_bytes = n,
+        other => {
+            return Err(CmdError::inval(format!(
+                "unknown quota field '{other}'; expected max_objects or max_bytes"
+            )))
+        }
+    }
+    Ok(format!("set-quota {field} = {n} for pool {name}"))
+}
+
+/// `osd pool get-quota NAME`: plain text and JSON.
+pub fn get_quota(m: &OsdMap, name: &str) -> Result<(String, Value), CmdError> {
+    let p = m.pool_by_name(name)?;
+    let show = |n: u64, unit: &str| {
+        if n == 0 {
+            "N/A".to_string()
+        } else {
+            format!("{n}{unit}")
+        }
+    };
+    let text = format!(
+        "quotas for pool '{name}':\n  max objects: {}\n  max bytes  : {}\n",
+        show(p.quota_max_objects, " objects"),
+        show(p.quota_max_bytes, " B")
+    );
+    let v = json!({"pool_name": p.name, "pool_id": p.id,
+                   "quota_max_objects": p.quota_max_objects, "quota_max_bytes": p.quota_max_bytes});
+    Ok((text, v))
 }
 
 /// `osd pool ls [detail]`: plain text and JSON. The detail lines are the

@@ -363,6 +363,19 @@ impl Server {
                 }
                 Err(e) => Err(e.to_string()),
             },
+            MON_MGR_REPORT => match MonMgrReport::from_message(&m.msg) {
+                Ok(r) if m.peer.entity.kind == EntityType::Mgr => {
+                    if let Err(e) = self.st.mgrstat.report(&r, self.st.mgr.map(), now) {
+                        tracing::debug!(peer = %m.peer.entity, "mgr report ignored: {e}");
+                    }
+                    Ok(())
+                }
+                Ok(_) => {
+                    tracing::warn!(peer = %m.peer.entity, "mgr report from a non-mgr; ignored");
+                    Ok(())
+                }
+                Err(e) => Err(e.to_string()),
+            },
             other => {
                 tracing::warn!(peer = %m.peer.entity, msg_type = other, "unexpected message type; ignored");
                 Ok(())

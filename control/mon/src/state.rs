@@ -7,7 +7,9 @@ use std::time::Instant;
 use kalmar_maps::{MgrMap, OsdMap};
 
 use crate::health::{self, Health, HealthInputs};
+use crate::health_stats;
 use crate::mgrmon::MgrMon;
+use crate::mgrstat::MgrStat;
 use crate::options::MonOptions;
 use crate::osdmon::OsdMon;
 use crate::status::{PgSummary, StatusInputs};
@@ -17,6 +19,8 @@ pub struct MonState {
     pub opts: Arc<MonOptions>,
     pub osd: OsdMon,
     pub mgr: MgrMon,
+    /// Health checks the active mgr reports.
+    pub mgrstat: MgrStat,
     pub pgs: PgSummary,
     /// PG statistics reported by the OSDs (`pg stat`, `pg dump`).
     pub pgmap: crate::pgmap::PgMap,
@@ -37,8 +41,9 @@ impl MonState {
     ) -> Self {
         MonState {
             name: name.to_string(),
-            osd: OsdMon::new(osdmap, opts.clone(), now),
+            osd: OsdMon::new_at(osdmap, opts.clone(), now, now_us),
             mgr: MgrMon::new(mgrmap, opts.clone(), now),
+            mgrstat: MgrStat::default(),
             opts,
             pgs: PgSummary::default(),
             pgmap: Default::default(),
@@ -48,8 +53,10 @@ impl MonState {
         }
     }
 
+    /// The mon's own checks, then those the active mgr reports (Ceph
+    /// merges the MgrStatMonitor's checks the same way).
     pub fn health(&self, now: Instant) -> Health {
-        health::compute(
+        let mut h = health::compute(
             self.osd.map(),
             self.mgr.map(),
             HealthInputs {
@@ -57,7 +64,31 @@ impl MonState {
                     >= self.opts.mon_mgr_mkfs_grace,
                 osd_pool_default_size: self.opts.osd_pool_default_size,
             },
-        )
+        );
+        // From the OSDs' reports: a PG_AVAILABILITY from reported states
+        // replaces the one the map alone gives.
+        let pgs = self.pgmap.lines(self.osd.map());
+        let reported = health_stats::Reported {
+            osd_usage: self.pgmap.osd_usage(),
+            pgs: &pgs,
+            quota_warn_pct: self.opts.mon_pool_quota_warn_threshold,
+        };
+        for c in health_stats::checks(self.osd.map(), &reported) {
+            match h.checks.iter_mut().find(|x| x.code == c.code) {
+                Some(x) => *x = c,
+                None => h.checks.push(c),
+            }
+        }
+        let mgr_checks = self
+            .mgrstat
+            .checks(self.mgr.map(), now, self.opts.mon_mgr_beacon_grace);
+        for c in mgr_checks {
+            // The mon's own check wins over a mgr check of the same name.
+            if !h.checks.iter().any(|x| x.code == c.code) {
+                h.checks.push(c.clone());
+            }
+        }
+        h
     }
 
     /// Records when the up/in sets change (for `up (since 7m)`).

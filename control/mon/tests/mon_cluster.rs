@@ -400,3 +400,39 @@ async fn restart_and_kill9_keep_every_epoch() {
     .expect("perf dump");
     assert_eq!(perf["cluster"]["osd_epoch"].as_u64(), Some(last));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn down_out_timer_survives_a_mon_restart() {
+    // Down -> out after 10 s. The mon restarts 6 s into the window: the
+    // OSD goes out about 4 s later, not 10 s after the restart.
+    let conf = FAST.replace(
+        "mon_osd_down_out_interval = 2",
+        "mon_osd_down_out_interval = 10",
+    );
+    let mut mon = Mon::start(&conf).await;
+    let _osds = boot_all(&mon, 3).await;
+    mon.ok(json!({"prefix": "osd down", "ids": ["2"]})).await;
+    let downed = Instant::now();
+    let dump = mon.json(json!({"prefix": "osd dump"})).await;
+    assert_eq!(osd_entry(&dump, 2)["up"], json!(0));
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    mon.stop();
+    let stopped = Instant::now();
+    mon.restart().await;
+    wait_for("osd.2 out", WAIT, || async {
+        let dump = mon.json(json!({"prefix": "osd dump"})).await;
+        (osd_entry(&dump, 2)["in"] == json!(0)).then_some(())
+    })
+    .await;
+    let since_down = downed.elapsed();
+    let since_stop = stopped.elapsed();
+    assert!(
+        since_down >= Duration::from_secs(10),
+        "out after {since_down:?}"
+    );
+    // A window restarted by the mon would need 10 s from the restart.
+    assert!(
+        since_stop < Duration::from_secs(9),
+        "the window restarted with the mon: out {since_stop:?} after the stop"
+    );
+}

@@ -251,6 +251,42 @@ impl_versioned!(MgrBeacon, "mgr beacon", version = 1, compat = 1,
     { gid, name, addr, available, available_modules, command_descs, metadata, services });
 payload!(MgrBeacon, MGR_BEACON, "mgr_beacon");
 
+/// How bad a health check is (Ceph's `health_status_t` above OK).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum HealthSeverity {
+    #[default]
+    Warning,
+    Error,
+}
+kalmar_common::impl_enum_u8!(HealthSeverity, "health severity", { Warning = 1, Error = 2 });
+
+/// One health check raised on the mgr (a plugin's `set_health_checks`,
+/// or the mgr's own `MGR_MODULE_ERROR`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MgrHealthCheck {
+    /// `MGR_MODULE_ERROR`, `PROMETHEUS_DOWN`, ...
+    pub code: String,
+    pub severity: HealthSeverity,
+    pub summary: String,
+    pub count: u64,
+    pub detail: Vec<String>,
+}
+impl_versioned!(MgrHealthCheck, "mgr health check", version = 1, compat = 1,
+    { code, severity, summary, count, detail });
+
+/// What the active mgr tells the mon every beacon period (Ceph's
+/// `MMonMgrReport`): the complete set of its health checks, which replaces
+/// the previous set. The mon shows them while `gid` is the active mgr and
+/// its reports keep coming.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MonMgrReport {
+    pub gid: u64,
+    pub health_checks: Vec<MgrHealthCheck>,
+}
+impl_versioned!(MonMgrReport, "mon mgr report", version = 1, compat = 1,
+    { gid, health_checks });
+payload!(MonMgrReport, MON_MGR_REPORT, "mon_mgr_report");
+
 #[cfg(test)]
 mod tests {
     use super::*;

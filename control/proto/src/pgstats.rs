@@ -43,15 +43,19 @@ pub struct PgStatEntry {
     pub last_deep_scrub_stamp_us: u64,
     /// Newest epoch the PG was clean in (the mon trims maps below it).
     pub last_epoch_clean: Epoch,
+    /// Objects and bytes this primary recovered (pushed to a peer or
+    /// pulled from one) since it became primary: per-pool recovery rates.
+    pub num_objects_recovered: u64,
+    pub num_bytes_recovered: u64,
 }
-impl_versioned!(PgStatEntry, "pg stat", version = 1, compat = 1, {
+impl_versioned!(PgStatEntry, "pg stat", version = 2, compat = 1, {
     pgid, state, reported_epoch, reported_seq, version_epoch, version,
     up, up_primary, acting, acting_primary, num_objects, num_bytes,
     num_object_copies, num_objects_degraded, num_objects_misplaced,
     num_objects_missing_on_primary, num_objects_unfound, log_size,
     num_read, num_read_kb, num_write, num_write_kb,
     state_stamp_us, last_scrub_stamp_us, last_deep_scrub_stamp_us, last_epoch_clean,
-});
+}, since 2 { num_objects_recovered, num_bytes_recovered });
 
 /// An OSD's own figures (Ceph's `osd_stat_t` subset).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -26,6 +26,8 @@ pub const OSD_BEACON: u16 = 14;
 pub const OSD_ALIVE: u16 = 15;
 pub const OSD_PG_TEMP: u16 = 16;
 pub const MGR_BEACON: u16 = 20;
+/// The active mgr's health checks to the mon (Ceph's `MMonMgrReport`).
+pub const MON_MGR_REPORT: u16 = 21;
 /// OSD -> mon PG statistics (`pgstats`, sent to the mgr once it exists).
 pub const OSD_PG_STATS: u16 = 40;
 
@@ -66,6 +68,7 @@ pub const TYPES: &[(u16, &str)] = &[
     (OSD_ALIVE, "osd_alive"),
     (OSD_PG_TEMP, "osd_pg_temp"),
     (MGR_BEACON, "mgr_beacon"),
+    (MON_MGR_REPORT, "mon_mgr_report"),
     (OSD_PG_STATS, "osd_pg_stats"),
     (OSD_PING, "osd_ping"),
     (OSD_REPOP, "osd_repop"),
@@ -110,6 +113,7 @@ pub fn validate(msg: &Message) -> Result<(), ProtoError> {
         OSD_ALIVE => check::<OsdAlive>(msg),
         OSD_PG_TEMP => check::<OsdPgTemp>(msg),
         MGR_BEACON => check::<MgrBeacon>(msg),
+        MON_MGR_REPORT => check::<MonMgrReport>(msg),
         OSD_PG_STATS => check::<crate::pgstats::OsdPgStats>(msg),
         OSD_PING => check::<crate::osd::OsdPing>(msg),
         OSD_REPOP => crate::osd::RepOp::from_message(msg).map(|_| ()),
@@ -174,6 +178,7 @@ mod tests {
                 MonCommand { tid: 9, cmd: "{\"prefix\":\"status\"}".into(), inbuf: Default::default() }.to_message(),
                 OsdPgTemp { osd_id: 1, map_epoch: 3, pg_temp: [(kalmar_maps::PgId::new(1, 2), vec![0, 1])].into() }.to_message(),
                 MgrBeacon { gid: 4, name: "x".into(), available: true, ..Default::default() }.to_message(),
+                MonMgrReport { gid: 4, health_checks: vec![MgrHealthCheck { code: "X".into(), severity: HealthSeverity::Error, summary: "s".into(), count: 1, detail: vec!["d".into()] }] }.to_message(),
                 OsdFailure { reporter: 1, target: 2, failed_for_ms: 100, epoch: 4, is_failed: true, ..Default::default() }.to_message(),
             ];
             for m in samples {

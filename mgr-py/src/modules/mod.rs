@@ -99,10 +99,20 @@ struct Registry {
 /// A loaded module's class and its NOTIFY_TYPES, ready to start.
 type Runnable = (Arc<pyo3::Py<pyo3::PyAny>>, Option<Vec<String>>);
 
+/// Queues a notification for every running module that wants it.
+fn notify_running(reg: &Mutex<Registry>, notify_type: &str, notify_id: &str) -> usize {
+    let running: Vec<Arc<RunningModule>> = reg.lock().running.values().cloned().collect();
+    running
+        .iter()
+        .filter(|m| m.wants(notify_type))
+        .filter(|m| m.notify(notify_type, notify_id))
+        .count()
+}
+
 /// The plugin host.
 pub struct PyModules {
     shared: Arc<HostShared>,
-    reg: Mutex<Registry>,
+    reg: Arc<Mutex<Registry>>,
     python: PythonInfo,
 }
 
@@ -116,15 +126,23 @@ impl PyModules {
         store: Arc<dyn MgrStore>,
     ) -> Result<PyModules, ModuleError> {
         let python = ensure_python()?;
+        let shared = Arc::new(HostShared {
+            daemon_state,
+            cluster,
+            host,
+            store,
+            config,
+            notifier: std::sync::OnceLock::new(),
+        });
+        let reg = Arc::new(Mutex::new(Registry::default()));
+        // Weak: the registry owns the modules, whose contexts own `shared`.
+        let weak = Arc::downgrade(&reg);
+        let _ = shared.notifier.set(Box::new(move |t: &str, id: &str| {
+            weak.upgrade().map_or(0, |reg| notify_running(&reg, t, id))
+        }));
         Ok(PyModules {
-            shared: Arc::new(HostShared {
-                daemon_state,
-                cluster,
-                host,
-                store,
-                config,
-            }),
-            reg: Mutex::new(Registry::default()),
+            shared,
+            reg,
             python,
         })
     }
@@ -328,12 +346,7 @@ impl PyModules {
     /// Tells every interested module (never blocks; full queues drop).
     /// Returns how many modules the notification was queued for.
     pub fn notify_all(&self, notify_type: &str, notify_id: &str) -> usize {
-        let running: Vec<Arc<RunningModule>> = self.reg.lock().running.values().cloned().collect();
-        running
-            .iter()
-            .filter(|m| m.wants(notify_type))
-            .filter(|m| m.notify(notify_type, notify_id))
-            .count()
+        notify_running(&self.reg, notify_type, notify_id)
     }
 
     /// Notifications dropped so far for a module (queue overflow).

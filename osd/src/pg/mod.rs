@@ -169,6 +169,8 @@ struct IoCounts {
     num_read_kb: u64,
     num_write: u64,
     num_write_kb: u64,
+    num_objects_recovered: u64,
+    num_bytes_recovered: u64,
 }
 
 pub struct PgActor {
@@ -481,6 +483,8 @@ impl PgActor {
             num_read_kb: self.io.num_read_kb,
             num_write: self.io.num_write,
             num_write_kb: self.io.num_write_kb,
+            num_objects_recovered: self.io.num_objects_recovered,
+            num_bytes_recovered: self.io.num_bytes_recovered,
             state_stamp_us: r.state_stamp_us,
             last_scrub_stamp_us: r.last_scrub_stamp_us,
             last_deep_scrub_stamp_us: r.last_deep_scrub_stamp_us,

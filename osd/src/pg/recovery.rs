@@ -189,6 +189,8 @@ impl PgActor {
             self.svc.perf.inc(L_PUSH_OUT_BYTES, bytes);
             self.svc.perf.inc(L_RECOVERY_OPS, 1);
             self.svc.perf.inc(L_RECOVERY_BYTES, bytes);
+            self.io.num_objects_recovered += 1;
+            self.io.num_bytes_recovered += bytes;
             self.svc.send_osd(peer, msg.clone()).await;
         }
     }
@@ -255,6 +257,11 @@ impl PgActor {
         let perf = &self.svc.perf;
         perf.inc(L_SUBOP_PUSH, 1);
         perf.inc(L_SUBOP_PUSH_IN_BYTES, push.data.len() as u64);
+        if push.is_pull_reply {
+            // The primary recovered its own copy from a peer.
+            self.io.num_objects_recovered += 1;
+            self.io.num_bytes_recovered += push.data.len() as u64;
+        }
         let interval_before = self.interval();
         let acts = self.pg.handle(
             Event::ObjectRecovered {

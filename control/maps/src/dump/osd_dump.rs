@@ -31,6 +31,8 @@ pub fn pool_json(p: &PgPool) -> Value {
         "erasure_code_profile": "",
         "stripe_width": 0,
         "application_metadata": p.application_metadata,
+        "quota_max_bytes": p.quota_max_bytes,
+        "quota_max_objects": p.quota_max_objects,
     })
 }
 

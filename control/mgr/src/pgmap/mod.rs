@@ -4,6 +4,7 @@
 //! daemon feeds it reports and ticks, [`render`] turns it into Ceph's
 //! `pg stat`, `pg dump`, `df`, `osd df` and the data/io part of `status`.
 
+pub mod delta;
 pub mod render;
 pub mod space;
 pub mod summary;
@@ -87,6 +88,8 @@ pub struct PgMap {
     stale_after_us: u64,
     event: Option<RecoveryEvent>,
     next_event_seq: u64,
+    /// Per-pool stat sums of the window (`io_rate`, pool rates).
+    deltas: delta::PoolDeltas,
 }
 
 impl PgMap {
@@ -105,6 +108,7 @@ impl PgMap {
             stale_after_us,
             event: None,
             next_event_seq: 1,
+            deltas: delta::PoolDeltas::new(smooth_intervals.max(2)),
         }
     }
 
@@ -118,6 +122,11 @@ impl PgMap {
 
     pub fn osd_stats(&self) -> &BTreeMap<OsdId, OsdStatEntry> {
         &self.osds
+    }
+
+    /// Stat deltas over the smoothing window.
+    pub fn deltas(&self) -> &delta::PoolDeltas {
+        &self.deltas
     }
 
     pub fn event(&self) -> Option<&RecoveryEvent> {
@@ -151,6 +160,7 @@ impl PgMap {
             self.cumulative.num_read_kb += grow(s.num_read_kb, base.map(|b| b.num_read_kb));
             self.cumulative.num_write += grow(s.num_write, base.map(|b| b.num_write));
             self.cumulative.num_write_kb += grow(s.num_write_kb, base.map(|b| b.num_write_kb));
+            self.deltas.on_report(s, base);
             self.pgs.insert(
                 s.pgid,
                 Reported {
@@ -171,6 +181,8 @@ impl PgMap {
         self.pgs
             .retain(|pg, _| map.pools.get(&pg.pool).is_some_and(|p| pg.seed < p.pg_num));
         self.osds.retain(|osd, _| map.exists(*osd));
+        self.deltas
+            .retain_pools(|pool| map.pools.contains_key(&pool));
     }
 
     /// One sample for rates and the progress event; `recovery` is the
@@ -183,6 +195,8 @@ impl PgMap {
             ..self.cumulative
         };
         push_bounded(&mut self.history, sample, self.max_history);
+        self.deltas
+            .sample(now_us, self.pgs.values().map(|r| &r.stat));
         let remaining = self.objects_to_recover(map);
         push_bounded(
             &mut self.remaining_history,
@@ -427,5 +441,42 @@ pub(crate) mod tests {
         m.pools.clear();
         pm.prune(&m);
         assert!(pm.lines(&m, 1).is_empty());
+    }
+
+    #[test]
+    fn pool_rates_and_deltas_in_the_documents() {
+        use serde_json::json;
+        let m = map(2, 2);
+        let mut pm = PgMap::new(6, 60_000_000);
+        let mut r = report(0, 0, "active+clean", 1, 10);
+        r.pgs[0].num_objects_recovered = 2;
+        r.pgs[0].num_bytes_recovered = 8192;
+        pm.apply(&r, 0);
+        pm.tick(&m, 0, (0, 0));
+        // 2 s later: +20 writes (+80 KiB), +4 objects recovered (+16 KiB).
+        r.pgs[0].reported_seq = 3;
+        r.pgs[0].num_write = 30;
+        r.pgs[0].num_write_kb = 120;
+        r.pgs[0].num_objects_recovered = 6;
+        r.pgs[0].num_bytes_recovered = 8192 + 16384;
+        pm.apply(&r, 2_000_000);
+        pm.tick(&m, 2_000_000, (0, 0));
+        let lines = pm.lines(&m, 2_000_000);
+        let s = summary::Summary::from_lines(&pm, &m, &lines);
+        let pools = render::osd_pool_stats_json(&pm, &s);
+        assert_eq!(pools[0]["pool_name"], "rbd");
+        assert_eq!(
+            pools[0]["client_io_rate"],
+            json!({"write_bytes_sec": 40 * 1024, "write_op_per_sec": 10})
+        );
+        assert_eq!(pools[0]["recovery_rate"]["recovering_objects_per_sec"], 2);
+        assert_eq!(pools[0]["recovery_rate"]["recovering_bytes_per_sec"], 8192);
+        assert_eq!(pools[0]["recovery_rate"]["num_objects_recovered"], 4);
+        let dump = render::pg_dump_json(&pm, &m, &lines, &s);
+        assert_eq!(dump["pg_stats_delta"]["stamp_delta"], "2.000000");
+        assert_eq!(dump["pg_stats_delta"]["stat_sum"]["num_write"], 20);
+        let status = render::pgmap_json(&pm, &m, &s);
+        assert_eq!(status["recovering_objects_per_sec"], 2);
+        assert_eq!(status["num_bytes_recovered"], 16384);
     }
 }

@@ -176,6 +176,7 @@ pub fn pg_dump_json(pm: &PgMap, map: &OsdMap, lines: &[PgLine<'_>], s: &Summary)
         "last_osdmap_epoch": map.epoch,
         "last_pg_scan": map.epoch,
         "pg_stats_sum": {"stat_sum": s.all.to_json()},
+        "pg_stats_delta": pm.deltas().total().to_json(),
         "osd_stats_sum": {"kb": s.bytes_total / 1024, "kb_used": s.bytes_used / 1024,
                           "kb_avail": s.bytes_avail / 1024, "num_osds": pm.osd_stats().len()},
         "pg_stats": lines.iter().map(pg_json).collect::<Vec<_>>(),
@@ -347,29 +348,63 @@ pub fn pgmap_json(pm: &PgMap, map: &OsdMap, s: &Summary) -> Value {
         "read_op_per_sec": r.read_op_per_sec,
         "write_op_per_sec": r.write_op_per_sec,
     });
-    let copies = s.all.num_object_copies.max(1);
-    if s.all.num_objects_degraded > 0 {
-        v["degraded_objects"] = json!(s.all.num_objects_degraded);
-        v["degraded_total"] = json!(s.all.num_object_copies);
-        v["degraded_ratio"] = json!(s.all.num_objects_degraded as f64 / copies as f64);
+    if let (Value::Object(out), Value::Object(rec)) = (&mut v, recovery_summary_json(&s.all)) {
+        out.extend(rec);
     }
-    if s.all.num_objects_misplaced > 0 {
-        v["misplaced_objects"] = json!(s.all.num_objects_misplaced);
-        v["misplaced_total"] = json!(s.all.num_object_copies);
-        v["misplaced_ratio"] = json!(s.all.num_objects_misplaced as f64 / copies as f64);
-    }
-    if s.all.num_objects_unfound > 0 {
-        v["unfound_objects"] = json!(s.all.num_objects_unfound);
-    }
-    if r.recovering_objects_per_sec > 0 || r.recovering_bytes_per_sec > 0 {
-        v["recovering_objects_per_sec"] = json!(r.recovering_objects_per_sec);
-        v["recovering_bytes_per_sec"] = json!(r.recovering_bytes_per_sec);
-        v["recovering_keys_per_sec"] = json!(0);
-        v["num_objects_recovered"] = json!(r.recovering_objects_per_sec);
-        v["num_bytes_recovered"] = json!(r.recovering_bytes_per_sec);
-        v["num_keys_recovered"] = json!(0);
+    // The PGs' own recovered counters over the window when they moved;
+    // else the OSDs' recovery counters (rates only).
+    match pm.deltas().total().recovery_rate_json() {
+        Value::Object(rec) if !rec.is_empty() => {
+            if let Value::Object(out) = &mut v {
+                out.extend(rec);
+            }
+        }
+        _ if r.recovering_objects_per_sec > 0 || r.recovering_bytes_per_sec > 0 => {
+            v["recovering_objects_per_sec"] = json!(r.recovering_objects_per_sec);
+            v["recovering_bytes_per_sec"] = json!(r.recovering_bytes_per_sec);
+            v["recovering_keys_per_sec"] = json!(0);
+        }
+        _ => {}
     }
     v
+}
+
+/// Ceph's `recovery_summary`: degraded, misplaced and unfound objects,
+/// each only when there are any.
+pub fn recovery_summary_json(sum: &super::summary::StatSum) -> Value {
+    let mut v = json!({});
+    let copies = sum.num_object_copies.max(1);
+    if sum.num_objects_degraded > 0 {
+        v["degraded_objects"] = json!(sum.num_objects_degraded);
+        v["degraded_total"] = json!(sum.num_object_copies);
+        v["degraded_ratio"] = json!(sum.num_objects_degraded as f64 / copies as f64);
+    }
+    if sum.num_objects_misplaced > 0 {
+        v["misplaced_objects"] = json!(sum.num_objects_misplaced);
+        v["misplaced_total"] = json!(sum.num_object_copies);
+        v["misplaced_ratio"] = json!(sum.num_objects_misplaced as f64 / copies as f64);
+    }
+    if sum.num_objects_unfound > 0 {
+        v["unfound_objects"] = json!(sum.num_objects_unfound);
+        v["unfound_total"] = json!(sum.num_objects);
+        v["unfound_ratio"] = json!(sum.num_objects_unfound as f64 / sum.num_objects.max(1) as f64);
+    }
+    v
+}
+
+/// `osd pool stats` entries (also `get("osd_pool_stats")`): each pool's
+/// recovery summary and its client and recovery rates over the window.
+pub fn osd_pool_stats_json(pm: &PgMap, s: &Summary) -> Vec<Value> {
+    s.pools
+        .iter()
+        .map(|p| {
+            let d = pm.deltas().pool(p.id);
+            json!({"pool_name": p.name, "pool_id": p.id,
+                   "recovery": recovery_summary_json(&p.sum),
+                   "recovery_rate": d.recovery_rate_json(),
+                   "client_io_rate": d.client_io_rate_json()})
+        })
+        .collect()
 }
 
 /// Width of the progress bar between the brackets (Ceph's is 28).
