@@ -108,6 +108,7 @@ pub mod missing;
 pub mod object;
 pub mod prior;
 pub mod recovery;
+pub mod scrub;
 pub mod settings;
 pub mod stats;
 
