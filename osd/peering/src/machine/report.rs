@@ -67,6 +67,7 @@ impl Pg {
                 );
                 f.assign(F::RECOVERY_UNFOUND, !self.p.unfound.is_empty());
                 f.set(self.scrub_flags.0);
+                f.assign(F::INCONSISTENT, self.info.stats.num_scrub_errors > 0);
             }
             _ => {}
         }
@@ -208,6 +209,10 @@ impl Pg {
             "past_intervals": self.past_intervals,
             "missing": self.missing.len(),
             "unfound": self.p.unfound,
+            "scrub_requested": self.scrub_pending.map(|r| serde_json::json!({
+                "deep": r.deep,
+                "repair": r.repair,
+            })),
         })
     }
 }

@@ -212,8 +212,8 @@ fn compare_object(
         .map(|(o, _)| o.info.map_or(Eversion::ZERO, |i| i.version))
         .max()
         .unwrap_or(Eversion::ZERO);
-    let stale_everywhere = !holders.contains_key(&primary)
-        && deleted_in_log.is_some_and(|deleted| deleted > newest);
+    let stale_everywhere =
+        !holders.contains_key(&primary) && deleted_in_log.is_some_and(|deleted| deleted > newest);
     let auth = if stale_everywhere {
         None
     } else {

@@ -129,15 +129,22 @@ fn read_errors_and_info_mismatches_disqualify_a_copy() {
 
 #[test]
 fn missing_copies_and_newer_versions() {
-    let inc = one(&[(0, Some(obj(10, 3, 7))), (1, None), (2, Some(obj(10, 3, 7)))])
-        .expect("inconsistent");
+    let inc = one(&[
+        (0, Some(obj(10, 3, 7))),
+        (1, None),
+        (2, Some(obj(10, 3, 7))),
+    ])
+    .expect("inconsistent");
     assert_eq!(shard(&inc, 1).errors.names(), vec!["missing"]);
     assert!(shard(&inc, 1).object.is_none());
     assert_eq!(inc.repair.expect("repairable").to, [1].into());
     // The newest info wins over the primary.
     let inc = one(&[(0, Some(obj(10, 3, 7))), (1, Some(obj(12, 4, 8)))]).expect("inconsistent");
     assert_eq!(inc.auth, Some(1));
-    assert_eq!(inc.selected_info.map(|i| i.version), Some(Eversion::new(5, 4)));
+    assert_eq!(
+        inc.selected_info.map(|i| i.version),
+        Some(Eversion::new(5, 4))
+    );
     // No copy qualifies: reported, not repairable.
     let mut bad = obj(10, 3, 7);
     bad.info = None;
@@ -152,7 +159,10 @@ fn a_deleted_object_left_on_a_replica_is_removed() {
     deleted.insert("obj".to_string(), Eversion::new(6, 1));
     let out = compare_chunk(0, &maps(&[(0, None), (1, Some(obj(10, 3, 7)))]), &deleted);
     let r = out.inconsistents[0].repair.clone().expect("repairable");
-    assert_eq!((r.from, r.to, r.version), (None, [1].into(), Eversion::new(6, 1)));
+    assert_eq!(
+        (r.from, r.to, r.version),
+        (None, [1].into(), Eversion::new(6, 1))
+    );
     // A delete older than the copy does not make it stale.
     deleted.insert("obj".to_string(), Eversion::new(5, 1));
     let out = compare_chunk(0, &maps(&[(0, None), (1, Some(obj(10, 3, 7)))]), &deleted);
