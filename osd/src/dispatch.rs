@@ -157,7 +157,7 @@ pub async fn client_dispatcher(
                 let track = svc.tracker.start(describe(&req));
                 let permits = throttle.acquire(req.in_bytes()).await;
                 track.mark("throttled");
-                let op = ClientOp { req, reply_to: from, received: Instant::now(), track, permits };
+                let op = ClientOp { req, reply_to: from, received: Instant::now(), track, permits, read_repairs: 0 };
                 if op.req.map_epoch > svc.epoch() {
                     if waiting.len() >= svc.opts.osd_pg_max_queued_ops {
                         answer(&op, -errno::EAGAIN, op.req.map_epoch, "too many ops wait for a newer map");

@@ -1,8 +1,8 @@
 //! The OSD's perf counter loggers with Ceph's names, types, priorities,
 //! nicks and descriptions: `osd` (client ops, sub-ops, recovery, PG counts,
 //! space), `recoverystate_perf` (time spent in each peering state) and
-//! Kalmar's `osd_scrub` (scrubs this OSD ran as primary, and the maps it
-//! built). The ObjectStore registers its own `objectstore` logger beside
+//! Kalmar's `osd_scrub` (scrubs this OSD ran as primary, the maps it
+//! built, reads it repaired). The ObjectStore registers its own `objectstore` logger beside
 //! them.
 
 use std::sync::Arc;
@@ -402,6 +402,7 @@ pub const L_SCRUB_OBJECTS: usize = 5;
 pub const L_SCRUB_BYTES: usize = 6;
 pub const L_SCRUB_ERRORS: usize = 7;
 pub const L_SCRUB_REPAIRS: usize = 8;
+pub const L_READ_REPAIRS: usize = 9;
 
 const SCRUB_COUNTERS: &[Spec] = &[
     ("scrubs_started", C, "Scrubs started as primary", "", 5, N),
@@ -446,6 +447,14 @@ const SCRUB_COUNTERS: &[Spec] = &[
         "Bad copies queued for repair",
         "",
         5,
+        N,
+    ),
+    (
+        "read_repairs",
+        C,
+        "Client reads that found the primary's copy corrupt and recovered it from another copy",
+        "",
+        8,
         N,
     ),
 ];

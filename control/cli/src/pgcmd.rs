@@ -60,12 +60,14 @@ pub fn route(words: &[String]) -> Option<Result<PgCmd, String>> {
 }
 
 fn print_json(v: &Value, pretty: bool) {
+    use std::io::Write;
     let s = if pretty {
         serde_json::to_string_pretty(v)
     } else {
         serde_json::to_string(v)
     };
-    println!("{}", s.unwrap_or_default());
+    // A closed pipe (`| head`) is not an error of the command.
+    let _ = writeln!(std::io::stdout().lock(), "{}", s.unwrap_or_default());
 }
 
 /// Runs a PG command; returns the exit code (the errno on failure, as

@@ -334,7 +334,8 @@ fn scrubs_wait_for_clean_and_end_with_the_interval() {
     );
     assert!(t.pgs[0].is_scrubbing());
     // osd.2 leaves: a new interval ends the scrub and drops its flags; the
-    // result of the old scrub is ignored.
+    // result of the old scrub is ignored, and the scrub is asked for again
+    // (this OSD stays primary), to start once the PG is clean.
     let mut m = mapping(2);
     m.up = vec![0, 1];
     m.acting = vec![0, 1];
@@ -358,4 +359,26 @@ fn scrubs_wait_for_clean_and_end_with_the_interval() {
         }),
     );
     assert_eq!(t.pgs[0].info().stats.num_scrub_errors, 0);
+    assert_eq!(t.pgs[0].scrub_requested(), Some((false, false)));
+    t.feed(0, Event::ActMap);
+    assert!(!t.pgs[0].state_flags().to_string().contains("clean"));
+    assert!(!t
+        .take()
+        .iter()
+        .any(|a| matches!(a, Action::StartScrub { .. })));
+    assert_eq!(t.pgs[0].scrub_requested(), Some((false, false)));
+    // Another OSD becomes primary: the request is gone with the role.
+    let mut m = mapping(3);
+    m.up = vec![1, 0];
+    m.acting = vec![1, 0];
+    m.up_primary = 1;
+    m.acting_primary = 1;
+    t.feed(
+        0,
+        Event::AdvMap {
+            map: view(3),
+            mapping: m,
+        },
+    );
+    assert_eq!(t.pgs[0].scrub_requested(), None);
 }

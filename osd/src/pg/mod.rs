@@ -32,7 +32,8 @@ use kalmar_msgr::SessionHandle;
 use kalmar_objectstore::{CollectionId, Transaction};
 use kalmar_peering::scrub::ScrubMap;
 use kalmar_peering::{
-    ClusterView, Event, PeeringMessage, Pg, PgMapping, PgStatsReport, ReservationKind, ScanResult,
+    ClusterView, Event, Eversion, PeeringMessage, Pg, PgMapping, PgStatsReport, ReservationKind,
+    ScanResult,
 };
 use kalmar_proto::client::{errno, OsdOpReply, OsdOpRequest};
 use kalmar_proto::osd::{
@@ -59,6 +60,9 @@ pub struct ClientOp {
     pub track: TrackedOp,
     /// Throttle permits, released when the op is answered.
     pub permits: Vec<OwnedSemaphorePermit>,
+    /// Times a read of this op found the primary's copy corrupt and had
+    /// it recovered from another copy (retried once, then EIO).
+    pub read_repairs: u8,
 }
 
 /// One map epoch as every PG sees it.
@@ -129,6 +133,13 @@ pub enum PgEvent {
     /// Primary: move the scrub on (next chunk, or maps once writes
     /// finished).
     ScrubStep,
+    /// Primary: a read found this OSD's copy of the op's object corrupt
+    /// (a block checksum or the object info's data digest failed);
+    /// `version`: the object's version from its info, if readable.
+    ReadCorrupt {
+        op: ClientOp,
+        version: Eversion,
+    },
     Stats(oneshot::Sender<Option<PgStatEntry>>),
     Query(oneshot::Sender<serde_json::Value>),
     /// Periodic: expire client ops that waited too long.
@@ -322,6 +333,7 @@ impl PgActor {
             PgEvent::ScrubMapReply(r) => self.on_scrub_map_reply(r).await,
             PgEvent::ScrubMap { from, id, map } => self.on_scrub_map(from, id, map).await,
             PgEvent::ScrubStep => self.scrub_step().await,
+            PgEvent::ReadCorrupt { op, version } => self.on_read_corrupt(op, version).await,
             PgEvent::Stats(tx) => {
                 let _ = tx.send(self.stat_entry());
             }

@@ -17,10 +17,8 @@ use kalmar_objectstore::{CollectionId, ObjectId, ObjectStore, StoreError};
 use kalmar_peering::scrub::{ScrubInfo, ScrubMap, ScrubObject};
 use kalmar_peering::ObjectBound;
 
-use crate::names::{is_internal, user_attr_name, ObjectInfo, OI_ATTR};
+use crate::names::{is_internal, user_attr_name, ObjectInfo, DIGEST_SEED as SEED, OI_ATTR};
 
-/// Ceph's digest seed (`bufferlist::crc32c(-1)`).
-const SEED: u32 = u32::MAX;
 /// Names listed per store call.
 const LIST_PAGE: usize = 256;
 /// Omap entries read per store call.
@@ -179,7 +177,7 @@ fn record_attrs(obj: &mut ScrubObject, attrs: &[(String, Bytes)]) {
                         size: oi.size_bytes,
                         version: oi.version,
                         user_version: oi.user_version,
-                        data_digest: None,
+                        data_digest: oi.data_digest,
                         encoded_digest: crc32c::crc32c_append(SEED, v),
                     })
                 }

@@ -270,6 +270,11 @@ pub enum Event {
     /// Primary: the scrub asked for with [`crate::Action::StartScrub`]
     /// finished (or was abandoned).
     ScrubFinished(ScrubResult),
+    /// Primary: reading `oid` found the local copy corrupt (a checksum or
+    /// digest failed); `version`: the object's version, if known. The
+    /// object becomes missing here and is recovered from another copy
+    /// (when the PG is clean or recovering).
+    ReadError { oid: ObjectName, version: Eversion },
 }
 
 /// What a finished scrub found, as the OSD's scrubber reports it.

@@ -328,6 +328,7 @@ impl Pg {
             Event::ClientWaitsFor { oid } => self.on_client_waits(oid),
             Event::ScrubRequested { deep, repair } => self.on_scrub_requested(deep, repair),
             Event::ScrubFinished(result) => self.on_scrub_finished(result),
+            Event::ReadError { oid, version } => self.on_read_error(oid, version),
         }
         self.refresh_flags();
         self.maybe_publish();
@@ -410,8 +411,7 @@ impl Pg {
         }
         self.p = PrimaryCtx::default();
         self.r = ReplicaCtx::default();
-        self.scrub_flags = PgStateFlags::empty();
-        self.scrub_pending = None;
+        self.scrub_new_interval();
         self.go(State::Reset);
         self.persist(PgWrite {
             info: Some(self.info.clone()),

@@ -1,6 +1,7 @@
 //! What the primary reports: Ceph's state flags, `pg dump` stats and
 //! `pg query`.
 
+use kalmar_maps::time::format_stamp;
 use kalmar_maps::OsdId;
 
 use super::{Action, Active, Peering, Pg, PgStatsReport, State};
@@ -202,6 +203,8 @@ impl Pg {
             "peer_info": peers,
             "recovery_state": self.history.entries().rev().map(|e| serde_json::json!({
                 "name": e.state,
+                "enter_time": format_stamp(e.enter_us),
+                "exit_time": e.exit_us.map(format_stamp),
                 "enter_time_us": e.enter_us,
                 "exit_time_us": e.exit_us,
             })).collect::<Vec<_>>(),

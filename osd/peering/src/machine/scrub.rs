@@ -6,6 +6,7 @@ use super::{Action, Active, Pg, PgWrite, ReservationKind, ScrubRequest, ScrubRes
 use crate::eversion::Eversion;
 use crate::flags::PgStateFlags as F;
 use crate::merge::last_complete;
+use crate::object::ObjectName;
 use crate::scrub::RepairItem;
 
 impl Pg {
@@ -17,6 +18,26 @@ impl Pg {
     /// The scrub asked for and not started yet, as `(deep, repair)`.
     pub fn scrub_requested(&self) -> Option<(bool, bool)> {
         self.scrub_pending.map(|r| (r.deep, r.repair))
+    }
+
+    /// A new interval ends a running scrub. A primary that stays primary
+    /// keeps what was asked for (a scrub cut short starts over once the
+    /// PG is clean again); a new primary knows nothing of it.
+    pub(super) fn scrub_new_interval(&mut self) {
+        let running = self.is_scrubbing().then(|| ScrubRequest {
+            deep: self.scrub_flags.has(F::DEEP_SCRUB),
+            repair: self.scrub_flags.has(F::REPAIR),
+        });
+        self.scrub_flags = F::empty();
+        if self.mapping.acting_primary != self.whoami {
+            self.scrub_pending = None;
+            return;
+        }
+        if let Some(r) = running {
+            let p = self.scrub_pending.get_or_insert(ScrubRequest::default());
+            p.deep |= r.deep;
+            p.repair |= r.repair;
+        }
     }
 
     pub(super) fn on_scrub_requested(&mut self, deep: bool, repair: bool) {
@@ -101,6 +122,34 @@ impl Pg {
             self.next_recovery_step();
         } else {
             self.maybe_start_scrub();
+        }
+    }
+
+    pub(super) fn on_read_error(&mut self, oid: ObjectName, version: Eversion) {
+        use Active as A;
+        if !self.is_primary() || !self.is_active() || self.missing.is_missing(&oid) {
+            return;
+        }
+        let recovering = matches!(
+            self.state,
+            State::Active(
+                A::WaitLocalRecoveryReserved | A::WaitRemoteRecoveryReserved | A::Recovering
+            )
+        );
+        if self.state != State::Active(A::Clean) && !recovering {
+            return; // backfill and the like: the read fails, scrub repairs
+        }
+        self.missing.add(&oid, version, Eversion::ZERO);
+        self.info.last_complete = last_complete(&self.log, &self.missing);
+        self.persist(PgWrite {
+            info: Some(self.info.clone()),
+            missing: Some(self.missing.clone()),
+            ..Default::default()
+        });
+        if recovering {
+            self.issue_recovery();
+        } else {
+            self.next_recovery_step();
         }
     }
 
