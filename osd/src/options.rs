@@ -114,7 +114,7 @@ impl Default for OsdOptions {
             osd_scrub_chunk_max: 25,
             osd_deep_scrub_stride: 512 << 10,
             osd_scrub_sleep: Duration::ZERO,
-            osd_scrub_map_timeout: Duration::from_secs(300),
+            osd_scrub_map_timeout: Duration::from_secs(120),
             osd_scrub_max_recorded_inconsistent: 1000,
         }
     }

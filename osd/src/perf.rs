@@ -403,6 +403,7 @@ pub const L_SCRUB_BYTES: usize = 6;
 pub const L_SCRUB_ERRORS: usize = 7;
 pub const L_SCRUB_REPAIRS: usize = 8;
 pub const L_READ_REPAIRS: usize = 9;
+pub const L_SCRUB_WRITES_DELAYED: usize = 10;
 
 const SCRUB_COUNTERS: &[Spec] = &[
     ("scrubs_started", C, "Scrubs started as primary", "", 5, N),
@@ -455,6 +456,14 @@ const SCRUB_COUNTERS: &[Spec] = &[
         "Client reads that found the primary's copy corrupt and recovered it from another copy",
         "",
         8,
+        N,
+    ),
+    (
+        "scrub_writes_delayed",
+        C,
+        "Client writes that waited for the scrub chunk holding their object",
+        "",
+        5,
         N,
     ),
 ];

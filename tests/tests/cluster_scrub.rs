@@ -20,7 +20,7 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::FileExt;
 use std::process::Output;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kalmar_client::{IoCtx, Rados};
@@ -32,6 +32,8 @@ use serde_json::{json, Value};
 const POOL: &str = "scrubbed";
 const PG_NUM: u32 = 2;
 const OBJECTS: usize = 40;
+/// Objects per scrub chunk.
+const CHUNK_OBJECTS: usize = 4;
 
 fn kalmar(c: &Cluster, args: &[&str]) -> anyhow::Result<Output> {
     let conf = c.conf.display().to_string();
@@ -254,7 +256,7 @@ fn errors(v: &Value) -> Vec<String> {
 async fn check_reads(io: &IoCtx, expect: &BTreeMap<String, Bytes>) -> anyhow::Result<()> {
     for (k, v) in expect {
         match io.read(k, 0, 0).await {
-            Ok(got) => assert!(&got == v, "{k}: a read returned wrong bytes"),
+            Ok(got) => assert!(got == v, "{k}: a read returned wrong bytes"),
             Err(e) => assert_eq!(e.errno(), errno::EIO, "{k}: {e}"),
         }
     }
@@ -263,10 +265,13 @@ async fn check_reads(io: &IoCtx, expect: &BTreeMap<String, Bytes>) -> anyhow::Re
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scrub_deep_scrub_and_repair() -> anyhow::Result<()> {
-    // Scheduled scrubs off: only the ones the test asks for run.
+    // Scheduled scrubs off: only the ones the test asks for run. Small
+    // chunks with a pause between them: a scrub takes several rounds.
     let opts = ClusterOpts::default()
         .set("osd_scrub_min_interval", "0")
-        .set("osd_deep_scrub_interval", "0");
+        .set("osd_deep_scrub_interval", "0")
+        .set("osd_scrub_chunk_max", &CHUNK_OBJECTS.to_string())
+        .set("osd_scrub_sleep", "0.2");
     let c = Cluster::start(opts).await?;
     c.create_pool(POOL, PG_NUM, 3, 2).await?;
     c.wait_pgs(1, PG_NUM, &["active", "clean"], Duration::from_secs(60))
@@ -416,6 +421,40 @@ async fn scrub_deep_scrub_and_repair() -> anyhow::Result<()> {
     assert_eq!(q["state"], "active+clean");
     assert_eq!(q["info"]["stats"]["num_scrub_errors"], 0);
     assert!(inconsistents(&c, pg)?.is_empty());
+    check_reads(&io, &expect).await?;
+
+    // Writes go on during a scrub (each chunk holds back only the writes
+    // to its own range, until every copy's map of it is taken) and never
+    // make the copies look inconsistent.
+    let writer = {
+        let (io, names) = (io.clone(), names.clone());
+        tokio::spawn(async move {
+            let mut last = BTreeMap::new();
+            let end = Instant::now() + Duration::from_secs(3);
+            let mut round = 0usize;
+            while Instant::now() < end {
+                for k in &names {
+                    let v = Bytes::from(format!("{k}-round-{round}-").repeat(400));
+                    io.write_full(k, v.clone()).await?;
+                    last.insert(k.clone(), v);
+                }
+                round += 1;
+            }
+            anyhow::Ok((last, round))
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let q = scrub(&c, &rados, pg, "deep-scrub").await?;
+    let (written, rounds) = writer.await??;
+    assert!(rounds >= 2, "the writer ran through the scrub");
+    let d = c.admin(&format!("osd.{primary}"), "perf dump")?;
+    eprintln!(
+        "writes delayed by scrub chunks: {}",
+        d["osd_scrub"]["scrub_writes_delayed"]
+    );
+    assert_eq!(q["state"], "active+clean");
+    assert!(inconsistents(&c, pg)?.is_empty());
+    expect.extend(written);
     check_reads(&io, &expect).await?;
 
     // Damage on the primary: a corrupted block and a flipped byte.

@@ -270,13 +270,14 @@ impl PgActor {
         s.result.shallow_errors += out.shallow_errors;
         s.result.deep_errors += out.deep_errors;
         for inc in out.inconsistents {
-            let names: Vec<String> = inc
+            let shard_errors: Vec<String> = inc
                 .shards
                 .iter()
                 .filter(|sh| !sh.errors.is_empty())
                 .map(|sh| format!("osd.{} {:?}", sh.osd, sh.errors.names()))
                 .collect();
-            tracing::error!(pgid = %self.pgid, object = %inc.oid, errors = ?inc.errors.names(), shards = ?names, auth = ?inc.auth, "scrub found an inconsistent object");
+            let bad_copies = inc.repair.as_ref().map(|r| &r.to);
+            tracing::error!(pgid = %self.pgid, object = %inc.oid, errors = ?inc.errors.names(), ?shard_errors, ?bad_copies, auth = ?inc.auth, "scrub found an inconsistent object");
             match &inc.repair {
                 Some(r) if !r.to.is_empty() => {
                     perf.inc(L_SCRUB_REPAIRS, r.to.len() as u64);

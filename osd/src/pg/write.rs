@@ -156,6 +156,7 @@ impl PgActor {
         if op.req.is_write() && self.scrub_blocks(&oid) {
             // The object's scrub chunk is being compared: wait for it.
             op.track.mark("waiting_for_scrub");
+            self.svc.scrub_perf.inc(L_SCRUB_WRITES_DELAYED, 1);
             self.waiting_object.entry(oid).or_default().push_back(op);
         } else if op.req.is_write() {
             self.write(op).await;
