@@ -382,3 +382,54 @@ fn scrubs_wait_for_clean_and_end_with_the_interval() {
     );
     assert_eq!(t.pgs[0].scrub_requested(), None);
 }
+
+#[test]
+fn a_corrupt_read_on_the_primary_recovers_the_object() {
+    let mut t = Trio::new();
+    let v = Eversion::new(1, 1);
+    // Replicas do not act on it.
+    t.feed(
+        1,
+        Event::ReadError {
+            oid: "o".into(),
+            version: v,
+        },
+    );
+    assert!(t.pgs[1].missing().is_empty());
+    t.feed(
+        0,
+        Event::ReadError {
+            oid: "o".into(),
+            version: v,
+        },
+    );
+    assert!(t.pgs[0].missing().is_missing("o"));
+    let acts = t.take();
+    assert!(acts.iter().any(
+        |a| matches!(a, Action::Persist(w) if w.missing.as_ref().is_some_and(|m| m.is_missing("o")))
+    ));
+    assert!(requested(&acts, ReservationKind::LocalRecovery));
+    assert!(matches!(
+        t.pgs[0].readiness("o"),
+        kalmar_peering::WriteReadiness::NeedsRecovery(_)
+    ));
+    t.feed(
+        0,
+        Event::ReservationGranted {
+            kind: ReservationKind::LocalRecovery,
+        },
+    );
+    assert!(t
+        .take()
+        .iter()
+        .any(|a| matches!(a, Action::Pull { oid, from, .. } if oid == "o" && *from != 0)));
+    t.feed(
+        0,
+        Event::ObjectRecovered {
+            oid: "o".into(),
+            version: v,
+        },
+    );
+    assert_eq!(t.pgs[0].state(), State::Active(Active::Clean));
+    assert!(t.pgs[0].missing().is_empty());
+}

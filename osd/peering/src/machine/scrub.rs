@@ -118,10 +118,21 @@ impl Pg {
             missing: repairs_queued.then(|| self.missing.clone()),
             ..Default::default()
         });
-        if repairs_queued && self.state == State::Active(Active::Clean) {
-            self.next_recovery_step();
+        if repairs_queued {
+            self.recover_queued();
         } else {
             self.maybe_start_scrub();
+        }
+    }
+
+    /// Starts recovery of objects just added to the missing sets: from
+    /// clean, through the reservations; while recovering, at once; in the
+    /// reservation waits, once they are granted.
+    fn recover_queued(&mut self) {
+        match self.state {
+            State::Active(Active::Clean) => self.next_recovery_step(),
+            State::Active(Active::Recovering) => self.issue_recovery(),
+            _ => {}
         }
     }
 
@@ -146,11 +157,7 @@ impl Pg {
             missing: Some(self.missing.clone()),
             ..Default::default()
         });
-        if recovering {
-            self.issue_recovery();
-        } else {
-            self.next_recovery_step();
-        }
+        self.recover_queued();
     }
 
     /// Records each bad copy as missing the object (the primary's own in
