@@ -10,7 +10,10 @@
 //! - Pure decisions: [`check_new_interval`], [`build_prior`],
 //!   [`find_best_info`], [`choose_acting`] (with the PG Temp handoff),
 //!   [`merge_log`] / [`proc_replica_log`] (divergent entries),
-//!   [`plan_recovery`], [`plan_backfill`], [`copy_counts`].
+//!   [`plan_recovery`], [`plan_backfill`], [`copy_counts`], and scrub's
+//!   comparison of copies with the authoritative choice and Ceph's error
+//!   names ([`scrub::compare_chunk`]) and its schedule
+//!   ([`scrub::scrub_due`]).
 //! - The state machine: [`Pg`] with [`State`]s, [`Event`]s and
 //!   [`Action`]s.
 //!
