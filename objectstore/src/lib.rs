@@ -107,4 +107,4 @@ pub use fsck::FsckReport;
 pub use settings::{MkfsOptions, MountOptions, StoreSettings};
 pub use store::{default_db_path, ObjectStore};
 pub use txn::{Op, Transaction};
-pub use types::{CollectionId, ObjectId, ObjectStat, StatFs};
+pub use types::{BlockLocation, CollectionId, ObjectId, ObjectStat, StatFs};

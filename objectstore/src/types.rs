@@ -122,6 +122,17 @@ pub struct ObjectStat {
     pub allocated_bytes: u64,
 }
 
+/// Where one mapped block of an object's data lives on the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct BlockLocation {
+    /// Block index in the object (offset / block size).
+    pub logical_block: u64,
+    /// Byte offset of the block's home on the device.
+    pub device_offset: u64,
+    /// crc32c of the block's 4 KiB, as recorded.
+    pub csum: u32,
+}
+
 /// `statfs` of the whole store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct StatFs {

@@ -152,6 +152,49 @@ fn every_subcommand() {
     assert_eq!(m["superblock"]["newest_map"], 11);
     let plain = ok(&tool(&dev, &["meta", "list"]));
     assert!(plain.contains("oldest_map 9 newest_map 11"), "{plain}");
+
+    // blocks: where the data lives; damaging one block there is a
+    // checksum error for reads and a problem for a deep fsck.
+    let blocks: serde_json::Value = serde_json::from_str(&ok(&tool(
+        &dev,
+        &["blocks", "1.0_head", "rbd_data.1", "-f", "json"],
+    )))
+    .expect("json");
+    let blocks = blocks.as_array().expect("array");
+    assert_eq!(blocks.len(), 300_000usize.div_ceil(4096));
+    assert_eq!(blocks[3]["logical_block"], 3);
+    let plain = ok(&tool(&dev, &["blocks", "1.0_head", "rbd_data.1"]));
+    assert!(plain.starts_with("block 0 offset "), "{plain}");
+    let at = blocks[3]["device_offset"].as_u64().expect("offset") + 10;
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&dev)
+            .expect("open");
+        let mut b = [0u8; 1];
+        f.read_exact_at(&mut b, at).expect("read");
+        b[0] ^= 0x08;
+        f.write_all_at(&b, at).expect("write");
+        f.sync_all().expect("sync");
+    }
+    let bad = tool(
+        &dev,
+        &[
+            "get",
+            "1.0_head",
+            "rbd_data.1",
+            output.to_str().expect("utf8"),
+        ],
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("checksum mismatch"),
+        "{bad:?}"
+    );
+    let fsck = tool(&dev, &["fsck", "--deep"]);
+    assert_eq!(fsck.status.code(), Some(4), "{fsck:?}");
 }
 
 #[test]

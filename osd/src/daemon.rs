@@ -146,9 +146,11 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<(
 
     let perf_osd = perf::build_osd();
     let perf_rs = perf::build_recoverystate();
+    let perf_scrub = perf::build_scrub();
     let perf = PerfCollection::new();
     perf.add(perf_osd.clone());
     perf.add(perf_rs.clone());
+    perf.add(perf_scrub.clone());
     perf.add(store.perf_counters());
 
     let (public, pub_rx, _pub_tx) = bind(cfg.bind_ip, &me, fsid, &msgr).await?;
@@ -203,6 +205,7 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<(
         store.clone(),
         perf_osd,
         perf_rs,
+        perf_scrub,
         cluster_peers,
         mon.clone(),
         current.clone(),

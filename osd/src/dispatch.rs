@@ -6,7 +6,7 @@
 //! `osd_client_message_size_cap` bytes are in flight), hold ops of a newer
 //! map epoch until the OSD has it, then hand the op to its PG.
 //!
-//! Cluster port: replicated writes, peering and recovery messages, each
+//! Cluster port: replicated writes, peering, recovery and scrub messages, each
 //! checked to come from the OSD it claims, to the PG's task. Peering
 //! messages for a PG this OSD has no copy of go to the map task.
 
@@ -157,7 +157,7 @@ pub async fn client_dispatcher(
                 let track = svc.tracker.start(describe(&req));
                 let permits = throttle.acquire(req.in_bytes()).await;
                 track.mark("throttled");
-                let op = ClientOp { req, reply_to: from, received: Instant::now(), track, permits };
+                let op = ClientOp { req, reply_to: from, received: Instant::now(), track, permits, read_repairs: 0 };
                 if op.req.map_epoch > svc.epoch() {
                     if waiting.len() >= svc.opts.osd_pg_max_queued_ops {
                         answer(&op, -errno::EAGAIN, op.req.map_epoch, "too many ops wait for a newer map");
@@ -341,6 +341,23 @@ async fn cluster_message(
         OSD_PG_BACKFILL_REMOVE => PgBackfillRemove::from_message(&msg).and_then(|r| {
             check_from(peer, r.from)?;
             to_pg(svc, r.pgid, PgEvent::BackfillRemove(r));
+            Ok(())
+        }),
+        OSD_PG_SCRUB => PgScrub::from_message(&msg).and_then(|req| {
+            check_from(peer, req.from)?;
+            to_pg(
+                svc,
+                req.pgid,
+                PgEvent::ScrubRequest {
+                    from: from.clone(),
+                    req,
+                },
+            );
+            Ok(())
+        }),
+        OSD_PG_SCRUB_MAP => PgScrubMap::from_message(&msg).and_then(|r| {
+            check_from(peer, r.from)?;
+            to_pg(svc, r.pgid, PgEvent::ScrubMapReply(r));
             Ok(())
         }),
         other => Err(ProtoError::UnknownType(other)),

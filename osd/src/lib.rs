@@ -7,7 +7,8 @@
 //! - [`mkfs`]: `kalmar-osd mkfs` (registration, format, superblock).
 //! - [`mapwork`], [`maps`]: maps under meta; PG creation; AdvMap/ActMap.
 //! - [`pg`]: one task per PG: the peering state machine's driver, the
-//!   client write path, replicated writes, reads, recovery I/O.
+//!   client write path, replicated writes, reads, recovery I/O, scrub and
+//!   repair, and the PG commands (`pg query`, `pg scrub`, ...).
 //! - [`dispatch`]: client and cluster ports to PG tasks; client throttle.
 //! - [`heartbeat`], [`report`], [`admin`], [`perf`], [`tracker`]:
 //!   failure detection, stats to the mon, admin socket, counters, ops.
@@ -30,8 +31,10 @@
 //! (`osd_pg_max_queued_ops`) and how long they may wait
 //! (`osd_op_queue_timeout`), object infos cached per PG, map epochs kept
 //! (`osd_map_max_epochs_stored`), the PG log (`osd_max_pg_log_entries`),
-//! recovery and backfill slots, and the store's fill level
-//! (`osd_failsafe_full_ratio`) are all named options ([`OsdOptions`]).
+//! recovery, backfill and scrub slots, scrub chunks and their maps'
+//! wait (`osd_scrub_chunk_max`, `osd_scrub_map_timeout`), and the store's
+//! fill level (`osd_failsafe_full_ratio`) are all named options
+//! ([`OsdOptions`]).
 //!
 //! # Durability
 //!
@@ -39,6 +42,14 @@
 //! info, log entry and PG info together) is durable on the primary and on
 //! every other acting member. Peering metadata the state machine asks to
 //! persist is durable before any message that depends on it leaves.
+//!
+//! # Integrity
+//!
+//! Every block read is checksummed by the store; whole-object reads are
+//! also checked against the data digest the object info records, and a
+//! primary whose copy fails either recovers the object from another copy
+//! before answering. Scrubs compare every copy (deep scrubs by reading all
+//! data) and repair rewrites bad copies from the authoritative one.
 #![deny(clippy::unwrap_used)]
 
 pub mod admin;

@@ -81,6 +81,10 @@ pub fn user_attr_name(stored: &str) -> Option<&str> {
         .filter(|n| !n.is_empty())
 }
 
+/// Seed of every data and omap digest (Ceph's `bufferlist::crc32c(-1)`);
+/// also the digest of no data.
+pub const DIGEST_SEED: u32 = u32::MAX;
+
 /// What the OSD keeps about each object (Ceph's `object_info_t` subset).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ObjectInfo {
@@ -89,10 +93,14 @@ pub struct ObjectInfo {
     pub version: Eversion,
     pub user_version: u64,
     pub mtime_us: u64,
+    /// crc32c of the whole data, kept while writes leave it computable
+    /// (whole-object writes and appends, as Ceph's); a deep scrub checks
+    /// every copy against it.
+    pub data_digest: Option<u32>,
 }
-impl_versioned!(ObjectInfo, "object_info", version = 1, compat = 1, {
+impl_versioned!(ObjectInfo, "object_info", version = 2, compat = 1, {
     size_bytes, version, user_version, mtime_us,
-});
+}, since 2 { data_digest });
 
 #[cfg(test)]
 mod tests {
@@ -121,6 +129,7 @@ mod tests {
             version: Eversion::new(3, 4),
             user_version: 4,
             mtime_us: 9,
+            data_digest: Some(3),
         };
         assert_eq!(ObjectInfo::from_bytes(&oi.to_bytes()).expect("decodes"), oi);
     }

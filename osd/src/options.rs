@@ -58,6 +58,25 @@ pub struct OsdOptions {
     /// full, so a transaction never runs out of space halfway through a
     /// replicated write.
     pub osd_failsafe_full_ratio: f64,
+    /// Scrubs this OSD runs as primary at once.
+    pub osd_max_scrubs: usize,
+    /// A PG is scrubbed once its last scrub is this old, deep-scrubbed once
+    /// its last deep scrub is this old (0: never scheduled).
+    pub osd_scrub_min_interval: Duration,
+    pub osd_deep_scrub_interval: Duration,
+    /// Objects per scrub chunk: the range whose writes wait while every
+    /// member builds its map (bounds the maps' memory too).
+    pub osd_scrub_chunk_max: usize,
+    /// Bytes read per store call when a deep scrub digests an object.
+    pub osd_deep_scrub_stride: u64,
+    /// Pause between chunks (0: none).
+    pub osd_scrub_sleep: Duration,
+    /// A chunk whose maps have not all arrived after this is abandoned
+    /// (the scrub ends without a result and writes go on).
+    pub osd_scrub_map_timeout: Duration,
+    /// Inconsistent objects a scrub keeps for `list-inconsistent-obj`
+    /// (the rest are counted, not listed).
+    pub osd_scrub_max_recorded_inconsistent: usize,
 }
 
 impl Default for OsdOptions {
@@ -89,6 +108,14 @@ impl Default for OsdOptions {
             osd_recovery_max_object_size: 128 << 20,
             osd_find_best_info_ignore_history_les: false,
             osd_failsafe_full_ratio: 0.97,
+            osd_max_scrubs: 1,
+            osd_scrub_min_interval: Duration::from_secs(24 * 3600),
+            osd_deep_scrub_interval: Duration::from_secs(7 * 24 * 3600),
+            osd_scrub_chunk_max: 25,
+            osd_deep_scrub_stride: 512 << 10,
+            osd_scrub_sleep: Duration::ZERO,
+            osd_scrub_map_timeout: Duration::from_secs(120),
+            osd_scrub_max_recorded_inconsistent: 1000,
         }
     }
 }
@@ -129,6 +156,19 @@ impl Reader<'_> {
                 self.entity,
                 key,
                 format!("{s} is not a positive duration in seconds"),
+            )),
+        }
+    }
+
+    /// Seconds, where 0 means "off" or "none".
+    fn secs_or_zero(&self, key: &str, d: Duration) -> Result<Duration, ConfError> {
+        match num(self.conf, self.entity, key)? {
+            None => Ok(d),
+            Some(s) if s.is_finite() && s >= 0.0 => Ok(Duration::from_secs_f64(s)),
+            Some(s) => Err(bad(
+                self.entity,
+                key,
+                format!("{s} is not a duration in seconds (>= 0)"),
             )),
         }
     }
@@ -244,6 +284,20 @@ impl OsdOptions {
                     ))
                 }
             },
+            osd_max_scrubs: r.usize("osd_max_scrubs", d.osd_max_scrubs, 1)?,
+            osd_scrub_min_interval: r
+                .secs_or_zero("osd_scrub_min_interval", d.osd_scrub_min_interval)?,
+            osd_deep_scrub_interval: r
+                .secs_or_zero("osd_deep_scrub_interval", d.osd_deep_scrub_interval)?,
+            osd_scrub_chunk_max: r.usize("osd_scrub_chunk_max", d.osd_scrub_chunk_max, 1)?,
+            osd_deep_scrub_stride: r.int("osd_deep_scrub_stride", d.osd_deep_scrub_stride, 4096)?,
+            osd_scrub_sleep: r.secs_or_zero("osd_scrub_sleep", d.osd_scrub_sleep)?,
+            osd_scrub_map_timeout: r.secs("osd_scrub_map_timeout", d.osd_scrub_map_timeout)?,
+            osd_scrub_max_recorded_inconsistent: r.usize(
+                "osd_scrub_max_recorded_inconsistent",
+                d.osd_scrub_max_recorded_inconsistent,
+                1,
+            )?,
         })
     }
 
@@ -344,6 +398,20 @@ impl OsdOptions {
             "osd_find_best_info_ignore_history_les",
             self.osd_find_best_info_ignore_history_les.to_string(),
         );
+        put("osd_max_scrubs", self.osd_max_scrubs.to_string());
+        put("osd_scrub_min_interval", s(self.osd_scrub_min_interval));
+        put("osd_deep_scrub_interval", s(self.osd_deep_scrub_interval));
+        put("osd_scrub_chunk_max", self.osd_scrub_chunk_max.to_string());
+        put(
+            "osd_deep_scrub_stride",
+            self.osd_deep_scrub_stride.to_string(),
+        );
+        put("osd_scrub_sleep", s(self.osd_scrub_sleep));
+        put("osd_scrub_map_timeout", s(self.osd_scrub_map_timeout));
+        put(
+            "osd_scrub_max_recorded_inconsistent",
+            self.osd_scrub_max_recorded_inconsistent.to_string(),
+        );
         Value::Object(m)
     }
 }
@@ -361,6 +429,7 @@ osd_heartbeat_grace = 3
 [osd]
 osd_heartbeat_interval = 0.5
 osd_max_pg_log_entries = 50
+osd_deep_scrub_interval = 0
 ["osd.2"]
 osd_heartbeat_interval = 2
 "#,
@@ -371,6 +440,8 @@ osd_heartbeat_interval = 2
         assert_eq!(o.osd_heartbeat_interval, Duration::from_millis(500));
         assert_eq!(o.osd_max_pg_log_entries, 50);
         assert_eq!(o.peering().osd_max_pg_log_entries, 50);
+        assert_eq!(o.osd_deep_scrub_interval, Duration::ZERO, "0 turns it off");
+        assert_eq!(o.osd_scrub_chunk_max, 25);
         let o2 = OsdOptions::from_conf(&conf, "osd.2").expect("valid");
         assert_eq!(o2.osd_heartbeat_interval, Duration::from_secs(2));
         for bad in [
@@ -378,6 +449,8 @@ osd_heartbeat_interval = 2
             "[osd]\nosd_max_pg_log_entries = 0\n",
             "[osd]\nosd_max_pg_log_entries = 1.5\n",
             "[osd]\nosd_heartbeat_grace = \"soon\"\n",
+            "[osd]\nosd_scrub_min_interval = -1\n",
+            "[osd]\nosd_scrub_chunk_max = 0\n",
         ] {
             let c = Conf::parse(bad).expect("toml");
             assert!(OsdOptions::from_conf(&c, "osd.0").is_err(), "{bad}");

@@ -1,7 +1,9 @@
 //! The OSD's perf counter loggers with Ceph's names, types, priorities,
 //! nicks and descriptions: `osd` (client ops, sub-ops, recovery, PG counts,
-//! space) and `recoverystate_perf` (time spent in each peering state). The
-//! ObjectStore registers its own `objectstore` logger beside them.
+//! space), `recoverystate_perf` (time spent in each peering state) and
+//! Kalmar's `osd_scrub` (scrubs this OSD ran as primary, the maps it
+//! built, reads it repaired). The ObjectStore registers its own `objectstore` logger beside
+//! them.
 
 use std::sync::Arc;
 
@@ -391,6 +393,86 @@ pub fn build_recoverystate() -> Arc<PerfCounters> {
     b.build()
 }
 
+pub const L_SCRUB_STARTED: usize = 0;
+pub const L_SCRUB_COMPLETED: usize = 1;
+pub const L_SCRUB_ABORTED: usize = 2;
+pub const L_SCRUB_LATENCY: usize = 3;
+pub const L_SCRUB_CHUNKS: usize = 4;
+pub const L_SCRUB_OBJECTS: usize = 5;
+pub const L_SCRUB_BYTES: usize = 6;
+pub const L_SCRUB_ERRORS: usize = 7;
+pub const L_SCRUB_REPAIRS: usize = 8;
+pub const L_READ_REPAIRS: usize = 9;
+pub const L_SCRUB_WRITES_DELAYED: usize = 10;
+
+const SCRUB_COUNTERS: &[Spec] = &[
+    ("scrubs_started", C, "Scrubs started as primary", "", 5, N),
+    (
+        "scrubs_completed",
+        C,
+        "Scrubs that ran to the end",
+        "",
+        5,
+        N,
+    ),
+    (
+        "scrubs_aborted",
+        C,
+        "Scrubs abandoned (new interval, member failure or timeout)",
+        "",
+        5,
+        N,
+    ),
+    ("scrub_latency", T, "Duration of completed scrubs", "", 5, N),
+    ("scrub_chunks", C, "Chunks compared", "", D, N),
+    ("scrub_objects", C, "Objects compared", "", 5, N),
+    (
+        "scrub_read_bytes",
+        C,
+        "Object data read by deep scrubs (this OSD's maps)",
+        "",
+        5,
+        B,
+    ),
+    (
+        "scrub_inconsistent_objects",
+        C,
+        "Inconsistent objects found",
+        "",
+        8,
+        N,
+    ),
+    (
+        "scrub_repair_copies",
+        C,
+        "Bad copies queued for repair",
+        "",
+        5,
+        N,
+    ),
+    (
+        "read_repairs",
+        C,
+        "Client reads that found the primary's copy corrupt and recovered it from another copy",
+        "",
+        8,
+        N,
+    ),
+    (
+        "scrub_writes_delayed",
+        C,
+        "Client writes that waited for the scrub chunk holding their object",
+        "",
+        5,
+        N,
+    ),
+];
+
+/// The `osd_scrub` logger.
+pub fn build_scrub() -> Arc<PerfCounters> {
+    build_from("osd_scrub", SCRUB_COUNTERS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -431,5 +513,8 @@ mod tests {
         let rs = build_recoverystate();
         assert!(rs.index_of("getinfo_latency").is_some());
         assert!(rs.index_of("peering_latency").is_some());
+        let sc = build_scrub();
+        assert_eq!(sc.descs()[L_SCRUB_REPAIRS].name, "scrub_repair_copies");
+        assert_eq!(sc.descs()[L_SCRUB_LATENCY].name, "scrub_latency");
     }
 }

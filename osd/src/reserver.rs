@@ -1,8 +1,9 @@
-//! Recovery and backfill reservations (Ceph's `AsyncReserver`): slots for
-//! this OSD's own recovery/backfill work (local) and for work primaries
-//! do on this OSD (remote), each bounded by `osd_max_backfills`. A request
-//! beyond the bound waits in FIFO order; a grant is delivered through the
-//! callback given with the request.
+//! Recovery, backfill and scrub reservations (Ceph's `AsyncReserver`):
+//! slots for this OSD's own recovery/backfill work (local) and for work
+//! primaries do on this OSD (remote), each bounded by `osd_max_backfills`,
+//! and scrubs this OSD runs as primary, bounded by `osd_max_scrubs`. A
+//! request beyond the bound waits in FIFO order; a grant is delivered
+//! through the callback given with the request.
 
 use std::collections::{BTreeSet, VecDeque};
 
@@ -21,31 +22,33 @@ struct Slots {
 /// The OSD's reserver.
 pub struct Reserver {
     max: usize,
+    max_scrubs: usize,
     local: Mutex<Slots>,
     remote: Mutex<Slots>,
-}
-
-fn is_local(kind: ReservationKind) -> bool {
-    matches!(
-        kind,
-        ReservationKind::LocalRecovery | ReservationKind::LocalBackfill
-    )
+    scrub: Mutex<Slots>,
 }
 
 impl Reserver {
-    pub fn new(max_slots: usize) -> Self {
+    pub fn new(max_slots: usize, max_scrubs: usize) -> Self {
         Reserver {
             max: max_slots.max(1),
+            max_scrubs: max_scrubs.max(1),
             local: Mutex::new(Slots::default()),
             remote: Mutex::new(Slots::default()),
+            scrub: Mutex::new(Slots::default()),
         }
     }
 
-    fn slots(&self, kind: ReservationKind) -> &Mutex<Slots> {
-        if is_local(kind) {
-            &self.local
-        } else {
-            &self.remote
+    /// The pool a kind draws from and its bound.
+    fn slots(&self, kind: ReservationKind) -> (&Mutex<Slots>, usize) {
+        match kind {
+            ReservationKind::LocalRecovery | ReservationKind::LocalBackfill => {
+                (&self.local, self.max)
+            }
+            ReservationKind::RemoteRecovery | ReservationKind::RemoteBackfill => {
+                (&self.remote, self.max)
+            }
+            ReservationKind::Scrub => (&self.scrub, self.max_scrubs),
         }
     }
 
@@ -57,12 +60,13 @@ impl Reserver {
         kind: ReservationKind,
         grant: impl FnOnce() + Send + 'static,
     ) {
-        let mut s = self.slots(kind).lock();
+        let (slots, max) = self.slots(kind);
+        let mut s = slots.lock();
         let key = (pgid, kind);
         if s.granted.contains(&key) || s.queue.iter().any(|(p, k, _)| (*p, *k) == key) {
             return;
         }
-        if s.granted.len() < self.max {
+        if s.granted.len() < max {
             s.granted.insert(key);
             drop(s);
             grant();
@@ -74,7 +78,7 @@ impl Reserver {
     /// Gives a slot back (or withdraws a queued request) and grants the
     /// next waiter.
     pub fn release(&self, pgid: PgId, kind: ReservationKind) {
-        let mut s = self.slots(kind).lock();
+        let mut s = self.slots(kind).0.lock();
         s.queue.retain(|(p, k, _)| (*p, *k) != (pgid, kind));
         if !s.granted.remove(&(pgid, kind)) {
             return;
@@ -94,9 +98,16 @@ impl Reserver {
             ReservationKind::LocalBackfill,
             ReservationKind::RemoteRecovery,
             ReservationKind::RemoteBackfill,
+            ReservationKind::Scrub,
         ] {
             self.release(pgid, kind);
         }
+    }
+
+    /// `(granted, queued)` scrub slots.
+    pub fn scrubs(&self) -> (usize, usize) {
+        let s = self.scrub.lock();
+        (s.granted.len(), s.queue.len())
     }
 
     /// `(granted, queued)` of local and remote slots.
@@ -118,7 +129,7 @@ mod tests {
 
     #[test]
     fn bounded_fifo_grants() {
-        let r = Reserver::new(1);
+        let r = Reserver::new(1, 1);
         let n = Arc::new(AtomicUsize::new(0));
         let (a, b, c) = (PgId::new(1, 1), PgId::new(1, 2), PgId::new(1, 3));
         for pg in [a, b, c] {
@@ -141,8 +152,18 @@ mod tests {
         r.release(a, ReservationKind::LocalBackfill);
         assert_eq!(n.load(Ordering::SeqCst), 2);
         assert_eq!(r.counts(), ((1, 0), (1, 0)));
+        // Scrub slots are their own pool, bounded by osd_max_scrubs.
+        let k = Arc::new(AtomicUsize::new(0));
+        for pg in [a, b] {
+            let k = k.clone();
+            r.request(pg, ReservationKind::Scrub, move || {
+                k.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+        assert_eq!(k.load(Ordering::SeqCst), 1);
         r.release_all(b);
         r.release_all(a);
         assert_eq!(r.counts(), ((0, 0), (0, 0)));
+        assert_eq!(r.scrubs(), (0, 0));
     }
 }

@@ -365,6 +365,7 @@ pub(crate) mod tests {
             stats: PgObjectStats {
                 num_objects: 3,
                 num_bytes: 10,
+                ..Default::default()
             },
         };
         assert_eq!(

@@ -7,6 +7,8 @@
 //!   mon commands, sending them and printing replies.
 //! - [`mgrcmd`]: `tell mgr`, `mgr module ...`, and the commands the
 //!   active mgr answers (`pg stat|dump`, `df`, `osd df`, `status` data).
+//! - [`pgcmd`]: `pg PGID query`, `pg scrub|deep-scrub|repair PGID`,
+//!   answered by the PG's primary OSD.
 //! - [`crush`]: `osd crush test` (offline); [`daemon`]: admin sockets.
 #![deny(clippy::unwrap_used)]
 
@@ -18,6 +20,7 @@ pub mod grammar;
 pub mod image;
 pub mod mgrcmd;
 pub mod moncmd;
+pub mod pgcmd;
 pub mod procs;
 pub mod rados;
 pub mod vstart;

@@ -3,8 +3,9 @@
 //! Global flags come first (`-m ADDR`, `--conf FILE`, `-f FORMAT`); the
 //! format may also appear anywhere later. The first words pick the group:
 //! offline ones (`osd crush test`, `vstart`, `vstop`, `daemon`), object and
-//! image access (`rados`, `image`), and everything else is a mon command
-//! parsed by `kalmar_cli::grammar`. To add a group: a module in this crate
+//! image access (`rados`, `image`), PG commands the primary OSD answers
+//! (`kalmar_cli::pgcmd`), and everything else is a mon command parsed by
+//! `kalmar_cli::grammar`. To add a group: a module in this crate
 //! and one arm in `dispatch`.
 
 use std::path::PathBuf;
@@ -14,7 +15,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use kalmar_cli::args::{take_format, Ctx, Format};
-use kalmar_cli::{crush, daemon, grammar, image, mgrcmd, moncmd, rados, vstart};
+use kalmar_cli::{crush, daemon, grammar, image, mgrcmd, moncmd, pgcmd, rados, vstart};
 use kalmar_common::config::Conf;
 
 #[derive(Parser)]
@@ -23,7 +24,8 @@ use kalmar_common::config::Conf;
     version,
     about = "Kalmar admin CLI (Ceph's command grammar)",
     after_help = "Commands: status|-s, health [detail], osd tree|dump|stat|ls|out|in|down|set|unset|new, \
-                  osd pool create|set|ls|rm, osd map, osd crush dump|test, osd df, df [detail], pg map|stat|dump, mgr stat|dump|fail, \
+                  osd pool create|set|ls|rm, osd map, osd crush dump|test, osd df, df [detail], pg map|stat|dump, \
+                  pg PGID query, pg scrub|deep-scrub|repair PGID, mgr stat|dump|fail, \
                   mgr module ls|enable|disable, tell mgr WORDS..., \
                   daemon NAME CMD..., rados -p POOL ..., image ..., vstart ..., vstop ..."
 )]
@@ -129,6 +131,14 @@ fn dispatch(ctx: &Ctx, words: Vec<String>) -> anyhow::Result<i32> {
             eprintln!("no command given; try `kalmar --help`");
             Ok(22)
         }
+        _ if pgcmd::route(&words).is_some() => match pgcmd::route(&words) {
+            Some(Ok(cmd)) => runtime()?.block_on(pgcmd::run(ctx, cmd)),
+            Some(Err(e)) => {
+                eprintln!("Invalid command: {e}");
+                Ok(22)
+            }
+            None => Ok(22),
+        },
         _ if mgrcmd::route(&words).is_some() => match mgrcmd::route(&words) {
             Some(Ok(route)) => {
                 let reply = runtime()?.block_on(mgrcmd::run(ctx, route))?;

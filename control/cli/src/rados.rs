@@ -102,6 +102,12 @@ pub enum RadosCmd {
     Listomapvals {
         obj: String,
     },
+    /// The inconsistent objects the last scrub of PGID found (needs no
+    /// pool).
+    #[command(name = "list-inconsistent-obj")]
+    ListInconsistentObj {
+        pgid: String,
+    },
     /// Write benchmark: `bench SECONDS write [-b SIZE] [-t CONCURRENCY]`.
     Bench {
         seconds: u64,
@@ -183,6 +189,20 @@ pub async fn run(
     json_out: bool,
     pretty: bool,
 ) -> anyhow::Result<()> {
+    if let RadosCmd::ListInconsistentObj { pgid } = &args.cmd {
+        let pg: kalmar_maps::PgId = pgid.parse().map_err(|_| anyhow!("bad pg: {pgid}"))?;
+        let rados = connect(mon, Duration::from_secs(args.op_timeout)).await?;
+        let r = rados.list_inconsistent_obj(pg).await;
+        rados.shutdown().await;
+        return match r {
+            Ok(v) => print_json(&v, pretty),
+            Err(e) if e.is_not_found() && !matches!(e, ClientError::NoSuchPg(_)) => {
+                // Ceph's words, and its exit status (ENOENT).
+                Err(anyhow!("No scrub information available for pg {pg}"))
+            }
+            Err(e) => Err(anyhow!("{e}")),
+        };
+    }
     let pool = args
         .pool
         .as_deref()
@@ -370,6 +390,9 @@ pub async fn run_on(
                     println!();
                 }
             }
+        }
+        RadosCmd::ListInconsistentObj { .. } => {
+            bail!("list-inconsistent-obj takes a PGID, not a pool")
         }
         RadosCmd::Bench {
             seconds,

@@ -11,6 +11,8 @@ pub enum ClientError {
     NoMap(u128),
     #[error("pool '{0}' does not exist")]
     NoSuchPool(String),
+    #[error("pg {0} does not exist")]
+    NoSuchPg(String),
     #[error("{what} timed out after {ms} ms (no OSD answered; are the PG's OSDs up?)")]
     Timeout { what: String, ms: u128 },
     #[error("{msg} ({})", errno::describe(*.errno))]
@@ -28,7 +30,7 @@ impl ClientError {
     pub fn errno(&self) -> i32 {
         match self {
             ClientError::Osd { errno, .. } => errno.abs(),
-            ClientError::NoSuchPool(_) => errno::ENOENT,
+            ClientError::NoSuchPool(_) | ClientError::NoSuchPg(_) => errno::ENOENT,
             ClientError::Timeout { .. } | ClientError::NoMap(_) => errno::ETIMEDOUT,
             ClientError::Invalid(_) => errno::EINVAL,
             ClientError::Mon(_) | ClientError::Shutdown => errno::EIO,

@@ -18,6 +18,8 @@ use crate::objecter::{Objecter, Target};
 const LIST_PAGE: u32 = 1000;
 /// Omap entries fetched per request by [`IoCtx::omap_get_all`].
 const OMAP_PAGE: u32 = 1000;
+/// Inconsistent objects fetched per request (Ceph's `rados` asks for 32).
+const LIST_INCONSISTENT_PAGE: u32 = 32;
 
 /// A connection to a cluster.
 #[derive(Clone)]
@@ -54,6 +56,66 @@ impl Rados {
         cmd: &serde_json::Value,
     ) -> Result<MonCommandReply, ClientError> {
         Ok(self.o.mon.command(cmd, self.o.config.mon_timeout).await?)
+    }
+
+    /// Sends a command to a PG's primary ([`OsdOp::PgQuery`],
+    /// [`OsdOp::PgScrub`], [`OsdOp::PgListInconsistent`]) and returns its
+    /// JSON answer. A PG the map does not have is `NoSuchPg`.
+    pub async fn pg_command(&self, pg: PgId, op: OsdOp) -> Result<serde_json::Value, ClientError> {
+        if !op.is_pg_command() {
+            return Err(ClientError::Invalid(format!(
+                "{} is not a PG command",
+                op.describe()
+            )));
+        }
+        let map = self.o.map();
+        match map.pool(pg.pool) {
+            Ok(p) if pg.seed < p.pg_num => {}
+            _ => return Err(ClientError::NoSuchPg(pg.to_string())),
+        }
+        let r = self.o.submit(pg.pool, Target::Pg(pg), vec![op]).await?;
+        serde_json::from_slice(&first_output(&r))
+            .map_err(|e| ClientError::BadReply(format!("pg {pg} command output: {e}")))
+    }
+
+    /// Every inconsistent object the last scrub of `pg` recorded, as
+    /// Ceph's `rados list-inconsistent-obj` shows them: `{"epoch",
+    /// "inconsistents": [...]}`.
+    pub async fn list_inconsistent_obj(&self, pg: PgId) -> Result<serde_json::Value, ClientError> {
+        let mut epoch = None;
+        let mut all = Vec::new();
+        let mut after = String::new();
+        loop {
+            let op = OsdOp::PgListInconsistent {
+                start_after: after.clone(),
+                max: LIST_INCONSISTENT_PAGE,
+            };
+            let page = self.pg_command(pg, op).await?;
+            let e = page["epoch"].as_u64();
+            if epoch.is_some() && epoch != e {
+                // A new scrub record (new interval) between pages.
+                return Err(ClientError::Osd {
+                    errno: kalmar_proto::client::errno::EAGAIN,
+                    msg: format!("pg {pg}: the scrub record changed while it was listed"),
+                });
+            }
+            epoch = e;
+            let items = page["inconsistents"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if let Some(last) = items.last().and_then(|i| i["object"]["name"].as_str()) {
+                after = last.to_string();
+            }
+            let more = page["more"].as_bool() == Some(true) && !items.is_empty();
+            all.extend(items);
+            if !more {
+                return Ok(serde_json::json!({
+                    "epoch": epoch.unwrap_or(0),
+                    "inconsistents": all,
+                }));
+            }
+        }
     }
 
     /// Test hook: drops every OSD session (ops in flight are resent).

@@ -95,6 +95,23 @@ pub enum OsdOp {
         start_after: String,
         max: u32,
     },
+    /// PG command (the request's object name is ignored): the PG's state
+    /// as Ceph's `pg PGID query` shows it. Output: JSON.
+    PgQuery,
+    /// PG command: schedule a scrub (`deep`), or a repair (a deep scrub
+    /// that rewrites bad copies). Output: JSON `{"osd": N}` (the primary).
+    PgScrub {
+        deep: bool,
+        repair: bool,
+    },
+    /// PG command: the inconsistent objects the last scrub of the current
+    /// interval recorded, after `start_after`. Output: JSON `{"epoch",
+    /// "inconsistents": [...], "more"}`; `-ENOENT` when there is no scrub
+    /// record.
+    PgListInconsistent {
+        start_after: String,
+        max: u32,
+    },
     /// Creates the object; with `exclusive`, fails `-EEXIST` if it exists.
     Create {
         exclusive: bool,
@@ -149,6 +166,18 @@ impl OsdOp {
                 | OsdOp::OmapGetVals { .. }
                 | OsdOp::OmapGetValsByKeys { .. }
                 | OsdOp::PgLs { .. }
+                | OsdOp::PgQuery
+                | OsdOp::PgScrub { .. }
+                | OsdOp::PgListInconsistent { .. }
+        )
+    }
+
+    /// Whether the op is a command to the PG itself, answered by its
+    /// primary in any state.
+    pub fn is_pg_command(&self) -> bool {
+        matches!(
+            self,
+            OsdOp::PgQuery | OsdOp::PgScrub { .. } | OsdOp::PgListInconsistent { .. }
         )
     }
 
@@ -177,6 +206,13 @@ impl OsdOp {
             OsdOp::OmapGetVals { .. } => "omap-get-vals".into(),
             OsdOp::OmapGetValsByKeys { .. } => "omap-get-vals-by-keys".into(),
             OsdOp::PgLs { .. } => "pgnls".into(),
+            OsdOp::PgQuery => "query".into(),
+            OsdOp::PgScrub { deep, repair } => match (deep, repair) {
+                (_, true) => "repair".into(),
+                (true, false) => "deep-scrub".into(),
+                (false, false) => "scrub".into(),
+            },
+            OsdOp::PgListInconsistent { .. } => "scrubls".into(),
             OsdOp::Create { .. } => "create".into(),
             OsdOp::Write { offset, data } => format!("write {offset}~{}", data.len()),
             OsdOp::WriteFull { data } => format!("writefull 0~{}", data.len()),
@@ -218,6 +254,17 @@ impl SegmentedEncode for OsdOp {
             }
             OsdOp::PgLs { start_after, max } => {
                 b.push(7);
+                start_after.encode(b);
+                max.encode(b);
+            }
+            OsdOp::PgQuery => b.push(8),
+            OsdOp::PgScrub { deep, repair } => {
+                b.push(9);
+                deep.encode(b);
+                repair.encode(b);
+            }
+            OsdOp::PgListInconsistent { start_after, max } => {
+                b.push(10);
                 start_after.encode(b);
                 max.encode(b);
             }
@@ -294,6 +341,15 @@ impl SegmentedDecode for OsdOp {
                 keys: Vec::decode(d)?,
             },
             7 => OsdOp::PgLs {
+                start_after: String::decode(d)?,
+                max: d.u32()?,
+            },
+            8 => OsdOp::PgQuery,
+            9 => OsdOp::PgScrub {
+                deep: bool::decode(d)?,
+                repair: bool::decode(d)?,
+            },
+            10 => OsdOp::PgListInconsistent {
                 start_after: String::decode(d)?,
                 max: d.u32()?,
             },
@@ -568,6 +624,15 @@ mod tests {
             OsdOp::PgLs {
                 start_after: String::new(),
                 max: 100,
+            },
+            OsdOp::PgQuery,
+            OsdOp::PgScrub {
+                deep: true,
+                repair: false,
+            },
+            OsdOp::PgListInconsistent {
+                start_after: "o".into(),
+                max: 32,
             },
             OsdOp::Create { exclusive: true },
             OsdOp::Write {

@@ -1,5 +1,5 @@
 //! The OSD <-> OSD protocol (type ids 100-199): heartbeats, replicated
-//! writes and the envelope of peering messages.
+//! writes, the envelope of peering messages, recovery and scrub.
 //!
 //! A replicated write ([`RepOp`]) carries the store-level operations the
 //! primary applied to one object, plus PG metadata (the log entry, the
@@ -17,7 +17,7 @@ use kalmar_msgr::Message;
 use crate::payload;
 use crate::registry::{
     OSD_PEERING, OSD_PG_BACKFILL_REMOVE, OSD_PG_PULL, OSD_PG_PUSH, OSD_PG_PUSH_REPLY, OSD_PG_SCAN,
-    OSD_PG_SCAN_REPLY, OSD_PING, OSD_REPOP, OSD_REPOP_REPLY,
+    OSD_PG_SCAN_REPLY, OSD_PG_SCRUB, OSD_PG_SCRUB_MAP, OSD_PING, OSD_REPOP, OSD_REPOP_REPLY,
 };
 use crate::segments::{self, SegmentReader, SegmentWriter, SegmentedDecode, SegmentedEncode};
 use crate::ProtoError;
@@ -437,6 +437,41 @@ payload!(
     "osd_pg_backfill_remove"
 );
 
+/// The primary asks a member for its scrub map of the objects after
+/// `start` up to and including `end` (encoded object bounds of the peering
+/// crate), with data digests when `deep`. Writes to that range wait at the
+/// primary until the reply.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PgScrub {
+    pub pgid: PgId,
+    pub from: OsdId,
+    pub map_epoch: Epoch,
+    pub interval: Epoch,
+    /// Identifies the scrub and chunk the reply belongs to.
+    pub scrub_id: u64,
+    pub start: Blob,
+    pub end: Blob,
+    pub deep: bool,
+}
+impl_versioned!(PgScrub, "pg scrub", version = 1, compat = 1,
+    { pgid, from, map_epoch, interval, scrub_id, start, end, deep });
+payload!(PgScrub, OSD_PG_SCRUB, "osd_pg_scrub");
+
+/// A member's scrub map (an encoded scrub map of the peering crate), or a
+/// negative errno when it could not build one.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PgScrubMap {
+    pub pgid: PgId,
+    pub from: OsdId,
+    pub interval: Epoch,
+    pub scrub_id: u64,
+    pub result: i32,
+    pub map: Blob,
+}
+impl_versioned!(PgScrubMap, "pg scrub map", version = 1, compat = 1,
+    { pgid, from, interval, scrub_id, result, map });
+payload!(PgScrubMap, OSD_PG_SCRUB_MAP, "osd_pg_scrub_map");
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -503,6 +538,32 @@ mod tests {
         assert_eq!(
             OsdPing::from_message(&ping.to_message()).expect("decodes"),
             ping
+        );
+        let scrub = PgScrub {
+            pgid: PgId::new(1, 2),
+            from: 0,
+            map_epoch: 9,
+            interval: 8,
+            scrub_id: 77,
+            start: Blob(vec![1]),
+            end: Blob(vec![2, 3]),
+            deep: true,
+        };
+        assert_eq!(
+            PgScrub::from_message(&scrub.to_message()).expect("decodes"),
+            scrub
+        );
+        let map = PgScrubMap {
+            pgid: PgId::new(1, 2),
+            from: 1,
+            interval: 8,
+            scrub_id: 77,
+            result: -5,
+            map: Blob(vec![4]),
+        };
+        assert_eq!(
+            PgScrubMap::from_message(&map.to_message()).expect("decodes"),
+            map
         );
         let push = PgPush {
             pgid: PgId::new(1, 2),

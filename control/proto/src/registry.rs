@@ -42,6 +42,8 @@ pub const OSD_PG_PULL: u16 = 106;
 pub const OSD_PG_SCAN: u16 = 107;
 pub const OSD_PG_SCAN_REPLY: u16 = 108;
 pub const OSD_PG_BACKFILL_REMOVE: u16 = 109;
+pub const OSD_PG_SCRUB: u16 = 110;
+pub const OSD_PG_SCRUB_MAP: u16 = 111;
 
 // Client <-> OSD (`client`).
 pub const CLIENT_OSD_OP: u16 = 200;
@@ -80,6 +82,8 @@ pub const TYPES: &[(u16, &str)] = &[
     (OSD_PG_SCAN, "osd_pg_scan"),
     (OSD_PG_SCAN_REPLY, "osd_pg_scan_reply"),
     (OSD_PG_BACKFILL_REMOVE, "osd_pg_backfill_remove"),
+    (OSD_PG_SCRUB, "osd_pg_scrub"),
+    (OSD_PG_SCRUB_MAP, "osd_pg_scrub_map"),
     (CLIENT_OSD_OP, "osd_op"),
     (CLIENT_OSD_OP_REPLY, "osd_op_reply"),
     (MGR_OPEN, "mgr_open"),
@@ -125,6 +129,8 @@ pub fn validate(msg: &Message) -> Result<(), ProtoError> {
         OSD_PG_SCAN => check::<crate::osd::PgScan>(msg),
         OSD_PG_SCAN_REPLY => check::<crate::osd::PgScanReply>(msg),
         OSD_PG_BACKFILL_REMOVE => check::<crate::osd::PgBackfillRemove>(msg),
+        OSD_PG_SCRUB => check::<crate::osd::PgScrub>(msg),
+        OSD_PG_SCRUB_MAP => check::<crate::osd::PgScrubMap>(msg),
         CLIENT_OSD_OP => crate::client::OsdOpRequest::from_message(msg).map(|_| ()),
         CLIENT_OSD_OP_REPLY => crate::client::OsdOpReply::from_message(msg).map(|_| ()),
         MGR_OPEN => check::<crate::mgr::MgrOpen>(msg),

@@ -360,6 +360,18 @@ impl ObjectStore {
         self.spawn_read(move |sh| sh.stat(&c, &o))
     }
 
+    /// Where each mapped data block of an object lives on the device, in
+    /// block order (holes are left out). For offline inspection: blocks
+    /// written since the last checkpoint may still be served from the
+    /// journal, so the home copy is current only after a clean unmount.
+    pub fn block_map(
+        &self,
+        cid: &CollectionId,
+        oid: &ObjectId,
+    ) -> Result<Vec<crate::types::BlockLocation>, StoreError> {
+        self.sh.block_map(cid, oid)
+    }
+
     /// True if the object exists (false also for a missing collection).
     pub fn exists(&self, cid: &CollectionId, oid: &ObjectId) -> Result<bool, StoreError> {
         self.sh.exists(cid, oid)

@@ -18,9 +18,9 @@ use crate::error::StoreError;
 use crate::keys;
 use crate::kv::KvRead;
 use crate::layout::BLOCK_SIZE;
-use crate::onode::{shard_of, BlockMap, Onode, Shard};
+use crate::onode::{shard_of, BlockMap, Onode, Shard, SHARD_BLOCKS};
 use crate::perf;
-use crate::types::{CollectionId, ObjectId, ObjectStat, StatFs};
+use crate::types::{BlockLocation, CollectionId, ObjectId, ObjectStat, StatFs};
 
 const BS: u64 = BLOCK_SIZE;
 
@@ -217,6 +217,30 @@ impl Shared {
             size_bytes: on.size,
             allocated_bytes: blocks * BS,
         })
+    }
+
+    pub fn block_map(
+        &self,
+        c: &CollectionId,
+        o: &ObjectId,
+    ) -> Result<Vec<BlockLocation>, StoreError> {
+        let snap = self.kv.snapshot();
+        let on = self.onode_in(&snap, c, o)?;
+        let shards = on.size.div_ceil(BS).div_ceil(SHARD_BLOCKS);
+        let mut out = Vec::new();
+        for idx in 0..shards {
+            let idx = u32::try_from(idx)
+                .map_err(|_| StoreError::corrupt(format!("{c}/{o}"), "object too large to map"))?;
+            let sh = self.shard_in(&snap, on.nid, idx)?;
+            for (i, m) in sh.mapped() {
+                out.push(BlockLocation {
+                    logical_block: u64::from(idx) * SHARD_BLOCKS + i as u64,
+                    device_offset: self.layout.block_offset(m.phys),
+                    csum: m.csum,
+                });
+            }
+        }
+        Ok(out)
     }
 
     pub fn exists(&self, c: &CollectionId, o: &ObjectId) -> Result<bool, StoreError> {

@@ -66,15 +66,20 @@ impl PgHistory {
     }
 }
 
-/// Object and byte counts the OSD maintains for its copy.
+/// Object and byte counts the OSD maintains for its copy, and the errors
+/// the last scrub left (Ceph's `num_scrub_errors`: the PG is
+/// `inconsistent` while they are not zero).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct PgObjectStats {
     pub num_objects: u64,
     pub num_bytes: u64,
+    pub num_scrub_errors: u64,
+    pub num_shallow_scrub_errors: u64,
+    pub num_deep_scrub_errors: u64,
 }
-impl_versioned!(PgObjectStats, "pg_object_stats", version = 1, compat = 1, {
+impl_versioned!(PgObjectStats, "pg_object_stats", version = 2, compat = 1, {
     num_objects, num_bytes,
-});
+}, since 2 { num_scrub_errors, num_shallow_scrub_errors, num_deep_scrub_errors });
 
 /// One OSD's summary of its copy of a PG.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]

@@ -10,7 +10,10 @@
 //! - Pure decisions: [`check_new_interval`], [`build_prior`],
 //!   [`find_best_info`], [`choose_acting`] (with the PG Temp handoff),
 //!   [`merge_log`] / [`proc_replica_log`] (divergent entries),
-//!   [`plan_recovery`], [`plan_backfill`], [`copy_counts`].
+//!   [`plan_recovery`], [`plan_backfill`], [`copy_counts`], and scrub's
+//!   comparison of copies with the authoritative choice and Ceph's error
+//!   names ([`scrub::compare_chunk`]) and its schedule
+//!   ([`scrub::scrub_due`]).
 //! - The state machine: [`Pg`] with [`State`]s, [`Event`]s and
 //!   [`Action`]s.
 //!
@@ -89,8 +92,18 @@
 //!   targets before their reset), and queries every known copy when
 //!   objects are unfound.
 //! - Scope: replicated pools only (no EC shards, no async recovery, no
-//!   primary_temp); the primary is `acting[0]`. Scrubbing is reduced to its
-//!   state flags and history stamps; the scrubber itself is the OSD's.
+//!   primary_temp); the primary is `acting[0]`.
+//!
+//! **Scrub.** [`Event::ScrubRequested`] (an admin, or the OSD's schedule
+//! from [`scrub::scrub_due`]) waits until the PG is active+clean and holds
+//! a scrub slot ([`ReservationKind::Scrub`], `osd_max_scrubs`), then sets
+//! `scrubbing` (+`deep`, +`repair`) and asks the OSD with
+//! [`Action::StartScrub`]. The OSD compares the members' scrub maps chunk
+//! by chunk with [`scrub::compare_chunk`] and reports
+//! [`Event::ScrubFinished`]: stamps and `num_scrub_errors` are recorded
+//! (`inconsistent` while not zero), and a repair's items become missing
+//! objects (on the primary or on a member) that recovery then rewrites
+//! from the authoritative copies.
 #![deny(clippy::unwrap_used)]
 
 pub mod backfill;
@@ -108,6 +121,7 @@ pub mod missing;
 pub mod object;
 pub mod prior;
 pub mod recovery;
+pub mod scrub;
 pub mod settings;
 pub mod stats;
 
@@ -124,7 +138,8 @@ pub use intervals::{
 pub use log::{CompletedRequest, LogOp, PgLog, PgLogDup, PgLogEntry, TrimOutcome};
 pub use machine::{
     Action, Active, Event, LogWrite, Peering, PeeringMessage, Pg, PgMeta, PgStatsReport, PgWrite,
-    QueryKind, Replica, ReplicationTarget, ReservationKind, ReserveFor, State, WriteReadiness,
+    QueryKind, Replica, ReplicationTarget, ReservationKind, ReserveFor, ScrubResult, State,
+    WriteReadiness,
 };
 pub use merge::{merge_log, proc_replica_log, MergeOutcome, ReplicaState};
 pub use missing::{MissingItem, PgMissing};

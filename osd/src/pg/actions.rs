@@ -160,11 +160,7 @@ impl PgActor {
                     };
                     self.svc.send_osd(peer, m.to_message()).await;
                 }
-                Action::StartScrub { deep } => {
-                    // Scrubbing is not part of this OSD yet; the PG keeps
-                    // its scrub flag until a later release serves it.
-                    tracing::warn!(pgid = %self.pgid, deep, "scrub requested, but this OSD does not scrub yet");
-                }
+                Action::StartScrub { deep, repair } => self.start_scrub(deep, repair),
                 Action::PublishStats(r) => self.last_stats = Some(*r),
                 Action::RecordStateLatency {
                     counter,

@@ -15,8 +15,11 @@ pub mod meta;
 pub mod plan;
 
 mod actions;
+mod command;
 mod read;
 mod recovery;
+mod scrub;
+mod scrub_map;
 mod write;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -27,12 +30,15 @@ use kalmar_maps::time::now_us;
 use kalmar_maps::{Epoch, OsdId, OsdMap, PgId};
 use kalmar_msgr::SessionHandle;
 use kalmar_objectstore::{CollectionId, Transaction};
+use kalmar_peering::scrub::ScrubMap;
 use kalmar_peering::{
-    ClusterView, Event, PeeringMessage, Pg, PgMapping, PgStatsReport, ReservationKind, ScanResult,
+    ClusterView, Event, Eversion, PeeringMessage, Pg, PgMapping, PgStatsReport, ReservationKind,
+    ScanResult,
 };
 use kalmar_proto::client::{errno, OsdOpReply, OsdOpRequest};
 use kalmar_proto::osd::{
-    PgBackfillRemove, PgPull, PgPush, PgPushReply, PgScan, PgScanReply, RepOp, RepOpReply,
+    PgBackfillRemove, PgPull, PgPush, PgPushReply, PgScan, PgScanReply, PgScrub, PgScrubMap, RepOp,
+    RepOpReply,
 };
 use kalmar_proto::pgstats::PgStatEntry;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
@@ -43,6 +49,7 @@ use crate::tracker::TrackedOp;
 
 use actions::AfterCommit;
 use cache::ObjectCache;
+use scrub::{ScrubRecord, Scrubber};
 use write::InFlightWrite;
 
 /// A client request waiting for or under execution.
@@ -53,6 +60,9 @@ pub struct ClientOp {
     pub track: TrackedOp,
     /// Throttle permits, released when the op is answered.
     pub permits: Vec<OwnedSemaphorePermit>,
+    /// Times a read of this op found the primary's copy corrupt and had
+    /// it recovered from another copy (retried once, then EIO).
+    pub read_repairs: u8,
 }
 
 /// One map epoch as every PG sees it.
@@ -106,6 +116,30 @@ pub enum PgEvent {
     BackfillRemove(PgBackfillRemove),
     /// This OSD's own scan, taken when the machine asked for it.
     LocalScan(ScanResult),
+    /// Member: the primary asks for a scrub map.
+    ScrubRequest {
+        from: SessionHandle,
+        req: PgScrub,
+    },
+    /// Primary: a member's scrub map.
+    ScrubMapReply(PgScrubMap),
+    /// Primary: a scrub map (this OSD's own, or a member's decoded), with
+    /// the data bytes read for it.
+    ScrubMap {
+        from: OsdId,
+        id: u64,
+        map: Result<(ScrubMap, u64), String>,
+    },
+    /// Primary: move the scrub on (next chunk, or maps once writes
+    /// finished).
+    ScrubStep,
+    /// Primary: a read found this OSD's copy of the op's object corrupt
+    /// (a block checksum or the object info's data digest failed);
+    /// `version`: the object's version from its info, if readable.
+    ReadCorrupt {
+        op: ClientOp,
+        version: Eversion,
+    },
     Stats(oneshot::Sender<Option<PgStatEntry>>),
     Query(oneshot::Sender<serde_json::Value>),
     /// Periodic: expire client ops that waited too long.
@@ -158,6 +192,7 @@ fn cluster_epoch(ev: &PgEvent) -> Epoch {
         PgEvent::Pull { pull, .. } => pull.map_epoch,
         PgEvent::Scan { scan, .. } => scan.map_epoch,
         PgEvent::BackfillRemove(r) => r.map_epoch,
+        PgEvent::ScrubRequest { req, .. } => req.map_epoch,
         _ => 0,
     }
 }
@@ -198,6 +233,15 @@ pub struct PgActor {
     last_stats: Option<PgStatsReport>,
     stats_seq: u64,
     io: IoCounts,
+    /// The scrub under way (primary).
+    scrubber: Option<Scrubber>,
+    /// What the last scrub of this interval found.
+    scrub_record: Option<ScrubRecord>,
+    /// Identifies scrub chunks, for their maps.
+    scrub_tid: u64,
+    /// When this task took the PG on: never-scrubbed PGs count their
+    /// scrub schedule from it.
+    since_us: u64,
     stopped: bool,
 }
 
@@ -228,6 +272,10 @@ impl PgActor {
             last_stats: None,
             stats_seq: 0,
             io: IoCounts::default(),
+            scrubber: None,
+            scrub_record: None,
+            scrub_tid: 0,
+            since_us: now_us(),
             stopped: false,
         };
         let handle = PgHandle { tx };
@@ -283,13 +331,21 @@ impl PgActor {
                 let from = self.whoami;
                 self.machine(Event::ScanCompleted { from, scan }).await
             }
+            PgEvent::ScrubRequest { from, req } => self.on_scrub_request(from, req).await,
+            PgEvent::ScrubMapReply(r) => self.on_scrub_map_reply(r).await,
+            PgEvent::ScrubMap { from, id, map } => self.on_scrub_map(from, id, map).await,
+            PgEvent::ScrubStep => self.scrub_step().await,
+            PgEvent::ReadCorrupt { op, version } => self.on_read_corrupt(op, version).await,
             PgEvent::Stats(tx) => {
                 let _ = tx.send(self.stat_entry());
             }
             PgEvent::Query(tx) => {
-                let _ = tx.send(self.pg.query_json());
+                let _ = tx.send(self.query_json());
             }
-            PgEvent::Tick => self.expire_waiting(),
+            PgEvent::Tick => {
+                self.expire_waiting();
+                self.scrub_tick().await;
+            }
             PgEvent::Shutdown => self.stopped = true,
         }
     }
@@ -357,6 +413,7 @@ impl PgActor {
     /// is active again, from the log), and projected object infos are
     /// dropped since peering may roll entries back.
     fn new_interval(&mut self) {
+        self.scrub_new_interval();
         self.objects.clear();
         let mut requeue: Vec<ClientOp> = Vec::new();
         for (_, w) in std::mem::take(&mut self.inflight) {

@@ -10,7 +10,7 @@ use kalmar_peering::{Eversion, LogOp};
 use kalmar_proto::client::{errno, OpOutput, OsdOp};
 use kalmar_proto::osd::StoreOp;
 
-use crate::names::{user_attr, ObjectInfo, OI_ATTR};
+use crate::names::{user_attr, ObjectInfo, DIGEST_SEED, OI_ATTR};
 
 /// Bounds a write must respect (named OSD options).
 #[derive(Debug, Clone, Copy)]
@@ -152,8 +152,12 @@ pub fn plan_write(
     let mut store_ops = Vec::with_capacity(ops.len() + 1);
     let mut changed = false;
     for op in ops {
+        // A new object's data is empty: its digest is known.
         let fresh = |cur: &mut Option<ObjectInfo>| -> ObjectInfo {
-            *cur.get_or_insert(ObjectInfo::default())
+            *cur.get_or_insert(ObjectInfo {
+                data_digest: Some(DIGEST_SEED),
+                ..Default::default()
+            })
         };
         match op {
             OsdOp::Create { exclusive } => {
@@ -168,6 +172,13 @@ pub fn plan_write(
             OsdOp::Write { offset, data } => {
                 let end = check_extent(*offset, data.len() as u64, limits)?;
                 let mut oi = fresh(&mut cur);
+                oi.data_digest = if *offset == 0 && end >= oi.size_bytes {
+                    Some(crc32c::crc32c_append(DIGEST_SEED, data))
+                } else if *offset == oi.size_bytes {
+                    oi.data_digest.map(|d| crc32c::crc32c_append(d, data))
+                } else {
+                    None
+                };
                 oi.size_bytes = oi.size_bytes.max(end);
                 cur = Some(oi);
                 store_ops.push(StoreOp::Write {
@@ -182,6 +193,7 @@ pub fn plan_write(
                     store_ops.push(StoreOp::Truncate { size: 0 });
                 }
                 oi.size_bytes = end;
+                oi.data_digest = Some(crc32c::crc32c_append(DIGEST_SEED, data));
                 cur = Some(oi);
                 store_ops.push(StoreOp::Write {
                     offset: 0,
@@ -193,6 +205,7 @@ pub fn plan_write(
                 let offset = oi.size_bytes;
                 let end = check_extent(offset, data.len() as u64, limits)?;
                 oi.size_bytes = end;
+                oi.data_digest = oi.data_digest.map(|d| crc32c::crc32c_append(d, data));
                 cur = Some(oi);
                 store_ops.push(StoreOp::Write {
                     offset,
@@ -210,15 +223,21 @@ pub fn plan_write(
                     ));
                 }
                 let mut oi = fresh(&mut cur);
+                if *size == 0 {
+                    oi.data_digest = Some(DIGEST_SEED);
+                } else if *size != oi.size_bytes {
+                    oi.data_digest = None;
+                }
                 oi.size_bytes = *size;
                 cur = Some(oi);
                 store_ops.push(StoreOp::Truncate { size: *size });
             }
             OsdOp::Zero { offset, len } => {
                 // Zeroing never extends an object, nor creates one.
-                if let Some(oi) = cur {
+                if let Some(oi) = cur.as_mut() {
                     let end = offset.saturating_add(*len).min(oi.size_bytes);
                     if end > *offset {
+                        oi.data_digest = None;
                         store_ops.push(StoreOp::Zero {
                             offset: *offset,
                             len: end - offset,
@@ -472,17 +491,46 @@ mod tests {
     proptest! {
         /// Sizes and stats follow a simple model over random op sequences.
         #[test]
-        fn size_model(seq in proptest::collection::vec((0u8..5, 0u64..5000, 0usize..3000), 1..20)) {
+        fn size_model(seq in proptest::collection::vec((0u8..6, 0u64..5000, 0usize..3000), 1..20)) {
             let mut cur: Option<ObjectInfo> = None;
             let mut model: Option<u64> = None;
-            for (kind, off, len) in seq {
+            // The object's bytes, to check a recorded digest against.
+            let mut bytes: Vec<u8> = Vec::new();
+            for (i, (kind, off, len)) in seq.into_iter().enumerate() {
+                let fill = Bytes::from(vec![i as u8 + 1; len]);
                 let op = match kind {
-                    0 => OsdOp::Write { offset: off, data: Bytes::from(vec![1u8; len]) },
-                    1 => OsdOp::Append { data: Bytes::from(vec![2u8; len]) },
+                    0 => OsdOp::Write { offset: off, data: fill },
+                    1 => OsdOp::Append { data: fill },
                     2 => OsdOp::Truncate { size: off },
-                    3 => OsdOp::WriteFull { data: Bytes::from(vec![3u8; len]) },
+                    3 => OsdOp::WriteFull { data: fill },
+                    4 => OsdOp::Zero { offset: off, len: len as u64 },
                     _ => OsdOp::Remove,
                 };
+                match &op {
+                    OsdOp::Write { offset, data } => {
+                        let end = *offset as usize + data.len();
+                        if bytes.len() < end { bytes.resize(end, 0); }
+                        bytes[*offset as usize..end].copy_from_slice(data);
+                    }
+                    OsdOp::Append { data } => bytes.extend_from_slice(data),
+                    OsdOp::Truncate { size } => bytes.resize(*size as usize, 0),
+                    OsdOp::WriteFull { data } => bytes = data.to_vec(),
+                    OsdOp::Zero { offset, len } => {
+                        let end = (offset + len).min(bytes.len() as u64) as usize;
+                        if end > *offset as usize { bytes[*offset as usize..end].fill(0); }
+                    }
+                    _ => bytes.clear(),
+                }
+                if kind == 4 {
+                    // Zero never creates nor resizes.
+                    let p = plan_write(cur, &[op], &L, 0).expect("valid");
+                    prop_assert_eq!(p.new_info.map(|o| o.size_bytes), model);
+                    cur = p.new_info;
+                    if let Some(d) = cur.and_then(|o| o.data_digest) {
+                        prop_assert_eq!(d, crc32c::crc32c_append(DIGEST_SEED, &bytes));
+                    }
+                    continue;
+                }
                 let expect = match (&op, model) {
                     (OsdOp::Write { offset, data }, m) => Some(m.unwrap_or(0).max(offset + data.len() as u64)),
                     (OsdOp::Append { data }, m) => Some(m.unwrap_or(0) + data.len() as u64),
@@ -497,6 +545,9 @@ mod tests {
                 cur = p.new_info;
                 model = expect;
                 prop_assert_eq!(cur.map(|o| o.size_bytes), model);
+                if let Some(d) = cur.and_then(|o| o.data_digest) {
+                    prop_assert_eq!(d, crc32c::crc32c_append(DIGEST_SEED, &bytes), "digest after op {}", i);
+                }
             }
         }
     }

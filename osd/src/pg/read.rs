@@ -1,5 +1,11 @@
 //! Reads on the primary: run on their own task against committed state
 //! (the store's async reads never block the PG), and answered from there.
+//!
+//! Every block a read returns passed its checksum in the store; a read of
+//! a whole object is also checked against the data digest its object info
+//! records. When either fails, the client is not answered from this copy:
+//! the op goes back to the PG, which recovers the object from another
+//! copy (Ceph's `rep_repair_primary_object`) and runs the read again.
 
 use std::ops::Bound;
 use std::sync::Arc;
@@ -9,8 +15,10 @@ use kalmar_common::encoding::{Blob, Decode, Encode};
 use kalmar_objectstore::{CollectionId, ObjectId, ObjectStore, StoreError};
 use kalmar_proto::client::{errno, ListPage, OmapPage, OpOutput, OsdOp, OsdOpReply, StatOut};
 
-use super::{ClientOp, PgActor};
-use crate::names::{is_internal, user_attr, user_attr_name, ObjectInfo, OI_ATTR};
+use kalmar_peering::{Event, Eversion};
+
+use super::{ClientOp, PgActor, PgEvent};
+use crate::names::{is_internal, user_attr, user_attr_name, ObjectInfo, DIGEST_SEED, OI_ATTR};
 use crate::perf::*;
 use crate::service::reply;
 
@@ -26,9 +34,16 @@ impl PgActor {
         let perf = self.svc.perf.clone();
         let epoch = self.epoch;
         self.io.num_read += 1;
+        let tx = self.tx.clone();
         tokio::spawn(async move {
             let started = std::time::Instant::now();
-            let mut r = execute(&store, &coll, &op.req.oid, &op.req.ops).await;
+            let (mut r, corrupt) = execute(&store, &coll, &op.req.oid, &op.req.ops).await;
+            if let Some(version) = corrupt {
+                if tx.send(PgEvent::ReadCorrupt { op, version }).is_err() {
+                    tracing::debug!("pg gone; a corrupt read is dropped");
+                }
+                return;
+            }
             r.tid = op.req.tid;
             r.map_epoch = epoch;
             let out: u64 = r.outputs.iter().map(|o| o.data.len() as u64).sum();
@@ -46,29 +61,73 @@ impl PgActor {
     }
 }
 
-fn fail(e: StoreError) -> (i32, String) {
-    match e {
-        StoreError::ObjectNotFound { .. } => (-errno::ENOENT, "no such object".into()),
-        StoreError::CollectionNotFound(_) => (-errno::ENOENT, "no such PG on this OSD".into()),
-        e => (-errno::EIO, e.to_string()),
+/// Why one read op failed: negative errno, message, and whether this
+/// copy's data is corrupt (then another copy may serve the read).
+type Fail = (i32, String, bool);
+
+impl PgActor {
+    /// A read found this copy corrupt: recover the object from another
+    /// copy and run the read again (once), else answer EIO.
+    pub(super) async fn on_read_corrupt(&mut self, mut op: ClientOp, version: Eversion) {
+        let oid = op.req.oid.clone();
+        if op.read_repairs > 0 || !self.pg.is_primary() || !self.pg.is_active() {
+            let e = self.epoch;
+            return self.answer_error(
+                op,
+                -errno::EIO,
+                e,
+                "this object's copy on the primary is corrupt and could not be recovered",
+            );
+        }
+        tracing::error!(pgid = %self.pgid, object = %oid, "the primary's copy is corrupt; recovering it from another copy before answering the read");
+        self.svc.scrub_perf.inc(L_READ_REPAIRS, 1);
+        op.read_repairs += 1;
+        self.machine(Event::ReadError {
+            oid: oid.clone(),
+            version,
+        })
+        .await;
+        Box::pin(self.client_op(op)).await;
     }
 }
 
-/// Runs the read ops; the first failure is the request's result.
+fn fail(e: StoreError) -> Fail {
+    match e {
+        StoreError::ObjectNotFound { .. } => (-errno::ENOENT, "no such object".into(), false),
+        StoreError::CollectionNotFound(_) => {
+            (-errno::ENOENT, "no such PG on this OSD".into(), false)
+        }
+        e @ StoreError::Checksum { .. } => (-errno::EIO, e.to_string(), true),
+        e => (-errno::EIO, e.to_string(), false),
+    }
+}
+
+fn object_info(attrs: &Option<Vec<(String, Bytes)>>) -> Option<ObjectInfo> {
+    attrs
+        .as_ref()
+        .and_then(|a| a.iter().find(|(k, _)| k == OI_ATTR))
+        .and_then(|(_, v)| ObjectInfo::from_bytes(v).ok())
+}
+
+/// Runs the read ops; the first failure is the request's result. The
+/// second value is set (to the object's version) when this copy turned
+/// out corrupt.
 async fn execute(
     store: &Arc<ObjectStore>,
     coll: &CollectionId,
     oid: &str,
     ops: &[OsdOp],
-) -> OsdOpReply {
+) -> (OsdOpReply, Option<Eversion>) {
     let mut reply = OsdOpReply::default();
     let o = ObjectId::new(oid.as_bytes().to_vec()).ok();
     let mut attrs: Option<Vec<(String, Bytes)>> = None;
+    let mut corrupt = false;
     for op in ops {
         let r = run_one(store, coll, o.as_ref(), op, &mut attrs).await;
         match r {
             Ok(data) => reply.outputs.push(OpOutput { rval: 0, data }),
-            Err((rval, msg)) => {
+            Err((rval, msg, bad_copy)) => {
+                corrupt |= bad_copy;
                 reply.outputs.push(OpOutput {
                     rval,
                     data: Bytes::new(),
@@ -80,15 +139,45 @@ async fn execute(
             }
         }
     }
-    if let Some(oi) = attrs
-        .as_ref()
-        .and_then(|a| a.iter().find(|(k, _)| k == OI_ATTR))
-        .and_then(|(_, v)| ObjectInfo::from_bytes(v).ok())
-    {
+    let oi = object_info(&attrs);
+    if let Some(oi) = oi {
         reply.version_epoch = oi.version.epoch;
         reply.version = oi.version.version;
     }
-    reply
+    let corrupt = corrupt.then(|| oi.map_or(Eversion::ZERO, |i| i.version));
+    (reply, corrupt)
+}
+
+/// Checks a read from offset 0 that returned the whole object against
+/// the data digest of its object info.
+async fn verify_whole(
+    store: &ObjectStore,
+    coll: &CollectionId,
+    o: &ObjectId,
+    data: &Bytes,
+    attrs: &mut Option<Vec<(String, Bytes)>>,
+) -> Result<(), Fail> {
+    get_attrs(store, coll, o, attrs).await.map_err(fail)?;
+    let Some(oi) = object_info(attrs) else {
+        return Ok(());
+    };
+    match oi.data_digest {
+        Some(want) if oi.size_bytes == data.len() as u64 => {
+            let got = crc32c::crc32c_append(DIGEST_SEED, data);
+            if got != want {
+                tracing::error!(%coll, object = %o, "read: data digest {got:#010x} != {want:#010x} in the object info");
+                return Err((
+                    -errno::EIO,
+                    format!(
+                        "data digest mismatch: read {got:#010x}, object info records {want:#010x}"
+                    ),
+                    true,
+                ));
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 async fn get_attrs<'a>(
@@ -109,11 +198,11 @@ async fn run_one(
     o: Option<&ObjectId>,
     op: &OsdOp,
     attrs: &mut Option<Vec<(String, Bytes)>>,
-) -> Result<Bytes, (i32, String)> {
+) -> Result<Bytes, Fail> {
     if let OsdOp::PgLs { start_after, max } = op {
         return list(store, coll, start_after, *max).await.map_err(fail);
     }
-    let o = o.ok_or((-errno::EINVAL, "invalid object name".to_string()))?;
+    let o = o.ok_or((-errno::EINVAL, "invalid object name".to_string(), false))?;
     match op {
         OsdOp::Read { offset, len } => {
             let len = if *len == 0 {
@@ -126,14 +215,21 @@ async fn run_one(
             } else {
                 *len
             };
-            store.read_async(coll, o, *offset, len).await.map_err(fail)
+            let data = store
+                .read_async(coll, o, *offset, len)
+                .await
+                .map_err(fail)?;
+            if *offset == 0 {
+                verify_whole(store, coll, o, &data, attrs).await?;
+            }
+            Ok(data)
         }
         OsdOp::Stat => {
             let a = get_attrs(store, coll, o, attrs).await.map_err(fail)?;
             let out = match a.iter().find(|(k, _)| k == OI_ATTR) {
                 Some((_, v)) => {
                     let oi = ObjectInfo::from_bytes(v)
-                        .map_err(|e| (-errno::EIO, format!("object info: {e}")))?;
+                        .map_err(|e| (-errno::EIO, format!("object info: {e}"), false))?;
                     StatOut {
                         size_bytes: oi.size_bytes,
                         mtime_us: oi.mtime_us,
@@ -152,7 +248,7 @@ async fn run_one(
             a.iter()
                 .find(|(k, _)| *k == want)
                 .map(|(_, v)| v.clone())
-                .ok_or((-errno::ENODATA, format!("no xattr {name}")))
+                .ok_or((-errno::ENODATA, format!("no xattr {name}"), false))
         }
         OsdOp::GetXattrs => {
             let a = get_attrs(store, coll, o, attrs).await.map_err(fail)?;
@@ -191,7 +287,7 @@ async fn run_one(
             let (s, c, obj) = (store.clone(), coll.clone(), o.clone());
             let vals = tokio::task::spawn_blocking(move || s.omap_get_values(&c, &obj, &keys))
                 .await
-                .map_err(|e| (-errno::EIO, e.to_string()))?
+                .map_err(|e| (-errno::EIO, e.to_string(), false))?
                 .map_err(fail)?;
             let m: std::collections::BTreeMap<String, Blob> = vals
                 .into_iter()
@@ -205,6 +301,7 @@ async fn run_one(
                 "{} in a read request: reads and writes may not be mixed",
                 write.describe()
             ),
+            false,
         )),
     }
 }

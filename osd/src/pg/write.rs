@@ -45,6 +45,10 @@ pub(super) struct InFlightWrite {
 }
 
 impl InFlightWrite {
+    pub(super) fn oid(&self) -> &str {
+        &self.oid
+    }
+
     pub(super) fn into_ops(self) -> Vec<ClientOp> {
         let mut v = vec![self.op];
         v.extend(self.dups);
@@ -98,6 +102,9 @@ impl PgActor {
             );
             return;
         }
+        if let Some(cmd) = op.req.ops.iter().find(|o| o.is_pg_command()).cloned() {
+            return self.pg_command(op, cmd).await;
+        }
         let is_ls = op
             .req
             .ops
@@ -146,7 +153,12 @@ impl PgActor {
                 return;
             }
         }
-        if op.req.is_write() {
+        if op.req.is_write() && self.scrub_blocks(&oid) {
+            // The object's scrub chunk is being compared: wait for it.
+            op.track.mark("waiting_for_scrub");
+            self.svc.scrub_perf.inc(L_SCRUB_WRITES_DELAYED, 1);
+            self.waiting_object.entry(oid).or_default().push_back(op);
+        } else if op.req.is_write() {
             self.write(op).await;
         } else if self.objects.inflight(&oid) > 0 {
             // Reads see committed state: wait for this object's writes.
@@ -386,6 +398,9 @@ impl PgActor {
                     self.read(op);
                 }
             }
+        }
+        if self.scrub_waits_for_writes() {
+            let _ = self.tx.send(super::PgEvent::ScrubStep);
         }
     }
 

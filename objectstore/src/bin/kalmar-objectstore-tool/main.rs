@@ -97,6 +97,9 @@ enum Cmd {
         object: String,
         file: PathBuf,
     },
+    /// Where each data block of an object lives on the device (offset,
+    /// checksum), to inspect or damage one on purpose.
+    Blocks { collection: String, object: String },
     /// Remove an object.
     Rm { collection: String, object: String },
     /// Show the label, superblocks and the journal records replay would apply.
@@ -377,6 +380,23 @@ fn run(cli: &Cli) -> Result<u8> {
             let store = mount(cli)?;
             put(&store, collection, object, file)?;
             store.umount()?;
+        }
+        Cmd::Blocks { collection, object } => {
+            let store = mount(cli)?;
+            let blocks = store.block_map(&cid(collection)?, &oid(object)?);
+            store.umount()?;
+            let blocks = blocks?;
+            print(cli.format, &blocks, || {
+                blocks
+                    .iter()
+                    .map(|b| {
+                        format!(
+                            "block {} offset {} csum {:#010x}\n",
+                            b.logical_block, b.device_offset, b.csum
+                        )
+                    })
+                    .collect()
+            })?;
         }
         Cmd::Rm { collection, object } => {
             let store = mount(cli)?;

@@ -139,8 +139,8 @@ pub enum Action {
     /// before later messages to that peer.
     RemoveOnPeer { peer: OsdId, oid: ObjectName },
     /// Start a scrub (the OSD's scrubber reports with
-    /// `Event::ScrubFinished`).
-    StartScrub { deep: bool },
+    /// `Event::ScrubFinished`); the PG's scrub slot is held until then.
+    StartScrub { deep: bool, repair: bool },
     /// Report stats to the mgr (primary only).
     PublishStats(Box<PgStatsReport>),
     /// Feed a `recoverystate_perf` latency counter.

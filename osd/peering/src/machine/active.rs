@@ -155,7 +155,7 @@ impl Pg {
         self.p.peer_last_backfill.values().any(|b| !b.is_max())
     }
 
-    fn next_recovery_step(&mut self) {
+    pub(super) fn next_recovery_step(&mut self) {
         if self.needs_recovery() {
             self.go(State::Active(Active::WaitLocalRecoveryReserved));
             self.request(ReservationKind::LocalRecovery);
@@ -182,6 +182,7 @@ impl Pg {
                 self.go(State::Active(Active::WaitRemoteBackfillReserved));
                 self.reserve_remote(ReserveFor::Backfill);
             }
+            (_, ReservationKind::Scrub) => self.on_scrub_reserved(),
             _ => self.on_replica_reservation_granted(kind),
         }
     }
@@ -508,36 +509,6 @@ impl Pg {
         for stray in self.strays() {
             self.purge_stray(stray);
         }
-    }
-
-    // ---- scrub -------------------------------------------------------------
-
-    pub(super) fn on_scrub_requested(&mut self, deep: bool) {
-        use crate::flags::PgStateFlags as F;
-        if !self.is_primary() || !self.flags.has(F::ACTIVE) || self.scrub_flags.has(F::SCRUBBING) {
-            return;
-        }
-        self.scrub_flags.set(F::SCRUBBING);
-        if deep {
-            self.scrub_flags.set(F::DEEP_SCRUB);
-        }
-        self.out.push(Action::StartScrub { deep });
-    }
-
-    pub(super) fn on_scrub_finished(&mut self, deep: bool, inconsistent: bool) {
-        use crate::flags::PgStateFlags as F;
-        if !self.scrub_flags.has(F::SCRUBBING) {
-            return;
-        }
-        self.scrub_flags.clear(F::SCRUBBING | F::DEEP_SCRUB);
-        self.scrub_flags.assign(F::INCONSISTENT, inconsistent);
-        let h = &mut self.info.history;
-        h.last_scrub = self.info.last_update;
-        h.last_scrub_stamp_us = self.now_us;
-        if deep {
-            h.last_deep_scrub = self.info.last_update;
-            h.last_deep_scrub_stamp_us = self.now_us;
-        }
-        self.persist_info();
+        self.maybe_start_scrub();
     }
 }

@@ -12,6 +12,7 @@ use crate::intervals::{ClusterView, PastIntervals, PgMapping};
 use crate::log::PgLog;
 use crate::missing::PgMissing;
 use crate::object::{ObjectBound, ObjectName};
+use crate::scrub::RepairItem;
 
 /// What a query asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +35,8 @@ pub enum ReservationKind {
     LocalBackfill,
     /// A target's backfill slot (`osd_max_backfills`).
     RemoteBackfill,
+    /// The primary's scrub slot (`osd_max_scrubs`).
+    Scrub,
 }
 
 /// Recovery or backfill, in reservation messages between OSDs.
@@ -260,8 +263,33 @@ pub enum Event {
     ScanCompleted { from: OsdId, scan: ScanResult },
     /// Primary: a client op waits for `oid`; recover it first.
     ClientWaitsFor { oid: ObjectName },
-    /// Primary: an admin or the schedule asked for a scrub.
-    ScrubRequested { deep: bool },
-    /// Primary: the scrub finished.
-    ScrubFinished { deep: bool, inconsistent: bool },
+    /// Primary: an admin or the schedule asked for a scrub (`repair`: a
+    /// deep scrub that then rewrites bad copies). It starts once the PG is
+    /// active+clean and holds a scrub slot.
+    ScrubRequested { deep: bool, repair: bool },
+    /// Primary: the scrub asked for with [`crate::Action::StartScrub`]
+    /// finished (or was abandoned).
+    ScrubFinished(ScrubResult),
+    /// Primary: reading `oid` found the local copy corrupt (a checksum or
+    /// digest failed); `version`: the object's version, if known. The
+    /// object becomes missing here and is recovered from another copy
+    /// (when the PG is clean or recovering).
+    ReadError { oid: ObjectName, version: Eversion },
+}
+
+/// What a finished scrub found, as the OSD's scrubber reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScrubResult {
+    pub deep: bool,
+    pub repair: bool,
+    /// The scrub stopped before the end: nothing is recorded.
+    pub aborted: bool,
+    /// Inconsistent objects found (shallow: without reading data).
+    pub shallow_errors: u64,
+    pub deep_errors: u64,
+    /// Repair only: what to rewrite, from the authoritative copies.
+    pub repairs: Vec<RepairItem>,
+    /// Repair only: inconsistent objects no copy could be trusted for.
+    pub unrepairable_shallow: u64,
+    pub unrepairable_deep: u64,
 }

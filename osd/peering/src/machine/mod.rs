@@ -9,6 +9,7 @@ mod event;
 mod primary;
 mod replica;
 mod report;
+mod scrub;
 mod state;
 mod write;
 
@@ -18,7 +19,7 @@ use std::sync::Arc;
 use kalmar_maps::{Epoch, OsdId, PgId};
 
 pub use action::{Action, LogWrite, PgStatsReport, PgWrite};
-pub use event::{Event, PeeringMessage, QueryKind, ReservationKind, ReserveFor};
+pub use event::{Event, PeeringMessage, QueryKind, ReservationKind, ReserveFor, ScrubResult};
 pub use state::{Active, Peering, Replica, State, StateHistory, StateHistoryEntry};
 pub use write::{ReplicationTarget, WriteReadiness};
 
@@ -105,6 +106,13 @@ struct PrimaryCtx {
     committed_to: Eversion,
 }
 
+/// A scrub asked for (requests merge: deep and repair win).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct ScrubRequest {
+    deep: bool,
+    repair: bool,
+}
+
 /// Replica-only state, reset at every interval.
 #[derive(Debug, Clone, Default)]
 struct ReplicaCtx {
@@ -118,7 +126,10 @@ pub struct Pg {
     settings: PeeringSettings,
     state: State,
     flags: PgStateFlags,
+    /// scrubbing, deep, repair, failed_repair (reset every interval).
     scrub_flags: PgStateFlags,
+    /// A scrub asked for and not started yet.
+    scrub_pending: Option<ScrubRequest>,
     info: PgInfo,
     log: PgLog,
     missing: PgMissing,
@@ -149,6 +160,7 @@ impl Pg {
             state: State::Initial,
             flags: PgStateFlags::empty(),
             scrub_flags: PgStateFlags::empty(),
+            scrub_pending: None,
             info: meta.info,
             log: meta.log,
             missing: meta.missing,
@@ -314,10 +326,9 @@ impl Pg {
             Event::PullFailed { from, oid } => self.on_pull_failed(from, oid),
             Event::ScanCompleted { from, scan } => self.on_scan_completed(from, scan),
             Event::ClientWaitsFor { oid } => self.on_client_waits(oid),
-            Event::ScrubRequested { deep } => self.on_scrub_requested(deep),
-            Event::ScrubFinished { deep, inconsistent } => {
-                self.on_scrub_finished(deep, inconsistent)
-            }
+            Event::ScrubRequested { deep, repair } => self.on_scrub_requested(deep, repair),
+            Event::ScrubFinished(result) => self.on_scrub_finished(result),
+            Event::ReadError { oid, version } => self.on_read_error(oid, version),
         }
         self.refresh_flags();
         self.maybe_publish();
@@ -400,7 +411,7 @@ impl Pg {
         }
         self.p = PrimaryCtx::default();
         self.r = ReplicaCtx::default();
-        self.scrub_flags = PgStateFlags::empty();
+        self.scrub_new_interval();
         self.go(State::Reset);
         self.persist(PgWrite {
             info: Some(self.info.clone()),

@@ -1,6 +1,7 @@
 //! What the primary reports: Ceph's state flags, `pg dump` stats and
 //! `pg query`.
 
+use kalmar_maps::time::format_stamp;
 use kalmar_maps::OsdId;
 
 use super::{Action, Active, Peering, Pg, PgStatsReport, State};
@@ -67,6 +68,7 @@ impl Pg {
                 );
                 f.assign(F::RECOVERY_UNFOUND, !self.p.unfound.is_empty());
                 f.set(self.scrub_flags.0);
+                f.assign(F::INCONSISTENT, self.info.stats.num_scrub_errors > 0);
             }
             _ => {}
         }
@@ -201,6 +203,8 @@ impl Pg {
             "peer_info": peers,
             "recovery_state": self.history.entries().rev().map(|e| serde_json::json!({
                 "name": e.state,
+                "enter_time": format_stamp(e.enter_us),
+                "exit_time": e.exit_us.map(format_stamp),
                 "enter_time_us": e.enter_us,
                 "exit_time_us": e.exit_us,
             })).collect::<Vec<_>>(),
@@ -208,6 +212,10 @@ impl Pg {
             "past_intervals": self.past_intervals,
             "missing": self.missing.len(),
             "unfound": self.p.unfound,
+            "scrub_requested": self.scrub_pending.map(|r| serde_json::json!({
+                "deep": r.deep,
+                "repair": r.repair,
+            })),
         })
     }
 }

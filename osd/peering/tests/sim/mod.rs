@@ -508,14 +508,13 @@ impl Sim {
                 Action::RemoveOnPeer { peer, oid } => {
                     self.send(o, peer, Net::BackfillRemove { oid })
                 }
-                Action::StartScrub { deep } => {
-                    self.nodes[o as usize]
-                        .local
-                        .push_back(Event::ScrubFinished {
-                            deep,
-                            inconsistent: false,
-                        })
-                }
+                Action::StartScrub { deep, repair } => self.nodes[o as usize].local.push_back(
+                    Event::ScrubFinished(kalmar_peering::ScrubResult {
+                        deep,
+                        repair,
+                        ..Default::default()
+                    }),
+                ),
                 Action::PublishStats(r) => self.published.push((o, r.state)),
                 Action::RecordStateLatency { .. } => {}
                 Action::DeletePg => {
