@@ -53,6 +53,10 @@ pub struct OsdOptions {
     pub osd_backfill_scan_max: usize,
     /// Largest object a recovery push carries.
     pub osd_recovery_max_object_size: u64,
+    /// Pause between a PG's recovery or backfill pushes (Ceph's
+    /// `osd_recovery_sleep`; 0 = none): throttles recovery in favour of
+    /// client I/O.
+    pub osd_recovery_sleep: Duration,
     pub osd_find_best_info_ignore_history_les: bool,
     /// Writes that add data are refused (ENOSPC) once the store is this
     /// full, so a transaction never runs out of space halfway through a
@@ -87,6 +91,7 @@ impl Default for OsdOptions {
             osd_max_backfills: 1,
             osd_backfill_scan_max: 512,
             osd_recovery_max_object_size: 128 << 20,
+            osd_recovery_sleep: Duration::ZERO,
             osd_find_best_info_ignore_history_les: false,
             osd_failsafe_full_ratio: 0.97,
         }
@@ -130,6 +135,15 @@ impl Reader<'_> {
                 key,
                 format!("{s} is not a positive duration in seconds"),
             )),
+        }
+    }
+
+    /// A duration that may be 0 (a switch-off).
+    fn secs_or_zero(&self, key: &str, d: Duration) -> Result<Duration, ConfError> {
+        match num(self.conf, self.entity, key)? {
+            None => Ok(d),
+            Some(0.0) => Ok(Duration::ZERO),
+            Some(_) => self.secs(key, d),
         }
     }
 
@@ -230,6 +244,7 @@ impl OsdOptions {
                 d.osd_recovery_max_object_size,
                 4096,
             )?,
+            osd_recovery_sleep: r.secs_or_zero("osd_recovery_sleep", d.osd_recovery_sleep)?,
             osd_find_best_info_ignore_history_les: conf
                 .get(entity, "osd_find_best_info_ignore_history_les")?
                 .unwrap_or(d.osd_find_best_info_ignore_history_les),
@@ -336,6 +351,7 @@ impl OsdOptions {
             "osd_recovery_max_object_size",
             self.osd_recovery_max_object_size.to_string(),
         );
+        put("osd_recovery_sleep", s(self.osd_recovery_sleep));
         put(
             "osd_failsafe_full_ratio",
             self.osd_failsafe_full_ratio.to_string(),
@@ -378,10 +394,18 @@ osd_heartbeat_interval = 2
             "[osd]\nosd_max_pg_log_entries = 0\n",
             "[osd]\nosd_max_pg_log_entries = 1.5\n",
             "[osd]\nosd_heartbeat_grace = \"soon\"\n",
+            "[osd]\nosd_recovery_sleep = -0.1\n",
         ] {
             let c = Conf::parse(bad).expect("toml");
             assert!(OsdOptions::from_conf(&c, "osd.0").is_err(), "{bad}");
         }
+        assert_eq!(o.osd_recovery_sleep, Duration::ZERO, "off by default");
+        let c = Conf::parse("[osd]\nosd_recovery_sleep = 0.05\n").expect("toml");
+        let o3 = OsdOptions::from_conf(&c, "osd.0").expect("valid");
+        assert_eq!(o3.osd_recovery_sleep, Duration::from_millis(50));
+        let c = Conf::parse("[osd]\nosd_recovery_sleep = 0\n").expect("toml");
+        let o4 = OsdOptions::from_conf(&c, "osd.0").expect("valid");
+        assert_eq!(o4.osd_recovery_sleep, Duration::ZERO);
         let j = o.to_json();
         assert_eq!(j["osd_heartbeat_interval"], json!("0.5"));
         assert_eq!(j["osd_max_pg_log_entries"], json!("50"));

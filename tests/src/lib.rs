@@ -11,6 +11,7 @@
 //!   the test executable's directory and its parent.
 #![deny(clippy::unwrap_used)]
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -90,6 +91,65 @@ where
         }
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// One object as a stopped OSD's store holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredObject {
+    pub size: u64,
+    /// crc32c of the whole data (when asked for).
+    pub crc32c: Option<u32>,
+}
+
+/// A `perf dump` counter (`logger.name`) as a number (0 if absent).
+pub fn counter(dump: &Value, logger: &str, name: &str) -> u64 {
+    dump[logger][name].as_u64().unwrap_or(0)
+}
+
+/// Where each object must be after recovery: its acting OSDs and what
+/// they must hold (`crc32c: None` checks the size only).
+pub type Placement = BTreeMap<String, (Vec<u32>, StoredObject)>;
+
+/// Compares what stopped OSDs hold (`held`, from
+/// [`Cluster::stored_objects`]) with `expect`: one line per object missing
+/// or different on an acting OSD, left on an OSD outside its acting set,
+/// or unknown to `expect`.
+pub fn placement_problems(
+    held: &BTreeMap<u32, BTreeMap<String, StoredObject>>,
+    expect: &Placement,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (name, (acting, want)) in expect {
+        for (osd, objs) in held {
+            let got = objs.get(name);
+            if !acting.contains(osd) {
+                if got.is_some() {
+                    problems.push(format!("{name} left on osd.{osd} (acting {acting:?})"));
+                }
+                continue;
+            }
+            match got {
+                None => problems.push(format!("{name} missing on osd.{osd}")),
+                Some(g) if g.size != want.size => problems.push(format!(
+                    "{name} on osd.{osd}: {} bytes, want {}",
+                    g.size, want.size
+                )),
+                Some(g) if want.crc32c.is_some() && g.crc32c != want.crc32c => {
+                    problems.push(format!(
+                        "{name} on osd.{osd}: crc32c {:?}, want {:?}",
+                        g.crc32c, want.crc32c
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    for (osd, objs) in held {
+        for name in objs.keys().filter(|n| !expect.contains_key(*n)) {
+            problems.push(format!("osd.{osd} holds {name}, which no client wrote"));
+        }
+    }
+    problems
 }
 
 /// A running test cluster; dropping it stops every daemon.
@@ -190,6 +250,22 @@ impl Cluster {
             timeout: self.opts.start_timeout.as_secs(),
         };
         vstart(&args).await.map(|_| ())
+    }
+
+    /// Adds OSDs until there are `total` (made and started like `vstart
+    /// --osds TOTAL` on the directory), waiting until they are up.
+    pub async fn add_osds(&mut self, total: u32) -> anyhow::Result<()> {
+        let args = VstartArgs {
+            osds: total,
+            mgrs: self.opts.mgrs,
+            dir: self.dir().to_path_buf(),
+            osd_size: self.opts.osd_size.clone(),
+            set: Vec::new(),
+            timeout: self.opts.start_timeout.as_secs(),
+        };
+        let c = vstart(&args).await?;
+        self.osds = c.osds;
+        Ok(())
     }
 
     /// Runs a mon command and returns its JSON output.
@@ -327,6 +403,49 @@ impl Cluster {
         Ok(serde_json::from_slice(&out.stdout)?)
     }
 
+    /// The client objects of `pool` on the stopped `osd.N`, by name (PG
+    /// metadata objects left out); with `digest`, each object's data is
+    /// read and its crc32c given.
+    pub fn stored_objects(
+        &self,
+        osd: u32,
+        pool: u64,
+        digest: bool,
+    ) -> anyhow::Result<BTreeMap<String, StoredObject>> {
+        let colls: Vec<String> =
+            serde_json::from_value(self.objectstore_tool(osd, &["list-collections"])?)?;
+        let mut out = BTreeMap::new();
+        let prefix = format!("{pool}.");
+        for coll in colls.iter().filter(|c| c.starts_with(&prefix)) {
+            let mut args = vec!["list", coll.as_str()];
+            if digest {
+                args.push("--digest");
+            }
+            let list = self.objectstore_tool(osd, &args)?;
+            for e in list.as_array().cloned().unwrap_or_default() {
+                let name = e["name"].as_str().unwrap_or_default().to_string();
+                if name.starts_with('\0') {
+                    continue;
+                }
+                let obj = StoredObject {
+                    size: e["size_bytes"]
+                        .as_u64()
+                        .ok_or_else(|| anyhow!("osd.{osd} {coll}: no size in {e}"))?,
+                    crc32c: e["data_crc32c"].as_u64().map(|c| c as u32),
+                };
+                if out.insert(name.clone(), obj).is_some() {
+                    bail!("osd.{osd} holds {name} in two collections");
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// `perf dump` of a daemon.
+    pub fn perf_dump(&self, name: &str) -> anyhow::Result<Value> {
+        self.admin(name, "perf dump")
+    }
+
     /// Runs a binary of the workspace with `args`, bounded.
     pub fn run_bin(
         &self,
@@ -392,5 +511,52 @@ impl Drop for Cluster {
                 eprintln!("keeping {}", d.keep().display());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(size: u64, crc: Option<u32>) -> StoredObject {
+        StoredObject { size, crc32c: crc }
+    }
+
+    #[test]
+    fn placement_problems_names_each_discrepancy() {
+        let mut expect = Placement::new();
+        expect.insert("a".into(), (vec![0, 1], obj(3, Some(7))));
+        expect.insert("b".into(), (vec![1, 2], obj(5, None)));
+        let mut held: BTreeMap<u32, BTreeMap<String, StoredObject>> = BTreeMap::new();
+        held.entry(0)
+            .or_default()
+            .insert("a".into(), obj(3, Some(7)));
+        held.entry(1)
+            .or_default()
+            .insert("a".into(), obj(3, Some(7)));
+        held.entry(1)
+            .or_default()
+            .insert("b".into(), obj(5, Some(1)));
+        held.entry(2)
+            .or_default()
+            .insert("b".into(), obj(5, Some(2)));
+        assert!(placement_problems(&held, &expect).is_empty());
+
+        held.entry(1)
+            .or_default()
+            .insert("a".into(), obj(3, Some(8)));
+        held.entry(0).or_default().insert("b".into(), obj(5, None));
+        held.entry(2).or_default().remove("b");
+        held.entry(2).or_default().insert("c".into(), obj(1, None));
+        let p = placement_problems(&held, &expect);
+        assert_eq!(
+            p,
+            vec![
+                "a on osd.1: crc32c Some(8), want Some(7)".to_string(),
+                "b left on osd.0 (acting [1, 2])".to_string(),
+                "b missing on osd.2".to_string(),
+                "osd.2 holds c, which no client wrote".to_string(),
+            ]
+        );
     }
 }

@@ -89,6 +89,15 @@ pub enum PgEvent {
         result: i32,
     },
     Reserved(ReservationKind),
+    /// A recovery or backfill push held back by `osd_recovery_sleep`,
+    /// now due (dropped if the interval changed meanwhile).
+    DelayedPush {
+        interval: Epoch,
+        oid: String,
+        version: kalmar_peering::Eversion,
+        to: Vec<OsdId>,
+        backfill: bool,
+    },
     Push {
         from: SessionHandle,
         push: Box<PgPush>,
@@ -196,6 +205,8 @@ pub struct PgActor {
     last_stats: Option<PgStatsReport>,
     stats_seq: u64,
     io: IoCounts,
+    /// When the next push may leave under `osd_recovery_sleep`.
+    next_push_at: Option<tokio::time::Instant>,
     stopped: bool,
 }
 
@@ -226,6 +237,7 @@ impl PgActor {
             last_stats: None,
             stats_seq: 0,
             io: IoCounts::default(),
+            next_push_at: None,
             stopped: false,
         };
         let handle = PgHandle { tx };
@@ -271,6 +283,17 @@ impl PgActor {
             PgEvent::ActMap => self.machine(Event::ActMap).await,
             PgEvent::Committed { tid, result } => self.local_committed(tid, result),
             PgEvent::Reserved(kind) => self.machine(Event::ReservationGranted { kind }).await,
+            PgEvent::DelayedPush {
+                interval,
+                oid,
+                version,
+                to,
+                backfill,
+            } => {
+                if interval == self.interval() {
+                    self.push_object(&oid, version, &to, backfill).await
+                }
+            }
             PgEvent::Push { from, push } => self.on_push(from, push).await,
             PgEvent::PushReply(r) => self.on_push_reply(r).await,
             PgEvent::Pull { from, pull } => self.on_pull(from, pull).await,
@@ -356,6 +379,8 @@ impl PgActor {
     /// dropped since peering may roll entries back.
     fn new_interval(&mut self) {
         self.objects.clear();
+        // Pushes held back for the old interval are dropped when due.
+        self.next_push_at = None;
         let mut requeue: Vec<ClientOp> = Vec::new();
         for (_, w) in std::mem::take(&mut self.inflight) {
             requeue.extend(w.into_ops());

@@ -146,8 +146,45 @@ async fn scan(
 }
 
 impl PgActor {
+    /// Pushes now, or, under `osd_recovery_sleep`, once the previous push
+    /// of this PG is a sleep old. The object stays in flight in the
+    /// machine meanwhile (writes to it wait), so it is read when it leaves.
+    pub(super) async fn schedule_push(
+        &mut self,
+        oid: String,
+        version: Eversion,
+        to: Vec<OsdId>,
+        backfill: bool,
+    ) {
+        let sleep = self.svc.opts.osd_recovery_sleep;
+        if sleep.is_zero() {
+            return self.push_object(&oid, version, &to, backfill).await;
+        }
+        let now = tokio::time::Instant::now();
+        let due = self.next_push_at.map_or(now, |t| t.max(now));
+        self.next_push_at = Some(due + sleep);
+        let ev = PgEvent::DelayedPush {
+            interval: self.interval(),
+            oid,
+            version,
+            to,
+            backfill,
+        };
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(due).await;
+            let _ = tx.send(ev);
+        });
+    }
+
     /// Primary: copies the local object (or its absence) to `to`.
-    pub(super) async fn push_object(&mut self, oid: &str, version: Eversion, to: &[OsdId]) {
+    pub(super) async fn push_object(
+        &mut self,
+        oid: &str,
+        version: Eversion,
+        to: &[OsdId],
+        backfill: bool,
+    ) {
         let Ok(o) = ObjectId::new(oid.as_bytes().to_vec()) else {
             return;
         };
@@ -189,6 +226,10 @@ impl PgActor {
             self.svc.perf.inc(L_PUSH_OUT_BYTES, bytes);
             self.svc.perf.inc(L_RECOVERY_OPS, 1);
             self.svc.perf.inc(L_RECOVERY_BYTES, bytes);
+            if backfill {
+                self.svc.perf.inc(L_BACKFILL_OPS, 1);
+                self.svc.perf.inc(L_BACKFILL_BYTES, bytes);
+            }
             self.svc.send_osd(peer, msg.clone()).await;
         }
     }
@@ -426,6 +467,7 @@ impl PgActor {
         };
         match self.svc.store.stat_async(&self.coll, &o).await {
             Ok(_) => {
+                self.svc.perf.inc(L_SUBOP_BACKFILL_REMOVE, 1);
                 let mut t = Transaction::new();
                 t.remove(&self.coll, &o);
                 self.queue_txn(t, AfterCommit::Nothing);
