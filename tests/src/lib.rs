@@ -21,7 +21,8 @@ use anyhow::{anyhow, bail, Context};
 use kalmar_cli::procs::{find_bin, pid_alive, read_pid, run_bounded, signal, stop};
 use kalmar_cli::vstart::{binary_of, daemons, vstart, VstartArgs};
 use kalmar_client::{ClientConfig, Rados};
-use kalmar_msgr::{EntityName, EntityType, MsgrConfig};
+use kalmar_msgr::{event_channel, Connection, EntityName, EntityType, Event, MsgrConfig};
+use kalmar_proto::client::{OsdOpReply, OsdOpRequest};
 use kalmar_proto::monc::MonClient;
 use serde_json::{json, Value};
 
@@ -104,6 +105,70 @@ pub struct StoredObject {
 /// A `perf dump` counter (`logger.name`) as a number (0 if absent).
 pub fn counter(dump: &Value, logger: &str, name: &str) -> u64 {
     dump[logger][name].as_u64().unwrap_or(0)
+}
+
+/// A raw session to an OSD's client port, for requests the client library
+/// would not send (or would resend).
+pub struct RawSession {
+    conn: Connection,
+    rx: tokio::sync::mpsc::Receiver<Event>,
+}
+
+impl RawSession {
+    /// Opens a session as client `client`; `max_frame_bytes` bounds the
+    /// messages it may send.
+    pub async fn open(
+        addr: SocketAddr,
+        client: u64,
+        max_frame_bytes: usize,
+    ) -> anyhow::Result<RawSession> {
+        let cfg = MsgrConfig {
+            max_frame_bytes,
+            ..MsgrConfig::default()
+        };
+        let (tx, rx) = event_channel(&cfg);
+        let me = EntityName::new(EntityType::Client, client.to_string());
+        let conn = Connection::connect(addr, me, uuid::Uuid::nil(), cfg, tx).await?;
+        Ok(RawSession { conn, rx })
+    }
+
+    /// Sends a request without waiting for its answer.
+    pub async fn send(&self, req: &OsdOpRequest) -> anyhow::Result<()> {
+        self.conn.send(req.to_message()).await?;
+        Ok(())
+    }
+
+    /// Sends a request and waits (at most 20 s) for its answer.
+    pub async fn call(&mut self, req: &OsdOpRequest) -> anyhow::Result<OsdOpReply> {
+        self.send(req).await?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await? {
+                Some(Event::Message(m)) => {
+                    let r = OsdOpReply::from_message(&m.msg)?;
+                    if r.tid == req.tid {
+                        return Ok(r);
+                    }
+                }
+                Some(_) => {}
+                None => bail!("session ended"),
+            }
+        }
+    }
+}
+
+/// An OSD's address of one purpose (`public_addr`, `cluster_addr`,
+/// `heartbeat_back_addr`, ...) in an `osd dump`.
+pub fn osd_addr(dump: &Value, osd: u32, key: &str) -> Option<SocketAddr> {
+    dump["osds"]
+        .as_array()?
+        .iter()
+        .find(|o| o["osd"].as_u64() == Some(u64::from(osd)))?[key]
+        .as_str()?
+        .split('/')
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Where each object must be after recovery: its acting OSDs and what
@@ -227,6 +292,15 @@ impl Cluster {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        Ok(())
+    }
+
+    /// Sends `sig` to a daemon (SIGSTOP / SIGCONT to freeze and thaw it).
+    pub fn signal(&self, name: &str, sig: i32) -> anyhow::Result<()> {
+        let pid = self
+            .pid(name)
+            .ok_or_else(|| anyhow!("{name} is not running"))?;
+        signal(pid, binary_of(name), sig);
         Ok(())
     }
 
