@@ -53,6 +53,10 @@ pub struct OsdOptions {
     pub osd_backfill_scan_max: usize,
     /// Largest object a recovery push carries.
     pub osd_recovery_max_object_size: u64,
+    /// Data bytes per push message: a larger object travels in several
+    /// (bounded by `osd_max_write_size`, so a chunk always fits the
+    /// cluster messenger's frames).
+    pub osd_recovery_max_chunk: u64,
     /// Pause between a PG's recovery or backfill pushes (Ceph's
     /// `osd_recovery_sleep`; 0 = none): throttles recovery in favour of
     /// client I/O.
@@ -91,6 +95,7 @@ impl Default for OsdOptions {
             osd_max_backfills: 1,
             osd_backfill_scan_max: 512,
             osd_recovery_max_object_size: 128 << 20,
+            osd_recovery_max_chunk: 8 << 20,
             osd_recovery_sleep: Duration::ZERO,
             osd_find_best_info_ignore_history_les: false,
             osd_failsafe_full_ratio: 0.97,
@@ -244,6 +249,9 @@ impl OsdOptions {
                 d.osd_recovery_max_object_size,
                 4096,
             )?,
+            osd_recovery_max_chunk: r
+                .int("osd_recovery_max_chunk", d.osd_recovery_max_chunk, 4096)?
+                .min(r.int("osd_max_write_size", d.osd_max_write_size, 4096)?),
             osd_recovery_sleep: r.secs_or_zero("osd_recovery_sleep", d.osd_recovery_sleep)?,
             osd_find_best_info_ignore_history_les: conf
                 .get(entity, "osd_find_best_info_ignore_history_les")?
@@ -351,6 +359,10 @@ impl OsdOptions {
             "osd_recovery_max_object_size",
             self.osd_recovery_max_object_size.to_string(),
         );
+        put(
+            "osd_recovery_max_chunk",
+            self.osd_recovery_max_chunk.to_string(),
+        );
         put("osd_recovery_sleep", s(self.osd_recovery_sleep));
         put(
             "osd_failsafe_full_ratio",
@@ -406,6 +418,13 @@ osd_heartbeat_interval = 2
         let c = Conf::parse("[osd]\nosd_recovery_sleep = 0\n").expect("toml");
         let o4 = OsdOptions::from_conf(&c, "osd.0").expect("valid");
         assert_eq!(o4.osd_recovery_sleep, Duration::ZERO);
+        assert_eq!(o4.osd_recovery_max_chunk, 8 << 20);
+        let c = Conf::parse(
+            "[osd]\nosd_recovery_max_chunk = 1073741824\nosd_max_write_size = 1048576\n",
+        )
+        .expect("toml");
+        let o5 = OsdOptions::from_conf(&c, "osd.0").expect("valid");
+        assert_eq!(o5.osd_recovery_max_chunk, 1 << 20, "a chunk fits a write");
         let j = o.to_json();
         assert_eq!(j["osd_heartbeat_interval"], json!("0.5"));
         assert_eq!(j["osd_max_pg_log_entries"], json!("50"));

@@ -120,20 +120,39 @@ async fn divergent_entries_roll_back() -> anyhow::Result<()> {
     let big = Bytes::from(vec![0x5a_u8; BIG]);
     let divergent: Vec<(&str, OsdOp)> = vec![
         ("big", OsdOp::WriteFull { data: big.clone() }),
-        ("created", OsdOp::WriteFull { data: content("created", 9) }),
-        ("modified", OsdOp::WriteFull { data: content("modified", 9) }),
+        (
+            "created",
+            OsdOp::WriteFull {
+                data: content("created", 9),
+            },
+        ),
+        (
+            "modified",
+            OsdOp::WriteFull {
+                data: content("modified", 9),
+            },
+        ),
         ("removed", OsdOp::Remove),
-        ("overwritten", OsdOp::WriteFull { data: content("overwritten", 9) }),
+        (
+            "overwritten",
+            OsdOp::WriteFull {
+                data: content("overwritten", 9),
+            },
+        ),
     ];
     // The big write first, alone: its replicated writes must be queued
     // (they are sent before P's own commit completes) before the others,
     // which go to other PGs and could otherwise overtake it.
     for (tid, (tag, op)) in divergent.iter().enumerate() {
         if tid == 1 {
-            let first = wait_for("P to apply the big write", Duration::from_secs(5), || async {
-                let n = counter(&c.perf_dump(&pname).ok()?, "objectstore", "txns");
-                (n > txns_before).then_some(())
-            })
+            let first = wait_for(
+                "P to apply the big write",
+                Duration::from_secs(5),
+                || async {
+                    let n = counter(&c.perf_dump(&pname).ok()?, "objectstore", "txns");
+                    (n > txns_before).then_some(())
+                },
+            )
             .await;
             if let Err(e) = first {
                 thaw(&c);
@@ -158,10 +177,14 @@ async fn divergent_entries_roll_back() -> anyhow::Result<()> {
     }
     // P commits each locally (one transaction per write) while no replica
     // answers.
-    let committed = wait_for("P to apply the five writes", Duration::from_secs(3), || async {
-        let n = counter(&c.perf_dump(&pname).ok()?, "objectstore", "txns");
-        (n >= txns_before + divergent.len() as u64).then_some(())
-    })
+    let committed = wait_for(
+        "P to apply the five writes",
+        Duration::from_secs(3),
+        || async {
+            let n = counter(&c.perf_dump(&pname).ok()?, "objectstore", "txns");
+            (n >= txns_before + divergent.len() as u64).then_some(())
+        },
+    )
     .await;
 
     // 2. P dies before the replicas thaw.
@@ -171,21 +194,42 @@ async fn divergent_entries_roll_back() -> anyhow::Result<()> {
     killed?;
     drop(raw);
     let on_p = c.stored_objects(p as u32, pool, true)?;
-    assert_eq!(on_p.get(&names["big"]).map(|o| o.size), Some(BIG as u64), "P applied the big write");
-    assert_eq!(on_p.get(&names["created"]), Some(&stored(&content("created", 9))));
-    assert_eq!(on_p.get(&names["modified"]), Some(&stored(&content("modified", 9))));
+    assert_eq!(
+        on_p.get(&names["big"]).map(|o| o.size),
+        Some(BIG as u64),
+        "P applied the big write"
+    );
+    assert_eq!(
+        on_p.get(&names["created"]),
+        Some(&stored(&content("created", 9)))
+    );
+    assert_eq!(
+        on_p.get(&names["modified"]),
+        Some(&stored(&content("modified", 9)))
+    );
     assert_eq!(on_p.get(&names["removed"]), None);
-    assert_eq!(on_p.get(&names["overwritten"]), Some(&stored(&content("overwritten", 9))));
+    assert_eq!(
+        on_p.get(&names["overwritten"]),
+        Some(&stored(&content("overwritten", 9)))
+    );
 
     // 3. The replicas go on without P; its writes are not visible.
-    wait_for(&format!("{pname} marked down"), Duration::from_secs(60), || async {
-        let up = c.osds_up().await.ok()?;
-        up.contains(&(p as u32, false)).then_some(())
-    })
+    wait_for(
+        &format!("{pname} marked down"),
+        Duration::from_secs(60),
+        || async {
+            let up = c.osds_up().await.ok()?;
+            up.contains(&(p as u32, false)).then_some(())
+        },
+    )
     .await?;
-    c.wait_pgs(1, PG_NUM, &["active"], Duration::from_secs(60)).await?;
+    c.wait_pgs(1, PG_NUM, &["active"], Duration::from_secs(60))
+        .await?;
     for tag in ["big", "created"] {
-        let e = io.read(&names[tag], 0, 0).await.expect_err("never acknowledged");
+        let e = io
+            .read(&names[tag], 0, 0)
+            .await
+            .expect_err("never acknowledged");
         assert_eq!(e.errno(), errno::ENOENT, "{tag}: {e}");
     }
     for tag in ["modified", "removed", "overwritten"] {

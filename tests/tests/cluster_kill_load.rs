@@ -8,7 +8,10 @@
 //! - no acknowledged write is lost and no append is applied twice (each
 //!   object reads back as its last acknowledged write; each record log as
 //!   the acknowledged records in order);
-//! - recovery brings every PG to active+clean;
+//! - recovery brings every PG to active+clean, also for two objects
+//!   written while osd.0 was down that are larger than any message may be
+//!   (one pushed to osd.0, one pulled by it as primary): they travel in
+//!   `osd_recovery_max_chunk` pieces;
 //! - offline, each object is on all three OSDs, byte for byte (crc32c of
 //!   the data, read by the objectstore tool).
 
@@ -34,6 +37,18 @@ const GRACE_S: u64 = 4;
 /// machine (a few seconds), and the client's resend on the new map;
 /// 16 s in all.
 const RESUME_BOUND: Duration = Duration::from_secs(GRACE_S + 12);
+/// Client writes and recovery chunks of this size; the messenger's frame
+/// bound is then its 64 MiB floor, below [`HUGE`].
+const WRITE_MAX: usize = 4 << 20;
+const HUGE: usize = 70 << 20;
+
+fn huge(seed: usize) -> Bytes {
+    Bytes::from(
+        (0..HUGE)
+            .map(|j| ((j / 4096 * 31 + j + seed) % 251) as u8)
+            .collect::<Vec<u8>>(),
+    )
+}
 
 fn content(w: usize, n: usize) -> Bytes {
     let size = 512 + (w * 977 + n * 131) % 12000;
@@ -95,7 +110,10 @@ async fn writer(io: IoCtx, w: usize, acks: Shared, stop: Arc<AtomicBool>) -> any
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_under_write_load() -> anyhow::Result<()> {
-    let opts = ClusterOpts::default().set("osd_heartbeat_grace", &GRACE_S.to_string());
+    let opts = ClusterOpts::default()
+        .set("osd_heartbeat_grace", &GRACE_S.to_string())
+        .set("osd_max_write_size", &WRITE_MAX.to_string())
+        .set("osd_recovery_max_chunk", &WRITE_MAX.to_string());
     let c = Cluster::start(opts).await?;
     c.create_pool(POOL, PG_NUM, 3, 2).await?;
     c.wait_pgs(1, PG_NUM, &["active", "clean"], Duration::from_secs(60))
@@ -105,7 +123,22 @@ async fn kill9_under_write_load() -> anyhow::Result<()> {
         rados.ioctx(POOL).ok()
     })
     .await?;
-    let pool = rados.osdmap().pool_by_name(POOL)?.id;
+    let map = rados.osdmap();
+    let pool = map.pool_by_name(POOL)?.id;
+    // Two huge objects: one in a PG osd.0 leads (it pulls), one it does not
+    // (it is pushed to).
+    let primary_of = |name: &str| -> anyhow::Result<i32> {
+        Ok(map
+            .pg_to_up_acting_osds(map.object_to_pg(pool, name)?)?
+            .acting_primary)
+    };
+    let pick = |want0: bool| {
+        (0..)
+            .map(|i| format!("huge-{i}"))
+            .find(|n| primary_of(n).is_ok_and(|p| (p == 0) == want0))
+            .unwrap_or_default()
+    };
+    let huge_names = [pick(true), pick(false)];
 
     let acks: Shared = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
@@ -158,11 +191,26 @@ async fn kill9_under_write_load() -> anyhow::Result<()> {
         Duration::from_secs(60),
     )
     .await?;
-    // Degraded writes for a while, then osd.0 returns while they go on.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Degraded writes for a while (and the huge objects), then osd.0
+    // returns while they go on.
+    for (seed, name) in huge_names.iter().enumerate() {
+        let v = huge(seed);
+        for (i, piece) in v.chunks(WRITE_MAX).enumerate() {
+            io.write(name, (i * WRITE_MAX) as u64, v.slice_ref(piece))
+                .await?;
+        }
+        lock(&acks)?.objects.insert(name.clone(), v);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
     c.restart_missing().await?;
     c.wait_pgs(1, PG_NUM, &["active", "clean"], Duration::from_secs(120))
         .await?;
+    let d = c.perf_dump("osd.0")?;
+    assert!(
+        kalmar_tests::counter(&d, "osd", "subop_push_in_bytes") >= HUGE as u64 * 2,
+        "both huge objects reached osd.0 by recovery: {}",
+        d["osd"]
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop.store(true, Ordering::Relaxed);
     let mut total = 0;
@@ -172,9 +220,17 @@ async fn kill9_under_write_load() -> anyhow::Result<()> {
     eprintln!("{total} ops acknowledged in all");
 
     // Nothing acknowledged is lost; nothing applied twice.
-    let a = lock(&acks)?;
+    let a = std::mem::take(&mut *lock(&acks)?);
     for (k, v) in &a.objects {
-        let got = io.read(k, 0, 0).await?;
+        // In pieces: one reply may not exceed the messenger's frame bound.
+        let mut got = BytesMut::new();
+        while got.len() < v.len() {
+            let piece = io.read(k, got.len() as u64, WRITE_MAX as u64).await?;
+            if piece.is_empty() {
+                break;
+            }
+            got.extend_from_slice(&piece);
+        }
         assert!(
             got == *v,
             "{k}: {} bytes read, the last ack was {} bytes",
@@ -208,7 +264,6 @@ async fn kill9_under_write_load() -> anyhow::Result<()> {
         };
         expect.insert(format!("log-{w}"), (all(), obj));
     }
-    drop(a);
     rados.shutdown().await;
     for o in 0..3 {
         c.stop(&format!("osd.{o}"))?;

@@ -15,6 +15,7 @@ pub mod meta;
 pub mod plan;
 
 mod actions;
+mod push;
 mod read;
 mod recovery;
 mod write;
@@ -207,6 +208,8 @@ pub struct PgActor {
     io: IoCounts,
     /// When the next push may leave under `osd_recovery_sleep`.
     next_push_at: Option<tokio::time::Instant>,
+    /// Objects being received in chunks: the offset the next must have.
+    receiving: BTreeMap<String, u64>,
     stopped: bool,
 }
 
@@ -238,6 +241,7 @@ impl PgActor {
             stats_seq: 0,
             io: IoCounts::default(),
             next_push_at: None,
+            receiving: BTreeMap::new(),
             stopped: false,
         };
         let handle = PgHandle { tx };
@@ -379,8 +383,10 @@ impl PgActor {
     /// dropped since peering may roll entries back.
     fn new_interval(&mut self) {
         self.objects.clear();
-        // Pushes held back for the old interval are dropped when due.
+        // Pushes held back for the old interval are dropped when due;
+        // chunks of the old interval no longer arrive.
         self.next_push_at = None;
+        self.receiving.clear();
         let mut requeue: Vec<ClientOp> = Vec::new();
         for (_, w) in std::mem::take(&mut self.inflight) {
             requeue.extend(w.into_ops());
