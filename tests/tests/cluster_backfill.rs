@@ -1,11 +1,12 @@
 //! Backfill and the PG Temp handoff across real processes, on one cluster
 //! in sequence (3 OSDs, pool size 3 / min_size 2, data written first):
 //!
-//! 1. A fourth OSD joins while a client keeps writing: every PG whose up
-//!    set gains it shows `remapped` and `backfill_wait`/`backfilling`, with
-//!    a pg_temp in `osd dump` that keeps the old holders acting; the
-//!    entries disappear when done, the PGs are clean, the old copies are
-//!    purged, and the backfill counters account for every object copied.
+//! 1. A fourth OSD joins while a client keeps writing and removing: every
+//!    PG whose up set gains it shows `remapped` and
+//!    `backfill_wait`/`backfilling`, with a pg_temp in `osd dump` that
+//!    keeps the old holders acting; the entries disappear when done, the
+//!    PGs are clean, the old copies are purged, and the backfill counters
+//!    account for every object copied.
 //! 2. `osd out 0`: its data moves away (it ends holding no PG); `osd in 0`:
 //!    it moves back to the same mapping.
 //! 3. `osd out 3`, then `osd in 3`: while it is being backfilled again it
@@ -194,8 +195,8 @@ async fn check_reads(io: &IoCtx, acked: &Acked) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes new objects and rewrites the hot ones until told to stop;
-/// records every acknowledged write.
+/// Writes new objects, rewrites and removes the hot ones until told to
+/// stop; records every acknowledged write and removal.
 fn start_writer(
     io: IoCtx,
     acked: Acked,
@@ -208,17 +209,30 @@ fn start_writer(
     let h = tokio::spawn(async move {
         let mut n = 0;
         while !s.load(std::sync::atomic::Ordering::Relaxed) {
-            let (k, v) = if n % 2 == 0 {
-                (format!("live-{n:05}"), content("live", n, 0))
-            } else {
-                let i = (n / 2) % HOT;
-                (format!("hot-{i:03}"), content("hot", i, n))
-            };
-            io.write_full(&k, v.clone()).await?;
-            acked
+            let i = (n * 7) % HOT;
+            let hot = format!("hot-{i:03}");
+            let exists = acked
                 .lock()
                 .map_err(|_| anyhow::anyhow!("poisoned"))?
-                .insert(k, v);
+                .contains_key(&hot);
+            if n % 4 == 2 && exists {
+                io.remove(&hot).await?;
+                acked
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("poisoned"))?
+                    .remove(&hot);
+            } else {
+                let (k, v) = if n % 4 == 0 {
+                    (format!("live-{n:05}"), content("live", n, 0))
+                } else {
+                    (hot, content("hot", i, n))
+                };
+                io.write_full(&k, v.clone()).await?;
+                acked
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("poisoned"))?
+                    .insert(k, v);
+            }
             n += 1;
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
