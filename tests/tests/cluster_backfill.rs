@@ -63,6 +63,8 @@ struct PgLine {
     state: String,
     up: Vec<u32>,
     acting: Vec<u32>,
+    misplaced: u64,
+    degraded: u64,
 }
 
 fn osds(v: &Value) -> Vec<u32> {
@@ -84,6 +86,8 @@ async fn pg_lines(c: &Cluster) -> anyhow::Result<BTreeMap<String, PgLine>> {
             state: p["state"].as_str().unwrap_or_default().to_string(),
             up: osds(&p["up"]),
             acting: osds(&p["acting"]),
+            misplaced: p["stat_sum"]["num_objects_misplaced"].as_u64().unwrap_or(0),
+            degraded: p["stat_sum"]["num_objects_degraded"].as_u64().unwrap_or(0),
         };
         m.insert(id, line);
     }
@@ -97,6 +101,9 @@ struct Seen {
     states: BTreeMap<String, BTreeSet<String>>,
     /// PG -> pg_temp entries in `osd dump`.
     temps: BTreeMap<String, BTreeSet<Vec<u32>>>,
+    /// PG -> the most misplaced / degraded objects it reported.
+    misplaced: BTreeMap<String, u64>,
+    degraded: BTreeMap<String, u64>,
 }
 
 impl Seen {
@@ -130,6 +137,10 @@ async fn settle(
                 .entry(pg.clone())
                 .or_default()
                 .insert(l.state.clone());
+            let m = seen.misplaced.entry(pg.clone()).or_default();
+            *m = (*m).max(l.misplaced);
+            let d = seen.degraded.entry(pg.clone()).or_default();
+            *d = (*d).max(l.degraded);
         }
         let clean = lines.len() == PG_NUM as usize
             && lines
@@ -330,6 +341,17 @@ async fn backfill_pg_temp_out_in_and_resume() -> anyhow::Result<()> {
             assert!(
                 seen.had_state(pg, "backfilling") || seen.had_state(pg, "backfill_wait"),
                 "{pg}: {:?}",
+                seen.states[pg]
+            );
+            // Three whole copies stay acting: misplaced, never degraded.
+            assert!(
+                seen.misplaced[pg] > 0,
+                "{pg}: no misplaced objects reported"
+            );
+            assert!(
+                !seen.had_state(pg, "degraded") && seen.degraded[pg] == 0,
+                "{pg}: degraded while three copies were acting ({} objects, {:?})",
+                seen.degraded[pg],
                 seen.states[pg]
             );
         } else {
