@@ -147,7 +147,7 @@ async fn divergent_entries_roll_back() -> anyhow::Result<()> {
         if tid == 1 {
             let first = wait_for(
                 "P to apply the big write",
-                Duration::from_secs(5),
+                Duration::from_secs(20),
                 || async {
                     let n = counter(&c.perf_dump(&pname).ok()?, "objectstore", "txns");
                     (n > txns_before).then_some(())
@@ -158,6 +158,9 @@ async fn divergent_entries_roll_back() -> anyhow::Result<()> {
                 thaw(&c);
                 return Err(e);
             }
+            // The PG task queues the replicated writes right after its own
+            // transaction; give it a moment beyond the commit.
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
         let oid = names[tag].clone();
         let req = OsdOpRequest {
@@ -179,7 +182,7 @@ async fn divergent_entries_roll_back() -> anyhow::Result<()> {
     // answers.
     let committed = wait_for(
         "P to apply the five writes",
-        Duration::from_secs(3),
+        Duration::from_secs(10),
         || async {
             let n = counter(&c.perf_dump(&pname).ok()?, "objectstore", "txns");
             (n >= txns_before + divergent.len() as u64).then_some(())
