@@ -1,10 +1,13 @@
 //! Recovery and backfill I/O the state machine asks for, on the receiving
 //! side and for backfill: pushes held back by `osd_recovery_sleep`,
-//! writing pushed objects (chunk by chunk; see [`super::push`] for the
-//! sending side), pulls, scanning collections in object order, and
-//! removing extras from a backfill target. An object's last chunk and the
+//! writing pushed objects and pull replies (chunk by chunk; see
+//! [`super::push`] for the sending side), scanning collections in object
+//! order, and removing extras from a backfill target.
+//!
+//! An object's first chunk replaces the local copy; its last chunk and the
 //! PG metadata its machine updates go in one transaction, so an object is
-//! recovered only once it is whole.
+//! recovered only once it is whole, and until then it stays missing (never
+//! read, never a source).
 
 use std::time::Instant;
 
@@ -25,6 +28,9 @@ use crate::wire::{decode_scan, encode_scan};
 
 /// Names listed per store call while scanning.
 const SCAN_PAGE: usize = 256;
+/// The next offset of an object whose chunk the store refused: no later
+/// chunk matches it, so the object is never completed (nor acknowledged).
+const REFUSED_CHUNK: u64 = u64::MAX;
 
 /// Lists the collection in object order after `begin`, with versions.
 async fn scan(
@@ -192,9 +198,20 @@ impl PgActor {
         perf.inc(L_SUBOP_PUSH, 1);
         perf.inc(L_SUBOP_PUSH_IN_BYTES, push.data.len() as u64);
         if !push.complete {
-            let next = push.data_offset + push.data.len() as u64;
+            // Durable before the next chunk is taken: a refused chunk must
+            // keep the object from being completed with a hole.
+            let next = match self.svc.store.queue_transaction(t).await {
+                Ok(()) => push.data_offset + push.data.len() as u64,
+                Err(e) => {
+                    if e.is_fatal() {
+                        self.svc
+                            .fatal(format!("pg {}: push chunk failed: {e}", self.pgid));
+                    }
+                    tracing::error!(pgid = %self.pgid, oid = %push.oid, "push chunk refused: {e}");
+                    REFUSED_CHUNK
+                }
+            };
             self.receiving.insert(push.oid.clone(), next);
-            self.queue_txn(t, AfterCommit::Nothing);
             return;
         }
         self.receiving.remove(&push.oid);
