@@ -9,9 +9,10 @@
 #      writes, 16 in flight) -- "before";
 #   3. osd.2 is stopped (noout set); RECOVERY_GIB GiB are written as 4 MiB
 #      objects while it is down;
-#   4. osd.2 is restarted, and at once the same client bench runs again
-#      while recovery goes on -- "during" counts only the bench's seconds
-#      that ended before every PG was active+clean;
+#   4. osd.2 is restarted, and once it is up the same client bench runs
+#      until a few seconds after recovery ends -- "during" counts the
+#      bench's seconds that ended before every PG was active+clean,
+#      "after" the others;
 #   5. time from the restart to all PGs active+clean, and the bytes that
 #      reached osd.2 by recovery (its subop_push_in_bytes: pushes and pull
 #      replies) over that time, as a fraction of the raw bandwidth.
@@ -138,23 +139,27 @@ def all_clean():
 t_restart = time.time()
 subprocess.run([k, "vstart", "--osds", "3", "--dir", cdir], check=True, capture_output=True)
 t_up = time.time()
+# The client bench runs from osd.2's boot until a few seconds after the
+# last PG is clean (then it is stopped; its per-second lines suffice).
 lines = []
-def bench():
-    p = subprocess.Popen([k, "--conf", conf, "rados", "-p", "rec", "bench", str(secs), "write",
+bench = subprocess.Popen([k, "--conf", conf, "rados", "-p", "rec", "bench", str(int(timeout)), "write",
                           "-b", "4K", "-t", str(qd), "--no-cleanup", "--run-name", "during"],
                          stdout=subprocess.PIPE, text=True)
-    for line in p.stdout:
+def read_lines():
+    for line in bench.stdout:
         lines.append((time.time(), line.rstrip("\n")))
-    p.wait()
-b = threading.Thread(target=bench)
-b.start()
+reader = threading.Thread(target=read_lines)
+reader.start()
 t_clean = None
 while time.time() - t_restart < timeout:
     if all_clean():
         t_clean = time.time()
         break
     time.sleep(0.25)
-b.join()
+time.sleep(min(secs, 5) + 0.5)
+bench.terminate()
+bench.wait()
+reader.join()
 if t_clean is None:
     sys.exit(f"not active+clean within {timeout} s")
 perf = json.loads(kc("-f", "json", "daemon", "osd.2", "perf", "dump"))["osd"]
