@@ -39,20 +39,8 @@ cleanup() {
   exit $rc
 }
 trap cleanup EXIT INT TERM
-
-fill() { # file size: a file whose blocks are all allocated
-  truncate -s "$2" "$1"
-  dd if=/dev/zero of="$1" bs=1M count=$(( $(stat -c %s "$1") / 1048576 )) oflag=direct conv=notrunc status=none
-}
-
-cpu_seconds() { # utime + stime of the given pids, summed, in seconds
-  local hz total=0 p
-  hz=$(getconf CLK_TCK)
-  for p in "$@"; do
-    total=$(awk -v t="$total" -v hz="$hz" '{ sub(/^.*\) /, ""); print t + ($12 + $13) / hz }' "/proc/$p/stat")
-  done
-  echo "$total"
-}
+# shellcheck source=benches/bench_common.sh
+. benches/bench_common.sh
 
 RESULTS="$WORK/results.tsv"
 : >"$RESULTS"
@@ -65,10 +53,7 @@ if LOOP=$(losetup --find --show --direct-io=on "$WORK/raw.img" 2>/dev/null); the
 for bs in 4k 4m; do
   for sync in 0 1; do
     name="raw-$([ $sync = 1 ] && echo durable || echo plain)"
-    rw=$([ $bs = 4k ] && echo randwrite || echo write)
-    fio --name=raw --filename="$RAW_DEV" --ioengine=io_uring --direct=1 --sync=$sync --rw=$rw --bs=$bs \
-      --iodepth=$QD --runtime="$SECS" --time_based --size="$RAW_SIZE" --output-format=json \
-      --output="$WORK/fio-$name-$bs.json" >/dev/null
+    fio_raw "$RAW_DEV" "$RAW_SIZE" "$SECS" $bs $QD $sync "$WORK/fio-$name-$bs.json"
     python3 - "$WORK/fio-$name-$bs.json" "$name" "$bs" >>"$RESULTS" <<'EOF'
 import json, sys
 j = json.load(open(sys.argv[1]))["jobs"][0]["write"]

@@ -102,6 +102,20 @@ fn every_subcommand() {
         serde_json::from_str(&ok(&tool(&dev, &["list", "1.0_head", "-f", "json"]))).expect("json");
     assert_eq!(listed[0]["name"], "rbd_data.1");
     assert_eq!(listed[0]["size_bytes"], 300000);
+    assert!(listed[0].get("data_crc32c").is_none(), "only with --digest");
+    let digests: serde_json::Value = serde_json::from_str(&ok(&tool(
+        &dev,
+        &["list", "1.0_head", "--digest", "-f", "json"],
+    )))
+    .expect("json");
+    let crc = u64::from(crc32c::crc32c(&data));
+    assert_eq!(digests[0]["data_crc32c"], crc);
+    assert_eq!(digests[1]["data_crc32c"], crc);
+    let plain = ok(&tool(&dev, &["list", "1.0_head", "--digest"]));
+    assert!(
+        plain.starts_with(&format!("rbd_data.1\t300000\t{crc:08x}\n")),
+        "{plain}"
+    );
 
     ok(&tool(&dev, &["rm", "1.0_head", "small"]));
     let rm_again = tool(&dev, &["rm", "1.0_head", "small"]);

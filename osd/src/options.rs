@@ -53,6 +53,14 @@ pub struct OsdOptions {
     pub osd_backfill_scan_max: usize,
     /// Largest object a recovery push carries.
     pub osd_recovery_max_object_size: u64,
+    /// Data bytes per push message: a larger object travels in several
+    /// (bounded by `osd_max_write_size`, so a chunk always fits the
+    /// cluster messenger's frames).
+    pub osd_recovery_max_chunk: u64,
+    /// Pause between a PG's recovery or backfill pushes (Ceph's
+    /// `osd_recovery_sleep`; 0 = none): throttles recovery in favour of
+    /// client I/O.
+    pub osd_recovery_sleep: Duration,
     pub osd_find_best_info_ignore_history_les: bool,
     /// Writes that add data are refused (ENOSPC) once the store is this
     /// full, so a transaction never runs out of space halfway through a
@@ -106,6 +114,8 @@ impl Default for OsdOptions {
             osd_max_backfills: 1,
             osd_backfill_scan_max: 512,
             osd_recovery_max_object_size: 128 << 20,
+            osd_recovery_max_chunk: 8 << 20,
+            osd_recovery_sleep: Duration::ZERO,
             osd_find_best_info_ignore_history_les: false,
             osd_failsafe_full_ratio: 0.97,
             osd_max_scrubs: 1,
@@ -270,6 +280,10 @@ impl OsdOptions {
                 d.osd_recovery_max_object_size,
                 4096,
             )?,
+            osd_recovery_max_chunk: r
+                .int("osd_recovery_max_chunk", d.osd_recovery_max_chunk, 4096)?
+                .min(r.int("osd_max_write_size", d.osd_max_write_size, 4096)?),
+            osd_recovery_sleep: r.secs_or_zero("osd_recovery_sleep", d.osd_recovery_sleep)?,
             osd_find_best_info_ignore_history_les: conf
                 .get(entity, "osd_find_best_info_ignore_history_les")?
                 .unwrap_or(d.osd_find_best_info_ignore_history_les),
@@ -391,6 +405,11 @@ impl OsdOptions {
             self.osd_recovery_max_object_size.to_string(),
         );
         put(
+            "osd_recovery_max_chunk",
+            self.osd_recovery_max_chunk.to_string(),
+        );
+        put("osd_recovery_sleep", s(self.osd_recovery_sleep));
+        put(
             "osd_failsafe_full_ratio",
             self.osd_failsafe_full_ratio.to_string(),
         );
@@ -451,10 +470,25 @@ osd_heartbeat_interval = 2
             "[osd]\nosd_heartbeat_grace = \"soon\"\n",
             "[osd]\nosd_scrub_min_interval = -1\n",
             "[osd]\nosd_scrub_chunk_max = 0\n",
+            "[osd]\nosd_recovery_sleep = -0.1\n",
         ] {
             let c = Conf::parse(bad).expect("toml");
             assert!(OsdOptions::from_conf(&c, "osd.0").is_err(), "{bad}");
         }
+        assert_eq!(o.osd_recovery_sleep, Duration::ZERO, "off by default");
+        let c = Conf::parse("[osd]\nosd_recovery_sleep = 0.05\n").expect("toml");
+        let o3 = OsdOptions::from_conf(&c, "osd.0").expect("valid");
+        assert_eq!(o3.osd_recovery_sleep, Duration::from_millis(50));
+        let c = Conf::parse("[osd]\nosd_recovery_sleep = 0\n").expect("toml");
+        let o4 = OsdOptions::from_conf(&c, "osd.0").expect("valid");
+        assert_eq!(o4.osd_recovery_sleep, Duration::ZERO);
+        assert_eq!(o4.osd_recovery_max_chunk, 8 << 20);
+        let c = Conf::parse(
+            "[osd]\nosd_recovery_max_chunk = 1073741824\nosd_max_write_size = 1048576\n",
+        )
+        .expect("toml");
+        let o5 = OsdOptions::from_conf(&c, "osd.0").expect("valid");
+        assert_eq!(o5.osd_recovery_max_chunk, 1 << 20, "a chunk fits a write");
         let j = o.to_json();
         assert_eq!(j["osd_heartbeat_interval"], json!("0.5"));
         assert_eq!(j["osd_max_pg_log_entries"], json!("50"));

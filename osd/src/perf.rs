@@ -1,9 +1,9 @@
 //! The OSD's perf counter loggers with Ceph's names, types, priorities,
 //! nicks and descriptions: `osd` (client ops, sub-ops, recovery, PG counts,
-//! space), `recoverystate_perf` (time spent in each peering state) and
+//! space), `recoverystate_perf` (time spent in each peering state),
 //! Kalmar's `osd_scrub` (scrubs this OSD ran as primary, the maps it
-//! built, reads it repaired). The ObjectStore registers its own `objectstore` logger beside
-//! them.
+//! built, reads it repaired), and backfill counters Ceph lacks. The
+//! ObjectStore registers its own `objectstore` logger beside them.
 
 use std::sync::Arc;
 
@@ -60,6 +60,11 @@ pub const L_STAT_BYTES: usize = 45;
 pub const L_STAT_BYTES_USED: usize = 46;
 pub const L_STAT_BYTES_AVAIL: usize = 47;
 pub const L_LOADAVG: usize = 48;
+pub const L_BACKFILL_OPS: usize = 49;
+pub const L_BACKFILL_BYTES: usize = 50;
+pub const L_BACKFILL_REMOVES: usize = 51;
+pub const L_BACKFILL_SCANS: usize = 52;
+pub const L_SUBOP_BACKFILL_REMOVE: usize = 53;
 
 /// `(name, kind, description, nick, priority, unit)` in index order.
 type Spec = (
@@ -295,6 +300,41 @@ const OSD_COUNTERS: &[Spec] = &[
     ("stat_bytes_used", G, "Used space", "used", 5, B),
     ("stat_bytes_avail", G, "Available space", "", D, B),
     ("loadavg", G, "CPU load", "", D, N),
+    // Backfill's share of recovery_ops / recovery_bytes (Ceph has no
+    // such counters; named after those two), and its other work.
+    (
+        "backfill_ops",
+        C,
+        "Started backfill operations (object pushes to backfill targets)",
+        "bop",
+        8,
+        N,
+    ),
+    ("backfill_bytes", C, "backfill bytes", "bbt", 8, B),
+    (
+        "backfill_removes",
+        C,
+        "Objects removed from backfill targets",
+        "",
+        5,
+        N,
+    ),
+    (
+        "backfill_scans",
+        C,
+        "Backfill range scans (of this OSD and of backfill targets)",
+        "",
+        5,
+        N,
+    ),
+    (
+        "subop_backfill_remove",
+        C,
+        "Objects removed as a backfill target",
+        "",
+        D,
+        N,
+    ),
 ];
 
 fn build_from(name: &str, specs: &[Spec]) -> Arc<PerfCounters> {
@@ -498,7 +538,15 @@ mod tests {
         for (i, name) in check {
             assert_eq!(osd.descs()[i].name, name);
         }
-        assert_eq!(osd.descs().len(), L_LOADAVG + 1);
+        assert_eq!(osd.descs()[L_BACKFILL_OPS].name, "backfill_ops");
+        assert_eq!(osd.descs()[L_BACKFILL_BYTES].name, "backfill_bytes");
+        assert_eq!(osd.descs()[L_BACKFILL_REMOVES].name, "backfill_removes");
+        assert_eq!(osd.descs()[L_BACKFILL_SCANS].name, "backfill_scans");
+        assert_eq!(
+            osd.descs()[L_SUBOP_BACKFILL_REMOVE].name,
+            "subop_backfill_remove"
+        );
+        assert_eq!(osd.descs().len(), L_SUBOP_BACKFILL_REMOVE + 1);
         // Types and priorities as Ceph's `perf schema` of osd.0 shows them.
         let s = osd.schema();
         assert_eq!(s["op"]["type"], json!(10));

@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::options::OsdOptions;
-use crate::peers::Peers;
+use crate::peers::{PeerError, Peers};
 use crate::pg::PgHandle;
 use crate::reserver::Reserver;
 use crate::tracker::OpTracker;
@@ -157,8 +157,13 @@ impl Service {
     /// sent there).
     pub async fn send_osd(&self, osd: OsdId, msg: Message) {
         let map = self.map();
-        if let Err(e) = self.cluster.send(&map, osd, msg).await {
-            tracing::debug!(osd, "message not sent: {e}");
+        match self.cluster.send(&map, osd, msg).await {
+            Ok(()) => {}
+            // A message no peer could take is a bug, never routine.
+            Err(PeerError::Send(e @ kalmar_msgr::SendError::TooLarge { .. })) => {
+                tracing::error!(osd, "message not sent: {e}");
+            }
+            Err(e) => tracing::debug!(osd, "message not sent: {e}"),
         }
     }
 }

@@ -11,6 +11,7 @@
 //!   the test executable's directory and its parent.
 #![deny(clippy::unwrap_used)]
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,7 +21,8 @@ use anyhow::{anyhow, bail, Context};
 use kalmar_cli::procs::{find_bin, pid_alive, read_pid, run_bounded, signal, stop};
 use kalmar_cli::vstart::{binary_of, daemons, vstart, VstartArgs};
 use kalmar_client::{ClientConfig, Rados};
-use kalmar_msgr::{EntityName, EntityType, MsgrConfig};
+use kalmar_msgr::{event_channel, Connection, EntityName, EntityType, Event, MsgrConfig};
+use kalmar_proto::client::{OsdOpReply, OsdOpRequest};
 use kalmar_proto::monc::MonClient;
 use serde_json::{json, Value};
 
@@ -90,6 +92,129 @@ where
         }
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// One object as a stopped OSD's store holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredObject {
+    pub size: u64,
+    /// crc32c of the whole data (when asked for).
+    pub crc32c: Option<u32>,
+}
+
+/// A `perf dump` counter (`logger.name`) as a number (0 if absent).
+pub fn counter(dump: &Value, logger: &str, name: &str) -> u64 {
+    dump[logger][name].as_u64().unwrap_or(0)
+}
+
+/// A raw session to an OSD's client port, for requests the client library
+/// would not send (or would resend).
+pub struct RawSession {
+    conn: Connection,
+    rx: tokio::sync::mpsc::Receiver<Event>,
+}
+
+impl RawSession {
+    /// Opens a session as client `client`; `max_frame_bytes` bounds the
+    /// messages it may send.
+    pub async fn open(
+        addr: SocketAddr,
+        client: u64,
+        max_frame_bytes: usize,
+    ) -> anyhow::Result<RawSession> {
+        let cfg = MsgrConfig {
+            max_frame_bytes,
+            ..MsgrConfig::default()
+        };
+        let (tx, rx) = event_channel(&cfg);
+        let me = EntityName::new(EntityType::Client, client.to_string());
+        let conn = Connection::connect(addr, me, uuid::Uuid::nil(), cfg, tx).await?;
+        Ok(RawSession { conn, rx })
+    }
+
+    /// Sends a request without waiting for its answer.
+    pub async fn send(&self, req: &OsdOpRequest) -> anyhow::Result<()> {
+        self.conn.send(req.to_message()).await?;
+        Ok(())
+    }
+
+    /// Sends a request and waits (at most 20 s) for its answer.
+    pub async fn call(&mut self, req: &OsdOpRequest) -> anyhow::Result<OsdOpReply> {
+        self.send(req).await?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await? {
+                Some(Event::Message(m)) => {
+                    let r = OsdOpReply::from_message(&m.msg)?;
+                    if r.tid == req.tid {
+                        return Ok(r);
+                    }
+                }
+                Some(_) => {}
+                None => bail!("session ended"),
+            }
+        }
+    }
+}
+
+/// An OSD's address of one purpose (`public_addr`, `cluster_addr`,
+/// `heartbeat_back_addr`, ...) in an `osd dump`.
+pub fn osd_addr(dump: &Value, osd: u32, key: &str) -> Option<SocketAddr> {
+    dump["osds"]
+        .as_array()?
+        .iter()
+        .find(|o| o["osd"].as_u64() == Some(u64::from(osd)))?[key]
+        .as_str()?
+        .split('/')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Where each object must be after recovery: its acting OSDs and what
+/// they must hold (`crc32c: None` checks the size only).
+pub type Placement = BTreeMap<String, (Vec<u32>, StoredObject)>;
+
+/// Compares what stopped OSDs hold (`held`, from
+/// [`Cluster::stored_objects`]) with `expect`: one line per object missing
+/// or different on an acting OSD, left on an OSD outside its acting set,
+/// or unknown to `expect`.
+pub fn placement_problems(
+    held: &BTreeMap<u32, BTreeMap<String, StoredObject>>,
+    expect: &Placement,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (name, (acting, want)) in expect {
+        for (osd, objs) in held {
+            let got = objs.get(name);
+            if !acting.contains(osd) {
+                if got.is_some() {
+                    problems.push(format!("{name} left on osd.{osd} (acting {acting:?})"));
+                }
+                continue;
+            }
+            match got {
+                None => problems.push(format!("{name} missing on osd.{osd}")),
+                Some(g) if g.size != want.size => problems.push(format!(
+                    "{name} on osd.{osd}: {} bytes, want {}",
+                    g.size, want.size
+                )),
+                Some(g) if want.crc32c.is_some() && g.crc32c != want.crc32c => {
+                    problems.push(format!(
+                        "{name} on osd.{osd}: crc32c {:?}, want {:?}",
+                        g.crc32c, want.crc32c
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    for (osd, objs) in held {
+        for name in objs.keys().filter(|n| !expect.contains_key(*n)) {
+            problems.push(format!("osd.{osd} holds {name}, which no client wrote"));
+        }
+    }
+    problems
 }
 
 /// A running test cluster; dropping it stops every daemon.
@@ -170,6 +295,15 @@ impl Cluster {
         Ok(())
     }
 
+    /// Sends `sig` to a daemon (SIGSTOP / SIGCONT to freeze and thaw it).
+    pub fn signal(&self, name: &str, sig: i32) -> anyhow::Result<()> {
+        let pid = self
+            .pid(name)
+            .ok_or_else(|| anyhow!("{name} is not running"))?;
+        signal(pid, binary_of(name), sig);
+        Ok(())
+    }
+
     /// Stops a daemon cleanly (SIGTERM, bounded).
     pub fn stop(&self, name: &str) -> anyhow::Result<()> {
         let pid = self
@@ -190,6 +324,22 @@ impl Cluster {
             timeout: self.opts.start_timeout.as_secs(),
         };
         vstart(&args).await.map(|_| ())
+    }
+
+    /// Adds OSDs until there are `total` (made and started like `vstart
+    /// --osds TOTAL` on the directory), waiting until they are up.
+    pub async fn add_osds(&mut self, total: u32) -> anyhow::Result<()> {
+        let args = VstartArgs {
+            osds: total,
+            mgrs: self.opts.mgrs,
+            dir: self.dir().to_path_buf(),
+            osd_size: self.opts.osd_size.clone(),
+            set: Vec::new(),
+            timeout: self.opts.start_timeout.as_secs(),
+        };
+        let c = vstart(&args).await?;
+        self.osds = c.osds;
+        Ok(())
     }
 
     /// Runs a mon command and returns its JSON output.
@@ -327,6 +477,49 @@ impl Cluster {
         Ok(serde_json::from_slice(&out.stdout)?)
     }
 
+    /// The client objects of `pool` on the stopped `osd.N`, by name (PG
+    /// metadata objects left out); with `digest`, each object's data is
+    /// read and its crc32c given.
+    pub fn stored_objects(
+        &self,
+        osd: u32,
+        pool: u64,
+        digest: bool,
+    ) -> anyhow::Result<BTreeMap<String, StoredObject>> {
+        let colls: Vec<String> =
+            serde_json::from_value(self.objectstore_tool(osd, &["list-collections"])?)?;
+        let mut out = BTreeMap::new();
+        let prefix = format!("{pool}.");
+        for coll in colls.iter().filter(|c| c.starts_with(&prefix)) {
+            let mut args = vec!["list", coll.as_str()];
+            if digest {
+                args.push("--digest");
+            }
+            let list = self.objectstore_tool(osd, &args)?;
+            for e in list.as_array().cloned().unwrap_or_default() {
+                let name = e["name"].as_str().unwrap_or_default().to_string();
+                if name.starts_with('\0') {
+                    continue;
+                }
+                let obj = StoredObject {
+                    size: e["size_bytes"]
+                        .as_u64()
+                        .ok_or_else(|| anyhow!("osd.{osd} {coll}: no size in {e}"))?,
+                    crc32c: e["data_crc32c"].as_u64().map(|c| c as u32),
+                };
+                if out.insert(name.clone(), obj).is_some() {
+                    bail!("osd.{osd} holds {name} in two collections");
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// `perf dump` of a daemon.
+    pub fn perf_dump(&self, name: &str) -> anyhow::Result<Value> {
+        self.admin(name, "perf dump")
+    }
+
     /// Runs a binary of the workspace with `args`, bounded.
     pub fn run_bin(
         &self,
@@ -392,5 +585,52 @@ impl Drop for Cluster {
                 eprintln!("keeping {}", d.keep().display());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(size: u64, crc: Option<u32>) -> StoredObject {
+        StoredObject { size, crc32c: crc }
+    }
+
+    #[test]
+    fn placement_problems_names_each_discrepancy() {
+        let mut expect = Placement::new();
+        expect.insert("a".into(), (vec![0, 1], obj(3, Some(7))));
+        expect.insert("b".into(), (vec![1, 2], obj(5, None)));
+        let mut held: BTreeMap<u32, BTreeMap<String, StoredObject>> = BTreeMap::new();
+        held.entry(0)
+            .or_default()
+            .insert("a".into(), obj(3, Some(7)));
+        held.entry(1)
+            .or_default()
+            .insert("a".into(), obj(3, Some(7)));
+        held.entry(1)
+            .or_default()
+            .insert("b".into(), obj(5, Some(1)));
+        held.entry(2)
+            .or_default()
+            .insert("b".into(), obj(5, Some(2)));
+        assert!(placement_problems(&held, &expect).is_empty());
+
+        held.entry(1)
+            .or_default()
+            .insert("a".into(), obj(3, Some(8)));
+        held.entry(0).or_default().insert("b".into(), obj(5, None));
+        held.entry(2).or_default().remove("b");
+        held.entry(2).or_default().insert("c".into(), obj(1, None));
+        let p = placement_problems(&held, &expect);
+        assert_eq!(
+            p,
+            vec![
+                "a on osd.1: crc32c Some(8), want Some(7)".to_string(),
+                "b left on osd.0 (acting [1, 2])".to_string(),
+                "b missing on osd.2".to_string(),
+                "osd.2 holds c, which no client wrote".to_string(),
+            ]
+        );
     }
 }

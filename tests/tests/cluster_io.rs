@@ -14,9 +14,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use kalmar_client::{ClientConfig, IoCtx, Rados};
 use kalmar_maps::PgId;
-use kalmar_msgr::{event_channel, Connection, EntityName, EntityType, Event, MsgrConfig};
-use kalmar_proto::client::{errno, flags, OsdOp, OsdOpReply, OsdOpRequest};
-use kalmar_tests::{wait_for, Cluster, ClusterOpts};
+use kalmar_msgr::config::DEFAULT_MAX_FRAME_BYTES;
+use kalmar_proto::client::{errno, flags, OsdOp, OsdOpRequest};
+use kalmar_tests::{wait_for, Cluster, ClusterOpts, RawSession};
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
@@ -197,40 +197,6 @@ fn osd_addrs(dump: &Value, osd: u32) -> BTreeMap<&'static str, SocketAddr> {
     m
 }
 
-/// A raw session to an OSD's client port, for requests the library would
-/// not send.
-struct RawSession {
-    conn: Connection,
-    rx: tokio::sync::mpsc::Receiver<Event>,
-}
-
-impl RawSession {
-    async fn open(addr: SocketAddr, client: u64) -> anyhow::Result<RawSession> {
-        let cfg = MsgrConfig::default();
-        let (tx, rx) = event_channel(&cfg);
-        let me = EntityName::new(EntityType::Client, client.to_string());
-        let conn = Connection::connect(addr, me, uuid::Uuid::nil(), cfg, tx).await?;
-        Ok(RawSession { conn, rx })
-    }
-
-    async fn call(&mut self, req: &OsdOpRequest) -> anyhow::Result<OsdOpReply> {
-        self.conn.send(req.to_message()).await?;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            match tokio::time::timeout_at(deadline, self.rx.recv()).await? {
-                Some(Event::Message(m)) => {
-                    let r = OsdOpReply::from_message(&m.msg)?;
-                    if r.tid == req.tid {
-                        return Ok(r);
-                    }
-                }
-                Some(_) => {}
-                None => anyhow::bail!("session ended"),
-            }
-        }
-    }
-}
-
 async fn bad_input(c: &Cluster, rados: &Rados, io: &IoCtx) -> anyhow::Result<()> {
     // Names up to 4 KiB work; longer ones are refused with a clear error.
     let long = "n".repeat(4096);
@@ -252,7 +218,7 @@ async fn bad_input(c: &Cluster, rados: &Rados, io: &IoCtx) -> anyhow::Result<()>
     assert_eq!(e.errno(), errno::ENOENT);
     let dump = c.mon_command(json!({"prefix": "osd dump"})).await?;
     let addrs = osd_addrs(&dump, 0);
-    let mut raw = RawSession::open(addrs["public"], 777).await?;
+    let mut raw = RawSession::open(addrs["public"], 777, DEFAULT_MAX_FRAME_BYTES).await?;
     let req = OsdOpRequest {
         tid: 1,
         client: 777,
@@ -319,13 +285,13 @@ async fn resends(c: &Cluster, rados: &Rados, io: &IoCtx) -> anyhow::Result<()> {
             data: Bytes::from_static(b"0123456789"),
         }],
     };
-    let mut s1 = RawSession::open(addr, 888).await?;
+    let mut s1 = RawSession::open(addr, 888, DEFAULT_MAX_FRAME_BYTES).await?;
     let first = s1.call(&req).await?;
     assert_eq!(first.result, 0, "{first:?}");
     drop(s1);
     // The reply was "lost": the client resends on a new session.
     req.flags |= flags::RETRY;
-    let mut s2 = RawSession::open(addr, 888).await?;
+    let mut s2 = RawSession::open(addr, 888, DEFAULT_MAX_FRAME_BYTES).await?;
     let again = s2.call(&req).await?;
     assert_eq!(again.result, 0);
     assert_eq!(

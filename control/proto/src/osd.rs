@@ -262,10 +262,15 @@ impl_versioned!(RepOpReply, "repop reply", version = 1, compat = 1,
     { pgid, from, interval, tid, result, committed_epoch, committed_version });
 payload!(RepOpReply, OSD_REPOP_REPLY, "osd_repop_reply");
 
-/// A whole object copied for recovery or backfill (primary -> member), or
-/// the answer to a pull (member -> primary). `exists == false` carries a
+/// An object copied for recovery or backfill (primary -> member), or the
+/// answer to a pull (member -> primary). `exists == false` carries a
 /// removal; a pull the source cannot serve has `result == -ENOENT`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+///
+/// An object larger than `osd_recovery_max_chunk` travels as several
+/// messages, in order on one session: each carries the data at
+/// `data_offset`; only the last (`complete`) carries the xattrs and omap
+/// and is answered. The first replaces any local copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PgPush {
     pub pgid: PgId,
     pub from: OsdId,
@@ -282,13 +287,44 @@ pub struct PgPush {
     pub attrs: Vec<(String, Bytes)>,
     pub omap: Vec<(Bytes, Bytes)>,
     pub omap_header: Option<Bytes>,
+    /// Where `data` goes in the object (version 2).
+    pub data_offset: u64,
+    /// The last (or only) message of the object (version 2).
+    pub complete: bool,
 }
 
-const PUSH_VERSION: u8 = 1;
+impl Default for PgPush {
+    fn default() -> Self {
+        PgPush {
+            pgid: PgId::default(),
+            from: 0,
+            map_epoch: 0,
+            interval: 0,
+            oid: String::new(),
+            version_epoch: 0,
+            version: 0,
+            result: 0,
+            exists: false,
+            is_pull_reply: false,
+            data: Bytes::new(),
+            attrs: Vec::new(),
+            omap: Vec::new(),
+            omap_header: None,
+            data_offset: 0,
+            complete: true,
+        }
+    }
+}
+
+/// Version 2 adds chunks (`data_offset`, `complete`); a whole object in
+/// one message stays readable by version 1.
+const PUSH_VERSION: u8 = 2;
 
 impl SegmentedEncode for PgPush {
     fn encode_seg(&self, buf: &mut Vec<u8>, segs: &mut SegmentWriter) {
-        encode_versioned(buf, PUSH_VERSION, 1, |b| {
+        let whole = self.data_offset == 0 && self.complete;
+        let compat = if whole { 1 } else { 2 };
+        encode_versioned(buf, PUSH_VERSION, compat, |b| {
             self.pgid.encode(b);
             self.from.encode(b);
             self.map_epoch.encode(b);
@@ -309,14 +345,16 @@ impl SegmentedEncode for PgPush {
                     put_bytes(b, h);
                 }
             }
+            self.data_offset.encode(b);
+            self.complete.encode(b);
         })
     }
 }
 
 impl SegmentedDecode for PgPush {
     fn decode_seg(d: &mut Decoder<'_>, segs: &mut SegmentReader) -> Result<Self, DecodeError> {
-        d.versioned("pg push", PUSH_VERSION, |d, _| {
-            Ok(PgPush {
+        d.versioned("pg push", PUSH_VERSION, |d, version| {
+            let mut push = PgPush {
                 pgid: PgId::decode(d)?,
                 from: i32::decode(d)?,
                 map_epoch: d.u32()?,
@@ -350,7 +388,14 @@ impl SegmentedDecode for PgPush {
                         })
                     }
                 },
-            })
+                data_offset: 0,
+                complete: true,
+            };
+            if version >= 2 {
+                push.data_offset = d.u64()?;
+                push.complete = bool::decode(d)?;
+            }
+            Ok(push)
         })
     }
 }
@@ -580,11 +625,27 @@ mod tests {
             attrs: vec![("_".into(), Bytes::from_static(b"oi"))],
             omap: vec![(Bytes::from_static(b"k"), Bytes::from_static(b"v"))],
             omap_header: Some(Bytes::from_static(b"h")),
+            data_offset: 0,
+            complete: true,
         };
         assert_eq!(
             PgPush::from_message(&push.to_message()).expect("decodes"),
             push
         );
+        // A whole object keeps compat 1; a chunk needs version 2 (the
+        // header follows the segmented message's 4-byte header length).
+        assert_eq!(push.to_message().payload[4..6], [2, 1], "version, compat");
+        let chunk = PgPush {
+            data_offset: 8 << 20,
+            complete: false,
+            attrs: Vec::new(),
+            omap: Vec::new(),
+            omap_header: None,
+            ..push.clone()
+        };
+        let m = chunk.to_message();
+        assert_eq!(m.payload[4..6], [2, 2], "version, compat");
+        assert_eq!(PgPush::from_message(&m).expect("decodes"), chunk);
     }
 
     proptest! {

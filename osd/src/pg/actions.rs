@@ -137,9 +137,18 @@ impl PgActor {
                     self.svc.perf.inc(L_RECOVERY_OPS, 1);
                     self.svc.send_osd(from, m.to_message()).await;
                 }
-                Action::Push { oid, version, to } => self.push_object(&oid, version, &to).await,
-                Action::ScanLocal { begin, max } => self.scan_local(begin, max).await,
+                Action::Push {
+                    oid,
+                    version,
+                    to,
+                    backfill,
+                } => self.schedule_push(oid, version, to, backfill).await,
+                Action::ScanLocal { begin, max } => {
+                    self.svc.perf.inc(L_BACKFILL_SCANS, 1);
+                    self.scan_local(begin, max).await
+                }
                 Action::ScanPeer { peer, begin, max } => {
+                    self.svc.perf.inc(L_BACKFILL_SCANS, 1);
                     let m = PgScan {
                         pgid: self.pgid,
                         from: self.whoami,
@@ -151,6 +160,7 @@ impl PgActor {
                     self.svc.send_osd(peer, m.to_message()).await;
                 }
                 Action::RemoveOnPeer { peer, oid } => {
+                    self.svc.perf.inc(L_BACKFILL_REMOVES, 1);
                     let m = PgBackfillRemove {
                         pgid: self.pgid,
                         from: self.whoami,

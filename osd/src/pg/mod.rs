@@ -16,6 +16,7 @@ pub mod plan;
 
 mod actions;
 mod command;
+mod push;
 mod read;
 mod recovery;
 mod scrub;
@@ -99,6 +100,15 @@ pub enum PgEvent {
         result: i32,
     },
     Reserved(ReservationKind),
+    /// A recovery or backfill push held back by `osd_recovery_sleep`,
+    /// now due (dropped if the interval changed meanwhile).
+    DelayedPush {
+        interval: Epoch,
+        oid: String,
+        version: kalmar_peering::Eversion,
+        to: Vec<OsdId>,
+        backfill: bool,
+    },
     Push {
         from: SessionHandle,
         push: Box<PgPush>,
@@ -242,6 +252,10 @@ pub struct PgActor {
     /// When this task took the PG on: never-scrubbed PGs count their
     /// scrub schedule from it.
     since_us: u64,
+    /// When the next push may leave under `osd_recovery_sleep`.
+    next_push_at: Option<tokio::time::Instant>,
+    /// Objects being received in chunks: the offset the next must have.
+    receiving: BTreeMap<String, u64>,
     stopped: bool,
 }
 
@@ -276,6 +290,8 @@ impl PgActor {
             scrub_record: None,
             scrub_tid: 0,
             since_us: now_us(),
+            next_push_at: None,
+            receiving: BTreeMap::new(),
             stopped: false,
         };
         let handle = PgHandle { tx };
@@ -321,6 +337,17 @@ impl PgActor {
             PgEvent::ActMap => self.machine(Event::ActMap).await,
             PgEvent::Committed { tid, result } => self.local_committed(tid, result),
             PgEvent::Reserved(kind) => self.machine(Event::ReservationGranted { kind }).await,
+            PgEvent::DelayedPush {
+                interval,
+                oid,
+                version,
+                to,
+                backfill,
+            } => {
+                if interval == self.interval() {
+                    self.push_object(&oid, version, &to, backfill).await
+                }
+            }
             PgEvent::Push { from, push } => self.on_push(from, push).await,
             PgEvent::PushReply(r) => self.on_push_reply(r).await,
             PgEvent::Pull { from, pull } => self.on_pull(from, pull).await,
@@ -415,6 +442,10 @@ impl PgActor {
     fn new_interval(&mut self) {
         self.scrub_new_interval();
         self.objects.clear();
+        // Pushes held back for the old interval are dropped when due;
+        // chunks of the old interval no longer arrive.
+        self.next_push_at = None;
+        self.receiving.clear();
         let mut requeue: Vec<ClientOp> = Vec::new();
         for (_, w) in std::mem::take(&mut self.inflight) {
             requeue.extend(w.into_ops());

@@ -1,20 +1,22 @@
-//! Recovery and backfill I/O the state machine asks for: pushing whole
-//! objects to members, pulling them from a member, scanning collections in
-//! object order, and removing extras from a backfill target. The object
-//! written on the receiving side and the PG metadata its machine updates
-//! go in one transaction.
+//! Recovery and backfill I/O the state machine asks for, on the receiving
+//! side and for backfill: pushes held back by `osd_recovery_sleep`,
+//! writing pushed objects and pull replies (chunk by chunk; see
+//! [`super::push`] for the sending side), scanning collections in object
+//! order, and removing extras from a backfill target.
+//!
+//! An object's first chunk replaces the local copy; its last chunk and the
+//! PG metadata its machine updates go in one transaction, so an object is
+//! recovered only once it is whole, and until then it stays missing (never
+//! read, never a source).
 
-use std::ops::Bound;
 use std::time::Instant;
 
-use bytes::Bytes;
 use kalmar_common::encoding::Decode;
 use kalmar_maps::OsdId;
 use kalmar_msgr::SessionHandle;
 use kalmar_objectstore::{CollectionId, ObjectId, ObjectStore, StoreError, Transaction};
 use kalmar_peering::{Event, Eversion, ObjectBound, ScanResult};
-use kalmar_proto::client::errno;
-use kalmar_proto::osd::{PgBackfillRemove, PgPull, PgPush, PgPushReply, PgScan, PgScanReply};
+use kalmar_proto::osd::{PgBackfillRemove, PgPush, PgPushReply, PgScan, PgScanReply};
 use kalmar_proto::Payload;
 
 use super::actions::AfterCommit;
@@ -24,74 +26,11 @@ use crate::perf::*;
 use crate::service::reply;
 use crate::wire::{decode_scan, encode_scan};
 
-/// Omap entries read per page when copying an object.
-const OMAP_PAGE: usize = 4096;
 /// Names listed per store call while scanning.
 const SCAN_PAGE: usize = 256;
-
-/// A whole object, read for a push.
-struct ObjectCopy {
-    data: Bytes,
-    attrs: Vec<(String, Bytes)>,
-    omap: Vec<(Bytes, Bytes)>,
-    omap_header: Option<Bytes>,
-}
-
-/// Reads everything of an object; `None` if it does not exist.
-async fn read_whole(
-    store: &std::sync::Arc<ObjectStore>,
-    coll: &CollectionId,
-    o: &ObjectId,
-    max_bytes: u64,
-) -> Result<Option<ObjectCopy>, String> {
-    let st = match store.stat_async(coll, o).await {
-        Ok(st) => st,
-        Err(StoreError::ObjectNotFound { .. }) => return Ok(None),
-        Err(e) => return Err(e.to_string()),
-    };
-    if st.size_bytes > max_bytes {
-        return Err(format!(
-            "object of {} bytes exceeds osd_recovery_max_object_size ({max_bytes})",
-            st.size_bytes
-        ));
-    }
-    let data = store
-        .read_async(coll, o, 0, st.size_bytes)
-        .await
-        .map_err(|e| e.to_string())?;
-    let attrs = store
-        .getattrs_async(coll, o)
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut omap = Vec::new();
-    let mut start = Bound::Unbounded;
-    loop {
-        let page = store
-            .omap_iter_async(coll, o, start, Bound::Unbounded, OMAP_PAGE)
-            .await
-            .map_err(|e| e.to_string())?;
-        let full = page.len() == OMAP_PAGE;
-        start = match page.last() {
-            Some((k, _)) => Bound::Excluded(k.to_vec()),
-            None => Bound::Unbounded,
-        };
-        omap.extend(page);
-        if !full {
-            break;
-        }
-    }
-    let (s, c, obj) = (store.clone(), coll.clone(), o.clone());
-    let omap_header = tokio::task::spawn_blocking(move || s.omap_get_header(&c, &obj))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
-    Ok(Some(ObjectCopy {
-        data,
-        attrs,
-        omap,
-        omap_header,
-    }))
-}
+/// The next offset of an object whose chunk the store refused: no later
+/// chunk matches it, so the object is never completed (nor acknowledged).
+const REFUSED_CHUNK: u64 = u64::MAX;
 
 /// Lists the collection in object order after `begin`, with versions.
 async fn scan(
@@ -146,60 +85,48 @@ async fn scan(
 }
 
 impl PgActor {
-    /// Primary: copies the local object (or its absence) to `to`.
-    pub(super) async fn push_object(&mut self, oid: &str, version: Eversion, to: &[OsdId]) {
-        let Ok(o) = ObjectId::new(oid.as_bytes().to_vec()) else {
-            return;
-        };
-        let copy = read_whole(
-            &self.svc.store,
-            &self.coll,
-            &o,
-            self.svc.opts.osd_recovery_max_object_size,
-        )
-        .await;
-        let copy = match copy {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(pgid = %self.pgid, %oid, "cannot push: {e}");
-                return;
-            }
-        };
-        let mut push = PgPush {
-            pgid: self.pgid,
-            from: self.whoami,
-            map_epoch: self.epoch,
+    /// Pushes now, or, under `osd_recovery_sleep`, once the previous push
+    /// of this PG is a sleep old. The object stays in flight in the
+    /// machine meanwhile (writes to it wait), so it is read when it leaves.
+    pub(super) async fn schedule_push(
+        &mut self,
+        oid: String,
+        version: Eversion,
+        to: Vec<OsdId>,
+        backfill: bool,
+    ) {
+        let sleep = self.svc.opts.osd_recovery_sleep;
+        if sleep.is_zero() {
+            return self.push_object(&oid, version, &to, backfill).await;
+        }
+        let now = tokio::time::Instant::now();
+        let due = self.next_push_at.map_or(now, |t| t.max(now));
+        self.next_push_at = Some(due + sleep);
+        let ev = PgEvent::DelayedPush {
             interval: self.interval(),
-            oid: oid.to_string(),
-            version_epoch: version.epoch,
-            version: version.version,
-            exists: copy.is_some(),
-            ..Default::default()
+            oid,
+            version,
+            to,
+            backfill,
         };
-        if let Some(c) = copy {
-            push.data = c.data;
-            push.attrs = c.attrs;
-            push.omap = c.omap;
-            push.omap_header = c.omap_header;
-        }
-        let bytes = push.data.len() as u64;
-        let msg = push.to_message();
-        for &peer in to {
-            self.svc.perf.inc(L_PUSH, 1);
-            self.svc.perf.inc(L_PUSH_OUT_BYTES, bytes);
-            self.svc.perf.inc(L_RECOVERY_OPS, 1);
-            self.svc.perf.inc(L_RECOVERY_BYTES, bytes);
-            self.io.num_objects_recovered += 1;
-            self.io.num_bytes_recovered += bytes;
-            self.svc.send_osd(peer, msg.clone()).await;
-        }
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(due).await;
+            let _ = tx.send(ev);
+        });
     }
 
-    /// Writes a pushed object (replacing any local copy) into `t`.
-    async fn add_pushed_object(&self, t: &mut Transaction, push: &PgPush) -> bool {
+    /// Writes one pushed chunk into `t`: the first replaces any local
+    /// copy, the last sets the xattrs and omap.
+    async fn add_pushed_chunk(&self, t: &mut Transaction, push: &PgPush) -> bool {
         let Ok(o) = ObjectId::new(push.oid.as_bytes().to_vec()) else {
             return false;
         };
+        if push.data_offset > 0 {
+            t.write(&self.coll, &o, push.data_offset, push.data.clone());
+            self.add_pushed_meta(t, &o, push);
+            return true;
+        }
         match self.svc.store.stat_async(&self.coll, &o).await {
             Ok(_) => {
                 t.remove(&self.coll, &o);
@@ -218,17 +145,21 @@ impl PgActor {
             if !push.data.is_empty() {
                 t.write(&self.coll, &o, 0, push.data.clone());
             }
-            if !push.attrs.is_empty() {
-                t.setattrs(&self.coll, &o, push.attrs.clone());
-            }
-            if !push.omap.is_empty() {
-                t.omap_setkeys(&self.coll, &o, push.omap.clone());
-            }
-            if let Some(h) = &push.omap_header {
-                t.omap_setheader(&self.coll, &o, h.clone());
-            }
+            self.add_pushed_meta(t, &o, push);
         }
         true
+    }
+
+    fn add_pushed_meta(&self, t: &mut Transaction, o: &ObjectId, push: &PgPush) {
+        if !push.attrs.is_empty() {
+            t.setattrs(&self.coll, o, push.attrs.clone());
+        }
+        if !push.omap.is_empty() {
+            t.omap_setkeys(&self.coll, o, push.omap.clone());
+        }
+        if let Some(h) = &push.omap_header {
+            t.omap_setheader(&self.coll, o, h.clone());
+        }
     }
 
     /// A push (recovery/backfill target) or a pull reply (primary).
@@ -248,9 +179,18 @@ impl PgActor {
             };
             return self.machine(ev).await;
         }
+        // Chunks continue where the previous one ended; a first chunk
+        // (re)starts the object.
+        let expected = self.receiving.get(&push.oid).copied();
+        if push.data_offset > 0 && expected != Some(push.data_offset) {
+            tracing::warn!(pgid = %self.pgid, oid = %push.oid, offset = push.data_offset,
+                ?expected, "push chunk out of sequence dropped");
+            self.receiving.remove(&push.oid);
+            return;
+        }
         let started = Instant::now();
         let mut t = Transaction::new();
-        if !self.add_pushed_object(&mut t, &push).await {
+        if !self.add_pushed_chunk(&mut t, &push).await {
             return;
         }
         self.objects.forget(&push.oid);
@@ -258,10 +198,30 @@ impl PgActor {
         perf.inc(L_SUBOP_PUSH, 1);
         perf.inc(L_SUBOP_PUSH_IN_BYTES, push.data.len() as u64);
         if push.is_pull_reply {
-            // The primary recovered its own copy from a peer.
-            self.io.num_objects_recovered += 1;
+            // The primary recovers its own copy from a peer.
+            if push.data_offset == 0 {
+                self.io.num_objects_recovered += 1;
+            }
             self.io.num_bytes_recovered += push.data.len() as u64;
         }
+        if !push.complete {
+            // Durable before the next chunk is taken: a refused chunk must
+            // keep the object from being completed with a hole.
+            let next = match self.svc.store.queue_transaction(t).await {
+                Ok(()) => push.data_offset + push.data.len() as u64,
+                Err(e) => {
+                    if e.is_fatal() {
+                        self.svc
+                            .fatal(format!("pg {}: push chunk failed: {e}", self.pgid));
+                    }
+                    tracing::error!(pgid = %self.pgid, oid = %push.oid, "push chunk refused: {e}");
+                    REFUSED_CHUNK
+                }
+            };
+            self.receiving.insert(push.oid.clone(), next);
+            return;
+        }
+        self.receiving.remove(&push.oid);
         let interval_before = self.interval();
         let acts = self.pg.handle(
             Event::ObjectRecovered {
@@ -305,56 +265,6 @@ impl PgActor {
             version: Eversion::new(r.version_epoch, r.version),
         };
         self.machine(ev).await;
-    }
-
-    /// Member: the primary wants our copy of an object.
-    pub(super) async fn on_pull(&mut self, from: SessionHandle, pull: PgPull) {
-        if pull.map_epoch > self.epoch {
-            self.pending_cluster.push(PgEvent::Pull { from, pull });
-            return;
-        }
-        if pull.interval != self.interval() {
-            return;
-        }
-        self.svc.perf.inc(L_SUBOP_PULL, 1);
-        let mut push = PgPush {
-            pgid: self.pgid,
-            from: self.whoami,
-            map_epoch: self.epoch,
-            interval: pull.interval,
-            oid: pull.oid.clone(),
-            version_epoch: pull.version_epoch,
-            version: pull.version,
-            is_pull_reply: true,
-            ..Default::default()
-        };
-        let copy = match ObjectId::new(pull.oid.as_bytes().to_vec()) {
-            Ok(o) => {
-                read_whole(
-                    &self.svc.store,
-                    &self.coll,
-                    &o,
-                    self.svc.opts.osd_recovery_max_object_size,
-                )
-                .await
-            }
-            Err(e) => Err(e.to_string()),
-        };
-        match copy {
-            Ok(Some(c)) => {
-                push.exists = true;
-                push.data = c.data;
-                push.attrs = c.attrs;
-                push.omap = c.omap;
-                push.omap_header = c.omap_header;
-            }
-            Ok(None) => push.result = -errno::ENOENT,
-            Err(e) => {
-                tracing::warn!(pgid = %self.pgid, oid = %pull.oid, "pull not served: {e}");
-                push.result = -errno::EIO;
-            }
-        }
-        reply(&from, push.to_message());
     }
 
     /// Backfill target: list our objects for the primary.
@@ -433,6 +343,7 @@ impl PgActor {
         };
         match self.svc.store.stat_async(&self.coll, &o).await {
             Ok(_) => {
+                self.svc.perf.inc(L_SUBOP_BACKFILL_REMOVE, 1);
                 let mut t = Transaction::new();
                 t.remove(&self.coll, &o);
                 self.queue_txn(t, AfterCommit::Nothing);

@@ -84,7 +84,13 @@ enum Cmd {
     /// List collections.
     ListCollections,
     /// List the objects of a collection.
-    List { collection: String },
+    List {
+        collection: String,
+        /// Also read each object's data and show its crc32c, to compare
+        /// replicas offline.
+        #[arg(long)]
+        digest: bool,
+    },
     /// Copy an object's data to FILE ("-" for stdout).
     Get {
         collection: String,
@@ -227,12 +233,29 @@ fn mkfs(
     })
 }
 
-fn list(store: &ObjectStore, format: Format, coll: &str) -> Result<()> {
+/// crc32c of an object's whole data, read in bounded chunks.
+fn data_crc32c(store: &ObjectStore, c: &CollectionId, o: &ObjectId, size: u64) -> Result<u32> {
+    let mut crc = 0u32;
+    let mut off = 0;
+    while off < size {
+        let chunk = store.read(c, o, off, GET_CHUNK_BYTES.min(size - off))?;
+        if chunk.is_empty() {
+            bail!("{}: data ends at {off} of {size} bytes", o.to_display());
+        }
+        crc = crc32c::crc32c_append(crc, &chunk);
+        off += chunk.len() as u64;
+    }
+    Ok(crc)
+}
+
+fn list(store: &ObjectStore, format: Format, coll: &str, digest: bool) -> Result<()> {
     let c = cid(coll)?;
     #[derive(Serialize)]
     struct Entry {
         name: String,
         size_bytes: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        data_crc32c: Option<u32>,
     }
     let mut entries = Vec::new();
     let mut start: Option<ObjectId> = None;
@@ -240,9 +263,15 @@ fn list(store: &ObjectStore, format: Format, coll: &str) -> Result<()> {
         let (names, next) = store.collection_list(&c, start.as_ref(), LIST_PAGE)?;
         for o in names {
             let size_bytes = store.stat(&c, &o)?.size_bytes;
+            let data_crc32c = if digest {
+                Some(data_crc32c(store, &c, &o, size_bytes)?)
+            } else {
+                None
+            };
             entries.push(Entry {
                 name: o.to_display(),
                 size_bytes,
+                data_crc32c,
             });
         }
         match next {
@@ -253,7 +282,10 @@ fn list(store: &ObjectStore, format: Format, coll: &str) -> Result<()> {
     print(format, &entries, || {
         entries
             .iter()
-            .map(|e| format!("{}\t{}\n", e.name, e.size_bytes))
+            .map(|e| match e.data_crc32c {
+                Some(crc) => format!("{}\t{}\t{crc:08x}\n", e.name, e.size_bytes),
+                None => format!("{}\t{}\n", e.name, e.size_bytes),
+            })
             .collect()
     })
 }
@@ -358,9 +390,9 @@ fn run(cli: &Cli) -> Result<u8> {
                 colls.iter().map(|c| format!("{c}\n")).collect()
             })?;
         }
-        Cmd::List { collection } => {
+        Cmd::List { collection, digest } => {
             let store = mount(cli)?;
-            list(&store, cli.format, collection)?;
+            list(&store, cli.format, collection, *digest)?;
             store.umount()?;
         }
         Cmd::Get {

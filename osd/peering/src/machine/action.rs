@@ -118,11 +118,13 @@ pub enum Action {
     /// Send the local copy of `oid` (or its removal, if the local store no
     /// longer has it) to each of `to`; deliver `Event::PushCompleted` per
     /// target once it committed. On the target, the OSD writes the object
-    /// and delivers `Event::ObjectRecovered` to its PG.
+    /// and delivers `Event::ObjectRecovered` to its PG. `backfill` tells
+    /// a backfill push from a log-based recovery push (for counters).
     Push {
         oid: ObjectName,
         version: Eversion,
         to: Vec<OsdId>,
+        backfill: bool,
     },
     /// List the local collection in object order after `begin`, at most
     /// `max` objects, before applying any further write to this PG;

@@ -334,7 +334,12 @@ impl Pg {
                             version,
                         },
                     );
-                    self.out.push(Action::Push { oid, version, to });
+                    self.out.push(Action::Push {
+                        oid,
+                        version,
+                        to,
+                        backfill: false,
+                    });
                 }
             }
         }

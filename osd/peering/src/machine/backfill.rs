@@ -116,6 +116,7 @@ impl Pg {
                 oid,
                 version,
                 to: to.into_iter().collect(),
+                backfill: true,
             });
         }
         if empty {

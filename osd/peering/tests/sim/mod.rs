@@ -482,7 +482,9 @@ impl Sim {
                 Action::Pull { oid, version, from } => {
                     self.send(o, from, Net::PullReq { oid, version })
                 }
-                Action::Push { oid, version, to } => {
+                Action::Push {
+                    oid, version, to, ..
+                } => {
                     let obj = self.nodes[o as usize].store.objects.get(&oid).copied();
                     for t in to {
                         self.send(
