@@ -278,7 +278,8 @@ fn repair_recovers_bad_copies_and_goes_clean() {
     assert!(acts.contains(&Action::Push {
         oid: "bad-on-2".into(),
         version: v,
-        to: vec![2]
+        to: vec![2],
+        backfill: false
     }));
     // Client ops on objects under repair wait for it.
     assert!(matches!(
