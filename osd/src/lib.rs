@@ -32,7 +32,8 @@
 //! (`osd_op_queue_timeout`), object infos cached per PG, map epochs kept
 //! (`osd_map_max_epochs_stored`), the PG log (`osd_max_pg_log_entries`),
 //! recovery, backfill and scrub slots, scrub chunks and their maps'
-//! wait (`osd_scrub_chunk_max`, `osd_scrub_map_timeout`), and the store's
+//! wait (`osd_scrub_chunk_max`, `osd_scrub_map_timeout`), the inconsistent
+//! objects a scrub records (`osd_scrub_max_recorded_inconsistent`), and the store's
 //! fill level (`osd_failsafe_full_ratio`) are all named options
 //! ([`OsdOptions`]).
 //!
@@ -49,7 +50,8 @@
 //! also checked against the data digest the object info records, and a
 //! primary whose copy fails either recovers the object from another copy
 //! before answering. Scrubs compare every copy (deep scrubs by reading all
-//! data) and repair rewrites bad copies from the authoritative one.
+//! data) and repair rewrites bad copies from the authoritative one; what a
+//! scrub found is stored with its error counts, so it outlives a restart.
 #![deny(clippy::unwrap_used)]
 
 pub mod admin;

@@ -8,6 +8,8 @@
 //! - `"\0pgmeta"` in each PG collection holds the PG's metadata in its
 //!   omap: the log (one key per entry, one per dup), info, past intervals,
 //!   missing set, and the map epoch the PG last processed.
+//! - `"\0scrub"` holds the primary's last scrub findings in its omap
+//!   (`pg::scrub_store`).
 //! - Each client object carries its [`ObjectInfo`] in the xattr `_`; user
 //!   xattrs are stored as `_<name>` so the two never collide.
 
@@ -18,6 +20,8 @@ use kalmar_peering::Eversion;
 
 /// The PG metadata object of every PG collection.
 pub const PGMETA_OID: &str = "\0pgmeta";
+/// The last scrub's findings (primary).
+pub const SCRUB_OID: &str = "\0scrub";
 /// The object-info xattr.
 pub const OI_ATTR: &str = "_";
 /// Prefix of user xattrs.
@@ -44,6 +48,10 @@ pub fn parse_pg_collection(c: &CollectionId) -> Option<PgId> {
 
 pub fn pgmeta_oid() -> ObjectId {
     ObjectId::new(PGMETA_OID.as_bytes().to_vec()).expect("the pgmeta name is valid")
+}
+
+pub fn scrub_oid() -> ObjectId {
+    ObjectId::new(SCRUB_OID.as_bytes().to_vec()).expect("the scrub record's name is valid")
 }
 
 /// Whether a stored name is one of the OSD's own objects.

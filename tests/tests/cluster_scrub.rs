@@ -7,7 +7,10 @@
 //!   finds the last two, a deep scrub all four; `list-inconsistent-obj`
 //!   names each object and the bad shard; reads never return bad bytes;
 //!   `pg repair` rewrites the bad copies and the PG is active+clean, every
-//!   copy byte-identical (checked offline).
+//!   copy byte-identical (checked offline). While the PG is inconsistent,
+//!   `health detail` shows `OSD_SCRUB_ERRORS` and `PG_DAMAGED`; they go
+//!   once the repair is done. The findings are stored: after a restart of
+//!   the primary, `list-inconsistent-obj` still names the objects.
 //! - on the primary: a corrupted block and a flipped byte; the deep scrub
 //!   picks a replica as authoritative; a read of either finds the copy
 //!   corrupt (block checksum, data digest of the object info), recovers it
@@ -140,12 +143,14 @@ async fn up_from(c: &Cluster, osd: OsdId) -> anyhow::Result<(u64, u64)> {
 }
 
 /// Stops `osd`, runs `damage` on its store, restarts it, and waits until
-/// the PG's primary has seen it come back and the PG is clean again.
+/// the PG's primary has seen it come back and the PG is in `settled`
+/// (`active+clean`, or that and `inconsistent`) again.
 async fn with_osd_stopped(
     c: &Cluster,
     rados: &Rados,
     pg: PgId,
     osd: OsdId,
+    settled: &str,
     damage: impl FnOnce() -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let (before, _) = up_from(c, osd).await?;
@@ -162,13 +167,13 @@ async fn with_osd_stopped(
     )
     .await?;
     wait_for(
-        &format!("pg {pg} clean after osd.{osd} returned"),
+        &format!("pg {pg} {settled} after osd.{osd} returned"),
         Duration::from_secs(90),
         || async {
             let q = query(rados, pg).await.ok()?;
             let seen = q["epoch"].as_u64().unwrap_or(0) >= epoch;
             let full = q["acting"].as_array().map_or(0, Vec::len) == 3;
-            (seen && full && q["state"] == "active+clean").then_some(())
+            (seen && full && q["state"] == settled).then_some(())
         },
     )
     .await
@@ -232,6 +237,19 @@ fn inconsistents(c: &Cluster, pg: PgId) -> anyhow::Result<BTreeMap<String, Value
         .into_iter()
         .map(|i| (i["object"]["name"].as_str().unwrap_or("").to_string(), i))
         .collect())
+}
+
+/// `kalmar health detail --format json` until `f` accepts it.
+async fn wait_health<T>(
+    c: &Cluster,
+    what: &str,
+    f: impl Fn(&Value) -> Option<T>,
+) -> anyhow::Result<T> {
+    wait_for(what, Duration::from_secs(30), || async {
+        let out = ok(c, &["health", "detail", "--format", "json"]).ok()?;
+        f(&serde_json::from_slice(&out.stdout).ok()?)
+    })
+    .await
 }
 
 fn shard(inc: &Value, osd: OsdId) -> &Value {
@@ -323,7 +341,7 @@ async fn scrub_deep_scrub_and_repair() -> anyhow::Result<()> {
 
     // Damage on the replica, planted while it is stopped.
     let [flipped, broken, removed, truncated] = [&names[0], &names[1], &names[2], &names[3]];
-    with_osd_stopped(&c, &rados, pg, replica, || {
+    with_osd_stopped(&c, &rados, pg, replica, "active+clean", || {
         rewrite(&c, replica, pg, flipped, |d| d[1234] ^= 0x01)?;
         corrupt_block(&c, replica, pg, broken)?;
         tool(&c, replica, &["rm", &coll(pg), removed])?;
@@ -398,6 +416,60 @@ async fn scrub_deep_scrub_and_repair() -> anyhow::Result<()> {
     .await?;
     check_reads(&io, &expect).await?;
 
+    // Health: the scrub errors and the damaged PG, as Ceph words them
+    // (once the mon has the report of the finished deep scrub: the
+    // shallow one left 2 errors).
+    let h = wait_health(&c, "OSD_SCRUB_ERRORS and PG_DAMAGED", |v| {
+        let checks = &v["checks"];
+        let settled = checks["OSD_SCRUB_ERRORS"]["summary"]["message"] == "4 scrub errors"
+            && !checks["PG_DAMAGED"].to_string().contains("scrubbing");
+        settled.then(|| v.clone())
+    })
+    .await?;
+    assert_eq!(h["status"], "HEALTH_ERR", "{h}");
+    let errs = &h["checks"]["OSD_SCRUB_ERRORS"];
+    assert_eq!(errs["severity"], "HEALTH_ERR");
+    assert_eq!(errs["summary"]["message"], "4 scrub errors");
+    let dmg = &h["checks"]["PG_DAMAGED"];
+    assert_eq!(dmg["severity"], "HEALTH_ERR");
+    assert_eq!(
+        dmg["summary"]["message"],
+        "Possible data damage: 1 pg inconsistent"
+    );
+    let acting_text = format!(
+        "[{}]",
+        acting
+            .iter()
+            .map(|o| o.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    assert_eq!(
+        dmg["detail"],
+        json!([{"message": format!("pg {pgid} is active+clean+inconsistent, acting {acting_text}")}])
+    );
+    let out = ok(&c, &["status"])?;
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        status.contains("4 scrub errors")
+            && status.contains("Possible data damage: 1 pg inconsistent"),
+        "{status}"
+    );
+
+    // The findings are stored: a restarted primary still lists them.
+    with_osd_stopped(&c, &rados, pg, primary, "active+clean+inconsistent", || {
+        Ok(())
+    })
+    .await?;
+    let q = query(&rados, pg).await?;
+    assert_eq!(
+        q["acting"][0].as_i64(),
+        Some(primary.into()),
+        "primary again"
+    );
+    let again = inconsistents(&c, pg)?;
+    assert_eq!(again, found, "the same findings after the restart");
+
     // pg query: the state history and the scrubber.
     let q = query(&rados, pg).await?;
     let states: Vec<&str> = q["recovery_state"]
@@ -415,8 +487,15 @@ async fn scrub_deep_scrub_and_repair() -> anyhow::Result<()> {
     let cli: Value = serde_json::from_slice(&out.stdout)?;
     assert_eq!(cli["acting"], serde_json::json!(acting));
 
-    // Repair: the bad copies are rewritten from the good ones.
+    // Repair: the bad copies are rewritten from the good ones, and the
+    // health checks go.
     scrub(&c, &rados, pg, "repair").await?;
+    wait_health(&c, "the scrub health checks to clear", |v| {
+        let checks = &v["checks"];
+        (checks.get("OSD_SCRUB_ERRORS").is_none() && checks.get("PG_DAMAGED").is_none())
+            .then_some(())
+    })
+    .await?;
     let q = scrub(&c, &rados, pg, "deep-scrub").await?;
     assert_eq!(q["state"], "active+clean");
     assert_eq!(q["info"]["stats"]["num_scrub_errors"], 0);
@@ -459,7 +538,7 @@ async fn scrub_deep_scrub_and_repair() -> anyhow::Result<()> {
 
     // Damage on the primary: a corrupted block and a flipped byte.
     let [broken2, flipped2] = [&names[4], &names[5]];
-    with_osd_stopped(&c, &rados, pg, primary, || {
+    with_osd_stopped(&c, &rados, pg, primary, "active+clean", || {
         corrupt_block(&c, primary, pg, broken2)?;
         rewrite(&c, primary, pg, flipped2, |d| d[99] ^= 0x80)
     })

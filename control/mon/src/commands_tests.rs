@@ -326,3 +326,97 @@ fn mgr_health_checks_in_health_and_status() {
     let v: Value = serde_json::from_slice(&r.outbuf).expect("json");
     assert!(v["checks"].get("MGR_MODULE_ERROR").is_none(), "{v}");
 }
+
+#[test]
+fn scrub_errors_in_health_and_status() {
+    use kalmar_maps::crush::map::WEIGHT_ONE;
+    use kalmar_maps::osd::{OsdState, WEIGHT_IN};
+    use kalmar_maps::pool::PgPool;
+    // Three up OSDs and a pool, so the report is not stale.
+    let mut map = OsdMap::new(Uuid::new_v4(), 1);
+    map.epoch = 9;
+    map.set_max_osd(3);
+    for i in 0..3 {
+        map.crush
+            .add_osd(i, WEIGHT_ONE, &format!("h{i}"))
+            .expect("add");
+        let s = map.osd_mut(i).expect("slot");
+        s.state = OsdState(OsdState::EXISTS | OsdState::UP);
+        s.weight = WEIGHT_IN;
+    }
+    map.pools
+        .insert(1, PgPool::replicated(1, "rbd", 3, 2, 2, 0));
+    let mut st = MonState::new(
+        "a",
+        Arc::new(MonOptions::default()),
+        map,
+        MgrMap::default(),
+        Instant::now(),
+        1,
+    );
+    let report = |state: &str, seq: u64, errors: u64| kalmar_proto::pgstats::OsdPgStats {
+        osd_id: 0,
+        epoch: 9,
+        pgs: vec![
+            kalmar_proto::pgstats::PgStatEntry {
+                pgid: kalmar_maps::PgId::new(1, 0),
+                state: "active+clean".into(),
+                reported_epoch: 9,
+                reported_seq: seq,
+                ..Default::default()
+            },
+            kalmar_proto::pgstats::PgStatEntry {
+                pgid: kalmar_maps::PgId::new(1, 1),
+                state: state.into(),
+                reported_epoch: 9,
+                reported_seq: seq,
+                acting: vec![0, 2, 1],
+                num_scrub_errors: errors,
+                num_deep_scrub_errors: errors,
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    };
+    st.pgmap
+        .apply(&report("active+clean+inconsistent", 1, 2), 1);
+    let r = run_cmd(
+        &mut st,
+        json!({"prefix": "health", "detail": "detail", "format": "json"}),
+    );
+    let v: Value = serde_json::from_slice(&r.outbuf).expect("json");
+    assert_eq!(v["status"], "HEALTH_ERR");
+    let errs = &v["checks"]["OSD_SCRUB_ERRORS"];
+    assert_eq!(errs["severity"], "HEALTH_ERR");
+    assert_eq!(errs["summary"]["message"], "2 scrub errors");
+    let dmg = &v["checks"]["PG_DAMAGED"];
+    assert_eq!(dmg["severity"], "HEALTH_ERR");
+    assert_eq!(
+        dmg["summary"]["message"],
+        "Possible data damage: 1 pg inconsistent"
+    );
+    assert_eq!(
+        dmg["detail"],
+        json!([{"message": "pg 1.1 is active+clean+inconsistent, acting [0,2,1]"}])
+    );
+    let r = run_cmd(&mut st, json!({"prefix": "health"}));
+    assert_eq!(
+        text(&r).trim_end(),
+        "HEALTH_ERR 2 scrub errors; Possible data damage: 1 pg inconsistent"
+    );
+    let status = text(&run_cmd(&mut st, json!({"prefix": "status"})));
+    assert!(
+        status.contains("health: HEALTH_ERR\n")
+            && status.contains("            2 scrub errors\n")
+            && status.contains("            Possible data damage: 1 pg inconsistent\n"),
+        "{status}"
+    );
+    // Repaired: the next report clears both.
+    st.pgmap.apply(&report("active+clean", 2, 0), 2);
+    let r = run_cmd(&mut st, json!({"prefix": "health", "format": "json"}));
+    let v: Value = serde_json::from_slice(&r.outbuf).expect("json");
+    assert!(
+        v["checks"].get("OSD_SCRUB_ERRORS").is_none() && v["checks"].get("PG_DAMAGED").is_none(),
+        "{v}"
+    );
+}

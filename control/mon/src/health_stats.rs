@@ -8,8 +8,11 @@
 //!   by a full OSD (`no space`); `POOL_BACKFILLFULL`, `POOL_NEARFULL`:
 //!   served by such OSDs; `POOL_NEAR_FULL`: a pool past
 //!   `mon_pool_quota_warn_threshold` percent of its quota.
-//! - `PG_AVAILABILITY` (PGs inactive, down, peering, incomplete, stale)
-//!   and `PG_DEGRADED` (degraded objects, degraded or undersized PGs).
+//! - `OSD_SCRUB_ERRORS` (HEALTH_ERR): the errors the PGs' last scrubs
+//!   left (`num_scrub_errors`), summed.
+//! - `PG_AVAILABILITY` (PGs inactive, down, peering, incomplete, stale),
+//!   `PG_DAMAGED` (HEALTH_ERR: inconsistent, unfound or snaptrim_error
+//!   PGs) and `PG_DEGRADED` (degraded objects, degraded or undersized PGs).
 //!
 //! Pure: takes the map and the reported statistics, returns checks.
 
@@ -226,8 +229,32 @@ fn counts_text(counts: &[(&str, usize)]) -> Vec<String> {
         .collect()
 }
 
+/// PG states that mean possible data damage (Ceph's `DAMAGED`), in the
+/// order Ceph's summary lists them.
+const DAMAGED_STATES: &[&str] = &[
+    "recovery_unfound",
+    "backfill_unfound",
+    "inconsistent",
+    "snaptrim_error",
+];
+
 fn pg_checks(pgs: &[PgLine], out: &mut Vec<Check>) {
     let has = |l: &PgLine, s: &str| l.state.split('+').any(|x| x == s);
+    // OSD_SCRUB_ERRORS: no detail lines (PG_DAMAGED names the PGs).
+    let scrub_errors: u64 = pgs
+        .iter()
+        .filter_map(|l| l.stat.as_ref())
+        .map(|s| s.num_scrub_errors)
+        .sum();
+    if scrub_errors > 0 {
+        out.push(Check {
+            code: "OSD_SCRUB_ERRORS".into(),
+            severity: Severity::Err,
+            summary: format!("{scrub_errors} scrub errors"),
+            count: scrub_errors as usize,
+            detail: Vec::new(),
+        });
+    }
     // PG_AVAILABILITY: not active (unknown included), down, peering,
     // incomplete, stale.
     let unavailable: Vec<&PgLine> = pgs
@@ -255,6 +282,32 @@ fn pg_checks(pgs: &[PgLine], out: &mut Vec<Check>) {
             summary: format!("Reduced data availability: {}", parts.join(", ")),
             count: unavailable.len(),
             detail: unavailable
+                .iter()
+                .take(MAX_DETAIL)
+                .map(|l| pg_detail(l))
+                .collect(),
+        });
+    }
+    // PG_DAMAGED: its count is per state, as Ceph's (a PG both
+    // inconsistent and unfound counts twice).
+    let damaged: Vec<&PgLine> = pgs
+        .iter()
+        .filter(|l| DAMAGED_STATES.iter().any(|s| has(l, s)))
+        .collect();
+    if !damaged.is_empty() {
+        let per_state: Vec<(&str, usize)> = DAMAGED_STATES
+            .iter()
+            .map(|s| (*s, damaged.iter().filter(|l| has(l, s)).count()))
+            .collect();
+        out.push(Check {
+            code: "PG_DAMAGED".into(),
+            severity: Severity::Err,
+            summary: format!(
+                "Possible data damage: {}",
+                counts_text(&per_state).join(", ")
+            ),
+            count: per_state.iter().map(|(_, n)| n).sum(),
+            detail: damaged
                 .iter()
                 .take(MAX_DETAIL)
                 .map(|l| pg_detail(l))

@@ -212,3 +212,88 @@ fn pg_availability_and_degraded_from_reported_states() {
     assert_eq!(avail.summary, "Reduced data availability: 200 pgs inactive");
     assert_eq!(avail.detail.len(), MAX_DETAIL);
 }
+
+#[test]
+fn scrub_errors_and_damaged_pgs() {
+    let m = cluster(&[true, true, true]);
+    let with_errors = |seed: u32, state: &str, errors: u64| {
+        let mut l = line(seed, state, 10, 0);
+        if let Some(s) = l.stat.as_mut() {
+            s.acting = vec![0, 2, 1];
+            s.num_scrub_errors = errors;
+        }
+        l
+    };
+    let pgs = vec![
+        with_errors(0, "active+clean", 0),
+        with_errors(1, "active+clean+inconsistent", 3),
+        with_errors(2, "active+clean", 0),
+        with_errors(3, "active+clean", 0),
+    ];
+    let got = checks(&m, &reported(&pgs, &[]));
+    let codes: Vec<&str> = got.iter().map(|c| c.code.as_str()).collect();
+    assert_eq!(codes, ["OSD_SCRUB_ERRORS", "PG_DAMAGED"]);
+    let errs = find(&got, "OSD_SCRUB_ERRORS");
+    assert_eq!(
+        (errs.severity, errs.summary.as_str(), errs.count),
+        (Severity::Err, "3 scrub errors", 3)
+    );
+    assert!(errs.detail.is_empty());
+    let dmg = find(&got, "PG_DAMAGED");
+    assert_eq!(dmg.severity, Severity::Err);
+    assert_eq!(dmg.summary, "Possible data damage: 1 pg inconsistent");
+    assert_eq!(dmg.count, 1);
+    assert_eq!(
+        dmg.detail,
+        vec!["pg 1.1 is active+clean+inconsistent, acting [0,2,1]"]
+    );
+    let h = crate::health::Health { checks: got };
+    assert_eq!(h.status(), "HEALTH_ERR");
+    assert_eq!(
+        h.summary_line(),
+        "HEALTH_ERR 3 scrub errors; Possible data damage: 1 pg inconsistent"
+    );
+    assert_eq!(
+        h.detail_text(),
+        "HEALTH_ERR 3 scrub errors; Possible data damage: 1 pg inconsistent\n\
+         [ERR] OSD_SCRUB_ERRORS: 3 scrub errors\n\
+         [ERR] PG_DAMAGED: Possible data damage: 1 pg inconsistent\n    \
+         pg 1.1 is active+clean+inconsistent, acting [0,2,1]\n"
+    );
+
+    // Several damaged states, a stale report and unfound objects.
+    let mut unfound = with_errors(0, "active+recovery_unfound+degraded", 0);
+    if let Some(s) = unfound.stat.as_mut() {
+        s.num_objects_unfound = 2;
+    }
+    let pgs = vec![
+        unfound,
+        with_errors(1, "stale+active+clean+inconsistent", 1),
+        with_errors(2, "active+clean+scrubbing+deep+inconsistent", 2),
+        with_errors(3, "active+clean", 0),
+    ];
+    let got = checks(&m, &reported(&pgs, &[]));
+    assert_eq!(find(&got, "OSD_SCRUB_ERRORS").summary, "3 scrub errors");
+    let dmg = find(&got, "PG_DAMAGED");
+    assert_eq!(
+        dmg.summary,
+        "Possible data damage: 1 pg recovery_unfound, 2 pgs inconsistent"
+    );
+    assert_eq!(dmg.count, 3);
+    assert_eq!(
+        dmg.detail,
+        vec![
+            "pg 1.0 is active+recovery_unfound+degraded, acting [0,2,1], 2 unfound",
+            "pg 1.1 is stale+active+clean+inconsistent, acting [0,2,1]",
+            "pg 1.2 is active+clean+scrubbing+deep+inconsistent, acting [0,2,1]",
+        ]
+    );
+
+    // Repaired: neither check.
+    let got = checks(&m, &reported(&clean(4, 10), &[]));
+    assert!(
+        !got.iter()
+            .any(|c| c.code == "OSD_SCRUB_ERRORS" || c.code == "PG_DAMAGED"),
+        "{got:?}"
+    );
+}

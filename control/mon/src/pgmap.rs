@@ -342,6 +342,9 @@ fn full_json(l: &PgLine) -> Value {
             "num_read_kb": s.num_read_kb,
             "num_write": s.num_write,
             "num_write_kb": s.num_write_kb,
+            "num_scrub_errors": s.num_scrub_errors,
+            "num_shallow_scrub_errors": s.num_shallow_scrub_errors,
+            "num_deep_scrub_errors": s.num_deep_scrub_errors,
         },
     })
 }

@@ -47,15 +47,21 @@ pub struct PgStatEntry {
     /// pulled from one) since it became primary: per-pool recovery rates.
     pub num_objects_recovered: u64,
     pub num_bytes_recovered: u64,
+    /// What the last scrub left unrepaired (Ceph's `num_scrub_errors`,
+    /// the sum of the shallow and deep ones): `OSD_SCRUB_ERRORS`.
+    pub num_scrub_errors: u64,
+    pub num_shallow_scrub_errors: u64,
+    pub num_deep_scrub_errors: u64,
 }
-impl_versioned!(PgStatEntry, "pg stat", version = 2, compat = 1, {
+impl_versioned!(PgStatEntry, "pg stat", version = 3, compat = 1, {
     pgid, state, reported_epoch, reported_seq, version_epoch, version,
     up, up_primary, acting, acting_primary, num_objects, num_bytes,
     num_object_copies, num_objects_degraded, num_objects_misplaced,
     num_objects_missing_on_primary, num_objects_unfound, log_size,
     num_read, num_read_kb, num_write, num_write_kb,
     state_stamp_us, last_scrub_stamp_us, last_deep_scrub_stamp_us, last_epoch_clean,
-}, since 2 { num_objects_recovered, num_bytes_recovered });
+}, since 2 { num_objects_recovered, num_bytes_recovered },
+since 3 { num_scrub_errors, num_shallow_scrub_errors, num_deep_scrub_errors });
 
 /// An OSD's own figures (Ceph's `osd_stat_t` subset).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -101,6 +107,9 @@ mod tests {
                 up: vec![1, 0, 2],
                 acting: vec![1, 0, 2],
                 num_objects: 4,
+                num_scrub_errors: 3,
+                num_shallow_scrub_errors: 1,
+                num_deep_scrub_errors: 2,
                 ..Default::default()
             }],
             osd_stat: OsdStatEntry {
@@ -113,6 +122,78 @@ mod tests {
         assert_eq!(
             OsdPgStats::from_message(&s.to_message()).expect("decodes"),
             s
+        );
+    }
+
+    /// The fields of version 2, for reading across versions.
+    #[derive(Debug, Clone, PartialEq, Eq, Default)]
+    struct PgStatEntryV2 {
+        pgid: PgId,
+        state: String,
+        reported_epoch: Epoch,
+        reported_seq: u64,
+        version_epoch: Epoch,
+        version: u64,
+        up: Vec<OsdId>,
+        up_primary: OsdId,
+        acting: Vec<OsdId>,
+        acting_primary: OsdId,
+        num_objects: u64,
+        num_bytes: u64,
+        num_object_copies: u64,
+        num_objects_degraded: u64,
+        num_objects_misplaced: u64,
+        num_objects_missing_on_primary: u64,
+        num_objects_unfound: u64,
+        log_size: u64,
+        num_read: u64,
+        num_read_kb: u64,
+        num_write: u64,
+        num_write_kb: u64,
+        state_stamp_us: u64,
+        last_scrub_stamp_us: u64,
+        last_deep_scrub_stamp_us: u64,
+        last_epoch_clean: Epoch,
+        num_objects_recovered: u64,
+        num_bytes_recovered: u64,
+    }
+    impl_versioned!(PgStatEntryV2, "pg stat", version = 2, compat = 1, {
+        pgid, state, reported_epoch, reported_seq, version_epoch, version,
+        up, up_primary, acting, acting_primary, num_objects, num_bytes,
+        num_object_copies, num_objects_degraded, num_objects_misplaced,
+        num_objects_missing_on_primary, num_objects_unfound, log_size,
+        num_read, num_read_kb, num_write, num_write_kb,
+        state_stamp_us, last_scrub_stamp_us, last_deep_scrub_stamp_us, last_epoch_clean,
+        num_objects_recovered, num_bytes_recovered,
+    });
+
+    #[test]
+    fn scrub_errors_across_versions() {
+        use kalmar_common::{Decode, Encode};
+        let new = PgStatEntry {
+            pgid: PgId::new(2, 5),
+            state: "active+clean+inconsistent".into(),
+            num_objects: 7,
+            num_bytes_recovered: 9,
+            num_scrub_errors: 4,
+            num_deep_scrub_errors: 4,
+            ..Default::default()
+        };
+        // A version-2 reader skips the scrub errors.
+        let old = PgStatEntryV2::from_bytes(&new.to_bytes()).expect("old reader");
+        assert_eq!(
+            (old.state.as_str(), old.num_objects, old.num_bytes_recovered),
+            ("active+clean+inconsistent", 7, 9)
+        );
+        // A version-2 report reads as no scrub errors.
+        let back = PgStatEntry::from_bytes(&old.to_bytes()).expect("new reader");
+        assert_eq!(
+            back,
+            PgStatEntry {
+                num_scrub_errors: 0,
+                num_deep_scrub_errors: 0,
+                ..new
+            }
         );
     }
 }

@@ -69,7 +69,7 @@ impl PgActor {
 
     /// A page of the last scrub's inconsistent objects after `start_after`.
     fn list_inconsistent(&self, start_after: &str, max: u32) -> Result<Value, (i32, String)> {
-        let Some(r) = &self.scrub_record else {
+        let Some(r) = self.scrub_record() else {
             return Err((
                 -errno::ENOENT,
                 format!("No scrub information available for pg {}", self.pgid),

@@ -21,6 +21,7 @@ mod read;
 mod recovery;
 mod scrub;
 mod scrub_map;
+mod scrub_store;
 mod write;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -50,7 +51,8 @@ use crate::tracker::TrackedOp;
 
 use actions::AfterCommit;
 use cache::ObjectCache;
-use scrub::{ScrubRecord, Scrubber};
+use scrub::Scrubber;
+use scrub_store::ScrubRecord;
 use write::InFlightWrite;
 
 /// A client request waiting for or under execution.
@@ -245,7 +247,7 @@ pub struct PgActor {
     io: IoCounts,
     /// The scrub under way (primary).
     scrubber: Option<Scrubber>,
-    /// What the last scrub of this interval found.
+    /// What the last scrub this OSD ran as primary found (stored).
     scrub_record: Option<ScrubRecord>,
     /// Identifies scrub chunks, for their maps.
     scrub_tid: u64,
@@ -301,6 +303,16 @@ impl PgActor {
     }
 
     async fn run(mut self) {
+        let limit = self.svc.opts.osd_scrub_max_recorded_inconsistent;
+        self.scrub_record = match scrub_store::load(&self.svc.store, &self.coll, limit).await {
+            Ok(r) => r,
+            Err(e) => {
+                // Only `list-inconsistent-obj` needs it: the next scrub
+                // writes a new one.
+                tracing::error!(pgid = %self.pgid, "scrub record not loaded: {e}");
+                None
+            }
+        };
         self.machine(Event::Initialize).await;
         while let Some(ev) = self.rx.recv().await {
             self.on_event(ev).await;
@@ -384,10 +396,17 @@ impl PgActor {
     /// Feeds one event to the machine and carries out its actions; then
     /// reacts to a new interval or activation.
     async fn machine(&mut self, ev: Event) {
+        self.machine_with(ev, |_, _| {}).await
+    }
+
+    /// `machine`, with `also` adding to the transaction of the actions
+    /// once the machine has handled `ev` (what must be durable with them).
+    async fn machine_with(&mut self, ev: Event, also: impl FnOnce(&mut Self, &mut Transaction)) {
         let interval = self.interval();
         let acts = self.pg.handle(ev, now_us());
-        self.run_actions(acts, Transaction::new(), AfterCommit::Nothing)
-            .await;
+        let mut t = Transaction::new();
+        also(self, &mut t);
+        self.run_actions(acts, t, AfterCommit::Nothing).await;
         if self.interval() != interval {
             self.new_interval();
         }
@@ -566,6 +585,9 @@ impl PgActor {
             num_objects_misplaced: r.misplaced,
             num_objects_missing_on_primary: r.missing_on_primary,
             num_objects_unfound: r.unfound,
+            num_scrub_errors: r.num_scrub_errors,
+            num_shallow_scrub_errors: r.num_shallow_scrub_errors,
+            num_deep_scrub_errors: r.num_deep_scrub_errors,
             log_size: r.log_size,
             num_read: self.io.num_read,
             num_read_kb: self.io.num_read_kb,

@@ -10,6 +10,8 @@
 //!
 //! The end is reported to the state machine (`Event::ScrubFinished`); a
 //! repair's items become missing objects there, which recovery rewrites.
+//! What the scrub found is stored with it (`scrub_store`), for
+//! `list-inconsistent-obj`, also after a restart.
 //! A new interval drops the scrub (the machine resets its flags); a member
 //! that fails or does not answer within `osd_scrub_map_timeout` ends it
 //! without a result.
@@ -19,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use kalmar_common::encoding::{Blob, Decode, Encode};
 use kalmar_maps::time::now_us;
-use kalmar_maps::{Epoch, OsdId, OsdMapFlags};
+use kalmar_maps::{OsdId, OsdMapFlags};
 use kalmar_msgr::SessionHandle;
 use kalmar_peering::scrub::{compare_chunk, scrub_due, Inconsistency, ScrubMap, ScrubSchedule};
 use kalmar_peering::{Active, Event, Eversion, ObjectBound, ScrubResult, State};
@@ -28,6 +30,7 @@ use kalmar_proto::osd::{PgScrub, PgScrubMap};
 use kalmar_proto::Payload;
 
 use super::scrub_map::{build_map, chunk_end, ChunkRange};
+use super::scrub_store::{self, ScrubRecord};
 use super::{PgActor, PgEvent};
 use crate::perf::*;
 use crate::service::reply;
@@ -59,15 +62,6 @@ pub(super) struct Scrubber {
     recorded: Vec<Inconsistency>,
     /// Inconsistent objects beyond `osd_scrub_max_recorded_inconsistent`.
     unrecorded: u64,
-}
-
-/// What the last complete scrub of the current interval found, for
-/// `list-inconsistent-obj`.
-pub(super) struct ScrubRecord {
-    pub(super) interval: Epoch,
-    pub(super) deep: bool,
-    pub(super) inconsistents: Vec<Inconsistency>,
-    pub(super) unrecorded: u64,
 }
 
 fn kind(deep: bool, repair: bool) -> &'static str {
@@ -312,7 +306,8 @@ impl PgActor {
         }
     }
 
-    /// Reports the end to the machine; records what was found.
+    /// Reports the end to the machine; what was found is stored in the
+    /// transaction that persists the machine's new error counts.
     async fn finish_scrub(&mut self, aborted: bool) {
         let Some(s) = self.scrubber.take() else {
             return;
@@ -331,17 +326,34 @@ impl PgActor {
             } else {
                 tracing::error!(pgid = %self.pgid, objects = s.objects, errors, "{what}: {errors} inconsistent objects");
             }
-            self.scrub_record = Some(ScrubRecord {
-                interval: self.interval(),
-                deep: s.deep,
-                inconsistents: s.recorded,
-                unrecorded: s.unrecorded,
-            });
         }
+        // The machine records only a scrub it is running.
+        let record = (!aborted && self.pg.is_scrubbing()).then(|| ScrubRecord {
+            interval: self.interval(),
+            deep: s.deep,
+            stamp_us: 0,
+            inconsistents: s.recorded,
+            unrecorded: s.unrecorded,
+        });
         let mut result = s.result;
         result.aborted = aborted;
-        self.machine(Event::ScrubFinished(result)).await;
+        self.machine_with(Event::ScrubFinished(result), |pg, t| {
+            if let Some(mut r) = record {
+                r.stamp_us = pg.pg.info().history.last_scrub_stamp_us;
+                scrub_store::add_record(t, &pg.coll, &r);
+                pg.scrub_record = Some(r);
+            }
+        })
+        .await;
         self.retry_waiting().await;
+    }
+
+    /// The stored record if it is the PG's latest scrub: a scrub another
+    /// primary ran since (the history's stamp moved on) makes it stale.
+    pub(super) fn scrub_record(&self) -> Option<&ScrubRecord> {
+        self.scrub_record
+            .as_ref()
+            .filter(|r| r.stamp_us == self.pg.info().history.last_scrub_stamp_us)
     }
 
     /// A new interval: the machine has dropped the scrub already.
@@ -350,7 +362,6 @@ impl PgActor {
             self.svc.scrub_perf.inc(L_SCRUB_ABORTED, 1);
             tracing::info!(pgid = %self.pgid, "scrub ended by a new interval");
         }
-        self.scrub_record = None;
     }
 
     /// Periodic: abandons a chunk whose maps are overdue, and asks the
@@ -484,7 +495,7 @@ impl PgActor {
                 v["waiting_on"] = serde_json::json!(c.waiting);
             }
         }
-        if let Some(r) = &self.scrub_record {
+        if let Some(r) = self.scrub_record() {
             v["last_result"] = serde_json::json!({
                 "interval": r.interval,
                 "deep": r.deep,

@@ -74,6 +74,10 @@ pub struct PgStatsReport {
     pub misplaced: u64,
     pub missing_on_primary: u64,
     pub unfound: u64,
+    /// What the last scrub left unrepaired (`inconsistent` while not 0).
+    pub num_scrub_errors: u64,
+    pub num_shallow_scrub_errors: u64,
+    pub num_deep_scrub_errors: u64,
     pub last_epoch_clean: Epoch,
     pub last_became_active_us: u64,
     pub last_scrub: Eversion,

@@ -18,6 +18,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use kalmar_common::impl_versioned;
 use kalmar_maps::OsdId;
 
 use super::errors::{ObjectErrors, ShardErrors};
@@ -34,6 +35,9 @@ pub struct ShardReport {
     /// `None`: the copy does not exist.
     pub object: Option<ScrubObject>,
 }
+impl_versioned!(ShardReport, "scrub_shard_report", version = 1, compat = 1, {
+    osd, primary, errors, object,
+});
 
 /// What repair does for one object: copy `from`'s object (or, with `from`
 /// `None`, the object's absence) to each of `to`.
@@ -46,6 +50,9 @@ pub struct RepairItem {
     pub from: Option<OsdId>,
     pub to: BTreeSet<OsdId>,
 }
+impl_versioned!(RepairItem, "scrub_repair_item", version = 1, compat = 1, {
+    oid, version, from, to,
+});
 
 /// An object whose copies disagree or are damaged.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +70,11 @@ pub struct Inconsistency {
     /// `None`: no copy can be trusted; the object cannot be repaired.
     pub repair: Option<RepairItem>,
 }
+// Stored with the PG's scrub results (`list-inconsistent-obj` after a
+// restart).
+impl_versioned!(Inconsistency, "scrub_inconsistency", version = 1, compat = 1, {
+    oid, errors, union_shard_errors, auth, selected_info, shards, repair,
+});
 
 impl Inconsistency {
     /// Whether finding it needed a deep scrub.

@@ -2,6 +2,7 @@
 //! copy, `obj_err_t` for an object), printed as lists of names in Ceph's
 //! order.
 
+use kalmar_common::encoding::{Decode, DecodeError, Decoder, Encode};
 use serde::Serialize;
 
 /// Errors of one copy (shard) of an object.
@@ -100,6 +101,29 @@ fn names(bits: u64, table: &[(u64, &'static str)]) -> Vec<&'static str> {
         .filter(|(b, _)| bits & b != 0)
         .map(|&(_, n)| n)
         .collect()
+}
+
+// Stored with a PG's scrub results: the bits as they are (a newer
+// writer's unknown bits are kept and print no name).
+impl Encode for ShardErrors {
+    fn encode(&self, buf: &mut Vec<u8>) {
+        self.0.encode(buf)
+    }
+}
+impl Decode for ShardErrors {
+    fn decode(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        Ok(ShardErrors(u64::decode(d)?))
+    }
+}
+impl Encode for ObjectErrors {
+    fn encode(&self, buf: &mut Vec<u8>) {
+        self.0.encode(buf)
+    }
+}
+impl Decode for ObjectErrors {
+    fn decode(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        Ok(ObjectErrors(u64::decode(d)?))
+    }
 }
 
 impl Serialize for ShardErrors {

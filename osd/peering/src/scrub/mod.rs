@@ -113,4 +113,41 @@ mod tests {
         );
         assert_eq!(ScrubMap::from_bytes(&m.to_bytes()).expect("decodes"), m);
     }
+
+    #[test]
+    fn inconsistencies_roundtrip() {
+        let good = ScrubObject {
+            size: 3,
+            info: Some(ScrubInfo {
+                size: 3,
+                version: Eversion::new(4, 2),
+                user_version: 2,
+                data_digest: Some(0x1234),
+                encoded_digest: 1,
+            }),
+            attrs: [("_a".to_string(), 5)].into(),
+            omap_digest: Some(9),
+            data_digest: Some(0x1234),
+            ..Default::default()
+        };
+        let mut bad = good.clone();
+        bad.data_digest = Some(0x99);
+        let maps: BTreeMap<_, _> = [(0, Some(good.clone())), (1, Some(bad)), (2, None)]
+            .into_iter()
+            .map(|(osd, o)| {
+                let mut m = ScrubMap::default();
+                if let Some(o) = o {
+                    m.objects.insert("x".to_string(), o);
+                }
+                (osd, m)
+            })
+            .collect();
+        let out = compare_chunk(0, &maps, &BTreeMap::new());
+        let inc = out.inconsistents.into_iter().next().expect("inconsistent");
+        assert!(inc.repair.is_some() && inc.shards.iter().any(|s| s.object.is_none()));
+        assert_eq!(
+            Inconsistency::from_bytes(&inc.to_bytes()).expect("decodes"),
+            inc
+        );
+    }
 }
