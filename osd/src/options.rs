@@ -51,11 +51,11 @@ pub struct OsdOptions {
     pub osd_recovery_max_active: usize,
     pub osd_max_backfills: usize,
     pub osd_backfill_scan_max: usize,
-    /// Largest object a recovery push carries.
-    pub osd_recovery_max_object_size: u64,
     /// Data bytes per push message: a larger object travels in several
     /// (bounded by `osd_max_write_size`, so a chunk always fits the
-    /// cluster messenger's frames).
+    /// cluster messenger's frames). Objects of any size recover this way;
+    /// there is no size limit on recovery (the former
+    /// `osd_recovery_max_object_size` is gone; Ceph has none either).
     pub osd_recovery_max_chunk: u64,
     /// Pause between a PG's recovery or backfill pushes (Ceph's
     /// `osd_recovery_sleep`; 0 = none): throttles recovery in favour of
@@ -113,7 +113,6 @@ impl Default for OsdOptions {
             osd_recovery_max_active: 3,
             osd_max_backfills: 1,
             osd_backfill_scan_max: 512,
-            osd_recovery_max_object_size: 128 << 20,
             osd_recovery_max_chunk: 8 << 20,
             osd_recovery_sleep: Duration::ZERO,
             osd_find_best_info_ignore_history_les: false,
@@ -275,11 +274,6 @@ impl OsdOptions {
             )?,
             osd_max_backfills: r.usize("osd_max_backfills", d.osd_max_backfills, 1)?,
             osd_backfill_scan_max: r.usize("osd_backfill_scan_max", d.osd_backfill_scan_max, 1)?,
-            osd_recovery_max_object_size: r.int(
-                "osd_recovery_max_object_size",
-                d.osd_recovery_max_object_size,
-                4096,
-            )?,
             osd_recovery_max_chunk: r
                 .int("osd_recovery_max_chunk", d.osd_recovery_max_chunk, 4096)?
                 .min(r.int("osd_max_write_size", d.osd_max_write_size, 4096)?),
@@ -399,10 +393,6 @@ impl OsdOptions {
         put(
             "osd_backfill_scan_max",
             self.osd_backfill_scan_max.to_string(),
-        );
-        put(
-            "osd_recovery_max_object_size",
-            self.osd_recovery_max_object_size.to_string(),
         );
         put(
             "osd_recovery_max_chunk",

@@ -192,6 +192,10 @@ pub fn reply(to: &SessionHandle, msg: Message) {
                 let _ = to.send(msg).await;
             });
         }
+        // A reply no session could take is a bug, never routine.
+        Err(e @ kalmar_msgr::SendError::TooLarge { .. }) => {
+            tracing::error!("reply not sent: {e}")
+        }
         Err(e) => tracing::debug!("reply not sent: {e}"),
     }
 }

@@ -131,14 +131,28 @@ pub enum RadosCmd {
     },
 }
 
-fn read_input(file: &str) -> anyhow::Result<Vec<u8>> {
+/// The source of `put`/`append`: a file, or stdin for "-".
+fn open_input(file: &str) -> anyhow::Result<Box<dyn Read>> {
     if file == "-" {
-        let mut v = Vec::new();
-        std::io::stdin().read_to_end(&mut v)?;
-        Ok(v)
+        Ok(Box::new(std::io::stdin()))
     } else {
-        std::fs::read(file).with_context(|| format!("error reading {file}"))
+        let f = std::fs::File::open(file).with_context(|| format!("error reading {file}"))?;
+        Ok(Box::new(f))
     }
+}
+
+/// Fills `buf` from `r` unless the input ends first; returns the bytes read.
+fn read_chunk(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 /// Ceph's hexdump of a value (`listomapvals`).
@@ -226,36 +240,43 @@ fn print_json(v: &Value, pretty: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn put(io: &IoCtx, obj: &str, data: Vec<u8>, append: bool) -> anyhow::Result<()> {
-    let data = Bytes::from(data);
-    if data.is_empty() && !append {
-        io.write_full(obj, data).await?;
-        return Ok(());
-    }
-    let mut off = 0usize;
-    while off < data.len() {
-        let end = (off + OP_SIZE_BYTES).min(data.len());
-        let chunk = data.slice(off..end);
+/// Writes the input as `obj` in `OP_SIZE_BYTES` pieces, as Ceph's `rados
+/// put` does (the first replaces the object, the rest write at their
+/// offsets), so neither the file nor a request has to hold all of it.
+async fn put(io: &IoCtx, obj: &str, input: &mut dyn Read, append: bool) -> anyhow::Result<()> {
+    let mut off = 0u64;
+    loop {
+        let mut buf = vec![0u8; OP_SIZE_BYTES];
+        let n = read_chunk(input, &mut buf).context("error reading the input")?;
+        buf.truncate(n);
+        let chunk = Bytes::from(buf);
         if append {
-            io.append(obj, chunk).await?;
+            if n > 0 {
+                io.append(obj, chunk).await?;
+            }
         } else if off == 0 {
             io.write_full(obj, chunk).await?;
-        } else {
-            io.write(obj, off as u64, chunk).await?;
+        } else if n > 0 {
+            io.write(obj, off, chunk).await?;
         }
-        off = end;
+        off += n as u64;
+        if n < OP_SIZE_BYTES {
+            return Ok(());
+        }
     }
-    Ok(())
 }
 
-async fn get(io: &IoCtx, obj: &str) -> anyhow::Result<Vec<u8>> {
-    let mut out = Vec::new();
+/// Reads `obj` into `out` in `OP_SIZE_BYTES` pieces (an object may be
+/// larger than one reply can carry); returns the bytes copied.
+async fn get(io: &IoCtx, obj: &str, out: &mut dyn Write) -> anyhow::Result<u64> {
+    let mut off = 0u64;
     loop {
-        let b = io.read(obj, out.len() as u64, OP_SIZE_BYTES as u64).await?;
-        let n = b.len();
-        out.extend_from_slice(&b);
-        if n < OP_SIZE_BYTES {
-            return Ok(out);
+        let b = io.read(obj, off, OP_SIZE_BYTES as u64).await?;
+        out.write_all(&b).context("error writing the output")?;
+        off += b.len() as u64;
+        if b.len() < OP_SIZE_BYTES {
+            out.flush().context("error writing the output")?;
+            return Ok(off);
         }
     }
 }
@@ -269,18 +290,23 @@ pub async fn run_on(
 ) -> anyhow::Result<()> {
     let pool = io.pool_name().to_string();
     match cmd {
-        RadosCmd::Put { obj, file } => put(io, obj, read_input(file)?, false).await?,
-        RadosCmd::Append { obj, file } => put(io, obj, read_input(file)?, true).await?,
+        RadosCmd::Put { obj, file } => put(io, obj, &mut *open_input(file)?, false).await?,
+        RadosCmd::Append { obj, file } => put(io, obj, &mut *open_input(file)?, true).await?,
         RadosCmd::Get { obj, file } => {
-            let data = get(io, obj)
+            // Stat first, so a missing object leaves no empty file behind.
+            io.stat(obj)
                 .await
                 .map_err(|e| anyhow!("error getting {pool}/{obj}: {e}"))?;
-            if file == "-" {
-                std::io::stdout().write_all(&data)?;
+            let mut out: Box<dyn Write> = if file == "-" {
+                Box::new(std::io::stdout().lock())
             } else {
-                let p = PathBuf::from(file);
-                std::fs::write(&p, &data).with_context(|| format!("error writing {file}"))?;
-            }
+                let f = std::fs::File::create(PathBuf::from(file))
+                    .with_context(|| format!("error writing {file}"))?;
+                Box::new(std::io::BufWriter::new(f))
+            };
+            get(io, obj, &mut *out)
+                .await
+                .map_err(|e| anyhow!("error getting {pool}/{obj}: {e}"))?;
         }
         RadosCmd::Rm { objs } => {
             for o in objs {

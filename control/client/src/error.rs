@@ -17,6 +17,12 @@ pub enum ClientError {
     Timeout { what: String, ms: u128 },
     #[error("{msg} ({})", errno::describe(*.errno))]
     Osd { errno: i32, msg: String },
+    #[error("{what}: the request is {len} bytes, over the {max}-byte message limit of the session to its OSD; send it in smaller pieces")]
+    TooLarge {
+        what: String,
+        len: usize,
+        max: usize,
+    },
     #[error("bad reply: {0}")]
     BadReply(String),
     #[error("invalid argument: {0}")]
@@ -33,6 +39,7 @@ impl ClientError {
             ClientError::NoSuchPool(_) | ClientError::NoSuchPg(_) => errno::ENOENT,
             ClientError::Timeout { .. } | ClientError::NoMap(_) => errno::ETIMEDOUT,
             ClientError::Invalid(_) => errno::EINVAL,
+            ClientError::TooLarge { .. } => errno::EMSGSIZE,
             ClientError::Mon(_) | ClientError::Shutdown => errno::EIO,
             ClientError::BadReply(_) => errno::EIO,
         }

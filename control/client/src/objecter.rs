@@ -299,8 +299,20 @@ impl Objecter {
                     kick: kick.clone(),
                 },
             );
-            if let Err(e) = session.send(req.to_message()).await {
-                tracing::debug!(tid = req.tid, osd = primary, "send failed: {e}; retrying");
+            match session.send(req.to_message()).await {
+                Ok(_) => {}
+                // No session to any OSD would take it: fail now, not at
+                // the deadline.
+                Err(kalmar_msgr::SendError::TooLarge { len, max }) => {
+                    return Err(ClientError::TooLarge {
+                        what: what.to_string(),
+                        len,
+                        max,
+                    });
+                }
+                Err(e) => {
+                    tracing::debug!(tid = req.tid, osd = primary, "send failed: {e}; retrying")
+                }
             }
             req.flags |= flags::RETRY;
             self.maybe_inject_failure(primary);

@@ -218,6 +218,7 @@ async fn establish(
         in_seq,
         acked_seq,
         features: 0,
+        max_frame_bytes: cfg.max_frame_bytes as u64,
     };
     write_control(&mut wr, FrameKind::Hello, 0, &hello.to_bytes())
         .await
@@ -225,7 +226,7 @@ async fn establish(
     let frame = timeout(cfg.handshake_timeout, reader.next())
         .await
         .map_err(|_| Attempt::Retry("no hello reply within the handshake timeout".into()))?
-        .map_err(Attempt::Retry)?
+        .map_err(|e| Attempt::Retry(e.to_string()))?
         .ok_or_else(|| Attempt::Retry("closed during handshake".into()))?;
     match frame.header.kind {
         FrameKind::HelloReply => {}
@@ -280,7 +281,23 @@ async fn drive(
                     addr,
                     session_id: session.id,
                 });
-                let conn_gen = session.attach(peer.clone(), reply.in_seq, reply.reset);
+                let conn_gen = match session.attach(
+                    peer.clone(),
+                    reply.in_seq,
+                    reply.reset,
+                    reply.max_frame_bytes,
+                ) {
+                    Ok(g) => g,
+                    Err(reason) => {
+                        tracing::error!(peer = %peer.entity, %addr, "ending the session: {reason}");
+                        let mut wr = wr;
+                        let _ =
+                            write_control(&mut wr, FrameKind::Close, 0, reason.as_bytes()).await;
+                        session.close(&reason);
+                        let _ = events.send(Event::Closed(handle.clone(), reason)).await;
+                        return;
+                    }
+                };
                 let _ = state.send(LinkState::Up);
                 if reply.reset && ever_connected {
                     tracing::info!(peer = %peer.entity, %addr, "peer lost our session (restart?); replaying");
@@ -302,17 +319,17 @@ async fn drive(
                     ConnEnd::Failed(reason) => {
                         tracing::info!(peer = %peer.entity, %addr, "connection lost: {reason}")
                     }
-                    ConnEnd::PeerClosed => {
-                        session.close("peer closed the session");
-                        let _ = events
-                            .send(Event::Closed(
-                                handle.clone(),
-                                "peer closed the session".into(),
-                            ))
-                            .await;
+                    ConnEnd::PeerClosed(reason) => {
+                        tracing::info!(peer = %peer.entity, %addr, "{reason}");
+                        session.close(&reason);
+                        let _ = events.send(Event::Closed(handle.clone(), reason)).await;
                         return;
                     }
                     ConnEnd::LocalClosed => return,
+                    ConnEnd::Violation(reason) => {
+                        let _ = events.send(Event::Closed(handle.clone(), reason)).await;
+                        return;
+                    }
                 }
             }
             Err(Attempt::Fatal(reason)) => {

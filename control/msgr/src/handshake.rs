@@ -6,6 +6,10 @@
 //! if it still holds that session, both ends drop what the other already
 //! has and replay the rest; otherwise (`reset`) it opens a fresh session and
 //! the connector replays everything it has not seen acknowledged.
+//!
+//! Each side also states the largest frame payload it accepts, so a sender
+//! refuses a message its peer could not take (an error at `send`) instead
+//! of putting it on the wire to be refused there.
 
 use kalmar_common::impl_versioned;
 use uuid::Uuid;
@@ -27,9 +31,13 @@ pub struct Hello {
     /// a fresh session on the acceptor starts expecting `acked_seq + 1`.
     pub acked_seq: u64,
     pub features: u64,
+    /// Largest frame payload the connector accepts (0: not stated, an
+    /// older peer; see [`peer_frame_limit`]).
+    pub max_frame_bytes: u64,
 }
-impl_versioned!(Hello, "hello", version = 1, compat = 1,
-    { protocol_version, entity, fsid, session_id, in_seq, acked_seq, features });
+impl_versioned!(Hello, "hello", version = 2, compat = 1,
+    { protocol_version, entity, fsid, session_id, in_seq, acked_seq, features },
+    since 2 { max_frame_bytes });
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HelloReply {
@@ -41,9 +49,23 @@ pub struct HelloReply {
     /// The acceptor had no state for the session (new peer, or it restarted).
     pub reset: bool,
     pub features: u64,
+    /// Largest frame payload the acceptor accepts (0: not stated).
+    pub max_frame_bytes: u64,
 }
-impl_versioned!(HelloReply, "hello reply", version = 1, compat = 1,
-    { protocol_version, entity, fsid, in_seq, reset, features });
+impl_versioned!(HelloReply, "hello reply", version = 2, compat = 1,
+    { protocol_version, entity, fsid, in_seq, reset, features },
+    since 2 { max_frame_bytes });
+
+/// The largest payload we may send a peer that stated `stated` (0 when it
+/// did not: an older peer, held to the default) given our own limit.
+pub fn peer_frame_limit(ours: usize, stated: u64) -> usize {
+    let theirs = if stated == 0 {
+        crate::config::DEFAULT_MAX_FRAME_BYTES
+    } else {
+        usize::try_from(stated).unwrap_or(usize::MAX)
+    };
+    ours.min(theirs)
+}
 
 /// Whether an acceptor of cluster `ours` talks to a peer claiming `theirs`:
 /// a nil fsid on either side means "not known yet" and matches anything.
@@ -67,10 +89,23 @@ mod tests {
             in_seq: 7,
             acked_seq: 5,
             features: 0,
+            max_frame_bytes: 1 << 20,
         };
         assert_eq!(Hello::from_bytes(&h.to_bytes()).expect("roundtrip"), h);
         assert!(fsid_matches(Uuid::nil(), h.fsid));
         assert!(!fsid_matches(Uuid::new_v4(), h.fsid));
+    }
+
+    #[test]
+    fn frame_limit_is_the_smaller_of_both() {
+        assert_eq!(peer_frame_limit(64 << 20, 96 << 20), 64 << 20);
+        assert_eq!(peer_frame_limit(96 << 20, 64 << 20), 64 << 20);
+        // A peer that did not state one is held to the default.
+        assert_eq!(
+            peer_frame_limit(96 << 20, 0),
+            crate::config::DEFAULT_MAX_FRAME_BYTES
+        );
+        assert_eq!(peer_frame_limit(1024, 0), 1024);
     }
 
     proptest! {

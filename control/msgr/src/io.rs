@@ -11,12 +11,36 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
-use crate::frame::{Frame, FrameDecoder, FrameHeader, FrameKind, HEADER_BYTES};
+use crate::frame::{Frame, FrameDecoder, FrameError, FrameHeader, FrameKind, HEADER_BYTES};
 use crate::session::{Message, PeerInfo, Session};
 use crate::{Event, Incoming, SessionHandle};
 
 /// Bytes asked of the kernel per read when no large frame is pending.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Why no frame could be read.
+#[derive(Debug)]
+pub(crate) enum ReadError {
+    /// The bytes are not a valid frame.
+    Frame(FrameError),
+    /// The stream failed or ended inside a frame.
+    Stream(String),
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadError::Frame(e) => write!(f, "malformed frame: {e}"),
+            ReadError::Stream(e) => f.write_str(e),
+        }
+    }
+}
+
+impl From<ReadError> for String {
+    fn from(e: ReadError) -> String {
+        e.to_string()
+    }
+}
 
 /// Reads whole frames from a stream.
 pub(crate) struct FramedRead {
@@ -35,12 +59,12 @@ impl FramedRead {
     }
 
     /// The next frame; `Ok(None)` at a clean end of stream.
-    pub(crate) async fn next(&mut self) -> Result<Option<Frame>, String> {
+    pub(crate) async fn next(&mut self) -> Result<Option<Frame>, ReadError> {
         loop {
             match self.dec.decode(&mut self.buf) {
                 Ok(Some(f)) => return Ok(Some(f)),
                 Ok(None) => {}
-                Err(e) => return Err(format!("malformed frame: {e}")),
+                Err(e) => return Err(ReadError::Frame(e)),
             }
             if self.buf.capacity() - self.buf.len() < READ_CHUNK_BYTES / 4 {
                 self.buf.reserve(READ_CHUNK_BYTES);
@@ -48,13 +72,13 @@ impl FramedRead {
             match self.rd.read_buf(&mut self.buf).await {
                 Ok(0) if self.buf.is_empty() => return Ok(None),
                 Ok(0) => {
-                    return Err(format!(
+                    return Err(ReadError::Stream(format!(
                         "connection closed inside a frame ({} bytes buffered)",
                         self.buf.len()
-                    ))
+                    )))
                 }
                 Ok(_) => {}
-                Err(e) => return Err(format!("read failed: {e}")),
+                Err(e) => return Err(ReadError::Stream(format!("read failed: {e}"))),
             }
         }
     }
@@ -101,12 +125,29 @@ pub(crate) async fn write_control(
 /// How a connection ended.
 #[derive(Debug)]
 pub(crate) enum ConnEnd {
-    /// The peer ended the session with a close frame.
-    PeerClosed,
+    /// The peer ended the session with a close frame (its reason, if it
+    /// gave one).
+    PeerClosed(String),
     /// We closed the session (close frame sent).
     LocalClosed,
     /// The connection broke; the session may resume on a new one.
     Failed(String),
+    /// The peer broke a rule that a replay would break again (a frame over
+    /// our limit): the session is closed for good, the reason sent to the
+    /// peer in the close frame.
+    Violation(String),
+}
+
+/// The reason a close frame carries (empty from older peers).
+fn close_reason(payload: &[u8]) -> String {
+    if payload.is_empty() {
+        "peer closed the session".into()
+    } else {
+        format!(
+            "peer closed the session: {}",
+            String::from_utf8_lossy(payload)
+        )
+    }
 }
 
 /// Runs the connection until it fails or the session closes.
@@ -122,10 +163,17 @@ pub(crate) async fn run_connection(
         let read = read_loop(&session, &peer, conn_gen, reader, &events);
         let write = write_loop(&session, conn_gen, &mut writer);
         tokio::pin!(read, write);
-        tokio::select! {
+        let end = tokio::select! {
             e = &mut read => e,
             e = &mut write => e,
+        };
+        if let ConnEnd::Violation(reason) = &end {
+            // The writer finishes its batch, then tells the peer why.
+            tracing::error!(peer = %peer.entity, "ending the session: {reason}");
+            session.close(reason);
+            let _ = timeout(session.config.keepalive_interval, &mut write).await;
         }
+        end
     };
     let _ = writer.shutdown().await;
     end
@@ -144,7 +192,13 @@ async fn read_loop(
             Err(_) => {
                 return ConnEnd::Failed(format!("nothing received for {} ms", limit.as_millis()))
             }
-            Ok(Err(e)) => return ConnEnd::Failed(e),
+            Ok(Err(ReadError::Frame(FrameError::TooLarge { len, max }))) => {
+                return ConnEnd::Violation(format!(
+                    "{} sent a frame of {len} bytes, over this side's limit of {max} bytes",
+                    peer.entity
+                ))
+            }
+            Ok(Err(e)) => return ConnEnd::Failed(e.to_string()),
             Ok(Ok(None)) => return ConnEnd::Failed("peer closed the connection".into()),
             Ok(Ok(Some(f))) => f,
         };
@@ -179,7 +233,7 @@ async fn read_loop(
                 }
             }
             FrameKind::Ack | FrameKind::Keepalive => {}
-            FrameKind::Close => return ConnEnd::PeerClosed,
+            FrameKind::Close => return ConnEnd::PeerClosed(close_reason(&frame.payload)),
             other => {
                 return ConnEnd::Failed(format!("unexpected {other:?} frame inside a session"))
             }
@@ -191,9 +245,10 @@ async fn write_loop(session: &Arc<Session>, conn_gen: u64, w: &mut OwnedWriteHal
     let interval = session.config.keepalive_interval;
     let mut frames: Vec<([u8; HEADER_BYTES], Bytes)> = Vec::new();
     loop {
-        if session.closed_reason().is_some() {
+        if let Some(reason) = session.closed_reason() {
             let (in_seq, _) = session.seqs();
-            let _ = timeout(interval, write_control(w, FrameKind::Close, in_seq, &[])).await;
+            let close = write_control(w, FrameKind::Close, in_seq, reason.as_bytes());
+            let _ = timeout(interval, close).await;
             return ConnEnd::LocalClosed;
         }
         let Some(out) = session.next_outgoing(conn_gen) else {

@@ -10,8 +10,12 @@
 //! - [`connection::Connection`]: an outbound session that reconnects with
 //!   backoff and replays what the peer had not acknowledged.
 //!
-//! A malformed or oversized frame closes its connection with a logged
-//! reason; it never reaches the application. Payloads are `bytes::Bytes`
+//! A malformed frame closes its connection with a logged reason; it never
+//! reaches the application. Each side states its frame limit in the
+//! handshake and `send` refuses (`SendError::TooLarge`) a message the peer
+//! could not take. A peer that sends an oversized frame anyway gets its
+//! session ended with the reason in the close frame (replaying it would
+//! fail the same way forever). Payloads are `bytes::Bytes`
 //! split out of the read buffer and written with vectored writes, so data
 //! is not copied on either side.
 #![deny(clippy::unwrap_used)]
@@ -92,6 +96,14 @@ impl SessionHandle {
 
     pub fn peer(&self) -> Option<Arc<PeerInfo>> {
         self.session.peer()
+    }
+
+    /// The largest message payload this session carries: our frame limit,
+    /// or the peer's if it stated a smaller one. A larger `send` fails with
+    /// [`SendError::TooLarge`], so a reply that could not fit is known
+    /// before it is built.
+    pub fn max_message_bytes(&self) -> usize {
+        self.session.max_message_bytes()
     }
 
     /// The session id (chosen by the connecting side).

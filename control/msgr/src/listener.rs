@@ -125,7 +125,8 @@ async fn accept_one(
     let mut reader = FramedRead::new(rd, shared.config.max_frame_bytes);
     let first = timeout(shared.config.handshake_timeout, reader.next())
         .await
-        .map_err(|_| "no hello within the handshake timeout".to_string())??
+        .map_err(|_| "no hello within the handshake timeout".to_string())?
+        .map_err(String::from)?
         .ok_or("closed before hello")?;
     if first.header.kind != FrameKind::Hello {
         return Err(format!(
@@ -166,6 +167,7 @@ async fn accept_one(
         in_seq,
         reset: fresh,
         features: 0,
+        max_frame_bytes: shared.config.max_frame_bytes as u64,
     };
     write_control(&mut wr, FrameKind::HelloReply, 0, &reply.to_bytes())
         .await
@@ -175,7 +177,15 @@ async fn accept_one(
         addr,
         session_id: hello.session_id,
     });
-    let conn_gen = session.attach(peer.clone(), hello.in_seq, false);
+    let conn_gen = match session.attach(peer.clone(), hello.in_seq, false, hello.max_frame_bytes) {
+        Ok(g) => g,
+        Err(reason) => {
+            tracing::error!(peer = %peer.entity, %addr, "ending the session: {reason}");
+            let _ = write_control(&mut wr, FrameKind::Close, 0, reason.as_bytes()).await;
+            end_session(&shared, &session, &reason).await;
+            return Err(reason);
+        }
+    };
     tracing::debug!(peer = %peer.entity, %addr, session = hello.session_id, fresh, "session attached");
     let task = {
         let session = session.clone();
@@ -195,10 +205,9 @@ async fn accept_one(
                 ConnEnd::Failed(reason) => {
                     tracing::info!(peer = %peer.entity, %addr, "connection ended: {reason}");
                 }
-                ConnEnd::PeerClosed => {
-                    end_session(&shared, &session, "peer closed the session").await
-                }
+                ConnEnd::PeerClosed(reason) => end_session(&shared, &session, &reason).await,
                 ConnEnd::LocalClosed => end_session(&shared, &session, "closed locally").await,
+                ConnEnd::Violation(reason) => end_session(&shared, &session, &reason).await,
             }
         })
     };

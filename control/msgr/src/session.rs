@@ -19,6 +19,7 @@ use tokio::task::AbortHandle;
 
 use crate::config::MsgrConfig;
 use crate::entity::EntityName;
+use crate::handshake::peer_frame_limit;
 
 /// One application message: a type id (see kalmar-proto's registry) and an
 /// encoded payload.
@@ -80,6 +81,9 @@ pub(crate) struct SessionState {
     /// Bumped by every attach, so a superseded connection cannot detach
     /// the one that replaced it.
     conn_gen: u64,
+    /// Largest payload we may send: the smaller of our own frame limit and
+    /// the one the peer stated in the handshake (ours until then).
+    max_message_bytes: usize,
 }
 
 /// Frames the writer should put on the wire next.
@@ -108,7 +112,7 @@ impl Session {
     pub(crate) fn new(id: u64, config: Arc<MsgrConfig>) -> Arc<Session> {
         Arc::new(Session {
             id,
-            config,
+            config: config.clone(),
             state: Mutex::new(SessionState {
                 next_seq: 1,
                 queue: VecDeque::new(),
@@ -121,6 +125,7 @@ impl Session {
                 peer: None,
                 detached_since: Some(Instant::now()),
                 conn_gen: 0,
+                max_message_bytes: config.max_frame_bytes,
             }),
             writer_wake: Notify::new(),
             space: Notify::new(),
@@ -155,16 +160,22 @@ impl Session {
         self.state.lock().detached_since
     }
 
+    /// The largest message payload this session may carry: our frame
+    /// limit, lowered to the peer's once the handshake told it.
+    pub(crate) fn max_message_bytes(&self) -> usize {
+        self.state.lock().max_message_bytes
+    }
+
     /// Queues `msg` if there is room; `Err(msg)` back when full.
     fn try_enqueue(&self, msg: Message) -> Result<Result<u64, Message>, SendError> {
         let len = msg.payload.len();
-        if len > self.config.max_frame_bytes {
+        let mut st = self.state.lock();
+        if len > st.max_message_bytes {
             return Err(SendError::TooLarge {
                 len,
-                max: self.config.max_frame_bytes,
+                max: st.max_message_bytes,
             });
         }
-        let mut st = self.state.lock();
         if let Some(reason) = &st.closed {
             return Err(SendError::Closed {
                 peer: st
@@ -284,10 +295,30 @@ impl Session {
 
     /// A new connection carries the session: drop what the peer already has
     /// and rewind so the rest is replayed. `reset` means the peer lost its
-    /// state: it starts its own numbering again.
-    pub(crate) fn attach(&self, peer: Arc<PeerInfo>, peer_in_seq: u64, reset: bool) -> u64 {
+    /// state: it starts its own numbering again. `peer_max_frame_bytes` is
+    /// the limit the peer stated (0: none). A queued message larger than
+    /// the peer takes (queued before it stated its limit) can never be
+    /// delivered: that is an `Err` with the reason, and the caller ends
+    /// the session rather than replay it forever.
+    pub(crate) fn attach(
+        &self,
+        peer: Arc<PeerInfo>,
+        peer_in_seq: u64,
+        reset: bool,
+        peer_max_frame_bytes: u64,
+    ) -> Result<u64, String> {
         self.on_ack(peer_in_seq);
         let mut st = self.state.lock();
+        let limit = peer_frame_limit(self.config.max_frame_bytes, peer_max_frame_bytes);
+        st.max_message_bytes = limit;
+        if let Some(p) = st.queue.iter().find(|p| p.msg.payload.len() > limit) {
+            return Err(format!(
+                "a queued message (type {}, {} bytes) exceeds the {limit}-byte frame limit of {}",
+                p.msg.msg_type,
+                p.msg.payload.len(),
+                peer.entity
+            ));
+        }
         if reset {
             st.in_seq = 0;
         }
@@ -299,7 +330,7 @@ impl Session {
         let conn_gen = st.conn_gen;
         drop(st);
         self.writer_wake.notify_one();
-        conn_gen
+        Ok(conn_gen)
     }
 
     /// Makes `task` the one driving this session, stopping the previous one
@@ -413,7 +444,7 @@ mod tests {
             session_id: 1,
         });
         // The peer saw only message 1 before the connection broke.
-        let conn_gen = s.attach(peer, 1, false);
+        let conn_gen = s.attach(peer, 1, false, 0).expect("fits");
         assert!(
             s.next_outgoing(0).is_none(),
             "the old connection is superseded"
@@ -457,5 +488,39 @@ mod tests {
             waiter.await.expect("join"),
             Err(SendError::Closed { .. })
         ));
+    }
+
+    fn peer(name: &str) -> Arc<PeerInfo> {
+        Arc::new(PeerInfo {
+            entity: name.parse().expect("valid"),
+            addr: "127.0.0.1:1".parse().expect("valid"),
+            session_id: 1,
+        })
+    }
+
+    #[test]
+    fn the_peers_frame_limit_bounds_sends() {
+        let s = session(10, 1 << 20);
+        let own = s.max_message_bytes();
+        assert_eq!(own, MsgrConfig::default().max_frame_bytes);
+        s.attach(peer("client.1"), 0, false, 100)
+            .expect("empty queue");
+        assert_eq!(s.max_message_bytes(), 100);
+        assert_eq!(
+            s.try_send(Message::new(1, vec![0; 101])),
+            Err(SendError::TooLarge { len: 101, max: 100 })
+        );
+        assert!(s.try_send(Message::new(1, vec![0; 100])).is_ok());
+    }
+
+    #[test]
+    fn a_queued_message_the_peer_cannot_take_fails_the_attach() {
+        let s = session(10, 1 << 20);
+        s.try_send(Message::new(7, vec![0; 500]))
+            .expect("fits our limit");
+        let err = s
+            .attach(peer("osd.2"), 0, false, 200)
+            .expect_err("peer takes 200 bytes");
+        assert!(err.contains("500 bytes") && err.contains("osd.2"), "{err}");
     }
 }

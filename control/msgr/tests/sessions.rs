@@ -298,6 +298,7 @@ async fn malformed_frames_close_only_that_connection() {
         in_seq: 0,
         acked_seq: 0,
         features: 0,
+        max_frame_bytes: 0,
     };
     let hello_bytes = kalmar_common::Encode::to_bytes(&hello);
     let frame = |kind, seq, payload: &[u8]| {
@@ -307,8 +308,12 @@ async fn malformed_frames_close_only_that_connection() {
         v.extend_from_slice(payload);
         v
     };
-    let mut oversized = frame(FrameKind::Message, 1, &[0; 10]);
-    oversized[24..28].copy_from_slice(&4096u32.to_le_bytes());
+    // A well-formed header announcing more than the listener takes.
+    let mut big_header = FrameHeader::for_payload(FrameKind::Message, 1, 1, 0, &[0; 10]);
+    big_header.payload_len = 4096;
+    let oversized = big_header.encode().to_vec();
+    let mut bad_header_crc = frame(FrameKind::Message, 1, &[0; 10]);
+    bad_header_crc[24] ^= 1;
     let mut bad_crc = frame(FrameKind::Message, 1, b"abc");
     bad_crc[36] ^= 1;
     let cases: Vec<(&str, Vec<u8>)> = vec![
@@ -316,6 +321,10 @@ async fn malformed_frames_close_only_that_connection() {
         (
             "oversized",
             [frame(FrameKind::Hello, 0, &hello_bytes), oversized].concat(),
+        ),
+        (
+            "header crc",
+            [frame(FrameKind::Hello, 0, &hello_bytes), bad_header_crc].concat(),
         ),
         (
             "payload crc",
@@ -344,8 +353,22 @@ async fn malformed_frames_close_only_that_connection() {
         let mut sink = Vec::new();
         let r = tokio::time::timeout(WAIT, s.read_to_end(&mut sink)).await;
         assert!(r.is_ok(), "{what}: connection was not closed");
+        if what == "oversized" {
+            // A replay would be refused again: the session ends, and the
+            // close frame tells the sender why.
+            let text = String::from_utf8_lossy(&sink);
+            assert!(
+                text.contains("4096 bytes, over this side's limit of 1024 bytes"),
+                "close frame without the reason: {text:?}"
+            );
+        }
     }
-    assert!(srv.try_recv().is_err(), "nothing reached the dispatcher");
+    while let Ok(ev) = srv.try_recv() {
+        assert!(
+            !matches!(ev, Event::Message(_)),
+            "a message reached the dispatcher: {ev:?}"
+        );
+    }
     let (ctx, _cli) = event_channel(&cfg);
     let c = Connection::connect(l.local_addr(), name("osd.1"), fsid, cfg, ctx)
         .await
@@ -370,6 +393,7 @@ async fn silent_peer_times_out_and_session_expires() {
         in_seq: 0,
         acked_seq: 0,
         features: 0,
+        max_frame_bytes: 0,
     };
     let payload = kalmar_common::Encode::to_bytes(&hello);
     let mut raw = FrameHeader::for_payload(FrameKind::Hello, 0, 0, 0, &payload)
@@ -435,4 +459,69 @@ async fn send_blocks_when_queue_full_until_acked() {
         .expect("unblocked")
         .expect("join")
         .expect("sent");
+}
+
+/// Each side states its frame limit in the handshake: a message the peer
+/// could not take fails at `send`, on either side, instead of being put on
+/// the wire and refused there (over and over, as replays).
+#[tokio::test]
+async fn frame_limits_are_exchanged_and_bound_sends() {
+    let fsid = Uuid::new_v4();
+    let small = MsgrConfig {
+        max_frame_bytes: 1024,
+        ..fast_config()
+    };
+    // A small listener, a default connector.
+    let (l, mut srv) = listener(fsid, small.clone()).await;
+    let (ctx, _cli) = event_channel(&fast_config());
+    let c = Connection::connect(l.local_addr(), name("osd.1"), fsid, fast_config(), ctx)
+        .await
+        .expect("connect");
+    assert_eq!(c.handle().max_message_bytes(), 1024);
+    let err = c
+        .try_send(Message::new(1, vec![0; 2000]))
+        .expect_err("over the listener's limit");
+    assert_eq!(
+        err,
+        kalmar_msgr::SendError::TooLarge {
+            len: 2000,
+            max: 1024
+        }
+    );
+    c.send(Message::new(1, vec![1; 1024]))
+        .await
+        .expect("at the limit");
+    assert_eq!(next_message(&mut srv).await.msg.payload.len(), 1024);
+
+    // A default listener, a small connector: the listener may not reply
+    // with more than the connector takes.
+    let (l2, mut srv2) = listener(fsid, fast_config()).await;
+    let (ctx2, mut cli2) = event_channel(&small);
+    let c2 = Connection::connect(l2.local_addr(), name("client.7"), fsid, small, ctx2)
+        .await
+        .expect("connect");
+    c2.send(Message::new(1, &b"req"[..])).await.expect("send");
+    let m = next_message(&mut srv2).await;
+    assert_eq!(m.from.max_message_bytes(), 1024);
+    let err = m
+        .from
+        .send(Message::new(2, vec![0; 1025]))
+        .await
+        .expect_err("over the connector's limit");
+    assert!(matches!(
+        err,
+        kalmar_msgr::SendError::TooLarge {
+            len: 1025,
+            max: 1024
+        }
+    ));
+    m.from
+        .send(Message::new(2, &b"small reply"[..]))
+        .await
+        .expect("fits");
+    assert_eq!(
+        &next_message(&mut cli2).await.msg.payload[..],
+        b"small reply"
+    );
+    assert!(!c2.handle().is_closed(), "the session goes on");
 }

@@ -38,6 +38,9 @@ pub mod errno {
     pub const ERANGE: i32 = 34;
     pub const ENAMETOOLONG: i32 = 36;
     pub const ENODATA: i32 = 61;
+    /// A request or its reply would not fit one message (Ceph's
+    /// `OSD_WRITETOOBIG` is this errno too).
+    pub const EMSGSIZE: i32 = 90;
     pub const EOPNOTSUPP: i32 = 95;
     pub const ETIMEDOUT: i32 = 110;
 
@@ -57,6 +60,7 @@ pub mod errno {
             ERANGE => "Numerical result out of range",
             ENAMETOOLONG => "File name too long",
             ENODATA => "No data available",
+            EMSGSIZE => "Message too long",
             EOPNOTSUPP => "Operation not supported",
             ETIMEDOUT => "Connection timed out",
             _ => "Unknown error",

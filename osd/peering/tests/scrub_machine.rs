@@ -1,7 +1,8 @@
 //! The scrub side of the state machine: requests wait for active+clean and
 //! a scrub slot; results set stamps, `inconsistent` and its counts; a
 //! repair's items become missing objects that recovery rewrites, after
-//! which the PG is clean again.
+//! which the PG is clean again. A primary copy that cannot be read for a
+//! push is pulled from another copy first, or reported unfound.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -279,7 +280,7 @@ fn repair_recovers_bad_copies_and_goes_clean() {
         oid: "bad-on-2".into(),
         version: v,
         to: vec![2],
-        backfill: false
+        backfill: false,
     }));
     // Client ops on objects under repair wait for it.
     assert!(matches!(
@@ -433,4 +434,142 @@ fn a_corrupt_read_on_the_primary_recovers_the_object() {
     );
     assert_eq!(t.pgs[0].state(), State::Active(Active::Clean));
     assert!(t.pgs[0].missing().is_empty());
+}
+
+/// Recovery that finds `oid` missing on the replicas in `bad` (a repair
+/// makes them so) and has just pushed it from the primary.
+fn pushing(bad: &[OsdId]) -> (Trio, Eversion) {
+    let mut t = Trio::new();
+    let v = Eversion::new(1, 1);
+    t.feed(
+        0,
+        Event::ScrubRequested {
+            deep: false,
+            repair: true,
+        },
+    );
+    t.feed(
+        0,
+        Event::ReservationGranted {
+            kind: ReservationKind::Scrub,
+        },
+    );
+    t.feed(
+        0,
+        Event::ScrubFinished(ScrubResult {
+            deep: true,
+            repair: true,
+            deep_errors: 1,
+            repairs: vec![RepairItem {
+                oid: "o".into(),
+                version: v,
+                from: Some(0),
+                to: bad.iter().copied().collect(),
+            }],
+            ..Default::default()
+        }),
+    );
+    t.feed(
+        0,
+        Event::ReservationGranted {
+            kind: ReservationKind::LocalRecovery,
+        },
+    );
+    let acts = t.take();
+    assert!(
+        acts.contains(&Action::Push {
+            oid: "o".into(),
+            version: v,
+            to: bad.to_vec(),
+            backfill: false,
+        }),
+        "{acts:?}"
+    );
+    (t, v)
+}
+
+#[test]
+fn an_unreadable_primary_copy_is_pulled_from_another_before_the_push() {
+    let (mut t, v) = pushing(&[2]);
+    // The primary could not read its copy to push it.
+    t.feed(
+        0,
+        Event::PushFailed {
+            oid: "o".into(),
+            version: v,
+        },
+    );
+    assert!(t.pgs[0].missing().is_missing("o"));
+    let acts = t.take();
+    assert!(acts.iter().any(
+        |a| matches!(a, Action::Persist(w) if w.missing.as_ref().is_some_and(|m| m.is_missing("o")))
+    ));
+    assert!(
+        acts.contains(&Action::Pull {
+            oid: "o".into(),
+            version: v,
+            from: 1
+        }),
+        "pulled from the copy that has it: {acts:?}"
+    );
+    assert!(t.pgs[0].unfound().is_empty());
+    t.feed(
+        0,
+        Event::ObjectRecovered {
+            oid: "o".into(),
+            version: v,
+        },
+    );
+    assert!(t.take().contains(&Action::Push {
+        oid: "o".into(),
+        version: v,
+        to: vec![2],
+        backfill: false,
+    }));
+    t.feed(
+        0,
+        Event::PushCompleted {
+            peer: 2,
+            oid: "o".into(),
+            version: v,
+        },
+    );
+    assert_eq!(t.pgs[0].state(), State::Active(Active::Clean));
+    assert_eq!(t.flags(), "active+clean");
+}
+
+#[test]
+fn an_unreadable_last_copy_is_unfound_not_a_stall() {
+    let (mut t, v) = pushing(&[1, 2]);
+    t.feed(
+        0,
+        Event::PushFailed {
+            oid: "o".into(),
+            version: v,
+        },
+    );
+    // No copy is left to pull from: unfound, shown as Ceph shows it, and
+    // nothing is issued (no spinning).
+    assert!(t.pgs[0].unfound().contains("o"));
+    let acts = t.take();
+    assert!(
+        !acts
+            .iter()
+            .any(|a| matches!(a, Action::Pull { .. } | Action::Push { .. })),
+        "{acts:?}"
+    );
+    let flags = t.flags();
+    assert!(flags.contains("recovery_unfound"), "{flags}");
+    assert!(flags.contains("degraded"), "{flags}");
+    assert!(!flags.contains("recovering"), "{flags}");
+    // A stale failure (nothing in flight) changes nothing.
+    t.feed(
+        0,
+        Event::PushFailed {
+            oid: "other".into(),
+            version: v,
+        },
+    );
+    assert!(!t.pgs[0].missing().is_missing("other"));
+    assert_eq!(t.pgs[0].stats_report().unfound, 1);
 }

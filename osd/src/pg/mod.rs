@@ -152,6 +152,13 @@ pub enum PgEvent {
         op: ClientOp,
         version: Eversion,
     },
+    /// Primary: our copy of an object could not be read to push it
+    /// (dropped if the interval changed meanwhile).
+    PushFailed {
+        interval: Epoch,
+        oid: String,
+        version: Eversion,
+    },
     Stats(oneshot::Sender<Option<PgStatEntry>>),
     Query(oneshot::Sender<serde_json::Value>),
     /// Periodic: expire client ops that waited too long.
@@ -375,6 +382,15 @@ impl PgActor {
             PgEvent::ScrubMap { from, id, map } => self.on_scrub_map(from, id, map).await,
             PgEvent::ScrubStep => self.scrub_step().await,
             PgEvent::ReadCorrupt { op, version } => self.on_read_corrupt(op, version).await,
+            PgEvent::PushFailed {
+                interval,
+                oid,
+                version,
+            } => {
+                if interval == self.interval() {
+                    self.machine(Event::PushFailed { oid, version }).await
+                }
+            }
             PgEvent::Stats(tx) => {
                 let _ = tx.send(self.stat_entry());
             }

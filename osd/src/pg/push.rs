@@ -4,7 +4,7 @@
 //! time (the send waits while the session's queue is full), so a large
 //! object never sits whole in memory nor exceeds a message's size bound.
 //! The chunks of one object travel in order on one session; the last
-//! carries the xattrs and omap.
+//! carries the xattrs and omap. Objects of any size recover this way.
 
 use std::ops::Bound;
 
@@ -109,7 +109,15 @@ impl PgActor {
                 }
             }
             Err(SendFailure::Failed(e)) => {
-                tracing::error!(pgid = %self.pgid, %oid, "cannot push: {e}");
+                // Never a push nobody answers: our copy counts as missing,
+                // and recovery finds another (or reports it unfound).
+                tracing::error!(pgid = %self.pgid, %oid, "cannot read our copy to push it: {e}; recovering it from another copy");
+                let ev = super::PgEvent::PushFailed {
+                    interval: self.interval(),
+                    oid: oid.to_string(),
+                    version,
+                };
+                let _ = self.tx.send(ev);
             }
         }
     }
@@ -160,12 +168,6 @@ impl PgActor {
             Err(StoreError::ObjectNotFound { .. }) => return Err(SendFailure::Absent),
             Err(e) => return Err(failed(e)),
         };
-        let max = self.svc.opts.osd_recovery_max_object_size;
-        if size > max {
-            return Err(SendFailure::Failed(format!(
-                "object of {size} bytes exceeds osd_recovery_max_object_size ({max})"
-            )));
-        }
         let mut meta = Some(
             read_meta(&store, &self.coll, &o)
                 .await

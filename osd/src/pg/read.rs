@@ -24,6 +24,9 @@ use crate::service::reply;
 
 /// Entries returned per omap or listing page at most.
 const MAX_PAGE_ENTRIES: u32 = 10_000;
+/// Room a reply needs besides its data (header, error text, lengths):
+/// reads may return the session's message limit minus this.
+const REPLY_HEADROOM_BYTES: usize = 64 << 10;
 
 impl PgActor {
     /// Starts a read op on its own task.
@@ -33,11 +36,16 @@ impl PgActor {
         let coll = self.coll.clone();
         let perf = self.svc.perf.clone();
         let epoch = self.epoch;
+        let pgid = self.pgid;
         self.io.num_read += 1;
         let tx = self.tx.clone();
         tokio::spawn(async move {
             let started = std::time::Instant::now();
-            let (mut r, corrupt) = execute(&store, &coll, &op.req.oid, &op.req.ops).await;
+            // A reply the client's session cannot carry is refused before
+            // anything is read (Ceph-like EMSGSIZE), never sent to be lost.
+            let max_reply = op.reply_to.max_message_bytes();
+            let budget = max_reply.saturating_sub(REPLY_HEADROOM_BYTES) as u64;
+            let (mut r, corrupt) = execute(&store, &coll, &op.req.oid, &op.req.ops, budget).await;
             if let Some(version) = corrupt {
                 if tx.send(PgEvent::ReadCorrupt { op, version }).is_err() {
                     tracing::debug!("pg gone; a corrupt read is dropped");
@@ -55,8 +63,21 @@ impl PgActor {
             perf.tinc(L_OP_PROCESS_LAT, started.elapsed());
             perf.tinc(L_OP_R_LAT, op.received.elapsed());
             perf.tinc(L_OP_LAT, op.received.elapsed());
+            if r.result == -errno::EMSGSIZE {
+                tracing::warn!(%pgid, object = %op.req.oid, client = op.req.client, "read refused: {}", r.error);
+            }
+            let mut msg = r.to_message();
+            if msg.payload.len() > max_reply {
+                // Many outputs together (omap pages, several reads).
+                let e = format!(
+                    "the reply would be {} bytes, over the {max_reply}-byte message limit of this session; ask for less per request",
+                    msg.payload.len()
+                );
+                tracing::warn!(%pgid, object = %op.req.oid, client = op.req.client, "read refused: {e}");
+                msg = OsdOpReply::error(r.tid, -errno::EMSGSIZE, epoch, e).to_message();
+            }
             op.track.mark("done");
-            reply(&op.reply_to, r.to_message());
+            reply(&op.reply_to, msg);
         });
     }
 }
@@ -112,18 +133,20 @@ fn object_info(attrs: &Option<Vec<(String, Bytes)>>) -> Option<ObjectInfo> {
 /// Runs the read ops; the first failure is the request's result. The
 /// second value is set (to the object's version) when this copy turned
 /// out corrupt.
+/// `budget` bounds the data bytes the reads may return together.
 async fn execute(
     store: &Arc<ObjectStore>,
     coll: &CollectionId,
     oid: &str,
     ops: &[OsdOp],
+    mut budget: u64,
 ) -> (OsdOpReply, Option<Eversion>) {
     let mut reply = OsdOpReply::default();
     let o = ObjectId::new(oid.as_bytes().to_vec()).ok();
     let mut attrs: Option<Vec<(String, Bytes)>> = None;
     let mut corrupt = false;
     for op in ops {
-        let r = run_one(store, coll, o.as_ref(), op, &mut attrs).await;
+        let r = run_one(store, coll, o.as_ref(), op, &mut attrs, &mut budget).await;
         match r {
             Ok(data) => reply.outputs.push(OpOutput { rval: 0, data }),
             Err((rval, msg, bad_copy)) => {
@@ -198,6 +221,7 @@ async fn run_one(
     o: Option<&ObjectId>,
     op: &OsdOp,
     attrs: &mut Option<Vec<(String, Bytes)>>,
+    budget: &mut u64,
 ) -> Result<Bytes, Fail> {
     if let OsdOp::PgLs { start_after, max } = op {
         return list(store, coll, start_after, *max).await.map_err(fail);
@@ -205,16 +229,33 @@ async fn run_one(
     let o = o.ok_or((-errno::EINVAL, "invalid object name".to_string(), false))?;
     match op {
         OsdOp::Read { offset, len } => {
-            let len = if *len == 0 {
-                store
-                    .stat_async(coll, o)
-                    .await
-                    .map_err(fail)?
-                    .size_bytes
-                    .saturating_sub(*offset)
-            } else {
-                *len
-            };
+            let mut size = None;
+            let mut len = *len;
+            if len == 0 {
+                let s = store.stat_async(coll, o).await.map_err(fail)?.size_bytes;
+                size = Some(s);
+                len = s.saturating_sub(*offset);
+            }
+            if len > *budget {
+                // Only what the object holds counts against the budget.
+                let s = match size {
+                    Some(s) => s,
+                    None => store.stat_async(coll, o).await.map_err(fail)?.size_bytes,
+                };
+                len = len.min(s.saturating_sub(*offset));
+            }
+            if len > *budget {
+                return Err((
+                    -errno::EMSGSIZE,
+                    format!(
+                        "a read of {len} bytes at offset {offset} does not fit one reply \
+                         (at most {budget} data bytes on this session); read in smaller pieces",
+                        budget = *budget
+                    ),
+                    false,
+                ));
+            }
+            *budget -= len;
             let data = store
                 .read_async(coll, o, *offset, len)
                 .await

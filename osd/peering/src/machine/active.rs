@@ -450,6 +450,58 @@ impl Pg {
         self.issue_recovery();
     }
 
+    /// Our copy could not be read for a push: it is missing here, and
+    /// every target still waiting for it stays (or becomes) missing it.
+    /// Recovery then pulls it from another copy and pushes it on; with no
+    /// copy left it is unfound (`recovery_unfound`), never a push that
+    /// nobody will ever answer.
+    pub(super) fn on_push_failed(&mut self, oid: ObjectName, version: Eversion) {
+        if !self.is_primary() {
+            return;
+        }
+        let recovering = self.p.in_flight.remove(&oid);
+        let round = self.p.backfill.as_mut();
+        let backfilling = round.and_then(|r| r.pending_pushes.remove(&oid));
+        if recovering.is_none() && backfilling.is_none() {
+            return; // not (or no longer) being pushed
+        }
+        let version = recovering
+            .as_ref()
+            .map_or(version, |f| f.version.max(version));
+        // A backfill target's last_backfill passes the object when its
+        // round ends: recovery must bring it there afterwards.
+        for peer in backfilling.into_iter().flatten() {
+            self.p
+                .peer_missing
+                .entry(peer)
+                .or_default()
+                .add(&oid, version, Eversion::ZERO);
+        }
+        if !self.missing.is_missing(&oid) {
+            self.missing.add(&oid, version, Eversion::ZERO);
+            self.info.last_complete = last_complete(&self.log, &self.missing);
+            self.persist(PgWrite {
+                info: Some(self.info.clone()),
+                missing: Some(self.missing.clone()),
+                ..Default::default()
+            });
+        }
+        match self.state {
+            State::Active(Active::Recovering) => self.issue_recovery(),
+            State::Active(Active::Backfilling) => {
+                let done = self
+                    .p
+                    .backfill
+                    .as_ref()
+                    .is_some_and(|r| r.end.is_some() && r.pending_pushes.is_empty());
+                if done {
+                    self.finish_backfill_round();
+                }
+            }
+            _ => {}
+        }
+    }
+
     pub(super) fn on_client_waits(&mut self, oid: ObjectName) {
         if !self.is_primary() || self.p.prioritized.contains(&oid) {
             return;

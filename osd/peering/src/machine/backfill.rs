@@ -157,10 +157,13 @@ impl Pg {
         }
     }
 
+    /// Backfill is over; objects that became missing meanwhile (a copy
+    /// that could not be read for a push) are recovered before the PG
+    /// may go clean.
     pub(super) fn backfill_done(&mut self) {
         self.p.backfill = None;
         self.release(ReservationKind::LocalBackfill);
         self.release_remote(ReserveFor::Backfill);
-        self.recovered();
+        self.next_recovery_step();
     }
 }

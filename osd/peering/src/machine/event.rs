@@ -258,6 +258,11 @@ pub enum Event {
     },
     /// Primary: a pull could not be served (the source lacks the object).
     PullFailed { from: OsdId, oid: ObjectName },
+    /// Primary: its own copy of `oid` (at `version`, as the push was
+    /// asked for) could not be read to push it (Ceph's `primary_error`).
+    /// The copy counts as missing here: recovery pulls the object from
+    /// another copy first, or, with none, reports it unfound.
+    PushFailed { oid: ObjectName, version: Eversion },
     /// Primary: result of [`crate::Action::ScanLocal`] (`from` = self) or
     /// [`crate::Action::ScanPeer`].
     ScanCompleted { from: OsdId, scan: ScanResult },

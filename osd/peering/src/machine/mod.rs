@@ -324,6 +324,7 @@ impl Pg {
                 self.on_push_completed(peer, oid, version)
             }
             Event::PullFailed { from, oid } => self.on_pull_failed(from, oid),
+            Event::PushFailed { oid, version } => self.on_push_failed(oid, version),
             Event::ScanCompleted { from, scan } => self.on_scan_completed(from, scan),
             Event::ClientWaitsFor { oid } => self.on_client_waits(oid),
             Event::ScrubRequested { deep, repair } => self.on_scrub_requested(deep, repair),

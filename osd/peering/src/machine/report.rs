@@ -53,7 +53,14 @@ impl Pg {
                     Active::WaitLocalRecoveryReserved | Active::WaitRemoteRecoveryReserved => {
                         f.set(F::RECOVERY_WAIT)
                     }
-                    Active::Recovering => f.set(F::RECOVERING),
+                    // With nothing in flight and only unfound objects
+                    // left, nothing is being recovered (Ceph shows
+                    // recovery_unfound without recovering).
+                    Active::Recovering
+                        if !self.p.in_flight.is_empty() || self.p.unfound.is_empty() =>
+                    {
+                        f.set(F::RECOVERING)
+                    }
                     Active::WaitLocalBackfillReserved | Active::WaitRemoteBackfillReserved => {
                         f.set(F::BACKFILL_WAIT)
                     }
