@@ -83,6 +83,9 @@ struct Args {
     /// Store setting max_batch_txns (default: the store's).
     #[arg(long)]
     max_batch_txns: Option<usize>,
+    /// Store setting kv.read_cache_bytes (default: the store's; 0 is off).
+    #[arg(long, value_parser = parse_size)]
+    read_cache_bytes: Option<u64>,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -373,6 +376,9 @@ fn main() -> Result<()> {
     mo.settings.reader_threads = 4;
     if let Some(d) = args.pipeline_depth {
         mo.settings.commit_pipeline_depth = d;
+    }
+    if let Some(b) = args.read_cache_bytes {
+        mo.settings.kv.read_cache_bytes = b as usize;
     }
     if let Some(n) = args.max_batch_txns {
         mo.settings.max_batch_txns = n;

@@ -15,6 +15,7 @@ use rocksdb::{
 };
 
 use crate::error::StoreError;
+use crate::kvcache::{Lookup, ReadCache};
 
 /// One physical change to the database, as carried by journal records.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +90,9 @@ pub struct KvOptions {
     pub block_cache_bytes: usize,
     /// Background flush and compaction threads.
     pub background_jobs: i32,
+    /// Values kept in memory in front of the database (see
+    /// [`crate::kvcache`]); 0 turns the cache off.
+    pub read_cache_bytes: usize,
 }
 
 impl Default for KvOptions {
@@ -97,6 +101,7 @@ impl Default for KvOptions {
             write_buffer_bytes: 64 << 20,
             block_cache_bytes: 64 << 20,
             background_jobs: 2,
+            read_cache_bytes: 32 << 20,
         }
     }
 }
@@ -134,6 +139,7 @@ pub trait KvRead {
 pub struct Kv {
     db: DB,
     path: PathBuf,
+    cache: ReadCache,
 }
 
 /// A consistent read view.
@@ -194,6 +200,7 @@ impl Kv {
         Ok(Kv {
             db,
             path: path.to_path_buf(),
+            cache: ReadCache::new(opts.read_cache_bytes),
         })
     }
 
@@ -214,6 +221,7 @@ impl Kv {
         Ok(Kv {
             db,
             path: path.to_path_buf(),
+            cache: ReadCache::new(opts.read_cache_bytes),
         })
     }
 
@@ -236,7 +244,9 @@ impl Kv {
         }
         let mut wo = WriteOptions::default();
         wo.disable_wal(true);
-        self.db.write_opt(b, &wo).map_err(StoreError::kv)
+        self.db.write_opt(b, &wo).map_err(StoreError::kv)?;
+        self.cache.wrote(ops);
+        Ok(())
     }
 
     /// Persists everything written so far (memtables to synced SST files).
@@ -253,12 +263,14 @@ impl Kv {
     }
 }
 
-/// Both the database and a snapshot read the same way.
+/// Both the database (through its read cache) and a snapshot (straight
+/// from RocksDB, which keeps its point in time) read the same way.
 macro_rules! impl_kv_read {
-    ($ty:ty, $field:ident) => {
+    ($ty:ty, $field:ident, |$s:ident, $key:ident| $get:expr) => {
         impl KvRead for $ty {
-            fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-                self.$field.get(key).map_err(StoreError::kv)
+            fn get(&self, $key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+                let $s = self;
+                $get
             }
 
             fn scan(
@@ -276,8 +288,18 @@ macro_rules! impl_kv_read {
         }
     };
 }
-impl_kv_read!(Kv, db);
-impl_kv_read!(KvSnapshot<'_>, snap);
+impl_kv_read!(Kv, db, |kv, key| match kv.cache.lookup(key) {
+    Lookup::Hit(v) => Ok(v),
+    Lookup::Miss(epoch) => {
+        let v = kv.db.get(key).map_err(StoreError::kv)?;
+        kv.cache.offer(key, &v, epoch);
+        Ok(v)
+    }
+});
+impl_kv_read!(KvSnapshot<'_>, snap, |s, key| s
+    .snap
+    .get(key)
+    .map_err(StoreError::kv));
 
 #[cfg(test)]
 mod tests {

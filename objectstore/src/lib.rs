@@ -89,6 +89,7 @@ pub mod inspect;
 pub mod journal;
 pub mod keys;
 pub mod kv;
+mod kvcache;
 pub mod layout;
 pub mod meta;
 pub mod onode;
