@@ -208,28 +208,48 @@ async fn wait_mon(mon: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
     }
 }
 
-async fn wait_osds_up(mon: SocketAddr, ids: &[u32], timeout: Duration) -> anyhow::Result<()> {
+/// Each OSD's `(up, up_from)` in the mon's current map; empty when the mon
+/// does not answer.
+async fn osd_up_from(mon: SocketAddr) -> std::collections::BTreeMap<u32, (bool, u64)> {
+    let Ok(d) = mon_command(
+        mon,
+        json!({"prefix": "osd dump", "format": "json"}),
+        Duration::from_secs(5),
+    )
+    .await
+    else {
+        return Default::default();
+    };
+    d["osds"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|o| {
+                    let id = o["osd"].as_u64()? as u32;
+                    let up = o["up"].as_i64() == Some(1);
+                    Some((id, (up, o["up_from"].as_u64().unwrap_or(0))))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits until every OSD in `want` is up with an `up_from` above the one it
+/// had before vstart (re)started it: a restarted OSD whose old instance the
+/// mon still shows as up is not the new instance yet.
+async fn wait_osds_up(
+    mon: SocketAddr,
+    want: &[(u32, u64)],
+    timeout: Duration,
+) -> anyhow::Result<()> {
     let start = Instant::now();
     loop {
-        let up: Vec<u32> = match mon_command(
-            mon,
-            json!({"prefix": "osd dump", "format": "json"}),
-            Duration::from_secs(5),
-        )
-        .await
-        {
-            Ok(d) => d["osds"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter(|o| o["up"].as_i64() == Some(1))
-                        .filter_map(|o| o["osd"].as_u64().map(|v| v as u32))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            Err(_) => Vec::new(),
-        };
-        let missing: Vec<u32> = ids.iter().copied().filter(|i| !up.contains(i)).collect();
+        let now = osd_up_from(mon).await;
+        let missing: Vec<u32> = want
+            .iter()
+            .filter(|(id, prev)| !matches!(now.get(id), Some(&(true, from)) if from > *prev))
+            .map(|(id, _)| *id)
+            .collect();
         if missing.is_empty() {
             return Ok(());
         }
@@ -359,7 +379,9 @@ pub async fn vstart(args: &VstartArgs) -> anyhow::Result<Cluster> {
 
     let osd_bin = need_bin("kalmar-osd")?;
     let total = args.osds.max(existing_osds(&dir));
-    let mut ids = Vec::new();
+    // up_from before anything restarts, so the wait below sees new instances.
+    let before = osd_up_from(mon).await;
+    let mut want = Vec::new();
     for i in 0..total {
         let name = format!("osd.{i}");
         let odir = dir.join(&name);
@@ -418,10 +440,13 @@ pub async fn vstart(args: &VstartArgs) -> anyhow::Result<Cluster> {
                 &dir.join(format!("{name}.log")),
                 &dir.join(format!("{name}.pid")),
             )?;
+            want.push((i, before.get(&i).map_or(0, |&(_, from)| from)));
+        } else {
+            // Already running: up is enough.
+            want.push((i, 0));
         }
-        ids.push(i);
     }
-    wait_osds_up(mon, &ids, timeout).await?;
+    wait_osds_up(mon, &want, timeout).await?;
     if mgrs > 0 {
         wait_mgr_available(mon, timeout).await?;
     }
