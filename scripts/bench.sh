@@ -22,6 +22,9 @@
 #                      through kalmar-nbd and fio's nbd engine;
 #                      cluster-sizeN: a 3-OSD vstart cluster, an image in
 #                      a pool of size N, through kalmar-nbd --image.
+#   BENCH_JOBS         space-separated subset of the fio jobs (default: all
+#                      six: seqwrite-1m randwrite-4k-qd1 randwrite-4k-qd32
+#                      randread-4k-qd1 randread-4k-qd32 seqread-1m)
 #   BENCH_OSD_SIZE     size of each OSD's (filled) device file (default 6G)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,7 +37,7 @@ RAMP=${BENCH_RAMP:-2}
 RESULTS_DIR=${BENCH_RESULTS_DIR:-$HOME/.cache/kalmar-bench}
 TARGETS=${BENCH_TARGETS:-raw raw-durable objectstore store cluster-size1 cluster-size3}
 OSD_SIZE=${BENCH_OSD_SIZE:-6G}
-JOBS="seqwrite-1m randwrite-4k-qd1 randwrite-4k-qd32 randread-4k-qd1 randread-4k-qd32 seqread-1m"
+JOBS=${BENCH_JOBS:-seqwrite-1m randwrite-4k-qd1 randwrite-4k-qd32 randread-4k-qd1 randread-4k-qd32 seqread-1m}
 
 log() { echo "bench: $*" >&2; }
 
