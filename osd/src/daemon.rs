@@ -23,6 +23,7 @@ use crate::dispatch::{client_dispatcher, cluster_dispatcher, ClientThrottle};
 use crate::heartbeat::Heartbeat;
 use crate::maps::MapStore;
 use crate::mapwork::MapWork;
+use crate::mark_down::{self, Outcome};
 use crate::options::OsdOptions;
 use crate::peers::{cluster_addr, heartbeat_addr, Peers};
 use crate::perf;
@@ -366,6 +367,30 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<(
         }
     };
     work.stopping();
+    if result.is_ok() {
+        // A clean stop: tell the mon before the PGs stop, so peers and
+        // clients see this OSD down now, not after the heartbeat grace.
+        let t0 = std::time::Instant::now();
+        let outcome = mark_down::mark_me_down(&svc, addrs, &mut mon_events).await;
+        let ms = t0.elapsed().as_millis() as u64;
+        match outcome {
+            Outcome::Skipped => {
+                tracing::info!(
+                    "osd_mon_shutdown_timeout is 0: not asking the mon to mark this osd down"
+                )
+            }
+            Outcome::NotUp => tracing::info!("not up in the map: nothing to tell the mon"),
+            Outcome::NoMon => {
+                tracing::info!("no session to the mon: stopping without marking down")
+            }
+            Outcome::Acked => tracing::info!(ms, "the mon acked: marked down"),
+            Outcome::SeenDown => tracing::info!(ms, "the map shows this osd down"),
+            Outcome::NoAnswer => tracing::info!(
+                ms,
+                "no answer from the mon within osd_mon_shutdown_timeout; stopping anyway"
+            ),
+        }
+    }
     mgr.close().await;
     tracing::info!("stopping osd.{}", cfg.id);
     let handles: Vec<_> = svc.pgs.read().values().cloned().collect();

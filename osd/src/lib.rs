@@ -3,7 +3,8 @@
 //! keeps every map epoch under `meta`, heartbeats its peers, and exposes
 //! perf counters (Ceph's names) on an admin socket.
 //!
-//! - [`daemon`]: `kalmar-osd run` (ports, boot, the main loop).
+//! - [`daemon`]: `kalmar-osd run` (ports, boot, the main loop);
+//!   [`mark_down`]: a clean stop asks the mon to mark the OSD down first.
 //! - [`mkfs`]: `kalmar-osd mkfs` (registration, format, superblock).
 //! - [`mapwork`], [`maps`]: maps under meta; PG creation; AdvMap/ActMap.
 //! - [`pg`]: one task per PG: the peering state machine's driver, the
@@ -60,6 +61,7 @@ pub mod dispatch;
 pub mod heartbeat;
 pub mod maps;
 pub mod mapwork;
+pub mod mark_down;
 pub mod mkfs;
 pub mod names;
 pub mod options;

@@ -21,6 +21,9 @@ pub struct OsdOptions {
     pub osd_beacon_report_interval: Duration,
     /// PG and OSD statistics to the mon.
     pub osd_mon_report_interval: Duration,
+    /// On a clean stop, how long to wait for the mon to ack the OSD's
+    /// request to be marked down (0: do not ask, stop at once).
+    pub osd_mon_shutdown_timeout: Duration,
     /// Map epochs kept in the meta collection; older ones are trimmed.
     pub osd_map_max_epochs_stored: u32,
     /// Map epochs trimmed per transaction.
@@ -95,6 +98,7 @@ impl Default for OsdOptions {
             osd_heartbeat_min_peers: 10,
             osd_beacon_report_interval: Duration::from_secs(300),
             osd_mon_report_interval: Duration::from_secs(5),
+            osd_mon_shutdown_timeout: Duration::from_secs(5),
             osd_map_max_epochs_stored: 500,
             osd_target_transaction_size: 30,
             osd_map_cache_size: 50,
@@ -216,6 +220,8 @@ impl OsdOptions {
                 .secs("osd_beacon_report_interval", d.osd_beacon_report_interval)?,
             osd_mon_report_interval: r
                 .secs("osd_mon_report_interval", d.osd_mon_report_interval)?,
+            osd_mon_shutdown_timeout: r
+                .secs_or_zero("osd_mon_shutdown_timeout", d.osd_mon_shutdown_timeout)?,
             osd_map_max_epochs_stored: r
                 .int(
                     "osd_map_max_epochs_stored",
@@ -340,6 +346,7 @@ impl OsdOptions {
             s(self.osd_beacon_report_interval),
         );
         put("osd_mon_report_interval", s(self.osd_mon_report_interval));
+        put("osd_mon_shutdown_timeout", s(self.osd_mon_shutdown_timeout));
         put(
             "osd_map_max_epochs_stored",
             self.osd_map_max_epochs_stored.to_string(),
@@ -461,6 +468,7 @@ osd_heartbeat_interval = 2
             "[osd]\nosd_scrub_min_interval = -1\n",
             "[osd]\nosd_scrub_chunk_max = 0\n",
             "[osd]\nosd_recovery_sleep = -0.1\n",
+            "[osd]\nosd_mon_shutdown_timeout = -1\n",
         ] {
             let c = Conf::parse(bad).expect("toml");
             assert!(OsdOptions::from_conf(&c, "osd.0").is_err(), "{bad}");
@@ -473,6 +481,10 @@ osd_heartbeat_interval = 2
         let o4 = OsdOptions::from_conf(&c, "osd.0").expect("valid");
         assert_eq!(o4.osd_recovery_sleep, Duration::ZERO);
         assert_eq!(o4.osd_recovery_max_chunk, 8 << 20);
+        assert_eq!(o4.osd_mon_shutdown_timeout, Duration::from_secs(5));
+        let c = Conf::parse("[osd]\nosd_mon_shutdown_timeout = 0\n").expect("toml");
+        let o6 = OsdOptions::from_conf(&c, "osd.0").expect("valid");
+        assert_eq!(o6.osd_mon_shutdown_timeout, Duration::ZERO, "0 skips it");
         let c = Conf::parse(
             "[osd]\nosd_recovery_max_chunk = 1073741824\nosd_max_write_size = 1048576\n",
         )

@@ -1,6 +1,7 @@
 //! The OSDMap service: the committed map, the changes pending for the next
 //! epoch, and the OSD lifecycle (registration, boot, failure reports,
-//! beacons, down -> out, up_thru and pg_temp requests).
+//! beacons, down -> out, up_thru and pg_temp requests, an OSD's request to
+//! be marked down as it stops).
 //!
 //! Pure logic: time comes in as a parameter and nothing here does I/O, so
 //! the rules are tested directly. Changes accumulate in a pending copy of
@@ -543,6 +544,10 @@ impl OsdMon {
 
 #[path = "osdmon_cmds.rs"]
 mod cmds;
+
+#[path = "osdmon_markdown.rs"]
+mod markdown;
+pub use markdown::MarkMeDown;
 
 #[cfg(test)]
 #[path = "osdmon_tests.rs"]

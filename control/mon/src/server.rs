@@ -343,6 +343,14 @@ impl Server {
                 Ok(_) => Ok(()),
                 Err(e) => Err(e.to_string()),
             },
+            OSD_MARK_ME_DOWN => match OsdMarkMeDown::from_message(&m.msg) {
+                Ok(req) if Self::from_osd(&m, req.target_osd) => {
+                    self.mark_me_down(&m.from, req, now).await;
+                    Ok(())
+                }
+                Ok(_) => Ok(()),
+                Err(e) => Err(e.to_string()),
+            },
             OSD_PG_STATS => match kalmar_proto::pgstats::OsdPgStats::from_message(&m.msg) {
                 Ok(r) if Self::from_osd(&m, r.osd_id) => {
                     self.st.pgmap.apply(&r, now_us());
@@ -385,6 +393,22 @@ impl Server {
             // A peer that sends malformed messages is broken: drop it.
             tracing::warn!(peer = %m.peer.entity, "closing session: {e}");
             m.from.close(&format!("malformed message: {e}"));
+        }
+    }
+
+    /// A stopping OSD's request to be marked down. The ack goes out after
+    /// the commit that marks it down (or at once when the request is
+    /// ignored and nothing is pending), so the OSD stops knowing its peers
+    /// and clients can see it down.
+    async fn mark_me_down(&mut self, from: &SessionHandle, req: OsdMarkMeDown, now: Instant) {
+        match self.st.osd.mark_me_down(&req, now) {
+            crate::osdmon::MarkMeDown::Marked => {}
+            crate::osdmon::MarkMeDown::Ignored(why) => {
+                tracing::info!(osd = req.target_osd, "mark-me-down ignored: {why}");
+            }
+        }
+        if req.request_ack {
+            self.reply(from, req.ack().to_message()).await;
         }
     }
 

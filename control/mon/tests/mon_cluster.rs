@@ -1,5 +1,5 @@
 //! The mon as a process on loopback with scripted fake OSDs and mgrs:
-//! boot, failure reports, down -> out timing, pg_temp from the primary
+//! boot, failure reports, down -> out timing, mark-me-down and its ack, pg_temp from the primary
 //! and from a non-primary, subscriptions from an old epoch, mgr failover,
 //! restart and kill -9 with state intact.
 
@@ -435,4 +435,33 @@ async fn down_out_timer_survives_a_mon_restart() {
         since_stop < Duration::from_secs(9),
         "the window restarted with the mon: out {since_stop:?} after the stop"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mark_me_down_is_acked_after_the_commit() {
+    let mon = Mon::start(FAST).await;
+    let osds = boot_all(&mon, 3).await;
+    let up = |dump: &Value, id: i64| osd_entry(dump, id)["up"] == json!(1);
+    // Another instance's request is ignored, and acked all the same.
+    let stale = kalmar_maps::osd::OsdAddrs::all(kalmar_maps::EntityAddr::new(
+        "127.0.0.1:7999".parse().expect("addr"),
+        9,
+    ));
+    osds[2].mark_me_down(stale).await;
+    let dump = mon.json(json!({"prefix": "osd dump"})).await;
+    assert!(up(&dump, 2), "a stale instance's request marked osd.2 down");
+    // The instance that is up: down, and the ack comes after the commit,
+    // so the mon's map shows it down by the time the OSD hears back.
+    let epoch = mon.epoch().await;
+    osds[2].mark_me_down(osds[2].addrs()).await;
+    let dump = mon.json(json!({"prefix": "osd dump"})).await;
+    assert!(!up(&dump, 2), "osd.2 is still up after the ack");
+    assert!(up(&dump, 0) && up(&dump, 1));
+    assert_eq!(osd_entry(&dump, 2)["in"], json!(1), "down is not out");
+    assert!(mon.epoch().await > epoch);
+    // Already down: acked, nothing changes.
+    let epoch = mon.epoch().await;
+    osds[2].mark_me_down(osds[2].addrs()).await;
+    assert_eq!(mon.epoch().await, epoch);
+    assert!(mon.log_tail().contains("mark-me-down ignored"));
 }

@@ -224,6 +224,35 @@ pub struct OsdPgTemp {
 impl_versioned!(OsdPgTemp, "osd pg_temp", version = 1, compat = 1, { osd_id, map_epoch, pg_temp });
 payload!(OsdPgTemp, OSD_PG_TEMP, "osd_pg_temp");
 
+/// An OSD stopping cleanly asks the mon to mark it down now (Ceph's
+/// `MOSDMarkMeDown`) instead of waiting for failure reports or missing
+/// beacons. `target_addrs` and `epoch` name the instance: the mon only
+/// marks down the instance that is up with those addresses. With
+/// `request_ack` the mon answers with the same message (`request_ack`
+/// false) once the down is committed, or at once when it ignores it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OsdMarkMeDown {
+    pub fsid: Uuid,
+    pub target_osd: OsdId,
+    pub target_addrs: OsdAddrs,
+    /// The newest map epoch the OSD has.
+    pub epoch: Epoch,
+    pub request_ack: bool,
+}
+impl_versioned!(OsdMarkMeDown, "osd mark me down", version = 1, compat = 1,
+    { fsid, target_osd, target_addrs, epoch, request_ack });
+payload!(OsdMarkMeDown, OSD_MARK_ME_DOWN, "osd_mark_me_down");
+
+impl OsdMarkMeDown {
+    /// The mon's answer to this request.
+    pub fn ack(&self) -> OsdMarkMeDown {
+        OsdMarkMeDown {
+            request_ack: false,
+            ..self.clone()
+        }
+    }
+}
+
 /// A command a mgr (or plugin) serves, advertised in its beacon.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CommandDesc {
@@ -310,6 +339,26 @@ mod tests {
             OsdAlive::from_message(&m),
             Err(crate::ProtoError::WrongType { .. })
         ));
+    }
+
+    #[test]
+    fn mark_me_down_roundtrip_and_ack() {
+        let req = OsdMarkMeDown {
+            fsid: Uuid::new_v4(),
+            target_osd: 2,
+            target_addrs: OsdAddrs::all("127.0.0.1:6802/9".parse().expect("addr")),
+            epoch: 41,
+            request_ack: true,
+        };
+        let m = req.to_message();
+        assert_eq!(m.msg_type, OSD_MARK_ME_DOWN);
+        assert_eq!(OsdMarkMeDown::from_message(&m).expect("decodes"), req);
+        let ack = req.ack();
+        assert!(!ack.request_ack);
+        assert_eq!(
+            (ack.fsid, ack.target_osd, ack.target_addrs, ack.epoch),
+            (req.fsid, req.target_osd, req.target_addrs, req.epoch)
+        );
     }
 
     #[test]

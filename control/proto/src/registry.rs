@@ -25,6 +25,9 @@ pub const OSD_FAILURE: u16 = 13;
 pub const OSD_BEACON: u16 = 14;
 pub const OSD_ALIVE: u16 = 15;
 pub const OSD_PG_TEMP: u16 = 16;
+/// A cleanly stopping OSD asks to be marked down; the mon acks with the
+/// same type (Ceph's `MOSDMarkMeDown`).
+pub const OSD_MARK_ME_DOWN: u16 = 17;
 pub const MGR_BEACON: u16 = 20;
 /// The active mgr's health checks to the mon (Ceph's `MMonMgrReport`).
 pub const MON_MGR_REPORT: u16 = 21;
@@ -69,6 +72,7 @@ pub const TYPES: &[(u16, &str)] = &[
     (OSD_BEACON, "osd_beacon"),
     (OSD_ALIVE, "osd_alive"),
     (OSD_PG_TEMP, "osd_pg_temp"),
+    (OSD_MARK_ME_DOWN, "osd_mark_me_down"),
     (MGR_BEACON, "mgr_beacon"),
     (MON_MGR_REPORT, "mon_mgr_report"),
     (OSD_PG_STATS, "osd_pg_stats"),
@@ -116,6 +120,7 @@ pub fn validate(msg: &Message) -> Result<(), ProtoError> {
         OSD_BEACON => check::<OsdBeacon>(msg),
         OSD_ALIVE => check::<OsdAlive>(msg),
         OSD_PG_TEMP => check::<OsdPgTemp>(msg),
+        OSD_MARK_ME_DOWN => check::<OsdMarkMeDown>(msg),
         MGR_BEACON => check::<MgrBeacon>(msg),
         MON_MGR_REPORT => check::<MonMgrReport>(msg),
         OSD_PG_STATS => check::<crate::pgstats::OsdPgStats>(msg),
@@ -186,6 +191,7 @@ mod tests {
                 MgrBeacon { gid: 4, name: "x".into(), available: true, ..Default::default() }.to_message(),
                 MonMgrReport { gid: 4, health_checks: vec![MgrHealthCheck { code: "X".into(), severity: HealthSeverity::Error, summary: "s".into(), count: 1, detail: vec!["d".into()] }] }.to_message(),
                 OsdFailure { reporter: 1, target: 2, failed_for_ms: 100, epoch: 4, is_failed: true, ..Default::default() }.to_message(),
+                OsdMarkMeDown { target_osd: 2, epoch: 7, request_ack: true, ..Default::default() }.to_message(),
             ];
             for m in samples {
                 let mut bytes = m.payload.to_vec();

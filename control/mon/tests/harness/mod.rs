@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use kalmar_maps::osd::OsdAddrs;
 use kalmar_maps::{EntityAddr, OsdMap};
-use kalmar_msgr::{EntityName, EntityType, MsgrConfig};
+use kalmar_msgr::{EntityName, EntityType, Message, MsgrConfig};
 use kalmar_proto::mon::*;
 use kalmar_proto::monc::{MonClient, MonEvent};
 use parking_lot::Mutex;
@@ -262,6 +262,8 @@ pub struct FakeOsd {
     pub map: Arc<Mutex<Option<OsdMap>>>,
     /// Every osdmap message received (for subscription tests).
     pub received: Arc<Mutex<Vec<OsdMapMsg>>>,
+    /// Every other message from the mon (acks).
+    pub others: Arc<Mutex<Vec<Message>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -280,13 +282,20 @@ impl FakeOsd {
                 .expect("osd connects");
         let map = Arc::new(Mutex::new(None));
         let received = Arc::new(Mutex::new(Vec::new()));
-        let task = tokio::spawn(follow(events, map.clone(), received.clone()));
+        let others = Arc::new(Mutex::new(Vec::new()));
+        let task = tokio::spawn(follow(
+            events,
+            map.clone(),
+            received.clone(),
+            others.clone(),
+        ));
         FakeOsd {
             id,
             uuid,
             client,
             map,
             received,
+            others,
             task,
         }
     }
@@ -348,6 +357,32 @@ impl FakeOsd {
         self.client.send(&f).await.expect("failure report");
     }
 
+    /// Asks to be marked down as the instance at `addrs` and waits for the
+    /// mon's ack (panics after [`WAIT`]).
+    pub async fn mark_me_down(&self, addrs: OsdAddrs) {
+        use kalmar_proto::Payload;
+        let map = self.map().expect("a map before mark-me-down");
+        let req = OsdMarkMeDown {
+            fsid: map.fsid,
+            target_osd: self.id,
+            target_addrs: addrs,
+            epoch: map.epoch,
+            request_ack: true,
+        };
+        self.others.lock().clear();
+        self.client.send(&req).await.expect("mark me down");
+        let others = self.others.clone();
+        let want = req.ack();
+        wait_for("the mark-me-down ack", WAIT, || {
+            let acked = others
+                .lock()
+                .iter()
+                .any(|m| OsdMarkMeDown::from_message(m).is_ok_and(|a| a == want));
+            async move { acked.then_some(()) }
+        })
+        .await
+    }
+
     pub async fn beacon(&self) {
         let b = OsdBeacon {
             osd_id: self.id,
@@ -388,8 +423,12 @@ async fn follow(
     mut events: mpsc::Receiver<MonEvent>,
     map: Arc<Mutex<Option<OsdMap>>>,
     received: Arc<Mutex<Vec<OsdMapMsg>>>,
+    others: Arc<Mutex<Vec<Message>>>,
 ) {
     while let Some(ev) = events.recv().await {
+        if let MonEvent::Other(m) = &ev {
+            others.lock().push(m.msg.clone());
+        }
         if let MonEvent::OsdMap(msg) = ev {
             let cur = map.lock().clone();
             match msg.advance(cur.as_ref()) {
