@@ -222,6 +222,9 @@ impl Server {
                 }
                 _ = tick.tick() => {
                     self.st.osd.tick(Instant::now());
+                    // A quota changed by a command is re-evaluated here
+                    // even when no new stats arrive.
+                    self.update_pool_quotas();
                     self.st.mgr.tick(Instant::now(), now_us());
                 }
             }
@@ -347,6 +350,7 @@ impl Server {
                 Ok(r) if Self::from_osd(&m, r.osd_id) => {
                     self.st.pgmap.apply(&r, now_us());
                     self.st.refresh_pgs();
+                    self.update_pool_quotas();
                     Ok(())
                 }
                 Ok(_) => Ok(()),
@@ -385,6 +389,16 @@ impl Server {
             // A peer that sends malformed messages is broken: drop it.
             tracing::warn!(peer = %m.peer.entity, "closing session: {e}");
             m.from.close(&format!("malformed message: {e}"));
+        }
+    }
+
+    /// Pool quota flags from the latest PG stats (committed with the
+    /// next batch).
+    fn update_pool_quotas(&mut self) {
+        let usage = self.st.pgmap.pool_usage();
+        let n = self.st.osd.update_pool_quotas(&usage);
+        if n > 0 {
+            tracing::debug!(pools = n, "pool quota flags changed");
         }
     }
 
