@@ -6,6 +6,8 @@
 use std::process::Output;
 use std::time::Duration;
 
+use bytes::Bytes;
+use kalmar_proto::client::errno;
 use kalmar_tests::{wait_for, Cluster, ClusterOpts};
 use serde_json::Value;
 
@@ -97,6 +99,28 @@ async fn pool_quota_refuses_writes_until_raised() -> anyhow::Result<()> {
             .any(|l| l.contains(&format!("'{POOL}'")) && l.contains("max_objects 3")),
         "plain osd dump shows the quota: {plain}"
     );
+
+    // Through the library: ops that grow the pool fail at once with
+    // EDQUOT (no retry until the op timeout); shrinking works.
+    let rados = c.client().await?;
+    let io = rados.ioctx(POOL)?;
+    let e = io
+        .write_full("lib-new", Bytes::from_static(b"x"))
+        .await
+        .expect_err("a new object in a full_quota pool");
+    assert_eq!(e.errno(), errno::EDQUOT, "{e}");
+    let e = io
+        .setxattr("obj-1", "k", Bytes::from_static(b"v"))
+        .await
+        .expect_err("an xattr set in a full_quota pool");
+    assert_eq!(e.errno(), errno::EDQUOT, "{e}");
+    let e = io
+        .omap_set("obj-1", vec![("k".into(), Bytes::from_static(b"v"))])
+        .await
+        .expect_err("an omap set in a full_quota pool");
+    assert_eq!(e.errno(), errno::EDQUOT, "{e}");
+    io.truncate("obj-1", 100).await?;
+    assert_eq!(io.stat("obj-1").await?.size_bytes, 100);
 
     // Reads and removes still work on a full pool.
     let stat = ok(&c, &["rados", "-p", POOL, "stat", "obj-0"])?;
