@@ -22,6 +22,7 @@ pub fn errno_name(errno: i32) -> &'static str {
         34 => "ERANGE",
         95 => "EOPNOTSUPP",
         110 => "ETIMEDOUT",
+        122 => "EDQUOT",
         _ => "error",
     }
 }

@@ -281,6 +281,16 @@ async fn get(io: &IoCtx, obj: &str, out: &mut dyn Write) -> anyhow::Result<u64> 
     }
 }
 
+/// A failed write as Ceph's `rados` words it: `error putting pool/obj:
+/// (errno) text`; errors that are not the client's (reading the input)
+/// keep their own text.
+fn write_error(what: &str, pool: &str, obj: &str, e: anyhow::Error) -> anyhow::Error {
+    match e.downcast_ref::<ClientError>() {
+        Some(c) => anyhow!("error {what} {pool}/{obj}: ({}) {c}", c.errno()),
+        None => e,
+    }
+}
+
 /// The command on an open pool.
 pub async fn run_on(
     io: &IoCtx,
@@ -290,8 +300,13 @@ pub async fn run_on(
 ) -> anyhow::Result<()> {
     let pool = io.pool_name().to_string();
     match cmd {
-        RadosCmd::Put { obj, file } => put(io, obj, &mut *open_input(file)?, false).await?,
-        RadosCmd::Append { obj, file } => put(io, obj, &mut *open_input(file)?, true).await?,
+        // Ceph's words: `error putting data/obj: (122) Disk quota exceeded`.
+        RadosCmd::Put { obj, file } => put(io, obj, &mut *open_input(file)?, false)
+            .await
+            .map_err(|e| write_error("putting", &pool, obj, e))?,
+        RadosCmd::Append { obj, file } => put(io, obj, &mut *open_input(file)?, true)
+            .await
+            .map_err(|e| write_error("appending", &pool, obj, e))?,
         RadosCmd::Get { obj, file } => {
             // Stat first, so a missing object leaves no empty file behind.
             io.stat(obj)
@@ -333,7 +348,10 @@ pub async fn run_on(
                 );
             }
         }
-        RadosCmd::Create { obj } => io.create(obj, true).await?,
+        RadosCmd::Create { obj } => io
+            .create(obj, true)
+            .await
+            .map_err(|e| write_error("creating", &pool, obj, e.into()))?,
         RadosCmd::Truncate { obj, size } => io.truncate(obj, *size).await?,
         RadosCmd::Ls => {
             let names = io.list_objects().await?;

@@ -36,8 +36,15 @@ impl PoolType {
 /// `FLAG_HASHPSPOOL`: mix the pool id into the placement seed so pools
 /// with the same pg_num do not map identically.
 pub const POOL_FLAG_HASHPSPOOL: u64 = 1 << 0;
-/// `FLAG_FULL`.
+/// `FLAG_FULL`: writes that grow the pool are refused (set with
+/// `FLAG_FULL_QUOTA` when the pool reaches its quota).
 pub const POOL_FLAG_FULL: u64 = 1 << 1;
+/// `FLAG_FULL_QUOTA`: the pool reached `quota_max_objects` or
+/// `quota_max_bytes`; the OSDs answer growing writes with EDQUOT.
+pub const POOL_FLAG_FULL_QUOTA: u64 = 1 << 10;
+/// `FLAG_NEARFULL`, `FLAG_BACKFILLFULL` (cleared when the pool is full).
+pub const POOL_FLAG_NEARFULL: u64 = 1 << 11;
+pub const POOL_FLAG_BACKFILLFULL: u64 = 1 << 12;
 /// Ceph's names for pool flag bits, in bit order, for `osd dump`.
 pub const POOL_FLAG_NAMES: &[(u64, &str)] = &[
     (1 << 0, "hashpspool"),

@@ -3,6 +3,7 @@
 //! - [`store`]: RocksDB behind a small key-value interface (synced batches).
 //! - [`persist`]: map epochs in the store (mkfs, load, commit, trim).
 //! - [`osdmon`], [`pools`]: the OSDMap service and pool commands.
+//! - [`quota`]: pool quotas enforced through the `full_quota` pool flag.
 //! - [`mgrmon`]: the MgrMap service (beacons, failover).
 //! - [`mgrstat`]: health checks the active mgr reports.
 //! - [`health`], [`health_stats`], [`status`]: health checks (from the
@@ -24,6 +25,7 @@ pub mod perf;
 pub mod persist;
 pub mod pgmap;
 pub mod pools;
+pub mod quota;
 pub mod server;
 pub mod state;
 pub mod status;

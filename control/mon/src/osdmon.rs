@@ -525,6 +525,21 @@ impl OsdMon {
         }
     }
 
+    /// Sets or clears pools' `full_quota` / `full` flags from their
+    /// reported usage (see [`crate::quota`]); returns the pools changed.
+    pub fn update_pool_quotas(&mut self, usage: &crate::quota::PoolUsage) -> usize {
+        let due = self
+            .view()
+            .pools
+            .values()
+            .any(|p| crate::quota::decide(p, usage.get(&p.id).copied()).is_some());
+        if !due {
+            return 0;
+        }
+        let epoch = self.next_epoch();
+        crate::quota::apply(self.pending_mut(), usage, epoch)
+    }
+
     /// Applies a change made by a command to a copy of the map (given the
     /// epoch it will land in); only a successful, real change is kept.
     pub fn edit_map<T>(

@@ -591,3 +591,34 @@ fn mark_me_down_of_a_down_osd_changes_nothing() {
     }
     assert!(!m.has_pending());
 }
+
+#[test]
+fn pool_quota_flags_land_in_a_new_epoch() {
+    use kalmar_maps::pool::{POOL_FLAG_FULL, POOL_FLAG_FULL_QUOTA};
+    let t0 = Instant::now();
+    let (mut m, _) = cluster(3, t0);
+    with_pool(&mut m, 3, 8);
+    let id = *m.map().pools.keys().next().expect("pool");
+    m.edit_map(|map, _| {
+        map.pools.get_mut(&id).expect("pool").quota_max_objects = 3;
+        Ok(())
+    })
+    .expect("set quota");
+    commit(&mut m);
+    let e0 = m.map().epoch;
+    let usage = |objects: u64| crate::quota::PoolUsage::from([(id, (objects, 0))]);
+    assert_eq!(m.update_pool_quotas(&usage(2)), 0);
+    assert!(!m.has_pending(), "under the quota: no new epoch");
+    assert_eq!(m.update_pool_quotas(&usage(3)), 1);
+    assert!(commit(&mut m), "the incremental carries the flags");
+    let p = &m.map().pools[&id];
+    assert_eq!(m.map().epoch, e0 + 1);
+    assert!(p.has_flag(POOL_FLAG_FULL_QUOTA) && p.has_flag(POOL_FLAG_FULL));
+    assert_eq!(p.last_change, e0 + 1);
+    assert_eq!(m.update_pool_quotas(&usage(4)), 0, "still full");
+    assert!(!m.has_pending());
+    assert_eq!(m.update_pool_quotas(&usage(2)), 1);
+    assert!(commit(&mut m));
+    let p = &m.map().pools[&id];
+    assert!(!p.has_flag(POOL_FLAG_FULL_QUOTA) && !p.has_flag(POOL_FLAG_FULL));
+}

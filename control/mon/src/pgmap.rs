@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use kalmar_maps::placement::format_osd_vec;
 use kalmar_maps::time::format_stamp;
-use kalmar_maps::{OsdId, OsdMap, PgId};
+use kalmar_maps::{OsdId, OsdMap, PgId, PoolId};
 use kalmar_proto::pgstats::{OsdPgStats, OsdStatEntry, PgStatEntry};
 use serde_json::{json, Value};
 
@@ -74,6 +74,18 @@ impl PgMap {
             .iter()
             .map(|(id, s)| (*id, (s.kb_used, s.kb)))
             .collect()
+    }
+
+    /// Each pool's `(objects, bytes)`, summed over its reported PGs; a
+    /// pool none of whose PGs reported is absent.
+    pub fn pool_usage(&self) -> BTreeMap<PoolId, (u64, u64)> {
+        let mut out: BTreeMap<PoolId, (u64, u64)> = BTreeMap::new();
+        for (pg, r) in &self.pgs {
+            let e = out.entry(pg.pool).or_default();
+            e.0 = e.0.saturating_add(r.stat.num_objects);
+            e.1 = e.1.saturating_add(r.stat.num_bytes);
+        }
+        out
     }
 
     /// Forgets PGs of deleted pools (or beyond a pool's pg_num) and OSDs

@@ -222,6 +222,9 @@ impl Server {
                 }
                 _ = tick.tick() => {
                     self.st.osd.tick(Instant::now());
+                    // A quota changed by a command is re-evaluated here
+                    // even when no new stats arrive.
+                    self.update_pool_quotas();
                     self.st.mgr.tick(Instant::now(), now_us());
                 }
             }
@@ -355,6 +358,7 @@ impl Server {
                 Ok(r) if Self::from_osd(&m, r.osd_id) => {
                     self.st.pgmap.apply(&r, now_us());
                     self.st.refresh_pgs();
+                    self.update_pool_quotas();
                     Ok(())
                 }
                 Ok(_) => Ok(()),
@@ -409,6 +413,16 @@ impl Server {
         }
         if req.request_ack {
             self.reply(from, req.ack().to_message()).await;
+        }
+    }
+
+    /// Pool quota flags from the latest PG stats (committed with the
+    /// next batch).
+    fn update_pool_quotas(&mut self) {
+        let usage = self.st.pgmap.pool_usage();
+        let n = self.st.osd.update_pool_quotas(&usage);
+        if n > 0 {
+            tracing::debug!(pools = n, "pool quota flags changed");
         }
     }
 

@@ -43,6 +43,8 @@ pub mod errno {
     pub const EMSGSIZE: i32 = 90;
     pub const EOPNOTSUPP: i32 = 95;
     pub const ETIMEDOUT: i32 = 110;
+    /// A pool at its quota (`full_quota`) refuses writes that grow it.
+    pub const EDQUOT: i32 = 122;
 
     /// A short description, as `strerror` gives it.
     pub fn describe(e: i32) -> &'static str {
@@ -63,6 +65,7 @@ pub mod errno {
             EMSGSIZE => "Message too long",
             EOPNOTSUPP => "Operation not supported",
             ETIMEDOUT => "Connection timed out",
+            EDQUOT => "Disk quota exceeded",
             _ => "Unknown error",
         }
     }

@@ -53,6 +53,21 @@ pub struct WritePlan {
 }
 
 impl WritePlan {
+    /// Whether the write adds to its pool's usage, so a pool at its quota
+    /// (`full_quota`) refuses it: more objects or bytes (Ceph's rule), or
+    /// new xattrs / omap entries (space the byte count does not show).
+    /// Removes, truncates and overwrites within the object's size pass,
+    /// so an admin can free space.
+    pub fn grows_pool(&self) -> bool {
+        self.delta_objects > 0
+            || self.delta_bytes > 0
+            || self.store_ops.iter().any(|op| match op {
+                StoreOp::SetAttrs { attrs } => attrs.iter().any(|(k, _)| k != OI_ATTR),
+                StoreOp::OmapSet { entries } => !entries.is_empty(),
+                _ => false,
+            })
+    }
+
     /// Stamps the new version into the object info and appends its xattr
     /// update. Returns the info stored.
     pub fn finish(&mut self, version: Eversion, user_version: u64) -> Option<ObjectInfo> {
@@ -360,6 +375,52 @@ mod tests {
             size_bytes: size,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn what_grows_the_pool() {
+        let grows = |cur: Option<ObjectInfo>, ops: &[OsdOp]| {
+            plan_write(cur, ops, &L, 1).expect("valid").grows_pool()
+        };
+        // New objects, more bytes, new xattrs / omap entries: refused at quota.
+        assert!(grows(None, &[OsdOp::Create { exclusive: false }]));
+        assert!(grows(None, &[OsdOp::WriteFull { data: b("") }]));
+        assert!(grows(Some(oi(3)), &[OsdOp::Append { data: b("x") }]));
+        assert!(grows(Some(oi(3)), &[OsdOp::WriteFull { data: b("four") }]));
+        assert!(grows(
+            Some(oi(3)),
+            &[OsdOp::Write {
+                offset: 2,
+                data: b("yy")
+            }]
+        ));
+        assert!(grows(
+            Some(oi(3)),
+            &[OsdOp::SetXattr {
+                name: "a".into(),
+                value: b("v")
+            }]
+        ));
+        assert!(grows(
+            Some(oi(3)),
+            &[OsdOp::OmapSetVals {
+                entries: vec![("k".into(), b("v"))]
+            }]
+        ));
+        // Removing, shrinking, overwriting in place: allowed, so an admin
+        // can free space.
+        assert!(!grows(Some(oi(3)), &[OsdOp::Remove]));
+        assert!(!grows(Some(oi(3)), &[OsdOp::Truncate { size: 1 }]));
+        assert!(!grows(Some(oi(3)), &[OsdOp::WriteFull { data: b("ab") }]));
+        assert!(!grows(
+            Some(oi(3)),
+            &[OsdOp::Write {
+                offset: 0,
+                data: b("zz")
+            }]
+        ));
+        assert!(!grows(Some(oi(3)), &[OsdOp::RmXattr { name: "a".into() }]));
+        assert!(!grows(Some(oi(3)), &[OsdOp::OmapClear]));
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use kalmar_common::encoding::{Decode, Encode};
+use kalmar_maps::pool::POOL_FLAG_FULL_QUOTA;
 use kalmar_maps::time::now_us;
 use kalmar_maps::OsdId;
 use kalmar_msgr::SessionHandle;
@@ -65,6 +66,18 @@ impl PgActor {
             max_attr_name_len: o.osd_max_attr_name_len,
             max_attr_size: o.osd_max_attr_size,
         }
+    }
+
+    /// Why a write growing this PG's pool is refused: the mon flagged the
+    /// pool `full_quota` (its usage reached its quota).
+    fn quota_full(&self) -> Option<String> {
+        let pool = self.map.pool(self.pgid.pool).ok()?;
+        pool.has_flag(POOL_FLAG_FULL_QUOTA).then(|| {
+            format!(
+                "pool '{}' is full (reached its quota: max_objects {}, max_bytes {})",
+                pool.name, pool.quota_max_objects, pool.quota_max_bytes
+            )
+        })
     }
 
     /// Queues an op until the PG is active (bounded).
@@ -247,6 +260,12 @@ impl PgActor {
                 return self.answer_error(op, result, e, &msg);
             }
         };
+        if plan.grows_pool() {
+            if let Some(why) = self.quota_full() {
+                let e = self.epoch;
+                return self.answer_error(op, -errno::EDQUOT, e, &why);
+            }
+        }
         let adds = data_bytes(&plan.store_ops);
         if adds > 0 {
             if let Some(why) = self.svc.full_for(adds) {

@@ -144,6 +144,13 @@ pub fn osd_dump_plain(m: &OsdMap) -> String {
         if !flags.is_empty() {
             let _ = write!(s, " flags {}", flags.join(","));
         }
+        // Ceph prints a pool's quotas after its flags.
+        if p.quota_max_bytes > 0 {
+            let _ = write!(s, " max_bytes {}", p.quota_max_bytes);
+        }
+        if p.quota_max_objects > 0 {
+            let _ = write!(s, " max_objects {}", p.quota_max_objects);
+        }
         let _ = write!(s, " stripe_width 0");
         if !p.application_metadata.is_empty() {
             let apps: Vec<&str> = p.application_metadata.keys().map(String::as_str).collect();
