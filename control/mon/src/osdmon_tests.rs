@@ -482,3 +482,37 @@ fn down_out_timer_survives_a_mon_restart() {
     assert!(commit(&mut m));
     assert!(!m.map().is_in(1));
 }
+
+#[test]
+fn ratio_commands_change_the_map_and_validate() {
+    let t0 = Instant::now();
+    let (mut m, _) = cluster(3, t0);
+    let e0 = m.view().epoch;
+    assert_eq!(
+        m.cmd_ratio("osd set-backfillfull-ratio", 0.5).expect("set"),
+        "osd set-backfillfull-ratio 0.5"
+    );
+    assert_eq!(
+        m.cmd_ratio("osd set-full-ratio", 0.97).expect("set"),
+        "osd set-full-ratio 0.97"
+    );
+    assert_eq!(
+        m.cmd_ratio("osd set-nearfull-ratio", 0.4).expect("set"),
+        "osd set-nearfull-ratio 0.4"
+    );
+    assert!(commit(&mut m), "one new map");
+    let v = m.view();
+    assert_eq!(v.epoch, e0 + 1);
+    assert_eq!(
+        (v.full_ratio, v.backfillfull_ratio, v.nearfull_ratio),
+        (0.97, 0.5, 0.4)
+    );
+    // Setting the current value proposes nothing.
+    m.cmd_ratio("osd set-full-ratio", 0.97).expect("same");
+    assert!(!commit(&mut m));
+    for bad in [-0.1, 1.01, f64::NAN] {
+        assert!(m.cmd_ratio("osd set-full-ratio", bad).is_err(), "{bad}");
+    }
+    assert!(m.cmd_ratio("osd set-bogus-ratio", 0.5).is_err());
+    assert_eq!(m.view().full_ratio, 0.97);
+}

@@ -56,7 +56,10 @@ fn backfillfull_target_rejects_then_backfills_once_it_has_room() {
     let (mut sim, newcomer) = cluster_with_newcomer();
     sim.nodes[newcomer as usize].fullness = used(91);
     sim.set_in(newcomer, true);
-    assert!(sim.settle(100_000), "settles (nothing left stuck in flight)");
+    assert!(
+        sim.settle(100_000),
+        "settles (nothing left stuck in flight)"
+    );
     let (state, flags) = primary_flags(&sim);
     assert_eq!(state, State::Active(Active::NotBackfilling));
     assert!(flags.has(PgStateFlags::BACKFILL_TOOFULL), "{flags}");
@@ -92,7 +95,9 @@ fn backfillfull_target_rejects_then_backfills_once_it_has_room() {
     );
     let strings: Vec<String> = sim.published.iter().map(|(_, f)| f.to_string()).collect();
     assert!(
-        strings.iter().any(|s| s.contains("backfill_wait+backfill_toofull")),
+        strings
+            .iter()
+            .any(|s| s.contains("backfill_wait+backfill_toofull")),
         "the retry shows backfill_wait while toofull: {strings:?}"
     );
     assert!(strings.iter().any(|s| s.contains("backfilling")));

@@ -74,8 +74,14 @@ impl Pg {
                     undersized || self.any_missing() || self.acting_backfill_incomplete(),
                 );
                 f.assign(F::RECOVERY_UNFOUND, !self.p.unfound.is_empty());
-                f.assign(F::RECOVERY_TOOFULL, self.shows_toofull(ReserveFor::Recovery));
-                f.assign(F::BACKFILL_TOOFULL, self.shows_toofull(ReserveFor::Backfill));
+                f.assign(
+                    F::RECOVERY_TOOFULL,
+                    self.shows_toofull(ReserveFor::Recovery),
+                );
+                f.assign(
+                    F::BACKFILL_TOOFULL,
+                    self.shows_toofull(ReserveFor::Backfill),
+                );
                 f.set(self.scrub_flags.0);
                 f.assign(F::INCONSISTENT, self.info.stats.num_scrub_errors > 0);
             }
