@@ -105,7 +105,7 @@ mod tests {
     fn backfill_refused_at_backfillfull_with_pending_bytes() {
         assert!(reservation_verdict(ReserveFor::Backfill, f(80, 100), 0).is_ok());
         // 80 + 10 reaches 0.90: refused (at or above).
-        let e = reservation_verdict(ReserveFor::Backfill, f(80, 100), 10).unwrap_err();
+        let e = reservation_verdict(ReserveFor::Backfill, f(80, 100), 10).expect_err("refused");
         assert_eq!(e.kind, ReserveFor::Backfill);
         assert_eq!(e.limit, 0.90);
         assert!((e.ratio - 0.90).abs() < 1e-9);
@@ -126,7 +126,7 @@ mod tests {
 
     #[test]
     fn ratio_zero_refuses_everything() {
-        let mut z = f(0, 100).unwrap();
+        let mut z = f(0, 100).expect("some");
         z.backfillfull_ratio = 0.0;
         assert!(reservation_verdict(ReserveFor::Backfill, Some(z), 0).is_err());
     }

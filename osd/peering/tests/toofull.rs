@@ -112,7 +112,7 @@ fn backfill_counts_the_bytes_it_would_add() {
     // asks with that size).
     for n in sim.nodes.iter_mut() {
         if let Some(pg) = n.pg.as_mut() {
-            let mut stats = pg.info().stats.clone();
+            let mut stats = pg.info().stats;
             stats.num_bytes = 100;
             pg.set_object_stats(stats);
         }
