@@ -64,6 +64,10 @@ pub struct OsdOptions {
     /// `osd_recovery_sleep`; 0 = none): throttles recovery in favour of
     /// client I/O.
     pub osd_recovery_sleep: Duration,
+    /// Wait in `backfill_toofull` before asking the targets again.
+    pub osd_backfill_retry_interval: Duration,
+    /// Wait in `recovery_toofull` before asking the members again.
+    pub osd_recovery_retry_interval: Duration,
     pub osd_find_best_info_ignore_history_les: bool,
     /// Writes that add data are refused (ENOSPC) once the store is this
     /// full, so a transaction never runs out of space halfway through a
@@ -119,6 +123,8 @@ impl Default for OsdOptions {
             osd_backfill_scan_max: 512,
             osd_recovery_max_chunk: 8 << 20,
             osd_recovery_sleep: Duration::ZERO,
+            osd_backfill_retry_interval: Duration::from_secs(30),
+            osd_recovery_retry_interval: Duration::from_secs(30),
             osd_find_best_info_ignore_history_les: false,
             osd_failsafe_full_ratio: 0.97,
             osd_max_scrubs: 1,
@@ -284,6 +290,10 @@ impl OsdOptions {
                 .int("osd_recovery_max_chunk", d.osd_recovery_max_chunk, 4096)?
                 .min(r.int("osd_max_write_size", d.osd_max_write_size, 4096)?),
             osd_recovery_sleep: r.secs_or_zero("osd_recovery_sleep", d.osd_recovery_sleep)?,
+            osd_backfill_retry_interval: r
+                .secs("osd_backfill_retry_interval", d.osd_backfill_retry_interval)?,
+            osd_recovery_retry_interval: r
+                .secs("osd_recovery_retry_interval", d.osd_recovery_retry_interval)?,
             osd_find_best_info_ignore_history_les: conf
                 .get(entity, "osd_find_best_info_ignore_history_les")?
                 .unwrap_or(d.osd_find_best_info_ignore_history_les),
@@ -323,6 +333,8 @@ impl OsdOptions {
             osd_recovery_max_active: self.osd_recovery_max_active,
             osd_backfill_scan_max: self.osd_backfill_scan_max,
             osd_find_best_info_ignore_history_les: self.osd_find_best_info_ignore_history_les,
+            osd_backfill_retry_interval_ms: self.osd_backfill_retry_interval.as_millis() as u64,
+            osd_recovery_retry_interval_ms: self.osd_recovery_retry_interval.as_millis() as u64,
             ..PeeringSettings::default()
         }
     }
@@ -407,6 +419,14 @@ impl OsdOptions {
         );
         put("osd_recovery_sleep", s(self.osd_recovery_sleep));
         put(
+            "osd_backfill_retry_interval",
+            s(self.osd_backfill_retry_interval),
+        );
+        put(
+            "osd_recovery_retry_interval",
+            s(self.osd_recovery_retry_interval),
+        );
+        put(
             "osd_failsafe_full_ratio",
             self.osd_failsafe_full_ratio.to_string(),
         );
@@ -469,6 +489,7 @@ osd_heartbeat_interval = 2
             "[osd]\nosd_scrub_chunk_max = 0\n",
             "[osd]\nosd_recovery_sleep = -0.1\n",
             "[osd]\nosd_mon_shutdown_timeout = -1\n",
+            "[osd]\nosd_backfill_retry_interval = 0\n",
         ] {
             let c = Conf::parse(bad).expect("toml");
             assert!(OsdOptions::from_conf(&c, "osd.0").is_err(), "{bad}");
@@ -485,6 +506,11 @@ osd_heartbeat_interval = 2
         let c = Conf::parse("[osd]\nosd_mon_shutdown_timeout = 0\n").expect("toml");
         let o6 = OsdOptions::from_conf(&c, "osd.0").expect("valid");
         assert_eq!(o6.osd_mon_shutdown_timeout, Duration::ZERO, "0 skips it");
+        assert_eq!(o4.osd_backfill_retry_interval, Duration::from_secs(30));
+        let c = Conf::parse("[osd]\nosd_backfill_retry_interval = 0.5\n").expect("toml");
+        let o7 = OsdOptions::from_conf(&c, "osd.0").expect("valid");
+        assert_eq!(o7.peering().osd_backfill_retry_interval_ms, 500);
+        assert_eq!(o7.peering().osd_recovery_retry_interval_ms, 30_000);
         let c = Conf::parse(
             "[osd]\nosd_recovery_max_chunk = 1073741824\nosd_max_write_size = 1048576\n",
         )

@@ -11,6 +11,7 @@ use kalmar_common::perf::PerfCounters;
 use kalmar_maps::{Epoch, OsdId, OsdMap, PgId};
 use kalmar_msgr::{Message, SessionHandle};
 use kalmar_objectstore::{CollectionId, ObjectId, ObjectStore, Transaction};
+use kalmar_peering::Fullness;
 use kalmar_proto::mon::OsdAlive;
 use kalmar_proto::monc::MonClient;
 use kalmar_proto::osd::StoreOp;
@@ -126,6 +127,19 @@ impl Service {
                 ratio * 100.0,
                 self.opts.osd_failsafe_full_ratio * 100.0
             )
+        })
+    }
+
+    /// This OSD's store use with the map's ratios: what it answers a
+    /// primary's recovery or backfill reservation by.
+    pub fn fullness(&self) -> Option<Fullness> {
+        let s = self.store.statfs().ok()?;
+        let map = self.map();
+        Some(Fullness {
+            used_bytes: s.total_bytes.saturating_sub(s.available_bytes),
+            total_bytes: s.total_bytes,
+            full_ratio: map.full_ratio,
+            backfillfull_ratio: map.backfillfull_ratio,
         })
     }
 

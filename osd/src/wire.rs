@@ -13,7 +13,8 @@ use kalmar_peering::{
     PgMissing, PgObjectStats, QueryKind, ReserveFor, ScanResult,
 };
 
-const PEERING_VERSION: u8 = 1;
+// 2: ReserveRequest carries the primary's PG size; ReserveRejectTooFull.
+const PEERING_VERSION: u8 = 2;
 
 fn put_query_kind(k: QueryKind, b: &mut Vec<u8>) {
     b.push(match k {
@@ -54,7 +55,7 @@ fn get_reserve(d: &mut Decoder<'_>) -> Result<ReserveFor, DecodeError> {
 /// Encodes a peering message (tag, PG, epoch, interval, then its fields).
 pub fn encode_peering(m: &PeeringMessage) -> Vec<u8> {
     let mut buf = Vec::with_capacity(256);
-    encode_versioned(&mut buf, PEERING_VERSION, 1, |b| {
+    encode_versioned(&mut buf, PEERING_VERSION, 2, |b| {
         let tag: u8 = match m {
             PeeringMessage::Query { .. } => 1,
             PeeringMessage::Notify { .. } => 2,
@@ -67,6 +68,7 @@ pub fn encode_peering(m: &PeeringMessage) -> Vec<u8> {
             PeeringMessage::ReserveRelease { .. } => 9,
             PeeringMessage::BackfillProgress { .. } => 10,
             PeeringMessage::Purge { .. } => 11,
+            PeeringMessage::ReserveRejectTooFull { .. } => 12,
         };
         b.push(tag);
         m.pgid().encode(b);
@@ -103,9 +105,15 @@ pub fn encode_peering(m: &PeeringMessage) -> Vec<u8> {
             }
             PeeringMessage::Activated { info, .. } => info.encode(b),
             PeeringMessage::Info { history, .. } => history.encode(b),
-            PeeringMessage::ReserveRequest { kind, .. }
-            | PeeringMessage::ReserveGrant { kind, .. }
-            | PeeringMessage::ReserveRelease { kind, .. } => put_reserve(*kind, b),
+            PeeringMessage::ReserveRequest {
+                kind, num_bytes, ..
+            } => {
+                put_reserve(*kind, b);
+                num_bytes.encode(b);
+            }
+            PeeringMessage::ReserveGrant { kind, .. }
+            | PeeringMessage::ReserveRelease { kind, .. }
+            | PeeringMessage::ReserveRejectTooFull { kind, .. } => put_reserve(*kind, b),
             PeeringMessage::BackfillProgress {
                 last_backfill,
                 last_update,
@@ -176,6 +184,7 @@ pub fn decode_peering(bytes: &[u8]) -> Result<PeeringMessage, DecodeError> {
                 epoch,
                 interval,
                 kind: get_reserve(d)?,
+                num_bytes: d.u64()?,
             },
             8 => PeeringMessage::ReserveGrant {
                 pgid,
@@ -200,6 +209,12 @@ pub fn decode_peering(bytes: &[u8]) -> Result<PeeringMessage, DecodeError> {
                 pgid,
                 epoch,
                 interval,
+            },
+            12 => PeeringMessage::ReserveRejectTooFull {
+                pgid,
+                epoch,
+                interval,
+                kind: get_reserve(d)?,
             },
             t => {
                 return Err(DecodeError::Invalid {
@@ -321,6 +336,13 @@ pub(crate) mod tests {
                 history: info.history,
             },
             PeeringMessage::ReserveRequest {
+                pgid,
+                epoch: 5,
+                interval: 4,
+                kind: ReserveFor::Backfill,
+                num_bytes: 123 << 20,
+            },
+            PeeringMessage::ReserveRejectTooFull {
                 pgid,
                 epoch: 5,
                 interval: 4,

@@ -26,6 +26,9 @@ pub const USAGE: &[(&str, &str)] = &[
     ("osd down", "osd down ID [ID...]"),
     ("osd set", "osd set noout|noup|nodown|noin|nobackfill|norebalance|norecover|noscrub|nodeep-scrub|pause"),
     ("osd unset", "osd unset FLAG"),
+    ("osd set-full-ratio", "osd set-full-ratio RATIO"),
+    ("osd set-backfillfull-ratio", "osd set-backfillfull-ratio RATIO"),
+    ("osd set-nearfull-ratio", "osd set-nearfull-ratio RATIO"),
     ("osd add-noup", "osd add-noup ID [ID...]"),
     ("osd add-nodown", "osd add-nodown ID [ID...]"),
     ("osd add-noin", "osd add-noin ID [ID...]"),
@@ -176,6 +179,18 @@ pub fn parse(words: &[String]) -> Result<Value, UsageError> {
             [] => return Err(err(prefix, "missing flag")),
             _ => return Err(err(prefix, format!("unexpected argument '{}'", rest[1]))),
         },
+        "osd set-full-ratio" | "osd set-backfillfull-ratio" | "osd set-nearfull-ratio" => {
+            match rest.as_slice() {
+                [r] => match r.parse::<f64>() {
+                    Ok(v) if (0.0..=1.0).contains(&v) => {
+                        cmd.insert("ratio".into(), json!(v));
+                    }
+                    _ => return Err(err(prefix, format!("RATIO must be in 0.0..1.0, not '{r}'"))),
+                },
+                [] => return Err(err(prefix, "missing RATIO")),
+                _ => return Err(err(prefix, format!("unexpected argument '{}'", rest[1]))),
+            }
+        }
         "osd new" => match rest.as_slice() {
             [uuid] => {
                 cmd.insert("uuid".into(), json!(uuid));
@@ -341,6 +356,10 @@ mod tests {
             json!({"prefix": "osd set", "key": "noout"})
         );
         assert_eq!(
+            p("osd set-backfillfull-ratio 0.85").expect("ok"),
+            json!({"prefix": "osd set-backfillfull-ratio", "ratio": 0.85})
+        );
+        assert_eq!(
             p("osd map rbd foo").expect("ok"),
             json!({"prefix": "osd map", "pool": "rbd", "object": "foo"})
         );
@@ -389,6 +408,9 @@ mod tests {
             ("osd tree extra", "unexpected argument 'extra'"),
             ("health loud", "unexpected argument 'loud'"),
             ("osd set", "missing flag"),
+            ("osd set-full-ratio", "missing RATIO"),
+            ("osd set-full-ratio 1.5", "RATIO must be in 0.0..1.0"),
+            ("osd set-nearfull-ratio high", "RATIO must be in 0.0..1.0"),
         ] {
             let e = p(line).expect_err(line);
             assert!(e.to_string().contains(needle), "{line}: {e}");

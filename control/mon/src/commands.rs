@@ -98,6 +98,23 @@ fn req_str<'a>(cmd: &'a Value, key: &str) -> Result<&'a str, CmdError> {
     arg_str(cmd, key).ok_or_else(|| CmdError::inval(format!("missing required argument '{key}'")))
 }
 
+/// A float given as a JSON number or a numeric string (Ceph's CephFloat).
+fn req_f64(cmd: &Value, key: &str) -> Result<f64, CmdError> {
+    let bad = |v: &Value| CmdError::inval(format!("unable to parse '{key}' value '{v}'"));
+    match cmd.get(key) {
+        None | Some(Value::Null) => Err(CmdError::inval(format!(
+            "missing required argument '{key}'"
+        ))),
+        Some(v @ Value::Number(n)) => n.as_f64().ok_or_else(|| bad(v)),
+        Some(v @ Value::String(s)) => s
+            .parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite())
+            .ok_or_else(|| bad(v)),
+        Some(v) => Err(bad(v)),
+    }
+}
+
 /// A number given as a JSON number or a numeric string.
 fn arg_u32(cmd: &Value, key: &str) -> Result<Option<u32>, CmdError> {
     let bad = || CmdError::inval(format!("argument '{key}' must be a non-negative integer"));
@@ -150,6 +167,9 @@ pub const PREFIXES: &[&str] = &[
     "osd down",
     "osd set",
     "osd unset",
+    "osd set-full-ratio",
+    "osd set-backfillfull-ratio",
+    "osd set-nearfull-ratio",
     "osd add-noup",
     "osd add-nodown",
     "osd add-noin",
@@ -242,6 +262,9 @@ fn run(st: &mut MonState, cmd: &Value, now: Instant, now_us: u64) -> Result<CmdR
                 });
             }
             CmdReply::status(outs)
+        }
+        "osd set-full-ratio" | "osd set-backfillfull-ratio" | "osd set-nearfull-ratio" => {
+            CmdReply::status(st.osd.cmd_ratio(prefix, req_f64(cmd, "ratio")?)?)
         }
         "osd set" | "osd unset" => {
             CmdReply::status(st.osd.cmd_flag(req_str(cmd, "key")?, prefix == "osd set")?)

@@ -1,5 +1,6 @@
 //! The admin commands of the OSDMap service: `osd down|out|in`, `osd
-//! set|unset FLAG`, and the per-OSD flags (`osd add-noin`, ...).
+//! set|unset FLAG`, the per-OSD flags (`osd add-noin`, ...) and the
+//! fullness ratios (`osd set-full-ratio`, ...).
 
 use std::time::Instant;
 
@@ -123,5 +124,27 @@ impl OsdMon {
         } else {
             format!("unset osd(s) {} from {flag}", list.join(","))
         })
+    }
+
+    /// `osd set-full-ratio|set-backfillfull-ratio|set-nearfull-ratio
+    /// RATIO` (`prefix` names which); Ceph's reply echoes the command.
+    pub fn cmd_ratio(&mut self, prefix: &str, ratio: f64) -> Result<String, CmdError> {
+        if !(0.0..=1.0).contains(&ratio) {
+            return Err(CmdError::inval(format!(
+                "ratio {ratio} is not in the range 0.0..1.0"
+            )));
+        }
+        let (now, field): (f64, fn(&mut kalmar_maps::OsdMap) -> &mut f64) = match prefix {
+            "osd set-full-ratio" => (self.view().full_ratio, |m| &mut m.full_ratio),
+            "osd set-backfillfull-ratio" => (self.view().backfillfull_ratio, |m| {
+                &mut m.backfillfull_ratio
+            }),
+            "osd set-nearfull-ratio" => (self.view().nearfull_ratio, |m| &mut m.nearfull_ratio),
+            other => return Err(CmdError::inval(format!("unknown ratio command '{other}'"))),
+        };
+        if now != ratio {
+            *field(self.pending_mut()) = ratio;
+        }
+        Ok(format!("{prefix} {ratio}"))
     }
 }

@@ -124,6 +124,7 @@ pub mod recovery;
 pub mod scrub;
 pub mod settings;
 pub mod stats;
+pub mod toofull;
 
 pub use backfill::{common_end, plan_backfill, BackfillStep, ScanResult};
 pub use choose::{choose_acting, find_best_info, ActingChoice, ActingInputs, BestInfo};
@@ -148,3 +149,4 @@ pub use prior::{build_prior, PriorSet};
 pub use recovery::{plan_recovery, PeerCopy, RecoveryInputs, RecoveryOp, RecoveryPlan};
 pub use settings::PeeringSettings;
 pub use stats::{copy_counts, CopyCounts, CopyState};
+pub use toofull::{backfill_adds, reservation_verdict, Fullness, TooFull};

@@ -17,6 +17,12 @@ pub struct PeeringSettings {
     pub osd_find_best_info_ignore_history_les: bool,
     /// Entries kept in the state history shown by `pg query`.
     pub state_history_max: usize,
+    /// `osd_backfill_retry_interval` (ms here): wait in `backfill_toofull`
+    /// before asking the targets again.
+    pub osd_backfill_retry_interval_ms: u64,
+    /// `osd_recovery_retry_interval` (ms here): wait in
+    /// `recovery_toofull` before asking the members again.
+    pub osd_recovery_retry_interval_ms: u64,
 }
 
 impl Default for PeeringSettings {
@@ -28,6 +34,8 @@ impl Default for PeeringSettings {
             osd_backfill_scan_max: 512,
             osd_find_best_info_ignore_history_les: false,
             state_history_max: 64,
+            osd_backfill_retry_interval_ms: 30_000,
+            osd_recovery_retry_interval_ms: 30_000,
         }
     }
 }

@@ -10,7 +10,7 @@ use kalmar_common::encoding::{Blob, Encode};
 use kalmar_common::perf::PerfCounters;
 use kalmar_msgr::{Message, SessionHandle};
 use kalmar_objectstore::{Commit, ObjectId, StoreError, Transaction};
-use kalmar_peering::{Action, PgWrite};
+use kalmar_peering::{Action, PeeringMessage, PgWrite};
 use kalmar_proto::mon::OsdPgTemp;
 use kalmar_proto::osd::{OsdPeeringMsg, PgBackfillRemove, PgPull, PgScan, RepOpReply};
 use kalmar_proto::Payload;
@@ -98,6 +98,11 @@ impl PgActor {
             match a {
                 Action::Persist(w) => self.add_persist(&mut t, &w).await,
                 Action::Send { to, msg } => {
+                    if let PeeringMessage::ReserveRejectTooFull { kind, .. } = &msg {
+                        let f = self.svc.fullness();
+                        tracing::warn!(pgid = %self.pgid, primary = to, ?kind, fullness = ?f,
+                            "reservation refused: this OSD is too full");
+                    }
                     let m = OsdPeeringMsg {
                         from: self.whoami,
                         map_epoch: self.epoch,
@@ -123,6 +128,19 @@ impl PgActor {
                     });
                 }
                 Action::ReleaseReservation { kind } => self.svc.reserver.release(self.pgid, kind),
+                Action::ScheduleRetry { kind, delay_ms } => {
+                    tracing::info!(pgid = %self.pgid, ?kind, delay_ms,
+                        "a copy is too full: reservations released, retrying later");
+                    let ev = PgEvent::RetryReservation {
+                        interval: self.interval(),
+                        kind,
+                    };
+                    let tx = self.tx.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+                        let _ = tx.send(ev);
+                    });
+                }
                 Action::Pull { oid, version, from } => {
                     let m = PgPull {
                         pgid: self.pgid,

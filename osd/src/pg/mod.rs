@@ -35,7 +35,7 @@ use kalmar_objectstore::{CollectionId, Transaction};
 use kalmar_peering::scrub::ScrubMap;
 use kalmar_peering::{
     ClusterView, Event, Eversion, PeeringMessage, Pg, PgMapping, PgStatsReport, ReservationKind,
-    ScanResult,
+    ReserveFor, ScanResult,
 };
 use kalmar_proto::client::{errno, OsdOpReply, OsdOpRequest};
 use kalmar_proto::osd::{
@@ -102,6 +102,12 @@ pub enum PgEvent {
         result: i32,
     },
     Reserved(ReservationKind),
+    /// Primary: the toofull wait is over (dropped if the interval changed
+    /// meanwhile).
+    RetryReservation {
+        interval: Epoch,
+        kind: ReserveFor,
+    },
     /// A recovery or backfill push held back by `osd_recovery_sleep`,
     /// now due (dropped if the interval changed meanwhile).
     DelayedPush {
@@ -356,6 +362,11 @@ impl PgActor {
             PgEvent::ActMap => self.machine(Event::ActMap).await,
             PgEvent::Committed { tid, result } => self.local_committed(tid, result),
             PgEvent::Reserved(kind) => self.machine(Event::ReservationGranted { kind }).await,
+            PgEvent::RetryReservation { interval, kind } => {
+                if interval == self.interval() {
+                    self.machine(Event::RetryReservation { kind }).await
+                }
+            }
             PgEvent::DelayedPush {
                 interval,
                 oid,
@@ -419,6 +430,18 @@ impl PgActor {
     /// once the machine has handled `ev` (what must be durable with them).
     async fn machine_with(&mut self, ev: Event, also: impl FnOnce(&mut Self, &mut Transaction)) {
         let interval = self.interval();
+        // Reservations are decided by the store's room at that moment.
+        let reserving = matches!(
+            ev,
+            Event::ReservationGranted { .. }
+                | Event::Message {
+                    msg: PeeringMessage::ReserveRequest { .. },
+                    ..
+                }
+        );
+        if reserving {
+            self.pg.set_fullness(self.svc.fullness());
+        }
         let acts = self.pg.handle(ev, now_us());
         let mut t = Transaction::new();
         also(self, &mut t);

@@ -16,6 +16,7 @@ use kalmar_maps::OsdId;
 use kalmar_msgr::SessionHandle;
 use kalmar_objectstore::{CollectionId, ObjectId, ObjectStore, StoreError, Transaction};
 use kalmar_peering::{Event, Eversion, ObjectBound, ScanResult};
+use kalmar_proto::client::errno;
 use kalmar_proto::osd::{PgBackfillRemove, PgPush, PgPushReply, PgScan, PgScanReply};
 use kalmar_proto::Payload;
 
@@ -188,6 +189,13 @@ impl PgActor {
             self.receiving.remove(&push.oid);
             return;
         }
+        // A store past its failsafe ratio takes no recovered data: the
+        // primary hears so and stops (toofull), never waits for the rest.
+        if push.exists && !push.data.is_empty() {
+            if let Some(why) = self.svc.full_for(push.data.len() as u64) {
+                return self.refuse_push_full(&from, &push, &why).await;
+            }
+        }
         let started = Instant::now();
         let mut t = Transaction::new();
         if !self.add_pushed_chunk(&mut t, &push).await {
@@ -209,6 +217,10 @@ impl PgActor {
             // keep the object from being completed with a hole.
             let next = match self.svc.store.queue_transaction(t).await {
                 Ok(()) => push.data_offset + push.data.len() as u64,
+                Err(StoreError::NoSpace { .. }) => {
+                    let why = format!("osd.{} store has no space for the chunk", self.whoami);
+                    return self.refuse_push_full(&from, &push, &why).await;
+                }
                 Err(e) => {
                     if e.is_fatal() {
                         self.svc
@@ -254,10 +266,43 @@ impl PgActor {
         }
     }
 
-    /// Primary: a member committed a push.
+    /// The push of an object is refused for lack of space (ENOSPC): its
+    /// later chunks are dropped, and the primary (the sender of a push,
+    /// or this OSD itself for a pull reply) stops the work and retries.
+    async fn refuse_push_full(&mut self, from: &SessionHandle, push: &PgPush, why: &str) {
+        tracing::warn!(pgid = %self.pgid, oid = %push.oid, "recovered object refused: {why}");
+        self.receiving.insert(push.oid.clone(), REFUSED_CHUNK);
+        if push.is_pull_reply {
+            let ev = Event::PushRefusedFull {
+                peer: self.whoami,
+                oid: push.oid.clone(),
+            };
+            return self.machine(ev).await;
+        }
+        let r = PgPushReply {
+            pgid: self.pgid,
+            from: self.whoami,
+            interval: push.interval,
+            oid: push.oid.clone(),
+            version_epoch: push.version_epoch,
+            version: push.version,
+            result: -errno::ENOSPC,
+        };
+        reply(from, r.to_message());
+    }
+
+    /// Primary: a member committed a push (or refused it for space).
     pub(super) async fn on_push_reply(&mut self, r: PgPushReply) {
         if r.interval != self.interval() {
             return;
+        }
+        if r.result == -errno::ENOSPC {
+            tracing::warn!(pgid = %self.pgid, osd = r.from, oid = %r.oid, "push refused: target full");
+            let ev = Event::PushRefusedFull {
+                peer: r.from,
+                oid: r.oid,
+            };
+            return self.machine(ev).await;
         }
         let ev = Event::PushCompleted {
             peer: r.from,

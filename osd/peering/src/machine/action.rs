@@ -13,7 +13,7 @@ use crate::log::{PgLog, PgLogDup, PgLogEntry};
 use crate::missing::PgMissing;
 use crate::object::{ObjectBound, ObjectName};
 
-use super::event::{PeeringMessage, ReservationKind};
+use super::event::{PeeringMessage, ReservationKind, ReserveFor};
 
 /// How the PG log changes on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,6 +112,9 @@ pub enum Action {
     },
     /// Give a slot back (also cancels a queued request).
     ReleaseReservation { kind: ReservationKind },
+    /// Deliver `Event::RetryReservation { kind }` after `delay_ms`, if the
+    /// PG is still in the same interval (backfill/recovery toofull).
+    ScheduleRetry { kind: ReserveFor, delay_ms: u64 },
     /// Copy `oid` at `version` from `from` into the local store, then
     /// deliver `Event::ObjectRecovered` (or `Event::PullFailed`).
     Pull {

@@ -175,6 +175,11 @@ impl Pg {
         }
         match (self.state, kind) {
             (State::Active(Active::WaitLocalRecoveryReserved), ReservationKind::LocalRecovery) => {
+                // Recovery pulls into our own store too.
+                if self.room_for(ReserveFor::Recovery, 0).is_err() {
+                    self.go_toofull(ReserveFor::Recovery);
+                    return;
+                }
                 self.go(State::Active(Active::WaitRemoteRecoveryReserved));
                 self.reserve_remote(ReserveFor::Recovery);
             }
@@ -187,7 +192,7 @@ impl Pg {
         }
     }
 
-    fn remote_targets(&self, kind: ReserveFor) -> BTreeSet<OsdId> {
+    pub(super) fn remote_targets(&self, kind: ReserveFor) -> BTreeSet<OsdId> {
         match kind {
             ReserveFor::Recovery => self
                 .acting_recovery_backfill()
@@ -207,6 +212,7 @@ impl Pg {
                 epoch: self.epoch(),
                 interval: self.interval(),
                 kind,
+                num_bytes: self.info.stats.num_bytes,
             };
             self.send(*peer, msg);
         }
@@ -230,6 +236,7 @@ impl Pg {
     }
 
     fn remote_reserved(&mut self, kind: ReserveFor) {
+        self.p.toofull = None;
         match kind {
             ReserveFor::Recovery => {
                 self.go(State::Active(Active::Recovering));

@@ -104,11 +104,14 @@ pub enum PeeringMessage {
         history: PgHistory,
     },
     /// Primary -> member: reserve (or release) a recovery/backfill slot.
+    /// `num_bytes`: the primary's PG size, from which the target judges
+    /// what a backfill would add to its store.
     ReserveRequest {
         pgid: PgId,
         epoch: Epoch,
         interval: Epoch,
         kind: ReserveFor,
+        num_bytes: u64,
     },
     ReserveGrant {
         pgid: PgId,
@@ -117,6 +120,14 @@ pub enum PeeringMessage {
         kind: ReserveFor,
     },
     ReserveRelease {
+        pgid: PgId,
+        epoch: Epoch,
+        interval: Epoch,
+        kind: ReserveFor,
+    },
+    /// Member -> primary: reservation refused, the member's store is too
+    /// full for the work (Ceph's `RejectTooFullRemoteReservation`).
+    ReserveRejectTooFull {
         pgid: PgId,
         epoch: Epoch,
         interval: Epoch,
@@ -151,6 +162,7 @@ impl PeeringMessage {
             | PeeringMessage::ReserveRequest { pgid, .. }
             | PeeringMessage::ReserveGrant { pgid, .. }
             | PeeringMessage::ReserveRelease { pgid, .. }
+            | PeeringMessage::ReserveRejectTooFull { pgid, .. }
             | PeeringMessage::BackfillProgress { pgid, .. }
             | PeeringMessage::Purge { pgid, .. } => *pgid,
         }
@@ -169,6 +181,7 @@ impl PeeringMessage {
             | PeeringMessage::ReserveRequest { epoch, .. }
             | PeeringMessage::ReserveGrant { epoch, .. }
             | PeeringMessage::ReserveRelease { epoch, .. }
+            | PeeringMessage::ReserveRejectTooFull { epoch, .. }
             | PeeringMessage::BackfillProgress { epoch, .. }
             | PeeringMessage::Purge { epoch, .. } => *epoch,
         }
@@ -186,6 +199,7 @@ impl PeeringMessage {
             | PeeringMessage::ReserveRequest { interval, .. }
             | PeeringMessage::ReserveGrant { interval, .. }
             | PeeringMessage::ReserveRelease { interval, .. }
+            | PeeringMessage::ReserveRejectTooFull { interval, .. }
             | PeeringMessage::BackfillProgress { interval, .. }
             | PeeringMessage::Purge { interval, .. } => *interval,
         }
@@ -263,6 +277,14 @@ pub enum Event {
     /// The copy counts as missing here: recovery pulls the object from
     /// another copy first, or, with none, reports it unfound.
     PushFailed { oid: ObjectName, version: Eversion },
+    /// Primary: `peer` refused a push of `oid` for lack of space (ENOSPC);
+    /// `peer` = this OSD when a pull into our own store was refused.
+    /// Backfill goes to `backfill_toofull`, recovery to `recovery_toofull`,
+    /// and both retry later, never a stalled PG.
+    PushRefusedFull { peer: OsdId, oid: ObjectName },
+    /// Primary: the wait asked for with [`crate::Action::ScheduleRetry`]
+    /// is over: ask for the reservations again.
+    RetryReservation { kind: ReserveFor },
     /// Primary: result of [`crate::Action::ScanLocal`] (`from` = self) or
     /// [`crate::Action::ScanPeer`].
     ScanCompleted { from: OsdId, scan: ScanResult },

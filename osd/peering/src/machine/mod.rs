@@ -11,6 +11,7 @@ mod replica;
 mod report;
 mod scrub;
 mod state;
+mod toofull;
 mod write;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -36,6 +37,7 @@ use crate::missing::PgMissing;
 use crate::object::{ObjectBound, ObjectName};
 use crate::prior::PriorSet;
 use crate::settings::PeeringSettings;
+use crate::toofull::Fullness;
 
 /// What the OSD persisted for a PG, to rebuild its machine after restart.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +106,9 @@ struct PrimaryCtx {
     backfill: Option<BackfillRound>,
     /// Versions every acting member has committed (log trim bound).
     committed_to: Eversion,
+    /// Recovery or backfill was refused for lack of space; set until its
+    /// reservations are all granted (`recovery_toofull`/`backfill_toofull`).
+    toofull: Option<ReserveFor>,
 }
 
 /// A scrub asked for (requests merge: deep and repair win).
@@ -117,6 +122,9 @@ struct ScrubRequest {
 #[derive(Debug, Clone, Default)]
 struct ReplicaCtx {
     primary: Option<OsdId>,
+    /// The primary's PG size in the pending reservation request (what a
+    /// backfill would bring here), checked again when the slot is granted.
+    request_bytes: u64,
 }
 
 /// One PG copy's state machine.
@@ -149,6 +157,9 @@ pub struct Pg {
     out: Vec<Action>,
     crash_reason: Option<String>,
     published: Option<(PgStateFlags, State)>,
+    /// This OSD's store use, as the OSD last sampled it (reservation
+    /// decisions); `None` until the OSD provides one.
+    fullness: Option<Fullness>,
 }
 
 impl Pg {
@@ -179,6 +190,7 @@ impl Pg {
             out: Vec::new(),
             crash_reason: None,
             published: None,
+            fullness: None,
         }
     }
 
@@ -296,6 +308,12 @@ impl Pg {
         &self.p.unfound
     }
 
+    /// The OSD samples its store's use before events that reserve
+    /// recovery or backfill room (see [`crate::toofull`]).
+    pub fn set_fullness(&mut self, fullness: Option<Fullness>) {
+        self.fullness = fullness;
+    }
+
     /// The OSD updates object and byte counts as it applies writes.
     pub fn set_object_stats(&mut self, stats: PgObjectStats) {
         self.info.stats = stats;
@@ -325,6 +343,8 @@ impl Pg {
             }
             Event::PullFailed { from, oid } => self.on_pull_failed(from, oid),
             Event::PushFailed { oid, version } => self.on_push_failed(oid, version),
+            Event::PushRefusedFull { peer, oid } => self.on_push_refused_full(peer, oid),
+            Event::RetryReservation { kind } => self.on_retry_reservation(kind),
             Event::ScanCompleted { from, scan } => self.on_scan_completed(from, scan),
             Event::ClientWaitsFor { oid } => self.on_client_waits(oid),
             Event::ScrubRequested { deep, repair } => self.on_scrub_requested(deep, repair),
@@ -479,7 +499,12 @@ impl Pg {
             } => self.on_activate(from, info, log, past_intervals, backfill_from),
             PeeringMessage::Activated { info, .. } => self.on_activated(from, info),
             PeeringMessage::Info { history, .. } => self.on_info(history),
-            PeeringMessage::ReserveRequest { kind, .. } => self.on_reserve_request(from, kind),
+            PeeringMessage::ReserveRequest {
+                kind, num_bytes, ..
+            } => self.on_reserve_request(from, kind, num_bytes),
+            PeeringMessage::ReserveRejectTooFull { kind, .. } => {
+                self.on_reserve_reject_toofull(from, kind)
+            }
             PeeringMessage::ReserveGrant { kind, .. } => self.on_reserve_grant(from, kind),
             PeeringMessage::ReserveRelease { kind, .. } => self.on_reserve_release(kind),
             PeeringMessage::BackfillProgress {

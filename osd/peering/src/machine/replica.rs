@@ -112,8 +112,14 @@ impl Pg {
         });
     }
 
-    pub(super) fn on_reserve_request(&mut self, from: OsdId, kind: ReserveFor) {
+    pub(super) fn on_reserve_request(&mut self, from: OsdId, kind: ReserveFor, num_bytes: u64) {
         if !matches!(self.state, State::ReplicaActive(_)) || self.r.primary != Some(from) {
+            return;
+        }
+        self.r.request_bytes = num_bytes;
+        if self.room_for(kind, num_bytes).is_err() {
+            self.go(State::ReplicaActive(Replica::RepNotRecovering));
+            self.reject_reservation(from, kind);
             return;
         }
         let (wait, slot) = match kind {
@@ -145,6 +151,13 @@ impl Pg {
             ) => ReserveFor::Backfill,
             _ => return,
         };
+        // The store may have filled while the request waited for a slot.
+        if self.room_for(grant, self.r.request_bytes).is_err() {
+            self.release(kind);
+            self.go(State::ReplicaActive(Replica::RepNotRecovering));
+            self.reject_reservation(primary, grant);
+            return;
+        }
         self.go(State::ReplicaActive(Replica::RepRecovering));
         let msg = PeeringMessage::ReserveGrant {
             pgid: self.info.pgid,

@@ -4,7 +4,7 @@
 use kalmar_maps::time::format_stamp;
 use kalmar_maps::OsdId;
 
-use super::{Action, Active, Peering, Pg, PgStatsReport, State};
+use super::{Action, Active, Peering, Pg, PgStatsReport, ReserveFor, State};
 use crate::flags::PgStateFlags;
 use crate::object::ObjectBound;
 use crate::stats::{copy_counts, CopyState};
@@ -74,6 +74,14 @@ impl Pg {
                     undersized || self.any_missing() || self.acting_backfill_incomplete(),
                 );
                 f.assign(F::RECOVERY_UNFOUND, !self.p.unfound.is_empty());
+                f.assign(
+                    F::RECOVERY_TOOFULL,
+                    self.shows_toofull(ReserveFor::Recovery),
+                );
+                f.assign(
+                    F::BACKFILL_TOOFULL,
+                    self.shows_toofull(ReserveFor::Backfill),
+                );
                 f.set(self.scrub_flags.0);
                 f.assign(F::INCONSISTENT, self.info.stats.num_scrub_errors > 0);
             }

@@ -30,9 +30,15 @@ pub enum Active {
     WaitLocalRecoveryReserved,
     WaitRemoteRecoveryReserved,
     Recovering,
+    /// A member is too full for recovery (`recovery_toofull`): no
+    /// reservation held; asks again after `osd_recovery_retry_interval`.
+    NotRecovering,
     WaitLocalBackfillReserved,
     WaitRemoteBackfillReserved,
     Backfilling,
+    /// A target is too full for backfill (`backfill_toofull`): no
+    /// reservation held; asks again after `osd_backfill_retry_interval`.
+    NotBackfilling,
     /// Everything recovered; deciding whether the PG is clean.
     Recovered,
     Clean,
@@ -101,6 +107,8 @@ impl State {
                 "Started/Primary/Active/WaitRemoteBackfillReserved"
             }
             State::Active(A::Backfilling) => "Started/Primary/Active/Backfilling",
+            State::Active(A::NotRecovering) => "Started/Primary/Active/NotRecovering",
+            State::Active(A::NotBackfilling) => "Started/Primary/Active/NotBackfilling",
             State::Active(A::Recovered) => "Started/Primary/Active/Recovered",
             State::Active(A::Clean) => "Started/Primary/Active/Clean",
             State::ReplicaActive(R::RepNotRecovering) => "Started/ReplicaActive/RepNotRecovering",
@@ -140,6 +148,8 @@ impl State {
             State::Active(A::WaitLocalBackfillReserved) => "waitlocalbackfillreserved_latency",
             State::Active(A::WaitRemoteBackfillReserved) => "waitremotebackfillreserved_latency",
             State::Active(A::Backfilling) => "backfilling_latency",
+            State::Active(A::NotRecovering) => "notrecovering_latency",
+            State::Active(A::NotBackfilling) => "notbackfilling_latency",
             State::Active(A::Recovered) => "recovered_latency",
             State::Active(A::Clean) => "clean_latency",
             State::ReplicaActive(R::RepNotRecovering) => "repnotrecovering_latency",

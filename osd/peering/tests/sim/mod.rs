@@ -12,9 +12,9 @@ use std::sync::Arc;
 
 use kalmar_maps::{OsdId, PgId};
 use kalmar_peering::{
-    build_initial_history, Action, ClusterView, Event, Eversion, LogOp, ObjectBound, ObjectName,
-    OsdView, PeeringMessage, PeeringSettings, Pg, PgLogEntry, PgMapping, PgStateFlags, ReqId,
-    ScanResult, State, WriteReadiness,
+    build_initial_history, Action, ClusterView, Event, Eversion, Fullness, LogOp, ObjectBound,
+    ObjectName, OsdView, PeeringMessage, PeeringSettings, Pg, PgLogEntry, PgMapping, PgStateFlags,
+    ReqId, ReserveFor, ScanResult, State, WriteReadiness,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -64,6 +64,10 @@ pub enum Net {
     BackfillRemove {
         oid: ObjectName,
     },
+    /// The target refused a push for lack of space (ENOSPC).
+    PushRefused {
+        oid: ObjectName,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -82,6 +86,10 @@ pub struct Node {
     pub pg: Option<Pg>,
     pub store: Store,
     pub local: VecDeque<Event>,
+    /// The store use the OSD reports to its PG (reservation decisions).
+    pub fullness: Option<Fullness>,
+    /// The store refuses pushes (ENOSPC).
+    pub refuse_pushes: bool,
 }
 
 struct PendingWrite {
@@ -121,6 +129,8 @@ pub struct Sim {
     pub trace: Vec<String>,
     /// Set when maps keep changing without end.
     pub livelock: bool,
+    /// Retries primaries scheduled (toofull), fired by `fire_retries`.
+    pub retries: Vec<(OsdId, ReserveFor)>,
 }
 
 impl Sim {
@@ -147,6 +157,8 @@ impl Sim {
                     pg: None,
                     store: Store::default(),
                     local: VecDeque::new(),
+                    fullness: None,
+                    refuse_pushes: false,
                 })
                 .collect(),
             links: BTreeMap::new(),
@@ -162,6 +174,7 @@ impl Sim {
             objects: (0..8).map(|i| format!("obj{i:02}")).collect(),
             trace: Vec::new(),
             livelock: false,
+            retries: Vec::new(),
         };
         for m in sim.mon.iter_mut() {
             *m = MonOsd {
@@ -479,6 +492,7 @@ impl Sim {
                     .local
                     .push_back(Event::ReservationGranted { kind }),
                 Action::ReleaseReservation { .. } => {}
+                Action::ScheduleRetry { kind, .. } => self.retries.push((o, kind)),
                 Action::Pull { oid, version, from } => {
                     self.send(o, from, Net::PullReq { oid, version })
                 }
@@ -531,9 +545,11 @@ impl Sim {
 
     pub fn deliver(&mut self, o: OsdId, ev: Event) {
         self.now_us += 10;
+        let fullness = self.nodes[o as usize].fullness;
         let Some(pg) = self.nodes[o as usize].pg.as_mut() else {
             return;
         };
+        pg.set_fullness(fullness);
         let was_active = pg.is_active();
         let before = pg.state();
         let evs = format!("{ev:?}").chars().take(90).collect::<String>();
@@ -634,6 +650,13 @@ impl Sim {
                 if done {
                     self.complete_write(write);
                 }
+            }
+            Net::Push { oid, .. } if self.nodes[to as usize].refuse_pushes => {
+                self.log(format!("osd.{to} refuses push {oid}: full"));
+                self.send(to, from, Net::PushRefused { oid });
+            }
+            Net::PushRefused { oid } => {
+                self.deliver(to, Event::PushRefusedFull { peer: from, oid })
             }
             Net::Push { oid, version, obj } => {
                 self.log(format!("osd.{to} gets push {oid} {obj:?} from osd.{from}"));
@@ -837,6 +860,17 @@ impl Sim {
             }
         }
         false
+    }
+
+    /// Delivers the retries primaries scheduled (their wait is over).
+    pub fn fire_retries(&mut self) {
+        for (o, kind) in std::mem::take(&mut self.retries) {
+            if self.nodes[o as usize].alive {
+                self.nodes[o as usize]
+                    .local
+                    .push_back(Event::RetryReservation { kind });
+            }
+        }
     }
 
     pub fn primary(&self) -> OsdId {
