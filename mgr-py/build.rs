@@ -8,6 +8,10 @@ use std::process::Command;
 fn main() {
     pyo3_build_config::add_libpython_rpath_link_args();
     println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
+    // The shipped modules and the Python sources are found through
+    // CARGO_MANIFEST_DIR, baked in at compile time; the target dir is
+    // shared between checkouts (scripts/env.sh), so rebuild when it moves.
+    println!("cargo:rerun-if-env-changed=KALMAR_SOURCE_ROOT");
     let cfg = pyo3_build_config::get();
     let exe = std::env::var("PYO3_PYTHON")
         .ok()

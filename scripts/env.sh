@@ -2,6 +2,11 @@
 # (and CI on the same machine) reuse the RocksDB build, and the system
 # python3 for pyo3 so the mgr links the libpython it will load.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kalmar-target}"
+# Crates that find files through CARGO_MANIFEST_DIR rebuild when this
+# changes (their build.rs), so a shared target dir never serves a binary
+# that points into another checkout.
+KALMAR_SOURCE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export KALMAR_SOURCE_ROOT
 export PYO3_PYTHON="${PYO3_PYTHON:-/usr/bin/python3}"
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 export KALMAR_BIN_DIR="$CARGO_TARGET_DIR/release"
