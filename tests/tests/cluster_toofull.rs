@@ -43,6 +43,18 @@ async fn backfill_toofull_until_the_ratio_allows() -> anyhow::Result<()> {
         .await?;
     let dump = c.mon_command(json!({"prefix": "osd dump"})).await?;
     assert_eq!(dump["backfillfull_ratio"].as_f64(), Some(0.0), "{dump}");
+    // A backfillfull ratio below nearfull is an error in the health.
+    let health = c
+        .mon_command(json!({"prefix": "health", "detail": "detail"}))
+        .await?;
+    let check = &health["checks"]["OSD_OUT_OF_ORDER_FULL"];
+    assert_eq!(check["severity"], json!("HEALTH_ERR"), "{health}");
+    assert!(
+        check["detail"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("backfillfull_ratio (0) < nearfull_ratio")),
+        "{health}"
+    );
 
     c.add_osds(4).await?;
     // Every PG that gained osd.3 waits in backfill_toofull.
@@ -96,6 +108,11 @@ async fn backfill_toofull_until_the_ratio_allows() -> anyhow::Result<()> {
 
     c.mon_command(json!({"prefix": "osd set-backfillfull-ratio", "ratio": 0.9}))
         .await?;
+    let health = c.mon_command(json!({"prefix": "health"})).await?;
+    assert!(
+        health["checks"].get("OSD_OUT_OF_ORDER_FULL").is_none(),
+        "ratios in order again: {health}"
+    );
     c.wait_pgs(1, PG_NUM, &["active", "clean"], Duration::from_secs(60))
         .await?;
     // The PGs that waited are backfilled: osd.3 now serves them.

@@ -48,6 +48,9 @@ pub struct HealthInputs {
     /// The mon has run longer than `mon_mgr_mkfs_grace`.
     pub mgr_grace_passed: bool,
     pub osd_pool_default_size: u32,
+    /// `osd_failsafe_full_ratio` as the OSDs are assumed to run with it
+    /// (Ceph's mon makes the same assumption).
+    pub osd_failsafe_full_ratio: f64,
 }
 
 /// Flags that make `OSDMAP_FLAGS` warn.
@@ -81,6 +84,40 @@ fn crush_location(m: &OsdMap, id: i32) -> String {
     parts.join(",")
 }
 
+/// `OSD_OUT_OF_ORDER_FULL`: the ratios must rise nearfull <= backfillfull
+/// <= full <= failsafe. Each one below its predecessor is named, and then
+/// counts as raised to it, as an OSD treats it.
+pub fn out_of_order_full(m: &OsdMap, failsafe: f64) -> Option<Check> {
+    let mut detail = Vec::new();
+    let mut backfill = m.backfillfull_ratio;
+    if backfill < m.nearfull_ratio {
+        detail.push(format!(
+            "backfillfull_ratio ({backfill}) < nearfull_ratio ({}), increased",
+            m.nearfull_ratio
+        ));
+        backfill = m.nearfull_ratio;
+    }
+    let mut full = m.full_ratio;
+    if full < backfill {
+        detail.push(format!(
+            "full_ratio ({full}) < backfillfull_ratio ({backfill}), increased"
+        ));
+        full = backfill;
+    }
+    if failsafe < full {
+        detail.push(format!(
+            "osd_failsafe_full_ratio ({failsafe}) < full_ratio ({full}), increased"
+        ));
+    }
+    (!detail.is_empty()).then(|| Check {
+        code: "OSD_OUT_OF_ORDER_FULL".into(),
+        severity: Severity::Err,
+        summary: "full ratio(s) out of order".into(),
+        count: detail.len(),
+        detail,
+    })
+}
+
 pub fn compute(osdmap: &OsdMap, mgrmap: &MgrMap, inp: HealthInputs) -> Health {
     let mut checks = Vec::new();
 
@@ -97,6 +134,10 @@ pub fn compute(osdmap: &OsdMap, mgrmap: &MgrMap, inp: HealthInputs) -> Health {
             count: flags.len(),
             detail: Vec::new(),
         });
+    }
+
+    if let Some(c) = out_of_order_full(osdmap, inp.osd_failsafe_full_ratio) {
+        checks.push(c);
     }
 
     let down: Vec<i32> = osdmap
@@ -261,7 +302,50 @@ mod tests {
         HealthInputs {
             mgr_grace_passed: true,
             osd_pool_default_size: 3,
+            osd_failsafe_full_ratio: 0.97,
         }
+    }
+
+    #[test]
+    fn full_ratios_out_of_order() {
+        let mut m = cluster(&[true, true, true]);
+        assert!(
+            out_of_order_full(&m, 0.97).is_none(),
+            "defaults are in order"
+        );
+        // Equal ratios are in order.
+        m.nearfull_ratio = 0.9;
+        m.backfillfull_ratio = 0.9;
+        m.full_ratio = 0.9;
+        assert!(out_of_order_full(&m, 0.9).is_none());
+        // backfillfull below nearfull: named, then counts as nearfull, so
+        // full (0.9) is not below it.
+        m.nearfull_ratio = 0.85;
+        m.backfillfull_ratio = 0.8;
+        let c = out_of_order_full(&m, 0.97).expect("out of order");
+        assert_eq!(c.code, "OSD_OUT_OF_ORDER_FULL");
+        assert_eq!(c.severity, Severity::Err);
+        assert_eq!(c.summary, "full ratio(s) out of order");
+        assert_eq!(
+            c.detail,
+            vec!["backfillfull_ratio (0.8) < nearfull_ratio (0.85), increased"]
+        );
+        // Raised backfillfull (0.85) above full: both named; the failsafe
+        // compares with the raised full.
+        m.full_ratio = 0.5;
+        let c = out_of_order_full(&m, 0.7).expect("out of order");
+        assert_eq!(
+            c.detail,
+            vec![
+                "backfillfull_ratio (0.8) < nearfull_ratio (0.85), increased",
+                "full_ratio (0.5) < backfillfull_ratio (0.85), increased",
+                "osd_failsafe_full_ratio (0.7) < full_ratio (0.85), increased",
+            ]
+        );
+        // It reaches the cluster's health.
+        let h = compute(&m, &mgr_ok(), inputs());
+        assert!(h.checks.iter().any(|c| c.code == "OSD_OUT_OF_ORDER_FULL"));
+        assert_eq!(h.status(), "HEALTH_ERR");
     }
 
     fn cluster(up: &[bool]) -> OsdMap {

@@ -44,6 +44,9 @@ pub struct MonOptions {
     /// Percent of a pool quota that raises POOL_NEAR_FULL (0: off, as
     /// in Ceph).
     pub mon_pool_quota_warn_threshold: u32,
+    /// The OSDs' `osd_failsafe_full_ratio` (read from the same conf key),
+    /// for the OSD_OUT_OF_ORDER_FULL health check.
+    pub osd_failsafe_full_ratio: f64,
 }
 
 impl Default for MonOptions {
@@ -65,6 +68,7 @@ impl Default for MonOptions {
             mon_allow_pool_delete: true,
             osd_crush_chooseleaf_type: 1,
             mon_pool_quota_warn_threshold: 0,
+            osd_failsafe_full_ratio: 0.97,
         }
     }
 }
@@ -129,6 +133,12 @@ impl MonOptions {
                 d.mon_pool_quota_warn_threshold.into(),
             )?
             .min(100) as u32,
+            // Ceph accepts percentages here too (97 = 0.97).
+            osd_failsafe_full_ratio: match conf.get_number(entity, "osd_failsafe_full_ratio")? {
+                Some(v) if v > 1.0 => v / 100.0,
+                Some(v) => v.max(0.0),
+                None => d.osd_failsafe_full_ratio,
+            },
         })
     }
 
@@ -161,6 +171,7 @@ impl MonOptions {
             "mon_allow_pool_delete": self.mon_allow_pool_delete.to_string(),
             "osd_crush_chooseleaf_type": self.osd_crush_chooseleaf_type.to_string(),
             "mon_pool_quota_warn_threshold": self.mon_pool_quota_warn_threshold.to_string(),
+            "osd_failsafe_full_ratio": self.osd_failsafe_full_ratio.to_string(),
         })
     }
 }

@@ -63,6 +63,7 @@ impl MonState {
                 mgr_grace_passed: now.saturating_duration_since(self.started)
                     >= self.opts.mon_mgr_mkfs_grace,
                 osd_pool_default_size: self.opts.osd_pool_default_size,
+                osd_failsafe_full_ratio: self.opts.osd_failsafe_full_ratio,
             },
         );
         // From the OSDs' reports: a PG_AVAILABILITY from reported states

@@ -262,6 +262,7 @@ mod tests {
             HealthInputs {
                 mgr_grace_passed: true,
                 osd_pool_default_size: 1,
+                osd_failsafe_full_ratio: 0.97,
             },
         );
         let pgs = PgSummary::default();
