@@ -50,6 +50,8 @@ struct Trio {
     t: u64,
     /// Actions of the primary other than sends, in order.
     primary_actions: Vec<Action>,
+    /// The replicas' reservation releases.
+    replica_releases: Vec<(OsdId, ReservationKind)>,
 }
 
 impl Trio {
@@ -62,6 +64,7 @@ impl Trio {
             pgs,
             t: 0,
             primary_actions: Vec::new(),
+            replica_releases: Vec::new(),
         };
         for o in 0..3 {
             t.feed(o, Event::Initialize);
@@ -94,6 +97,7 @@ impl Trio {
                         queue.push((o, Event::ReservationGranted { kind }))
                     }
                     other if o == 0 => self.primary_actions.push(other),
+                    Action::ReleaseReservation { kind } => self.replica_releases.push((o, kind)),
                     _ => {}
                 }
             }
@@ -541,6 +545,7 @@ fn an_unreadable_primary_copy_is_pulled_from_another_before_the_push() {
 #[test]
 fn an_unreadable_last_copy_is_unfound_not_a_stall() {
     let (mut t, v) = pushing(&[1, 2]);
+    t.replica_releases.clear();
     t.feed(
         0,
         Event::PushFailed {
@@ -562,6 +567,23 @@ fn an_unreadable_last_copy_is_unfound_not_a_stall() {
     assert!(flags.contains("recovery_unfound"), "{flags}");
     assert!(flags.contains("degraded"), "{flags}");
     assert!(!flags.contains("recovering"), "{flags}");
+    // Parked: the recovery slots are given back, here and on both
+    // replicas, so other PGs are not stuck behind this one.
+    assert_eq!(t.pgs[0].state(), State::Active(Active::NotRecovering));
+    assert!(
+        acts.contains(&Action::ReleaseReservation {
+            kind: ReservationKind::LocalRecovery
+        }),
+        "{acts:?}"
+    );
+    for peer in [1, 2] {
+        assert!(
+            t.replica_releases
+                .contains(&(peer, ReservationKind::RemoteRecovery)),
+            "osd.{peer} still holds its recovery slot: {:?}",
+            t.replica_releases
+        );
+    }
     // A stale failure (nothing in flight) changes nothing.
     t.feed(
         0,

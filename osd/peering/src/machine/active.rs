@@ -350,6 +350,21 @@ impl Pg {
                 }
             }
         }
+        if self.p.in_flight.is_empty() && !self.p.unfound.is_empty() {
+            self.park_unfound();
+        }
+    }
+
+    /// Only unfound objects are left: nothing can be recovered until a
+    /// copy that has them turns up, so the PG gives its reservations back
+    /// (other PGs on these OSDs would otherwise wait behind it for good)
+    /// and waits in `recovery_unfound`, as Ceph's does. A log from a copy
+    /// that came back (`on_log`) or a new interval resumes it.
+    fn park_unfound(&mut self) {
+        self.release(ReservationKind::LocalRecovery);
+        self.release_remote(ReserveFor::Recovery);
+        self.p.toofull = None;
+        self.go(State::Active(Active::NotRecovering));
     }
 
     /// Asks every known, up copy we have not examined for its log: one of

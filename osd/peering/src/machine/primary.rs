@@ -224,7 +224,16 @@ impl Pg {
                         last_backfill: info.last_backfill,
                     };
                     self.p.sources.insert(from, source);
-                    self.issue_recovery();
+                    if self.state == State::Active(Active::NotRecovering)
+                        && self.p.toofull.is_none()
+                        && !self.p.unfound.is_empty()
+                    {
+                        // Parked on unfound objects: this copy may have
+                        // some; reserve again and look.
+                        self.next_recovery_step();
+                    } else {
+                        self.issue_recovery();
+                    }
                 }
             }
             _ => {}

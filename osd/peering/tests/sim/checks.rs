@@ -1,6 +1,6 @@
 //! Property checks and failure reports over a simulated cluster.
 
-use kalmar_peering::{ObjectName, PgStateFlags, State};
+use kalmar_peering::{ObjectName, PgStateFlags, ReservationKind, State};
 
 use super::Sim;
 
@@ -74,6 +74,23 @@ impl Sim {
             .ok_or("no primary PG")?;
         if pg.unfound().is_empty() {
             return Err("not stuck on unfound objects".into());
+        }
+        // Parked, not recovering: no recovery slot held anywhere, so other
+        // PGs on these OSDs are not stuck behind this one.
+        for (o, n) in self.nodes.iter().enumerate() {
+            let held: Vec<_> = n
+                .held
+                .iter()
+                .filter(|k| {
+                    matches!(
+                        k,
+                        ReservationKind::LocalRecovery | ReservationKind::RemoteRecovery
+                    )
+                })
+                .collect();
+            if n.alive && !held.is_empty() {
+                return Err(format!("recovery_unfound, osd.{o} still holds {held:?}"));
+            }
         }
         for oid in pg.unfound() {
             let need = pg

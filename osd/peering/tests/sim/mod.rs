@@ -14,7 +14,7 @@ use kalmar_maps::{OsdId, PgId};
 use kalmar_peering::{
     build_initial_history, Action, ClusterView, Event, Eversion, Fullness, LogOp, ObjectBound,
     ObjectName, OsdView, PeeringMessage, PeeringSettings, Pg, PgLogEntry, PgMapping, PgStateFlags,
-    ReqId, ReserveFor, ScanResult, State, WriteReadiness,
+    ReqId, ReservationKind, ReserveFor, ScanResult, State, WriteReadiness,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -90,6 +90,8 @@ pub struct Node {
     pub fullness: Option<Fullness>,
     /// The store refuses pushes (ENOSPC).
     pub refuse_pushes: bool,
+    /// Reservation slots the PG holds (granted at once, until released).
+    pub held: BTreeSet<ReservationKind>,
 }
 
 struct PendingWrite {
@@ -159,6 +161,7 @@ impl Sim {
                     local: VecDeque::new(),
                     fullness: None,
                     refuse_pushes: false,
+                    held: BTreeSet::new(),
                 })
                 .collect(),
             links: BTreeMap::new(),
@@ -382,6 +385,7 @@ impl Sim {
         n.alive = false;
         n.pg = None;
         n.local.clear();
+        n.held.clear();
         self.links.retain(|(a, b), _| *a != o && *b != o);
         self.pending.retain(|_, w| w.primary != o);
         self.mon_queue.retain(|(f, _)| *f != o);
@@ -488,10 +492,14 @@ impl Sim {
                 Action::RequestPgTemp { .. } | Action::RequestUpThru { .. } => {
                     self.mon_queue.push((o, a))
                 }
-                Action::RequestReservation { kind, .. } => self.nodes[o as usize]
-                    .local
-                    .push_back(Event::ReservationGranted { kind }),
-                Action::ReleaseReservation { .. } => {}
+                Action::RequestReservation { kind, .. } => {
+                    let n = &mut self.nodes[o as usize];
+                    n.held.insert(kind);
+                    n.local.push_back(Event::ReservationGranted { kind });
+                }
+                Action::ReleaseReservation { kind } => {
+                    self.nodes[o as usize].held.remove(&kind);
+                }
                 Action::ScheduleRetry { kind, .. } => self.retries.push((o, kind)),
                 Action::Pull { oid, version, from } => {
                     self.send(o, from, Net::PullReq { oid, version })
@@ -537,6 +545,7 @@ impl Sim {
                     self.log(format!("osd.{o} deletes its copy"));
                     let n = &mut self.nodes[o as usize];
                     n.pg = None;
+                    n.held.clear();
                     n.store.wipe();
                 }
             }
