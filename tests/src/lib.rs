@@ -20,11 +20,14 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use kalmar_cli::procs::{find_bin, pid_alive, read_pid, run_bounded, signal, stop};
 use kalmar_cli::vstart::{binary_of, daemons, vstart, VstartArgs};
-use kalmar_client::{ClientConfig, Rados};
+use kalmar_client::{ClientConfig, IoCtx, Rados};
 use kalmar_msgr::{event_channel, Connection, EntityName, EntityType, Event, MsgrConfig};
 use kalmar_proto::client::{OsdOpReply, OsdOpRequest};
 use kalmar_proto::monc::MonClient;
 use serde_json::{json, Value};
+
+/// Most a `kalmar` CLI call of a test may take.
+pub const CLI_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Lines of each daemon's log printed when a test fails.
 const LOG_TAIL_LINES: usize = 60;
@@ -390,6 +393,32 @@ impl Cluster {
         Ok(())
     }
 
+    /// Creates a replicated pool, waits (bounded) until every PG of it is
+    /// active+clean, and returns a client with an I/O context on it: the
+    /// start of most cluster tests.
+    pub async fn ready_pool(
+        &self,
+        name: &str,
+        pg_num: u32,
+        size: u32,
+        min_size: u32,
+    ) -> anyhow::Result<(Rados, IoCtx)> {
+        self.create_pool(name, pg_num, size, min_size).await?;
+        let rados = self.client().await?;
+        let io = wait_for("the pool", Duration::from_secs(30), || async {
+            rados.ioctx(name).ok()
+        })
+        .await?;
+        self.wait_pgs(
+            io.pool_id() as u64,
+            pg_num,
+            &["active", "clean"],
+            Duration::from_secs(60),
+        )
+        .await?;
+        Ok((rados, io))
+    }
+
     /// `pg dump` PG lines (`pg_stats`), as the mon sees them.
     pub async fn pg_stats(&self) -> anyhow::Result<Vec<Value>> {
         let d = self
@@ -530,6 +559,27 @@ impl Cluster {
         let bin = find_bin(name).ok_or_else(|| anyhow!("{name} not built"))?;
         let a: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         Ok(run_bounded(&bin, &a, timeout)?)
+    }
+
+    /// `kalmar --conf <this cluster's conf> ARGS`, bounded by
+    /// [`CLI_TIMEOUT`].
+    pub fn kalmar(&self, args: &[&str]) -> anyhow::Result<std::process::Output> {
+        let conf = self.conf.display().to_string();
+        let mut a = vec!["--conf", conf.as_str()];
+        a.extend_from_slice(args);
+        self.run_bin("kalmar", &a, CLI_TIMEOUT)
+    }
+
+    /// [`Cluster::kalmar`] that must exit 0: its standard output.
+    pub fn kalmar_ok(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = self.kalmar(args)?;
+        anyhow::ensure!(
+            out.status.success(),
+            "kalmar {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8(out.stdout)?)
     }
 
     /// Stops every daemon now (also done on drop).

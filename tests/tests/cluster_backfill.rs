@@ -259,14 +259,7 @@ async fn backfill_pg_temp_out_in_and_resume() -> anyhow::Result<()> {
         .set("osd_max_backfills", &MAX_BACKFILLS.to_string())
         .set("osd_backfill_scan_max", &SCAN_MAX.to_string());
     let mut c = Cluster::start(opts).await?;
-    c.create_pool(POOL, PG_NUM, 3, 2).await?;
-    c.wait_pgs(1, PG_NUM, &["active", "clean"], Duration::from_secs(60))
-        .await?;
-    let rados = c.client().await?;
-    let io = wait_for("the pool", Duration::from_secs(30), || async {
-        rados.ioctx(POOL).ok()
-    })
-    .await?;
+    let (rados, io) = c.ready_pool(POOL, PG_NUM, 3, 2).await?;
     let pool = rados.osdmap().pool_by_name(POOL)?.id;
     let acked: Acked = Arc::default();
     for i in 0..OBJECTS {

@@ -39,17 +39,7 @@ fn pattern(len: usize, seed: usize) -> Vec<u8> {
 }
 
 fn kalmar(c: &Cluster, args: &[&str]) -> anyhow::Result<()> {
-    let conf = c.conf.display().to_string();
-    let mut a = vec!["--conf", conf.as_str()];
-    a.extend_from_slice(args);
-    let out = c.run_bin("kalmar", &a, Duration::from_secs(120))?;
-    anyhow::ensure!(
-        out.status.success(),
-        "kalmar {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
+    c.kalmar_ok(args).map(drop)
 }
 
 /// Flips a byte in the second data block of `oid` on the stopped osd's

@@ -4,53 +4,31 @@
 //! one), then `vstop`.
 
 use std::path::Path;
-use std::process::Output;
 use std::time::Duration;
 
 use kalmar_tests::{wait_for, Cluster, ClusterOpts};
 use serde_json::Value;
 
-fn kalmar(c: &Cluster, args: &[&str]) -> anyhow::Result<Output> {
-    let conf = c.conf.display().to_string();
-    let mut a = vec!["--conf", conf.as_str()];
-    a.extend_from_slice(args);
-    c.run_bin("kalmar", &a, Duration::from_secs(120))
-}
-
-fn ok(c: &Cluster, args: &[&str]) -> anyhow::Result<String> {
-    let out = kalmar(c, args)?;
-    anyhow::ensure!(
-        out.status.success(),
-        "kalmar {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8(out.stdout)?)
-}
-
 fn json(c: &Cluster, args: &[&str]) -> anyhow::Result<Value> {
     let mut a = vec!["-f", "json"];
     a.extend_from_slice(args);
-    Ok(serde_json::from_str(&ok(c, &a)?)?)
+    Ok(serde_json::from_str(&c.kalmar_ok(&a)?)?)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_rados_pg_daemon_and_vstart() -> anyhow::Result<()> {
     let c = Cluster::start(ClusterOpts::default()).await?;
-    ok(
-        &c,
-        &[
-            "osd",
-            "pool",
-            "create",
-            "cli",
-            "8",
-            "--size",
-            "3",
-            "--min-size",
-            "2",
-        ],
-    )?;
+    c.kalmar_ok(&[
+        "osd",
+        "pool",
+        "create",
+        "cli",
+        "8",
+        "--size",
+        "3",
+        "--min-size",
+        "2",
+    ])?;
     c.wait_pgs(1, 8, &["active", "clean"], Duration::from_secs(60))
         .await?;
 
@@ -60,24 +38,21 @@ async fn cli_rados_pg_daemon_and_vstart() -> anyhow::Result<()> {
     let body: Vec<u8> = (0..(9 << 20) + 17).map(|i| (i % 253) as u8).collect();
     std::fs::write(&src, &body)?;
     let srcs = src.display().to_string();
-    ok(&c, &["rados", "-p", "cli", "put", "big", &srcs])?;
+    c.kalmar_ok(&["rados", "-p", "cli", "put", "big", &srcs])?;
     let dst = dir.join("out.bin");
-    ok(
-        &c,
-        &[
-            "rados",
-            "-p",
-            "cli",
-            "get",
-            "big",
-            &dst.display().to_string(),
-        ],
-    )?;
+    c.kalmar_ok(&[
+        "rados",
+        "-p",
+        "cli",
+        "get",
+        "big",
+        &dst.display().to_string(),
+    ])?;
     assert!(
         std::fs::read(&dst)? == body,
         "get returns what put stored (9 MiB, several ops)"
     );
-    let stat = ok(&c, &["rados", "-p", "cli", "stat", "big"])?;
+    let stat = c.kalmar_ok(&["rados", "-p", "cli", "stat", "big"])?;
     assert!(stat.starts_with("cli/big mtime "), "{stat}");
     assert!(
         stat.trim_end().ends_with(&format!(", size {}", body.len())),
@@ -85,22 +60,20 @@ async fn cli_rados_pg_daemon_and_vstart() -> anyhow::Result<()> {
     );
     let small = dir.join("small.txt");
     std::fs::write(&small, b"hello")?;
-    ok(
-        &c,
-        &[
-            "rados",
-            "-p",
-            "cli",
-            "put",
-            "small",
-            &small.display().to_string(),
-        ],
-    )?;
+    c.kalmar_ok(&[
+        "rados",
+        "-p",
+        "cli",
+        "put",
+        "small",
+        &small.display().to_string(),
+    ])?;
     assert_eq!(
-        ok(&c, &["rados", "-p", "cli", "get", "small", "-"])?,
+        c.kalmar_ok(&["rados", "-p", "cli", "get", "small", "-"])?,
         "hello"
     );
-    let mut ls: Vec<String> = ok(&c, &["rados", "-p", "cli", "ls"])?
+    let mut ls: Vec<String> = c
+        .kalmar_ok(&["rados", "-p", "cli", "ls"])?
         .lines()
         .map(String::from)
         .collect();
@@ -110,23 +83,15 @@ async fn cli_rados_pg_daemon_and_vstart() -> anyhow::Result<()> {
     assert_eq!(lsj.as_array().map(Vec::len), Some(2));
 
     // xattrs and omap.
-    ok(
-        &c,
-        &["rados", "-p", "cli", "setxattr", "small", "color", "blue"],
-    )?;
+    c.kalmar_ok(&["rados", "-p", "cli", "setxattr", "small", "color", "blue"])?;
     assert_eq!(
-        ok(&c, &["rados", "-p", "cli", "getxattr", "small", "color"])?.trim_end(),
+        c.kalmar_ok(&["rados", "-p", "cli", "getxattr", "small", "color"])?
+            .trim_end(),
         "blue"
     );
-    ok(
-        &c,
-        &["rados", "-p", "cli", "setomapval", "small", "k1", "value"],
-    )?;
-    ok(
-        &c,
-        &["rados", "-p", "cli", "setomapval", "small", "k2", "v2"],
-    )?;
-    let vals = ok(&c, &["rados", "-p", "cli", "listomapvals", "small"])?;
+    c.kalmar_ok(&["rados", "-p", "cli", "setomapval", "small", "k1", "value"])?;
+    c.kalmar_ok(&["rados", "-p", "cli", "setomapval", "small", "k2", "v2"])?;
+    let vals = c.kalmar_ok(&["rados", "-p", "cli", "listomapvals", "small"])?;
     assert!(
         vals.starts_with("k1\nvalue (5 bytes) :\n00000000  76 61 6c 75 65"),
         "{vals}"
@@ -135,28 +100,25 @@ async fn cli_rados_pg_daemon_and_vstart() -> anyhow::Result<()> {
     assert!(vals.contains("\nk2\nvalue (2 bytes) :\n"), "{vals}");
 
     // Errors: missing object, missing pool; a non-zero exit and a message.
-    let out = kalmar(&c, &["rados", "-p", "cli", "stat", "nope"])?;
+    let out = c.kalmar(&["rados", "-p", "cli", "stat", "nope"])?;
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("No such file or directory"),
         "{out:?}"
     );
-    let out = kalmar(&c, &["rados", "-p", "nopool", "ls"])?;
+    let out = c.kalmar(&["rados", "-p", "nopool", "ls"])?;
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("nopool"),
         "{out:?}"
     );
-    ok(&c, &["rados", "-p", "cli", "rm", "small"])?;
-    assert_eq!(ok(&c, &["rados", "-p", "cli", "ls"])?.trim(), "big");
+    c.kalmar_ok(&["rados", "-p", "cli", "rm", "small"])?;
+    assert_eq!(c.kalmar_ok(&["rados", "-p", "cli", "ls"])?.trim(), "big");
 
     // rados bench in Ceph's shape.
-    let bench = ok(
-        &c,
-        &[
-            "rados", "-p", "cli", "bench", "2", "write", "-b", "4K", "-t", "4",
-        ],
-    )?;
+    let bench = c.kalmar_ok(&[
+        "rados", "-p", "cli", "bench", "2", "write", "-b", "4K", "-t", "4",
+    ])?;
     for line in [
         "Total writes made:",
         "Bandwidth (MB/sec):",
@@ -168,7 +130,7 @@ async fn cli_rados_pg_daemon_and_vstart() -> anyhow::Result<()> {
     }
     assert!(bench.contains("Cleaning up (deleting benchmark objects)"));
     assert_eq!(
-        ok(&c, &["rados", "-p", "cli", "ls"])?.trim(),
+        c.kalmar_ok(&["rados", "-p", "cli", "ls"])?.trim(),
         "big",
         "bench objects cleaned up"
     );
@@ -183,9 +145,9 @@ async fn cli_rados_pg_daemon_and_vstart() -> anyhow::Result<()> {
         },
     )
     .await?;
-    let stat = ok(&c, &["pg", "stat"])?;
+    let stat = c.kalmar_ok(&["pg", "stat"])?;
     assert!(stat.starts_with("8 pgs: 8 active+clean; "), "{stat}");
-    let brief = ok(&c, &["pg", "dump", "pgs_brief"])?;
+    let brief = c.kalmar_ok(&["pg", "dump", "pgs_brief"])?;
     assert!(brief.starts_with("PG_STAT  STATE"), "{brief}");
     assert_eq!(brief.lines().count(), 9);
     let perf = json(&c, &["daemon", "osd.1", "perf", "dump"])?;
@@ -195,17 +157,14 @@ async fn cli_rados_pg_daemon_and_vstart() -> anyhow::Result<()> {
 
     // vstart again: restarts a killed OSD and adds osd.3.
     c.kill9("osd.2")?;
-    ok(
-        &c,
-        &["vstart", "--osds", "4", "--dir", &dir.display().to_string()],
-    )?;
+    c.kalmar_ok(&["vstart", "--osds", "4", "--dir", &dir.display().to_string()])?;
     assert!(c.pid("osd.2").is_some() && c.pid("osd.3").is_some());
     assert!(Path::new(&dir).join("osd.3").join("device").exists());
     let up = c.osds_up().await?;
     assert_eq!(up, vec![(0, true), (1, true), (2, true), (3, true)]);
     assert_eq!(std::fs::read(&dst)?, body);
 
-    let out = ok(&c, &["vstop", "--dir", &dir.display().to_string()])?;
+    let out = c.kalmar_ok(&["vstop", "--dir", &dir.display().to_string()])?;
     assert!(
         out.contains("stopped osd.3") && out.contains("stopped mon.a"),
         "{out}"

@@ -60,14 +60,7 @@ fn stored(v: &Bytes) -> StoredObject {
 async fn divergent_entries_roll_back() -> anyhow::Result<()> {
     let opts = ClusterOpts::default().set("osd_heartbeat_grace", &GRACE_S.to_string());
     let c = Cluster::start(opts).await?;
-    c.create_pool(POOL, PG_NUM, 3, 2).await?;
-    c.wait_pgs(1, PG_NUM, &["active", "clean"], Duration::from_secs(60))
-        .await?;
-    let rados = c.client().await?;
-    let io = wait_for("the pool", Duration::from_secs(30), || async {
-        rados.ioctx(POOL).ok()
-    })
-    .await?;
+    let (rados, io) = c.ready_pool(POOL, PG_NUM, 3, 2).await?;
     let map = rados.osdmap();
     let pool = map.pool_by_name(POOL)?.id;
 

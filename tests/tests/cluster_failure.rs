@@ -42,14 +42,7 @@ async fn osd_failure_and_return() -> anyhow::Result<()> {
         .set("mon_osd_min_down_reporters", "1")
         .set("osd_op_queue_timeout", &QUEUE_TIMEOUT_S.to_string());
     let c = Cluster::start(opts).await?;
-    c.create_pool(POOL, PG_NUM, 3, 2).await?;
-    c.wait_pgs(1, PG_NUM, &["active", "clean"], Duration::from_secs(60))
-        .await?;
-    let rados = c.client().await?;
-    let io = wait_for("the pool", Duration::from_secs(30), || async {
-        rados.ioctx(POOL).ok()
-    })
-    .await?;
+    let (rados, io) = c.ready_pool(POOL, PG_NUM, 3, 2).await?;
     let mut expect: BTreeMap<String, Bytes> = BTreeMap::new();
     for i in 0..60 {
         let (k, v) = (format!("before-{i}"), data("before", i));

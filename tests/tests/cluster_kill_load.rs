@@ -115,14 +115,7 @@ async fn kill9_under_write_load() -> anyhow::Result<()> {
         .set("osd_max_write_size", &WRITE_MAX.to_string())
         .set("osd_recovery_max_chunk", &WRITE_MAX.to_string());
     let c = Cluster::start(opts).await?;
-    c.create_pool(POOL, PG_NUM, 3, 2).await?;
-    c.wait_pgs(1, PG_NUM, &["active", "clean"], Duration::from_secs(60))
-        .await?;
-    let rados = c.client().await?;
-    let io = wait_for("the pool", Duration::from_secs(30), || async {
-        rados.ioctx(POOL).ok()
-    })
-    .await?;
+    let (rados, io) = c.ready_pool(POOL, PG_NUM, 3, 2).await?;
     let map = rados.osdmap();
     let pool = map.pool_by_name(POOL)?.id;
     // Two huge objects: one in a PG osd.0 leads (it pulls), one it does not

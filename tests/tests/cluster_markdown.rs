@@ -46,14 +46,7 @@ async fn sigterm_marks_the_osd_down_at_once() -> anyhow::Result<()> {
         .set("mon_osd_report_timeout", "300")
         .set("osd_beacon_report_interval", "5");
     let c = Cluster::start(opts).await?;
-    c.create_pool(POOL, PG_NUM, 3, 2).await?;
-    c.wait_pgs(1, PG_NUM, &["active", "clean"], Duration::from_secs(60))
-        .await?;
-    let rados = c.client().await?;
-    let io = wait_for("the pool", Duration::from_secs(30), || async {
-        rados.ioctx(POOL).ok()
-    })
-    .await?;
+    let (rados, io) = c.ready_pool(POOL, PG_NUM, 3, 2).await?;
 
     // Objects whose PG the victim leads: their writes wait for the map
     // that shows it down.

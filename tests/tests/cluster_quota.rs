@@ -3,7 +3,6 @@
 //! EDQUOT and a non-zero exit, reads and removes still work, and raising
 //! the quota clears the flag so writes work again.
 
-use std::process::Output;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,27 +12,9 @@ use serde_json::Value;
 
 const POOL: &str = "quota";
 
-fn kalmar(c: &Cluster, args: &[&str]) -> anyhow::Result<Output> {
-    let conf = c.conf.display().to_string();
-    let mut a = vec!["--conf", conf.as_str()];
-    a.extend_from_slice(args);
-    c.run_bin("kalmar", &a, Duration::from_secs(60))
-}
-
-fn ok(c: &Cluster, args: &[&str]) -> anyhow::Result<String> {
-    let out = kalmar(c, args)?;
-    anyhow::ensure!(
-        out.status.success(),
-        "kalmar {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8(out.stdout)?)
-}
-
 /// The pool's `flags_names` in `osd dump --format json`.
 fn pool_flags(c: &Cluster) -> anyhow::Result<String> {
-    let dump: Value = serde_json::from_str(&ok(c, &["-f", "json", "osd", "dump"])?)?;
+    let dump: Value = serde_json::from_str(&c.kalmar_ok(&["-f", "json", "osd", "dump"])?)?;
     let pool = dump["pools"]
         .as_array()
         .and_then(|ps| ps.iter().find(|p| p["pool_name"] == POOL))
@@ -53,7 +34,7 @@ async fn pool_quota_refuses_writes_until_raised() -> anyhow::Result<()> {
     c.create_pool(POOL, 8, 3, 2).await?;
     c.wait_pgs(1, 8, &["active", "clean"], Duration::from_secs(60))
         .await?;
-    ok(&c, &["osd", "pool", "set-quota", POOL, "max_objects", "3"])?;
+    c.kalmar_ok(&["osd", "pool", "set-quota", POOL, "max_objects", "3"])?;
     let src = c.dir().join("obj.bin");
     std::fs::write(&src, vec![0x42u8; 4096])?;
     let srcs = src.display().to_string();
@@ -66,7 +47,7 @@ async fn pool_quota_refuses_writes_until_raised() -> anyhow::Result<()> {
     let mut written = 0usize;
     let refused = loop {
         let name = format!("obj-{written}");
-        let out = kalmar(&c, &["rados", "-p", POOL, "put", &name, &srcs])?;
+        let out = c.kalmar(&["rados", "-p", POOL, "put", &name, &srcs])?;
         if !out.status.success() {
             break out;
         }
@@ -92,7 +73,7 @@ async fn pool_quota_refuses_writes_until_raised() -> anyhow::Result<()> {
         has_flag(&flags, "full_quota") && has_flag(&flags, "full"),
         "osd dump shows the pool full: {flags}"
     );
-    let plain = ok(&c, &["osd", "dump"])?;
+    let plain = c.kalmar_ok(&["osd", "dump"])?;
     assert!(
         plain
             .lines()
@@ -123,43 +104,40 @@ async fn pool_quota_refuses_writes_until_raised() -> anyhow::Result<()> {
     assert_eq!(io.stat("obj-1").await?.size_bytes, 100);
 
     // Reads and removes still work on a full pool.
-    let stat = ok(&c, &["rados", "-p", POOL, "stat", "obj-0"])?;
+    let stat = c.kalmar_ok(&["rados", "-p", POOL, "stat", "obj-0"])?;
     assert!(stat.contains("size 4096"), "{stat}");
-    ok(&c, &["rados", "-p", POOL, "rm", "obj-0"])?;
+    c.kalmar_ok(&["rados", "-p", POOL, "rm", "obj-0"])?;
 
     // Raising the quota clears the flags (once the mon re-evaluates) and
     // writes work again.
-    ok(
-        &c,
-        &["osd", "pool", "set-quota", POOL, "max_objects", "100"],
-    )?;
+    c.kalmar_ok(&["osd", "pool", "set-quota", POOL, "max_objects", "100"])?;
     wait_for("full_quota cleared", Duration::from_secs(20), || async {
         pool_flags(&c)
             .ok()
             .filter(|f| !has_flag(f, "full_quota") && !has_flag(f, "full"))
     })
     .await?;
-    ok(&c, &["rados", "-p", POOL, "put", "after-raise", &srcs])?;
+    c.kalmar_ok(&["rados", "-p", POOL, "put", "after-raise", &srcs])?;
 
     // A byte quota below the usage flags the pool again; removing every
     // quota (0) clears it.
-    ok(&c, &["osd", "pool", "set-quota", POOL, "max_bytes", "4096"])?;
+    c.kalmar_ok(&["osd", "pool", "set-quota", POOL, "max_bytes", "4096"])?;
     wait_for(
         "full_quota from max_bytes",
         Duration::from_secs(20),
         || async { pool_flags(&c).ok().filter(|f| has_flag(f, "full_quota")) },
     )
     .await?;
-    let out = kalmar(&c, &["rados", "-p", POOL, "put", "too-big", &srcs])?;
+    let out = c.kalmar(&["rados", "-p", POOL, "put", "too-big", &srcs])?;
     assert!(!out.status.success(), "put refused by max_bytes");
-    ok(&c, &["osd", "pool", "set-quota", POOL, "max_bytes", "0"])?;
-    ok(&c, &["osd", "pool", "set-quota", POOL, "max_objects", "0"])?;
+    c.kalmar_ok(&["osd", "pool", "set-quota", POOL, "max_bytes", "0"])?;
+    c.kalmar_ok(&["osd", "pool", "set-quota", POOL, "max_objects", "0"])?;
     wait_for(
         "full_quota cleared again",
         Duration::from_secs(20),
         || async { pool_flags(&c).ok().filter(|f| !has_flag(f, "full_quota")) },
     )
     .await?;
-    ok(&c, &["rados", "-p", POOL, "put", "no-quota", &srcs])?;
+    c.kalmar_ok(&["rados", "-p", POOL, "put", "no-quota", &srcs])?;
     Ok(())
 }

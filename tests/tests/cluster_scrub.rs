@@ -38,15 +38,8 @@ const OBJECTS: usize = 40;
 /// Objects per scrub chunk.
 const CHUNK_OBJECTS: usize = 4;
 
-fn kalmar(c: &Cluster, args: &[&str]) -> anyhow::Result<Output> {
-    let conf = c.conf.display().to_string();
-    let mut a = vec!["--conf", conf.as_str()];
-    a.extend_from_slice(args);
-    c.run_bin("kalmar", &a, Duration::from_secs(60))
-}
-
 fn ok(c: &Cluster, args: &[&str]) -> anyhow::Result<Output> {
-    let out = kalmar(c, args)?;
+    let out = c.kalmar(args)?;
     anyhow::ensure!(
         out.status.success(),
         "kalmar {args:?}: {}{}",
@@ -291,14 +284,7 @@ async fn scrub_deep_scrub_and_repair() -> anyhow::Result<()> {
         .set("osd_scrub_chunk_max", &CHUNK_OBJECTS.to_string())
         .set("osd_scrub_sleep", "0.2");
     let c = Cluster::start(opts).await?;
-    c.create_pool(POOL, PG_NUM, 3, 2).await?;
-    c.wait_pgs(1, PG_NUM, &["active", "clean"], Duration::from_secs(60))
-        .await?;
-    let rados = c.client().await?;
-    let io = wait_for("the pool", Duration::from_secs(30), || async {
-        rados.ioctx(POOL).ok()
-    })
-    .await?;
+    let (rados, io) = c.ready_pool(POOL, PG_NUM, 3, 2).await?;
     let mut expect: BTreeMap<String, Bytes> = BTreeMap::new();
     for i in 0..OBJECTS {
         let (k, v) = (format!("obj-{i:03}"), body(i));
@@ -331,7 +317,7 @@ async fn scrub_deep_scrub_and_repair() -> anyhow::Result<()> {
     let pgid = pg.to_string();
 
     // No scrub yet: no scrub information.
-    let none = kalmar(&c, &["rados", "list-inconsistent-obj", &pgid])?;
+    let none = c.kalmar(&["rados", "list-inconsistent-obj", &pgid])?;
     assert!(!none.status.success());
     assert!(
         String::from_utf8_lossy(&none.stderr)
@@ -585,7 +571,7 @@ async fn scrub_deep_scrub_and_repair() -> anyhow::Result<()> {
             vec!["pg", bad.as_str(), "query"],
             vec!["pg", "scrub", bad.as_str()],
         ] {
-            let out = kalmar(&c, &args)?;
+            let out = c.kalmar(&args)?;
             assert_eq!(out.status.code(), Some(errno::ENOENT), "{args:?}");
             assert!(
                 String::from_utf8_lossy(&out.stderr)
@@ -594,7 +580,7 @@ async fn scrub_deep_scrub_and_repair() -> anyhow::Result<()> {
             );
         }
     }
-    let out = kalmar(&c, &["pg", "scrub", "x.y"])?;
+    let out = c.kalmar(&["pg", "scrub", "x.y"])?;
     assert_eq!(out.status.code(), Some(errno::EINVAL));
 
     // Offline: every copy of the PG is byte-identical to what was written.

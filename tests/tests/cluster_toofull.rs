@@ -27,14 +27,7 @@ fn content(i: usize) -> Bytes {
 async fn backfill_toofull_until_the_ratio_allows() -> anyhow::Result<()> {
     let opts = ClusterOpts::default().set("osd_backfill_retry_interval", "1");
     let mut c = Cluster::start(opts).await?;
-    c.create_pool(POOL, PG_NUM, 3, 2).await?;
-    c.wait_pgs(1, PG_NUM, &["active", "clean"], Duration::from_secs(60))
-        .await?;
-    let rados = c.client().await?;
-    let io = wait_for("the pool", Duration::from_secs(30), || async {
-        rados.ioctx(POOL).ok()
-    })
-    .await?;
+    let (_rados, io) = c.ready_pool(POOL, PG_NUM, 3, 2).await?;
     for i in 0..OBJECTS {
         io.write_full(&format!("o-{i}"), content(i)).await?;
     }

@@ -245,16 +245,7 @@ impl PgActor {
         let after = if push.is_pull_reply {
             AfterCommit::Nothing
         } else {
-            let r = PgPushReply {
-                pgid: self.pgid,
-                from: self.whoami,
-                interval: push.interval,
-                oid: push.oid.clone(),
-                version_epoch: push.version_epoch,
-                version: push.version,
-                result: 0,
-            };
-            AfterCommit::Reply(from, r.to_message())
+            AfterCommit::Reply(from, self.push_reply(&push, 0).to_message())
         };
         self.run_actions(acts, t, after).await;
         self.svc.perf.tinc(L_SUBOP_LAT, started.elapsed());
@@ -279,16 +270,20 @@ impl PgActor {
             };
             return self.machine(ev).await;
         }
-        let r = PgPushReply {
+        reply(from, self.push_reply(push, -errno::ENOSPC).to_message());
+    }
+
+    /// This OSD's answer to `push`: 0 once committed, or an error.
+    fn push_reply(&self, push: &PgPush, result: i32) -> PgPushReply {
+        PgPushReply {
             pgid: self.pgid,
             from: self.whoami,
             interval: push.interval,
             oid: push.oid.clone(),
             version_epoch: push.version_epoch,
             version: push.version,
-            result: -errno::ENOSPC,
-        };
-        reply(from, r.to_message());
+            result,
+        }
     }
 
     /// Primary: a member committed a push (or refused it for space).

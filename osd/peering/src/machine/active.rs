@@ -250,7 +250,14 @@ impl Pg {
     }
 
     pub(super) fn release_remote(&mut self, kind: ReserveFor) {
-        for peer in std::mem::take(&mut self.p.remote_granted) {
+        let granted = std::mem::take(&mut self.p.remote_granted);
+        self.send_release(granted, kind);
+    }
+
+    /// Tells each of `peers` to give back the slot it holds (or has queued)
+    /// for this PG's `kind` of work.
+    pub(super) fn send_release(&mut self, peers: BTreeSet<OsdId>, kind: ReserveFor) {
+        for peer in peers {
             let msg = PeeringMessage::ReserveRelease {
                 pgid: self.info.pgid,
                 epoch: self.epoch(),

@@ -98,15 +98,7 @@ impl Pg {
         self.release(local);
         let mut asked = self.remote_targets(kind);
         asked.extend(std::mem::take(&mut self.p.remote_granted));
-        for peer in asked {
-            let msg = PeeringMessage::ReserveRelease {
-                pgid: self.info.pgid,
-                epoch: self.epoch(),
-                interval: self.interval(),
-                kind,
-            };
-            self.send(peer, msg);
-        }
+        self.send_release(asked, kind);
         self.p.toofull = Some(kind);
         self.go(State::Active(state));
         self.out.push(Action::ScheduleRetry { kind, delay_ms });
