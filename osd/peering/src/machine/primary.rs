@@ -364,6 +364,14 @@ impl Pg {
 
     /// Tells a stray whose copy is no longer needed to delete it.
     pub(super) fn purge_stray(&mut self, osd: OsdId) {
+        // Only an OSD up in our map (Ceph's purge_strays does the same): a
+        // restarting OSD may tell us of its copy before we have the map that
+        // brings it back up, and into the PG again; purging then would
+        // throw away a copy it is about to need (a resumable backfill).
+        // Once up, it tells us again and is purged if still a stray.
+        if !self.map.is_up(osd) {
+            return;
+        }
         let msg = PeeringMessage::Purge {
             pgid: self.info.pgid,
             epoch: self.epoch(),
