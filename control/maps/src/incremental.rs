@@ -4,6 +4,14 @@
 //! state bits (clearing UP records `down_at`; clearing EXISTS wipes the
 //! slot), `new_up` marks an OSD up at this epoch with its addresses, an
 //! empty `new_pg_temp` entry and a `new_primary_temp` of -1 delete.
+//!
+//! One departure: the temp tables only ever name pools that exist. Ceph's
+//! `apply_incremental` leaves them alone and relies on the mon to send the
+//! clearing entries (`_prepare_remove_pool`, `clean_temps`, and
+//! `prepare_pgtemp` ignoring pools pending removal). Here `old_pools` drops
+//! the pool's entries and a new entry for a pool missing after the
+//! incremental is ignored, so a sloppy incremental cannot leave a stale
+//! override behind, and [`Incremental::diff`] stays exact.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -82,7 +90,8 @@ impl Incremental {
 
     /// An incremental that turns `from` into `to` (`to.epoch` must be
     /// `from.epoch + 1` for it to apply). Changed OSDs travel as whole
-    /// slots so the result is exact.
+    /// slots so the result is exact, for any `to` whose temp entries all
+    /// name existing pools (`apply_incremental` keeps that true).
     pub fn diff(from: &OsdMap, to: &OsdMap) -> Incremental {
         let mut inc = Incremental::new(to.fsid, to.epoch, to.modified_us);
         if from.flags != to.flags {
@@ -134,7 +143,9 @@ impl Incremental {
         {
             inc.new_primary_temp.insert(*pg, -1);
         }
-        if from.crush != to.crush {
+        // Applying a crush map bumps `crush_version` even when the map is
+        // the same (as Ceph does), so a bump alone must also send it.
+        if from.crush != to.crush || from.crush_version != to.crush_version {
             inc.crush = Some(to.crush.clone());
         }
         if from.full_ratio != to.full_ratio {
@@ -249,15 +260,20 @@ impl OsdMap {
                 *s = *slot;
             }
         }
+        // Pools are final by now. A temp entry naming a pool that does not
+        // exist (removed by this very incremental, or earlier) is dropped:
+        // `old_pools` cleared the pool's entries above, and letting a later
+        // field re-add one would leave a stale override that `diff` cannot
+        // express and that would apply to a new pool with the same id.
         for (pg, osds) in &inc.new_pg_temp {
-            if osds.is_empty() {
+            if osds.is_empty() || !self.pools.contains_key(&pg.pool) {
                 self.pg_temp.remove(pg);
             } else {
                 self.pg_temp.insert(*pg, osds.clone());
             }
         }
         for (pg, &osd) in &inc.new_primary_temp {
-            if osd < 0 {
+            if osd < 0 || !self.pools.contains_key(&pg.pool) {
                 self.primary_temp.remove(pg);
             } else {
                 self.primary_temp.insert(*pg, osd);

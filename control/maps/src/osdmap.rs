@@ -105,9 +105,11 @@ pub struct OsdMap {
     pub pools: BTreeMap<PoolId, PgPool>,
     /// Highest pool id ever allocated (ids are never reused).
     pub pool_max: PoolId,
-    /// Acting sets that override CRUSH while data moves.
+    /// Acting sets that override CRUSH while data moves. Keys name only
+    /// pools in `pools` (see [`crate::incremental`]).
     pub pg_temp: BTreeMap<PgId, Vec<OsdId>>,
-    /// Primaries that override the acting set's first member.
+    /// Primaries that override the acting set's first member; keys name
+    /// only pools in `pools`, as for `pg_temp`.
     pub primary_temp: BTreeMap<PgId, OsdId>,
     pub crush: CrushMap,
     /// Bumped whenever the CRUSH map changes.

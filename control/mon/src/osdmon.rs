@@ -407,6 +407,13 @@ impl OsdMon {
         }
         let mut changes = Vec::new();
         for (pg, osds) in &p.pg_temp {
+            // A pool the pending epoch removes (Ceph's prepare_pgtemp skips
+            // those too): applying the epoch drops temp entries of missing
+            // pools, so the pending map would no longer match its
+            // incremental and the commit would fail.
+            if !self.view().pools.contains_key(&pg.pool) {
+                return Err(format!("pool {} is being removed", pg.pool));
+            }
             let pool = self.map.pool(pg.pool).map_err(|e| e.to_string())?;
             if pg.seed >= pool.pg_num {
                 return Err(format!(

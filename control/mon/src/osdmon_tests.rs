@@ -336,6 +336,31 @@ fn pg_temp_only_from_primary_and_raises_up_thru() {
     assert!(m.pg_temp(&bad).is_err(), "pg out of range");
 }
 
+/// A pg_temp request that arrives after `osd pool rm` but before the
+/// epoch commits: the entry would name a pool the epoch removes, which
+/// applying the incremental drops, so the commit found a map its own
+/// incremental does not rebuild (and the mon stopped).
+#[test]
+fn pg_temp_for_a_pool_pending_removal_is_refused() {
+    let t0 = Instant::now();
+    let (mut m, _) = cluster(4, t0);
+    with_pool(&mut m, 2, 8);
+    let pg = PgId::new(1, 3);
+    let acting = m.map().pg_to_up_acting_osds(pg).expect("maps");
+    let want: Vec<OsdId> = (0..4).filter(|o| !acting.up.contains(o)).take(2).collect();
+    m.edit_map(|map, _| crate::pools::rm(map, "p", Some("p"), true, true))
+        .expect("pool rm");
+    let req = OsdPgTemp {
+        osd_id: acting.acting_primary,
+        map_epoch: m.map().epoch,
+        pg_temp: [(pg, want)].into(),
+    };
+    let err = m.pg_temp(&req).expect_err("pool pending removal");
+    assert!(err.contains("being removed"), "{err}");
+    assert!(commit(&mut m), "the pool removal commits");
+    assert!(m.map().pools.is_empty() && m.map().pg_temp.is_empty());
+}
+
 #[test]
 fn alive_raises_up_thru_once() {
     let t0 = Instant::now();
