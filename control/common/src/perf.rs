@@ -98,13 +98,20 @@ pub struct CounterDesc {
 pub struct PerfCountersBuilder {
     name: String,
     descs: Vec<CounterDesc>,
+    refresh: Option<RefreshFn>,
 }
+
+/// Brings a logger's values up to date just before they are read, for
+/// loggers that mirror totals kept elsewhere (the allocator's), so nothing
+/// has to copy them periodically. It must only `set`/`inc`, never read.
+pub type RefreshFn = fn(&PerfCounters);
 
 impl PerfCountersBuilder {
     pub fn new(name: impl Into<String>) -> Self {
         PerfCountersBuilder {
             name: name.into(),
             descs: Vec::new(),
+            refresh: None,
         }
     }
 
@@ -130,12 +137,18 @@ impl PerfCountersBuilder {
         self.descs.len() - 1
     }
 
+    /// Calls `f` before every read of the built logger ([`RefreshFn`]).
+    pub fn refresh_with(&mut self, f: RefreshFn) {
+        self.refresh = Some(f);
+    }
+
     pub fn build(self) -> Arc<PerfCounters> {
         let values = self.descs.iter().map(|_| Slot::default()).collect();
         Arc::new(PerfCounters {
             name: self.name,
             descs: self.descs,
             values,
+            refresh: self.refresh,
         })
     }
 }
@@ -152,6 +165,7 @@ pub struct PerfCounters {
     name: String,
     descs: Vec<CounterDesc>,
     values: Vec<Slot>,
+    refresh: Option<RefreshFn>,
 }
 
 /// A consistent-enough reading of one counter.
@@ -207,6 +221,9 @@ impl PerfCounters {
     }
 
     pub fn get(&self, idx: usize) -> CounterValue {
+        if let Some(refresh) = self.refresh {
+            refresh(self);
+        }
         let s = &self.values[idx];
         // Read count first: a concurrent sample may make sum slightly ahead
         // of count, never a count without its sum.

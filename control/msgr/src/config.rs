@@ -45,6 +45,23 @@ pub struct MsgrConfig {
     /// Inbound messages of one connection waiting for the dispatcher; the
     /// reader stops reading (TCP backpressure) while the channel is full.
     pub dispatch_queue_messages: usize,
+    /// Size of one receive chunk. A connection reads into a chunk and
+    /// hands out each message as a slice of it; a chunk is reused once the
+    /// last slice is dropped. A quarter of it is the smallest room a read
+    /// is given.
+    pub recv_chunk_bytes: usize,
+    /// Receive chunks an endpoint (a listener and its connections, or one
+    /// outbound connection) keeps for reuse, whether idle or still
+    /// referenced by messages the application holds; past that the oldest
+    /// is let go (freed when its last slice is dropped). Bounds the idle
+    /// receive memory at `recv_pool_max_chunks * recv_chunk_bytes`.
+    pub recv_pool_max_chunks: usize,
+    /// Frames with at least this many payload bytes are received straight
+    /// into a buffer of their own, 4 KiB-aligned, with the data of a
+    /// head-prefixed payload on a block boundary, so a store can write it
+    /// with O_DIRECT without a copy. Smaller ones are sliced out of the
+    /// receive chunks.
+    pub recv_aligned_min_bytes: usize,
 }
 
 impl Default for MsgrConfig {
@@ -64,6 +81,9 @@ impl Default for MsgrConfig {
             session_idle_timeout: Duration::from_secs(300),
             max_sessions: 4096,
             dispatch_queue_messages: 1024,
+            recv_chunk_bytes: 64 << 10,
+            recv_pool_max_chunks: 32,
+            recv_aligned_min_bytes: 64 << 10,
         }
     }
 }
@@ -111,6 +131,9 @@ impl MsgrConfig {
                 "ms_dispatch_queue_messages",
                 d.dispatch_queue_messages,
             )?,
+            recv_chunk_bytes: count("ms_recv_chunk_bytes", d.recv_chunk_bytes)?,
+            recv_pool_max_chunks: count("ms_recv_pool_max_chunks", d.recv_pool_max_chunks)?,
+            recv_aligned_min_bytes: count("ms_recv_aligned_min_bytes", d.recv_aligned_min_bytes)?,
         })
     }
 }
@@ -122,13 +145,14 @@ mod tests {
     #[test]
     fn conf_keys() {
         let conf = Conf::parse(
-            "[global]\nms_keepalive_timeout = 3\n[osd]\nms_max_frame_bytes = 1024\nms_reconnect_max_attempts = 0\n",
+            "[global]\nms_keepalive_timeout = 3\n[osd]\nms_max_frame_bytes = 1024\nms_reconnect_max_attempts = 0\nms_recv_pool_max_chunks = 4\n",
         )
         .expect("toml");
         let c = MsgrConfig::from_conf(&conf, "osd.1").expect("valid");
         assert_eq!(c.keepalive_timeout, Duration::from_secs(3));
         assert_eq!(c.max_frame_bytes, 1024);
         assert_eq!(c.reconnect_max_attempts, None);
+        assert_eq!(c.recv_pool_max_chunks, 4);
         assert_eq!(
             c.send_queue_max_messages,
             MsgrConfig::default().send_queue_max_messages

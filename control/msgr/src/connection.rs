@@ -1,14 +1,18 @@
 //! The connecting side: one session to one address, kept alive across
 //! broken connections by reconnecting with backoff and replaying what the
-//! peer had not acknowledged.
+//! peer had not acknowledged. It runs on the runtime it was started on
+//! ([`Connection::start_on`]), or the current one.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use kalmar_common::encoding::{Decode, Encode};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::runtime::Handle;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 use uuid::Uuid;
@@ -17,8 +21,12 @@ use crate::config::MsgrConfig;
 use crate::entity::EntityName;
 use crate::frame::FrameKind;
 use crate::handshake::{fsid_matches, Hello, HelloReply, PROTOCOL_VERSION};
-use crate::io::{run_connection, write_control, ConnEnd, FramedRead};
+use crate::io::{run_connection, ConnEnd};
+use crate::pool::RecvPool;
+use crate::read::{FrameReader, FramedRead};
 use crate::session::{Message, PeerInfo, SendError, Session};
+use crate::sink::{emit, EventSink};
+use crate::write::write_control;
 use crate::{Event, SessionHandle};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -50,41 +58,70 @@ pub struct Connection {
     addr: SocketAddr,
     state: watch::Receiver<LinkState>,
     driver: JoinHandle<()>,
+    /// The runtime the connection's tasks run on.
+    rt: Handle,
 }
 
 impl Connection {
-    /// Starts connecting in the background and returns at once; messages
-    /// sent before the first connection are queued (within the bounds).
-    pub fn start(
+    /// Starts connecting in the background on the current runtime and
+    /// returns at once; messages sent before the first connection are
+    /// queued (within the bounds). `events` gets the session's events.
+    pub fn start<S: EventSink>(
         addr: SocketAddr,
         me: EntityName,
         fsid: Uuid,
         config: MsgrConfig,
-        events: mpsc::Sender<Event>,
+        events: S,
+    ) -> Connection {
+        Connection::start_on(&Handle::current(), addr, me, fsid, config, events)
+    }
+
+    /// Like [`Connection::start`], with every task of the connection (and
+    /// so its socket and its sink calls) on runtime `rt`.
+    pub fn start_on<S: EventSink>(
+        rt: &Handle,
+        addr: SocketAddr,
+        me: EntityName,
+        fsid: Uuid,
+        config: MsgrConfig,
+        events: S,
     ) -> Connection {
         let session = Session::new(rand::random::<u64>() | 1, Arc::new(config));
         let (state_tx, state) = watch::channel(LinkState::Connecting(String::new()));
-        let driver = tokio::spawn(drive(session.clone(), addr, me, fsid, events, state_tx));
+        let driver = rt.spawn(drive(session.clone(), addr, me, fsid, events, state_tx));
         session.set_conn_task(driver.abort_handle());
         Connection {
             handle: SessionHandle { session },
             addr,
             state,
             driver,
+            rt: rt.clone(),
         }
     }
 
     /// Connects and waits for the first handshake (bounded by the connect
     /// and handshake timeouts); later breaks are repaired in the background.
-    pub async fn connect(
+    pub async fn connect<S: EventSink>(
         addr: SocketAddr,
         me: EntityName,
         fsid: Uuid,
         config: MsgrConfig,
-        events: mpsc::Sender<Event>,
+        events: S,
+    ) -> Result<Connection, ConnectError> {
+        Connection::connect_on(&Handle::current(), addr, me, fsid, config, events).await
+    }
+
+    /// Like [`Connection::connect`], with the connection on runtime `rt`.
+    pub async fn connect_on<S: EventSink>(
+        rt: &Handle,
+        addr: SocketAddr,
+        me: EntityName,
+        fsid: Uuid,
+        config: MsgrConfig,
+        events: S,
     ) -> Result<Connection, ConnectError> {
         let limit = config.connect_timeout + config.handshake_timeout;
-        let conn = Connection::start(addr, me, fsid, config, events);
+        let conn = Connection::start_on(rt, addr, me, fsid, config, events);
         let mut rx = conn.state.clone();
         let waited = timeout(limit, async {
             loop {
@@ -148,8 +185,11 @@ impl Connection {
         self.state.borrow().clone()
     }
 
-    pub async fn send(&self, msg: Message) -> Result<u64, SendError> {
-        self.handle.send(msg).await
+    pub fn send(
+        &self,
+        msg: Message,
+    ) -> impl std::future::Future<Output = Result<u64, SendError>> + Send + '_ {
+        self.handle.session.send(msg)
     }
 
     pub fn try_send(&self, msg: Message) -> Result<u64, SendError> {
@@ -178,14 +218,13 @@ impl Drop for Connection {
             .config
             .keepalive_interval
             .min(Duration::from_millis(200));
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                tokio::time::sleep(grace).await;
-                driver.abort();
-            });
-        } else {
+        // On the connection's runtime, which outlives this handle unless
+        // it is shutting down (then the task is dropped, and so is the
+        // driver).
+        self.rt.spawn(async move {
+            tokio::time::sleep(grace).await;
             driver.abort();
-        }
+        });
     }
 }
 
@@ -195,7 +234,8 @@ async fn establish(
     addr: SocketAddr,
     me: &EntityName,
     fsid: Uuid,
-) -> Result<(FramedRead, tokio::net::tcp::OwnedWriteHalf, HelloReply), Attempt> {
+    pool: &RecvPool,
+) -> Result<(FramedRead<OwnedReadHalf>, OwnedWriteHalf, HelloReply), Attempt> {
     let cfg = &session.config;
     let stream = timeout(cfg.connect_timeout, TcpStream::connect(addr))
         .await
@@ -208,7 +248,7 @@ async fn establish(
         .map_err(|e| Attempt::Retry(format!("connect: {e}")))?;
     let _ = stream.set_nodelay(true);
     let (rd, mut wr) = stream.into_split();
-    let mut reader = FramedRead::new(rd, cfg.max_frame_bytes);
+    let mut reader = FramedRead::new(rd, FrameReader::new(cfg, pool.clone()));
     let (in_seq, acked_seq) = session.seqs();
     let hello = Hello {
         protocol_version: PROTOCOL_VERSION,
@@ -220,7 +260,7 @@ async fn establish(
         features: 0,
         max_frame_bytes: cfg.max_frame_bytes as u64,
     };
-    write_control(&mut wr, FrameKind::Hello, 0, &hello.to_bytes())
+    write_control(&mut wr, FrameKind::Hello, 0, hello.to_bytes().into())
         .await
         .map_err(|e| Attempt::Retry(format!("sending hello: {e}")))?;
     let frame = timeout(cfg.handshake_timeout, reader.next())
@@ -253,15 +293,17 @@ enum Attempt {
     Fatal(String),
 }
 
-async fn drive(
+async fn drive<S: EventSink>(
     session: Arc<Session>,
     addr: SocketAddr,
     me: EntityName,
     fsid: Uuid,
-    events: mpsc::Sender<Event>,
+    events: S,
     state: watch::Sender<LinkState>,
 ) {
     let cfg = session.config.clone();
+    // Receive chunks for every connection of this session.
+    let pool = RecvPool::new(&cfg);
     let mut backoff = cfg.reconnect_backoff_min;
     let mut failures: u32 = 0;
     let mut ever_connected = false;
@@ -272,7 +314,7 @@ async fn drive(
         if session.closed_reason().is_some() {
             return;
         }
-        match establish(&session, addr, &me, fsid).await {
+        match establish(&session, addr, &me, fsid, &pool).await {
             Ok((reader, wr, reply)) => {
                 failures = 0;
                 backoff = cfg.reconnect_backoff_min;
@@ -291,28 +333,27 @@ async fn drive(
                     Err(reason) => {
                         tracing::error!(peer = %peer.entity, %addr, "ending the session: {reason}");
                         let mut wr = wr;
-                        let _ =
-                            write_control(&mut wr, FrameKind::Close, 0, reason.as_bytes()).await;
+                        let _ = write_control(
+                            &mut wr,
+                            FrameKind::Close,
+                            0,
+                            Bytes::from(reason.clone()),
+                        )
+                        .await;
                         session.close(&reason);
-                        let _ = events.send(Event::Closed(handle.clone(), reason)).await;
+                        emit(&events, Event::Closed(handle.clone(), reason)).await;
                         return;
                     }
                 };
                 let _ = state.send(LinkState::Up);
                 if reply.reset && ever_connected {
                     tracing::info!(peer = %peer.entity, %addr, "peer lost our session (restart?); replaying");
-                    let _ = events.send(Event::Reset(handle.clone())).await;
+                    emit(&events, Event::Reset(handle.clone())).await;
                 }
                 ever_connected = true;
-                let end = run_connection(
-                    session.clone(),
-                    peer.clone(),
-                    conn_gen,
-                    reader,
-                    wr,
-                    events.clone(),
-                )
-                .await;
+                let end =
+                    run_connection(session.clone(), peer.clone(), conn_gen, reader, wr, &events)
+                        .await;
                 session.detach(conn_gen);
                 let _ = state.send(LinkState::Connecting(String::new()));
                 match end {
@@ -322,12 +363,12 @@ async fn drive(
                     ConnEnd::PeerClosed(reason) => {
                         tracing::info!(peer = %peer.entity, %addr, "{reason}");
                         session.close(&reason);
-                        let _ = events.send(Event::Closed(handle.clone(), reason)).await;
+                        emit(&events, Event::Closed(handle.clone(), reason)).await;
                         return;
                     }
                     ConnEnd::LocalClosed => return,
                     ConnEnd::Violation(reason) => {
-                        let _ = events.send(Event::Closed(handle.clone(), reason)).await;
+                        emit(&events, Event::Closed(handle.clone(), reason)).await;
                         return;
                     }
                 }
@@ -336,7 +377,7 @@ async fn drive(
                 tracing::warn!(%addr, "session refused: {reason}");
                 let _ = state.send(LinkState::Refused(reason.clone()));
                 session.close(&reason);
-                let _ = events.send(Event::Closed(handle.clone(), reason)).await;
+                emit(&events, Event::Closed(handle.clone(), reason)).await;
                 return;
             }
             Err(Attempt::Retry(reason)) => {
@@ -349,7 +390,7 @@ async fn drive(
                 {
                     let reason = format!("gave up after {failures} attempts: {reason}");
                     session.close(&reason);
-                    let _ = events.send(Event::Closed(handle.clone(), reason)).await;
+                    emit(&events, Event::Closed(handle.clone(), reason)).await;
                     return;
                 }
             }

@@ -1,126 +1,25 @@
 //! Driving one TCP connection for a session: reading and checking frames,
-//! delivering messages, writing batches of frames with vectored writes,
-//! acknowledgements and keepalives.
+//! handing messages to the sink, writing batches of frames with vectored
+//! writes, acknowledgements and keepalives.
+//!
+//! Nothing here allocates per message once a connection is warm: the
+//! batch buffers are reused, frame headers are built on the stack,
+//! messages are sliced out of pooled receive chunks, and the sink gets
+//! each event without a queue of our own in between.
 
-use std::io::{self, IoSlice};
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use bytes::Bytes;
+use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::mpsc;
 use tokio::time::timeout;
 
-use crate::frame::{Frame, FrameDecoder, FrameError, FrameHeader, FrameKind, HEADER_BYTES};
+use crate::frame::{FrameError, FrameKind};
+use crate::read::{FramedRead, ReadError};
 use crate::session::{Message, PeerInfo, Session};
+use crate::sink::{EventSink, Upcoming};
+use crate::write::{write_control, write_frames, OutFrame};
 use crate::{Event, Incoming, SessionHandle};
-
-/// Bytes asked of the kernel per read when no large frame is pending.
-const READ_CHUNK_BYTES: usize = 64 * 1024;
-
-/// Why no frame could be read.
-#[derive(Debug)]
-pub(crate) enum ReadError {
-    /// The bytes are not a valid frame.
-    Frame(FrameError),
-    /// The stream failed or ended inside a frame.
-    Stream(String),
-}
-
-impl std::fmt::Display for ReadError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ReadError::Frame(e) => write!(f, "malformed frame: {e}"),
-            ReadError::Stream(e) => f.write_str(e),
-        }
-    }
-}
-
-impl From<ReadError> for String {
-    fn from(e: ReadError) -> String {
-        e.to_string()
-    }
-}
-
-/// Reads whole frames from a stream.
-pub(crate) struct FramedRead {
-    rd: OwnedReadHalf,
-    buf: BytesMut,
-    dec: FrameDecoder,
-}
-
-impl FramedRead {
-    pub(crate) fn new(rd: OwnedReadHalf, max_frame_bytes: usize) -> Self {
-        FramedRead {
-            rd,
-            buf: BytesMut::with_capacity(READ_CHUNK_BYTES),
-            dec: FrameDecoder::new(max_frame_bytes),
-        }
-    }
-
-    /// The next frame; `Ok(None)` at a clean end of stream.
-    pub(crate) async fn next(&mut self) -> Result<Option<Frame>, ReadError> {
-        loop {
-            match self.dec.decode(&mut self.buf) {
-                Ok(Some(f)) => return Ok(Some(f)),
-                Ok(None) => {}
-                Err(e) => return Err(ReadError::Frame(e)),
-            }
-            if self.buf.capacity() - self.buf.len() < READ_CHUNK_BYTES / 4 {
-                self.buf.reserve(READ_CHUNK_BYTES);
-            }
-            match self.rd.read_buf(&mut self.buf).await {
-                Ok(0) if self.buf.is_empty() => return Ok(None),
-                Ok(0) => {
-                    return Err(ReadError::Stream(format!(
-                        "connection closed inside a frame ({} bytes buffered)",
-                        self.buf.len()
-                    )))
-                }
-                Ok(_) => {}
-                Err(e) => return Err(ReadError::Stream(format!("read failed: {e}"))),
-            }
-        }
-    }
-}
-
-/// Writes frames (header + payload each) with as few syscalls as possible
-/// and without copying payloads.
-pub(crate) async fn write_frames(
-    w: &mut OwnedWriteHalf,
-    frames: &[([u8; HEADER_BYTES], Bytes)],
-) -> io::Result<()> {
-    let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(frames.len() * 2);
-    for (h, p) in frames {
-        slices.push(IoSlice::new(h));
-        if !p.is_empty() {
-            slices.push(IoSlice::new(p));
-        }
-    }
-    let mut rest = &mut slices[..];
-    while !rest.is_empty() {
-        let n = w.write_vectored(rest).await?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::WriteZero,
-                "socket accepted no bytes",
-            ));
-        }
-        IoSlice::advance_slices(&mut rest, n);
-    }
-    Ok(())
-}
-
-/// Writes one control frame (hello, reply, reject, close).
-pub(crate) async fn write_control(
-    w: &mut OwnedWriteHalf,
-    kind: FrameKind,
-    ack: u64,
-    payload: &[u8],
-) -> io::Result<()> {
-    let h = FrameHeader::for_payload(kind, 0, 0, ack, payload).encode();
-    write_frames(w, &[(h, Bytes::copy_from_slice(payload))]).await
-}
 
 /// How a connection ended.
 #[derive(Debug)]
@@ -151,16 +50,16 @@ fn close_reason(payload: &[u8]) -> String {
 }
 
 /// Runs the connection until it fails or the session closes.
-pub(crate) async fn run_connection(
+pub(crate) async fn run_connection<S: EventSink>(
     session: Arc<Session>,
     peer: Arc<PeerInfo>,
     conn_gen: u64,
-    reader: FramedRead,
+    reader: FramedRead<OwnedReadHalf>,
     mut writer: OwnedWriteHalf,
-    events: mpsc::Sender<Event>,
+    sink: &S,
 ) -> ConnEnd {
     let end = {
-        let read = read_loop(&session, &peer, conn_gen, reader, &events);
+        let read = read_loop(&session, &peer, conn_gen, reader, sink);
         let write = write_loop(&session, conn_gen, &mut writer);
         tokio::pin!(read, write);
         let end = tokio::select! {
@@ -179,12 +78,12 @@ pub(crate) async fn run_connection(
     end
 }
 
-async fn read_loop(
+async fn read_loop<S: EventSink>(
     session: &Arc<Session>,
     peer: &Arc<PeerInfo>,
     conn_gen: u64,
-    mut reader: FramedRead,
-    events: &mpsc::Sender<Event>,
+    mut reader: FramedRead<OwnedReadHalf>,
+    sink: &S,
 ) -> ConnEnd {
     let limit = session.config.keepalive_timeout;
     loop {
@@ -205,25 +104,35 @@ async fn read_loop(
         session.on_ack(frame.header.ack);
         match frame.header.kind {
             FrameKind::Message => {
-                // Room in the dispatch queue first: once the sequence is
-                // counted the message must reach the application, even if
-                // this task is aborted right after.
-                let Ok(permit) = events.reserve().await else {
+                // Room in the sink first: once the sequence is counted the
+                // message must reach the application, even if this task is
+                // aborted right after.
+                let next = Upcoming::Message {
+                    peer,
+                    msg_type: frame.header.msg_type,
+                    payload_bytes: frame.payload.len(),
+                };
+                let Some(permit) = sink.reserve(&next).await else {
                     session.close("the dispatcher is gone");
                     return ConnEnd::LocalClosed;
                 };
                 match session.on_incoming(frame.header.seq, conn_gen) {
                     Ok(true) => {
-                        permit.send(Event::Message(Incoming {
-                            peer: peer.clone(),
-                            msg: Message {
-                                msg_type: frame.header.msg_type,
-                                payload: frame.payload,
-                            },
-                            from: SessionHandle {
-                                session: session.clone(),
-                            },
-                        }));
+                        let head_prefixed = frame.header.head_prefixed();
+                        sink.deliver(
+                            permit,
+                            Event::Message(Incoming {
+                                peer: peer.clone(),
+                                msg: Message::received(
+                                    frame.header.msg_type,
+                                    frame.payload,
+                                    head_prefixed,
+                                ),
+                                from: SessionHandle {
+                                    session: session.clone(),
+                                },
+                            }),
+                        );
                         session.writer_wake.notify_one();
                     }
                     Ok(false) => {
@@ -243,33 +152,28 @@ async fn read_loop(
 
 async fn write_loop(session: &Arc<Session>, conn_gen: u64, w: &mut OwnedWriteHalf) -> ConnEnd {
     let interval = session.config.keepalive_interval;
-    let mut frames: Vec<([u8; HEADER_BYTES], Bytes)> = Vec::new();
+    // Reused for every batch: no allocation once it has grown.
+    let mut frames: Vec<OutFrame> = Vec::new();
     loop {
         if let Some(reason) = session.closed_reason() {
             let (in_seq, _) = session.seqs();
-            let close = write_control(w, FrameKind::Close, in_seq, reason.as_bytes());
+            let close = write_control(w, FrameKind::Close, in_seq, Bytes::from(reason));
             let _ = timeout(interval, close).await;
             return ConnEnd::LocalClosed;
         }
-        let Some(out) = session.next_outgoing(conn_gen) else {
+        frames.clear();
+        let next = session.next_outgoing(conn_gen, |seq, msg| {
+            frames.push(OutFrame::unsealed(seq, msg.clone()))
+        });
+        let Some(out) = next else {
             return ConnEnd::Failed("superseded by a newer connection".into());
         };
-        frames.clear();
-        for (seq, msg) in out.messages {
-            let h = FrameHeader::for_payload(
-                FrameKind::Message,
-                msg.msg_type,
-                seq,
-                out.ack,
-                &msg.payload,
-            );
-            frames.push((h.encode(), msg.payload));
+        // Headers (and the crc over each payload) outside the session lock.
+        for f in &mut frames {
+            f.seal(out.ack);
         }
         if out.ack_only {
-            frames.push((
-                FrameHeader::for_payload(FrameKind::Ack, 0, 0, out.ack, &[]).encode(),
-                Bytes::new(),
-            ));
+            frames.push(OutFrame::empty(FrameKind::Ack, out.ack));
         }
         if frames.is_empty() {
             if timeout(interval, session.writer_wake.notified())
@@ -277,13 +181,15 @@ async fn write_loop(session: &Arc<Session>, conn_gen: u64, w: &mut OwnedWriteHal
                 .is_err()
             {
                 let (in_seq, _) = session.seqs();
-                let h = FrameHeader::for_payload(FrameKind::Keepalive, 0, 0, in_seq, &[]).encode();
-                frames.push((h, Bytes::new()));
+                frames.push(OutFrame::empty(FrameKind::Keepalive, in_seq));
             } else {
                 continue;
             }
         }
-        if let Err(e) = write_frames(w, &frames).await {
+        let written = write_frames(w, &frames).await;
+        // Let go of the payloads now, not when the next batch comes.
+        frames.clear();
+        if let Err(e) = written {
             return ConnEnd::Failed(format!("write failed: {e}"));
         }
     }

@@ -1,23 +1,43 @@
 //! Kalmar's messenger: framed messages over TCP.
 //!
-//! - [`frame`]: the 36-byte header (magic, kind, type, seq, ack, length,
-//!   crc32c of payload and header) and a bounded, pure decoder.
+//! - [`frame`]: the 36-byte header (magic, kind, flags, type, seq, ack,
+//!   length, crc32c of payload and header) and a bounded, pure decoder.
+//! - [`message`]: a [`Message`] is a type id and a payload of one or more
+//!   `Bytes` chunks (an encoded header and the caller's data segments).
 //! - [`session`]: sequence numbers, acknowledgements, the bounded send queue
 //!   and replay of unacknowledged messages after a reconnect.
 //! - [`listener::Listener`]: accepts connections, runs the hello handshake
 //!   (entity name + cluster fsid), resumes sessions, and hands every inbound
-//!   message to the application as an [`Event`].
+//!   message to the application as an [`Event`]; a [`Placement`] callback
+//!   may put each connection on a runtime of the application's choosing.
 //! - [`connection::Connection`]: an outbound session that reconnects with
-//!   backoff and replays what the peer had not acknowledged.
+//!   backoff and replays what the peer had not acknowledged; it can be
+//!   started on a given runtime.
+//! - [`sink`]: where events go. The read task of each connection calls an
+//!   [`EventSink`] for every event, in order, on its own thread, and stops
+//!   reading while the sink makes it wait. A bounded `mpsc::Sender<Event>`
+//!   (see [`event_channel`]) is one sink, feeding a dispatcher task; an
+//!   application can route messages from the read task itself instead.
 //!
 //! A malformed frame closes its connection with a logged reason; it never
 //! reaches the application. Each side states its frame limit in the
 //! handshake and `send` refuses (`SendError::TooLarge`) a message the peer
 //! could not take. A peer that sends an oversized frame anyway gets its
 //! session ended with the reason in the close frame (replaying it would
-//! fail the same way forever). Payloads are `bytes::Bytes`
-//! split out of the read buffer and written with vectored writes, so data
-//! is not copied on either side.
+//! fail the same way forever).
+//!
+//! Payload data is not copied by the messenger on either side. A message's
+//! chunks are written as they are, every header and chunk one slice of a
+//! vectored write (the crc is computed over the chunks in order), and a
+//! message cloned to several peers shares its chunks. Received payloads
+//! are `Bytes` sliced out of receive chunks that come from a bounded pool
+//! and are reused once the application has dropped every message sliced
+//! out of them; frames of `recv_aligned_min_bytes` or more go straight
+//! into a 4 KiB-aligned buffer of their own, their data on a block
+//! boundary, ready for O_DIRECT. The steady-state send and receive paths
+//! of a connection allocate nothing per message (see
+//! `tests/allocations.rs`); what the application does to build or decode
+//! a message is its own affair.
 #![deny(clippy::unwrap_used)]
 
 pub mod config;
@@ -27,15 +47,22 @@ pub mod frame;
 pub mod handshake;
 mod io;
 pub mod listener;
+pub mod message;
+mod pool;
+mod read;
 pub mod session;
+pub mod sink;
+mod write;
 
 use std::sync::Arc;
 
 pub use config::MsgrConfig;
 pub use connection::{ConnectError, Connection, LinkState};
 pub use entity::{EntityName, EntityType};
-pub use listener::Listener;
-pub use session::{Message, PeerInfo, SendError};
+pub use listener::{Listener, Placement};
+pub use message::Message;
+pub use session::{PeerInfo, SendError};
+pub use sink::{EventSink, Upcoming};
 
 use session::Session;
 use tokio::sync::mpsc;
@@ -85,8 +112,12 @@ impl std::fmt::Debug for SessionHandle {
 
 impl SessionHandle {
     /// Queues a message, waiting while the peer's send queue is full.
-    pub async fn send(&self, msg: Message) -> Result<u64, SendError> {
-        self.session.send(msg).await
+    pub fn send(
+        &self,
+        msg: Message,
+    ) -> impl std::future::Future<Output = Result<u64, SendError>> + Send + '_ {
+        // Not an async fn: one future less to build around the message.
+        self.session.send(msg)
     }
 
     /// Queues a message or fails at once with [`SendError::Full`].

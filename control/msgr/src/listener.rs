@@ -1,16 +1,23 @@
 //! The accepting side: binds a TCP port, runs the hello handshake on each
 //! connection, keeps the sessions of connected (and recently disconnected)
-//! peers, and delivers their messages as [`Event`]s.
+//! peers, and delivers their messages as [`Event`]s to an [`EventSink`].
+//!
+//! The handshake runs on the listener's runtime. Then a [`Placement`], if
+//! given, picks the runtime the connection lives on (its read and write
+//! tasks, its socket's readiness, and so its sink calls): a shard-per-core
+//! daemon keeps each connection on one shard's thread.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use kalmar_common::encoding::{Decode, Encode};
 use parking_lot::Mutex;
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 use uuid::Uuid;
@@ -19,51 +26,82 @@ use crate::config::MsgrConfig;
 use crate::entity::EntityName;
 use crate::frame::FrameKind;
 use crate::handshake::{fsid_matches, Hello, HelloReply, PROTOCOL_VERSION};
-use crate::io::{run_connection, write_control, ConnEnd, FramedRead};
+use crate::io::{run_connection, ConnEnd};
+use crate::pool::RecvPool;
+use crate::read::{FrameReader, FramedRead};
 use crate::session::{PeerInfo, Session};
+use crate::sink::{emit, EventSink};
+use crate::write::write_control;
 use crate::{Event, SessionHandle};
 
 type Sessions = Arc<Mutex<HashMap<u64, Arc<Session>>>>;
 
-struct Shared {
+/// Chooses the runtime an accepted connection runs on, once the handshake
+/// named the peer; `None` keeps it on the listener's runtime. Called once
+/// per connection, on the listener's runtime; it should return at once.
+pub type Placement = Arc<dyn Fn(&PeerInfo) -> Option<Handle> + Send + Sync>;
+
+struct Shared<S> {
     me: EntityName,
     fsid: Uuid,
     config: Arc<MsgrConfig>,
     sessions: Sessions,
-    events: mpsc::Sender<Event>,
+    sink: S,
+    placement: Option<Placement>,
+    /// Receive chunks of every connection of this listener.
+    pool: RecvPool,
 }
 
 /// A bound listener; dropping it stops accepting and closes every session.
 pub struct Listener {
     local_addr: SocketAddr,
-    shared: Arc<Shared>,
+    sessions: Sessions,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl Listener {
-    /// Binds `addr` and starts accepting. `fsid` is the cluster's (nil
-    /// accepts peers of any cluster).
-    pub async fn bind(
+    /// Binds `addr` and starts accepting; every connection runs on the
+    /// current runtime. `fsid` is the cluster's (nil accepts peers of any
+    /// cluster). `events` gets every event of every session (an
+    /// `mpsc::Sender<Event>` from [`crate::event_channel`], or a sink of
+    /// the application's; each connection calls a clone of it).
+    pub async fn bind<S: EventSink + Clone>(
         addr: SocketAddr,
         me: EntityName,
         fsid: Uuid,
         config: MsgrConfig,
-        events: mpsc::Sender<Event>,
+        events: S,
+    ) -> std::io::Result<Listener> {
+        Listener::bind_placed(addr, me, fsid, config, events, None).await
+    }
+
+    /// Like [`Listener::bind`], with each connection put on the runtime
+    /// `placement` picks for its peer.
+    pub async fn bind_placed<S: EventSink + Clone>(
+        addr: SocketAddr,
+        me: EntityName,
+        fsid: Uuid,
+        config: MsgrConfig,
+        events: S,
+        placement: Option<Placement>,
     ) -> std::io::Result<Listener> {
         let tcp = TcpListener::bind(addr).await?;
         let local_addr = tcp.local_addr()?;
         let shared = Arc::new(Shared {
             me,
             fsid,
+            pool: RecvPool::new(&config),
             config: Arc::new(config),
             sessions: Arc::new(Mutex::new(HashMap::new())),
-            events,
+            sink: events,
+            placement,
         });
+        let sessions = shared.sessions.clone();
         let accept = tokio::spawn(accept_loop(tcp, shared.clone()));
-        let sweep = tokio::spawn(sweep_loop(shared.clone()));
+        let sweep = tokio::spawn(sweep_loop(shared));
         Ok(Listener {
             local_addr,
-            shared,
+            sessions,
             tasks: vec![accept, sweep],
         })
     }
@@ -74,8 +112,7 @@ impl Listener {
 
     /// Handles on every session currently held.
     pub fn sessions(&self) -> Vec<SessionHandle> {
-        self.shared
-            .sessions
+        self.sessions
             .lock()
             .values()
             .map(|s| SessionHandle { session: s.clone() })
@@ -88,14 +125,14 @@ impl Drop for Listener {
         for t in &self.tasks {
             t.abort();
         }
-        for s in self.shared.sessions.lock().drain().map(|(_, s)| s) {
+        for s in self.sessions.lock().drain().map(|(_, s)| s) {
             s.close("listener shut down");
             s.abort_conn_task();
         }
     }
 }
 
-async fn accept_loop(tcp: TcpListener, shared: Arc<Shared>) {
+async fn accept_loop<S: EventSink + Clone>(tcp: TcpListener, shared: Arc<Shared<S>>) {
     loop {
         match tcp.accept().await {
             Ok((stream, addr)) => {
@@ -115,14 +152,14 @@ async fn accept_loop(tcp: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-async fn accept_one(
+async fn accept_one<S: EventSink + Clone>(
     stream: TcpStream,
     addr: SocketAddr,
-    shared: Arc<Shared>,
+    shared: Arc<Shared<S>>,
 ) -> Result<(), String> {
     let _ = stream.set_nodelay(true);
     let (rd, mut wr) = stream.into_split();
-    let mut reader = FramedRead::new(rd, shared.config.max_frame_bytes);
+    let mut reader = FramedRead::new(rd, FrameReader::new(&shared.config, shared.pool.clone()));
     let first = timeout(shared.config.handshake_timeout, reader.next())
         .await
         .map_err(|_| "no hello within the handshake timeout".to_string())?
@@ -169,7 +206,7 @@ async fn accept_one(
         features: 0,
         max_frame_bytes: shared.config.max_frame_bytes as u64,
     };
-    write_control(&mut wr, FrameKind::HelloReply, 0, &reply.to_bytes())
+    write_control(&mut wr, FrameKind::HelloReply, 0, reply.to_bytes().into())
         .await
         .map_err(|e| format!("writing hello reply: {e}"))?;
     let peer = Arc::new(PeerInfo {
@@ -181,47 +218,96 @@ async fn accept_one(
         Ok(g) => g,
         Err(reason) => {
             tracing::error!(peer = %peer.entity, %addr, "ending the session: {reason}");
-            let _ = write_control(&mut wr, FrameKind::Close, 0, reason.as_bytes()).await;
+            let _ = write_control(&mut wr, FrameKind::Close, 0, Bytes::from(reason.clone())).await;
             end_session(&shared, &session, &reason).await;
             return Err(reason);
         }
     };
     tracing::debug!(peer = %peer.entity, %addr, session = hello.session_id, fresh, "session attached");
-    let task = {
-        let session = session.clone();
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let end = run_connection(
-                session.clone(),
-                peer.clone(),
-                conn_gen,
-                reader,
-                wr,
-                shared.events.clone(),
-            )
-            .await;
-            session.detach(conn_gen);
-            match end {
-                ConnEnd::Failed(reason) => {
-                    tracing::info!(peer = %peer.entity, %addr, "connection ended: {reason}");
+    let conn = Accepted {
+        session: session.clone(),
+        peer,
+        conn_gen,
+        shared,
+    };
+    let task = match conn.shared.placement.as_ref().and_then(|p| p(&conn.peer)) {
+        None => tokio::spawn(conn.run(reader, wr)),
+        Some(rt) => {
+            // The socket leaves this runtime's reactor and joins the
+            // chosen one's, so its readiness is polled on that thread too.
+            let FramedRead { rd, frames } = reader;
+            let moved = rd
+                .reunite(wr)
+                .map_err(|e| e.to_string())
+                .and_then(|s| s.into_std().map_err(|e| e.to_string()))
+                .and_then(|s| {
+                    // from_std registers with the reactor of the runtime
+                    // it is called in.
+                    let _in_rt = rt.enter();
+                    TcpStream::from_std(s).map_err(|e| e.to_string())
+                });
+            let stream = match moved {
+                Ok(s) => s,
+                Err(e) => {
+                    // The session waits for the peer to reconnect.
+                    conn.session.detach(conn.conn_gen);
+                    return Err(format!("moving the connection to its runtime: {e}"));
                 }
-                ConnEnd::PeerClosed(reason) => end_session(&shared, &session, &reason).await,
-                ConnEnd::LocalClosed => end_session(&shared, &session, "closed locally").await,
-                ConnEnd::Violation(reason) => end_session(&shared, &session, &reason).await,
-            }
-        })
+            };
+            rt.spawn(async move {
+                let (rd, wr) = stream.into_split();
+                conn.run(FramedRead::new(rd, frames), wr).await
+            })
+        }
     };
     session.set_conn_task(task.abort_handle());
     Ok(())
 }
 
-async fn refuse(wr: &mut tokio::net::tcp::OwnedWriteHalf, reason: String) -> Result<(), String> {
-    let _ = write_control(wr, FrameKind::Reject, 0, reason.as_bytes()).await;
+/// A connection past the handshake, attached to its session.
+struct Accepted<S> {
+    session: Arc<Session>,
+    peer: Arc<PeerInfo>,
+    conn_gen: u64,
+    shared: Arc<Shared<S>>,
+}
+
+impl<S: EventSink + Clone> Accepted<S> {
+    async fn run(self, reader: FramedRead<tokio::net::tcp::OwnedReadHalf>, wr: OwnedWriteHalf) {
+        let sink = self.shared.sink.clone();
+        let end = run_connection(
+            self.session.clone(),
+            self.peer.clone(),
+            self.conn_gen,
+            reader,
+            wr,
+            &sink,
+        )
+        .await;
+        self.end(end).await
+    }
+
+    async fn end(self, end: ConnEnd) {
+        let (session, shared) = (&self.session, &self.shared);
+        session.detach(self.conn_gen);
+        match end {
+            ConnEnd::Failed(reason) => {
+                tracing::info!(peer = %self.peer.entity, addr = %self.peer.addr, "connection ended: {reason}");
+            }
+            ConnEnd::PeerClosed(reason) => end_session(shared, session, &reason).await,
+            ConnEnd::LocalClosed => end_session(shared, session, "closed locally").await,
+            ConnEnd::Violation(reason) => end_session(shared, session, &reason).await,
+        }
+    }
+}
+
+async fn refuse(wr: &mut OwnedWriteHalf, reason: String) -> Result<(), String> {
+    let _ = write_control(wr, FrameKind::Reject, 0, Bytes::from(reason.clone())).await;
     Err(reason)
 }
 
 /// The session named in `hello`, or a new one (`true`).
-fn find_or_create(shared: &Shared, hello: &Hello) -> Result<(Arc<Session>, bool), String> {
+fn find_or_create<S>(shared: &Shared<S>, hello: &Hello) -> Result<(Arc<Session>, bool), String> {
     let mut sessions = shared.sessions.lock();
     if let Some(s) = sessions.get(&hello.session_id) {
         return match s.peer() {
@@ -257,7 +343,7 @@ fn find_or_create(shared: &Shared, hello: &Hello) -> Result<(Arc<Session>, bool)
     Ok((s, true))
 }
 
-async fn end_session(shared: &Shared, session: &Arc<Session>, reason: &str) {
+async fn end_session<S: EventSink>(shared: &Shared<S>, session: &Arc<Session>, reason: &str) {
     session.close(reason);
     let removed = {
         let mut sessions = shared.sessions.lock();
@@ -270,15 +356,12 @@ async fn end_session(shared: &Shared, session: &Arc<Session>, reason: &str) {
         let handle = SessionHandle {
             session: session.clone(),
         };
-        let _ = shared
-            .events
-            .send(Event::Closed(handle, reason.to_string()))
-            .await;
+        emit(&shared.sink, Event::Closed(handle, reason.to_string())).await;
     }
 }
 
 /// Drops sessions whose peer has been away longer than the idle timeout.
-async fn sweep_loop(shared: Arc<Shared>) {
+async fn sweep_loop<S: EventSink>(shared: Arc<Shared<S>>) {
     let idle = shared.config.session_idle_timeout;
     let period = (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
     loop {

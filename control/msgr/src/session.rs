@@ -12,7 +12,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
@@ -20,23 +19,7 @@ use tokio::task::AbortHandle;
 use crate::config::MsgrConfig;
 use crate::entity::EntityName;
 use crate::handshake::peer_frame_limit;
-
-/// One application message: a type id (see kalmar-proto's registry) and an
-/// encoded payload.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Message {
-    pub msg_type: u16,
-    pub payload: Bytes,
-}
-
-impl Message {
-    pub fn new(msg_type: u16, payload: impl Into<Bytes>) -> Self {
-        Message {
-            msg_type,
-            payload: payload.into(),
-        }
-    }
-}
+pub use crate::message::Message;
 
 /// Who is on the other end.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,9 +69,8 @@ pub(crate) struct SessionState {
     max_message_bytes: usize,
 }
 
-/// Frames the writer should put on the wire next.
+/// What the writer should put on the wire next, besides the messages.
 pub(crate) struct Outgoing {
-    pub(crate) messages: Vec<(u64, Message)>,
     pub(crate) ack: u64,
     /// An explicit ack frame is needed (nothing else carries the ack).
     pub(crate) ack_only: bool,
@@ -168,7 +150,7 @@ impl Session {
 
     /// Queues `msg` if there is room; `Err(msg)` back when full.
     fn try_enqueue(&self, msg: Message) -> Result<Result<u64, Message>, SendError> {
-        let len = msg.payload.len();
+        let len = msg.len();
         let mut st = self.state.lock();
         if len > st.max_message_bytes {
             return Err(SendError::TooLarge {
@@ -202,7 +184,12 @@ impl Session {
     }
 
     /// Queues `msg`, waiting while the queue is full. Returns its sequence.
-    pub(crate) async fn send(&self, mut msg: Message) -> Result<u64, SendError> {
+    pub(crate) async fn send(&self, msg: Message) -> Result<u64, SendError> {
+        // Room at once, the common case: no waiter to set up.
+        let mut msg = match self.try_enqueue(msg)? {
+            Ok(seq) => return Ok(seq),
+            Err(back) => back,
+        };
         loop {
             let notified = self.space.notified();
             tokio::pin!(notified);
@@ -234,7 +221,7 @@ impl Session {
         let mut freed = false;
         while st.queue.front().is_some_and(|p| p.seq <= ack) {
             if let Some(p) = st.queue.pop_front() {
-                st.queued_bytes -= p.msg.payload.len();
+                st.queued_bytes -= p.msg.len();
                 st.sent = st.sent.saturating_sub(1);
                 freed = true;
             }
@@ -266,9 +253,15 @@ impl Session {
         Ok(true)
     }
 
-    /// Takes the next batch to write on connection `conn_gen`; `None` once
-    /// a newer connection has taken over.
-    pub(crate) fn next_outgoing(&self, conn_gen: u64) -> Option<Outgoing> {
+    /// Gives the next batch to write on connection `conn_gen` to `each`,
+    /// in order, with its sequence numbers (under the session lock: `each`
+    /// only clones, which shares the message's chunks); `None` once a newer
+    /// connection has taken over.
+    pub(crate) fn next_outgoing(
+        &self,
+        conn_gen: u64,
+        mut each: impl FnMut(u64, &Message),
+    ) -> Option<Outgoing> {
         let mut st = self.state.lock();
         if st.conn_gen != conn_gen {
             return None;
@@ -277,20 +270,15 @@ impl Session {
             .queue
             .len()
             .min(st.sent + self.config.write_batch_max_frames);
-        let messages: Vec<(u64, Message)> = st
-            .queue
-            .range(st.sent..end)
-            .map(|p| (p.seq, p.msg.clone()))
-            .collect();
+        for p in st.queue.range(st.sent..end) {
+            each(p.seq, &p.msg);
+        }
+        let none = st.sent == end;
         st.sent = end;
         let ack = st.in_seq;
-        let ack_only = messages.is_empty() && ack > st.acked_in_seq;
+        let ack_only = none && ack > st.acked_in_seq;
         st.acked_in_seq = ack;
-        Some(Outgoing {
-            messages,
-            ack,
-            ack_only,
-        })
+        Some(Outgoing { ack, ack_only })
     }
 
     /// A new connection carries the session: drop what the peer already has
@@ -311,11 +299,11 @@ impl Session {
         let mut st = self.state.lock();
         let limit = peer_frame_limit(self.config.max_frame_bytes, peer_max_frame_bytes);
         st.max_message_bytes = limit;
-        if let Some(p) = st.queue.iter().find(|p| p.msg.payload.len() > limit) {
+        if let Some(p) = st.queue.iter().find(|p| p.msg.len() > limit) {
             return Err(format!(
                 "a queued message (type {}, {} bytes) exceeds the {limit}-byte frame limit of {}",
                 p.msg.msg_type,
-                p.msg.payload.len(),
+                p.msg.len(),
                 peer.entity
             ));
         }
@@ -401,6 +389,13 @@ mod tests {
         Session::new(1, Arc::new(config))
     }
 
+    /// The sequence numbers of the next batch.
+    fn batch(s: &Session, conn_gen: u64) -> Option<Vec<u64>> {
+        let mut v = Vec::new();
+        s.next_outgoing(conn_gen, |seq, _| v.push(seq))?;
+        Some(v)
+    }
+
     #[test]
     fn bounded_queue_and_acks() {
         let s = session(3, 10);
@@ -427,17 +422,9 @@ mod tests {
         for _ in 0..3 {
             s.try_send(Message::new(5, vec![1])).expect("room");
         }
-        let out = s.next_outgoing(0).expect("current");
-        assert_eq!(
-            out.messages.iter().map(|m| m.0).collect::<Vec<_>>(),
-            vec![1, 2]
-        );
-        let out = s.next_outgoing(0).expect("current");
-        assert_eq!(
-            out.messages.iter().map(|m| m.0).collect::<Vec<_>>(),
-            vec![3]
-        );
-        assert!(s.next_outgoing(0).expect("current").messages.is_empty());
+        assert_eq!(batch(&s, 0), Some(vec![1, 2]));
+        assert_eq!(batch(&s, 0), Some(vec![3]));
+        assert_eq!(batch(&s, 0), Some(vec![]));
         let peer = Arc::new(PeerInfo {
             entity: "mon.a".parse().expect("valid"),
             addr: "127.0.0.1:1".parse().expect("valid"),
@@ -445,16 +432,9 @@ mod tests {
         });
         // The peer saw only message 1 before the connection broke.
         let conn_gen = s.attach(peer, 1, false, 0).expect("fits");
-        assert!(
-            s.next_outgoing(0).is_none(),
-            "the old connection is superseded"
-        );
+        assert_eq!(batch(&s, 0), None, "the old connection is superseded");
         assert!(s.on_incoming(1, 0).is_err());
-        let out = s.next_outgoing(conn_gen).expect("current");
-        assert_eq!(
-            out.messages.iter().map(|m| m.0).collect::<Vec<_>>(),
-            vec![2, 3]
-        );
+        assert_eq!(batch(&s, conn_gen), Some(vec![2, 3]));
     }
 
     #[test]
@@ -464,10 +444,10 @@ mod tests {
         assert_eq!(s.on_incoming(1, 0), Ok(false));
         assert!(s.on_incoming(3, 0).is_err());
         assert_eq!(s.on_incoming(2, 0), Ok(true));
-        let out = s.next_outgoing(0).expect("current");
+        let out = s.next_outgoing(0, |_, _| {}).expect("current");
         assert!(out.ack_only);
         assert_eq!(out.ack, 2);
-        assert!(!s.next_outgoing(0).expect("current").ack_only);
+        assert!(!s.next_outgoing(0, |_, _| {}).expect("current").ack_only);
     }
 
     #[tokio::test]

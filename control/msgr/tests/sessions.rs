@@ -80,9 +80,9 @@ async fn messages_and_replies_flow_in_order() {
         assert_eq!(m.peer.entity, name("osd.3"));
         assert_eq!(m.msg.msg_type, 7);
         if i == 50 {
-            assert_eq!(m.msg.payload, big);
+            assert_eq!(*m.msg.contiguous(), big);
         } else {
-            assert_eq!(&m.msg.payload[..], &i.to_le_bytes());
+            assert_eq!(&m.msg.contiguous()[..], &i.to_le_bytes());
         }
         if i == 99 {
             m.from
@@ -93,7 +93,7 @@ async fn messages_and_replies_flow_in_order() {
     }
     let r = next_message(&mut cli).await;
     assert_eq!(r.peer.entity, name("mon.a"));
-    assert_eq!(&r.msg.payload[..], b"reply");
+    assert_eq!(&r.msg.contiguous()[..], b"reply");
 }
 
 /// A TCP proxy we can cut, to break connections without touching either end.
@@ -170,7 +170,7 @@ async fn broken_connection_replays_without_loss_or_duplicates() {
     let mut server_handle = None;
     while seen < total {
         let m = next_message(&mut srv).await;
-        let v = u32::from_le_bytes(m.msg.payload[..4].try_into().expect("4 bytes"));
+        let v = u32::from_le_bytes(m.msg.contiguous()[..4].try_into().expect("4 bytes"));
         assert_eq!(v, seen, "messages arrive once and in order");
         seen += 1;
         if seen.is_multiple_of(500) {
@@ -189,7 +189,7 @@ async fn broken_connection_replays_without_loss_or_duplicates() {
     for want in (250..=total).step_by(250) {
         let r = next_message(&mut cli).await;
         assert_eq!(
-            u32::from_le_bytes(r.msg.payload[..4].try_into().expect("4 bytes")),
+            u32::from_le_bytes(r.msg.contiguous()[..4].try_into().expect("4 bytes")),
             want
         );
     }
@@ -207,7 +207,10 @@ async fn peer_restart_resets_session_and_replays_unacked() {
         .await
         .expect("connect");
     c.send(Message::new(1, &b"before"[..])).await.expect("send");
-    assert_eq!(&next_message(&mut srv).await.msg.payload[..], b"before");
+    assert_eq!(
+        &next_message(&mut srv).await.msg.contiguous()[..],
+        b"before"
+    );
     drop(l);
     drop(srv);
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -218,7 +221,7 @@ async fn peer_restart_resets_session_and_replays_unacked() {
         .await
         .expect("rebind");
     let got = next_message(&mut srv2).await;
-    assert_eq!(&got.msg.payload[..], b"during");
+    assert_eq!(&got.msg.contiguous()[..], b"during");
     let reset = tokio::time::timeout(WAIT, cli.recv())
         .await
         .expect("event")
@@ -229,7 +232,7 @@ async fn peer_restart_resets_session_and_replays_unacked() {
         .send(Message::new(3, &b"after"[..]))
         .await
         .expect("reply");
-    assert_eq!(&next_message(&mut cli).await.msg.payload[..], b"after");
+    assert_eq!(&next_message(&mut cli).await.msg.contiguous()[..], b"after");
 }
 
 #[tokio::test]
@@ -374,7 +377,7 @@ async fn malformed_frames_close_only_that_connection() {
         .await
         .expect("still serving");
     c.send(Message::new(1, &b"ok"[..])).await.expect("send");
-    assert_eq!(&next_message(&mut srv).await.msg.payload[..], b"ok");
+    assert_eq!(&next_message(&mut srv).await.msg.contiguous()[..], b"ok");
 }
 
 #[tokio::test]
@@ -452,7 +455,7 @@ async fn send_blocks_when_queue_full_until_acked() {
         .await
         .expect("bind");
     for i in 0..5u8 {
-        assert_eq!(&next_message(&mut srv).await.msg.payload[..], &[i]);
+        assert_eq!(&next_message(&mut srv).await.msg.contiguous()[..], &[i]);
     }
     tokio::time::timeout(WAIT, blocked)
         .await
@@ -491,7 +494,7 @@ async fn frame_limits_are_exchanged_and_bound_sends() {
     c.send(Message::new(1, vec![1; 1024]))
         .await
         .expect("at the limit");
-    assert_eq!(next_message(&mut srv).await.msg.payload.len(), 1024);
+    assert_eq!(next_message(&mut srv).await.msg.len(), 1024);
 
     // A default listener, a small connector: the listener may not reply
     // with more than the connector takes.
@@ -520,7 +523,7 @@ async fn frame_limits_are_exchanged_and_bound_sends() {
         .await
         .expect("fits");
     assert_eq!(
-        &next_message(&mut cli2).await.msg.payload[..],
+        &next_message(&mut cli2).await.msg.contiguous()[..],
         b"small reply"
     );
     assert!(!c2.handle().is_closed(), "the session goes on");
