@@ -5,34 +5,55 @@
 //! consistent image.
 
 use bytes::Bytes;
+use kalmar_client::transport::Transport;
+use kalmar_client::{ClientError, MsgrTransport};
 use kalmar_image::{Image, ImageError};
+use nix::errno::Errno;
 
 use crate::backend::{BackendError, BlockBackend};
 
-pub struct ImageBackend {
-    image: Image,
+pub struct ImageBackend<T: Transport = MsgrTransport> {
+    image: Image<T>,
 }
 
-impl ImageBackend {
-    pub fn new(image: Image) -> ImageBackend {
+impl<T: Transport> ImageBackend<T> {
+    pub fn new(image: Image<T>) -> Self {
         ImageBackend { image }
     }
 
-    pub fn image(&self) -> &Image {
+    pub fn image(&self) -> &Image<T> {
         &self.image
     }
 }
 
+/// The NBD error for an image error, by what happened (not by errno
+/// number): a full cluster or pool is ENOSPC, a request the cluster
+/// refuses as malformed or too large is EINVAL, a client shutting down is
+/// ESHUTDOWN (NBD's "the server is going away: send only NBD_CMD_DISC"),
+/// and anything else (timeouts, a deleted pool, OSD errors) is EIO.
 fn image_err(e: ImageError) -> BackendError {
-    match e.errno() {
-        28 | 27 | 122 => BackendError::NoSpace(e.to_string()),
-        22 => BackendError::Invalid(e.to_string()),
-        108 => BackendError::Shutdown,
-        _ => BackendError::Io(e.to_string()),
+    let invalid = |e: ImageError| BackendError::Invalid(e.to_string());
+    match &e {
+        ImageError::Invalid(_) => invalid(e),
+        ImageError::Client(c) => match c {
+            ClientError::Shutdown => BackendError::Shutdown,
+            ClientError::Invalid(_) | ClientError::TooLarge { .. } => invalid(e),
+            ClientError::Osd { errno, .. } => match *errno {
+                Errno::ENOSPC | Errno::EDQUOT | Errno::EFBIG => {
+                    BackendError::NoSpace(e.to_string())
+                }
+                Errno::EINVAL => invalid(e),
+                _ => BackendError::Io(e.to_string()),
+            },
+            _ => BackendError::Io(e.to_string()),
+        },
+        ImageError::NotFound(_) | ImageError::Exists(_) | ImageError::CorruptHeader(..) => {
+            BackendError::Io(e.to_string())
+        }
     }
 }
 
-impl BlockBackend for ImageBackend {
+impl<T: Transport> BlockBackend for ImageBackend<T> {
     fn size_bytes(&self) -> u64 {
         self.image.size_bytes()
     }
@@ -70,3 +91,7 @@ impl BlockBackend for ImageBackend {
         r.map_err(image_err)
     }
 }
+
+#[cfg(test)]
+#[path = "image_backend_tests.rs"]
+mod tests;

@@ -23,6 +23,9 @@ use kalmar_nbd::{
 };
 use kalmar_objectstore::{MkfsOptions, MountOptions, ObjectStore};
 
+#[global_allocator]
+static ALLOC: kalmar_common::alloc_count::CountingAlloc = kalmar_common::alloc_count::CountingAlloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "kalmar-nbd",
@@ -292,6 +295,7 @@ async fn serve<B: BlockBackend>(
         Some(path) => {
             let perf = PerfCollection::new();
             perf.add(server.perf_counters());
+            perf.add(kalmar_common::alloc_count::perf_counters());
             extra_perf.into_iter().for_each(|p| perf.add(p));
             let cmds = AdminCommands::new();
             cmds.register_perf(perf);

@@ -11,7 +11,6 @@
 //! FLUSH need nothing more.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use kalmar_objectstore::{CollectionId, ObjectId, ObjectStore, StoreError, Transaction};
@@ -37,9 +36,6 @@ pub struct StoreExportOptions {
     pub object_bytes: u64,
     /// Largest number of data objects an export may span.
     pub max_objects: u64,
-    /// How often a transaction refused with `Throttled` is retried, 1 ms
-    /// apart, before the request fails with EIO.
-    pub throttle_retries: u32,
 }
 
 impl Default for StoreExportOptions {
@@ -48,7 +44,6 @@ impl Default for StoreExportOptions {
             collection: "nbd".into(),
             object_bytes: 4 << 20,
             max_objects: 16 << 20,
-            throttle_retries: 1000,
         }
     }
 }
@@ -60,7 +55,6 @@ pub struct StoreBackend {
     object_bytes: u64,
     size_bytes: u64,
     names: Vec<ObjectId>,
-    throttle_retries: u32,
 }
 
 fn store_err(e: StoreError) -> BackendError {
@@ -158,7 +152,6 @@ impl StoreBackend {
             object_bytes: ob,
             size_bytes,
             names,
-            throttle_retries: opts.throttle_retries,
         })
     }
 
@@ -176,24 +169,15 @@ impl StoreBackend {
         stripe::extents(offset, len, self.object_bytes)
     }
 
-    /// Queues the transaction `build` makes and waits until it is durable;
-    /// a `Throttled` refusal is retried (bounded) with a rebuilt one.
+    /// Queues the transaction `build` makes and waits until it is durable
+    /// (a full store queue makes this wait for room, never fail).
     async fn commit(
         &self,
         build: impl Fn(&mut Transaction) -> Result<(), BackendError>,
     ) -> Result<(), BackendError> {
-        let mut attempt = 0;
-        loop {
-            let mut t = Transaction::new();
-            build(&mut t)?;
-            match self.store.queue_transaction(t).await {
-                Err(StoreError::Throttled { .. }) if attempt < self.throttle_retries => {
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-                r => return r.map_err(store_err),
-            }
-        }
+        let mut t = Transaction::new();
+        build(&mut t)?;
+        self.store.queue_transaction(t).await.map_err(store_err)
     }
 
     /// Frees the range (whole objects are removed, partial ones zeroed).

@@ -210,7 +210,9 @@ pub async fn run(
         rados.shutdown().await;
         return match r {
             Ok(v) => print_json(&v, pretty),
-            Err(e) if e.is_not_found() && !matches!(e, ClientError::NoSuchPg(_)) => {
+            // The PG's own ENOENT (not a missing pool or PG): it has no
+            // scrub record.
+            Err(e @ ClientError::Osd { .. }) if e.errno() == libc::ENOENT => {
                 // Ceph's words, and its exit status (ENOENT).
                 Err(anyhow!("No scrub information available for pg {pg}"))
             }

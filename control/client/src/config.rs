@@ -18,8 +18,10 @@ pub struct ClientConfig {
     /// `objecter_inflight_op_bytes`); further submissions wait.
     pub max_inflight_ops: usize,
     pub max_inflight_bytes: u64,
-    /// First pause before resending an op an OSD asked to retry; doubles
-    /// up to `retry_backoff_max`.
+    /// First pause before resending an op an OSD asked to retry without
+    /// naming a newer map epoch (or whose session closed as it was sent);
+    /// the pause doubles on each retry of the op, up to
+    /// `retry_backoff_max`, and never runs past the op's deadline.
     pub retry_backoff_min: Duration,
     pub retry_backoff_max: Duration,
     /// Test hook (`ms_inject_socket_failures`): close the session to the

@@ -2,119 +2,108 @@
 //! current OSDMap and sees each op through to an answer.
 //!
 //! An op is resent (same request id, so the OSD answers a repeat from its
-//! PG log instead of applying it twice) when a new map moves its PG's
-//! primary, when the session to the OSD is lost or reset, and when the OSD
-//! asks for a retry (it is not, or not yet, the primary). Every op has a
-//! deadline; ops in flight are bounded in count and bytes.
+//! PG log instead of applying it twice) when a new map moves its PG or
+//! the PG's primary, when the session to the OSD is lost or reset, and
+//! when the OSD asks for a retry (it is not, or not yet, the primary).
+//! Every op has a deadline; ops in flight are bounded in count and bytes.
+//!
+//! The op runs in its caller's task: it places itself from the current
+//! [`MapView`], takes a slot in the [`OpTable`], sends on the primary's
+//! session, and sleeps on its slot until a reply, a kick or its deadline.
+//! Map changes and lost sessions kick the slots they concern (a scan per
+//! event, not a wake-up of every op per map). In steady state an op
+//! allocates nothing here: no channel, no map entry, no error text (built
+//! only on failure), no lock on the map or the sessions.
 
-use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use kalmar_maps::{EntityAddr, OsdId, OsdMap, PgId, PoolId};
-use kalmar_msgr::{event_channel, Connection, EntityName, EntityType, Event};
+use arc_swap::ArcSwap;
+use kalmar_maps::{Epoch, OsdId, OsdMap, PgId, PoolId};
 use kalmar_proto::client::{errno, flags, OsdOp, OsdOpReply, OsdOpRequest};
-use kalmar_proto::mon::OsdMapMsg;
-use kalmar_proto::monc::{MonClient, MonEvent};
-use kalmar_proto::registry::CLIENT_OSD_OP_REPLY;
+use nix::errno::Errno;
 use parking_lot::Mutex;
-use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore};
+use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
 
 use crate::config::ClientConfig;
 use crate::error::ClientError;
-
-struct Pending {
-    reply: oneshot::Sender<OsdOpReply>,
-    /// Session the current attempt went out on.
-    session: u64,
-    kick: Arc<Notify>,
-}
-
-struct OsdSession {
-    addr: EntityAddr,
-    conn: Connection,
-}
+use crate::mapview::{Located, MapView, Placement};
+use crate::optable::{OpTable, Waiting, Wake, MAX_SLOTS};
+use crate::sessions::Sessions;
+use crate::transport::{OsdSession, SendFailure, Transport};
 
 /// Where an op goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target<'a> {
     Object(&'a str),
-    /// A whole PG (listing).
+    /// A whole PG (listing, PG commands).
     Pg(PgId),
 }
 
-pub struct Objecter {
+impl Target<'_> {
+    /// For error messages only (allocates).
+    fn describe(self) -> String {
+        match self {
+            Target::Object(o) => format!("op on '{o}'"),
+            Target::Pg(pg) => format!("op on pg {pg}"),
+        }
+    }
+}
+
+pub struct Objecter<T: Transport> {
     pub(crate) config: ClientConfig,
-    me: EntityName,
+    transport: T,
     client_id: u64,
     nonce: u64,
-    pub(crate) mon: MonClient,
-    map_tx: watch::Sender<Arc<OsdMap>>,
-    sessions: Mutex<HashMap<OsdId, OsdSession>>,
-    pending: Mutex<HashMap<u64, Pending>>,
-    next_tid: AtomicU64,
+    view: ArcSwap<MapView>,
+    /// The installed epoch, for tasks waiting on the first map.
+    epoch_tx: watch::Sender<Epoch>,
+    /// Serialises map installs (the scan of the ops relies on one writer).
+    install: Mutex<()>,
+    sessions: Sessions<T::Session>,
+    table: Mutex<OpTable>,
     sent: AtomicU64,
-    events: mpsc::Sender<Event>,
-    ops: Arc<Semaphore>,
-    bytes: Arc<Semaphore>,
+    ops: Semaphore,
+    bytes: Semaphore,
     shutdown: AtomicBool,
 }
 
-impl Objecter {
-    /// Connects to the mon and waits (bounded) for the first OSD map.
-    pub async fn connect(config: ClientConfig) -> Result<Arc<Objecter>, ClientError> {
-        let client_id = rand::random::<u64>() >> 1;
-        let nonce = u64::from(std::process::id()) << 32 | u64::from(rand::random::<u32>());
-        let me = EntityName::new(EntityType::Client, client_id.to_string());
-        let (mon, mon_events) = MonClient::connect(
-            config.mon,
-            me.clone(),
-            uuid::Uuid::nil(),
-            config.msgr.clone(),
-        )
-        .await?;
-        mon.subscribe("osdmap", 0, false).await?;
-        let (events, osd_events) = event_channel(&config.msgr);
-        let (map_tx, mut map_rx) = watch::channel(Arc::new(OsdMap::new(uuid::Uuid::nil(), 0)));
-        let o = Arc::new(Objecter {
-            ops: Arc::new(Semaphore::new(config.max_inflight_ops.max(1))),
-            bytes: Arc::new(Semaphore::new(
-                config.max_inflight_bytes.min(u32::MAX as u64) as usize,
-            )),
+impl<T: Transport> Objecter<T> {
+    /// An objecter with no map yet (ops wait for one); `client_id` and
+    /// `nonce` make its request ids unique.
+    pub fn new(transport: T, config: ClientConfig, client_id: u64, nonce: u64) -> Arc<Self> {
+        let (epoch_tx, _) = watch::channel(0);
+        Arc::new(Objecter {
+            ops: Semaphore::new(config.max_inflight_ops.clamp(1, MAX_SLOTS)),
+            bytes: Semaphore::new(config.max_inflight_bytes.min(u32::MAX as u64) as usize),
             config,
-            me,
+            transport,
             client_id,
             nonce,
-            mon,
-            map_tx,
-            sessions: Mutex::new(HashMap::new()),
-            pending: Mutex::new(HashMap::new()),
-            next_tid: AtomicU64::new(1),
+            view: ArcSwap::from_pointee(MapView::new(OsdMap::new(uuid::Uuid::nil(), 0))),
+            epoch_tx,
+            install: Mutex::new(()),
+            sessions: Sessions::new(),
+            table: Mutex::new(OpTable::default()),
             sent: AtomicU64::new(0),
-            events,
             shutdown: AtomicBool::new(false),
-        });
-        tokio::spawn(map_task(Arc::downgrade(&o), mon_events));
-        tokio::spawn(reply_task(Arc::downgrade(&o), osd_events));
-        let limit = o.config.mon_timeout;
-        let got = tokio::time::timeout(limit, async {
-            while map_rx.borrow_and_update().epoch == 0 {
-                if map_rx.changed().await.is_err() {
-                    return false;
-                }
-            }
-            true
         })
-        .await;
-        match got {
-            Ok(true) => Ok(o),
-            _ => Err(ClientError::NoMap(limit.as_millis())),
-        }
+    }
+
+    /// Waits (at most `limit`) until the objecter has a map.
+    pub async fn wait_for_map(&self, limit: std::time::Duration) -> bool {
+        let mut rx = self.epoch_tx.subscribe();
+        tokio::time::timeout(limit, rx.wait_for(|&e| e > 0))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     pub fn map(&self) -> Arc<OsdMap> {
-        self.map_tx.borrow().clone()
+        self.view.load().map().clone()
     }
 
     pub fn client_id(&self) -> u64 {
@@ -123,59 +112,79 @@ impl Objecter {
 
     /// The pool's id in the current map.
     pub fn pool_id(&self, name: &str) -> Result<PoolId, ClientError> {
-        self.map()
+        self.view
+            .load()
+            .map()
             .pool_by_name(name)
             .map(|p| p.id)
             .map_err(|_| ClientError::NoSuchPool(name.to_string()))
     }
 
+    /// Ops holding a slot now (for tests and dumps).
+    pub fn ops_in_flight(&self) -> usize {
+        self.table.lock().in_flight()
+    }
+
     /// Test hook: drops every OSD session as a network failure would; ops
     /// in flight are resent on new sessions.
     pub fn reset_sessions(&self) {
-        let old: Vec<OsdSession> = self.sessions.lock().drain().map(|(_, s)| s).collect();
-        drop(old);
-        for p in self.pending.lock().values() {
-            p.kick.notify_one();
-        }
+        self.sessions.retain("sessions reset", |_, _| false);
+        self.table
+            .lock()
+            .kick(|_, w| matches!(w, Waiting::Reply { .. }));
     }
 
+    /// Fails every op in flight and every later one with `Shutdown`.
     pub async fn shutdown(&self) {
-        self.shutdown.store(true, Ordering::Relaxed);
-        self.sessions.lock().clear();
-        for p in self.pending.lock().values() {
-            p.kick.notify_one();
+        self.shutdown.store(true, Ordering::Release);
+        self.sessions
+            .retain("the client is shut down", |_, _| false);
+        self.table.lock().kick(|_, _| true);
+    }
+
+    /// Installs a newer map (an older or equal epoch is ignored): closes
+    /// sessions to OSDs that went down or moved, and kicks the ops whose
+    /// PG or primary changed, whose pool went away, or that waited for
+    /// this epoch.
+    pub fn apply_map(&self, map: OsdMap) {
+        let _one_writer = self.install.lock();
+        if map.epoch <= self.view.load().epoch() {
+            return;
+        }
+        let view = Arc::new(MapView::new(map));
+        self.sessions
+            .retain("the OSD went down or moved", |osd, addr| {
+                view.map()
+                    .osd(osd)
+                    .is_some_and(|s| s.is_up() && s.addrs.public == *addr)
+            });
+        // Published before the scan: an op placing itself meanwhile
+        // either sees this epoch or is seen by the scan (see `attempt`).
+        self.view.store(view.clone());
+        self.table.lock().kick(|placement, waiting| match waiting {
+            Waiting::Nothing => false,
+            Waiting::Epoch(e) => view.epoch() >= e,
+            Waiting::Reply { pgid, primary, .. } => match view.locate(placement) {
+                None => true,
+                Some(at) => at.pgid != pgid || at.primary.map(|p| p.0) != Some(primary),
+            },
+        });
+        self.epoch_tx.send_replace(view.epoch());
+    }
+
+    /// An OSD's reply (from the transport's reader).
+    pub fn on_reply(&self, r: OsdOpReply) {
+        let waker = self.table.lock().deliver(r);
+        if let Some(w) = waker {
+            w.wake();
         }
     }
 
-    fn session(&self, map: &OsdMap, osd: OsdId) -> Option<kalmar_msgr::SessionHandle> {
-        let addr = map.osd(osd).filter(|s| s.is_up())?.addrs.public;
-        let mut s = self.sessions.lock();
-        if let Some(cur) = s.get(&osd) {
-            if cur.addr == addr && !cur.conn.handle().is_closed() {
-                return Some(cur.conn.handle());
-            }
-        }
-        let conn = Connection::start(
-            addr.addr,
-            self.me.clone(),
-            map.fsid,
-            self.config.msgr.clone(),
-            self.events.clone(),
-        );
-        let h = conn.handle();
-        s.insert(osd, OsdSession { addr, conn });
-        Some(h)
-    }
-
-    fn on_map(&self, map: &OsdMap) {
-        self.sessions.lock().retain(|&osd, s| {
-            let keep = map
-                .osd(osd)
-                .is_some_and(|slot| slot.is_up() && slot.addrs.public == s.addr);
-            if !keep {
-                s.conn.handle().close("the OSD went down or moved");
-            }
-            keep
+    /// A session ended or its OSD restarted: resend what went out on it.
+    pub fn on_session_lost(&self, session: u64) {
+        self.table.lock().kick(|_, w| match w {
+            Waiting::Reply { session: s, .. } => s == session,
+            _ => false,
         });
     }
 
@@ -185,181 +194,234 @@ impl Objecter {
         &self,
         pool: PoolId,
         target: Target<'_>,
-        ops: Vec<OsdOp>,
+        ops: impl IntoIterator<Item = OsdOp>,
     ) -> Result<OsdOpReply, ClientError> {
-        let what = match target {
-            Target::Object(o) => format!("op on '{o}'"),
-            Target::Pg(pg) => format!("op on pg {pg}"),
-        };
-        let in_bytes: u64 = ops.iter().map(OsdOp::in_bytes).sum();
+        if self.shutdown.load(Ordering::Acquire) {
+            return Err(ClientError::Shutdown);
+        }
+        let placement = {
+            let view = self.view.load();
+            match target {
+                Target::Object(o) => view.place_object(pool, o),
+                Target::Pg(pg) => Some(Placement::Pg(pg)),
+            }
+        }
+        .ok_or_else(|| ClientError::NoSuchPool(pool.to_string()))?;
         let _op_permit = self
             .ops
-            .clone()
-            .acquire_owned()
+            .acquire()
             .await
             .map_err(|_| ClientError::Shutdown)?;
+        let mut op = OpSlot::take(self, placement);
+        op.req.tid = op.tid;
+        op.req.client = self.client_id;
+        op.req.nonce = self.nonce;
+        op.req.flags = 0;
+        if let Target::Object(o) = target {
+            op.req.oid.push_str(o);
+        }
+        op.req.ops.extend(ops);
+        let in_bytes: u64 = op.req.ops.iter().map(OsdOp::in_bytes).sum();
         let n = in_bytes
             .min(self.config.max_inflight_bytes)
             .min(u32::MAX as u64) as u32;
         let _byte_permit = if n > 0 {
             Some(
                 self.bytes
-                    .clone()
-                    .acquire_many_owned(n)
+                    .acquire_many(n)
                     .await
                     .map_err(|_| ClientError::Shutdown)?,
             )
         } else {
             None
         };
-        let tid = self.next_tid.fetch_add(1, Ordering::Relaxed);
         let deadline = Instant::now() + self.config.op_timeout;
-        let oid = match target {
-            Target::Object(o) => o.to_string(),
-            Target::Pg(_) => String::new(),
-        };
-        let mut req = OsdOpRequest {
-            tid,
-            client: self.client_id,
-            nonce: self.nonce,
-            pgid: PgId::default(),
-            map_epoch: 0,
-            oid,
-            flags: 0,
-            ops,
-        };
-        let result = self.run(&mut req, pool, target, deadline, &what).await;
-        self.pending.lock().remove(&tid);
-        let reply = result?;
+        let reply = self.run(&mut op, target, deadline).await?;
         if reply.result < 0 {
-            return Err(ClientError::Osd {
-                errno: -reply.result,
-                msg: if reply.error.is_empty() {
-                    format!("{what} failed")
-                } else {
-                    format!("{what}: {}", reply.error)
-                },
-            });
+            return Err(self.reply_error(target, placement, reply));
         }
         Ok(reply)
     }
 
+    /// The error for a failed reply (the only place its text is built).
+    fn reply_error(&self, target: Target<'_>, placement: Placement, r: OsdOpReply) -> ClientError {
+        let errno = Errno::from_raw(-r.result);
+        let what = target.describe();
+        let msg = if r.error.is_empty() {
+            format!("{what} failed")
+        } else {
+            format!("{what}: {}", r.error)
+        };
+        match (errno, target) {
+            // The OSD answers a PG it has no record of (its map has no
+            // such pool or PG) before any PG sees the op, with map epoch
+            // 0; only a PG's own ENOENT (with its epoch) is about the
+            // object.
+            (Errno::ENOENT, _) if r.map_epoch == 0 => {
+                let pool_known = self.view.load().locate(placement).is_some();
+                match target {
+                    Target::Pg(pg) if pool_known => ClientError::NoSuchPg(pg.to_string()),
+                    // An object's PG always exists where its pool does
+                    // (pg_num never shrinks): the OSD's newer map has no
+                    // such pool.
+                    _ => ClientError::NoSuchPool(placement_pool(placement)),
+                }
+            }
+            (Errno::ENOENT, Target::Object(o)) => ClientError::ObjectNotFound {
+                object: o.to_string(),
+                msg,
+            },
+            _ => ClientError::Osd { errno, msg },
+        }
+    }
+
+    fn timeout(&self, target: Target<'_>) -> ClientError {
+        ClientError::Timeout {
+            what: target.describe(),
+            ms: self.config.op_timeout.as_millis(),
+        }
+    }
+
     async fn run(
         &self,
-        req: &mut OsdOpRequest,
-        pool: PoolId,
+        op: &mut OpSlot<'_, T>,
         target: Target<'_>,
         deadline: Instant,
-        what: &str,
     ) -> Result<OsdOpReply, ClientError> {
-        let timeout = || ClientError::Timeout {
-            what: what.to_string(),
-            ms: self.config.op_timeout.as_millis(),
-        };
-        let mut map_rx = self.map_tx.subscribe();
+        let expired = tokio::time::sleep_until(deadline);
+        tokio::pin!(expired);
         let mut backoff = self.config.retry_backoff_min;
-        let kick = Arc::new(Notify::new());
         loop {
-            if self.shutdown.load(Ordering::Relaxed) {
+            if self.shutdown.load(Ordering::Acquire) {
                 return Err(ClientError::Shutdown);
             }
-            let map = map_rx.borrow_and_update().clone();
-            let Ok(p) = map.pool(pool) else {
-                return Err(ClientError::NoSuchPool(pool.to_string()));
+            let (epoch, fsid, at) = {
+                let view = self.view.load();
+                (view.epoch(), view.map().fsid, view.locate(op.placement))
             };
-            let pgid = match target {
-                Target::Object(o) => p.raw_pg_to_pg(p.object_to_raw_pg(o)),
-                Target::Pg(pg) => pg,
+            let Some(at) = at else {
+                return Err(ClientError::NoSuchPool(placement_pool(op.placement)));
             };
-            let primary = map
-                .pg_to_up_acting_osds(pgid)
-                .map(|u| u.acting_primary)
-                .unwrap_or(-1);
-            let session = if primary >= 0 {
-                self.session(&map, primary)
-            } else {
-                None
-            };
-            let Some(session) = session else {
+            let Located {
+                pgid,
+                primary: Some((primary, addr)),
+            } = at
+            else {
                 // No usable primary in this map: wait for the next one.
-                tokio::select! {
-                    r = map_rx.changed() => if r.is_err() { return Err(ClientError::Shutdown) },
-                    _ = tokio::time::sleep_until(deadline) => return Err(timeout()),
+                if self.wait_for_epoch(op, epoch + 1) {
+                    tokio::select! {
+                        _ = op.wake() => {}
+                        _ = &mut expired => return Err(self.timeout(target)),
+                    }
                 }
                 continue;
             };
-            req.pgid = pgid;
-            req.map_epoch = map.epoch;
-            let (tx, mut rx) = oneshot::channel();
-            self.pending.lock().insert(
-                req.tid,
-                Pending {
-                    reply: tx,
-                    session: session.id(),
-                    kick: kick.clone(),
-                },
-            );
-            match session.send(req.to_message()).await {
-                Ok(_) => {}
-                // No session to any OSD would take it: fail now, not at
-                // the deadline.
-                Err(kalmar_msgr::SendError::TooLarge { len, max }) => {
+            let session = self
+                .sessions
+                .get_or_open(primary, &addr, || self.transport.open(primary, &addr, fsid));
+            op.req.pgid = pgid;
+            op.req.map_epoch = epoch;
+            if !self.attempt(op, epoch, session.id(), pgid, primary) {
+                continue;
+            }
+            match session.send(&op.req).await {
+                Ok(()) => {}
+                Err(SendFailure::TooLarge { len, max }) => {
                     return Err(ClientError::TooLarge {
-                        what: what.to_string(),
+                        what: target.describe(),
                         len,
                         max,
                     });
                 }
-                Err(e) => {
-                    tracing::debug!(tid = req.tid, osd = primary, "send failed: {e}; retrying")
+                Err(SendFailure::Closed) => {
+                    // Resent on a new session after a pause, so a peer
+                    // that keeps closing is not hammered.
+                    tracing::debug!(tid = op.tid, osd = primary, "session closed; resending");
+                    self.table.lock().set_waiting(op.tid, Waiting::Nothing);
+                    self.pause(op, &mut backoff, expired.as_mut(), target)
+                        .await?;
+                    continue;
                 }
             }
-            req.flags |= flags::RETRY;
+            op.req.flags |= flags::RETRY;
             self.maybe_inject_failure(primary);
-            let reply = loop {
-                tokio::select! {
-                    r = &mut rx => break r.ok(),
-                    _ = kick.notified() => break None,
-                    r = map_rx.changed() => {
-                        if r.is_err() {
-                            return Err(ClientError::Shutdown);
-                        }
-                        let m = map_rx.borrow().clone();
-                        let moved = m.pg_to_up_acting_osds(pgid).map(|u| u.acting_primary).unwrap_or(-1) != primary
-                            || m.pool(pool).is_err();
-                        if moved {
-                            break None;
-                        }
-                    }
-                    _ = tokio::time::sleep_until(deadline) => return Err(timeout()),
-                }
+            let reply = tokio::select! {
+                w = op.wake() => w,
+                _ = &mut expired => return Err(self.timeout(target)),
             };
             match reply {
-                Some(r) if r.result == -errno::EAGAIN && r.retry_epoch > 0 => {
-                    if r.retry_epoch > map_rx.borrow().epoch {
-                        let want = r.retry_epoch;
-                        let waited = tokio::time::timeout_at(deadline, async {
-                            while map_rx.borrow_and_update().epoch < want {
-                                if map_rx.changed().await.is_err() {
-                                    return;
-                                }
-                            }
-                        })
-                        .await;
-                        if waited.is_err() {
-                            return Err(timeout());
+                Wake::Kicked => {}
+                Wake::Reply(r) if r.result == -errno::EAGAIN && r.retry_epoch > 0 => {
+                    if self.wait_for_epoch(op, r.retry_epoch) {
+                        tokio::select! {
+                            _ = op.wake() => {}
+                            _ = &mut expired => return Err(self.timeout(target)),
                         }
                     } else {
-                        tokio::time::sleep(
-                            backoff.min(deadline.saturating_duration_since(Instant::now())),
-                        )
-                        .await;
-                        backoff = (backoff * 2).min(self.config.retry_backoff_max);
+                        self.pause(op, &mut backoff, expired.as_mut(), target)
+                            .await?;
                     }
                 }
-                Some(r) => return Ok(r),
-                None => {}
+                Wake::Reply(r) => return Ok(r),
             }
+        }
+    }
+
+    /// Registers op as sent on `session` to `primary`, unless a newer map
+    /// than `epoch` was installed meanwhile (then the op places itself
+    /// again). Checked under the table's lock, which the install takes
+    /// after publishing the map, so no map change is missed.
+    fn attempt(
+        &self,
+        op: &OpSlot<'_, T>,
+        epoch: Epoch,
+        session: u64,
+        pgid: PgId,
+        primary: OsdId,
+    ) -> bool {
+        let mut table = self.table.lock();
+        if self.view.load().epoch() != epoch {
+            return false;
+        }
+        table.set_waiting(
+            op.tid,
+            Waiting::Reply {
+                session,
+                pgid,
+                primary,
+            },
+        );
+        true
+    }
+
+    /// Registers op as waiting for a map of `epoch`; false when the
+    /// objecter already has one.
+    fn wait_for_epoch(&self, op: &OpSlot<'_, T>, epoch: Epoch) -> bool {
+        let mut table = self.table.lock();
+        if self.view.load().epoch() >= epoch {
+            return false;
+        }
+        table.set_waiting(op.tid, Waiting::Epoch(epoch));
+        true
+    }
+
+    /// Sleeps `backoff` (doubled for next time, up to
+    /// `retry_backoff_max`), or until shutdown or the deadline.
+    async fn pause(
+        &self,
+        op: &OpSlot<'_, T>,
+        backoff: &mut std::time::Duration,
+        expired: Pin<&mut tokio::time::Sleep>,
+        target: Target<'_>,
+    ) -> Result<(), ClientError> {
+        let pause = tokio::time::sleep(*backoff);
+        *backoff = (*backoff * 2).min(self.config.retry_backoff_max);
+        tokio::select! {
+            _ = pause => Ok(()),
+            // A shutdown kick, or a late reply from an earlier attempt
+            // (it is taken on the next wait).
+            _ = op.wake() => Ok(()),
+            _ = expired => Err(self.timeout(target)),
         }
     }
 
@@ -369,78 +431,87 @@ impl Objecter {
             return;
         }
         if self.sent.fetch_add(1, Ordering::Relaxed) % n == n - 1 {
-            if let Some(s) = self.sessions.lock().remove(&osd) {
+            if let Some(s) = self.sessions.get(osd) {
                 tracing::debug!(osd, "injected session failure");
-                s.conn.handle().close("injected socket failure");
+                s.close("injected socket failure");
+                self.on_session_lost(s.id());
             }
-            for p in self.pending.lock().values() {
-                p.kick.notify_one();
-            }
-        }
-    }
-
-    fn on_reply(&self, r: OsdOpReply) {
-        if let Some(p) = self.pending.lock().remove(&r.tid) {
-            let _ = p.reply.send(r);
-        }
-    }
-
-    /// A session ended or its OSD restarted: resend what went out on it.
-    fn on_session_lost(&self, session: u64) {
-        for p in self.pending.lock().values() {
-            if p.session == session {
-                p.kick.notify_one();
-            }
-        }
-    }
-
-    /// Applies an osdmap message; asks for a full map on a gap.
-    async fn on_osdmap(&self, msg: OsdMapMsg) {
-        let cur = self.map();
-        let base = (cur.epoch > 0).then_some(&*cur);
-        match msg.advance(base) {
-            Ok(Some(m)) if m.epoch > cur.epoch => {
-                self.on_map(&m);
-                self.map_tx.send_replace(Arc::new(m));
-            }
-            Ok(Some(_)) => {}
-            Ok(None) => {
-                if let Err(e) = self.mon.subscribe("osdmap", 0, true).await {
-                    tracing::debug!("asking for a full map: {e}");
-                }
-            }
-            Err(e) => tracing::warn!("bad osdmap from the mon: {e}"),
         }
     }
 }
 
-async fn map_task(o: std::sync::Weak<Objecter>, mut rx: mpsc::Receiver<MonEvent>) {
-    while let Some(ev) = rx.recv().await {
-        let Some(o) = o.upgrade() else { return };
-        match ev {
-            MonEvent::OsdMap(m) => o.on_osdmap(m).await,
-            MonEvent::Closed(reason) => {
-                tracing::warn!("mon session closed: {reason}");
-            }
-            _ => {}
+fn placement_pool(p: Placement) -> String {
+    match p {
+        Placement::Object { raw } => raw.pool.to_string(),
+        Placement::Pg(pg) => pg.pool.to_string(),
+    }
+}
+
+/// An op's slot in the table, given back (with its request buffers) when
+/// the op ends or its caller drops it.
+struct OpSlot<'a, T: Transport> {
+    o: &'a Objecter<T>,
+    slot: u32,
+    tid: u64,
+    placement: Placement,
+    req: OsdOpRequest,
+}
+
+impl<'a, T: Transport> OpSlot<'a, T> {
+    fn take(o: &'a Objecter<T>, placement: Placement) -> Self {
+        let taken = o.table.lock().take(placement);
+        OpSlot {
+            o,
+            slot: taken.slot,
+            tid: taken.tid,
+            placement,
+            req: taken.req,
+        }
+    }
+
+    /// Resolves on a reply or a kick.
+    fn wake(&self) -> WakeFuture<'_, T> {
+        WakeFuture {
+            o: self.o,
+            tid: self.tid,
         }
     }
 }
 
-async fn reply_task(o: std::sync::Weak<Objecter>, mut rx: mpsc::Receiver<Event>) {
-    while let Some(ev) = rx.recv().await {
-        let Some(o) = o.upgrade() else { return };
-        match ev {
-            Event::Message(inc) if inc.msg.msg_type == CLIENT_OSD_OP_REPLY => {
-                match OsdOpReply::from_message(&inc.msg) {
-                    Ok(r) => o.on_reply(r),
-                    Err(e) => tracing::warn!(peer = %inc.peer.entity, "bad reply: {e}"),
-                }
-            }
-            Event::Message(inc) => {
-                tracing::debug!(peer = %inc.peer.entity, msg_type = inc.msg.msg_type, "unexpected message from an OSD")
-            }
-            Event::Reset(h) | Event::Closed(h, _) => o.on_session_lost(h.id()),
-        }
+impl<T: Transport> Drop for OpSlot<'_, T> {
+    fn drop(&mut self) {
+        let req = std::mem::replace(&mut self.req, placeholder_request());
+        self.o.table.lock().give_back(self.slot, req);
     }
 }
+
+/// Stands in for the request moved back into the table (empty: no heap).
+fn placeholder_request() -> OsdOpRequest {
+    OsdOpRequest {
+        tid: 0,
+        client: 0,
+        nonce: 0,
+        pgid: PgId::default(),
+        map_epoch: 0,
+        oid: String::new(),
+        flags: 0,
+        ops: Vec::new(),
+    }
+}
+
+struct WakeFuture<'a, T: Transport> {
+    o: &'a Objecter<T>,
+    tid: u64,
+}
+
+impl<T: Transport> Future for WakeFuture<'_, T> {
+    type Output = Wake;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Wake> {
+        self.o.table.lock().poll_wake(self.tid, cx)
+    }
+}
+
+#[cfg(test)]
+#[path = "objecter_tests.rs"]
+mod tests;

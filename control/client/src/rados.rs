@@ -2,17 +2,22 @@
 //! contexts ([`IoCtx`]) with librados-like calls.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 use kalmar_common::encoding::{Blob, Decode};
 use kalmar_maps::{OsdMap, PgId, PoolId};
+use kalmar_msgr::{event_channel, EntityName, EntityType};
 use kalmar_proto::client::{ListPage, OmapPage, OsdOp, OsdOpReply, StatOut};
-use kalmar_proto::mon::MonCommandReply;
+use kalmar_proto::mon::{MonCommandReply, OsdMapMsg};
+use kalmar_proto::monc::{MonClient, MonEvent};
+use tokio::sync::mpsc;
 
 use crate::config::ClientConfig;
 use crate::error::ClientError;
+use crate::msgr_transport::{reply_task, MsgrTransport};
 use crate::objecter::{Objecter, Target};
+use crate::transport::Transport;
 
 /// Objects listed per request when listing a pool.
 const LIST_PAGE: u32 = 1000;
@@ -24,25 +29,44 @@ const LIST_INCONSISTENT_PAGE: u32 = 32;
 /// A connection to a cluster.
 #[derive(Clone)]
 pub struct Rados {
-    o: Arc<Objecter>,
+    o: Arc<Objecter<MsgrTransport>>,
+    mon: Arc<MonClient>,
 }
 
 impl Rados {
     /// Connects to the mon and waits for the first OSD map.
     pub async fn connect(config: ClientConfig) -> Result<Rados, ClientError> {
-        Ok(Rados {
-            o: Objecter::connect(config).await?,
-        })
+        let client_id = rand::random::<u64>() >> 1;
+        let nonce = u64::from(std::process::id()) << 32 | u64::from(rand::random::<u32>());
+        let me = EntityName::new(EntityType::Client, client_id.to_string());
+        let (mon, mon_events) = MonClient::connect(
+            config.mon,
+            me.clone(),
+            uuid::Uuid::nil(),
+            config.msgr.clone(),
+        )
+        .await?;
+        mon.subscribe("osdmap", 0, false).await?;
+        let mon = Arc::new(mon);
+        let (events, osd_events) = event_channel(&config.msgr);
+        let transport = MsgrTransport::new(me, config.msgr.clone(), events);
+        let limit = config.mon_timeout;
+        let o = Objecter::new(transport, config, client_id, nonce);
+        tokio::spawn(map_task(
+            Arc::downgrade(&o),
+            Arc::downgrade(&mon),
+            mon_events,
+        ));
+        tokio::spawn(reply_task(Arc::downgrade(&o), osd_events));
+        if !o.wait_for_map(limit).await {
+            return Err(ClientError::NoMap(limit.as_millis()));
+        }
+        Ok(Rados { o, mon })
     }
 
     /// An I/O context for a pool, by name.
     pub fn ioctx(&self, pool: &str) -> Result<IoCtx, ClientError> {
-        let id = self.o.pool_id(pool)?;
-        Ok(IoCtx {
-            o: self.o.clone(),
-            pool: id,
-            name: pool.to_string(),
-        })
+        IoCtx::new(self.o.clone(), pool)
     }
 
     /// The newest OSD map the client has.
@@ -55,7 +79,7 @@ impl Rados {
         &self,
         cmd: &serde_json::Value,
     ) -> Result<MonCommandReply, ClientError> {
-        Ok(self.o.mon.command(cmd, self.o.config.mon_timeout).await?)
+        Ok(self.mon.command(cmd, self.o.config.mon_timeout).await?)
     }
 
     /// Sends a command to a PG's primary ([`OsdOp::PgQuery`],
@@ -73,7 +97,7 @@ impl Rados {
             Ok(p) if pg.seed < p.pg_num => {}
             _ => return Err(ClientError::NoSuchPg(pg.to_string())),
         }
-        let r = self.o.submit(pg.pool, Target::Pg(pg), vec![op]).await?;
+        let r = self.o.submit(pg.pool, Target::Pg(pg), [op]).await?;
         serde_json::from_slice(&first_output(&r))
             .map_err(|e| ClientError::BadReply(format!("pg {pg} command output: {e}")))
     }
@@ -95,7 +119,7 @@ impl Rados {
             if epoch.is_some() && epoch != e {
                 // A new scrub record (new interval) between pages.
                 return Err(ClientError::Osd {
-                    errno: kalmar_proto::client::errno::EAGAIN,
+                    errno: nix::errno::Errno::EAGAIN,
                     msg: format!("pg {pg}: the scrub record changed while it was listed"),
                 });
             }
@@ -139,12 +163,66 @@ pub struct ObjectStat {
     pub mtime_us: u64,
 }
 
+/// Brings the objecter's map forward from the mon's osdmap messages;
+/// asks for a full map when a message does not connect to the map it has.
+async fn map_task(
+    o: Weak<Objecter<MsgrTransport>>,
+    mon: Weak<MonClient>,
+    mut rx: mpsc::Receiver<MonEvent>,
+) {
+    while let Some(ev) = rx.recv().await {
+        let Some(o) = o.upgrade() else { return };
+        match ev {
+            MonEvent::OsdMap(m) => {
+                let gap = !apply_osdmap(&o, &m);
+                if gap {
+                    let Some(mon) = mon.upgrade() else { return };
+                    if let Err(e) = mon.subscribe("osdmap", 0, true).await {
+                        tracing::debug!("asking for a full map: {e}");
+                    }
+                }
+            }
+            MonEvent::Closed(reason) => {
+                tracing::warn!("mon session closed: {reason}");
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Applies an osdmap message; false when it has a gap (a full map is
+/// needed).
+fn apply_osdmap<T: Transport>(o: &Objecter<T>, msg: &OsdMapMsg) -> bool {
+    let cur = o.map();
+    let base = (cur.epoch > 0).then_some(&*cur);
+    match msg.advance(base) {
+        Ok(Some(m)) => {
+            o.apply_map(m);
+            true
+        }
+        Ok(None) => false,
+        Err(e) => {
+            tracing::warn!("bad osdmap from the mon: {e}");
+            true
+        }
+    }
+}
+
 /// Object I/O in one pool.
-#[derive(Clone)]
-pub struct IoCtx {
-    o: Arc<Objecter>,
+pub struct IoCtx<T: Transport = MsgrTransport> {
+    o: Arc<Objecter<T>>,
     pool: PoolId,
     name: String,
+}
+
+impl<T: Transport> Clone for IoCtx<T> {
+    fn clone(&self) -> Self {
+        IoCtx {
+            o: self.o.clone(),
+            pool: self.pool,
+            name: self.name.clone(),
+        }
+    }
 }
 
 fn decode<T: Decode>(data: &Bytes, what: &str) -> Result<T, ClientError> {
@@ -158,7 +236,17 @@ fn first_output(r: &OsdOpReply) -> Bytes {
         .unwrap_or_default()
 }
 
-impl IoCtx {
+impl<T: Transport> IoCtx<T> {
+    /// An I/O context for the pool named `pool` in the objecter's map.
+    pub fn new(o: Arc<Objecter<T>>, pool: &str) -> Result<Self, ClientError> {
+        let id = o.pool_id(pool)?;
+        Ok(IoCtx {
+            o,
+            pool: id,
+            name: pool.to_string(),
+        })
+    }
+
     pub fn pool_name(&self) -> &str {
         &self.name
     }
@@ -169,14 +257,33 @@ impl IoCtx {
 
     /// Runs several ops on one object atomically (all reads or all writes).
     pub async fn operate(&self, oid: &str, ops: Vec<OsdOp>) -> Result<OsdOpReply, ClientError> {
+        self.submit(oid, ops).await
+    }
+
+    async fn submit(
+        &self,
+        oid: &str,
+        ops: impl IntoIterator<Item = OsdOp>,
+    ) -> Result<OsdOpReply, ClientError> {
         if oid.is_empty() {
             return Err(ClientError::Invalid("object name is empty".into()));
         }
-        self.o.submit(self.pool, Target::Object(oid), ops).await
+        self.o
+            .submit(self.pool, Target::Object(oid), ops)
+            .await
+            .map_err(|e| self.named(e))
+    }
+
+    /// The pool's name in place of its id.
+    fn named(&self, e: ClientError) -> ClientError {
+        match e {
+            ClientError::NoSuchPool(_) => ClientError::NoSuchPool(self.name.clone()),
+            e => e,
+        }
     }
 
     async fn one(&self, oid: &str, op: OsdOp) -> Result<OsdOpReply, ClientError> {
-        self.operate(oid, vec![op]).await
+        self.submit(oid, [op]).await
     }
 
     /// Writes `data` at `offset`; returns the log version (`epoch`, `v`).
@@ -352,7 +459,11 @@ impl IoCtx {
                 start_after: after.clone(),
                 max: LIST_PAGE,
             };
-            let r = self.o.submit(self.pool, Target::Pg(pg), vec![op]).await?;
+            let r = self
+                .o
+                .submit(self.pool, Target::Pg(pg), [op])
+                .await
+                .map_err(|e| self.named(e))?;
             let page: ListPage = decode(&first_output(&r), "listing")?;
             if let Some(last) = page.names.last() {
                 after = last.clone();

@@ -21,11 +21,13 @@ use std::collections::BTreeMap;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::future::join_all;
-use kalmar_client::{ClientError, IoCtx};
+use kalmar_client::transport::Transport;
+use kalmar_client::{ClientError, IoCtx, MsgrTransport};
 use kalmar_proto::client::OsdOp;
+use nix::errno::Errno;
 
 pub use header::{ImageHeader, ImageSpec};
-use stripe::Extent;
+use stripe::{Extent, ObjectName};
 
 pub const DIRECTORY_OBJECT: &str = "rbd_directory";
 /// Default object size: 4 MiB (order 22), as RBD.
@@ -53,21 +55,33 @@ pub enum ImageError {
 impl ImageError {
     /// The positive errno, as Ceph's tools exit with.
     pub fn errno(&self) -> i32 {
-        match self {
-            ImageError::NotFound(_) => 2,
-            ImageError::Exists(_) => 17,
-            ImageError::Invalid(_) => 22,
-            ImageError::CorruptHeader(..) => 5,
-            ImageError::Client(e) => e.errno(),
-        }
+        let e = match self {
+            ImageError::NotFound(_) => Errno::ENOENT,
+            ImageError::Exists(_) => Errno::EEXIST,
+            ImageError::Invalid(_) => Errno::EINVAL,
+            ImageError::CorruptHeader(..) => Errno::EIO,
+            ImageError::Client(e) => e.errno_value(),
+        };
+        e as i32
     }
 }
 
 /// An open image.
-pub struct Image {
-    io: IoCtx,
+pub struct Image<T: Transport = MsgrTransport> {
+    io: IoCtx<T>,
     name: String,
     header: ImageHeader,
+    /// `<object prefix>.`, so a data object's name is formatted once per
+    /// extent without building the prefix again.
+    data_prefix: String,
+}
+
+/// `len` bytes of zeros, without allocating up to [`ZERO_CHUNK_BYTES`].
+fn zeros(len: u64) -> Bytes {
+    match ZEROS.get(..len as usize) {
+        Some(z) => Bytes::from_static(z),
+        None => BytesMut::zeroed(len as usize).freeze(),
+    }
 }
 
 fn ignore_not_found(r: Result<(), ClientError>) -> Result<(), ClientError> {
@@ -78,7 +92,12 @@ fn ignore_not_found(r: Result<(), ClientError>) -> Result<(), ClientError> {
 }
 
 /// Creates image `name` of `size_bytes` in the pool of `io`.
-pub async fn create(io: &IoCtx, name: &str, size_bytes: u64, order: u8) -> Result<(), ImageError> {
+pub async fn create<T: Transport>(
+    io: &IoCtx<T>,
+    name: &str,
+    size_bytes: u64,
+    order: u8,
+) -> Result<(), ImageError> {
     ImageSpec::check_name(name)?;
     let header = ImageHeader::new(
         uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
@@ -108,7 +127,7 @@ pub async fn create(io: &IoCtx, name: &str, size_bytes: u64, order: u8) -> Resul
     Ok(())
 }
 
-async fn lookup(io: &IoCtx, name: &str) -> Result<Option<String>, ImageError> {
+async fn lookup<T: Transport>(io: &IoCtx<T>, name: &str) -> Result<Option<String>, ImageError> {
     let key = format!("name_{name}");
     match io
         .omap_get_vals_by_keys(DIRECTORY_OBJECT, vec![key.clone()])
@@ -121,7 +140,7 @@ async fn lookup(io: &IoCtx, name: &str) -> Result<Option<String>, ImageError> {
 }
 
 /// Image names and sizes of the pool, in name order.
-pub async fn list(io: &IoCtx) -> Result<Vec<(String, ImageHeader)>, ImageError> {
+pub async fn list<T: Transport>(io: &IoCtx<T>) -> Result<Vec<(String, ImageHeader)>, ImageError> {
     let dir = match io.omap_get_all(DIRECTORY_OBJECT).await {
         Ok(d) => d,
         Err(e) if e.is_not_found() => BTreeMap::new(),
@@ -137,7 +156,11 @@ pub async fn list(io: &IoCtx) -> Result<Vec<(String, ImageHeader)>, ImageError> 
     Ok(out)
 }
 
-async fn read_header(io: &IoCtx, name: &str, id: &str) -> Result<ImageHeader, ImageError> {
+async fn read_header<T: Transport>(
+    io: &IoCtx<T>,
+    name: &str,
+    id: &str,
+) -> Result<ImageHeader, ImageError> {
     let obj = header::header_object(id);
     let m = match io.omap_get_all(&obj).await {
         Ok(m) => m,
@@ -153,7 +176,7 @@ async fn read_header(io: &IoCtx, name: &str, id: &str) -> Result<ImageHeader, Im
 }
 
 /// Removes image `name` with all its data objects.
-pub async fn remove(io: &IoCtx, name: &str) -> Result<(), ImageError> {
+pub async fn remove<T: Transport>(io: &IoCtx<T>, name: &str) -> Result<(), ImageError> {
     let id = lookup(io, name)
         .await?
         .ok_or_else(|| ImageError::NotFound(name.into()))?;
@@ -174,18 +197,28 @@ pub async fn remove(io: &IoCtx, name: &str) -> Result<(), ImageError> {
     Ok(())
 }
 
-impl Image {
+impl<T: Transport> Image<T> {
     /// Opens image `name` of the pool of `io`.
-    pub async fn open(io: IoCtx, name: &str) -> Result<Image, ImageError> {
+    pub async fn open(io: IoCtx<T>, name: &str) -> Result<Self, ImageError> {
         let id = lookup(&io, name)
             .await?
             .ok_or_else(|| ImageError::NotFound(name.into()))?;
         let header = read_header(&io, name, &id).await?;
-        Ok(Image {
+        Ok(Image::with_header(io, name, header))
+    }
+
+    /// An image whose header the caller has already read.
+    pub fn with_header(io: IoCtx<T>, name: &str, header: ImageHeader) -> Self {
+        Image {
+            data_prefix: format!("{}.", header.object_prefix()),
             io,
             name: name.to_string(),
             header,
-        })
+        }
+    }
+
+    fn data_object(&self, object_no: u64) -> ObjectName {
+        ObjectName::new(&self.data_prefix, object_no)
     }
 
     pub fn name(&self) -> &str {
@@ -214,44 +247,61 @@ impl Image {
 
     /// Exactly `len` bytes at `offset`; holes read as zeros.
     pub async fn read(&self, offset: u64, len: u64) -> Result<Bytes, ImageError> {
-        let extents: Vec<Extent> = self.extents(offset, len)?.collect();
-        let reads = extents.iter().map(|e| {
-            let obj = self.header.data_object(e.object_no);
-            async move { self.io.read(&obj, e.object_offset, e.len).await }
-        });
-        let results = join_all(reads).await;
-        if let ([e], [Ok(b)]) = (&extents[..], &results[..]) {
-            if b.len() as u64 == e.len {
-                return Ok(b.clone());
-            }
-        }
+        let mut extents = self.extents(offset, len)?;
+        let Some(first) = extents.next() else {
+            return Ok(Bytes::new());
+        };
+        let Some(second) = extents.next() else {
+            // One object (the common case): no join, no copy when the
+            // object has all the bytes, no allocation for a hole.
+            return match self.read_extent(&first).await? {
+                Some(b) if b.len() as u64 == first.len => Ok(b),
+                Some(short) => {
+                    let mut out = BytesMut::zeroed(len as usize);
+                    out[..short.len()].copy_from_slice(&short);
+                    Ok(out.freeze())
+                }
+                None => Ok(zeros(len)),
+            };
+        };
+        let extents: Vec<Extent> = [first, second].into_iter().chain(extents).collect();
+        let results = join_all(extents.iter().map(|e| self.read_extent(e))).await;
         let mut out = BytesMut::zeroed(len as usize);
         for (e, r) in extents.iter().zip(results) {
-            match r {
-                Ok(b) => {
-                    let at = e.buf_offset as usize;
-                    let n = b.len().min(e.len as usize);
-                    out[at..at + n].copy_from_slice(&b[..n]);
-                }
-                Err(err) if err.is_not_found() => {}
-                Err(err) => return Err(err.into()),
+            if let Some(b) = r? {
+                let at = e.buf_offset as usize;
+                let n = b.len().min(e.len as usize);
+                out[at..at + n].copy_from_slice(&b[..n]);
             }
         }
         Ok(out.freeze())
     }
 
+    /// The bytes of one extent (fewer past the object's end), or `None`
+    /// when its object does not exist: only a missing object is a hole,
+    /// never a missing pool or PG.
+    async fn read_extent(&self, e: &Extent) -> Result<Option<Bytes>, ImageError> {
+        let obj = self.data_object(e.object_no);
+        match self.io.read(obj.as_str(), e.object_offset, e.len).await {
+            Ok(b) => Ok(Some(b)),
+            Err(ClientError::ObjectNotFound { .. }) => Ok(None),
+            Err(err) => Err(err.into()),
+        }
+    }
+
     /// Writes `data` at `offset`; resolves once every replica committed.
     pub async fn write(&self, offset: u64, data: Bytes) -> Result<(), ImageError> {
-        let writes = self.extents(offset, data.len() as u64)?.map(|e| {
-            let obj = self.header.data_object(e.object_no);
+        let mut extents = self.extents(offset, data.len() as u64)?;
+        let Some(first) = extents.next() else {
+            return Ok(());
+        };
+        let Some(second) = extents.next() else {
+            return self.write_extent(&first, data).await;
+        };
+        let writes = [first, second].into_iter().chain(extents).map(|e| {
             let at = e.buf_offset as usize;
             let piece = data.slice(at..at + e.len as usize);
-            async move {
-                self.io
-                    .write(&obj, e.object_offset, piece)
-                    .await
-                    .map(|_| ())
-            }
+            async move { self.write_extent(&e, piece).await }
         });
         for r in join_all(writes).await {
             r?;
@@ -259,20 +309,26 @@ impl Image {
         Ok(())
     }
 
+    async fn write_extent(&self, e: &Extent, piece: Bytes) -> Result<(), ImageError> {
+        let obj = self.data_object(e.object_no);
+        self.io.write(obj.as_str(), e.object_offset, piece).await?;
+        Ok(())
+    }
+
     /// Frees the range: whole objects are removed, partial ranges zeroed.
     pub async fn discard(&self, offset: u64, len: u64) -> Result<(), ImageError> {
         let ob = self.header.object_bytes();
         let ops = self.extents(offset, len)?.map(|e| {
-            let obj = self.header.data_object(e.object_no);
+            let obj = self.data_object(e.object_no);
             async move {
                 if e.is_whole_object(ob) {
-                    ignore_not_found(self.io.remove(&obj).await)
+                    ignore_not_found(self.io.remove(obj.as_str()).await)
                 } else {
                     let zero = OsdOp::Zero {
                         offset: e.object_offset,
                         len: e.len,
                     };
-                    ignore_not_found(self.io.operate(&obj, vec![zero]).await.map(|_| ()))
+                    ignore_not_found(self.io.operate(obj.as_str(), vec![zero]).await.map(|_| ()))
                 }
             }
         });

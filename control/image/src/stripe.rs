@@ -53,6 +53,47 @@ pub fn object_name(prefix: &str, object_no: u64) -> String {
     format!("{prefix}.{object_no:016x}")
 }
 
+/// Longest object name [`ObjectName`] keeps on the stack (RBD's are 38
+/// bytes: `rbd_data.` + a 12-character id + `.` + 16 hex digits).
+pub const INLINE_NAME_BYTES: usize = 96;
+const HEX_DIGITS: usize = 16;
+
+/// A data object's name built without a heap allocation when it fits
+/// [`INLINE_NAME_BYTES`] (the I/O path names one object per extent).
+pub enum ObjectName {
+    Inline {
+        buf: [u8; INLINE_NAME_BYTES],
+        len: usize,
+    },
+    Heap(String),
+}
+
+impl ObjectName {
+    /// `<prefix_dot><object number as 16 hex digits>`, where `prefix_dot`
+    /// is the object prefix with its trailing `.`.
+    pub fn new(prefix_dot: &str, object_no: u64) -> ObjectName {
+        let len = prefix_dot.len() + HEX_DIGITS;
+        if len > INLINE_NAME_BYTES {
+            return ObjectName::Heap(format!("{prefix_dot}{object_no:016x}"));
+        }
+        let mut buf = [0u8; INLINE_NAME_BYTES];
+        buf[..prefix_dot.len()].copy_from_slice(prefix_dot.as_bytes());
+        for (i, b) in buf[prefix_dot.len()..len].iter_mut().enumerate() {
+            let nibble = (object_no >> (4 * (HEX_DIGITS - 1 - i))) & 0xf;
+            *b = b"0123456789abcdef"[nibble as usize];
+        }
+        ObjectName::Inline { buf, len }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            // A `str` prefix followed by ASCII digits is UTF-8.
+            ObjectName::Inline { buf, len } => std::str::from_utf8(&buf[..*len]).unwrap_or(""),
+            ObjectName::Heap(s) => s,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -83,6 +124,16 @@ mod tests {
         let whole: Vec<Extent> = extents(8192, 8192, 4096).collect();
         assert!(whole.iter().all(|e| e.is_whole_object(4096)));
         assert_eq!(object_name("nbd_data", 255), "nbd_data.00000000000000ff");
+        for n in [0, 1, 255, 0xdead_beef, u64::MAX] {
+            assert_eq!(
+                ObjectName::new("rbd_data.0123456789ab.", n).as_str(),
+                object_name("rbd_data.0123456789ab", n)
+            );
+        }
+        let long = "p".repeat(INLINE_NAME_BYTES);
+        let heap = ObjectName::new(&format!("{long}."), 3);
+        assert!(matches!(heap, ObjectName::Heap(_)));
+        assert_eq!(heap.as_str(), object_name(&long, 3));
         assert_eq!(object_count(4097, 4096), 2);
     }
 

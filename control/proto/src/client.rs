@@ -203,6 +203,37 @@ impl OsdOp {
         }
     }
 
+    /// The op's name and extent (offset, length) for descriptions, without
+    /// allocating (`describe` formats the same, with names and counts).
+    pub fn brief(&self) -> (&'static str, Option<(u64, u64)>) {
+        match self {
+            OsdOp::Read { offset, len } => ("read", Some((*offset, *len))),
+            OsdOp::Stat => ("stat", None),
+            OsdOp::GetXattr { .. } => ("getxattr", None),
+            OsdOp::GetXattrs => ("getxattrs", None),
+            OsdOp::OmapGetVals { .. } => ("omap-get-vals", None),
+            OsdOp::OmapGetValsByKeys { .. } => ("omap-get-vals-by-keys", None),
+            OsdOp::PgLs { .. } => ("pgnls", None),
+            OsdOp::PgQuery => ("query", None),
+            OsdOp::PgScrub { repair: true, .. } => ("repair", None),
+            OsdOp::PgScrub { deep: true, .. } => ("deep-scrub", None),
+            OsdOp::PgScrub { .. } => ("scrub", None),
+            OsdOp::PgListInconsistent { .. } => ("scrubls", None),
+            OsdOp::Create { .. } => ("create", None),
+            OsdOp::Write { offset, data } => ("write", Some((*offset, data.len() as u64))),
+            OsdOp::WriteFull { data } => ("writefull", Some((0, data.len() as u64))),
+            OsdOp::Append { data } => ("append", Some((0, data.len() as u64))),
+            OsdOp::Truncate { size } => ("truncate", Some((*size, 0))),
+            OsdOp::Zero { offset, len } => ("zero", Some((*offset, *len))),
+            OsdOp::Remove => ("delete", None),
+            OsdOp::SetXattr { .. } => ("setxattr", None),
+            OsdOp::RmXattr { .. } => ("rmxattr", None),
+            OsdOp::OmapSetVals { .. } => ("omap-set-vals", None),
+            OsdOp::OmapRmKeys { .. } => ("omap-rm-keys", None),
+            OsdOp::OmapClear => ("omap-clear", None),
+        }
+    }
+
     /// Ceph-style short name for op descriptions (`write 0~4096`).
     pub fn describe(&self) -> String {
         match self {
@@ -722,7 +753,7 @@ mod tests {
                 tid: 1, client: 2, nonce: 3, pgid: PgId::new(1, 2), map_epoch: 4,
                 oid: "o".into(), flags: 0, ops: sample_ops(),
             };
-            let mut b = req.to_message().payload.to_vec();
+            let mut b = req.to_message().to_vec();
             let i = flip % b.len();
             b[i] ^= 1 << bit;
             let _ = OsdOpRequest::from_message(&Message::new(CLIENT_OSD_OP, b));

@@ -45,7 +45,7 @@ pub trait Payload: Encode + Decode {
                 got: msg.msg_type,
             });
         }
-        Self::from_bytes(&msg.payload).map_err(|source| ProtoError::Decode {
+        Self::from_bytes(&msg.contiguous()).map_err(|source| ProtoError::Decode {
             what: Self::NAME,
             source,
         })

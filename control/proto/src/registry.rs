@@ -194,7 +194,7 @@ mod tests {
                 OsdMarkMeDown { target_osd: 2, epoch: 7, request_ack: true, ..Default::default() }.to_message(),
             ];
             for m in samples {
-                let mut bytes = m.payload.to_vec();
+                let mut bytes = m.to_vec();
                 if !bytes.is_empty() {
                     let i = flip % bytes.len();
                     bytes[i] ^= 1 << bit;

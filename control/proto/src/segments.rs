@@ -8,21 +8,46 @@
 //!
 //! The header records each segment's length where the segment belongs;
 //! decoding takes segments in the order the encoder put them.
+//!
+//! Nothing is copied to send one: the length and the header are encoded
+//! into one buffer (the first chunk of the message), and each segment is
+//! a chunk of its own, the caller's `Bytes` as they are
+//! ([`kalmar_msgr::Message::head_prefixed`]; the messenger writes the
+//! chunks back to back, and a receiver of a large one puts segment 0 on a
+//! block boundary). A received message is one buffer, and segments are
+//! slices of it.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use kalmar_common::encoding::{DecodeError, Decoder};
+use kalmar_msgr::message::INLINE_CHUNKS;
 use kalmar_msgr::Message;
+use smallvec::SmallVec;
+
+/// Room for the header length in front of the header buffer.
+const HEADER_LEN_BYTES: usize = 4;
+
+/// Header bytes reserved up front: what the common messages need.
+const HEADER_CAPACITY: usize = 128;
 
 /// Collects the data segments while a header is encoded.
 #[derive(Default)]
 pub struct SegmentWriter {
-    segments: Vec<Bytes>,
+    /// The header chunk (its first chunk is the header) takes one slot.
+    segments: SmallVec<[Bytes; INLINE_CHUNKS - 1]>,
     total_bytes: usize,
 }
 
 impl SegmentWriter {
     pub fn new() -> Self {
         SegmentWriter::default()
+    }
+
+    /// A buffer to encode the header into, with room for its length in
+    /// front (see [`SegmentWriter::finish`]).
+    pub fn header_buf() -> Vec<u8> {
+        let mut b = Vec::with_capacity(HEADER_CAPACITY);
+        b.extend_from_slice(&[0; HEADER_LEN_BYTES]);
+        b
     }
 
     /// Records `data` as the next segment and writes its length into the
@@ -40,16 +65,18 @@ impl SegmentWriter {
         self.total_bytes
     }
 
-    /// Builds the message: one copy of header and segments into the frame
-    /// payload (the messenger sends a payload as one buffer).
-    pub fn finish(self, msg_type: u16, header: &[u8]) -> Message {
-        let mut buf = BytesMut::with_capacity(4 + header.len() + self.total_bytes);
-        buf.put_u32_le(header.len() as u32);
-        buf.put_slice(header);
-        for s in &self.segments {
-            buf.put_slice(s);
+    /// Builds the message from `header`, a buffer from
+    /// [`SegmentWriter::header_buf`] holding the encoded header after its
+    /// reserved length: the length is filled in, the buffer becomes the
+    /// first chunk and the segments follow as they are (no copy).
+    pub fn finish(self, msg_type: u16, mut header: Vec<u8>) -> Message {
+        if header.len() < HEADER_LEN_BYTES {
+            // Not from `header_buf`: nothing encoded; an empty header.
+            header = SegmentWriter::header_buf();
         }
-        Message::new(msg_type, buf.freeze())
+        let len = (header.len() - HEADER_LEN_BYTES) as u32;
+        header[..HEADER_LEN_BYTES].copy_from_slice(&len.to_le_bytes());
+        Message::head_prefixed(msg_type, Bytes::from(header), self.segments)
     }
 }
 
@@ -136,10 +163,10 @@ impl<T: SegmentedDecode> SegmentedDecode for Vec<T> {
 
 /// Encodes a whole segmented message: header via `SegmentedEncode`.
 pub fn to_message<T: SegmentedEncode>(msg_type: u16, value: &T) -> Message {
-    let mut header = Vec::with_capacity(128);
+    let mut header = SegmentWriter::header_buf();
     let mut segs = SegmentWriter::new();
     value.encode_seg(&mut header, &mut segs);
-    segs.finish(msg_type, &header)
+    segs.finish(msg_type, header)
 }
 
 /// Decodes a segmented message of type `want` (`name` for errors).
@@ -154,7 +181,9 @@ pub fn decode_message<T: SegmentedDecode>(
             got: msg.msg_type,
         });
     }
-    from_payload(&msg.payload).map_err(|source| crate::ProtoError::Decode { what: name, source })
+    // One buffer for a received message; a local one is joined here.
+    from_payload(&msg.contiguous())
+        .map_err(|source| crate::ProtoError::Decode { what: name, source })
 }
 
 /// Decodes a whole segmented payload, refusing unclaimed bytes.
@@ -194,6 +223,39 @@ mod tests {
     }
 
     #[test]
+    fn data_segments_are_chunks_not_copies() {
+        let x = Bytes::from(vec![1u8; 4096]);
+        let y = Bytes::from(vec![2u8; 100]);
+        let m = to_message(
+            200,
+            &Two {
+                a: 9,
+                x: x.clone(),
+                y: y.clone(),
+            },
+        );
+        assert!(m.is_head_prefixed());
+        let chunks = m.chunks();
+        assert_eq!(chunks.len(), 3, "header, x, y");
+        assert_eq!(chunks[1].as_ptr(), x.as_ptr(), "x is sent as it is");
+        assert_eq!(chunks[2].as_ptr(), y.as_ptr(), "y is sent as it is");
+        // The wire layout is unchanged: [u32 header_len][header][x][y].
+        let header_len = 8 + 4 + 4;
+        let mut expected = (header_len as u32).to_le_bytes().to_vec();
+        expected.extend_from_slice(&9u64.to_le_bytes());
+        expected.extend_from_slice(&4096u32.to_le_bytes());
+        expected.extend_from_slice(&100u32.to_le_bytes());
+        expected.extend_from_slice(&x);
+        expected.extend_from_slice(&y);
+        assert_eq!(m.to_vec(), expected);
+        // Cloned for several peers: the chunks are shared.
+        let copy = m.clone();
+        assert_eq!(copy.chunks()[1].as_ptr(), x.as_ptr());
+        let back: Two = decode_message(&copy, 200, "two").expect("decodes");
+        assert_eq!((back.a, back.x, back.y), (9, x, y));
+    }
+
+    #[test]
     fn roundtrip_and_bounds() {
         let v = Two {
             a: 7,
@@ -201,13 +263,14 @@ mod tests {
             y: Bytes::new(),
         };
         let m = to_message(200, &v);
-        let back: Two = from_payload(&m.payload).expect("decodes");
+        let back: Two = from_payload(&m.contiguous()).expect("decodes");
         assert_eq!((back.a, &back.x[..], back.y.len()), (7, &b"hello"[..], 0));
         // Extra data bytes are refused, as are short ones.
-        let mut longer = m.payload.to_vec();
+        let mut longer = m.to_vec();
         longer.push(1);
         assert!(from_payload::<Two>(&Bytes::from(longer)).is_err());
-        let shorter = m.payload.slice(..m.payload.len() - 1);
+        let payload = m.contiguous().into_owned();
+        let shorter = payload.slice(..payload.len() - 1);
         assert!(from_payload::<Two>(&shorter).is_err());
         assert!(from_payload::<Two>(&Bytes::from_static(&[255, 255, 255, 255])).is_err());
     }

@@ -16,7 +16,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::FutureExt;
 use kalmar_common::perf::PerfCounters;
-use kalmar_objectstore::device::{aligned_bytes, AlignedBuf};
+use kalmar_io::{aligned_bytes, AlignedBuf};
 use tokio::sync::watch;
 
 use super::stream::NbdStream;
