@@ -1,11 +1,19 @@
 //! The block allocator of the data area: pure logic over bitmaps.
 //!
 //! Two bitmaps: `used` is the committed allocation state (what the
-//! database records, segment by segment), `busy` is what the allocator must
-//! not hand out: used blocks plus blocks freed by committed transactions
-//! that are not yet checkpointed. A freed block becomes reusable only when
-//! the journal has been trimmed past the transaction that freed it: until
-//! then a replay could still write deferred data into it.
+//! database records, segment by segment, at each checkpoint), `busy` is
+//! what the allocator must not hand out: used blocks, blocks handed to
+//! transactions not yet committed, and blocks freed by committed
+//! transactions that are not yet checkpointed. A freed block becomes
+//! reusable only when the journal zone that freed it has been trimmed past
+//! the freeing record: until then a replay could still write deferred data
+//! into it.
+//!
+//! The life of a block: [`Allocator::allocate`] (busy) while a transaction
+//! is prepared; [`Allocator::commit_alloc`] (used) once its record is
+//! durable, or [`Allocator::unallocate`] if it never commits;
+//! [`Allocator::free`] (not used, still busy) when a durable record drops
+//! it; [`Allocator::release_through`] (free) after the checkpoint.
 
 use std::collections::BTreeSet;
 
@@ -28,8 +36,8 @@ pub struct Allocator {
     total_blocks: u64,
     used: Vec<u64>,
     busy: Vec<u64>,
-    /// (journal seq of the freeing record, extent), in seq order.
-    pending: Vec<(u64, Extent)>,
+    /// Per journal zone: (seq of the freeing record, extent), in seq order.
+    pending: std::collections::BTreeMap<usize, Vec<(u64, Extent)>>,
     cursor: u64,
     used_blocks: u64,
     busy_blocks: u64,
@@ -57,7 +65,7 @@ impl Allocator {
             total_blocks,
             used: vec![0; words],
             busy: vec![0; words],
-            pending: Vec::new(),
+            pending: Default::default(),
             cursor: 0,
             used_blocks: 0,
             busy_blocks: 0,
@@ -211,7 +219,8 @@ impl Allocator {
         None
     }
 
-    /// Allocates `n` blocks, contiguous when possible, else in pieces.
+    /// Hands out `n` blocks (busy, not yet used), contiguous when
+    /// possible, else in pieces.
     pub fn allocate(&mut self, n: u64) -> Result<Vec<Extent>, StoreError> {
         if n == 0 {
             return Ok(Vec::new());
@@ -227,7 +236,7 @@ impl Allocator {
             .or_else(|| self.find_run(0, self.total_blocks, n));
         if let Some(s) = start {
             let e = Extent { start: s, len: n };
-            self.mark(e, true, true);
+            self.set_busy(e, true);
             self.cursor = (s + n) % self.total_blocks.max(1);
             return Ok(vec![e]);
         }
@@ -248,30 +257,104 @@ impl Allocator {
             scanned += 1;
         }
         for e in &out {
-            self.mark(*e, true, true);
+            self.set_busy(*e, true);
         }
         self.cursor = b;
         Ok(out)
     }
 
-    /// Undoes an allocation that never committed.
+    fn set_busy(&mut self, e: Extent, busy: bool) {
+        for b in e.start..e.start + e.len {
+            if bit(&self.busy, b) != busy {
+                set_bit(&mut self.busy, b, busy);
+                if busy {
+                    self.busy_blocks += 1;
+                } else {
+                    self.busy_blocks -= 1;
+                }
+            }
+        }
+    }
+
+    /// Takes back blocks handed out for a transaction that never commits.
     pub fn unallocate(&mut self, e: Extent) {
-        self.mark(e, false, false);
+        debug_assert!(
+            (e.start..e.start + e.len).all(|b| !bit(&self.used, b)),
+            "unallocating committed blocks {e:?}"
+        );
+        self.set_busy(e, false);
     }
 
-    /// Frees an extent in a transaction of journal record `seq`: no longer
-    /// used, but busy until [`Allocator::release_through`] covers `seq`.
-    pub fn free(&mut self, e: Extent, seq: u64) {
+    /// Records blocks as used: their transaction's record is durable.
+    pub fn commit_alloc(&mut self, e: Extent) {
+        debug_assert!(
+            (e.start..e.start + e.len).all(|b| bit(&self.busy, b)),
+            "committing blocks {e:?} that were not handed out"
+        );
+        self.mark(e, true, true);
+    }
+
+    /// Records blocks as no longer used by durable record `seq` of journal
+    /// zone `zone`: they stay busy until [`Allocator::release_through`]
+    /// covers it.
+    pub fn free(&mut self, e: Extent, zone: usize, seq: u64) {
         self.mark(e, false, true);
-        self.pending.push((seq, e));
+        self.pending.entry(zone).or_default().push((seq, e));
     }
 
-    /// Makes blocks freed by records up to `seq` allocatable (after a
-    /// checkpoint trimmed the journal past them).
-    pub fn release_through(&mut self, seq: u64) {
-        let n = self.pending.partition_point(|(s, _)| *s <= seq);
-        let released: Vec<(u64, Extent)> = self.pending.drain(..n).collect();
-        for (_, e) in released {
+    /// Replays an allocation of a journal record (mount).
+    pub fn replay_alloc(&mut self, e: Extent) -> Result<(), StoreError> {
+        self.check_extent(e)?;
+        self.mark(e, true, true);
+        Ok(())
+    }
+
+    /// Replays a free of a journal record (mount): busy until
+    /// [`Allocator::release_all`].
+    pub fn replay_free(&mut self, e: Extent) -> Result<(), StoreError> {
+        self.check_extent(e)?;
+        self.mark(e, false, true);
+        self.pending.entry(usize::MAX).or_default().push((0, e));
+        Ok(())
+    }
+
+    fn check_extent(&self, e: Extent) -> Result<(), StoreError> {
+        if e.len == 0
+            || e.start
+                .checked_add(e.len)
+                .is_none_or(|end| end > self.total_blocks)
+        {
+            return Err(StoreError::corrupt(
+                "journal record",
+                format!(
+                    "extent {e:?} outside the data area of {} blocks",
+                    self.total_blocks
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Makes blocks freed by records of `zone` up to `seq` allocatable
+    /// (after a checkpoint trimmed the zone past them).
+    pub fn release_through(&mut self, zone: usize, seq: u64) {
+        let Some(list) = self.pending.get_mut(&zone) else {
+            return;
+        };
+        let n = list.partition_point(|(s, _)| *s <= seq);
+        let released: Vec<(u64, Extent)> = list.drain(..n).collect();
+        self.release(released.into_iter().map(|(_, e)| e));
+    }
+
+    /// Makes every freed block allocatable (a checkpoint trimmed every
+    /// zone, as at the end of mount).
+    pub fn release_all(&mut self) {
+        let all = std::mem::take(&mut self.pending);
+        self.release(all.into_values().flatten().map(|(_, e)| e));
+    }
+
+    fn release(&mut self, extents: impl Iterator<Item = Extent>) {
+        for e in extents {
             for b in e.start..e.start + e.len {
                 // A block freed, released... cannot be reallocated before
                 // its release; if it is used here, it was freed twice.
@@ -294,15 +377,26 @@ mod tests {
         let mut a = Allocator::new(100);
         let e = a.allocate(10).expect("alloc");
         assert_eq!(e, vec![Extent { start: 0, len: 10 }]);
+        assert_eq!(
+            (a.used_blocks(), a.free_blocks()),
+            (0, 90),
+            "busy, not used"
+        );
+        a.commit_alloc(e[0]);
         let e2 = a.allocate(80).expect("alloc");
         assert_eq!(e2, vec![Extent { start: 10, len: 80 }]);
-        a.free(Extent { start: 0, len: 5 }, 1);
-        a.free(Extent { start: 50, len: 5 }, 2);
+        a.commit_alloc(e2[0]);
+        a.free(Extent { start: 0, len: 5 }, 0, 1);
+        a.free(Extent { start: 50, len: 5 }, 1, 2);
         assert_eq!(a.free_blocks(), 10, "freed blocks wait for a checkpoint");
         assert!(a.allocate(11).is_err());
-        a.release_through(1);
+        a.release_through(0, 1);
         assert_eq!(a.free_blocks(), 15);
-        a.release_through(2);
+        a.release_through(0, 5);
+        assert_eq!(a.free_blocks(), 15, "zone 1's frees are not zone 0's");
+        a.release_through(1, 2);
+        let uncommitted = a.allocate(3).expect("alloc");
+        a.unallocate(uncommitted[0]);
         let frag = a.allocate(20).expect("fragments");
         assert_eq!(frag.iter().map(|e| e.len).sum::<u64>(), 20);
         assert_eq!(a.free_blocks(), 0);
@@ -312,7 +406,9 @@ mod tests {
     #[test]
     fn segments_roundtrip() {
         let mut a = Allocator::new(SEGMENT_BLOCKS * 2 + 5);
-        a.allocate(SEGMENT_BLOCKS + 3).expect("alloc");
+        for e in a.allocate(SEGMENT_BLOCKS + 3).expect("alloc") {
+            a.commit_alloc(e);
+        }
         let dirty = a.take_dirty();
         assert_eq!(dirty, vec![0, 1]);
         let mut b = Allocator::new(SEGMENT_BLOCKS * 2 + 5);
@@ -337,6 +433,7 @@ mod tests {
                     0 => if let Ok(es) = a.allocate(n) {
                         prop_assert_eq!(es.iter().map(|e| e.len).sum::<u64>(), n);
                         for e in es {
+                            a.commit_alloc(e);
                             for b in e.start..e.start + e.len {
                                 prop_assert!(!model[b as usize], "block {} handed out twice", b);
                                 prop_assert!(!pending[b as usize], "block {} reused before its release", b);
@@ -347,14 +444,14 @@ mod tests {
                     },
                     1 => if let Some(e) = owned.pop() {
                         seq += 1;
-                        a.free(e, seq);
+                        a.free(e, 0, seq);
                         for b in e.start..e.start + e.len {
                             model[b as usize] = false;
                             pending[b as usize] = true;
                         }
                     },
                     _ => {
-                        a.release_through(seq);
+                        a.release_through(0, seq);
                         pending.iter_mut().for_each(|p| *p = false);
                     }
                 }

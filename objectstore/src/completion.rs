@@ -1,14 +1,20 @@
 //! A one-shot result that can be awaited (any executor) or waited for
 //! (blocking): the shape of [`Commit`] and of the async reads.
+//!
+//! A completion is a slot that the store fills, or a future that ends in
+//! one (a commit waiting for admission). With inline driving, waiting for
+//! it drives the store's engines on the waiting thread.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::Thread;
 
 use parking_lot::{Condvar, Mutex};
 
 use crate::error::StoreError;
+use crate::store::InlineDriver;
 
 struct State<T> {
     value: Option<Result<T, StoreError>>,
@@ -20,19 +26,29 @@ struct Slot<T> {
     ready: Condvar,
 }
 
+type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send>>;
+
+enum Inner<T> {
+    Slot(Arc<Slot<T>>),
+    Future(BoxFuture<T>),
+}
+
 /// The receiving side: a `Future` and a blocking [`Completion::wait`].
 #[must_use = "a completion does nothing unless awaited or waited for"]
 pub struct Completion<T> {
-    slot: Arc<Slot<T>>,
+    inner: Inner<T>,
+    /// Inline driving: waiting drives the store.
+    driver: Option<Arc<InlineDriver>>,
 }
 
 /// The sending side. Dropping it without completing resolves the
 /// completion with an error, so no waiter can hang.
-pub(crate) struct Completer<T> {
+pub struct Completer<T> {
     slot: Option<Arc<Slot<T>>>,
 }
 
-pub(crate) fn pair<T>() -> (Completer<T>, Completion<T>) {
+/// A completer and the completion it resolves.
+pub fn pair<T>() -> (Completer<T>, Completion<T>) {
     let slot = Arc::new(Slot {
         state: Mutex::new(State {
             value: None,
@@ -44,7 +60,10 @@ pub(crate) fn pair<T>() -> (Completer<T>, Completion<T>) {
         Completer {
             slot: Some(slot.clone()),
         },
-        Completion { slot },
+        Completion {
+            inner: Inner::Slot(slot),
+            driver: None,
+        },
     )
 }
 
@@ -81,7 +100,16 @@ impl<T> Drop for Completer<T> {
     }
 }
 
-impl<T> Completion<T> {
+/// Wakes a thread parked in [`Completion::wait`].
+struct Unpark(Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+impl<T: Send + 'static> Completion<T> {
     /// An already completed value.
     pub fn ready(value: Result<T, StoreError>) -> Completion<T> {
         let (tx, rx) = pair();
@@ -89,34 +117,90 @@ impl<T> Completion<T> {
         rx
     }
 
+    /// A completion that is the result of `f`.
+    pub(crate) fn from_future(
+        f: impl Future<Output = Result<T, StoreError>> + Send + 'static,
+    ) -> Completion<T> {
+        Completion {
+            inner: Inner::Future(Box::pin(f)),
+            driver: None,
+        }
+    }
+
+    /// Waiting for it drives `d` (inline driving).
+    pub(crate) fn driven_by(mut self, d: Arc<InlineDriver>) -> Completion<T> {
+        self.driver = Some(d);
+        self
+    }
+
     /// Blocks the calling thread until the result is there.
-    pub fn wait(self) -> Result<T, StoreError> {
-        let mut st = self.slot.state.lock();
+    pub fn wait(mut self) -> Result<T, StoreError> {
+        if let Some(d) = self.driver.take() {
+            return self.wait_driving(&d);
+        }
+        if let Inner::Slot(slot) = &self.inner {
+            let mut st = slot.state.lock();
+            loop {
+                if let Some(v) = st.value.take() {
+                    return v;
+                }
+                // No timeout: `fill` sets the value under this lock.
+                slot.ready.wait(&mut st);
+            }
+        }
+        let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+        let mut cx = Context::from_waker(&waker);
         loop {
-            if let Some(v) = st.value.take() {
+            if let Poll::Ready(v) = Pin::new(&mut self).poll(&mut cx) {
                 return v;
             }
-            self.slot.ready.wait(&mut st);
+            std::thread::park();
+        }
+    }
+
+    /// Polls, driving the store's engines while the result is not there.
+    fn wait_driving(mut self, d: &InlineDriver) -> Result<T, StoreError> {
+        let waker = Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        loop {
+            if let Poll::Ready(v) = Pin::new(&mut self).poll(&mut cx) {
+                return v;
+            }
+            if !d.step() {
+                // Nothing can move: the store stopped under us.
+                if let Some(reason) = d.sh.poisoned() {
+                    return Err(StoreError::Poisoned(reason));
+                }
+                std::thread::yield_now();
+            }
         }
     }
 
     /// True once the result is there (it is not consumed).
     pub fn is_ready(&self) -> bool {
-        self.slot.state.lock().value.is_some()
+        match &self.inner {
+            Inner::Slot(slot) => slot.state.lock().value.is_some(),
+            Inner::Future(_) => false,
+        }
     }
 }
 
 impl<T> Future for Completion<T> {
     type Output = Result<T, StoreError>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut st = self.slot.state.lock();
-        match st.value.take() {
-            Some(v) => Poll::Ready(v),
-            None => {
-                st.waker = Some(cx.waker().clone());
-                Poll::Pending
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.inner {
+            Inner::Slot(slot) => {
+                let mut st = slot.state.lock();
+                match st.value.take() {
+                    Some(v) => Poll::Ready(v),
+                    None => {
+                        st.waker = Some(cx.waker().clone());
+                        Poll::Pending
+                    }
+                }
             }
+            Inner::Future(f) => f.as_mut().poll(cx),
         }
     }
 }
@@ -151,5 +235,14 @@ mod tests {
         let (tx, rx) = pair::<u32>();
         drop(tx);
         assert!(matches!(rx.wait(), Err(StoreError::Poisoned(_))));
+
+        // A future-backed completion waits for its inner slot, from a
+        // thread or an executor.
+        let (tx, inner) = pair::<u32>();
+        let c = Completion::from_future(async move { inner.await.map(|v| v + 1) });
+        let t = std::thread::spawn(move || c.wait());
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        tx.complete(Ok(41));
+        assert_eq!(t.join().expect("join"), Ok(42));
     }
 }

@@ -46,9 +46,10 @@ pub enum StoreError {
     #[error("{path} does not hold a Kalmar object store (bad label: {detail}); run mkfs first")]
     NotAStore { path: PathBuf, detail: String },
     #[error(
-        "{path} was formatted with on-disk format version {found}; this build reads up to {supported}: upgrade Kalmar"
+        "{path} was formatted with on-disk format version {found}; this build reads only version {supported} \
+         (a newer store needs a newer Kalmar; an older one must be recreated with mkfs after moving its data)"
     )]
-    NewerFormat {
+    OtherFormat {
         path: PathBuf,
         found: u32,
         supported: u32,
@@ -115,8 +116,6 @@ pub enum StoreError {
     NoSpace { needed_bytes: u64, free_bytes: u64 },
     #[error("transaction too large: {bytes} bytes of journal record, the limit is {limit}")]
     TooLarge { bytes: u64, limit: u64 },
-    #[error("too many transactions queued ({limit}); wait for commits before queueing more")]
-    Throttled { limit: usize },
     #[error("the store stopped accepting writes after a failure: {0}; remount it")]
     Poisoned(String),
     #[error("the store is unmounted")]

@@ -1,4 +1,6 @@
-//! Consistency check of a mounted store, on one database snapshot.
+//! Consistency check of a mounted store, over one consistent view of its
+//! committed metadata (the engines' layers above the database) and its
+//! allocator.
 //!
 //! Finds objects in missing collections, duplicate object ids, metadata
 //! hanging off no object (dangling), mappings past an object's size or the
@@ -18,7 +20,7 @@ use crate::error::StoreError;
 use crate::keys;
 use crate::kv::KvRead;
 use crate::layout::BLOCK_SIZE;
-use crate::onode::{Onode, Shard, StoreStats, SHARD_BLOCKS};
+use crate::onode::{Onode, Shard, SHARD_BLOCKS};
 use crate::store::Shared;
 
 /// Problems listed in full; beyond this only counted.
@@ -70,11 +72,25 @@ struct LiveObject {
 
 /// Runs the check; see the module documentation.
 pub(crate) fn run(sh: &Shared, deep: bool) -> Result<FsckReport, StoreError> {
+    let (r, to_verify) = sh.with_global_view(|snap| check_metadata(sh, snap, deep))?;
+    let mut r = r;
+    if deep {
+        verify_blocks(sh, &to_verify, &mut r)?;
+    }
+    Ok(r)
+}
+
+type ToVerify = Vec<(u64, u32, String)>;
+
+fn check_metadata(
+    sh: &Shared,
+    snap: &dyn KvRead,
+    deep: bool,
+) -> Result<(FsckReport, ToVerify), StoreError> {
     let mut r = FsckReport {
         deep,
         ..FsckReport::default()
     };
-    let snap = sh.kv.snapshot();
     let total_blocks = sh.layout.data_blocks();
     let words = total_blocks.div_ceil(64) as usize;
 
@@ -184,6 +200,22 @@ pub(crate) fn run(sh: &Shared, deep: bool) -> Result<FsckReport, StoreError> {
         true
     })?;
 
+    for prefix in [keys::P_LOG_CHUNK, keys::P_LOG_TRIM] {
+        snap.scan(&[prefix], &[prefix + 1], &mut |k, _| {
+            match keys::parse_log_key(k) {
+                Some(c) if colls.contains(&c) => {}
+                Some(c) => {
+                    r.dangling_keys += 1;
+                    r.problem(format!(
+                        "{} of collection {c}, which does not exist",
+                        keys::describe(k)
+                    ));
+                }
+                None => r.problem(format!("bad log key {k:02x?}")),
+            }
+            true
+        })?;
+    }
     for (prefix, what) in [
         (keys::P_OMAP, "omap entry"),
         (keys::P_OMAP_HEADER, "omap header"),
@@ -201,32 +233,25 @@ pub(crate) fn run(sh: &Shared, deep: bool) -> Result<FsckReport, StoreError> {
         })?;
     }
 
+    // The committed allocation state (the database has it only as of the
+    // last checkpoint).
     let mut marked = vec![0u64; words];
-    snap.scan(&[keys::P_BITMAP], &[keys::P_BITMAP + 1], &mut |k, v| {
-        let Some((_, seg, _)) = keys::parse_nid_key(k) else {
-            r.problem(format!("bad bitmap key {k:02x?}"));
-            return true;
-        };
-        for (i, chunk) in v.chunks_exact(8).enumerate() {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(chunk);
-            let w = u64::from_le_bytes(a);
-            let first = seg * SEGMENT_BLOCKS + i as u64 * 64;
-            for j in 0..64 {
-                if w >> j & 1 == 1 {
-                    if first + j >= total_blocks {
-                        r.problem(format!(
-                            "bitmap marks block {} past the data area",
-                            first + j
-                        ));
-                    } else {
+    {
+        let a = sh.alloc.lock();
+        for seg in 0..a.segments() {
+            for (i, chunk) in a.segment_bytes(seg).chunks_exact(8).enumerate() {
+                let mut w8 = [0u8; 8];
+                w8.copy_from_slice(chunk);
+                let w = u64::from_le_bytes(w8);
+                let first = seg * SEGMENT_BLOCKS + i as u64 * 64;
+                for j in 0..64 {
+                    if w >> j & 1 == 1 && first + j < total_blocks {
                         set(&mut marked, first + j);
                     }
                 }
             }
         }
-        true
-    })?;
+    }
     for w in 0..words {
         let (used, mark) = (usage[w], marked[w]);
         for (mask, leaked) in [(mark & !used, true), (used & !mark, false)] {
@@ -247,39 +272,20 @@ pub(crate) fn run(sh: &Shared, deep: bool) -> Result<FsckReport, StoreError> {
         }
     }
 
-    match snap
-        .get(keys::STORE_STATS)?
-        .map(|v| StoreStats::from_bytes(&v))
-    {
-        Some(Ok(s)) => {
-            if s.num_objects != r.objects || s.stored_bytes != stored {
-                r.problem(format!(
-                    "store stats say {} objects / {} bytes, found {} / {stored}",
-                    s.num_objects, s.stored_bytes, r.objects
-                ));
-            }
-        }
-        _ => r.problem("store stats missing or corrupt".into()),
+    let st = sh.statfs();
+    if st.num_objects != r.objects || st.stored_bytes != stored {
+        r.problem(format!(
+            "store stats say {} objects / {} bytes, found {} / {stored}",
+            st.num_objects, st.stored_bytes, r.objects
+        ));
     }
-    match snap.get(keys::STORE_NEXT_NID)? {
-        Some(v) if v.len() == 8 => {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(&v);
-            if u64::from_le_bytes(a) <= max_nid {
-                r.problem(format!(
-                    "next object id {} is not above the largest in use {max_nid}",
-                    u64::from_le_bytes(a)
-                ));
-            }
-        }
-        _ => r.problem("next object id missing or corrupt".into()),
+    let next_nid = sh.next_nid.load(std::sync::atomic::Ordering::Relaxed);
+    if next_nid <= max_nid {
+        r.problem(format!(
+            "next object id {next_nid} is not above the largest in use {max_nid}"
+        ));
     }
-    drop(snap);
-
-    if deep {
-        verify_blocks(sh, &to_verify, &mut r)?;
-    }
-    Ok(r)
+    Ok((r, to_verify))
 }
 
 /// Reads every mapped block (pending ones from the overlay) and checks it.
@@ -293,7 +299,7 @@ fn verify_blocks(
         let mut ops = Vec::new();
         let mut which = Vec::new();
         for (i, (phys, csum, _)) in chunk.iter().enumerate() {
-            match sh.overlay.get(*phys) {
+            match sh.engines.iter().find_map(|e| e.overlay.get(*phys)) {
                 Some(p) if p.csum == *csum => {
                     let computed = crc32c::crc32c(p.data());
                     if computed != *csum {

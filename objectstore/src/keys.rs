@@ -8,6 +8,8 @@
 //! | `M`    | nid (be64), omap key                  | omap value               |
 //! | `H`    | nid (be64)                            | omap header              |
 //! | `B`    | bitmap segment index (be64)           | allocation bitmap words  |
+//! | `G`    | u8 len(coll), coll, last key (be128)  | collection log chunk     |
+//! | `T`    | collection id                         | collection log trim point|
 //! | `S`    | name                                  | store-wide values        |
 //!
 //! Objects are keyed by name once (`O`); everything else hangs off the
@@ -24,10 +26,13 @@ pub const P_OMAP: u8 = b'M';
 pub const P_OMAP_HEADER: u8 = b'H';
 pub const P_BITMAP: u8 = b'B';
 pub const P_STORE: u8 = b'S';
+pub const P_LOG_CHUNK: u8 = b'G';
+pub const P_LOG_TRIM: u8 = b'T';
 
 pub const STORE_KV_INSTANCE: &[u8] = b"Skv_instance";
-pub const STORE_NEXT_NID: &[u8] = b"Snext_nid";
-pub const STORE_STATS: &[u8] = b"Sstats";
+/// The checkpoint record (`crate::checkpoint::CheckpointRecord`): how far
+/// the journal is in the database, the store counters, the next object id.
+pub const STORE_CHECKPOINT: &[u8] = b"Scheckpoint";
 
 pub fn collection(c: &CollectionId) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + c.as_str().len());
@@ -123,6 +128,51 @@ pub fn bitmap_segment(seg: u64) -> Vec<u8> {
     k
 }
 
+fn log_chunk_prefix(c: &CollectionId) -> Vec<u8> {
+    let s = c.as_str().as_bytes();
+    let mut k = Vec::with_capacity(2 + s.len() + 16);
+    k.push(P_LOG_CHUNK);
+    // Collection ids are at most 255 bytes (checked by CollectionId).
+    k.push(s.len() as u8);
+    k.extend_from_slice(s);
+    k
+}
+
+/// The chunk of collection `c`'s log whose last entry has key `last`.
+pub fn log_chunk(c: &CollectionId, last: u128) -> Vec<u8> {
+    let mut k = log_chunk_prefix(c);
+    k.extend_from_slice(&last.to_be_bytes());
+    k
+}
+
+/// `[start, end)` covering every chunk of collection `c`'s log.
+pub fn log_chunk_range(c: &CollectionId) -> (Vec<u8>, Vec<u8>) {
+    let p = log_chunk_prefix(c);
+    let end = prefix_end(&p);
+    (p, end)
+}
+
+/// The trim point of collection `c`'s log.
+pub fn log_trim(c: &CollectionId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + c.as_str().len());
+    k.push(P_LOG_TRIM);
+    k.extend_from_slice(c.as_str().as_bytes());
+    k
+}
+
+/// The collection of a log chunk or trim key.
+pub fn parse_log_key(key: &[u8]) -> Option<CollectionId> {
+    let name = match *key.first()? {
+        P_LOG_CHUNK => {
+            let n = *key.get(1)? as usize;
+            key.get(2..2 + n)?
+        }
+        P_LOG_TRIM => key.get(1..)?,
+        _ => return None,
+    };
+    CollectionId::new(std::str::from_utf8(name).ok()?).ok()
+}
+
 /// The smallest key greater than every key starting with `prefix`.
 pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();
@@ -163,6 +213,11 @@ pub fn describe(key: &[u8]) -> String {
             format!("bitmap segment {}", u64::from_be_bytes(a))
         }
         Some(&P_STORE) => format!("store {}", String::from_utf8_lossy(&key[1..])),
+        Some(&P_LOG_CHUNK) => match parse_log_key(key) {
+            Some(c) => format!("log chunk of {c}"),
+            None => "bad log chunk key".into(),
+        },
+        Some(&P_LOG_TRIM) => format!("log trim point of {}", String::from_utf8_lossy(&key[1..])),
         _ => format!("unknown key {key:02x?}"),
     }
 }

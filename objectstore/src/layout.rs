@@ -4,21 +4,32 @@
 //! block 0        label       magic, format version, fsid, osd uuid, sizes
 //! block 1, 2     superblock  two copies, written alternately (highest valid
 //!                            sb_seq wins), so a torn write cannot lose both
-//! 1 MiB ..       journal     circular log of records (see `journal`)
+//! 1 MiB ..       journal     divided into zones, one per commit engine;
+//!                            each a circular log of records (see `journal`)
 //! .. end         data area   object data in BLOCK_SIZE blocks
 //! ```
+//!
+//! The journal is addressed in sectors of `Label::journal_sector` bytes
+//! (the device's direct-I/O granularity, 512 on most devices), so a small
+//! record (header and metadata) costs one sector, not a whole block. The
+//! number of zones is chosen at each mount (the superblock records the
+//! division the last mount used; replay follows it, and the checkpoint that
+//! ends a mount leaves every zone empty, so the next mount may divide the
+//! journal differently).
 //!
 //! Every structure carries a magic, a version and a crc32c, and is checked on
 //! read before anything in it is trusted.
 
+use bytemuck::{Pod, Zeroable};
 use kalmar_common::encoding::{Decode, DecodeError, Encode};
 use kalmar_common::impl_versioned;
 use uuid::Uuid;
 
-/// The unit of allocation, checksumming and I/O alignment.
+/// The unit of allocation, checksumming and data I/O.
 pub const BLOCK_SIZE: u64 = 4096;
-/// The on-disk format this build writes and the newest it reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The on-disk format this build writes and the only one it reads.
+/// Version 1 had a single block-granular journal.
+pub const FORMAT_VERSION: u32 = 2;
 
 pub const LABEL_MAGIC: [u8; 8] = *b"KLMR_OSL";
 pub const SUPERBLOCK_MAGIC: [u8; 8] = *b"KLMR_OSS";
@@ -31,11 +42,23 @@ pub const ZONE_ALIGN: u64 = 1 << 20;
 pub const MIN_JOURNAL_BYTES: u64 = 1 << 20;
 pub const MAX_JOURNAL_BYTES: u64 = 1 << 30;
 pub const MIN_DATA_BYTES: u64 = 1 << 20;
+/// Smallest and largest journal sector a store accepts.
+pub const MIN_SECTOR: u32 = 512;
+pub const MAX_SECTOR: u32 = BLOCK_SIZE as u32;
+/// Most journal zones (commit engines) a mount may use.
+pub const MAX_ZONES: usize = 64;
+/// Smallest journal zone, in bytes: a zone must hold a few records of the
+/// largest ordinary batch.
+pub const MIN_ZONE_BYTES: u64 = 256 << 10;
 
 const _: () = assert!(BLOCK_SIZE.is_power_of_two());
 const _: () = assert!(ZONE_ALIGN.is_multiple_of(BLOCK_SIZE));
 const _: () = assert!(SUPERBLOCK_OFFSETS[1] + BLOCK_SIZE <= ZONE_ALIGN);
-const _: () = assert!(RECORD_HEADER_BYTES as u64 <= BLOCK_SIZE);
+const _: () = assert!(RECORD_HEADER_BYTES <= MIN_SECTOR as usize);
+const _: () = assert!(std::mem::size_of::<RawRecordHeader>() == RECORD_HEADER_BYTES);
+// The raw header is read and written as the machine's integers.
+#[cfg(not(target_endian = "little"))]
+compile_error!("the on-disk structs are little-endian; this target is not");
 
 pub fn align_up(v: u64, a: u64) -> u64 {
     v.div_ceil(a) * a
@@ -54,6 +77,16 @@ pub struct Layout {
     pub journal_bytes: u64,
     pub data_offset: u64,
     pub data_bytes: u64,
+    /// The journal's addressing unit in bytes.
+    pub sector: u64,
+}
+
+/// One journal zone: `[start, start + sectors)`, in sectors from the start
+/// of the journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ZoneRange {
+    pub start: u64,
+    pub sectors: u64,
 }
 
 impl Layout {
@@ -68,8 +101,12 @@ impl Layout {
         ZONE_ALIGN + MIN_JOURNAL_BYTES + MIN_DATA_BYTES
     }
 
-    /// Computes the zones; `None` when the device is too small.
-    pub fn compute(device_bytes: u64, journal_bytes: u64) -> Option<Layout> {
+    /// Computes the zones; `None` when the device is too small or the
+    /// sector is not a power of two in [`MIN_SECTOR`, `MAX_SECTOR`].
+    pub fn compute(device_bytes: u64, journal_bytes: u64, sector: u32) -> Option<Layout> {
+        if !sector.is_power_of_two() || !(MIN_SECTOR..=MAX_SECTOR).contains(&sector) {
+            return None;
+        }
         let journal_bytes = align_up(journal_bytes.max(MIN_JOURNAL_BYTES), ZONE_ALIGN);
         let journal_offset = ZONE_ALIGN;
         let data_offset = journal_offset + journal_bytes;
@@ -83,6 +120,7 @@ impl Layout {
             journal_bytes,
             data_offset,
             data_bytes: end - data_offset,
+            sector: sector as u64,
         })
     }
 
@@ -90,8 +128,32 @@ impl Layout {
         self.data_bytes / BLOCK_SIZE
     }
 
-    pub fn journal_blocks(&self) -> u64 {
-        self.journal_bytes / BLOCK_SIZE
+    pub fn journal_sectors(&self) -> u64 {
+        self.journal_bytes / self.sector
+    }
+
+    /// Most zones the journal can be divided into.
+    pub fn max_zones(&self) -> usize {
+        ((self.journal_bytes / MIN_ZONE_BYTES) as usize).clamp(1, MAX_ZONES)
+    }
+
+    /// Zone `i` of a division into `n` equal zones (the last one takes the
+    /// remainder).
+    pub fn zone(&self, i: usize, n: usize) -> ZoneRange {
+        let n = n.max(1) as u64;
+        let each = self.journal_sectors() / n;
+        let start = each * i as u64;
+        let sectors = if i as u64 + 1 == n {
+            self.journal_sectors() - start
+        } else {
+            each
+        };
+        ZoneRange { start, sectors }
+    }
+
+    /// Device offset of a journal sector.
+    pub fn journal_sector_offset(&self, sector: u64) -> u64 {
+        self.journal_offset + sector * self.sector
     }
 
     /// Device offset of a data-area block.
@@ -119,43 +181,56 @@ pub struct Label {
     /// Absolute path of the metadata directory chosen at mkfs.
     pub kv_path_hint: String,
     pub created_unix_secs: u64,
+    /// The journal's addressing unit: the device's direct-I/O granularity
+    /// at mkfs.
+    pub journal_sector: u32,
 }
-impl_versioned!(Label, "objectstore label", version = 1, compat = 1, {
+impl_versioned!(Label, "objectstore label", version = 2, compat = 2, {
     fsid, osd_uuid, device_bytes, block_size, journal_offset, journal_bytes, data_offset,
-    journal_nonce, kv_instance, kv_path_hint, created_unix_secs
+    journal_nonce, kv_instance, kv_path_hint, created_unix_secs, journal_sector
 });
 
 impl Label {
     pub fn layout(&self) -> Option<Layout> {
-        let l = Layout::compute(self.device_bytes, self.journal_bytes)?;
+        let l = Layout::compute(self.device_bytes, self.journal_bytes, self.journal_sector)?;
         (l.journal_offset == self.journal_offset && l.data_offset == self.data_offset).then_some(l)
     }
 }
+
+/// Where one journal zone's live records start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct ZoneStart {
+    /// Sector of the first live record, relative to the zone's start.
+    pub pos: u64,
+    /// Sequence number of that record (each zone numbers its own).
+    pub seq: u64,
+}
+impl_versioned!(ZoneStart, "journal zone start", version = 1, compat = 1, { pos, seq });
 
 /// The superblock's versioned body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Superblock {
     /// Incremented on every write; the valid copy with the highest wins.
     pub sb_seq: u64,
-    /// Block of the first live journal record, relative to the journal zone.
-    pub journal_start_pos: u64,
-    /// Sequence number of that record.
-    pub journal_start_seq: u64,
     /// Incremented on every mount; records carry the generation that wrote
     /// them and replay refuses a record older than its predecessor.
     pub generation: u64,
     pub clean_umount: bool,
     pub osd_uuid: Uuid,
+    /// The journal's division into zones, and where each one's live records
+    /// start.
+    pub zones: Vec<ZoneStart>,
 }
-impl_versioned!(Superblock, "objectstore superblock", version = 1, compat = 1, {
-    sb_seq, journal_start_pos, journal_start_seq, generation, clean_umount, osd_uuid
+impl_versioned!(Superblock, "objectstore superblock", version = 2, compat = 2, {
+    sb_seq, generation, clean_umount, osd_uuid, zones
 });
 
 /// Why a label or superblock block was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BlockCheck {
     BadMagic,
-    NewerFormat(u32),
+    /// Written by a format this build does not read (older or newer).
+    OtherFormat(u32),
     Corrupt(String),
 }
 
@@ -163,7 +238,7 @@ impl std::fmt::Display for BlockCheck {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             BlockCheck::BadMagic => f.write_str("wrong magic"),
-            BlockCheck::NewerFormat(v) => write!(f, "format version {v}"),
+            BlockCheck::OtherFormat(v) => write!(f, "format version {v}"),
             BlockCheck::Corrupt(d) => write!(f, "corrupt: {d}"),
         }
     }
@@ -193,8 +268,8 @@ pub fn decode_block<T: Decode>(magic: [u8; 8], block: &[u8]) -> Result<T, BlockC
         return Err(BlockCheck::BadMagic);
     }
     let version = u32::from_le_bytes([block[8], block[9], block[10], block[11]]);
-    if version > FORMAT_VERSION {
-        return Err(BlockCheck::NewerFormat(version));
+    if version != FORMAT_VERSION {
+        return Err(BlockCheck::OtherFormat(version));
     }
     let body_len = u32::from_le_bytes([block[12], block[13], block[14], block[15]]) as usize;
     let end = 16usize
@@ -223,8 +298,29 @@ pub enum RecordKind {
 }
 
 pub const RECORD_HEADER_BYTES: usize = 64;
-pub const RECORD_VERSION: u16 = 1;
+/// Version 2: sizes and positions in journal sectors.
+pub const RECORD_VERSION: u16 = 2;
 const RECORD_CRC_AT: usize = 12;
+
+/// The header as it lies on disk (little-endian integers, no padding).
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct RawRecordHeader {
+    magic: [u8; 8],
+    version: u16,
+    kind: u16,
+    /// crc32c of the whole record with this field zero.
+    crc: u32,
+    seq: u64,
+    generation: u64,
+    nonce: u64,
+    total_sectors: u32,
+    meta_len: u32,
+    data_blocks: u32,
+    n_txns: u32,
+    durable_seq: u64,
+}
+const _: () = assert!(std::mem::offset_of!(RawRecordHeader, crc) == RECORD_CRC_AT);
 
 /// The fixed 64-byte header at the start of every journal record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -233,8 +329,8 @@ pub struct RecordHeader {
     pub seq: u64,
     pub generation: u64,
     pub nonce: u64,
-    /// Whole record length in blocks (header, metadata, data).
-    pub total_blocks: u32,
+    /// Whole record length in journal sectors (header, metadata, data).
+    pub total_sectors: u32,
     /// Bytes of encoded metadata after the header.
     pub meta_len: u32,
     /// Data blocks at the end of the record.
@@ -248,69 +344,65 @@ pub struct RecordHeader {
 impl RecordHeader {
     /// Writes the header into `buf[..64]` with a zero crc field.
     pub fn write_to(&self, buf: &mut [u8]) {
-        let h = &mut buf[..RECORD_HEADER_BYTES];
-        h.fill(0);
-        h[0..8].copy_from_slice(&RECORD_MAGIC);
-        h[8..10].copy_from_slice(&RECORD_VERSION.to_le_bytes());
-        h[10..12].copy_from_slice(&(self.kind as u16).to_le_bytes());
-        h[16..24].copy_from_slice(&self.seq.to_le_bytes());
-        h[24..32].copy_from_slice(&self.generation.to_le_bytes());
-        h[32..40].copy_from_slice(&self.nonce.to_le_bytes());
-        h[40..44].copy_from_slice(&self.total_blocks.to_le_bytes());
-        h[44..48].copy_from_slice(&self.meta_len.to_le_bytes());
-        h[48..52].copy_from_slice(&self.data_blocks.to_le_bytes());
-        h[52..56].copy_from_slice(&self.n_txns.to_le_bytes());
-        h[56..64].copy_from_slice(&self.durable_seq.to_le_bytes());
+        let raw = RawRecordHeader {
+            magic: RECORD_MAGIC,
+            version: RECORD_VERSION,
+            kind: self.kind as u16,
+            crc: 0,
+            seq: self.seq,
+            generation: self.generation,
+            nonce: self.nonce,
+            total_sectors: self.total_sectors,
+            meta_len: self.meta_len,
+            data_blocks: self.data_blocks,
+            n_txns: self.n_txns,
+            durable_seq: self.durable_seq,
+        };
+        buf[..RECORD_HEADER_BYTES].copy_from_slice(bytemuck::bytes_of(&raw));
     }
 
-    /// Parses the header fields; says nothing about the crc.
-    pub fn parse(buf: &[u8]) -> Result<RecordHeader, String> {
-        if buf.len() < RECORD_HEADER_BYTES {
+    /// Parses the header fields of a record of `sector`-byte sectors; says
+    /// nothing about the crc.
+    pub fn parse(buf: &[u8], sector: u64) -> Result<RecordHeader, String> {
+        let Some(head) = buf.get(..RECORD_HEADER_BYTES) else {
             return Err("short header".into());
-        }
-        if buf[0..8] != RECORD_MAGIC {
+        };
+        let raw: RawRecordHeader = bytemuck::pod_read_unaligned(head);
+        if raw.magic != RECORD_MAGIC {
             return Err("no record magic".into());
         }
-        let u16_at = |i: usize| u16::from_le_bytes([buf[i], buf[i + 1]]);
-        let u32_at = |i: usize| u32::from_le_bytes([buf[i], buf[i + 1], buf[i + 2], buf[i + 3]]);
-        let u64_at = |i: usize| {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(&buf[i..i + 8]);
-            u64::from_le_bytes(a)
-        };
-        let version = u16_at(8);
-        if version != RECORD_VERSION {
-            return Err(format!("record version {version}"));
+        if raw.version != RECORD_VERSION {
+            return Err(format!("record version {}", raw.version));
         }
-        let kind = match u16_at(10) {
+        let kind = match raw.kind {
             1 => RecordKind::Txns,
             2 => RecordKind::Pad,
             k => return Err(format!("unknown record kind {k}")),
         };
         let h = RecordHeader {
             kind,
-            seq: u64_at(16),
-            generation: u64_at(24),
-            nonce: u64_at(32),
-            total_blocks: u32_at(40),
-            meta_len: u32_at(44),
-            data_blocks: u32_at(48),
-            n_txns: u32_at(52),
-            durable_seq: u64_at(56),
+            seq: raw.seq,
+            generation: raw.generation,
+            nonce: raw.nonce,
+            total_sectors: raw.total_sectors,
+            meta_len: raw.meta_len,
+            data_blocks: raw.data_blocks,
+            n_txns: raw.n_txns,
+            durable_seq: raw.durable_seq,
         };
-        let meta_blocks = (RECORD_HEADER_BYTES as u64 + h.meta_len as u64).div_ceil(BLOCK_SIZE);
-        if h.total_blocks == 0 || meta_blocks + h.data_blocks as u64 != h.total_blocks as u64 {
+        let expect = h.meta_sectors(sector) + h.data_blocks as u64 * (BLOCK_SIZE / sector);
+        if h.total_sectors == 0 || expect != h.total_sectors as u64 {
             return Err(format!(
-                "inconsistent sizes: total {} blocks, meta {} bytes, data {} blocks",
-                h.total_blocks, h.meta_len, h.data_blocks
+                "inconsistent sizes: total {} sectors, meta {} bytes, data {} blocks",
+                h.total_sectors, h.meta_len, h.data_blocks
             ));
         }
         Ok(h)
     }
 
-    /// Blocks taken by the header and the metadata, before the data.
-    pub fn meta_blocks(&self) -> u64 {
-        (RECORD_HEADER_BYTES as u64 + self.meta_len as u64).div_ceil(BLOCK_SIZE)
+    /// Sectors taken by the header and the metadata, before the data.
+    pub fn meta_sectors(&self, sector: u64) -> u64 {
+        (RECORD_HEADER_BYTES as u64 + self.meta_len as u64).div_ceil(sector)
     }
 }
 
@@ -353,6 +445,7 @@ mod tests {
             kv_instance: Uuid::from_u128(3),
             kv_path_hint: "/x/y.db".into(),
             created_unix_secs: 5,
+            journal_sector: 512,
         }
     }
 
@@ -377,21 +470,49 @@ mod tests {
         newer[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
         assert_eq!(
             decode_block::<Label>(LABEL_MAGIC, &newer),
-            Err(BlockCheck::NewerFormat(FORMAT_VERSION + 1))
+            Err(BlockCheck::OtherFormat(FORMAT_VERSION + 1))
+        );
+        let mut older = b.clone();
+        older[8..12].copy_from_slice(&1u32.to_le_bytes());
+        assert_eq!(
+            decode_block::<Label>(LABEL_MAGIC, &older),
+            Err(BlockCheck::OtherFormat(1))
         );
         assert!(label().layout().is_some());
     }
 
     #[test]
-    fn layout_bounds() {
-        assert!(Layout::compute(Layout::min_device_bytes() - BLOCK_SIZE, 0).is_none());
-        let l = Layout::compute(Layout::min_device_bytes(), 0).expect("fits");
+    fn layout_bounds_and_zones() {
+        assert!(Layout::compute(Layout::min_device_bytes() - BLOCK_SIZE, 0, 512).is_none());
+        assert!(
+            Layout::compute(64 << 20, 0, 1000).is_none(),
+            "not a power of two"
+        );
+        assert!(
+            Layout::compute(64 << 20, 0, 8192).is_none(),
+            "larger than a block"
+        );
+        let l = Layout::compute(Layout::min_device_bytes(), 0, 512).expect("fits");
         assert_eq!(l.data_bytes, MIN_DATA_BYTES);
         assert_eq!(Layout::default_journal_bytes(8 << 20), MIN_JOURNAL_BYTES);
         assert_eq!(Layout::default_journal_bytes(1 << 40), MAX_JOURNAL_BYTES);
-        let l = Layout::compute((1 << 30) + 123, 64 << 20).expect("fits");
+        let l = Layout::compute((1 << 30) + 123, 64 << 20, 512).expect("fits");
         assert_eq!(l.data_offset % ZONE_ALIGN, 0);
         assert_eq!(l.data_bytes % BLOCK_SIZE, 0);
+        // Zones tile the journal exactly, whatever the division.
+        for n in 1..=7usize {
+            let mut next = 0;
+            for i in 0..n {
+                let z = l.zone(i, n);
+                assert_eq!(z.start, next);
+                assert!(z.sectors > 0);
+                next = z.start + z.sectors;
+            }
+            assert_eq!(next, l.journal_sectors());
+        }
+        assert_eq!(l.max_zones(), MAX_ZONES);
+        let small = Layout::compute(64 << 20, 1 << 20, 512).expect("fits");
+        assert_eq!(small.max_zones(), 4);
     }
 
     #[test]
@@ -401,22 +522,30 @@ mod tests {
             seq: 9,
             generation: 2,
             nonce: 3,
-            total_blocks: 3,
+            total_sectors: 17,
             meta_len: 100,
             data_blocks: 2,
             n_txns: 4,
             durable_seq: 8,
         };
-        let mut buf = vec![0u8; 3 * BLOCK_SIZE as usize];
+        let mut buf = vec![0u8; 17 * 512];
         h.write_to(&mut buf);
         set_record_crc(&mut buf);
-        assert_eq!(RecordHeader::parse(&buf), Ok(h));
+        assert_eq!(RecordHeader::parse(&buf, 512), Ok(h));
         assert_eq!(stored_record_crc(&buf), record_crc(&buf));
+        // The same bytes do not describe a record of 4 KiB sectors.
+        assert!(RecordHeader::parse(&buf, 4096).is_err());
         buf[5000] ^= 1;
         assert_ne!(stored_record_crc(&buf), record_crc(&buf));
         let mut bad = h;
         bad.data_blocks = 5;
         bad.write_to(&mut buf);
-        assert!(RecordHeader::parse(&buf).is_err());
+        assert!(RecordHeader::parse(&buf, 512).is_err());
+        // Fields sit where the format says.
+        h.write_to(&mut buf);
+        assert_eq!(&buf[0..8], &RECORD_MAGIC);
+        assert_eq!(u64::from_le_bytes(buf[16..24].try_into().expect("8")), 9);
+        assert_eq!(u32::from_le_bytes(buf[40..44].try_into().expect("4")), 17);
+        assert_eq!(u64::from_le_bytes(buf[56..64].try_into().expect("8")), 8);
     }
 }

@@ -81,15 +81,20 @@
 #![deny(clippy::unwrap_used)]
 
 pub mod alloc;
+mod checkpoint;
+pub mod collog;
 mod completion;
 pub mod device;
+pub mod engine;
 mod error;
+mod eventfd;
 pub mod fsck;
 pub mod inspect;
 pub mod journal;
 pub mod keys;
 pub mod kv;
 mod kvcache;
+pub mod layer;
 pub mod layout;
 pub mod meta;
 pub mod onode;
@@ -102,10 +107,12 @@ mod txn;
 pub mod types;
 
 pub use bytes::Bytes;
-pub use completion::{Commit, Completion, ReadFuture};
+pub use checkpoint::CheckpointRecord;
+pub use completion::{pair, Commit, Completer, Completion, ReadFuture};
+pub use engine::{CommitEngine, Notify};
 pub use error::{DeviceError, Result, StoreError};
 pub use fsck::FsckReport;
-pub use settings::{MkfsOptions, MountOptions, StoreSettings};
-pub use store::{default_db_path, ObjectStore};
+pub use settings::{Drive, KvHandle, MkfsOptions, MountOptions, PlacementFn, StoreSettings};
+pub use store::{default_db_path, default_placement, ObjectStore, Placement};
 pub use txn::{Op, Transaction};
 pub use types::{BlockLocation, CollectionId, ObjectId, ObjectStat, StatFs};

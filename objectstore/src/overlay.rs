@@ -3,7 +3,7 @@
 //! - [`KvOverlay`]: the metadata changes of the batch being prepared, read
 //!   through by later transactions of the same batch, with an undo log so
 //!   that a failing transaction leaves no trace. At the end of the batch it
-//!   becomes the journal record's list of database operations.
+//!   becomes a [`Layer`] (and the journal record's database operations).
 //! - [`DataOverlay`]: blocks whose new content is committed (in the
 //!   journal) but not yet written to their home location. Readers look
 //!   here first.
@@ -14,10 +14,13 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::collog::LogDelta;
 use crate::device::AlignedBuf;
 use crate::error::StoreError;
-use crate::kv::{KvOp, KvPairs, KvRead};
+use crate::kv::{KvPairs, KvRead};
+use crate::layer::Layer;
 use crate::layout::BLOCK_SIZE;
+use crate::types::CollectionId;
 
 enum Undo {
     Entry {
@@ -27,6 +30,10 @@ enum Undo {
     Range {
         removed: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     },
+    Log {
+        cid: CollectionId,
+        prev: Option<LogDelta>,
+    },
 }
 
 /// Pending database changes; see the module documentation.
@@ -35,6 +42,8 @@ pub struct KvOverlay {
     /// `None` is a point deletion.
     entries: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     range_dels: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Changes of collection logs.
+    logs: BTreeMap<CollectionId, LogDelta>,
     undo: Vec<Undo>,
     bytes: usize,
 }
@@ -74,6 +83,14 @@ impl KvOverlay {
                         self.entries.insert(k, v);
                     }
                 }
+                Undo::Log { cid, prev } => match prev {
+                    Some(d) => {
+                        self.logs.insert(cid, d);
+                    }
+                    None => {
+                        self.logs.remove(&cid);
+                    }
+                },
             }
         }
     }
@@ -111,6 +128,36 @@ impl KvOverlay {
         self.bytes += start.len() + end.len() + 9;
         self.range_dels.push((start, end));
         self.undo.push(Undo::Range { removed });
+    }
+
+    /// Changes collection `c`'s log with `f` (undone with the transaction).
+    fn change_log(&mut self, c: &CollectionId, f: impl FnOnce(&mut LogDelta)) {
+        let prev = self.logs.get(c).cloned();
+        self.undo.push(Undo::Log {
+            cid: c.clone(),
+            prev,
+        });
+        let d = self.logs.entry(c.clone()).or_default();
+        let before = d.bytes();
+        f(d);
+        self.bytes = (self.bytes + d.bytes()).saturating_sub(before);
+    }
+
+    /// The changes of collection `c`'s log in this batch, if any.
+    pub fn log(&self, c: &CollectionId) -> Option<&LogDelta> {
+        self.logs.get(c)
+    }
+
+    pub fn log_append(&mut self, c: &CollectionId, key: u128, value: bytes::Bytes) {
+        self.change_log(c, |d| d.append(key, value));
+    }
+
+    pub fn log_trim(&mut self, c: &CollectionId, through: u128) {
+        self.change_log(c, |d| d.trim(through));
+    }
+
+    pub fn log_clear(&mut self, c: &CollectionId) {
+        self.change_log(c, LogDelta::clear);
     }
 
     fn covered(&self, key: &[u8]) -> bool {
@@ -165,80 +212,22 @@ impl KvOverlay {
         Ok(out)
     }
 
-    /// Ends the batch: the changes, frozen.
-    pub fn freeze(self) -> FrozenKv {
-        FrozenKv {
-            entries: self.entries,
-            range_dels: self.range_dels,
+    /// Ends the batch: the changes as a layer.
+    pub fn freeze(self) -> Layer {
+        let mut l = Layer::default();
+        for (s, e) in self.range_dels {
+            l.delete_range(s, e);
         }
-    }
-}
-
-/// The changes of a prepared batch, read by later batches until the
-/// database has them.
-#[derive(Default)]
-pub struct FrozenKv {
-    entries: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    range_dels: Vec<(Vec<u8>, Vec<u8>)>,
-}
-
-/// What a layer says about a key.
-pub enum Seen<'a> {
-    Value(&'a [u8]),
-    Deleted,
-    Unknown,
-}
-
-impl FrozenKv {
-    pub fn lookup(&self, key: &[u8]) -> Seen<'_> {
-        match self.entries.get(key) {
-            Some(Some(v)) => Seen::Value(v),
-            Some(None) => Seen::Deleted,
-            None if self
-                .range_dels
-                .iter()
-                .any(|(s, e)| key >= s.as_slice() && key < e.as_slice()) =>
-            {
-                Seen::Deleted
+        for (k, v) in self.entries {
+            match v {
+                Some(v) => l.put(k, v),
+                None => l.delete(k),
             }
-            None => Seen::Unknown,
         }
-    }
-
-    /// Whether a range deletion covers `key` (ignoring point entries).
-    pub fn range_deleted(&self, key: &[u8]) -> bool {
-        self.range_dels
-            .iter()
-            .any(|(s, e)| key >= s.as_slice() && key < e.as_slice())
-    }
-
-    pub fn range_dels(&self) -> &[(Vec<u8>, Vec<u8>)] {
-        &self.range_dels
-    }
-
-    /// Point entries within `[start, end)`.
-    pub fn entries_in<'a>(
-        &'a self,
-        start: &'a [u8],
-        end: &'a [u8],
-    ) -> impl Iterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)> + 'a {
-        self.entries
-            .range::<[u8], _>((Bound::Included(start), Bound::Excluded(end)))
-    }
-
-    /// The database operations, in an order that yields the same result:
-    /// range deletions first (later point writes inside them survive).
-    pub fn to_ops(&self) -> Vec<KvOp> {
-        let mut ops: Vec<KvOp> = self
-            .range_dels
-            .iter()
-            .map(|(s, e)| KvOp::DeleteRange(s.clone(), e.clone()))
-            .collect();
-        ops.extend(self.entries.iter().map(|(k, v)| match v {
-            Some(v) => KvOp::Put(k.clone(), v.clone()),
-            None => KvOp::Delete(k.clone()),
-        }));
-        ops
+        for (c, d) in &self.logs {
+            l.merge_log(c, d);
+        }
+        l
     }
 }
 
@@ -285,6 +274,7 @@ impl DataOverlay {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kv::KvOp;
 
     struct MapKv(BTreeMap<Vec<u8>, Vec<u8>>);
     impl KvRead for MapKv {

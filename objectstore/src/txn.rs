@@ -71,6 +71,17 @@ pub enum Op {
         dst_cid: CollectionId,
         dst_oid: ObjectId,
     },
+    /// Appends to the collection's log (see [`Transaction::log_append`]).
+    LogAppend {
+        cid: CollectionId,
+        key: u128,
+        value: Bytes,
+    },
+    LogTrim {
+        cid: CollectionId,
+        through: u128,
+    },
+    LogClear(CollectionId),
 }
 
 /// An atomic group of operations; see the module documentation. (Not
@@ -119,8 +130,9 @@ impl Transaction {
         self.push(Op::CreateCollection(cid.clone()), 0)
     }
 
-    /// Removes collection `cid`. Fails with `CollectionNotFound`, or with
-    /// `CollectionNotEmpty` while it holds objects.
+    /// Removes collection `cid` (and its log). Fails with
+    /// `CollectionNotFound`, or with `CollectionNotEmpty` while it holds
+    /// objects.
     pub fn remove_collection(&mut self, cid: &CollectionId) -> &mut Self {
         self.push(Op::RemoveCollection(cid.clone()), 0)
     }
@@ -338,5 +350,45 @@ impl Transaction {
             },
             0,
         )
+    }
+
+    /// Appends an entry to the log of collection `cid`: an append-only
+    /// sequence of (key, value) that lives in the journal and is written to
+    /// the metadata database in chunks at checkpoints, so an append costs
+    /// no database write of its own (the PG log). Keys must increase
+    /// (the store keeps the first of two entries with the same key).
+    /// Fails with `CollectionNotFound`.
+    pub fn log_append(
+        &mut self,
+        cid: &CollectionId,
+        key: u128,
+        value: impl Into<Bytes>,
+    ) -> &mut Self {
+        let value = value.into();
+        let n = value.len();
+        self.push(
+            Op::LogAppend {
+                cid: cid.clone(),
+                key,
+                value,
+            },
+            n,
+        )
+    }
+
+    /// Drops the entries of the log of `cid` with keys up to `through`.
+    pub fn log_trim(&mut self, cid: &CollectionId, through: u128) -> &mut Self {
+        self.push(
+            Op::LogTrim {
+                cid: cid.clone(),
+                through,
+            },
+            0,
+        )
+    }
+
+    /// Drops every entry of the log of `cid`.
+    pub fn log_clear(&mut self, cid: &CollectionId) -> &mut Self {
+        self.push(Op::LogClear(cid.clone()), 0)
     }
 }

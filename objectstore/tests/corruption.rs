@@ -138,15 +138,15 @@ fn a_flipped_byte_in_a_journal_record_stops_replay_there() {
     fs.store.take().expect("mounted").abandon();
     let j = journal(&fs.path);
     assert_eq!(
-        j.records.len(),
+        j.zones[0].records.len(),
         txns.len(),
         "one record per transaction: {:?}",
-        j.end_reason
+        j.zones[0].end_reason
     );
-    let bad = &j.records[3];
+    let bad = &j.zones[0].records[3];
     flip(
         &fs.path,
-        j.label.journal_offset + bad.block * BLOCK_SIZE + 200,
+        j.label.journal_offset + bad.sector * j.label.journal_sector as u64 + 200,
         0x01,
     );
 
@@ -159,9 +159,13 @@ fn a_flipped_byte_in_a_journal_record_stops_replay_there() {
         other => panic!("expected JournalCorrupt, got {other}"),
     }
     let dump = journal(&fs.path);
-    assert_eq!(dump.records.len(), 3);
-    assert_eq!(dump.later_valid_record_seq, Some(bad.seq + 1));
-    assert!(dump.end_reason.contains("crc"), "{}", dump.end_reason);
+    assert_eq!(dump.zones[0].records.len(), 3);
+    assert_eq!(dump.zones[0].later_valid_record_seq, Some(bad.seq + 1));
+    assert!(
+        dump.zones[0].end_reason.contains("crc"),
+        "{}",
+        dump.zones[0].end_reason
+    );
 
     // Accepting the loss replays exactly the records before it.
     let mut opts = mount_opts(&fs.db, no_checkpoints());
@@ -178,10 +182,10 @@ fn a_flipped_byte_in_the_last_record_is_a_torn_tail() {
     let (mut fs, txns) = store_with_records(4);
     fs.store.take().expect("mounted").abandon();
     let j = journal(&fs.path);
-    let last = j.records.last().expect("records");
+    let last = j.zones[0].records.last().expect("records");
     flip(
         &fs.path,
-        j.label.journal_offset + last.block * BLOCK_SIZE + 70,
+        j.label.journal_offset + last.sector * j.label.journal_sector as u64 + 70,
         0x80,
     );
     fs.settings = no_checkpoints();
@@ -244,10 +248,11 @@ fn random_flips_never_panic_and_never_return_wrong_data() {
         let off = match region {
             0 => rng.random_range(0..BLOCK_SIZE * 3),
             1 => {
-                let r = &j.records[rng.random_range(0..j.records.len())];
+                let r = &j.zones[0].records[rng.random_range(0..j.zones[0].records.len())];
+                let sector = j.label.journal_sector as u64;
                 j.label.journal_offset
-                    + r.block * BLOCK_SIZE
-                    + rng.random_range(0..r.blocks as u64 * BLOCK_SIZE)
+                    + r.sector * sector
+                    + rng.random_range(0..r.sectors as u64 * sector)
             }
             _ => rng.random_range(j.label.data_offset..end),
         };

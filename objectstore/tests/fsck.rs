@@ -6,14 +6,14 @@ mod common;
 use common::{cid, mount_opts, oid, pattern, FileStore};
 use kalmar_common::encoding::{Decode, Encode};
 use kalmar_objectstore::keys;
-use kalmar_objectstore::kv::{Kv, KvOp, KvRead};
+use kalmar_objectstore::kv::{KvOp, KvRead, KvStore, RocksKv};
 use kalmar_objectstore::layout::{BLOCK_SIZE, LABEL_OFFSET};
 use kalmar_objectstore::onode::{Onode, Shard};
 use kalmar_objectstore::{MountOptions, ObjectStore, StoreError, Transaction};
 use uuid::Uuid;
 
 /// A store with two objects, unmounted, and its database opened raw.
-fn damaged_store() -> (FileStore, Kv) {
+fn damaged_store() -> (FileStore, RocksKv) {
     let mut fs = FileStore::new(32 << 20);
     let c = cid("c");
     let mut t = Transaction::new();
@@ -23,11 +23,11 @@ fn damaged_store() -> (FileStore, Kv) {
     t.omap_setkeys(&c, &oid("b"), vec![("k".into(), "v".into())]);
     fs.apply(t);
     fs.umount();
-    let kv = Kv::open(&fs.db, &Default::default()).expect("open the database");
+    let kv = RocksKv::open(&fs.db, &Default::default()).expect("open the database");
     (fs, kv)
 }
 
-fn onode(kv: &Kv, name: &str) -> Onode {
+fn onode(kv: &RocksKv, name: &str) -> Onode {
     let v = kv
         .get(&keys::onode(&cid("c"), &oid(name)))
         .expect("get")
@@ -213,8 +213,8 @@ fn mount_refuses_another_cluster_and_a_newer_format() {
     .map(|_| ())
     .expect_err("refused");
     assert!(
-        matches!(err, StoreError::NewerFormat { found: 99, .. }),
+        matches!(err, StoreError::OtherFormat { found: 99, .. }),
         "{err}"
     );
-    assert!(err.to_string().contains("upgrade"), "{err}");
+    assert!(err.to_string().contains("newer Kalmar"), "{err}");
 }

@@ -1,29 +1,33 @@
 //! A device in memory with a volatile write cache that can lose power.
 //!
 //! Writes land in the cache; a flush (or a FUA write) moves them to the
-//! media. The cache keeps every version of a block written since the last
+//! media. The cache keeps every version of a sector written since the last
 //! flush, because a real cache may have written an older version to the
 //! media before it lost a newer one. When the armed crash point is reached
 //! (counted in writes and flushes) the operation in progress is cut short
 //! and every later operation fails with [`DeviceError::PowerLost`].
 //! [`FaultyDevice::power_loss_image`] then builds what the media could hold
-//! after the power came back: for each cached block, nothing, any one of
-//! its versions, or a version torn at sector granularity — all chosen by a
-//! seed, so a failing run can be replayed exactly.
+//! after the power came back: each unflushed write reached the media
+//! whole, not at all, or torn (some of its sectors only); each sector then
+//! holds any one of the versions that reached it — all chosen by a seed,
+//! so a failing run can be replayed exactly. Sectors (512 bytes) are the
+//! unit of atomicity, as on real devices.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use super::queue::{IoQueue, SyncQueue};
 use super::{check_io, BlockDevice, IoOp};
 use crate::error::DeviceError;
 use crate::layout::BLOCK_SIZE;
 
-/// Sector size used when tearing a block.
+/// The unit of atomic writes and of direct-I/O alignment.
 const SECTOR_BYTES: usize = 512;
 
 /// How the cache behaves when the power goes.
@@ -31,9 +35,10 @@ const SECTOR_BYTES: usize = 512;
 pub struct FaultConfig {
     /// Seed for batch reordering and for the power-loss image.
     pub seed: u64,
-    /// Probability that a cached block reaches the media at all.
+    /// Probability that an unflushed write reaches the media at all.
     pub keep_probability: f64,
-    /// Probability that a block which reaches the media is torn.
+    /// Probability that a write which reaches the media is torn (only
+    /// some of its sectors arrive).
     pub tear_probability: f64,
 }
 
@@ -47,10 +52,18 @@ impl FaultConfig {
     }
 }
 
+/// One unflushed version of a sector, and the write it came from.
+struct Version {
+    write: u64,
+    data: Box<[u8]>,
+}
+
 struct State {
     media: Vec<u8>,
-    /// Unflushed versions of each block, oldest first.
-    cache: BTreeMap<u64, Vec<Box<[u8]>>>,
+    /// Unflushed versions of each sector, oldest first.
+    cache: BTreeMap<u64, Vec<Version>>,
+    /// Numbers the writes, to group their sectors.
+    writes: u64,
     rng: ChaCha8Rng,
     ops: u64,
     crash_at: Option<u64>,
@@ -80,6 +93,7 @@ impl FaultyDevice {
             state: Mutex::new(State {
                 media: image,
                 cache: BTreeMap::new(),
+                writes: 0,
                 rng: ChaCha8Rng::seed_from_u64(cfg.seed),
                 ops: 0,
                 crash_at: None,
@@ -100,6 +114,17 @@ impl FaultyDevice {
         self.state.lock().crashed = true;
     }
 
+    /// Counts an operation of something that shares this device's power
+    /// (the metadata database of a test), so the crash point can fall on
+    /// it: `Err(PowerLost)` when the power goes now (or went before).
+    pub fn external_op(&self) -> Result<(), DeviceError> {
+        if self.state.lock().tick() {
+            Err(DeviceError::PowerLost)
+        } else {
+            Ok(())
+        }
+    }
+
     /// Writes and flushes executed so far.
     pub fn ops(&self) -> u64 {
         self.state.lock().ops
@@ -109,8 +134,8 @@ impl FaultyDevice {
         self.state.lock().crashed
     }
 
-    /// Bytes written but not yet flushed (latest versions only).
-    pub fn unflushed_blocks(&self) -> usize {
+    /// Sectors written but not yet flushed.
+    pub fn unflushed_sectors(&self) -> usize {
         self.state.lock().cache.len()
     }
 
@@ -123,24 +148,31 @@ impl FaultyDevice {
     pub fn power_loss_image(&self, seed: u64) -> Vec<u8> {
         let st = self.state.lock();
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15);
+        // The fate of each write: lost, whole, or torn.
+        let mut fate: BTreeMap<u64, u8> = BTreeMap::new();
         let mut image = st.media.clone();
-        for (&block, versions) in &st.cache {
-            if !rng.random_bool(st.cfg.keep_probability) {
+        for (&sector, versions) in &st.cache {
+            let arrived: Vec<&Version> = versions
+                .iter()
+                .filter(|v| {
+                    let f = *fate.entry(v.write).or_insert_with(|| {
+                        if !rng.random_bool(st.cfg.keep_probability) {
+                            0
+                        } else if rng.random_bool(st.cfg.tear_probability) {
+                            2
+                        } else {
+                            1
+                        }
+                    });
+                    f == 1 || (f == 2 && rng.random_bool(0.5))
+                })
+                .collect();
+            if arrived.is_empty() {
                 continue;
             }
-            let v = &versions[rng.random_range(0..versions.len())];
-            let at = (block * BLOCK_SIZE) as usize;
-            let dst = &mut image[at..at + BLOCK_SIZE as usize];
-            if rng.random_bool(st.cfg.tear_probability) {
-                for s in 0..(BLOCK_SIZE as usize / SECTOR_BYTES) {
-                    if rng.random_bool(0.5) {
-                        let r = s * SECTOR_BYTES..(s + 1) * SECTOR_BYTES;
-                        dst[r.clone()].copy_from_slice(&v[r]);
-                    }
-                }
-            } else {
-                dst.copy_from_slice(v);
-            }
+            let v = arrived[rng.random_range(0..arrived.len())];
+            let at = sector as usize * SECTOR_BYTES;
+            image[at..at + SECTOR_BYTES].copy_from_slice(&v.data);
         }
         image
     }
@@ -152,11 +184,11 @@ impl FaultyDevice {
         if let Some(b) = st.media.get_mut(offset as usize) {
             *b ^= mask;
         }
-        let block = offset / BLOCK_SIZE;
-        let within = (offset % BLOCK_SIZE) as usize;
-        if let Some(vs) = st.cache.get_mut(&block) {
+        let sector = offset / SECTOR_BYTES as u64;
+        let within = (offset % SECTOR_BYTES as u64) as usize;
+        if let Some(vs) = st.cache.get_mut(&sector) {
             for v in vs {
-                v[within] ^= mask;
+                v.data[within] ^= mask;
             }
         }
     }
@@ -176,38 +208,43 @@ impl State {
     }
 
     fn read_into(&self, offset: u64, buf: &mut [u8]) {
-        for (i, chunk) in buf.chunks_mut(BLOCK_SIZE as usize).enumerate() {
-            let block = offset / BLOCK_SIZE + i as u64;
-            match self.cache.get(&block).and_then(|v| v.last()) {
-                Some(v) => chunk.copy_from_slice(&v[..chunk.len()]),
+        for (i, chunk) in buf.chunks_mut(SECTOR_BYTES).enumerate() {
+            let sector = offset / SECTOR_BYTES as u64 + i as u64;
+            match self.cache.get(&sector).and_then(|v| v.last()) {
+                Some(v) => chunk.copy_from_slice(&v.data[..chunk.len()]),
                 None => {
-                    let at = (block * BLOCK_SIZE) as usize;
+                    let at = sector as usize * SECTOR_BYTES;
                     chunk.copy_from_slice(&self.media[at..at + chunk.len()]);
                 }
             }
         }
     }
 
-    /// Applies blocks `[0, upto)` of a write.
-    fn write_blocks(&mut self, offset: u64, data: &[u8], fua: bool, upto: usize) {
-        for (i, chunk) in data.chunks(BLOCK_SIZE as usize).enumerate().take(upto) {
-            let block = offset / BLOCK_SIZE + i as u64;
+    /// Applies sectors `[0, upto)` of a write.
+    fn write_sectors(&mut self, offset: u64, data: &[u8], fua: bool, upto: usize) {
+        self.writes += 1;
+        let write = self.writes;
+        for (i, chunk) in data.chunks(SECTOR_BYTES).enumerate().take(upto) {
+            let sector = offset / SECTOR_BYTES as u64 + i as u64;
             if fua {
-                self.cache.remove(&block);
-                let at = (block * BLOCK_SIZE) as usize;
+                self.cache.remove(&sector);
+                let at = sector as usize * SECTOR_BYTES;
                 self.media[at..at + chunk.len()].copy_from_slice(chunk);
             } else {
-                self.cache.entry(block).or_default().push(chunk.into());
+                self.cache.entry(sector).or_default().push(Version {
+                    write,
+                    data: chunk.into(),
+                });
             }
         }
     }
 
     fn flush(&mut self) {
         let cache = std::mem::take(&mut self.cache);
-        for (block, versions) in cache {
+        for (sector, versions) in cache {
             if let Some(v) = versions.last() {
-                let at = (block * BLOCK_SIZE) as usize;
-                self.media[at..at + v.len()].copy_from_slice(v);
+                let at = sector as usize * SECTOR_BYTES;
+                self.media[at..at + v.data.len()].copy_from_slice(&v.data);
             }
         }
     }
@@ -224,7 +261,7 @@ impl BlockDevice for FaultyDevice {
 
     fn submit(&self, ops: &mut [IoOp]) -> Result<(), DeviceError> {
         for op in ops.iter() {
-            check_io(op, self.size_bytes, BLOCK_SIZE)?;
+            check_io(op, self.size_bytes, SECTOR_BYTES as u64)?;
         }
         let mut st = self.state.lock();
         if st.crashed {
@@ -238,15 +275,15 @@ impl BlockDevice for FaultyDevice {
                 IoOp::Read { offset, buf } => st.read_into(*offset, buf),
                 IoOp::Write { offset, buf, fua } => {
                     let data = buf.as_slice();
-                    let blocks = data.len() / BLOCK_SIZE as usize;
+                    let sectors = data.len() / SECTOR_BYTES;
                     if st.tick() {
-                        // Cut short: a random prefix of the blocks made it
+                        // Cut short: a random prefix of the sectors made it
                         // into the cache (never to the media: no FUA).
-                        let upto = st.rng.random_range(0..=blocks);
-                        st.write_blocks(*offset, data, false, upto);
+                        let upto = st.rng.random_range(0..=sectors);
+                        st.write_sectors(*offset, data, false, upto);
                         return Err(DeviceError::PowerLost);
                     }
-                    st.write_blocks(*offset, data, *fua, blocks);
+                    st.write_sectors(*offset, data, *fua, sectors);
                 }
             }
         }
@@ -260,6 +297,10 @@ impl BlockDevice for FaultyDevice {
         }
         st.flush();
         Ok(())
+    }
+
+    fn queue(self: Arc<Self>) -> Result<Box<dyn IoQueue>, DeviceError> {
+        Ok(Box::new(SyncQueue::new(self)))
     }
 }
 
@@ -293,6 +334,7 @@ mod tests {
         for i in 2..40u64 {
             write_at(&dev, i * 4096, &[i as u8; 4096], false).expect("write");
         }
+        assert_eq!(dev.unflushed_sectors(), 38 * 8);
         let img = dev.power_loss_image(7);
         let mut kept = 0;
         let mut lost = 0;

@@ -5,17 +5,25 @@
 //! A device executes batches of reads and writes. [`BlockDevice::submit`]
 //! returns only when every operation of the batch has completed, so the
 //! buffers, which the operations own, stay alive for as long as the kernel
-//! may touch them. A completed write is *not* durable until a later
-//! [`BlockDevice::flush`] returns, unless it was issued with `fua`.
+//! may touch them; a commit engine instead drives its own [`IoQueue`]
+//! (`BlockDevice::queue`) and never blocks on the device. A completed write
+//! is *not* durable until a later flush, unless it was issued with `fua`.
 
-mod buf;
 mod faulty;
+pub mod queue;
 mod uring;
 
 use std::path::Path;
+use std::sync::Arc;
 
-pub use buf::{aligned_bytes, is_aligned, shared_aligned_bytes, AlignedBuf, IoBuf, BUF_ALIGN};
+// The buffer types live in kalmar-io (shared with the messenger and the NBD
+// server, which need them without the store); re-exported where the store's
+// users have always found them.
 pub use faulty::{FaultConfig, FaultyDevice};
+pub use kalmar_io::{
+    aligned_bytes, is_aligned, shared_aligned_bytes, AlignedBuf, IoBuf, BUF_ALIGN,
+};
+pub use queue::{IoDone, IoQueue, QueuedOp, SyncQueue};
 pub use uring::{UringDevice, UringOptions};
 
 use crate::error::DeviceError;
@@ -89,6 +97,18 @@ pub trait BlockDevice: Send + Sync {
     /// Where the device lives (for messages).
     fn path(&self) -> &Path;
 
+    /// The granularity of direct I/O (offsets, lengths and buffer
+    /// addresses): the logical sector, 512 on most devices.
+    fn dio_align(&self) -> u64 {
+        512
+    }
+
+    /// The journal sector mkfs picks by default: the smallest write the
+    /// device takes without a penalty (see the implementations).
+    fn journal_sector(&self) -> u64 {
+        self.dio_align()
+    }
+
     /// Runs every operation of `ops` and returns once all have completed.
     /// Operations of one batch may execute in any order: never put two
     /// overlapping writes, or a read and a write of the same range, in one
@@ -96,44 +116,11 @@ pub trait BlockDevice: Send + Sync {
     /// operations finished); read buffers are then unspecified.
     fn submit(&self, ops: &mut [IoOp]) -> Result<(), DeviceError>;
 
-    /// Starts every operation of `ops` and returns without waiting for
-    /// them, so the caller can prepare more work while the device is busy;
-    /// [`PendingIo::wait`] completes them. The same ordering rules as
-    /// [`BlockDevice::submit`] apply. A device that cannot overlap runs the
-    /// batch here (the default).
-    fn start(&self, mut ops: Vec<IoOp>) -> PendingIo {
-        let res = self.submit(&mut ops);
-        PendingIo::done(ops, res)
-    }
-
     /// Makes every completed write durable.
     fn flush(&self) -> Result<(), DeviceError>;
-}
 
-/// A batch started with [`BlockDevice::start`]. Its operations own their
-/// buffers until it completes; dropping it without [`PendingIo::wait`]
-/// still waits for the device, so no buffer is freed under the kernel.
-pub struct PendingIo(Pending);
-
-enum Pending {
-    Done(Vec<IoOp>, Result<(), DeviceError>),
-    // Boxed: a ring is large, and one allocation per batch is cheap.
-    Uring(Box<uring::InFlight>),
-}
-
-impl PendingIo {
-    fn done(ops: Vec<IoOp>, res: Result<(), DeviceError>) -> PendingIo {
-        PendingIo(Pending::Done(ops, res))
-    }
-
-    /// Waits until every operation completed; returns them (read buffers
-    /// filled) or the first failure.
-    pub fn wait(self) -> Result<Vec<IoOp>, DeviceError> {
-        match self.0 {
-            Pending::Done(ops, res) => res.map(|()| ops),
-            Pending::Uring(f) => f.wait(),
-        }
-    }
+    /// A submission queue for one thread (see [`queue`]).
+    fn queue(self: Arc<Self>) -> Result<Box<dyn IoQueue>, DeviceError>;
 }
 
 /// Checks the alignment rules of direct I/O and the device bounds.

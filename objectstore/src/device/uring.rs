@@ -1,21 +1,28 @@
 //! Real devices and files, through io_uring with O_DIRECT.
 //!
-//! Each thread that submits takes a ring of its own from a small pool for
-//! the length of one batch, so rings are never shared between threads and
-//! no completion is ever reaped by the wrong waiter. A batch is pushed in
+//! Blocking batches ([`BlockDevice::submit`]: mount, replay, tools): the
+//! calling thread takes a ring of its own from a small pool for the length
+//! of one batch, so rings are never shared between threads and no
+//! completion is ever reaped by the wrong waiter. A batch is pushed in
 //! ring-sized chunks, submitted with one system call per chunk, and reaped
 //! until nothing is in flight: only then are the buffers handed back.
+//!
+//! Commit engines get a ring each ([`UringQueue`]), with an eventfd that
+//! the kernel signals on every completion, so the engine's event loop
+//! sleeps on it next to its sockets.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use io_uring::{opcode, types, IoUring};
 use parking_lot::{Condvar, Mutex};
 
-use super::{check_io, BlockDevice, IoOp, Pending, PendingIo};
+use super::queue::{IoDone, IoQueue, QueuedOp};
+use super::{check_io, BlockDevice, IoOp};
 use crate::error::DeviceError;
 use crate::layout::BLOCK_SIZE;
 
@@ -63,6 +70,10 @@ struct PoolState {
 /// A block device or regular file opened with O_DIRECT.
 pub struct UringDevice {
     path: PathBuf,
+    /// Direct-I/O granularity (see [`BlockDevice::dio_align`]).
+    dio_align: u64,
+    /// See [`BlockDevice::journal_sector`].
+    journal_sector: u64,
     /// Shared with batches in flight, so the descriptor outlives them.
     file: Arc<File>,
     size_bytes: u64,
@@ -71,10 +82,39 @@ pub struct UringDevice {
 }
 
 const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
+/// The block major of loop devices.
+const LOOP_MAJOR: u32 = 7;
 const BLKSSZGET: libc::c_ulong = 0x1268;
 
 fn os_err(e: std::io::Error) -> String {
     e.to_string()
+}
+
+/// The direct-I/O granularity of a regular file, from `statx` (the larger
+/// of the offset and memory alignments; 512 at least); 4096 when the kernel
+/// does not say.
+fn file_dio_align(file: &File) -> u64 {
+    // SAFETY: statx fills the zeroed struct; an empty path with
+    // AT_EMPTY_PATH names the descriptor itself.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    let rc = unsafe {
+        libc::statx(
+            file.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            libc::STATX_DIOALIGN,
+            &mut st,
+        )
+    };
+    if rc != 0 || st.stx_mask & libc::STATX_DIOALIGN == 0 || st.stx_dio_offset_align == 0 {
+        return BLOCK_SIZE;
+    }
+    let a = st.stx_dio_offset_align.max(st.stx_dio_mem_align) as u64;
+    if a.is_power_of_two() && a <= BLOCK_SIZE {
+        a.max(512)
+    } else {
+        BLOCK_SIZE
+    }
 }
 
 impl UringDevice {
@@ -94,6 +134,12 @@ impl UringDevice {
             .map_err(|e| open_err(os_err(e)))?;
         let meta = file.metadata().map_err(|e| open_err(os_err(e)))?;
         let fd = file.as_raw_fd();
+        let mut dio_align = file_dio_align(&file);
+        // A file, or a loop device over one: the filesystem below serializes
+        // direct writes that are not aligned to its blocks (ext4 waits for
+        // every other direct write of the file), so journal records keep to
+        // whole blocks there. A real device takes its physical sector.
+        let mut journal_sector = BLOCK_SIZE;
         let size_bytes = if meta.file_type().is_block_device() {
             let mut size: u64 = 0;
             // SAFETY: BLKGETSIZE64 writes one u64 through the pointer.
@@ -105,12 +151,28 @@ impl UringDevice {
             }
             let mut sector: libc::c_int = 0;
             // SAFETY: BLKSSZGET writes one int through the pointer.
-            if unsafe { libc::ioctl(fd, BLKSSZGET, &mut sector as *mut libc::c_int) } == 0
-                && sector as u64 > BLOCK_SIZE
+            if unsafe { libc::ioctl(fd, BLKSSZGET, &mut sector as *mut libc::c_int) } == 0 {
+                if sector as u64 > BLOCK_SIZE {
+                    return Err(open_err(format!(
+                        "logical block size {sector} is larger than the store's {BLOCK_SIZE}"
+                    )));
+                }
+                dio_align = (sector as u64).max(512);
+            }
+            let mut physical: libc::c_uint = 0;
+            const BLKPBSZGET: libc::c_ulong = 0x127b;
+            // SAFETY: BLKPBSZGET writes one unsigned int through the pointer.
+            let is_loop = {
+                use std::os::unix::fs::MetadataExt;
+                libc::major(meta.rdev()) == LOOP_MAJOR
+            };
+            if !is_loop
+                && unsafe { libc::ioctl(fd, BLKPBSZGET, &mut physical as *mut libc::c_uint) } == 0
             {
-                return Err(open_err(format!(
-                    "logical block size {sector} is larger than the store's {BLOCK_SIZE}"
-                )));
+                journal_sector = (physical as u64).clamp(dio_align, BLOCK_SIZE);
+                if !journal_sector.is_power_of_two() {
+                    journal_sector = BLOCK_SIZE;
+                }
             }
             size
         } else if meta.file_type().is_file() {
@@ -137,6 +199,8 @@ impl UringDevice {
         }
         Ok(UringDevice {
             path: path.to_path_buf(),
+            dio_align,
+            journal_sector: journal_sector.max(dio_align),
             file: Arc::new(file),
             size_bytes,
             opts,
@@ -177,7 +241,7 @@ impl UringDevice {
 
     fn check_all(&self, ops: &[IoOp]) -> Result<(), DeviceError> {
         ops.iter()
-            .try_for_each(|op| check_io(op, self.size_bytes, BLOCK_SIZE))
+            .try_for_each(|op| check_io(op, self.size_bytes, self.dio_align))
     }
 }
 
@@ -195,7 +259,7 @@ impl RingPool {
     }
 }
 
-/// Builds the submission entry of `op`; `user_data` is its batch index.
+/// Builds the submission entry of `op`; `user_data` identifies it.
 fn entry(fd: types::Fd, op: &mut IoOp, user_data: u64) -> io_uring::squeue::Entry {
     match op {
         IoOp::Write { offset, buf, fua } => {
@@ -310,41 +374,6 @@ impl BatchState {
     }
 }
 
-/// A batch started by [`UringDevice`]'s `start`: it holds its ring, its
-/// operations (and so their buffers) and the descriptor until it finished.
-pub(super) struct InFlight {
-    ring: Option<IoUring>,
-    file: Arc<File>,
-    ops: Vec<IoOp>,
-    state: BatchState,
-    pool: Arc<RingPool>,
-}
-
-impl InFlight {
-    fn finish(&mut self) -> Result<(), DeviceError> {
-        let Some(mut ring) = self.ring.take() else {
-            return Ok(());
-        };
-        let fd = types::Fd(self.file.as_raw_fd());
-        self.state.drive(&mut ring, fd, &mut self.ops, true);
-        let (res, reusable) = std::mem::take(&mut self.state).outcome();
-        self.pool.put(reusable.then_some(ring));
-        res
-    }
-
-    pub(super) fn wait(mut self) -> Result<Vec<IoOp>, DeviceError> {
-        self.finish()?;
-        Ok(std::mem::take(&mut self.ops))
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        // The kernel may still write into (or read from) the buffers.
-        let _ = self.finish();
-    }
-}
-
 impl BlockDevice for UringDevice {
     fn size_bytes(&self) -> u64 {
         self.size_bytes
@@ -352,6 +381,14 @@ impl BlockDevice for UringDevice {
 
     fn path(&self) -> &Path {
         &self.path
+    }
+
+    fn dio_align(&self) -> u64 {
+        self.dio_align
+    }
+
+    fn journal_sector(&self) -> u64 {
+        self.journal_sector
     }
 
     fn submit(&self, ops: &mut [IoOp]) -> Result<(), DeviceError> {
@@ -367,28 +404,6 @@ impl BlockDevice for UringDevice {
         res
     }
 
-    fn start(&self, mut ops: Vec<IoOp>) -> PendingIo {
-        if ops.is_empty() {
-            return PendingIo::done(ops, Ok(()));
-        }
-        if let Err(e) = self.check_all(&ops) {
-            return PendingIo::done(ops, Err(e));
-        }
-        let mut ring = match self.take_ring() {
-            Ok(r) => r,
-            Err(e) => return PendingIo::done(ops, Err(e)),
-        };
-        let mut state = BatchState::default();
-        state.drive(&mut ring, self.fd(), &mut ops, false);
-        PendingIo(Pending::Uring(Box::new(InFlight {
-            ring: Some(ring),
-            file: self.file.clone(),
-            ops,
-            state,
-            pool: self.pool.clone(),
-        })))
-    }
-
     fn flush(&self) -> Result<(), DeviceError> {
         // SAFETY: fdatasync on our own descriptor. On a block device it
         // sends a cache flush; on a file it also persists the allocation.
@@ -398,6 +413,230 @@ impl BlockDevice for UringDevice {
             });
         }
         Ok(())
+    }
+
+    fn queue(self: Arc<Self>) -> Result<Box<dyn IoQueue>, DeviceError> {
+        Ok(Box::new(UringQueue::new(self)?))
+    }
+}
+
+/// An operation the kernel owns (buffers included) until its completion.
+struct Slot {
+    op: QueuedOp,
+    token: u64,
+}
+
+/// A commit engine's ring; see the module documentation.
+pub struct UringQueue {
+    dev: Arc<UringDevice>,
+    ring: IoUring,
+    /// Signalled by the kernel on every completion.
+    efd: std::os::fd::OwnedFd,
+    /// Operations by `user_data`; `None` marks a free slot.
+    slots: Vec<Option<Slot>>,
+    free: Vec<usize>,
+    /// Pushed, not yet in the submission queue (it was full).
+    backlog: std::collections::VecDeque<usize>,
+    /// In the submission queue or with the kernel.
+    started: usize,
+}
+
+impl UringQueue {
+    fn new(dev: Arc<UringDevice>) -> Result<UringQueue, DeviceError> {
+        let setup = |what: &str, e: std::io::Error| DeviceError::Open {
+            path: dev.path.clone(),
+            reason: format!("{what}: {e}"),
+        };
+        let ring =
+            IoUring::new(dev.opts.ring_entries.max(8)).map_err(|e| setup("io_uring setup", e))?;
+        // SAFETY: plain eventfd creation; the result is checked.
+        let raw = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if raw < 0 {
+            return Err(setup("eventfd", std::io::Error::last_os_error()));
+        }
+        // SAFETY: `raw` is a fresh descriptor we own.
+        let efd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+        ring.submitter()
+            .register_eventfd(raw)
+            .map_err(|e| setup("io_uring eventfd", e))?;
+        Ok(UringQueue {
+            dev,
+            ring,
+            efd,
+            slots: Vec::new(),
+            free: Vec::new(),
+            backlog: std::collections::VecDeque::new(),
+            started: 0,
+        })
+    }
+
+    /// Moves backlogged operations into the submission queue while it has
+    /// room, keeping the operations with the kernel within the completion
+    /// queue's size: a completion that overflows it signals no eventfd.
+    fn fill_sq(&mut self) {
+        let fd = types::Fd(self.dev.file.as_raw_fd());
+        let cq_entries = self.ring.params().cq_entries() as usize;
+        let mut sq = self.ring.submission();
+        while let Some(&i) = self.backlog.front() {
+            if sq.is_full() || self.started >= cq_entries {
+                break;
+            }
+            let Some(Some(slot)) = self.slots.get_mut(i) else {
+                self.backlog.pop_front();
+                continue;
+            };
+            let e = match &mut slot.op {
+                QueuedOp::Io(op) => entry(fd, op, i as u64),
+                QueuedOp::Flush => opcode::Fsync::new(fd)
+                    .flags(types::FsyncFlags::DATASYNC)
+                    .build()
+                    .user_data(i as u64),
+            };
+            // SAFETY: the buffer lives in `slots[i]` until its completion
+            // is reaped (and `Drop` waits for every started operation).
+            if unsafe { sq.push(&e) }.is_err() {
+                break;
+            }
+            self.backlog.pop_front();
+            self.started += 1;
+        }
+    }
+
+    fn drain_eventfd(&self) {
+        let mut v = 0u64;
+        // SAFETY: reads 8 bytes into `v` from our nonblocking eventfd.
+        unsafe {
+            libc::read(
+                std::os::fd::AsRawFd::as_raw_fd(&self.efd),
+                &mut v as *mut u64 as *mut libc::c_void,
+                8,
+            )
+        };
+    }
+}
+
+impl IoQueue for UringQueue {
+    fn push(&mut self, op: QueuedOp, token: u64) {
+        let slot = Slot { op, token };
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.slots[i] = Some(slot);
+                i
+            }
+            None => {
+                self.slots.push(Some(slot));
+                self.slots.len() - 1
+            }
+        };
+        self.backlog.push_back(i);
+    }
+
+    fn submit(&mut self) -> Result<(), DeviceError> {
+        loop {
+            self.fill_sq();
+            match self.ring.submit() {
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EINTR) | Some(libc::EAGAIN) | Some(libc::EBUSY)
+                    ) => {}
+                Err(e) => {
+                    return Err(DeviceError::Io {
+                        op: "submit",
+                        offset: 0,
+                        len: 0,
+                        reason: e.to_string(),
+                    })
+                }
+            }
+            // More waits in the backlog only when a queue was full: it
+            // goes out as completions make room (see `reap`).
+            let cq_entries = self.ring.params().cq_entries() as usize;
+            if self.backlog.is_empty()
+                || self.ring.submission().is_full()
+                || self.started >= cq_entries
+            {
+                return Ok(());
+            }
+        }
+    }
+
+    fn reap(&mut self, out: &mut Vec<IoDone>) {
+        // Clear the eventfd first: a completion posted after the drain
+        // below signals it again, so no wake-up is lost.
+        self.drain_eventfd();
+        let cqes: Vec<(u64, i32)> = self
+            .ring
+            .completion()
+            .map(|c| (c.user_data(), c.result()))
+            .collect();
+        for (ud, res) in cqes {
+            let Some(slot) = self.slots.get_mut(ud as usize).and_then(Option::take) else {
+                continue;
+            };
+            self.free.push(ud as usize);
+            self.started = self.started.saturating_sub(1);
+            let result = match &slot.op {
+                QueuedOp::Io(op) if res >= 0 && res as usize == op.len() => Ok(()),
+                QueuedOp::Io(op) => Err(DeviceError::Io {
+                    op: op.kind(),
+                    offset: op.offset(),
+                    len: op.len() as u64,
+                    reason: if res < 0 {
+                        std::io::Error::from_raw_os_error(-res).to_string()
+                    } else {
+                        format!("short transfer of {res} bytes")
+                    },
+                }),
+                QueuedOp::Flush if res >= 0 => Ok(()),
+                QueuedOp::Flush => Err(DeviceError::Flush {
+                    reason: std::io::Error::from_raw_os_error(-res).to_string(),
+                }),
+            };
+            out.push(IoDone {
+                token: slot.token,
+                op: slot.op,
+                result,
+            });
+        }
+        if !self.backlog.is_empty() {
+            let _ = self.submit();
+        }
+    }
+
+    fn wait(&mut self, timeout: Duration) {
+        if self.started == 0 {
+            return;
+        }
+        let ts = types::Timespec::new()
+            .sec(timeout.as_secs())
+            .nsec(timeout.subsec_nanos());
+        let args = types::SubmitArgs::new().timespec(&ts);
+        let _ = self.ring.submitter().submit_with_args(1, &args);
+    }
+
+    fn event_fd(&self) -> Option<std::os::unix::io::RawFd> {
+        Some(std::os::fd::AsRawFd::as_raw_fd(&self.efd))
+    }
+
+    fn in_flight(&self) -> usize {
+        self.started + self.backlog.len()
+    }
+}
+
+impl Drop for UringQueue {
+    fn drop(&mut self) {
+        // The kernel may still read from or write into the slots' buffers.
+        self.backlog.clear();
+        let mut sink = Vec::new();
+        while self.started > 0 {
+            if self.ring.submit_and_wait(1).is_err() {
+                break;
+            }
+            self.reap(&mut sink);
+            sink.clear();
+        }
     }
 }
 
@@ -449,34 +688,59 @@ mod tests {
     }
 
     #[test]
-    fn started_batches_overlap_and_complete() {
+    fn queue_overlaps_batches_signals_and_flushes() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("dev");
         File::create(&path)
             .and_then(|f| f.set_len(4 << 20))
             .expect("create");
         let small = UringOptions {
-            ring_entries: 8, // fewer than the ops of a batch: pushed in rounds
+            ring_entries: 8, // fewer than the ops pushed: they go in rounds
             ..UringOptions::default()
         };
-        let dev = UringDevice::open(&path, small).expect("open");
-        let batch = |first: u64| -> Vec<IoOp> {
-            (first..first + 40)
-                .map(|i| {
-                    let mut b = AlignedBuf::zeroed(4096);
-                    b.fill((i % 251) as u8);
-                    IoOp::write(i * 4096, b, i % 5 == 0)
-                })
-                .collect()
-        };
-        let a = dev.start(batch(0));
-        let b = dev.start(batch(40));
-        // Dropped without wait: still completes before its buffers go.
-        drop(dev.start(batch(80)));
-        assert_eq!(b.wait().expect("b").len(), 40);
-        assert_eq!(a.wait().expect("a").len(), 40);
-        let back = read_at(&dev, 0, 120 * 4096).expect("read back");
-        for i in 0..120usize {
+        let dev = Arc::new(UringDevice::open(&path, small).expect("open"));
+        assert!(dev.dio_align() >= 512 && dev.dio_align() <= 4096);
+        let mut q = dev.clone().queue().expect("queue");
+        let fd = q.event_fd().expect("a ring has an eventfd");
+        for i in 0..40u64 {
+            let mut b = AlignedBuf::zeroed(4096);
+            b.fill((i % 251) as u8);
+            q.push(QueuedOp::Io(IoOp::write(i * 4096, b, i % 5 == 0)), i);
+        }
+        q.submit().expect("submit");
+        let mut done = Vec::new();
+        while done.len() < 40 {
+            let mut pfd = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            let n = unsafe { libc::poll(&mut pfd, 1, 5000) };
+            assert_eq!(n, 1, "the eventfd signals completions");
+            q.reap(&mut done);
+        }
+        assert!(done.iter().all(|d| d.result.is_ok()));
+        let mut tokens: Vec<u64> = done.iter().map(|d| d.token).collect();
+        tokens.sort_unstable();
+        assert_eq!(tokens, (0..40).collect::<Vec<_>>());
+        q.push(QueuedOp::Flush, 99);
+        q.push(QueuedOp::Io(IoOp::read(100, 4096)), 100);
+        q.submit().expect("submit");
+        let mut more = Vec::new();
+        while more.len() < 2 {
+            q.wait(Duration::from_secs(5));
+            q.reap(&mut more);
+        }
+        for d in &more {
+            match d.token {
+                99 => assert!(d.result.is_ok(), "flush"),
+                _ => assert!(d.result.is_err(), "a misaligned read fails in the kernel"),
+            }
+        }
+        assert_eq!(q.in_flight(), 0);
+        let back = read_at(dev.as_ref(), 0, 40 * 4096).expect("read back");
+        for i in 0..40usize {
             assert!(
                 back[i * 4096..(i + 1) * 4096]
                     .iter()
@@ -484,9 +748,11 @@ mod tests {
                 "block {i}"
             );
         }
-        let reads = dev
-            .start(vec![IoOp::read(7 * 4096, 4096), IoOp::read(100, 4096)])
-            .wait();
-        assert!(matches!(reads, Err(DeviceError::Misaligned { .. })));
+        // Dropped with operations in flight: waits for them.
+        let mut b = AlignedBuf::zeroed(4096);
+        b.fill(1);
+        q.push(QueuedOp::Io(IoOp::write(0, b, false)), 1);
+        q.submit().expect("submit");
+        drop(q);
     }
 }

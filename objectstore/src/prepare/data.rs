@@ -141,7 +141,7 @@ impl Batch<'_> {
         for (i, &(phys, csum)) in wanted.iter().enumerate() {
             if let Some(b) = self.batch_block(phys) {
                 out.push(Some(b.to_vec()));
-            } else if let Some(p) = self.sh.overlay.get(phys).filter(|p| p.csum == csum) {
+            } else if let Some(p) = self.overlay.get(phys).filter(|p| p.csum == csum) {
                 out.push(Some(p.data().to_vec()));
             } else {
                 out.push(None);

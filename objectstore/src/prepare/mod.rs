@@ -1,16 +1,17 @@
 //! Turning logical transactions into physical changes.
 //!
 //! A [`Batch`] collects the transactions of one group commit. Each
-//! operation is resolved against the database as the batch sees it (the
+//! operation is resolved against the metadata as the batch sees it (the
 //! committed state plus the earlier transactions of the batch) into:
 //!
-//! - database operations with final values (so replaying them is
-//!   idempotent), in a [`KvOverlay`];
+//! - database operations with final values, in a [`KvOverlay`];
 //! - deferred blocks: full 4 KiB blocks with absolute homes, carried in the
 //!   journal record and written home after the commit;
 //! - big writes: data for newly allocated blocks, written before the
 //!   journal record that points at them;
-//! - frees, which the allocator holds until a checkpoint.
+//! - allocations and frees, which the allocator commits when the record is
+//!   durable (frees stay unusable until a checkpoint covers them);
+//! - changes of the store's object and byte counts.
 //!
 //! Every transaction is atomic: on the first failing operation its changes
 //! are undone and the batch goes on with the next transaction.
@@ -24,17 +25,17 @@ pub use view::{InFlight, View};
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use kalmar_common::encoding::Encode;
 
 use crate::alloc::Extent;
+use crate::collog::LogMark;
 use crate::error::StoreError;
-use crate::journal::{BigCheck, BigRun, DeferredRun, RecordMeta};
-use crate::keys;
+use crate::journal::{BigRun, DeferredRun, RecordMeta, StatsDelta};
+use crate::layer::Layer;
 use crate::layout::BLOCK_SIZE;
-use crate::onode::StoreStats;
-use crate::overlay::KvOverlay;
+use crate::overlay::{DataOverlay, KvOverlay};
 use crate::store::Shared;
 use crate::txn::Transaction;
+use crate::types::CollectionId;
 
 /// Data for newly allocated blocks `[phys, phys + buf.len() / BLOCK_SIZE)`.
 pub struct BigWrite {
@@ -51,8 +52,8 @@ struct TxnUndo {
     big_len: usize,
     allocs: Vec<Extent>,
     frees: Vec<Extent>,
-    nid: u64,
-    stats: StoreStats,
+    stats: StatsDelta,
+    max_nid: u64,
     deferred_bytes: u64,
     counters: Counters,
 }
@@ -71,31 +72,35 @@ pub struct Counters {
 /// One group commit being prepared.
 pub struct Batch<'a> {
     pub(crate) sh: &'a Shared,
-    /// The database as this batch reads it.
+    /// Committed blocks of this engine not yet written home.
+    pub(crate) overlay: &'a DataOverlay,
+    /// The metadata as this batch reads it.
     pub(crate) view: View<'a>,
-    /// Sequence number of the journal record this batch becomes.
-    pub seq: u64,
     pub(crate) kv: KvOverlay,
     /// Deferred block contents by physical block.
     deferred: HashMap<u64, Box<[u8]>>,
     pub big: Vec<BigWrite>,
     /// Physical block -> (index in `big`, block index in its buffer).
     big_index: HashMap<u64, (usize, usize)>,
-    pub next_nid: u64,
-    nid_at_start: u64,
-    pub stats: StoreStats,
-    stats_at_start: StoreStats,
+    allocs: Vec<Extent>,
+    frees: Vec<Extent>,
+    pub stats: StatsDelta,
+    max_nid: u64,
     undo: TxnUndo,
     pub counters: Counters,
     /// Transactions that succeeded.
     pub n_ok: u32,
+    /// Each collection log's marks as of the published batches (filled on
+    /// first use; see [`crate::collog`]).
+    pub(crate) log_marks: &'a mut HashMap<CollectionId, LogMark>,
 }
 
 /// What a prepared batch hands to the journal writer.
 pub struct Prepared {
     pub meta: RecordMeta,
-    /// The database changes, for later batches to read until published.
-    pub kv: crate::overlay::FrozenKv,
+    /// The metadata changes, for later batches (until the record is
+    /// durable) and then for readers.
+    pub layer: Layer,
     /// Deferred block contents in the order of `meta.deferred`.
     pub blocks: Vec<(u64, Box<[u8]>)>,
     pub big: Vec<BigWrite>,
@@ -104,23 +109,23 @@ pub struct Prepared {
 impl<'a> Batch<'a> {
     pub(crate) fn new(
         sh: &'a Shared,
+        overlay: &'a DataOverlay,
         view: View<'a>,
-        seq: u64,
-        next_nid: u64,
-        stats: StoreStats,
+        log_marks: &'a mut HashMap<CollectionId, LogMark>,
     ) -> Batch<'a> {
         Batch {
+            log_marks,
             sh,
+            overlay,
             view,
-            seq,
             kv: KvOverlay::default(),
             deferred: HashMap::new(),
             big: Vec::new(),
             big_index: HashMap::new(),
-            next_nid,
-            nid_at_start: next_nid,
-            stats,
-            stats_at_start: stats,
+            allocs: Vec::new(),
+            frees: Vec::new(),
+            stats: StatsDelta::default(),
+            max_nid: 0,
             undo: TxnUndo::default(),
             counters: Counters::default(),
             n_ok: 0,
@@ -148,8 +153,8 @@ impl<'a> Batch<'a> {
         self.kv.begin();
         self.undo = TxnUndo {
             big_len: self.big.len(),
-            nid: self.next_nid,
             stats: self.stats,
+            max_nid: self.max_nid,
             counters: self.counters,
             ..TxnUndo::default()
         };
@@ -158,14 +163,9 @@ impl<'a> Batch<'a> {
     /// Keeps the transaction just prepared.
     pub fn keep(&mut self) {
         self.kv.commit();
-        let frees = std::mem::take(&mut self.undo.frees);
-        if !frees.is_empty() {
-            let mut a = self.sh.alloc.lock();
-            for e in frees {
-                a.free(e, self.seq);
-            }
-        }
-        self.undo = TxnUndo::default();
+        let u = std::mem::take(&mut self.undo);
+        self.allocs.extend(u.allocs);
+        self.frees.extend(u.frees);
         self.n_ok += 1;
     }
 
@@ -193,15 +193,69 @@ impl<'a> Batch<'a> {
             for e in u.allocs {
                 a.unallocate(e);
             }
+            self.sh.sync_alloc_stats(&a);
         }
-        self.next_nid = u.nid;
         self.stats = u.stats;
+        self.max_nid = u.max_nid;
         self.counters = u.counters;
+    }
+
+    /// Undoes the whole batch (the store failed while preparing it).
+    pub fn rollback_all(&mut self) {
+        self.rollback();
+        let mut a = self.sh.alloc.lock();
+        for e in self.allocs.drain(..) {
+            a.unallocate(e);
+        }
+        self.sh.sync_alloc_stats(&a);
+    }
+
+    /// The marks of collection `c`'s log as this batch sees it: the
+    /// published marks, then the batches in flight, then this one.
+    pub(crate) fn log_mark(&mut self, c: &CollectionId) -> Result<LogMark, StoreError> {
+        let base = match self.log_marks.get(c) {
+            Some(m) => *m,
+            None => {
+                let persisted = crate::collog::read_persisted(self.view.base, c)?;
+                let log = crate::collog::apply_deltas(
+                    persisted,
+                    self.view.committed.iter().rev().filter_map(|l| l.log(c)),
+                );
+                self.log_marks.insert(c.clone(), log.mark);
+                log.mark
+            }
+        };
+        let mut m = base;
+        for l in self.view.inflight.iter() {
+            if let Some(d) = l.layer.log(c) {
+                m = d.mark_over(m);
+            }
+        }
+        if let Some(d) = self.kv.log(c) {
+            m = d.mark_over(m);
+        }
+        Ok(m)
+    }
+
+    /// A new object id (ids skipped by a rolled-back transaction are never
+    /// reused: they only need to be unique).
+    fn new_nid(&mut self) -> u64 {
+        let nid = self
+            .sh
+            .next_nid
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.max_nid = self.max_nid.max(nid);
+        nid
     }
 
     /// Allocates `n` blocks for the current transaction.
     fn allocate(&mut self, n: u64) -> Result<Vec<Extent>, StoreError> {
-        let es = self.sh.alloc.lock().allocate(n)?;
+        let es = {
+            let mut a = self.sh.alloc.lock();
+            let es = a.allocate(n)?;
+            self.sh.sync_alloc_stats(&a);
+            es
+        };
         self.undo.allocs.extend_from_slice(&es);
         self.counters.allocations += 1;
         Ok(es)
@@ -245,25 +299,8 @@ impl<'a> Batch<'a> {
         Some(&self.big[i].buf[j * bs..(j + 1) * bs])
     }
 
-    /// Ends the batch: adds the allocator, nid and stats records and
-    /// returns the record contents.
+    /// Ends the batch: the record's metadata and the batch's changes.
     pub fn finish(mut self) -> Prepared {
-        {
-            let mut a = self.sh.alloc.lock();
-            for seg in a.take_dirty() {
-                self.kv.put(keys::bitmap_segment(seg), a.segment_bytes(seg));
-            }
-        }
-        if self.next_nid != self.nid_at_start {
-            self.kv.put(
-                keys::STORE_NEXT_NID.to_vec(),
-                self.next_nid.to_le_bytes().to_vec(),
-            );
-        }
-        if self.stats != self.stats_at_start {
-            self.kv
-                .put(keys::STORE_STATS.to_vec(), self.stats.to_bytes());
-        }
         self.kv.commit();
         let mut blocks: Vec<(u64, Box<[u8]>)> = self.deferred.into_iter().collect();
         blocks.sort_by_key(|(p, _)| *p);
@@ -283,17 +320,30 @@ impl<'a> Batch<'a> {
             .map(|w| BigRun {
                 phys: w.phys,
                 blocks: (w.buf.len() as u64 / BLOCK_SIZE) as u32,
-                check: BigCheck::Blocks(w.crcs.clone()),
+                crcs: w.crcs.clone(),
             })
             .collect();
-        let kv = self.kv.freeze();
+        let layer = self.kv.freeze();
+        let logs = layer
+            .logs()
+            .iter()
+            .map(|(cid, delta)| crate::collog::LogOp {
+                cid: cid.clone(),
+                delta: delta.clone(),
+            })
+            .collect();
         Prepared {
             meta: RecordMeta {
-                kv_ops: kv.to_ops(),
+                kv_ops: layer.kv_ops(),
+                logs,
                 deferred: runs,
                 big: big_runs,
+                allocs: self.allocs,
+                frees: self.frees,
+                stats: self.stats,
+                max_nid: self.max_nid,
             },
-            kv,
+            layer,
             blocks,
             big: self.big,
         }

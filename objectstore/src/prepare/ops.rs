@@ -115,6 +115,32 @@ impl Batch<'_> {
                 dst_cid,
                 dst_oid,
             } => self.op_move_rename(src_cid, src_oid, dst_cid, dst_oid),
+            Op::LogAppend { cid, key, value } => {
+                self.require_coll(cid)?;
+                check_omap_value(value)?;
+                let floor = self.log_mark(cid)?.floor();
+                if *key <= floor {
+                    return Err(StoreError::InvalidArgument(format!(
+                        "log of {cid}: key {key} is not above {floor}, the last key appended or trimmed"
+                    )));
+                }
+                self.kv.log_append(cid, *key, value.clone());
+                Ok(())
+            }
+            Op::LogTrim { cid, through } => {
+                self.require_coll(cid)?;
+                // A trim not past the trim point changes nothing (and must
+                // not lower the stored one).
+                if *through > self.log_mark(cid)?.trim {
+                    self.kv.log_trim(cid, *through);
+                }
+                Ok(())
+            }
+            Op::LogClear(cid) => {
+                self.require_coll(cid)?;
+                self.kv.log_clear(cid);
+                Ok(())
+            }
         }
     }
 
@@ -152,12 +178,11 @@ impl Batch<'_> {
             return Ok(on);
         }
         let on = Onode {
-            nid: self.next_nid,
+            nid: self.new_nid(),
             size: 0,
             attrs: Default::default(),
         };
-        self.next_nid += 1;
-        self.stats.num_objects += 1;
+        self.stats.objects += 1;
         self.put_onode(c, o, &on);
         Ok(on)
     }
@@ -167,7 +192,7 @@ impl Batch<'_> {
     }
 
     fn set_size(&mut self, on: &mut Onode, size: u64) {
-        self.stats.stored_bytes = self.stats.stored_bytes.saturating_sub(on.size) + size;
+        self.stats.stored_bytes += size as i64 - on.size as i64;
         on.size = size;
     }
 
@@ -175,9 +200,7 @@ impl Batch<'_> {
         if self.coll_exists(c)? {
             return Err(StoreError::CollectionExists(c.to_string()));
         }
-        let rec = CollectionRecord {
-            created_seq: self.seq,
-        };
+        let rec = CollectionRecord { created_seq: 0 };
         self.kv.put(keys::collection(c), rec.to_bytes());
         Ok(())
     }
@@ -190,6 +213,7 @@ impl Batch<'_> {
             return Err(StoreError::CollectionNotEmpty(c.to_string()));
         }
         self.kv.delete(keys::collection(c));
+        self.kv.log_clear(c);
         Ok(())
     }
 
@@ -291,8 +315,8 @@ impl Batch<'_> {
             self.kv.delete_range(s, e);
         }
         self.kv.delete(keys::omap_header(on.nid));
-        self.stats.num_objects = self.stats.num_objects.saturating_sub(1);
-        self.stats.stored_bytes = self.stats.stored_bytes.saturating_sub(on.size);
+        self.stats.objects -= 1;
+        self.stats.stored_bytes -= on.size as i64;
         Ok(())
     }
 

@@ -1,108 +1,81 @@
-//! The mounted store: shared state, the public handle and its threads.
+//! The mounted store: shared state, the public handle, and who drives the
+//! commit engines.
 //!
-//! Threads: the caller's (queue, reads); the commit thread (prepare, group
-//! commit, journal write); the sync thread (flush, database apply,
-//! acknowledgement) when batches are pipelined; the apply thread (deferred
-//! writes home, checkpoints); the reader pool (async reads). Locks are held
-//! only for in-memory work, never across device I/O.
+//! Three ways to drive them ([`Drive`]): the store's own threads (one per
+//! engine, plus the checkpointer), the application's threads (an OSD shard
+//! per engine: [`ObjectStore::take_engines`]), or inline on whichever
+//! thread waits for a commit (deterministic, for seeded tests and the
+//! simulator). Reads run on the caller's thread (the plain calls) or on
+//! the reader pool (`*_async`).
 
-mod apply;
-mod commit;
 mod mount;
-mod publish;
 mod read;
 mod readers;
 
-use std::collections::VecDeque;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
 
 use bytes::Bytes;
 use kalmar_common::perf::PerfCounters;
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 use uuid::Uuid;
 
-pub(crate) use apply::ApplyItem;
 pub use mount::default_db_path;
+pub(crate) use mount::write_superblock;
 
 use crate::alloc::Allocator;
-use crate::completion::{pair, Commit, Completer, Completion, ReadFuture};
+use crate::checkpoint::Checkpointer;
+use crate::completion::{pair, Completion, ReadFuture};
 use crate::device::BlockDevice;
+use crate::engine::{CommitEngine, EngineShared, Notify, Queued};
 use crate::error::StoreError;
-use crate::journal::JournalRing;
-use crate::kv::Kv;
+use crate::kv::KvStore;
 use crate::layout::{Label, Layout};
-use crate::onode::StoreStats;
-use crate::overlay::DataOverlay;
-use crate::settings::{MkfsOptions, MountOptions, StoreSettings};
-use crate::txn::Transaction;
+use crate::settings::{Drive, MkfsOptions, MountOptions, StoreSettings};
+use crate::txn::{Op, Transaction};
 use crate::types::{CollectionId, ObjectId, ObjectStat, StatFs};
 
-pub(crate) struct Queued {
-    pub txn: Transaction,
-    pub done: Completer<()>,
-    pub queued_at: Instant,
-    /// Already retried once after a checkpoint freed space.
-    pub space_retried: bool,
+/// Which engine a collection lives on.
+pub type Placement = Arc<dyn Fn(&CollectionId) -> usize + Send + Sync>;
+
+/// The default placement: `meta` on engine 0, other collections by hash.
+pub fn default_placement(engines: usize) -> Placement {
+    Arc::new(move |c: &CollectionId| {
+        if engines <= 1 || c.as_str() == "meta" {
+            0
+        } else {
+            crc32c::crc32c(c.as_str().as_bytes()) as usize % engines
+        }
+    })
 }
 
-#[derive(Default)]
-pub(crate) struct SubmitQueue {
-    pub txns: VecDeque<Queued>,
-    pub shutdown: bool,
-}
-
-pub(crate) struct Space {
-    pub ring: JournalRing,
-    /// Highest record sequence number covered by a checkpoint.
-    pub checkpointed_seq: u64,
-}
-
-#[derive(Default)]
-pub(crate) struct WrittenQueue {
-    pub items: VecDeque<publish::Written>,
-    pub shutdown: bool,
-}
-
-#[derive(Default)]
-pub(crate) struct ApplyQueue {
-    pub items: VecDeque<ApplyItem>,
-    pub unapplied_bytes: u64,
-    pub checkpoint_requested: bool,
-    pub shutdown: bool,
-}
-
-/// State shared by the handle and the store's threads.
+/// State shared by the handle, the engines and the checkpointer.
 pub(crate) struct Shared {
     pub dev: Arc<dyn BlockDevice>,
-    pub kv: Kv,
+    pub kv: Arc<dyn KvStore>,
     pub label: Label,
     pub layout: Layout,
     pub settings: StoreSettings,
     pub perf: Arc<PerfCounters>,
     pub alloc: Mutex<Allocator>,
-    pub overlay: DataOverlay,
-    pub queue: Mutex<SubmitQueue>,
-    pub queue_cv: Condvar,
-    pub space: Mutex<Space>,
-    pub space_cv: Condvar,
-    pub apply_q: Mutex<ApplyQueue>,
-    pub apply_cv: Condvar,
-    /// Batches written but not yet published, oldest first.
-    pub inflight: Mutex<VecDeque<Arc<crate::prepare::InFlight>>>,
-    /// Written batches waiting for the sync thread.
-    pub written: Mutex<WrittenQueue>,
-    pub written_cv: Condvar,
-    /// Every record up to this one is durable and published.
-    pub durable_seq: AtomicU64,
+    /// Blocks in use and blocks not allocatable, mirrored from the
+    /// allocator so `statfs` takes no lock.
+    pub used_blocks: AtomicU64,
+    pub busy_blocks: AtomicU64,
+    pub next_nid: AtomicU64,
+    /// The store counters as published.
+    pub stats_objects: AtomicI64,
+    pub stats_bytes: AtomicI64,
+    pub engines: Vec<Arc<EngineShared>>,
+    pub checkpointer: Checkpointer,
+    /// This mount's generation (journal records carry it).
+    pub generation: u64,
+    pub placement: Placement,
     poisoned: AtomicBool,
     poison_reason: Mutex<Option<String>>,
-    /// Committed store statistics.
-    pub stats: Mutex<StoreStats>,
     pub db_path: PathBuf,
 }
 
@@ -116,10 +89,10 @@ impl Shared {
         }
         self.poisoned.store(true, Ordering::Release);
         drop(r);
-        self.queue_cv.notify_all();
-        self.space_cv.notify_all();
-        self.apply_cv.notify_all();
-        self.written_cv.notify_all();
+        for e in &self.engines {
+            e.wake.signal();
+        }
+        self.checkpointer.shutdown();
     }
 
     pub fn poisoned(&self) -> Option<String> {
@@ -128,12 +101,101 @@ impl Shared {
         }
         self.poison_reason.lock().clone()
     }
+
+    /// Copies the allocator's counts for lock-free `statfs`.
+    pub fn sync_alloc_stats(&self, a: &Allocator) {
+        self.used_blocks.store(a.used_blocks(), Ordering::Relaxed);
+        self.busy_blocks
+            .store(a.total_blocks() - a.free_blocks(), Ordering::Relaxed);
+    }
+
+    /// The engine of a collection.
+    pub fn engine_of(&self, c: &CollectionId) -> usize {
+        (self.placement)(c).min(self.engines.len().saturating_sub(1))
+    }
+
+    /// The engine a transaction runs on: that of every collection it names.
+    fn route(&self, txn: &Transaction) -> Result<usize, StoreError> {
+        let mut engine = None;
+        for op in &txn.ops {
+            for c in op_collections(op) {
+                let e = self.engine_of(c);
+                match engine {
+                    None => engine = Some(e),
+                    Some(x) if x == e => {}
+                    Some(_) => {
+                        return Err(StoreError::InvalidArgument(
+                            "a transaction names collections of different engines".into(),
+                        ))
+                    }
+                }
+            }
+        }
+        Ok(engine.unwrap_or(0))
+    }
 }
 
-struct Threads {
-    commit: JoinHandle<commit::CommitExit>,
-    sync: Option<JoinHandle<()>>,
-    apply: Option<JoinHandle<apply::Applier>>,
+fn op_collections(op: &Op) -> impl Iterator<Item = &CollectionId> {
+    let (a, b) = match op {
+        Op::CreateCollection(c) | Op::RemoveCollection(c) => (Some(c), None),
+        Op::Touch(c, _) | Op::Remove(c, _) | Op::OmapClear(c, _) | Op::LogClear(c) => {
+            (Some(c), None)
+        }
+        Op::LogAppend { cid, .. } | Op::LogTrim { cid, .. } => (Some(cid), None),
+        Op::Write { cid, .. }
+        | Op::Zero { cid, .. }
+        | Op::Truncate { cid, .. }
+        | Op::Clone { cid, .. }
+        | Op::SetAttrs { cid, .. }
+        | Op::RmAttr { cid, .. }
+        | Op::OmapSetKeys { cid, .. }
+        | Op::OmapRmKeys { cid, .. }
+        | Op::OmapSetHeader { cid, .. } => (Some(cid), None),
+        Op::CollectionMoveRename {
+            src_cid, dst_cid, ..
+        } => (Some(src_cid), Some(dst_cid)),
+    };
+    a.into_iter().chain(b)
+}
+
+/// The engines driven inline, by whoever waits for a commit.
+pub(crate) struct InlineDriver {
+    pub sh: Arc<Shared>,
+    pub engines: Mutex<Vec<CommitEngine>>,
+}
+
+impl InlineDriver {
+    /// Polls every engine once and advances a checkpoint round. Returns
+    /// whether anything happened.
+    pub fn step(&self) -> bool {
+        let mut engines = self.engines.lock();
+        let mut progress = false;
+        for e in engines.iter_mut() {
+            e.set_draining();
+            progress |= e.poll();
+        }
+        progress |= crate::checkpoint::inline_step(&self.sh);
+        progress
+    }
+}
+
+/// Who drives the engines of this mount.
+enum Runtime {
+    Threads {
+        stop: Arc<AtomicBool>,
+        engines: Vec<JoinHandle<CommitEngine>>,
+    },
+    External {
+        /// Until taken by the application, and once given back.
+        engines: Vec<CommitEngine>,
+        taken: bool,
+    },
+    Inline(Arc<InlineDriver>),
+}
+
+struct Running {
+    runtime: Runtime,
+    checkpointer: Option<JoinHandle<()>>,
     readers: readers::ReaderPool,
 }
 
@@ -141,7 +203,10 @@ struct Threads {
 /// each call. `Send + Sync`: share it in an `Arc`.
 pub struct ObjectStore {
     sh: Arc<Shared>,
-    threads: Mutex<Option<Threads>>,
+    running: Mutex<Option<Running>>,
+    /// Set when unmounting: new transactions are refused.
+    closing: AtomicBool,
+    inline: Option<Arc<InlineDriver>>,
 }
 
 impl ObjectStore {
@@ -151,7 +216,7 @@ impl ObjectStore {
     }
 
     /// Mounts the store on `path`: checks the label, takes the device's
-    /// exclusive lock, replays the journal and starts the store's threads.
+    /// exclusive lock, replays the journal and starts the store's engines.
     pub fn mount(path: &Path, opts: &MountOptions) -> Result<ObjectStore, StoreError> {
         let dev = Arc::new(crate::device::UringDevice::open(
             path,
@@ -172,150 +237,227 @@ impl ObjectStore {
         path: &Path,
         opts: &MountOptions,
     ) -> Result<ObjectStore, StoreError> {
-        let (sh, commit_state, applier) = mount::mount(dev, path, opts)?;
-        let sh = Arc::new(sh);
-        let (apply_thread, inline) = if sh.settings.apply_inline {
-            (None, Some(applier))
-        } else {
-            let sh2 = sh.clone();
-            (
-                Some(spawn("kalmar-os-apply", move || apply::run(sh2, applier))?),
-                None,
-            )
-        };
-        let sync = if commit::pipelined(&sh) {
-            let sh2 = sh.clone();
-            Some(spawn("kalmar-os-sync", move || publish::run(sh2))?)
-        } else {
-            None
-        };
-        let sh2 = sh.clone();
-        let commit = spawn("kalmar-os-commit", move || {
-            commit::run(sh2, commit_state, inline)
-        })?;
+        let (sh, engines) = mount::mount(dev, path, opts)?;
         let readers = readers::ReaderPool::start(sh.clone())?;
+        let mut inline = None;
+        let (runtime, checkpointer) = match sh.settings.drive {
+            Drive::Threads => {
+                let stop = Arc::new(AtomicBool::new(false));
+                let mut handles = Vec::new();
+                for e in engines {
+                    let stop = stop.clone();
+                    handles.push(spawn(&format!("kalmar-os-eng{}", e.index()), move || {
+                        run_engine(e, stop)
+                    })?);
+                }
+                let sh2 = sh.clone();
+                let cp = spawn("kalmar-os-ckpt", move || crate::checkpoint::run_thread(sh2))?;
+                (
+                    Runtime::Threads {
+                        stop,
+                        engines: handles,
+                    },
+                    Some(cp),
+                )
+            }
+            Drive::External => {
+                let sh2 = sh.clone();
+                let cp = spawn("kalmar-os-ckpt", move || crate::checkpoint::run_thread(sh2))?;
+                (
+                    Runtime::External {
+                        engines,
+                        taken: false,
+                    },
+                    Some(cp),
+                )
+            }
+            Drive::Inline => {
+                let d = Arc::new(InlineDriver {
+                    sh: sh.clone(),
+                    engines: Mutex::new(engines),
+                });
+                inline = Some(d.clone());
+                (Runtime::Inline(d), None)
+            }
+        };
         Ok(ObjectStore {
             sh,
-            threads: Mutex::new(Some(Threads {
-                commit,
-                sync,
-                apply: apply_thread,
+            running: Mutex::new(Some(Running {
+                runtime,
+                checkpointer,
                 readers,
             })),
+            closing: AtomicBool::new(false),
+            inline,
         })
     }
 
-    /// Applies every committed transaction, checkpoints, marks the store
-    /// clean and stops its threads. Queued transactions are committed
-    /// first. Later calls fail with `Unmounted`. Dropping the store
-    /// unmounts it too (errors are then only logged).
-    pub fn umount(&self) -> Result<(), StoreError> {
-        let Some(t) = self.threads.lock().take() else {
-            return Err(StoreError::Unmounted);
-        };
-        t.readers.stop();
-        self.sh.queue.lock().shutdown = true;
-        self.sh.queue_cv.notify_all();
-        let exit = t
-            .commit
-            .join()
-            .map_err(|_| StoreError::Poisoned("commit thread panicked".into()))?;
-        if let Some(h) = t.sync {
-            self.sh.written.lock().shutdown = true;
-            self.sh.written_cv.notify_all();
-            h.join()
-                .map_err(|_| StoreError::Poisoned("sync thread panicked".into()))?;
-        }
-        let applier = match t.apply {
-            Some(h) => {
-                self.sh.apply_q.lock().shutdown = true;
-                self.sh.apply_cv.notify_all();
-                Some(
-                    h.join()
-                        .map_err(|_| StoreError::Poisoned("apply thread panicked".into()))?,
-                )
+    /// With [`Drive::External`]: hands the engines to the application,
+    /// whose threads then drive them (see [`CommitEngine`]). Give them back
+    /// with [`ObjectStore::return_engines`] before unmounting.
+    pub fn take_engines(&self) -> Result<Vec<CommitEngine>, StoreError> {
+        let mut r = self.running.lock();
+        match r.as_mut().map(|r| &mut r.runtime) {
+            Some(Runtime::External { engines, taken }) if !*taken => {
+                *taken = true;
+                Ok(std::mem::take(engines))
             }
-            None => exit.applier,
-        };
-        if let Some(reason) = self.sh.poisoned() {
-            return Err(StoreError::Poisoned(reason));
-        }
-        match applier {
-            Some(mut a) => a.checkpoint(&self.sh, true),
-            None => Ok(()),
+            _ => Err(StoreError::InvalidArgument(
+                "the engines are not available (mounted with another Drive, or taken)".into(),
+            )),
         }
     }
 
-    /// Stops the threads without a final checkpoint, as a crash would
-    /// leave the store (acknowledged transactions are in the journal).
-    /// For tests of replay.
+    /// Gives back the engines taken with [`ObjectStore::take_engines`].
+    pub fn return_engines(&self, mut back: Vec<CommitEngine>) {
+        if let Some(Runtime::External { engines, .. }) =
+            self.running.lock().as_mut().map(|r| &mut r.runtime)
+        {
+            engines.append(&mut back);
+        }
+    }
+
+    /// How many engines (journal zones) this mount runs.
+    pub fn engines(&self) -> usize {
+        self.sh.engines.len()
+    }
+
+    /// The engine a collection lives on.
+    pub fn engine_of(&self, c: &CollectionId) -> usize {
+        self.sh.engine_of(c)
+    }
+
+    /// Commits every queued transaction, writes every journaled block
+    /// home, checkpoints, marks the store clean and stops its threads.
+    /// Later calls fail with `Unmounted`. Dropping the store unmounts it
+    /// too (errors are then only logged).
+    pub fn umount(&self) -> Result<(), StoreError> {
+        let Some(running) = self.running.lock().take() else {
+            return Err(StoreError::Unmounted);
+        };
+        self.closing.store(true, Ordering::Release);
+        running.readers.stop();
+        let engines = self.collect_engines(running.runtime)?;
+        self.sh.checkpointer.shutdown();
+        if let Some(h) = running.checkpointer {
+            h.join()
+                .map_err(|_| StoreError::Poisoned("checkpoint thread panicked".into()))?;
+        }
+        if let Some(reason) = self.sh.poisoned() {
+            return Err(StoreError::Poisoned(reason));
+        }
+        let driver = InlineDriver {
+            sh: self.sh.clone(),
+            engines: Mutex::new(engines),
+        };
+        mount::quiesce_and_close(&driver)
+    }
+
+    /// The engines back from whoever drove them.
+    fn collect_engines(&self, rt: Runtime) -> Result<Vec<CommitEngine>, StoreError> {
+        match rt {
+            Runtime::Threads { stop, engines } => {
+                stop.store(true, Ordering::Release);
+                for e in &self.sh.engines {
+                    e.wake.signal();
+                }
+                let mut out = Vec::new();
+                for h in engines {
+                    out.push(
+                        h.join()
+                            .map_err(|_| StoreError::Poisoned("engine thread panicked".into()))?,
+                    );
+                }
+                Ok(out)
+            }
+            Runtime::External { engines, .. } => {
+                if engines.len() != self.sh.engines.len() {
+                    return Err(StoreError::InvalidArgument(
+                        "unmount before the application gave back every engine".into(),
+                    ));
+                }
+                Ok(engines)
+            }
+            Runtime::Inline(d) => Ok(std::mem::take(&mut *d.engines.lock())),
+        }
+    }
+
+    /// Stops without a final checkpoint, as a crash would leave the store
+    /// (acknowledged transactions are in the journal). For tests of replay.
     #[doc(hidden)]
     pub fn abandon(&self) {
-        if let Some(t) = self.threads.lock().take() {
+        if let Some(running) = self.running.lock().take() {
             self.sh.poison("abandoned");
-            t.readers.stop();
-            self.sh.queue.lock().shutdown = true;
-            self.sh.apply_q.lock().shutdown = true;
-            self.sh.queue_cv.notify_all();
-            self.sh.apply_cv.notify_all();
-            let _ = t.commit.join();
-            if let Some(h) = t.sync {
-                self.sh.written.lock().shutdown = true;
-                self.sh.written_cv.notify_all();
-                let _ = h.join();
+            running.readers.stop();
+            if let Ok(engines) = self.collect_engines(running.runtime) {
+                drop(engines);
             }
-            if let Some(h) = t.apply {
+            if let Some(h) = running.checkpointer {
                 let _ = h.join();
             }
         }
     }
 
     /// Queues a transaction; the returned [`Commit`] resolves once it is
-    /// durable (or refused). Never blocks: beyond `max_queued_txns` the
-    /// commit fails at once with `Throttled`. Transactions commit in queue
-    /// order.
-    pub fn queue_transaction(&self, txn: Transaction) -> Commit {
-        self.queue_transactions(vec![txn])
-            .pop()
-            .unwrap_or_else(|| Completion::ready(Ok(())))
+    /// durable (or refused). When the engine already holds
+    /// `max_queued_txns` transactions, the commit first waits for room
+    /// (never an error). Transactions of one engine commit in queue order.
+    ///
+    /// [`Commit`]: crate::Commit
+    pub fn queue_transaction(&self, txn: Transaction) -> crate::Commit {
+        let commit = self.submit(txn);
+        match &self.inline {
+            Some(d) => commit.driven_by(d.clone()),
+            None => commit,
+        }
     }
 
-    /// Queues several transactions at once (they are seen together, so
-    /// they share a group commit when the bounds allow).
-    pub fn queue_transactions(&self, txns: Vec<Transaction>) -> Vec<Commit> {
+    fn submit(&self, txn: Transaction) -> crate::Commit {
         if let Some(reason) = self.sh.poisoned() {
-            return txns
-                .iter()
-                .map(|_| Completion::ready(Err(StoreError::Poisoned(reason.clone()))))
-                .collect();
+            return Completion::ready(Err(StoreError::Poisoned(reason)));
         }
-        let now = Instant::now();
-        let mut q = self.sh.queue.lock();
-        if q.shutdown {
-            return txns
-                .iter()
-                .map(|_| Completion::ready(Err(StoreError::Unmounted)))
-                .collect();
+        if self.closing.load(Ordering::Acquire) {
+            return Completion::ready(Err(StoreError::Unmounted));
         }
-        let limit = self.sh.settings.max_queued_txns;
-        let mut out = Vec::with_capacity(txns.len());
-        for txn in txns {
-            if q.txns.len() >= limit {
-                out.push(Completion::ready(Err(StoreError::Throttled { limit })));
-                continue;
+        let zone = match self.sh.route(&txn) {
+            Ok(z) => z,
+            Err(e) => return Completion::ready(Err(e)),
+        };
+        let es = self.sh.engines[zone].clone();
+        let (tx, rx) = pair();
+        let queued = move |permit| Queued {
+            txn,
+            notify: Notify::Completer(tx),
+            queued_at: std::time::Instant::now(),
+            permit: Some(permit),
+            space_retried: false,
+        };
+        match es.admission.clone().try_acquire_owned() {
+            Ok(permit) => {
+                es.push(queued(permit));
+                rx
             }
-            let (tx, rx) = pair();
-            q.txns.push_back(Queued {
-                txn,
-                done: tx,
-                queued_at: now,
-                space_retried: false,
-            });
-            out.push(rx);
+            Err(_) => {
+                // Full: wait for room, then queue.
+                Completion::from_future(async move {
+                    let permit = es
+                        .admission
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .map_err(|_| StoreError::Unmounted)?;
+                    es.push(queued(permit));
+                    rx.await
+                })
+            }
         }
-        drop(q);
-        self.sh.queue_cv.notify_one();
-        out
+    }
+
+    /// Queues several transactions at once, in order.
+    pub fn queue_transactions(&self, txns: Vec<Transaction>) -> Vec<crate::Commit> {
+        txns.into_iter()
+            .map(|t| self.queue_transaction(t))
+            .collect()
     }
 
     /// Queues `txn` and blocks until it is durable.
@@ -457,6 +599,17 @@ impl ObjectStore {
         })
     }
 
+    /// The entries of collection `cid`'s log in key order (see
+    /// [`Transaction::log_append`]). `CollectionNotFound` if missing.
+    pub fn log_read(&self, cid: &CollectionId) -> Result<Vec<(u128, Bytes)>, StoreError> {
+        self.sh.log_read(cid)
+    }
+
+    pub fn log_read_async(&self, cid: &CollectionId) -> ReadFuture<Vec<(u128, Bytes)>> {
+        let c = cid.clone();
+        self.spawn_read(move |sh| sh.log_read(&c))
+    }
+
     /// Every collection, in id order.
     pub fn list_collections(&self) -> Result<Vec<CollectionId>, StoreError> {
         self.sh.list_collections()
@@ -489,7 +642,7 @@ impl ObjectStore {
         self.spawn_read(move |sh| sh.collection_list(&c, start.as_ref(), limit))
     }
 
-    /// Space and object counts of the whole store.
+    /// Space and object counts of the whole store (no lock taken).
     pub fn statfs(&self) -> Result<StatFs, StoreError> {
         Ok(self.sh.statfs())
     }
@@ -526,8 +679,8 @@ impl ObjectStore {
         &self,
         f: impl FnOnce(&Shared) -> Result<T, StoreError> + Send + 'static,
     ) -> ReadFuture<T> {
-        match self.threads.lock().as_ref() {
-            Some(t) => t.readers.spawn(f),
+        match self.running.lock().as_ref() {
+            Some(r) => r.readers.spawn(f),
             None => Completion::ready(Err(StoreError::Unmounted)),
         }
     }
@@ -535,10 +688,45 @@ impl ObjectStore {
 
 impl Drop for ObjectStore {
     fn drop(&mut self) {
-        if self.threads.lock().is_some() {
+        if self.running.lock().is_some() {
             if let Err(e) = self.umount() {
                 tracing::warn!(error = %e, "umount on drop failed");
             }
+        }
+    }
+}
+
+/// An engine's own thread (threaded driving): poll, then sleep on its
+/// descriptors until woken or its next deadline.
+fn run_engine(mut e: CommitEngine, stop: Arc<AtomicBool>) -> CommitEngine {
+    loop {
+        let stopping = stop.load(Ordering::Acquire);
+        if stopping {
+            e.set_draining();
+        }
+        let progress = e.poll();
+        if let Some(reason) = e.sh.poisoned() {
+            e.close(StoreError::Poisoned(reason));
+            return e;
+        }
+        if stopping && e.is_idle() {
+            return e;
+        }
+        if progress {
+            continue;
+        }
+        let (wake, io) = e.event_fds();
+        let timeout_ms = match e.next_deadline() {
+            Some(d) => d
+                .saturating_duration_since(std::time::Instant::now())
+                .as_millis()
+                .min(i32::MAX as u128) as i32,
+            None => -1,
+        };
+        match io {
+            Some(fd) => crate::eventfd::wait_readable(&[wake, fd], timeout_ms),
+            None if e.io_in_flight() > 0 => {}
+            None => crate::eventfd::wait_readable(&[wake], timeout_ms),
         }
     }
 }

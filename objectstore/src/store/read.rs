@@ -1,9 +1,10 @@
-//! Reads. They see committed state only: the database is changed after
-//! the journal record is durable, and data not yet written home is served
-//! from the data overlay. Each read uses one database snapshot, so its
-//! metadata is consistent; a checksum mismatch (a block being rewritten
-//! under us, or real corruption) is retried with fresh metadata a bounded
-//! number of times, then reported.
+//! Reads. They see committed (durable) state only: the engine's committed
+//! layers, then the database (see [`crate::layer`]); data not yet written
+//! home is served from the engine's data overlay. A read resolves its
+//! metadata under one hold of the engine's layers, so it is consistent; a
+//! checksum mismatch (a block being rewritten under us, or real
+//! corruption) is retried with fresh metadata a bounded number of times,
+//! then reported.
 
 use std::collections::HashMap;
 use std::ops::Bound;
@@ -17,6 +18,7 @@ use crate::device::IoOp;
 use crate::error::StoreError;
 use crate::keys;
 use crate::kv::KvRead;
+use crate::layer::LayeredRead;
 use crate::layout::BLOCK_SIZE;
 use crate::onode::{shard_of, BlockMap, Onode, Shard, SHARD_BLOCKS};
 use crate::perf;
@@ -40,6 +42,31 @@ struct Plan {
 }
 
 impl Shared {
+    /// Runs `f` over the committed metadata of the engine of `c`.
+    fn with_view<R>(&self, c: &CollectionId, f: impl FnOnce(&dyn KvRead) -> R) -> R {
+        let es = &self.engines[self.engine_of(c)];
+        let committed = es.committed.read();
+        let view = LayeredRead {
+            layers: committed.layers(),
+            base: self.kv.as_ref(),
+        };
+        f(&view)
+    }
+
+    /// Runs `f` over the committed metadata of every engine.
+    pub(crate) fn with_global_view<R>(&self, f: impl FnOnce(&dyn KvRead) -> R) -> R {
+        let guards: Vec<_> = self.engines.iter().map(|e| e.committed.read()).collect();
+        let view = LayeredRead {
+            layers: guards.iter().flat_map(|g| g.layers()).collect(),
+            base: self.kv.as_ref(),
+        };
+        f(&view)
+    }
+
+    fn overlay_of(&self, c: &CollectionId) -> &crate::overlay::DataOverlay {
+        &self.engines[self.engine_of(c)].overlay
+    }
+
     fn onode_in(
         &self,
         r: &dyn KvRead,
@@ -108,8 +135,18 @@ impl Shared {
         off: u64,
         len: u64,
     ) -> Result<Bytes, StoreError> {
-        let snap = self.kv.snapshot();
-        let on = self.onode_in(&snap, c, o)?;
+        self.with_view(c, |snap| self.try_read_in(snap, c, o, off, len))
+    }
+
+    fn try_read_in(
+        &self,
+        snap: &dyn KvRead,
+        c: &CollectionId,
+        o: &ObjectId,
+        off: u64,
+        len: u64,
+    ) -> Result<Bytes, StoreError> {
+        let on = self.onode_in(snap, c, o)?;
         if off >= on.size || len == 0 {
             return Ok(Bytes::new());
         }
@@ -135,12 +172,12 @@ impl Shared {
         for b in b0..b1 {
             let (idx, i) = shard_of(b);
             if let std::collections::hash_map::Entry::Vacant(e) = shards.entry(idx) {
-                e.insert(self.shard_in(&snap, on.nid, idx)?);
+                e.insert(self.shard_in(snap, on.nid, idx)?);
             }
             let Some(BlockMap { phys, csum }) = shards.get(&idx).and_then(|s| s.get(i)) else {
                 continue; // a hole: zeros
             };
-            if let Some(p) = self.overlay.get(phys).filter(|p| p.csum == csum) {
+            if let Some(p) = self.overlay_of(c).get(phys).filter(|p| p.csum == csum) {
                 copy(&mut out, b, p.data());
                 continue;
             }
@@ -159,7 +196,6 @@ impl Shared {
                 }),
             }
         }
-        drop(snap);
         if plans.is_empty() {
             return Ok(out.freeze());
         }
@@ -195,8 +231,16 @@ impl Shared {
     }
 
     pub fn stat(&self, c: &CollectionId, o: &ObjectId) -> Result<ObjectStat, StoreError> {
-        let snap = self.kv.snapshot();
-        let on = self.onode_in(&snap, c, o)?;
+        self.with_view(c, |snap| self.stat_in(snap, c, o))
+    }
+
+    fn stat_in(
+        &self,
+        snap: &dyn KvRead,
+        c: &CollectionId,
+        o: &ObjectId,
+    ) -> Result<ObjectStat, StoreError> {
+        let on = self.onode_in(snap, c, o)?;
         let (s, e) = keys::nid_range(keys::P_EXTENT, on.nid);
         let mut blocks = 0u64;
         let mut bad = None;
@@ -224,14 +268,22 @@ impl Shared {
         c: &CollectionId,
         o: &ObjectId,
     ) -> Result<Vec<BlockLocation>, StoreError> {
-        let snap = self.kv.snapshot();
-        let on = self.onode_in(&snap, c, o)?;
+        self.with_view(c, |snap| self.block_map_in(snap, c, o))
+    }
+
+    fn block_map_in(
+        &self,
+        snap: &dyn KvRead,
+        c: &CollectionId,
+        o: &ObjectId,
+    ) -> Result<Vec<BlockLocation>, StoreError> {
+        let on = self.onode_in(snap, c, o)?;
         let shards = on.size.div_ceil(BS).div_ceil(SHARD_BLOCKS);
         let mut out = Vec::new();
         for idx in 0..shards {
             let idx = u32::try_from(idx)
                 .map_err(|_| StoreError::corrupt(format!("{c}/{o}"), "object too large to map"))?;
-            let sh = self.shard_in(&snap, on.nid, idx)?;
+            let sh = self.shard_in(snap, on.nid, idx)?;
             for (i, m) in sh.mapped() {
                 out.push(BlockLocation {
                     logical_block: u64::from(idx) * SHARD_BLOCKS + i as u64,
@@ -244,7 +296,7 @@ impl Shared {
     }
 
     pub fn exists(&self, c: &CollectionId, o: &ObjectId) -> Result<bool, StoreError> {
-        Ok(self.kv.get(&keys::onode(c, o))?.is_some())
+        self.with_view(c, |v| Ok(v.get(&keys::onode(c, o))?.is_some()))
     }
 
     pub fn getattr(
@@ -253,7 +305,7 @@ impl Shared {
         o: &ObjectId,
         name: &str,
     ) -> Result<Option<Bytes>, StoreError> {
-        let on = self.onode_in(&self.kv, c, o)?;
+        let on = self.with_view(c, |v| self.onode_in(v, c, o))?;
         Ok(on.attrs.get(name).map(|b| Bytes::from(b.0.clone())))
     }
 
@@ -262,7 +314,7 @@ impl Shared {
         c: &CollectionId,
         o: &ObjectId,
     ) -> Result<Vec<(String, Bytes)>, StoreError> {
-        let on = self.onode_in(&self.kv, c, o)?;
+        let on = self.with_view(c, |v| self.onode_in(v, c, o))?;
         Ok(on
             .attrs
             .into_iter()
@@ -275,9 +327,10 @@ impl Shared {
         c: &CollectionId,
         o: &ObjectId,
     ) -> Result<Option<Bytes>, StoreError> {
-        let snap = self.kv.snapshot();
-        let on = self.onode_in(&snap, c, o)?;
-        Ok(snap.get(&keys::omap_header(on.nid))?.map(Bytes::from))
+        self.with_view(c, |snap| {
+            let on = self.onode_in(snap, c, o)?;
+            Ok(snap.get(&keys::omap_header(on.nid))?.map(Bytes::from))
+        })
     }
 
     pub fn omap_get_values(
@@ -286,18 +339,19 @@ impl Shared {
         o: &ObjectId,
         wanted: &[Bytes],
     ) -> Result<Vec<(Bytes, Bytes)>, StoreError> {
-        let snap = self.kv.snapshot();
-        let on = self.onode_in(&snap, c, o)?;
-        let mut sorted: Vec<&Bytes> = wanted.iter().collect();
-        sorted.sort();
-        sorted.dedup();
-        let mut out = Vec::new();
-        for k in sorted {
-            if let Some(v) = snap.get(&keys::omap(on.nid, k))? {
-                out.push((k.clone(), Bytes::from(v)));
+        self.with_view(c, |snap| {
+            let on = self.onode_in(snap, c, o)?;
+            let mut sorted: Vec<&Bytes> = wanted.iter().collect();
+            sorted.sort();
+            sorted.dedup();
+            let mut out = Vec::new();
+            for k in sorted {
+                if let Some(v) = snap.get(&keys::omap(on.nid, k))? {
+                    out.push((k.clone(), Bytes::from(v)));
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     pub fn omap_iter(
@@ -308,8 +362,19 @@ impl Shared {
         end: Bound<&[u8]>,
         limit: usize,
     ) -> Result<Vec<(Bytes, Bytes)>, StoreError> {
-        let snap = self.kv.snapshot();
-        let on = self.onode_in(&snap, c, o)?;
+        self.with_view(c, |snap| self.omap_iter_in(snap, c, o, start, end, limit))
+    }
+
+    fn omap_iter_in(
+        &self,
+        snap: &dyn KvRead,
+        c: &CollectionId,
+        o: &ObjectId,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Bytes, Bytes)>, StoreError> {
+        let on = self.onode_in(snap, c, o)?;
         let (lo, hi) = keys::nid_range(keys::P_OMAP, on.nid);
         // The key right after k is k followed by a zero byte.
         let after = |k: &[u8]| {
@@ -338,26 +403,47 @@ impl Shared {
     }
 
     pub fn list_collections(&self) -> Result<Vec<CollectionId>, StoreError> {
+        self.with_global_view(|v| self.list_collections_in(v))
+    }
+
+    fn list_collections_in(&self, view: &dyn KvRead) -> Result<Vec<CollectionId>, StoreError> {
         let mut out = Vec::new();
         let mut bad = None;
-        self.kv
-            .scan(&[keys::P_COLL], &[keys::P_COLL + 1], &mut |k, _| {
-                match keys::parse_collection(k) {
-                    Some(c) => out.push(c),
-                    None => {
-                        bad = Some(StoreError::corrupt(keys::describe(k), "bad collection key"))
-                    }
-                }
-                bad.is_none()
-            })?;
+        view.scan(&[keys::P_COLL], &[keys::P_COLL + 1], &mut |k, _| {
+            match keys::parse_collection(k) {
+                Some(c) => out.push(c),
+                None => bad = Some(StoreError::corrupt(keys::describe(k), "bad collection key")),
+            }
+            bad.is_none()
+        })?;
         match bad {
             Some(e) => Err(e),
             None => Ok(out),
         }
     }
 
+    /// The entries of collection `c`'s log, in key order.
+    pub fn log_read(&self, c: &CollectionId) -> Result<Vec<(u128, Bytes)>, StoreError> {
+        let es = &self.engines[self.engine_of(c)];
+        let committed = es.committed.read();
+        let layers = committed.layers();
+        let view = LayeredRead {
+            layers: layers.clone(),
+            base: self.kv.as_ref(),
+        };
+        if view.get(&keys::collection(c))?.is_none() {
+            return Err(StoreError::CollectionNotFound(c.to_string()));
+        }
+        let persisted = crate::collog::read_persisted(self.kv.as_ref(), c)?;
+        // Oldest first: sealed layers, then the active one.
+        Ok(
+            crate::collog::apply_deltas(persisted, layers.iter().rev().filter_map(|l| l.log(c)))
+                .entries,
+        )
+    }
+
     pub fn collection_exists(&self, c: &CollectionId) -> Result<bool, StoreError> {
-        Ok(self.kv.get(&keys::collection(c))?.is_some())
+        self.with_view(c, |v| Ok(v.get(&keys::collection(c))?.is_some()))
     }
 
     pub fn collection_list(
@@ -366,7 +452,16 @@ impl Shared {
         start: Option<&ObjectId>,
         limit: usize,
     ) -> Result<(Vec<ObjectId>, Option<ObjectId>), StoreError> {
-        let snap = self.kv.snapshot();
+        self.with_view(c, |snap| self.collection_list_in(snap, c, start, limit))
+    }
+
+    fn collection_list_in(
+        &self,
+        snap: &dyn KvRead,
+        c: &CollectionId,
+        start: Option<&ObjectId>,
+        limit: usize,
+    ) -> Result<(Vec<ObjectId>, Option<ObjectId>), StoreError> {
         if snap.get(&keys::collection(c))?.is_none() {
             return Err(StoreError::CollectionNotFound(c.to_string()));
         }
@@ -396,15 +491,17 @@ impl Shared {
     }
 
     pub fn statfs(&self) -> StatFs {
-        let a = self.alloc.lock();
-        let stats = *self.stats.lock();
+        use std::sync::atomic::Ordering::Relaxed;
+        let total = self.layout.data_blocks();
+        let used = self.used_blocks.load(Relaxed);
+        let busy = self.busy_blocks.load(Relaxed).max(used);
         StatFs {
             total_bytes: self.layout.data_bytes,
-            available_bytes: a.free_blocks() * BS,
-            allocated_bytes: a.used_blocks() * BS,
-            pending_free_bytes: a.pending_blocks() * BS,
-            stored_bytes: stats.stored_bytes,
-            num_objects: stats.num_objects,
+            available_bytes: total.saturating_sub(busy) * BS,
+            allocated_bytes: used * BS,
+            pending_free_bytes: (busy - used) * BS,
+            stored_bytes: self.stats_bytes.load(Relaxed).max(0) as u64,
+            num_objects: self.stats_objects.load(Relaxed).max(0) as u64,
             journal_bytes: self.layout.journal_bytes,
         }
     }

@@ -1,6 +1,7 @@
 //! The reader pool behind the `*_async` reads: a bounded queue and a few
 //! threads that run blocking reads and complete the caller's future, so
-//! async callers never block their executor.
+//! async callers never block their executor. Beyond `max_queued_reads`
+//! reads in the pool, a read waits for room before it is queued.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -22,7 +23,8 @@ struct Queue {
 struct Inner {
     q: Mutex<Queue>,
     cv: Condvar,
-    limit: usize,
+    /// Reads queued or running, at most `max_queued_reads`.
+    room: Arc<tokio::sync::Semaphore>,
 }
 
 pub(crate) struct ReaderPool {
@@ -38,7 +40,9 @@ impl ReaderPool {
                 stop: false,
             }),
             cv: Condvar::new(),
-            limit: sh.settings.max_queued_reads.max(1),
+            room: Arc::new(tokio::sync::Semaphore::new(
+                sh.settings.max_queued_reads.max(1),
+            )),
         });
         let mut threads = Vec::new();
         for i in 0..sh.settings.reader_threads.max(1) {
@@ -75,24 +79,48 @@ impl ReaderPool {
         f: impl FnOnce(&Shared) -> Result<T, StoreError> + Send + 'static,
     ) -> ReadFuture<T> {
         let (tx, rx) = pair();
-        let mut q = self.inner.q.lock();
-        if q.stop {
-            return Completion::ready(Err(StoreError::Unmounted));
-        }
-        if q.jobs.len() >= self.inner.limit {
-            return Completion::ready(Err(StoreError::Throttled {
-                limit: self.inner.limit,
+        let inner = self.inner.clone();
+        let enqueue = move |permit: tokio::sync::OwnedSemaphorePermit| -> bool {
+            let mut q = inner.q.lock();
+            if q.stop {
+                return false;
+            }
+            q.jobs.push_back(Box::new(move |sh| {
+                tx.complete(f(sh));
+                drop(permit);
             }));
+            drop(q);
+            inner.cv.notify_one();
+            true
+        };
+        match self.inner.room.clone().try_acquire_owned() {
+            Ok(permit) => {
+                if enqueue(permit) {
+                    rx
+                } else {
+                    Completion::ready(Err(StoreError::Unmounted))
+                }
+            }
+            Err(_) => {
+                let room = self.inner.room.clone();
+                Completion::from_future(async move {
+                    let permit = room
+                        .acquire_owned()
+                        .await
+                        .map_err(|_| StoreError::Unmounted)?;
+                    if !enqueue(permit) {
+                        return Err(StoreError::Unmounted);
+                    }
+                    rx.await
+                })
+            }
         }
-        q.jobs.push_back(Box::new(move |sh| tx.complete(f(sh))));
-        drop(q);
-        self.inner.cv.notify_one();
-        rx
     }
 
     /// Finishes queued reads and stops the threads.
     pub fn stop(&self) {
         self.inner.q.lock().stop = true;
+        self.inner.room.close();
         self.inner.cv.notify_all();
         for h in self.threads.lock().drain(..) {
             let _ = h.join();

@@ -134,26 +134,56 @@ pub struct ModelObject {
     pub header: Option<Vec<u8>>,
 }
 
-/// The whole observable state: collection -> object name -> object.
+/// The whole observable state: collection -> object name -> object. A
+/// collection's log (when not empty) shows as the object [`LOG_OBJECT`]
+/// whose omap maps each key (16 bytes, big-endian) to its value.
 pub type State = BTreeMap<String, BTreeMap<Vec<u8>, ModelObject>>;
+
+/// The name under which a collection's log shows in a [`State`] (no
+/// generated object has it).
+pub const LOG_OBJECT: &[u8] = b"\0log";
 
 /// The store's contract, executed in memory.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Model {
     pub colls: State,
+    /// Each collection log's floor: appends at or below it are ignored.
+    pub log_floors: BTreeMap<String, u128>,
 }
 
 impl Model {
     /// Applies `t` all-or-nothing; `false` if the store must refuse it.
     pub fn apply(&mut self, t: &Transaction) -> bool {
         let mut next = self.colls.clone();
-        if t.ops().iter().all(|op| apply_op(&mut next, op)) {
+        let mut floors = self.log_floors.clone();
+        if t.ops()
+            .iter()
+            .all(|op| apply_op(&mut next, &mut floors, op))
+        {
             self.colls = next;
+            self.log_floors = floors;
             true
         } else {
             false
         }
     }
+}
+
+/// A collection's log in the model, dropped from the state when empty.
+fn model_log(
+    s: &mut State,
+    c: &CollectionId,
+    f: impl FnOnce(&mut BTreeMap<Vec<u8>, Vec<u8>>),
+) -> bool {
+    let Some(coll) = s.get_mut(c.as_str()) else {
+        return false;
+    };
+    let log = coll.entry(LOG_OBJECT.to_vec()).or_default();
+    f(&mut log.omap);
+    if log.omap.is_empty() {
+        coll.remove(LOG_OBJECT);
+    }
+    true
 }
 
 fn obj<'a>(
@@ -170,13 +200,50 @@ fn obj<'a>(
     }
 }
 
-fn apply_op(s: &mut State, op: &Op) -> bool {
+fn apply_op(s: &mut State, floors: &mut BTreeMap<String, u128>, op: &Op) -> bool {
     match op {
-        Op::CreateCollection(c) => s.insert(c.to_string(), BTreeMap::new()).is_none(),
+        Op::CreateCollection(c) => {
+            floors.remove(c.as_str());
+            s.insert(c.to_string(), BTreeMap::new()).is_none()
+        }
         Op::RemoveCollection(c) => match s.get(c.as_str()) {
-            Some(m) if m.is_empty() => s.remove(c.as_str()).is_some(),
+            Some(m) if m.keys().all(|k| k == LOG_OBJECT) => {
+                floors.remove(c.as_str());
+                s.remove(c.as_str()).is_some()
+            }
             _ => false,
         },
+        Op::LogAppend { cid, key, value } => {
+            // A key not above the floor is refused.
+            let floor = floors.get(cid.as_str()).copied().unwrap_or(0);
+            if *key <= floor {
+                return false;
+            }
+            let ok = model_log(s, cid, |log| {
+                log.insert(key.to_be_bytes().to_vec(), value.to_vec());
+            });
+            if ok {
+                floors.insert(cid.to_string(), *key);
+            }
+            ok
+        }
+        Op::LogTrim { cid, through } => {
+            let ok = model_log(s, cid, |log| {
+                log.retain(|k, _| k.as_slice() > through.to_be_bytes().as_slice())
+            });
+            if ok {
+                let f = floors.entry(cid.to_string()).or_default();
+                *f = (*f).max(*through);
+            }
+            ok
+        }
+        Op::LogClear(c) => {
+            let ok = model_log(s, c, |log| log.clear());
+            if ok {
+                floors.remove(c.as_str());
+            }
+            ok
+        }
         Op::Touch(c, o) => obj(s, c, o, true).is_some(),
         Op::Write {
             cid,
@@ -368,6 +435,19 @@ pub fn try_dump(store: &ObjectStore) -> Result<State, StoreError> {
                 None => break,
             }
         }
+        let log = store.log_read(&c)?;
+        if !log.is_empty() {
+            objs.insert(
+                LOG_OBJECT.to_vec(),
+                ModelObject {
+                    omap: log
+                        .into_iter()
+                        .map(|(k, v)| (k.to_be_bytes().to_vec(), v.to_vec()))
+                        .collect(),
+                    ..ModelObject::default()
+                },
+            );
+        }
         out.insert(c.to_string(), objs);
     }
     Ok(out)
@@ -425,6 +505,8 @@ pub struct Gen {
     pub max_write: usize,
     pub max_offset: u64,
     counter: u64,
+    /// The next collection-log key (mostly increasing).
+    log_key: u128,
 }
 
 pub const COLLS: &[&str] = &["c0", "c1", "1.1f_head"];
@@ -437,6 +519,7 @@ impl Gen {
             max_write: 200_000,
             max_offset: 600_000,
             counter: 0,
+            log_key: 1,
         }
     }
 
@@ -534,6 +617,23 @@ impl Gen {
             }
             89..=91 => {
                 t.omap_setheader(&c, &o, pattern(n, self.rng.random_range(0..100)));
+            }
+            92..=95 => {
+                // Now and then a key at or below one used before: refused.
+                let key = if self.rng.random_bool(0.1) {
+                    self.log_key.saturating_sub(self.rng.random_range(0..3))
+                } else {
+                    self.log_key += self.rng.random_range(1..4);
+                    self.log_key
+                };
+                t.log_append(&c, key, pattern(n, self.rng.random_range(0..120)));
+            }
+            96 => {
+                let through = self.log_key.saturating_sub(self.rng.random_range(0..6));
+                t.log_trim(&c, through);
+            }
+            97 if self.rng.random_bool(0.3) => {
+                t.log_clear(&c);
             }
             _ => {
                 let (c2, o2) = (self.c(), self.o());

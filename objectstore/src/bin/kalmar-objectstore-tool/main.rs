@@ -450,29 +450,46 @@ fn run(cli: &Cli) -> Result<u8> {
                     dump.label.journal_offset,
                     dump.label.data_offset
                 );
-                for sb in &dump.superblocks {
-                    s.push_str(&format!(
-                        "superblock copy {}: seq {} journal start block {} seq {} generation {} clean {}\n",
-                        sb.slot, sb.sb_seq, sb.journal_start_block, sb.journal_start_seq, sb.generation, sb.clean_umount
-                    ));
-                }
-                for r in &dump.records {
-                    s.push_str(&format!(
-                        "record seq {} gen {} at block {} ({} blocks): {} txns, {} kv ops, {} deferred blocks\n",
-                        r.seq, r.generation, r.block, r.blocks, r.txns, r.kv_ops, r.deferred_blocks
-                    ));
-                    for c in &r.changes {
-                        s.push_str(&format!("    {c}\n"));
-                    }
-                }
                 s.push_str(&format!(
-                    "end at block {} (next seq {}): {}\n",
-                    dump.end_block, dump.end_seq, dump.end_reason
+                    "journal sector {} bytes\n",
+                    dump.label.journal_sector
                 ));
-                if let Some(l) = dump.later_valid_record_seq {
+                for sb in &dump.superblocks {
+                    let starts: Vec<String> = sb
+                        .zones
+                        .iter()
+                        .map(|z| format!("sector {} seq {}", z.pos, z.seq))
+                        .collect();
                     s.push_str(&format!(
-                        "CORRUPT: a valid record seq {l} follows the damaged one\n"
+                        "superblock copy {}: seq {} generation {} clean {} zones [{}]\n",
+                        sb.slot,
+                        sb.sb_seq,
+                        sb.generation,
+                        sb.clean_umount,
+                        starts.join(", ")
                     ));
+                }
+                for z in &dump.zones {
+                    s.push_str(&format!("zone {}:\n", z.zone));
+                    for r in &z.records {
+                        s.push_str(&format!(
+                            "  record seq {} gen {} at sector {} ({} sectors): {} txns, {} kv ops, {} deferred blocks, {} allocated / {} freed extents\n",
+                            r.seq, r.generation, r.sector, r.sectors, r.txns, r.kv_ops, r.deferred_blocks,
+                            r.allocated_extents, r.freed_extents
+                        ));
+                        for c in &r.changes {
+                            s.push_str(&format!("      {c}\n"));
+                        }
+                    }
+                    s.push_str(&format!(
+                        "  end at sector {} (next seq {}): {}\n",
+                        z.end_sector, z.end_seq, z.end_reason
+                    ));
+                    if let Some(l) = z.later_valid_record_seq {
+                        s.push_str(&format!(
+                            "  CORRUPT: a valid record seq {l} follows the damaged one\n"
+                        ));
+                    }
                 }
                 s
             })?;
