@@ -12,14 +12,14 @@ use kalmar_common::perf::PerfCollection;
 use kalmar_maps::{EntityAddr, OsdAddrs, OsdId, OsdMap};
 use kalmar_msgr::{event_channel, EntityName, Listener, MsgrConfig};
 use kalmar_objectstore::meta as smeta;
-use kalmar_objectstore::{MountOptions, ObjectStore, StoreError};
+use kalmar_objectstore::{Drive, MountOptions, ObjectStore, PlacementFn, StoreError};
 use kalmar_proto::monc::{MonClient, MonEvent};
 use parking_lot::Mutex;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
 use crate::admin::{self, StatusView};
-use crate::dispatch::{client_dispatcher, cluster_dispatcher, ClientThrottle};
+use crate::dispatch::{map_waiter, ClientSink, ClientThrottle, ClusterSink};
 use crate::heartbeat::Heartbeat;
 use crate::maps::MapStore;
 use crate::mapwork::MapWork;
@@ -30,6 +30,7 @@ use crate::perf;
 use crate::pg::PgEvent;
 use crate::report;
 use crate::service::Service;
+use crate::shard::store::ShardStore;
 
 /// How often PGs check their queued ops for expiry.
 const PG_TICK: Duration = Duration::from_secs(1);
@@ -104,10 +105,55 @@ async fn bind(
     Ok((l, rx, tx))
 }
 
-/// Runs the OSD until `shutdown` resolves or the store fails.
-pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<(), OsdError> {
+/// Binds a port whose connections are spread over the shards.
+async fn bind_placed<S: kalmar_msgr::sink::EventSink + Clone>(
+    ip: IpAddr,
+    me: &EntityName,
+    fsid: uuid::Uuid,
+    cfg: &MsgrConfig,
+    sink: S,
+    place: kalmar_msgr::listener::Placement,
+) -> Result<Listener, OsdError> {
+    let addr = SocketAddr::new(ip, 0);
+    Listener::bind_placed(addr, me.clone(), fsid, cfg.clone(), sink, Some(place))
+        .await
+        .map_err(|source| OsdError::Bind { addr, source })
+}
+
+/// A connection goes to the shard its peer hashes to.
+fn shard_placement(shards: &[tokio::runtime::Handle]) -> kalmar_msgr::listener::Placement {
+    let shards = shards.to_vec();
+    Arc::new(move |peer: &kalmar_msgr::PeerInfo| {
+        let n = shards.len().max(1);
+        let h = crc32c::crc32c(peer.entity.to_string().as_bytes()) as usize
+            ^ peer.session_id as usize;
+        shards.get(h % n).cloned()
+    })
+}
+
+/// Where the store places a collection: a PG's on its shard's engine,
+/// everything else (`meta`) on shard 0's.
+fn placement(shards: usize) -> PlacementFn {
+    PlacementFn(Arc::new(move |c: &kalmar_objectstore::CollectionId| {
+        match crate::names::parse_pg_collection(c) {
+            Some(pgid) => crate::shard::shard_of(pgid, shards),
+            None => 0,
+        }
+    }))
+}
+
+/// Runs the OSD until `shutdown` resolves or the store fails. `shards` are
+/// the runtimes of the shards; the first is the one this runs on.
+pub async fn run(
+    cfg: RunConfig,
+    shutdown: impl Future<Output = ()>,
+    shards: Vec<tokio::runtime::Handle>,
+) -> Result<(), OsdError> {
     let device = cfg.device.clone();
-    let mount = cfg.mount.clone();
+    let mut mount = cfg.mount.clone();
+    mount.settings.engines = shards.len().max(1);
+    mount.settings.drive = Drive::External;
+    mount.placement = Some(placement(shards.len().max(1)));
     let store = tokio::task::spawn_blocking(move || ObjectStore::mount(&device, &mount))
         .await
         .map_err(|e| OsdError::Fatal(format!("mount task: {e}")))?
@@ -116,6 +162,27 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<(
             source,
         })?;
     let store = Arc::new(store);
+    // Each shard drives the engine of its journal zone.
+    let engines = store.take_engines().map_err(|source| OsdError::Mount {
+        path: cfg.device.clone(),
+        source,
+    })?;
+    if engines.len() != shards.len() {
+        return Err(OsdError::Fatal(format!(
+            "the store runs {} engines for {} shards (the journal is too small to divide further)",
+            engines.len(),
+            shards.len()
+        )));
+    }
+    let shard_stores: Vec<(tokio::runtime::Handle, Arc<ShardStore>)> = shards
+        .iter()
+        .cloned()
+        .zip(engines)
+        .map(|(h, e)| {
+            let id = e.index();
+            (h, ShardStore::new(id, e))
+        })
+        .collect();
     let sb = smeta::read_superblock(&store)
         .map_err(|source| OsdError::Mount {
             path: cfg.device.clone(),
@@ -153,9 +220,24 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<(
     perf.add(perf_rs.clone());
     perf.add(perf_scrub.clone());
     perf.add(store.perf_counters());
+    perf.add(kalmar_common::alloc_count::perf_counters());
 
-    let (public, pub_rx, _pub_tx) = bind(cfg.bind_ip, &me, fsid, &msgr).await?;
-    let (cluster, cl_rx, cl_tx) = bind(cfg.bind_ip, &me, fsid, &msgr).await?;
+    // Client and cluster connections live on the shards (spread by peer)
+    // and route each message from their read task.
+    let (waiting_tx, waiting_rx) = mpsc::channel(opts.osd_pg_max_queued_ops.max(1));
+    let client_sink = Arc::new(ClientSink::new(
+        ClientThrottle::new(
+            opts.osd_client_message_cap,
+            opts.osd_client_message_size_cap,
+        ),
+        waiting_tx,
+    ));
+    let (create_tx, mut create_rx) = mpsc::channel(opts.osd_pg_max_queued_ops.max(1));
+    let cluster_sink = Arc::new(ClusterSink::new(create_tx));
+    let place = shard_placement(&shards);
+    let public = bind_placed(cfg.bind_ip, &me, fsid, &msgr, client_sink.clone(), place.clone()).await?;
+    let cluster =
+        bind_placed(cfg.bind_ip, &me, fsid, &msgr, cluster_sink.clone(), place).await?;
     let (hb_listener, mut hb_rx, hb_tx) =
         bind(cfg.bind_ip, &me, fsid, &MsgrConfig::default()).await?;
     let nonce = std::process::id();
@@ -197,7 +279,13 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<(
                 ))
             })?,
     };
-    let cluster_peers = Peers::new(me.clone(), fsid, msgr.clone(), cluster_addr, cl_tx);
+    let cluster_peers = Peers::new(
+        me.clone(),
+        fsid,
+        msgr.clone(),
+        cluster_addr,
+        cluster_sink.clone(),
+    );
     let svc = Arc::new(Service::new(
         cfg.id,
         fsid,
@@ -210,7 +298,12 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<(
         cluster_peers,
         mon.clone(),
         current.clone(),
+        shard_stores.clone(),
     ));
+    for (h, st) in &shard_stores {
+        h.spawn(st.clone().drive(svc.clone()));
+    }
+    cluster_sink.set_service(&svc);
     let hb_peers = Peers::new(
         me.clone(),
         fsid,
@@ -269,13 +362,8 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<(
         "loaded PGs from the store"
     );
 
-    let throttle = ClientThrottle::new(
-        opts.osd_client_message_cap,
-        opts.osd_client_message_size_cap,
-    );
-    tokio::spawn(client_dispatcher(svc.clone(), pub_rx, epoch_rx, throttle));
-    let (create_tx, mut create_rx) = mpsc::channel(opts.osd_pg_max_queued_ops);
-    tokio::spawn(cluster_dispatcher(svc.clone(), cl_rx, create_tx));
+    tokio::spawn(map_waiter(svc.clone(), waiting_rx, epoch_rx));
+    client_sink.set_service(svc.clone());
     let hb2 = hb.clone();
     let hb_interval = opts.osd_heartbeat_interval;
     tokio::spawn(async move {
@@ -401,6 +489,16 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<(
     drop(cluster);
     drop(hb_listener);
     tokio::time::sleep(SHUTDOWN_GRACE).await;
+    // The engines go back to the store, which commits what is queued and
+    // checkpoints as it unmounts.
+    let mut engines = Vec::new();
+    for (_, st) in &shard_stores {
+        if let Some(e) = st.stop().await {
+            engines.push(e);
+        }
+    }
+    engines.sort_by_key(|e| e.index());
+    store.return_engines(engines);
     if result.is_ok() {
         let s = store.clone();
         match tokio::task::spawn_blocking(move || s.umount()).await {

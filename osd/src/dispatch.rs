@@ -1,27 +1,32 @@
-//! Routing inbound messages to PGs.
+//! Routing inbound messages to PGs, right from the connections' read
+//! tasks (each connection lives on a shard; see [`crate::shard`]).
 //!
-//! Client port: decode the op (a malformed one closes that client's
-//! session, nothing else), take throttle permits (the OSD stops reading
-//! clients while `osd_client_message_cap` ops or
-//! `osd_client_message_size_cap` bytes are in flight), hold ops of a newer
-//! map epoch until the OSD has it, then hand the op to its PG.
+//! Client port ([`ClientSink`]): before reading the next op the connection
+//! takes throttle permits (the OSD stops reading clients while
+//! `osd_client_message_cap` ops or `osd_client_message_size_cap` bytes are
+//! in flight); then the op is decoded (a malformed one closes that
+//! client's session, nothing else) and handed to its PG's channel, or, when
+//! it names a newer map epoch than the OSD has, to the map waiter
+//! ([`map_waiter`]) until the OSD has it.
 //!
-//! Cluster port: replicated writes, peering, recovery and scrub messages, each
-//! checked to come from the OSD it claims, to the PG's task. Peering
-//! messages for a PG this OSD has no copy of go to the map task.
+//! Cluster port ([`ClusterSink`]): replicated writes, peering, recovery and
+//! scrub messages, each checked to come from the OSD it claims, go to the
+//! PG's channel. Peering messages for a PG this OSD has no copy of go to
+//! the map task (room for one is reserved before the message is read).
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use kalmar_maps::{Epoch, OsdId};
+use kalmar_msgr::sink::{EventSink, Upcoming};
 use kalmar_msgr::{Event, Incoming};
 use kalmar_peering::PeeringMessage;
 use kalmar_proto::client::{errno, OsdOpReply, OsdOpRequest};
 use kalmar_proto::osd::*;
 use kalmar_proto::registry::*;
 use kalmar_proto::{Payload, ProtoError};
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::perf::L_MESSAGES_DELAYED_FOR_MAP;
 use crate::pg::{ClientOp, PgEvent};
@@ -38,6 +43,12 @@ pub struct ClientThrottle {
     max_bytes: u64,
 }
 
+/// The throttle's hold on one op, released when the op is answered.
+pub struct ClientPermits {
+    _op: OwnedSemaphorePermit,
+    _bytes: Option<OwnedSemaphorePermit>,
+}
+
 impl ClientThrottle {
     pub fn new(max_ops: usize, max_bytes: u64) -> Self {
         let max_bytes = max_bytes.min(u32::MAX as u64);
@@ -49,35 +60,20 @@ impl ClientThrottle {
     }
 
     /// Waits for room for one op of `bytes` (a single op larger than the
-    /// whole byte cap takes all of it).
-    async fn acquire(&self, bytes: u64) -> Vec<tokio::sync::OwnedSemaphorePermit> {
-        let mut out = Vec::with_capacity(2);
-        if let Ok(p) = self.ops.clone().acquire_owned().await {
-            out.push(p);
-        }
+    /// whole byte cap takes all of it). `None` once closed.
+    async fn acquire(&self, bytes: u64) -> Option<ClientPermits> {
+        let op = self.ops.clone().acquire_owned().await.ok()?;
         let n = bytes.min(self.max_bytes) as u32;
-        if n > 0 {
-            if let Ok(p) = self.bytes.clone().acquire_many_owned(n).await {
-                out.push(p);
-            }
-        }
-        out
+        let bytes = if n > 0 {
+            Some(self.bytes.clone().acquire_many_owned(n).await.ok()?)
+        } else {
+            None
+        };
+        Some(ClientPermits {
+            _op: op,
+            _bytes: bytes,
+        })
     }
-}
-
-/// Ceph-style description of a client op for `dump_ops_in_flight`.
-fn describe(r: &OsdOpRequest) -> String {
-    let ops: Vec<String> = r.ops.iter().map(|o| o.describe()).collect();
-    format!(
-        "osd_op(client.{}.{}:{} {} {} [{}] e{})",
-        r.client,
-        r.nonce,
-        r.tid,
-        r.pgid,
-        r.oid,
-        ops.join(","),
-        r.map_epoch
-    )
 }
 
 /// Hands a client op to its PG, or answers it.
@@ -127,48 +123,107 @@ fn answer(op: &ClientOp, result: i32, retry_epoch: Epoch, msg: &str) {
     reply(&op.reply_to, r.to_message());
 }
 
-/// Serves the client port until its channel closes.
-pub async fn client_dispatcher(
-    svc: Arc<Service>,
-    mut rx: mpsc::Receiver<Event>,
-    mut epochs: watch::Receiver<Epoch>,
+/// The client port's sink; see the module documentation.
+pub struct ClientSink {
+    svc: OnceLock<Arc<Service>>,
     throttle: ClientThrottle,
+    /// Ops of a newer map epoch, to the map waiter.
+    waiting: mpsc::Sender<ClientOp>,
+}
+
+impl ClientSink {
+    pub fn new(throttle: ClientThrottle, waiting: mpsc::Sender<ClientOp>) -> ClientSink {
+        ClientSink {
+            svc: OnceLock::new(),
+            throttle,
+            waiting,
+        }
+    }
+
+    /// Starts routing (messages before this close their sessions).
+    pub fn set_service(&self, svc: Arc<Service>) {
+        let _ = self.svc.set(svc);
+    }
+}
+
+impl EventSink for ClientSink {
+    type Permit<'a> = Option<ClientPermits>;
+
+    async fn reserve(&self, next: &Upcoming<'_>) -> Option<Option<ClientPermits>> {
+        match next {
+            Upcoming::Message { payload_bytes, .. } => {
+                Some(Some(self.throttle.acquire(*payload_bytes as u64).await?))
+            }
+            Upcoming::SessionChange => Some(None),
+        }
+    }
+
+    fn deliver(&self, permits: Option<ClientPermits>, event: Event) {
+        let Event::Message(Incoming { peer, msg, from }) = event else {
+            return;
+        };
+        let (Some(svc), Some(permits)) = (self.svc.get(), permits) else {
+            from.close("the OSD is not serving clients yet");
+            return;
+        };
+        if msg.msg_type != CLIENT_OSD_OP {
+            tracing::warn!(peer = %peer.entity, msg_type = msg.msg_type, "unexpected message on the client port; closing the session");
+            from.close("unexpected message type on the client port");
+            return;
+        }
+        let req = match OsdOpRequest::from_message(&msg) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(peer = %peer.entity, "malformed client op: {e}; closing the session");
+                from.close(&format!("malformed op: {e}"));
+                return;
+            }
+        };
+        let track = svc.tracker.start(&req);
+        track.mark("throttled");
+        let op = ClientOp {
+            req,
+            reply_to: from,
+            received: Instant::now(),
+            track,
+            permits,
+            read_repairs: 0,
+        };
+        if op.req.map_epoch > svc.epoch() {
+            match self.waiting.try_send(op) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(op))
+                | Err(mpsc::error::TrySendError::Closed(op)) => {
+                    let e = op.req.map_epoch;
+                    answer(&op, -errno::EAGAIN, e, "too many ops wait for a newer map");
+                }
+            }
+        } else {
+            route(svc, op);
+        }
+    }
+}
+
+/// Holds client ops of map epochs the OSD has not reached, routes them
+/// when it does, and answers those that waited too long.
+pub async fn map_waiter(
+    svc: Arc<Service>,
+    mut rx: mpsc::Receiver<ClientOp>,
+    mut epochs: watch::Receiver<Epoch>,
 ) {
     let mut waiting: VecDeque<ClientOp> = VecDeque::new();
     let mut check = tokio::time::interval(MAP_WAIT_CHECK);
     loop {
         tokio::select! {
-            ev = rx.recv() => {
-                let Some(ev) = ev else { return };
-                let Event::Message(Incoming { peer, msg, from }) = ev else { continue };
-                if msg.msg_type != CLIENT_OSD_OP {
-                    tracing::warn!(peer = %peer.entity, msg_type = msg.msg_type, "unexpected message on the client port; closing the session");
-                    from.close("unexpected message type on the client port");
+            op = rx.recv() => {
+                let Some(op) = op else { return };
+                if op.req.map_epoch <= svc.epoch() {
+                    route(&svc, op);
                     continue;
                 }
-                let req = match OsdOpRequest::from_message(&msg) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::warn!(peer = %peer.entity, "malformed client op: {e}; closing the session");
-                        from.close(&format!("malformed op: {e}"));
-                        continue;
-                    }
-                };
-                let track = svc.tracker.start(describe(&req));
-                let permits = throttle.acquire(req.in_bytes()).await;
-                track.mark("throttled");
-                let op = ClientOp { req, reply_to: from, received: Instant::now(), track, permits, read_repairs: 0 };
-                if op.req.map_epoch > svc.epoch() {
-                    if waiting.len() >= svc.opts.osd_pg_max_queued_ops {
-                        answer(&op, -errno::EAGAIN, op.req.map_epoch, "too many ops wait for a newer map");
-                        continue;
-                    }
-                    svc.perf.inc(L_MESSAGES_DELAYED_FOR_MAP, 1);
-                    op.track.mark("waiting_for_map");
-                    waiting.push_back(op);
-                } else {
-                    route(&svc, op);
-                }
+                svc.perf.inc(L_MESSAGES_DELAYED_FOR_MAP, 1);
+                op.track.mark("waiting_for_map");
+                waiting.push_back(op);
             }
             changed = epochs.changed() => {
                 if changed.is_err() {
@@ -211,21 +266,56 @@ fn sender_osd(inc: &Incoming) -> Option<OsdId> {
         .and_then(|i| OsdId::try_from(i).ok())
 }
 
-/// Serves the cluster port (and answers on outbound cluster sessions)
-/// until its channel closes.
-pub async fn cluster_dispatcher(
-    svc: Arc<Service>,
-    mut rx: mpsc::Receiver<Event>,
+/// The cluster port's sink (also of this OSD's outbound cluster sessions,
+/// which carry the answers); see the module documentation.
+pub struct ClusterSink {
+    svc: OnceLock<Weak<Service>>,
     create: mpsc::Sender<CreateRequest>,
-) {
-    while let Some(ev) = rx.recv().await {
-        let Event::Message(inc) = ev else { continue };
+}
+
+impl ClusterSink {
+    pub fn new(create: mpsc::Sender<CreateRequest>) -> ClusterSink {
+        ClusterSink {
+            svc: OnceLock::new(),
+            create,
+        }
+    }
+
+    /// Starts routing (weakly: the service holds the sessions that hold
+    /// this sink).
+    pub fn set_service(&self, svc: &Arc<Service>) {
+        let _ = self.svc.set(Arc::downgrade(svc));
+    }
+}
+
+impl EventSink for ClusterSink {
+    type Permit<'a> = Option<mpsc::Permit<'a, CreateRequest>>;
+
+    async fn reserve(
+        &self,
+        next: &Upcoming<'_>,
+    ) -> Option<Option<mpsc::Permit<'_, CreateRequest>>> {
+        match next {
+            // Room for the map task, in case the PG is not here.
+            Upcoming::Message {
+                msg_type: OSD_PEERING,
+                ..
+            } => Some(Some(self.create.reserve().await.ok()?)),
+            _ => Some(None),
+        }
+    }
+
+    fn deliver(&self, permit: Option<mpsc::Permit<'_, CreateRequest>>, event: Event) {
+        let Event::Message(inc) = event else { return };
+        let Some(svc) = self.svc.get().and_then(Weak::upgrade) else {
+            return;
+        };
         let Some(peer) = sender_osd(&inc) else {
             tracing::warn!(peer = %inc.peer.entity, "non-OSD peer on the cluster port; closing");
             inc.from.close("only OSDs talk on the cluster port");
-            continue;
+            return;
         };
-        if let Err(e) = cluster_message(&svc, peer, inc, &create).await {
+        if let Err(e) = cluster_message(&svc, peer, inc, permit) {
             tracing::warn!(osd = peer, "bad cluster message: {e}");
         }
     }
@@ -255,11 +345,11 @@ fn to_pg(svc: &Service, pgid: kalmar_maps::PgId, ev: PgEvent) {
     }
 }
 
-async fn cluster_message(
+fn cluster_message(
     svc: &Service,
     peer: OsdId,
     inc: Incoming,
-    create: &mpsc::Sender<CreateRequest>,
+    create: Option<mpsc::Permit<'_, CreateRequest>>,
 ) -> Result<(), ProtoError> {
     let Incoming { msg, from, .. } = inc;
     let result = match msg.msg_type {
@@ -287,7 +377,7 @@ async fn cluster_message(
                     what: "peering message",
                     source,
                 })?;
-                peering(svc, peer, pm, create).await;
+                peering(svc, peer, pm, create);
                 Ok(())
             }
             Err(e) => Err(e),
@@ -368,11 +458,11 @@ async fn cluster_message(
     result
 }
 
-async fn peering(
+fn peering(
     svc: &Service,
     from: OsdId,
     msg: PeeringMessage,
-    create: &mpsc::Sender<CreateRequest>,
+    create: Option<mpsc::Permit<'_, CreateRequest>>,
 ) {
     if let Some(h) = svc.pg(msg.pgid()) {
         h.send(PgEvent::Peering {
@@ -383,5 +473,8 @@ async fn peering(
     }
     // The map task answers it, creates the PG, or holds it until this OSD
     // reaches the message's epoch (the PG may be created by that map).
-    let _ = create.send(CreateRequest { from, msg }).await;
+    match create {
+        Some(p) => p.send(CreateRequest { from, msg }),
+        None => tracing::warn!(osd = from, "peering message without room for the map task; dropped"),
+    }
 }

@@ -17,6 +17,7 @@ use kalmar_proto::Payload;
 use parking_lot::Mutex;
 
 use crate::peers::Peers;
+use tokio::sync::mpsc;
 use crate::perf::L_HEARTBEAT_TO_PEERS;
 use crate::service::{reply, Service};
 
@@ -65,12 +66,12 @@ struct PeerHb {
 
 pub struct Heartbeat {
     svc: Arc<Service>,
-    peers: Peers,
+    peers: Peers<mpsc::Sender<kalmar_msgr::Event>>,
     state: Mutex<BTreeMap<OsdId, PeerHb>>,
 }
 
 impl Heartbeat {
-    pub fn new(svc: Arc<Service>, peers: Peers) -> Self {
+    pub fn new(svc: Arc<Service>, peers: Peers<mpsc::Sender<kalmar_msgr::Event>>) -> Self {
         Heartbeat {
             svc,
             peers,

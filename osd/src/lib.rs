@@ -71,6 +71,7 @@ pub mod pg;
 pub mod report;
 pub mod reserver;
 pub mod service;
+pub mod shard;
 pub mod tracker;
 pub mod wire;
 

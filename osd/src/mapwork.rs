@@ -126,7 +126,7 @@ impl MapWork {
                 .await
                 .map_err(|e| e.to_string())?;
             let pg = Pg::load(self.svc.whoami, pg_meta, self.svc.opts.peering());
-            let h = PgActor::spawn(self.svc.clone(), pg, 0, current.clone());
+            let h = PgActor::spawn(self.svc.clone(), pg, 0, current.clone(), None);
             // The first map is the one the PG last processed (or the
             // oldest still stored), then every epoch since.
             let first = epoch
@@ -285,7 +285,7 @@ impl MapWork {
                 .await
                 .map_err(|e| e.to_string())?;
             let pg = Pg::load(self.svc.whoami, pg_meta, self.svc.opts.peering());
-            PgActor::spawn(self.svc.clone(), pg, 0, map.clone());
+            PgActor::spawn(self.svc.clone(), pg, 0, map.clone(), None);
             return Ok(());
         }
         let settings = self.svc.opts.peering();
@@ -297,16 +297,9 @@ impl MapWork {
         };
         let mut t = Transaction::new();
         meta::add_create(&mut t, &coll, &pg.meta(), 0);
-        // Queued before anything the PG writes; the store keeps the order.
-        let commit = self.svc.store.queue_transaction(t);
-        let svc = self.svc.clone();
-        tokio::spawn(async move {
-            if let Err(e) = commit.await {
-                svc.fatal(format!("creating pg {pgid}: {e}"));
-            }
-        });
         tracing::info!(%pgid, new_pool, "pg created");
-        PgActor::spawn(self.svc.clone(), pg, 0, map.clone());
+        // The PG commits it on its shard before anything else it writes.
+        PgActor::spawn(self.svc.clone(), pg, 0, map.clone(), Some(t));
         self.update_pg_perf();
         Ok(())
     }
@@ -390,7 +383,7 @@ impl MapWork {
                     self.svc.fatal(format!("creating pg {pgid}: {e}"));
                     return Ok(());
                 }
-                let h = PgActor::spawn(self.svc.clone(), pg, 0, map.clone());
+                let h = PgActor::spawn(self.svc.clone(), pg, 0, map.clone(), None);
                 h.send(PgEvent::AdvMap(MapEpoch::new(map)));
                 h.send(PgEvent::ActMap);
                 h.send(PgEvent::Peering {

@@ -37,6 +37,9 @@ pub struct OsdOptions {
     /// Client ops waiting inside one PG (PG not active, object busy);
     /// beyond it new ops are refused with EAGAIN.
     pub osd_pg_max_queued_ops: usize,
+    /// Shards (threads, each with its PGs, its journal zone and its store
+    /// ring); default: the cores this process may run on.
+    pub osd_op_num_shards: usize,
     /// A client op waiting longer than this in a PG is answered ETIMEDOUT.
     pub osd_op_queue_timeout: Duration,
     /// Client ops and their payload bytes in flight in the whole OSD;
@@ -109,6 +112,7 @@ impl Default for OsdOptions {
             osd_max_pg_log_entries: 3000,
             osd_pg_log_dups_tracked: 3000,
             osd_pg_max_queued_ops: 1024,
+            osd_op_num_shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
             osd_op_queue_timeout: Duration::from_secs(30),
             osd_client_message_cap: 256,
             osd_client_message_size_cap: 500 << 20,
@@ -254,6 +258,9 @@ impl OsdOptions {
                 0,
             )?,
             osd_pg_max_queued_ops: r.usize("osd_pg_max_queued_ops", d.osd_pg_max_queued_ops, 1)?,
+            osd_op_num_shards: r
+                .usize("osd_op_num_shards", d.osd_op_num_shards, 1)?
+                .min(kalmar_objectstore::layout::MAX_ZONES),
             osd_op_queue_timeout: r.secs("osd_op_queue_timeout", d.osd_op_queue_timeout)?,
             osd_client_message_cap: r.usize(
                 "osd_client_message_cap",
@@ -380,6 +387,7 @@ impl OsdOptions {
             "osd_pg_max_queued_ops",
             self.osd_pg_max_queued_ops.to_string(),
         );
+        put("osd_op_num_shards", self.osd_op_num_shards.to_string());
         put("osd_op_queue_timeout", s(self.osd_op_queue_timeout));
         put(
             "osd_client_message_cap",

@@ -11,9 +11,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use kalmar_maps::{EntityAddr, OsdAddrs, OsdId, OsdMap};
-use kalmar_msgr::{Connection, EntityName, Event, Message, MsgrConfig, SendError, SessionHandle};
+use kalmar_msgr::sink::EventSink;
+use kalmar_msgr::{Connection, EntityName, Message, MsgrConfig, SendError, SessionHandle};
 use parking_lot::Mutex;
-use tokio::sync::mpsc;
 use uuid::Uuid;
 
 /// Picks the address of the purpose (cluster or heartbeat).
@@ -27,13 +27,14 @@ pub fn heartbeat_addr(a: &OsdAddrs) -> EntityAddr {
     a.heartbeat_back
 }
 
-/// Outbound sessions of one purpose.
-pub struct Peers {
+/// Outbound sessions of one purpose; their events go to `S`. A session
+/// runs on the runtime (shard) that first needed it.
+pub struct Peers<S> {
     me: EntityName,
     fsid: Uuid,
     config: MsgrConfig,
     addr_of: AddrOf,
-    events: mpsc::Sender<Event>,
+    events: S,
     conns: Mutex<HashMap<OsdId, (EntityAddr, Arc<Connection>)>>,
 }
 
@@ -45,14 +46,8 @@ pub enum PeerError {
     Send(#[from] SendError),
 }
 
-impl Peers {
-    pub fn new(
-        me: EntityName,
-        fsid: Uuid,
-        config: MsgrConfig,
-        addr_of: AddrOf,
-        events: mpsc::Sender<Event>,
-    ) -> Self {
+impl<S: EventSink + Clone> Peers<S> {
+    pub fn new(me: EntityName, fsid: Uuid, config: MsgrConfig, addr_of: AddrOf, events: S) -> Self {
         Peers {
             me,
             fsid,

@@ -20,9 +20,11 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::options::OsdOptions;
+use crate::dispatch::ClusterSink;
 use crate::peers::{PeerError, Peers};
 use crate::pg::PgHandle;
 use crate::reserver::Reserver;
+use crate::shard::store::ShardStore;
 use crate::tracker::OpTracker;
 
 pub struct Service {
@@ -35,7 +37,7 @@ pub struct Service {
     pub rs_perf: Arc<PerfCounters>,
     pub scrub_perf: Arc<PerfCounters>,
     /// Sessions to other OSDs' cluster ports.
-    pub cluster: Peers,
+    pub cluster: Peers<Arc<ClusterSink>>,
     pub mon: Arc<MonClient>,
     pub tracker: OpTracker,
     pub reserver: Reserver,
@@ -45,6 +47,8 @@ pub struct Service {
     want_up_thru: AtomicU32,
     /// Set to a reason when the OSD must stop (the store failed).
     fatal: watch::Sender<Option<String>>,
+    /// The shards' runtimes and stores, by shard index.
+    shards: Vec<(tokio::runtime::Handle, Arc<ShardStore>)>,
 }
 
 impl Service {
@@ -58,9 +62,10 @@ impl Service {
         perf: Arc<PerfCounters>,
         rs_perf: Arc<PerfCounters>,
         scrub_perf: Arc<PerfCounters>,
-        cluster: Peers,
+        cluster: Peers<Arc<ClusterSink>>,
         mon: Arc<MonClient>,
         map: Arc<OsdMap>,
+        shards: Vec<(tokio::runtime::Handle, Arc<ShardStore>)>,
     ) -> Self {
         let (fatal, _) = watch::channel(None);
         Service {
@@ -80,7 +85,20 @@ impl Service {
             map: RwLock::new(map),
             want_up_thru: AtomicU32::new(0),
             fatal,
+            shards,
         }
+    }
+
+    /// The runtime and store of the shard a PG lives on.
+    pub fn shard(&self, pgid: PgId) -> (tokio::runtime::Handle, Arc<ShardStore>) {
+        let i = crate::shard::shard_of(pgid, self.shards.len());
+        let (h, s) = &self.shards[i];
+        (h.clone(), s.clone())
+    }
+
+    /// Every shard's store, by index.
+    pub fn shard_stores(&self) -> impl Iterator<Item = &Arc<ShardStore>> {
+        self.shards.iter().map(|(_, s)| s)
     }
 
     /// The newest map the OSD has consumed.
@@ -179,19 +197,6 @@ impl Service {
             }
             Err(e) => tracing::debug!(osd, "message not sent: {e}"),
         }
-    }
-}
-
-/// The errno a client sees for a refused transaction.
-pub fn store_errno(e: &kalmar_objectstore::StoreError) -> i32 {
-    use kalmar_objectstore::StoreError as E;
-    use kalmar_proto::client::errno;
-    match e {
-        E::NoSpace { .. } => -errno::ENOSPC,
-        E::InvalidArgument(_) => -errno::EINVAL,
-        E::TooLarge { .. } => -errno::EFBIG,
-        E::ObjectNotFound { .. } | E::CollectionNotFound(_) => -errno::ENOENT,
-        _ => -errno::EIO,
     }
 }
 

@@ -1,7 +1,9 @@
 //! Carrying out the state machine's actions, in order. Metadata to persist
 //! accumulates in one transaction; before any message leaves for another
 //! OSD, what was persisted so far is made durable (a peer must never learn
-//! of state a crash could lose).
+//! of state a crash could lose). Every PG transaction goes through the
+//! shard's store ([`crate::shard::store::ShardStore`]): a failure after
+//! admission stops the OSD.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,7 +11,7 @@ use std::time::{Duration, Instant};
 use kalmar_common::encoding::{Blob, Encode};
 use kalmar_common::perf::PerfCounters;
 use kalmar_msgr::{Message, SessionHandle};
-use kalmar_objectstore::{Commit, ObjectId, StoreError, Transaction};
+use kalmar_objectstore::{ObjectId, StoreError, Transaction};
 use kalmar_peering::{Action, PeeringMessage, PgWrite};
 use kalmar_proto::mon::OsdPgTemp;
 use kalmar_proto::osd::{OsdPeeringMsg, PgBackfillRemove, PgPull, PgScan, RepOpReply};
@@ -18,20 +20,20 @@ use tokio::sync::mpsc;
 
 use super::{meta, PgActor, PgEvent};
 use crate::perf::*;
-use crate::service::{reply, store_errno};
+use crate::service::reply;
 use crate::wire::encode_peering;
 
 /// Objects removed per transaction when a PG is deleted.
 const DELETE_BATCH_OBJECTS: usize = 256;
 
-/// What to do once a transaction is durable (or was refused).
-pub(super) enum AfterCommit {
+/// What to do once a transaction is durable.
+pub(crate) enum AfterCommit {
     Nothing,
     /// Tell the PG that write `tid` committed locally.
     Tid(u64),
     /// Answer a peer once durable (a push).
     Reply(SessionHandle, Message),
-    /// Answer a replicated write, with the error if it was refused.
+    /// Answer a replicated write.
     RepReply(
         SessionHandle,
         RepOpReply,
@@ -40,20 +42,15 @@ pub(super) enum AfterCommit {
 }
 
 impl AfterCommit {
-    /// `result`: 0, or the negative errno of a refused transaction.
-    fn run(self, tx: &mpsc::UnboundedSender<PgEvent>, result: i32) {
+    /// Runs on the PG's shard once the transaction is durable.
+    pub(crate) fn run(self, tx: &mpsc::UnboundedSender<PgEvent>) {
         match self {
             AfterCommit::Nothing => {}
             AfterCommit::Tid(tid) => {
-                let _ = tx.send(PgEvent::Committed { tid, result });
+                let _ = tx.send(PgEvent::Committed { tid });
             }
-            AfterCommit::Reply(to, msg) => {
-                if result == 0 {
-                    reply(&to, msg);
-                }
-            }
-            AfterCommit::RepReply(to, mut r, lat) => {
-                r.result = result;
+            AfterCommit::Reply(to, msg) => reply(&to, msg),
+            AfterCommit::RepReply(to, r, lat) => {
                 if let Some((perf, start)) = lat {
                     perf.tinc(L_SUBOP_W_LAT, start.elapsed());
                     perf.tinc(L_SUBOP_LAT, start.elapsed());
@@ -88,8 +85,7 @@ impl PgActor {
                     | Action::RemoveOnPeer { .. }
             );
             if outbound && !t.is_empty() {
-                let c = self.svc.store.queue_transaction(std::mem::take(&mut t));
-                if let Err(e) = c.await {
+                if let Err(e) = self.store.commit(std::mem::take(&mut t)).await {
                     self.svc
                         .fatal(format!("pg {} metadata commit failed: {e}", self.pgid));
                     return;
@@ -206,10 +202,10 @@ impl PgActor {
         }
         if t.is_empty() {
             // Everything before was made durable (or nothing was written).
-            after.run(&self.tx, 0);
+            after.run(&self.tx);
             return;
         }
-        self.queue_txn(t, after);
+        self.queue_txn(t, after).await;
     }
 
     /// Adds a `Persist` to `t`, with its object removals (only of objects
@@ -234,28 +230,13 @@ impl PgActor {
         meta::add_pg_write(t, &self.coll, w, || pg.meta(), self.epoch);
     }
 
-    /// Queues a transaction; a store failure stops the OSD, a refused
-    /// transaction (no effect) fails only its op. `after` runs once it is
-    /// durable or refused.
-    pub(super) fn queue_txn(&self, t: Transaction, after: AfterCommit) {
-        let c: Commit = self.svc.store.queue_transaction(t);
-        let svc = self.svc.clone();
-        let tx = self.tx.clone();
-        let pgid = self.pgid;
-        tokio::spawn(async move {
-            let result = match c.await {
-                Ok(()) => 0,
-                Err(e) if e.is_fatal() => {
-                    svc.fatal(format!("pg {pgid}: transaction failed: {e}"));
-                    store_errno(&e)
-                }
-                Err(e) => {
-                    tracing::error!(%pgid, "transaction refused: {e}");
-                    store_errno(&e)
-                }
-            };
-            after.run(&tx, result);
-        });
+    /// Queues a transaction once admitted; `after` runs once it is
+    /// durable (a failure stops the OSD).
+    pub(super) async fn queue_txn(&self, t: Transaction, after: AfterCommit) {
+        match self.store.admit().await {
+            Ok(permit) => self.store.submit(t, permit, self.tx.clone(), after),
+            Err(e) => tracing::debug!(pgid = %self.pgid, "transaction dropped: {e}"),
+        }
     }
 
     /// Removes the PG's objects, metadata and collection, then stops.
@@ -287,7 +268,7 @@ impl PgActor {
             if last {
                 t.remove_collection(&self.coll);
             }
-            if let Err(e) = store.queue_transaction(t).await {
+            if let Err(e) = self.store.commit(t).await {
                 self.svc
                     .fatal(format!("pg {}: deletion failed: {e}", self.pgid));
                 break;

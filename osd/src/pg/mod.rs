@@ -43,13 +43,13 @@ use kalmar_proto::osd::{
     RepOpReply,
 };
 use kalmar_proto::pgstats::PgStatEntry;
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::perf::*;
 use crate::service::{reply, Service};
 use crate::tracker::TrackedOp;
 
-use actions::AfterCommit;
+pub(crate) use actions::AfterCommit;
 use cache::ObjectCache;
 use scrub::Scrubber;
 use scrub_store::ScrubRecord;
@@ -62,7 +62,7 @@ pub struct ClientOp {
     pub received: Instant,
     pub track: TrackedOp,
     /// Throttle permits, released when the op is answered.
-    pub permits: Vec<OwnedSemaphorePermit>,
+    pub permits: crate::dispatch::ClientPermits,
     /// Times a read of this op found the primary's copy corrupt and had
     /// it recovered from another copy (retried once, then EIO).
     pub read_repairs: u8,
@@ -95,11 +95,9 @@ pub enum PgEvent {
     },
     AdvMap(Arc<MapEpoch>),
     ActMap,
-    /// A local transaction of write `tid` is durable (0) or was refused
-    /// (negative errno).
+    /// The local transaction of write `tid` is durable.
     Committed {
         tid: u64,
-        result: i32,
     },
     Reserved(ReservationKind),
     /// Primary: the toofull wait is over (dropped if the interval changed
@@ -235,6 +233,8 @@ struct IoCounts {
 
 pub struct PgActor {
     svc: Arc<Service>,
+    /// The store of this PG's shard.
+    store: Arc<crate::shard::store::ShardStore>,
     pgid: PgId,
     whoami: OsdId,
     coll: CollectionId,
@@ -275,12 +275,22 @@ pub struct PgActor {
 }
 
 impl PgActor {
-    /// Starts the task of `pg` (created or loaded), registers it, and
-    /// delivers `Initialize` then the given maps.
-    pub fn spawn(svc: Arc<Service>, pg: Pg, epoch: Epoch, map: Arc<OsdMap>) -> PgHandle {
+    /// Starts the task of `pg` (created or loaded) on its shard, registers
+    /// it, and delivers `Initialize` then the given maps. `create`, when
+    /// given, is committed before anything else the PG writes (the PG's
+    /// collection and metadata).
+    pub fn spawn(
+        svc: Arc<Service>,
+        pg: Pg,
+        epoch: Epoch,
+        map: Arc<OsdMap>,
+        create: Option<Transaction>,
+    ) -> PgHandle {
         let (tx, rx) = mpsc::unbounded_channel();
         let pgid = pg.pgid();
+        let (runtime, store) = svc.shard(pgid);
         let actor = PgActor {
+            store,
             whoami: svc.whoami,
             coll: crate::names::pg_collection(pgid),
             objects: ObjectCache::new(svc.opts.osd_pg_object_cache_size),
@@ -311,11 +321,17 @@ impl PgActor {
         };
         let handle = PgHandle { tx };
         svc.pgs.write().insert(pgid, handle.clone());
-        tokio::spawn(actor.run());
+        runtime.spawn(actor.run(create));
         handle
     }
 
-    async fn run(mut self) {
+    async fn run(mut self, create: Option<Transaction>) {
+        if let Some(t) = create {
+            if let Err(e) = self.store.commit(t).await {
+                self.svc.fatal(format!("creating pg {}: {e}", self.pgid));
+                return;
+            }
+        }
         let limit = self.svc.opts.osd_scrub_max_recorded_inconsistent;
         self.scrub_record = match scrub_store::load(&self.svc.store, &self.coll, limit).await {
             Ok(r) => r,
@@ -360,7 +376,7 @@ impl PgActor {
             }
             PgEvent::AdvMap(me) => self.adv_map(me).await,
             PgEvent::ActMap => self.machine(Event::ActMap).await,
-            PgEvent::Committed { tid, result } => self.local_committed(tid, result),
+            PgEvent::Committed { tid } => self.local_committed(tid),
             PgEvent::Reserved(kind) => self.machine(Event::ReservationGranted { kind }).await,
             PgEvent::RetryReservation { interval, kind } => {
                 if interval == self.interval() {
@@ -471,7 +487,7 @@ impl PgActor {
         }
         let mut t = Transaction::new();
         meta::add_epoch(&mut t, &self.coll, self.epoch);
-        self.queue_txn(t, AfterCommit::Nothing);
+        self.queue_txn(t, AfterCommit::Nothing).await;
         let ready: Vec<(OsdId, PeeringMessage)> = {
             let epoch = self.epoch;
             let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_peering)

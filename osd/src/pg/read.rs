@@ -67,11 +67,11 @@ impl PgActor {
                 tracing::warn!(%pgid, object = %op.req.oid, client = op.req.client, "read refused: {}", r.error);
             }
             let mut msg = r.to_message();
-            if msg.payload.len() > max_reply {
+            if msg.len() > max_reply {
                 // Many outputs together (omap pages, several reads).
                 let e = format!(
                     "the reply would be {} bytes, over the {max_reply}-byte message limit of this session; ask for less per request",
-                    msg.payload.len()
+                    msg.len()
                 );
                 tracing::warn!(%pgid, object = %op.req.oid, client = op.req.client, "read refused: {e}");
                 msg = OsdOpReply::error(r.tid, -errno::EMSGSIZE, epoch, e).to_message();

@@ -215,7 +215,7 @@ impl PgActor {
         if !push.complete {
             // Durable before the next chunk is taken: a refused chunk must
             // keep the object from being completed with a hole.
-            let next = match self.svc.store.queue_transaction(t).await {
+            let next = match self.store.commit(t).await {
                 Ok(()) => push.data_offset + push.data.len() as u64,
                 Err(StoreError::NoSpace { .. }) => {
                     let why = format!("osd.{} store has no space for the chunk", self.whoami);
@@ -354,7 +354,7 @@ impl PgActor {
     pub(super) async fn scan_local(&mut self, begin: ObjectBound, max: usize) {
         let mut barrier = Transaction::new();
         barrier.touch(&self.coll, &pgmeta_oid());
-        if let Err(e) = self.svc.store.queue_transaction(barrier).await {
+        if let Err(e) = self.store.commit(barrier).await {
             self.svc
                 .fatal(format!("pg {}: barrier failed: {e}", self.pgid));
             return;
@@ -386,7 +386,7 @@ impl PgActor {
                 self.svc.perf.inc(L_SUBOP_BACKFILL_REMOVE, 1);
                 let mut t = Transaction::new();
                 t.remove(&self.coll, &o);
-                self.queue_txn(t, AfterCommit::Nothing);
+                self.queue_txn(t, AfterCommit::Nothing).await;
             }
             Err(StoreError::ObjectNotFound { .. }) => {}
             Err(e) => self

@@ -273,6 +273,20 @@ impl PgActor {
                 return self.answer_error(op, -errno::ENOSPC, e, &why);
             }
         }
+        // Room in the store before the PG changes: from here on nothing
+        // refuses the write, and a failure of its transaction stops the OSD.
+        let permit = match self.store.admit().await {
+            Ok(p) => p,
+            Err(e) => {
+                let ep = self.epoch + 1;
+                return self.answer_error(
+                    op,
+                    -errno::EAGAIN,
+                    ep,
+                    &format!("the OSD is stopping: {e}"),
+                );
+            }
+        };
         let prior = current.map_or(Eversion::ZERO, |c| c.version);
         let entry = self
             .pg
@@ -287,8 +301,10 @@ impl PgActor {
         let pgw = match self.pg.append_log(vec![entry.clone()], trim_to) {
             Ok(w) => w,
             Err(e) => {
-                let ep = self.epoch;
-                return self.answer_error(op, -errno::EIO, ep, &format!("log append refused: {e}"));
+                // The PG's state is no longer what its log says.
+                self.svc
+                    .fatal(format!("pg {}: log append refused: {e}", self.pgid));
+                return;
             }
         };
         let mut t = Transaction::new();
@@ -300,7 +316,8 @@ impl PgActor {
         self.next_tid += 1;
         self.svc.perf.tinc(L_OP_W_PREPARE_LAT, started.elapsed());
         self.svc.perf.tinc(L_OP_PREPARE_LAT, started.elapsed());
-        self.queue_txn(t, AfterCommit::Tid(tid));
+        self.store
+            .submit(t, permit, self.tx.clone(), AfterCommit::Tid(tid));
         let targets = self.pg.replication_targets(&oid);
         let mut waiting: BTreeSet<OsdId> = targets.iter().map(|t| t.osd).collect();
         waiting.insert(self.whoami);
@@ -349,12 +366,9 @@ impl PgActor {
         );
     }
 
-    pub(super) fn local_committed(&mut self, tid: u64, result: i32) {
+    pub(super) fn local_committed(&mut self, tid: u64) {
         if let Some(w) = self.inflight.get_mut(&tid) {
             w.op.track.mark("op_commit");
-            if w.result == 0 {
-                w.result = result;
-            }
         }
         self.acked(tid, self.whoami);
     }
@@ -491,25 +505,36 @@ impl PgActor {
                 return;
             }
         };
-        self.pg.set_object_stats(meta.stats);
-        let pgw = match self.pg.append_log(meta.entries, meta.trim_to) {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::error!(pgid = %self.pgid, "replicated log entry refused: {e}");
-                reply(&from, fail(-errno::EIO).to_message());
-                return;
-            }
-        };
-        let mut t = Transaction::new();
-        if !op.ops.is_empty() {
+        let obj = if op.ops.is_empty() {
+            None
+        } else {
             match ObjectId::new(op.oid.as_bytes().to_vec()) {
-                Ok(o) => apply_store_ops(&mut t, &self.coll, &o, &op.ops),
+                Ok(o) => Some(o),
                 Err(e) => {
                     reply(&from, fail(-errno::EINVAL).to_message());
                     tracing::error!(pgid = %self.pgid, "bad object name in a replicated write: {e}");
                     return;
                 }
             }
+        };
+        // Room in the store before the PG changes (see `write`).
+        let Ok(permit) = self.store.admit().await else {
+            return;
+        };
+        self.pg.set_object_stats(meta.stats);
+        let pgw = match self.pg.append_log(meta.entries, meta.trim_to) {
+            Ok(w) => w,
+            Err(e) => {
+                self.svc.fatal(format!(
+                    "pg {}: replicated log entry refused: {e}",
+                    self.pgid
+                ));
+                return;
+            }
+        };
+        let mut t = Transaction::new();
+        if let Some(o) = &obj {
+            apply_store_ops(&mut t, &self.coll, o, &op.ops);
         }
         let pg = &self.pg;
         meta::add_pg_write(&mut t, &self.coll, &pgw, || pg.meta(), self.epoch);
@@ -530,6 +555,11 @@ impl PgActor {
             committed_version: last.version,
         };
         let lat = Some((self.svc.perf.clone(), started));
-        self.queue_txn(t, AfterCommit::RepReply(from, ok, lat));
+        self.store.submit(
+            t,
+            permit,
+            self.tx.clone(),
+            AfterCommit::RepReply(from, ok, lat),
+        );
     }
 }

@@ -1,0 +1,237 @@
+//! A shard's way to the store: its commit engine, driven on the shard's
+//! thread.
+//!
+//! PGs of the shard submit transactions straight into the engine (after
+//! taking an admission permit, before they change any state the
+//! transaction records) and kick the driver task. The driver polls the
+//! engine whenever it is kicked, its ring completes I/O (eventfd), another
+//! thread submits or the checkpointer calls (eventfd), or a deadline
+//! passes; it hands each finished transaction's follow-up to its PG right
+//! there. A PG transaction that fails after admission stops the OSD: the
+//! PG's memory may be ahead of its disk, which must never be served.
+
+use std::os::unix::io::{AsRawFd, RawFd};
+use std::sync::Arc;
+
+use kalmar_objectstore::{pair, CommitEngine, Notify as StoreNotify, StoreError, Transaction};
+use parking_lot::Mutex;
+use tokio::io::unix::AsyncFd;
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
+
+use crate::pg::{AfterCommit, PgEvent};
+use crate::service::Service;
+
+/// Polls of the engine in a row before the driver lets other tasks run.
+const MAX_POLLS_PER_WAKE: usize = 8;
+
+/// What to do when a submitted transaction is durable.
+struct Pending {
+    tx: mpsc::UnboundedSender<PgEvent>,
+    after: AfterCommit,
+}
+
+/// Follow-ups by token; slots are reused, so steady state allocates nothing.
+#[derive(Default)]
+struct Slab {
+    slots: Vec<Option<Pending>>,
+    free: Vec<u32>,
+}
+
+impl Slab {
+    fn insert(&mut self, p: Pending) -> u64 {
+        match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = Some(p);
+                i as u64
+            }
+            None => {
+                self.slots.push(Some(p));
+                (self.slots.len() - 1) as u64
+            }
+        }
+    }
+
+    fn take(&mut self, token: u64) -> Option<Pending> {
+        let p = self.slots.get_mut(token as usize)?.take()?;
+        self.free.push(token as u32);
+        Some(p)
+    }
+}
+
+/// A raw descriptor the engine owns, for `AsyncFd`.
+struct Fd(RawFd);
+
+impl AsRawFd for Fd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
+
+/// See the module documentation.
+pub struct ShardStore {
+    pub id: usize,
+    engine: Mutex<Option<CommitEngine>>,
+    admission: Arc<Semaphore>,
+    kick: Notify,
+    pending: Mutex<Slab>,
+    /// Set to stop the driver (it then gives the engine back).
+    stopping: std::sync::atomic::AtomicBool,
+    stopped: tokio::sync::watch::Sender<bool>,
+}
+
+impl ShardStore {
+    pub fn new(id: usize, engine: CommitEngine) -> Arc<ShardStore> {
+        let admission = engine.admission();
+        let (stopped, _) = tokio::sync::watch::channel(false);
+        Arc::new(ShardStore {
+            id,
+            engine: Mutex::new(Some(engine)),
+            admission,
+            kick: Notify::new(),
+            pending: Mutex::new(Slab::default()),
+            stopping: Default::default(),
+            stopped,
+        })
+    }
+
+    /// An admission permit: the store takes the transaction it is given
+    /// with without refusing it for load. Waits while the engine is full.
+    pub async fn admit(&self) -> Result<OwnedSemaphorePermit, StoreError> {
+        self.admission
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Unmounted)
+    }
+
+    /// Submits `t` (admitted with `permit`); once it is durable, `after`
+    /// runs with `tx` (the PG's channel), on this shard's thread.
+    pub(crate) fn submit(
+        &self,
+        t: Transaction,
+        permit: OwnedSemaphorePermit,
+        tx: mpsc::UnboundedSender<PgEvent>,
+        after: AfterCommit,
+    ) {
+        let token = self.pending.lock().insert(Pending { tx, after });
+        match self.engine.lock().as_mut() {
+            Some(e) => e.submit(t, StoreNotify::Token(token), permit),
+            None => {
+                // Stopping: the follow-up never runs.
+                self.pending.lock().take(token);
+                return;
+            }
+        }
+        self.kick.notify_one();
+    }
+
+    /// Admits, submits and waits for `t` to be durable.
+    pub async fn commit(&self, t: Transaction) -> Result<(), StoreError> {
+        let permit = self.admit().await?;
+        let (done, rx) = pair();
+        match self.engine.lock().as_mut() {
+            Some(e) => e.submit(t, StoreNotify::Completer(done), permit),
+            None => return Err(StoreError::Unmounted),
+        }
+        self.kick.notify_one();
+        rx.await
+    }
+
+    /// The driver task (spawned on the shard's runtime).
+    pub async fn drive(self: Arc<Self>, svc: Arc<Service>) {
+        let fds = self.engine.lock().as_ref().map(|e| e.event_fds());
+        let Some((wake_fd, io_fd)) = fds else {
+            return;
+        };
+        // SAFETY: both descriptors belong to the engine, which stays in
+        // `self.engine` until this task has returned (see `stop`): they
+        // remain open for as long as these registrations live.
+        let wake = unsafe { AsyncFd::register(Fd(wake_fd)) };
+        let io = io_fd.map(|fd| unsafe { AsyncFd::register(Fd(fd)) });
+        let (wake, io) = match (wake, io.transpose()) {
+            (Ok(w), Ok(i)) => (w, i),
+            _ => {
+                svc.fatal(format!(
+                    "shard {}: cannot watch the store's descriptors",
+                    self.id
+                ));
+                self.stopped.send_replace(true);
+                return;
+            }
+        };
+        let mut done = Vec::new();
+        loop {
+            if self.stopping.load(std::sync::atomic::Ordering::Acquire) {
+                break;
+            }
+            let deadline = {
+                let mut g = self.engine.lock();
+                let Some(e) = g.as_mut() else { break };
+                for _ in 0..MAX_POLLS_PER_WAKE {
+                    if !e.poll() {
+                        break;
+                    }
+                }
+                e.take_completions(&mut done);
+                e.next_deadline()
+            };
+            for (token, res) in done.drain(..) {
+                self.complete(token, res, &svc);
+            }
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let io_ready = async {
+                match &io {
+                    Some(fd) => {
+                        if let Ok(mut g) = fd.readable().await {
+                            g.clear_ready();
+                        }
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = self.kick.notified() => {}
+                r = wake.readable() => {
+                    if let Ok(mut g) = r {
+                        g.clear_ready();
+                    }
+                }
+                _ = io_ready => {}
+                _ = sleep => {}
+            }
+        }
+        drop(wake);
+        drop(io);
+        self.stopped.send_replace(true);
+    }
+
+    /// Runs the follow-up of a finished transaction.
+    fn complete(&self, token: u64, res: Result<(), StoreError>, svc: &Service) {
+        let Some(p) = self.pending.lock().take(token) else {
+            return;
+        };
+        match res {
+            Ok(()) => p.after.run(&p.tx),
+            Err(e) => svc.fatal(format!(
+                "shard {}: a PG transaction failed after admission: {e}",
+                self.id
+            )),
+        }
+    }
+
+    /// Stops the driver and takes the engine back (to give to the store
+    /// for unmounting).
+    pub async fn stop(&self) -> Option<CommitEngine> {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.kick.notify_one();
+        let mut rx = self.stopped.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
+        self.engine.lock().take()
+    }
+}
