@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Side-by-side table of a scripts/bench.sh run.
 
-Reads RUN_DIR/<target>/<job>.json (fio JSON, one job each) and
-RUN_DIR/cpu.tsv (target, job, daemon CPU seconds during that job), prints
+Reads RUN_DIR/<target>/<job>.json (fio JSON, one job each),
+RUN_DIR/cpu.tsv (target, job, daemon CPU seconds during that job) and
+RUN_DIR/daemon.tsv (target, job, the daemons' heap allocations and their
+threads' context switches during that job, "-" when unknown), prints
 one table with each result's ratio to the raw device measured in the same
 run, and writes the same data as JSON (for comparisons across runs).
 
@@ -56,6 +58,13 @@ def load(run_dir):
             for line in f:
                 t, j, s = line.split()
                 cpu[(t, j)] = float(s)
+    daemon = {}
+    daemon_path = os.path.join(run_dir, "daemon.tsv")
+    if os.path.exists(daemon_path):
+        with open(daemon_path) as f:
+            for line in f:
+                t, j, allocs, csw = line.split()
+                daemon[(t, j)] = (None if allocs == "-" else int(allocs), None if csw == "-" else int(csw))
     results = {}
     for target in sorted(os.listdir(run_dir)):
         tdir = os.path.join(run_dir, target)
@@ -73,6 +82,11 @@ def load(run_dir):
             secs = cpu.get((target, job))
             if secs is not None and fig["ios"] > 0:
                 fig["daemon_cpu_us_per_io"] = secs * 1e6 / fig["ios"]
+            allocs, csw = daemon.get((target, job), (None, None))
+            if allocs is not None and fig["ios"] > 0:
+                fig["daemon_allocs_per_io"] = allocs / fig["ios"]
+            if csw is not None and fig["ios"] > 0:
+                fig["daemon_csw_per_io"] = csw / fig["ios"]
             results.setdefault(target, {})[job] = fig
     return results
 
@@ -99,7 +113,8 @@ def main():
         print("bench_report: no raw results in this run: ratios left out", file=sys.stderr)
     first = ["raw", "raw-durable", "objectstore", "store"]
     order = [t for t in first if t in results] + sorted(t for t in results if t not in first)
-    header = ("target", "job", "IOPS", "MiB/s", "mean us", "p99 us", "CPU us/IO", "x raw", "x durable")
+    header = ("target", "job", "IOPS", "MiB/s", "mean us", "p99 us", "CPU us/IO", "allocs/IO", "csw/IO",
+              "x raw", "x durable")
     rows = []
     for target in order:
         for job in JOBS:
@@ -119,6 +134,7 @@ def main():
                 fmt(fig["iops"], ".0f"), fmt(fig["bw_mib_s"], ".1f"),
                 fmt(fig["lat_mean_us"], ".0f"), fmt(fig["clat_p99_us"], ".0f"),
                 fmt(fig.get("daemon_cpu_us_per_io"), ".1f"),
+                fmt(fig.get("daemon_allocs_per_io"), ".1f"), fmt(fig.get("daemon_csw_per_io"), ".2f"),
                 fmt(fig["ratio_raw"], ".2f"), fmt(fig["ratio_raw_durable"], ".2f"),
             ))
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]

@@ -7,6 +7,7 @@ use std::hint::black_box;
 
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use kalmar_common::encoding::Encode;
 use kalmar_maps::crush::{CrushMap, Workspace};
 use kalmar_msgr::frame::{FrameDecoder, FrameHeader, FrameKind, HEADER_BYTES};
 use kalmar_nbd::proto::{self, consts, reply, BlockSizes, RequestHeader, Session};
@@ -66,11 +67,13 @@ fn journal_record(c: &mut Criterion) {
         g.throughput(Throughput::Elements(txns as u64));
         g.bench_function(format!("build/{txns}x4k"), |b| {
             b.iter(|| {
+                let encoded = black_box(&meta).to_bytes();
                 build_record(
                     black_box(id),
                     txns as u32,
-                    black_box(&meta),
+                    &encoded,
                     black_box(&blocks),
+                    512,
                 )
             })
         });

@@ -62,7 +62,8 @@ struct Args {
     /// Where to write <job>.json.
     #[arg(long)]
     out_dir: PathBuf,
-    /// Append "<target> <job> <cpu seconds>" lines here.
+    /// Append "<target> <job> <cpu seconds>" lines here, and "<target>
+    /// <job> <allocations> <context switches>" to daemon.tsv beside it.
     #[arg(long)]
     cpu_tsv: Option<PathBuf>,
     /// Target name in cpu_tsv.
@@ -74,6 +75,9 @@ struct Args {
     /// Journal size for --mkfs.
     #[arg(long, value_parser = parse_size)]
     journal_size: Option<u64>,
+    /// Journal sector for --mkfs (default: the device's preference).
+    #[arg(long)]
+    journal_sector: Option<u32>,
     /// Store setting commit_pipeline_depth (default: the store's).
     #[arg(long)]
     pipeline_depth: Option<usize>,
@@ -170,12 +174,22 @@ impl Offsets {
     }
 }
 
-fn cpu_seconds() -> f64 {
+// Allocations per I/O for the report (the load generator's own tasks are
+// counted too: they run in this process).
+#[global_allocator]
+static ALLOC: kalmar_common::alloc_count::CountingAlloc = kalmar_common::alloc_count::CountingAlloc;
+
+/// CPU seconds and context switches (voluntary + involuntary) of the
+/// whole process, exited threads included.
+fn process_usage() -> (f64, u64) {
     // SAFETY: getrusage fills the struct we pass.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
     let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
-    t(ru.ru_utime) + t(ru.ru_stime)
+    (
+        t(ru.ru_utime) + t(ru.ru_stime),
+        (ru.ru_nvcsw + ru.ru_nivcsw) as u64,
+    )
 }
 
 /// Runs writes from `depth` tasks on a current-thread runtime until
@@ -366,6 +380,7 @@ fn main() -> Result<()> {
         o.force = true;
         o.db_path = Some(args.db.clone());
         o.journal_bytes = args.journal_size;
+        o.journal_sector = args.journal_sector;
         ObjectStore::mkfs(&args.device, &o)
             .with_context(|| format!("mkfs {}", args.device.display()))?;
     }
@@ -430,16 +445,23 @@ fn main() -> Result<()> {
             std::thread::spawn(move || {
                 std::thread::sleep(ramp);
                 perf.reset();
-                let cpu0 = cpu_seconds();
+                let (cpu0, csw0) = process_usage();
+                let allocs0 = kalmar_common::alloc_count::snapshot();
                 let start = Instant::now();
                 measuring.store(true, Ordering::Relaxed);
                 std::thread::sleep(runtime);
                 measuring.store(false, Ordering::Relaxed);
                 let elapsed = start.elapsed();
-                let cpu = cpu_seconds() - cpu0;
+                let (cpu1, csw1) = process_usage();
+                let allocs = kalmar_common::alloc_count::snapshot().since(&allocs0);
                 let dump = perf.dump();
                 stop.store(true, Ordering::Relaxed);
-                (elapsed, cpu, dump)
+                (
+                    elapsed,
+                    cpu1 - cpu0,
+                    dump,
+                    (allocs.allocations, csw1 - csw0),
+                )
             })
         };
         let mut st = if j.write {
@@ -447,7 +469,7 @@ fn main() -> Result<()> {
         } else {
             run_reads(&store, &img, j, &offs, &measuring, &stop)?
         };
-        let (elapsed, cpu, dump) = timer
+        let (elapsed, cpu, dump, (allocs, csw)) = timer
             .join()
             .map_err(|_| anyhow::anyhow!("timer thread panicked"))?;
         let doc = fio_json(j, &mut st, elapsed);
@@ -462,6 +484,12 @@ fn main() -> Result<()> {
                 .append(true)
                 .open(p)?;
             writeln!(f, "{} {} {cpu}", args.target, j.name)?;
+            // Beside cpu.tsv, as scripts/bench.sh writes it for daemons.
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p.with_file_name("daemon.tsv"))?;
+            writeln!(f, "{} {} {allocs} {csw}", args.target, j.name)?;
         }
         let side = if j.write {
             &doc["jobs"][0]["write"]

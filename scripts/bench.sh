@@ -7,6 +7,14 @@
 # raw device measured in this run, writes the results as JSON, and cleans
 # up everything it started.
 #
+# Per Kalmar row, besides fio's figures: the daemons' CPU per I/O, their
+# heap allocations per I/O (the `allocator` perf logger of kalmar-osd and
+# kalmar-nbd, read from their admin sockets before and after each job) and
+# their threads' context switches per I/O (voluntary + involuntary, from
+# /proc/PID/task/*/status: the proxy for thread hand-offs per op). The
+# daemons are kalmar-nbd for `store`, the three OSDs for `cluster-sizeN`
+# (as for CPU: the NBD client is not charged).
+#
 # Settings (environment):
 #   BENCH_DEVICE_SIZE  size of each backing device (default 4G)
 #   BENCH_SIZE         bytes fio uses on each target (default 2G: the store
@@ -97,11 +105,16 @@ cpu_seconds() { # utime + stime of processes, in seconds, summed
   echo "$total"
 }
 
-run_fio() { # target config job ["pids whose CPU to charge"]
-  local target=$1 config=$2 job=$3 pid=${4:-} before after
+run_fio() { # target config job ["pids whose CPU to charge"] ["their admin sockets"]
+  local target=$1 config=$2 job=$3 pid=${4:-} asoks=${5:-} before after p stats=()
   mkdir -p "$WORK/results/$target"
-  # shellcheck disable=SC2086 # a list of pids
-  [ -n "$pid" ] && before=$(cpu_seconds $pid)
+  if [ -n "$pid" ]; then
+    for p in $pid; do stats+=(--pid "$p"); done
+    for p in $asoks; do stats+=(--asok "$p"); done
+    python3 benches/daemon_stats.py snapshot "${stats[@]}" >"$WORK/daemon-stats.before"
+    # shellcheck disable=SC2086 # a list of pids
+    before=$(cpu_seconds $pid)
+  fi
   if ! fio --section="$job" --output-format=json --output="$WORK/results/$target/$job.json" "$config" >"$WORK/fio.err" 2>&1; then
     log "$target $job FAILED: $(grep -m3 -i error "$WORK/fio.err" | tr '\n' ' ')"
     FAILED+=("$target/$job")
@@ -110,6 +123,9 @@ run_fio() { # target config job ["pids whose CPU to charge"]
     # shellcheck disable=SC2086
     after=$(cpu_seconds $pid)
     echo "$target $job $(awk -v a="$after" -v b="$before" 'BEGIN { print a - b }')" >>"$WORK/results/cpu.tsv"
+    # allocations and context switches of the daemons during the job
+    echo "$target $job $(python3 benches/daemon_stats.py delta "$WORK/daemon-stats.before" "${stats[@]}")" \
+      >>"$WORK/results/daemon.tsv"
   fi
   log "$target $job done"
 }
@@ -117,7 +133,8 @@ run_fio() { # target config job ["pids whose CPU to charge"]
 start_nbd() { # name args...: kalmar-nbd in the background, waits until it listens
   local name=$1
   shift
-  "$NBD_BIN" "$@" --socket "$WORK/$name.sock" --log-file "$WORK/$name.log" >"$WORK/$name.ready" &
+  "$NBD_BIN" "$@" --socket "$WORK/$name.sock" --log-file "$WORK/$name.log" \
+    --admin-socket "$WORK/$name.asok" >"$WORK/$name.ready" &
   PIDS+=($!)
   NBD_PID=$!
   for _ in $(seq 600); do [ -s "$WORK/$name.ready" ] && break; kill -0 "$NBD_PID" || break; sleep 0.1; done
@@ -163,8 +180,8 @@ fi
 
 if has_target store; then
   start_nbd store --store "$STORE_DEV" --db "$WORK/store.db" --size "$FIO_SIZE" --mkfs
-  run_fio store fio-configs/nbd.fio prefill "$NBD_PID"
-  for job in $JOBS; do run_fio store fio-configs/nbd.fio "$job" "$NBD_PID"; done
+  run_fio store fio-configs/nbd.fio prefill "$NBD_PID" "$WORK/store.asok"
+  for job in $JOBS; do run_fio store fio-configs/nbd.fio "$job" "$NBD_PID" "$WORK/store.asok"; done
   stop_nbd
 fi
 
@@ -186,14 +203,15 @@ if has_target cluster-size1 || has_target cluster-size3; then
   "$HELPER" up --dir "$CLUSTER_DIR" --osds 3 --osd-size "$OSD_SIZE" >&2
   CONF="$CLUSTER_DIR/kalmar.conf"
   OSD_PIDS="$(cat "$CLUSTER_DIR"/osd.*.pid | tr '\n' ' ')"
+  OSD_ASOKS="$(ls "$CLUSTER_DIR"/osd.*.asok | tr '\n' ' ')"
   for size in 1 3; do
     target="cluster-size$size"
     has_target "$target" || continue
     "$HELPER" pool --conf "$CONF" --pool "rbd$size" --size "$size" --pg-num 32 >&2
     "$HELPER" image --conf "$CONF" --image "rbd$size/vol" --size "$FIO_SIZE" >&2
     start_nbd "$target" --image "rbd$size/vol" --conf "$CONF"
-    run_fio "$target" fio-configs/nbd.fio prefill "$OSD_PIDS"
-    for job in $JOBS; do run_fio "$target" fio-configs/nbd.fio "$job" "$OSD_PIDS"; done
+    run_fio "$target" fio-configs/nbd.fio prefill "$OSD_PIDS" "$OSD_ASOKS"
+    for job in $JOBS; do run_fio "$target" fio-configs/nbd.fio "$job" "$OSD_PIDS" "$OSD_ASOKS"; done
     stop_nbd
     # Frees the OSDs' space for the next pool.
     "$HELPER" rm-image --conf "$CONF" --image "rbd$size/vol" >&2
