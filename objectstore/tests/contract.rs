@@ -780,6 +780,56 @@ fn async_api_from_tokio() {
     });
 }
 
+/// More transactions than the store admits at once: each waits for room
+/// and commits; none is refused for load (there is no "throttled" error to
+/// interpret), and the sync API from many threads does the same.
+#[test]
+fn admission_waits_for_room_instead_of_refusing() {
+    let settings = kalmar_objectstore::StoreSettings {
+        max_queued_txns: 2,
+        ..common::test_settings()
+    };
+    let fs = FileStore::with(64 * MIB, None, settings);
+    let mut t = Transaction::new();
+    t.create_collection(&cid("c"));
+    fs.apply(t);
+    let store = fs.s();
+    let c = cid("c");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let commits: Vec<_> = (0..256u64)
+            .map(|i| {
+                let mut t = Transaction::new();
+                t.write(&c, &oid(&format!("a{i}")), 0, pattern(i, 4096));
+                store.queue_transaction(t)
+            })
+            .collect();
+        for (i, cm) in commits.into_iter().enumerate() {
+            cm.await
+                .unwrap_or_else(|e| panic!("transaction {i} refused: {e}"));
+        }
+    });
+    std::thread::scope(|sc| {
+        for th in 0..8u64 {
+            let c = &c;
+            sc.spawn(move || {
+                for i in 0..32u64 {
+                    let mut t = Transaction::new();
+                    t.write(c, &oid(&format!("t{th}.{i}")), 0, pattern(i, 512));
+                    store.apply_transaction(t).expect("admitted and committed");
+                }
+            });
+        }
+    });
+    for i in (0..256u64).step_by(37) {
+        assert_eq!(read_all(&fs, "c", &format!("a{i}")), pattern(i, 4096));
+    }
+    assert_eq!(read_all(&fs, "c", "t7.31"), pattern(31, 512));
+}
+
 #[test]
 fn concurrent_writers_and_readers() {
     let fs = new_store();

@@ -125,8 +125,8 @@ fn shard_placement(shards: &[tokio::runtime::Handle]) -> kalmar_msgr::listener::
     let shards = shards.to_vec();
     Arc::new(move |peer: &kalmar_msgr::PeerInfo| {
         let n = shards.len().max(1);
-        let h = crc32c::crc32c(peer.entity.to_string().as_bytes()) as usize
-            ^ peer.session_id as usize;
+        let h =
+            crc32c::crc32c(peer.entity.to_string().as_bytes()) as usize ^ peer.session_id as usize;
         shards.get(h % n).cloned()
     })
 }
@@ -235,9 +235,16 @@ pub async fn run(
     let (create_tx, mut create_rx) = mpsc::channel(opts.osd_pg_max_queued_ops.max(1));
     let cluster_sink = Arc::new(ClusterSink::new(create_tx));
     let place = shard_placement(&shards);
-    let public = bind_placed(cfg.bind_ip, &me, fsid, &msgr, client_sink.clone(), place.clone()).await?;
-    let cluster =
-        bind_placed(cfg.bind_ip, &me, fsid, &msgr, cluster_sink.clone(), place).await?;
+    let public = bind_placed(
+        cfg.bind_ip,
+        &me,
+        fsid,
+        &msgr,
+        client_sink.clone(),
+        place.clone(),
+    )
+    .await?;
+    let cluster = bind_placed(cfg.bind_ip, &me, fsid, &msgr, cluster_sink.clone(), place).await?;
     let (hb_listener, mut hb_rx, hb_tx) =
         bind(cfg.bind_ip, &me, fsid, &MsgrConfig::default()).await?;
     let nonce = std::process::id();
@@ -301,7 +308,8 @@ pub async fn run(
         shard_stores.clone(),
     ));
     for (h, st) in &shard_stores {
-        h.spawn(st.clone().drive(svc.clone()));
+        let svc = svc.clone();
+        h.spawn(st.clone().drive(move |why| svc.fatal(why)));
     }
     cluster_sink.set_service(&svc);
     let hb_peers = Peers::new(

@@ -475,6 +475,9 @@ fn peering(
     // reaches the message's epoch (the PG may be created by that map).
     match create {
         Some(p) => p.send(CreateRequest { from, msg }),
-        None => tracing::warn!(osd = from, "peering message without room for the map task; dropped"),
+        None => tracing::warn!(
+            osd = from,
+            "peering message without room for the map task; dropped"
+        ),
     }
 }

@@ -17,9 +17,9 @@ use kalmar_proto::Payload;
 use parking_lot::Mutex;
 
 use crate::peers::Peers;
-use tokio::sync::mpsc;
 use crate::perf::L_HEARTBEAT_TO_PEERS;
 use crate::service::{reply, Service};
+use tokio::sync::mpsc;
 
 /// The OSDs to ping: up members of this OSD's PGs, topped up with the next
 /// up OSDs by id (wrapping) to at least `min_peers`.

@@ -19,8 +19,8 @@ use parking_lot::RwLock;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::options::OsdOptions;
 use crate::dispatch::ClusterSink;
+use crate::options::OsdOptions;
 use crate::peers::{PeerError, Peers};
 use crate::pg::PgHandle;
 use crate::reserver::Reserver;

@@ -43,20 +43,19 @@ impl Eversion {
         self == Self::ZERO
     }
 
-    /// The omap key of a log entry of this version: fixed-width decimal so
-    /// that the store's bytewise key order is version order (Ceph's
-    /// `eversion_t::get_key_name`).
-    pub fn omap_key(self) -> String {
-        format!("{:010}.{:020}", self.epoch, self.version)
+    /// The key of a log entry of this version in the store's collection
+    /// log: keys must increase with the version, so epoch in the high half.
+    pub const fn log_key(self) -> u128 {
+        ((self.epoch as u128) << 64) | self.version as u128
     }
 
-    /// Parses a key written by [`Eversion::omap_key`].
-    pub fn from_omap_key(key: &str) -> Option<Eversion> {
-        let (e, v) = key.split_once('.')?;
-        if e.len() != 10 || v.len() != 20 {
+    /// The version of a collection log key.
+    pub const fn from_log_key(key: u128) -> Option<Eversion> {
+        let epoch = key >> 64;
+        if epoch > Epoch::MAX as u128 {
             return None;
         }
-        Some(Eversion::new(e.parse().ok()?, v.parse().ok()?))
+        Some(Eversion::new(epoch as Epoch, key as u64))
     }
 }
 
@@ -138,10 +137,10 @@ mod tests {
 
     proptest! {
         #[test]
-        fn omap_key_order_is_version_order(a: (u32, u64), b: (u32, u64)) {
+        fn log_key_order_is_version_order(a: (u32, u64), b: (u32, u64)) {
             let (x, y) = (Eversion::new(a.0, a.1), Eversion::new(b.0, b.1));
-            prop_assert_eq!(x.cmp(&y), x.omap_key().cmp(&y.omap_key()));
-            prop_assert_eq!(Eversion::from_omap_key(&x.omap_key()), Some(x));
+            prop_assert_eq!(x.cmp(&y), x.log_key().cmp(&y.log_key()));
+            prop_assert_eq!(Eversion::from_log_key(x.log_key()), Some(x));
             prop_assert_eq!(Eversion::from_bytes(&x.to_bytes()).expect("decodes"), x);
         }
     }

@@ -139,6 +139,63 @@ impl PgInfo {
     }
 }
 
+/// The fields of a `PgInfo` that every write changes (Ceph's
+/// `pg_fast_info_t`). The OSD stores them with the write's log entry
+/// instead of rewriting the whole info; `last_update` is the entry's
+/// version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct PgFastInfo {
+    pub last_complete: Eversion,
+    pub log_tail: Eversion,
+    pub last_user_version: u64,
+    pub stats: PgObjectStats,
+}
+impl_versioned!(PgFastInfo, "pg_fast_info", version = 1, compat = 1, {
+    last_complete, log_tail, last_user_version, stats,
+});
+
+impl PgInfo {
+    pub fn fast(&self) -> PgFastInfo {
+        PgFastInfo {
+            last_complete: self.last_complete,
+            log_tail: self.log_tail,
+            last_user_version: self.last_user_version,
+            stats: self.stats,
+        }
+    }
+
+    /// Takes the fast fields of a write newer than this info.
+    pub fn apply_fast(&mut self, last_update: Eversion, f: &PgFastInfo) {
+        self.last_update = last_update;
+        self.last_complete = f.last_complete;
+        self.log_tail = f.log_tail;
+        self.last_user_version = f.last_user_version;
+        self.stats = f.stats;
+    }
+
+    /// Whether a field outside the fast ones differs: then the whole info
+    /// must be written. Destructured so a new field cannot be forgotten.
+    pub fn differs_beyond_fast(&self, other: &PgInfo) -> bool {
+        let PgInfo {
+            pgid,
+            last_update: _,
+            last_complete: _,
+            log_tail: _,
+            last_backfill,
+            last_epoch_started,
+            last_interval_started,
+            last_user_version: _,
+            history,
+            stats: _,
+        } = self;
+        *pgid != other.pgid
+            || *last_backfill != other.last_backfill
+            || *last_epoch_started != other.last_epoch_started
+            || *last_interval_started != other.last_interval_started
+            || *history != other.history
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,5 +224,23 @@ mod tests {
         i.history = a;
         assert_eq!(PgInfo::from_bytes(&i.to_bytes()).expect("decodes"), i);
         assert!(!i.is_incomplete() && !i.has_missing() && i.is_empty());
+    }
+
+    #[test]
+    fn fast_fields_split_from_the_rest() {
+        let mut a = PgInfo::new(PgId::new(1, 2), 3);
+        let mut b = a.clone();
+        b.stats.num_objects = 9;
+        b.last_user_version = 4;
+        b.log_tail = Eversion::new(3, 1);
+        b.last_complete = Eversion::new(3, 2);
+        assert!(!a.differs_beyond_fast(&b), "only fast fields changed");
+        a.apply_fast(Eversion::new(3, 2), &b.fast());
+        b.last_update = Eversion::new(3, 2);
+        assert_eq!(a, b);
+        b.history.last_epoch_clean = 7;
+        assert!(a.differs_beyond_fast(&b));
+        let f = b.fast();
+        assert_eq!(PgFastInfo::from_bytes(&f.to_bytes()).expect("decodes"), f);
     }
 }

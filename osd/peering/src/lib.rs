@@ -46,10 +46,10 @@
 //! **Persistence.** Actions of one `handle` call are carried out in order;
 //! an [`Action::Persist`] must be durable before any later `Send` of the
 //! same batch is transmitted (a peer must never learn of state that a crash
-//! could lose). The log lives in the PG's omap: one key per entry
-//! ([`Eversion::omap_key`]) and per dup ([`PgLogDup::omap_key`]); info,
-//! past intervals and missing set are single values beside it.
-//! [`LogWrite::Rewrite`] replaces every log key. Objects in
+//! could lose). The log lives in the store's collection log of the PG,
+//! keyed by [`Eversion::log_key`]; info, past intervals and missing set are
+//! single values in the PG's metadata object. [`LogWrite::Rewrite`]
+//! replaces the whole log. Objects in
 //! `PgWrite::remove_objects` are deleted in the same transaction.
 //!
 //! **Client writes** (primary): check [`Pg::readiness`]; for a missing
@@ -132,7 +132,7 @@ pub use error::PeeringError;
 pub use eversion::{Eversion, ReqId};
 pub use flags::PgStateFlags;
 pub use history::build_initial_history;
-pub use info::{PgHistory, PgInfo, PgObjectStats};
+pub use info::{PgFastInfo, PgHistory, PgInfo, PgObjectStats};
 pub use intervals::{
     check_new_interval, ClusterView, Interval, IntervalChange, OsdView, PastIntervals, PgMapping,
 };

@@ -1,8 +1,8 @@
 //! The PG log: the ordered record of recent modifications, `(tail, head]`.
 //!
-//! The OSD persists each entry in the PG's omap under
-//! [`Eversion::omap_key`] and each dup under [`PgLogDup::omap_key`], in the
-//! same transaction as the object change the entry describes.
+//! The OSD persists each entry in its PG's collection log under
+//! [`Eversion::log_key`], in the same transaction as the object change the
+//! entry describes; trimmed entries stay there as the dups.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -80,11 +80,14 @@ impl_versioned!(PgLogDup, "pg_log_dup", version = 1, compat = 1, {
     reqid, version, user_version, return_code,
 });
 
-impl PgLogDup {
-    /// Omap key of a dup record: `dup_` + the version key, so dups sort
-    /// apart from entries.
-    pub fn omap_key(&self) -> String {
-        format!("dup_{}", self.version.omap_key())
+impl From<&PgLogEntry> for PgLogDup {
+    fn from(e: &PgLogEntry) -> Self {
+        PgLogDup {
+            reqid: e.reqid,
+            version: e.version,
+            user_version: e.user_version,
+            return_code: e.return_code,
+        }
     }
 }
 
@@ -276,12 +279,7 @@ impl PgLog {
             };
             out.trimmed.push(e.version);
             if !e.reqid.is_none() && max_dups > 0 {
-                let dup = PgLogDup {
-                    reqid: e.reqid,
-                    version: e.version,
-                    user_version: e.user_version,
-                    return_code: e.return_code,
-                };
+                let dup = PgLogDup::from(&e);
                 self.dups.push_back(dup);
                 out.dups_added.push(dup);
             } else if !e.reqid.is_none() {

@@ -18,7 +18,7 @@ use kalmar_proto::osd::{OsdPeeringMsg, PgBackfillRemove, PgPull, PgScan, RepOpRe
 use kalmar_proto::Payload;
 use tokio::sync::mpsc;
 
-use super::{meta, PgActor, PgEvent};
+use super::{PgActor, PgEvent};
 use crate::perf::*;
 use crate::service::reply;
 use crate::wire::encode_peering;
@@ -226,8 +226,7 @@ impl PgActor {
                     .fatal(format!("pg {}: stat of {oid} failed: {e}", self.pgid)),
             }
         }
-        let pg = &self.pg;
-        meta::add_pg_write(t, &self.coll, w, || pg.meta(), self.epoch);
+        self.meta.add_write(t, w, &self.pg, self.epoch);
     }
 
     /// Queues a transaction once admitted; `after` runs once it is

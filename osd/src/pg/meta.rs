@@ -1,16 +1,25 @@
 //! PG metadata in the store: what the state machine asks to persist
-//! (`PgWrite`) turned into omap operations on the PG's `"\0pgmeta"`
-//! object, and the reverse on startup.
+//! (`PgWrite`) turned into store operations, and the reverse on startup.
+//!
+//! The PG log lives in the collection log of the PG's collection (an
+//! append costs its bytes in the journal record, no database key of its
+//! own): one item per entry, keyed by [`Eversion::log_key`]. Trimmed
+//! entries stay there as the dups until the dup bound evicts them, when
+//! the store log is trimmed below the oldest dup kept. Each entry item
+//! carries the info's fast fields ([`PgFastInfo`]); the whole info, past
+//! intervals, missing set and map epoch are values of the `"\0pgmeta"`
+//! object's omap, written only when a field beyond the fast ones changed.
+//! So a steady-state write adds one log item and nothing else.
 
 use std::ops::Bound;
 
 use bytes::Bytes;
-use kalmar_common::encoding::{Decode, Encode};
+use kalmar_common::encoding::{Decode, DecodeError, Decoder, Encode};
 use kalmar_maps::Epoch;
-use kalmar_objectstore::{CollectionId, ObjectId, ObjectStore, StoreError, Transaction};
+use kalmar_objectstore::{CollectionId, ObjectStore, StoreError, Transaction};
 use kalmar_peering::{
-    Eversion, LogWrite, PastIntervals, PgInfo, PgLog, PgLogDup, PgLogEntry, PgMeta, PgMissing,
-    PgWrite,
+    Eversion, LogWrite, PastIntervals, Pg, PgFastInfo, PgInfo, PgLog, PgLogDup, PgLogEntry, PgMeta,
+    PgMissing, PgWrite,
 };
 
 use crate::names::{pgmeta_oid, KEY_EPOCH, KEY_INFO, KEY_MISSING, KEY_PAST_INTERVALS};
@@ -18,96 +27,77 @@ use crate::names::{pgmeta_oid, KEY_EPOCH, KEY_INFO, KEY_MISSING, KEY_PAST_INTERV
 /// Omap entries read per page when loading a PG.
 const LOAD_PAGE_KEYS: usize = 4096;
 
+/// Tags of the items in a PG's collection log.
+const ITEM_ENTRY: u8 = 1;
+const ITEM_DUP: u8 = 2;
+
 fn kv(key: &str, value: Vec<u8>) -> (Bytes, Bytes) {
     (Bytes::copy_from_slice(key.as_bytes()), Bytes::from(value))
 }
 
-/// Adds the creation of a PG (its collection and metadata object) to `t`.
+fn entry_item(e: &PgLogEntry, fast: &PgFastInfo) -> Vec<u8> {
+    let mut v = Vec::with_capacity(160);
+    v.push(ITEM_ENTRY);
+    e.encode(&mut v);
+    fast.encode(&mut v);
+    v
+}
+
+fn dup_item(d: &PgLogDup) -> Vec<u8> {
+    let mut v = Vec::with_capacity(48);
+    v.push(ITEM_DUP);
+    d.encode(&mut v);
+    v
+}
+
+/// One item of a PG's collection log, decoded.
+enum LogItem {
+    Entry(PgLogEntry, PgFastInfo),
+    Dup(PgLogDup),
+}
+
+fn decode_item(bytes: &[u8]) -> Result<LogItem, DecodeError> {
+    let mut d = Decoder::new(bytes);
+    let item = match u8::decode(&mut d)? {
+        ITEM_ENTRY => LogItem::Entry(PgLogEntry::decode(&mut d)?, PgFastInfo::decode(&mut d)?),
+        ITEM_DUP => LogItem::Dup(PgLogDup::decode(&mut d)?),
+        tag => {
+            return Err(DecodeError::Invalid {
+                what: "pg log item",
+                detail: format!("unknown tag {tag}"),
+            })
+        }
+    };
+    d.finish()?;
+    Ok(item)
+}
+
+/// Adds the creation of a PG (its collection, metadata object and log)
+/// to `t`.
 pub fn add_create(t: &mut Transaction, coll: &CollectionId, meta: &PgMeta, epoch: Epoch) {
     t.create_collection(coll);
-    let o = pgmeta_oid();
-    t.touch(coll, &o);
-    write_full(t, coll, &o, meta, epoch);
+    t.touch(coll, &pgmeta_oid());
+    write_full(t, coll, meta, epoch);
 }
 
-fn write_full(t: &mut Transaction, coll: &CollectionId, o: &ObjectId, meta: &PgMeta, epoch: Epoch) {
-    let mut entries = vec![
-        kv(KEY_INFO, meta.info.to_bytes()),
-        kv(KEY_PAST_INTERVALS, meta.past_intervals.to_bytes()),
-        kv(KEY_MISSING, meta.missing.to_bytes()),
-        kv(KEY_EPOCH, epoch.to_bytes()),
-    ];
-    for e in meta.log.entries() {
-        entries.push(kv(&e.version.omap_key(), e.to_bytes()));
-    }
+/// Writes every value and every log item (over an empty log).
+fn write_full(t: &mut Transaction, coll: &CollectionId, meta: &PgMeta, epoch: Epoch) {
+    t.omap_setkeys(
+        coll,
+        &pgmeta_oid(),
+        vec![
+            kv(KEY_INFO, meta.info.to_bytes()),
+            kv(KEY_PAST_INTERVALS, meta.past_intervals.to_bytes()),
+            kv(KEY_MISSING, meta.missing.to_bytes()),
+            kv(KEY_EPOCH, epoch.to_bytes()),
+        ],
+    );
     for d in meta.log.dups() {
-        entries.push(kv(&d.omap_key(), d.to_bytes()));
+        t.log_append(coll, d.version.log_key(), dup_item(d));
     }
-    t.omap_setkeys(coll, o, entries);
-}
-
-/// Adds one `PgWrite` to `t`. A log rewrite replaces the whole metadata
-/// object from `current()` (the machine's state after the batch: writing
-/// it early is harmless, it only persists more). Object removals are the
-/// caller's (they need existence checks).
-pub fn add_pg_write(
-    t: &mut Transaction,
-    coll: &CollectionId,
-    w: &PgWrite,
-    current: impl FnOnce() -> PgMeta,
-    epoch: Epoch,
-) {
-    let o = pgmeta_oid();
-    if let Some(LogWrite::Rewrite(log)) = &w.log {
-        t.omap_clear(coll, &o);
-        let meta = PgMeta {
-            log: log.clone(),
-            ..current()
-        };
-        write_full(t, coll, &o, &meta, epoch);
-        return;
-    }
-    let mut set = Vec::new();
-    let mut rm = Vec::new();
-    if let Some(info) = &w.info {
-        set.push(kv(KEY_INFO, info.to_bytes()));
-    }
-    if let Some(p) = &w.past_intervals {
-        set.push(kv(KEY_PAST_INTERVALS, p.to_bytes()));
-    }
-    if let Some(m) = &w.missing {
-        set.push(kv(KEY_MISSING, m.to_bytes()));
-    }
-    if let Some(LogWrite::Delta {
-        append,
-        remove,
-        dups_add,
-        dups_remove,
-    }) = &w.log
-    {
-        for e in append {
-            set.push(kv(&e.version.omap_key(), e.to_bytes()));
-        }
-        for d in dups_add {
-            set.push(kv(&d.omap_key(), d.to_bytes()));
-        }
-        rm.extend(
-            remove
-                .iter()
-                .map(|v| Bytes::from(v.omap_key().into_bytes())),
-        );
-        rm.extend(
-            dups_remove
-                .iter()
-                .map(|d| Bytes::from(d.omap_key().into_bytes())),
-        );
-    }
-    // Removals first: a trimmed key is never one appended in the same write.
-    if !rm.is_empty() {
-        t.omap_rmkeys(coll, &o, rm);
-    }
-    if !set.is_empty() {
-        t.omap_setkeys(coll, &o, set);
+    let fast = meta.info.fast();
+    for e in meta.log.entries() {
+        t.log_append(coll, e.version.log_key(), entry_item(e, &fast));
     }
 }
 
@@ -115,6 +105,91 @@ pub fn add_pg_write(
 /// restart carries it).
 pub fn add_epoch(t: &mut Transaction, coll: &CollectionId, epoch: Epoch) {
     t.omap_setkeys(coll, &pgmeta_oid(), vec![kv(KEY_EPOCH, epoch.to_bytes())]);
+}
+
+/// Turns a PG's `PgWrite`s into store operations; knows what of the info
+/// is on disk, to write it only when more than its fast fields changed.
+/// Every transaction it builds must be committed or stop the OSD (the
+/// PG's rule), so what it believes is on disk is.
+pub struct PgMetaWriter {
+    coll: CollectionId,
+    info_on_disk: PgInfo,
+}
+
+impl PgMetaWriter {
+    /// For a PG whose stored info is (beyond the fast fields) `info`.
+    pub fn new(coll: CollectionId, info: PgInfo) -> Self {
+        PgMetaWriter {
+            coll,
+            info_on_disk: info,
+        }
+    }
+
+    /// Adds one `PgWrite` to `t`. `pg` is the machine's state after the
+    /// batch of actions the write belongs to: a rewrite persists all of
+    /// it (writing it early is harmless, it only persists more). Object
+    /// removals are the caller's (they need existence checks).
+    pub fn add_write(&mut self, t: &mut Transaction, w: &PgWrite, pg: &Pg, epoch: Epoch) {
+        let coll = &self.coll;
+        if let Some(LogWrite::Rewrite(log)) = &w.log {
+            t.omap_clear(coll, &pgmeta_oid());
+            t.log_clear(coll);
+            let meta = PgMeta {
+                log: log.clone(),
+                ..pg.meta()
+            };
+            write_full(t, coll, &meta, epoch);
+            self.info_on_disk = meta.info;
+            return;
+        }
+        let mut set = Vec::new();
+        let appended = match &w.log {
+            Some(LogWrite::Delta { append, .. }) => append.as_slice(),
+            _ => &[],
+        };
+        if let Some(info) = &w.info {
+            // The newest item carries the fast fields, so the info itself
+            // is written only when it says more.
+            let carried = appended
+                .last()
+                .is_some_and(|e| e.version == info.last_update);
+            if !carried || info.differs_beyond_fast(&self.info_on_disk) {
+                set.push(kv(KEY_INFO, info.to_bytes()));
+                self.info_on_disk.clone_from(info);
+            }
+        }
+        if let Some(p) = &w.past_intervals {
+            set.push(kv(KEY_PAST_INTERVALS, p.to_bytes()));
+        }
+        if let Some(m) = &w.missing {
+            set.push(kv(KEY_MISSING, m.to_bytes()));
+        }
+        if !set.is_empty() {
+            t.omap_setkeys(coll, &pgmeta_oid(), set);
+        }
+        if let Some(LogWrite::Delta {
+            append,
+            remove,
+            dups_remove,
+            ..
+        }) = &w.log
+        {
+            let fast = w.info.as_ref().unwrap_or(pg.info()).fast();
+            for e in append {
+                t.log_append(coll, e.version.log_key(), entry_item(e, &fast));
+            }
+            if !remove.is_empty() || !dups_remove.is_empty() {
+                // Keep exactly the dups (trimmed entries below the oldest
+                // dup kept are gone; newer ones, up to the tail, are dups).
+                let log = pg.log();
+                let through = match log.dups().next() {
+                    Some(d) => d.version.log_key() - 1,
+                    None => log.tail().log_key(),
+                };
+                t.log_trim(coll, through);
+            }
+        }
+    }
 }
 
 /// Why a PG could not be loaded.
@@ -142,8 +217,6 @@ pub async fn load(store: &ObjectStore, coll: &CollectionId) -> Result<(PgMeta, E
     let mut past = PastIntervals::new();
     let mut missing = PgMissing::new();
     let mut epoch: Epoch = 0;
-    let mut entries: Vec<PgLogEntry> = Vec::new();
-    let mut dups: Vec<PgLogDup> = Vec::new();
     let mut start: Bound<Vec<u8>> = Bound::Unbounded;
     loop {
         let page = store
@@ -167,12 +240,6 @@ pub async fn load(store: &ObjectStore, coll: &CollectionId) -> Result<(PgMeta, E
                 KEY_EPOCH => {
                     epoch = Epoch::from_bytes(v).map_err(|e| corrupt("epoch", e.to_string()))?
                 }
-                k if k.starts_with("dup_") => {
-                    dups.push(PgLogDup::from_bytes(v).map_err(|e| corrupt(k, e.to_string()))?)
-                }
-                k if Eversion::from_omap_key(k).is_some() => {
-                    entries.push(PgLogEntry::from_bytes(v).map_err(|e| corrupt(k, e.to_string()))?)
-                }
                 other => tracing::warn!(%coll, key = other, "unknown key in PG metadata; ignored"),
             }
         }
@@ -181,8 +248,45 @@ pub async fn load(store: &ObjectStore, coll: &CollectionId) -> Result<(PgMeta, E
             _ => break,
         }
     }
-    let info = info.ok_or_else(|| corrupt("info", "missing".into()))?;
-    // Keys sort in version order, so entries and dups arrive ordered.
+    let mut info = info.ok_or_else(|| corrupt("info", "missing".into()))?;
+    let mut items = Vec::new();
+    for (key, v) in store.log_read_async(coll).await? {
+        let version = Eversion::from_log_key(key)
+            .ok_or_else(|| corrupt("log", format!("bad key {key:#x}")))?;
+        let item =
+            decode_item(&v).map_err(|e| corrupt(&format!("log item {version}"), e.to_string()))?;
+        items.push((version, item));
+    }
+    // Writes after the last whole info left their fast fields with their
+    // entries.
+    if let Some((v, LogItem::Entry(_, fast))) = items
+        .iter()
+        .rev()
+        .find(|(_, i)| matches!(i, LogItem::Entry(..)))
+    {
+        if *v > info.last_update {
+            info.apply_fast(*v, fast);
+        }
+    }
+    let mut entries = Vec::new();
+    let mut dups = Vec::new();
+    for (v, item) in items {
+        match item {
+            LogItem::Entry(e, _) if v > info.log_tail => entries.push(e),
+            LogItem::Entry(e, _) => {
+                if !e.reqid.is_none() {
+                    dups.push(PgLogDup::from(&e));
+                }
+            }
+            LogItem::Dup(d) if v <= info.log_tail => dups.push(d),
+            LogItem::Dup(_) => {
+                return Err(corrupt(
+                    "log",
+                    format!("dup {v} above the tail {}", info.log_tail),
+                ))
+            }
+        }
+    }
     let log = PgLog::from_parts(info.log_tail, entries, dups)
         .map_err(|e| corrupt("log", e.to_string()))?;
     Ok((
@@ -200,11 +304,15 @@ pub async fn load(store: &ObjectStore, coll: &CollectionId) -> Result<(PgMeta, E
 mod tests {
     use super::*;
     use kalmar_maps::PgId;
-    use kalmar_objectstore::{MkfsOptions, MountOptions};
-    use kalmar_peering::ReqId;
+    use kalmar_objectstore::{MkfsOptions, MountOptions, Op};
+    use kalmar_peering::{PeeringSettings, ReqId};
 
     fn entry(v: u64) -> PgLogEntry {
         crate::wire::tests::test_entry(2, v, 7)
+    }
+
+    async fn commit(store: &ObjectStore, t: Transaction) {
+        store.queue_transaction(t).await.expect("commits");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -222,7 +330,7 @@ mod tests {
         let store = ObjectStore::mount(&dev, &MountOptions::default()).expect("mount");
         let pgid = PgId::new(1, 2);
         let coll = crate::names::pg_collection(pgid);
-        let mut meta = PgMeta {
+        let meta = PgMeta {
             info: PgInfo::new(pgid, 2),
             log: PgLog::new(Eversion::ZERO),
             missing: PgMissing::new(),
@@ -230,67 +338,76 @@ mod tests {
         };
         let mut t = Transaction::new();
         add_create(&mut t, &coll, &meta, 2);
-        store.queue_transaction(t).await.expect("create");
-        // Append 5 entries, then trim 3 of them keeping 2 dups.
+        commit(&store, t).await;
+        let settings = PeeringSettings {
+            osd_pg_log_dups_tracked: 2,
+            ..Default::default()
+        };
+        let mut pg = Pg::load(0, meta, settings.clone());
+        let mut writer = PgMetaWriter::new(coll.clone(), pg.info().clone());
+        let mut write = |pg: &mut Pg, v: u64, trim: Option<Eversion>| {
+            let mut stats = pg.info().stats;
+            stats.num_objects = v;
+            pg.set_object_stats(stats);
+            let w = pg.append_log(vec![entry(v)], trim).expect("appends");
+            let mut t = Transaction::new();
+            writer.add_write(&mut t, &w, pg, 3);
+            t
+        };
         for v in 1..=5 {
-            meta.log.append(entry(v)).expect("append");
+            let t = write(&mut pg, v, None);
+            // Steady state: the log item alone, no info or other key.
+            assert!(
+                matches!(t.ops(), [Op::LogAppend { .. }]),
+                "one metadata op per write: {:?}",
+                t.ops()
+            );
+            commit(&store, t).await;
         }
-        meta.info.last_update = meta.log.head();
-        let w = PgWrite {
-            info: Some(meta.info.clone()),
-            log: Some(LogWrite::Delta {
-                append: meta.log.entries().cloned().collect(),
-                remove: vec![],
-                dups_add: vec![],
-                dups_remove: vec![],
-            }),
-            ..Default::default()
-        };
+        // Trim 1..=4: 3 and 4 stay as dups, 1 and 2 leave the store.
+        let t = write(&mut pg, 6, Some(Eversion::new(2, 4)));
+        commit(&store, t).await;
         let mut t = Transaction::new();
-        add_pg_write(&mut t, &coll, &w, || meta.clone(), 3);
         add_epoch(&mut t, &coll, 4);
-        store.queue_transaction(t).await.expect("append");
-        let trim = meta.log.trim(Eversion::new(2, 3), 2).expect("trim");
-        meta.info.log_tail = meta.log.tail();
-        let w = PgWrite {
-            info: Some(meta.info.clone()),
-            log: Some(LogWrite::Delta {
-                append: vec![],
-                remove: trim.trimmed,
-                dups_add: trim.dups_added,
-                dups_remove: trim.dups_removed,
-            }),
-            ..Default::default()
+        commit(&store, t).await;
+        let check = |back: &PgMeta, pg: &Pg| {
+            assert_eq!(&back.info, pg.info());
+            assert_eq!(&back.log, pg.log());
+            assert_eq!(back.info.stats.num_objects, 6, "fast fields from the log");
+            assert!(back.log.find_reqid(&ReqId::new(7, 1, 3)).is_some(), "dup");
+            assert!(back.log.find_reqid(&ReqId::new(7, 1, 5)).is_some(), "entry");
+            assert!(
+                back.log.find_reqid(&ReqId::new(7, 1, 2)).is_none(),
+                "beyond the dup bound"
+            );
         };
-        let mut t = Transaction::new();
-        add_pg_write(&mut t, &coll, &w, || meta.clone(), 4);
-        store.queue_transaction(t).await.expect("trim");
         let (back, epoch) = load(&store, &coll).await.expect("loads");
         assert_eq!(epoch, 4);
-        assert_eq!(back.info, meta.info);
-        assert_eq!(back.log, meta.log);
-        assert!(
-            back.log.find_reqid(&ReqId::new(7, 1, 3)).is_some(),
-            "dup survives"
-        );
-        assert!(
-            back.log.find_reqid(&ReqId::new(7, 1, 1)).is_none(),
-            "beyond the dup bound"
-        );
-        // A rewrite replaces everything.
-        let log = PgLog::from_entries(Eversion::ZERO, [entry(1)]).expect("log");
-        meta.log = log.clone();
+        check(&back, &pg);
+        // The same after the log went to the database and the store came
+        // back.
+        store.umount().expect("umount");
+        drop(store);
+        let store = ObjectStore::mount(&dev, &MountOptions::default()).expect("mount");
+        let (back, _) = load(&store, &coll).await.expect("loads");
+        check(&back, &pg);
+        assert_eq!(store.log_read(&coll).expect("log").len(), 4, "3..=6 kept");
+        // A rewrite replaces everything, with versions below the old head.
+        let mut meta = pg.meta();
+        meta.log = PgLog::from_entries(Eversion::ZERO, [entry(1)]).expect("log");
         meta.info.log_tail = Eversion::ZERO;
-        meta.info.last_update = log.head();
+        meta.info.last_update = meta.log.head();
+        meta.info.last_complete = meta.log.head();
+        let pg = Pg::load(0, meta.clone(), settings);
         let w = PgWrite {
-            log: Some(LogWrite::Rewrite(log)),
+            log: Some(LogWrite::Rewrite(meta.log.clone())),
             ..Default::default()
         };
         let mut t = Transaction::new();
-        add_pg_write(&mut t, &coll, &w, || meta.clone(), 9);
-        store.queue_transaction(t).await.expect("rewrite");
+        writer.add_write(&mut t, &w, &pg, 9);
+        commit(&store, t).await;
         let (back, epoch) = load(&store, &coll).await.expect("loads");
-        assert_eq!((back.log.len(), epoch), (1, 9));
+        assert_eq!((&back.log, &back.info, epoch), (pg.log(), pg.info(), 9));
         store.umount().expect("umount");
     }
 }

@@ -239,6 +239,8 @@ pub struct PgActor {
     whoami: OsdId,
     coll: CollectionId,
     pg: Pg,
+    /// Turns the PG's writes into store operations.
+    meta: meta::PgMetaWriter,
     /// Last map epoch processed.
     epoch: Epoch,
     map: Arc<OsdMap>,
@@ -293,6 +295,7 @@ impl PgActor {
             store,
             whoami: svc.whoami,
             coll: crate::names::pg_collection(pgid),
+            meta: meta::PgMetaWriter::new(crate::names::pg_collection(pgid), pg.info().clone()),
             objects: ObjectCache::new(svc.opts.osd_pg_object_cache_size),
             svc: svc.clone(),
             pgid,

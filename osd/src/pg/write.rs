@@ -24,7 +24,7 @@ use kalmar_proto::Payload;
 
 use super::actions::AfterCommit;
 use super::plan::{plan_write, OpError, WriteLimits};
-use super::{meta, ClientOp, PgActor};
+use super::{ClientOp, PgActor};
 use crate::names::{check_object_name, ObjectInfo, OI_ATTR};
 use crate::perf::*;
 use crate::service::{apply_store_ops, data_bytes, reply};
@@ -309,8 +309,7 @@ impl PgActor {
         };
         let mut t = Transaction::new();
         apply_store_ops(&mut t, &self.coll, &o, &plan.store_ops);
-        let pg = &self.pg;
-        meta::add_pg_write(&mut t, &self.coll, &pgw, || pg.meta(), self.epoch);
+        self.meta.add_write(&mut t, &pgw, &self.pg, self.epoch);
         self.objects.start_write(&oid, new_info);
         let tid = self.next_tid;
         self.next_tid += 1;
@@ -536,8 +535,7 @@ impl PgActor {
         if let Some(o) = &obj {
             apply_store_ops(&mut t, &self.coll, o, &op.ops);
         }
-        let pg = &self.pg;
-        meta::add_pg_write(&mut t, &self.coll, &pgw, || pg.meta(), self.epoch);
+        self.meta.add_write(&mut t, &pgw, &self.pg, self.epoch);
         let bytes = data_bytes(&op.ops);
         let perf = &self.svc.perf;
         perf.inc(L_SUBOP, 1);

@@ -19,7 +19,6 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::pg::{AfterCommit, PgEvent};
-use crate::service::Service;
 
 /// Polls of the engine in a row before the driver lets other tasks run.
 const MAX_POLLS_PER_WAKE: usize = 8;
@@ -137,8 +136,9 @@ impl ShardStore {
         rx.await
     }
 
-    /// The driver task (spawned on the shard's runtime).
-    pub async fn drive(self: Arc<Self>, svc: Arc<Service>) {
+    /// The driver task (spawned on the shard's runtime). `fatal` stops the
+    /// OSD (`Service::fatal`).
+    pub async fn drive(self: Arc<Self>, fatal: impl Fn(String)) {
         let fds = self.engine.lock().as_ref().map(|e| e.event_fds());
         let Some((wake_fd, io_fd)) = fds else {
             return;
@@ -151,7 +151,7 @@ impl ShardStore {
         let (wake, io) = match (wake, io.transpose()) {
             (Ok(w), Ok(i)) => (w, i),
             _ => {
-                svc.fatal(format!(
+                fatal(format!(
                     "shard {}: cannot watch the store's descriptors",
                     self.id
                 ));
@@ -176,7 +176,7 @@ impl ShardStore {
                 e.next_deadline()
             };
             for (token, res) in done.drain(..) {
-                self.complete(token, res, &svc);
+                self.complete(token, res, &fatal);
             }
             let sleep = async {
                 match deadline {
@@ -211,13 +211,13 @@ impl ShardStore {
     }
 
     /// Runs the follow-up of a finished transaction.
-    fn complete(&self, token: u64, res: Result<(), StoreError>, svc: &Service) {
+    fn complete(&self, token: u64, res: Result<(), StoreError>, fatal: &impl Fn(String)) {
         let Some(p) = self.pending.lock().take(token) else {
             return;
         };
         match res {
             Ok(()) => p.after.run(&p.tx),
-            Err(e) => svc.fatal(format!(
+            Err(e) => fatal(format!(
                 "shard {}: a PG transaction failed after admission: {e}",
                 self.id
             )),
@@ -233,5 +233,80 @@ impl ShardStore {
         let mut rx = self.stopped.subscribe();
         let _ = rx.wait_for(|s| *s).await;
         self.engine.lock().take()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kalmar_objectstore::{CollectionId, Drive, MkfsOptions, MountOptions, ObjectStore};
+
+    /// A transaction that fails after admission stops the OSD and its
+    /// follow-up never runs (the PG's memory may be ahead of its disk);
+    /// one that commits runs its follow-up on the shard.
+    #[test]
+    fn a_failed_transaction_after_admission_is_fatal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dev = dir.path().join("dev");
+        std::fs::File::create(&dev)
+            .and_then(|f| f.set_len(64 << 20))
+            .expect("device file");
+        ObjectStore::mkfs(
+            &dev,
+            &MkfsOptions::new(uuid::Uuid::new_v4(), uuid::Uuid::new_v4()),
+        )
+        .expect("mkfs");
+        let mut opts = MountOptions::default();
+        opts.settings.drive = Drive::External;
+        opts.settings.engines = 1;
+        let store = ObjectStore::mount(&dev, &opts).expect("mount");
+        let engine = store.take_engines().expect("engines").pop().expect("one");
+        let shard = ShardStore::new(0, engine);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let fatal = Arc::new(Mutex::new(Vec::<String>::new()));
+        let engine = rt.block_on(async {
+            let f = fatal.clone();
+            let driver = tokio::spawn(shard.clone().drive(move |why| f.lock().push(why)));
+            let (tx, mut rx) = mpsc::unbounded_channel();
+            let c = CollectionId::new("pg_1.0").expect("cid");
+            let mut ok = Transaction::new();
+            ok.create_collection(&c);
+            let permit = shard.admit().await.expect("admitted");
+            shard.submit(ok, permit, tx.clone(), AfterCommit::Tid(1));
+            let ev = rx.recv().await.expect("follow-up");
+            assert!(matches!(ev, PgEvent::Committed { tid: 1 }));
+            assert!(fatal.lock().is_empty());
+            // Refused by the store after admission: a write into a
+            // collection that does not exist.
+            let mut bad = Transaction::new();
+            let o = kalmar_objectstore::ObjectId::new(b"x".to_vec()).expect("name");
+            bad.write(
+                &CollectionId::new("pg_1.1").expect("cid"),
+                &o,
+                0,
+                vec![1u8; 4096],
+            );
+            let permit = shard.admit().await.expect("admitted");
+            shard.submit(bad, permit, tx, AfterCommit::Tid(2));
+            tokio::time::timeout(std::time::Duration::from_secs(10), async {
+                while fatal.lock().is_empty() {
+                    tokio::task::yield_now().await;
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
+            })
+            .await
+            .expect("the failure is reported");
+            assert!(rx.try_recv().is_err(), "no follow-up for the failed one");
+            let engine = shard.stop().await;
+            driver.await.expect("driver ends");
+            engine
+        });
+        let why = fatal.lock().join("; ");
+        assert!(why.contains("failed after admission"), "{why}");
+        store.return_engines(engine.into_iter().collect());
+        store.umount().expect("umount");
     }
 }
