@@ -20,7 +20,25 @@
 //! Transactions queued together are committed with one journal write
 //! (group commit) and commit in queue order, so order within a collection
 //! (and across collections) is kept. A refused transaction (`Err`) has no
-//! effect. After a device or database failure the store is *poisoned*:
+//! effect. The store never refuses for load: a transaction first takes an
+//! admission permit (`max_queued_txns` per engine) and waits for one while
+//! the engine is full.
+//!
+//! The journal is divided into zones, one per commit [`engine`]
+//! (`settings.engines`); a collection belongs to one engine
+//! ([`MountOptions::placement`]), so order holds per collection. An engine
+//! is single-threaded and non-blocking: it is driven by a thread of the
+//! store (`Drive::Threads`), by the caller's own event loop
+//! (`Drive::External`, the OSD's shards, [`ObjectStore::take_engines`]),
+//! or inline by the committing caller (`Drive::Inline`).
+//!
+//! Metadata is written back: a committed transaction's metadata lives in
+//! the journal record and in in-memory layers; a checkpoint writes the
+//! sealed layers to the database in one batch (so a hot object's record
+//! is written once per checkpoint, not once per write). Collection logs
+//! ([`collog`], [`Transaction::log_append`]) are append-only sequences per
+//! collection (the OSD's PG log) that cost one database write per log per
+//! checkpoint. After a device or database failure the store is *poisoned*:
 //! every later write fails with [`StoreError::Poisoned`] and the store must
 //! be remounted (which replays the journal).
 //!

@@ -152,6 +152,23 @@ pub struct StatFs {
     pub journal_bytes: u64,
 }
 
+impl StatFs {
+    /// Space in use once pending frees are back (the next checkpoint
+    /// returns them, and an allocation that needs them waits for it): what
+    /// fullness is judged by, or a stream of overwrites would look like a
+    /// full device between two checkpoints.
+    pub fn settled_used_bytes(&self) -> u64 {
+        self.total_bytes
+            .saturating_sub(self.available_bytes)
+            .saturating_sub(self.pending_free_bytes)
+    }
+
+    /// Space available once pending frees are back.
+    pub fn settled_available_bytes(&self) -> u64 {
+        self.total_bytes.saturating_sub(self.settled_used_bytes())
+    }
+}
+
 pub(crate) fn check_xattr_name(name: &str) -> Result<(), StoreError> {
     if name.is_empty() || name.len() > MAX_XATTR_NAME_BYTES {
         return Err(StoreError::InvalidArgument(format!(

@@ -54,11 +54,16 @@ pub async fn send_stats(
     let primaries = pgs.len();
     let (kb, kb_used, kb_avail) = match svc.store.statfs() {
         Ok(s) => {
-            let used = s.total_bytes.saturating_sub(s.available_bytes);
+            let used = s.settled_used_bytes();
             svc.perf.set(L_STAT_BYTES, s.total_bytes);
             svc.perf.set(L_STAT_BYTES_USED, used);
-            svc.perf.set(L_STAT_BYTES_AVAIL, s.available_bytes);
-            (s.total_bytes / 1024, used / 1024, s.available_bytes / 1024)
+            svc.perf
+                .set(L_STAT_BYTES_AVAIL, s.settled_available_bytes());
+            (
+                s.total_bytes / 1024,
+                used / 1024,
+                s.settled_available_bytes() / 1024,
+            )
         }
         Err(e) => {
             tracing::warn!("statfs failed: {e}");

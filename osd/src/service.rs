@@ -133,10 +133,7 @@ impl Service {
     /// `osd_failsafe_full_ratio`.
     pub fn full_for(&self, bytes: u64) -> Option<String> {
         let s = self.store.statfs().ok()?;
-        let used = s
-            .total_bytes
-            .saturating_sub(s.available_bytes)
-            .saturating_add(bytes);
+        let used = s.settled_used_bytes().saturating_add(bytes);
         let ratio = used as f64 / s.total_bytes.max(1) as f64;
         (ratio >= self.opts.osd_failsafe_full_ratio).then(|| {
             format!(
@@ -154,7 +151,7 @@ impl Service {
         let s = self.store.statfs().ok()?;
         let map = self.map();
         Some(Fullness {
-            used_bytes: s.total_bytes.saturating_sub(s.available_bytes),
+            used_bytes: s.settled_used_bytes(),
             total_bytes: s.total_bytes,
             full_ratio: map.full_ratio,
             backfillfull_ratio: map.backfillfull_ratio,

@@ -93,6 +93,14 @@ impl CommitEngine {
 
     /// Publishes one durable batch.
     fn publish(&mut self, w: Written) {
+        // Acknowledgement order is journal order: a batch is published only
+        // after every earlier one, and only once all of its I/O is durable.
+        assert!(
+            w.seq > self.published_seq && w.pending_ios == 0 && w.durable(),
+            "batch {} published out of order or before it is durable (last {})",
+            w.seq,
+            self.published_seq
+        );
         let sh = self.sh.clone();
         sh.perf.tinc(perf::L_JOURNAL_WRITE_LAT, w.started.elapsed());
         // Blocks first, so a reader that sees the new metadata always finds

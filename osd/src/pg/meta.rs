@@ -174,6 +174,10 @@ impl PgMetaWriter {
             ..
         }) = &w.log
         {
+            debug_assert!(
+                append.windows(2).all(|p| p[0].version < p[1].version),
+                "log entries appended in version order"
+            );
             let fast = w.info.as_ref().unwrap_or(pg.info()).fast();
             for e in append {
                 t.log_append(coll, e.version.log_key(), entry_item(e, &fast));

@@ -307,6 +307,14 @@ impl PgActor {
                 return;
             }
         };
+        // What is queued is what the PG now says: the entry heads its log.
+        assert_eq!(
+            self.pg.info().last_update,
+            version,
+            "pg {}: the queued entry is not the log's head",
+            self.pgid
+        );
+        debug_assert!(version > prior, "an entry newer than the object");
         let mut t = Transaction::new();
         apply_store_ops(&mut t, &self.coll, &o, &plan.store_ops);
         self.meta.add_write(&mut t, &pgw, &self.pg, self.epoch);

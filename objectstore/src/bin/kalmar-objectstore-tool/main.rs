@@ -450,8 +450,10 @@ fn run(cli: &Cli) -> Result<u8> {
                     dump.label.journal_offset,
                     dump.label.data_offset
                 );
+                // A label of another format does not decode: this is it.
                 s.push_str(&format!(
-                    "journal sector {} bytes\n",
+                    "format {}, journal sector {} bytes\n",
+                    kalmar_objectstore::layout::FORMAT_VERSION,
                     dump.label.journal_sector
                 ));
                 for sb in &dump.superblocks {
