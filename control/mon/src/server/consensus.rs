@@ -67,6 +67,23 @@ pub(super) struct Consensus {
     quorum_window: Duration,
     /// Follower side: sessions whose requests were forwarded, by id.
     pub routes: HashMap<u64, SessionHandle>,
+    /// Follower side: forwarded requests still unanswered, by (session,
+    /// tid), with their type; told to retry if the leader changes.
+    fwd_pending: HashMap<(u64, u64), u16>,
+}
+
+/// Bound on forwarded requests remembered for a retry.
+pub const MAX_FWD_PENDING: usize = 4096;
+
+/// The tid of a request or reply that has one.
+fn tid_of(msg_type: u16, msg: &Message) -> Option<u64> {
+    match msg_type {
+        MON_COMMAND => MonCommand::from_message(msg).ok().map(|c| c.tid),
+        OSD_MKFS => OsdMkfs::from_message(msg).ok().map(|r| r.tid),
+        MON_COMMAND_REPLY => MonCommandReply::from_message(msg).ok().map(|c| c.tid),
+        OSD_MKFS_REPLY => OsdMkfsReply::from_message(msg).ok().map(|r| r.tid),
+        _ => None,
+    }
 }
 
 impl Consensus {
@@ -110,6 +127,7 @@ impl Consensus {
                 leader_since: Instant::now(),
                 quorum_window,
                 routes: HashMap::new(),
+                fwd_pending: HashMap::new(),
             },
             applied,
             routed,
@@ -240,6 +258,7 @@ impl Server {
         }
         if old_leader != self.cons.leader {
             self.cons.leader_since = Instant::now();
+            self.retry_forwarded().await;
             tracing::info!(
                 leader = ?self.cons.leader,
                 term = self.cons.term,
@@ -337,12 +356,31 @@ impl Server {
         Ok(())
     }
 
+    /// Requests forwarded to a leader that is gone get "retry" now, not
+    /// at their client's timeout.
+    async fn retry_forwarded(&mut self) {
+        for ((session, tid), msg_type) in std::mem::take(&mut self.cons.fwd_pending) {
+            let Some(h) = self.cons.routes.get(&session).cloned() else {
+                continue;
+            };
+            if let Some(r) = retry_reply(msg_type, tid) {
+                if let Err(e) = h.send(r).await {
+                    tracing::debug!("retry reply not sent: {e}");
+                }
+            }
+        }
+    }
+
     /// The leader's reply to a message this mon forwarded.
     pub(super) async fn on_routed(&mut self, r: MonRoute) {
         let Some(h) = self.cons.routes.get(&r.session).cloned() else {
             return;
         };
-        if let Err(e) = h.send(Message::new(r.msg_type, r.payload.0)).await {
+        let msg = Message::new(r.msg_type, r.payload.0);
+        if let Some(tid) = tid_of(r.msg_type, &msg) {
+            self.cons.fwd_pending.remove(&(r.session, tid));
+        }
+        if let Err(e) = h.send(msg).await {
             tracing::debug!("routed reply not sent: {e}");
         }
     }
@@ -356,7 +394,7 @@ impl Server {
             let node = self.cons.members.get(&l)?;
             self.cons.peers.get(l, node).ok()
         });
-        if let Some(conn) = conn {
+        if let Some(conn) = conn.filter(|c| c.connection().is_connected()) {
             if self.cons.routes.len() >= MAX_ROUTES && !self.cons.routes.contains_key(&m.from.id()) {
                 self.cons.routes.retain(|_, h| !h.is_closed());
             }
@@ -369,8 +407,18 @@ impl Server {
                 msg_type: m.msg.msg_type,
                 payload: Blob(m.msg.contiguous().to_vec()),
             };
+            let tid = tid_of(m.msg.msg_type, &m.msg);
             match conn.connection().try_send(fwd.to_message()) {
-                Ok(_) => return,
+                Ok(_) => {
+                    if let Some(tid) = tid {
+                        if self.cons.fwd_pending.len() < MAX_FWD_PENDING {
+                            self.cons
+                                .fwd_pending
+                                .insert((m.from.id(), tid), m.msg.msg_type);
+                        }
+                    }
+                    return;
+                }
                 Err(e) => tracing::debug!("forwarding to the leader failed: {e}"),
             }
         }
@@ -502,30 +550,36 @@ impl Server {
     }
 }
 
-/// The answer when no leader can take a message now.
-async fn no_leader(to: &ReplyTo, msg_type: u16, msg: &Message) {
-    let reply = match msg_type {
-        MON_COMMAND => MonCommand::from_message(msg).ok().map(|c| {
+/// "No leader now, retry" for a request of `msg_type` with `tid`.
+fn retry_reply(msg_type: u16, tid: u64) -> Option<Message> {
+    const WHY: &str = "no mon leader right now (no quorum, or it changed); retry";
+    match msg_type {
+        MON_COMMAND => Some(
             MonCommandReply {
-                tid: c.tid,
+                tid,
                 retval: EAGAIN,
-                outs: "no mon leader right now (no quorum); retry".into(),
+                outs: WHY.into(),
                 outbuf: Blob::default(),
             }
-            .to_message()
-        }),
-        OSD_MKFS => OsdMkfs::from_message(msg).ok().map(|r| {
+            .to_message(),
+        ),
+        OSD_MKFS => Some(
             OsdMkfsReply {
-                tid: r.tid,
+                tid,
                 retval: EAGAIN,
                 osd_id: -1,
                 fsid: Uuid::nil(),
-                error: "no mon leader right now (no quorum); retry".into(),
+                error: WHY.into(),
             }
-            .to_message()
-        }),
+            .to_message(),
+        ),
         _ => None,
-    };
+    }
+}
+
+/// The answer when no leader can take a message now.
+async fn no_leader(to: &ReplyTo, msg_type: u16, msg: &Message) {
+    let reply = tid_of(msg_type, msg).and_then(|tid| retry_reply(msg_type, tid));
     if let Some(r) = reply {
         if let Err(e) = to.send(r).await {
             tracing::debug!("reply not sent: {e}");
