@@ -39,8 +39,11 @@ impl Rados {
         let client_id = rand::random::<u64>() >> 1;
         let nonce = u64::from(std::process::id()) << 32 | u64::from(rand::random::<u32>());
         let me = EntityName::new(EntityType::Client, client_id.to_string());
-        let (mon, mon_events) = MonClient::connect(
-            config.mon,
+        let mons: Vec<std::net::SocketAddr> = std::iter::once(config.mon)
+            .chain(config.other_mons.iter().copied())
+            .collect();
+        let (mon, mon_events) = MonClient::connect_any(
+            &mons,
             me.clone(),
             uuid::Uuid::nil(),
             config.msgr.clone(),

@@ -204,15 +204,38 @@ impl MonClient {
         fsid: Uuid,
         config: MsgrConfig,
     ) -> Result<(MonClient, mpsc::Receiver<MonEvent>), MonClientError> {
-        let mut last = MonClientError::NoMons;
-        for (i, addr) in addrs.iter().enumerate() {
+        if addrs.len() <= 1 {
+            let Some(&addr) = addrs.first() else {
+                return Err(MonClientError::NoMons);
+            };
             let (tx, rx) = event_channel(&config);
-            match Connection::connect(*addr, me.clone(), fsid, config.clone(), tx).await {
-                Ok(conn) => return Ok(MonClient::build(addrs, i, Some((conn, rx)), me, fsid, config)),
-                Err(e) => {
-                    tracing::debug!(mon = %addr, "mon not reachable: {e}");
+            let conn = Connection::connect(addr, me.clone(), fsid, config.clone(), tx).await?;
+            return Ok(MonClient::build(addrs, 0, Some((conn, rx)), me, fsid, config));
+        }
+        // Several mons: try them all at once and keep the first session
+        // up (a dead mon would otherwise cost a whole connect timeout).
+        let mut tries = tokio::task::JoinSet::new();
+        for (i, addr) in addrs.iter().copied().enumerate() {
+            let (me, config) = (me.clone(), config.clone());
+            tries.spawn(async move {
+                let (tx, rx) = event_channel(&config);
+                let r = Connection::connect(addr, me, fsid, config, tx).await;
+                (i, r.map(|c| (c, rx)))
+            });
+        }
+        let mut last = MonClientError::NoMons;
+        while let Some(done) = tries.join_next().await {
+            match done {
+                Ok((i, Ok(connected))) => {
+                    // The other attempts end when their tasks are dropped.
+                    tries.abort_all();
+                    return Ok(MonClient::build(addrs, i, Some(connected), me, fsid, config));
+                }
+                Ok((i, Err(e))) => {
+                    tracing::debug!(mon = %addrs[i], "mon not reachable: {e}");
                     last = MonClientError::Connect(e);
                 }
+                Err(e) => tracing::debug!("a connect attempt ended: {e}"),
             }
         }
         Err(last)
