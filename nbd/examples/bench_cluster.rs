@@ -134,6 +134,7 @@ async fn main() -> Result<()> {
             osd_size,
         } => {
             let c = vstart(&VstartArgs {
+                mons: 1,
                 osds,
                 mgrs: 0,
                 dir,

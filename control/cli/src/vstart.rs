@@ -569,6 +569,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let conf = dir.path().join("kalmar.conf");
         let mut args = VstartArgs {
+            mons: 1,
             osds: 2,
             mgrs: 0,
             dir: dir.path().to_path_buf(),
