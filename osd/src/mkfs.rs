@@ -110,7 +110,9 @@ pub async fn mkfs(cfg: MkfsConfig) -> Result<Uuid, MkfsError> {
         mon: cfg.mon,
         source,
     };
-    let mons: Vec<SocketAddr> = std::iter::once(cfg.mon).chain(cfg.other_mons.iter().copied()).collect();
+    let mons: Vec<SocketAddr> = std::iter::once(cfg.mon)
+        .chain(cfg.other_mons.iter().copied())
+        .collect();
     let (mon, _events) = MonClient::connect_any(&mons, me, Uuid::nil(), MsgrConfig::default())
         .await
         .map_err(mon_err)?;

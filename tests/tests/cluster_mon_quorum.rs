@@ -123,10 +123,7 @@ async fn leader_kill9_under_writes_and_osd_boot() {
     let io = writer.await.expect("writer");
     let worst = *worst.lock().expect("lock");
     let acked = acked.lock().expect("lock").clone();
-    eprintln!(
-        "{} writes acknowledged; slowest {worst:?}",
-        acked.len()
-    );
+    eprintln!("{} writes acknowledged; slowest {worst:?}", acked.len());
     assert!(worst < WRITE_STALL_BOUND, "a write took {worst:?}");
     assert!(acked.len() > 20);
     for n in acked {

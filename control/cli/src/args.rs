@@ -148,7 +148,11 @@ mod tests {
             .expect("flag");
         assert_eq!(a[0].to_string(), "127.0.0.1:7000");
         assert_eq!(a.len(), 2);
-        let l = ctx(None, "[global]\nmon_host = [\"127.0.0.1:1\", \"127.0.0.1:2\"]\n").mon_addrs();
+        let l = ctx(
+            None,
+            "[global]\nmon_host = [\"127.0.0.1:1\", \"127.0.0.1:2\"]\n",
+        )
+        .mon_addrs();
         if std::env::var("KALMAR_MON").is_err() {
             assert_eq!(l.expect("conf list").len(), 2);
         }

@@ -169,8 +169,14 @@ fn write_conf(args: &VstartArgs, conf: &Path, mgrs: u32) -> anyhow::Result<Vec<S
     }
     let mon_host: Vec<String> = match g.get("mon_host") {
         Some(toml::Value::String(s)) => vec![s.clone()],
-        Some(toml::Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
-        _ => bail!("{}: [global] mon_host is not a string or a list", conf.display()),
+        Some(toml::Value::Array(a)) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(String::from))
+            .collect(),
+        _ => bail!(
+            "{}: [global] mon_host is not a string or a list",
+            conf.display()
+        ),
     };
     let asok = |name: &str| dir.join(format!("{name}.asok")).display().to_string();
     for i in 0..mon_host.len() {
@@ -596,7 +602,7 @@ mod tests {
             .is_some_and(|p| p.ends_with("osd.1.asok")));
         assert_eq!(
             c.get::<String>("mon.a", "mon_host").expect("ok"),
-            Some(mon.to_string())
+            Some(mon[0].to_string())
         );
         // A second run keeps the mon address and adds sections.
         args.osds = 3;
@@ -613,6 +619,30 @@ mod tests {
         );
         assert!(args.set.is_empty());
         assert!(matches!(toml_value("x=y"), toml::Value::String(_)));
+        // Three mons: a list, the members, one fsid, a socket each.
+        let dir3 = tempfile::tempdir().expect("tempdir");
+        let conf3 = dir3.path().join("kalmar.conf");
+        let args3 = VstartArgs {
+            mons: 3,
+            dir: dir3.path().to_path_buf(),
+            ..args.clone()
+        };
+        let mons = write_conf(&args3, &conf3, 0).expect("conf");
+        assert_eq!(mons.len(), 3);
+        let c = kalmar_common::config::Conf::load(&conf3).expect("loads");
+        assert_eq!(
+            kalmar_common::config::mon_hosts(&c, "osd.0").expect("ok"),
+            mons
+        );
+        assert_eq!(
+            c.get::<String>("mon.b", "mon_initial_members").expect("ok"),
+            Some("a,b,c".into())
+        );
+        assert!(c.get::<String>("mon", "fsid").expect("ok").is_some());
+        assert!(c
+            .get::<String>("mon.c", "admin_socket")
+            .expect("ok")
+            .is_some_and(|p| p.ends_with("mon.c.asok")));
     }
 
     #[test]

@@ -42,13 +42,9 @@ impl Rados {
         let mons: Vec<std::net::SocketAddr> = std::iter::once(config.mon)
             .chain(config.other_mons.iter().copied())
             .collect();
-        let (mon, mon_events) = MonClient::connect_any(
-            &mons,
-            me.clone(),
-            uuid::Uuid::nil(),
-            config.msgr.clone(),
-        )
-        .await?;
+        let (mon, mon_events) =
+            MonClient::connect_any(&mons, me.clone(), uuid::Uuid::nil(), config.msgr.clone())
+                .await?;
         mon.subscribe("osdmap", 0, false).await?;
         let mon = Arc::new(mon);
         let (events, osd_events) = event_channel(&config.msgr);

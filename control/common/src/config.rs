@@ -194,9 +194,11 @@ mod tests {
 
     #[test]
     fn mon_host_lists() {
-        let c = Conf::parse("[global]\nmon_host = [\"127.0.0.1:1\", \"127.0.0.1:2\"]\n").expect("toml");
+        let c =
+            Conf::parse("[global]\nmon_host = [\"127.0.0.1:1\", \"127.0.0.1:2\"]\n").expect("toml");
         assert_eq!(mon_hosts(&c, "osd.1").expect("ok").len(), 2);
-        let c = Conf::parse("[global]\nmon_host = \"127.0.0.1:1, [v2:127.0.0.1:2/0]\"\n").expect("toml");
+        let c = Conf::parse("[global]\nmon_host = \"127.0.0.1:1, [v2:127.0.0.1:2/0]\"\n")
+            .expect("toml");
         let h = mon_hosts(&c, "client").expect("ok");
         assert_eq!(h[1], "127.0.0.1:2".parse::<SocketAddr>().expect("addr"));
         assert!(mon_hosts(&Conf::parse("[global]\nmon_host = 3\n").expect("toml"), "x").is_err());

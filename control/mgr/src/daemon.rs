@@ -193,7 +193,9 @@ pub async fn run(
     tokio::spawn(crate::server::serve(shared.clone(), server_rx));
 
     let me = EntityName::new(EntityType::Mgr, cfg.name.clone());
-    let mons: Vec<SocketAddr> = std::iter::once(cfg.mon).chain(cfg.other_mons.iter().copied()).collect();
+    let mons: Vec<SocketAddr> = std::iter::once(cfg.mon)
+        .chain(cfg.other_mons.iter().copied())
+        .collect();
     let (mon, mut events) = MonClient::start_any(&mons, me, uuid::Uuid::nil(), cfg.msgr.clone());
     let mon = Arc::new(mon);
     let env_path = std::env::var(MODULE_PATH_ENV).ok();

@@ -88,7 +88,9 @@ fn main() -> anyhow::Result<()> {
         None => kalmar_common::config::mon_hosts(&conf, &entity)?,
     };
     let Some((&mon, other_mons)) = mons.split_first() else {
-        anyhow::bail!("no mon address: pass --mon IP:PORT[,IP:PORT...] or set mon_host in the conf");
+        anyhow::bail!(
+            "no mon address: pass --mon IP:PORT[,IP:PORT...] or set mon_host in the conf"
+        );
     };
     let other_mons = other_mons.to_vec();
     let admin_socket = match admin_socket {

@@ -389,13 +389,12 @@ fn run(st: &mut MonState, cmd: &Value, now: Instant, now_us: u64) -> Result<CmdR
         }
         "mgr module ls" => CmdReply::data(fmt.json_always(&st.mgr.module_ls_json())),
         "quorum_status" => CmdReply::data(fmt.json_always(&st.quorum.quorum_status_json())),
-        "mon stat" => CmdReply::data(fmt.render(&st.quorum.mon_stat_json(), || {
-            st.quorum.mon_stat_plain()
-        })),
+        "mon stat" => {
+            CmdReply::data(fmt.render(&st.quorum.mon_stat_json(), || st.quorum.mon_stat_plain()))
+        }
         "mon dump" => {
-            let mut r = CmdReply::data(fmt.render(&st.quorum.monmap_json(), || {
-                st.quorum.mon_dump_plain()
-            }));
+            let mut r =
+                CmdReply::data(fmt.render(&st.quorum.monmap_json(), || st.quorum.mon_dump_plain()));
             r.outs = format!("dumped monmap epoch {}", st.quorum.monmap_epoch);
             r
         }

@@ -90,7 +90,11 @@ fn initial_members_from_conf(
         return Ok(None);
     };
     let hosts = kalmar_common::config::mon_hosts(conf, entity)?;
-    let names: Vec<&str> = names.split(',').map(str::trim).filter(|n| !n.is_empty()).collect();
+    let names: Vec<&str> = names
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .collect();
     if names.len() != hosts.len() {
         bail!(
             "mon_initial_members names {} mons but mon_host lists {} addresses",
@@ -145,7 +149,13 @@ fn main() -> anyhow::Result<()> {
                         .with_context(|| {
                             format!("mon.{} is not one of the initial members", common.name)
                         })?;
-                    (MonIdentity { id, name: common.name.clone() }, m)
+                    (
+                        MonIdentity {
+                            id,
+                            name: common.name.clone(),
+                        },
+                        m,
+                    )
                 }
                 None => (
                     MonIdentity {
@@ -163,7 +173,10 @@ fn main() -> anyhow::Result<()> {
             };
             let fsid = match (fsid, conf.get::<String>(&entity, "fsid")?) {
                 (Some(f), _) => Some(f),
-                (None, Some(s)) => Some(s.parse().with_context(|| format!("fsid '{s}' in the conf"))?),
+                (None, Some(s)) => Some(
+                    s.parse()
+                        .with_context(|| format!("fsid '{s}' in the conf"))?,
+                ),
                 (None, None) => None,
             };
             if members.len() > 1 && fsid.is_none() {

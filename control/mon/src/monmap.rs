@@ -39,13 +39,24 @@ pub struct MonIdentity {
 /// Parses `a=IP:PORT,b=IP:PORT,...` (names unique, addresses valid).
 pub fn parse_initial_members(s: &str) -> Result<BTreeMap<u64, MonNode>, String> {
     let mut out = BTreeMap::new();
-    for (i, part) in s.split(',').map(str::trim).filter(|p| !p.is_empty()).enumerate() {
+    for (i, part) in s
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .enumerate()
+    {
         let (name, addr) = part
             .split_once('=')
             .ok_or_else(|| format!("'{part}' is not NAME=IP:PORT"))?;
         let name = name.trim().trim_start_matches("mon.");
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return Err(format!("mon name '{name}' must be letters, digits, '-' or '_'"));
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(format!(
+                "mon name '{name}' must be letters, digits, '-' or '_'"
+            ));
         }
         let addr: SocketAddr = addr
             .trim()
@@ -200,7 +211,9 @@ impl QuorumView {
             self.members.len(),
             at.join(","),
             self.election_epoch,
-            self.leader.map(|l| l.to_string()).unwrap_or_else(|| "-".into()),
+            self.leader
+                .map(|l| l.to_string())
+                .unwrap_or_else(|| "-".into()),
             self.leader_name().unwrap_or_else(|| "-".into()),
             ids.join(","),
             self.quorum_names().join(","),

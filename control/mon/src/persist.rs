@@ -57,7 +57,8 @@ pub fn mkfs(
     let fsid = fsid.unwrap_or_else(Uuid::new_v4);
     let mut b = Batch::default();
     b.put(KEY_FSID, fsid.as_bytes().to_vec());
-    let json = |v: serde_json::Result<Vec<u8>>| v.map_err(|e| store.corrupt(format!("monmap: {e}")));
+    let json =
+        |v: serde_json::Result<Vec<u8>>| v.map_err(|e| store.corrupt(format!("monmap: {e}")));
     b.put(KEY_SELF, json(serde_json::to_vec(me))?);
     b.put(KEY_INITIAL, json(serde_json::to_vec(members))?);
     if members.len() <= 1 {
@@ -71,12 +72,11 @@ pub fn mkfs(
 
 /// This mon's identity and the initial members (a store made before
 /// mkfs wrote them is a single mon `a`).
-pub fn load_monmap(
-    store: &MonStore,
-) -> Result<(MonIdentity, BTreeMap<u64, MonNode>), StoreError> {
+pub fn load_monmap(store: &MonStore) -> Result<(MonIdentity, BTreeMap<u64, MonNode>), StoreError> {
     let me = match store.get(KEY_SELF)? {
-        Some(raw) => serde_json::from_slice(&raw)
-            .map_err(|e| store.corrupt(format!("{KEY_SELF}: {e}")))?,
+        Some(raw) => {
+            serde_json::from_slice(&raw).map_err(|e| store.corrupt(format!("{KEY_SELF}: {e}")))?
+        }
         None => MonIdentity {
             id: 0,
             name: "a".into(),

@@ -620,8 +620,9 @@ impl Server {
         let fail = MonCommandReply {
             tid: c.tid,
             retval: EAGAIN,
-            outs: "the change was not committed (the mon leader changed or the map moved on); retry"
-                .into(),
+            outs:
+                "the change was not committed (the mon leader changed or the map moved on); retry"
+                    .into(),
             outbuf: Blob::default(),
         };
         self.reply(&m.reply, msg.to_message(), Some(fail.to_message()))

@@ -266,6 +266,7 @@ impl MonStore {
     }
 
     /// The last key-value pair of the consensus column family below `to`.
+    #[allow(clippy::type_complexity)]
     pub fn raft_last_before(
         &self,
         from: &[u8],

@@ -156,7 +156,9 @@ async fn leader_kill9_fails_over_and_nothing_is_lost() {
     );
 
     // Health names the dead mon.
-    let h = q.json(json!({"prefix": "health", "detail": "detail"})).await;
+    let h = q
+        .json(json!({"prefix": "health", "detail": "detail"}))
+        .await;
     let down = &h["checks"]["MON_DOWN"];
     assert!(
         down["summary"]["message"]
@@ -171,7 +173,11 @@ async fn leader_kill9_fails_over_and_nothing_is_lost() {
     // Every change the writer was told about is in the map, and the OSDs
     // follow the new leader's epochs.
     let done = writer.await.expect("writer");
-    assert!(done.len() >= 20, "only {} of 30 creates succeeded", done.len());
+    assert!(
+        done.len() >= 20,
+        "only {} of 30 creates succeeded",
+        done.len()
+    );
     q.ok(json!({"prefix": "osd pool create", "pool": "after", "pg_num": 8}))
         .await;
     let e = epoch(&q).await;
@@ -196,7 +202,10 @@ async fn leader_kill9_fails_over_and_nothing_is_lost() {
             .and_then(|a| a.iter().find(|o| o["osd"] == json!(i)))
             .cloned()
             .unwrap_or(Value::Null);
-        assert_eq!(o["up"], 1, "osd.{i} was marked down after the takeover: {dump}");
+        assert_eq!(
+            o["up"], 1,
+            "osd.{i} was marked down after the takeover: {dump}"
+        );
     }
 
     // The killed mon comes back and catches up; it serves maps itself.
@@ -210,7 +219,9 @@ async fn leader_kill9_fails_over_and_nothing_is_lost() {
         .await
         .expect("subscribe");
     watcher
-        .wait_map("the restarted mon serves the newest epoch", |m| m.epoch >= e)
+        .wait_map("the restarted mon serves the newest epoch", |m| {
+            m.epoch >= e
+        })
         .await;
     beacons.abort();
     let _ = beacons.await;
@@ -218,7 +229,10 @@ async fn leader_kill9_fails_over_and_nothing_is_lost() {
     let mut all: Vec<FakeOsd> = Arc::try_unwrap(osds).ok().expect("sole owner");
     all.push(watcher);
     let epochs = check_histories(&all);
-    eprintln!("checked {epochs} distinct epochs across {} observers", all.len());
+    eprintln!(
+        "checked {epochs} distinct epochs across {} observers",
+        all.len()
+    );
     assert!(epochs > 30);
 }
 

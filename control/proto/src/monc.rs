@@ -210,7 +210,14 @@ impl MonClient {
             };
             let (tx, rx) = event_channel(&config);
             let conn = Connection::connect(addr, me.clone(), fsid, config.clone(), tx).await?;
-            return Ok(MonClient::build(addrs, 0, Some((conn, rx)), me, fsid, config));
+            return Ok(MonClient::build(
+                addrs,
+                0,
+                Some((conn, rx)),
+                me,
+                fsid,
+                config,
+            ));
         }
         // Several mons: try them all at once and keep the first session
         // up (a dead mon would otherwise cost a whole connect timeout).
@@ -229,7 +236,14 @@ impl MonClient {
                 Ok((i, Ok(connected))) => {
                     // The other attempts end when their tasks are dropped.
                     tries.abort_all();
-                    return Ok(MonClient::build(addrs, i, Some(connected), me, fsid, config));
+                    return Ok(MonClient::build(
+                        addrs,
+                        i,
+                        Some(connected),
+                        me,
+                        fsid,
+                        config,
+                    ));
                 }
                 Ok((i, Err(e))) => {
                     tracing::debug!(mon = %addrs[i], "mon not reachable: {e}");
@@ -318,7 +332,8 @@ impl MonClient {
             out: out_tx.clone(),
         });
         let router = tokio::spawn(route(raw_rx, inner.clone(), out_tx));
-        let hunter = (inner.addrs.len() > 1).then(|| tokio::spawn(hunt_loop(Arc::downgrade(&inner))));
+        let hunter =
+            (inner.addrs.len() > 1).then(|| tokio::spawn(hunt_loop(Arc::downgrade(&inner))));
         let client = MonClient {
             inner,
             next_tid: AtomicU64::new(1),

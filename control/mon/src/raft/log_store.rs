@@ -1,8 +1,12 @@
 //! The Raft log in the mon's RocksDB (column family
-//! [`crate::store::RAFT_CF`]): entries
-//! under `l` + big-endian index (so they sort by index), the vote, the
-//! committed id and the purge point under `m/`. Appends and votes are
+//! [`crate::store::RAFT_CF`]): entries under `l` + big-endian index (so
+//! they sort by index), the vote, the committed id and the purge point
+//! under `m/`. Appends and votes are
 //! synced before openraft hears they are done.
+
+// openraft's traits fix the error type (a large enum); the helpers here
+// return it too.
+#![allow(clippy::result_large_err)]
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -49,14 +53,22 @@ impl LogStore {
         LogStore { store }
     }
 
-    fn get_json<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
+    fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &[u8],
+    ) -> Result<Option<T>, StorageError> {
         match self.store.raft_get(key).map_err(read_err)? {
             None => Ok(None),
             Some(raw) => serde_json::from_slice(&raw).map(Some).map_err(read_err),
         }
     }
 
-    fn put_json<T: serde::Serialize>(&self, key: &[u8], v: &T, sync: bool) -> Result<(), StorageError> {
+    fn put_json<T: serde::Serialize>(
+        &self,
+        key: &[u8],
+        v: &T,
+        sync: bool,
+    ) -> Result<(), StorageError> {
         let raw = serde_json::to_vec(v).map_err(write_err)?;
         self.store
             .raft_write(&[(key.to_vec(), raw)], None, sync)
@@ -139,7 +151,11 @@ impl RaftLogStorage<MonRaftConfig> for LogStore {
         Ok(self.get_json::<Option<LogId>>(KEY_COMMITTED)?.flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<MonRaftConfig>) -> Result<(), StorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<MonRaftConfig>,
+    ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,

@@ -168,7 +168,7 @@ fn from_hex(s: &str) -> Result<Vec<u8>, String> {
         }
     };
     let b = s.as_bytes();
-    if b.len() % 2 != 0 {
+    if !b.len().is_multiple_of(2) {
         return Err("odd number of hex digits".into());
     }
     b.chunks(2)
@@ -201,5 +201,35 @@ mod tests {
         assert_eq!(back, c);
         assert!(from_hex("abc").is_err());
         assert!(from_hex("zz").is_err());
+    }
+}
+
+/// openraft's own storage test suite against the RocksDB adapter.
+#[cfg(test)]
+mod storage_suite {
+    use std::sync::Arc;
+
+    use openraft::testing::{StoreBuilder, Suite};
+
+    use super::log_store::LogStore;
+    use super::state_machine::StateMachine;
+    use super::{MonRaftConfig, StorageError};
+    use crate::store::MonStore;
+
+    struct Builder;
+
+    impl StoreBuilder<MonRaftConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
+        async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store = Arc::new(MonStore::create(&dir.path().join("mon")).expect("store"));
+            let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+            let sm = StateMachine::open(store.clone(), tx)?;
+            Ok((dir, LogStore::new(store), sm))
+        }
+    }
+
+    #[test]
+    fn openraft_storage_suite() {
+        Suite::test_all(Builder).expect("the adapter passes openraft's storage suite");
     }
 }

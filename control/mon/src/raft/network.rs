@@ -15,7 +15,9 @@ use kalmar_msgr::{event_channel, Connection, EntityName, Event, MsgrConfig};
 use kalmar_proto::mon::{raft_kind, MonRaft, MonRaftReply, MonRoute};
 use kalmar_proto::registry::{MON_RAFT_REPLY, MON_ROUTE};
 use kalmar_proto::Payload;
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
@@ -82,7 +84,10 @@ impl PeerConn {
             if !self.conn.is_connected() {
                 // Do not queue votes and heartbeats behind a dead link:
                 // openraft retries with fresh ones.
-                return Err(CallError::Unreachable(self.id, format!("no session to {}", self.addr)));
+                return Err(CallError::Unreachable(
+                    self.id,
+                    format!("no session to {}", self.addr),
+                ));
             }
             self.conn
                 .try_send(msg.to_message())
@@ -113,7 +118,12 @@ pub struct Peers {
 }
 
 impl Peers {
-    pub fn new(me: EntityName, fsid: Uuid, msgr: MsgrConfig, routed: mpsc::UnboundedSender<Routed>) -> Arc<Peers> {
+    pub fn new(
+        me: EntityName,
+        fsid: Uuid,
+        msgr: MsgrConfig,
+        routed: mpsc::UnboundedSender<Routed>,
+    ) -> Arc<Peers> {
         Arc::new(Peers {
             me,
             fsid,
@@ -229,10 +239,12 @@ impl MonNetwork {
             .get(self.target, &self.node)
             .map_err(|e| RPCError::Unreachable(Unreachable::new(&std::io::Error::other(e))))?;
         match conn.call(kind, body, ttl).await {
-            Ok(raw) => serde_json::from_slice(&raw).map_err(|e| RPCError::Network(NetworkError::new(&e))),
+            Ok(raw) => {
+                serde_json::from_slice(&raw).map_err(|e| RPCError::Network(NetworkError::new(&e)))
+            }
             Err(CallError::Remote(_, raw)) => {
-                let err: RaftError<NodeId, E> =
-                    serde_json::from_slice(&raw).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+                let err: RaftError<NodeId, E> = serde_json::from_slice(&raw)
+                    .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
                 Err(RPCError::RemoteError(RemoteError::new_with_node(
                     self.target,
                     self.node.clone(),
@@ -250,7 +262,8 @@ impl RaftNetwork<MonRaftConfig> for MonNetwork {
         rpc: AppendEntriesRequest<MonRaftConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcErr> {
-        self.rpc(raft_kind::APPEND_ENTRIES, &rpc, option.hard_ttl()).await
+        self.rpc(raft_kind::APPEND_ENTRIES, &rpc, option.hard_ttl())
+            .await
     }
 
     async fn install_snapshot(
@@ -258,10 +271,15 @@ impl RaftNetwork<MonRaftConfig> for MonNetwork {
         rpc: InstallSnapshotRequest<MonRaftConfig>,
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<InstallSnapshotError>> {
-        self.rpc(raft_kind::INSTALL_SNAPSHOT, &rpc, option.hard_ttl()).await
+        self.rpc(raft_kind::INSTALL_SNAPSHOT, &rpc, option.hard_ttl())
+            .await
     }
 
-    async fn vote(&mut self, rpc: VoteRequest<NodeId>, option: RPCOption) -> Result<VoteResponse<NodeId>, RpcErr> {
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RpcErr> {
         self.rpc(raft_kind::VOTE, &rpc, option.hard_ttl()).await
     }
 
@@ -280,7 +298,11 @@ pub async fn serve(raft: &Raft, req: &MonRaft) -> MonRaftReply {
             Err(e) => (false, serde_json::to_vec(&e)),
         };
         match body {
-            Ok(b) => MonRaftReply { tid, ok, body: Blob(b) },
+            Ok(b) => MonRaftReply {
+                tid,
+                ok,
+                body: Blob(b),
+            },
             Err(e) => {
                 tracing::error!("cannot encode a raft reply: {e}");
                 MonRaftReply {
@@ -300,18 +322,22 @@ pub async fn serve(raft: &Raft, req: &MonRaft) -> MonRaftReply {
         }
     };
     match req.kind {
-        raft_kind::APPEND_ENTRIES => match serde_json::from_slice::<AppendEntriesRequest<MonRaftConfig>>(&req.body.0) {
-            Ok(r) => reply(req.tid, raft.append_entries(r).await),
-            Err(e) => bad(e),
-        },
+        raft_kind::APPEND_ENTRIES => {
+            match serde_json::from_slice::<AppendEntriesRequest<MonRaftConfig>>(&req.body.0) {
+                Ok(r) => reply(req.tid, raft.append_entries(r).await),
+                Err(e) => bad(e),
+            }
+        }
         raft_kind::VOTE => match serde_json::from_slice::<VoteRequest<NodeId>>(&req.body.0) {
             Ok(r) => reply(req.tid, raft.vote(r).await),
             Err(e) => bad(e),
         },
-        raft_kind::INSTALL_SNAPSHOT => match serde_json::from_slice::<InstallSnapshotRequest<MonRaftConfig>>(&req.body.0) {
-            Ok(r) => reply(req.tid, raft.install_snapshot(r).await),
-            Err(e) => bad(e),
-        },
+        raft_kind::INSTALL_SNAPSHOT => {
+            match serde_json::from_slice::<InstallSnapshotRequest<MonRaftConfig>>(&req.body.0) {
+                Ok(r) => reply(req.tid, raft.install_snapshot(r).await),
+                Err(e) => bad(e),
+            }
+        }
         other => {
             tracing::warn!(kind = other, "unknown raft request kind");
             MonRaftReply {

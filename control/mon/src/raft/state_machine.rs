@@ -8,6 +8,10 @@
 //! from one RocksDB snapshot, framed as `magic, count, (key, value)*,
 //! crc32c`.
 
+// openraft's traits fix the error type (a large enum); the helpers here
+// return it too.
+#![allow(clippy::result_large_err)]
+
 use std::io::Cursor;
 use std::sync::Arc;
 
@@ -16,7 +20,10 @@ use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
 use tokio::sync::mpsc;
 
-use super::{CommitResult, Entry, LogId, MapCommit, MonNode, MonRaftConfig, NodeId, StorageError, StoredMembership};
+use super::{
+    CommitResult, Entry, LogId, MapCommit, MonNode, MonRaftConfig, NodeId, StorageError,
+    StoredMembership,
+};
 use crate::persist::{self, MGR_FIRST, MGR_LAST, OSD_FIRST, OSD_LAST};
 use crate::store::{Batch, MonStore};
 
@@ -28,12 +35,14 @@ const KEY_SNAPSHOT_META: &str = "raft/snapshot_meta";
 const SNAPSHOT_PREFIXES: &[&str] = &["meta/", "osdmap/", "mgrmap/"];
 const SNAPSHOT_MAGIC: &[u8; 8] = b"KMONSNP1";
 
-/// What the state machine tells the server after a synced apply.
+/// What the state machine tells the server after a synced apply (moved
+/// once through a channel; `Reload` is rare).
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Applied {
     /// New epochs (each decoded once here); first epochs still held.
     Maps {
-        osd: Option<(OsdMap, Vec<u8>)>,
+        osd: Option<Box<(OsdMap, Vec<u8>)>>,
         mgr: Option<MgrMap>,
         osd_first: Epoch,
         mgr_first: Epoch,
@@ -61,7 +70,10 @@ fn sm_write(e: impl std::error::Error + 'static) -> StorageError {
     StorageIOError::write_state_machine(&e).into()
 }
 
-fn get_json<T: serde::de::DeserializeOwned>(store: &MonStore, key: &str) -> Result<Option<T>, StorageError> {
+fn get_json<T: serde::de::DeserializeOwned>(
+    store: &MonStore,
+    key: &str,
+) -> Result<Option<T>, StorageError> {
     match store.get(key).map_err(sm_read)? {
         None => Ok(None),
         Some(raw) => serde_json::from_slice(&raw).map(Some).map_err(sm_read),
@@ -70,7 +82,10 @@ fn get_json<T: serde::de::DeserializeOwned>(store: &MonStore, key: &str) -> Resu
 
 impl StateMachine {
     /// Reads what was applied before (a new store has applied nothing).
-    pub fn open(store: Arc<MonStore>, notify: mpsc::UnboundedSender<Applied>) -> Result<StateMachine, StorageError> {
+    pub fn open(
+        store: Arc<MonStore>,
+        notify: mpsc::UnboundedSender<Applied>,
+    ) -> Result<StateMachine, StorageError> {
         let mut sm = StateMachine {
             store,
             notify,
@@ -99,7 +114,12 @@ impl StateMachine {
 
     /// Checks `c` against the epochs held and adds it to `b`. Every mon
     /// decides the same on the same entry and store.
-    fn apply_commit(&mut self, b: &mut Batch, c: &MapCommit, notes: &mut Vec<Applied>) -> CommitResult {
+    fn apply_commit(
+        &mut self,
+        b: &mut Batch,
+        c: &MapCommit,
+        notes: &mut Vec<Applied>,
+    ) -> CommitResult {
         let refuse = |reason: String| CommitResult {
             applied: false,
             reason,
@@ -140,16 +160,30 @@ impl StateMachine {
         }
         if let Some(o) = &c.osd {
             let new_first = o.new_first.clamp(self.osd_first, o.epoch);
-            self.osd_first =
-                persist::put_osdmap_bytes(b, o.epoch, &o.full, o.inc.as_deref(), self.osd_first, new_first);
+            self.osd_first = persist::put_osdmap_bytes(
+                b,
+                o.epoch,
+                &o.full,
+                o.inc.as_deref(),
+                self.osd_first,
+                new_first,
+            );
             self.osd_last = o.epoch;
         }
         if let Some(m) = &c.mgr {
             let new_first = m.new_first.clamp(self.mgr_first, m.epoch);
-            self.mgr_first = persist::put_mgrmap_bytes(b, m.epoch, &m.map, self.mgr_first, new_first);
+            self.mgr_first =
+                persist::put_mgrmap_bytes(b, m.epoch, &m.map, self.mgr_first, new_first);
             self.mgr_last = m.epoch;
         }
-        let osd = osd.map(|map| (map, c.osd.as_ref().and_then(|o| o.inc.clone()).unwrap_or_default()));
+        let osd = osd.map(|map| {
+            let inc = c
+                .osd
+                .as_ref()
+                .and_then(|o| o.inc.clone())
+                .unwrap_or_default();
+            Box::new((map, inc))
+        });
         notes.push(Applied::Maps {
             osd,
             mgr,
@@ -163,8 +197,14 @@ impl StateMachine {
     }
 
     fn put_state(&self, b: &mut Batch) -> Result<(), StorageError> {
-        b.put(KEY_APPLIED, serde_json::to_vec(&self.last_applied).map_err(sm_write)?);
-        b.put(KEY_MEMBERSHIP, serde_json::to_vec(&self.membership).map_err(sm_write)?);
+        b.put(
+            KEY_APPLIED,
+            serde_json::to_vec(&self.last_applied).map_err(sm_write)?,
+        );
+        b.put(
+            KEY_MEMBERSHIP,
+            serde_json::to_vec(&self.membership).map_err(sm_write)?,
+        );
         Ok(())
     }
 }
@@ -191,7 +231,11 @@ impl RaftStateMachine<MonRaftConfig> for StateMachine {
                 EntryPayload::Normal(c) => {
                     let r = self.apply_commit(&mut b, c, &mut notes);
                     if !r.applied {
-                        tracing::info!(index = e.log_id.index, "map commit not applied: {}", r.reason);
+                        tracing::info!(
+                            index = e.log_id.index,
+                            "map commit not applied: {}",
+                            r.reason
+                        );
                     }
                     r
                 }
@@ -228,9 +272,15 @@ impl RaftStateMachine<MonRaftConfig> for StateMachine {
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
         let kvs = decode_snapshot(&data).map_err(|e| {
-            StorageError::from(StorageIOError::read_snapshot(Some(meta.signature()), &std::io::Error::other(e)))
+            StorageError::from(StorageIOError::read_snapshot(
+                Some(meta.signature()),
+                &std::io::Error::other(e),
+            ))
         })?;
-        let (old, _) = self.store.snapshot_scan(SNAPSHOT_PREFIXES, &[]).map_err(sm_read)?;
+        let (old, _) = self
+            .store
+            .snapshot_scan(SNAPSHOT_PREFIXES, &[])
+            .map_err(sm_read)?;
         let mut b = Batch::default();
         for (k, _) in old {
             b.delete(k);
@@ -242,7 +292,10 @@ impl RaftStateMachine<MonRaftConfig> for StateMachine {
         self.membership = meta.last_membership.clone();
         self.put_state(&mut b)?;
         b.put(KEY_SNAPSHOT, data);
-        b.put(KEY_SNAPSHOT_META, serde_json::to_vec(meta).map_err(sm_write)?);
+        b.put(
+            KEY_SNAPSHOT_META,
+            serde_json::to_vec(meta).map_err(sm_write)?,
+        );
         self.store.commit(&b).map_err(sm_write)?;
         self.reload()?;
         tracing::info!(last = ?meta.last_log_id, "installed a snapshot from the leader");
@@ -250,11 +303,18 @@ impl RaftStateMachine<MonRaftConfig> for StateMachine {
         Ok(())
     }
 
-    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<MonRaftConfig>>, StorageError> {
-        let Some(meta) = get_json::<SnapshotMeta<NodeId, MonNode>>(&self.store, KEY_SNAPSHOT_META)? else {
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<MonRaftConfig>>, StorageError> {
+        let Some(meta) = get_json::<SnapshotMeta<NodeId, MonNode>>(&self.store, KEY_SNAPSHOT_META)?
+        else {
             return Ok(None);
         };
-        let data = self.store.get(KEY_SNAPSHOT).map_err(sm_read)?.unwrap_or_default();
+        let data = self
+            .store
+            .get(KEY_SNAPSHOT)
+            .map_err(sm_read)?
+            .unwrap_or_default();
         Ok(Some(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -301,7 +361,10 @@ impl RaftSnapshotBuilder<MonRaftConfig> for SnapshotBuilder {
         };
         let mut b = Batch::default();
         b.put(KEY_SNAPSHOT, data.clone());
-        b.put(KEY_SNAPSHOT_META, serde_json::to_vec(&meta).map_err(sm_write)?);
+        b.put(
+            KEY_SNAPSHOT_META,
+            serde_json::to_vec(&meta).map_err(sm_write)?,
+        );
         self.store.commit(&b).map_err(sm_write)?;
         tracing::info!(id = %meta.snapshot_id, keys = kvs.len(), bytes = data.len(), "built a snapshot");
         Ok(Snapshot {
@@ -337,9 +400,7 @@ fn decode_snapshot(data: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
     }
     let mut pos = 8;
     let u32_at = |pos: &mut usize| -> Result<usize, String> {
-        let b = body
-            .get(*pos..*pos + 4)
-            .ok_or("mon snapshot truncated")?;
+        let b = body.get(*pos..*pos + 4).ok_or("mon snapshot truncated")?;
         *pos += 4;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
     };
@@ -367,7 +428,10 @@ mod tests {
 
     #[test]
     fn snapshot_frames_round_trip_and_refuse_damage() {
-        let kvs = vec![("meta/fsid".to_string(), vec![1, 2]), ("osdmap/last".into(), vec![])];
+        let kvs = vec![
+            ("meta/fsid".to_string(), vec![1, 2]),
+            ("osdmap/last".into(), vec![]),
+        ];
         let data = encode_snapshot(&kvs);
         assert_eq!(decode_snapshot(&data).expect("decodes"), kvs);
         let mut bad = data.clone();

@@ -91,12 +91,15 @@ impl Consensus {
         let (applied_tx, applied) = mpsc::unbounded_channel();
         let (routed_tx, routed) = mpsc::unbounded_channel();
         let peers = Peers::new(c.me.clone(), c.fsid, c.msgr.clone(), routed_tx);
-        let sm = StateMachine::open(c.store.clone(), applied_tx).map_err(|e| MonError::Raft(e.to_string()))?;
+        let sm = StateMachine::open(c.store.clone(), applied_tx)
+            .map_err(|e| MonError::Raft(e.to_string()))?;
         let log = LogStore::new(c.store.clone());
         let config = raft_config(c.opts.mon_heartbeat_interval, c.opts.mon_election_timeout)
             .map_err(MonError::Config)?;
         let quorum_window = Duration::from_millis(config.election_timeout_max);
-        let factory = MonNetworkFactory { peers: peers.clone() };
+        let factory = MonNetworkFactory {
+            peers: peers.clone(),
+        };
         let raft = Raft::new(c.id, config, factory, log, sm)
             .await
             .map_err(|e| MonError::Raft(e.to_string()))?;
@@ -208,7 +211,11 @@ impl Consensus {
 /// Takes the listener's events: Raft requests from peer mons are answered
 /// here at once (so a busy or blocked server task never stalls an
 /// election), everything else goes to the server.
-pub(super) async fn demux(mut rx: mpsc::Receiver<Event>, raft: Raft, to_server: mpsc::Sender<Event>) {
+pub(super) async fn demux(
+    mut rx: mpsc::Receiver<Event>,
+    raft: Raft,
+    to_server: mpsc::Sender<Event>,
+) {
     while let Some(ev) = rx.recv().await {
         if let Event::Message(m) = &ev {
             if m.msg.msg_type == MON_RAFT {
@@ -306,7 +313,8 @@ impl Server {
                 self.osd_first = loaded.osd_first;
                 self.mgr_first = loaded.mgr_first;
                 let old = self.st.osd.map().clone();
-                self.st.note_osdmap_change(&old, &loaded.osdmap, super::wall_us());
+                self.st
+                    .note_osdmap_change(&old, &loaded.osdmap, super::wall_us());
                 self.st.osd.discard_pending();
                 self.st.mgr.discard_pending();
                 self.st.osd.committed(loaded.osdmap);
@@ -327,7 +335,8 @@ impl Server {
                 }
                 self.osd_first = osd_first;
                 self.mgr_first = mgr_first;
-                if let Some((map, inc)) = osd {
+                if let Some(boxed) = osd {
+                    let (map, inc) = *boxed;
                     let old = self.st.osd.map().clone();
                     self.st.note_osdmap_change(&old, &map, super::wall_us());
                     if !inc.is_empty() {
@@ -395,7 +404,8 @@ impl Server {
             self.cons.peers.get(l, node).ok()
         });
         if let Some(conn) = conn.filter(|c| c.connection().is_connected()) {
-            if self.cons.routes.len() >= MAX_ROUTES && !self.cons.routes.contains_key(&m.from.id()) {
+            if self.cons.routes.len() >= MAX_ROUTES && !self.cons.routes.contains_key(&m.from.id())
+            {
                 self.cons.routes.retain(|_, h| !h.is_closed());
             }
             if self.cons.routes.len() < MAX_ROUTES {
@@ -460,7 +470,10 @@ impl Server {
 
     /// On the leader: commits the pending epochs through the log, then
     /// sends the replies that waited (or their failures).
-    pub(super) async fn commit(&mut self, applied: &mut mpsc::UnboundedReceiver<Applied>) -> Result<(), MonError> {
+    pub(super) async fn commit(
+        &mut self,
+        applied: &mut mpsc::UnboundedReceiver<Applied>,
+    ) -> Result<(), MonError> {
         if !self.cons.is_leader() {
             if self.st.osd.has_pending() || self.st.mgr.has_pending() {
                 self.st.osd.discard_pending();
@@ -511,7 +524,12 @@ impl Server {
             });
             let mgr = mgr.map(|m| MgrEpoch {
                 epoch: m.epoch,
-                new_first: trim_target(self.mgr_first, m.epoch, self.st.opts.mon_min_osdmap_epochs, None),
+                new_first: trim_target(
+                    self.mgr_first,
+                    m.epoch,
+                    self.st.opts.mon_min_osdmap_epochs,
+                    None,
+                ),
                 map: m.encode_sealed(),
             });
             MapCommit { osd, mgr }
@@ -542,7 +560,10 @@ impl Server {
                 self.fail_deferred().await;
             }
             Err(_) => {
-                tracing::warn!(bound_ms = bound.as_millis() as u64, "map commit timed out (no majority?)");
+                tracing::warn!(
+                    bound_ms = bound.as_millis() as u64,
+                    "map commit timed out (no majority?)"
+                );
                 self.fail_deferred().await;
             }
         }

@@ -237,7 +237,10 @@ pub async fn command_at(addr: SocketAddr, cmd: Value) -> Result<(i32, String, Ve
 }
 
 /// One command through any of `mons`.
-pub async fn command_any(mons: &[SocketAddr], cmd: Value) -> Result<(i32, String, Vec<u8>), String> {
+pub async fn command_any(
+    mons: &[SocketAddr],
+    cmd: Value,
+) -> Result<(i32, String, Vec<u8>), String> {
     let cfg = MsgrConfig {
         reconnect_max_attempts: Some(2),
         ..fast_msgr()
@@ -579,7 +582,9 @@ impl MonQuorum {
             .tempdir()
             .expect("tempdir");
         std::fs::write(dir.path().join("kalmar.conf"), format!("[mon]\n{conf}\n")).expect("conf");
-        let names: Vec<String> = (0..n).map(|i| ((b'a' + i as u8) as char).to_string()).collect();
+        let names: Vec<String> = (0..n)
+            .map(|i| ((b'a' + i as u8) as char).to_string())
+            .collect();
         let addrs: Vec<SocketAddr> = (0..n)
             .map(|_| format!("127.0.0.1:{}", free_port()).parse().expect("addr"))
             .collect();
@@ -733,7 +738,11 @@ impl Drop for MonQuorum {
     fn drop(&mut self) {
         if std::thread::panicking() {
             for i in 0..self.addrs.len() {
-                eprintln!("---- mon.{} log tail ----\n{}", self.names[i], self.log_tail(i));
+                eprintln!(
+                    "---- mon.{} log tail ----\n{}",
+                    self.names[i],
+                    self.log_tail(i)
+                );
             }
         }
         for i in 0..self.addrs.len() {
@@ -744,7 +753,10 @@ impl Drop for MonQuorum {
 
 /// The full map each epoch had, as seen by one observer; panics when two
 /// observers saw different content for one epoch.
-pub fn check_one_content_per_epoch(seen: &mut std::collections::BTreeMap<u32, OsdMap>, maps: &[OsdMap]) {
+pub fn check_one_content_per_epoch(
+    seen: &mut std::collections::BTreeMap<u32, OsdMap>,
+    maps: &[OsdMap],
+) {
     for m in maps {
         match seen.get(&m.epoch) {
             Some(prev) => assert_eq!(prev, m, "two different maps for epoch {}", m.epoch),
