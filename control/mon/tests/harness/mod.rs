@@ -142,7 +142,7 @@ impl Mon {
                 "--bind",
                 &self.addr.to_string(),
                 "--log-level",
-                "debug",
+                "debug,openraft=info",
                 "--log-file",
             ])
             .arg(self.dir.path().join("mon.log"))
@@ -218,7 +218,7 @@ impl Mon {
     pub fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(self.dir.path().join("mon.log")).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
+        lines[lines.len().saturating_sub(400)..].join("\n")
     }
 }
 
