@@ -314,21 +314,26 @@ async fn run_osds(
     ids: Vec<(i32, uuid::Uuid)>,
 ) -> anyhow::Result<Vec<f64>> {
     let q = client(&m.addrs, "bench-stat").await?;
-    for (c, (id, uuid)) in osds.iter().zip(&ids) {
+    for c in &osds {
         c.subscribe("osdmap", 0, false).await.ok();
-        let boot = OsdBoot {
-            osd_id: *id,
-            uuid: *uuid,
-            addrs: OsdAddrs::all(EntityAddr::new(
-                format!("127.0.0.1:{}", 10000 + id).parse()?,
-                1,
-            )),
-            have_epoch: 0,
-            hostname: "localhost".into(),
-            metadata: Default::default(),
-        };
-        c.send(&boot).await.ok();
     }
+    let boot_all = || async {
+        for (c, (id, uuid)) in osds.iter().zip(&ids) {
+            let boot = OsdBoot {
+                osd_id: *id,
+                uuid: *uuid,
+                addrs: OsdAddrs::all(EntityAddr::new(
+                    format!("127.0.0.1:{}", 10000 + id).parse().expect("addr"),
+                    1,
+                )),
+                have_epoch: 0,
+                hostname: "localhost".into(),
+                metadata: Default::default(),
+            };
+            c.send(&boot).await.ok();
+        }
+    };
+    boot_all().await;
     let t0 = Instant::now();
     loop {
         let s = command(&q, json!({"prefix": "osd stat", "format": "json"}), WAIT).await?;
@@ -338,7 +343,10 @@ async fn run_osds(
         if t0.elapsed() > Duration::from_secs(120) {
             bail!("only {} of {OSDS} osds up", s["num_up_osds"]);
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // As real OSDs do: boot again until the map has them up (a boot
+        // an old leader took is lost with it; a repeated one is a no-op).
+        boot_all().await;
     }
     println!("{OSDS} osds booted in {:.1} s", t0.elapsed().as_secs_f64());
     let beacons = {
@@ -389,7 +397,16 @@ async fn run() -> anyhow::Result<()> {
     commit_latency(m.addrs[(leader + 1) % 3], "3 mons, client on a follower").await?;
     let mut times = Vec::new();
     for _ in 0..FAILOVERS {
-        let leader = wait_quorum(&m, 3, WAIT).await?;
+        // Let a restarted mon settle, then take the leader two answers
+        // agree on.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let leader = loop {
+            let a = wait_quorum(&m, 3, WAIT).await?;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if wait_quorum(&m, 3, WAIT).await? == a {
+                break a;
+            }
+        };
         let t0 = Instant::now();
         m.kill9(leader);
         let new = wait_quorum(&m, 2, WAIT).await?;
