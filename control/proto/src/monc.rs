@@ -38,7 +38,7 @@ pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 pub const EVENT_QUEUE_LEN: usize = 256;
 /// How long a session may be down before the client tries the next mon
 /// (doubled after each round over all mons, up to [`HUNT_WAIT_MAX`]).
-pub const HUNT_WAIT_MIN: Duration = Duration::from_millis(500);
+pub const HUNT_WAIT_MIN: Duration = Duration::from_secs(1);
 pub const HUNT_WAIT_MAX: Duration = Duration::from_secs(5);
 /// How often the hunting task looks at the session.
 const HUNT_POLL: Duration = Duration::from_millis(100);
@@ -74,7 +74,8 @@ pub enum MonEvent {
     Other(Incoming),
     /// The mon restarted; subscriptions were sent again.
     Reset,
-    /// The session ended for good.
+    /// The session ended for good (kept for owners' matches; the client
+    /// now opens a new session instead).
     Closed(String),
 }
 
@@ -332,8 +333,9 @@ impl MonClient {
             out: out_tx.clone(),
         });
         let router = tokio::spawn(route(raw_rx, inner.clone(), out_tx));
-        let hunter =
-            (inner.addrs.len() > 1).then(|| tokio::spawn(hunt_loop(Arc::downgrade(&inner))));
+        // Also with one mon: a session that mon closed (a clean stop) is
+        // opened again rather than lost for good.
+        let hunter = Some(tokio::spawn(hunt_loop(Arc::downgrade(&inner))));
         let client = MonClient {
             inner,
             next_tid: AtomicU64::new(1),
@@ -498,7 +500,9 @@ impl MonClient {
 }
 
 /// Watches the session; when it has been down for the round's wait (or
-/// closed for good), moves to the next mon.
+/// closed for good), moves to the next mon. With a single mon the session
+/// reconnects by itself, so only a closed one is opened again (after the
+/// wait).
 async fn hunt_loop(inner: std::sync::Weak<Inner>) {
     let mut wait = HUNT_WAIT_MIN;
     let mut down_since: Option<Instant> = None;
@@ -517,7 +521,14 @@ async fn hunt_loop(inner: std::sync::Weak<Inner>) {
         }
         let now = Instant::now();
         let since = *down_since.get_or_insert(now);
-        if conn.handle().is_closed() || now.saturating_duration_since(since) >= wait {
+        let closed = conn.handle().is_closed();
+        let waited = now.saturating_duration_since(since) >= wait;
+        let due = if inner.addrs.len() == 1 {
+            closed && waited
+        } else {
+            closed || waited
+        };
+        if due {
             inner.hunt().await;
             down_since = None;
             tried_in_round += 1;
@@ -542,7 +553,6 @@ async fn route(
     out: mpsc::Sender<MonEvent>,
 ) {
     let shared = inner.shared.clone();
-    let hunting = inner.addrs.len() > 1;
     while let Some((gen, ev)) = rx.recv().await {
         let current = gen == inner.gen.load(Ordering::SeqCst);
         let forward = match ev {
@@ -593,15 +603,12 @@ async fn route(
                 }
                 Some(MonEvent::Reset)
             }
-            Event::Closed(_, reason) if hunting => {
-                // The hunting task moves on to another mon.
+            Event::Closed(_, reason) => {
+                // The hunting task opens a session to the next mon (the
+                // same one when there is one).
                 shared.pending.lock().clear();
                 tracing::info!("session to a mon ended: {reason}");
                 None
-            }
-            Event::Closed(_, reason) => {
-                shared.pending.lock().clear();
-                Some(MonEvent::Closed(reason))
             }
         };
         if let Some(ev) = forward {
