@@ -295,3 +295,74 @@ async fn all_mons_restart_and_a_wiped_mon_rejoins() {
         .await;
     assert_eq!(m0, m);
 }
+
+/// The newest map mon `i` itself serves (a subscription to it alone).
+async fn map_at(q: &MonQuorum, i: usize, min_epoch: u32) -> OsdMap {
+    let w = FakeOsd::connect(q.addrs[i], 0, Uuid::nil()).await;
+    w.client
+        .subscribe("osdmap", 1, false)
+        .await
+        .expect("subscribe");
+    w.wait_map("the mon's newest epoch", |m| m.epoch >= min_epoch)
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_leader_steps_down_and_a_minority_cannot_commit() {
+    let mut q = MonQuorum::start(3, QFAST).await;
+    q.ok(json!({"prefix": "osd pool create", "pool": "p1", "pg_num": 8}))
+        .await;
+    let leader = q.wait_quorum(3, WAIT).await;
+
+    // The leader is cut off (frozen): the other two elect and commit.
+    q.signal(leader, libc::SIGSTOP);
+    let others: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    let mons: Vec<_> = others.iter().map(|&i| q.addrs[i]).collect();
+    let (rv, outs, _) = command_any(
+        &mons,
+        json!({"prefix": "osd pool create", "pool": "p2", "pg_num": 8}),
+    )
+    .await
+    .expect("command");
+    assert_eq!(rv, 0, "the majority commits without the old leader: {outs}");
+    let majority = map_at(&q, others[0], 1).await;
+    assert!(has_pool(&majority, "p2"));
+
+    // Healed: the old leader steps down and takes the majority's epochs;
+    // its epoch N is the majority's epoch N.
+    q.signal(leader, libc::SIGCONT);
+    q.wait_quorum(3, WAIT).await;
+    let healed = map_at(&q, leader, majority.epoch).await;
+    if healed.epoch == majority.epoch {
+        assert_eq!(healed, majority, "one content per epoch after healing");
+    }
+    assert!(has_pool(&healed, "p2"));
+
+    // A minority alone cannot commit: two mons down, the third refuses.
+    let survivor = others[0];
+    let before = map_at(&q, survivor, 1).await.epoch;
+    for &i in &[leader, others[1]] {
+        q.kill9(i);
+    }
+    let r = command_at(
+        q.addrs[survivor],
+        json!({"prefix": "osd pool create", "pool": "lonely", "pg_num": 8}),
+    )
+    .await;
+    assert!(
+        !matches!(r, Ok((0, _, _))),
+        "a lone mon committed a map change: {r:?}"
+    );
+    let after = map_at(&q, survivor, 1).await;
+    assert_eq!(after.epoch, before, "the minority made an epoch");
+    assert!(!has_pool(&after, "lonely"));
+
+    // The majority returns and the cluster goes on.
+    q.spawn(leader);
+    q.spawn(others[1]);
+    q.wait_quorum(3, WAIT).await;
+    q.ok(json!({"prefix": "osd pool create", "pool": "p3", "pg_num": 8}))
+        .await;
+    let m = map_at(&q, survivor, before + 1).await;
+    assert!(has_pool(&m, "p3") && !has_pool(&m, "lonely"));
+}

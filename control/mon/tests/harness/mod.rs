@@ -664,6 +664,17 @@ impl MonQuorum {
         }
     }
 
+    /// Sends `sig` to mon `i` (SIGSTOP freezes it: to its peers it is
+    /// partitioned away; SIGCONT heals).
+    pub fn signal(&self, i: usize, sig: i32) {
+        if let Some(c) = &self.children[i] {
+            // SAFETY: kill(2) on the pid of a child this harness started.
+            unsafe {
+                libc::kill(c.id() as i32, sig);
+            }
+        }
+    }
+
     pub fn running(&self) -> Vec<usize> {
         (0..self.addrs.len())
             .filter(|&i| self.children[i].is_some())
