@@ -46,6 +46,9 @@ const HUNT_POLL: Duration = Duration::from_millis(100);
 const COMMAND_RETRY_PAUSE: Duration = Duration::from_millis(200);
 /// The errno of "no leader now, retry".
 const EAGAIN: i32 = -11;
+/// A mon that has answered "no leader" this long is likely cut off from
+/// the majority: a command moves on to the next mon.
+pub const NO_LEADER_HUNT_AFTER: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MonClientError {
@@ -375,6 +378,7 @@ impl MonClient {
             )));
         }
         let deadline = Instant::now() + timeout;
+        let mut no_leader_since = None;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let tid = self.next_tid.fetch_add(1, Ordering::Relaxed);
@@ -387,14 +391,16 @@ impl MonClient {
                 Ok(reply) => MonCommandReply::from_message(&reply).map_err(MonClientError::from),
                 Err(e) => Err(e),
             };
-            let retry = match &r {
-                Ok(rep) => rep.retval == EAGAIN,
-                Err(MonClientError::Closed(_)) | Err(MonClientError::Send(_)) => true,
-                Err(_) => false,
-            };
+            let eagain = matches!(&r, Ok(rep) if rep.retval == EAGAIN);
+            let retry = eagain
+                || matches!(
+                    &r,
+                    Err(MonClientError::Closed(_)) | Err(MonClientError::Send(_))
+                );
             if !retry || Instant::now() + COMMAND_RETRY_PAUSE >= deadline {
                 return r;
             }
+            self.hunt_if_leaderless(eagain, &mut no_leader_since).await;
             tokio::time::sleep(COMMAND_RETRY_PAUSE).await;
         }
     }
@@ -408,6 +414,7 @@ impl MonClient {
         timeout: Duration,
     ) -> Result<OsdMkfsReply, MonClientError> {
         let deadline = Instant::now() + timeout;
+        let mut no_leader_since = None;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let tid = self.next_tid.fetch_add(1, Ordering::Relaxed);
@@ -421,15 +428,31 @@ impl MonClient {
                 Ok(reply) => OsdMkfsReply::from_message(&reply).map_err(MonClientError::from),
                 Err(e) => Err(e),
             };
-            let retry = match &r {
-                Ok(rep) => rep.retval == EAGAIN,
-                Err(MonClientError::Closed(_)) | Err(MonClientError::Send(_)) => true,
-                Err(_) => false,
-            };
+            let eagain = matches!(&r, Ok(rep) if rep.retval == EAGAIN);
+            let retry = eagain
+                || matches!(
+                    &r,
+                    Err(MonClientError::Closed(_)) | Err(MonClientError::Send(_))
+                );
             if !retry || Instant::now() + COMMAND_RETRY_PAUSE >= deadline {
                 return r;
             }
+            self.hunt_if_leaderless(eagain, &mut no_leader_since).await;
             tokio::time::sleep(COMMAND_RETRY_PAUSE).await;
+        }
+    }
+
+    /// After [`NO_LEADER_HUNT_AFTER`] of "no leader" answers from the mon
+    /// in use, moves to the next one (with several).
+    async fn hunt_if_leaderless(&self, eagain: bool, since: &mut Option<Instant>) {
+        if !eagain || self.inner.addrs.len() < 2 {
+            *since = None;
+            return;
+        }
+        let first = *since.get_or_insert_with(Instant::now);
+        if first.elapsed() >= NO_LEADER_HUNT_AFTER {
+            *since = None;
+            self.inner.hunt().await;
         }
     }
 
