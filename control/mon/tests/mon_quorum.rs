@@ -366,3 +366,85 @@ async fn a_frozen_leader_steps_down_and_a_minority_cannot_commit() {
     let m = map_at(&q, survivor, before + 1).await;
     assert!(has_pool(&m, "p3") && !has_pool(&m, "lonely"));
 }
+
+/// A seeded generator for the failure schedule (`KALMAR_TEST_SEED`
+/// replays one; a failing seed is printed).
+fn next_rand(state: &mut u64) -> u64 {
+    *state = state
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    *state >> 33
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn randomized_mon_failures_keep_one_content_per_epoch() {
+    let seed: u64 = std::env::var("KALMAR_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(12);
+    eprintln!("seed {seed} (KALMAR_TEST_SEED={seed} replays it)");
+    let mut rng = seed;
+    let mut q = MonQuorum::start(3, QFAST).await;
+    let osds = Arc::new(boot_osds(&q, 2).await);
+    // Map changes all the time, through whichever mons answer.
+    let writer = {
+        let mons = q.addrs.clone();
+        tokio::spawn(async move {
+            let mut ok = 0u32;
+            for i in 0..400u32 {
+                let prefix = if i % 2 == 0 { "osd set" } else { "osd unset" };
+                if let Ok((0, _, _)) =
+                    command_any(&mons, json!({"prefix": prefix, "key": "noscrub"})).await
+                {
+                    ok += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            ok
+        })
+    };
+    let mut down: Option<usize> = None;
+    for round in 0..8 {
+        match down.take() {
+            Some(i) => {
+                eprintln!("seed {seed} round {round}: restart mon.{}", q.names[i]);
+                q.spawn(i);
+            }
+            None => {
+                // Half the time the leader, else any mon.
+                let i = if next_rand(&mut rng) % 2 == 0 {
+                    q.wait_quorum(2, WAIT).await
+                } else {
+                    (next_rand(&mut rng) % 3) as usize
+                };
+                eprintln!("seed {seed} round {round}: kill -9 mon.{}", q.names[i]);
+                q.kill9(i);
+                down = Some(i);
+            }
+        }
+        let pause = 500 + next_rand(&mut rng) % 2500;
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+    }
+    if let Some(i) = down {
+        q.spawn(i);
+    }
+    q.wait_quorum(3, WAIT).await;
+    writer.abort();
+    let _ = writer.await;
+    let last = epoch(&q).await;
+    for o in osds.iter() {
+        o.wait_map("the osd reaches the last epoch", |m| m.epoch >= last)
+            .await;
+    }
+    let epochs = check_histories(&osds);
+    // Every mon serves the same content for the last epoch.
+    let m0 = map_at(&q, 0, last).await;
+    for i in 1..3 {
+        let mi = map_at(&q, i, last).await;
+        if mi.epoch == m0.epoch {
+            assert_eq!(mi, m0, "seed {seed}: mons disagree on epoch {}", m0.epoch);
+        }
+    }
+    eprintln!("seed {seed}: {epochs} distinct epochs, one content each");
+    assert!(epochs > 10, "seed {seed}: only {epochs} epochs");
+}
