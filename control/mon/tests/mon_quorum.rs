@@ -412,7 +412,7 @@ async fn randomized_mon_failures_keep_one_content_per_epoch() {
             }
             None => {
                 // Half the time the leader, else any mon.
-                let i = if next_rand(&mut rng) % 2 == 0 {
+                let i = if next_rand(&mut rng).is_multiple_of(2) {
                     q.wait_quorum(2, WAIT).await
                 } else {
                     (next_rand(&mut rng) % 3) as usize
