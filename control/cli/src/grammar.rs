@@ -58,6 +58,8 @@ pub const USAGE: &[(&str, &str)] = &[
     ("quorum_status", "quorum_status"),
     ("mon stat", "mon stat"),
     ("mon dump", "mon dump"),
+    ("mon add", "mon add NAME IP:PORT"),
+    ("mon rm", "mon rm NAME"),
 ];
 
 fn usage_of(prefix: &str) -> &'static str {
@@ -154,6 +156,19 @@ pub fn parse(words: &[String]) -> Result<Value, UsageError> {
         | "pg stat" | "mgr stat" | "mgr dump" | "quorum_status" | "mon stat" | "mon dump" => {
             no_more(prefix, &rest)?
         }
+        "mon add" => match rest.as_slice() {
+            [name, addr] => {
+                cmd.insert("name".into(), json!(name));
+                cmd.insert("addr".into(), json!(addr));
+            }
+            _ => return Err(err(prefix, "expected a mon name and its address")),
+        },
+        "mon rm" => match rest.as_slice() {
+            [name] => {
+                cmd.insert("name".into(), json!(name));
+            }
+            _ => return Err(err(prefix, "expected a mon name")),
+        },
         "health" => match rest.as_slice() {
             [] => {}
             [d] if d == "detail" => {

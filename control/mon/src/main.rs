@@ -57,6 +57,11 @@ enum Cmd {
         /// this mon alone). Run mkfs on each with the same list and fsid.
         #[arg(long)]
         initial_members: Option<String>,
+        /// Join a running cluster as the rank `kalmar mon add` gave this
+        /// mon (needs the cluster's --fsid; the members come from the
+        /// leader).
+        #[arg(long, conflicts_with = "initial_members")]
+        join: Option<u64>,
     },
     /// Run the mon.
     Run {
@@ -132,6 +137,7 @@ fn main() -> anyhow::Result<()> {
             common,
             fsid,
             initial_members,
+            join,
         } => {
             let (conf, entity) = load_conf(&common)?;
             init_logging(&common, &conf, &entity)?;
@@ -140,36 +146,50 @@ fn main() -> anyhow::Result<()> {
                 Some(s) => Some(monmap::parse_initial_members(&s).map_err(anyhow::Error::msg)?),
                 None => initial_members_from_conf(&conf, &entity)?,
             };
-            let (me, members) = match members {
-                Some(m) => {
-                    let id = m
-                        .iter()
-                        .find(|(_, n)| n.name == common.name)
-                        .map(|(id, _)| *id)
-                        .with_context(|| {
-                            format!("mon.{} is not one of the initial members", common.name)
-                        })?;
+            let (me, members) = match (join, members) {
+                (Some(id), _) => {
+                    if fsid.is_none() && conf.get::<String>(&entity, "fsid")?.is_none() {
+                        bail!("--join needs the cluster's --fsid");
+                    }
                     (
                         MonIdentity {
                             id,
                             name: common.name.clone(),
                         },
-                        m,
+                        BTreeMap::new(),
                     )
                 }
-                None => (
-                    MonIdentity {
-                        id: 0,
-                        name: common.name.clone(),
-                    },
-                    BTreeMap::from([(
-                        0,
-                        monmap::MonNode {
+                (None, members) => match members {
+                    Some(m) => {
+                        let id = m
+                            .iter()
+                            .find(|(_, n)| n.name == common.name)
+                            .map(|(id, _)| *id)
+                            .with_context(|| {
+                                format!("mon.{} is not one of the initial members", common.name)
+                            })?;
+                        (
+                            MonIdentity {
+                                id,
+                                name: common.name.clone(),
+                            },
+                            m,
+                        )
+                    }
+                    None => (
+                        MonIdentity {
+                            id: 0,
                             name: common.name.clone(),
-                            addr: String::new(),
                         },
-                    )]),
-                ),
+                        BTreeMap::from([(
+                            0,
+                            monmap::MonNode {
+                                name: common.name.clone(),
+                                addr: String::new(),
+                            },
+                        )]),
+                    ),
+                },
             };
             let fsid = match (fsid, conf.get::<String>(&entity, "fsid")?) {
                 (Some(f), _) => Some(f),

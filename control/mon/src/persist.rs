@@ -61,7 +61,9 @@ pub fn mkfs(
         |v: serde_json::Result<Vec<u8>>| v.map_err(|e| store.corrupt(format!("monmap: {e}")));
     b.put(KEY_SELF, json(serde_json::to_vec(me))?);
     b.put(KEY_INITIAL, json(serde_json::to_vec(members))?);
-    if members.len() <= 1 {
+    // One mon: epoch 1 now. Several, or a mon joining a running cluster
+    // (no members): from the log.
+    if members.len() == 1 {
         let (map, mgr) = initial_maps(fsid, opts, now_us());
         put_osdmap_bytes(&mut b, 1, &map.encode_sealed(), None, 0, 1);
         put_mgrmap_bytes(&mut b, 1, &mgr.encode_sealed(), 0, 1);
@@ -282,7 +284,13 @@ mod tests {
             id: 0,
             name: "a".into(),
         };
-        let members = BTreeMap::new();
+        let members = BTreeMap::from([(
+            0,
+            MonNode {
+                name: "a".into(),
+                addr: String::new(),
+            },
+        )]);
         let fsid = mkfs(dir.path(), None, &opts, &me, &members).expect("mkfs");
         assert!(
             mkfs(dir.path(), None, &opts, &me, &members).is_err(),

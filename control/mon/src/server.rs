@@ -34,6 +34,7 @@ use crate::state::MonState;
 use crate::store::{MonStore, StoreError};
 
 mod consensus;
+mod membership;
 mod subscriptions;
 
 /// Events handled before a commit at most (bounds a commit's latency).
@@ -85,6 +86,7 @@ struct Subscriber {
     handle: Option<SessionHandle>,
     osdmap: Option<SubscribeItem>,
     mgrmap: Option<SubscribeItem>,
+    monmap: Option<SubscribeItem>,
 }
 
 /// Where a reply goes: the session the request came on, or back through
@@ -194,9 +196,18 @@ pub async fn start(cfg: MonConfig) -> Result<RunningMon, MonError> {
         )));
     }
     let loaded = persist::load(&store)?;
+    // The log's membership is newer than the initial members (and the only
+    // one a mon made with `mkfs --join` has).
+    let log_members = crate::raft::state_machine::applied_members(&store)
+        .map_err(|e| MonError::Raft(e.to_string()))?;
+    let known = if log_members.is_empty() {
+        &members
+    } else {
+        &log_members
+    };
     let bind = match cfg.bind {
         Some(b) => b,
-        None => members
+        None => known
             .get(&ident.id)
             .and_then(|m| m.addr.parse().ok())
             .ok_or_else(|| {
@@ -255,13 +266,13 @@ pub async fn start(cfg: MonConfig) -> Result<RunningMon, MonError> {
         %addr,
         fsid = %loaded.fsid,
         rank = ident.id,
-        mons = members.len(),
+        mons = known.len(),
         osdmap_epoch = server.st.osd.map().epoch,
         mgrmap_epoch = server.st.mgr.map().epoch,
         "mon.{} serving",
         cfg.name
     );
-    if members.len() == 1 {
+    if known.len() == 1 && known.contains_key(&ident.id) {
         // A single mon leads itself at once: wait for that, so a client
         // that connects right after start finds a leader.
         server.cons.wait_leader(SINGLE_MON_LEAD_WAIT).await;
@@ -356,6 +367,7 @@ impl Server {
                 }
                 _ = tick.tick() => {
                     if self.cons.is_leader() {
+                        self.promote_learners();
                         self.st.osd.tick(Instant::now());
                         // A quota changed by a command is re-evaluated here
                         // even when no new stats arrive.
@@ -599,6 +611,14 @@ impl Server {
 
     async fn command(&mut self, m: &Origin, c: MonCommand) {
         self.perf.mon.inc(MON_COMMANDS, 1);
+        if let Ok(cmd) = serde_json::from_str::<Value>(&c.cmd) {
+            if matches!(
+                cmd.get("prefix").and_then(Value::as_str),
+                Some("mon add" | "mon rm")
+            ) {
+                return self.membership_command(m, c.tid, &cmd).await;
+            }
+        }
         self.st.quorum = self.cons.quorum_view(&self.st.osd.map().fsid.to_string());
         let reply = match serde_json::from_str::<Value>(&c.cmd) {
             Ok(cmd) => {

@@ -448,3 +448,122 @@ async fn randomized_mon_failures_keep_one_content_per_epoch() {
     eprintln!("seed {seed}: {epochs} distinct epochs, one content each");
     assert!(epochs > 10, "seed {seed}: only {epochs} epochs");
 }
+
+/// A command's errno and status through any running mon.
+async fn try_cmd(q: &MonQuorum, cmd: Value) -> (i32, String) {
+    let mons: Vec<_> = q.running().iter().map(|&i| q.addrs[i]).collect();
+    let (rv, outs, _) = command_any(&mons, cmd).await.expect("mon command");
+    (rv, outs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mon_add_joins_as_a_voter_and_mon_rm_removes() {
+    let mut q = MonQuorum::start(3, QFAST).await;
+    // An OSD that knows only the first three mons.
+    let osds = boot_osds(&q, 1).await;
+    let osd = &osds[0];
+    let monmap_epoch = |qs: &Value| qs["monmap"]["epoch"].as_u64().expect("monmap epoch");
+    let e0 = monmap_epoch(&q.quorum_status(0).await.expect("quorum_status"));
+
+    let d = q.new_slot("d");
+    let outs = q
+        .ok(json!({"prefix": "mon add", "name": "d", "addr": q.addrs[d].to_string()}))
+        .await;
+    assert!(outs.contains("rank 3"), "{outs}");
+    // Adding it again is a no-op; another address for the name is refused.
+    assert_eq!(
+        try_cmd(
+            &q,
+            json!({"prefix": "mon add", "name": "d", "addr": q.addrs[d].to_string()})
+        )
+        .await
+        .0,
+        0
+    );
+    let (rv, outs) = try_cmd(
+        &q,
+        json!({"prefix": "mon add", "name": "d", "addr": "127.0.0.1:1"}),
+    )
+    .await;
+    assert_eq!(rv, -17, "{outs}");
+    q.mkfs_join(d, 3);
+    q.spawn(d);
+    // It catches up, is promoted, and counts in a quorum of four.
+    let qs = wait_for("mon.d in quorum", WAIT, || async {
+        let qs = q.quorum_status(0).await?;
+        let names = qs["quorum_names"].as_array()?.clone();
+        (names.len() == 4 && names.contains(&json!("d"))).then_some(qs)
+    })
+    .await;
+    assert_eq!(qs["monmap"]["mons"].as_array().map(Vec::len), Some(4));
+    assert!(monmap_epoch(&qs) > e0, "the monmap epoch moves on: {qs}");
+    // The OSD learns the fourth mon from the monmap.
+    wait_for("the osd knows mon.d", WAIT, || async {
+        osd.client.mons().contains(&q.addrs[d]).then_some(())
+    })
+    .await;
+    q.ok(json!({"prefix": "osd pool create", "pool": "p4", "pg_num": 8}))
+        .await;
+    let e = epoch(&q).await;
+    let m = map_at(&q, d, e).await;
+    assert!(has_pool(&m, "p4"), "mon.d serves the committed maps");
+
+    // With four voters, losing one (the leader) keeps a majority of three.
+    let leader = q.wait_quorum(4, WAIT).await;
+    q.kill9(leader);
+    q.wait_quorum(3, Duration::from_secs(20)).await;
+    q.ok(json!({"prefix": "osd pool create", "pool": "p5", "pg_num": 8}))
+        .await;
+    // The dead mon is removed: three members, all in quorum, no MON_DOWN.
+    let gone = q.names[leader].clone();
+    q.ok(json!({"prefix": "mon rm", "name": gone})).await;
+    let qs = wait_for("three members", WAIT, || async {
+        let i = q.running()[0];
+        let qs = q.quorum_status(i).await?;
+        (qs["monmap"]["mons"].as_array()?.len() == 3 && qs["quorum"].as_array()?.len() == 3)
+            .then_some(qs)
+    })
+    .await;
+    assert!(
+        !qs["quorum_names"]
+            .as_array()
+            .is_some_and(|a| a.contains(&json!(gone))),
+        "{qs}"
+    );
+    let h = q.json(json!({"prefix": "health"})).await;
+    assert!(h["checks"].get("MON_DOWN").is_none(), "{h}");
+    wait_for("the osd forgets the removed mon", WAIT, || async {
+        (!osd.client.mons().contains(&q.addrs[leader])).then_some(())
+    })
+    .await;
+
+    // One of the three left dies: removing a live one would leave one of
+    // two in quorum, so it is refused; removing the dead one is not asked.
+    let leader = q.wait_quorum(3, WAIT).await;
+    let victim = *q
+        .running()
+        .iter()
+        .find(|&&i| i != leader)
+        .expect("a follower");
+    q.kill9(victim);
+    wait_for("the leader sees two in quorum", WAIT, || async {
+        let qs = q.quorum_status(leader).await?;
+        (qs["quorum"].as_array()?.len() == 2).then_some(())
+    })
+    .await;
+    let (rv, outs) = wait_for("a refused mon rm", WAIT, || async {
+        let (rv, outs) = try_cmd(&q, json!({"prefix": "mon rm", "name": q.names[leader]})).await;
+        (rv != -11).then_some((rv, outs))
+    })
+    .await;
+    assert_eq!(rv, -22, "{outs}");
+    assert!(outs.contains("majority"), "{outs}");
+    let (rv, outs) = try_cmd(&q, json!({"prefix": "mon rm", "name": "nosuch"})).await;
+    assert_eq!(rv, -2, "{outs}");
+    q.spawn(victim);
+    q.wait_quorum(3, WAIT).await;
+    q.ok(json!({"prefix": "osd pool create", "pool": "p6", "pg_num": 8}))
+        .await;
+    osd.wait_map("p6 reaches the osd", |m| has_pool(m, "p6"))
+        .await;
+}

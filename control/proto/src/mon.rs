@@ -116,6 +116,19 @@ impl MgrMapMsg {
     }
 }
 
+/// The mons (subscription `monmap`): each mon's name and address, so a
+/// client learns mons added or removed after it started.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MonMapMsg {
+    pub fsid: Uuid,
+    /// Grows with every membership change.
+    pub epoch: u64,
+    /// Name -> `IP:PORT`.
+    pub mons: BTreeMap<String, String>,
+}
+impl_versioned!(MonMapMsg, "monmap message", version = 1, compat = 1, { fsid, epoch, mons });
+payload!(MonMapMsg, MON_MAP, "mon_map");
+
 /// A Ceph-style command: `cmd` is a JSON object such as
 /// `{"prefix": "osd pool create", "pool": "rbd", "pg_num": 32}`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -13,6 +13,10 @@
 //! mon serves maps; a follower forwards the rest to its leader. Commands
 //! that meet a leader change (`EAGAIN`) or a lost session are retried
 //! until their timeout.
+//!
+//! A client that subscribes to anything also subscribes to the `monmap`:
+//! mons added later join its list, and when the mon it talks to is removed
+//! it moves on at once (a removed mon no longer gets new epochs).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -29,7 +33,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::mon::*;
-use crate::registry::{MGR_MAP, MON_COMMAND_REPLY, OSD_MAP, OSD_MKFS_REPLY};
+use crate::registry::{MGR_MAP, MON_COMMAND_REPLY, MON_MAP, OSD_MAP, OSD_MKFS_REPLY};
 use crate::{Payload, ProtoError};
 
 /// Default bound on waiting for a command reply.
@@ -91,6 +95,9 @@ struct Shared {
 /// The session in use.
 struct Current {
     conn: Arc<Connection>,
+    /// Its mon, and that mon's place in the list (the next one is tried
+    /// after it).
+    addr: SocketAddr,
     index: usize,
     forwarder: JoinHandle<()>,
 }
@@ -111,7 +118,10 @@ fn forward_events(
 }
 
 struct Inner {
-    addrs: Vec<SocketAddr>,
+    /// The mons, as given and then as the monmap has them.
+    addrs: Mutex<Vec<SocketAddr>>,
+    /// The newest monmap epoch taken into `addrs`.
+    monmap_epoch: AtomicU64,
     me: EntityName,
     fsid: Uuid,
     config: MsgrConfig,
@@ -128,18 +138,56 @@ impl Inner {
     /// A session to `addrs[index]`, its events tagged `gen`.
     fn open(&self, index: usize, gen: u64) -> Current {
         let (tx, rx) = event_channel(&self.config);
-        let conn = Connection::start(
-            self.addrs[index],
-            self.me.clone(),
-            self.fsid,
-            self.config.clone(),
-            tx,
-        );
+        let addr = {
+            let addrs = self.addrs.lock();
+            addrs[index % addrs.len()]
+        };
+        let conn = Connection::start(addr, self.me.clone(), self.fsid, self.config.clone(), tx);
         Current {
             conn: Arc::new(conn),
+            addr,
             index,
             forwarder: forward_events(rx, self.raw_tx.clone(), gen),
         }
+    }
+
+    fn num_mons(&self) -> usize {
+        self.addrs.lock().len()
+    }
+
+    /// Takes a monmap: its mons become the list. Returns whether the mon
+    /// in use is gone from it.
+    fn take_monmap(&self, m: &MonMapMsg) -> bool {
+        let other_cluster = !self.fsid.is_nil() && m.fsid != self.fsid;
+        if other_cluster || m.epoch <= self.monmap_epoch.load(Ordering::SeqCst) {
+            return false;
+        }
+        let mut fresh: Vec<SocketAddr> = m
+            .mons
+            .values()
+            .filter_map(|a| a.parse::<SocketAddr>().ok())
+            .filter(|a| !a.ip().is_unspecified())
+            .collect();
+        if fresh.is_empty() || fresh.len() != m.mons.len() {
+            tracing::warn!(epoch = m.epoch, "monmap with unusable addresses; ignored");
+            return false;
+        }
+        fresh.sort_unstable();
+        self.monmap_epoch.store(m.epoch, Ordering::SeqCst);
+        let mut cur = self.cur.lock();
+        let mut addrs = self.addrs.lock();
+        if *addrs != fresh {
+            tracing::info!(epoch = m.epoch, mons = ?fresh, "mon list changed");
+        }
+        let gone = !fresh.contains(&cur.addr);
+        // The next mon tried is the one after the mon in use (or the first,
+        // when it is gone).
+        cur.index = fresh
+            .iter()
+            .position(|a| *a == cur.addr)
+            .unwrap_or(fresh.len() - 1);
+        *addrs = fresh;
+        gone
     }
 
     fn conn(&self) -> Arc<Connection> {
@@ -152,20 +200,21 @@ impl Inner {
         let gen = self.gen.fetch_add(1, Ordering::SeqCst) + 1;
         let next = {
             let cur = self.cur.lock();
-            (cur.index + 1) % self.addrs.len()
+            (cur.index + 1) % self.num_mons()
         };
         let fresh = self.open(next, gen);
+        let to = fresh.addr;
         let items: Vec<SubscribeItem> = self.shared.subs.lock().values().cloned().collect();
         if !items.is_empty() {
             if let Err(e) = fresh.conn.try_send(MonSubscribe { items }.to_message()) {
-                tracing::warn!("re-subscribing at {} failed: {e}", self.addrs[next]);
+                tracing::warn!("re-subscribing at {to} failed: {e}");
             }
         }
         let old = std::mem::replace(&mut *self.cur.lock(), fresh);
         old.conn.handle().close("moving to another mon");
         old.forwarder.abort();
         self.shared.pending.lock().clear();
-        tracing::info!(mon = %self.addrs[next], "hunting: trying another mon");
+        tracing::info!(mon = %to, "hunting: trying another mon");
         let _ = self.out.send(MonEvent::Reset).await;
         next
     }
@@ -306,6 +355,7 @@ impl MonClient {
         let first = match connected {
             Some((conn, rx)) => Current {
                 conn: Arc::new(conn),
+                addr: addrs[index],
                 index,
                 forwarder: forward_events(rx, raw_tx.clone(), 0),
             },
@@ -319,13 +369,15 @@ impl MonClient {
                         config.clone(),
                         tx,
                     )),
+                    addr: addrs[index],
                     index,
                     forwarder: forward_events(rx, raw_tx.clone(), 0),
                 }
             }
         };
         let inner = Arc::new(Inner {
-            addrs,
+            addrs: Mutex::new(addrs),
+            monmap_epoch: AtomicU64::new(0),
             me,
             fsid,
             config,
@@ -354,8 +406,12 @@ impl MonClient {
 
     /// The mon this client talks to now.
     pub fn current_mon(&self) -> SocketAddr {
-        let cur = self.inner.cur.lock();
-        self.inner.addrs[cur.index]
+        self.inner.cur.lock().addr
+    }
+
+    /// The mons this client knows (given at start, then from the monmap).
+    pub fn mons(&self) -> Vec<SocketAddr> {
+        self.inner.addrs.lock().clone()
     }
 
     /// Sends any payload to the mon.
@@ -445,7 +501,7 @@ impl MonClient {
     /// After [`NO_LEADER_HUNT_AFTER`] of "no leader" answers from the mon
     /// in use, moves to the next one (with several).
     async fn hunt_if_leaderless(&self, eagain: bool, since: &mut Option<Instant>) {
-        if !eagain || self.inner.addrs.len() < 2 {
+        if !eagain || self.inner.num_mons() < 2 {
             *since = None;
             return;
         }
@@ -494,14 +550,23 @@ impl MonClient {
             start,
             onetime,
         };
-        if !onetime {
-            self.inner
-                .shared
-                .subs
-                .lock()
-                .insert(what.to_string(), item.clone());
+        let mut items = vec![item.clone()];
+        {
+            let mut subs = self.inner.shared.subs.lock();
+            if !onetime {
+                subs.insert(what.to_string(), item);
+            }
+            if !subs.contains_key("monmap") {
+                let mon = SubscribeItem {
+                    what: "monmap".into(),
+                    start: 0,
+                    onetime: false,
+                };
+                subs.insert("monmap".into(), mon.clone());
+                items.push(mon);
+            }
         }
-        self.send(&MonSubscribe { items: vec![item] }).await
+        self.send(&MonSubscribe { items }).await
     }
 
     /// Ends the session (the mon is told). Dropping the client also ends
@@ -546,7 +611,8 @@ async fn hunt_loop(inner: std::sync::Weak<Inner>) {
         let since = *down_since.get_or_insert(now);
         let closed = conn.handle().is_closed();
         let waited = now.saturating_duration_since(since) >= wait;
-        let due = if inner.addrs.len() == 1 {
+        let mons = inner.num_mons();
+        let due = if mons == 1 {
             closed && waited
         } else {
             closed || waited
@@ -555,7 +621,7 @@ async fn hunt_loop(inner: std::sync::Weak<Inner>) {
             inner.hunt().await;
             down_since = None;
             tried_in_round += 1;
-            if tried_in_round >= inner.addrs.len() {
+            if tried_in_round >= mons {
                 tried_in_round = 0;
                 wait = (wait * 2).min(HUNT_WAIT_MAX);
             }
@@ -603,6 +669,22 @@ async fn route(
                         None
                     }
                 },
+                MON_MAP => {
+                    match MonMapMsg::from_message(&m.msg) {
+                        Ok(map) => {
+                            if let Some(sub) = shared.subs.lock().get_mut("monmap") {
+                                let next = u32::try_from(map.epoch + 1).unwrap_or(u32::MAX);
+                                sub.start = sub.start.max(next);
+                            }
+                            if current && inner.take_monmap(&map) {
+                                tracing::info!("the mon in use left the monmap; moving on");
+                                inner.hunt().await;
+                            }
+                        }
+                        Err(e) => tracing::warn!("dropping monmap from the mon: {e}"),
+                    }
+                    None
+                }
                 MGR_MAP => match MgrMapMsg::from_message(&m.msg) {
                     Ok(map) => Some(MonEvent::MgrMap(map)),
                     Err(e) => {

@@ -18,6 +18,7 @@ pub const OSD_MAP: u16 = 2;
 pub const MGR_MAP: u16 = 3;
 pub const MON_COMMAND: u16 = 4;
 pub const MON_COMMAND_REPLY: u16 = 5;
+pub const MON_MAP: u16 = 6;
 pub const OSD_MKFS: u16 = 10;
 pub const OSD_MKFS_REPLY: u16 = 11;
 pub const OSD_BOOT: u16 = 12;
@@ -73,6 +74,7 @@ pub const TYPES: &[(u16, &str)] = &[
     (MGR_MAP, "mgr_map"),
     (MON_COMMAND, "mon_command"),
     (MON_COMMAND_REPLY, "mon_command_reply"),
+    (MON_MAP, "mon_map"),
     (OSD_MKFS, "osd_mkfs"),
     (OSD_MKFS_REPLY, "osd_mkfs_reply"),
     (OSD_BOOT, "osd_boot"),
@@ -125,6 +127,7 @@ pub fn validate(msg: &Message) -> Result<(), ProtoError> {
         MGR_MAP => check::<MgrMapMsg>(msg),
         MON_COMMAND => check::<MonCommand>(msg),
         MON_COMMAND_REPLY => check::<MonCommandReply>(msg),
+        MON_MAP => check::<MonMapMsg>(msg),
         OSD_MKFS => check::<OsdMkfs>(msg),
         OSD_MKFS_REPLY => check::<OsdMkfsReply>(msg),
         OSD_BOOT => check::<OsdBoot>(msg),
@@ -203,6 +206,7 @@ mod tests {
             let samples: Vec<Message> = vec![
                 MonSubscribe { items: vec![SubscribeItem { what: "osdmap".into(), start: 5, onetime: false }] }.to_message(),
                 MonCommand { tid: 9, cmd: "{\"prefix\":\"status\"}".into(), inbuf: Default::default() }.to_message(),
+                MonMapMsg { fsid: uuid::Uuid::nil(), epoch: 3, mons: [("a".to_string(), "127.0.0.1:6789".to_string())].into() }.to_message(),
                 OsdPgTemp { osd_id: 1, map_epoch: 3, pg_temp: [(kalmar_maps::PgId::new(1, 2), vec![0, 1])].into() }.to_message(),
                 MgrBeacon { gid: 4, name: "x".into(), available: true, ..Default::default() }.to_message(),
                 MonMgrReport { gid: 4, health_checks: vec![MgrHealthCheck { code: "X".into(), severity: HealthSeverity::Error, summary: "s".into(), count: 1, detail: vec!["d".into()] }] }.to_message(),

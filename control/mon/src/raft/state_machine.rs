@@ -12,6 +12,7 @@
 // return it too.
 #![allow(clippy::result_large_err)]
 
+use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::sync::Arc;
 
@@ -78,6 +79,17 @@ fn get_json<T: serde::de::DeserializeOwned>(
         None => Ok(None),
         Some(raw) => serde_json::from_slice(&raw).map(Some).map_err(sm_read),
     }
+}
+
+/// The members of the newest membership this store applied (empty for a
+/// store that applied none: a new mon, or one made with `mkfs --join`
+/// that has not heard from the leader yet).
+pub fn applied_members(store: &MonStore) -> Result<BTreeMap<NodeId, MonNode>, StorageError> {
+    let m: StoredMembership = get_json(store, KEY_MEMBERSHIP)?.unwrap_or_default();
+    Ok(m.membership()
+        .nodes()
+        .map(|(id, n)| (*id, n.clone()))
+        .collect())
 }
 
 impl StateMachine {

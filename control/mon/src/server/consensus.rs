@@ -70,6 +70,11 @@ pub(super) struct Consensus {
     /// Follower side: forwarded requests still unanswered, by (session,
     /// tid), with their type; told to retry if the leader changes.
     fwd_pending: HashMap<(u64, u64), u16>,
+    /// The newest metrics (membership, replication progress).
+    pub last_metrics: Option<RaftMetrics<NodeId, MonNode>>,
+    /// A learner promotion is in flight; `promote_done` ends it.
+    pub promoting: bool,
+    pub promote_done: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Bound on forwarded requests remembered for a retry.
@@ -107,7 +112,9 @@ impl Consensus {
             .is_initialized()
             .await
             .map_err(|e| MonError::Raft(e.to_string()))?;
-        if !initialized {
+        // A mon made with `mkfs --join` knows no members: the leader's log
+        // brings them.
+        if !initialized && !c.members.is_empty() {
             // Every initial member may do this with the same members (and
             // a mon whose store was wiped does it again): openraft takes
             // the same first membership entry from each.
@@ -131,10 +138,18 @@ impl Consensus {
                 quorum_window,
                 routes: HashMap::new(),
                 fwd_pending: HashMap::new(),
+                last_metrics: None,
+                promoting: false,
+                promote_done: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             },
             applied,
             routed,
         })
+    }
+
+    /// The members (voters and learners) as the log has them.
+    pub fn members(&self) -> &BTreeMap<NodeId, MonNode> {
+        &self.members
     }
 
     pub fn is_leader(&self) -> bool {
@@ -253,15 +268,26 @@ impl Server {
         self.cons.state = m.state;
         self.cons.leader = m.current_leader;
         self.cons.term = m.current_term;
+        self.cons.last_metrics = Some(m.clone());
+        if self
+            .cons
+            .promote_done
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            self.cons.promoting = false;
+        }
         let members: BTreeMap<NodeId, MonNode> = m
             .membership_config
             .membership()
             .nodes()
             .map(|(id, n)| (*id, n.clone()))
             .collect();
+        let mut monmap_changed = false;
         if !members.is_empty() {
+            let epoch = m.membership_config.log_id().map_or(0, |l| l.index) + 1;
+            monmap_changed = epoch != self.cons.membership_epoch || members != self.cons.members;
             self.cons.members = members;
-            self.cons.membership_epoch = m.membership_config.log_id().map_or(0, |l| l.index) + 1;
+            self.cons.membership_epoch = epoch;
         }
         if old_leader != self.cons.leader {
             self.cons.leader_since = Instant::now();
@@ -283,6 +309,17 @@ impl Server {
             self.fail_deferred().await;
         }
         self.refresh_views();
+        if monmap_changed {
+            tracing::info!(
+                epoch = self.cons.membership_epoch,
+                mons = ?self.cons.members.values().map(|n| &n.name).collect::<Vec<_>>(),
+                "monmap changed"
+            );
+            let sessions: Vec<u64> = self.subs.keys().copied().collect();
+            for s in sessions {
+                self.publish_to(s).await;
+            }
+        }
     }
 
     /// A new leader starts its timers afresh: every up OSD and every mgr

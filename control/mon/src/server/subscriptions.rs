@@ -1,4 +1,4 @@
-//! Subscriptions: what each session asked for (osdmap, mgrmap) and the
+//! Subscriptions: what each session asked for (osdmap, mgrmap, monmap) and the
 //! messages that bring it up to date, sent without blocking the mon's task.
 
 use std::collections::BTreeMap;
@@ -25,6 +25,7 @@ impl Server {
             match item.what.as_str() {
                 "osdmap" => sub.osdmap = Some(item),
                 "mgrmap" => sub.mgrmap = Some(item),
+                "monmap" => sub.monmap = Some(item),
                 other => tracing::warn!(what = other, "unknown subscription"),
             }
         }
@@ -86,6 +87,11 @@ impl Server {
         // Epoch 0 is a mon of several waiting for its first leader: there
         // is nothing to send yet.
         let mgr_due = mgr_epoch >= 1 && sub.mgrmap.as_ref().is_some_and(|i| i.start <= mgr_epoch);
+        let mon_epoch = self.st.quorum.monmap_epoch;
+        let mon_due = sub
+            .monmap
+            .as_ref()
+            .is_some_and(|i| u64::from(i.start) <= mon_epoch);
         // A subscriber whose queue is full keeps its start epoch, so the
         // next publish covers what this one could not send.
         let mut osd_sent = false;
@@ -96,6 +102,25 @@ impl Server {
                     Err(e) => tracing::info!(session, "osdmap not sent: {e}"),
                 },
                 Err(e) => tracing::error!("reading maps for a subscriber: {e}"),
+            }
+        }
+        let mut mon_sent = false;
+        if mon_due {
+            let msg = MonMapMsg {
+                fsid: self.st.osd.map().fsid,
+                epoch: mon_epoch,
+                mons: self
+                    .st
+                    .quorum
+                    .members
+                    .values()
+                    .filter(|n| !n.addr.is_empty())
+                    .map(|n| (n.name.clone(), n.addr.clone()))
+                    .collect(),
+            };
+            match handle.try_send(msg.to_message()) {
+                Ok(_) => mon_sent = true,
+                Err(e) => tracing::info!(session, "monmap not sent: {e}"),
             }
         }
         let mut mgr_sent = false;
@@ -109,6 +134,12 @@ impl Server {
             if osd_sent {
                 sub.osdmap = sub.osdmap.take().filter(|i| !i.onetime).map(|mut i| {
                     i.start = last + 1;
+                    i
+                });
+            }
+            if mon_sent {
+                sub.monmap = sub.monmap.take().filter(|i| !i.onetime).map(|mut i| {
+                    i.start = u32::try_from(mon_epoch + 1).unwrap_or(u32::MAX);
                     i
                 });
             }

@@ -637,12 +637,42 @@ impl MonQuorum {
         );
     }
 
+    /// A new mon slot (`mon add` it, then [`MonQuorum::mkfs_join`] and
+    /// [`MonQuorum::spawn`]); returns its index.
+    pub fn new_slot(&mut self, name: &str) -> usize {
+        self.names.push(name.to_string());
+        self.addrs
+            .push(format!("127.0.0.1:{}", free_port()).parse().expect("addr"));
+        self.children.push(None);
+        self.addrs.len() - 1
+    }
+
+    /// `kalmar-mon mkfs --join RANK` for mon `i`.
+    pub fn mkfs_join(&self, i: usize, rank: u64) {
+        let out = Command::new(bin("kalmar-mon"))
+            .args(["mkfs", "--name", &self.names[i], "--data"])
+            .arg(self.data(i))
+            .arg("--conf")
+            .arg(self.dir.path().join("kalmar.conf"))
+            .args(["--fsid", &self.fsid.to_string()])
+            .args(["--join", &rank.to_string()])
+            .output()
+            .expect("run kalmar-mon mkfs");
+        assert!(
+            out.status.success(),
+            "mkfs --join mon.{}: {}",
+            self.names[i],
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Starts mon `i` (no wait).
     pub fn spawn(&mut self, i: usize) {
         assert!(self.children[i].is_none(), "mon.{} runs", self.names[i]);
         let child = Command::new(bin("kalmar-mon"))
             .args(["run", "--name", &self.names[i], "--data"])
             .arg(self.data(i))
+            .args(["--bind", &self.addrs[i].to_string()])
             .arg("--conf")
             .arg(self.dir.path().join("kalmar.conf"))
             .args(["--log-level", "debug,openraft=info", "--log-file"])
