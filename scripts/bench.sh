@@ -34,6 +34,8 @@
 #                      six: seqwrite-1m randwrite-4k-qd1 randwrite-4k-qd32
 #                      randread-4k-qd1 randread-4k-qd32 seqread-1m)
 #   BENCH_OSD_SIZE     size of each OSD's (filled) device file (default 6G)
+#   KALMAR_BIN_DIR     the daemons to run (default: this build); point it at
+#                      a saved build to measure before and after a change
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
