@@ -105,12 +105,9 @@ impl ReadPlan {
 
     /// The device reads, in run order.
     pub fn io_ops<'a>(&'a self, layout: &'a Layout) -> impl Iterator<Item = IoOp> + 'a {
-        self.runs.iter().map(|r| {
-            IoOp::read(
-                layout.block_offset(r.phys),
-                r.blocks as usize * BS as usize,
-            )
-        })
+        self.runs
+            .iter()
+            .map(|r| IoOp::read(layout.block_offset(r.phys), r.blocks as usize * BS as usize))
     }
 
     /// Checks the runs' buffers (`bufs[i]` is run `i`'s) against their

@@ -104,7 +104,13 @@ fn engine_reads_match_the_blocking_read_and_check_every_block() {
 
     // Ranges within blocks 0..5: one device read each, same bytes as the
     // blocking read.
-    for (off, len) in [(0, 4096), (100, 200), (4096, 8192), (bs - 1, 2), (0, 5 * bs)] {
+    for (off, len) in [
+        (0, 4096),
+        (100, 200),
+        (4096, 8192),
+        (bs - 1, 2),
+        (0, 5 * bs),
+    ] {
         let (r, io) = engine_read(e, &c, &oid("obj"), off, len);
         let got = r.expect("reads");
         assert!(io, "from the device");
@@ -163,7 +169,10 @@ fn engine_reads_match_the_blocking_read_and_check_every_block() {
     let (r, io) = engine_read(e, &c, &oid("obj"), 4 * bs, 2 * bs);
     let got = r.expect("reads");
     assert!(io, "home now");
-    assert_eq!(&got[..bs as usize], &whole[4 * bs as usize..5 * bs as usize]);
+    assert_eq!(
+        &got[..bs as usize],
+        &whole[4 * bs as usize..5 * bs as usize]
+    );
     assert_eq!(&got[bs as usize..], &fresh[..]);
 
     fs.s().return_engines(engines);

@@ -56,11 +56,13 @@ fn seeds() -> Vec<u64> {
 /// Inline driving (deterministic per seed) and checkpoints by journal use,
 /// so the log moves into the database mid-run.
 fn settings() -> StoreSettings {
-    let mut s = StoreSettings::default();
-    s.drive = Drive::Inline;
-    s.checkpoint_interval_ms = 3_600_000;
-    s.checkpoint_journal_percent = 20;
-    s.reader_threads = 1;
+    let mut s = StoreSettings {
+        drive: Drive::Inline,
+        checkpoint_interval_ms: 3_600_000,
+        checkpoint_journal_percent: 20,
+        reader_threads: 1,
+        ..Default::default()
+    };
     s.kv.write_buffer_bytes = 256 << 10;
     s.kv.block_cache_bytes = 1 << 20;
     s

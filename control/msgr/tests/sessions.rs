@@ -274,7 +274,9 @@ async fn acks_ride_on_replies_or_wait_for_the_ack_delay() {
     };
     // A request answered at once: the reply carries the ack.
     let started = tokio::time::Instant::now();
-    c.send(Message::new(1, &b"request"[..])).await.expect("send");
+    c.send(Message::new(1, &b"request"[..]))
+        .await
+        .expect("send");
     let req = next_message(&mut srv).await;
     req.from
         .send(Message::new(2, &b"reply"[..]))
@@ -288,9 +290,14 @@ async fn acks_ride_on_replies_or_wait_for_the_ack_delay() {
     );
     // A one-way message: acked only after the delay.
     let started = tokio::time::Instant::now();
-    c.send(Message::new(1, &b"one way"[..])).await.expect("send");
+    c.send(Message::new(1, &b"one way"[..]))
+        .await
+        .expect("send");
     next_message(&mut srv).await;
-    assert!(!unacked_within(&h, 0, Duration::from_millis(200)).await, "not yet");
+    assert!(
+        !unacked_within(&h, 0, Duration::from_millis(200)).await,
+        "not yet"
+    );
     assert!(unacked_within(&h, 0, WAIT).await);
     assert!(started.elapsed() >= Duration::from_millis(400));
     // Enough one-way messages: acked without waiting.

@@ -83,7 +83,11 @@ impl CommitEngine {
         len: u64,
         token: u64,
     ) -> Option<Result<Bytes, StoreError>> {
-        debug_assert_eq!(self.sh.engine_of(c), self.es.zone, "read on the wrong engine");
+        debug_assert_eq!(
+            self.sh.engine_of(c),
+            self.es.zone,
+            "read on the wrong engine"
+        );
         if let Some(e) = &self.reads.closed {
             return Some(Err(e.clone()));
         }

@@ -273,11 +273,7 @@ async fn run_one(
                 ));
             }
             *budget -= len;
-            let data = src
-                .shard
-                .read(coll, o, *offset, len)
-                .await
-                .map_err(fail)?;
+            let data = src.shard.read(coll, o, *offset, len).await.map_err(fail)?;
             if *offset == 0 {
                 verify_whole(src, o, &data, attrs)?;
             }
