@@ -154,6 +154,20 @@ fn dispatch(ctx: &Ctx, words: Vec<String>) -> anyhow::Result<i32> {
             let cmd = match grammar::parse(&words) {
                 Ok(c) => c,
                 Err(e) => {
+                    // As Ceph's CLI: a command the mon does not know may be
+                    // one a mgr module registered (`crash ls`, `osd status`,
+                    // `balancer status`).
+                    let route = mgrcmd::route(
+                        &[&["tell".to_string(), "mgr".to_string()][..], &words[..]].concat(),
+                    );
+                    if let Some(Ok(route)) = route {
+                        let reply = runtime()?.block_on(mgrcmd::run(ctx, route))?;
+                        let unknown = reply.outs.starts_with("No handler found")
+                            || reply.outs.starts_with("no mgr is active");
+                        if !unknown {
+                            return Ok(moncmd::print(&reply));
+                        }
+                    }
                     eprintln!("Invalid command: {e}");
                     return Ok(22);
                 }

@@ -17,3 +17,14 @@ pub mod logging;
 pub mod perf;
 
 pub use encoding::{Decode, DecodeError, Decoder, Encode};
+
+/// This host's name as daemons report it in their metadata (`hostname`,
+/// which Ceph's mgr modules and dashboards group daemons by);
+/// `localhost` when the kernel has none.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}

@@ -274,7 +274,7 @@ impl Daemon {
             available_modules: info.modules,
             command_descs: info.commands,
             metadata: [
-                ("hostname".to_string(), hostname()),
+                ("hostname".to_string(), kalmar_common::hostname()),
                 (
                     "ceph_version".to_string(),
                     format!("kalmar {}", env!("CARGO_PKG_VERSION")),
@@ -458,12 +458,6 @@ impl Daemon {
             active.on_digest(health, status.as_ref(), &mon_addr);
         });
     }
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into())
 }
 
 fn start_admin(

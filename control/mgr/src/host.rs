@@ -31,11 +31,11 @@ impl MgrHost for DaemonHost {
         self.mon.is_connected()
     }
 
-    fn mon_command(&self, cmd: Value, _inbuf: Vec<u8>, done: MonCommandCompletion) {
+    fn mon_command(&self, cmd: Value, inbuf: Vec<u8>, done: MonCommandCompletion) {
         let mon = self.mon.clone();
         let timeout = self.timeout;
         self.rt.spawn(async move {
-            let reply = match mon.command(&cmd, timeout).await {
+            let reply = match mon.command_with_input(&cmd, inbuf, timeout).await {
                 Ok(r) => MonCommandReply {
                     retval: r.retval,
                     outb: r.outbuf.0,

@@ -420,6 +420,29 @@ impl PyModules {
         Ok(())
     }
 
+    /// A module option as stored (`None`: not set, the module's default
+    /// applies). The option must be declared in MODULE_OPTIONS.
+    pub fn get_module_option(
+        &self,
+        module: &str,
+        key: &str,
+    ) -> Result<Option<String>, ModuleError> {
+        let declared = {
+            let r = self.reg.lock();
+            match r.available.get(module) {
+                Some(Available { load: Ok(m), .. }) => m.options.contains_key(key),
+                _ => return Err(ModuleError::Unknown(module.to_string())),
+            }
+        };
+        if !declared {
+            return Err(ModuleError::UnknownOption {
+                module: module.into(),
+                key: key.into(),
+            });
+        }
+        Ok(self.shared.store.config_get(&format!("mgr/{module}/{key}")))
+    }
+
     /// Commands of the running modules, with their module name.
     pub fn commands(&self) -> Vec<(String, CommandDesc)> {
         let r = self.reg.lock();
