@@ -180,7 +180,10 @@ fn missing_dependency_is_a_warning_with_the_reason() {
         c.summary,
         format!("Module 'missing_dep' has failed dependency: {reason}")
     );
-    assert_eq!(h.mods.module_ls()["failed_modules"][0]["error_string"], reason);
+    assert_eq!(
+        h.mods.module_ls()["failed_modules"][0]["error_string"],
+        reason
+    );
     // Refused at enable, with the reason, unless forced.
     h.mods.disable("missing_dep").unwrap();
     let e = h.mods.enable("missing_dep", false).unwrap_err().to_string();

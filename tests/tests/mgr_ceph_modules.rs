@@ -151,6 +151,8 @@ async fn ceph_stock_modules_enable_and_answer() -> anyhow::Result<()> {
     let dir = module_dir(&tmp.path().join("ceph-mgr"))?;
     let mut o = opts(1).set("mgr_module_path", &format!("{dir}:{}", plugin_dir()));
     o.osds = OSDS;
+    // `assert` on an admin socket crashes that daemon (a crash report test).
+    let o = o.set("debug_asok_assert_abort", "true");
     let c = Cluster::start(o).await?;
     let r = run(&c).await;
     if r.is_err() {
@@ -292,7 +294,19 @@ async fn run(c: &Cluster) -> anyhow::Result<()> {
     .await?;
     let new = tell(addr, "crash ls-new").await?;
     assert_eq!(new, json!([]));
+    // prune 1 drops reports older than a day and keeps this one.
+    let old_id = "2020-01-01T00:00:00.000000Z_66666666-7777-8888-9999-000000000000";
+    let old = json!({"crash_id": old_id, "timestamp": "2020-01-01T00:00:00.000000Z",
+                     "entity_name": "osd.2"});
+    tell_text(addr, "crash post", old.to_string().as_bytes()).await?;
+    assert_eq!(
+        tell(addr, "crash ls").await?.as_array().map(Vec::len),
+        Some(2)
+    );
     tell_text(addr, "crash prune 1", b"").await?;
+    let ls = tell(addr, "crash ls").await?;
+    assert_eq!(ls.as_array().map(Vec::len), Some(1), "{ls}");
+    assert_eq!(ls[0]["crash_id"], crash_id, "{ls}");
     tell_text(addr, &format!("crash rm {crash_id}"), b"").await?;
     assert_eq!(tell(addr, "crash ls").await?, json!([]));
     let bad = tell_text(addr, "crash post", b"{\"timestamp\": \"x\"}").await;
@@ -301,6 +315,67 @@ async fn run(c: &Cluster) -> anyhow::Result<()> {
             .is_err_and(|e| e.to_string().contains("malformed crash metadata")),
         "{bad:?}"
     );
+
+    // A daemon that crashes leaves a report, which the mgr posts: osd.1
+    // asserts (its admin socket's `assert`), then comes back.
+    let _ = c.admin("osd.1", "assert");
+    let report = wait_for("osd.1's crash report posted", WAIT, || async {
+        let ls = tell(addr, "crash ls").await.ok()?;
+        ls.as_array()?
+            .iter()
+            .find(|r| r["entity_name"] == "osd.1")
+            .cloned()
+    })
+    .await?;
+    let id = report["crash_id"].as_str().context("crash_id")?;
+    let info = tell(addr, &format!("crash info {id}")).await?;
+    assert_eq!(info["process_name"], "kalmar-osd", "{info}");
+    assert_eq!(
+        info["assert_condition"], "assert from the admin socket",
+        "{info}"
+    );
+    assert!(
+        info["backtrace"].as_array().is_some_and(|b| b
+            .iter()
+            .take(4)
+            .any(|f| f.as_str().is_some_and(|f| f.contains("(asok_assert)")))),
+        "{info}"
+    );
+    assert_eq!(info["utsname_hostname"], host, "{info}");
+    assert!(
+        info["backtrace"].as_array().is_some_and(|b| !b.is_empty())
+            && info["stack_sig"].as_str().is_some_and(|s| s.len() == 64),
+        "{info}"
+    );
+    assert!(
+        c.dir()
+            .join("crash")
+            .join("posted")
+            .join(id)
+            .join("meta")
+            .is_file(),
+        "the posted report was not moved to crash/posted"
+    );
+    wait_for("RECENT_CRASH for osd.1", WAIT, || async {
+        let h = c
+            .mon_command(json!({"prefix": "health", "detail": "detail"}))
+            .await
+            .ok()?;
+        h["checks"]["RECENT_CRASH"]["detail"]
+            .as_array()?
+            .iter()
+            .any(|d| {
+                d["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("osd.1 crashed on host"))
+            })
+            .then_some(())
+    })
+    .await?;
+    tell_text(addr, "crash archive-all", b"").await?;
+    c.restart_missing().await?;
+    c.wait_pgs(1, 8, &["active", "clean"], Duration::from_secs(60))
+        .await?;
 
     // influx: points to a local InfluxDB stand-in.
     let (iport, influx_rx) = listeners::influxdb()?;

@@ -6,12 +6,14 @@
 //! - [`admin_socket`]: the per-daemon unix socket (`perf dump`, `status`, ...).
 //! - [`config`]: the TOML conf file with `[global]` and per-daemon sections.
 //! - [`logging`]: leveled logs to stderr or a file.
+//! - [`crash`]: crash reports in Ceph's shape, written on a panic.
 //! - [`alloc_count`]: a counting global allocator (allocations per op).
 #![deny(clippy::unwrap_used)]
 
 pub mod admin_socket;
 pub mod alloc_count;
 pub mod config;
+pub mod crash;
 pub mod encoding;
 pub mod logging;
 pub mod perf;
