@@ -28,6 +28,8 @@ use serde_json::{json, Value};
 pub const ASOK_TIMEOUT: Duration = Duration::from_secs(2);
 /// Bound on a scraper's silence or slowness on its connection.
 pub const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bound on the admin sockets asked at once.
+pub const PARALLEL_ASKS: usize = 16;
 /// Bound on the admin sockets read per scrape.
 pub const MAX_DAEMONS: usize = 4096;
 
@@ -200,15 +202,45 @@ pub fn find_sockets(dirs: &[PathBuf]) -> BTreeMap<String, PathBuf> {
 /// Reads every daemon's schema and dump; daemons that do not answer are
 /// left out (with the count of those, for the scrape's own metrics).
 pub fn collect(dirs: &[PathBuf]) -> (Vec<DaemonCounters>, usize) {
+    let sockets: Vec<(String, PathBuf)> = find_sockets(dirs).into_iter().collect();
     let mut got = Vec::new();
     let mut failed = 0;
-    for (name, sock) in find_sockets(dirs) {
-        let ask = |prefix: &str| {
-            kalmar_common::admin_socket::request(&sock, &json!({ "prefix": prefix }), ASOK_TIMEOUT)
-        };
-        match (ask("perf schema"), ask("perf dump")) {
-            (Ok(schema), Ok(dump)) => got.push(DaemonCounters { name, schema, dump }),
-            _ => failed += 1,
+    // Daemons answer their admin sockets independently: ask up to
+    // PARALLEL_ASKS of them at once.
+    for chunk in sockets.chunks(PARALLEL_ASKS) {
+        let answers: Vec<Option<DaemonCounters>> = std::thread::scope(|s| {
+            let handles: Vec<_> = chunk
+                .iter()
+                .map(|(name, sock)| {
+                    s.spawn(move || {
+                        let ask = |prefix: &str| {
+                            kalmar_common::admin_socket::request(
+                                sock,
+                                &json!({ "prefix": prefix }),
+                                ASOK_TIMEOUT,
+                            )
+                        };
+                        match (ask("perf schema"), ask("perf dump")) {
+                            (Ok(schema), Ok(dump)) => Some(DaemonCounters {
+                                name: name.clone(),
+                                schema,
+                                dump,
+                            }),
+                            _ => None,
+                        }
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().ok().flatten())
+                .collect()
+        });
+        for a in answers {
+            match a {
+                Some(d) => got.push(d),
+                None => failed += 1,
+            }
         }
     }
     (got, failed)
