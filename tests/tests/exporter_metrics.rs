@@ -8,12 +8,10 @@
 
 mod mgr_common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{bail, Context};
 use kalmar_tests::{wait_for, Cluster};
+use mgr_common::scrape::*;
 use mgr_common::*;
 
 /// Bound on each wait.
@@ -103,83 +101,6 @@ const MGR_NAMES: [&str; 55] = [
     // A family with no samples while no daemon reports a health metric.
     "ceph_daemon_health_metrics",
 ];
-
-fn http_get(url: &str) -> anyhow::Result<String> {
-    let rest = url.strip_prefix("http://").context("not an http URL")?;
-    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let mut s = std::net::TcpStream::connect(host)?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(s, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
-    let mut body = String::new();
-    s.read_to_string(&mut body)?;
-    match body.split_once("\r\n\r\n") {
-        Some((head, b)) if head.contains(" 200 ") => Ok(b.to_string()),
-        _ => bail!("GET {url}: {}", body.lines().next().unwrap_or("")),
-    }
-}
-
-/// `(labels, value)` of every sample of `name`.
-fn samples(text: &str, name: &str) -> Vec<(String, f64)> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let rest = l.strip_prefix(name)?;
-            let (labels, value) = if let Some(r) = rest.strip_prefix('{') {
-                let (labels, v) = r.split_once("} ")?;
-                (labels.to_string(), v)
-            } else {
-                (String::new(), rest.strip_prefix(' ')?)
-            };
-            Some((labels, value.trim().parse().ok()?))
-        })
-        .collect()
-}
-
-fn value(text: &str, name: &str, labels: &str) -> Option<f64> {
-    samples(text, name)
-        .into_iter()
-        .find(|(l, _)| l == labels)
-        .map(|(_, v)| v)
-}
-
-fn osd_label(id: u32) -> String {
-    format!("ceph_daemon=\"osd.{id}\"")
-}
-
-/// The exporter as a child process; killed (by its handle) when dropped.
-struct Exporter {
-    child: Child,
-    url: String,
-}
-
-impl Exporter {
-    fn start(c: &Cluster) -> anyhow::Result<Exporter> {
-        let bin = std::path::Path::new(&std::env::var("KALMAR_BIN_DIR").context("KALMAR_BIN_DIR")?)
-            .join("kalmar");
-        let mut child = Command::new(bin)
-            .args(["exporter", "--addr", "127.0.0.1:0", "--sock-dir"])
-            .arg(c.dir())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let out = child.stdout.take().context("exporter stdout")?;
-        let mut first = String::new();
-        BufReader::new(out).read_line(&mut first)?;
-        let url = first
-            .trim()
-            .strip_prefix("serving ")
-            .with_context(|| format!("exporter said {first:?}"))?
-            .to_string();
-        Ok(Exporter { child, url })
-    }
-}
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exporter_and_mgr_module_serve_the_dashboard_names() -> anyhow::Result<()> {

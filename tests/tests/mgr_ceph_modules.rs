@@ -49,67 +49,6 @@ const PACKAGES: [&str; 3] = [
 const OSDS: u32 = 4;
 /// Bound on each wait for a module's answer or a listener.
 const WAIT: Duration = Duration::from_secs(30);
-/// Bound on `apt-get update` + `install`.
-const APT_TIMEOUT: Duration = Duration::from_secs(600);
-
-fn installed(pkg: &str) -> bool {
-    Command::new("dpkg-query")
-        .args(["-W", "-f=${Status}", pkg])
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("ok installed"))
-}
-
-/// Runs a command with a time bound; true if it exited 0.
-fn run_bounded(cmd: &mut Command, limit: Duration) -> bool {
-    let Ok(mut child) = cmd.spawn() else {
-        return false;
-    };
-    let start = std::time::Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(st)) => return st.success(),
-            Ok(None) if start.elapsed() < limit => std::thread::sleep(Duration::from_millis(200)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return false;
-            }
-        }
-    }
-}
-
-/// Installs the packages if missing. `Err` names why they are unavailable.
-fn ensure_packages() -> Result<(), String> {
-    let missing: Vec<&str> = PACKAGES.into_iter().filter(|p| !installed(p)).collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let sudo = if unsafe { libc::geteuid() } == 0 {
-        vec![]
-    } else {
-        vec!["sudo", "-n"]
-    };
-    let apt = |args: &[&str]| {
-        let mut all: Vec<&str> = sudo.clone();
-        all.push("apt-get");
-        all.extend_from_slice(args);
-        let mut c = Command::new(all[0]);
-        c.args(&all[1..])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdout(std::process::Stdio::null());
-        c
-    };
-    run_bounded(&mut apt(&["update", "-qq"]), APT_TIMEOUT);
-    let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
-    args.extend(missing.iter().copied());
-    if !run_bounded(&mut apt(&args), APT_TIMEOUT) {
-        return Err(format!("apt-get install {} failed", missing.join(" ")));
-    }
-    match PACKAGES.into_iter().find(|p| !installed(p)) {
-        Some(p) => Err(format!("{p} is still not installed after apt-get")),
-        None => Ok(()),
-    }
-}
 
 /// A module folder holding only the stock modules under test (so Ceph's
 /// `prometheus` does not replace Kalmar's own exporter).
@@ -143,7 +82,7 @@ async fn set_option(addr: SocketAddr, module: &str, key: &str, value: &str) -> a
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ceph_stock_modules_enable_and_answer() -> anyhow::Result<()> {
-    if let Err(why) = tokio::task::spawn_blocking(ensure_packages).await? {
+    if let Err(why) = tokio::task::spawn_blocking(|| apt::ensure_packages(&PACKAGES)).await? {
         eprintln!("SKIPPED: Ceph's stock mgr modules are not available: {why}");
         return Ok(());
     }

@@ -2,7 +2,9 @@
 //! `livecheck` test plugin on the module path, and `tell mgr` from Rust.
 #![allow(dead_code)]
 
+pub mod apt;
 pub mod listeners;
+pub mod scrape;
 
 use std::net::SocketAddr;
 use std::time::Duration;
