@@ -159,6 +159,15 @@ class CLICommand:
         func._cli_command = self
         return func
 
+    # Ceph 18+'s spelling of CLIReadCommand / CLIWriteCommand.
+    @classmethod
+    def Read(cls, prefix: str, poll: bool = False):
+        return cls(prefix, "r", poll)
+
+    @classmethod
+    def Write(cls, prefix: str, poll: bool = False):
+        return cls(prefix, "w", poll)
+
     def dump_cmd(self) -> Dict[str, Any]:
         cmd = self.prefix + (" " + self.args if self.args else "")
         return {"cmd": cmd, "desc": self.desc, "perm": self.perm, "poll": self.poll}
@@ -177,6 +186,33 @@ class CLICommand:
             elif name in cmd:
                 kwargs[name] = ceph_argparse.convert_value(self.arg_types.get(name), cmd[name])
         return self.func(mgr, **kwargs)
+
+
+class CLICommandBase(CLICommand):
+    """Ceph 18+'s command registries: a module makes its own with
+    ``XCLICommand = CLICommandBase.make_registry_subtype("XCLICommand")``,
+    sets ``CLICommand = XCLICommand`` on its class and decorates handlers
+    with ``@XCLICommand.Read('prefix')`` / ``.Write(...)`` (or the class
+    itself, with a perm). Each registry keeps its commands in COMMANDS."""
+
+    COMMANDS: Dict[str, "CLICommand"] = {}
+
+    @classmethod
+    def make_registry_subtype(cls, name: str):
+        return type(name, (cls,), {"COMMANDS": {}})
+
+    @classmethod
+    def dump_cmd_list(cls) -> List[Dict[str, Any]]:
+        return [c.dump_cmd() for c in cls.COMMANDS.values()]
+
+    def __call__(self, func):
+        func = super().__call__(func)
+        type(self).COMMANDS[self.prefix] = self
+        return func
+
+
+# What a command handler returns (newer modules annotate with it).
+HandlerFuncType = typing.Callable[..., Tuple[int, str, str]]
 
 
 class CLIReadCommand(CLICommand):
@@ -824,7 +860,8 @@ class MgrStandbyModule:
 
 
 __all__ = [
-    "MgrModule", "MgrStandbyModule", "Option", "Command", "CLICommand",
+    "MgrModule", "MgrStandbyModule", "Option", "Command", "CLICommand", "CLICommandBase",
+    "HandlerFuncType",
     "CLIReadCommand", "CLIWriteCommand", "HandleCommandResult",
     "NotifyType", "MonCommandFailed", "ClusterLogPrio", "OSDMap", "PG_STATES",
     "OSDMapIncremental", "CRUSHMap", "HealthChecksT", "CLICheckNonemptyFileInput",
