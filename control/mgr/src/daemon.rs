@@ -406,6 +406,7 @@ impl Daemon {
             mon: self.mon.clone(),
             rt: tokio::runtime::Handle::current(),
             timeout: self.shared.opts.mgr_mon_command_timeout,
+            store: self.store.clone(),
         });
         let store = self.store.clone();
         let enabled = map.modules.clone();

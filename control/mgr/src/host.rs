@@ -20,6 +20,24 @@ pub struct DaemonHost {
     pub mon: Arc<MonClient>,
     pub rt: tokio::runtime::Handle,
     pub timeout: Duration,
+    /// The module options, for `config dump`.
+    pub store: Arc<FileStore>,
+}
+
+/// Ceph's `config dump` (JSON) of the options the mgr holds: Kalmar keeps
+/// no central config database in the mon (daemons read their conf file),
+/// so the cluster's run-time options are the mgr modules' (`mgr/MODULE/KEY`).
+pub fn config_dump_json(config: &BTreeMap<String, String>) -> Value {
+    Value::Array(
+        config
+            .iter()
+            .map(|(name, value)| {
+                json!({"section": "mgr", "name": name, "value": value, "level": "advanced",
+                       "can_update_at_runtime": true, "mask": "",
+                       "location_type": "", "location_value": ""})
+            })
+            .collect(),
+    )
 }
 
 impl MgrHost for DaemonHost {
@@ -32,6 +50,17 @@ impl MgrHost for DaemonHost {
     }
 
     fn mon_command(&self, cmd: Value, inbuf: Vec<u8>, done: MonCommandCompletion) {
+        if cmd["prefix"] == "config dump" {
+            // Answered here: the mgr holds the only run-time options
+            // (insights reads them; the mon has no config database).
+            let (config, _) = self.store.dump();
+            done.complete(MonCommandReply {
+                retval: 0,
+                outb: config_dump_json(&config).to_string().into_bytes(),
+                outs: String::new(),
+            });
+            return;
+        }
         let mon = self.mon.clone();
         let timeout = self.timeout;
         self.rt.spawn(async move {
@@ -97,6 +126,11 @@ impl FileStore {
             path: path.to_path_buf(),
             write_lock: Mutex::new(()),
         })
+    }
+
+    /// Everything held, as `(config, kv)`.
+    pub fn dump(&self) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+        self.mem.dump()
     }
 
     /// A module option from the conf: used while nothing was set at run
