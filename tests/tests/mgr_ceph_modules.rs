@@ -483,6 +483,8 @@ async fn run(c: &Cluster) -> anyhow::Result<()> {
 
     writer.stop().await?;
 
+    get_documents_keep_ceph_shapes(c, addr).await?;
+
     // None of them failed or raised.
     let (_, _, out) =
         mgr_command(addr, json!({"prefix": "mgr module ls", "format": "json"})).await?;
@@ -498,6 +500,118 @@ async fn run(c: &Cluster) -> anyhow::Result<()> {
     ] {
         assert!(h["checks"].get(check).is_none(), "{check}: {h}");
     }
+    Ok(())
+}
+
+/// Every name Ceph's modules pass to `get()`, with keys of Ceph's shape
+/// that they index (read through the `livecheck` test plugin).
+async fn get_documents_keep_ceph_shapes(c: &Cluster, addr: SocketAddr) -> anyhow::Result<()> {
+    enable_module(c, addr, "livecheck").await?;
+    let shapes: [(&str, &[&str]); 23] = [
+        (
+            "osd_map",
+            &[
+                "epoch",
+                "fsid",
+                "flags",
+                "pools",
+                "osds",
+                "pg_temp",
+                "pg_upmap_items",
+                "crush_version",
+            ],
+        ),
+        (
+            "osd_map_crush",
+            &["devices", "types", "buckets", "rules", "tunables"],
+        ),
+        ("osd_map_tree", &["nodes", "stray"]),
+        ("osd_stats", &["osd_stats"]),
+        ("df", &["stats", "stats_by_class", "pools"]),
+        ("pg_summary", &["by_osd", "by_pool", "all", "pg_stats_sum"]),
+        (
+            "pg_status",
+            &[
+                "pgs_by_state",
+                "num_pgs",
+                "num_pools",
+                "num_objects",
+                "bytes_total",
+                "bytes_used",
+            ],
+        ),
+        (
+            "pg_dump",
+            &[
+                "pg_stats",
+                "pool_stats",
+                "osd_stats",
+                "pg_stats_sum",
+                "osd_stats_sum",
+                "pg_stats_delta",
+            ],
+        ),
+        ("pg_stats", &["pg_stats"]),
+        ("pool_stats", &["pool_stats"]),
+        ("osd_pool_stats", &["pool_stats"]),
+        ("io_rate", &["pg_stats_delta"]),
+        ("health", &["json"]),
+        ("mon_status", &["json"]),
+        ("mon_map", &["epoch", "fsid", "mons"]),
+        (
+            "mgr_map",
+            &[
+                "epoch",
+                "active_name",
+                "available",
+                "modules",
+                "available_modules",
+                "services",
+            ],
+        ),
+        ("osd_metadata", &["0", "1", "2", "3"]),
+        ("config", &["mon_target_pg_per_osd", "mgr_stats_period"]),
+        ("service_map", &["epoch", "services"]),
+        ("devices", &["devices"]),
+        ("pg_progress", &["pgs", "pg_ready"]),
+        ("active_clean_pgs", &["total_num_pgs", "pg_stats"]),
+        ("fs_map", &["epoch", "filesystems", "standbys"]),
+    ];
+    for (name, keys) in shapes {
+        let v = tell(addr, &format!("livecheck get {name}")).await?;
+        for k in keys {
+            assert!(v.get(k).is_some(), "get('{name}') has no '{k}': {v}");
+        }
+    }
+    let osd = tell(addr, "livecheck get osd_stats").await?;
+    assert!(
+        osd["osd_stats"][0]["perf_stat"]["commit_latency_ms"].is_number()
+            && osd["osd_stats"][0]["kb_used"].is_number(),
+        "{osd}"
+    );
+    let pg = tell(addr, "livecheck get pg_stats").await?;
+    let p0 = &pg["pg_stats"][0];
+    for k in [
+        "pgid",
+        "state",
+        "up",
+        "acting",
+        "up_primary",
+        "acting_primary",
+        "stat_sum",
+        "reported_epoch",
+    ] {
+        assert!(p0.get(k).is_some(), "pg_stat_t has no {k}: {p0}");
+    }
+    let h = tell(addr, "livecheck get health").await?;
+    assert!(
+        h["json"]["status"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("HEALTH_")),
+        "{h}"
+    );
+    let fs = tell(addr, "livecheck get fs_map").await?;
+    assert_eq!(fs["filesystems"], json!([]), "{fs}");
     Ok(())
 }
 
