@@ -212,7 +212,9 @@ class Module(MgrModule):
             m.add("untyped", "ceph_%s_metadata" % kind, desc)
         m.add("gauge", "ceph_daemon_health_metrics", "Health metrics for Ceph daemons", ("type", "ceph_daemon"))
         repaired = m.add("counter", "ceph_pool_objects_repaired", "Number of objects repaired in a pool", ("pool_id",))
-        for ps in (self.get("pg_dump") or {}).get("pool_stats", []):
+        # pool_stats, not pg_dump: the same per-pool sums without every
+        # PG's and OSD's stats (a scrape at 1,000 OSDs pays for each get).
+        for ps in (self.get("pool_stats") or {}).get("pool_stats", []):
             repaired.set(ps.get("stat_sum", {}).get("num_objects_repaired", 0), (ps["poolid"],))
         rec = {s: m.add("gauge", "ceph_pool_" + s, "OSD pool stats: " + s, ("pool_id",)) for s in POOL_RECOVERY}
         for ps in (self.get("osd_pool_stats") or {}).get("pool_stats", []):
