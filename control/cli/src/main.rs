@@ -164,15 +164,20 @@ fn dispatch(ctx: &Ctx, words: Vec<String>) -> anyhow::Result<i32> {
                     // As Ceph's CLI: a command the mon does not know may be
                     // one a mgr module registered (`crash ls`, `osd status`,
                     // `balancer status`).
+                    // Only words the mon grammar does not know at all: a
+                    // known mon command with bad arguments is a usage error.
+                    let unknown_to_mon = e.msg.starts_with("unknown command");
                     let route = mgrcmd::route(
                         &[&["tell".to_string(), "mgr".to_string()][..], &words[..]].concat(),
                     );
-                    if let Some(Ok(route)) = route {
-                        let reply = runtime()?.block_on(mgrcmd::run(ctx, route))?;
-                        let unknown = reply.outs.starts_with("No handler found")
-                            || reply.outs.starts_with("no mgr is active");
-                        if !unknown {
-                            return Ok(moncmd::print(&reply));
+                    if let (true, Some(Ok(route))) = (unknown_to_mon, route) {
+                        // No mon or mgr to ask: the usage error below.
+                        if let Ok(reply) = runtime()?.block_on(mgrcmd::run(ctx, route)) {
+                            let unknown = reply.outs.starts_with("No handler found")
+                                || reply.outs.starts_with("no mgr is active");
+                            if !unknown {
+                                return Ok(moncmd::print(&reply));
+                            }
                         }
                     }
                     eprintln!("Invalid command: {e}");
