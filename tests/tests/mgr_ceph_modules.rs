@@ -410,6 +410,15 @@ async fn run(c: &Cluster) -> anyhow::Result<()> {
     let ins = tell(addr, "insights").await?;
     assert_eq!(ins["osd_dump"]["pools"][0]["pool_name"], "rbd", "{ins}");
     assert!(ins["health"]["current"].is_object(), "{ins}");
+    // `config dump` (as admins type it) lists the options set.
+    let dump = tell(addr, "config dump").await?;
+    assert!(
+        dump.as_array()
+            .is_some_and(|d| d.iter().any(|o| o["section"] == "mgr"
+                && o["name"] == "mgr/influx/port"
+                && o["value"] == iport.to_string())),
+        "{dump}"
+    );
     // Its `config dump` is the mgr's run-time options (Kalmar's mon keeps
     // no config database): the report is complete.
     assert_eq!(ins["errors"], json!([]), "{ins}");

@@ -54,6 +54,7 @@ pub const NATIVE: &[&str] = &[
     "config set",
     "config get",
     "config rm",
+    "config dump",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,6 +202,17 @@ fn native_cmd(shared: &MgrShared, cmd: &Value, fmt: Format) -> CmdReply {
                     .clone()
                     .unwrap_or_else(|| "the plugins are still starting".into()),
             ),
+        },
+        "config dump" => match active.py() {
+            Some(py) => {
+                let all = py.config_all();
+                let mut text = format!("{:<6}{:<14}{:<44}{}\n", "WHO", "LEVEL", "OPTION", "VALUE");
+                for (k, v) in &all {
+                    text.push_str(&format!("{:<6}{:<14}{:<44}{v}\n", "mgr", "advanced", k));
+                }
+                CmdReply::data(fmt.render(&crate::host::config_dump_json(&all), text))
+            }
+            None => CmdReply::err(EAGAIN, "the mgr's plugins are not running"),
         },
         "config set" | "config get" | "config rm" => match active.py() {
             Some(py) => module_option_cmd(&py, prefix, cmd, fmt),

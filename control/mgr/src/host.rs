@@ -53,7 +53,7 @@ impl MgrHost for DaemonHost {
         if cmd["prefix"] == "config dump" {
             // Answered here: the mgr holds the only run-time options
             // (insights reads them; the mon has no config database).
-            let (config, _) = self.store.dump();
+            let config = self.store.config_all();
             done.complete(MonCommandReply {
                 retval: 0,
                 outb: config_dump_json(&config).to_string().into_bytes(),
@@ -128,11 +128,6 @@ impl FileStore {
         })
     }
 
-    /// Everything held, as `(config, kv)`.
-    pub fn dump(&self) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
-        self.mem.dump()
-    }
-
     /// A module option from the conf: used while nothing was set at run
     /// time; not written to the file.
     pub fn set_default(&self, key: &str, value: &str) -> Result<(), StoreError> {
@@ -169,6 +164,10 @@ fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 impl MgrStore for FileStore {
     fn config_get(&self, key: &str) -> Option<String> {
         self.mem.config_get(key)
+    }
+
+    fn config_all(&self) -> BTreeMap<String, String> {
+        self.mem.config_all()
     }
 
     fn config_set(&self, key: &str, value: Option<&str>) -> Result<(), StoreError> {

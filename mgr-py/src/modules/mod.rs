@@ -423,6 +423,11 @@ impl PyModules {
         Ok(())
     }
 
+    /// Every module option set, `mgr/MODULE/KEY` -> value.
+    pub fn config_all(&self) -> BTreeMap<String, String> {
+        self.shared.store.config_all()
+    }
+
     /// A module option as stored (`None`: not set, the module's default
     /// applies). The option must be declared in MODULE_OPTIONS.
     pub fn get_module_option(
