@@ -412,11 +412,12 @@ async fn run(c: &Cluster) -> anyhow::Result<()> {
     assert!(ins["health"]["current"].is_object(), "{ins}");
     // `config dump` (as admins type it) lists the options set.
     let dump = tell(addr, "config dump").await?;
+    let port_text = iport.to_string();
     assert!(
         dump.as_array()
             .is_some_and(|d| d.iter().any(|o| o["section"] == "mgr"
                 && o["name"] == "mgr/influx/port"
-                && o["value"] == iport.to_string())),
+                && o["value"] == port_text.as_str())),
         "{dump}"
     );
     // Its `config dump` is the mgr's run-time options (Kalmar's mon keeps
