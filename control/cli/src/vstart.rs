@@ -9,7 +9,9 @@
 //!
 //! `--mgrs` starts `kalmar-mgr` daemons (`mgr.x`, `mgr.y`, ...) when that
 //! binary exists and waits until one is active and available; the
-//! environment (e.g. `KALMAR_MGR_MODULE_PATH`) passes on to them.
+//! environment (e.g. `KALMAR_MGR_MODULE_PATH`) passes on to them. With
+//! `--set exporter_addr=IP:PORT` it also runs the per-host `kalmar
+//! exporter` on that address.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -309,6 +311,36 @@ fn s(v: impl AsRef<std::ffi::OsStr>) -> String {
     v.as_ref().to_string_lossy().into_owned()
 }
 
+/// With `exporter_addr` in the conf (`--set exporter_addr=127.0.0.1:9926`),
+/// the per-host `kalmar exporter` on that address over the cluster's admin
+/// sockets (`DIR/exporter.pid`, `DIR/exporter.log`), stopped by vstop.
+fn start_exporter(dir: &Path, conf: &Path) -> anyhow::Result<()> {
+    let c = kalmar_common::config::Conf::load(conf)?;
+    let Some(addr) = c.get::<String>("exporter", "exporter_addr")? else {
+        return Ok(());
+    };
+    if running(dir, "exporter", "kalmar") {
+        return Ok(());
+    }
+    let bin = need_bin("kalmar")?;
+    let a = vec![
+        "--conf".into(),
+        s(conf),
+        "exporter".into(),
+        "--addr".into(),
+        addr,
+        "--sock-dir".into(),
+        s(dir),
+    ];
+    spawn_daemon(
+        &bin,
+        &a,
+        &dir.join("exporter.log"),
+        &dir.join("exporter.pid"),
+    )?;
+    Ok(())
+}
+
 /// Brings the cluster in `args.dir` up (creating what is missing).
 pub async fn vstart(args: &VstartArgs) -> anyhow::Result<Cluster> {
     let dir = &args.dir;
@@ -465,6 +497,7 @@ pub async fn vstart(args: &VstartArgs) -> anyhow::Result<Cluster> {
     if mgrs > 0 {
         wait_mgr_available(mon, timeout).await?;
     }
+    start_exporter(&dir, &conf)?;
     Ok(Cluster {
         dir,
         conf,
@@ -500,6 +533,7 @@ pub fn binary_of(name: &str) -> &'static str {
     match name.split('.').next() {
         Some("osd") => "kalmar-osd",
         Some("mgr") => "kalmar-mgr",
+        Some("exporter") => "kalmar",
         _ => "kalmar-mon",
     }
 }

@@ -422,9 +422,10 @@ impl PgActor {
         self.io.num_write += 1;
         self.io.num_write_kb += w.in_bytes.div_ceil(1024);
         let perf = &self.svc.perf;
-        perf.inc(L_OP_W_IN_BYTES, w.in_bytes);
+        let kind = write_counters(&w.op.req.ops);
+        perf.inc(kind.in_bytes, w.in_bytes);
         perf.inc(L_OP_IN_BYTES, w.in_bytes);
-        perf.tinc(L_OP_W_PROCESS_LAT, w.started.elapsed());
+        perf.tinc(kind.process_lat, w.started.elapsed());
         perf.tinc(L_OP_PROCESS_LAT, w.started.elapsed());
         let started = w.started;
         for op in std::iter::once(w.op).chain(w.dups) {
@@ -452,10 +453,11 @@ impl PgActor {
     ) {
         let lat = op.received.elapsed();
         let perf = &self.svc.perf;
+        let kind = write_counters(&op.req.ops);
         perf.inc(L_OP, 1);
-        perf.inc(L_OP_W, 1);
+        perf.inc(kind.ops, 1);
         perf.tinc(L_OP_LAT, lat);
-        perf.tinc(L_OP_W_LAT, lat);
+        perf.tinc(kind.lat, lat);
         let r = OsdOpReply {
             tid: op.req.tid,
             result,
