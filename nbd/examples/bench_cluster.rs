@@ -138,6 +138,7 @@ async fn main() -> Result<()> {
             set,
         } => {
             let c = vstart(&VstartArgs {
+                mons: 1,
                 osds,
                 mgrs: 0,
                 dir,

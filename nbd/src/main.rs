@@ -226,8 +226,9 @@ fn runtime(cli: &Cli) -> Result<tokio::runtime::Runtime> {
         .context("cannot start the runtime")
 }
 
-/// The mon address from --mon, --conf ([global] mon_host) or KALMAR_MON.
-fn mon_addr(cli: &Cli) -> Result<SocketAddr> {
+/// The mons' addresses from --mon, --conf ([global] mon_host, a string or
+/// a list) or KALMAR_MON; `IP:PORT[,IP:PORT...]`.
+fn mon_addrs(cli: &Cli) -> Result<Vec<SocketAddr>> {
     let text = match (&cli.mon, &cli.conf) {
         (Some(m), _) => m.clone(),
         (None, Some(conf)) => {
@@ -235,18 +236,20 @@ fn mon_addr(cli: &Cli) -> Result<SocketAddr> {
                 .with_context(|| format!("cannot read {}", conf.display()))?
                 .parse()
                 .with_context(|| format!("{} is not valid TOML", conf.display()))?;
-            t.get("global")
-                .and_then(|g| g.get("mon_host"))
-                .and_then(|v| v.as_str())
-                .with_context(|| format!("{}: no [global] mon_host", conf.display()))?
-                .to_string()
+            match t.get("global").and_then(|g| g.get("mon_host")) {
+                Some(toml::Value::String(s)) => s.clone(),
+                Some(toml::Value::Array(a)) => a
+                    .iter()
+                    .filter_map(|v| v.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                _ => anyhow::bail!("{}: no [global] mon_host", conf.display()),
+            }
         }
         (None, None) => std::env::var("KALMAR_MON")
             .context("give --mon ADDR or --conf FILE (or set KALMAR_MON)")?,
     };
-    text.trim()
-        .parse()
-        .with_context(|| format!("mon address {text:?} is not IP:PORT"))
+    kalmar_common::config::parse_mon_list(&text).map_err(anyhow::Error::msg)
 }
 
 async fn run_image(
@@ -256,7 +259,10 @@ async fn run_image(
     addr: kalmar_nbd::ListenAddr,
 ) -> Result<()> {
     let spec = ImageSpec::parse(image)?;
-    let rados = Rados::connect(ClientConfig::new(mon_addr(cli)?))
+    let mons = mon_addrs(cli)?;
+    let mut cfg = ClientConfig::new(mons[0]);
+    cfg.other_mons = mons[1..].to_vec();
+    let rados = Rados::connect(cfg)
         .await
         .context("cannot reach the cluster")?;
     let result = async {

@@ -45,6 +45,8 @@ pub struct RunConfig {
     pub id: OsdId,
     pub device: PathBuf,
     pub mon: SocketAddr,
+    /// More mons to hunt among (`--mon` lists).
+    pub other_mons: Vec<SocketAddr>,
     pub admin_socket: PathBuf,
     /// Address the three ports bind to.
     pub bind_ip: IpAddr,
@@ -256,7 +258,11 @@ pub async fn run(
     };
     tracing::info!(public = %addrs.public, cluster = %addrs.cluster, heartbeat = %addrs.heartbeat_back, "osd.{} listening", cfg.id);
 
-    let (mon, mut mon_events) = MonClient::start(cfg.mon, me.clone(), fsid, MsgrConfig::default());
+    let mons: Vec<SocketAddr> = std::iter::once(cfg.mon)
+        .chain(cfg.other_mons.iter().copied())
+        .collect();
+    let (mon, mut mon_events) =
+        MonClient::start_any(&mons, me.clone(), fsid, MsgrConfig::default());
     // Perf counter reports and PG stats to the active mgr.
     let mut mgr_cfg = kalmar_mgr_client::MgrClientConfig::new(me.clone());
     for (k, v) in [

@@ -33,9 +33,10 @@ struct Common {
     /// The block device or file holding the OSD's store.
     #[arg(long)]
     device: PathBuf,
-    /// The mon's address (default: the conf's mon_host).
+    /// The mons' addresses, IP:PORT[,IP:PORT...] (default: the conf's
+    /// mon_host).
     #[arg(long)]
-    mon: Option<SocketAddr>,
+    mon: Option<String>,
     /// Conf file (TOML with [global], [osd] and ["osd.N"]); flags override it.
     #[arg(long)]
     conf: Option<PathBuf>,
@@ -81,6 +82,8 @@ struct Setup {
     conf: Conf,
     entity: String,
     mon: SocketAddr,
+    /// The other mons of the list, to hunt among.
+    other_mons: Vec<SocketAddr>,
 }
 
 fn setup(c: &Common) -> anyhow::Result<Setup> {
@@ -98,19 +101,23 @@ fn setup(c: &Common) -> anyhow::Result<Setup> {
         None => conf.get::<String>(&entity, "log_file")?.map(PathBuf::from),
     };
     kalmar_common::logging::init(&level, file.as_deref()).context("opening the log file")?;
-    let mon = match c.mon {
-        Some(m) => m,
-        None => match conf.get::<String>(&entity, "mon_host")? {
-            Some(h) => h
-                .parse()
-                .with_context(|| format!("mon_host '{h}' is not IP:PORT"))?,
-            None => bail!("no mon address: pass --mon IP:PORT or set mon_host in the conf"),
-        },
+    let mons = match &c.mon {
+        Some(m) => kalmar_common::config::parse_mon_list(m).map_err(anyhow::Error::msg)?,
+        None => kalmar_common::config::mon_hosts(&conf, &entity)?,
     };
+    let Some((&mon, others)) = mons.split_first() else {
+        bail!("no mon address: pass --mon IP:PORT[,IP:PORT...] or set mon_host in the conf");
+    };
+    let other_mons = others.to_vec();
     if c.id < 0 {
         bail!("--id must be 0 or more, got {}", c.id);
     }
-    Ok(Setup { conf, entity, mon })
+    Ok(Setup {
+        conf,
+        entity,
+        mon,
+        other_mons,
+    })
 }
 
 fn hostname() -> String {
@@ -148,6 +155,7 @@ fn main() -> anyhow::Result<()> {
                 id: common.id,
                 device: common.device.clone(),
                 mon: s.mon,
+                other_mons: s.other_mons.clone(),
                 force,
                 journal_bytes,
                 hostname: hostname(),
@@ -211,6 +219,7 @@ fn main() -> anyhow::Result<()> {
                 id: common.id,
                 device: common.device.clone(),
                 mon: s.mon,
+                other_mons: s.other_mons.clone(),
                 admin_socket,
                 bind_ip,
                 opts,

@@ -18,6 +18,8 @@ pub struct MkfsConfig {
     pub id: OsdId,
     pub device: PathBuf,
     pub mon: SocketAddr,
+    /// More mons to try (`--mon` lists).
+    pub other_mons: Vec<SocketAddr>,
     /// Reformat a device that already holds a store.
     pub force: bool,
     pub journal_bytes: Option<u64>,
@@ -108,7 +110,10 @@ pub async fn mkfs(cfg: MkfsConfig) -> Result<Uuid, MkfsError> {
         mon: cfg.mon,
         source,
     };
-    let (mon, _events) = MonClient::connect(cfg.mon, me, Uuid::nil(), MsgrConfig::default())
+    let mons: Vec<SocketAddr> = std::iter::once(cfg.mon)
+        .chain(cfg.other_mons.iter().copied())
+        .collect();
+    let (mon, _events) = MonClient::connect_any(&mons, me, Uuid::nil(), MsgrConfig::default())
         .await
         .map_err(mon_err)?;
     let reply = mon

@@ -37,6 +37,8 @@ const POLL: Duration = Duration::from_millis(100);
 /// Settings of a test cluster.
 #[derive(Debug, Clone)]
 pub struct ClusterOpts {
+    /// Mons (a quorum when more than one).
+    pub mons: u32,
     pub osds: u32,
     pub mgrs: u32,
     pub osd_size: String,
@@ -52,6 +54,7 @@ impl Default for ClusterOpts {
     fn default() -> Self {
         let s = |k: &str, v: &str| (k.to_string(), v.to_string());
         ClusterOpts {
+            mons: 1,
             osds: 3,
             mgrs: 0,
             osd_size: "2G".into(),
@@ -228,7 +231,10 @@ pub fn placement_problems(
 pub struct Cluster {
     /// Always `Some` until dropped.
     dir: Option<tempfile::TempDir>,
+    /// The first mon.
     pub mon: SocketAddr,
+    /// Every mon (the first is `mon`).
+    pub mons: Vec<SocketAddr>,
     pub conf: PathBuf,
     pub osds: u32,
     opts: ClusterOpts,
@@ -239,6 +245,7 @@ impl Cluster {
     pub async fn start(opts: ClusterOpts) -> anyhow::Result<Cluster> {
         let dir = tempfile::Builder::new().prefix("kalmar-test-").tempdir()?;
         let args = VstartArgs {
+            mons: opts.mons,
             osds: opts.osds,
             mgrs: opts.mgrs,
             dir: dir.path().to_path_buf(),
@@ -260,6 +267,7 @@ impl Cluster {
         };
         Ok(Cluster {
             mon: cluster.mon,
+            mons: cluster.mons,
             conf: cluster.conf,
             osds: cluster.osds,
             dir: Some(dir),
@@ -323,6 +331,7 @@ impl Cluster {
     /// Starts whatever is not running (the same as `vstart` on the dir).
     pub async fn restart_missing(&self) -> anyhow::Result<()> {
         let args = VstartArgs {
+            mons: self.opts.mons,
             osds: self.osds,
             mgrs: self.opts.mgrs,
             dir: self.dir().to_path_buf(),
@@ -337,6 +346,7 @@ impl Cluster {
     /// --osds TOTAL` on the directory), waiting until they are up.
     pub async fn add_osds(&mut self, total: u32) -> anyhow::Result<()> {
         let args = VstartArgs {
+            mons: self.opts.mons,
             osds: total,
             mgrs: self.opts.mgrs,
             dir: self.dir().to_path_buf(),
@@ -356,7 +366,8 @@ impl Cluster {
         }
         let me = EntityName::new(EntityType::Client, format!("test{}", std::process::id()));
         let (c, _ev) =
-            MonClient::connect(self.mon, me, uuid::Uuid::nil(), MsgrConfig::default()).await?;
+            MonClient::connect_any(&self.mons, me, uuid::Uuid::nil(), MsgrConfig::default())
+                .await?;
         let r = c.command(&cmd, Duration::from_secs(30)).await;
         c.close().await;
         let r = r?;
@@ -373,6 +384,7 @@ impl Cluster {
     /// A client with a short op timeout.
     pub async fn client(&self) -> anyhow::Result<Rados> {
         let mut cfg = ClientConfig::new(self.mon);
+        cfg.other_mons = self.mons[1..].to_vec();
         cfg.op_timeout = Duration::from_secs(60);
         Ok(Rados::connect(cfg).await?)
     }

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, bail};
 use kalmar_common::config::Conf;
 
 /// Output format (`-f/--format`).
@@ -54,30 +54,28 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// The mon's address: `-m`, else `KALMAR_MON`, else the conf's
-    /// `mon_host`.
-    pub fn mon_addr(&self) -> anyhow::Result<SocketAddr> {
+    /// The mons' addresses: `-m A[,B,...]`, else `KALMAR_MON`, else the
+    /// conf's `mon_host` (a string or a list).
+    pub fn mon_addrs(&self) -> anyhow::Result<Vec<SocketAddr>> {
         let (raw, from) = match (&self.mon, std::env::var("KALMAR_MON").ok()) {
             (Some(m), _) => (m.clone(), "-m"),
             (None, Some(env)) => (env, "KALMAR_MON"),
-            (None, None) => match self.conf.get::<String>("client", "mon_host")? {
-                Some(h) => (h, "mon_host in the conf"),
-                None => bail!(
-                    "no mon address: pass -m IP:PORT, set KALMAR_MON, or use --conf with mon_host"
-                ),
-            },
+            (None, None) => {
+                let hosts = kalmar_common::config::mon_hosts(&self.conf, "client")?;
+                if hosts.is_empty() {
+                    bail!(
+                        "no mon address: pass -m IP:PORT[,IP:PORT...], set KALMAR_MON, or use --conf with mon_host"
+                    );
+                }
+                return Ok(hosts);
+            }
         };
-        // A Ceph-style list may name several mons; the first one is used.
-        let first = raw
-            .split([',', ' '])
-            .find(|s| !s.is_empty())
-            .ok_or_else(|| anyhow!("empty mon address from {from}"))?;
-        let first = first
-            .trim_start_matches("v2:")
-            .trim_matches(|c| c == '[' || c == ']');
-        first
-            .parse()
-            .with_context(|| format!("mon address '{first}' (from {from}) is not IP:PORT"))
+        kalmar_common::config::parse_mon_list(&raw).map_err(|e| anyhow!("{e} (from {from})"))
+    }
+
+    /// The first mon's address (for tools that talk to one mon).
+    pub fn mon_addr(&self) -> anyhow::Result<SocketAddr> {
+        Ok(self.mon_addrs()?[0])
     }
 }
 
@@ -145,10 +143,19 @@ mod tests {
             assert_eq!(a.port(), 6789);
             assert!(ctx(None, "").mon_addr().is_err());
         }
-        let a = ctx(Some("v2:[127.0.0.1:7000],127.0.0.2:1"), "")
-            .mon_addr()
+        let a = ctx(Some("[v2:127.0.0.1:7000],127.0.0.2:1"), "")
+            .mon_addrs()
             .expect("flag");
-        assert_eq!(a.to_string(), "127.0.0.1:7000");
+        assert_eq!(a[0].to_string(), "127.0.0.1:7000");
+        assert_eq!(a.len(), 2);
+        let l = ctx(
+            None,
+            "[global]\nmon_host = [\"127.0.0.1:1\", \"127.0.0.1:2\"]\n",
+        )
+        .mon_addrs();
+        if std::env::var("KALMAR_MON").is_err() {
+            assert_eq!(l.expect("conf list").len(), 2);
+        }
         assert!(ctx(Some("localhost"), "").mon_addr().is_err());
     }
 }

@@ -55,6 +55,9 @@ pub const USAGE: &[(&str, &str)] = &[
     ("mgr stat", "mgr stat"),
     ("mgr dump", "mgr dump"),
     ("mgr fail", "mgr fail [NAME]"),
+    ("quorum_status", "quorum_status"),
+    ("mon stat", "mon stat"),
+    ("mon dump", "mon dump"),
 ];
 
 fn usage_of(prefix: &str) -> &'static str {
@@ -141,14 +144,16 @@ pub fn parse(words: &[String]) -> Result<Value, UsageError> {
         })
         .ok_or_else(|| UsageError {
             msg: format!("unknown command '{}'", w.join(" ")),
-            usage: "<command>; known: status, health, osd ..., pg ..., mgr ..., daemon, rados, image, vstart, vstop",
+            usage: "<command>; known: status, health, quorum_status, mon ..., osd ..., pg ..., mgr ..., daemon, rados, image, vstart, vstop",
         })?;
     let mut rest: Vec<String> = words[n..].to_vec();
     let mut cmd = Map::new();
     cmd.insert("prefix".into(), json!(prefix));
     match prefix {
         "status" | "osd tree" | "osd dump" | "osd stat" | "osd ls" | "osd crush dump"
-        | "pg stat" | "mgr stat" | "mgr dump" => no_more(prefix, &rest)?,
+        | "pg stat" | "mgr stat" | "mgr dump" | "quorum_status" | "mon stat" | "mon dump" => {
+            no_more(prefix, &rest)?
+        }
         "health" => match rest.as_slice() {
             [] => {}
             [d] if d == "detail" => {

@@ -55,7 +55,7 @@ fn order_of(object_size: u64) -> anyhow::Result<u8> {
 /// Runs an `image` command against the cluster at `mon`.
 pub async fn run(
     args: &ImageArgs,
-    mon: SocketAddr,
+    mon: &[SocketAddr],
     json_out: bool,
     pretty: bool,
 ) -> anyhow::Result<()> {

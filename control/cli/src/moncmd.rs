@@ -37,7 +37,7 @@ pub async fn send(ctx: &Ctx, mut cmd: Value) -> anyhow::Result<MonCommandReply> 
     if let Value::Object(m) = &mut cmd {
         m.insert("format".into(), Value::String(ctx.format.as_str().into()));
     }
-    let addr = ctx.mon_addr()?;
+    let addrs = ctx.mon_addrs()?;
     let msgr = MsgrConfig {
         connect_timeout: ctx.connect_timeout,
         handshake_timeout: ctx.connect_timeout,
@@ -46,7 +46,7 @@ pub async fn send(ctx: &Ctx, mut cmd: Value) -> anyhow::Result<MonCommandReply> 
         ..MsgrConfig::default()
     };
     let me = EntityName::new(EntityType::Client, "admin");
-    let (client, _events) = MonClient::connect(addr, me, uuid::Uuid::nil(), msgr)
+    let (client, _events) = MonClient::connect_any(&addrs, me, uuid::Uuid::nil(), msgr)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let reply = client

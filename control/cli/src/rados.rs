@@ -190,8 +190,9 @@ fn host() -> String {
 }
 
 /// Connects to the cluster at `mon`.
-pub async fn connect(mon: SocketAddr, op_timeout: Duration) -> Result<Rados, ClientError> {
-    let mut cfg = ClientConfig::new(mon);
+pub async fn connect(mons: &[SocketAddr], op_timeout: Duration) -> Result<Rados, ClientError> {
+    let mut cfg = ClientConfig::new(mons.first().copied().unwrap_or(([127, 0, 0, 1], 0).into()));
+    cfg.other_mons = mons.get(1..).unwrap_or_default().to_vec();
     cfg.op_timeout = op_timeout;
     Rados::connect(cfg).await
 }
@@ -199,7 +200,7 @@ pub async fn connect(mon: SocketAddr, op_timeout: Duration) -> Result<Rados, Cli
 /// Runs a `rados` command; `json` selects JSON output where it is data.
 pub async fn run(
     args: &RadosArgs,
-    mon: SocketAddr,
+    mon: &[SocketAddr],
     json_out: bool,
     pretty: bool,
 ) -> anyhow::Result<()> {

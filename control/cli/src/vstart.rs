@@ -7,6 +7,11 @@
 //! file). Run again on an existing DIR, vstart starts what is not running
 //! (restarting a killed daemon) and adds OSDs up to N.
 //!
+//! `--mons N` makes a quorum of N mons (`mon.a`, `mon.b`, ... on
+//! consecutive free ports, one fsid, `mon_host` a list); the default is
+//! one mon, as before, so small test clusters stay light. The number of
+//! mons is fixed when DIR is created.
+//!
 //! `--mgrs` starts `kalmar-mgr` daemons (`mgr.x`, `mgr.y`, ...) when that
 //! binary exists and waits until one is active and available; the
 //! environment (e.g. `KALMAR_MGR_MODULE_PATH`) passes on to them. With
@@ -33,6 +38,10 @@ const POLL: Duration = Duration::from_millis(200);
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct VstartArgs {
+    /// Number of mons (only when DIR is new; 3 or 5 survive the loss of 1
+    /// or 2).
+    #[arg(long, default_value_t = 1)]
+    pub mons: u32,
     /// Number of OSDs (existing ones are kept; more are added).
     #[arg(long, default_value_t = 3)]
     pub osds: u32,
@@ -69,7 +78,10 @@ pub struct VstopArgs {
 pub struct Cluster {
     pub dir: PathBuf,
     pub conf: PathBuf,
+    /// The first mon.
     pub mon: SocketAddr,
+    /// Every mon (the first is `mon`).
+    pub mons: Vec<SocketAddr>,
     pub osds: u32,
     pub mgrs: u32,
 }
@@ -113,8 +125,17 @@ fn colocated_shards(osds: u32) -> u32 {
     (cores / osds.max(1)).max(1)
 }
 
-/// Writes (or updates) DIR/kalmar.conf; returns the mon address.
-fn write_conf(args: &VstartArgs, conf: &Path, mgrs: u32) -> anyhow::Result<SocketAddr> {
+/// Mon names in rank order.
+pub fn mon_name(rank: usize) -> String {
+    const NAMES: &[u8] = b"abcdefghijklmnopqrstuvwxyz";
+    match NAMES.get(rank) {
+        Some(c) => (*c as char).to_string(),
+        None => format!("m{rank}"),
+    }
+}
+
+/// Writes (or updates) DIR/kalmar.conf; returns the mons' addresses.
+fn write_conf(args: &VstartArgs, conf: &Path, mgrs: u32) -> anyhow::Result<Vec<SocketAddr>> {
     let mut t: toml::Table = match std::fs::read_to_string(conf) {
         Ok(s) => s
             .parse()
@@ -124,10 +145,22 @@ fn write_conf(args: &VstartArgs, conf: &Path, mgrs: u32) -> anyhow::Result<Socke
     let dir = &args.dir;
     let g = section(&mut t, "global");
     if !g.contains_key("mon_host") {
-        g.insert(
-            "mon_host".into(),
-            format!("127.0.0.1:{}", free_port()?).into(),
-        );
+        let n = args.mons.clamp(1, 26) as usize;
+        if n == 1 {
+            g.insert(
+                "mon_host".into(),
+                format!("127.0.0.1:{}", free_port()?).into(),
+            );
+        } else {
+            let mut hosts = Vec::new();
+            for _ in 0..n {
+                hosts.push(toml::Value::String(format!("127.0.0.1:{}", free_port()?)));
+            }
+            g.insert("mon_host".into(), toml::Value::Array(hosts));
+            let names: Vec<String> = (0..n).map(mon_name).collect();
+            g.insert("mon_initial_members".into(), names.join(",").into());
+            g.insert("fsid".into(), uuid::Uuid::new_v4().to_string().into());
+        }
         // One machine: replicas go to different OSDs, not hosts.
         g.insert("osd_crush_chooseleaf_type".into(), 0.into());
         g.insert(
@@ -151,13 +184,22 @@ fn write_conf(args: &VstartArgs, conf: &Path, mgrs: u32) -> anyhow::Result<Socke
             .ok_or_else(|| anyhow!("--set {kv}: expected KEY=VALUE"))?;
         g.insert(k.trim().to_string(), toml_value(v));
     }
-    let mon_host = g
-        .get("mon_host")
-        .and_then(|v| v.as_str())
-        .ok_or_else(|| anyhow!("{}: [global] mon_host is not a string", conf.display()))?
-        .to_string();
+    let mon_host: Vec<String> = match g.get("mon_host") {
+        Some(toml::Value::String(s)) => vec![s.clone()],
+        Some(toml::Value::Array(a)) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(String::from))
+            .collect(),
+        _ => bail!(
+            "{}: [global] mon_host is not a string or a list",
+            conf.display()
+        ),
+    };
     let asok = |name: &str| dir.join(format!("{name}.asok")).display().to_string();
-    section(&mut t, "mon.a").insert("admin_socket".into(), asok("mon.a").into());
+    for i in 0..mon_host.len() {
+        let name = format!("mon.{}", mon_name(i));
+        section(&mut t, &name).insert("admin_socket".into(), asok(&name).into());
+    }
     for m in MGR_NAMES.iter().take(mgrs as usize) {
         let name = format!("mgr.{m}");
         section(&mut t, &name).insert("admin_socket".into(), asok(&name).into());
@@ -169,9 +211,7 @@ fn write_conf(args: &VstartArgs, conf: &Path, mgrs: u32) -> anyhow::Result<Socke
     }
     std::fs::write(conf, toml::to_string(&t)?)
         .with_context(|| format!("writing {}", conf.display()))?;
-    mon_host
-        .parse()
-        .with_context(|| format!("mon_host '{mon_host}' is not IP:PORT"))
+    kalmar_common::config::parse_mon_list(&mon_host.join(",")).map_err(anyhow::Error::msg)
 }
 
 /// OSDs already made in `dir` (highest id + 1).
@@ -189,13 +229,13 @@ fn need_bin(name: &str) -> anyhow::Result<PathBuf> {
     })
 }
 
-async fn mon_command(mon: SocketAddr, cmd: Value, timeout: Duration) -> anyhow::Result<Value> {
+async fn mon_command(mons: &[SocketAddr], cmd: Value, timeout: Duration) -> anyhow::Result<Value> {
     let me = EntityName::new(EntityType::Client, format!("vstart{}", std::process::id()));
     let cfg = MsgrConfig {
         connect_timeout: timeout.min(Duration::from_secs(2)),
         ..MsgrConfig::default()
     };
-    let (c, _ev) = MonClient::connect(mon, me, uuid::Uuid::nil(), cfg).await?;
+    let (c, _ev) = MonClient::connect_any(mons, me, uuid::Uuid::nil(), cfg).await?;
     let r = c.command(&cmd, timeout).await;
     c.close().await;
     let r = r?;
@@ -205,11 +245,11 @@ async fn mon_command(mon: SocketAddr, cmd: Value, timeout: Duration) -> anyhow::
     Ok(serde_json::from_slice(&r.outbuf.0).unwrap_or(Value::Null))
 }
 
-async fn wait_mon(mon: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
+async fn wait_mon(mons: &[SocketAddr], timeout: Duration) -> anyhow::Result<()> {
     let start = Instant::now();
     loop {
         let r = mon_command(
-            mon,
+            mons,
             json!({"prefix": "status", "format": "json"}),
             Duration::from_secs(2),
         )
@@ -217,7 +257,7 @@ async fn wait_mon(mon: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
         match r {
             Ok(_) => return Ok(()),
             Err(e) if start.elapsed() > timeout => bail!(
-                "the mon at {mon} did not answer within {} s: {e}",
+                "the mons at {mons:?} did not answer within {} s: {e}",
                 timeout.as_secs()
             ),
             Err(_) => tokio::time::sleep(POLL).await,
@@ -227,9 +267,9 @@ async fn wait_mon(mon: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
 
 /// Each OSD's `(up, up_from)` in the mon's current map; empty when the mon
 /// does not answer.
-async fn osd_up_from(mon: SocketAddr) -> std::collections::BTreeMap<u32, (bool, u64)> {
+async fn osd_up_from(mons: &[SocketAddr]) -> std::collections::BTreeMap<u32, (bool, u64)> {
     let Ok(d) = mon_command(
-        mon,
+        mons,
         json!({"prefix": "osd dump", "format": "json"}),
         Duration::from_secs(5),
     )
@@ -255,13 +295,13 @@ async fn osd_up_from(mon: SocketAddr) -> std::collections::BTreeMap<u32, (bool, 
 /// had before vstart (re)started it: a restarted OSD whose old instance the
 /// mon still shows as up is not the new instance yet.
 async fn wait_osds_up(
-    mon: SocketAddr,
+    mons: &[SocketAddr],
     want: &[(u32, u64)],
     timeout: Duration,
 ) -> anyhow::Result<()> {
     let start = Instant::now();
     loop {
-        let now = osd_up_from(mon).await;
+        let now = osd_up_from(mons).await;
         let missing: Vec<u32> = want
             .iter()
             .filter(|(id, prev)| !matches!(now.get(id), Some(&(true, from)) if from > *prev))
@@ -281,11 +321,11 @@ async fn wait_osds_up(
     }
 }
 
-async fn wait_mgr_available(mon: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
+async fn wait_mgr_available(mons: &[SocketAddr], timeout: Duration) -> anyhow::Result<()> {
     let start = Instant::now();
     loop {
         let stat = mon_command(
-            mon,
+            mons,
             json!({"prefix": "mgr stat", "format": "json"}),
             Duration::from_secs(5),
         )
@@ -355,45 +395,63 @@ pub async fn vstart(args: &VstartArgs) -> anyhow::Result<Cluster> {
     let mgr_bin = find_bin("kalmar-mgr");
     let mgrs = if mgr_bin.is_some() { args.mgrs } else { 0 };
     let conf = dir.join("kalmar.conf");
-    let mon = write_conf(&args, &conf, mgrs)?;
+    let mons = write_conf(&args, &conf, mgrs)?;
+    let mon_list = mons
+        .iter()
+        .map(|m| m.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
     let confs = s(&conf);
 
     let mon_bin = need_bin("kalmar-mon")?;
-    let mon_data = dir.join("mon.a");
-    if !mon_data.exists() {
-        let out = run_bounded(
-            &mon_bin,
-            &[
-                "mkfs".into(),
+    for (rank, addr) in mons.iter().enumerate() {
+        let name = mon_name(rank);
+        let full = format!("mon.{name}");
+        let mon_data = dir.join(&full);
+        if !mon_data.exists() {
+            let out = run_bounded(
+                &mon_bin,
+                &[
+                    "mkfs".into(),
+                    "--name".into(),
+                    name.clone(),
+                    "--data".into(),
+                    s(&mon_data),
+                    "--conf".into(),
+                    confs.clone(),
+                ],
+                timeout,
+            )?;
+            if !out.status.success() {
+                bail!(
+                    "kalmar-mon mkfs of {full} failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+        if !running(&dir, &full, "kalmar-mon") {
+            let a = vec![
+                "run".into(),
+                "--name".into(),
+                name.clone(),
                 "--data".into(),
                 s(&mon_data),
                 "--conf".into(),
                 confs.clone(),
-            ],
-            timeout,
-        )?;
-        if !out.status.success() {
-            bail!(
-                "kalmar-mon mkfs failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+                "--bind".into(),
+                addr.to_string(),
+                "--log-file".into(),
+                s(dir.join(format!("{full}.log"))),
+            ];
+            spawn_daemon(
+                &mon_bin,
+                &a,
+                &dir.join(format!("{full}.log")),
+                &dir.join(format!("{full}.pid")),
+            )?;
         }
     }
-    if !running(&dir, "mon.a", "kalmar-mon") {
-        let a = vec![
-            "run".into(),
-            "--data".into(),
-            s(&mon_data),
-            "--conf".into(),
-            confs.clone(),
-            "--bind".into(),
-            mon.to_string(),
-            "--log-file".into(),
-            s(dir.join("mon.a.log")),
-        ];
-        spawn_daemon(&mon_bin, &a, &dir.join("mon.a.log"), &dir.join("mon.a.pid"))?;
-    }
-    wait_mon(mon, timeout).await?;
+    wait_mon(&mons, timeout).await?;
 
     match (&mgr_bin, args.mgrs) {
         (Some(bin), _) => {
@@ -405,7 +463,7 @@ pub async fn vstart(args: &VstartArgs) -> anyhow::Result<Cluster> {
                         "--name".into(),
                         m.to_string(),
                         "--mon".into(),
-                        mon.to_string(),
+                        mon_list.clone(),
                         "--conf".into(),
                         confs.clone(),
                         "--log-file".into(),
@@ -427,7 +485,7 @@ pub async fn vstart(args: &VstartArgs) -> anyhow::Result<Cluster> {
     let osd_bin = need_bin("kalmar-osd")?;
     let total = args.osds.max(existing_osds(&dir));
     // up_from before anything restarts, so the wait below sees new instances.
-    let before = osd_up_from(mon).await;
+    let before = osd_up_from(&mons).await;
     let mut want = Vec::new();
     for i in 0..total {
         let name = format!("osd.{i}");
@@ -451,7 +509,7 @@ pub async fn vstart(args: &VstartArgs) -> anyhow::Result<Cluster> {
                 "--device".into(),
                 s(&dev),
                 "--mon".into(),
-                mon.to_string(),
+                mon_list.clone(),
                 "--conf".into(),
                 confs.clone(),
                 "--force".into(),
@@ -473,7 +531,7 @@ pub async fn vstart(args: &VstartArgs) -> anyhow::Result<Cluster> {
                 "--device".into(),
                 s(&dev),
                 "--mon".into(),
-                mon.to_string(),
+                mon_list.clone(),
                 "--conf".into(),
                 confs.clone(),
                 "--admin-socket".into(),
@@ -493,15 +551,16 @@ pub async fn vstart(args: &VstartArgs) -> anyhow::Result<Cluster> {
             want.push((i, 0));
         }
     }
-    wait_osds_up(mon, &want, timeout).await?;
+    wait_osds_up(&mons, &want, timeout).await?;
     if mgrs > 0 {
-        wait_mgr_available(mon, timeout).await?;
+        wait_mgr_available(&mons, timeout).await?;
     }
     start_exporter(&dir, &conf)?;
     Ok(Cluster {
         dir,
         conf,
-        mon,
+        mon: mons[0],
+        mons,
         osds: total,
         mgrs,
     })
@@ -565,6 +624,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let conf = dir.path().join("kalmar.conf");
         let mut args = VstartArgs {
+            mons: 1,
             osds: 2,
             mgrs: 0,
             dir: dir.path().to_path_buf(),
@@ -591,7 +651,7 @@ mod tests {
             .is_some_and(|p| p.ends_with("osd.1.asok")));
         assert_eq!(
             c.get::<String>("mon.a", "mon_host").expect("ok"),
-            Some(mon.to_string())
+            Some(mon[0].to_string())
         );
         assert_eq!(
             c.get::<i64>("osd.1", "osd_op_num_shards").expect("ok"),
@@ -613,6 +673,30 @@ mod tests {
         );
         assert!(args.set.is_empty());
         assert!(matches!(toml_value("x=y"), toml::Value::String(_)));
+        // Three mons: a list, the members, one fsid, a socket each.
+        let dir3 = tempfile::tempdir().expect("tempdir");
+        let conf3 = dir3.path().join("kalmar.conf");
+        let args3 = VstartArgs {
+            mons: 3,
+            dir: dir3.path().to_path_buf(),
+            ..args.clone()
+        };
+        let mons = write_conf(&args3, &conf3, 0).expect("conf");
+        assert_eq!(mons.len(), 3);
+        let c = kalmar_common::config::Conf::load(&conf3).expect("loads");
+        assert_eq!(
+            kalmar_common::config::mon_hosts(&c, "osd.0").expect("ok"),
+            mons
+        );
+        assert_eq!(
+            c.get::<String>("mon.b", "mon_initial_members").expect("ok"),
+            Some("a,b,c".into())
+        );
+        assert!(c.get::<String>("mon", "fsid").expect("ok").is_some());
+        assert!(c
+            .get::<String>("mon.c", "admin_socket")
+            .expect("ok")
+            .is_some_and(|p| p.ends_with("mon.c.asok")));
     }
 
     #[test]

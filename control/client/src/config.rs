@@ -9,6 +9,8 @@ use kalmar_msgr::MsgrConfig;
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     pub mon: SocketAddr,
+    /// More mons to hunt among (a `mon_host` list).
+    pub other_mons: Vec<SocketAddr>,
     /// An op not answered within this time fails with ETIMEDOUT
     /// (`rados_osd_op_timeout`).
     pub op_timeout: Duration,
@@ -35,6 +37,7 @@ impl ClientConfig {
     pub fn new(mon: SocketAddr) -> Self {
         ClientConfig {
             mon,
+            other_mons: Vec::new(),
             op_timeout: Duration::from_secs(30),
             mon_timeout: Duration::from_secs(30),
             max_inflight_ops: 1024,

@@ -39,13 +39,12 @@ impl Rados {
         let client_id = rand::random::<u64>() >> 1;
         let nonce = u64::from(std::process::id()) << 32 | u64::from(rand::random::<u32>());
         let me = EntityName::new(EntityType::Client, client_id.to_string());
-        let (mon, mon_events) = MonClient::connect(
-            config.mon,
-            me.clone(),
-            uuid::Uuid::nil(),
-            config.msgr.clone(),
-        )
-        .await?;
+        let mons: Vec<std::net::SocketAddr> = std::iter::once(config.mon)
+            .chain(config.other_mons.iter().copied())
+            .collect();
+        let (mon, mon_events) =
+            MonClient::connect_any(&mons, me.clone(), uuid::Uuid::nil(), config.msgr.clone())
+                .await?;
         mon.subscribe("osdmap", 0, false).await?;
         let mon = Arc::new(mon);
         let (events, osd_events) = event_channel(&config.msgr);

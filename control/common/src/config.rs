@@ -4,6 +4,7 @@
 //! the daemon type's, then `[global]`. Command-line flags override all of
 //! it; that is each binary's business.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
@@ -138,9 +139,72 @@ impl Conf {
     }
 }
 
+/// Parses a list of mon addresses: `IP:PORT[,IP:PORT...]` (spaces and
+/// Ceph's `[v2:IP:PORT/0]` decorations are accepted).
+pub fn parse_mon_list(s: &str) -> Result<Vec<SocketAddr>, String> {
+    let mut out = Vec::new();
+    for part in s.split([',', ' ']).map(str::trim).filter(|p| !p.is_empty()) {
+        let bare = part
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .trim_start_matches("v2:")
+            .trim_start_matches("v1:");
+        let bare = bare.split('/').next().unwrap_or(bare);
+        let addr: SocketAddr = bare
+            .parse()
+            .map_err(|_| format!("mon address '{part}' is not IP:PORT"))?;
+        if !out.contains(&addr) {
+            out.push(addr);
+        }
+    }
+    if out.is_empty() {
+        return Err(format!("no mon address in '{s}'"));
+    }
+    Ok(out)
+}
+
+/// The conf's `mon_host` for `entity`: a string (`"IP:PORT"` or
+/// `"IP:PORT,IP:PORT"`) or a list of strings. Empty when unset.
+pub fn mon_hosts(conf: &Conf, entity: &str) -> Result<Vec<SocketAddr>, ConfError> {
+    let bad = |detail: String| ConfError::Type {
+        section: entity.to_string(),
+        key: "mon_host".into(),
+        detail,
+    };
+    match conf.get::<toml::Value>(entity, "mon_host")? {
+        None => Ok(Vec::new()),
+        Some(toml::Value::String(s)) => parse_mon_list(&s).map_err(bad),
+        Some(toml::Value::Array(a)) => {
+            let mut parts = Vec::new();
+            for v in a {
+                match v {
+                    toml::Value::String(s) => parts.push(s),
+                    other => return Err(bad(format!("expected strings, got {other}"))),
+                }
+            }
+            parse_mon_list(&parts.join(",")).map_err(bad)
+        }
+        Some(other) => Err(bad(format!("expected a string or a list, got {other}"))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mon_host_lists() {
+        let c =
+            Conf::parse("[global]\nmon_host = [\"127.0.0.1:1\", \"127.0.0.1:2\"]\n").expect("toml");
+        assert_eq!(mon_hosts(&c, "osd.1").expect("ok").len(), 2);
+        let c = Conf::parse("[global]\nmon_host = \"127.0.0.1:1, [v2:127.0.0.1:2/0]\"\n")
+            .expect("toml");
+        let h = mon_hosts(&c, "client").expect("ok");
+        assert_eq!(h[1], "127.0.0.1:2".parse::<SocketAddr>().expect("addr"));
+        assert!(mon_hosts(&Conf::parse("[global]\nmon_host = 3\n").expect("toml"), "x").is_err());
+        assert!(mon_hosts(&Conf::empty(), "x").expect("ok").is_empty());
+        assert!(parse_mon_list("nowhere").is_err());
+    }
 
     #[test]
     fn lookup_order() {

@@ -48,6 +48,8 @@ pub struct MgrConfig {
     /// The `x` of `mgr.x`.
     pub name: String,
     pub mon: SocketAddr,
+    /// More mons to hunt among (`--mon` lists).
+    pub other_mons: Vec<SocketAddr>,
     /// Where daemons and the CLI reach this mgr (port 0: any).
     pub bind: SocketAddr,
     pub admin_socket: PathBuf,
@@ -196,7 +198,10 @@ pub async fn run(
     tokio::spawn(crate::server::serve(shared.clone(), server_rx));
 
     let me = EntityName::new(EntityType::Mgr, cfg.name.clone());
-    let (mon, mut events) = MonClient::start(cfg.mon, me, uuid::Uuid::nil(), cfg.msgr.clone());
+    let mons: Vec<SocketAddr> = std::iter::once(cfg.mon)
+        .chain(cfg.other_mons.iter().copied())
+        .collect();
+    let (mon, mut events) = MonClient::start_any(&mons, me, uuid::Uuid::nil(), cfg.msgr.clone());
     let mon = Arc::new(mon);
     let env_path = std::env::var(MODULE_PATH_ENV).ok();
     let module_dirs = module_search_path(

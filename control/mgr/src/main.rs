@@ -28,9 +28,10 @@ enum Cmd {
         /// The mgr's id (the `x` of `mgr.x`).
         #[arg(long)]
         name: String,
-        /// The mon's address IP:PORT (default: the conf's mon_host).
+        /// The mons' addresses IP:PORT[,IP:PORT...] (default: the conf's
+        /// mon_host).
         #[arg(long)]
-        mon: Option<SocketAddr>,
+        mon: Option<String>,
         /// Extra plugin folders (repeatable), searched first.
         #[arg(long = "modules-dir")]
         modules_dir: Vec<PathBuf>,
@@ -82,16 +83,16 @@ fn main() -> anyhow::Result<()> {
         None => conf.get::<String>(&entity, "log_file")?.map(PathBuf::from),
     };
     kalmar_common::logging::init(&level, log_file.as_deref()).context("opening the log file")?;
-    let mon = match mon {
-        Some(m) => m,
-        None => {
-            let h = conf
-                .get::<String>(&entity, "mon_host")?
-                .context("no mon address: pass --mon IP:PORT or set mon_host in the conf")?;
-            h.parse()
-                .with_context(|| format!("mon_host '{h}' is not IP:PORT"))?
-        }
+    let mons = match mon {
+        Some(m) => kalmar_common::config::parse_mon_list(&m).map_err(anyhow::Error::msg)?,
+        None => kalmar_common::config::mon_hosts(&conf, &entity)?,
     };
+    let Some((&mon, other_mons)) = mons.split_first() else {
+        anyhow::bail!(
+            "no mon address: pass --mon IP:PORT[,IP:PORT...] or set mon_host in the conf"
+        );
+    };
+    let other_mons = other_mons.to_vec();
     let admin_socket = match admin_socket {
         Some(p) => p,
         None => match conf.get::<String>(&entity, "admin_socket")? {
@@ -114,6 +115,7 @@ fn main() -> anyhow::Result<()> {
         crash_dir,
         name,
         mon,
+        other_mons,
         bind,
         admin_socket,
         data_dir,

@@ -196,6 +196,9 @@ pub const PREFIXES: &[&str] = &[
     "mgr module enable",
     "mgr module disable",
     "mgr module ls",
+    "quorum_status",
+    "mon stat",
+    "mon dump",
 ];
 
 /// Runs one command against the mon's state.
@@ -385,6 +388,16 @@ fn run(st: &mut MonState, cmd: &Value, now: Instant, now_us: u64) -> Result<CmdR
             CmdReply::status(st.mgr.cmd_module_disable(req_str(cmd, "module")?)?)
         }
         "mgr module ls" => CmdReply::data(fmt.json_always(&st.mgr.module_ls_json())),
+        "quorum_status" => CmdReply::data(fmt.json_always(&st.quorum.quorum_status_json())),
+        "mon stat" => {
+            CmdReply::data(fmt.render(&st.quorum.mon_stat_json(), || st.quorum.mon_stat_plain()))
+        }
+        "mon dump" => {
+            let mut r =
+                CmdReply::data(fmt.render(&st.quorum.monmap_json(), || st.quorum.mon_dump_plain()));
+            r.outs = format!("dumped monmap epoch {}", st.quorum.monmap_epoch);
+            r
+        }
         other => {
             return Err(CmdError::new(
                 EINVAL,

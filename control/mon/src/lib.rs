@@ -8,6 +8,8 @@
 //! - [`mgrstat`]: health checks the active mgr reports.
 //! - [`health`], [`health_stats`], [`status`]: health checks (from the
 //!   maps and from the OSDs' reports) and `status` output.
+//! - [`raft`], [`monmap`]: the mons' consensus (openraft, log and state
+//!   machine in the mon's RocksDB) and who is in quorum.
 //! - [`commands`]: Ceph-style JSON commands.
 //! - [`server`]: the daemon loop (messenger events, ticks, commits,
 //!   subscriptions, admin socket).
@@ -19,6 +21,7 @@ pub mod health;
 pub mod health_stats;
 pub mod mgrmon;
 pub mod mgrstat;
+pub mod monmap;
 pub mod options;
 pub mod osdmon;
 pub mod perf;
@@ -26,6 +29,7 @@ pub mod persist;
 pub mod pgmap;
 pub mod pools;
 pub mod quota;
+pub mod raft;
 pub mod server;
 pub mod state;
 pub mod status;

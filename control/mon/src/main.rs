@@ -6,6 +6,9 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use kalmar_common::config::Conf;
+use std::collections::BTreeMap;
+
+use kalmar_mon::monmap::{self, MonIdentity};
 use kalmar_mon::{persist, MonConfig, MonOptions};
 use kalmar_msgr::MsgrConfig;
 
@@ -45,15 +48,22 @@ enum Cmd {
     Mkfs {
         #[command(flatten)]
         common: Common,
-        /// Cluster fsid (default: a new random one).
+        /// Cluster fsid (default: a new random one). Every mon of a
+        /// cluster of several needs the same one.
         #[arg(long)]
         fsid: Option<uuid::Uuid>,
+        /// The cluster's first mons, `a=IP:PORT,b=IP:PORT,c=IP:PORT`
+        /// (default: the conf's `mon_initial_members` with `mon_host`, else
+        /// this mon alone). Run mkfs on each with the same list and fsid.
+        #[arg(long)]
+        initial_members: Option<String>,
     },
     /// Run the mon.
     Run {
         #[command(flatten)]
         common: Common,
-        /// Address to listen on (default: the conf's mon_host).
+        /// Address to listen on (default: this mon's address in the
+        /// monmap, else the conf's mon_host).
         #[arg(long)]
         bind: Option<SocketAddr>,
         /// Admin socket path (default: DATA/mon.NAME.asok).
@@ -68,6 +78,38 @@ fn load_conf(c: &Common) -> anyhow::Result<(Conf, String)> {
         None => Conf::empty(),
     };
     Ok((conf, format!("mon.{}", c.name)))
+}
+
+/// `mon_initial_members = "a,b,c"` with `mon_host` listing their
+/// addresses in the same order (a string `"IP:PORT,..."` or a list).
+fn initial_members_from_conf(
+    conf: &Conf,
+    entity: &str,
+) -> anyhow::Result<Option<BTreeMap<u64, monmap::MonNode>>> {
+    let Some(names) = conf.get::<String>(entity, "mon_initial_members")? else {
+        return Ok(None);
+    };
+    let hosts = kalmar_common::config::mon_hosts(conf, entity)?;
+    let names: Vec<&str> = names
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .collect();
+    if names.len() != hosts.len() {
+        bail!(
+            "mon_initial_members names {} mons but mon_host lists {} addresses",
+            names.len(),
+            hosts.len()
+        );
+    }
+    let spec: Vec<String> = names
+        .iter()
+        .zip(&hosts)
+        .map(|(n, a)| format!("{n}={a}"))
+        .collect();
+    Ok(Some(
+        monmap::parse_initial_members(&spec.join(",")).map_err(anyhow::Error::msg)?,
+    ))
 }
 
 fn init_logging(c: &Common, conf: &Conf, entity: &str) -> anyhow::Result<()> {
@@ -86,14 +128,67 @@ fn init_logging(c: &Common, conf: &Conf, entity: &str) -> anyhow::Result<()> {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Mkfs { common, fsid } => {
+        Cmd::Mkfs {
+            common,
+            fsid,
+            initial_members,
+        } => {
             let (conf, entity) = load_conf(&common)?;
             init_logging(&common, &conf, &entity)?;
             let opts = MonOptions::from_conf(&conf, &entity)?;
-            let fsid = persist::mkfs(&common.data, fsid, &opts)?;
+            let members = match initial_members {
+                Some(s) => Some(monmap::parse_initial_members(&s).map_err(anyhow::Error::msg)?),
+                None => initial_members_from_conf(&conf, &entity)?,
+            };
+            let (me, members) = match members {
+                Some(m) => {
+                    let id = m
+                        .iter()
+                        .find(|(_, n)| n.name == common.name)
+                        .map(|(id, _)| *id)
+                        .with_context(|| {
+                            format!("mon.{} is not one of the initial members", common.name)
+                        })?;
+                    (
+                        MonIdentity {
+                            id,
+                            name: common.name.clone(),
+                        },
+                        m,
+                    )
+                }
+                None => (
+                    MonIdentity {
+                        id: 0,
+                        name: common.name.clone(),
+                    },
+                    BTreeMap::from([(
+                        0,
+                        monmap::MonNode {
+                            name: common.name.clone(),
+                            addr: String::new(),
+                        },
+                    )]),
+                ),
+            };
+            let fsid = match (fsid, conf.get::<String>(&entity, "fsid")?) {
+                (Some(f), _) => Some(f),
+                (None, Some(s)) => Some(
+                    s.parse()
+                        .with_context(|| format!("fsid '{s}' in the conf"))?,
+                ),
+                (None, None) => None,
+            };
+            if members.len() > 1 && fsid.is_none() {
+                bail!("a cluster of several mons needs one fsid: pass the same --fsid UUID to each mon's mkfs");
+            }
+            let fsid = persist::mkfs(&common.data, fsid, &opts, &me, &members)?;
             println!(
-                "created mon store at {} for cluster {fsid}",
-                common.data.display()
+                "created mon store at {} for cluster {fsid} (mon.{}, rank {} of {})",
+                common.data.display(),
+                me.name,
+                me.id,
+                members.len()
             );
             Ok(())
         }
@@ -105,11 +200,15 @@ fn main() -> anyhow::Result<()> {
             let (conf, entity) = load_conf(&common)?;
             init_logging(&common, &conf, &entity)?;
             let opts = MonOptions::from_conf(&conf, &entity)?;
+            // Else the monmap's address; a single mon's `mon_host` string.
             let bind = match bind {
-                Some(b) => b,
-                None => match conf.get::<String>(&entity, "mon_host")? {
-                    Some(h) => h.parse().with_context(|| format!("mon_host '{h}' is not IP:PORT"))?,
-                    None => bail!("no address to listen on: pass --bind 127.0.0.1:PORT or set mon_host in the conf"),
+                Some(b) => Some(b),
+                None => match conf.get::<String>(&entity, "mon_host") {
+                    Ok(Some(h)) if !h.contains(',') => Some(
+                        h.parse()
+                            .with_context(|| format!("mon_host '{h}' is not IP:PORT"))?,
+                    ),
+                    _ => None,
                 },
             };
             let admin_socket = match admin_socket {

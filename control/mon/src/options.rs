@@ -47,6 +47,14 @@ pub struct MonOptions {
     /// The OSDs' `osd_failsafe_full_ratio` (read from the same conf key),
     /// for the OSD_OUT_OF_ORDER_FULL health check.
     pub osd_failsafe_full_ratio: f64,
+    /// With several mons: a follower that hears nothing from the leader
+    /// for this long (randomized up to twice it) starts an election.
+    pub mon_election_timeout: Duration,
+    /// How often the leader mon heartbeats its followers.
+    pub mon_heartbeat_interval: Duration,
+    /// Bound on one map commit (a majority must store it in this time,
+    /// else the change is dropped and its requester told to retry).
+    pub mon_commit_timeout: Duration,
 }
 
 impl Default for MonOptions {
@@ -69,6 +77,9 @@ impl Default for MonOptions {
             osd_crush_chooseleaf_type: 1,
             mon_pool_quota_warn_threshold: 0,
             osd_failsafe_full_ratio: 0.97,
+            mon_election_timeout: Duration::from_millis(1000),
+            mon_heartbeat_interval: Duration::from_millis(200),
+            mon_commit_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -139,6 +150,12 @@ impl MonOptions {
                 Some(v) => v.max(0.0),
                 None => d.osd_failsafe_full_ratio,
             },
+            mon_election_timeout: dur("mon_election_timeout", d.mon_election_timeout)?
+                .max(Duration::from_millis(50)),
+            mon_heartbeat_interval: dur("mon_heartbeat_interval", d.mon_heartbeat_interval)?
+                .max(Duration::from_millis(10)),
+            mon_commit_timeout: dur("mon_commit_timeout", d.mon_commit_timeout)?
+                .max(Duration::from_millis(100)),
         })
     }
 
@@ -172,6 +189,9 @@ impl MonOptions {
             "osd_crush_chooseleaf_type": self.osd_crush_chooseleaf_type.to_string(),
             "mon_pool_quota_warn_threshold": self.mon_pool_quota_warn_threshold.to_string(),
             "osd_failsafe_full_ratio": self.osd_failsafe_full_ratio.to_string(),
+            "mon_election_timeout": s(self.mon_election_timeout),
+            "mon_heartbeat_interval": s(self.mon_heartbeat_interval),
+            "mon_commit_timeout": s(self.mon_commit_timeout),
         })
     }
 }

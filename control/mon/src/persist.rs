@@ -1,6 +1,7 @@
 //! How map epochs are laid out in the mon store: creating a new cluster,
 //! loading it back, one batch per commit, and trimming old epochs.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use kalmar_maps::crush::build::DEFAULT_RULE;
@@ -9,6 +10,7 @@ use kalmar_maps::time::now_us;
 use kalmar_maps::{Epoch, Incremental, MgrMap, OsdMap};
 use uuid::Uuid;
 
+use crate::monmap::{MonIdentity, MonNode, KEY_INITIAL, KEY_SELF};
 use crate::options::MonOptions;
 use crate::store::{epoch_key, Batch, MonStore, StoreError};
 
@@ -24,11 +26,9 @@ pub const MGR_LAST: &str = "mgrmap/last";
 /// Epochs deleted at most per commit, so one batch stays small.
 pub const MAX_TRIM_PER_COMMIT: u32 = 500;
 
-/// Creates the store of a new cluster: OSDMap and MgrMap epoch 1.
-pub fn mkfs(dir: &Path, fsid: Option<Uuid>, opts: &MonOptions) -> Result<Uuid, StoreError> {
-    let store = MonStore::create(dir)?;
-    let fsid = fsid.unwrap_or_else(Uuid::new_v4);
-    let mut map = OsdMap::new(fsid, now_us());
+/// Epoch 1 of a new cluster's OSDMap and MgrMap, stamped `now_us`.
+pub fn initial_maps(fsid: Uuid, opts: &MonOptions, now_us: u64) -> (OsdMap, MgrMap) {
+    let mut map = OsdMap::new(fsid, now_us);
     map.epoch = 1;
     if let Some(root) = map.crush.bucket_by_name("default").map(|b| b.id) {
         map.crush.rules.insert(
@@ -40,16 +40,60 @@ pub fn mkfs(dir: &Path, fsid: Option<Uuid>, opts: &MonOptions) -> Result<Uuid, S
         epoch: 1,
         ..MgrMap::default()
     };
+    (map, mgr)
+}
+
+/// Creates the store of a new cluster. A single mon writes OSDMap and
+/// MgrMap epoch 1 at once; a mon of several gets them from the first
+/// leader through the consensus log (so every mon holds the same bytes).
+pub fn mkfs(
+    dir: &Path,
+    fsid: Option<Uuid>,
+    opts: &MonOptions,
+    me: &MonIdentity,
+    members: &BTreeMap<u64, MonNode>,
+) -> Result<Uuid, StoreError> {
+    let store = MonStore::create(dir)?;
+    let fsid = fsid.unwrap_or_else(Uuid::new_v4);
     let mut b = Batch::default();
     b.put(KEY_FSID, fsid.as_bytes().to_vec());
-    b.put(epoch_key(OSD_FULL, 1), map.encode_sealed());
-    b.put(OSD_FIRST, 1u32.to_le_bytes().to_vec());
-    b.put(OSD_LAST, 1u32.to_le_bytes().to_vec());
-    b.put(epoch_key(MGR_MAP, 1), mgr.encode_sealed());
-    b.put(MGR_FIRST, 1u32.to_le_bytes().to_vec());
-    b.put(MGR_LAST, 1u32.to_le_bytes().to_vec());
+    let json =
+        |v: serde_json::Result<Vec<u8>>| v.map_err(|e| store.corrupt(format!("monmap: {e}")));
+    b.put(KEY_SELF, json(serde_json::to_vec(me))?);
+    b.put(KEY_INITIAL, json(serde_json::to_vec(members))?);
+    if members.len() <= 1 {
+        let (map, mgr) = initial_maps(fsid, opts, now_us());
+        put_osdmap_bytes(&mut b, 1, &map.encode_sealed(), None, 0, 1);
+        put_mgrmap_bytes(&mut b, 1, &mgr.encode_sealed(), 0, 1);
+    }
     store.commit(&b)?;
     Ok(fsid)
+}
+
+/// This mon's identity and the initial members (a store made before
+/// mkfs wrote them is a single mon `a`).
+pub fn load_monmap(store: &MonStore) -> Result<(MonIdentity, BTreeMap<u64, MonNode>), StoreError> {
+    let me = match store.get(KEY_SELF)? {
+        Some(raw) => {
+            serde_json::from_slice(&raw).map_err(|e| store.corrupt(format!("{KEY_SELF}: {e}")))?
+        }
+        None => MonIdentity {
+            id: 0,
+            name: "a".into(),
+        },
+    };
+    let members = match store.get(KEY_INITIAL)? {
+        Some(raw) => serde_json::from_slice(&raw)
+            .map_err(|e| store.corrupt(format!("{KEY_INITIAL}: {e}")))?,
+        None => BTreeMap::from([(
+            me.id,
+            MonNode {
+                name: me.name.clone(),
+                addr: String::new(),
+            },
+        )]),
+    };
+    Ok((me, members))
 }
 
 /// The state a mon starts from.
@@ -72,8 +116,18 @@ pub fn load(store: &MonStore) -> Result<Loaded, StoreError> {
         .get(KEY_FSID)?
         .ok_or_else(|| store.corrupt("no fsid".into()))?;
     let fsid = Uuid::from_slice(&fsid_bytes).map_err(|e| store.corrupt(format!("fsid: {e}")))?;
+    let Some(osd_last) = store.get_u32(OSD_LAST)? else {
+        // A mon of several before the first leader wrote epoch 1: an
+        // empty epoch 0 that nobody is sent.
+        return Ok(Loaded {
+            fsid,
+            osdmap: OsdMap::new(fsid, 0),
+            osd_first: 0,
+            mgrmap: MgrMap::default(),
+            mgr_first: 0,
+        });
+    };
     let osd_first = required_u32(store, OSD_FIRST)?;
-    let osd_last = required_u32(store, OSD_LAST)?;
     let osdmap = load_full(store, osd_last)?;
     if osdmap.fsid != fsid || osdmap.epoch != osd_last {
         return Err(store.corrupt(format!(
@@ -130,10 +184,35 @@ pub fn put_osdmap(
     first: Epoch,
     new_first: Epoch,
 ) -> Epoch {
-    let e = map.epoch;
-    b.put(epoch_key(OSD_FULL, e), map.encode_sealed());
-    b.put(epoch_key(OSD_INC, e), inc.encode_sealed());
-    b.put(OSD_LAST, e.to_le_bytes().to_vec());
+    put_osdmap_bytes(
+        b,
+        map.epoch,
+        &map.encode_sealed(),
+        Some(&inc.encode_sealed()),
+        first,
+        new_first,
+    )
+}
+
+/// [`put_osdmap`] on sealed bytes (what the consensus log carries).
+/// `first` 0 means no epoch is held yet.
+pub fn put_osdmap_bytes(
+    b: &mut Batch,
+    epoch: Epoch,
+    full: &[u8],
+    inc: Option<&[u8]>,
+    first: Epoch,
+    new_first: Epoch,
+) -> Epoch {
+    b.put(epoch_key(OSD_FULL, epoch), full.to_vec());
+    if let Some(inc) = inc {
+        b.put(epoch_key(OSD_INC, epoch), inc.to_vec());
+    }
+    b.put(OSD_LAST, epoch.to_le_bytes().to_vec());
+    if first == 0 {
+        b.put(OSD_FIRST, epoch.to_le_bytes().to_vec());
+        return epoch;
+    }
     if new_first > first {
         for old in first..new_first {
             b.delete(epoch_key(OSD_FULL, old));
@@ -146,9 +225,24 @@ pub fn put_osdmap(
 
 /// Adds one MgrMap epoch and trimming to `b`. Returns the new first epoch.
 pub fn put_mgrmap(b: &mut Batch, map: &MgrMap, first: Epoch, min_epochs: u32) -> Epoch {
-    b.put(epoch_key(MGR_MAP, map.epoch), map.encode_sealed());
-    b.put(MGR_LAST, map.epoch.to_le_bytes().to_vec());
     let new_first = trim_target(first, map.epoch, min_epochs, None);
+    put_mgrmap_bytes(b, map.epoch, &map.encode_sealed(), first, new_first)
+}
+
+/// [`put_mgrmap`] on sealed bytes, with the first epoch to keep given.
+pub fn put_mgrmap_bytes(
+    b: &mut Batch,
+    epoch: Epoch,
+    sealed: &[u8],
+    first: Epoch,
+    new_first: Epoch,
+) -> Epoch {
+    b.put(epoch_key(MGR_MAP, epoch), sealed.to_vec());
+    b.put(MGR_LAST, epoch.to_le_bytes().to_vec());
+    if first == 0 {
+        b.put(MGR_FIRST, epoch.to_le_bytes().to_vec());
+        return epoch;
+    }
     if new_first > first {
         for old in first..new_first {
             b.delete(epoch_key(MGR_MAP, old));
@@ -184,8 +278,16 @@ mod tests {
             osd_crush_chooseleaf_type: 0,
             ..MonOptions::default()
         };
-        let fsid = mkfs(dir.path(), None, &opts).expect("mkfs");
-        assert!(mkfs(dir.path(), None, &opts).is_err(), "mkfs twice");
+        let me = MonIdentity {
+            id: 0,
+            name: "a".into(),
+        };
+        let members = BTreeMap::new();
+        let fsid = mkfs(dir.path(), None, &opts, &me, &members).expect("mkfs");
+        assert!(
+            mkfs(dir.path(), None, &opts, &me, &members).is_err(),
+            "mkfs twice"
+        );
         let store = MonStore::open(dir.path()).expect("open");
         let l = load(&store).expect("load");
         assert_eq!(

@@ -1,7 +1,9 @@
 //! The mon daemon: one task owns the state, takes messenger events and
-//! timer ticks, and commits each batch of changes as one epoch per map in
-//! one synced store write before anyone hears of it (replies to commands
-//! and subscribers wait for the commit).
+//! timer ticks; on the leader each batch of changes becomes one epoch per
+//! map, committed through the consensus log before anyone hears of it
+//! (replies to commands wait for the commit). Every mon applies committed
+//! epochs and serves them to its subscribers; a follower forwards what
+//! only the leader may decide (see [`consensus`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -14,8 +16,7 @@ use kalmar_common::encoding::Blob;
 use kalmar_maps::time::now_us;
 use kalmar_maps::Epoch;
 use kalmar_msgr::{
-    event_channel, EntityName, EntityType, Event, Incoming, Listener, Message, MsgrConfig,
-    SessionHandle,
+    event_channel, EntityName, EntityType, Event, Listener, Message, MsgrConfig, SessionHandle,
 };
 use kalmar_proto::mon::*;
 use kalmar_proto::registry::*;
@@ -27,16 +28,22 @@ use tokio::sync::mpsc;
 use crate::commands::{self, CmdReply};
 use crate::options::MonOptions;
 use crate::perf::*;
-use crate::persist::{self, trim_target};
+use crate::persist;
+use crate::raft::state_machine::Applied;
 use crate::state::MonState;
-use crate::store::{Batch, MonStore, StoreError};
+use crate::store::{MonStore, StoreError};
 
+mod consensus;
 mod subscriptions;
 
 /// Events handled before a commit at most (bounds a commit's latency).
 pub const MAX_EVENTS_PER_COMMIT: usize = 256;
 /// Incrementals kept in memory for subscribers.
 pub const INC_CACHE_EPOCHS: usize = 64;
+/// Bound on waiting, at start, for a single mon to lead itself.
+pub const SINGLE_MON_LEAD_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// errno a request gets when no leader can take it now (retry later).
+pub const EAGAIN: i32 = -11;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MonError {
@@ -54,6 +61,10 @@ pub enum MonError {
     },
     #[error("internal map error: {0}")]
     Map(String),
+    #[error("consensus: {0}")]
+    Raft(String),
+    #[error("{0}")]
+    Config(String),
 }
 
 /// How to run a mon.
@@ -62,7 +73,8 @@ pub struct MonConfig {
     /// The mon's id (`a` for `mon.a`).
     pub name: String,
     pub data_dir: PathBuf,
-    pub bind: SocketAddr,
+    /// Where to listen; by default the address the monmap gives this mon.
+    pub bind: Option<SocketAddr>,
     pub admin_socket: PathBuf,
     pub opts: MonOptions,
     pub msgr: MsgrConfig,
@@ -75,20 +87,70 @@ struct Subscriber {
     mgrmap: Option<SubscribeItem>,
 }
 
+/// Where a reply goes: the session the request came on, or back through
+/// the follower mon that forwarded it.
+#[derive(Clone)]
+pub(crate) enum ReplyTo {
+    Session(SessionHandle),
+    Routed { via: SessionHandle, session: u64 },
+}
+
+impl ReplyTo {
+    async fn send(&self, msg: Message) -> Result<(), String> {
+        match self {
+            ReplyTo::Session(h) => h.send(msg).await.map(|_| ()).map_err(|e| e.to_string()),
+            ReplyTo::Routed { via, session } => {
+                let r = MonRoute {
+                    session: *session,
+                    msg_type: msg.msg_type,
+                    payload: Blob(msg.contiguous().to_vec()),
+                };
+                via.send(r.to_message())
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// Drops a peer that sent a malformed message (not the follower that
+    /// forwarded it: it only passed it on).
+    fn close(&self, reason: &str) {
+        if let ReplyTo::Session(h) = self {
+            h.close(reason);
+        }
+    }
+}
+
+/// Who sent a message, and where its reply goes.
+pub(crate) struct Origin {
+    entity: EntityName,
+    reply: ReplyTo,
+}
+
+/// A reply held until the pending epoch commits; `on_failure` goes out
+/// instead when it does not.
+struct Deferred {
+    to: ReplyTo,
+    msg: Message,
+    on_failure: Option<Message>,
+}
+
 struct Server {
     st: MonState,
-    store: MonStore,
+    store: Arc<MonStore>,
     osd_first: Epoch,
     mgr_first: Epoch,
     subs: HashMap<u64, Subscriber>,
     /// Replies that wait for the pending epoch to be committed.
-    deferred: Vec<(SessionHandle, Message)>,
+    deferred: Vec<Deferred>,
     incs: BTreeMap<Epoch, Blob>,
     perf: MonPerf,
     /// What the admin socket shows (it runs on its own thread).
     admin_status: Arc<Mutex<Value>>,
     /// Reports the mon's perf counters to the active mgr.
     mgr_client: kalmar_mgr_client::MgrClient,
+    cons: consensus::Consensus,
 }
 
 fn wall_us() -> u64 {
@@ -117,32 +179,66 @@ impl RunningMon {
     }
 }
 
-/// Opens the store, binds the port and the admin socket, and starts serving.
+/// Opens the store, joins the consensus, binds the port and the admin
+/// socket, and starts serving.
 pub async fn start(cfg: MonConfig) -> Result<RunningMon, MonError> {
-    let store = MonStore::open(&cfg.data_dir)?;
+    let store = Arc::new(MonStore::open(&cfg.data_dir)?);
+    let (ident, members) = persist::load_monmap(&store)?;
+    if ident.name != cfg.name {
+        return Err(MonError::Config(format!(
+            "the store at {} belongs to mon.{}, not mon.{} (pass --name {})",
+            cfg.data_dir.display(),
+            ident.name,
+            cfg.name,
+            ident.name
+        )));
+    }
     let loaded = persist::load(&store)?;
+    let bind = match cfg.bind {
+        Some(b) => b,
+        None => members
+            .get(&ident.id)
+            .and_then(|m| m.addr.parse().ok())
+            .ok_or_else(|| {
+                MonError::Config(format!(
+                    "mon.{} has no address in its monmap: pass --bind IP:PORT",
+                    cfg.name
+                ))
+            })?,
+    };
     let opts = Arc::new(cfg.opts.clone());
-    let now = Instant::now();
-    let st = MonState::new(&cfg.name, opts, loaded.osdmap, loaded.mgrmap, now, now_us());
-    let (tx, rx) = event_channel(&cfg.msgr);
     let me = EntityName::new(EntityType::Mon, cfg.name.clone());
-    let listener = Listener::bind(cfg.bind, me, loaded.fsid, cfg.msgr.clone(), tx)
+    let cons_start = consensus::Consensus::start(consensus::ConsensusConfig {
+        store: store.clone(),
+        me: me.clone(),
+        id: ident.id,
+        members: members.clone(),
+        fsid: loaded.fsid,
+        bind,
+        msgr: cfg.msgr.clone(),
+        opts: &opts,
+    })
+    .await?;
+    let now = Instant::now();
+    let mut st = MonState::new(&cfg.name, opts, loaded.osdmap, loaded.mgrmap, now, now_us());
+    st.quorum = cons_start.cons.quorum_view(&loaded.fsid.to_string());
+    let (ltx, lrx) = event_channel(&cfg.msgr);
+    let listener = Listener::bind(bind, me, loaded.fsid, cfg.msgr.clone(), ltx)
         .await
-        .map_err(|source| MonError::Bind {
-            addr: cfg.bind,
-            source,
-        })?;
+        .map_err(|source| MonError::Bind { addr: bind, source })?;
     let addr = listener.local_addr();
+    let (tx, rx) = event_channel(&cfg.msgr);
+    tokio::spawn(consensus::demux(lrx, cons_start.cons.raft.clone(), tx));
     let perf = MonPerf::new();
     let admin_status = Arc::new(Mutex::new(Value::Null));
-    let admin = start_admin_socket(&cfg, &perf, admin_status.clone())?;
+    let admin = start_admin_socket(&cfg, bind, &perf, admin_status.clone())?;
     let mut mgrc =
         kalmar_mgr_client::MgrClientConfig::new(EntityName::new(EntityType::Mon, cfg.name.clone()));
     // Ceph's mon metadata keys that stock mgr modules read (telegraf and
     // influx tag every daemon's counters with its `hostname`).
     for (k, v) in [
-        ("addr", cfg.bind.to_string()),
-        ("addrs", format!("[v2:{}/0]", cfg.bind)),
+        ("addr", bind.to_string()),
+        ("addrs", format!("[v2:{bind}/0]")),
         ("hostname", kalmar_common::hostname()),
         (
             "ceph_version",
@@ -164,17 +260,25 @@ pub async fn start(cfg: MonConfig) -> Result<RunningMon, MonError> {
         perf,
         admin_status,
         mgr_client,
+        cons: cons_start.cons,
     };
     server.refresh_views();
     tracing::info!(
         %addr,
         fsid = %loaded.fsid,
+        rank = ident.id,
+        mons = members.len(),
         osdmap_epoch = server.st.osd.map().epoch,
         mgrmap_epoch = server.st.mgr.map().epoch,
         "mon.{} serving",
         cfg.name
     );
-    let task = tokio::spawn(server.run(rx));
+    if members.len() == 1 {
+        // A single mon leads itself at once: wait for that, so a client
+        // that connects right after start finds a leader.
+        server.cons.wait_leader(SINGLE_MON_LEAD_WAIT).await;
+    }
+    let task = tokio::spawn(server.run(rx, cons_start.applied, cons_start.routed));
     Ok(RunningMon {
         addr,
         fsid: loaded.fsid,
@@ -186,6 +290,7 @@ pub async fn start(cfg: MonConfig) -> Result<RunningMon, MonError> {
 
 fn start_admin_socket(
     cfg: &MonConfig,
+    bind: SocketAddr,
     perf: &MonPerf,
     status: Arc<Mutex<Value>>,
 ) -> Result<AdminSocket, MonError> {
@@ -193,14 +298,14 @@ fn start_admin_socket(
     cmds.register_perf(perf.collection.clone());
     cmds.register(
         "status",
-        "mon status: name, fsid, map epochs, sessions",
+        "mon status: name, fsid, map epochs, sessions, quorum",
         move |_| Ok(status.lock().clone()),
     );
     let opts = cfg.opts.to_json();
     let extra = json!({
         "name": format!("mon.{}", cfg.name),
         "mon_data": cfg.data_dir.display().to_string(),
-        "public_addr": cfg.bind.to_string(),
+        "public_addr": bind.to_string(),
         "admin_socket": cfg.admin_socket.display().to_string(),
     });
     cmds.register("config show", "the mon's settings", move |_| {
@@ -217,9 +322,17 @@ fn start_admin_socket(
 }
 
 impl Server {
-    async fn run(mut self, mut rx: mpsc::Receiver<Event>) -> Result<(), MonError> {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Event>,
+        mut applied: mpsc::UnboundedReceiver<Applied>,
+        mut routed: mpsc::UnboundedReceiver<MonRoute>,
+    ) -> Result<(), MonError> {
         let mut tick = tokio::time::interval(self.st.opts.mon_tick_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut metrics = self.cons.raft.metrics();
+        let first = metrics.borrow_and_update().clone();
+        self.on_metrics(&first).await;
         loop {
             tokio::select! {
                 ev = rx.recv() => {
@@ -234,15 +347,37 @@ impl Server {
                         n += 1;
                     }
                 }
+                a = applied.recv() => {
+                    let Some(a) = a else { return Err(MonError::Raft("the state machine stopped".into())) };
+                    self.on_applied(a).await?;
+                }
+                r = routed.recv() => {
+                    if let Some(r) = r {
+                        self.on_routed(r).await;
+                    }
+                }
+                c = metrics.changed() => {
+                    if c.is_err() {
+                        return Err(MonError::Raft("the consensus stopped".into()));
+                    }
+                    let m = metrics.borrow_and_update().clone();
+                    if let Err(e) = &m.running_state {
+                        return Err(MonError::Raft(format!("fatal consensus error: {e}")));
+                    }
+                    self.on_metrics(&m).await;
+                }
                 _ = tick.tick() => {
-                    self.st.osd.tick(Instant::now());
-                    // A quota changed by a command is re-evaluated here
-                    // even when no new stats arrive.
-                    self.update_pool_quotas();
-                    self.st.mgr.tick(Instant::now(), now_us());
+                    if self.cons.is_leader() {
+                        self.st.osd.tick(Instant::now());
+                        // A quota changed by a command is re-evaluated here
+                        // even when no new stats arrive.
+                        self.update_pool_quotas();
+                        self.st.mgr.tick(Instant::now(), now_us());
+                    }
+                    self.refresh_views();
                 }
             }
-            self.commit().await?;
+            self.commit(&mut applied).await?;
         }
     }
 
@@ -250,11 +385,30 @@ impl Server {
         match ev {
             Event::Message(m) => {
                 self.perf.mon.inc(MON_MESSAGES, 1);
-                self.dispatch(m).await
+                match m.msg.msg_type {
+                    MON_SUBSCRIBE => match MonSubscribe::from_message(&m.msg) {
+                        // Any mon serves the maps it has committed.
+                        Ok(s) => self.subscribe(&m.from, s).await,
+                        Err(e) => {
+                            tracing::warn!(peer = %m.peer.entity, "closing session: {e}");
+                            m.from.close(&format!("malformed message: {e}"));
+                        }
+                    },
+                    MON_FORWARD => self.forwarded(m).await,
+                    _ if self.cons.is_leader() => {
+                        let origin = Origin {
+                            entity: m.peer.entity.clone(),
+                            reply: ReplyTo::Session(m.from.clone()),
+                        };
+                        self.dispatch(origin, m.msg).await
+                    }
+                    _ => self.forward(m).await,
+                }
             }
             Event::Reset(_) => {}
             Event::Closed(h, reason) => {
                 tracing::debug!(session = h.id(), "session closed: {reason}");
+                self.cons.routes.remove(&h.id());
                 if self.subs.remove(&h.id()).is_some() {
                     self.perf.mon.inc(MON_SESSION_RM, 1);
                 }
@@ -264,32 +418,25 @@ impl Server {
     }
 
     /// Checks that an OSD message comes from that OSD.
-    fn from_osd(m: &Incoming, osd_id: i32) -> bool {
-        let ok = m.peer.entity.osd_id() == u32::try_from(osd_id).ok();
+    fn from_osd(m: &Origin, osd_id: i32) -> bool {
+        let ok = m.entity.osd_id() == u32::try_from(osd_id).ok();
         if !ok {
-            tracing::warn!(peer = %m.peer.entity, osd_id, "message about another osd; ignored");
+            tracing::warn!(peer = %m.entity, osd_id, "message about another osd; ignored");
         }
         ok
     }
 
-    async fn dispatch(&mut self, m: Incoming) {
+    async fn dispatch(&mut self, m: Origin, msg: Message) {
         let now = Instant::now();
-        let result: Result<(), String> = match m.msg.msg_type {
-            MON_SUBSCRIBE => match MonSubscribe::from_message(&m.msg) {
-                Ok(s) => {
-                    self.subscribe(&m.from, s).await;
-                    Ok(())
-                }
-                Err(e) => Err(e.to_string()),
-            },
-            MON_COMMAND => match MonCommand::from_message(&m.msg) {
+        let result: Result<(), String> = match msg.msg_type {
+            MON_COMMAND => match MonCommand::from_message(&msg) {
                 Ok(c) => {
                     self.command(&m, c).await;
                     Ok(())
                 }
                 Err(e) => Err(e.to_string()),
             },
-            OSD_MKFS => match OsdMkfs::from_message(&m.msg) {
+            OSD_MKFS => match OsdMkfs::from_message(&msg) {
                 Ok(req) => {
                     let reply = match self.st.osd.osd_mkfs(req.uuid, req.want_id, &req.hostname) {
                         Ok(id) => OsdMkfsReply {
@@ -307,12 +454,20 @@ impl Server {
                             error: e.msg,
                         },
                     };
-                    self.reply(&m.from, reply.to_message()).await;
+                    let fail = OsdMkfsReply {
+                        tid: req.tid,
+                        retval: EAGAIN,
+                        osd_id: -1,
+                        fsid: self.st.osd.map().fsid,
+                        error: "the registration was not committed; retry".into(),
+                    };
+                    self.reply(&m.reply, reply.to_message(), Some(fail.to_message()))
+                        .await;
                     Ok(())
                 }
                 Err(e) => Err(e.to_string()),
             },
-            OSD_BOOT => match OsdBoot::from_message(&m.msg) {
+            OSD_BOOT => match OsdBoot::from_message(&msg) {
                 Ok(b) if Self::from_osd(&m, b.osd_id) => {
                     if let Err(e) = self.st.osd.boot(&b, now) {
                         tracing::warn!(osd = b.osd_id, "boot refused: {e}");
@@ -322,7 +477,7 @@ impl Server {
                 Ok(_) => Ok(()),
                 Err(e) => Err(e.to_string()),
             },
-            OSD_FAILURE => match OsdFailure::from_message(&m.msg) {
+            OSD_FAILURE => match OsdFailure::from_message(&msg) {
                 Ok(f) if Self::from_osd(&m, f.reporter) => {
                     if let Err(e) = self.st.osd.failure(&f, now) {
                         tracing::debug!("failure report ignored: {e}");
@@ -332,7 +487,7 @@ impl Server {
                 Ok(_) => Ok(()),
                 Err(e) => Err(e.to_string()),
             },
-            OSD_BEACON => match OsdBeacon::from_message(&m.msg) {
+            OSD_BEACON => match OsdBeacon::from_message(&msg) {
                 Ok(b) if Self::from_osd(&m, b.osd_id) => {
                     self.st.osd.beacon(&b, now);
                     Ok(())
@@ -340,7 +495,7 @@ impl Server {
                 Ok(_) => Ok(()),
                 Err(e) => Err(e.to_string()),
             },
-            OSD_ALIVE => match OsdAlive::from_message(&m.msg) {
+            OSD_ALIVE => match OsdAlive::from_message(&msg) {
                 Ok(a) if Self::from_osd(&m, a.osd_id) => {
                     if let Err(e) = self.st.osd.alive(&a) {
                         tracing::debug!("alive ignored: {e}");
@@ -350,7 +505,7 @@ impl Server {
                 Ok(_) => Ok(()),
                 Err(e) => Err(e.to_string()),
             },
-            OSD_PG_TEMP => match OsdPgTemp::from_message(&m.msg) {
+            OSD_PG_TEMP => match OsdPgTemp::from_message(&msg) {
                 Ok(p) if Self::from_osd(&m, p.osd_id) => {
                     if let Err(e) = self.st.osd.pg_temp(&p) {
                         tracing::info!(osd = p.osd_id, "pg_temp request refused: {e}");
@@ -360,15 +515,15 @@ impl Server {
                 Ok(_) => Ok(()),
                 Err(e) => Err(e.to_string()),
             },
-            OSD_MARK_ME_DOWN => match OsdMarkMeDown::from_message(&m.msg) {
+            OSD_MARK_ME_DOWN => match OsdMarkMeDown::from_message(&msg) {
                 Ok(req) if Self::from_osd(&m, req.target_osd) => {
-                    self.mark_me_down(&m.from, req, now).await;
+                    self.mark_me_down(&m.reply, req, now).await;
                     Ok(())
                 }
                 Ok(_) => Ok(()),
                 Err(e) => Err(e.to_string()),
             },
-            OSD_PG_STATS => match kalmar_proto::pgstats::OsdPgStats::from_message(&m.msg) {
+            OSD_PG_STATS => match kalmar_proto::pgstats::OsdPgStats::from_message(&msg) {
                 Ok(r) if Self::from_osd(&m, r.osd_id) => {
                     self.st.pgmap.apply(&r, now_us());
                     self.st.refresh_pgs();
@@ -378,39 +533,39 @@ impl Server {
                 Ok(_) => Ok(()),
                 Err(e) => Err(e.to_string()),
             },
-            MGR_BEACON => match MgrBeacon::from_message(&m.msg) {
+            MGR_BEACON => match MgrBeacon::from_message(&msg) {
                 Ok(b) => {
-                    if m.peer.entity.kind == EntityType::Mgr && m.peer.entity.id == b.name {
+                    if m.entity.kind == EntityType::Mgr && m.entity.id == b.name {
                         self.st.mgr.beacon(&b, now, now_us());
                     } else {
-                        tracing::warn!(peer = %m.peer.entity, name = %b.name, "mgr beacon from another entity; ignored");
+                        tracing::warn!(peer = %m.entity, name = %b.name, "mgr beacon from another entity; ignored");
                     }
                     Ok(())
                 }
                 Err(e) => Err(e.to_string()),
             },
-            MON_MGR_REPORT => match MonMgrReport::from_message(&m.msg) {
-                Ok(r) if m.peer.entity.kind == EntityType::Mgr => {
+            MON_MGR_REPORT => match MonMgrReport::from_message(&msg) {
+                Ok(r) if m.entity.kind == EntityType::Mgr => {
                     if let Err(e) = self.st.mgrstat.report(&r, self.st.mgr.map(), now) {
-                        tracing::debug!(peer = %m.peer.entity, "mgr report ignored: {e}");
+                        tracing::debug!(peer = %m.entity, "mgr report ignored: {e}");
                     }
                     Ok(())
                 }
                 Ok(_) => {
-                    tracing::warn!(peer = %m.peer.entity, "mgr report from a non-mgr; ignored");
+                    tracing::warn!(peer = %m.entity, "mgr report from a non-mgr; ignored");
                     Ok(())
                 }
                 Err(e) => Err(e.to_string()),
             },
             other => {
-                tracing::warn!(peer = %m.peer.entity, msg_type = other, "unexpected message type; ignored");
+                tracing::warn!(peer = %m.entity, msg_type = other, "unexpected message type; ignored");
                 Ok(())
             }
         };
         if let Err(e) = result {
             // A peer that sends malformed messages is broken: drop it.
-            tracing::warn!(peer = %m.peer.entity, "closing session: {e}");
-            m.from.close(&format!("malformed message: {e}"));
+            tracing::warn!(peer = %m.entity, "closing session: {e}");
+            m.reply.close(&format!("malformed message: {e}"));
         }
     }
 
@@ -418,7 +573,7 @@ impl Server {
     /// the commit that marks it down (or at once when the request is
     /// ignored and nothing is pending), so the OSD stops knowing its peers
     /// and clients can see it down.
-    async fn mark_me_down(&mut self, from: &SessionHandle, req: OsdMarkMeDown, now: Instant) {
+    async fn mark_me_down(&mut self, from: &ReplyTo, req: OsdMarkMeDown, now: Instant) {
         match self.st.osd.mark_me_down(&req, now) {
             crate::osdmon::MarkMeDown::Marked => {}
             crate::osdmon::MarkMeDown::Ignored(why) => {
@@ -426,7 +581,7 @@ impl Server {
             }
         }
         if req.request_ack {
-            self.reply(from, req.ack().to_message()).await;
+            self.reply(from, req.ack().to_message(), None).await;
         }
     }
 
@@ -440,20 +595,26 @@ impl Server {
         }
     }
 
-    /// Sends now, or after the commit when changes are pending.
-    async fn reply(&mut self, to: &SessionHandle, msg: Message) {
+    /// Sends now, or after the commit when changes are pending
+    /// (`on_failure` instead, if that commit fails).
+    async fn reply(&mut self, to: &ReplyTo, msg: Message, on_failure: Option<Message>) {
         if self.st.osd.has_pending() || self.st.mgr.has_pending() {
-            self.deferred.push((to.clone(), msg));
+            self.deferred.push(Deferred {
+                to: to.clone(),
+                msg,
+                on_failure,
+            });
         } else if let Err(e) = to.send(msg).await {
             tracing::debug!("reply not sent: {e}");
         }
     }
 
-    async fn command(&mut self, m: &Incoming, c: MonCommand) {
+    async fn command(&mut self, m: &Origin, c: MonCommand) {
         self.perf.mon.inc(MON_COMMANDS, 1);
+        self.st.quorum = self.cons.quorum_view(&self.st.osd.map().fsid.to_string());
         let reply = match serde_json::from_str::<Value>(&c.cmd) {
             Ok(cmd) => {
-                tracing::debug!(peer = %m.peer.entity, %cmd, "command");
+                tracing::debug!(peer = %m.entity, %cmd, "command");
                 commands::execute(&mut self.st, &cmd, Instant::now(), wall_us())
             }
             Err(e) => CmdReply {
@@ -468,90 +629,39 @@ impl Server {
             outs: reply.outs,
             outbuf: Blob(reply.outbuf),
         };
-        self.reply(&m.from, msg.to_message()).await;
-    }
-
-    /// Commits pending epochs (one synced batch), then tells subscribers
-    /// and sends the replies that waited.
-    async fn commit(&mut self) -> Result<(), MonError> {
-        let t0 = Instant::now();
-        let stamp = now_us();
-        let osd = self.st.osd.take_pending(stamp).map_err(MonError::Map)?;
-        let mgr = self.st.mgr.take_pending();
-        if osd.is_none() && mgr.is_none() {
-            self.flush_deferred().await;
-            return Ok(());
-        }
-        let mut batch = Batch::default();
-        let mut osd_first = self.osd_first;
-        if let Some((map, inc)) = &osd {
-            let target = trim_target(
-                self.osd_first,
-                map.epoch,
-                self.st.opts.mon_min_osdmap_epochs,
-                self.st.osd.min_last_epoch_clean(),
-            );
-            osd_first = persist::put_osdmap(&mut batch, map, inc, self.osd_first, target);
-        }
-        let mut mgr_first = self.mgr_first;
-        if let Some(m) = &mgr {
-            mgr_first = persist::put_mgrmap(
-                &mut batch,
-                m,
-                self.mgr_first,
-                self.st.opts.mon_min_osdmap_epochs,
-            );
-        }
-        if let Err(e) = self.store.commit(&batch) {
-            // Never acknowledge what is not durable: stop the mon.
-            tracing::error!("store commit failed, stopping: {e}");
-            self.st.osd.discard_pending();
-            self.st.mgr.discard_pending();
-            self.deferred.clear();
-            return Err(e.into());
-        }
-        self.perf.paxos.inc(PAXOS_COMMIT, 1);
-        self.perf
-            .paxos
-            .avg_add(PAXOS_COMMIT_KEYS, batch.ops.len() as u64);
-        self.perf.paxos.tinc(PAXOS_COMMIT_LATENCY, t0.elapsed());
-        self.osd_first = osd_first;
-        self.mgr_first = mgr_first;
-        if let Some((map, inc)) = osd {
-            let old = self.st.osd.map().clone();
-            self.st.note_osdmap_change(&old, &map, wall_us());
-            self.incs.insert(map.epoch, Blob(inc.encode_sealed()));
-            while self.incs.len() > INC_CACHE_EPOCHS {
-                self.incs.pop_first();
-            }
-            self.incs.retain(|e, _| *e >= osd_first);
-            tracing::debug!(epoch = map.epoch, "osdmap committed");
-            self.st.osd.committed(map);
-            self.st.refresh_pgs();
-        }
-        if let Some(m) = mgr {
-            tracing::info!(epoch = m.epoch, active = %m.active_name, available = m.available, "mgrmap committed");
-            self.mgr_client.handle_mgrmap(&m);
-            self.st.mgr.committed(m);
-        }
-        self.refresh_views();
-        let sessions: Vec<u64> = self.subs.keys().copied().collect();
-        for s in sessions {
-            self.publish_to(s).await;
-        }
-        self.flush_deferred().await;
-        Ok(())
+        let fail = MonCommandReply {
+            tid: c.tid,
+            retval: EAGAIN,
+            outs:
+                "the change was not committed (the mon leader changed or the map moved on); retry"
+                    .into(),
+            outbuf: Blob::default(),
+        };
+        self.reply(&m.reply, msg.to_message(), Some(fail.to_message()))
+            .await;
     }
 
     async fn flush_deferred(&mut self) {
-        for (to, msg) in std::mem::take(&mut self.deferred) {
-            if let Err(e) = to.send(msg).await {
+        for d in std::mem::take(&mut self.deferred) {
+            if let Err(e) = d.to.send(d.msg).await {
                 tracing::debug!("deferred reply not sent: {e}");
             }
         }
     }
 
+    /// The pending change did not commit: its requesters are told so.
+    async fn fail_deferred(&mut self) {
+        for d in std::mem::take(&mut self.deferred) {
+            if let Some(f) = d.on_failure {
+                if let Err(e) = d.to.send(f).await {
+                    tracing::debug!("failure reply not sent: {e}");
+                }
+            }
+        }
+    }
+
     fn refresh_views(&mut self) {
+        self.st.quorum = self.cons.quorum_view(&self.st.osd.map().fsid.to_string());
         let m = self.st.osd.map();
         self.perf.cluster.set(CLUSTER_NUM_OSD, m.num_osds() as u64);
         self.perf
@@ -567,7 +677,11 @@ impl Server {
         *self.admin_status.lock() = json!({
             "name": self.st.name,
             "fsid": m.fsid.to_string(),
-            "state": "leader",
+            "state": self.cons.state_name(),
+            "rank": self.cons.id,
+            "quorum": self.st.quorum.quorum_names(),
+            "leader": self.st.quorum.leader_name(),
+            "election_epoch": self.st.quorum.election_epoch,
             "osdmap_first_committed": self.osd_first,
             "osdmap_last_committed": m.epoch,
             "mgrmap_epoch": self.st.mgr.map().epoch,

@@ -28,6 +28,8 @@ pub struct MonState {
     /// Wall-clock microseconds when the up / in sets last changed.
     pub osd_up_since_us: u64,
     pub osd_in_since_us: u64,
+    /// The mons and the quorum (refreshed by the server).
+    pub quorum: crate::monmap::QuorumView,
 }
 
 impl MonState {
@@ -50,6 +52,7 @@ impl MonState {
             started: now,
             osd_up_since_us: now_us,
             osd_in_since_us: now_us,
+            quorum: crate::monmap::QuorumView::single(name),
         }
     }
 
@@ -79,6 +82,9 @@ impl MonState {
                 Some(x) => *x = c,
                 None => h.checks.push(c),
             }
+        }
+        if let Some(c) = self.quorum.health_check() {
+            h.checks.push(c);
         }
         let mgr_checks = self
             .mgrstat
@@ -122,6 +128,7 @@ impl MonState {
         let health = self.health(now);
         let inputs = StatusInputs {
             mon_name: &self.name,
+            quorum: &self.quorum,
             mon_age: now.saturating_duration_since(self.started),
             osdmap: self.osd.map(),
             mgrmap: self.mgr.map(),

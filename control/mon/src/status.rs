@@ -25,6 +25,7 @@ pub struct PgSummary {
 pub struct StatusInputs<'a> {
     pub mon_name: &'a str,
     pub mon_age: Duration,
+    pub quorum: &'a crate::monmap::QuorumView,
     pub osdmap: &'a OsdMap,
     pub mgrmap: &'a MgrMap,
     pub health: &'a Health,
@@ -133,11 +134,15 @@ pub fn status_json(s: &StatusInputs<'_>) -> Value {
     json!({
         "fsid": m.fsid.to_string(),
         "health": s.health.to_json(false),
-        "election_epoch": 1,
-        "quorum": [0],
-        "quorum_names": [s.mon_name],
-        "quorum_age": s.mon_age.as_secs(),
-        "monmap": {"epoch": 1, "min_mon_release_name": "kalmar", "num_mons": 1},
+        "election_epoch": s.quorum.election_epoch,
+        "quorum": s.quorum.quorum,
+        "quorum_names": s.quorum.quorum_names(),
+        "quorum_age": s.quorum.quorum_age.as_secs(),
+        "monmap": {
+            "epoch": s.quorum.monmap_epoch,
+            "min_mon_release_name": "kalmar",
+            "num_mons": s.quorum.members.len(),
+        },
         "osdmap": osdmap_summary_json(m, s.osd_up_since_us, s.osd_in_since_us),
         "pgmap": {
             "pgs_by_state": pgs_by_state,
@@ -171,11 +176,7 @@ pub fn status_plain(s: &StatusInputs<'_>) -> String {
         out.push_str(&format!("            {}\n", c.summary));
     }
     out.push_str(" \n  services:\n");
-    out.push_str(&format!(
-        "    mon: 1 daemons, quorum {} (age {})\n",
-        s.mon_name,
-        short_age(s.mon_age)
-    ));
+    out.push_str(&format!("    mon: {}\n", s.quorum.status_line()));
     out.push_str(&format!("    mgr: {}\n", mgr_line(s.mgrmap, s.now_us)));
     let mut osd = format!(
         "    osd: {}",
@@ -266,9 +267,14 @@ mod tests {
             },
         );
         let pgs = PgSummary::default();
+        let quorum = crate::monmap::QuorumView {
+            quorum_age: Duration::from_secs(420),
+            ..crate::monmap::QuorumView::single("a")
+        };
         let s = StatusInputs {
             mon_name: "a",
             mon_age: Duration::from_secs(420),
+            quorum: &quorum,
             osdmap: &m,
             mgrmap: &mgr,
             health: &health,

@@ -7,6 +7,13 @@
 //!   so keys sort by epoch
 //! - `osdmap/first`, `osdmap/last`: the range held (u32 LE)
 //! - `mgrmap/<epoch>`, `mgrmap/first`, `mgrmap/last`
+//! - `monmap/...`: the mons this store was created with (see
+//!   [`crate::monmap`])
+//! - `raft/...`: what the consensus state machine applied (see
+//!   [`crate::raft`])
+//!
+//! The consensus log lives in its own column family ([`RAFT_CF`]), keyed by
+//! binary index, with the vote and purge point beside it.
 
 use std::path::{Path, PathBuf};
 
@@ -50,6 +57,9 @@ impl Batch {
     }
 }
 
+/// Column family of the consensus log.
+pub const RAFT_CF: &str = "raft";
+
 /// The file that marks a directory as a mon store (RocksDB lives in `db/`).
 const MARKER: &str = "kalmar_mon";
 
@@ -62,6 +72,9 @@ impl MonStore {
     fn options(create: bool) -> rocksdb::Options {
         let mut o = rocksdb::Options::default();
         o.create_if_missing(create);
+        // Stores made before the consensus log get its column family on
+        // first open.
+        o.create_missing_column_families(true);
         o.set_compression_type(rocksdb::DBCompressionType::Lz4);
         // Bounded memory: the mon's data is small.
         o.set_write_buffer_size(8 << 20);
@@ -98,7 +111,8 @@ impl MonStore {
 
     fn open_db(dir: &Path, create: bool) -> Result<MonStore, StoreError> {
         let path = dir.join("db");
-        let db = rocksdb::DB::open(&MonStore::options(create), &path).map_err(|source| {
+        let opts = MonStore::options(create);
+        let db = rocksdb::DB::open_cf(&opts, &path, ["default", RAFT_CF]).map_err(|source| {
             StoreError::Db {
                 path: path.clone(),
                 source,
@@ -152,6 +166,128 @@ impl MonStore {
             path: self.path.clone(),
             source,
         })
+    }
+}
+
+impl MonStore {
+    fn db_err(&self, source: rocksdb::Error) -> StoreError {
+        StoreError::Db {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn raft_cf(&self) -> Result<&rocksdb::ColumnFamily, StoreError> {
+        self.db
+            .cf_handle(RAFT_CF)
+            .ok_or_else(|| self.corrupt(format!("column family {RAFT_CF} is missing")))
+    }
+
+    /// Every key of the main keyspace that starts with one of `prefixes`,
+    /// plus the values of `keys`, read from one consistent snapshot.
+    #[allow(clippy::type_complexity)]
+    pub fn snapshot_scan(
+        &self,
+        prefixes: &[&str],
+        keys: &[&str],
+    ) -> Result<(Vec<(String, Vec<u8>)>, Vec<Option<Vec<u8>>>), StoreError> {
+        let snap = self.db.snapshot();
+        let mut out = Vec::new();
+        for p in prefixes {
+            for item in snap.iterator(rocksdb::IteratorMode::From(
+                p.as_bytes(),
+                rocksdb::Direction::Forward,
+            )) {
+                let (k, v) = item.map_err(|e| self.db_err(e))?;
+                if !k.starts_with(p.as_bytes()) {
+                    break;
+                }
+                let key = String::from_utf8(k.to_vec())
+                    .map_err(|_| self.corrupt("a key is not UTF-8".into()))?;
+                out.push((key, v.to_vec()));
+            }
+        }
+        let mut vals = Vec::with_capacity(keys.len());
+        for k in keys {
+            vals.push(snap.get(k.as_bytes()).map_err(|e| self.db_err(e))?);
+        }
+        Ok((out, vals))
+    }
+
+    /// A value of the consensus column family.
+    pub fn raft_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let cf = self.raft_cf()?;
+        self.db.get_cf(cf, key).map_err(|e| self.db_err(e))
+    }
+
+    /// Writes `puts` and removes keys in `[del_from, del_to)` of the
+    /// consensus column family in one batch (synced when `sync`).
+    pub fn raft_write(
+        &self,
+        puts: &[(Vec<u8>, Vec<u8>)],
+        delete_range: Option<(&[u8], &[u8])>,
+        sync: bool,
+    ) -> Result<(), StoreError> {
+        let cf = self.raft_cf()?;
+        let mut wb = rocksdb::WriteBatch::default();
+        if let Some((from, to)) = delete_range {
+            wb.delete_range_cf(cf, from, to);
+        }
+        for (k, v) in puts {
+            wb.put_cf(cf, k, v);
+        }
+        let mut wo = rocksdb::WriteOptions::default();
+        wo.set_sync(sync);
+        self.db.write_opt(wb, &wo).map_err(|e| self.db_err(e))
+    }
+
+    /// Key-value pairs of the consensus column family in `[from, to)`, at
+    /// most `limit`.
+    #[allow(clippy::type_complexity)]
+    pub fn raft_range(
+        &self,
+        from: &[u8],
+        to: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let cf = self.raft_cf()?;
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(
+            cf,
+            rocksdb::IteratorMode::From(from, rocksdb::Direction::Forward),
+        ) {
+            let (k, v) = item.map_err(|e| self.db_err(e))?;
+            if &*k >= to || out.len() >= limit {
+                break;
+            }
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// The last key-value pair of the consensus column family below `to`.
+    #[allow(clippy::type_complexity)]
+    pub fn raft_last_before(
+        &self,
+        from: &[u8],
+        to: &[u8],
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let cf = self.raft_cf()?;
+        let mut it = self.db.iterator_cf(
+            cf,
+            rocksdb::IteratorMode::From(to, rocksdb::Direction::Reverse),
+        );
+        for item in it.by_ref() {
+            let (k, v) = item.map_err(|e| self.db_err(e))?;
+            if &*k >= to {
+                continue;
+            }
+            if &*k < from {
+                return Ok(None);
+            }
+            return Ok(Some((k.to_vec(), v.to_vec())));
+        }
+        Ok(None)
     }
 }
 

@@ -395,3 +395,56 @@ mod tests {
         assert_eq!(full.advance(None).expect("applies"), Some(m2));
     }
 }
+
+/// What a [`MonRaft`] request carries.
+pub mod raft_kind {
+    pub const APPEND_ENTRIES: u8 = 1;
+    pub const VOTE: u8 = 2;
+    pub const INSTALL_SNAPSHOT: u8 = 3;
+}
+
+/// One Raft RPC between mons: `body` is the request, encoded by the mon
+/// (the consensus library's own serialization); `kind` is one of
+/// [`raft_kind`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MonRaft {
+    pub tid: u64,
+    pub kind: u8,
+    pub body: Blob,
+}
+impl_versioned!(MonRaft, "mon raft", version = 1, compat = 1, { tid, kind, body });
+payload!(MonRaft, MON_RAFT, "mon_raft");
+
+/// The reply to a [`MonRaft`]: `ok` says whether `body` is the response
+/// or the receiving mon's error.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MonRaftReply {
+    pub tid: u64,
+    pub ok: bool,
+    pub body: Blob,
+}
+impl_versioned!(MonRaftReply, "mon raft reply", version = 1, compat = 1, { tid, ok, body });
+payload!(MonRaftReply, MON_RAFT_REPLY, "mon_raft_reply");
+
+/// A message a follower mon received from `entity` on its session
+/// `session`, handed to the leader as it came.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MonForward {
+    pub session: u64,
+    pub entity: String,
+    pub msg_type: u16,
+    pub payload: Blob,
+}
+impl_versioned!(MonForward, "mon forward", version = 1, compat = 1, { session, entity, msg_type, payload });
+payload!(MonForward, MON_FORWARD, "mon_forward");
+
+/// The leader's reply to a forwarded message, for the follower to pass on
+/// to its session `session`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MonRoute {
+    pub session: u64,
+    pub msg_type: u16,
+    pub payload: Blob,
+}
+impl_versioned!(MonRoute, "mon route", version = 1, compat = 1, { session, msg_type, payload });
+payload!(MonRoute, MON_ROUTE, "mon_route");

@@ -1,16 +1,24 @@
 //! A client of the mon, for daemons and the CLI.
 //!
-//! It owns one messenger session to the mon and a task that routes what
-//! comes back: command and mkfs replies to their waiting callers (by tid),
-//! maps to the owner's event channel. Subscriptions are remembered and sent
-//! again when the mon restarts (the session is reset), starting after the
-//! newest osdmap epoch this client has passed on.
+//! It keeps one messenger session to one mon of a list and a task that
+//! routes what comes back: command and mkfs replies to their waiting
+//! callers (by tid), maps to the owner's event channel. Subscriptions are
+//! remembered and sent again when the mon restarts (the session is reset)
+//! or when the client moves to another mon, starting after the newest
+//! osdmap epoch this client has passed on, so no incremental is missed.
+//!
+//! With several mons the client hunts: when its session has not been up
+//! for a while (a dead or unreachable mon), it moves to the next mon of the
+//! list, waiting longer on each round (bounded by [`HUNT_WAIT_MAX`]). Any
+//! mon serves maps; a follower forwards the rest to its leader. Commands
+//! that meet a leader change (`EAGAIN`) or a lost session are retried
+//! until their timeout.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kalmar_common::encoding::Blob;
 use kalmar_msgr::{
@@ -29,6 +37,19 @@ use crate::{Payload, ProtoError};
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 /// Events buffered for the owner before the routing task waits.
 pub const EVENT_QUEUE_LEN: usize = 256;
+/// How long a session may be down before the client tries the next mon
+/// (doubled after each round over all mons, up to [`HUNT_WAIT_MAX`]).
+pub const HUNT_WAIT_MIN: Duration = Duration::from_secs(1);
+pub const HUNT_WAIT_MAX: Duration = Duration::from_secs(5);
+/// How often the hunting task looks at the session.
+const HUNT_POLL: Duration = Duration::from_millis(100);
+/// Pause before a command is retried (no leader, lost session).
+const COMMAND_RETRY_PAUSE: Duration = Duration::from_millis(200);
+/// The errno of "no leader now, retry".
+const EAGAIN: i32 = -11;
+/// A mon that has answered "no leader" this long is likely cut off from
+/// the majority: a command moves on to the next mon.
+pub const NO_LEADER_HUNT_AFTER: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MonClientError {
@@ -44,6 +65,8 @@ pub enum MonClientError {
     BadReply(#[from] ProtoError),
     #[error("command is not valid JSON: {0}")]
     BadCommand(String),
+    #[error("no mon address given")]
+    NoMons,
 }
 
 /// What the mon sends that nobody asked for by tid.
@@ -55,7 +78,8 @@ pub enum MonEvent {
     Other(Incoming),
     /// The mon restarted; subscriptions were sent again.
     Reset,
-    /// The session ended for good.
+    /// The session ended for good (kept for owners' matches; the client
+    /// now opens a new session instead).
     Closed(String),
 }
 
@@ -65,12 +89,104 @@ struct Shared {
     subs: Mutex<BTreeMap<String, SubscribeItem>>,
 }
 
-/// A session with the mon.
-pub struct MonClient {
-    conn: Connection,
+/// The session in use.
+struct Current {
+    conn: Arc<Connection>,
+    index: usize,
+    forwarder: JoinHandle<()>,
+}
+
+/// Passes a session's events on to the router, tagged `gen`.
+fn forward_events(
+    mut rx: mpsc::Receiver<Event>,
+    raw: mpsc::Sender<(u64, Event)>,
+    gen: u64,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(ev) = rx.recv().await {
+            if raw.send((gen, ev)).await.is_err() {
+                return;
+            }
+        }
+    })
+}
+
+struct Inner {
+    addrs: Vec<SocketAddr>,
+    me: EntityName,
+    fsid: Uuid,
+    config: MsgrConfig,
     shared: Arc<Shared>,
+    cur: Mutex<Current>,
+    /// Every session's events, tagged with its generation.
+    raw_tx: mpsc::Sender<(u64, Event)>,
+    /// The generation whose resets and closes count.
+    gen: AtomicU64,
+    out: mpsc::Sender<MonEvent>,
+}
+
+impl Inner {
+    /// A session to `addrs[index]`, its events tagged `gen`.
+    fn open(&self, index: usize, gen: u64) -> Current {
+        let (tx, rx) = event_channel(&self.config);
+        let conn = Connection::start(
+            self.addrs[index],
+            self.me.clone(),
+            self.fsid,
+            self.config.clone(),
+            tx,
+        );
+        Current {
+            conn: Arc::new(conn),
+            index,
+            forwarder: forward_events(rx, self.raw_tx.clone(), gen),
+        }
+    }
+
+    fn conn(&self) -> Arc<Connection> {
+        self.cur.lock().conn.clone()
+    }
+
+    /// Moves to the next mon: re-subscribes there, fails requests in flight
+    /// (their callers retry), tells the owner.
+    async fn hunt(&self) -> usize {
+        let gen = self.gen.fetch_add(1, Ordering::SeqCst) + 1;
+        let next = {
+            let cur = self.cur.lock();
+            (cur.index + 1) % self.addrs.len()
+        };
+        let fresh = self.open(next, gen);
+        let items: Vec<SubscribeItem> = self.shared.subs.lock().values().cloned().collect();
+        if !items.is_empty() {
+            if let Err(e) = fresh.conn.try_send(MonSubscribe { items }.to_message()) {
+                tracing::warn!("re-subscribing at {} failed: {e}", self.addrs[next]);
+            }
+        }
+        let old = std::mem::replace(&mut *self.cur.lock(), fresh);
+        old.conn.handle().close("moving to another mon");
+        old.forwarder.abort();
+        self.shared.pending.lock().clear();
+        tracing::info!(mon = %self.addrs[next], "hunting: trying another mon");
+        let _ = self.out.send(MonEvent::Reset).await;
+        next
+    }
+}
+
+/// A session with the mons.
+pub struct MonClient {
+    inner: Arc<Inner>,
     next_tid: AtomicU64,
     router: JoinHandle<()>,
+    hunter: Option<JoinHandle<()>>,
+}
+
+impl Drop for MonClient {
+    fn drop(&mut self) {
+        if let Some(h) = &self.hunter {
+            h.abort();
+        }
+        self.inner.cur.lock().forwarder.abort();
+    }
 }
 
 impl MonClient {
@@ -82,9 +198,66 @@ impl MonClient {
         fsid: Uuid,
         config: MsgrConfig,
     ) -> Result<(MonClient, mpsc::Receiver<MonEvent>), MonClientError> {
-        let (tx, rx) = event_channel(&config);
-        let conn = Connection::connect(addr, me, fsid, config, tx).await?;
-        Ok(MonClient::with_connection(conn, rx))
+        MonClient::connect_any(&[addr], me, fsid, config).await
+    }
+
+    /// Connects to the first of `addrs` that answers (each bounded by the
+    /// messenger's timeouts), then hunts among them as [`MonClient::start_any`].
+    pub async fn connect_any(
+        addrs: &[SocketAddr],
+        me: EntityName,
+        fsid: Uuid,
+        config: MsgrConfig,
+    ) -> Result<(MonClient, mpsc::Receiver<MonEvent>), MonClientError> {
+        if addrs.len() <= 1 {
+            let Some(&addr) = addrs.first() else {
+                return Err(MonClientError::NoMons);
+            };
+            let (tx, rx) = event_channel(&config);
+            let conn = Connection::connect(addr, me.clone(), fsid, config.clone(), tx).await?;
+            return Ok(MonClient::build(
+                addrs,
+                0,
+                Some((conn, rx)),
+                me,
+                fsid,
+                config,
+            ));
+        }
+        // Several mons: try them all at once and keep the first session
+        // up (a dead mon would otherwise cost a whole connect timeout).
+        let mut tries = tokio::task::JoinSet::new();
+        for (i, addr) in addrs.iter().copied().enumerate() {
+            let (me, config) = (me.clone(), config.clone());
+            tries.spawn(async move {
+                let (tx, rx) = event_channel(&config);
+                let r = Connection::connect(addr, me, fsid, config, tx).await;
+                (i, r.map(|c| (c, rx)))
+            });
+        }
+        let mut last = MonClientError::NoMons;
+        while let Some(done) = tries.join_next().await {
+            match done {
+                Ok((i, Ok(connected))) => {
+                    // The other attempts end when their tasks are dropped.
+                    tries.abort_all();
+                    return Ok(MonClient::build(
+                        addrs,
+                        i,
+                        Some(connected),
+                        me,
+                        fsid,
+                        config,
+                    ));
+                }
+                Ok((i, Err(e))) => {
+                    tracing::debug!(mon = %addrs[i], "mon not reachable: {e}");
+                    last = MonClientError::Connect(e);
+                }
+                Err(e) => tracing::debug!("a connect attempt ended: {e}"),
+            }
+        }
+        Err(last)
     }
 
     /// Like [`MonClient::connect`] but returns at once and keeps trying in
@@ -95,39 +268,106 @@ impl MonClient {
         fsid: Uuid,
         config: MsgrConfig,
     ) -> (MonClient, mpsc::Receiver<MonEvent>) {
-        let (tx, rx) = event_channel(&config);
-        let conn = Connection::start(addr, me, fsid, config, tx);
-        MonClient::with_connection(conn, rx)
+        MonClient::start_any(&[addr], me, fsid, config)
     }
 
-    fn with_connection(
-        conn: Connection,
-        rx: mpsc::Receiver<Event>,
+    /// Returns at once; keeps a session to one of `addrs` (a first one
+    /// chosen by the process id, to spread daemons over the mons), moving
+    /// on when it stays down.
+    pub fn start_any(
+        addrs: &[SocketAddr],
+        me: EntityName,
+        fsid: Uuid,
+        config: MsgrConfig,
     ) -> (MonClient, mpsc::Receiver<MonEvent>) {
+        let first = if addrs.is_empty() {
+            0
+        } else {
+            std::process::id() as usize % addrs.len()
+        };
+        MonClient::build(addrs, first, None, me, fsid, config)
+    }
+
+    fn build(
+        addrs: &[SocketAddr],
+        index: usize,
+        connected: Option<(Connection, mpsc::Receiver<Event>)>,
+        me: EntityName,
+        fsid: Uuid,
+        config: MsgrConfig,
+    ) -> (MonClient, mpsc::Receiver<MonEvent>) {
+        let mut addrs = addrs.to_vec();
+        if addrs.is_empty() {
+            // Nothing to reach; the session never comes up.
+            addrs.push(SocketAddr::from(([127, 0, 0, 1], 0)));
+        }
         let shared = Arc::new(Shared::default());
         let (out_tx, out_rx) = mpsc::channel(EVENT_QUEUE_LEN);
-        let router = tokio::spawn(route(rx, shared.clone(), out_tx));
+        let (raw_tx, raw_rx) = mpsc::channel(config.dispatch_queue_messages.max(1));
+        let first = match connected {
+            Some((conn, rx)) => Current {
+                conn: Arc::new(conn),
+                index,
+                forwarder: forward_events(rx, raw_tx.clone(), 0),
+            },
+            None => {
+                let (tx, rx) = event_channel(&config);
+                Current {
+                    conn: Arc::new(Connection::start(
+                        addrs[index],
+                        me.clone(),
+                        fsid,
+                        config.clone(),
+                        tx,
+                    )),
+                    index,
+                    forwarder: forward_events(rx, raw_tx.clone(), 0),
+                }
+            }
+        };
+        let inner = Arc::new(Inner {
+            addrs,
+            me,
+            fsid,
+            config,
+            shared: shared.clone(),
+            cur: Mutex::new(first),
+            raw_tx,
+            gen: AtomicU64::new(0),
+            out: out_tx.clone(),
+        });
+        let router = tokio::spawn(route(raw_rx, inner.clone(), out_tx));
+        // Also with one mon: a session that mon closed (a clean stop) is
+        // opened again rather than lost for good.
+        let hunter = Some(tokio::spawn(hunt_loop(Arc::downgrade(&inner))));
         let client = MonClient {
-            conn,
-            shared,
+            inner,
             next_tid: AtomicU64::new(1),
             router,
+            hunter,
         };
         (client, out_rx)
     }
 
     pub fn is_connected(&self) -> bool {
-        self.conn.is_connected()
+        self.inner.conn().is_connected()
+    }
+
+    /// The mon this client talks to now.
+    pub fn current_mon(&self) -> SocketAddr {
+        let cur = self.inner.cur.lock();
+        self.inner.addrs[cur.index]
     }
 
     /// Sends any payload to the mon.
     pub async fn send<T: Payload>(&self, payload: &T) -> Result<(), MonClientError> {
-        self.conn.send(payload.to_message()).await?;
+        self.inner.conn().send(payload.to_message()).await?;
         Ok(())
     }
 
     /// Runs a command (a JSON object with a `prefix`) and waits for the
-    /// reply, at most `timeout`.
+    /// reply, at most `timeout`. A command that meets no leader (`EAGAIN`)
+    /// or a lost session is sent again until then.
     pub async fn command(
         &self,
         cmd: &serde_json::Value,
@@ -149,17 +389,35 @@ impl MonClient {
                 "no \"prefix\" in {cmd}"
             )));
         }
-        let tid = self.next_tid.fetch_add(1, Ordering::Relaxed);
-        let msg = MonCommand {
-            tid,
-            cmd: cmd.to_string(),
-            inbuf: Blob(inbuf),
-        };
-        let reply = self.request(tid, msg.to_message(), timeout).await?;
-        Ok(MonCommandReply::from_message(&reply)?)
+        let deadline = Instant::now() + timeout;
+        let mut no_leader_since = None;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let tid = self.next_tid.fetch_add(1, Ordering::Relaxed);
+            let msg = MonCommand {
+                tid,
+                cmd: cmd.to_string(),
+                inbuf: Blob(inbuf.clone()),
+            };
+            let r = match self.request(tid, msg.to_message(), left).await {
+                Ok(reply) => MonCommandReply::from_message(&reply).map_err(MonClientError::from),
+                Err(e) => Err(e),
+            };
+            let eagain = matches!(&r, Ok(rep) if rep.retval == EAGAIN);
+            let retry = eagain
+                || matches!(
+                    &r,
+                    Err(MonClientError::Closed(_)) | Err(MonClientError::Send(_))
+                );
+            if !retry || Instant::now() + COMMAND_RETRY_PAUSE >= deadline {
+                return r;
+            }
+            self.hunt_if_leaderless(eagain, &mut no_leader_since).await;
+            tokio::time::sleep(COMMAND_RETRY_PAUSE).await;
+        }
     }
 
-    /// Registers an OSD by uuid (see [`OsdMkfs`]).
+    /// Registers an OSD by uuid (see [`OsdMkfs`]); retried like a command.
     pub async fn osd_mkfs(
         &self,
         uuid: Uuid,
@@ -167,15 +425,47 @@ impl MonClient {
         hostname: &str,
         timeout: Duration,
     ) -> Result<OsdMkfsReply, MonClientError> {
-        let tid = self.next_tid.fetch_add(1, Ordering::Relaxed);
-        let msg = OsdMkfs {
-            tid,
-            uuid,
-            want_id,
-            hostname: hostname.to_string(),
-        };
-        let reply = self.request(tid, msg.to_message(), timeout).await?;
-        Ok(OsdMkfsReply::from_message(&reply)?)
+        let deadline = Instant::now() + timeout;
+        let mut no_leader_since = None;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let tid = self.next_tid.fetch_add(1, Ordering::Relaxed);
+            let msg = OsdMkfs {
+                tid,
+                uuid,
+                want_id,
+                hostname: hostname.to_string(),
+            };
+            let r = match self.request(tid, msg.to_message(), left).await {
+                Ok(reply) => OsdMkfsReply::from_message(&reply).map_err(MonClientError::from),
+                Err(e) => Err(e),
+            };
+            let eagain = matches!(&r, Ok(rep) if rep.retval == EAGAIN);
+            let retry = eagain
+                || matches!(
+                    &r,
+                    Err(MonClientError::Closed(_)) | Err(MonClientError::Send(_))
+                );
+            if !retry || Instant::now() + COMMAND_RETRY_PAUSE >= deadline {
+                return r;
+            }
+            self.hunt_if_leaderless(eagain, &mut no_leader_since).await;
+            tokio::time::sleep(COMMAND_RETRY_PAUSE).await;
+        }
+    }
+
+    /// After [`NO_LEADER_HUNT_AFTER`] of "no leader" answers from the mon
+    /// in use, moves to the next one (with several).
+    async fn hunt_if_leaderless(&self, eagain: bool, since: &mut Option<Instant>) {
+        if !eagain || self.inner.addrs.len() < 2 {
+            *since = None;
+            return;
+        }
+        let first = *since.get_or_insert_with(Instant::now);
+        if first.elapsed() >= NO_LEADER_HUNT_AFTER {
+            *since = None;
+            self.inner.hunt().await;
+        }
     }
 
     async fn request(
@@ -185,21 +475,22 @@ impl MonClient {
         timeout: Duration,
     ) -> Result<Message, MonClientError> {
         let (tx, rx) = oneshot::channel();
-        self.shared.pending.lock().insert(tid, tx);
+        self.inner.shared.pending.lock().insert(tid, tx);
+        let conn = self.inner.conn();
         let result = async {
-            self.conn.send(msg).await?;
+            conn.send(msg).await?;
             match tokio::time::timeout(timeout, rx).await {
                 Ok(Ok(reply)) => Ok(reply),
-                Ok(Err(_)) => Err(MonClientError::Closed(if self.conn.handle().is_closed() {
+                Ok(Err(_)) => Err(MonClientError::Closed(if conn.handle().is_closed() {
                     "session closed".to_string()
                 } else {
-                    "the mon restarted".to_string()
+                    "the mon restarted or the client moved to another mon".to_string()
                 })),
                 Err(_) => Err(MonClientError::Timeout(timeout.as_millis())),
             }
         }
         .await;
-        self.shared.pending.lock().remove(&tid);
+        self.inner.shared.pending.lock().remove(&tid);
         result
     }
 
@@ -216,7 +507,8 @@ impl MonClient {
             onetime,
         };
         if !onetime {
-            self.shared
+            self.inner
+                .shared
                 .subs
                 .lock()
                 .insert(what.to_string(), item.clone());
@@ -228,7 +520,58 @@ impl MonClient {
     /// it; the routing task stops when the session's events stop.
     pub async fn close(self) {
         self.router.abort();
-        self.conn.close().await;
+        if let Some(h) = &self.hunter {
+            h.abort();
+        }
+        let conn = self.inner.conn();
+        conn.handle().close("closed by the application");
+        let _ = tokio::time::timeout(self.inner.config.keepalive_interval, async {
+            while !conn.handle().is_closed() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+    }
+}
+
+/// Watches the session; when it has been down for the round's wait (or
+/// closed for good), moves to the next mon. With a single mon the session
+/// reconnects by itself, so only a closed one is opened again (after the
+/// wait).
+async fn hunt_loop(inner: std::sync::Weak<Inner>) {
+    let mut wait = HUNT_WAIT_MIN;
+    let mut down_since: Option<Instant> = None;
+    let mut tried_in_round = 0usize;
+    loop {
+        tokio::time::sleep(HUNT_POLL).await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let conn = inner.conn();
+        if conn.is_connected() {
+            down_since = None;
+            wait = HUNT_WAIT_MIN;
+            tried_in_round = 0;
+            continue;
+        }
+        let now = Instant::now();
+        let since = *down_since.get_or_insert(now);
+        let closed = conn.handle().is_closed();
+        let waited = now.saturating_duration_since(since) >= wait;
+        let due = if inner.addrs.len() == 1 {
+            closed && waited
+        } else {
+            closed || waited
+        };
+        if due {
+            inner.hunt().await;
+            down_since = None;
+            tried_in_round += 1;
+            if tried_in_round >= inner.addrs.len() {
+                tried_in_round = 0;
+                wait = (wait * 2).min(HUNT_WAIT_MAX);
+            }
+        }
     }
 }
 
@@ -239,8 +582,14 @@ fn reply_tid(msg: &Message) -> Result<u64, ProtoError> {
     })
 }
 
-async fn route(mut rx: mpsc::Receiver<Event>, shared: Arc<Shared>, out: mpsc::Sender<MonEvent>) {
-    while let Some(ev) = rx.recv().await {
+async fn route(
+    mut rx: mpsc::Receiver<(u64, Event)>,
+    inner: Arc<Inner>,
+    out: mpsc::Sender<MonEvent>,
+) {
+    let shared = inner.shared.clone();
+    while let Some((gen, ev)) = rx.recv().await {
+        let current = gen == inner.gen.load(Ordering::SeqCst);
         let forward = match ev {
             Event::Message(m) => match m.msg.msg_type {
                 MON_COMMAND_REPLY | OSD_MKFS_REPLY => {
@@ -275,6 +624,8 @@ async fn route(mut rx: mpsc::Receiver<Event>, shared: Arc<Shared>, out: mpsc::Se
                 },
                 _ => Some(MonEvent::Other(m)),
             },
+            // A session the client already left: its end is expected.
+            Event::Reset(_) | Event::Closed(..) if !current => None,
             Event::Reset(handle) => {
                 // Replies to requests in flight are lost with the mon's
                 // state: fail them now rather than at their timeout.
@@ -288,8 +639,11 @@ async fn route(mut rx: mpsc::Receiver<Event>, shared: Arc<Shared>, out: mpsc::Se
                 Some(MonEvent::Reset)
             }
             Event::Closed(_, reason) => {
+                // The hunting task opens a session to the next mon (the
+                // same one when there is one).
                 shared.pending.lock().clear();
-                Some(MonEvent::Closed(reason))
+                tracing::info!("session to a mon ended: {reason}");
+                None
             }
         };
         if let Some(ev) = forward {

@@ -31,6 +31,14 @@ pub const OSD_MARK_ME_DOWN: u16 = 17;
 pub const MGR_BEACON: u16 = 20;
 /// The active mgr's health checks to the mon (Ceph's `MMonMgrReport`).
 pub const MON_MGR_REPORT: u16 = 21;
+/// Mon <-> mon: one consensus (Raft) request, and its reply.
+pub const MON_RAFT: u16 = 30;
+pub const MON_RAFT_REPLY: u16 = 31;
+/// A follower mon hands a daemon's or client's message to the leader, and
+/// the leader's reply travels back the same way (Ceph's `MForward` and
+/// `MRoute`).
+pub const MON_FORWARD: u16 = 32;
+pub const MON_ROUTE: u16 = 33;
 /// OSD -> mon PG statistics (`pgstats`, sent to the mgr once it exists).
 pub const OSD_PG_STATS: u16 = 40;
 
@@ -75,6 +83,10 @@ pub const TYPES: &[(u16, &str)] = &[
     (OSD_MARK_ME_DOWN, "osd_mark_me_down"),
     (MGR_BEACON, "mgr_beacon"),
     (MON_MGR_REPORT, "mon_mgr_report"),
+    (MON_RAFT, "mon_raft"),
+    (MON_RAFT_REPLY, "mon_raft_reply"),
+    (MON_FORWARD, "mon_forward"),
+    (MON_ROUTE, "mon_route"),
     (OSD_PG_STATS, "osd_pg_stats"),
     (OSD_PING, "osd_ping"),
     (OSD_REPOP, "osd_repop"),
@@ -123,6 +135,10 @@ pub fn validate(msg: &Message) -> Result<(), ProtoError> {
         OSD_MARK_ME_DOWN => check::<OsdMarkMeDown>(msg),
         MGR_BEACON => check::<MgrBeacon>(msg),
         MON_MGR_REPORT => check::<MonMgrReport>(msg),
+        MON_RAFT => check::<MonRaft>(msg),
+        MON_RAFT_REPLY => check::<MonRaftReply>(msg),
+        MON_FORWARD => check::<MonForward>(msg),
+        MON_ROUTE => check::<MonRoute>(msg),
         OSD_PG_STATS => check::<crate::pgstats::OsdPgStats>(msg),
         OSD_PING => check::<crate::osd::OsdPing>(msg),
         OSD_REPOP => crate::osd::RepOp::from_message(msg).map(|_| ()),

@@ -81,9 +81,11 @@ impl Server {
         let osd_start = sub
             .osdmap
             .as_ref()
-            .filter(|i| i.start <= last)
+            .filter(|i| last >= 1 && i.start <= last)
             .map(|i| i.start);
-        let mgr_due = sub.mgrmap.as_ref().is_some_and(|i| i.start <= mgr_epoch);
+        // Epoch 0 is a mon of several waiting for its first leader: there
+        // is nothing to send yet.
+        let mgr_due = mgr_epoch >= 1 && sub.mgrmap.as_ref().is_some_and(|i| i.start <= mgr_epoch);
         // A subscriber whose queue is full keeps its start epoch, so the
         // next publish covers what this one could not send.
         let mut osd_sent = false;

@@ -142,7 +142,7 @@ impl Mon {
                 "--bind",
                 &self.addr.to_string(),
                 "--log-level",
-                "debug",
+                "debug,openraft=info",
                 "--log-file",
             ])
             .arg(self.dir.path().join("mon.log"))
@@ -218,7 +218,7 @@ impl Mon {
     pub fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(self.dir.path().join("mon.log")).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
+        lines[lines.len().saturating_sub(400)..].join("\n")
     }
 }
 
@@ -233,12 +233,20 @@ impl Drop for Mon {
 
 /// One command over a fresh client session.
 pub async fn command_at(addr: SocketAddr, cmd: Value) -> Result<(i32, String, Vec<u8>), String> {
+    command_any(&[addr], cmd).await
+}
+
+/// One command through any of `mons`.
+pub async fn command_any(
+    mons: &[SocketAddr],
+    cmd: Value,
+) -> Result<(i32, String, Vec<u8>), String> {
     let cfg = MsgrConfig {
         reconnect_max_attempts: Some(2),
         ..fast_msgr()
     };
-    let (c, _ev) = MonClient::connect(
-        addr,
+    let (c, _ev) = MonClient::connect_any(
+        mons,
         EntityName::new(EntityType::Client, "test"),
         Uuid::nil(),
         cfg,
@@ -264,6 +272,8 @@ pub struct FakeOsd {
     pub received: Arc<Mutex<Vec<OsdMapMsg>>>,
     /// Every other message from the mon (acks).
     pub others: Arc<Mutex<Vec<Message>>>,
+    /// Every map epoch this OSD went through, in order.
+    pub history: Arc<Mutex<Vec<OsdMap>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -276,18 +286,25 @@ impl FakeOsd {
     }
 
     pub async fn connect(mon: SocketAddr, id: i32, uuid: Uuid) -> FakeOsd {
+        FakeOsd::connect_any(&[mon], id, uuid).await
+    }
+
+    /// Connects to one of `mons` (hunting among them later).
+    pub async fn connect_any(mons: &[SocketAddr], id: i32, uuid: Uuid) -> FakeOsd {
         let (client, events) =
-            MonClient::connect(mon, EntityName::osd(id as u32), Uuid::nil(), fast_msgr())
+            MonClient::connect_any(mons, EntityName::osd(id as u32), Uuid::nil(), fast_msgr())
                 .await
                 .expect("osd connects");
         let map = Arc::new(Mutex::new(None));
         let received = Arc::new(Mutex::new(Vec::new()));
         let others = Arc::new(Mutex::new(Vec::new()));
+        let history = Arc::new(Mutex::new(Vec::new()));
         let task = tokio::spawn(follow(
             events,
             map.clone(),
             received.clone(),
             others.clone(),
+            history.clone(),
         ));
         FakeOsd {
             id,
@@ -296,6 +313,7 @@ impl FakeOsd {
             map,
             received,
             others,
+            history,
             task,
         }
     }
@@ -402,8 +420,13 @@ impl Drop for FakeOsd {
 
 /// `osd mkfs` for `uuid`; returns the id.
 pub async fn register(mon: SocketAddr, uuid: Uuid) -> i32 {
-    let (c, _ev) = MonClient::connect(
-        mon,
+    register_any(&[mon], uuid).await
+}
+
+/// `osd mkfs` through any of `mons`.
+pub async fn register_any(mons: &[SocketAddr], uuid: Uuid) -> i32 {
+    let (c, _ev) = MonClient::connect_any(
+        mons,
         EntityName::new(EntityType::Client, "osd-mkfs"),
         Uuid::nil(),
         fast_msgr(),
@@ -424,6 +447,7 @@ async fn follow(
     map: Arc<Mutex<Option<OsdMap>>>,
     received: Arc<Mutex<Vec<OsdMapMsg>>>,
     others: Arc<Mutex<Vec<Message>>>,
+    history: Arc<Mutex<Vec<OsdMap>>>,
 ) {
     while let Some(ev) = events.recv().await {
         if let MonEvent::Other(m) = &ev {
@@ -431,6 +455,7 @@ async fn follow(
         }
         if let MonEvent::OsdMap(msg) = ev {
             let cur = map.lock().clone();
+            history.lock().extend(epochs_of(&msg, cur.as_ref()));
             match msg.advance(cur.as_ref()) {
                 Ok(Some(next)) => *map.lock() = Some(next),
                 Ok(None) => eprintln!(
@@ -442,6 +467,39 @@ async fn follow(
             received.lock().push(msg);
         }
     }
+}
+
+/// Each epoch an osdmap message moves `cur` through (full maps newer than
+/// it, then each incremental applied).
+pub fn epochs_of(msg: &OsdMapMsg, cur: Option<&OsdMap>) -> Vec<OsdMap> {
+    let have = cur.map(|m| m.epoch).unwrap_or(0);
+    let mut out = Vec::new();
+    let mut m = match msg.maps.range(have + 1..).next_back() {
+        Some((_, b)) => match OsdMap::decode_sealed(&b.0) {
+            Ok(m) => {
+                out.push(m.clone());
+                m
+            }
+            Err(_) => return out,
+        },
+        None => match cur {
+            Some(c) => c.clone(),
+            None => return out,
+        },
+    };
+    for (e, b) in msg.incrementals.range(m.epoch + 1..) {
+        if *e != m.epoch + 1 {
+            break;
+        }
+        let Ok(inc) = kalmar_maps::Incremental::decode_sealed(&b.0) else {
+            break;
+        };
+        if m.apply_incremental(&inc).is_err() {
+            break;
+        }
+        out.push(m.clone());
+    }
+    out
 }
 
 /// A scripted mgr sending beacons until stopped.
@@ -503,5 +561,219 @@ impl FakeMgr {
 impl Drop for FakeMgr {
     fn drop(&mut self) {
         self.pause();
+    }
+}
+
+/// Several mon processes forming one quorum, each in its own directory,
+/// on dynamic 127.0.0.1 ports.
+pub struct MonQuorum {
+    pub dir: tempfile::TempDir,
+    pub names: Vec<String>,
+    pub addrs: Vec<SocketAddr>,
+    pub fsid: Uuid,
+    children: Vec<Option<Child>>,
+}
+
+impl MonQuorum {
+    /// mkfs and run `n` mons (`a`, `b`, ...) with `[mon]` settings `conf`.
+    pub async fn start(n: usize, conf: &str) -> MonQuorum {
+        let dir = tempfile::Builder::new()
+            .prefix("kalmar-quorum-test-")
+            .tempdir()
+            .expect("tempdir");
+        std::fs::write(dir.path().join("kalmar.conf"), format!("[mon]\n{conf}\n")).expect("conf");
+        let names: Vec<String> = (0..n)
+            .map(|i| ((b'a' + i as u8) as char).to_string())
+            .collect();
+        let addrs: Vec<SocketAddr> = (0..n)
+            .map(|_| format!("127.0.0.1:{}", free_port()).parse().expect("addr"))
+            .collect();
+        let mut q = MonQuorum {
+            dir,
+            names,
+            addrs,
+            fsid: Uuid::new_v4(),
+            children: (0..n).map(|_| None).collect(),
+        };
+        for i in 0..n {
+            q.mkfs(i);
+        }
+        for i in 0..n {
+            q.spawn(i);
+        }
+        q.wait_quorum(n, WAIT).await;
+        q
+    }
+
+    pub fn data(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("mon.{}", self.names[i]))
+    }
+
+    fn members(&self) -> String {
+        self.names
+            .iter()
+            .zip(&self.addrs)
+            .map(|(n, a)| format!("{n}={a}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// `kalmar-mon mkfs` for mon `i` (its directory must not hold a store).
+    pub fn mkfs(&self, i: usize) {
+        let out = Command::new(bin("kalmar-mon"))
+            .args(["mkfs", "--name", &self.names[i], "--data"])
+            .arg(self.data(i))
+            .arg("--conf")
+            .arg(self.dir.path().join("kalmar.conf"))
+            .args(["--fsid", &self.fsid.to_string()])
+            .args(["--initial-members", &self.members()])
+            .output()
+            .expect("run kalmar-mon mkfs");
+        assert!(
+            out.status.success(),
+            "mkfs mon.{}: {}",
+            self.names[i],
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Starts mon `i` (no wait).
+    pub fn spawn(&mut self, i: usize) {
+        assert!(self.children[i].is_none(), "mon.{} runs", self.names[i]);
+        let child = Command::new(bin("kalmar-mon"))
+            .args(["run", "--name", &self.names[i], "--data"])
+            .arg(self.data(i))
+            .arg("--conf")
+            .arg(self.dir.path().join("kalmar.conf"))
+            .args(["--log-level", "debug,openraft=info", "--log-file"])
+            .arg(self.log_path(i))
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn kalmar-mon");
+        self.children[i] = Some(child);
+    }
+
+    fn log_path(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("mon.{}.log", self.names[i]))
+    }
+
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut c) = self.children[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Sends `sig` to mon `i` (SIGSTOP freezes it: to its peers it is
+    /// partitioned away; SIGCONT heals).
+    pub fn signal(&self, i: usize, sig: i32) {
+        if let Some(c) = &self.children[i] {
+            // SAFETY: kill(2) on the pid of a child this harness started.
+            unsafe {
+                libc::kill(c.id() as i32, sig);
+            }
+        }
+    }
+
+    pub fn running(&self) -> Vec<usize> {
+        (0..self.addrs.len())
+            .filter(|&i| self.children[i].is_some())
+            .collect()
+    }
+
+    /// The quorum status as mon `i` answers it (forwarded to its leader).
+    pub async fn quorum_status(&self, i: usize) -> Option<Value> {
+        let (rv, _, out) = command_at(
+            self.addrs[i],
+            json!({"prefix": "quorum_status", "format": "json"}),
+        )
+        .await
+        .ok()?;
+        if rv != 0 {
+            return None;
+        }
+        serde_json::from_slice(&out).ok()
+    }
+
+    /// Waits until a running mon reports a leader with `n` mons in quorum;
+    /// returns the leader's index.
+    pub async fn wait_quorum(&self, n: usize, bound: Duration) -> usize {
+        let running = self.running();
+        let names = self.names.clone();
+        wait_for(&format!("a quorum of {n}"), bound, || {
+            let running = running.clone();
+            let names = names.clone();
+            async move {
+                for &i in &running {
+                    if let Some(q) = self.quorum_status(i).await {
+                        let in_q = q["quorum_names"].as_array().map_or(0, |a| a.len());
+                        let leader = q["quorum_leader_name"].as_str().unwrap_or("");
+                        if let Some(l) = names.iter().position(|x| x == leader) {
+                            if in_q >= n && running.contains(&l) {
+                                return Some(l);
+                            }
+                        }
+                    }
+                }
+                None
+            }
+        })
+        .await
+    }
+
+    /// A JSON command through any running mon that must succeed.
+    pub async fn json(&self, mut cmd: Value) -> Value {
+        cmd["format"] = json!("json");
+        let mons: Vec<SocketAddr> = self.running().iter().map(|&i| self.addrs[i]).collect();
+        let (rv, outs, out) = command_any(&mons, cmd.clone()).await.expect("mon command");
+        assert_eq!(rv, 0, "{cmd}: {outs}");
+        serde_json::from_slice(&out)
+            .unwrap_or_else(|e| panic!("{cmd}: not JSON ({e}): {}", String::from_utf8_lossy(&out)))
+    }
+
+    pub async fn ok(&self, cmd: Value) -> String {
+        let mons: Vec<SocketAddr> = self.running().iter().map(|&i| self.addrs[i]).collect();
+        let (rv, outs, _) = command_any(&mons, cmd.clone()).await.expect("mon command");
+        assert_eq!(rv, 0, "{cmd}: {outs}");
+        outs
+    }
+
+    pub fn log_tail(&self, i: usize) -> String {
+        let log = std::fs::read_to_string(self.log_path(i)).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+impl Drop for MonQuorum {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for i in 0..self.addrs.len() {
+                eprintln!(
+                    "---- mon.{} log tail ----\n{}",
+                    self.names[i],
+                    self.log_tail(i)
+                );
+            }
+        }
+        for i in 0..self.addrs.len() {
+            self.kill9(i);
+        }
+    }
+}
+
+/// The full map each epoch had, as seen by one observer; panics when two
+/// observers saw different content for one epoch.
+pub fn check_one_content_per_epoch(
+    seen: &mut std::collections::BTreeMap<u32, OsdMap>,
+    maps: &[OsdMap],
+) {
+    for m in maps {
+        match seen.get(&m.epoch) {
+            Some(prev) => assert_eq!(prev, m, "two different maps for epoch {}", m.epoch),
+            None => {
+                seen.insert(m.epoch, m.clone());
+            }
+        }
     }
 }
