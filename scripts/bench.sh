@@ -34,6 +34,10 @@
 #                      six: seqwrite-1m randwrite-4k-qd1 randwrite-4k-qd32
 #                      randread-4k-qd1 randread-4k-qd32 seqread-1m)
 #   BENCH_OSD_SIZE     size of each OSD's (filled) device file (default 6G)
+#   BENCH_CLUSTER_SET  space-separated KEY=VALUE conf settings for the
+#                      cluster (e.g. osd_op_num_shards=1)
+#   KALMAR_BIN_DIR     the daemons to run (default: this build); point it at
+#                      a saved build to measure before and after a change
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -200,7 +204,9 @@ if has_target cluster-size1 || has_target cluster-size3; then
     dd if=/dev/zero of="$CLUSTER_DIR/osd.$i/device" bs=1M oflag=direct conv=notrunc status=none \
       count=$(( $(stat -c %s "$CLUSTER_DIR/osd.$i/device") / 1048576 ))
   done
-  "$HELPER" up --dir "$CLUSTER_DIR" --osds 3 --osd-size "$OSD_SIZE" >&2
+  SETS=()
+  for kv in ${BENCH_CLUSTER_SET:-}; do SETS+=(--set "$kv"); done
+  "$HELPER" up --dir "$CLUSTER_DIR" --osds 3 --osd-size "$OSD_SIZE" "${SETS[@]}" >&2
   CONF="$CLUSTER_DIR/kalmar.conf"
   OSD_PIDS="$(cat "$CLUSTER_DIR"/osd.*.pid | tr '\n' ' ')"
   OSD_ASOKS="$(ls "$CLUSTER_DIR"/osd.*.asok | tr '\n' ' ')"

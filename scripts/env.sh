@@ -9,4 +9,6 @@ KALMAR_SOURCE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export KALMAR_SOURCE_ROOT
 export PYO3_PYTHON="${PYO3_PYTHON:-/usr/bin/python3}"
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
-export KALMAR_BIN_DIR="$CARGO_TARGET_DIR/release"
+# A preset KALMAR_BIN_DIR runs other binaries (e.g. a saved build, to
+# benchmark before and after a change side by side).
+export KALMAR_BIN_DIR="${KALMAR_BIN_DIR:-$CARGO_TARGET_DIR/release}"

@@ -11,3 +11,7 @@ cargo build --release --workspace --bins
 # Lints on every target, sharing the release build (RocksDB is built once).
 cargo clippy --release --workspace --all-targets -- -D warnings
 cargo test --release --workspace -- --test-threads="${KALMAR_TEST_THREADS:-2}"
+# Pure logic and wire crates again with debug assertions and overflow
+# checks (the release run compiles them out); they do not need RocksDB.
+cargo test --profile checked -p kalmar-peering -p kalmar-maps -p kalmar-common \
+  -p kalmar-io -p kalmar-msgr -p kalmar-proto -- --test-threads="${KALMAR_TEST_THREADS:-2}"

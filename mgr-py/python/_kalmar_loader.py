@@ -44,20 +44,41 @@ def load(name, folder):
     sys.modules[name] = pkg
     try:
         spec.loader.exec_module(pkg)
-        cls = getattr(pkg, "Module", None)
-        if cls is None:
-            sub = importlib.import_module(name + ".module")
-            cls = getattr(sub, "Module", None)
+        cls = _module_class(name, pkg)
+        if cls is None and not hasattr(pkg, "Module"):
+            cls = _module_class(name, importlib.import_module(name + ".module"))
     except BaseException:
         sys.modules.pop(name, None)
         raise
-    if not (inspect.isclass(cls) and issubclass(cls, MgrModule)):
-        raise TypeError("%s/module.py defines no class Module(MgrModule)" % path)
+    if cls is None:
+        raise TypeError("%s exports no subclass of MgrModule (as Ceph, the package's "
+                        "MgrModule subclass is the module, whatever its name)" % path)
     return cls, json.dumps(describe(cls))
 
 
+def _module_class(name, pkg):
+    """The MgrModule subclass a package exports, as Ceph picks it: any
+    name (``alerts`` exports ``Alerts``). ``Module`` wins when there are
+    several; a subclass defined in the package wins over an imported one."""
+    found = [v for v in vars(pkg).values()
+             if inspect.isclass(v) and issubclass(v, MgrModule) and v is not MgrModule]
+    if not found:
+        return None
+    named = [c for c in found if c.__name__ == "Module"]
+    if named:
+        return named[0]
+    own = [c for c in found if (c.__module__ or "").split(".")[0] == name]
+    return (own or found)[0]
+
+
+# Keys of a COMMANDS entry the host reads; modules add their own (crash
+# keeps its handler function under 'handler'), which stay in the class.
+_COMMAND_KEYS = ("cmd", "desc", "perm", "poll")
+
+
 def describe(cls):
-    commands = [dict(c) for c in getattr(cls, "COMMANDS", [])]
+    commands = [{k: c[k] for k in _COMMAND_KEYS if k in c}
+                for c in getattr(cls, "COMMANDS", []) if isinstance(c, dict) and "cmd" in c]
     commands += [c.dump_cmd() for c in _cli_commands(cls).values()]
     for c in commands:
         c.setdefault("desc", "")
@@ -91,7 +112,9 @@ def _exists(p):
 
 
 def instantiate(cls, name, handle):
-    return cls(name, handle)
+    inst = cls(name, handle)
+    mgr_module._register_instance(name, inst)
+    return inst
 
 
 def _result(ret):
@@ -132,6 +155,9 @@ def dispatch(instance, cmd_json, inbuf):
 def call_hook(instance, hook, *args):
     """Calls serve/shutdown/notify/config_notify; returns None or the
     traceback text."""
+    if hook == "shutdown":
+        # remote() calls to a module being stopped fail from now on.
+        mgr_module._unregister_instance(instance)
     try:
         getattr(instance, hook)(*args)
         return None

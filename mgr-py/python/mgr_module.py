@@ -10,6 +10,7 @@ network except ``mon_command``, which releases the GIL while it waits.
 
 import enum
 import errno
+import functools
 import inspect
 import json
 import logging
@@ -158,6 +159,15 @@ class CLICommand:
         func._cli_command = self
         return func
 
+    # Ceph 18+'s spelling of CLIReadCommand / CLIWriteCommand.
+    @classmethod
+    def Read(cls, prefix: str, poll: bool = False):
+        return cls(prefix, "r", poll)
+
+    @classmethod
+    def Write(cls, prefix: str, poll: bool = False):
+        return cls(prefix, "w", poll)
+
     def dump_cmd(self) -> Dict[str, Any]:
         cmd = self.prefix + (" " + self.args if self.args else "")
         return {"cmd": cmd, "desc": self.desc, "perm": self.perm, "poll": self.poll}
@@ -176,6 +186,33 @@ class CLICommand:
             elif name in cmd:
                 kwargs[name] = ceph_argparse.convert_value(self.arg_types.get(name), cmd[name])
         return self.func(mgr, **kwargs)
+
+
+class CLICommandBase(CLICommand):
+    """Ceph 18+'s command registries: a module makes its own with
+    ``XCLICommand = CLICommandBase.make_registry_subtype("XCLICommand")``,
+    sets ``CLICommand = XCLICommand`` on its class and decorates handlers
+    with ``@XCLICommand.Read('prefix')`` / ``.Write(...)`` (or the class
+    itself, with a perm). Each registry keeps its commands in COMMANDS."""
+
+    COMMANDS: Dict[str, "CLICommand"] = {}
+
+    @classmethod
+    def make_registry_subtype(cls, name: str):
+        return type(name, (cls,), {"COMMANDS": {}})
+
+    @classmethod
+    def dump_cmd_list(cls) -> List[Dict[str, Any]]:
+        return [c.dump_cmd() for c in cls.COMMANDS.values()]
+
+    def __call__(self, func):
+        func = super().__call__(func)
+        type(self).COMMANDS[self.prefix] = self
+        return func
+
+
+# What a command handler returns (newer modules annotate with it).
+HandlerFuncType = typing.Callable[..., Tuple[int, str, str]]
 
 
 class CLIReadCommand(CLICommand):
@@ -269,23 +306,107 @@ def _opt_to_str(opt: Dict[str, Any], value) -> str:
     return s
 
 
-class OSDMap:
-    """A small read-only view of ``get('osd_map')``."""
+# The map views live in their own file; Ceph's modules import them from here.
+from _kalmar_osdmap import CRUSHMap, OSDMap, OSDMapIncremental  # noqa: E402
 
-    def __init__(self, dump: Dict[str, Any]):
-        self._dump = dump or {}
+HealthChecksT = Dict[str, Dict[str, Any]]
 
-    def get_epoch(self) -> int:
-        return self._dump.get("epoch", 0)
+# The version string modules see (insights parses it; pg_autoscaler and
+# balancer compare release names): the Ceph API level Kalmar's mgr serves.
+_VERSION = "ceph version 16.2.15 (kalmar-0.1.0) pacific (stable)"
+_RELEASES = {12: "luminous", 13: "mimic", 14: "nautilus", 15: "octopus",
+             16: "pacific", 17: "quincy", 18: "reef", 19: "squid", 20: "tentacle"}
 
-    def dump(self) -> Dict[str, Any]:
-        return self._dump
+# Ceph options that stock modules read with get_ceph_option (NATIVE_OPTIONS),
+# with Ceph's defaults; the mgr's `config` document overrides them.
+_CEPH_OPTION_DEFAULTS = {
+    "mon_target_pg_per_osd": 100,
+    "mon_max_pg_per_osd": 250,
+    "target_max_misplaced_ratio": 0.05,
+    "mon_pg_warn_min_per_osd": 0,
+    "mon_pg_warn_max_object_skew": 10.0,
+    "mgr_stats_period": 5,
+    "mgr_tick_period": 2,
+    "mon_osd_down_out_interval": 600,
+    "osd_pool_default_size": 3,
+    "osd_pool_default_min_size": 0,
+    "osd_pool_default_pg_num": 32,
+    "osd_pool_default_pg_autoscale_mode": "on",
+    "mon_osd_full_ratio": 0.95,
+    "mon_osd_nearfull_ratio": 0.85,
+    "mon_osd_backfillfull_ratio": 0.9,
+    "host": "localhost",
+    "fsid": "",
+    "keyring": "",
+    "log_to_file": False,
+    "mgr_module_path": "",
+}
 
-    def get_pools(self) -> Dict[int, Dict[str, Any]]:
-        return {p["pool"]: p for p in self._dump.get("pools", [])}
+# Running module instances by name, for remote().
+_INSTANCES_LOCK = threading.Lock()
+_INSTANCES: Dict[str, "MgrModule"] = {}
 
-    def get_pools_by_name(self) -> Dict[str, Dict[str, Any]]:
-        return {p["pool_name"]: p for p in self._dump.get("pools", [])}
+# Progress events modules publish (Ceph shows them in `status`).
+_PROGRESS_LOCK = threading.Lock()
+_PROGRESS_EVENTS: Dict[str, Dict[str, Any]] = {}
+
+
+def _register_instance(name: str, inst) -> None:
+    with _INSTANCES_LOCK:
+        _INSTANCES[name] = inst
+
+
+def _unregister_instance(inst) -> None:
+    with _INSTANCES_LOCK:
+        for k in [k for k, v in _INSTANCES.items() if v is inst]:
+            del _INSTANCES[k]
+
+
+def progress_events() -> Dict[str, Dict[str, Any]]:
+    """The published progress events (a copy)."""
+    with _PROGRESS_LOCK:
+        return {k: dict(v) for k, v in _PROGRESS_EVENTS.items()}
+
+
+def _get_localized_key(prefix: str, key: str) -> str:
+    return "{}/{}".format(prefix, key)
+
+
+def CLICheckNonemptyFileInput(desc: str = "file"):
+    """Decorator: the command needs a non-empty ``-i`` input."""
+    def wrap(func):
+        @functools.wraps(func)
+        def check(*args, **kwargs):
+            inbuf = kwargs.get("inbuf")
+            if not inbuf:
+                return -errno.EINVAL, "", "ERROR: empty %s, use -i <file>" % desc
+            if not inbuf.strip():
+                return -errno.EINVAL, "", "ERROR: %s is empty or holds only whitespace" % desc
+            return func(*args, **kwargs)
+        check.__signature__ = inspect.signature(func)
+        return check
+    return wrap
+
+
+class API:
+    """Ceph's ``API.expose``/``API.perm`` markers (informational here:
+    every public method is reachable through remote())."""
+
+    @staticmethod
+    def expose(func):
+        func._api_expose = True
+        return func
+
+    @staticmethod
+    def perm(perm):
+        def wrap(func):
+            func._api_perm = perm
+            return func
+        return wrap
+
+
+_DERIVED = ("health", "fs_map", "devices", "service_map", "mgr_ips", "config",
+            "modified_config_options", "pg_progress", "active_clean_pgs")
 
 
 class MgrModule:
@@ -377,10 +498,58 @@ class MgrModule:
 
     # ---- cluster state ---------------------------------------------------
     def get(self, data_name: str):
-        return self._handle.get(data_name)
+        doc = self._handle.get(data_name)
+        if doc is None and data_name in _DERIVED:
+            return self._derived(data_name)
+        return doc
+
+    def _derived(self, name: str):
+        """Documents the mgr has no native source for, in Ceph's shapes:
+        built from the others (pg_progress, active_clean_pgs) or empty
+        because Kalmar has no such service (fs_map, devices)."""
+        if name == "health":
+            # Before the mon's first digest: no check known yet.
+            return {"json": json.dumps({"status": "HEALTH_OK", "checks": {}, "mutes": []})}
+        if name == "fs_map":
+            return {"epoch": 0, "default_fscid": -1, "filesystems": [], "standbys": [],
+                    "compat": {"compat": {}, "ro_compat": {}, "incompat": {}},
+                    "feature_flags": {"enable_multiple": False, "ever_enabled_multiple": False}}
+        if name == "devices":
+            return {"devices": []}
+        if name == "service_map":
+            return {"epoch": 0, "modified": "0.000000", "services": {}}
+        if name == "mgr_ips":
+            return {"ips": ["127.0.0.1"]}
+        if name == "config":
+            return {k: str(self.get_ceph_option(k)) for k in _CEPH_OPTION_DEFAULTS}
+        if name == "modified_config_options":
+            return {"options": []}
+        pgs = (self._handle.get("pg_stats") or {}).get("pg_stats", [])
+        if name == "active_clean_pgs":
+            clean = [p for p in pgs if {"active", "clean"} <= set(p.get("state", "").split("+"))]
+            return {"total_num_pgs": len(pgs), "pg_stats": clean}
+        # pg_progress
+        out = {}
+        for p in pgs:
+            ss = p.get("stat_sum", {})
+            out[p["pgid"]] = {
+                "num_bytes_recovered": ss.get("num_bytes_recovered", 0),
+                "num_bytes": ss.get("num_bytes", 0),
+                "reported_epoch": p.get("reported_epoch", 0),
+                "state": p.get("state", ""),
+            }
+        return {"pgs": out, "pg_ready": bool(pgs)}
 
     def get_osdmap(self) -> OSDMap:
-        return OSDMap(self.get("osd_map"))
+        # The three documents of one epoch: re-read if a new map landed
+        # between the reads.
+        for _ in range(3):
+            dump = self._handle.get("osd_map") or {}
+            crush = self._handle.get("osd_map_crush") or {}
+            mappings = self._handle.get("pg_mappings") or {}
+            if mappings.get("epoch") == dump.get("epoch"):
+                break
+        return OSDMap(dump, crush, mappings)
 
     def list_servers(self) -> List[Dict[str, Any]]:
         return self._handle.list_servers()
@@ -528,6 +697,127 @@ class MgrModule:
     def set_uri(self, uri: str) -> None:
         self._handle.set_uri(uri)
 
+    # ---- Ceph's helpers for text output -----------------------------------
+    @staticmethod
+    def to_pretty_iec(n: int) -> str:
+        """``n`` with a binary suffix, rounded down (``"12 Ki"``); below
+        10 Ki it is printed as is followed by a space."""
+        for shift, suffix in ((60, "Ei"), (50, "Pi"), (40, "Ti"), (30, "Gi"), (20, "Mi"), (10, "Ki")):
+            if n > (10 << shift):
+                return "%d %s" % (n >> shift, suffix)
+        return "%d " % n
+
+    @staticmethod
+    def get_pretty_row(elems: Sequence[str], width: int) -> str:
+        """One table row: each element right-aligned in ``width / n``
+        columns, separated by ``|``."""
+        col = int(width / len(elems))
+        return "|" + "".join("%s |" % str(e).rjust(col - 2) for e in elems)
+
+    def get_pretty_header(self, elems: Sequence[str], width: int) -> str:
+        col = int(width / len(elems))
+        rule = "+" + ("-" * (col - 1) + "+") * len(elems) + "\n"
+        return rule + self.get_pretty_row(elems, width) + "\n" + rule
+
+    # ---- versions and options of the mgr itself ----------------------------
+    @property
+    def version(self) -> str:
+        return _VERSION
+
+    @property
+    def release_name(self) -> str:
+        return "pacific"
+
+    def lookup_release_name(self, major: int) -> str:
+        return _RELEASES.get(int(major), "unknown")
+
+    def get_ceph_option(self, key: str):
+        """A Ceph config option the stock modules read, with Ceph's default
+        (Kalmar's mgr has no central config database yet). An option not in
+        the table raises, as Ceph's does for an unknown option."""
+        if key not in _CEPH_OPTION_DEFAULTS:
+            raise RuntimeError("unrecognized config option '%s'" % key)
+        return _CEPH_OPTION_DEFAULTS[key]
+
+    def get_foreign_ceph_option(self, entity: str, key: str):
+        return self.get_ceph_option(key)
+
+    def get_mgr_ip(self) -> str:
+        return "127.0.0.1"
+
+    def get_ceph_conf_path(self) -> str:
+        return ""
+
+    def get_module_option_ex(self, module: str, key: str, default=None):
+        if module == self._module_name:
+            return self.get_module_option(key, default)
+        with _INSTANCES_LOCK:
+            other = _INSTANCES.get(module)
+        if other is None:
+            return default
+        return other.get_module_option(key, default)
+
+    def set_module_option_ex(self, module: str, key: str, val) -> None:
+        if module == self._module_name:
+            return self.set_module_option(key, val)
+        with _INSTANCES_LOCK:
+            other = _INSTANCES.get(module)
+        if other is None:
+            raise RuntimeError("module '%s' is not running" % module)
+        other.set_module_option(key, val)
+
+    # ---- other modules ---------------------------------------------------
+    def remote(self, module_name: str, method_name: str, *args, **kwargs):
+        """Calls ``method_name`` of the running module ``module_name`` (all
+        modules share one interpreter in Kalmar). Raises ImportError if
+        that module is not running, as Ceph does."""
+        with _INSTANCES_LOCK:
+            other = _INSTANCES.get(module_name)
+        if other is None:
+            raise ImportError("Module not found: %s is not enabled or not running" % module_name)
+        return getattr(other, method_name)(*args, **kwargs)
+
+    # ---- progress events -------------------------------------------------
+    def update_progress_event(self, evid: str, desc: str, progress: float,
+                              add_to_ceph_s: bool = True) -> None:
+        with _PROGRESS_LOCK:
+            _PROGRESS_EVENTS[evid] = {"message": desc, "progress": float(progress),
+                                      "add_to_ceph_s": bool(add_to_ceph_s),
+                                      "module": self._module_name}
+
+    def complete_progress_event(self, evid: str) -> None:
+        with _PROGRESS_LOCK:
+            _PROGRESS_EVENTS.pop(evid, None)
+
+    def clear_all_progress_events(self) -> None:
+        with _PROGRESS_LOCK:
+            _PROGRESS_EVENTS.clear()
+
+    # ---- Ceph features Kalmar has no counterpart for ------------------------
+    def get_daemon_health_metrics(self) -> Dict[str, List[Dict[str, Any]]]:
+        return {}
+
+    def add_osd_perf_query(self, query: Dict[str, Any]):
+        """OSD perf queries are not supported: None, as Ceph answers a
+        query it cannot register."""
+        return None
+
+    def remove_osd_perf_query(self, query_id: int) -> None:
+        pass
+
+    def get_osd_perf_counters(self, query_id: int):
+        return None
+
+    def set_device_wear_level(self, devid: str, wear_level: float) -> None:
+        pass
+
+    def is_authorized(self, arguments: Dict[str, str]) -> bool:
+        return True
+
+    @property
+    def rados(self):
+        raise ImportError("librados is not available on Kalmar's mgr")
+
 
 class MgrStandbyModule:
     """What a module may do on a standby mgr (the host runs only active
@@ -570,7 +860,10 @@ class MgrStandbyModule:
 
 
 __all__ = [
-    "MgrModule", "MgrStandbyModule", "Option", "Command", "CLICommand",
+    "MgrModule", "MgrStandbyModule", "Option", "Command", "CLICommand", "CLICommandBase",
+    "HandlerFuncType",
     "CLIReadCommand", "CLIWriteCommand", "HandleCommandResult",
     "NotifyType", "MonCommandFailed", "ClusterLogPrio", "OSDMap", "PG_STATES",
+    "OSDMapIncremental", "CRUSHMap", "HealthChecksT", "CLICheckNonemptyFileInput",
+    "API", "CommandResult",
 ]

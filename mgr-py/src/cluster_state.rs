@@ -34,10 +34,15 @@ pub enum ClusterDataName {
     MgrMap,
     ServiceMap,
     IoRate,
+    /// Kalmar's own: `{"epoch", "pgs": {pgid: {up, acting, up_primary,
+    /// acting_primary}}}`, computed with CRUSH for each OSDMap; the
+    /// Python `OSDMap` view answers `map_pool_pgs_up` and
+    /// `pg_to_up_acting_osds` from it.
+    PgMappings,
 }
 
 impl ClusterDataName {
-    pub const ALL: [ClusterDataName; 17] = [
+    pub const ALL: [ClusterDataName; 18] = [
         ClusterDataName::OsdMap,
         ClusterDataName::OsdMapTree,
         ClusterDataName::OsdMapCrush,
@@ -55,6 +60,7 @@ impl ClusterDataName {
         ClusterDataName::MgrMap,
         ClusterDataName::ServiceMap,
         ClusterDataName::IoRate,
+        ClusterDataName::PgMappings,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -76,6 +82,7 @@ impl ClusterDataName {
             ClusterDataName::MgrMap => "mgr_map",
             ClusterDataName::ServiceMap => "service_map",
             ClusterDataName::IoRate => "io_rate",
+            ClusterDataName::PgMappings => "pg_mappings",
         }
     }
 

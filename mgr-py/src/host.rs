@@ -145,6 +145,8 @@ pub trait MgrStore: Send + Sync {
     fn kv_set(&self, key: &str, value: Option<&str>) -> Result<(), StoreError>;
     /// Every key starting with `prefix`, with its value.
     fn kv_prefix(&self, prefix: &str) -> BTreeMap<String, String>;
+    /// Every module option set (`mgr/MODULE/KEY` -> value), for `config dump`.
+    fn config_all(&self) -> BTreeMap<String, String>;
 }
 
 /// An in-memory [`MgrStore`], for tests and a mgr without a mon.
@@ -194,6 +196,10 @@ impl MgrStore for MemoryStore {
     fn kv_set(&self, key: &str, value: Option<&str>) -> Result<(), StoreError> {
         put(&self.kv, key, value);
         Ok(())
+    }
+
+    fn config_all(&self) -> BTreeMap<String, String> {
+        self.config.read().clone()
     }
 
     fn kv_prefix(&self, prefix: &str) -> BTreeMap<String, String> {

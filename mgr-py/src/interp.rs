@@ -47,7 +47,7 @@ pub const BUILD_PYTHON_PREFIX: &str = env!("KALMAR_BUILD_PYTHON_PREFIX");
 
 /// The Python API files, compiled in so an installed binary needs nothing
 /// else; `KALMAR_MGR_PYTHON_DIR` overrides them (for plugin developers).
-const EMBEDDED: [(&str, &str, &str); 4] = [
+const EMBEDDED: [(&str, &str, &str); 5] = [
     (
         "ceph_argparse",
         concat!(env!("CARGO_MANIFEST_DIR"), "/python/ceph_argparse.py"),
@@ -57,6 +57,11 @@ const EMBEDDED: [(&str, &str, &str); 4] = [
         "mgr_util",
         concat!(env!("CARGO_MANIFEST_DIR"), "/python/mgr_util.py"),
         include_str!("../python/mgr_util.py"),
+    ),
+    (
+        "_kalmar_osdmap",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/python/_kalmar_osdmap.py"),
+        include_str!("../python/_kalmar_osdmap.py"),
     ),
     (
         "mgr_module",

@@ -72,8 +72,12 @@ fn get_returns_ceph_shaped_documents() {
     let md = h.call("get", json!(["osd_metadata"]))["value"].clone();
     assert_eq!(md["2"]["hostname"], "vm");
     assert_eq!(md["2"]["id"], "2");
+    // No file systems: an empty FSMap, as Ceph's on a cluster without any.
+    let fs = h.call("get", json!(["fs_map"]))["value"].clone();
+    assert_eq!(fs["filesystems"], json!([]), "{fs}");
+    assert_eq!(fs["standbys"], json!([]), "{fs}");
     // Unknown names give None.
-    assert_eq!(h.call("get", json!(["fs_map"]))["value"], Value::Null);
+    assert_eq!(h.call("get", json!(["no_such_map"]))["value"], Value::Null);
     // get_osdmap wrapper.
     assert_eq!(
         h.call("get_osdmap", json!([])).get("type").unwrap(),

@@ -159,3 +159,34 @@ fn command_timeout_and_inflight_bound() {
     let r = h.cmd("api notifications");
     assert_eq!(r.retval, -16, "{r:?}");
 }
+
+#[test]
+fn missing_dependency_is_a_warning_with_the_reason() {
+    let h = harness(&["missing_dep", "hello"]);
+    let reason = "kalmar_no_such_package python module not found";
+    let info = h
+        .mods
+        .module_infos()
+        .into_iter()
+        .find(|m| m.name == "missing_dep")
+        .unwrap();
+    assert!(!info.can_run);
+    assert_eq!(info.error_string, reason);
+    assert_eq!(info.state, ModuleState::MissingDependency(reason.into()));
+    let checks = h.mods.health_checks();
+    assert!(!checks.contains_key("MGR_MODULE_ERROR"), "{checks:?}");
+    let c = &checks["MGR_MODULE_DEPENDENCY"];
+    assert_eq!(
+        c.summary,
+        format!("Module 'missing_dep' has failed dependency: {reason}")
+    );
+    assert_eq!(
+        h.mods.module_ls()["failed_modules"][0]["error_string"],
+        reason
+    );
+    // Refused at enable, with the reason, unless forced.
+    h.mods.disable("missing_dep").unwrap();
+    let e = h.mods.enable("missing_dep", false).unwrap_err().to_string();
+    assert!(e.contains(reason), "{e}");
+    assert!(!h.mods.health_checks().contains_key("MGR_MODULE_DEPENDENCY"));
+}

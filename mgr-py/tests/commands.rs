@@ -37,6 +37,34 @@ fn seed_hello_module_answers_hello_world() {
 }
 
 #[test]
+fn ceph_18_command_registries() {
+    let h = harness(&["registrycli"]);
+    // The class is Registry (exported by __init__), the commands come
+    // from the module's own registry, with Ceph's descriptions.
+    let descs = h.mods.command_descriptions().to_string();
+    assert!(
+        descs.contains(r#""sig":["registry","echo",{"name":"word""#),
+        "{descs}"
+    );
+    let r = h.cmd("registry echo hi 3");
+    assert_eq!(
+        (r.retval, r.stdout.as_str()),
+        (0, "hi hi hi"),
+        "{}",
+        r.stderr
+    );
+    let r = h.cmd("registry counters");
+    assert_eq!(r.retval, 0, "{}", r.stderr);
+    let n: Vec<u64> = r
+        .stdout
+        .split_whitespace()
+        .map(|x| x.parse().unwrap())
+        .collect();
+    assert_eq!(n.len(), 2, "{}", r.stdout);
+    assert!(n[0] >= 3 && n[1] >= 1, "{}", r.stdout);
+}
+
+#[test]
 fn cli_command_decorators() {
     let h = harness(&["clitest"]);
     let r = h.cmd("cli echo bob");

@@ -39,6 +39,9 @@ enum Cmd {
         osds: u32,
         #[arg(long, default_value = "6G")]
         osd_size: String,
+        /// Extra [global] conf settings, KEY=VALUE (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
     },
     Pool {
         #[arg(long)]
@@ -132,6 +135,7 @@ async fn main() -> Result<()> {
             dir,
             osds,
             osd_size,
+            set,
         } => {
             let c = vstart(&VstartArgs {
                 mons: 1,
@@ -139,7 +143,7 @@ async fn main() -> Result<()> {
                 mgrs: 0,
                 dir,
                 osd_size,
-                set: Vec::new(),
+                set,
                 timeout: 120,
             })
             .await?;

@@ -119,6 +119,7 @@ pub mod onode;
 mod overlay;
 pub mod perf;
 mod prepare;
+mod read_plan;
 mod settings;
 mod store;
 mod txn;

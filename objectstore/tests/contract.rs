@@ -955,3 +955,54 @@ fn big_writes_are_written_once_from_aligned_and_unaligned_buffers() {
     }
     assert!(fs.s().fsck(true).expect("fsck").is_clean());
 }
+
+/// A transaction that created a collection and then failed leaves no
+/// trace for the transactions prepared after it in the same batch (the
+/// batch remembers which collections exist; a rollback must forget).
+#[test]
+fn a_rolled_back_creation_is_forgotten_within_the_batch() {
+    let fs = new_store();
+    let (c, missing) = (cid("fresh"), cid("missing"));
+    let mut t1 = Transaction::new();
+    t1.create_collection(&c);
+    t1.touch(&c, &oid("a"));
+    t1.touch(&missing, &oid("x"));
+    let mut t2 = Transaction::new();
+    t2.touch(&c, &oid("b"));
+    let mut t3 = Transaction::new();
+    t3.create_collection(&c);
+    t3.touch(&c, &oid("c"));
+    let mut t4 = Transaction::new();
+    t4.touch(&c, &oid("d"));
+    let res: Vec<_> = fs
+        .s()
+        .queue_transactions(vec![t1, t2, t3, t4])
+        .into_iter()
+        .map(|cm| cm.wait())
+        .collect();
+    assert!(
+        matches!(res[0], Err(StoreError::CollectionNotFound(_))),
+        "{:?}",
+        res[0]
+    );
+    assert!(
+        matches!(res[1], Err(StoreError::CollectionNotFound(_))),
+        "the creation was undone: {:?}",
+        res[1]
+    );
+    assert!(res[2].is_ok() && res[3].is_ok(), "{res:?}");
+    let perf = fs.s().perf_counters().dump();
+    assert!(
+        perf["journal_records"].as_u64().expect("records") <= 2,
+        "prepared together"
+    );
+    let names: Vec<String> = fs
+        .s()
+        .collection_list(&c, None, 10)
+        .expect("list")
+        .0
+        .iter()
+        .map(|o| o.to_display())
+        .collect();
+    assert_eq!(names, vec!["c", "d"]);
+}

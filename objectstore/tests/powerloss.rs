@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use common::{diff, try_dump, Gen, Model};
 use kalmar_objectstore::device::{FaultConfig, FaultyDevice};
-use kalmar_objectstore::kv::{KvOp, KvRead, KvStore, MemKv};
+use kalmar_objectstore::kv::PoweredKv;
 use kalmar_objectstore::{
     KvHandle, MkfsOptions, MountOptions, ObjectStore, StoreError, StoreSettings, Transaction,
 };
@@ -81,59 +81,12 @@ fn settings(background: bool, seed: u64) -> StoreSettings {
     s
 }
 
-/// The in-memory database on the power of `dev`: a flush is an operation
-/// the crash point can hit, and nothing is written once the power is gone.
-struct PoweredKv {
-    db: Arc<MemKv>,
-    dev: std::sync::Mutex<Arc<FaultyDevice>>,
-}
-
-impl PoweredKv {
-    fn power(&self) -> Arc<FaultyDevice> {
-        self.dev.lock().expect("lock").clone()
-    }
-
-    fn lost(e: kalmar_objectstore::DeviceError) -> StoreError {
-        StoreError::Kv(format!("metadata database: {e}"))
-    }
-}
-
-impl KvRead for PoweredKv {
-    fn get(&self, key: &[u8]) -> kalmar_objectstore::Result<Option<Vec<u8>>> {
-        self.db.get(key)
-    }
-    fn scan(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    ) -> kalmar_objectstore::Result<()> {
-        self.db.scan(start, end, f)
-    }
-}
-
-impl KvStore for PoweredKv {
-    fn write(&self, ops: &[KvOp]) -> kalmar_objectstore::Result<()> {
-        if self.power().crashed() {
-            return Err(Self::lost(kalmar_objectstore::DeviceError::PowerLost));
-        }
-        self.db.write(ops)
-    }
-    fn flush(&self) -> kalmar_objectstore::Result<()> {
-        self.power().external_op().map_err(Self::lost)?;
-        self.db.flush()
-    }
-    fn describe(&self) -> String {
-        "in-memory database on the test device's power".into()
-    }
-}
-
 fn mount_on(
     dev: Arc<FaultyDevice>,
     kv: &Arc<PoweredKv>,
     settings: StoreSettings,
 ) -> kalmar_objectstore::Result<ObjectStore> {
-    *kv.dev.lock().expect("lock") = dev.clone();
+    kv.attach(dev.clone());
     let opts = MountOptions {
         settings,
         kv: Some(KvHandle(kv.clone())),
@@ -237,10 +190,7 @@ fn run_seed(seed: u64) -> Result<Coverage, String> {
     let background = seed % 2 == 1;
     let cfg = FaultConfig::new(seed);
     let dev = Arc::new(FaultyDevice::new(DEVICE_BYTES, cfg.clone()));
-    let kv = Arc::new(PoweredKv {
-        db: Arc::new(MemKv::new()),
-        dev: std::sync::Mutex::new(dev.clone()),
-    });
+    let kv = Arc::new(PoweredKv::new(dev.clone()));
     let mut mk = MkfsOptions::new(Uuid::from_u128(1), Uuid::from_u128(2));
     mk.journal_bytes = Some(JOURNAL_BYTES);
     mk.kv = Some(KvHandle(kv.clone()));
@@ -284,7 +234,7 @@ fn run_seed(seed: u64) -> Result<Coverage, String> {
     dev.crash_now();
     store.abandon();
     drop(store);
-    kv.db.crash();
+    kv.crash();
 
     let mut image = dev.power_loss_image(seed);
     // A second power loss during recovery, for a quarter of the seeds.
@@ -307,7 +257,7 @@ fn run_seed(seed: u64) -> Result<Coverage, String> {
                 ))
             }
         }
-        kv.db.crash();
+        kv.crash();
         image = dev2.power_loss_image(seed + 1);
     }
     let dev3 = Arc::new(FaultyDevice::from_image(image, FaultConfig::new(seed + 2)));

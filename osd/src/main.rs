@@ -183,6 +183,7 @@ fn main() -> anyhow::Result<()> {
                     None => default_admin_socket(&common.device, &s.entity),
                 },
             };
+            kalmar_common::crash::init(&s.conf, &s.entity, "kalmar-osd", &admin_socket)?;
             let bind_ip = match bind_ip {
                 Some(ip) => ip,
                 None => match s.conf.get::<String>(&s.entity, "osd_bind_ip")? {

@@ -461,13 +461,27 @@ impl MapWork {
     }
 
     /// The primary PGs' state, to keep `numpg_primary` current.
+    /// Also `numpg_stray`: PGs held here whose acting set does not hold
+    /// this OSD (Ceph's strays: kept until the primary purges them).
     pub fn count_roles(&self, primaries: usize) {
-        let total = self.svc.pgs.read().len();
+        let held: Vec<PgId> = self.svc.pgs.read().keys().copied().collect();
+        let total = held.len();
+        let map = self.svc.map();
+        let whoami = self.svc.whoami;
+        let stray = held
+            .iter()
+            .filter(|pg| {
+                map.pg_to_up_acting_osds(**pg)
+                    .is_ok_and(|ua| !ua.acting.contains(&whoami))
+            })
+            .count();
         self.svc.perf.set(L_NUMPG, total as u64);
         self.svc.perf.set(L_NUMPG_PRIMARY, primaries as u64);
-        self.svc
-            .perf
-            .set(L_NUMPG_REPLICA, total.saturating_sub(primaries) as u64);
+        self.svc.perf.set(L_NUMPG_STRAY, stray as u64);
+        self.svc.perf.set(
+            L_NUMPG_REPLICA,
+            total.saturating_sub(primaries + stray) as u64,
+        );
         self.refresh_status();
     }
 }

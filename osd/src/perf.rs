@@ -508,6 +508,50 @@ const SCRUB_COUNTERS: &[Spec] = &[
     ),
 ];
 
+/// The client-op counters a write request feeds. As Ceph's OSD: a request
+/// that also reads (may_read and may_write) is counted as `op_rw`, one that
+/// only writes as `op_w`. (Kalmar refuses a request that mixes reads into
+/// a write with EINVAL before it is executed, so today every executed
+/// write request counts as `op_w`; the split lives here so it stays right
+/// when such requests are served.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteCounters {
+    pub ops: usize,
+    pub in_bytes: usize,
+    pub lat: usize,
+    pub process_lat: usize,
+}
+
+pub fn write_counters(ops: &[kalmar_proto::client::OsdOp]) -> WriteCounters {
+    if ops.iter().any(|o| !o.is_write()) {
+        WriteCounters {
+            ops: L_OP_RW,
+            in_bytes: L_OP_RW_IN_BYTES,
+            lat: L_OP_RW_LAT,
+            process_lat: L_OP_RW_PROCESS_LAT,
+        }
+    } else {
+        WriteCounters {
+            ops: L_OP_W,
+            in_bytes: L_OP_W_IN_BYTES,
+            lat: L_OP_W_LAT,
+            process_lat: L_OP_W_PROCESS_LAT,
+        }
+    }
+}
+
+/// The 1-minute load average ×100 (Ceph's `loadavg`), from
+/// `/proc/loadavg`; `None` if it cannot be read.
+pub fn loadavg_x100() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    parse_loadavg_x100(&text)
+}
+
+fn parse_loadavg_x100(text: &str) -> Option<u64> {
+    let one: f64 = text.split_whitespace().next()?.parse().ok()?;
+    (one.is_finite() && one >= 0.0).then(|| (one * 100.0).round() as u64)
+}
+
 /// The `osd_scrub` logger.
 pub fn build_scrub() -> Arc<PerfCounters> {
     build_from("osd_scrub", SCRUB_COUNTERS)
@@ -517,6 +561,23 @@ pub fn build_scrub() -> Arc<PerfCounters> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn rw_split_and_loadavg() {
+        use kalmar_proto::client::OsdOp;
+        let w = OsdOp::WriteFull {
+            data: bytes::Bytes::from_static(b"x"),
+        };
+        assert_eq!(write_counters(std::slice::from_ref(&w)).ops, L_OP_W);
+        let rw = write_counters(&[OsdOp::GetXattr { name: "a".into() }, w]);
+        assert_eq!(
+            (rw.ops, rw.in_bytes, rw.lat, rw.process_lat),
+            (L_OP_RW, L_OP_RW_IN_BYTES, L_OP_RW_LAT, L_OP_RW_PROCESS_LAT)
+        );
+        assert_eq!(parse_loadavg_x100("0.42 0.30 0.2 1/99 123\n"), Some(42));
+        assert_eq!(parse_loadavg_x100("junk"), None);
+        assert!(loadavg_x100().is_some());
+    }
 
     #[test]
     fn indexes_names_and_types_match_ceph() {

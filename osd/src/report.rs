@@ -56,6 +56,9 @@ pub async fn send_stats(
         Ok(s) => {
             let used = s.settled_used_bytes();
             svc.perf.set(L_STAT_BYTES, s.total_bytes);
+            if let Some(l) = loadavg_x100() {
+                svc.perf.set(L_LOADAVG, l);
+            }
             svc.perf.set(L_STAT_BYTES_USED, used);
             svc.perf
                 .set(L_STAT_BYTES_AVAIL, s.settled_available_bytes());

@@ -68,6 +68,10 @@ impl Default for ClusterOpts {
                 s("mon_osd_down_out_interval", "600"),
                 s("mon_mgr_mkfs_grace", "600"),
                 s("osd_op_queue_timeout", "60"),
+                // Two shards per OSD whatever the cores (vstart would give
+                // co-located OSDs one): messages crossing shards are the
+                // paths these tests must cover.
+                s("osd_op_num_shards", "2"),
             ],
             start_timeout: Duration::from_secs(90),
         }

@@ -10,12 +10,15 @@
 //! - [`pgcmd`]: `pg PGID query`, `pg scrub|deep-scrub|repair PGID`,
 //!   answered by the PG's primary OSD.
 //! - [`crush`]: `osd crush test` (offline); [`daemon`]: admin sockets.
+//! - [`exporter`]: the per-host perf-counter endpoint (Ceph's
+//!   `ceph-exporter`, port 9926).
 #![deny(clippy::unwrap_used)]
 
 pub mod args;
 pub mod bench;
 pub mod crush;
 pub mod daemon;
+pub mod exporter;
 pub mod grammar;
 pub mod image;
 pub mod mgrcmd;

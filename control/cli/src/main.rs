@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use kalmar_cli::args::{take_format, Ctx, Format};
-use kalmar_cli::{crush, daemon, grammar, image, mgrcmd, moncmd, pgcmd, rados, vstart};
+use kalmar_cli::{crush, daemon, exporter, grammar, image, mgrcmd, moncmd, pgcmd, rados, vstart};
 use kalmar_common::config::Conf;
 
 #[derive(Parser)]
@@ -27,7 +27,8 @@ use kalmar_common::config::Conf;
                   osd pool create|set|ls|rm, osd map, osd crush dump|test, osd df, df [detail], pg map|stat|dump, \
                   pg PGID query, pg scrub|deep-scrub|repair PGID, mgr stat|dump|fail, \
                   mgr module ls|enable|disable, tell mgr WORDS..., \
-                  daemon NAME CMD..., rados -p POOL ..., image ..., vstart ..., vstop ..."
+                  daemon NAME CMD..., rados -p POOL ..., image ..., vstart ..., vstop ..., \
+                  exporter [--addr IP:PORT] [--sock-dir DIR]..."
 )]
 struct Cli {
     /// Mon address IP:PORT (else KALMAR_MON, else the conf's mon_host).
@@ -64,6 +65,7 @@ enum Group {
     Image(image::ImageArgs),
     Vstart(vstart::VstartArgs),
     Vstop(vstart::VstopArgs),
+    Exporter(exporter::ExporterArgs),
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -95,7 +97,7 @@ fn dispatch(ctx: &Ctx, words: Vec<String>) -> anyhow::Result<i32> {
             daemon::run(&ctx, &rest)?;
             Ok(0)
         }
-        ["rados" | "image" | "vstart" | "vstop", ..] => {
+        ["rados" | "image" | "vstart" | "vstop" | "exporter", ..] => {
             let group = match Group::try_parse_from(&words) {
                 Ok(g) => g,
                 Err(e) => {
@@ -103,6 +105,10 @@ fn dispatch(ctx: &Ctx, words: Vec<String>) -> anyhow::Result<i32> {
                     return Ok(if e.use_stderr() { 22 } else { 0 });
                 }
             };
+            if let Group::Exporter(a) = &group {
+                exporter::run(a, ctx.conf.path())?;
+                return Ok(0);
+            }
             let json = ctx.format.is_json();
             let pretty = ctx.format == Format::JsonPretty;
             runtime()?.block_on(async {
@@ -117,6 +123,7 @@ fn dispatch(ctx: &Ctx, words: Vec<String>) -> anyhow::Result<i32> {
                         );
                         Ok(())
                     }
+                    Group::Exporter(_) => Ok(()),
                     Group::Vstop(a) => {
                         for name in vstart::vstop(&a)? {
                             println!("stopped {name}");
@@ -154,6 +161,25 @@ fn dispatch(ctx: &Ctx, words: Vec<String>) -> anyhow::Result<i32> {
             let cmd = match grammar::parse(&words) {
                 Ok(c) => c,
                 Err(e) => {
+                    // As Ceph's CLI: a command the mon does not know may be
+                    // one a mgr module registered (`crash ls`, `osd status`,
+                    // `balancer status`).
+                    // Only words the mon grammar does not know at all: a
+                    // known mon command with bad arguments is a usage error.
+                    let unknown_to_mon = e.msg.starts_with("unknown command");
+                    let route = mgrcmd::route(
+                        &[&["tell".to_string(), "mgr".to_string()][..], &words[..]].concat(),
+                    );
+                    if let (true, Some(Ok(route))) = (unknown_to_mon, route) {
+                        // No mon or mgr to ask: the usage error below.
+                        if let Ok(reply) = runtime()?.block_on(mgrcmd::run(ctx, route)) {
+                            let unknown = reply.outs.starts_with("No handler found")
+                                || reply.outs.starts_with("no mgr is active");
+                            if !unknown {
+                                return Ok(moncmd::print(&reply));
+                            }
+                        }
+                    }
                     eprintln!("Invalid command: {e}");
                     return Ok(22);
                 }

@@ -18,8 +18,9 @@ use crate::moncmd;
 /// What a command line means for the mgr side.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MgrRoute {
-    /// `tell mgr <words>`: only the mgr can answer.
-    Tell(Vec<String>),
+    /// `tell mgr <words> [-i FILE]`: only the mgr can answer; `FILE`
+    /// (`-` for stdin) is the command's input buffer, as Ceph's `-i`.
+    Tell(Vec<String>, Option<String>),
     /// Served by the active mgr, by the mon when none is available.
     MgrFirst(Value),
     /// `status`: the mon's, with the data part from the mgr.
@@ -36,7 +37,16 @@ pub fn route(words: &[String]) -> Option<Result<MgrRoute, String>> {
             if rest.is_empty() {
                 return Some(Err("usage: kalmar tell mgr <command words...>".into()));
             }
-            MgrRoute::Tell(rest.iter().map(|s| s.to_string()).collect())
+            let mut words: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
+            let mut input = None;
+            if let Some(i) = words.iter().position(|w| w == "-i" || w == "--in-file") {
+                if i + 1 >= words.len() {
+                    return Some(Err("-i needs a file name (or - for stdin)".into()));
+                }
+                input = Some(words.remove(i + 1));
+                words.remove(i);
+            }
+            MgrRoute::Tell(words, input)
         }
         ["status"] | ["-s"] => MgrRoute::Status,
         ["df"] => MgrRoute::MgrFirst(json!({"prefix": "df"})),
@@ -113,12 +123,22 @@ pub async fn send_to_mgr(
     addr: SocketAddr,
     cmd: Value,
 ) -> anyhow::Result<MonCommandReply> {
+    send_to_mgr_with_input(ctx, addr, cmd, Vec::new()).await
+}
+
+/// [`send_to_mgr`] with an input buffer.
+pub async fn send_to_mgr_with_input(
+    ctx: &Ctx,
+    addr: SocketAddr,
+    cmd: Value,
+    inbuf: Vec<u8>,
+) -> anyhow::Result<MonCommandReply> {
     let me = EntityName::new(EntityType::Client, "admin");
     let (client, _events) = MonClient::connect(addr, me, uuid::Uuid::nil(), cli_msgr(ctx))
         .await
         .map_err(|e| anyhow!("cannot reach the active mgr at {addr}: {e}"))?;
     let reply = client
-        .command(&with_format(ctx, cmd), ctx.timeout)
+        .command_with_input(&with_format(ctx, cmd), inbuf, ctx.timeout)
         .await
         .map_err(|e| anyhow!("mgr at {addr}: {e}"));
     client.close().await;
@@ -129,8 +149,21 @@ pub async fn send_to_mgr(
 pub async fn run(ctx: &Ctx, route: MgrRoute) -> anyhow::Result<MonCommandReply> {
     match route {
         MgrRoute::Mon(cmd) => moncmd::send(ctx, cmd).await,
-        MgrRoute::Tell(words) => match active_mgr(ctx).await? {
-            Some(addr) => send_to_mgr(ctx, addr, json!({"prefix": "tell", "args": words})).await,
+        MgrRoute::Tell(words, input) => match active_mgr(ctx).await? {
+            Some(addr) => {
+                let inbuf = match input.as_deref() {
+                    None => Vec::new(),
+                    Some("-") => {
+                        let mut b = Vec::new();
+                        std::io::Read::read_to_end(&mut std::io::stdin(), &mut b)?;
+                        b
+                    }
+                    Some(f) => std::fs::read(f)
+                        .map_err(|e| anyhow!("cannot read the input file {f}: {e}"))?,
+                };
+                send_to_mgr_with_input(ctx, addr, json!({"prefix": "tell", "args": words}), inbuf)
+                    .await
+            }
             None => Ok(MonCommandReply {
                 retval: -11,
                 outs: "no mgr is active and available (see `kalmar mgr stat`)".into(),
@@ -216,9 +249,17 @@ mod tests {
     fn routes() {
         assert_eq!(
             route(&w("tell mgr hello world")),
-            Some(Ok(MgrRoute::Tell(w("hello world"))))
+            Some(Ok(MgrRoute::Tell(w("hello world"), None)))
         );
         assert!(matches!(route(&w("tell mgr")), Some(Err(_))));
+        assert_eq!(
+            route(&w("tell mgr crash post -i /tmp/meta")),
+            Some(Ok(MgrRoute::Tell(
+                w("crash post"),
+                Some("/tmp/meta".into())
+            )))
+        );
+        assert!(matches!(route(&w("tell mgr crash post -i")), Some(Err(_))));
         assert_eq!(
             route(&w("osd df")),
             Some(Ok(MgrRoute::MgrFirst(json!({"prefix": "osd df"}))))

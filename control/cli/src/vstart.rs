@@ -14,7 +14,9 @@
 //!
 //! `--mgrs` starts `kalmar-mgr` daemons (`mgr.x`, `mgr.y`, ...) when that
 //! binary exists and waits until one is active and available; the
-//! environment (e.g. `KALMAR_MGR_MODULE_PATH`) passes on to them.
+//! environment (e.g. `KALMAR_MGR_MODULE_PATH`) passes on to them. With
+//! `--set exporter_addr=IP:PORT` it also runs the per-host `kalmar
+//! exporter` on that address.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -117,6 +119,12 @@ fn section<'a>(t: &'a mut toml::Table, name: &str) -> &'a mut toml::Table {
     }
 }
 
+/// Shards per OSD when `osds` OSDs share this machine's cores.
+fn colocated_shards(osds: u32) -> u32 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    (cores / osds.max(1)).max(1)
+}
+
 /// Mon names in rank order.
 pub fn mon_name(rank: usize) -> String {
     const NAMES: &[u8] = b"abcdefghijklmnopqrstuvwxyz";
@@ -160,6 +168,15 @@ fn write_conf(args: &VstartArgs, conf: &Path, mgrs: u32) -> anyhow::Result<Vec<S
             i64::from(args.osds.clamp(1, 3)).into(),
         );
         g.insert("mon_allow_pool_delete".into(), true.into());
+        // The OSDs share this machine's cores: as many shard threads in
+        // all as there are cores (one per OSD at least). More threads than
+        // cores turn the hand-offs between shards into context switches
+        // (benches/RESULTS.md: 3 OSDs on 2 cores, size-3 writes at 2.1x the
+        // IOPS and 0.66x the CPU per write with one shard each).
+        g.insert(
+            "osd_op_num_shards".into(),
+            i64::from(colocated_shards(args.osds)).into(),
+        );
     }
     for kv in &args.set {
         let (k, v) = kv
@@ -332,6 +349,36 @@ fn running(dir: &Path, name: &str, bin: &str) -> bool {
 
 fn s(v: impl AsRef<std::ffi::OsStr>) -> String {
     v.as_ref().to_string_lossy().into_owned()
+}
+
+/// With `exporter_addr` in the conf (`--set exporter_addr=127.0.0.1:9926`),
+/// the per-host `kalmar exporter` on that address over the cluster's admin
+/// sockets (`DIR/exporter.pid`, `DIR/exporter.log`), stopped by vstop.
+fn start_exporter(dir: &Path, conf: &Path) -> anyhow::Result<()> {
+    let c = kalmar_common::config::Conf::load(conf)?;
+    let Some(addr) = c.get::<String>("exporter", "exporter_addr")? else {
+        return Ok(());
+    };
+    if running(dir, "exporter", "kalmar") {
+        return Ok(());
+    }
+    let bin = need_bin("kalmar")?;
+    let a = vec![
+        "--conf".into(),
+        s(conf),
+        "exporter".into(),
+        "--addr".into(),
+        addr,
+        "--sock-dir".into(),
+        s(dir),
+    ];
+    spawn_daemon(
+        &bin,
+        &a,
+        &dir.join("exporter.log"),
+        &dir.join("exporter.pid"),
+    )?;
+    Ok(())
 }
 
 /// Brings the cluster in `args.dir` up (creating what is missing).
@@ -508,6 +555,7 @@ pub async fn vstart(args: &VstartArgs) -> anyhow::Result<Cluster> {
     if mgrs > 0 {
         wait_mgr_available(&mons, timeout).await?;
     }
+    start_exporter(&dir, &conf)?;
     Ok(Cluster {
         dir,
         conf,
@@ -544,6 +592,7 @@ pub fn binary_of(name: &str) -> &'static str {
     match name.split('.').next() {
         Some("osd") => "kalmar-osd",
         Some("mgr") => "kalmar-mgr",
+        Some("exporter") => "kalmar",
         _ => "kalmar-mon",
     }
 }
@@ -604,6 +653,11 @@ mod tests {
             c.get::<String>("mon.a", "mon_host").expect("ok"),
             Some(mon[0].to_string())
         );
+        assert_eq!(
+            c.get::<i64>("osd.1", "osd_op_num_shards").expect("ok"),
+            Some(i64::from(colocated_shards(2)))
+        );
+        assert_eq!(colocated_shards(10_000), 1, "one shard per OSD at least");
         // A second run keeps the mon address and adds sections.
         args.osds = 3;
         args.set.clear();

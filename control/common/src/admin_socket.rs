@@ -66,6 +66,11 @@ impl AdminCommands {
                 .collect();
             Ok(Value::Object(m))
         });
+        c.register(
+            "assert",
+            "crash the daemon (only with debug_asok_assert_abort)",
+            |_| crate::crash::asok_assert(),
+        );
         c.register("version", "daemon version", |_| {
             Ok(json!({"version": env!("CARGO_PKG_VERSION"), "release": "kalmar"}))
         });

@@ -68,10 +68,12 @@ impl Active {
 
     /// A new OSDMap: map documents, and PGs of deleted pools forgotten.
     pub fn on_osdmap(&self, map: &OsdMap) {
-        self.cluster.set(N::OsdMap, dump::osd_dump_json(map));
+        self.cluster
+            .set(N::OsdMap, ceph_pool_keys(dump::osd_dump_json(map)));
         self.cluster.set(N::OsdMapTree, dump::osd_tree_json(map));
         self.cluster
             .set(N::OsdMapCrush, dump::crush_dump_json(&map.crush));
+        self.cluster.set(N::PgMappings, pg_mappings_json(map));
         self.pgmap.lock().prune(map);
         for key in self.daemon_state.matching("osd", "") {
             let gone = key.svc_id.parse::<i32>().is_ok_and(|id| !map.exists(id));
@@ -89,7 +91,18 @@ impl Active {
 
     /// The mon's health and status (the mgr digest).
     pub fn on_digest(&self, health: Option<Value>, status: Option<&Value>, mon_addr: &str) {
-        if let Some(h) = health {
+        if let Some(mut h) = health {
+            // Ceph's health document always carries `detail` (insights
+            // and alerts index it); the digest may leave it out.
+            for c in h["checks"]
+                .as_object_mut()
+                .into_iter()
+                .flat_map(|m| m.values_mut())
+            {
+                if let Some(c) = c.as_object_mut() {
+                    c.entry("detail").or_insert(json!([]));
+                }
+            }
             self.cluster.set(N::Health, h);
             self.notify("health");
         }
@@ -111,7 +124,14 @@ impl Active {
                 N::MonStatus,
                 json!({"name": names.first(), "rank": 0, "state": "leader",
                        "election_epoch": st["election_epoch"], "quorum": st["quorum"],
-                       "quorum_age": st["quorum_age"], "monmap": monmap}),
+                       "quorum_age": st["quorum_age"], "monmap": monmap,
+                       // Every mon is in quorum or out of the map (telegraf
+                       // counts `outside_quorum`).
+                       "outside_quorum": [], "extra_probe_peers": [],
+                       "sync_provider": [],
+                       "features": {"required_con": "0", "required_mon": [],
+                                    "quorum_con": "0", "quorum_mon": []},
+                       "feature_map": {}}),
             );
             // Ceph notifies `mon_map` when the MonMap changes (the first
             // one a new active mgr sees included).
@@ -195,6 +215,56 @@ impl Active {
     pub fn key_of(name: &str) -> Option<DaemonKey> {
         DaemonKey::parse(name)
     }
+}
+
+/// Pool keys of Ceph's `osd dump` that Kalmar's map has no counterpart
+/// for, with Ceph's values for a pool that never set them (stock modules
+/// index them: pg_autoscaler reads `options`, insights `target_max_*`).
+fn ceph_pool_keys(mut doc: Value) -> Value {
+    for p in doc["pools"].as_array_mut().into_iter().flatten() {
+        let Some(p) = p.as_object_mut() else { continue };
+        for (k, v) in [
+            ("options", json!({})),
+            ("target_max_bytes", json!(0)),
+            ("target_max_objects", json!(0)),
+            ("tier_of", json!(-1)),
+            ("read_tier", json!(-1)),
+            ("write_tier", json!(-1)),
+            ("cache_mode", json!("none")),
+            ("snap_mode", json!("selfmanaged")),
+            ("snap_seq", json!(0)),
+            ("pool_snaps", json!([])),
+            ("removed_snaps", json!("[]")),
+            ("expected_num_objects", json!(0)),
+            ("fast_read", json!(false)),
+            ("peering_crush_bucket_count", json!(0)),
+            ("peering_crush_bucket_target", json!(0)),
+            ("peering_crush_bucket_barrier", json!(0)),
+            ("peering_crush_bucket_mandatory_member", json!(2147483647)),
+            ("create_time", json!("0.000000")),
+        ] {
+            p.entry(k).or_insert(v);
+        }
+    }
+    doc
+}
+
+/// Up/acting sets of every PG of every pool (the `pg_mappings` document).
+fn pg_mappings_json(map: &OsdMap) -> Value {
+    let mut pgs = serde_json::Map::new();
+    for pool in map.pools.keys() {
+        let Ok(mapped) = map.map_pool_pgs(*pool) else {
+            continue;
+        };
+        for (pg, m) in mapped {
+            pgs.insert(
+                pg.to_string(),
+                json!({"up": m.up, "acting": m.acting,
+                       "up_primary": m.up_primary, "acting_primary": m.acting_primary}),
+            );
+        }
+    }
+    json!({"epoch": map.epoch, "pgs": pgs})
 }
 
 /// Whether a MonMap document differs from the one held (none held: yes).

@@ -51,6 +51,10 @@ pub const NATIVE: &[&str] = &[
     "status",
     "mgr module ls",
     "mgr services",
+    "config set",
+    "config get",
+    "config rm",
+    "config dump",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +114,16 @@ pub fn native_from_words(words: &[String]) -> Option<Result<Value, String>> {
             cmd["dumpcontents"] = json!([what]);
         }
         ("df", [d]) if d == "detail" => cmd["detail"] = json!("detail"),
+        ("config set", [who, name, value]) => {
+            cmd["who"] = json!(who);
+            cmd["name"] = json!(name);
+            cmd["value"] = json!(value);
+        }
+        ("config get" | "config rm", [who, name]) => {
+            cmd["who"] = json!(who);
+            cmd["key"] = json!(name);
+            cmd["name"] = json!(name);
+        }
         (_, [a, ..]) => return Some(bad(a)),
     }
     Some(Ok(cmd))
@@ -189,6 +203,21 @@ fn native_cmd(shared: &MgrShared, cmd: &Value, fmt: Format) -> CmdReply {
                     .unwrap_or_else(|| "the plugins are still starting".into()),
             ),
         },
+        "config dump" => match active.py() {
+            Some(py) => {
+                let all = py.config_all();
+                let mut text = format!("{:<6}{:<14}{:<44}{}\n", "WHO", "LEVEL", "OPTION", "VALUE");
+                for (k, v) in &all {
+                    text.push_str(&format!("{:<6}{:<14}{:<44}{v}\n", "mgr", "advanced", k));
+                }
+                CmdReply::data(fmt.render(&crate::host::config_dump_json(&all), text))
+            }
+            None => CmdReply::err(EAGAIN, "the mgr's plugins are not running"),
+        },
+        "config set" | "config get" | "config rm" => match active.py() {
+            Some(py) => module_option_cmd(&py, prefix, cmd, fmt),
+            None => CmdReply::err(EAGAIN, "the mgr's plugins are not running"),
+        },
         "mgr services" => {
             let services = active.py().map(|p| p.services()).unwrap_or_default();
             CmdReply::data(fmt.json_always(&json!(services)))
@@ -206,6 +235,55 @@ fn native_cmd(shared: &MgrShared, cmd: &Value, fmt: Format) -> CmdReply {
                 _ => render::status_data(&pm, &map, now),
             };
             CmdReply::data(fmt.render(&v, text))
+        }
+    }
+}
+
+/// `config set|get|rm mgr mgr/MODULE/KEY [VALUE]`: a module option, as
+/// Ceph admins set them (`ceph config set mgr mgr/alerts/smtp_host ...`).
+/// Checked against the module's MODULE_OPTIONS; the module's
+/// `config_notify()` runs after a change. Other options are the mon's.
+fn module_option_cmd(
+    py: &kalmar_mgr_py::PyModules,
+    prefix: &str,
+    cmd: &Value,
+    fmt: Format,
+) -> CmdReply {
+    let who = cmd["who"].as_str().unwrap_or_default();
+    let name = cmd["name"]
+        .as_str()
+        .or_else(|| cmd["key"].as_str())
+        .unwrap_or_default();
+    let parsed = name
+        .strip_prefix("mgr/")
+        .and_then(|rest| rest.split_once('/'))
+        .filter(|(m, k)| !m.is_empty() && !k.is_empty());
+    let Some((module, key)) = parsed.filter(|_| who == "mgr" || who.starts_with("mgr.")) else {
+        return CmdReply::err(
+            EINVAL,
+            format!(
+                "{prefix}: the mgr holds only module options: use `{prefix} mgr mgr/MODULE/OPTION`"
+            ),
+        );
+    };
+    match prefix {
+        "config get" => match py.get_module_option(module, key) {
+            Ok(v) => CmdReply::data(fmt.render(&json!(v), format!("{}\n", v.unwrap_or_default()))),
+            Err(e) => CmdReply::err(EINVAL, e.to_string()),
+        },
+        _ => {
+            let value = if prefix == "config rm" {
+                None
+            } else {
+                match cmd["value"].as_str() {
+                    Some(v) => Some(v),
+                    None => return CmdReply::err(EINVAL, "config set: no value given"),
+                }
+            };
+            match py.set_module_option(module, key, value) {
+                Ok(()) => CmdReply::data(Vec::new()),
+                Err(e) => CmdReply::err(EINVAL, e.to_string()),
+            }
         }
     }
 }

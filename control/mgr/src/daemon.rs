@@ -59,6 +59,9 @@ pub struct MgrConfig {
     pub module_dirs: Vec<PathBuf>,
     pub opts: MgrOptions,
     pub msgr: MsgrConfig,
+    /// Crash reports of this host's daemons: the active mgr posts the new
+    /// ones to the `crash` module (Ceph's `ceph-crash` agent's job).
+    pub crash_dir: PathBuf,
 }
 
 /// State shared by the daemon's tasks.
@@ -159,6 +162,8 @@ struct Daemon {
     mon: Arc<MonClient>,
     store: Arc<FileStore>,
     module_dirs: Vec<PathBuf>,
+    /// A crash-report scan is running (at most one at a time).
+    crash_scan: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Runs the mgr until `shutdown` resolves or the mon session ends.
@@ -211,6 +216,7 @@ pub async fn run(
         mon: mon.clone(),
         store: Arc::new(store),
         module_dirs,
+        crash_scan: Arc::new(std::sync::atomic::AtomicBool::new(false)),
     };
     for what in ["mgrmap", "osdmap"] {
         if let Err(e) = mon.subscribe(what, 0, false).await {
@@ -251,7 +257,10 @@ pub async fn run(
                 Some(MonEvent::Other(_)) => {}
                 None => break Err(MgrError::MonClosed("mon client stopped".into())),
             },
-            _ = beacon.tick() => d.send_beacon().await,
+            _ = beacon.tick() => {
+                d.send_beacon().await;
+                d.post_crashes();
+            }
             _ = stats.tick() => {
                 if let Some(a) = d.shared.active() {
                     let map = d.shared.osdmap();
@@ -268,6 +277,23 @@ pub async fn run(
 }
 
 impl Daemon {
+    /// Posts new crash reports on a blocking thread, unless a scan runs.
+    fn post_crashes(&self) {
+        use std::sync::atomic::Ordering;
+        let Some(py) = self.shared.active().and_then(|a| a.py()) else {
+            return;
+        };
+        if self.crash_scan.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let busy = self.crash_scan.clone();
+        let dir = self.cfg.crash_dir.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::crashpost::post_pending(&py, &dir);
+            busy.store(false, Ordering::Release);
+        });
+    }
+
     async fn send_beacon(&self) {
         let active = self.shared.active();
         let info = beacon_info(active.as_ref());
@@ -279,7 +305,7 @@ impl Daemon {
             available_modules: info.modules,
             command_descs: info.commands,
             metadata: [
-                ("hostname".to_string(), hostname()),
+                ("hostname".to_string(), kalmar_common::hostname()),
                 (
                     "ceph_version".to_string(),
                     format!("kalmar {}", env!("CARGO_PKG_VERSION")),
@@ -385,6 +411,7 @@ impl Daemon {
             mon: self.mon.clone(),
             rt: tokio::runtime::Handle::current(),
             timeout: self.shared.opts.mgr_mon_command_timeout,
+            store: self.store.clone(),
         });
         let store = self.store.clone();
         let enabled = map.modules.clone();
@@ -463,12 +490,6 @@ impl Daemon {
             active.on_digest(health, status.as_ref(), &mon_addr);
         });
     }
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into())
 }
 
 fn start_admin(

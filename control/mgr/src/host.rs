@@ -20,6 +20,24 @@ pub struct DaemonHost {
     pub mon: Arc<MonClient>,
     pub rt: tokio::runtime::Handle,
     pub timeout: Duration,
+    /// The module options, for `config dump`.
+    pub store: Arc<FileStore>,
+}
+
+/// Ceph's `config dump` (JSON) of the options the mgr holds: Kalmar keeps
+/// no central config database in the mon (daemons read their conf file),
+/// so the cluster's run-time options are the mgr modules' (`mgr/MODULE/KEY`).
+pub fn config_dump_json(config: &BTreeMap<String, String>) -> Value {
+    Value::Array(
+        config
+            .iter()
+            .map(|(name, value)| {
+                json!({"section": "mgr", "name": name, "value": value, "level": "advanced",
+                       "can_update_at_runtime": true, "mask": "",
+                       "location_type": "", "location_value": ""})
+            })
+            .collect(),
+    )
 }
 
 impl MgrHost for DaemonHost {
@@ -31,11 +49,22 @@ impl MgrHost for DaemonHost {
         self.mon.is_connected()
     }
 
-    fn mon_command(&self, cmd: Value, _inbuf: Vec<u8>, done: MonCommandCompletion) {
+    fn mon_command(&self, cmd: Value, inbuf: Vec<u8>, done: MonCommandCompletion) {
+        if cmd["prefix"] == "config dump" {
+            // Answered here: the mgr holds the only run-time options
+            // (insights reads them; the mon has no config database).
+            let config = self.store.config_all();
+            done.complete(MonCommandReply {
+                retval: 0,
+                outb: config_dump_json(&config).to_string().into_bytes(),
+                outs: String::new(),
+            });
+            return;
+        }
         let mon = self.mon.clone();
         let timeout = self.timeout;
         self.rt.spawn(async move {
-            let reply = match mon.command(&cmd, timeout).await {
+            let reply = match mon.command_with_input(&cmd, inbuf, timeout).await {
                 Ok(r) => MonCommandReply {
                     retval: r.retval,
                     outb: r.outbuf.0,
@@ -135,6 +164,10 @@ fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 impl MgrStore for FileStore {
     fn config_get(&self, key: &str) -> Option<String> {
         self.mem.config_get(key)
+    }
+
+    fn config_all(&self) -> BTreeMap<String, String> {
+        self.mem.config_all()
     }
 
     fn config_set(&self, key: &str, value: Option<&str>) -> Result<(), StoreError> {

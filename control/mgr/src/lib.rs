@@ -10,6 +10,7 @@
 //! - [`pgmap`]: PG statistics, rates, the recovery progress event, and the
 //!   `pg stat`, `pg dump`, `df`, `osd df`, `status` renderings.
 //! - [`commands`]: native commands and `tell mgr` routing to plugins.
+//! - [`crashpost`]: this host's crash reports posted to the `crash` module.
 //! - [`host`]: `mon_command` for plugins and the module option/store file.
 //!
 //! Python never runs on the async threads: the plugin host
@@ -19,6 +20,7 @@
 
 pub mod active;
 pub mod commands;
+pub mod crashpost;
 pub mod daemon;
 pub mod host;
 pub mod options;

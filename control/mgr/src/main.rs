@@ -110,7 +110,9 @@ fn main() -> anyhow::Result<()> {
                 .join(&entity),
         },
     };
+    let crash_dir = kalmar_common::crash::init(&conf, &entity, "kalmar-mgr", &admin_socket)?;
     let cfg = MgrConfig {
+        crash_dir,
         name,
         mon,
         other_mons,

@@ -238,6 +238,7 @@ fn main() -> anyhow::Result<()> {
                     None => common.data.join(format!("{entity}.asok")),
                 },
             };
+            kalmar_common::crash::init(&conf, &entity, "kalmar-mon", &admin_socket)?;
             let cfg = MonConfig {
                 name: common.name.clone(),
                 data_dir: common.data.clone(),

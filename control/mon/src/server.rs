@@ -245,7 +245,19 @@ pub async fn start(cfg: MonConfig) -> Result<RunningMon, MonError> {
     let admin = start_admin_socket(&cfg, bind, &perf, admin_status.clone())?;
     let mut mgrc =
         kalmar_mgr_client::MgrClientConfig::new(EntityName::new(EntityType::Mon, cfg.name.clone()));
-    mgrc.metadata.insert("addr".into(), format!("{bind}"));
+    // Ceph's mon metadata keys that stock mgr modules read (telegraf and
+    // influx tag every daemon's counters with its `hostname`).
+    for (k, v) in [
+        ("addr", bind.to_string()),
+        ("addrs", format!("[v2:{bind}/0]")),
+        ("hostname", kalmar_common::hostname()),
+        (
+            "ceph_version",
+            format!("kalmar {}", env!("CARGO_PKG_VERSION")),
+        ),
+    ] {
+        mgrc.metadata.insert(k.into(), v);
+    }
     let mgr_client = kalmar_mgr_client::MgrClient::start(mgrc, perf.collection.clone());
     mgr_client.handle_mgrmap(st.mgr.map());
     let mut server = Server {

@@ -22,6 +22,14 @@ pub struct MsgrConfig {
     pub send_queue_max_bytes: usize,
     /// Frames written in one vectored write at most.
     pub write_batch_max_frames: usize,
+    /// How long an acknowledgement of received messages may wait for an
+    /// outgoing message to carry it before it goes out in a frame of its
+    /// own. Requests and replies carry each other's acks, so in steady
+    /// traffic no ack frame is written at all.
+    pub ack_delay: Duration,
+    /// Received messages left unacknowledged at most: past this many an
+    /// ack frame goes out at once (bounds the peer's replay queue).
+    pub ack_max_pending: u64,
     /// An idle connection sends a keepalive this often.
     pub keepalive_interval: Duration,
     /// A connection that received nothing for this long is dead.
@@ -71,6 +79,8 @@ impl Default for MsgrConfig {
             send_queue_max_messages: 4096,
             send_queue_max_bytes: 256 << 20,
             write_batch_max_frames: 64,
+            ack_delay: Duration::from_millis(2),
+            ack_max_pending: 64,
             keepalive_interval: Duration::from_secs(2),
             keepalive_timeout: Duration::from_secs(15),
             connect_timeout: Duration::from_secs(5),
@@ -114,6 +124,8 @@ impl MsgrConfig {
             )?,
             send_queue_max_bytes: count("ms_send_queue_max_bytes", d.send_queue_max_bytes)?,
             write_batch_max_frames: count("ms_write_batch_max_frames", d.write_batch_max_frames)?,
+            ack_delay: secs("ms_ack_delay", d.ack_delay)?,
+            ack_max_pending: count("ms_ack_max_pending", d.ack_max_pending as usize)? as u64,
             keepalive_interval: secs("ms_keepalive_interval", d.keepalive_interval)?,
             keepalive_timeout: secs("ms_keepalive_timeout", d.keepalive_timeout)?,
             connect_timeout: secs("ms_connect_timeout", d.connect_timeout)?,

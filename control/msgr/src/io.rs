@@ -133,7 +133,13 @@ async fn read_loop<S: EventSink>(
                                 },
                             }),
                         );
-                        session.writer_wake.notify_one();
+                        // The writer arms its ack timer at the first
+                        // unacked message, and acks at once at the bound;
+                        // otherwise a reply carries the ack.
+                        let unacked = session.unacked_in();
+                        if unacked == 1 || unacked >= session.config.ack_max_pending {
+                            session.writer_wake.notify_one();
+                        }
                     }
                     Ok(false) => {
                         tracing::debug!(peer = %peer.entity, seq = frame.header.seq, "dropping replayed duplicate")
@@ -154,6 +160,8 @@ async fn write_loop(session: &Arc<Session>, conn_gen: u64, w: &mut OwnedWriteHal
     let interval = session.config.keepalive_interval;
     // Reused for every batch: no allocation once it has grown.
     let mut frames: Vec<OutFrame> = Vec::new();
+    // When the pending ack must go out in a frame of its own.
+    let mut ack_due: Option<tokio::time::Instant> = None;
     loop {
         if let Some(reason) = session.closed_reason() {
             let (in_seq, _) = session.seqs();
@@ -172,8 +180,18 @@ async fn write_loop(session: &Arc<Session>, conn_gen: u64, w: &mut OwnedWriteHal
         for f in &mut frames {
             f.seal(out.ack);
         }
-        if out.ack_only {
-            frames.push(OutFrame::empty(FrameKind::Ack, out.ack));
+        if frames.is_empty() && out.unacked > 0 {
+            let now = tokio::time::Instant::now();
+            let due = *ack_due.get_or_insert(now + session.config.ack_delay);
+            if now < due && out.unacked < session.config.ack_max_pending {
+                // Wait for a message to carry the ack, or the deadline.
+                let _ = tokio::time::timeout_at(due, session.writer_wake.notified()).await;
+                continue;
+            }
+            frames.push(OutFrame::empty(FrameKind::Ack, session.take_ack()));
+        }
+        if !frames.is_empty() {
+            ack_due = None;
         }
         if frames.is_empty() {
             if timeout(interval, session.writer_wake.notified())

@@ -151,6 +151,12 @@ impl SessionHandle {
         self.session.closed_reason().is_some()
     }
 
+    /// Messages queued to the peer and not yet acknowledged by it (sent
+    /// or not): what a reconnect would replay.
+    pub fn unacked_messages(&self) -> usize {
+        self.session.queued().0
+    }
+
     /// Whether both handles name the same session.
     pub fn same_session(&self, other: &SessionHandle) -> bool {
         Arc::ptr_eq(&self.session, &other.session)

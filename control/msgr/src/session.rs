@@ -71,9 +71,11 @@ pub(crate) struct SessionState {
 
 /// What the writer should put on the wire next, besides the messages.
 pub(crate) struct Outgoing {
+    /// The ack the batch's frames carry.
     pub(crate) ack: u64,
-    /// An explicit ack frame is needed (nothing else carries the ack).
-    pub(crate) ack_only: bool,
+    /// With no message to send: received messages not acknowledged yet
+    /// (an ack frame may be due, see [`Session::take_ack`]).
+    pub(crate) unacked: u64,
 }
 
 pub(crate) struct Session {
@@ -276,9 +278,27 @@ impl Session {
         let none = st.sent == end;
         st.sent = end;
         let ack = st.in_seq;
-        let ack_only = none && ack > st.acked_in_seq;
-        st.acked_in_seq = ack;
-        Some(Outgoing { ack, ack_only })
+        let unacked = if none {
+            ack - st.acked_in_seq
+        } else {
+            // The frames carry it.
+            st.acked_in_seq = ack;
+            0
+        };
+        Some(Outgoing { ack, unacked })
+    }
+
+    /// The ack for an ack frame: everything received so far.
+    pub(crate) fn take_ack(&self) -> u64 {
+        let mut st = self.state.lock();
+        st.acked_in_seq = st.in_seq;
+        st.in_seq
+    }
+
+    /// Received messages not acknowledged yet.
+    pub(crate) fn unacked_in(&self) -> u64 {
+        let st = self.state.lock();
+        st.in_seq - st.acked_in_seq
     }
 
     /// A new connection carries the session: drop what the peer already has
@@ -368,7 +388,7 @@ impl Session {
         }
     }
 
-    #[cfg(test)]
+    /// Messages and payload bytes queued (unsent or unacknowledged).
     pub(crate) fn queued(&self) -> (usize, usize) {
         let st = self.state.lock();
         (st.queue.len(), st.queued_bytes)
@@ -445,9 +465,17 @@ mod tests {
         assert!(s.on_incoming(3, 0).is_err());
         assert_eq!(s.on_incoming(2, 0), Ok(true));
         let out = s.next_outgoing(0, |_, _| {}).expect("current");
-        assert!(out.ack_only);
-        assert_eq!(out.ack, 2);
-        assert!(!s.next_outgoing(0, |_, _| {}).expect("current").ack_only);
+        assert_eq!((out.ack, out.unacked), (2, 2), "nothing carried the ack");
+        assert_eq!(s.unacked_in(), 2);
+        assert_eq!(s.take_ack(), 2);
+        assert_eq!(s.next_outgoing(0, |_, _| {}).expect("current").unacked, 0);
+        // A message sent carries the ack.
+        assert_eq!(s.on_incoming(3, 0), Ok(true));
+        assert_eq!(s.unacked_in(), 1);
+        s.try_send(Message::new(1, vec![1])).expect("room");
+        let out = s.next_outgoing(0, |_, _| {}).expect("current");
+        assert_eq!((out.ack, out.unacked), (3, 0));
+        assert_eq!(s.unacked_in(), 0);
     }
 
     #[tokio::test]

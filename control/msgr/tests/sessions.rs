@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kalmar_msgr::frame::{FrameHeader, FrameKind};
-use kalmar_msgr::{event_channel, Connection, EntityName, Event, Listener, Message, MsgrConfig};
+use kalmar_msgr::{
+    event_channel, Connection, EntityName, Event, Listener, Message, MsgrConfig, SessionHandle,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -199,7 +201,11 @@ async fn broken_connection_replays_without_loss_or_duplicates() {
 #[tokio::test]
 async fn peer_restart_resets_session_and_replays_unacked() {
     let fsid = Uuid::new_v4();
-    let cfg = fast_config();
+    // Acks at once: "before" is known delivered before the peer goes.
+    let cfg = MsgrConfig {
+        ack_delay: Duration::ZERO,
+        ..fast_config()
+    };
     let (l, mut srv) = listener(fsid, cfg.clone()).await;
     let addr = l.local_addr();
     let (ctx, mut cli) = event_channel(&cfg);
@@ -233,6 +239,80 @@ async fn peer_restart_resets_session_and_replays_unacked() {
         .await
         .expect("reply");
     assert_eq!(&next_message(&mut cli).await.msg.contiguous()[..], b"after");
+}
+
+/// Replies carry the acks of the requests they answer, so a request is
+/// acknowledged with its reply; a message nothing answers is acknowledged
+/// by an ack frame after `ack_delay`, or at once when `ack_max_pending`
+/// messages wait.
+#[tokio::test]
+async fn acks_ride_on_replies_or_wait_for_the_ack_delay() {
+    let fsid = Uuid::new_v4();
+    let cfg = MsgrConfig {
+        ack_delay: Duration::from_millis(400),
+        ack_max_pending: 5,
+        ..fast_config()
+    };
+    let (l, mut srv) = listener(fsid, cfg.clone()).await;
+    let (ctx, mut cli) = event_channel(&cfg);
+    let c = Connection::connect(l.local_addr(), name("osd.1"), fsid, cfg.clone(), ctx)
+        .await
+        .expect("connect");
+    let h = c.handle();
+    let unacked_within = |h: &SessionHandle, want: usize, within: Duration| {
+        let h = h.clone();
+        async move {
+            let start = tokio::time::Instant::now();
+            while h.unacked_messages() != want {
+                if start.elapsed() > within {
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            true
+        }
+    };
+    // A request answered at once: the reply carries the ack.
+    let started = tokio::time::Instant::now();
+    c.send(Message::new(1, &b"request"[..]))
+        .await
+        .expect("send");
+    let req = next_message(&mut srv).await;
+    req.from
+        .send(Message::new(2, &b"reply"[..]))
+        .await
+        .expect("reply");
+    next_message(&mut cli).await;
+    assert!(unacked_within(&h, 0, WAIT).await);
+    assert!(
+        started.elapsed() < Duration::from_millis(300),
+        "acked with the reply, not after the delay"
+    );
+    // A one-way message: acked only after the delay.
+    let started = tokio::time::Instant::now();
+    c.send(Message::new(1, &b"one way"[..]))
+        .await
+        .expect("send");
+    next_message(&mut srv).await;
+    assert!(
+        !unacked_within(&h, 0, Duration::from_millis(200)).await,
+        "not yet"
+    );
+    assert!(unacked_within(&h, 0, WAIT).await);
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    // Enough one-way messages: acked without waiting.
+    let started = tokio::time::Instant::now();
+    for _ in 0..5 {
+        c.send(Message::new(1, &b"burst"[..])).await.expect("send");
+    }
+    for _ in 0..5 {
+        next_message(&mut srv).await;
+    }
+    assert!(unacked_within(&h, 0, WAIT).await);
+    assert!(
+        started.elapsed() < Duration::from_millis(300),
+        "the bound forces the ack"
+    );
 }
 
 #[tokio::test]

@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use kalmar_common::encoding::Blob;
 use kalmar_msgr::{
     event_channel, Connection, EntityName, Event, Incoming, Message, MsgrConfig, SendError,
 };
@@ -428,6 +429,17 @@ impl MonClient {
         cmd: &serde_json::Value,
         timeout: Duration,
     ) -> Result<MonCommandReply, MonClientError> {
+        self.command_with_input(cmd, Vec::new(), timeout).await
+    }
+
+    /// [`MonClient::command`] with an input buffer (`-i FILE` of Ceph's
+    /// CLI: `crash post`, `config-key set`, ...).
+    pub async fn command_with_input(
+        &self,
+        cmd: &serde_json::Value,
+        inbuf: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<MonCommandReply, MonClientError> {
         if !cmd.get("prefix").is_some_and(|p| p.is_string()) {
             return Err(MonClientError::BadCommand(format!(
                 "no \"prefix\" in {cmd}"
@@ -441,7 +453,7 @@ impl MonClient {
             let msg = MonCommand {
                 tid,
                 cmd: cmd.to_string(),
-                inbuf: Default::default(),
+                inbuf: Blob(inbuf.clone()),
             };
             let r = match self.request(tid, msg.to_message(), left).await {
                 Ok(reply) => MonCommandReply::from_message(&reply).map_err(MonClientError::from),

@@ -112,8 +112,19 @@ class Module(MgrModule):
             HEALTH_STATUS.get(health.get("status"), 2 if raw is None else 0))
         det = m.add("gauge", "ceph_health_detail", "healthcheck status by type (0=inactive, 1=active)",
                     ("name", "severity"))
-        for name, check in (health.get("checks") or {}).items():
+        checks = health.get("checks") or {}
+        for name, check in checks.items():
             det.set(1, (name, check.get("severity", "")))
+        # As Ceph's module: the number in the SLOW_OPS summary ("12 slow
+        # ops, oldest one blocked for ..."), 0 without the check.
+        slow = 0
+        summary = (checks.get("SLOW_OPS") or {}).get("summary") or {}
+        words = str(summary.get("message", "")).split()
+        if words and words[0].isdigit():
+            slow = int(words[0])
+        elif summary:
+            slow = int(summary.get("count", 0))
+        m.add("gauge", "ceph_healthcheck_slow_ops", "OSD or Monitor requests taking a long time to process").set(slow)
 
     def _mon(self, m):
         import json
@@ -201,7 +212,9 @@ class Module(MgrModule):
             m.add("untyped", "ceph_%s_metadata" % kind, desc)
         m.add("gauge", "ceph_daemon_health_metrics", "Health metrics for Ceph daemons", ("type", "ceph_daemon"))
         repaired = m.add("counter", "ceph_pool_objects_repaired", "Number of objects repaired in a pool", ("pool_id",))
-        for ps in (self.get("pg_dump") or {}).get("pool_stats", []):
+        # pool_stats, not pg_dump: the same per-pool sums without every
+        # PG's and OSD's stats (a scrape at 1,000 OSDs pays for each get).
+        for ps in (self.get("pool_stats") or {}).get("pool_stats", []):
             repaired.set(ps.get("stat_sum", {}).get("num_objects_repaired", 0), (ps["poolid"],))
         rec = {s: m.add("gauge", "ceph_pool_" + s, "OSD pool stats: " + s, ("pool_id",)) for s in POOL_RECOVERY}
         for ps in (self.get("osd_pool_stats") or {}).get("pool_stats", []):
@@ -227,6 +240,13 @@ class Module(MgrModule):
             total.set(n, (pid,))
             for s, c in counts.items():
                 per_state[s].set(c, (pid,))
+            # The names Ceph's dashboards still query for these two states
+            # (renamed backfilling and backfill_wait in Luminous).
+            for old_name, state in (("backfill", "backfilling"), ("wait_backfill", "backfill_wait")):
+                m.add("gauge", "ceph_pg_" + old_name, "PG %s per pool" % state, ("pool_id",)).set(
+                    counts[state], (pid,))
+        unclean = sum(c for st, c in summary.get("all", {}).items() if "clean" not in st.split("+"))
+        m.add("gauge", "ceph_unclean_pgs", "No. of PGs in an unclean state").set(unclean)
         sums = summary.get("pg_stats_sum", {}).get("stat_sum", {})
         for s in NUM_OBJECTS:
             m.add("gauge", "ceph_num_objects_" + s, "Number of %s objects" % s).set(sums.get("num_objects_" + s, 0))

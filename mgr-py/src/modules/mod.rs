@@ -62,6 +62,9 @@ pub enum ModuleState {
     /// Enabled but not running: failed to import, cannot run, its
     /// constructor failed, or `serve()` raised. The text says which.
     Failed(String),
+    /// Enabled (or always on), imported, but its `can_run()` says it
+    /// cannot run (a missing Python package): the text is its reason.
+    MissingDependency(String),
     /// Not enabled and cannot run (import failed or `can_run()` false).
     Unavailable(String),
 }
@@ -420,6 +423,34 @@ impl PyModules {
         Ok(())
     }
 
+    /// Every module option set, `mgr/MODULE/KEY` -> value.
+    pub fn config_all(&self) -> BTreeMap<String, String> {
+        self.shared.store.config_all()
+    }
+
+    /// A module option as stored (`None`: not set, the module's default
+    /// applies). The option must be declared in MODULE_OPTIONS.
+    pub fn get_module_option(
+        &self,
+        module: &str,
+        key: &str,
+    ) -> Result<Option<String>, ModuleError> {
+        let declared = {
+            let r = self.reg.lock();
+            match r.available.get(module) {
+                Some(Available { load: Ok(m), .. }) => m.options.contains_key(key),
+                _ => return Err(ModuleError::Unknown(module.to_string())),
+            }
+        };
+        if !declared {
+            return Err(ModuleError::UnknownOption {
+                module: module.into(),
+                key: key.into(),
+            });
+        }
+        Ok(self.shared.store.config_get(&format!("mgr/{module}/{key}")))
+    }
+
     /// Commands of the running modules, with their module name.
     pub fn commands(&self) -> Vec<(String, CommandDesc)> {
         let r = self.reg.lock();
@@ -512,6 +543,8 @@ impl PyModules {
                         )),
                         None => ModuleState::Running,
                     }
+                } else if (enabled || always_on) && a.load.is_ok() && !can_run {
+                    ModuleState::MissingDependency(error_string.clone())
                 } else if enabled || always_on {
                     ModuleState::Failed(r.start_failed.get(name).cloned().unwrap_or_else(|| {
                         if can_run {
@@ -564,7 +597,9 @@ impl PyModules {
         let failed: Vec<Value> = infos
             .iter()
             .filter_map(|m| match &m.state {
-                ModuleState::Failed(e) => Some(json!({"name": m.name, "error_string": e})),
+                ModuleState::Failed(e) | ModuleState::MissingDependency(e) => {
+                    Some(json!({"name": m.name, "error_string": e}))
+                }
                 _ => None,
             })
             .collect();
@@ -596,14 +631,41 @@ impl PyModules {
             .map(|m| m.ctx.health.lock().clone())
             .collect();
         let mut own = BTreeMap::new();
-        let failed: Vec<String> = self
-            .module_infos()
-            .into_iter()
-            .filter_map(|m| match m.state {
+        let infos = self.module_infos();
+        let failed: Vec<String> = infos
+            .iter()
+            .filter_map(|m| match &m.state {
                 ModuleState::Failed(e) => Some(format!("Module '{}' has failed: {}", m.name, e)),
                 _ => None,
             })
             .collect();
+        // As Ceph: an enabled module that cannot run for want of a
+        // dependency is a warning naming the reason, not an error.
+        let missing: Vec<String> = infos
+            .iter()
+            .filter_map(|m| match &m.state {
+                ModuleState::MissingDependency(e) => {
+                    Some(format!("Module '{}' has failed dependency: {}", m.name, e))
+                }
+                _ => None,
+            })
+            .collect();
+        if !missing.is_empty() {
+            let summary = if missing.len() == 1 {
+                missing[0].clone()
+            } else {
+                format!("{} mgr modules have failed dependencies", missing.len())
+            };
+            own.insert(
+                "MGR_MODULE_DEPENDENCY".to_string(),
+                HealthCheck {
+                    severity: Severity::Warning,
+                    summary,
+                    count: missing.len() as u64,
+                    detail: missing,
+                },
+            );
+        }
         if !failed.is_empty() {
             let summary = if failed.len() == 1 {
                 failed[0].clone()

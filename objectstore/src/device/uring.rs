@@ -439,6 +439,8 @@ pub struct UringQueue {
     backlog: std::collections::VecDeque<usize>,
     /// In the submission queue or with the kernel.
     started: usize,
+    /// Completions being reaped (kept for its room).
+    cqes: Vec<(u64, i32)>,
 }
 
 impl UringQueue {
@@ -467,6 +469,7 @@ impl UringQueue {
             free: Vec::new(),
             backlog: std::collections::VecDeque::new(),
             started: 0,
+            cqes: Vec::new(),
         })
     }
 
@@ -534,6 +537,10 @@ impl IoQueue for UringQueue {
     fn submit(&mut self) -> Result<(), DeviceError> {
         loop {
             self.fill_sq();
+            if self.ring.submission().is_empty() {
+                // Nothing to start: no system call.
+                return Ok(());
+            }
             match self.ring.submit() {
                 Ok(_) => {}
                 Err(e)
@@ -563,15 +570,17 @@ impl IoQueue for UringQueue {
     }
 
     fn reap(&mut self, out: &mut Vec<IoDone>) {
+        if self.ring.completion().is_empty() {
+            // Nothing to reap: leave the eventfd (a count left there only
+            // wakes the driver once more), no system call.
+            return;
+        }
         // Clear the eventfd first: a completion posted after the drain
         // below signals it again, so no wake-up is lost.
         self.drain_eventfd();
-        let cqes: Vec<(u64, i32)> = self
-            .ring
-            .completion()
-            .map(|c| (c.user_data(), c.result()))
-            .collect();
-        for (ud, res) in cqes {
+        let mut cqes = std::mem::take(&mut self.cqes);
+        cqes.extend(self.ring.completion().map(|c| (c.user_data(), c.result())));
+        for (ud, res) in cqes.drain(..) {
             let Some(slot) = self.slots.get_mut(ud as usize).and_then(Option::take) else {
                 continue;
             };
@@ -600,6 +609,7 @@ impl IoQueue for UringQueue {
                 result,
             });
         }
+        self.cqes = cqes;
         if !self.backlog.is_empty() {
             let _ = self.submit();
         }

@@ -32,6 +32,7 @@
 
 mod apply;
 mod publish;
+mod read;
 mod write;
 
 use std::collections::VecDeque;
@@ -202,6 +203,8 @@ pub(crate) enum Token {
     Flush(u64),
     /// Home writes of apply burst `id`.
     Apply(u64),
+    /// A device read of a client read (see [`read`]).
+    Read(u64),
 }
 
 impl Token {
@@ -212,6 +215,7 @@ impl Token {
             Token::Batch(s) => (1u64, s),
             Token::Flush(s) => (2, s),
             Token::Apply(i) => (3, i),
+            Token::Read(v) => (4, v),
         };
         debug_assert!(v < 1 << Self::SHIFT, "token value overflows");
         k << Self::SHIFT | v
@@ -223,6 +227,7 @@ impl Token {
             1 => Some(Token::Batch(v)),
             2 => Some(Token::Flush(v)),
             3 => Some(Token::Apply(v)),
+            4 => Some(Token::Read(v)),
             _ => None,
         }
     }
@@ -278,6 +283,8 @@ pub struct CommitEngine {
     /// collections used since mount (see [`crate::collog`]).
     pub(crate) log_marks:
         std::collections::HashMap<crate::types::CollectionId, crate::collog::LogMark>,
+    /// Reads on this engine's queue (see [`read`]).
+    pub(crate) reads: read::Reads,
 }
 
 impl CommitEngine {
@@ -315,6 +322,7 @@ impl CommitEngine {
             done: Vec::new(),
             draining: false,
             log_marks: Default::default(),
+            reads: Default::default(),
         }
     }
 
@@ -374,6 +382,7 @@ impl CommitEngine {
         self.queue.is_empty()
             && self.writing.is_empty()
             && self.apply.is_idle()
+            && self.reads.in_flight() == 0
             && self.es.inbox.lock().items.is_empty()
     }
 
@@ -417,10 +426,16 @@ impl CommitEngine {
         self.io.reap(&mut done);
         let any = !done.is_empty();
         for d in done.drain(..) {
+            let token = Token::decode(d.token);
+            if let Some(Token::Read(v)) = token {
+                // A failed read fails that read only.
+                self.read_io_done(v, d);
+                continue;
+            }
             if let Err(e) = &d.result {
                 self.sh.poison(&format!("journal or data I/O failed: {e}"));
             }
-            match Token::decode(d.token) {
+            match token {
                 Some(Token::Batch(seq)) => {
                     if let Some(w) = self.writing.iter_mut().find(|w| w.seq == seq) {
                         w.pending_ios = w.pending_ios.saturating_sub(1);
@@ -441,7 +456,7 @@ impl CommitEngine {
                         self.sh.perf.tinc(crate::perf::L_DEFERRED_APPLY_LAT, took);
                     }
                 }
-                None => {}
+                Some(Token::Read(_)) | None => {}
             }
         }
         self.done = done;
@@ -540,6 +555,7 @@ impl CommitEngine {
             w.fail(&e, &mut self.completions);
         }
         self.inflight.clear();
+        self.fail_reads(&e);
     }
 
     /// Records a store-wide counter change of a published batch.

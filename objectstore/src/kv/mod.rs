@@ -9,9 +9,11 @@
 //! rebuilt by journal replay.
 
 mod mem;
+mod powered;
 mod rocks;
 
 pub use mem::MemKv;
+pub use powered::PoweredKv;
 pub use rocks::RocksKv;
 
 use kalmar_common::encoding::{encode_versioned, put_bytes, Decode, DecodeError, Decoder, Encode};

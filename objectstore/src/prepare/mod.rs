@@ -93,7 +93,14 @@ pub struct Batch<'a> {
     /// Each collection log's marks as of the published batches (filled on
     /// first use; see [`crate::collog`]).
     pub(crate) log_marks: &'a mut HashMap<CollectionId, LogMark>,
+    /// Collections this batch found to exist (each op of a PG write checks
+    /// its collection: one lookup per batch instead). Forgotten when a
+    /// collection is removed and on rollback, which may undo a creation.
+    pub(crate) colls_seen: Vec<CollectionId>,
 }
+
+/// Collections remembered by a batch at most.
+const MAX_COLLS_SEEN: usize = 64;
 
 /// What a prepared batch hands to the journal writer.
 pub struct Prepared {
@@ -129,7 +136,16 @@ impl<'a> Batch<'a> {
             undo: TxnUndo::default(),
             counters: Counters::default(),
             n_ok: 0,
+            colls_seen: Vec::new(),
         }
+    }
+
+    /// Remembers that collection `c` exists (see `colls_seen`).
+    pub(crate) fn saw_coll(&mut self, c: &CollectionId) {
+        if self.colls_seen.len() >= MAX_COLLS_SEEN {
+            self.colls_seen.clear();
+        }
+        self.colls_seen.push(c.clone());
     }
 
     /// Bytes the journal record would take so far (approximate, upper).
@@ -172,6 +188,7 @@ impl<'a> Batch<'a> {
     /// Undoes the current transaction (also used when a batch is cut).
     pub fn rollback(&mut self) {
         self.kv.rollback();
+        self.colls_seen.clear();
         let u = std::mem::take(&mut self.undo);
         for (phys, prev) in u.deferred.into_iter().rev() {
             match prev {

@@ -144,11 +144,18 @@ impl Batch<'_> {
         }
     }
 
-    fn coll_exists(&self, c: &CollectionId) -> Result<bool, StoreError> {
-        Ok(self.kv.get(&self.view, &keys::collection(c))?.is_some())
+    fn coll_exists(&mut self, c: &CollectionId) -> Result<bool, StoreError> {
+        if self.colls_seen.contains(c) {
+            return Ok(true);
+        }
+        let exists = self.kv.get(&self.view, &keys::collection(c))?.is_some();
+        if exists {
+            self.saw_coll(c);
+        }
+        Ok(exists)
     }
 
-    fn require_coll(&self, c: &CollectionId) -> Result<(), StoreError> {
+    fn require_coll(&mut self, c: &CollectionId) -> Result<(), StoreError> {
         if self.coll_exists(c)? {
             Ok(())
         } else {
@@ -166,7 +173,7 @@ impl Batch<'_> {
         }
     }
 
-    fn require_onode(&self, c: &CollectionId, o: &ObjectId) -> Result<Onode, StoreError> {
+    fn require_onode(&mut self, c: &CollectionId, o: &ObjectId) -> Result<Onode, StoreError> {
         self.require_coll(c)?;
         self.get_onode(c, o)?.ok_or_else(|| not_found(c, o))
     }
@@ -214,6 +221,7 @@ impl Batch<'_> {
         }
         self.kv.delete(keys::collection(c));
         self.kv.log_clear(c);
+        self.colls_seen.clear();
         Ok(())
     }
 

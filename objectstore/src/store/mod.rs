@@ -497,6 +497,12 @@ impl ObjectStore {
         self.sh.stat(cid, oid)
     }
 
+    /// The size of an object in bytes (its record only: cheaper than
+    /// [`ObjectStore::stat`], which counts allocated blocks).
+    pub fn size(&self, cid: &CollectionId, oid: &ObjectId) -> Result<u64, StoreError> {
+        self.sh.size(cid, oid)
+    }
+
     pub fn stat_async(&self, cid: &CollectionId, oid: &ObjectId) -> ReadFuture<ObjectStat> {
         let (c, o) = (cid.clone(), oid.clone());
         self.spawn_read(move |sh| sh.stat(&c, &o))

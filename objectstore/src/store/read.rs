@@ -6,15 +6,14 @@
 //! corruption) is retried with fresh metadata a bounded number of times,
 //! then reported.
 
-use std::collections::HashMap;
 use std::ops::Bound;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kalmar_common::encoding::Decode;
 
 use super::Shared;
-use crate::device::IoOp;
+use crate::device::{AlignedBuf, IoOp};
 use crate::error::StoreError;
 use crate::keys;
 use crate::kv::KvRead;
@@ -22,6 +21,7 @@ use crate::layer::LayeredRead;
 use crate::layout::BLOCK_SIZE;
 use crate::onode::{shard_of, BlockMap, Onode, Shard, SHARD_BLOCKS};
 use crate::perf;
+use crate::read_plan::{ReadEnd, ReadPlan};
 use crate::types::{BlockLocation, CollectionId, ObjectId, ObjectStat, StatFs};
 
 const BS: u64 = BLOCK_SIZE;
@@ -31,14 +31,6 @@ fn not_found(c: &CollectionId, o: &ObjectId) -> StoreError {
         collection: c.to_string(),
         object: o.to_display(),
     }
-}
-
-/// One device read: consecutive physical blocks for consecutive logical
-/// blocks starting at `first_logical`.
-struct Plan {
-    first_logical: u64,
-    phys: u64,
-    csums: Vec<u32>,
 }
 
 impl Shared {
@@ -63,7 +55,7 @@ impl Shared {
         f(&view)
     }
 
-    fn overlay_of(&self, c: &CollectionId) -> &crate::overlay::DataOverlay {
+    pub(crate) fn overlay_of(&self, c: &CollectionId) -> &crate::overlay::DataOverlay {
         &self.engines[self.engine_of(c)].overlay
     }
 
@@ -98,6 +90,9 @@ impl Shared {
         }
     }
 
+    /// Reads committed data, blocking on the device (tools, tests and
+    /// the reader threads; an OSD shard reads through its engine, see
+    /// [`crate::CommitEngine::read`]).
     pub fn read(
         &self,
         c: &CollectionId,
@@ -106,49 +101,54 @@ impl Shared {
         len: u64,
     ) -> Result<Bytes, StoreError> {
         let t0 = Instant::now();
+        let mut plan = ReadPlan::default();
         let mut attempt = 0;
         loop {
-            match self.try_read(c, o, off, len) {
-                Err(e @ StoreError::Checksum { .. }) => {
-                    if attempt >= self.settings.read_retries {
-                        self.perf.inc(perf::L_CSUM_ERRORS, 1);
-                        tracing::error!(collection = %c, object = %o, error = %e, "read failed its checksum");
-                        return Err(e);
-                    }
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
-                Ok(b) => {
-                    self.perf.inc(perf::L_READ_OPS, 1);
-                    self.perf.inc(perf::L_READ_BYTES, b.len() as u64);
-                    self.perf.tinc(perf::L_READ_LAT, t0.elapsed());
-                    return Ok(b);
-                }
+            self.plan_read(c, o, off, len, &mut plan)?;
+            let mut ops: Vec<IoOp> = plan.io_ops(&self.layout).collect();
+            self.dev.submit(&mut ops)?;
+            let mut bufs: Vec<Option<AlignedBuf>> =
+                ops.into_iter().map(IoOp::into_read_buf).collect();
+            match self.finish_read(c, o, &plan, &mut bufs, &mut attempt) {
+                ReadEnd::Done(r) => return r.inspect(|b| self.count_read(b, t0)),
+                ReadEnd::Retry => {}
             }
         }
     }
 
-    fn try_read(
+    /// Counts a finished read.
+    pub(crate) fn count_read(&self, b: &Bytes, started: Instant) {
+        self.perf.inc(perf::L_READ_OPS, 1);
+        self.perf.inc(perf::L_READ_BYTES, b.len() as u64);
+        self.perf.tinc(perf::L_READ_LAT, started.elapsed());
+    }
+
+    /// Resolves a read of `c/o` against the committed metadata of its
+    /// engine into `plan` (cleared first, its buffers reused).
+    pub(crate) fn plan_read(
         &self,
         c: &CollectionId,
         o: &ObjectId,
         off: u64,
         len: u64,
-    ) -> Result<Bytes, StoreError> {
-        self.with_view(c, |snap| self.try_read_in(snap, c, o, off, len))
+        plan: &mut ReadPlan,
+    ) -> Result<(), StoreError> {
+        plan.clear();
+        self.with_view(c, |snap| self.plan_read_in(snap, c, o, off, len, plan))
     }
 
-    fn try_read_in(
+    fn plan_read_in(
         &self,
         snap: &dyn KvRead,
         c: &CollectionId,
         o: &ObjectId,
         off: u64,
         len: u64,
-    ) -> Result<Bytes, StoreError> {
+        plan: &mut ReadPlan,
+    ) -> Result<(), StoreError> {
         let on = self.onode_in(snap, c, o)?;
         if off >= on.size || len == 0 {
-            return Ok(Bytes::new());
+            return Ok(());
         }
         let end = off + len.min(on.size - off);
         if end - off > self.settings.max_read_bytes {
@@ -158,76 +158,65 @@ impl Shared {
                 self.settings.max_read_bytes
             )));
         }
-        let mut out = BytesMut::zeroed((end - off) as usize);
+        plan.off = off;
+        plan.end = end;
         let (b0, b1) = (off / BS, end.div_ceil(BS));
-        let max_blocks = (self.settings.max_io_bytes / BS).max(1);
-        let mut shards: HashMap<u32, Shard> = HashMap::new();
-        let mut plans: Vec<Plan> = Vec::new();
-        // Copies the part of logical block `b` that the read covers.
-        let copy = |out: &mut BytesMut, b: u64, block: &[u8]| {
-            let (from, to) = ((b * BS).max(off), ((b + 1) * BS).min(end));
-            let src = &block[(from - b * BS) as usize..(to - b * BS) as usize];
-            out[(from - off) as usize..(to - off) as usize].copy_from_slice(src);
-        };
+        let max_blocks = (self.settings.max_io_bytes / BS).clamp(1, u32::MAX as u64) as u32;
+        // The extent shard of the last block looked up (reads are mostly
+        // within one shard).
+        let mut shard: Option<(u32, Shard)> = None;
         for b in b0..b1 {
             let (idx, i) = shard_of(b);
-            if let std::collections::hash_map::Entry::Vacant(e) = shards.entry(idx) {
-                e.insert(self.shard_in(snap, on.nid, idx)?);
+            if shard.as_ref().is_none_or(|(at, _)| *at != idx) {
+                shard = Some((idx, self.shard_in(snap, on.nid, idx)?));
             }
-            let Some(BlockMap { phys, csum }) = shards.get(&idx).and_then(|s| s.get(i)) else {
-                continue; // a hole: zeros
+            let Some(BlockMap { phys, csum }) = shard.as_ref().and_then(|(_, s)| s.get(i)) else {
+                plan.holes = true;
+                continue;
             };
             if let Some(p) = self.overlay_of(c).get(phys).filter(|p| p.csum == csum) {
-                copy(&mut out, b, p.data());
+                plan.overlay.push((b, p));
                 continue;
             }
-            match plans.last_mut() {
-                Some(pl)
-                    if pl.phys + pl.csums.len() as u64 == phys
-                        && pl.first_logical + pl.csums.len() as u64 == b
-                        && (pl.csums.len() as u64) < max_blocks =>
-                {
-                    pl.csums.push(csum)
+            plan.add_block(b, phys, csum, max_blocks);
+        }
+        Ok(())
+    }
+
+    /// Checks the device buffers of `plan` (one per run, in order) and
+    /// assembles the data. A checksum mismatch (a block rewritten under
+    /// the read, or corruption) asks for a retry with fresh metadata up to
+    /// `read_retries` times (`attempt` counts them), then is the answer.
+    pub(crate) fn finish_read(
+        &self,
+        c: &CollectionId,
+        o: &ObjectId,
+        plan: &ReadPlan,
+        bufs: &mut [Option<AlignedBuf>],
+        attempt: &mut u32,
+    ) -> ReadEnd {
+        match plan.assemble(bufs, &self.layout) {
+            Err(bad) => {
+                let e = StoreError::Checksum {
+                    what: format!("{c}/{o} block {}", bad.logical),
+                    offset: bad.offset,
+                    stored: bad.stored,
+                    computed: bad.computed,
+                };
+                if *attempt >= self.settings.read_retries {
+                    self.perf.inc(perf::L_CSUM_ERRORS, 1);
+                    tracing::error!(collection = %c, object = %o, error = %e, "read failed its checksum");
+                    return ReadEnd::Done(Err(e));
                 }
-                _ => plans.push(Plan {
-                    first_logical: b,
-                    phys,
-                    csums: vec![csum],
-                }),
+                *attempt += 1;
+                ReadEnd::Retry
             }
+            Ok(b) => ReadEnd::Done(Ok(b)),
         }
-        if plans.is_empty() {
-            return Ok(out.freeze());
-        }
-        let mut ops: Vec<IoOp> = plans
-            .iter()
-            .map(|p| {
-                IoOp::read(
-                    self.layout.block_offset(p.phys),
-                    p.csums.len() * BS as usize,
-                )
-            })
-            .collect();
-        self.dev.submit(&mut ops)?;
-        for (plan, op) in plans.iter().zip(ops) {
-            let Some(buf) = op.into_read_buf() else {
-                continue;
-            };
-            for (j, &stored) in plan.csums.iter().enumerate() {
-                let block = &buf[j * BS as usize..(j + 1) * BS as usize];
-                let computed = crc32c::crc32c(block);
-                if computed != stored {
-                    return Err(StoreError::Checksum {
-                        what: format!("{c}/{o} block {}", plan.first_logical + j as u64),
-                        offset: self.layout.block_offset(plan.phys + j as u64),
-                        stored,
-                        computed,
-                    });
-                }
-                copy(&mut out, plan.first_logical + j as u64, block);
-            }
-        }
-        Ok(out.freeze())
+    }
+
+    pub fn size(&self, c: &CollectionId, o: &ObjectId) -> Result<u64, StoreError> {
+        self.with_view(c, |snap| self.onode_in(snap, c, o).map(|on| on.size))
     }
 
     pub fn stat(&self, c: &CollectionId, o: &ObjectId) -> Result<ObjectStat, StoreError> {

@@ -1,5 +1,10 @@
-//! Reads on the primary: run on their own task against committed state
-//! (the store's async reads never block the PG), and answered from there.
+//! Reads on the primary: run on their own task against committed state,
+//! and answered from there. Data comes through the shard's store engine
+//! (device reads on the shard's ring, no reader thread); the metadata a
+//! read needs (object info, size) is looked up inline, like a commit's:
+//! from the engine's layers in memory, the store's read cache, then the
+//! database. Listings and omap pages, which scan, use the store's reader
+//! threads.
 //!
 //! Every block a read returns passed its checksum in the store; a read of
 //! a whole object is also checked against the data digest its object info
@@ -21,6 +26,7 @@ use super::{ClientOp, PgActor, PgEvent};
 use crate::names::{is_internal, user_attr, user_attr_name, ObjectInfo, DIGEST_SEED, OI_ATTR};
 use crate::perf::*;
 use crate::service::reply;
+use crate::shard::store::ShardStore;
 
 /// Entries returned per omap or listing page at most.
 const MAX_PAGE_ENTRIES: u32 = 10_000;
@@ -33,6 +39,7 @@ impl PgActor {
     pub(super) fn read(&mut self, op: ClientOp) {
         op.track.mark("started");
         let store = self.svc.store.clone();
+        let shard = self.store.clone();
         let coll = self.coll.clone();
         let perf = self.svc.perf.clone();
         let epoch = self.epoch;
@@ -45,7 +52,12 @@ impl PgActor {
             // anything is read (Ceph-like EMSGSIZE), never sent to be lost.
             let max_reply = op.reply_to.max_message_bytes();
             let budget = max_reply.saturating_sub(REPLY_HEADROOM_BYTES) as u64;
-            let (mut r, corrupt) = execute(&store, &coll, &op.req.oid, &op.req.ops, budget).await;
+            let src = Source {
+                store: &store,
+                shard: &shard,
+                coll: &coll,
+            };
+            let (mut r, corrupt) = execute(&src, &op.req.oid, &op.req.ops, budget).await;
             if let Some(version) = corrupt {
                 if tx.send(PgEvent::ReadCorrupt { op, version }).is_err() {
                     tracing::debug!("pg gone; a corrupt read is dropped");
@@ -130,13 +142,19 @@ fn object_info(attrs: &Option<Vec<(String, Bytes)>>) -> Option<ObjectInfo> {
         .and_then(|(_, v)| ObjectInfo::from_bytes(v).ok())
 }
 
+/// Where a read's data and metadata come from.
+struct Source<'a> {
+    store: &'a Arc<ObjectStore>,
+    shard: &'a ShardStore,
+    coll: &'a CollectionId,
+}
+
 /// Runs the read ops; the first failure is the request's result. The
 /// second value is set (to the object's version) when this copy turned
 /// out corrupt.
 /// `budget` bounds the data bytes the reads may return together.
 async fn execute(
-    store: &Arc<ObjectStore>,
-    coll: &CollectionId,
+    src: &Source<'_>,
     oid: &str,
     ops: &[OsdOp],
     mut budget: u64,
@@ -146,7 +164,7 @@ async fn execute(
     let mut attrs: Option<Vec<(String, Bytes)>> = None;
     let mut corrupt = false;
     for op in ops {
-        let r = run_one(store, coll, o.as_ref(), op, &mut attrs, &mut budget).await;
+        let r = run_one(src, o.as_ref(), op, &mut attrs, &mut budget).await;
         match r {
             Ok(data) => reply.outputs.push(OpOutput { rval: 0, data }),
             Err((rval, msg, bad_copy)) => {
@@ -173,14 +191,14 @@ async fn execute(
 
 /// Checks a read from offset 0 that returned the whole object against
 /// the data digest of its object info.
-async fn verify_whole(
-    store: &ObjectStore,
-    coll: &CollectionId,
+fn verify_whole(
+    src: &Source<'_>,
     o: &ObjectId,
     data: &Bytes,
     attrs: &mut Option<Vec<(String, Bytes)>>,
 ) -> Result<(), Fail> {
-    get_attrs(store, coll, o, attrs).await.map_err(fail)?;
+    let coll = src.coll;
+    get_attrs(src, o, attrs).map_err(fail)?;
     let Some(oi) = object_info(attrs) else {
         return Ok(());
     };
@@ -203,26 +221,25 @@ async fn verify_whole(
     }
 }
 
-async fn get_attrs<'a>(
-    store: &ObjectStore,
-    coll: &CollectionId,
+fn get_attrs<'a>(
+    src: &Source<'_>,
     o: &ObjectId,
     cache: &'a mut Option<Vec<(String, Bytes)>>,
 ) -> Result<&'a Vec<(String, Bytes)>, StoreError> {
     if cache.is_none() {
-        *cache = Some(store.getattrs_async(coll, o).await?);
+        *cache = Some(src.store.getattrs(src.coll, o)?);
     }
     Ok(cache.get_or_insert_with(Vec::new))
 }
 
 async fn run_one(
-    store: &Arc<ObjectStore>,
-    coll: &CollectionId,
+    src: &Source<'_>,
     o: Option<&ObjectId>,
     op: &OsdOp,
     attrs: &mut Option<Vec<(String, Bytes)>>,
     budget: &mut u64,
 ) -> Result<Bytes, Fail> {
+    let (store, coll) = (src.store, src.coll);
     if let OsdOp::PgLs { start_after, max } = op {
         return list(store, coll, start_after, *max).await.map_err(fail);
     }
@@ -232,7 +249,7 @@ async fn run_one(
             let mut size = None;
             let mut len = *len;
             if len == 0 {
-                let s = store.stat_async(coll, o).await.map_err(fail)?.size_bytes;
+                let s = store.size(coll, o).map_err(fail)?;
                 size = Some(s);
                 len = s.saturating_sub(*offset);
             }
@@ -240,7 +257,7 @@ async fn run_one(
                 // Only what the object holds counts against the budget.
                 let s = match size {
                     Some(s) => s,
-                    None => store.stat_async(coll, o).await.map_err(fail)?.size_bytes,
+                    None => store.size(coll, o).map_err(fail)?,
                 };
                 len = len.min(s.saturating_sub(*offset));
             }
@@ -256,17 +273,14 @@ async fn run_one(
                 ));
             }
             *budget -= len;
-            let data = store
-                .read_async(coll, o, *offset, len)
-                .await
-                .map_err(fail)?;
+            let data = src.shard.read(coll, o, *offset, len).await.map_err(fail)?;
             if *offset == 0 {
-                verify_whole(store, coll, o, &data, attrs).await?;
+                verify_whole(src, o, &data, attrs)?;
             }
             Ok(data)
         }
         OsdOp::Stat => {
-            let a = get_attrs(store, coll, o, attrs).await.map_err(fail)?;
+            let a = get_attrs(src, o, attrs).map_err(fail)?;
             let out = match a.iter().find(|(k, _)| k == OI_ATTR) {
                 Some((_, v)) => {
                     let oi = ObjectInfo::from_bytes(v)
@@ -277,7 +291,7 @@ async fn run_one(
                     }
                 }
                 None => StatOut {
-                    size_bytes: store.stat_async(coll, o).await.map_err(fail)?.size_bytes,
+                    size_bytes: store.size(coll, o).map_err(fail)?,
                     mtime_us: 0,
                 },
             };
@@ -285,14 +299,14 @@ async fn run_one(
         }
         OsdOp::GetXattr { name } => {
             let want = user_attr(name);
-            let a = get_attrs(store, coll, o, attrs).await.map_err(fail)?;
+            let a = get_attrs(src, o, attrs).map_err(fail)?;
             a.iter()
                 .find(|(k, _)| *k == want)
                 .map(|(_, v)| v.clone())
                 .ok_or((-errno::ENODATA, format!("no xattr {name}"), false))
         }
         OsdOp::GetXattrs => {
-            let a = get_attrs(store, coll, o, attrs).await.map_err(fail)?;
+            let a = get_attrs(src, o, attrs).map_err(fail)?;
             let m: std::collections::BTreeMap<String, Blob> = a
                 .iter()
                 .filter_map(|(k, v)| user_attr_name(k).map(|n| (n.to_string(), Blob(v.to_vec()))))
@@ -302,7 +316,7 @@ async fn run_one(
         OsdOp::OmapGetVals { start_after, max } => {
             let max = (*max).clamp(1, MAX_PAGE_ENTRIES) as usize;
             // Existence first: a missing object is ENOENT, not empty.
-            store.stat_async(coll, o).await.map_err(fail)?;
+            store.size(coll, o).map_err(fail)?;
             let start = if start_after.is_empty() {
                 Bound::Unbounded
             } else {
@@ -325,11 +339,8 @@ async fn run_one(
                 .iter()
                 .map(|k| Bytes::copy_from_slice(k.as_bytes()))
                 .collect();
-            let (s, c, obj) = (store.clone(), coll.clone(), o.clone());
-            let vals = tokio::task::spawn_blocking(move || s.omap_get_values(&c, &obj, &keys))
-                .await
-                .map_err(|e| (-errno::EIO, e.to_string(), false))?
-                .map_err(fail)?;
+            // Point lookups: inline, like the other metadata reads.
+            let vals = store.omap_get_values(coll, o, &keys).map_err(fail)?;
             let m: std::collections::BTreeMap<String, Blob> = vals
                 .into_iter()
                 .map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), Blob(v.to_vec())))

@@ -182,17 +182,15 @@ impl PgActor {
         }
     }
 
-    /// The object's current info: projected if cached, else from the store.
-    async fn object_info(
-        &mut self,
-        oid: &str,
-        o: &ObjectId,
-    ) -> Result<Option<ObjectInfo>, StoreError> {
+    /// The object's current info: projected if cached, else from the store
+    /// (inline, like the engine's own metadata lookups: the engine's
+    /// layers, the read cache, then the database).
+    fn object_info(&mut self, oid: &str, o: &ObjectId) -> Result<Option<ObjectInfo>, StoreError> {
         if let Some(i) = self.objects.get(oid) {
             return Ok(i);
         }
         let info =
-            match self.svc.store.getattrs_async(&self.coll, o).await {
+            match self.svc.store.getattrs(&self.coll, o) {
                 Ok(attrs) => match attrs.iter().find(|(k, _)| k == OI_ATTR) {
                     Some((_, v)) => Some(ObjectInfo::from_bytes(v).map_err(|e| {
                         StoreError::CorruptMetadata {
@@ -203,9 +201,9 @@ impl PgActor {
                     // Written behind the OSD's back (offline tool): its size is
                     // all we know.
                     None => {
-                        let st = self.svc.store.stat_async(&self.coll, o).await?;
+                        let size_bytes = self.svc.store.size(&self.coll, o)?;
                         Some(ObjectInfo {
-                            size_bytes: st.size_bytes,
+                            size_bytes,
                             ..Default::default()
                         })
                     }
@@ -240,7 +238,7 @@ impl PgActor {
             let e = self.epoch;
             return self.answer_error(op, -errno::EINVAL, e, "invalid object name");
         };
-        let current = match self.object_info(&oid, &o).await {
+        let current = match self.object_info(&oid, &o) {
             Ok(c) => c,
             Err(e) => {
                 let ep = self.epoch;
@@ -424,9 +422,10 @@ impl PgActor {
         self.io.num_write += 1;
         self.io.num_write_kb += w.in_bytes.div_ceil(1024);
         let perf = &self.svc.perf;
-        perf.inc(L_OP_W_IN_BYTES, w.in_bytes);
+        let kind = write_counters(&w.op.req.ops);
+        perf.inc(kind.in_bytes, w.in_bytes);
         perf.inc(L_OP_IN_BYTES, w.in_bytes);
-        perf.tinc(L_OP_W_PROCESS_LAT, w.started.elapsed());
+        perf.tinc(kind.process_lat, w.started.elapsed());
         perf.tinc(L_OP_PROCESS_LAT, w.started.elapsed());
         let started = w.started;
         for op in std::iter::once(w.op).chain(w.dups) {
@@ -454,10 +453,11 @@ impl PgActor {
     ) {
         let lat = op.received.elapsed();
         let perf = &self.svc.perf;
+        let kind = write_counters(&op.req.ops);
         perf.inc(L_OP, 1);
-        perf.inc(L_OP_W, 1);
+        perf.inc(kind.ops, 1);
         perf.tinc(L_OP_LAT, lat);
-        perf.tinc(L_OP_W_LAT, lat);
+        perf.tinc(kind.lat, lat);
         let r = OsdOpReply {
             tid: op.req.tid,
             result,

@@ -9,11 +9,19 @@
 //! passes; it hands each finished transaction's follow-up to its PG right
 //! there. A PG transaction that fails after admission stops the OSD: the
 //! PG's memory may be ahead of its disk, which must never be served.
+//!
+//! Client reads go the same way: planned against the committed metadata
+//! on this thread, their device reads on the engine's ring, their answers
+//! completed by the driver (no reader thread in between).
 
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::sync::Arc;
 
-use kalmar_objectstore::{pair, CommitEngine, Notify as StoreNotify, StoreError, Transaction};
+use bytes::Bytes;
+use kalmar_objectstore::{
+    pair, CollectionId, CommitEngine, Completer, Completion, Notify as StoreNotify, ObjectId,
+    StoreError, Transaction,
+};
 use parking_lot::Mutex;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
@@ -30,14 +38,22 @@ struct Pending {
 }
 
 /// Follow-ups by token; slots are reused, so steady state allocates nothing.
-#[derive(Default)]
-struct Slab {
-    slots: Vec<Option<Pending>>,
+struct Slab<P> {
+    slots: Vec<Option<P>>,
     free: Vec<u32>,
 }
 
-impl Slab {
-    fn insert(&mut self, p: Pending) -> u64 {
+impl<P> Default for Slab<P> {
+    fn default() -> Self {
+        Slab {
+            slots: Vec::new(),
+            free: Vec::new(),
+        }
+    }
+}
+
+impl<P> Slab<P> {
+    fn insert(&mut self, p: P) -> u64 {
         match self.free.pop() {
             Some(i) => {
                 self.slots[i as usize] = Some(p);
@@ -50,7 +66,7 @@ impl Slab {
         }
     }
 
-    fn take(&mut self, token: u64) -> Option<Pending> {
+    fn take(&mut self, token: u64) -> Option<P> {
         let p = self.slots.get_mut(token as usize)?.take()?;
         self.free.push(token as u32);
         Some(p)
@@ -72,7 +88,9 @@ pub struct ShardStore {
     engine: Mutex<Option<CommitEngine>>,
     admission: Arc<Semaphore>,
     kick: Notify,
-    pending: Mutex<Slab>,
+    pending: Mutex<Slab<Pending>>,
+    /// Reads waiting for their device reads.
+    reads: Mutex<Slab<Completer<Bytes>>>,
     /// Set to stop the driver (it then gives the engine back).
     stopping: std::sync::atomic::AtomicBool,
     stopped: tokio::sync::watch::Sender<bool>,
@@ -88,6 +106,7 @@ impl ShardStore {
             admission,
             kick: Notify::new(),
             pending: Mutex::new(Slab::default()),
+            reads: Mutex::new(Slab::default()),
             stopping: Default::default(),
             stopped,
         })
@@ -136,6 +155,31 @@ impl ShardStore {
         rx.await
     }
 
+    /// Reads committed data of `c/o` on this shard's engine (`c` must
+    /// belong to this shard); see `CommitEngine::read`.
+    pub fn read(&self, c: &CollectionId, o: &ObjectId, off: u64, len: u64) -> Completion<Bytes> {
+        let (done, rx) = pair();
+        let token = self.reads.lock().insert(done);
+        let mut g = self.engine.lock();
+        let (answer, queue_signals) = match g.as_mut() {
+            Some(e) => (e.read(c, o, off, len, token), e.event_fds().1.is_some()),
+            None => (Some(Err(StoreError::Unmounted)), true),
+        };
+        drop(g);
+        match answer {
+            Some(r) => {
+                if let Some(done) = self.reads.lock().take(token) {
+                    done.complete(r);
+                }
+            }
+            // A queue without an event descriptor completes at the next
+            // poll: make it happen.
+            None if !queue_signals => self.kick.notify_one(),
+            None => {}
+        }
+        rx
+    }
+
     /// The driver task (spawned on the shard's runtime). `fatal` stops the
     /// OSD (`Service::fatal`).
     pub async fn drive(self: Arc<Self>, fatal: impl Fn(String)) {
@@ -160,6 +204,7 @@ impl ShardStore {
             }
         };
         let mut done = Vec::new();
+        let mut reads = Vec::new();
         loop {
             if self.stopping.load(std::sync::atomic::Ordering::Acquire) {
                 break;
@@ -173,10 +218,19 @@ impl ShardStore {
                     }
                 }
                 e.take_completions(&mut done);
+                e.take_read_completions(&mut reads);
                 e.next_deadline()
             };
             for (token, res) in done.drain(..) {
                 self.complete(token, res, &fatal);
+            }
+            if !reads.is_empty() {
+                let mut slab = self.reads.lock();
+                for (token, res) in reads.drain(..) {
+                    if let Some(done) = slab.take(token) {
+                        done.complete(res);
+                    }
+                }
             }
             let sleep = async {
                 match deadline {
@@ -232,6 +286,9 @@ impl ShardStore {
         self.kick.notify_one();
         let mut rx = self.stopped.subscribe();
         let _ = rx.wait_for(|s| *s).await;
+        // Reads not answered yet end with an error (a dropped completer
+        // resolves its completion).
+        *self.reads.lock() = Slab::default();
         self.engine.lock().take()
     }
 }

@@ -63,6 +63,14 @@ class Module(MgrModule):
         """Answers pong and the word (a decorator command)."""
         return 0, json.dumps({"pong": word}), ""
 
+    @CLIReadCommand("livecheck get")
+    def get_doc(self, name: str):
+        """self.get(NAME) as JSON (health and mon_status decoded)."""
+        v = self.get(name)
+        if isinstance(v, dict) and set(v) == {"json"}:
+            v = {"json": json.loads(v["json"])}
+        return 0, json.dumps(v), ""
+
     def report(self):
         docs = {}
         for name in DOCS:

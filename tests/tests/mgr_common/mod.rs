@@ -2,6 +2,10 @@
 //! `livecheck` test plugin on the module path, and `tell mgr` from Rust.
 #![allow(dead_code)]
 
+pub mod apt;
+pub mod listeners;
+pub mod scrape;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -72,13 +76,24 @@ pub async fn wait_active(c: &Cluster, name: &str, timeout: Duration) -> anyhow::
 
 /// Sends a command dict to the mgr at `addr`; returns `(retval, outs, outbuf)`.
 pub async fn mgr_command(addr: SocketAddr, cmd: Value) -> anyhow::Result<(i32, String, Vec<u8>)> {
+    mgr_command_with_input(addr, cmd, Vec::new()).await
+}
+
+/// [`mgr_command`] with an input buffer (Ceph's `-i FILE`).
+pub async fn mgr_command_with_input(
+    addr: SocketAddr,
+    cmd: Value,
+    inbuf: Vec<u8>,
+) -> anyhow::Result<(i32, String, Vec<u8>)> {
     let me = EntityName::new(EntityType::Client, format!("mgrtest{}", std::process::id()));
     let cfg = MsgrConfig {
         reconnect_max_attempts: Some(3),
         ..MsgrConfig::default()
     };
     let (c, _ev) = MonClient::connect(addr, me, uuid::Uuid::nil(), cfg).await?;
-    let r = c.command(&cmd, Duration::from_secs(30)).await;
+    let r = c
+        .command_with_input(&cmd, inbuf, Duration::from_secs(30))
+        .await;
     c.close().await;
     let r = r?;
     Ok((r.retval, r.outs, r.outbuf.0))
@@ -155,4 +170,20 @@ pub async fn write_objects(
             .await?;
     }
     Ok(())
+}
+
+/// `tell mgr WORDS` (plain output) with an optional input buffer; an
+/// error carries the module's message (`outs`).
+pub async fn tell_text(addr: SocketAddr, words: &str, inbuf: &[u8]) -> anyhow::Result<String> {
+    let args: Vec<&str> = words.split_whitespace().collect();
+    let (rv, outs, out) = mgr_command_with_input(
+        addr,
+        json!({"prefix": "tell", "args": args, "format": "plain"}),
+        inbuf.to_vec(),
+    )
+    .await?;
+    if rv != 0 {
+        bail!("tell mgr {words}: {outs} (errno {rv})");
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
 }
