@@ -567,3 +567,120 @@ async fn mon_add_joins_as_a_voter_and_mon_rm_removes() {
     osd.wait_map("p6 reaches the osd", |m| has_pool(m, "p6"))
         .await;
 }
+
+/// Failure detection across a leader change: a failure report made to the
+/// old leader is lost with it, the reporters repeat theirs (as OSDs do
+/// while a failure lasts) and the target is marked down once; no other OSD
+/// is marked down for the election's silence; a pg_temp request commits
+/// with the new leader; the active mgr (beaconing through a follower)
+/// stays active past its grace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failure_reports_pg_temp_and_mgr_beacons_across_a_leader_change() {
+    let conf = format!("{QFAST}mon_mgr_beacon_grace = 3\n");
+    let mut q = MonQuorum::start(3, &conf).await;
+    let leader = q.wait_quorum(3, WAIT).await;
+    let follower = (leader + 1) % 3;
+    let osds = Arc::new(boot_osds(&q, 4).await);
+    // Every OSD beacons, the failed one too: only the reports mark it.
+    let beacons = {
+        let osds = osds.clone();
+        tokio::spawn(async move {
+            loop {
+                for o in osds.iter() {
+                    o.beacon().await;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
+    };
+    let _mgr = FakeMgr::start(q.addrs[follower], "x", 101, Duration::from_millis(300)).await;
+    wait_for("mgr.x active", WAIT, || async {
+        let s = q.json(json!({"prefix": "mgr stat"})).await;
+        (s["active_name"] == json!("x") && s["available"] == json!(true)).then_some(())
+    })
+    .await;
+    q.ok(json!({"prefix": "osd pool create", "pool": "p", "pg_num": 8, "size": 2}))
+        .await;
+
+    // One reporter tells the old leader, which dies before the second.
+    osds[0].report_failure(3, 5000).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    q.kill9(leader);
+    q.wait_quorum(2, Duration::from_secs(20)).await;
+    let reports = {
+        let osds = osds.clone();
+        tokio::spawn(async move {
+            loop {
+                osds[0].report_failure(3, 5000).await;
+                osds[1].report_failure(3, 5000).await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
+    };
+    osds[2].wait_map("osd.3 marked down", |m| !m.is_up(3)).await;
+    // Reports keep coming for a while: no second marking, no flapping.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    reports.abort();
+    let _ = reports.await;
+
+    // pg_temp from a primary that is up, with the new leader.
+    let map = osds[0].map().expect("a map");
+    let (pg, acting) = (0..8)
+        .map(|s| kalmar_maps::PgId::new(1, s))
+        .map(|pg| (pg, map.pg_to_up_acting_osds(pg).expect("mapping")))
+        .find(|(_, a)| a.acting_primary != 3 && a.acting_primary >= 0 && a.up.len() == 2)
+        .expect("a pg with a live primary");
+    let other = (0..3)
+        .find(|o| !acting.up.contains(o))
+        .expect("an up osd outside the pg");
+    let want = vec![other, acting.acting_primary];
+    osds[acting.acting_primary as usize]
+        .client
+        .send(&kalmar_proto::mon::OsdPgTemp {
+            osd_id: acting.acting_primary,
+            map_epoch: map.epoch,
+            pg_temp: [(pg, want.clone())].into(),
+        })
+        .await
+        .expect("send pg_temp");
+    osds[0]
+        .wait_map("pg_temp set by the new leader", |m| {
+            m.pg_temp.get(&pg) == Some(&want)
+        })
+        .await;
+
+    // The mgr beaconed through the election: still active, past its grace.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let s = q.json(json!({"prefix": "mgr stat"})).await;
+    assert_eq!(s["active_name"], json!("x"), "{s}");
+    assert_eq!(s["available"], json!(true), "{s}");
+    beacons.abort();
+    let _ = beacons.await;
+
+    // Over every epoch the OSDs saw: osd.3 went down once, the others
+    // never after they were all up.
+    let all: Vec<FakeOsd> = Arc::try_unwrap(osds).ok().expect("sole owner");
+    for o in &all {
+        let h = o.history.lock().clone();
+        let downs = h
+            .windows(2)
+            .filter(|w| w[0].is_up(3) && !w[1].is_up(3))
+            .count();
+        assert!(
+            downs <= 1,
+            "osd.{} saw osd.3 marked down {downs} times",
+            o.id
+        );
+        let from = h
+            .iter()
+            .position(|m| (0..4).all(|i| m.is_up(i)))
+            .unwrap_or(h.len());
+        for m in &h[from..] {
+            for i in 0..3 {
+                assert!(m.is_up(i), "osd.{i} down at epoch {}", m.epoch);
+            }
+        }
+    }
+    let epochs = check_histories(&all);
+    eprintln!("{epochs} epochs checked");
+}

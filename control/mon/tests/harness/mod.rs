@@ -6,6 +6,8 @@
 //! dropped (also when a test panics), and its log tail is printed then.
 #![allow(dead_code)]
 
+pub mod netns;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
