@@ -203,12 +203,16 @@ fn main() -> anyhow::Result<()> {
                 bail!("a cluster of several mons needs one fsid: pass the same --fsid UUID to each mon's mkfs");
             }
             let fsid = persist::mkfs(&common.data, fsid, &opts, &me, &members)?;
+            let of = if members.is_empty() {
+                "joining: the members come from the leader".to_string()
+            } else {
+                format!("of {}", members.len())
+            };
             println!(
-                "created mon store at {} for cluster {fsid} (mon.{}, rank {} of {})",
+                "created mon store at {} for cluster {fsid} (mon.{}, rank {} {of})",
                 common.data.display(),
                 me.name,
                 me.id,
-                members.len()
             );
             Ok(())
         }
