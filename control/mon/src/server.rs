@@ -471,7 +471,7 @@ impl Server {
                         retval: EAGAIN,
                         osd_id: -1,
                         fsid: self.st.osd.map().fsid,
-                        error: "the registration was not committed; retry".into(),
+                        error: "the registration was not confirmed as committed; retry".into(),
                     };
                     self.reply(&m.reply, reply.to_message(), Some(fail.to_message()))
                         .await;
@@ -653,7 +653,8 @@ impl Server {
             tid: c.tid,
             retval: EAGAIN,
             outs:
-                "the change was not committed (the mon leader changed or the map moved on); retry"
+                "the change was not confirmed as committed (the mon leader changed, the map moved on, \
+                 or no majority answered in time; it may still commit); check and retry"
                     .into(),
             outbuf: Blob::default(),
         };

@@ -372,12 +372,13 @@ async fn a_partitioned_leader_commits_nothing_and_catches_up() {
     // Heal: the old leader steps down and takes the majority's epochs.
     q.lab.heal(old);
     let majority_epoch = q.last_committed(others[0]);
-    until("the old leader catches up as a follower", WAIT, || {
+    let healed = until("the old leader catches up as a follower", WAIT, || {
         q.status(old).is_some_and(|s| {
             s["state"] == "peon" && s["osdmap_last_committed"].as_u64() >= Some(majority_epoch)
         })
     })
     .await;
+    eprintln!("the old leader followed and caught up {healed:?} after healing");
     let (rv, outs) = q
         .command_from(
             old,
