@@ -1,5 +1,6 @@
 //! The mon quorum (issue 12): map commit latency with 1 and 3 mons, leader
-//! failover time, and the mons' CPU with 1,000 simulated OSDs beaconing.
+//! failover time, and the mons' CPU with 1,000 simulated OSDs beaconing,
+//! then beaconing and sending failure reports.
 //!
 //! Real `kalmar-mon` processes on loopback; clients and simulated OSDs are
 //! `MonClient`s in this process. Commit latency is one `osd pool set`
@@ -7,7 +8,11 @@
 //! sends after the epoch is committed (by a majority with 3 mons), through
 //! the leader and through a follower (which forwards). Failover is
 //! `kill -9` of the leader to a new leader answering `quorum_status`.
-//! CPU is each mon process's utime+stime from /proc over the window.
+//! CPU is each mon process's utime+stime from /proc over the window. The
+//! reporting window adds, per OSD and second, a failure report about the
+//! next OSD and its retraction (one reporter per target, below
+//! `mon_osd_min_down_reporters`: nobody is marked down, every report goes
+//! through the leader's failure bookkeeping).
 //!
 //! `cargo bench -p kalmar-benches --bench mon_quorum` (binaries from the
 //! same `cargo build --release`; `KALMAR_BIN_DIR` overrides).
@@ -22,7 +27,7 @@ use kalmar_cli::procs::{find_bin, run_bounded, signal, spawn_daemon, stop};
 use kalmar_maps::osd::OsdAddrs;
 use kalmar_maps::EntityAddr;
 use kalmar_msgr::{EntityName, EntityType, MsgrConfig};
-use kalmar_proto::mon::{OsdBeacon, OsdBoot};
+use kalmar_proto::mon::{OsdBeacon, OsdBoot, OsdFailure};
 use kalmar_proto::monc::MonClient;
 use serde_json::{json, Value};
 
@@ -278,9 +283,16 @@ async fn commit_latency(addr: SocketAddr, label: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// 1,000 simulated OSDs: registered, booted, then beaconing; returns each
-/// mon's CPU share (of one core) over the window.
-async fn osd_load(m: &Mons) -> anyhow::Result<Vec<f64>> {
+/// Each mon's CPU share (of one core) over the window, beacons only, then
+/// beacons and failure reports.
+struct OsdLoadCpu {
+    beacons: Vec<f64>,
+    beacons_and_reports: Vec<f64>,
+}
+
+/// 1,000 simulated OSDs: registered, booted, then beaconing (and
+/// reporting).
+async fn osd_load(m: &Mons) -> anyhow::Result<OsdLoadCpu> {
     let addrs = m.addrs.clone();
     let reg = client(&addrs, "bench-reg").await?;
     let mut ids = Vec::with_capacity(OSDS);
@@ -312,7 +324,7 @@ async fn run_osds(
     m: &Mons,
     osds: Vec<Arc<MonClient>>,
     ids: Vec<(i32, uuid::Uuid)>,
-) -> anyhow::Result<Vec<f64>> {
+) -> anyhow::Result<OsdLoadCpu> {
     let q = client(&m.addrs, "bench-stat").await?;
     for c in &osds {
         c.subscribe("osdmap", 0, false).await.ok();
@@ -349,24 +361,62 @@ async fn run_osds(
         boot_all().await;
     }
     println!("{OSDS} osds booted in {:.1} s", t0.elapsed().as_secs_f64());
-    let beacons = {
-        let osds = osds.clone();
-        tokio::spawn(async move {
-            loop {
-                let round = Instant::now();
-                for (c, (id, _)) in osds.iter().zip(&ids) {
-                    let b = OsdBeacon {
-                        osd_id: *id,
-                        epoch: 0,
-                        pgs: vec![],
-                        last_epoch_clean: 0,
-                    };
-                    c.send(&b).await.ok();
+    let epoch = command(&q, json!({"prefix": "osd stat", "format": "json"}), WAIT).await?["epoch"]
+        .as_u64()
+        .unwrap_or(0) as u32;
+    let osds = Arc::new(osds);
+    let ids = Arc::new(ids);
+    let beacons = load_window(m, osds.clone(), ids.clone(), None).await;
+    let beacons_and_reports = load_window(m, osds, ids, Some(epoch)).await;
+    let s = command(&q, json!({"prefix": "osd stat", "format": "json"}), WAIT).await?;
+    if s["num_up_osds"].as_u64() != Some(OSDS as u64) {
+        bail!("the reports marked osds down: {s}");
+    }
+    q.close().await;
+    Ok(OsdLoadCpu {
+        beacons,
+        beacons_and_reports,
+    })
+}
+
+/// Every OSD beacons each [`BEACON_PERIOD`] (and, with `reports_at`, sends
+/// a failure report of the next OSD and its retraction, at that epoch);
+/// returns each mon's CPU share over [`CPU_WINDOW`].
+async fn load_window(
+    m: &Mons,
+    osds: Arc<Vec<Arc<MonClient>>>,
+    ids: Arc<Vec<(i32, uuid::Uuid)>>,
+    reports_at: Option<u32>,
+) -> Vec<f64> {
+    let load = tokio::spawn(async move {
+        loop {
+            let round = Instant::now();
+            for (i, (c, (id, _))) in osds.iter().zip(ids.iter()).enumerate() {
+                let b = OsdBeacon {
+                    osd_id: *id,
+                    epoch: 0,
+                    pgs: vec![],
+                    last_epoch_clean: 0,
+                };
+                c.send(&b).await.ok();
+                if let Some(epoch) = reports_at {
+                    let target = ids[(i + 1) % ids.len()].0;
+                    for is_failed in [true, false] {
+                        let f = OsdFailure {
+                            reporter: *id,
+                            target,
+                            failed_for_ms: 100,
+                            epoch,
+                            is_failed,
+                            ..Default::default()
+                        };
+                        c.send(&f).await.ok();
+                    }
                 }
-                tokio::time::sleep(BEACON_PERIOD.saturating_sub(round.elapsed())).await;
             }
-        })
-    };
+            tokio::time::sleep(BEACON_PERIOD.saturating_sub(round.elapsed())).await;
+        }
+    });
     tokio::time::sleep(Duration::from_secs(2)).await;
     let pids: Vec<i32> = m.pids.iter().flatten().copied().collect();
     let before: Vec<u64> = pids.iter().map(|&p| cpu_ticks(p).unwrap_or(0)).collect();
@@ -374,13 +424,13 @@ async fn run_osds(
     tokio::time::sleep(CPU_WINDOW).await;
     let secs = w0.elapsed().as_secs_f64();
     let after: Vec<u64> = pids.iter().map(|&p| cpu_ticks(p).unwrap_or(0)).collect();
-    beacons.abort();
-    q.close().await;
-    Ok(before
+    load.abort();
+    let _ = load.await;
+    before
         .iter()
         .zip(&after)
         .map(|(b, a)| (a - b) as f64 / ticks_per_sec() / secs)
-        .collect())
+        .collect()
 }
 
 async fn run() -> anyhow::Result<()> {
@@ -429,11 +479,22 @@ async fn run() -> anyhow::Result<()> {
         let m = Mons::start(n)?;
         wait_quorum(&m, n, WAIT).await?;
         let cpu = osd_load(&m).await?;
-        let shown: Vec<String> = cpu.iter().map(|c| format!("{:.1}%", c * 100.0)).collect();
+        let shown = |v: &[f64]| {
+            v.iter()
+                .map(|c| format!("{:.1}%", c * 100.0))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         println!(
             "{n} mon(s), {OSDS} osds beaconing every {:?}: mon CPU {} (of one core, per mon)",
             BEACON_PERIOD,
-            shown.join(", ")
+            shown(&cpu.beacons)
+        );
+        println!(
+            "{n} mon(s), {OSDS} osds beaconing and reporting (a failure report and its \
+             retraction per osd) every {:?}: mon CPU {}",
+            BEACON_PERIOD,
+            shown(&cpu.beacons_and_reports)
         );
     }
     Ok(())
