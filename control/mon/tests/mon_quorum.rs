@@ -294,6 +294,24 @@ async fn all_mons_restart_and_a_wiped_mon_rejoins() {
         .wait_map("mon.a serves the same epoch", |x| x.epoch == m.epoch)
         .await;
     assert_eq!(m0, m);
+
+    // mon.b loses its store and is rebuilt the recommended way: `mkfs
+    // --join` its rank (no members, no vote until the leader's log
+    // arrives).
+    q.kill9(1);
+    std::fs::remove_dir_all(q.data(1)).expect("wipe mon.b");
+    q.ok(json!({"prefix": "osd pool create", "pool": "p4", "pg_num": 8}))
+        .await;
+    q.mkfs_join(1, 1);
+    q.spawn(1);
+    q.wait_quorum(3, WAIT).await;
+    let e4 = epoch(&q).await;
+    let m1 = map_at(&q, 1, e4).await;
+    assert!(has_pool(&m1, "p4") && has_pool(&m1, "p1"));
+    let m0 = map_at(&q, 0, m1.epoch).await;
+    if m0.epoch == m1.epoch {
+        assert_eq!(m0, m1);
+    }
 }
 
 /// The newest map mon `i` itself serves (a subscription to it alone).

@@ -329,6 +329,19 @@ pub async fn serve(raft: &Raft, req: &MonRaft) -> MonRaftReply {
             }
         }
         raft_kind::VOTE => match serde_json::from_slice::<VoteRequest<NodeId>>(&req.body.0) {
+            // An empty log is a mon made with `mkfs --join`: new, or
+            // rebuilt after losing its store, and then the vote it cast
+            // before is lost too. It votes only once a leader has sent it
+            // the log (its vote is then that leader's term), so it can
+            // never vote twice in one term.
+            Ok(_) if raft.metrics().borrow().last_log_index.is_none() => {
+                tracing::info!("vote request refused: this mon has no log yet");
+                MonRaftReply {
+                    tid: req.tid,
+                    ok: false,
+                    body: Blob(Vec::new()),
+                }
+            }
             Ok(r) => reply(req.tid, raft.vote(r).await),
             Err(e) => bad(e),
         },
