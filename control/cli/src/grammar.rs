@@ -396,6 +396,16 @@ mod tests {
             p("pg dump pgs_brief").expect("ok"),
             json!({"prefix": "pg dump", "dumpcontents": ["pgs_brief"]})
         );
+        assert_eq!(
+            p("mon add d 10.0.0.4:6789").expect("ok"),
+            json!({"prefix": "mon add", "name": "d", "addr": "10.0.0.4:6789"})
+        );
+        assert_eq!(
+            p("mon rm d").expect("ok"),
+            json!({"prefix": "mon rm", "name": "d"})
+        );
+        assert!(p("mon add d").is_err());
+        assert!(p("mon rm").is_err());
     }
 
     #[test]
