@@ -1,7 +1,8 @@
 //! A counting global allocator: how many heap allocations a daemon makes,
 //! so benchmarks can report allocations per operation (issue 11).
 //!
-//! [`CountingAlloc`] forwards every call to the system allocator and adds
+//! [`CountingAlloc`] forwards every call to mimalloc (glibc malloc was ~18 %
+//! of an OSD's CPU under 4 KiB writes; benches/RESULTS.md) and adds
 //! to process-wide counters read with [`snapshot`]. A daemon installs it
 //! with one line:
 //!
@@ -35,7 +36,9 @@
 //! old one, so `allocations - frees` is the number of live blocks and every
 //! growth of a `Vec` on a hot path shows up.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
+
+use mimalloc::MiMalloc;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -183,18 +186,18 @@ fn stripe_index() -> usize {
         .unwrap_or(OWNED_STRIPES)
 }
 
-/// The system allocator, counting. Zero-sized: the counters are statics of
+/// mimalloc, counting. Zero-sized: the counters are statics of
 /// this module, so [`snapshot`] needs no handle.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct CountingAlloc;
 
-// SAFETY: every call is forwarded unchanged to `System`, which upholds the
+// SAFETY: every call is forwarded unchanged to `MiMalloc`, which upholds the
 // `GlobalAlloc` contract; the counting only touches atomics and a
 // const-initialised thread-local, neither of which allocates.
 unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: same contract as ours.
-        let p = unsafe { System.alloc(layout) };
+        let p = unsafe { MiMalloc.alloc(layout) };
         if !p.is_null() {
             COUNTERS.on_alloc(layout.size());
         }
@@ -203,7 +206,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: same contract as ours.
-        let p = unsafe { System.alloc_zeroed(layout) };
+        let p = unsafe { MiMalloc.alloc_zeroed(layout) };
         if !p.is_null() {
             COUNTERS.on_alloc(layout.size());
         }
@@ -212,13 +215,13 @@ unsafe impl GlobalAlloc for CountingAlloc {
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) };
+        unsafe { MiMalloc.dealloc(ptr, layout) };
         COUNTERS.on_free(layout.size());
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: same contract as ours.
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        let p = unsafe { MiMalloc.realloc(ptr, layout, new_size) };
         if !p.is_null() {
             COUNTERS.on_free(layout.size());
             COUNTERS.on_alloc(new_size);
