@@ -304,3 +304,59 @@ fn installed_units_pass_systemd_analyze_verify() -> Result<()> {
     );
     Ok(())
 }
+
+/// The installed kalmar-mgr, started with no module flag, conf option or
+/// environment, loads the plugins installed beside its binary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn installed_mgr_finds_its_plugins_without_flags() -> Result<()> {
+    let bins = bin_dir()?;
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path().join("root");
+    install(&root, &bins)?;
+    let cluster = kalmar_tests::Cluster::start(kalmar_tests::ClusterOpts {
+        osds: 0,
+        ..Default::default()
+    })
+    .await?;
+    let log = tmp.path().join("mgr.log");
+    let mut mgr = Command::new(root.join("usr/bin/kalmar-mgr"))
+        .args([
+            "run",
+            "--name",
+            "installed",
+            "--mon",
+            &cluster.mon.to_string(),
+        ])
+        .arg("--admin-socket")
+        .arg(tmp.path().join("mgr.asok"))
+        .arg("--log-file")
+        .arg(&log)
+        .env_remove("KALMAR_MGR_MODULE_PATH")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let want = root.join("usr/share/kalmar/mgr-modules");
+    let found = kalmar_tests::wait_for(
+        "the mgr's module folders",
+        std::time::Duration::from_secs(30),
+        || {
+            let log = log.clone();
+            async move {
+                let text = std::fs::read_to_string(&log).ok()?;
+                text.lines()
+                    .find(|l| l.contains("dirs="))
+                    .map(str::to_string)
+            }
+        },
+    )
+    .await;
+    // SAFETY: signalling our own child by its PID.
+    unsafe { libc::kill(mgr.id() as i32, libc::SIGTERM) };
+    let _ = mgr.wait();
+    let line = found?;
+    assert!(
+        line.contains(&format!("dirs=[\"{}\"]", want.display())),
+        "{line}"
+    );
+    Ok(())
+}
