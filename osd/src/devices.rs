@@ -489,12 +489,15 @@ mod tests {
 
     #[test]
     fn crush_location_in_ceph_syntax() {
-        let l = CrushLocation::parse("root=default rack=r1, host=node1").unwrap();
+        let l = CrushLocation::parse("root=default rack=r1, host=node1").expect("valid");
         assert_eq!(l.host(), Some("node1"));
         assert_eq!(l.items.len(), 3);
         assert!(CrushLocation::parse("host").is_err());
         assert!(CrushLocation::parse("host=a host=b").is_err());
-        assert_eq!(CrushLocation::parse("").unwrap().host(), None);
+        assert_eq!(
+            CrushLocation::parse("").expect("empty is valid").host(),
+            None
+        );
     }
 
     fn blank() -> DeviceInfo {
@@ -519,7 +522,8 @@ mod tests {
     #[test]
     fn every_kind_of_use_is_a_reason_to_refuse() {
         assert!(reject_reasons(&blank()).is_empty());
-        let cases: Vec<(fn(&mut DeviceInfo), &str)> = vec![
+        type Case = (fn(&mut DeviceInfo), &'static str);
+        let cases: Vec<Case> = vec![
             (|d| d.mounted = vec!["/srv".into()], "mounted at /srv"),
             (|d| d.swap = true, "swap"),
             (|d| d.holders = vec!["dm-0".into()], "held by dm-0"),
