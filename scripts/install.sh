@@ -14,6 +14,10 @@
 #                  release build, built first unless --no-build)
 #   --no-build     do not run cargo; the binaries must already be built
 #
+# Under sudo the build is root's (~root/.cache/kalmar-target); to install
+# what you built as yourself: sudo scripts/install.sh --bin-dir
+# ~/.cache/kalmar-target/release.
+#
 # Fixed paths, as Ceph's: /etc/kalmar/kalmar.conf (kept if it exists; the
 # new default goes beside it as kalmar.conf.dist), /etc/default/kalmar,
 # /etc/logrotate.d/kalmar, /var/lib/kalmar/{mon,mgr,osd,crash,objectstore},
@@ -28,6 +32,7 @@ PREFIX=/usr/local
 DESTDIR=
 BIN_DIR=
 BUILD=1
+log() { echo "install: $*" >&2; }
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 while (($#)); do
   case $1 in
@@ -46,6 +51,11 @@ case $PREFIX in /*) ;; *) echo "install: --prefix must be an absolute path, got 
 PREFIX=${PREFIX%/}
 [ -n "$DESTDIR" ] && DESTDIR=$(mkdir -p "$DESTDIR" && cd "$DESTDIR" && pwd)
 
+if [ -z "$DESTDIR" ] && [ "$(id -u)" != 0 ]; then
+  log "installing into / needs root: sudo scripts/install.sh (or --destdir DIR to stage)"
+  exit 1
+fi
+
 # The daemons and tools users run; benchmark helpers stay in the build.
 BINARIES=(kalmar kalmar-mon kalmar-mgr kalmar-osd kalmar-nbd kalmar-objectstore-tool)
 BINDIR=$PREFIX/bin
@@ -53,8 +63,6 @@ SHAREDIR=$PREFIX/share/kalmar
 DOCDIR=$PREFIX/share/doc/kalmar
 UNITDIR=$PREFIX/lib/systemd/system
 MANIFEST=$SHAREDIR/install-manifest
-
-log() { echo "install: $*" >&2; }
 
 if [ -z "$BIN_DIR" ]; then
   if ((BUILD)); then

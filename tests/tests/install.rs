@@ -19,11 +19,12 @@ const BINARIES: [&str; 6] = [
 ];
 
 /// Instances verified: one of each template, and every target.
-const UNITS: [&str; 9] = [
+const UNITS: [&str; 10] = [
     "kalmar-mon@a.service",
     "kalmar-mgr@x.service",
     "kalmar-osd@0.service",
     "kalmar-nbd@rbd-vol1.service",
+    "kalmar-exporter.service",
     "kalmar.target",
     "kalmar-mon.target",
     "kalmar-mgr.target",
