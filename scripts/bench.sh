@@ -43,7 +43,10 @@
 #                      randwrite-4k-qd1 randwrite-4k-qd32 randread-4k-qd1
 #                      randread-4k-qd32 seqread-1m (default: the three
 #                      write jobs; all six with BENCH_FULL)
-#   BENCH_OSD_SIZE     size of each OSD's (filled) device file (default 6G)
+#   BENCH_OSD_SIZE     size of each OSD's (filled) device file (default 4G,
+#                      6G with BENCH_FULL). Each phase's files are removed
+#                      before the next one's are made: the disk needs room
+#                      for 3 x BENCH_OSD_SIZE at most.
 #   BENCH_CLUSTER_SET  space-separated KEY=VALUE conf settings for the
 #                      cluster (e.g. osd_op_num_shards=1)
 #   KALMAR_BIN_DIR     the daemons to run (default: this build); point it at
@@ -57,14 +60,16 @@ if [ "${BENCH_FULL:-0}" = 1 ]; then
   RUNTIME=${BENCH_RUNTIME:-20}
   TARGETS=${BENCH_TARGETS:-raw raw-durable objectstore store cluster-size1 cluster-size3}
   JOBS=${BENCH_JOBS:-seqwrite-1m randwrite-4k-qd1 randwrite-4k-qd32 randread-4k-qd1 randread-4k-qd32 seqread-1m}
+  OSD_SIZE=${BENCH_OSD_SIZE:-6G}
 else
   RUNTIME=${BENCH_RUNTIME:-10}
   TARGETS=${BENCH_TARGETS:-raw raw-durable store cluster-size3}
   JOBS=${BENCH_JOBS:-randwrite-4k-qd1 randwrite-4k-qd32 seqwrite-1m}
+  # One pool (size 3) holds one image of BENCH_SIZE on every OSD.
+  OSD_SIZE=${BENCH_OSD_SIZE:-4G}
 fi
 RAMP=${BENCH_RAMP:-2}
 RESULTS_DIR=${BENCH_RESULTS_DIR:-$HOME/.cache/kalmar-bench}
-OSD_SIZE=${BENCH_OSD_SIZE:-6G}
 
 STARTED=$SECONDS
 log() { echo "bench: $*" >&2; }
@@ -136,6 +141,18 @@ make_device() {
   fi
 }
 
+# Gives back a device's space once its rows are measured (the machine's
+# disk holds one phase's files at a time, not all of them).
+release_device() { # name device
+  local keep=() d
+  if [ "$2" != "$WORK/$1.img" ]; then
+    losetup -d "$2" 2>/dev/null || log "could not detach $2"
+    for d in "${LOOPS[@]}"; do [ "$d" = "$2" ] || keep+=("$d"); done
+    LOOPS=("${keep[@]}")
+  fi
+  rm -rf "$WORK/$1.img" "$WORK/$1.db"
+}
+
 cpu_seconds() { # utime + stime of processes, in seconds, summed
   local pid total=0
   for pid in "$@"; do
@@ -200,6 +217,7 @@ if has_target raw || has_target raw-durable; then
     export RAW_SYNC
     for job in $JOBS; do run_fio "$target" fio-configs/raw.fio "$job"; done
   done
+  release_device raw "$RAW_DEV"
 fi
 
 STORE_DEV=
@@ -226,6 +244,10 @@ if has_target store; then
   run_fio store fio-configs/nbd.fio prefill "$NBD_PID" "$WORK/store.asok"
   for job in $JOBS; do run_fio store fio-configs/nbd.fio "$job" "$NBD_PID" "$WORK/store.asok"; done
   stop_nbd
+fi
+if [ -n "$STORE_DEV" ]; then
+  release_device store "$STORE_DEV"
+  rm -rf "$WORK/objectstore.db"
 fi
 
 # The cluster: 3 OSDs on filled device files (vstart keeps a device that
