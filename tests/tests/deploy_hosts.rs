@@ -329,8 +329,8 @@ impl Deployment {
         Ok(clean == PG_NUM as usize)
     }
 
-    /// The client objects of `pool` on a stopped OSD's device.
-    fn stored_objects(&self, device: &Path, pool: u64) -> Result<usize> {
+    /// The names of the client objects of `pool` on a stopped OSD's device.
+    fn stored_objects(&self, device: &Path, pool: u64) -> Result<Vec<String>> {
         let tool = bin("kalmar-objectstore-tool")?;
         let json = |args: &[&str]| -> Result<Value> {
             let out = run(Command::new(&tool)
@@ -341,18 +341,16 @@ impl Deployment {
             Ok(serde_json::from_str(&out)?)
         };
         let colls: Vec<String> = serde_json::from_value(json(&["list-collections"])?)?;
-        let mut n = 0;
+        let mut names = Vec::new();
         for c in colls.iter().filter(|c| c.starts_with(&format!("{pool}."))) {
-            n += json(&["list", c])?
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter(|e| !e["name"].as_str().unwrap_or("\0").starts_with('\0'))
-                        .count()
-                })
-                .unwrap_or(0);
+            for e in json(&["list", c])?.as_array().cloned().unwrap_or_default() {
+                let n = e["name"].as_str().unwrap_or("\0");
+                if !n.starts_with('\0') {
+                    names.push(n.to_string());
+                }
+            }
         }
-        Ok(n)
+        Ok(names)
     }
 
     fn print_logs(&self) {
@@ -569,6 +567,27 @@ fn deployment_guide_across_hosts() -> Result<()> {
     for i in 0..20 {
         put(&dep, i)?;
     }
+    // An image, exported by kalmar-nbd on node1 as kalmar-nbd@ would, and
+    // written through NBD.
+    dep.kalmar(&["image", "create", "data/vol1", "--size", "64M"])?;
+    let sock = dir.join("node1/nbd-vol1.sock");
+    let qemu = |script: &[&str]| -> Result<String> {
+        let mut c = Command::new("qemu-io");
+        c.args(["-f", "raw"])
+            .arg(format!("nbd+unix:///?socket={}", sock.display()));
+        for s in script {
+            c.args(["-c", s]);
+        }
+        let out = run(&mut c)?;
+        if out.contains("Pattern verification failed") || out.contains("error") {
+            bail!("qemu-io {script:?}: {out}");
+        }
+        Ok(out)
+    };
+    start_nbd(&mut dep, &sock)?;
+    dep.wait("the export listening", |_| Ok(sock.exists()))?;
+    qemu(&["write -P 0x5a 0 4M", "write -P 0xa5 60M 4M"])?;
+    dep.stop("nbd.vol1");
 
     // node4 is cut off: its OSD is marked down, writes go on (min_size 2).
     let (cut_host, cut_osd) = osd_of[2];
@@ -628,6 +647,16 @@ fn deployment_guide_across_hosts() -> Result<()> {
         d.all_clean_since(replaced)
     })?;
 
+    // The image reads back through a new export.
+    start_nbd(&mut dep, &sock)?;
+    dep.wait("the export listening again", |_| Ok(sock.exists()))?;
+    qemu(&[
+        "read -P 0x5a 0 4M",
+        "read -P 0xa5 60M 4M",
+        "read -P 0 8M 4M",
+    ])?;
+    dep.stop("nbd.vol1");
+
     // Every object intact.
     for i in 0..30 {
         let out = dir.join(format!("got{i}"));
@@ -649,13 +678,38 @@ fn deployment_guide_across_hosts() -> Result<()> {
         .context("pool data in osd dump")?;
     dep.stop(&format!("osd.{rep_osd}"));
     let link = node.join(format!("osd/kalmar-{rep_osd}/block"));
-    assert_eq!(
-        dep.stored_objects(&link, pool)?,
-        30,
-        "objects on the replaced disk"
-    );
+    let stored = dep.stored_objects(&link, pool)?;
+    for i in 0..30 {
+        assert!(
+            stored.contains(&format!("obj{i}")),
+            "obj{i} missing on the replaced disk: {stored:?}"
+        );
+    }
     drop(dep);
     Ok(())
+}
+
+fn start_nbd(dep: &mut Deployment, sock: &Path) -> Result<()> {
+    let _ = std::fs::remove_file(sock);
+    let node = dep.dir.join("node1");
+    let conf = dep.conf(1).display().to_string();
+    dep.start(
+        1,
+        "nbd.vol1",
+        "kalmar-nbd",
+        &[
+            "--image".into(),
+            "data/vol1".into(),
+            "--conf".into(),
+            conf,
+            "--socket".into(),
+            sock.display().to_string(),
+            "--admin-socket".into(),
+            node.join("nbd.vol1.asok").display().to_string(),
+            "--log-file".into(),
+            node.join("nbd.vol1.log").display().to_string(),
+        ],
+    )
 }
 
 fn start_osd(dep: &mut Deployment, host: usize, id: i64) -> Result<()> {
