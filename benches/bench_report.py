@@ -101,10 +101,18 @@ def fmt(v, spec):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("run_dir")
+    ap.add_argument("run_dir", nargs="?")
     ap.add_argument("--json-out", help="write the results here as JSON")
     ap.add_argument("--meta", default="{}", help="JSON object stored with the results (host, sizes, ...)")
+    ap.add_argument("--one", metavar="FIO_JSON", help="print one job's figures on one line (bench.sh's progress)")
     args = ap.parse_args()
+    if args.one:
+        fig = job_figures(args.one)
+        print(f"{fig['iops']:.0f} IOPS, {fig['bw_mib_s']:.1f} MiB/s, mean {fig['lat_mean_us']:.0f} us, "
+              f"p99 {fig['clat_p99_us']:.0f} us")
+        return 0
+    if not args.run_dir:
+        ap.error("run_dir is required (or --one FIO_JSON)")
     results = load(args.run_dir)
     if not results:
         print("bench_report: no results in " + args.run_dir, file=sys.stderr)

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the scripts: one target dir outside the clone so repeated runs
 # (and CI on the same machine) reuse the RocksDB build, and the system
 # python3 for pyo3 so the mgr links the libpython it will load.
@@ -8,6 +9,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kalmar-target}"
 KALMAR_SOURCE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export KALMAR_SOURCE_ROOT
 export PYO3_PYTHON="${PYO3_PYTHON:-/usr/bin/python3}"
+# shellcheck disable=SC1091 # the toolchain's own file
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 # A preset KALMAR_BIN_DIR runs other binaries (e.g. a saved build, to
 # benchmark before and after a change side by side).

@@ -56,7 +56,9 @@
 #![deny(clippy::unwrap_used)]
 
 pub mod admin;
+pub mod create;
 pub mod daemon;
+pub mod devices;
 pub mod dispatch;
 pub mod heartbeat;
 pub mod maps;
@@ -76,5 +78,5 @@ pub mod tracker;
 pub mod wire;
 
 pub use daemon::{run, OsdError, RunConfig};
-pub use mkfs::{mkfs, MkfsConfig, MkfsError};
+pub use mkfs::{mkfs, mkfs_with_id, MkfsConfig, MkfsError};
 pub use options::OsdOptions;

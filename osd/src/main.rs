@@ -64,6 +64,47 @@ enum Cmd {
         #[arg(long, default_value_t = 30)]
         timeout: u64,
     },
+    /// List this host's block devices as OSD candidates: size, device
+    /// class, rotational, model, and why a device may not be used (in use,
+    /// mounted, a filesystem, a partition table or a Kalmar store on it).
+    ListDevices {
+        /// plain (a table) or json.
+        #[arg(long, short = 'f', default_value = "plain")]
+        format: String,
+    },
+    /// Make a whole device an OSD in one step: check that it is free,
+    /// register and format it, link it as /var/lib/kalmar/osd/kalmar-N/block
+    /// and enable and start its systemd unit (kalmar-osd@N).
+    Create {
+        /// The block device (or a file, for tests).
+        #[arg(long)]
+        device: PathBuf,
+        /// Reuse this OSD id (a replaced disk); default: the lowest free id.
+        #[arg(long)]
+        id: Option<i32>,
+        /// The mon's address (default: the conf's mon_host).
+        #[arg(long)]
+        mon: Option<SocketAddr>,
+        /// Conf file.
+        #[arg(long, default_value = "/etc/kalmar/kalmar.conf")]
+        conf: PathBuf,
+        /// Use the device although it is in use, holds a filesystem, a
+        /// partition table or a Kalmar store: ERASES IT.
+        #[arg(long)]
+        force: bool,
+        /// Where the OSDs' folders are (kalmar-N/block links).
+        #[arg(long, default_value = "/var/lib/kalmar/osd")]
+        data_root: PathBuf,
+        /// Do not enable and start kalmar-osd@N.
+        #[arg(long)]
+        no_start: bool,
+        /// Journal size in bytes (default: 1/16 of the device, 1 MiB..1 GiB).
+        #[arg(long)]
+        journal_bytes: Option<u64>,
+        /// Bound on waiting for the mon, in seconds.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
     /// Run the OSD.
     Run {
         #[command(flatten)]
@@ -120,12 +161,6 @@ fn setup(c: &Common) -> anyhow::Result<Setup> {
     })
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into())
-}
-
 fn default_admin_socket(device: &Path, entity: &str) -> PathBuf {
     device
         .parent()
@@ -158,8 +193,9 @@ fn main() -> anyhow::Result<()> {
                 other_mons: s.other_mons.clone(),
                 force,
                 journal_bytes,
-                hostname: hostname(),
+                hostname: kalmar_osd::devices::crush_host(&s.conf, &s.entity)?,
                 timeout: Duration::from_secs(timeout),
+                osd_uuid: None,
             };
             let fsid = runtime(1)?.block_on(kalmar_osd::mkfs(cfg))?;
             println!(
@@ -169,6 +205,36 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Cmd::ListDevices { format } => {
+            let devs = kalmar_osd::devices::list();
+            match format.as_str() {
+                "json" | "json-pretty" => println!("{}", serde_json::to_string_pretty(&devs)?),
+                "plain" => println!("{}", kalmar_osd::devices::render_table(&devs)),
+                f => bail!("unknown format '{f}': plain or json"),
+            }
+            Ok(())
+        }
+        Cmd::Create {
+            device,
+            id,
+            mon,
+            conf,
+            force,
+            data_root,
+            no_start,
+            journal_bytes,
+            timeout,
+        } => kalmar_osd::create::run(kalmar_osd::create::CreateArgs {
+            device,
+            id,
+            mon,
+            conf,
+            force,
+            data_root,
+            no_start,
+            journal_bytes,
+            timeout: Duration::from_secs(timeout),
+        }),
         Cmd::Run {
             common,
             admin_socket,

@@ -25,6 +25,10 @@ pub struct MkfsConfig {
     pub journal_bytes: Option<u64>,
     pub hostname: String,
     pub timeout: Duration,
+    /// The uuid to register: a new disk taking over an OSD's id carries
+    /// that OSD's uuid. None: the store's own if the device holds one,
+    /// else a new uuid.
+    pub osd_uuid: Option<Uuid>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +94,12 @@ fn format(cfg: &MkfsConfig, fsid: Uuid, osd_uuid: Uuid) -> Result<(), StoreError
 
 /// Registers and formats; returns the cluster fsid.
 pub async fn mkfs(cfg: MkfsConfig) -> Result<Uuid, MkfsError> {
+    Ok(mkfs_with_id(cfg).await?.0)
+}
+
+/// Registers and formats; returns the cluster fsid and the OSD's id (the
+/// mon picks the lowest free one when `cfg.id` is negative).
+pub async fn mkfs_with_id(cfg: MkfsConfig) -> Result<(Uuid, OsdId), MkfsError> {
     let dev = cfg.device.clone();
     let found = tokio::task::spawn_blocking(move || existing(&dev))
         .await
@@ -102,8 +112,8 @@ pub async fn mkfs(cfg: MkfsConfig) -> Result<Uuid, MkfsError> {
             })
         }
         // Reformatting keeps the uuid, so the mon gives back the same id.
-        Some((u, _)) => u,
-        None => Uuid::new_v4(),
+        Some((u, _)) => cfg.osd_uuid.unwrap_or(u),
+        None => cfg.osd_uuid.unwrap_or_else(Uuid::new_v4),
     };
     let me = EntityName::osd(cfg.id.max(0) as u32);
     let mon_err = |source| MkfsError::Mon {
@@ -147,5 +157,5 @@ pub async fn mkfs(cfg: MkfsConfig) -> Result<Uuid, MkfsError> {
             device: cfg.device.clone(),
             source,
         })?;
-    Ok(fsid)
+    Ok((fsid, reply.osd_id))
 }

@@ -286,7 +286,11 @@ fn cli(c: &Cluster, args: &[&str]) -> anyhow::Result<(i32, String, String)> {
 }
 
 /// Writes until `stop` is set (or 400 objects / 60 s), for rate checks.
-async fn write_until(c: &Cluster, stop: &std::sync::atomic::AtomicBool) -> anyhow::Result<u64> {
+async fn write_until(
+    c: &Cluster,
+    stop: &std::sync::atomic::AtomicBool,
+    written: &std::sync::atomic::AtomicU64,
+) -> anyhow::Result<u64> {
     use std::sync::atomic::Ordering;
     let rados = c.client().await?;
     let io = rados.ioctx("rbd")?;
@@ -296,6 +300,7 @@ async fn write_until(c: &Cluster, stop: &std::sync::atomic::AtomicBool) -> anyho
         io.write_full(&format!("rate{n}"), bytes::Bytes::from(vec![3u8; 8192]))
             .await?;
         n += 1;
+        written.store(n, Ordering::Release);
     }
     Ok(n)
 }
@@ -304,9 +309,12 @@ async fn write_until(c: &Cluster, stop: &std::sync::atomic::AtomicBool) -> anyho
 /// a @CLIReadCommand, send_command with its `command` notify, serve() and
 /// shutdown(), and self.log in the mgr's log file.
 async fn more_api(c: &Cluster, addr: std::net::SocketAddr) -> anyhow::Result<()> {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     // Writes under way raise the pool's write rate and the io_rate delta.
+    // The poll only ends once this test's writer has written (the rates may
+    // already show earlier writes before its client has connected).
     let stop = AtomicBool::new(false);
+    let writes = AtomicU64::new(0);
     let poll = async {
         let r = wait_for(
             "a write rate above 0 in io_rate and osd_pool_stats",
@@ -315,9 +323,10 @@ async fn more_api(c: &Cluster, addr: std::net::SocketAddr) -> anyhow::Result<()>
                 let r = tell(addr, "livecheck report").await.ok()?;
                 let delta = &r["io_rate"]["pg_stats_delta"];
                 let pool = &r["osd_pool_stats"]["pool_stats"][0];
-                let ok = delta["stat_sum"]["num_write"]
-                    .as_i64()
-                    .is_some_and(|w| w > 0)
+                let ok = writes.load(Ordering::Acquire) > 0
+                    && delta["stat_sum"]["num_write"]
+                        .as_i64()
+                        .is_some_and(|w| w > 0)
                     && pool["client_io_rate"]["write_op_per_sec"]
                         .as_u64()
                         .is_some_and(|w| w > 0);
@@ -328,7 +337,7 @@ async fn more_api(c: &Cluster, addr: std::net::SocketAddr) -> anyhow::Result<()>
         stop.store(true, Ordering::Release);
         r
     };
-    let (written, r) = tokio::join!(write_until(c, &stop), poll);
+    let (written, r) = tokio::join!(write_until(c, &stop, &writes), poll);
     let (written, r) = (written?, r?);
     assert!(written > 0);
     let delta = &r["io_rate"]["pg_stats_delta"];

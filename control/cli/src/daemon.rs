@@ -1,14 +1,18 @@
 //! `kalmar daemon NAME CMD...`: a command to a daemon's admin socket
 //! (`perf dump`, `config show`, `status`, ...). The socket path comes from
-//! `--admin-socket` or the conf's `[NAME] admin_socket`.
+//! `--admin-socket` or the conf's `[NAME] admin_socket`, else where the
+//! systemd units put it (`/run/kalmar/NAME.asok`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail};
 use kalmar_msgr::EntityName;
 use serde_json::{json, Value};
 
 use crate::args::{Ctx, Format};
+
+/// The systemd units' runtime folder (dist/systemd: RuntimeDirectory).
+const RUN_DIR: &str = "/run/kalmar";
 
 /// Where `name`'s admin socket is.
 pub fn socket_path(ctx: &Ctx, name: &str) -> anyhow::Result<PathBuf> {
@@ -17,6 +21,9 @@ pub fn socket_path(ctx: &Ctx, name: &str) -> anyhow::Result<PathBuf> {
     }
     match ctx.conf.get::<String>(name, "admin_socket")? {
         Some(p) => Ok(PathBuf::from(p)),
+        None if Path::new(RUN_DIR).join(format!("{name}.asok")).exists() => {
+            Ok(Path::new(RUN_DIR).join(format!("{name}.asok")))
+        }
         None => bail!(
             "no admin socket known for {name}: pass --admin-socket PATH or use --conf with [\"{name}\"] admin_socket"
         ),

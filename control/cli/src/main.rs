@@ -8,7 +8,7 @@
 //! `kalmar_cli::grammar`. To add a group: a module in this crate
 //! and one arm in `dispatch`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -17,6 +17,9 @@ use clap::Parser;
 use kalmar_cli::args::{take_format, Ctx, Format};
 use kalmar_cli::{crush, daemon, exporter, grammar, image, mgrcmd, moncmd, pgcmd, rados, vstart};
 use kalmar_common::config::Conf;
+
+/// The conf of an installed host (scripts/install.sh writes it).
+const DEFAULT_CONF: &str = "/etc/kalmar/kalmar.conf";
 
 #[derive(Parser)]
 #[command(
@@ -34,7 +37,8 @@ struct Cli {
     /// Mon address IP:PORT (else KALMAR_MON, else the conf's mon_host).
     #[arg(short = 'm', long = "mon")]
     mon: Option<String>,
-    /// Conf file (TOML; [global] mon_host, [NAME] admin_socket ...).
+    /// Conf file (TOML; [global] mon_host, [NAME] admin_socket ...;
+    /// default /etc/kalmar/kalmar.conf when it exists).
     #[arg(short = 'c', long, env = "KALMAR_CONF")]
     conf: Option<PathBuf>,
     /// Output format: plain, json, json-pretty.
@@ -205,6 +209,12 @@ fn main() -> ExitCode {
         }
         let conf = match &cli.conf {
             Some(p) => Conf::load(p).with_context(|| format!("loading conf {}", p.display()))?,
+            // As Ceph's CLI reads /etc/ceph/ceph.conf: the installed
+            // host's conf (scripts/install.sh), when there is one.
+            None if Path::new(DEFAULT_CONF).is_file() => Conf::load(Path::new(DEFAULT_CONF))
+                .with_context(|| {
+                    format!("loading conf {DEFAULT_CONF} (pass --conf to use another)")
+                })?,
             None => Conf::empty(),
         };
         let ctx = Ctx {

@@ -1,13 +1,13 @@
-//! The cluster steps of scripts/bench.sh: a vstart cluster, replicated
-//! pools, images on them. (The `kalmar` CLI covers these as `vstart`,
+//! `kalmar-bench-cluster`: the cluster steps of scripts/bench.sh: a
+//! vstart cluster, replicated pools, images on them. (The `kalmar` CLI covers these as `vstart`,
 //! `osd pool create` and `image create`; this helper keeps the main job
 //! independent of the CLI's front end.)
 //!
-//!   bench_cluster up --dir DIR --osds 3 --osd-size 6G
-//!   bench_cluster pool --conf DIR/kalmar.conf --pool rbd3 --size 3 --pg-num 32
-//!   bench_cluster image --conf DIR/kalmar.conf --image rbd3/vol --size 2G
-//!   bench_cluster rm-image --conf DIR/kalmar.conf --image rbd3/vol
-//!   bench_cluster down --dir DIR
+//!   kalmar-bench-cluster up --dir DIR --osds 3 --osd-size 6G
+//!   kalmar-bench-cluster pool --conf DIR/kalmar.conf --pool rbd3 --size 3 --pg-num 32
+//!   kalmar-bench-cluster image --conf DIR/kalmar.conf --image rbd3/vol --size 2G
+//!   kalmar-bench-cluster rm-image --conf DIR/kalmar.conf --image rbd3/vol
+//!   kalmar-bench-cluster down --dir DIR
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -75,11 +75,13 @@ enum Cmd {
 
 fn mon_of(conf: &Path) -> Result<SocketAddr> {
     let t: toml::Table = std::fs::read_to_string(conf)?.parse()?;
-    let m = t
-        .get("global")
-        .and_then(|g| g.get("mon_host"))
-        .and_then(|v| v.as_str())
-        .context("no [global] mon_host")?;
+    // One address, or a list of them (several mons): the first will do.
+    let m = match t.get("global").and_then(|g| g.get("mon_host")) {
+        Some(toml::Value::String(s)) => s.split(',').next().map(str::trim),
+        Some(toml::Value::Array(a)) => a.first().and_then(|v| v.as_str()),
+        _ => None,
+    }
+    .context("no [global] mon_host")?;
     Ok(m.parse()?)
 }
 

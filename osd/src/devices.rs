@@ -1,0 +1,555 @@
+//! The block devices of this host as candidates for OSDs (`kalmar-osd
+//! list-devices`, the checks of `kalmar-osd create`): what Ceph's
+//! `ceph-volume inventory` tells an admin. Facts come from sysfs, the
+//! mount and swap tables, `blkid -p` (filesystems and partition tables)
+//! and the device's first block (a Kalmar label); whether another process
+//! holds the device comes from an exclusive open and a non-blocking
+//! `flock` (what a running OSD or `kalmar-objectstore-tool` holds).
+//!
+//! The parsing is pure (plain text in, plain data out) and tested here;
+//! the probing of real devices is tested on loop devices in
+//! `osd/tests/devices.rs`.
+
+use std::fs::OpenOptions;
+use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use kalmar_common::config::Conf;
+use kalmar_objectstore::layout::{LABEL_MAGIC, LABEL_OFFSET};
+use serde::Serialize;
+
+/// Device-name prefixes never offered: RAM disks, compressed swap,
+/// optical and floppy drives, device-mapper and md volumes (built on
+/// other devices, which are listed themselves).
+const SKIPPED_PREFIXES: [&str; 6] = ["ram", "zram", "sr", "fd", "dm-", "md"];
+
+/// CRUSH device class from what the kernel says of the device, as Ceph
+/// decides it: NVMe by name, else rotational or not.
+pub fn device_class(name: &str, rotational: bool) -> &'static str {
+    if name.starts_with("nvme") {
+        "nvme"
+    } else if rotational {
+        "hdd"
+    } else {
+        "ssd"
+    }
+}
+
+/// What `blkid -p -o export` found on a device.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Probe {
+    /// A filesystem, swap or volume signature (`TYPE`): ext4, xfs, swap,
+    /// LVM2_member, crypto_LUKS ...
+    pub signature: Option<String>,
+    /// A partition table (`PTTYPE`): gpt, dos.
+    pub partition_table: Option<String>,
+}
+
+/// Parses `blkid -p -o export` output (`KEY=VALUE` lines).
+pub fn parse_blkid_export(text: &str) -> Probe {
+    let mut p = Probe::default();
+    for line in text.lines() {
+        match line.split_once('=') {
+            Some(("TYPE", v)) if !v.is_empty() => p.signature = Some(v.to_string()),
+            Some(("PTTYPE", v)) if !v.is_empty() => p.partition_table = Some(v.to_string()),
+            _ => {}
+        }
+    }
+    p
+}
+
+/// The `MAJOR:MINOR` device numbers of mounted filesystems, with their
+/// mount points, from `/proc/self/mountinfo`.
+pub fn parse_mountinfo(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let dev = f.nth(2)?;
+            let mount_point = f.nth(1)?;
+            Some((dev.to_string(), mount_point.to_string()))
+        })
+        .collect()
+}
+
+/// Device paths in use as swap, from `/proc/swaps`.
+pub fn parse_swaps(text: &str) -> Vec<String> {
+    text.lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect()
+}
+
+/// Where this host's OSDs sit in CRUSH, from the conf's `crush_location`
+/// (Ceph's syntax: `root=default rack=r1 host=node1`, spaces or commas).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrushLocation {
+    /// (bucket type, bucket name), in the order given.
+    pub items: Vec<(String, String)>,
+}
+
+impl CrushLocation {
+    pub fn parse(text: &str) -> Result<CrushLocation, String> {
+        let mut items = Vec::new();
+        for word in text
+            .split(|c: char| c.is_whitespace() || c == ',')
+            .filter(|w| !w.is_empty())
+        {
+            let (ty, name) = word
+                .split_once('=')
+                .filter(|(t, n)| !t.is_empty() && !n.is_empty())
+                .ok_or_else(|| format!("crush_location item '{word}' is not TYPE=NAME"))?;
+            if items.iter().any(|(t, _): &(String, String)| t == ty) {
+                return Err(format!("crush_location names the bucket type '{ty}' twice"));
+            }
+            items.push((ty.to_string(), name.to_string()));
+        }
+        Ok(CrushLocation { items })
+    }
+
+    /// The `host=` bucket, if given.
+    pub fn host(&self) -> Option<&str> {
+        self.items
+            .iter()
+            .find(|(t, _)| t == "host")
+            .map(|(_, n)| n.as_str())
+    }
+}
+
+/// This host's short name (up to the first dot), as Ceph names host
+/// buckets.
+pub fn short_hostname() -> String {
+    let full = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    match full.split('.').next() {
+        Some(s) if !s.is_empty() => s.to_string(),
+        _ => "localhost".to_string(),
+    }
+}
+
+/// The CRUSH host bucket of this host's OSDs: `host=` of the conf's
+/// `crush_location` (Ceph's syntax), else the short hostname. Other
+/// bucket types are not applied yet (the mon places hosts under
+/// `root=default`); a warning says so.
+pub fn crush_host(conf: &Conf, entity: &str) -> anyhow::Result<String> {
+    let Some(text) = conf.get::<String>(entity, "crush_location")? else {
+        return Ok(short_hostname());
+    };
+    let loc = CrushLocation::parse(&text).map_err(anyhow::Error::msg)?;
+    if loc.items.iter().any(|(t, _)| t != "host") {
+        tracing::warn!("crush_location '{text}': only host= is applied; the mon places hosts under root=default");
+    }
+    Ok(loc.host().map_or_else(short_hostname, str::to_string))
+}
+
+/// One candidate device and why it may not be used.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceInfo {
+    pub path: PathBuf,
+    pub size_bytes: u64,
+    pub rotational: bool,
+    pub model: String,
+    pub device_class: &'static str,
+    /// The first block holds a Kalmar store label.
+    pub kalmar_label: bool,
+    pub signature: Option<String>,
+    pub partition_table: Option<String>,
+    pub partitions: Vec<String>,
+    /// Mount points of the device or its partitions.
+    pub mounted: Vec<String>,
+    /// Devices built on it (device-mapper, md), from sysfs `holders`.
+    pub holders: Vec<String>,
+    /// Another process holds it (an exclusive open or a `flock`).
+    pub busy: bool,
+    pub swap: bool,
+    /// Empty when the device is free for a new OSD.
+    pub reject_reasons: Vec<String>,
+}
+
+impl DeviceInfo {
+    pub fn available(&self) -> bool {
+        self.reject_reasons.is_empty()
+    }
+}
+
+fn read_trim(p: &Path) -> Option<String> {
+    std::fs::read_to_string(p)
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// Names of the whole disks sysfs lists, skipping devices no OSD should
+/// sit on and loop devices with nothing behind them.
+fn disk_names(sys_block: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(sys_block)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .filter(|n| !SKIPPED_PREFIXES.iter().any(|p| n.starts_with(p)))
+                .filter(|n| {
+                    !n.starts_with("loop") || sys_block.join(n).join("loop/backing_file").exists()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Whether the first block of `dev` (a device or file) is a Kalmar store label.
+pub fn has_kalmar_label(dev: &Path) -> bool {
+    let Ok(mut f) = std::fs::File::open(dev) else {
+        return false;
+    };
+    let mut block = [0u8; 4096];
+    let start = LABEL_OFFSET as usize;
+    if start + LABEL_MAGIC.len() > block.len() || f.read_exact(&mut block).is_err() {
+        return false;
+    }
+    block[start..start + LABEL_MAGIC.len()] == LABEL_MAGIC
+}
+
+fn blkid(dev: &Path) -> Probe {
+    // -p: read the device itself, not blkid's cache.
+    match Command::new("blkid")
+        .arg("-p")
+        .args(["-o", "export"])
+        .arg(dev)
+        .output()
+    {
+        Ok(out) => parse_blkid_export(&String::from_utf8_lossy(&out.stdout)),
+        Err(_) => Probe::default(),
+    }
+}
+
+/// Whether another process holds the device: the kernel refuses an
+/// exclusive open of a mounted or stacked device (EBUSY), and Kalmar's
+/// store keeps an exclusive `flock` while open.
+fn busy(dev: &Path) -> bool {
+    let f = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_EXCL)
+        .open(dev)
+    {
+        Ok(f) => f,
+        Err(e) => return e.raw_os_error() == Some(libc::EBUSY),
+    };
+    // SAFETY: flock on a descriptor we own; released when `f` closes.
+    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) != 0 }
+}
+
+/// Everything known about one disk `name` (a `/sys/block` entry).
+pub fn inspect_disk(name: &str) -> DeviceInfo {
+    let sys = Path::new("/sys/block").join(name);
+    let path = Path::new("/dev").join(name);
+    let size_bytes = read_trim(&sys.join("size"))
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 512;
+    let rotational = read_trim(&sys.join("queue/rotational")).as_deref() == Some("1");
+    let model = read_trim(&sys.join("device/model"))
+        .or_else(|| read_trim(&sys.join("loop/backing_file")).map(|f| format!("loop over {f}")))
+        .unwrap_or_default();
+    let partitions: Vec<String> = std::fs::read_dir(&sys)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .filter(|n| n.starts_with(name) && sys.join(n).join("partition").exists())
+                .collect()
+        })
+        .unwrap_or_default();
+    let holders: Vec<String> = std::fs::read_dir(sys.join("holders"))
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut devnums: Vec<String> = read_trim(&sys.join("dev")).into_iter().collect();
+    devnums.extend(
+        partitions
+            .iter()
+            .filter_map(|p| read_trim(&sys.join(p).join("dev"))),
+    );
+    let mounted: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+        .map(|t| parse_mountinfo(&t))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(dev, _)| devnums.contains(dev))
+        .map(|(_, mp)| mp)
+        .collect();
+    let mut own_paths = vec![path.display().to_string()];
+    own_paths.extend(partitions.iter().map(|p| format!("/dev/{p}")));
+    let swap = std::fs::read_to_string("/proc/swaps")
+        .map(|t| parse_swaps(&t))
+        .unwrap_or_default()
+        .iter()
+        .any(|s| own_paths.contains(s));
+    let probe = blkid(&path);
+    let kalmar_label = has_kalmar_label(&path);
+    let busy = busy(&path);
+    let mut info = DeviceInfo {
+        device_class: device_class(name, rotational),
+        path,
+        size_bytes,
+        rotational,
+        model,
+        kalmar_label,
+        signature: probe.signature,
+        partition_table: probe.partition_table,
+        partitions,
+        mounted,
+        holders,
+        busy,
+        swap,
+        reject_reasons: Vec::new(),
+    };
+    info.reject_reasons = reject_reasons(&info);
+    info
+}
+
+/// Why a device must not become an OSD without `--force`.
+pub fn reject_reasons(d: &DeviceInfo) -> Vec<String> {
+    let mut r = Vec::new();
+    if !d.mounted.is_empty() {
+        r.push(format!("mounted at {}", d.mounted.join(", ")));
+    }
+    if d.swap {
+        r.push("in use as swap".into());
+    }
+    if !d.holders.is_empty() {
+        r.push(format!("held by {}", d.holders.join(", ")));
+    }
+    if d.busy && d.mounted.is_empty() && d.holders.is_empty() {
+        r.push("opened exclusively by another process (a running OSD?)".into());
+    }
+    if d.kalmar_label {
+        r.push("holds a Kalmar store".into());
+    }
+    if let Some(s) = &d.signature {
+        r.push(format!("holds {s} (blkid)"));
+    }
+    if let Some(p) = &d.partition_table {
+        r.push(format!("has a partition table ({p})"));
+    } else if !d.partitions.is_empty() {
+        r.push(format!("has partitions {}", d.partitions.join(", ")));
+    }
+    if d.size_bytes < MIN_DEVICE_BYTES {
+        r.push(format!("smaller than {} MiB", MIN_DEVICE_BYTES >> 20));
+    }
+    r
+}
+
+/// Below this a store has no room to speak of (the journal alone takes
+/// 1/16 of the device, at least 1 MiB).
+pub const MIN_DEVICE_BYTES: u64 = 64 << 20;
+
+/// The host's candidate disks.
+pub fn list() -> Vec<DeviceInfo> {
+    disk_names(Path::new("/sys/block"))
+        .iter()
+        .map(|n| inspect_disk(n))
+        .collect()
+}
+
+/// The `/sys/block` name of a block device path (following links such as
+/// `/dev/disk/by-id/...`), or None for a file or a partition.
+pub fn disk_name_of(dev: &Path) -> Option<String> {
+    let real = std::fs::canonicalize(dev).ok()?;
+    if !std::fs::metadata(&real).ok()?.file_type().is_block_device() {
+        return None;
+    }
+    let name = real.file_name()?.to_string_lossy().to_string();
+    Path::new("/sys/block").join(&name).exists().then_some(name)
+}
+
+/// A stable name for a device: its `/dev/disk/by-id` link if it has one
+/// (device letters move between boots), else the path given.
+pub fn stable_path(dev: &Path) -> PathBuf {
+    let Ok(real) = std::fs::canonicalize(dev) else {
+        return dev.to_path_buf();
+    };
+    let mut links: Vec<PathBuf> = std::fs::read_dir("/dev/disk/by-id")
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    links.sort();
+    // wwn- names survive a change of controller; prefer them.
+    links.sort_by_key(|l| {
+        !l.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("wwn-"))
+    });
+    links
+        .into_iter()
+        .find(|l| std::fs::canonicalize(l).ok().as_ref() == Some(&real))
+        .unwrap_or_else(|| real.clone())
+}
+
+/// A human table of `list()`.
+pub fn render_table(devs: &[DeviceInfo]) -> String {
+    let header = [
+        "PATH",
+        "SIZE",
+        "CLASS",
+        "ROT",
+        "MODEL",
+        "AVAILABLE",
+        "WHY NOT",
+    ];
+    let rows: Vec<[String; 7]> = devs
+        .iter()
+        .map(|d| {
+            [
+                d.path.display().to_string(),
+                human_size(d.size_bytes),
+                d.device_class.to_string(),
+                if d.rotational { "1" } else { "0" }.to_string(),
+                d.model.clone(),
+                if d.available() { "yes" } else { "no" }.to_string(),
+                d.reject_reasons.join("; "),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        cells
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    let mut out = line(header.to_vec());
+    for r in &rows {
+        out.push('\n');
+        out.push_str(&line(r.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{v:.1} {}", UNITS[u])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_follow_ceph() {
+        assert_eq!(device_class("nvme0n1", false), "nvme");
+        assert_eq!(device_class("sda", true), "hdd");
+        assert_eq!(device_class("sdb", false), "ssd");
+    }
+
+    #[test]
+    fn blkid_export_is_parsed() {
+        let p = parse_blkid_export("DEVNAME=/dev/loop0\nUUID=x\nTYPE=ext4\nUSAGE=filesystem\n");
+        assert_eq!(p.signature.as_deref(), Some("ext4"));
+        assert_eq!(p.partition_table, None);
+        let p = parse_blkid_export("DEVNAME=/dev/sda\nPTUUID=y\nPTTYPE=gpt\n");
+        assert_eq!(p.partition_table.as_deref(), Some("gpt"));
+        assert_eq!(parse_blkid_export(""), Probe::default());
+    }
+
+    #[test]
+    fn mountinfo_gives_device_numbers_and_mount_points() {
+        let t = "46 27 7:0 / /tmp/ltm rw,relatime - ext4 /dev/loop0 rw\n\
+                 22 1 254:1 / / rw - ext4 /dev/vda rw\n";
+        assert_eq!(
+            parse_mountinfo(t),
+            vec![
+                ("7:0".into(), "/tmp/ltm".into()),
+                ("254:1".into(), "/".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn swaps_skip_the_header() {
+        let t = "Filename\tType\tSize\tUsed\tPriority\n/dev/sdb2 partition 100 0 -2\n";
+        assert_eq!(parse_swaps(t), vec!["/dev/sdb2".to_string()]);
+    }
+
+    #[test]
+    fn crush_location_in_ceph_syntax() {
+        let l = CrushLocation::parse("root=default rack=r1, host=node1").expect("valid");
+        assert_eq!(l.host(), Some("node1"));
+        assert_eq!(l.items.len(), 3);
+        assert!(CrushLocation::parse("host").is_err());
+        assert!(CrushLocation::parse("host=a host=b").is_err());
+        assert_eq!(
+            CrushLocation::parse("").expect("empty is valid").host(),
+            None
+        );
+    }
+
+    fn blank() -> DeviceInfo {
+        DeviceInfo {
+            path: "/dev/x".into(),
+            size_bytes: 1 << 30,
+            rotational: false,
+            model: String::new(),
+            device_class: "ssd",
+            kalmar_label: false,
+            signature: None,
+            partition_table: None,
+            partitions: vec![],
+            mounted: vec![],
+            holders: vec![],
+            busy: false,
+            swap: false,
+            reject_reasons: vec![],
+        }
+    }
+
+    #[test]
+    fn every_kind_of_use_is_a_reason_to_refuse() {
+        assert!(reject_reasons(&blank()).is_empty());
+        type Case = (fn(&mut DeviceInfo), &'static str);
+        let cases: Vec<Case> = vec![
+            (|d| d.mounted = vec!["/srv".into()], "mounted at /srv"),
+            (|d| d.swap = true, "swap"),
+            (|d| d.holders = vec!["dm-0".into()], "held by dm-0"),
+            (|d| d.busy = true, "another process"),
+            (|d| d.kalmar_label = true, "Kalmar store"),
+            (|d| d.signature = Some("xfs".into()), "xfs"),
+            (|d| d.partition_table = Some("gpt".into()), "gpt"),
+            (|d| d.size_bytes = 1 << 20, "smaller"),
+        ];
+        for (set, want) in cases {
+            let mut d = blank();
+            set(&mut d);
+            let r = reject_reasons(&d);
+            assert!(r.len() == 1 && r[0].contains(want), "{want}: {r:?}");
+        }
+    }
+
+    #[test]
+    fn table_has_a_row_per_device() {
+        let mut d = blank();
+        d.reject_reasons = vec!["mounted at /srv".into()];
+        let t = render_table(&[blank(), d]);
+        assert_eq!(t.lines().count(), 3);
+        assert!(
+            t.contains("1.0 GiB") && t.contains("mounted at /srv"),
+            "{t}"
+        );
+    }
+}
