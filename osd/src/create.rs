@@ -104,15 +104,13 @@ pub fn run(a: CreateArgs) -> Result<()> {
         );
     };
     kalmar_common::logging::init("warn", None).context("logging")?;
-    let mon = match a.mon {
-        Some(m) => m,
-        None => {
-            let h = conf
-                .get::<String>("osd", "mon_host")?
-                .context("no mon address: set mon_host in the conf or pass --mon IP:PORT")?;
-            h.parse()
-                .with_context(|| format!("mon_host '{h}' is not IP:PORT"))?
-        }
+    // mon_host may list several mons (a quorum): the first is asked first.
+    let mons = match a.mon {
+        Some(m) => vec![m],
+        None => kalmar_common::config::mon_hosts(&conf, "osd")?,
+    };
+    let Some((&mon, other_mons)) = mons.split_first() else {
+        bail!("no mon address: set mon_host in the conf or pass --mon IP:PORT");
     };
     let (why_not, class) = refusals(&a.device)?;
     if !why_not.is_empty() {
@@ -145,6 +143,7 @@ pub fn run(a: CreateArgs) -> Result<()> {
         id: a.id.unwrap_or(-1),
         device: a.device.clone(),
         mon,
+        other_mons: other_mons.to_vec(),
         force: a.force,
         journal_bytes: a.journal_bytes,
         hostname: host.clone(),
