@@ -458,7 +458,11 @@ impl Cluster {
         timeout: Duration,
     ) -> anyhow::Result<()> {
         let prefix = format!("{pool}.");
-        wait_for(
+        let has_want = |p: &Value| {
+            let st = p["state"].as_str().unwrap_or("");
+            want.iter().all(|w| st.split('+').any(|s| s == *w))
+        };
+        let waited = wait_for(
             &format!("pool {pool}'s PGs to be {}", want.join("+")),
             timeout,
             || async {
@@ -466,15 +470,37 @@ impl Cluster {
                 let good = stats
                     .iter()
                     .filter(|p| p["pgid"].as_str().is_some_and(|id| id.starts_with(&prefix)))
-                    .filter(|p| {
-                        let st = p["state"].as_str().unwrap_or("");
-                        want.iter().all(|w| st.split('+').any(|s| s == *w))
-                    })
+                    .filter(|p| has_want(p))
                     .count();
                 (good == pg_num as usize).then_some(())
             },
         )
-        .await
+        .await;
+        let Err(e) = waited else {
+            return Ok(());
+        };
+        // A stuck PG is read from its state, its up/acting sets and the
+        // daemons' logs: a test that returns this error does not panic, so
+        // the cluster's drop would not print them.
+        let stuck: Vec<String> = match self.pg_stats().await {
+            Ok(stats) => stats
+                .iter()
+                .filter(|p| p["pgid"].as_str().is_some_and(|id| id.starts_with(&prefix)))
+                .filter(|p| !has_want(p))
+                .map(|p| {
+                    format!(
+                        "{} {} up {} acting {}",
+                        p["pgid"].as_str().unwrap_or("?"),
+                        p["state"].as_str().unwrap_or("?"),
+                        p["up"],
+                        p["acting"]
+                    )
+                })
+                .collect(),
+            Err(pe) => vec![format!("pg dump failed: {pe}")],
+        };
+        print_logs(self.dir());
+        Err(e.context(format!("not yet {}: {stuck:?}", want.join("+"))))
     }
 
     /// The `up` flag of each OSD in `osd dump`.
