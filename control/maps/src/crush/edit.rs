@@ -131,9 +131,7 @@ impl CrushMap {
                         .ok_or_else(|| err(format!("location {tname}={name} names a device")))?;
                     if b.type_id != tid {
                         let actual = self.type_name(b.type_id).unwrap_or("?").to_string();
-                        return Err(err(format!(
-                            "bucket '{name}' is a {actual}, not a {tname}"
-                        )));
+                        return Err(err(format!("bucket '{name}' is a {actual}, not a {tname}")));
                     }
                     if tid <= own {
                         return Err(err(format!(
@@ -228,11 +226,7 @@ impl CrushMap {
         self.class_order()
             .into_iter()
             .filter(|c| {
-                taken.contains(c)
-                    || self
-                        .devices
-                        .values()
-                        .any(|d| d.class.as_deref() == Some(c))
+                taken.contains(c) || self.devices.values().any(|d| d.class.as_deref() == Some(c))
             })
             .collect()
     }

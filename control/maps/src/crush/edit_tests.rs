@@ -41,8 +41,12 @@ fn classes_map_by_commands() -> CrushMap {
                 let w = 1.0 + f64::from(osd % 3) * 0.5;
                 m.add_device(osd, &format!("osd.{osd}"), None)
                     .expect("device");
-                m.insert_at(osd, weight_from_f64(w).expect("w"), &loc(&[&format!("host={name}")]))
-                    .expect("crush set");
+                m.insert_at(
+                    osd,
+                    weight_from_f64(w).expect("w"),
+                    &loc(&[&format!("host={name}")]),
+                )
+                .expect("crush set");
                 osd += 1;
             }
         }
@@ -56,10 +60,12 @@ fn classes_map_by_commands() -> CrushMap {
         }
     }
     let id = m.next_bucket_id();
-    m.add_bucket(id, "default", root_t).expect("add-bucket root");
+    m.add_bucket(id, "default", root_t)
+        .expect("add-bucket root");
     for r in 0..3 {
         let rack = m.item_id(&format!("rack{r}")).expect("rack");
-        m.move_item(rack, &loc(&["root=default"])).expect("move rack");
+        m.move_item(rack, &loc(&["root=default"]))
+            .expect("move rack");
     }
     for d in 0..osd {
         m.devices.get_mut(&d).expect("device").class = Some(class_of(d).to_string());
@@ -141,7 +147,8 @@ fn class_map_built_by_commands_places_as_crushtool() {
 fn shadow_ids_survive_rebuilds_and_are_never_reused() {
     let mut m = CrushMap::new_default();
     for i in 0..4 {
-        m.add_osd(i, WEIGHT_ONE, &format!("h{}", i / 2)).expect("osd");
+        m.add_osd(i, WEIGHT_ONE, &format!("h{}", i / 2))
+            .expect("osd");
     }
     m.devices.get_mut(&0).expect("d").class = Some("ssd".into());
     m.rebuild_shadow_trees().expect("rebuild");
