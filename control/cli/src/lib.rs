@@ -19,6 +19,7 @@ pub mod bench;
 pub mod crush;
 pub mod daemon;
 pub mod exporter;
+pub mod crush_grammar;
 pub mod grammar;
 pub mod image;
 pub mod mgrcmd;
