@@ -13,7 +13,10 @@ pub const USAGE: &[(&str, &str)] = &[
         "osd crush set-device-class",
         "osd crush set-device-class CLASS OSD [OSD...] (OSD: N, osd.N or all)",
     ),
-    ("osd crush rm-device-class", "osd crush rm-device-class OSD [OSD...]"),
+    (
+        "osd crush rm-device-class",
+        "osd crush rm-device-class OSD [OSD...]",
+    ),
     ("osd crush class ls", "osd crush class ls"),
     ("osd crush class ls-osd", "osd crush class ls-osd CLASS"),
     (
@@ -24,14 +27,26 @@ pub const USAGE: &[(&str, &str)] = &[
     ("osd crush rule list", "osd crush rule list"),
     ("osd crush rule dump", "osd crush rule dump [NAME]"),
     ("osd crush rule rm", "osd crush rule rm NAME"),
-    ("osd crush add-bucket", "osd crush add-bucket NAME TYPE [TYPE=NAME...]"),
-    ("osd crush move", "osd crush move NAME TYPE=NAME [TYPE=NAME...]"),
+    (
+        "osd crush add-bucket",
+        "osd crush add-bucket NAME TYPE [TYPE=NAME...]",
+    ),
+    (
+        "osd crush move",
+        "osd crush move NAME TYPE=NAME [TYPE=NAME...]",
+    ),
     ("osd crush rm", "osd crush rm NAME"),
     ("osd crush remove", "osd crush remove NAME"),
     ("osd crush unlink", "osd crush unlink NAME"),
     ("osd crush reweight", "osd crush reweight NAME WEIGHT"),
-    ("osd crush set", "osd crush set osd.N WEIGHT TYPE=NAME [TYPE=NAME...]"),
-    ("osd crush add", "osd crush add osd.N WEIGHT TYPE=NAME [TYPE=NAME...]"),
+    (
+        "osd crush set",
+        "osd crush set osd.N WEIGHT TYPE=NAME [TYPE=NAME...]",
+    ),
+    (
+        "osd crush add",
+        "osd crush add osd.N WEIGHT TYPE=NAME [TYPE=NAME...]",
+    ),
     ("osd crush tree", "osd crush tree [--show-shadow]"),
     ("osd destroy", "osd destroy osd.N --yes-i-really-mean-it"),
     ("osd purge", "osd purge osd.N --yes-i-really-mean-it"),
@@ -50,9 +65,12 @@ fn err(prefix: &str, msg: impl Into<String>) -> UsageError {
 
 fn osd_id(prefix: &str, s: &str) -> Result<(), UsageError> {
     let n = s.strip_prefix("osd.").unwrap_or(s);
-    n.parse::<u32>()
-        .map(|_| ())
-        .map_err(|_| err(prefix, format!("invalid OSD id '{s}' (expected N or osd.N)")))
+    n.parse::<u32>().map(|_| ()).map_err(|_| {
+        err(
+            prefix,
+            format!("invalid OSD id '{s}' (expected N or osd.N)"),
+        )
+    })
 }
 
 fn weight(prefix: &str, s: &str) -> Result<f64, UsageError> {
@@ -76,8 +94,8 @@ pub fn parse(words: &[String]) -> Option<Result<Value, UsageError>> {
         .map(|(p, _)| *p)
         .filter_map(|p| {
             let pw: Vec<&str> = p.split(' ').collect();
-            let matches = words.len() >= pw.len()
-                && words[..pw.len()].iter().zip(&pw).all(|(a, b)| a == b);
+            let matches =
+                words.len() >= pw.len() && words[..pw.len()].iter().zip(&pw).all(|(a, b)| a == b);
             matches.then_some((p, pw.len()))
         })
         .max_by_key(|(_, n)| *n)?;
@@ -101,7 +119,10 @@ fn parse_args(prefix: &str, mut rest: Vec<String>) -> Result<Value, UsageError> 
                 return Err(err(prefix, "expected a class and at least one OSD"));
             }
             let class = rest.remove(0);
-            for id in rest.iter().filter(|i| !matches!(i.as_str(), "all" | "any" | "*")) {
+            for id in rest
+                .iter()
+                .filter(|i| !matches!(i.as_str(), "all" | "any" | "*"))
+            {
                 osd_id(prefix, id)?;
             }
             put("class", json!(class));
@@ -111,14 +132,21 @@ fn parse_args(prefix: &str, mut rest: Vec<String>) -> Result<Value, UsageError> 
             if rest.is_empty() {
                 return Err(err(prefix, "missing OSD id"));
             }
-            for id in rest.iter().filter(|i| !matches!(i.as_str(), "all" | "any" | "*")) {
+            for id in rest
+                .iter()
+                .filter(|i| !matches!(i.as_str(), "all" | "any" | "*"))
+            {
                 osd_id(prefix, id)?;
             }
             put("ids", json!(rest));
         }
         "osd crush class ls-osd" | "osd crush rule rm" => match rest.as_slice() {
             [one] => put(
-                if prefix.ends_with("ls-osd") { "class" } else { "name" },
+                if prefix.ends_with("ls-osd") {
+                    "class"
+                } else {
+                    "name"
+                },
                 json!(one),
             ),
             _ => return Err(err(prefix, "expected one name")),
@@ -264,10 +292,19 @@ mod tests {
         for (line, want) in [
             ("osd crush move h1", "expected a name and a location"),
             ("osd crush move h1 r1", "location 'r1' is not TYPE=NAME"),
-            ("osd crush reweight osd.1 -2", "WEIGHT must be a number >= 0"),
+            (
+                "osd crush reweight osd.1 -2",
+                "WEIGHT must be a number >= 0",
+            ),
             ("osd destroy x --yes-i-really-mean-it", "invalid OSD id 'x'"),
-            ("osd crush rule create-replicated fast", "expected NAME ROOT TYPE"),
-            ("osd crush set-device-class ssd", "expected a class and at least one OSD"),
+            (
+                "osd crush rule create-replicated fast",
+                "expected NAME ROOT TYPE",
+            ),
+            (
+                "osd crush set-device-class ssd",
+                "expected a class and at least one OSD",
+            ),
         ] {
             let e = p(line).expect_err(line);
             assert!(e.msg.contains(want), "{line}: {}", e.msg);

@@ -17,9 +17,9 @@
 pub mod args;
 pub mod bench;
 pub mod crush;
+pub mod crush_grammar;
 pub mod daemon;
 pub mod exporter;
-pub mod crush_grammar;
 pub mod grammar;
 pub mod image;
 pub mod mgrcmd;

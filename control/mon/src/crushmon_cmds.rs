@@ -17,7 +17,9 @@ use kalmar_maps::{dump, OsdMap, OsdSlot};
 use serde_json::{json, Value};
 
 use crate::commands::{arg_str, osd_ids, req_f64, req_str, CmdReply, Format};
-use crate::errors::{CmdError, EEXIST, EINVAL, ENOENT, EPERM};
+use crate::errors::{CmdError, EEXIST, EPERM};
+#[cfg(test)]
+use crate::errors::{EINVAL, ENOENT};
 use crate::state::MonState;
 
 const EBUSY: i32 = -16;
