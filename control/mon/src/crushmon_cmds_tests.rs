@@ -58,7 +58,7 @@ fn out_json(st: &mut MonState, cmd: Value) -> Value {
 }
 
 fn boot(st: &mut MonState, id: i32, class: Option<&str>) {
-    let slot = st.osd.view().osd(id).expect("slot").clone();
+    let slot = *st.osd.view().osd(id).expect("slot");
     let mut b = OsdBoot {
         osd_id: id,
         uuid: slot.uuid,

@@ -31,7 +31,7 @@ pub fn is_valid_name(name: &str) -> bool {
 /// truncated (Ceph's `(int)(weight * (float)0x10000)`).
 pub fn weight_from_f64(w: f64) -> Result<u32, MapError> {
     let f = w as f32;
-    if !f.is_finite() || f < 0.0 || f > 65535.0 {
+    if !f.is_finite() || !(0.0..=65535.0).contains(&f) {
         return Err(err(format!("weight {w} must be in 0..65535")));
     }
     Ok((f * 65536f32) as u32)
