@@ -16,6 +16,7 @@
 #![deny(clippy::unwrap_used)]
 
 pub mod commands;
+pub mod crushmon_cmds;
 pub mod errors;
 pub mod health;
 pub mod health_stats;
