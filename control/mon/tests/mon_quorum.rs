@@ -808,3 +808,45 @@ async fn a_wiped_mon_does_not_vote_before_it_caught_up() {
     .await;
     assert_eq!(qs["quorum_names"].as_array().map(Vec::len), Some(3), "{qs}");
 }
+
+/// `mon add` rewrites nobody's conf: a client that was given only mon.a
+/// and mon.b learns mon.c, mon.d and mon.e from the monmap it subscribed
+/// to, and once a and b are down it hunts across those (c, d, e keep a
+/// majority of five) and still receives new epochs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_follows_the_monmap_past_its_conf() {
+    let mut q = MonQuorum::start(3, QFAST).await;
+    let watcher = FakeOsd::connect_any(&[q.addrs[0], q.addrs[1]], 0, Uuid::nil()).await;
+    watcher
+        .client
+        .subscribe("osdmap", 1, false)
+        .await
+        .expect("subscribe");
+    for (name, rank) in [("d", 3u64), ("e", 4)] {
+        let i = q.new_slot(name);
+        q.ok(json!({"prefix": "mon add", "name": name, "addr": q.addrs[i].to_string()}))
+            .await;
+        q.mkfs_join(i, rank);
+        q.spawn(i);
+        q.wait_quorum(rank as usize + 1, Duration::from_secs(30))
+            .await;
+    }
+    let qs = q.quorum_status(0).await.expect("quorum_status");
+    assert_eq!(qs["monmap"]["epoch"], 3, "two mon adds: {qs}");
+    wait_for("the client knows all five mons", WAIT, || async {
+        let known = watcher.client.mons();
+        q.addrs.iter().all(|a| known.contains(a)).then_some(())
+    })
+    .await;
+    q.kill9(0);
+    q.kill9(1);
+    q.wait_quorum(3, Duration::from_secs(20)).await;
+    q.ok(json!({"prefix": "osd pool create", "pool": "later", "pg_num": 8}))
+        .await;
+    let m = watcher
+        .wait_map("the client gets the new epoch from c, d or e", |m| {
+            has_pool(m, "later")
+        })
+        .await;
+    assert!(m.epoch >= 2);
+}
