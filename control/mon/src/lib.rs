@@ -10,6 +10,8 @@
 //!   maps and from the OSDs' reports) and `status` output.
 //! - [`raft`], [`monmap`]: the mons' consensus (openraft, log and state
 //!   machine in the mon's RocksDB) and who is in quorum.
+//! - [`monmap_history`]: monmap epochs, and what a probe of a peer mon
+//!   decides (this mon was removed; a mon with no log joins).
 //! - [`commands`]: Ceph-style JSON commands.
 //! - [`server`]: the daemon loop (messenger events, ticks, commits,
 //!   subscriptions, admin socket).
@@ -23,6 +25,7 @@ pub mod health_stats;
 pub mod mgrmon;
 pub mod mgrstat;
 pub mod monmap;
+pub mod monmap_history;
 pub mod options;
 pub mod osdmon;
 pub mod perf;
