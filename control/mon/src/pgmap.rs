@@ -26,8 +26,24 @@ struct Reported {
 pub struct PgMap {
     pgs: BTreeMap<PgId, Reported>,
     osds: BTreeMap<OsdId, OsdStatEntry>,
+    /// Each pool's `(objects, bytes)` over `pgs`, kept as reports arrive so
+    /// a report costs its own PGs, not the whole map (1,000 OSDs reporting
+    /// a 32768-PG pool every second would otherwise re-sum it 1,000 times
+    /// a second). Wrapping arithmetic: every add is undone by an exact
+    /// subtract, so the sum is exact while the true total fits in a u64.
+    pool_sums: BTreeMap<PoolId, (u64, u64)>,
     version: u64,
     stamp_us: u64,
+}
+
+fn add_to(sum: &mut (u64, u64), s: &PgStatEntry) {
+    sum.0 = sum.0.wrapping_add(s.num_objects);
+    sum.1 = sum.1.wrapping_add(s.num_bytes);
+}
+
+fn remove_from(sum: &mut (u64, u64), s: &PgStatEntry) {
+    sum.0 = sum.0.wrapping_sub(s.num_objects);
+    sum.1 = sum.1.wrapping_sub(s.num_bytes);
 }
 
 /// One PG as `pg dump` shows it.
@@ -54,13 +70,18 @@ impl PgMap {
                 Some(old) => s.reported_epoch >= old.stat.reported_epoch,
             };
             if newer {
-                self.pgs.insert(
+                let old = self.pgs.insert(
                     s.pgid,
                     Reported {
                         stat: s.clone(),
                         reporter: r.osd_id,
                     },
                 );
+                let sum = self.pool_sums.entry(s.pgid.pool).or_default();
+                if let Some(old) = old {
+                    remove_from(sum, &old.stat);
+                }
+                add_to(sum, s);
             }
         }
         self.osds.insert(r.osd_id, r.osd_stat.clone());
@@ -78,21 +99,24 @@ impl PgMap {
 
     /// Each pool's `(objects, bytes)`, summed over its reported PGs; a
     /// pool none of whose PGs reported is absent.
-    pub fn pool_usage(&self) -> BTreeMap<PoolId, (u64, u64)> {
-        let mut out: BTreeMap<PoolId, (u64, u64)> = BTreeMap::new();
-        for (pg, r) in &self.pgs {
-            let e = out.entry(pg.pool).or_default();
-            e.0 = e.0.saturating_add(r.stat.num_objects);
-            e.1 = e.1.saturating_add(r.stat.num_bytes);
-        }
-        out
+    pub fn pool_usage(&self) -> &BTreeMap<PoolId, (u64, u64)> {
+        &self.pool_sums
     }
 
     /// Forgets PGs of deleted pools (or beyond a pool's pg_num) and OSDs
     /// that no longer exist.
     pub fn prune(&mut self, map: &OsdMap) {
-        self.pgs
-            .retain(|pg, _| map.pools.get(&pg.pool).is_some_and(|p| pg.seed < p.pg_num));
+        let sums = &mut self.pool_sums;
+        self.pgs.retain(|pg, r| {
+            let keep = map.pools.get(&pg.pool).is_some_and(|p| pg.seed < p.pg_num);
+            if !keep {
+                if let Some(sum) = sums.get_mut(&pg.pool) {
+                    remove_from(sum, &r.stat);
+                }
+            }
+            keep
+        });
+        sums.retain(|pool, _| map.pools.contains_key(pool));
         self.osds.retain(|osd, _| map.exists(*osd));
     }
 
@@ -495,5 +519,40 @@ mod tests {
         m.pools.clear();
         pm.prune(&m);
         assert!(pm.lines(&m).is_empty());
+        assert!(pm.pool_usage().is_empty());
+    }
+
+    /// The per-pool sums kept as reports arrive equal a fresh sum over the
+    /// PGs after replacements, ignored stale reports and a pg_num cut.
+    #[test]
+    fn pool_usage_follows_replacements_and_pruning() {
+        let mut m = map();
+        let mut pm = PgMap::default();
+        let fresh_sum = |pm: &PgMap, m: &OsdMap| {
+            let (mut o, mut b) = (0, 0);
+            for l in pm.lines(m) {
+                if let Some(s) = l.stat {
+                    o += s.num_objects;
+                    b += s.num_bytes;
+                }
+            }
+            (o, b)
+        };
+        pm.apply(&report(0, 0, "active+clean", 9, 1, 3), 1);
+        pm.apply(&report(0, 2, "active+clean", 9, 1, 5), 1);
+        pm.apply(&report(1, 3, "active+clean", 9, 1, 7), 1);
+        assert_eq!(pm.pool_usage()[&1], (15, 150));
+        // A newer report replaces a PG's figures; an older one does not.
+        pm.apply(&report(0, 0, "active+clean", 9, 2, 1), 2);
+        pm.apply(&report(0, 2, "active+clean", 8, 5, 100), 2);
+        assert_eq!(pm.pool_usage()[&1], (13, 130));
+        assert_eq!(pm.pool_usage()[&1], fresh_sum(&pm, &m));
+        // pg_num cut to 2: PGs 2 and 3 leave the sums.
+        if let Some(p) = m.pools.get_mut(&1) {
+            p.pg_num = 2;
+        }
+        pm.prune(&m);
+        assert_eq!(pm.pool_usage()[&1], (1, 10));
+        assert_eq!(pm.pool_usage()[&1], fresh_sum(&pm, &m));
     }
 }

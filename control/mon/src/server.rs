@@ -574,7 +574,6 @@ impl Server {
             OSD_PG_STATS => match kalmar_proto::pgstats::OsdPgStats::from_message(&msg) {
                 Ok(r) if Self::from_osd(&m, r.osd_id) => {
                     self.st.pgmap.apply(&r, now_us());
-                    self.st.refresh_pgs();
                     self.update_pool_quotas();
                     Ok(())
                 }
@@ -636,8 +635,7 @@ impl Server {
     /// Pool quota flags from the latest PG stats (committed with the
     /// next batch).
     fn update_pool_quotas(&mut self) {
-        let usage = self.st.pgmap.pool_usage();
-        let n = self.st.osd.update_pool_quotas(&usage);
+        let n = self.st.osd.update_pool_quotas(self.st.pgmap.pool_usage());
         if n > 0 {
             tracing::debug!(pools = n, "pool quota flags changed");
         }

@@ -12,7 +12,7 @@ use crate::mgrmon::MgrMon;
 use crate::mgrstat::MgrStat;
 use crate::options::MonOptions;
 use crate::osdmon::OsdMon;
-use crate::status::{PgSummary, StatusInputs};
+use crate::status::StatusInputs;
 
 pub struct MonState {
     pub name: String,
@@ -21,7 +21,6 @@ pub struct MonState {
     pub mgr: MgrMon,
     /// Health checks the active mgr reports.
     pub mgrstat: MgrStat,
-    pub pgs: PgSummary,
     /// PG statistics reported by the OSDs (`pg stat`, `pg dump`).
     pub pgmap: crate::pgmap::PgMap,
     pub started: Instant,
@@ -47,7 +46,6 @@ impl MonState {
             mgr: MgrMon::new(mgrmap, opts.clone(), now),
             mgrstat: MgrStat::default(),
             opts,
-            pgs: PgSummary::default(),
             pgmap: Default::default(),
             started: now,
             osd_up_since_us: now_us,
@@ -126,6 +124,8 @@ impl MonState {
         f: impl FnOnce(&StatusInputs<'_>) -> T,
     ) -> T {
         let health = self.health(now);
+        // Summed here, when asked, not on every report.
+        let pgs = self.pgmap.summary(self.osd.map());
         let inputs = StatusInputs {
             mon_name: &self.name,
             quorum: &self.quorum,
@@ -133,7 +133,7 @@ impl MonState {
             osdmap: self.osd.map(),
             mgrmap: self.mgr.map(),
             health: &health,
-            pgs: &self.pgs,
+            pgs: &pgs,
             now_us,
             osd_up_since_us: self.osd_up_since_us,
             osd_in_since_us: self.osd_in_since_us,
@@ -141,9 +141,8 @@ impl MonState {
         f(&inputs)
     }
 
-    /// Recomputes the pgmap summary after a report or a new map.
-    pub fn refresh_pgs(&mut self) {
+    /// Forgets the PG statistics a new map made obsolete.
+    pub fn prune_pgs(&mut self) {
         self.pgmap.prune(self.osd.map());
-        self.pgs = self.pgmap.summary(self.osd.map());
     }
 }

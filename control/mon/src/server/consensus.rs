@@ -411,7 +411,7 @@ impl Server {
                 self.st.mgr.discard_pending();
                 self.st.osd.committed(loaded.osdmap);
                 self.st.mgr.committed(loaded.mgrmap);
-                self.st.refresh_pgs();
+                self.st.prune_pgs();
                 let monmap =
                     applied_monmap(&self.store).map_err(|e| MonError::Raft(e.to_string()))?;
                 self.monmap_committed(monmap);
@@ -444,7 +444,7 @@ impl Server {
                     self.incs.retain(|e, _| *e >= osd_first);
                     tracing::debug!(epoch = map.epoch, "osdmap committed");
                     self.st.osd.committed(map);
-                    self.st.refresh_pgs();
+                    self.st.prune_pgs();
                 }
                 if let Some(m) = mgr {
                     tracing::info!(epoch = m.epoch, active = %m.active_name, available = m.available, "mgrmap committed");
