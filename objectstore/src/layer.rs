@@ -119,7 +119,14 @@ impl Layer {
 
     /// Applies a change of collection `c`'s log.
     pub fn merge_log(&mut self, c: &CollectionId, d: &LogDelta) {
-        let slot = self.logs.entry(c.clone()).or_default();
+        // The id is cloned only for a collection new to this layer: every
+        // write merges its PG's log, so the common case is a hit.
+        if !self.logs.contains_key(c) {
+            self.logs.insert(c.clone(), LogDelta::default());
+        }
+        let Some(slot) = self.logs.get_mut(c) else {
+            unreachable!("inserted above");
+        };
         let before = slot.bytes();
         slot.merge(d);
         self.bytes = (self.bytes + slot.bytes()).saturating_sub(before);

@@ -137,7 +137,12 @@ impl KvOverlay {
             cid: c.clone(),
             prev,
         });
-        let d = self.logs.entry(c.clone()).or_default();
+        if !self.logs.contains_key(c) {
+            self.logs.insert(c.clone(), LogDelta::default());
+        }
+        let Some(d) = self.logs.get_mut(c) else {
+            unreachable!("inserted above");
+        };
         let before = d.bytes();
         f(d);
         self.bytes = (self.bytes + d.bytes()).saturating_sub(before);

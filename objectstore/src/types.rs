@@ -1,6 +1,7 @@
 //! Names and small value types of the public API.
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::error::StoreError;
 
@@ -22,13 +23,16 @@ pub const MAX_OBJECT_SIZE_BYTES: u64 = 1 << 40;
 
 /// A collection id: printable ASCII without `/`, 1 to
 /// [`MAX_COLLECTION_ID_BYTES`] bytes, e.g. `meta` or `1.1f_head`.
+///
+/// Shared, not owned: every transaction op, undo entry and layer map names
+/// its collection, and a clone is a reference count, not an allocation.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct CollectionId(String);
+pub struct CollectionId(Arc<str>);
 
 impl CollectionId {
     /// Checks the id; see the type's documentation for the rules.
-    pub fn new(id: impl Into<String>) -> Result<CollectionId, StoreError> {
-        let id = id.into();
+    pub fn new(id: impl AsRef<str>) -> Result<CollectionId, StoreError> {
+        let id = id.as_ref();
         if id.is_empty() || id.len() > MAX_COLLECTION_ID_BYTES {
             return Err(StoreError::InvalidArgument(format!(
                 "collection id must be 1 to {MAX_COLLECTION_ID_BYTES} bytes, got {}",
@@ -40,7 +44,7 @@ impl CollectionId {
                 "collection id {id:?} contains {c:?}: use printable ASCII without '/'"
             )));
         }
-        Ok(CollectionId(id))
+        Ok(CollectionId(Arc::from(id)))
     }
 
     pub fn as_str(&self) -> &str {
@@ -69,19 +73,20 @@ impl std::str::FromStr for CollectionId {
 
 /// An object name: 1 to [`MAX_OBJECT_NAME_BYTES`] arbitrary bytes (usually
 /// UTF-8). Objects of a collection are listed in bytewise order of names.
+/// Shared like [`CollectionId`]: a clone is a reference count.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ObjectId(Vec<u8>);
+pub struct ObjectId(Arc<[u8]>);
 
 impl ObjectId {
-    pub fn new(name: impl Into<Vec<u8>>) -> Result<ObjectId, StoreError> {
-        let name = name.into();
+    pub fn new(name: impl AsRef<[u8]>) -> Result<ObjectId, StoreError> {
+        let name = name.as_ref();
         if name.is_empty() || name.len() > MAX_OBJECT_NAME_BYTES {
             return Err(StoreError::InvalidArgument(format!(
                 "object name must be 1 to {MAX_OBJECT_NAME_BYTES} bytes, got {}",
                 name.len()
             )));
         }
-        Ok(ObjectId(name))
+        Ok(ObjectId(Arc::from(name)))
     }
 
     pub fn as_bytes(&self) -> &[u8] {
@@ -109,7 +114,7 @@ impl fmt::Debug for ObjectId {
 impl std::str::FromStr for ObjectId {
     type Err = StoreError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        ObjectId::new(s.as_bytes().to_vec())
+        ObjectId::new(s)
     }
 }
 
