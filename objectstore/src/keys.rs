@@ -53,7 +53,11 @@ pub fn onode_prefix(c: &CollectionId) -> Vec<u8> {
 }
 
 pub fn onode(c: &CollectionId, o: &ObjectId) -> Vec<u8> {
-    let mut k = onode_prefix(c);
+    let s = c.as_str().as_bytes();
+    let mut k = Vec::with_capacity(2 + s.len() + o.as_bytes().len());
+    k.push(P_ONODE);
+    k.push(s.len() as u8);
+    k.extend_from_slice(s);
     k.extend_from_slice(o.as_bytes());
     k
 }

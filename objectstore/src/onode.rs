@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use kalmar_common::encoding::{Blob, Decode, DecodeError, Decoder, Encode};
+use kalmar_common::encoding::{encode_versioned, Blob, Decode, DecodeError, Decoder, Encode};
 use kalmar_common::impl_versioned;
 
 /// Logical blocks per extent shard (256 KiB of object data).
@@ -69,13 +69,6 @@ impl Default for Shard {
 }
 
 /// A run of physically contiguous blocks, as encoded.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-struct Run {
-    start: u16,
-    phys: u64,
-    csums: Vec<u32>,
-}
-impl_versioned!(Run, "extent run", version = 1, compat = 1, { start, phys, csums });
 
 impl Shard {
     pub fn get(&self, i: usize) -> Option<BlockMap> {
@@ -99,56 +92,85 @@ impl Shard {
             .filter_map(|(i, m)| m.map(|m| (i, m)))
     }
 
-    fn runs(&self) -> Vec<Run> {
-        let mut runs: Vec<Run> = Vec::new();
-        for (i, m) in self.mapped() {
-            match runs.last_mut() {
-                Some(r)
-                    if r.start as usize + r.csums.len() == i
-                        && r.phys + r.csums.len() as u64 == m.phys =>
-                {
-                    r.csums.push(m.csum)
-                }
-                _ => runs.push(Run {
-                    start: i as u16,
-                    phys: m.phys,
-                    csums: vec![m.csum],
-                }),
+    /// The run starting at mapped block `i`: its first mapping and length
+    /// (blocks whose physical blocks follow each other).
+    fn run_at(&self, i: usize) -> Option<(BlockMap, usize)> {
+        let first = self.blocks.get(i).copied().flatten()?;
+        let mut n = 1;
+        while let Some(Some(m)) = self.blocks.get(i + n) {
+            if m.phys != first.phys + n as u64 {
+                break;
             }
+            n += 1;
         }
-        runs
+        Some((first, n))
     }
 }
 
+// A shard is written as a list of runs, each a versioned frame of
+// `start: u16, phys: u64, csums: [u32]` (the encoding a `Vec` of such
+// structs has), built straight from the block array: a write re-encodes
+// its shard, and building the runs first cost an allocation per run.
+const RUN_VERSION: u8 = 1;
+
 impl Encode for Shard {
     fn encode(&self, buf: &mut Vec<u8>) {
-        kalmar_common::encoding::encode_versioned(buf, 1, 1, |buf| self.runs().encode(buf));
+        encode_versioned(buf, 1, 1, |buf| {
+            let count_at = buf.len();
+            0u32.encode(buf);
+            let mut count = 0u32;
+            let mut i = 0;
+            while i < self.blocks.len() {
+                let Some((first, n)) = self.run_at(i) else {
+                    i += 1;
+                    continue;
+                };
+                encode_versioned(buf, RUN_VERSION, RUN_VERSION, |buf| {
+                    (i as u16).encode(buf);
+                    first.phys.encode(buf);
+                    (n as u32).encode(buf);
+                    for m in self.blocks[i..i + n].iter().flatten() {
+                        m.csum.encode(buf);
+                    }
+                });
+                count += 1;
+                i += n;
+            }
+            buf[count_at..count_at + 4].copy_from_slice(&count.to_le_bytes());
+        });
     }
 }
 
 impl Decode for Shard {
     fn decode(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         d.versioned("extent shard", 1, |d, _| {
-            let runs = Vec::<Run>::decode(d)?;
             let mut s = Shard::default();
-            for r in runs {
-                for (j, csum) in r.csums.iter().enumerate() {
-                    let i = r.start as usize + j;
-                    let slot = s.blocks.get_mut(i).ok_or_else(|| DecodeError::Invalid {
-                        what: "extent shard",
-                        detail: format!("block {i} beyond the shard"),
-                    })?;
-                    if slot.is_some() {
-                        return Err(DecodeError::Invalid {
+            let runs = d.len_prefix(1, "vec")?;
+            for _ in 0..runs {
+                d.versioned("extent run", RUN_VERSION, |d, _| {
+                    let start = d.u16()? as usize;
+                    let phys = d.u64()?;
+                    let n = d.len_prefix(4, "vec")?;
+                    for j in 0..n {
+                        let csum = d.u32()?;
+                        let i = start + j;
+                        let slot = s.blocks.get_mut(i).ok_or_else(|| DecodeError::Invalid {
                             what: "extent shard",
-                            detail: format!("block {i} mapped twice"),
+                            detail: format!("block {i} beyond the shard"),
+                        })?;
+                        if slot.is_some() {
+                            return Err(DecodeError::Invalid {
+                                what: "extent shard",
+                                detail: format!("block {i} mapped twice"),
+                            });
+                        }
+                        *slot = Some(BlockMap {
+                            phys: phys + j as u64,
+                            csum,
                         });
                     }
-                    *slot = Some(BlockMap {
-                        phys: r.phys + j as u64,
-                        csum: *csum,
-                    });
-                }
+                    Ok(())
+                })?;
             }
             Ok(s)
         })
@@ -168,6 +190,42 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// The shard format as a list of structs: the oracle for the direct
+    /// encoding above.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct Run {
+    start: u16,
+    phys: u64,
+    csums: Vec<u32>,
+}
+impl_versioned!(Run, "extent run", version = 1, compat = 1, { start, phys, csums });
+
+    fn runs_of(s: &Shard) -> Vec<Run> {
+        let mut runs: Vec<Run> = Vec::new();
+        for (i, m) in s.mapped() {
+            match runs.last_mut() {
+                Some(r)
+                    if r.start as usize + r.csums.len() == i
+                        && r.phys + r.csums.len() as u64 == m.phys =>
+                {
+                    r.csums.push(m.csum)
+                }
+                _ => runs.push(Run {
+                    start: i as u16,
+                    phys: m.phys,
+                    csums: vec![m.csum],
+                }),
+            }
+        }
+        runs
+    }
+
+    fn oracle_bytes(s: &Shard) -> Vec<u8> {
+        let mut buf = Vec::new();
+        kalmar_common::encoding::encode_versioned(&mut buf, 1, 1, |buf| runs_of(s).encode(buf));
+        buf
+    }
+
     proptest! {
         #[test]
         fn shard_roundtrip(entries in proptest::collection::vec(proptest::option::of((0u64..100, any::<u32>())), 64)) {
@@ -175,7 +233,9 @@ mod tests {
             for (i, e) in entries.iter().enumerate() {
                 s.set(i, e.map(|(p, c)| BlockMap { phys: p * 3 + (i as u64 % 2), csum: c }));
             }
-            let back = Shard::from_bytes(&s.to_bytes()).expect("decodes");
+            let bytes = s.to_bytes();
+            prop_assert_eq!(&bytes, &oracle_bytes(&s), "same bytes as a list of runs");
+            let back = Shard::from_bytes(&bytes).expect("decodes");
             prop_assert_eq!(back, s);
         }
 
@@ -198,11 +258,13 @@ mod tests {
                 }),
             );
         }
-        assert_eq!(s.runs().len(), 1);
+        assert_eq!(runs_of(&s).len(), 1);
+        assert_eq!(s.to_bytes(), oracle_bytes(&s));
         // 64 crcs plus a few bytes of framing.
         assert!(s.to_bytes().len() < 64 * 4 + 40);
         s.set(10, None);
-        assert_eq!(s.runs().len(), 2);
+        assert_eq!(runs_of(&s).len(), 2);
+        assert_eq!(s.to_bytes(), oracle_bytes(&s));
         assert_eq!(shard_of(130), (2, 2));
     }
 }

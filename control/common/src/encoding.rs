@@ -55,11 +55,17 @@ pub trait Encode {
     /// a `Vec` whose length equals its capacity turns into `Bytes` without
     /// another allocation.
     fn to_bytes(&self) -> Vec<u8> {
-        with_scratch(|buf| {
-            self.encode(buf);
-            buf.as_slice().to_vec()
-        })
+        encode_exact(|buf| self.encode(buf))
     }
+}
+
+/// What `f` writes, in a buffer of exactly that length (built as
+/// [`Encode::to_bytes`] builds its own).
+pub fn encode_exact(f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    with_scratch(|buf| {
+        f(buf);
+        buf.as_slice().to_vec()
+    })
 }
 
 /// The scratch buffer keeps at most this much capacity between uses, so

@@ -137,13 +137,19 @@ impl SegmentedDecode for StoreOp {
             },
             5 => StoreOp::Remove,
             6 => {
-                let mut attrs = Vec::new();
-                for (k, v) in decode_pairs(d)? {
-                    let name = String::from_utf8(k.to_vec()).map_err(|e| DecodeError::Invalid {
-                        what: "xattr name",
-                        detail: e.to_string(),
+                // The same bytes as the pairs of an omap set, decoded
+                // straight into names and values.
+                let n = d.len_prefix(8, "store op pairs")?;
+                let mut attrs = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let name = std::str::from_utf8(d.bytes()?).map_err(|e| {
+                        DecodeError::Invalid {
+                            what: "xattr name",
+                            detail: e.to_string(),
+                        }
                     })?;
-                    attrs.push((name, v));
+                    let name = name.to_owned();
+                    attrs.push((name, Bytes::copy_from_slice(d.bytes()?)));
                 }
                 StoreOp::SetAttrs { attrs }
             }

@@ -14,7 +14,7 @@
 use std::ops::Bound;
 
 use bytes::Bytes;
-use kalmar_common::encoding::{Decode, DecodeError, Decoder, Encode};
+use kalmar_common::encoding::{encode_exact, Decode, DecodeError, Decoder, Encode};
 use kalmar_maps::Epoch;
 use kalmar_objectstore::{CollectionId, ObjectStore, StoreError, Transaction};
 use kalmar_peering::{
@@ -36,18 +36,18 @@ fn kv(key: &str, value: Vec<u8>) -> (Bytes, Bytes) {
 }
 
 fn entry_item(e: &PgLogEntry, fast: &PgFastInfo) -> Vec<u8> {
-    let mut v = Vec::with_capacity(160);
-    v.push(ITEM_ENTRY);
-    e.encode(&mut v);
-    fast.encode(&mut v);
-    v
+    encode_exact(|v| {
+        v.push(ITEM_ENTRY);
+        e.encode(v);
+        fast.encode(v);
+    })
 }
 
 fn dup_item(d: &PgLogDup) -> Vec<u8> {
-    let mut v = Vec::with_capacity(48);
-    v.push(ITEM_DUP);
-    d.encode(&mut v);
-    v
+    encode_exact(|v| {
+        v.push(ITEM_DUP);
+        d.encode(v);
+    })
 }
 
 /// One item of a PG's collection log, decoded.
