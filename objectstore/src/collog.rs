@@ -250,14 +250,19 @@ pub struct LogOp {
 
 impl Encode for LogOp {
     fn encode(&self, buf: &mut Vec<u8>) {
-        self.cid.as_str().encode(buf);
-        self.delta.cleared.encode(buf);
-        self.delta.trim.encode(buf);
-        (self.delta.appended.len() as u32).encode(buf);
-        for (k, v) in &self.delta.appended {
-            k.encode(buf);
-            kalmar_common::encoding::put_bytes(buf, v);
-        }
+        encode_log_op(&self.cid, &self.delta, buf)
+    }
+}
+
+/// A [`LogOp`]'s encoding from its parts (a batch's layer holds them).
+pub fn encode_log_op(cid: &CollectionId, delta: &LogDelta, buf: &mut Vec<u8>) {
+    cid.as_str().encode(buf);
+    delta.cleared.encode(buf);
+    delta.trim.encode(buf);
+    (delta.appended.len() as u32).encode(buf);
+    for (k, v) in &delta.appended {
+        k.encode(buf);
+        kalmar_common::encoding::put_bytes(buf, v);
     }
 }
 

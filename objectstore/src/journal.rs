@@ -32,6 +32,7 @@ use crate::collog::LogOp;
 use crate::device::{AlignedBuf, BlockDevice, IoOp};
 use crate::error::{DeviceError, StoreError};
 use crate::kv::KvOp;
+use crate::layer::Layer;
 use crate::layout::{
     record_crc, set_record_crc, stored_record_crc, Layout, RecordHeader, RecordKind, ZoneRange,
     BLOCK_SIZE, RECORD_HEADER_BYTES,
@@ -103,8 +104,48 @@ fn decode_extents(d: &mut Decoder<'_>, what: &'static str) -> Result<Vec<Extent>
 
 impl Encode for RecordMeta {
     fn encode(&self, buf: &mut Vec<u8>) {
+        self.encode_parts(
+            buf,
+            |buf| self.kv_ops.encode(buf),
+            |buf| self.logs.encode(buf),
+        );
+    }
+}
+
+impl RecordMeta {
+    /// The record metadata of a batch, whose database and log changes are
+    /// read from its layer (`kv_ops` and `logs` of `self` are not used):
+    /// the same bytes as a `RecordMeta` holding copies of them, without
+    /// the copies.
+    pub fn encode_from_layer(&self, layer: &Layer) -> Vec<u8> {
+        kalmar_common::encoding::encode_exact(|buf| {
+            self.encode_parts(
+                buf,
+                |buf| {
+                    let ops = layer.kv_op_refs();
+                    (ops.len() as u32).encode(buf);
+                    for op in ops {
+                        op.encode(buf);
+                    }
+                },
+                |buf| {
+                    (layer.logs().len() as u32).encode(buf);
+                    for (cid, delta) in layer.logs() {
+                        crate::collog::encode_log_op(cid, delta, buf);
+                    }
+                },
+            )
+        })
+    }
+
+    fn encode_parts(
+        &self,
+        buf: &mut Vec<u8>,
+        kv_ops: impl FnOnce(&mut Vec<u8>),
+        logs: impl FnOnce(&mut Vec<u8>),
+    ) {
         kalmar_common::encoding::encode_versioned(buf, 3, 3, |buf| {
-            self.kv_ops.encode(buf);
+            kv_ops(buf);
             (self.deferred.len() as u32).encode(buf);
             for r in &self.deferred {
                 r.phys.encode(buf);
@@ -123,7 +164,7 @@ impl Encode for RecordMeta {
             self.stats.objects.encode(buf);
             self.stats.stored_bytes.encode(buf);
             self.max_nid.encode(buf);
-            self.logs.encode(buf);
+            logs(buf);
         });
     }
 }
@@ -662,6 +703,37 @@ pub fn find_later_record(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A record encoded from a batch's layer has the bytes of one that
+    /// holds copies of the layer's changes, and decodes to them.
+    #[test]
+    fn record_meta_from_layer_matches_the_copied_form() {
+        use crate::collog::{LogDelta, LogOp};
+        use crate::types::CollectionId;
+        let mut layer = Layer::default();
+        layer.put(b"k1".to_vec(), b"v1".to_vec());
+        layer.delete(b"k0".to_vec());
+        layer.delete_range(b"r0".to_vec(), b"r9".to_vec());
+        let c = CollectionId::new("1.2_head").expect("cid");
+        let mut d = LogDelta::default();
+        d.trim(3);
+        d.append(7, bytes::Bytes::from_static(b"entry"));
+        layer.merge_log(&c, &d);
+        let meta = RecordMeta {
+            max_nid: 42,
+            allocs: vec![Extent { start: 8, len: 2 }],
+            ..Default::default()
+        };
+        let copied = RecordMeta {
+            kv_ops: layer.kv_ops(),
+            logs: vec![LogOp { cid: c, delta: d }],
+            ..meta.clone()
+        };
+        let bytes = meta.encode_from_layer(&layer);
+        assert_eq!(bytes, copied.to_bytes());
+        assert_eq!(RecordMeta::from_bytes(&bytes).expect("decodes"), copied);
+        assert_eq!(copied.kv_ops.len(), 3);
+    }
     use crate::device::{FaultConfig, FaultyDevice};
 
     fn layout() -> Layout {

@@ -18,7 +18,7 @@ use std::ops::Bound;
 
 use crate::collog::{LogDelta, LogDeltas};
 use crate::error::StoreError;
-use crate::kv::{KvOp, KvRead};
+use crate::kv::{KvOp, KvOpRef, KvRead};
 use crate::types::CollectionId;
 
 /// Disjoint key ranges `[start, end)`, merged as they are added.
@@ -241,18 +241,41 @@ impl Layer {
     /// The database operations of the layer's keys (records carry the log
     /// changes apart, see [`Layer::logs`]).
     pub fn kv_ops(&self) -> Vec<KvOp> {
-        let mut ops: Vec<KvOp> = self
+        self.kv_op_refs().map(KvOpRef::to_owned).collect()
+    }
+
+    /// [`Layer::kv_ops`] borrowed, in the same order.
+    pub fn kv_op_refs(&self) -> impl ExactSizeIterator<Item = KvOpRef<'_>> + '_ {
+        let dels = self
             .range_dels
             .iter()
-            .map(|(s, e)| KvOp::DeleteRange(s.clone(), e.clone()))
-            .collect();
-        ops.extend(self.entries.iter().map(|(k, v)| match v {
-            Some(v) => KvOp::Put(k.clone(), v.clone()),
-            None => KvOp::Delete(k.clone()),
-        }));
-        ops
+            .map(|(s, e)| KvOpRef::DeleteRange(s, e));
+        let points = self.entries.iter().map(|(k, v)| match v {
+            Some(v) => KvOpRef::Put(k, v),
+            None => KvOpRef::Delete(k),
+        });
+        let n = self.range_dels.len() + self.entries.len();
+        ExactLen(dels.chain(points), n)
     }
 }
+
+/// An iterator whose length is known ahead (a chain is not
+/// `ExactSizeIterator`).
+struct ExactLen<I>(I, usize);
+
+impl<I: Iterator> Iterator for ExactLen<I> {
+    type Item = I::Item;
+    fn next(&mut self) -> Option<I::Item> {
+        let v = self.0.next()?;
+        self.1 -= 1;
+        Some(v)
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.1, Some(self.1))
+    }
+}
+
+impl<I: Iterator> ExactSizeIterator for ExactLen<I> {}
 
 /// Layers (newest first) above the database, read as one.
 pub struct LayeredRead<'a> {

@@ -5,7 +5,6 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
-use kalmar_common::encoding::Encode;
 
 use super::publish::Written;
 use super::{CommitEngine, Queued, Token};
@@ -191,7 +190,7 @@ impl CommitEngine {
         prepared: Prepared,
     ) -> Result<Written, (StoreError, Option<Prepared>)> {
         let sector = self.sh.layout.sector;
-        let meta_bytes = prepared.meta.to_bytes();
+        let meta_bytes = prepared.meta.encode_from_layer(&prepared.layer);
         let sectors = record_sectors(meta_bytes.len(), prepared.blocks.len(), sector);
         let Some(place) = self.ring.place(sectors) else {
             return Err((

@@ -44,24 +44,57 @@ impl KvOp {
     }
 }
 
-impl Encode for KvOp {
-    fn encode(&self, buf: &mut Vec<u8>) {
+/// A [`KvOp`] over borrowed bytes: what a journal record is encoded
+/// from, straight out of the batch's layer.
+#[derive(Debug, Clone, Copy)]
+pub enum KvOpRef<'a> {
+    Put(&'a [u8], &'a [u8]),
+    Delete(&'a [u8]),
+    DeleteRange(&'a [u8], &'a [u8]),
+}
+
+impl KvOpRef<'_> {
+    pub fn to_owned(self) -> KvOp {
         match self {
-            KvOp::Put(k, v) => {
+            KvOpRef::Put(k, v) => KvOp::Put(k.to_vec(), v.to_vec()),
+            KvOpRef::Delete(k) => KvOp::Delete(k.to_vec()),
+            KvOpRef::DeleteRange(s, e) => KvOp::DeleteRange(s.to_vec(), e.to_vec()),
+        }
+    }
+
+    pub fn encode(self, buf: &mut Vec<u8>) {
+        match self {
+            KvOpRef::Put(k, v) => {
                 buf.push(1);
                 put_bytes(buf, k);
                 put_bytes(buf, v);
             }
-            KvOp::Delete(k) => {
+            KvOpRef::Delete(k) => {
                 buf.push(2);
                 put_bytes(buf, k);
             }
-            KvOp::DeleteRange(s, e) => {
+            KvOpRef::DeleteRange(s, e) => {
                 buf.push(3);
                 put_bytes(buf, s);
                 put_bytes(buf, e);
             }
         }
+    }
+}
+
+impl KvOp {
+    pub fn as_ref(&self) -> KvOpRef<'_> {
+        match self {
+            KvOp::Put(k, v) => KvOpRef::Put(k, v),
+            KvOp::Delete(k) => KvOpRef::Delete(k),
+            KvOp::DeleteRange(s, e) => KvOpRef::DeleteRange(s, e),
+        }
+    }
+}
+
+impl Encode for KvOp {
+    fn encode(&self, buf: &mut Vec<u8>) {
+        self.as_ref().encode(buf)
     }
 }
 

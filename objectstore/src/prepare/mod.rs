@@ -104,6 +104,8 @@ const MAX_COLLS_SEEN: usize = 64;
 
 /// What a prepared batch hands to the journal writer.
 pub struct Prepared {
+    /// The record's metadata but its database and log changes (empty
+    /// here: they are read from `layer` when the record is encoded).
     pub meta: RecordMeta,
     /// The metadata changes, for later batches (until the record is
     /// durable) and then for readers.
@@ -341,18 +343,12 @@ impl<'a> Batch<'a> {
             })
             .collect();
         let layer = self.kv.freeze();
-        let logs = layer
-            .logs()
-            .iter()
-            .map(|(cid, delta)| crate::collog::LogOp {
-                cid: cid.clone(),
-                delta: delta.clone(),
-            })
-            .collect();
         Prepared {
+            // The database and log changes stay in the layer; the record
+            // is encoded from it (`RecordMeta::encode_from_layer`).
             meta: RecordMeta {
-                kv_ops: layer.kv_ops(),
-                logs,
+                kv_ops: Vec::new(),
+                logs: Vec::new(),
                 deferred: runs,
                 big: big_runs,
                 allocs: self.allocs,
