@@ -71,7 +71,7 @@ pub fn parse_onode(key: &[u8]) -> Option<(CollectionId, ObjectId)> {
     let coll = key.get(2..2 + n)?;
     let name = key.get(2 + n..)?;
     let c = CollectionId::new(std::str::from_utf8(coll).ok()?).ok()?;
-    let o = ObjectId::new(name.to_vec()).ok()?;
+    let o = ObjectId::new(name).ok()?;
     Some((c, o))
 }
 

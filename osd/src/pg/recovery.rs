@@ -47,7 +47,7 @@ async fn scan(
     };
     let mut start = match begin {
         ObjectBound::Min => None,
-        ObjectBound::Object(name) => ObjectId::new(name.as_bytes().to_vec()).ok(),
+        ObjectBound::Object(name) => ObjectId::new(&name).ok(),
         ObjectBound::Max => return Ok(out),
     };
     loop {
@@ -120,7 +120,7 @@ impl PgActor {
     /// Writes one pushed chunk into `t`: the first replaces any local
     /// copy, the last sets the xattrs and omap.
     async fn add_pushed_chunk(&self, t: &mut Transaction, push: &PgPush) -> bool {
-        let Ok(o) = ObjectId::new(push.oid.as_bytes().to_vec()) else {
+        let Ok(o) = ObjectId::new(&push.oid) else {
             return false;
         };
         if push.data_offset > 0 {
@@ -378,7 +378,7 @@ impl PgActor {
         if r.interval != self.interval() {
             return;
         }
-        let Ok(o) = ObjectId::new(r.oid.as_bytes().to_vec()) else {
+        let Ok(o) = ObjectId::new(&r.oid) else {
             return;
         };
         match self.svc.store.stat_async(&self.coll, &o).await {

@@ -234,7 +234,7 @@ impl PgActor {
             return;
         }
         let oid = op.req.oid.clone();
-        let Ok(o) = ObjectId::new(oid.as_bytes().to_vec()) else {
+        let Ok(o) = ObjectId::new(&oid) else {
             let e = self.epoch;
             return self.answer_error(op, -errno::EINVAL, e, "invalid object name");
         };
@@ -515,7 +515,7 @@ impl PgActor {
         let obj = if op.ops.is_empty() {
             None
         } else {
-            match ObjectId::new(op.oid.as_bytes().to_vec()) {
+            match ObjectId::new(&op.oid) {
                 Ok(o) => Some(o),
                 Err(e) => {
                     reply(&from, fail(-errno::EINVAL).to_message());
