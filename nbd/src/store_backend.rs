@@ -102,7 +102,7 @@ impl StoreBackend {
             )));
         }
         let cid = CollectionId::new(opts.collection.clone()).map_err(store_err)?;
-        let header = ObjectId::new(&HEADER_OBJECT).map_err(store_err)?;
+        let header = ObjectId::new(HEADER_OBJECT).map_err(store_err)?;
         if store.collection_exists(&cid).map_err(store_err)? {
             let stored = |name: &str| -> Result<Option<u64>, BackendError> {
                 let v = store.getattr(&cid, &header, name).map_err(|e| match e {

@@ -234,8 +234,8 @@ mod tests {
     #[test]
     fn onode_keys_roundtrip_and_sort_within_collection() {
         let c = CollectionId::new("1.1f_head").expect("cid");
-        let a = ObjectId::new(b"a".to_vec()).expect("oid");
-        let b = ObjectId::new(b"ab".to_vec()).expect("oid");
+        let a = ObjectId::new(b"a").expect("oid");
+        let b = ObjectId::new(b"ab").expect("oid");
         assert_eq!(parse_onode(&onode(&c, &a)), Some((c.clone(), a.clone())));
         assert!(onode(&c, &a) < onode(&c, &b));
         assert!(onode(&c, &a).starts_with(&onode_prefix(&c)));

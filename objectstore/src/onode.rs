@@ -68,8 +68,6 @@ impl Default for Shard {
     }
 }
 
-/// A run of physically contiguous blocks, as encoded.
-
 impl Shard {
     pub fn get(&self, i: usize) -> Option<BlockMap> {
         self.blocks.get(i).copied().flatten()
@@ -192,13 +190,13 @@ mod tests {
 
     /// The shard format as a list of structs: the oracle for the direct
     /// encoding above.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-struct Run {
-    start: u16,
-    phys: u64,
-    csums: Vec<u32>,
-}
-impl_versioned!(Run, "extent run", version = 1, compat = 1, { start, phys, csums });
+    #[derive(Debug, Clone, PartialEq, Eq, Default)]
+    struct Run {
+        start: u16,
+        phys: u64,
+        csums: Vec<u32>,
+    }
+    impl_versioned!(Run, "extent run", version = 1, compat = 1, { start, phys, csums });
 
     fn runs_of(s: &Shard) -> Vec<Run> {
         let mut runs: Vec<Run> = Vec::new();

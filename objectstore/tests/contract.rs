@@ -450,7 +450,7 @@ fn long_names_and_many_objects_list_in_order() {
     assert_eq!(listed, names, "every object once, in bytewise order");
     assert_eq!(pages, names.len().div_ceil(333));
     // From a start that names no object: the objects at or after it.
-    let between = ObjectId::new(b"rbd_data.00000100x".to_vec()).expect("name");
+    let between = ObjectId::new(b"rbd_data.00000100x").expect("name");
     let (page, _) = fs.s().collection_list(&c, Some(&between), 5).expect("list");
     let expect: Vec<Vec<u8>> = names
         .iter()

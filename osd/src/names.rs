@@ -47,11 +47,11 @@ pub fn parse_pg_collection(c: &CollectionId) -> Option<PgId> {
 }
 
 pub fn pgmeta_oid() -> ObjectId {
-    ObjectId::new(&PGMETA_OID).expect("the pgmeta name is valid")
+    ObjectId::new(PGMETA_OID).expect("the pgmeta name is valid")
 }
 
 pub fn scrub_oid() -> ObjectId {
-    ObjectId::new(&SCRUB_OID).expect("the scrub record's name is valid")
+    ObjectId::new(SCRUB_OID).expect("the scrub record's name is valid")
 }
 
 /// Whether a stored name is one of the OSD's own objects.
@@ -74,7 +74,7 @@ pub fn check_object_name(name: &str, max_len: usize) -> Result<ObjectId, String>
     if is_internal(name.as_bytes()) {
         return Err("object names may not start with a NUL byte".into());
     }
-    ObjectId::new(&name).map_err(|e: StoreError| e.to_string())
+    ObjectId::new(name).map_err(|e: StoreError| e.to_string())
 }
 
 /// The stored name of a user xattr.

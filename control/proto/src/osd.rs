@@ -142,12 +142,11 @@ impl SegmentedDecode for StoreOp {
                 let n = d.len_prefix(8, "store op pairs")?;
                 let mut attrs = Vec::with_capacity(n);
                 for _ in 0..n {
-                    let name = std::str::from_utf8(d.bytes()?).map_err(|e| {
-                        DecodeError::Invalid {
+                    let name =
+                        std::str::from_utf8(d.bytes()?).map_err(|e| DecodeError::Invalid {
                             what: "xattr name",
                             detail: e.to_string(),
-                        }
-                    })?;
+                        })?;
                     let name = name.to_owned();
                     attrs.push((name, Bytes::copy_from_slice(d.bytes()?)));
                 }

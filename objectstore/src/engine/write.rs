@@ -5,7 +5,6 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
-
 use super::publish::Written;
 use super::{CommitEngine, Queued, Token};
 use crate::device::{shared_aligned_bytes, IoBuf, IoOp, QueuedOp};

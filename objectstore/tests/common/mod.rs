@@ -23,7 +23,7 @@ pub fn cid(s: &str) -> CollectionId {
 }
 
 pub fn oid(s: &str) -> ObjectId {
-    ObjectId::new(&s).expect("valid object name")
+    ObjectId::new(s).expect("valid object name")
 }
 
 /// Settings that exercise the interesting paths on small devices: small

@@ -213,7 +213,7 @@ impl PgActor {
     /// transaction).
     async fn add_persist(&mut self, t: &mut Transaction, w: &PgWrite) {
         for oid in &w.remove_objects {
-            let Ok(o) = ObjectId::new(&oid) else {
+            let Ok(o) = ObjectId::new(oid) else {
                 continue;
             };
             match self.svc.store.stat_async(&self.coll, &o).await {

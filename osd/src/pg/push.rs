@@ -160,8 +160,7 @@ impl PgActor {
     /// data (and, on the last, the xattrs and omap).
     async fn send_object(&mut self, base: &PgPush, dest: Dest<'_>) -> Result<(), SendFailure> {
         let store = self.svc.store.clone();
-        let o = ObjectId::new(&base.oid)
-            .map_err(|e| SendFailure::Failed(e.to_string()))?;
+        let o = ObjectId::new(&base.oid).map_err(|e| SendFailure::Failed(e.to_string()))?;
         let failed = |e: StoreError| SendFailure::Failed(e.to_string());
         let size = match store.stat_async(&self.coll, &o).await {
             Ok(st) => st.size_bytes,

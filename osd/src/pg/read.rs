@@ -160,7 +160,7 @@ async fn execute(
     mut budget: u64,
 ) -> (OsdOpReply, Option<Eversion>) {
     let mut reply = OsdOpReply::default();
-    let o = ObjectId::new(&oid).ok();
+    let o = ObjectId::new(oid).ok();
     let mut attrs: Option<Vec<(String, Bytes)>> = None;
     let mut corrupt = false;
     for op in ops {
@@ -371,7 +371,7 @@ async fn list(
     let mut start = if start_after.is_empty() {
         None
     } else {
-        ObjectId::new(&start_after).ok()
+        ObjectId::new(start_after).ok()
     };
     let mut more = false;
     loop {

@@ -47,7 +47,7 @@ async fn scan(
     };
     let mut start = match begin {
         ObjectBound::Min => None,
-        ObjectBound::Object(name) => ObjectId::new(&name).ok(),
+        ObjectBound::Object(name) => ObjectId::new(name).ok(),
         ObjectBound::Max => return Ok(out),
     };
     loop {

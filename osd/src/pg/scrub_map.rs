@@ -48,7 +48,7 @@ async fn list_range(
     let mut out = Vec::new();
     let mut start = match &range.start {
         ObjectBound::Min => None,
-        ObjectBound::Object(o) => ObjectId::new(&o).ok(),
+        ObjectBound::Object(o) => ObjectId::new(o).ok(),
         ObjectBound::Max => return Ok((out, false)),
     };
     loop {

@@ -339,7 +339,7 @@ mod tests {
             // Refused by the store after admission: a write into a
             // collection that does not exist.
             let mut bad = Transaction::new();
-            let o = kalmar_objectstore::ObjectId::new(b"x".to_vec()).expect("name");
+            let o = kalmar_objectstore::ObjectId::new(b"x").expect("name");
             bad.write(
                 &CollectionId::new("pg_1.1").expect("cid"),
                 &o,

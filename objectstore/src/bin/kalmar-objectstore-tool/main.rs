@@ -176,7 +176,7 @@ fn cid(s: &str) -> Result<CollectionId> {
 }
 
 fn oid(s: &str) -> Result<ObjectId> {
-    ObjectId::new(&s).map_err(Into::into)
+    ObjectId::new(s).map_err(Into::into)
 }
 
 fn mkfs(
