@@ -131,7 +131,7 @@ pub use completion::{pair, Commit, Completer, Completion, ReadFuture};
 pub use engine::{CommitEngine, Notify};
 pub use error::{DeviceError, Result, StoreError};
 pub use fsck::FsckReport;
-pub use settings::{Drive, KvHandle, MkfsOptions, MountOptions, PlacementFn, StoreSettings};
+pub use settings::{Drive, KvHandle, Media, MkfsOptions, MountOptions, PlacementFn, StoreSettings};
 pub use store::{default_db_path, default_placement, ObjectStore, Placement};
 pub use txn::{Op, Transaction};
 pub use types::{BlockLocation, CollectionId, ObjectId, ObjectStat, StatFs};

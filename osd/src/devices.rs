@@ -377,6 +377,15 @@ pub fn choose_class(dev: &Path, override_class: Option<&str>) -> Option<String> 
     disk_name_of(dev).map(|name| inspect_disk(&name).device_class.to_string())
 }
 
+/// The store's media for a device class: `hdd` is rotational, every
+/// other class (ssd, nvme, a custom one) gets the SSD defaults.
+pub fn media_of_class(class: Option<&str>) -> kalmar_objectstore::Media {
+    match class {
+        Some("hdd") => kalmar_objectstore::Media::Rotational,
+        _ => kalmar_objectstore::Media::Solid,
+    }
+}
+
 /// A stable name for a device: its `/dev/disk/by-id` link if it has one
 /// (device letters move between boots), else the path given.
 pub fn stable_path(dev: &Path) -> PathBuf {
@@ -461,6 +470,25 @@ fn human_size(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_hdd_gets_the_rotational_store_defaults() {
+        use kalmar_objectstore::{Media, StoreSettings};
+        assert_eq!(media_of_class(Some("hdd")), Media::Rotational);
+        for c in [None, Some("ssd"), Some("nvme"), Some("fast")] {
+            assert_eq!(media_of_class(c), Media::Solid, "{c:?}");
+        }
+        let (hdd, ssd) = (
+            StoreSettings::for_media(Media::Rotational),
+            StoreSettings::for_media(Media::Solid),
+        );
+        // Deeper batches of home writes, fewer reads in flight, same
+        // deferred threshold.
+        assert!(hdd.apply_min_bytes > ssd.apply_min_bytes);
+        assert!(hdd.apply_max_delay_ms > ssd.apply_max_delay_ms);
+        assert!(hdd.apply_batch_ios < ssd.apply_batch_ios);
+        assert_eq!(hdd.deferred_max_bytes, ssd.deferred_max_bytes);
+    }
 
     #[test]
     fn classes_follow_ceph() {

@@ -298,14 +298,14 @@ fn main() -> anyhow::Result<()> {
                 .conf
                 .get::<bool>(&s.entity, "osd_class_update_on_start")?
                 .unwrap_or(true);
-            let device_class = if update_class {
-                kalmar_osd::devices::choose_class(
-                    &common.device,
-                    s.conf.get::<String>(&s.entity, "osd_class")?.as_deref(),
-                )
-            } else {
-                None
-            };
+            // The class also picks the store's HDD or SSD defaults.
+            let class = kalmar_osd::devices::choose_class(
+                &common.device,
+                s.conf.get::<String>(&s.entity, "osd_class")?.as_deref(),
+            );
+            let media = kalmar_osd::devices::media_of_class(class.as_deref());
+            tracing::info!(class = ?class, ?media, "store defaults for the device");
+            let device_class = if update_class { class } else { None };
             let cfg = RunConfig {
                 device_class,
                 id: common.id,
@@ -315,7 +315,10 @@ fn main() -> anyhow::Result<()> {
                 admin_socket,
                 bind_ip,
                 opts,
-                mount: MountOptions::default(),
+                mount: MountOptions {
+                    settings: kalmar_objectstore::StoreSettings::for_media(media),
+                    ..MountOptions::default()
+                },
                 identity,
             };
             // Shard 0 is this thread: it runs the daemon and its PGs; the
