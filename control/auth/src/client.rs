@@ -87,44 +87,53 @@ impl ClientAuth {
             .cloned()
     }
 
-    /// The opening for an acceptor of `target`, or `None` to offer no
-    /// authentication (no key, or no valid ticket for that service).
-    pub fn request(
-        &self,
-        target: Service,
-        now_unix_secs: u64,
-    ) -> Result<Option<(AuthRequest, PendingClient)>, AuthError> {
-        let (key, ticket) = match target {
-            Service::Mon => match &self.key {
-                Some(k) => (*k.secret(), None),
-                None => return Ok(None),
-            },
-            _ => match self.ticket(target, now_unix_secs) {
-                Some(t) => (t.session_key, Some(t.ticket)),
-                None => return Ok(None),
-            },
-        };
+    /// The opening of a handshake, or `None` to offer no authentication
+    /// (an entity with no key and no tickets).
+    pub fn request(&self, now_unix_secs: u64) -> Result<Option<(AuthRequest, PendingClient)>, AuthError> {
+        let any_ticket = [Service::Osd, Service::Mgr]
+            .iter()
+            .any(|s| self.has_ticket(*s, now_unix_secs));
+        if self.key.is_none() && !any_ticket {
+            return Ok(None);
+        }
         let client_nonce = new_nonce()?;
         let req = AuthRequest {
             method: METHOD_CEPHX,
             client_nonce,
-            ticket,
         };
         let pending = PendingClient {
-            key,
+            key: [0; SECRET_BYTES],
             client_nonce,
             server_nonce: None,
-            to_mon: target == Service::Mon,
+            to_mon: false,
         };
         Ok(Some((req, pending)))
     }
 
-    /// Answers the acceptor's challenge.
-    pub fn prove(&self, p: &mut PendingClient, ch: &AuthChallenge) -> AuthProof {
+    /// Answers the acceptor's challenge: with the entity's key to the mon,
+    /// with the ticket for its service to an OSD or the mgr.
+    pub fn prove(
+        &self,
+        p: &mut PendingClient,
+        ch: &AuthChallenge,
+        now_unix_secs: u64,
+    ) -> Result<AuthProof, AuthError> {
+        let (key, ticket) = match ch.service {
+            Service::Mon => (*self.key.as_ref().ok_or(AuthError::NoKey)?.secret(), None),
+            s => {
+                let t = self
+                    .ticket(s, now_unix_secs)
+                    .ok_or(AuthError::NoTicket(s))?;
+                (t.session_key, Some(t.ticket))
+            }
+        };
+        p.key = key;
+        p.to_mon = ch.service == Service::Mon;
         p.server_nonce = Some(ch.server_nonce);
-        AuthProof {
-            proof: proof(&p.key, b"client", &self.entity, &p.client_nonce, &ch.server_nonce),
-        }
+        Ok(AuthProof {
+            ticket,
+            proof: proof(&key, b"client", &self.entity, &p.client_nonce, &ch.server_nonce),
+        })
     }
 
     /// Checks that the acceptor holds the same key (it is genuine) and

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use kalmar_common::encoding::{Blob, Decode, Encode};
 
-use crate::proto::{AuthReply, AuthRequest};
+use crate::proto::{AuthChallenge, AuthProof, AuthReply, AuthRequest};
 use crate::*;
 
 const NOW: u64 = 1_000_000;
@@ -53,15 +53,18 @@ fn run(
     target: Service,
     now: u64,
 ) -> Result<AuthedPeer, AuthError> {
-    let req = client.request(target, now)?;
+    let req = client.request(now)?;
     let wire_req = req
         .as_ref()
         .map(|(r, _)| AuthRequest::from_bytes(&r.to_bytes()).expect("decode"));
-    match server.begin(client.entity(), wire_req.as_ref(), now)? {
+    match server.begin(client.entity(), wire_req.as_ref())? {
         ServerStep::Accept(peer) => Ok(peer),
         ServerStep::Challenge(pending, challenge) => {
+            assert_eq!(challenge.service, target);
+            let challenge = AuthChallenge::from_bytes(&challenge.to_bytes()).expect("decode");
             let (_, mut cp) = req.ok_or(AuthError::OutOfOrder)?;
-            let proof = client.prove(&mut cp, &challenge);
+            let proof = client.prove(&mut cp, &challenge, now)?;
+            let proof = AuthProof::from_bytes(&proof.to_bytes()).expect("decode");
             let (reply, peer) = server.finish(&pending, &proof, now)?;
             let reply = AuthReply::from_bytes(&reply.to_bytes()).expect("decode");
             let ck = client.finish(&cp, &reply)?;
@@ -147,19 +150,36 @@ fn posing_as_an_osd_and_expired_tickets_are_refused() {
         run(&client, &fake, Service::Osd, NOW),
         Err(AuthError::UnknownSecret(Service::Osd, _))
     ));
-    // A client without a ticket offers nothing, which cephx refuses.
+    // A client without a key or ticket offers nothing, which cephx refuses.
     let fresh = ClientAuth::new("client.a", None);
     assert_eq!(run(&fresh, &osd_server(&osd), Service::Osd, NOW), Err(AuthError::Required));
+    // A client with a key but no ticket cannot answer an OSD's challenge.
+    let keyed = ClientAuth::new("client.a", Some(CryptoKey::generate().expect("rng")));
+    assert_eq!(
+        run(&keyed, &osd_server(&osd), Service::Osd, NOW),
+        Err(AuthError::NoTicket(Service::Osd))
+    );
     // An expired ticket: the client no longer offers it...
     assert!(!client.has_ticket(Service::Osd, NOW + 61));
+    assert_eq!(
+        run(&client, &osd_server(&osd), Service::Osd, NOW + 61),
+        Err(AuthError::NoTicket(Service::Osd))
+    );
     // ...and the OSD refuses it when shown anyway.
-    let (mut req, _) = client.request(Service::Osd, NOW).expect("ok").expect("ticket");
-    req.client_nonce = [1; 16];
-    let begun = osd_server(&osd).begin("client.a", Some(&req), NOW + 61);
-    assert!(matches!(begun, Err(AuthError::TicketExpired { .. })));
+    let shown = |peer: &str, at: u64| {
+        let (req, mut cp) = client.request(NOW).expect("ok").expect("req");
+        let server = osd_server(&osd);
+        let ServerStep::Challenge(pending, ch) = server.begin(peer, Some(&req)).expect("begin")
+        else {
+            panic!("expected a challenge")
+        };
+        let proof = client.prove(&mut cp, &ch, NOW).expect("ticket");
+        server.finish(&pending, &proof, at).map(|_| ())
+    };
+    assert!(matches!(shown("client.a", NOW + 61), Err(AuthError::TicketExpired { .. })));
     // A ticket shown by another entity is refused.
-    let begun = osd_server(&osd).begin("client.b", Some(&req), NOW);
-    assert!(matches!(begun, Err(AuthError::TicketEntity { .. })));
+    assert!(matches!(shown("client.b", NOW), Err(AuthError::TicketEntity { .. })));
+    assert_eq!(shown("client.a", NOW), Ok(()));
 }
 
 #[test]
@@ -168,15 +188,15 @@ fn replayed_exchange_and_tampered_ticket_are_refused() {
     let key = c.add("client.a", &[("mon", "allow r")]);
     let client = ClientAuth::new("client.a", Some(key));
     // Record one full exchange...
-    let (req, mut cp) = client.request(Service::Mon, NOW).expect("ok").expect("req");
-    let ServerStep::Challenge(pending, ch) = c.mon.begin("client.a", Some(&req), NOW).expect("begin")
+    let (req, mut cp) = client.request(NOW).expect("ok").expect("req");
+    let ServerStep::Challenge(pending, ch) = c.mon.begin("client.a", Some(&req)).expect("begin")
     else {
         panic!("expected a challenge")
     };
-    let recorded = client.prove(&mut cp, &ch);
+    let recorded = client.prove(&mut cp, &ch, NOW).expect("key");
     c.mon.finish(&pending, &recorded, NOW).expect("genuine");
     // ...and replay it: the mon's new challenge makes the old proof wrong.
-    let ServerStep::Challenge(pending2, _) = c.mon.begin("client.a", Some(&req), NOW).expect("begin")
+    let ServerStep::Challenge(pending2, _) = c.mon.begin("client.a", Some(&req)).expect("begin")
     else {
         panic!("expected a challenge")
     };
@@ -196,15 +216,18 @@ fn replayed_exchange_and_tampered_ticket_are_refused() {
     let osd = ClientAuth::new("osd.0", Some(okey));
     run(&osd, &c.mon, Service::Mon, NOW).expect("osd");
     run(&client, &c.mon, Service::Mon, NOW).expect("client");
-    let (mut req, _) = client.request(Service::Osd, NOW).expect("ok").expect("ticket");
-    if let Some(t) = req.ticket.as_mut() {
+    let (req, mut cp) = client.request(NOW).expect("ok").expect("req");
+    let server = osd_server(&osd);
+    let ServerStep::Challenge(pending, ch) = server.begin("client.a", Some(&req)).expect("begin")
+    else {
+        panic!("expected a challenge")
+    };
+    let mut proof = client.prove(&mut cp, &ch, NOW).expect("ticket");
+    if let Some(t) = proof.ticket.as_mut() {
         let last = t.blob.0.len() - 1;
         t.blob.0[last] ^= 1;
     }
-    assert!(matches!(
-        osd_server(&osd).begin("client.a", Some(&req), NOW),
-        Err(AuthError::BadTicket)
-    ));
+    assert!(matches!(server.finish(&pending, &proof, NOW), Err(AuthError::BadTicket)));
 }
 
 #[test]

@@ -90,8 +90,10 @@ pub enum AuthError {
     BadGrant,
     #[error("authentication messages out of order")]
     OutOfOrder,
-    #[error("the peer requires authentication and this entity has no key")]
+    #[error("the mon asks for this entity's key and it has none (no keyring?)")]
     NoKey,
+    #[error("no valid ticket for the {0:?} service (authenticate with the mon first)")]
+    NoTicket(Service),
     #[error("crypto: {0}")]
     Crypto(String),
 }

@@ -4,14 +4,15 @@
 //!
 //! ```text
 //! connector                                   acceptor
-//!   Hello + AuthRequest{client_nonce, [ticket]}  ->
-//!                         <- AuthChallenge{server_nonce}
-//!   AuthProof{mac(K, client, nonces)}            ->
+//!   Hello + AuthRequest{client_nonce}            ->
+//!                <- AuthChallenge{service, server_nonce}
+//!   AuthProof{[ticket], mac(K, client, nonces)}  ->
 //!                         <- HelloReply + AuthReply{mac(K, server, nonces), sealed grant}
 //! ```
 //!
 //! `K` is the entity's own secret when talking to the mon, or the session
-//! key inside a ticket when talking to an OSD or the mgr. Neither ever
+//! key inside a ticket when talking to an OSD or the mgr (the challenge
+//! names the acceptor's service, so the connector need not know it). Neither ever
 //! crosses the wire in the clear; both nonces feed every proof, so a
 //! recorded exchange replayed against a new challenge fails.
 
@@ -62,23 +63,26 @@ impl_versioned!(Ticket, "ticket", version = 1, compat = 1,
 pub struct AuthRequest {
     pub method: u8,
     pub client_nonce: AuthNonce,
-    /// Present when authenticating to an OSD or mgr.
-    pub ticket: Option<SealedTicket>,
 }
 impl_versioned!(AuthRequest, "auth request", version = 1, compat = 1,
-    { method, client_nonce, ticket });
+    { method, client_nonce });
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthChallenge {
+    /// What the acceptor is: the mon checks entity keys, the others tickets.
+    pub service: Service,
     pub server_nonce: AuthNonce,
 }
-impl_versioned!(AuthChallenge, "auth challenge", version = 1, compat = 1, { server_nonce });
+impl_versioned!(AuthChallenge, "auth challenge", version = 1, compat = 1,
+    { service, server_nonce });
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthProof {
+    /// Present when authenticating to an OSD or mgr.
+    pub ticket: Option<SealedTicket>,
     pub proof: Mac32,
 }
-impl_versioned!(AuthProof, "auth proof", version = 1, compat = 1, { proof });
+impl_versioned!(AuthProof, "auth proof", version = 1, compat = 1, { ticket, proof });
 
 /// The acceptor's answer, carried in its hello reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,9 +144,13 @@ mod tests {
         let req = AuthRequest {
             method: METHOD_CEPHX,
             client_nonce: [9; NONCE_BYTES],
-            ticket: Some(t.clone()),
         };
         assert_eq!(AuthRequest::from_bytes(&req.to_bytes()).expect("rt"), req);
+        let proof = AuthProof {
+            ticket: Some(t.clone()),
+            proof: [3; 32],
+        };
+        assert_eq!(AuthProof::from_bytes(&proof.to_bytes()).expect("rt"), proof);
         let g = Grant {
             global_id: 7,
             caps: [("mon".to_string(), "allow r".to_string())].into(),

@@ -51,13 +51,8 @@ impl AuthedPeer {
 /// A challenge issued and not yet answered.
 pub struct PendingServer {
     entity: String,
-    key: [u8; SECRET_BYTES],
     client_nonce: AuthNonce,
     server_nonce: AuthNonce,
-    global_id: u64,
-    caps_text: BTreeMap<String, String>,
-    /// The peer came with a ticket (no grant to send back).
-    by_ticket: bool,
 }
 
 /// What [`ServerAuth::begin`] decided.
@@ -113,14 +108,17 @@ pub(crate) fn connection_key(
     k
 }
 
+/// The key a proof is checked with, and who it names.
+struct Resolved {
+    key: [u8; SECRET_BYTES],
+    global_id: u64,
+    caps_text: BTreeMap<String, String>,
+    by_ticket: bool,
+}
+
 impl ServerAuth {
     /// Reads the peer's request (`None`: it offered no authentication).
-    pub fn begin(
-        &self,
-        peer: &str,
-        req: Option<&AuthRequest>,
-        now_unix_secs: u64,
-    ) -> Result<ServerStep, AuthError> {
+    pub fn begin(&self, peer: &str, req: Option<&AuthRequest>) -> Result<ServerStep, AuthError> {
         let Some(req) = req else {
             return match self.mode {
                 AuthMode::None => Ok(ServerStep::Accept(AuthedPeer::anonymous())),
@@ -130,41 +128,51 @@ impl ServerAuth {
         if req.method != METHOD_CEPHX {
             return Err(AuthError::Method(req.method));
         }
-        let (key, global_id, caps_text, by_ticket) = match &req.ticket {
-            Some(t) => {
-                let ticket = self.open_ticket(t, now_unix_secs)?;
-                if ticket.entity != peer {
-                    return Err(AuthError::TicketEntity {
-                        ticket: ticket.entity,
-                        peer: peer.to_string(),
-                    });
-                }
-                (ticket.session_key, ticket.global_id, ticket.caps, true)
-            }
-            None => {
-                if self.service != Service::Mon {
-                    return Err(AuthError::TicketNeeded(self.service));
-                }
-                let (key, caps) = self
-                    .keys
-                    .entity(peer)
-                    .ok_or_else(|| AuthError::UnknownEntity(peer.to_string()))?;
-                (*key.secret(), self.keys.new_global_id(), caps, false)
-            }
-        };
         let challenge = AuthChallenge {
+            service: self.service,
             server_nonce: new_nonce()?,
         };
         let pending = PendingServer {
             entity: peer.to_string(),
-            key,
             client_nonce: req.client_nonce,
             server_nonce: challenge.server_nonce,
-            global_id,
-            caps_text,
-            by_ticket,
         };
         Ok(ServerStep::Challenge(Box::new(pending), challenge))
+    }
+
+    /// The key to check the proof with: the ticket's session key at an
+    /// OSD or mgr, the entity's secret at the mon.
+    fn resolve(&self, p: &PendingServer, proof_msg: &AuthProof, now: u64) -> Result<Resolved, AuthError> {
+        match &proof_msg.ticket {
+            Some(t) => {
+                let ticket = self.open_ticket(t, now)?;
+                if ticket.entity != p.entity {
+                    return Err(AuthError::TicketEntity {
+                        ticket: ticket.entity,
+                        peer: p.entity.clone(),
+                    });
+                }
+                Ok(Resolved {
+                    key: ticket.session_key,
+                    global_id: ticket.global_id,
+                    caps_text: ticket.caps,
+                    by_ticket: true,
+                })
+            }
+            None if self.service != Service::Mon => Err(AuthError::TicketNeeded(self.service)),
+            None => {
+                let (key, caps_text) = self
+                    .keys
+                    .entity(&p.entity)
+                    .ok_or_else(|| AuthError::UnknownEntity(p.entity.clone()))?;
+                Ok(Resolved {
+                    key: *key.secret(),
+                    global_id: self.keys.new_global_id(),
+                    caps_text,
+                    by_ticket: false,
+                })
+            }
+        }
     }
 
     fn open_ticket(&self, t: &SealedTicket, now_unix_secs: u64) -> Result<Ticket, AuthError> {
@@ -201,28 +209,30 @@ impl ServerAuth {
         proof_msg: &AuthProof,
         now_unix_secs: u64,
     ) -> Result<(AuthReply, AuthedPeer), AuthError> {
-        let want = proof(&p.key, b"client", &p.entity, &p.client_nonce, &p.server_nonce);
+        let r = self.resolve(p, proof_msg, now_unix_secs)?;
+        let want = proof(&r.key, b"client", &p.entity, &p.client_nonce, &p.server_nonce);
         if !mac_eq(&want, &proof_msg.proof) {
             return Err(AuthError::BadProof(p.entity.clone()));
         }
-        let caps = EntityCaps::parse(&p.caps_text).map_err(|e| AuthError::Caps(e.to_string()))?;
-        let sealed_grant = if p.by_ticket {
+        let caps = EntityCaps::parse(&r.caps_text).map_err(|e| AuthError::Caps(e.to_string()))?;
+        let sealed_grant = if r.by_ticket {
             Blob::default()
         } else {
-            let grant = self.grant(p, &caps, now_unix_secs)?;
-            Blob(crypto::seal(&p.key, &grant_aad(&p.client_nonce, &p.server_nonce), &grant.to_bytes())?)
+            let grant = self.grant(&p.entity, &r, &caps, now_unix_secs)?;
+            let aad = grant_aad(&p.client_nonce, &p.server_nonce);
+            Blob(crypto::seal(&r.key, &aad, &grant.to_bytes())?)
         };
         let reply = AuthReply {
-            server_proof: proof(&p.key, b"server", &p.entity, &p.client_nonce, &p.server_nonce),
+            server_proof: proof(&r.key, b"server", &p.entity, &p.client_nonce, &p.server_nonce),
             sealed_grant,
         };
         let peer = AuthedPeer {
             entity: Some(p.entity.clone()),
-            global_id: p.global_id,
+            global_id: r.global_id,
             caps,
-            caps_text: p.caps_text.clone(),
+            caps_text: r.caps_text,
             connection_key: Some(connection_key(
-                &p.key,
+                &r.key,
                 &p.entity,
                 &p.client_nonce,
                 &p.server_nonce,
@@ -235,14 +245,15 @@ impl ServerAuth {
     /// rotating secrets.
     fn grant(
         &self,
-        p: &PendingServer,
+        entity: &str,
+        r: &Resolved,
         caps: &EntityCaps,
         now_unix_secs: u64,
     ) -> Result<Grant, AuthError> {
         let expires = now_unix_secs.saturating_add(self.keys.ticket_ttl_secs());
         let mut grant = Grant {
-            global_id: p.global_id,
-            caps: p.caps_text.clone(),
+            global_id: r.global_id,
+            caps: r.caps_text.clone(),
             ..Grant::default()
         };
         for service in [Service::Osd, Service::Mgr] {
@@ -252,9 +263,9 @@ impl ServerAuth {
             let mut session_key = [0u8; SECRET_BYTES];
             os_random(&mut session_key)?;
             let ticket = Ticket {
-                entity: p.entity.clone(),
-                global_id: p.global_id,
-                caps: p.caps_text.clone(),
+                entity: entity.to_string(),
+                global_id: r.global_id,
+                caps: r.caps_text.clone(),
                 session_key,
                 expires_unix_secs: expires,
             };
