@@ -168,6 +168,52 @@ impl Keyring {
     }
 }
 
+/// Where an entity's keyring is looked for, in order (Ceph's `keyring`
+/// option semantics): the conf's `keyring` (comma-separated, `$name`
+/// replaced by the entity) if set; else `kalmar.$name.keyring`,
+/// `kalmar.keyring` and `keyring` next to the conf file, then in
+/// `/etc/kalmar`.
+pub fn search_paths(
+    entity: &str,
+    keyring_opt: Option<&str>,
+    conf_dir: Option<&Path>,
+) -> Vec<std::path::PathBuf> {
+    if let Some(opt) = keyring_opt.filter(|o| !o.trim().is_empty()) {
+        return opt
+            .split(',')
+            .map(|p| std::path::PathBuf::from(p.trim().replace("$name", entity)))
+            .collect();
+    }
+    let names = [
+        format!("kalmar.{entity}.keyring"),
+        "kalmar.keyring".to_string(),
+        "keyring".to_string(),
+    ];
+    let etc = Path::new("/etc/kalmar");
+    conf_dir
+        .into_iter()
+        .chain(std::iter::once(etc))
+        .flat_map(|d| names.iter().map(move |n| d.join(n)))
+        .collect()
+}
+
+/// The first keyring on the search path that holds `entity`'s key.
+pub fn find_key(
+    entity: &str,
+    keyring_opt: Option<&str>,
+    conf_dir: Option<&Path>,
+) -> Result<Option<(std::path::PathBuf, KeyringEntry)>, KeyringError> {
+    for p in search_paths(entity, keyring_opt, conf_dir) {
+        if !p.exists() {
+            continue;
+        }
+        if let Some(e) = Keyring::read_file(&p)?.get(entity) {
+            return Ok(Some((p, e.clone())));
+        }
+    }
+    Ok(None)
+}
+
 /// One `[entity]` section as Ceph prints it (tab-indented, caps quoted).
 pub fn entry_text(name: &str, e: &KeyringEntry) -> String {
     let mut out = format!("[{name}]\n\tkey = {}\n", e.key);
@@ -261,6 +307,24 @@ mod tests {
         let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         assert_eq!(Keyring::read_file(&path).expect("read"), ring);
+    }
+
+    #[test]
+    fn search_path_follows_the_keyring_option_then_the_conf_dir() {
+        let p = search_paths("client.admin", Some("/x/$name.keyring, /y/k"), None);
+        assert_eq!(p, vec![std::path::PathBuf::from("/x/client.admin.keyring"), "/y/k".into()]);
+        let p = search_paths("osd.1", None, Some(Path::new("/c")));
+        assert_eq!(p[0], std::path::PathBuf::from("/c/kalmar.osd.1.keyring"));
+        assert_eq!(p[3], std::path::PathBuf::from("/etc/kalmar/kalmar.osd.1.keyring"));
+        let dir = tempfile::tempdir().expect("tmp");
+        let ring = Keyring::parse(ADMIN).expect("valid");
+        ring.write_file(&dir.path().join("kalmar.keyring")).expect("write");
+        let (path, e) = find_key("client.admin", None, Some(dir.path()))
+            .expect("read")
+            .expect("found");
+        assert_eq!(path, dir.path().join("kalmar.keyring"));
+        assert_eq!(Some(&e), ring.get("client.admin"));
+        assert!(find_key("client.nobody", None, Some(dir.path())).expect("read").is_none());
     }
 
     proptest! {

@@ -11,6 +11,7 @@
 //!   acceptor finds keys.
 #![deny(clippy::unwrap_used)]
 
+pub mod authdb;
 pub mod caps;
 pub mod client;
 pub mod crypto;
@@ -22,12 +23,13 @@ pub mod source;
 
 use std::str::FromStr;
 
+pub use authdb::AuthDb;
 pub use caps::{Caps, EntityCaps, Perms, Profile, Service};
 pub use client::ClientAuth;
 pub use key::CryptoKey;
 pub use keyring::{Keyring, KeyringEntry};
 pub use server::{AuthedPeer, ServerAuth, ServerStep};
-pub use source::{KeySource, MemKeySource};
+pub use source::{AuthDbKeys, KeySource, MemKeySource};
 
 /// `auth_cluster_required` / `auth_service_required` /
 /// `auth_client_required`: `cephx` or `none`.

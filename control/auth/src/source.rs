@@ -145,3 +145,63 @@ impl KeySource for MemKeySource {
         self.ttl_secs.unwrap_or(DEFAULT_TICKET_TTL_SECS)
     }
 }
+
+/// The mon's key source: its committed auth database, swapped whole on
+/// every commit. All mons share the `mon.` key, so `mon.a`, `mon.b`, ...
+/// authenticate with it.
+pub struct AuthDbKeys {
+    db: parking_lot::RwLock<std::sync::Arc<crate::authdb::AuthDb>>,
+    ttl_secs: u64,
+}
+
+impl AuthDbKeys {
+    pub fn new(db: crate::authdb::AuthDb, ttl_secs: u64) -> AuthDbKeys {
+        AuthDbKeys {
+            db: parking_lot::RwLock::new(std::sync::Arc::new(db)),
+            ttl_secs,
+        }
+    }
+
+    pub fn set(&self, db: crate::authdb::AuthDb) {
+        *self.db.write() = std::sync::Arc::new(db);
+    }
+
+    pub fn get(&self) -> std::sync::Arc<crate::authdb::AuthDb> {
+        self.db.read().clone()
+    }
+}
+
+impl KeySource for AuthDbKeys {
+    fn entity(&self, name: &str) -> Option<(CryptoKey, BTreeMap<String, String>)> {
+        let db = self.get();
+        let e = db.get(name).or_else(|| {
+            name.strip_prefix("mon.")
+                .filter(|id| !id.is_empty())
+                .and_then(|_| db.get("mon."))
+        })?;
+        Some((e.key, e.caps))
+    }
+
+    fn service_secret(&self, service: Service, id: u64) -> Option<CryptoKey> {
+        self.get()
+            .service_secrets(service)
+            .into_iter()
+            .find(|(i, _, _)| *i == id)
+            .map(|(_, k, _)| k)
+    }
+
+    fn current_service_secret(&self, service: Service) -> Option<(u64, CryptoKey)> {
+        self.get()
+            .service_secrets(service)
+            .pop()
+            .map(|(i, k, _)| (i, k))
+    }
+
+    fn service_secrets(&self, service: Service) -> SecretList {
+        self.get().service_secrets(service)
+    }
+
+    fn ticket_ttl_secs(&self) -> u64 {
+        self.ttl_secs
+    }
+}

@@ -24,7 +24,7 @@ pub struct CmdReply {
 }
 
 impl CmdReply {
-    fn status(outs: impl Into<String>) -> Self {
+    pub(crate) fn status(outs: impl Into<String>) -> Self {
         CmdReply {
             retval: 0,
             outs: outs.into(),
@@ -32,7 +32,7 @@ impl CmdReply {
         }
     }
 
-    fn data(outbuf: impl Into<Vec<u8>>) -> Self {
+    pub(crate) fn data(outbuf: impl Into<Vec<u8>>) -> Self {
         CmdReply {
             retval: 0,
             outs: String::new(),
@@ -52,7 +52,7 @@ impl From<CmdError> for CmdReply {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
+pub(crate) enum Format {
     Plain,
     Json,
     JsonPretty,
@@ -71,7 +71,7 @@ impl Format {
     }
 
     /// JSON data, or `plain` when the format is plain.
-    fn render(self, v: &Value, plain: impl FnOnce() -> String) -> Vec<u8> {
+    pub(crate) fn render(self, v: &Value, plain: impl FnOnce() -> String) -> Vec<u8> {
         match self {
             Format::Plain => plain().into_bytes(),
             Format::Json => format!("{v}\n").into_bytes(),
@@ -199,6 +199,13 @@ pub const PREFIXES: &[&str] = &[
     "quorum_status",
     "mon stat",
     "mon dump",
+    "auth get-or-create",
+    "auth get",
+    "auth ls",
+    "auth caps",
+    "auth rm",
+    "auth print-key",
+    "auth add",
 ];
 
 /// Runs one command against the mon's state.
@@ -213,6 +220,9 @@ fn run(st: &mut MonState, cmd: &Value, now: Instant, now_us: u64) -> Result<CmdR
     let prefix = req_str(cmd, "prefix")?;
     let fmt = Format::of(cmd)?;
     let osdmap = st.osd.map();
+    if prefix.starts_with("auth ") {
+        return crate::auth_cmds::run(st, prefix, cmd, fmt);
+    }
     Ok(match prefix {
         "status" => CmdReply::data(st.with_status(now, now_us, |s| {
             fmt.render(&status_json(s), || status_plain(s))

@@ -10,11 +10,15 @@
 //!   maps and from the OSDs' reports) and `status` output.
 //! - [`raft`], [`monmap`]: the mons' consensus (openraft, log and state
 //!   machine in the mon's RocksDB) and who is in quorum.
+//! - [`authmon`], [`auth_cmds`]: the auth database (keys, caps, rotating
+//!   service secrets) and the `auth` commands.
 //! - [`commands`]: Ceph-style JSON commands.
 //! - [`server`]: the daemon loop (messenger events, ticks, commits,
 //!   subscriptions, admin socket).
 #![deny(clippy::unwrap_used)]
 
+pub mod auth_cmds;
+pub mod authmon;
 pub mod commands;
 pub mod errors;
 pub mod health;

@@ -233,8 +233,16 @@ pub async fn start(cfg: MonConfig) -> Result<RunningMon, MonError> {
     let now = Instant::now();
     let mut st = MonState::new(&cfg.name, opts, loaded.osdmap, loaded.mgrmap, now, now_us());
     st.quorum = cons_start.cons.quorum_view(&loaded.fsid.to_string());
+    st.auth.committed(persist::load_auth(&store)?);
     let (ltx, lrx) = event_channel(&cfg.msgr);
-    let listener = Listener::bind(bind, me, loaded.fsid, cfg.msgr.clone(), ltx)
+    let mut lcfg = cfg.msgr.clone();
+    // The mon authenticates its peers against its own database.
+    lcfg.auth.server = Some(kalmar_auth::ServerAuth {
+        mode: st.opts.listener_auth_mode(),
+        service: kalmar_auth::Service::Mon,
+        keys: st.auth.keys(),
+    });
+    let listener = Listener::bind(bind, me, loaded.fsid, lcfg, ltx)
         .await
         .map_err(|source| MonError::Bind { addr: bind, source })?;
     let addr = listener.local_addr();
@@ -385,6 +393,7 @@ impl Server {
                         // even when no new stats arrive.
                         self.update_pool_quotas();
                         self.st.mgr.tick(Instant::now(), now_us());
+                        self.st.auth.rotate_if_due(wall_us() / 1_000_000);
                     }
                     self.refresh_views();
                 }
@@ -610,7 +619,7 @@ impl Server {
     /// Sends now, or after the commit when changes are pending
     /// (`on_failure` instead, if that commit fails).
     async fn reply(&mut self, to: &ReplyTo, msg: Message, on_failure: Option<Message>) {
-        if self.st.osd.has_pending() || self.st.mgr.has_pending() {
+        if self.st.has_pending() {
             self.deferred.push(Deferred {
                 to: to.clone(),
                 msg,
