@@ -363,12 +363,17 @@ mod tests {
                 addr: String::new(),
             },
         )]);
-        let fsid = mkfs(dir.path(), None, &opts, &me, &members).expect("mkfs");
+        let auth = initial_auth(None, 1000, 60).expect("keys");
+        let fsid = mkfs(dir.path(), None, &opts, &me, &members, &auth).expect("mkfs");
         assert!(
-            mkfs(dir.path(), None, &opts, &me, &members).is_err(),
+            mkfs(dir.path(), None, &opts, &me, &members, &auth).is_err(),
             "mkfs twice"
         );
         let store = MonStore::open(dir.path()).expect("open");
+        let loaded_auth = load_auth(&store).expect("auth");
+        assert_eq!(loaded_auth, auth);
+        assert!(loaded_auth.get("client.admin").is_some() && loaded_auth.get("mon.").is_some());
+        assert_eq!(loaded_auth.service_secrets(kalmar_auth::Service::Osd).len(), 1);
         let l = load(&store).expect("load");
         assert_eq!(
             (l.fsid, l.osdmap.epoch, l.osd_first, l.mgrmap.epoch),
