@@ -16,6 +16,7 @@ pub fn errno_name(errno: i32) -> &'static str {
         2 => "ENOENT",
         5 => "EIO",
         11 => "EAGAIN",
+        13 => "EACCES",
         16 => "EBUSY",
         17 => "EEXIST",
         22 => "EINVAL",

@@ -163,3 +163,126 @@ pub(crate) fn run(st: &mut MonState, prefix: &str, cmd: &Value, fmt: Format) -> 
         other => Err(CmdError::inval(format!("unknown auth command '{other}'"))),
     }
 }
+
+/// Commands that only read (Ceph declares them `r`); every other command
+/// changes something and needs `rw`.
+const READ_ONLY: &[&str] = &[
+    "status",
+    "health",
+    "osd tree",
+    "osd dump",
+    "osd stat",
+    "osd ls",
+    "osd pool ls",
+    "osd pool get-quota",
+    "osd map",
+    "osd crush dump",
+    "pg map",
+    "pg stat",
+    "pg dump",
+    "mgr stat",
+    "mgr dump",
+    "mgr module ls",
+    "quorum_status",
+    "mon stat",
+    "mon dump",
+];
+
+/// Auth commands that reveal keys (`rx` in Ceph) and those that change
+/// them (`rwx`).
+const AUTH_READ: &[&str] = &[
+    "auth get",
+    "auth ls",
+    "auth list",
+    "auth print-key",
+    "auth print_key",
+    "auth get-key",
+];
+
+/// What a mon command needs of the caller's mon caps.
+pub fn required_perms(prefix: &str) -> kalmar_auth::Perms {
+    use kalmar_auth::Perms;
+    if AUTH_READ.contains(&prefix) {
+        Perms::R.union(Perms::X)
+    } else if prefix.starts_with("auth ") {
+        Perms::RWX
+    } else if READ_ONLY.contains(&prefix) {
+        Perms::R
+    } else {
+        Perms::RW
+    }
+}
+
+/// Whether an authenticated caller with mon caps `caps` may run `cmd`;
+/// the error is Ceph's `EACCES access denied`.
+pub fn check_caps(caps: &kalmar_auth::Caps, cmd: &Value) -> Result<(), CmdError> {
+    let prefix = cmd.get("prefix").and_then(Value::as_str).unwrap_or("");
+    // String arguments (for `allow command X with k=v` and the bootstrap
+    // profiles), and the mon cap a `caps` list asks for as `caps_mon`.
+    let mut owned: Vec<(String, String)> = Vec::new();
+    if let Some(obj) = cmd.as_object() {
+        for (k, v) in obj {
+            if let Some(s) = v.as_str() {
+                owned.push((k.clone(), s.to_string()));
+            }
+        }
+    }
+    if let Ok(c) = caps_arg(cmd) {
+        for (svc, cap) in c {
+            owned.push((format!("caps_{svc}"), cap));
+        }
+    }
+    let args: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let allowed = caps.allows_mon_command(&kalmar_auth::caps::MonCommand {
+        prefix,
+        args: &args,
+        need: required_perms(prefix),
+    });
+    if allowed {
+        Ok(())
+    } else {
+        Err(CmdError::new(crate::errors::EACCES, "access denied"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kalmar_auth::caps::parse_caps;
+    use kalmar_auth::Service;
+
+    fn allowed(cap: &str, cmd: Value) -> bool {
+        check_caps(&parse_caps(Service::Mon, cap).expect("caps"), &cmd).is_ok()
+    }
+
+    #[test]
+    fn command_caps() {
+        assert!(allowed("allow r", json!({"prefix": "status"})));
+        assert!(!allowed("allow r", json!({"prefix": "osd pool create", "pool": "x"})));
+        assert!(allowed("allow rw", json!({"prefix": "osd pool create", "pool": "x"})));
+        // Keys need x; changing them rwx.
+        assert!(!allowed("allow rw", json!({"prefix": "auth get", "entity": "client.a"})));
+        assert!(allowed("allow rx", json!({"prefix": "auth get", "entity": "client.a"})));
+        assert!(!allowed("allow rx", json!({"prefix": "auth rm", "entity": "client.a"})));
+        assert!(allowed("allow *", json!({"prefix": "auth rm", "entity": "client.a"})));
+        let boot = json!({"prefix": "auth get-or-create", "entity": "osd.3",
+                          "caps": ["mon", "allow profile osd", "osd", "allow *"]});
+        assert!(allowed("profile bootstrap-osd", boot));
+        let grab = json!({"prefix": "auth get-or-create", "entity": "client.admin"});
+        assert!(!allowed("profile bootstrap-osd", grab));
+        assert!(allowed(
+            "allow command \"osd pool set\" with pool=a",
+            json!({"prefix": "osd pool set", "pool": "a", "var": "size", "val": "2"})
+        ));
+        assert!(!allowed(
+            "allow command \"osd pool set\" with pool=a",
+            json!({"prefix": "osd pool set", "pool": "b", "var": "size", "val": "2"})
+        ));
+        assert_eq!(
+            check_caps(&Default::default(), &json!({"prefix": "status"}))
+                .expect_err("no caps")
+                .retval,
+            crate::errors::EACCES
+        );
+    }
+}

@@ -16,7 +16,8 @@ use kalmar_common::encoding::Blob;
 use kalmar_maps::time::now_us;
 use kalmar_maps::Epoch;
 use kalmar_msgr::{
-    event_channel, EntityName, EntityType, Event, Listener, Message, MsgrConfig, SessionHandle,
+    event_channel, EntityName, EntityType, Event, Incoming, Listener, Message, MsgrConfig,
+    SessionHandle,
 };
 use kalmar_proto::mon::*;
 use kalmar_proto::registry::*;
@@ -416,6 +417,7 @@ impl Server {
                         }
                     },
                     MON_FORWARD => self.forwarded(m).await,
+                    MON_COMMAND if !self.admitted(&m).await => {}
                     _ if self.cons.is_leader() => {
                         let origin = Origin {
                             entity: m.peer.entity.clone(),
@@ -434,6 +436,38 @@ impl Server {
                     self.perf.mon.inc(MON_SESSION_RM, 1);
                 }
                 self.perf.mon.set(MON_NUM_SESSIONS, self.subs.len() as u64);
+            }
+        }
+    }
+
+    /// An authenticated caller's command is checked against its mon caps
+    /// here, at the mon it reached (before any forwarding); a refusal
+    /// is answered with EACCES and logged. Unauthenticated sessions exist
+    /// only with auth off, and keep every right.
+    async fn admitted(&mut self, m: &Incoming) -> bool {
+        let Some(auth) = &m.peer.auth else {
+            return true;
+        };
+        let Ok(c) = MonCommand::from_message(&m.msg) else {
+            // Malformed: dispatch reports it.
+            return true;
+        };
+        let cmd: Value = serde_json::from_str(&c.cmd).unwrap_or(Value::Null);
+        match crate::auth_cmds::check_caps(&auth.caps.mon, &cmd) {
+            Ok(()) => true,
+            Err(e) => {
+                let prefix = cmd.get("prefix").and_then(|p| p.as_str()).unwrap_or("?");
+                tracing::warn!(peer = %m.peer.entity, prefix, "command refused: {e}");
+                let reply = MonCommandReply {
+                    tid: c.tid,
+                    retval: e.retval,
+                    outs: e.msg,
+                    outbuf: Blob::default(),
+                };
+                if let Err(e) = m.from.send(reply.to_message()).await {
+                    tracing::debug!("reply not sent: {e}");
+                }
+                false
             }
         }
     }
