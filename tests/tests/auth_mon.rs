@@ -61,7 +61,11 @@ impl Mon {
             CLI_TIMEOUT,
         )
         .expect("mkfs");
-        assert!(out.status.success(), "mkfs: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "mkfs: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let log = std::fs::File::create(dir.path().join("mon.log")).expect("log");
         let child = Command::new(bin("kalmar-mon"))
             .args(["run", "--data"])
@@ -113,7 +117,10 @@ impl Mon {
         let out = self.cli(args);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(code), "kalmar {args:?}: {err}");
-        assert!(err.contains(want), "kalmar {args:?}: '{err}' lacks '{want}'");
+        assert!(
+            err.contains(want),
+            "kalmar {args:?}: '{err}' lacks '{want}'"
+        );
     }
 }
 
@@ -134,7 +141,15 @@ fn cephx_mon_admits_keys_and_enforces_caps() {
     let ro = mon.path("ro.keyring");
     let ro_s = ro.display().to_string();
     mon.ok(&[
-        "auth", "get-or-create", "client.ro", "mon", "allow r", "osd", "allow r pool=a", "-o", &ro_s,
+        "auth",
+        "get-or-create",
+        "client.ro",
+        "mon",
+        "allow r",
+        "osd",
+        "allow r pool=a",
+        "-o",
+        &ro_s,
     ]);
     assert_eq!(mode(&ro), 0o600);
     let ring = kalmar_auth::Keyring::read_file(&ro).expect("keyring");
@@ -153,18 +168,40 @@ fn cephx_mon_admits_keys_and_enforces_caps() {
     // The reader may read but not change the cluster, nor read keys.
     mon.ok(&["-n", "client.ro", "-k", &ro_s, "status"]);
     mon.fails(
-        &["-n", "client.ro", "-k", &ro_s, "osd", "pool", "create", "p", "8"],
+        &[
+            "-n",
+            "client.ro",
+            "-k",
+            &ro_s,
+            "osd",
+            "pool",
+            "create",
+            "p",
+            "8",
+        ],
         13,
         "access denied",
     );
     mon.fails(
-        &["-n", "client.ro", "-k", &ro_s, "auth", "get", "client.admin"],
+        &[
+            "-n",
+            "client.ro",
+            "-k",
+            &ro_s,
+            "auth",
+            "get",
+            "client.admin",
+        ],
         13,
         "access denied",
     );
 
     // No key, a wrong key, an unknown name, a pretend OSD: refused.
-    mon.fails(&["-n", "client.nokey", "status"], 1, "authentication required");
+    mon.fails(
+        &["-n", "client.nokey", "status"],
+        1,
+        "authentication required",
+    );
     let wrong = mon.path("wrong.keyring");
     std::fs::write(
         &wrong,
@@ -172,15 +209,41 @@ fn cephx_mon_admits_keys_and_enforces_caps() {
     )
     .expect("write");
     let wrong_s = wrong.display().to_string();
-    mon.fails(&["-n", "client.ro", "-k", &wrong_s, "status"], 1, "wrong key");
-    mon.fails(&["-n", "client.ghost", "-k", &wrong_s, "status"], 1, "unknown entity");
-    mon.fails(&["-n", "osd.0", "-k", &wrong_s, "status"], 1, "unknown entity");
+    mon.fails(
+        &["-n", "client.ro", "-k", &wrong_s, "status"],
+        1,
+        "wrong key",
+    );
+    mon.fails(
+        &["-n", "client.ghost", "-k", &wrong_s, "status"],
+        1,
+        "unknown entity",
+    );
+    mon.fails(
+        &["-n", "osd.0", "-k", &wrong_s, "status"],
+        1,
+        "unknown entity",
+    );
 
     // Changing caps takes effect on the next session; removal locks out.
     mon.ok(&["auth", "caps", "client.ro", "mon", "allow rw"]);
-    mon.ok(&["-n", "client.ro", "-k", &ro_s, "osd", "pool", "create", "p", "8"]);
+    mon.ok(&[
+        "-n",
+        "client.ro",
+        "-k",
+        &ro_s,
+        "osd",
+        "pool",
+        "create",
+        "p",
+        "8",
+    ]);
     mon.ok(&["auth", "rm", "client.ro"]);
-    mon.fails(&["-n", "client.ro", "-k", &ro_s, "status"], 1, "unknown entity");
+    mon.fails(
+        &["-n", "client.ro", "-k", &ro_s, "status"],
+        1,
+        "unknown entity",
+    );
     mon.fails(&["auth", "get", "client.ro"], 2, "failed to find client.ro");
     // The admin still gets in after all the refusals.
     mon.ok(&["status"]);

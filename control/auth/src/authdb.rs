@@ -139,9 +139,17 @@ impl AuthDb {
         Ok(())
     }
 
-    fn put(&mut self, entity: &str, key: &CryptoKey, caps: BTreeMap<String, String>) -> Result<(), AuthDbError> {
+    fn put(
+        &mut self,
+        entity: &str,
+        key: &CryptoKey,
+        caps: BTreeMap<String, String>,
+    ) -> Result<(), AuthDbError> {
         if !self.entities.contains_key(entity) && self.entities.len() >= MAX_ENTITIES {
-            return Err(err(EINVAL, format!("the auth database holds {MAX_ENTITIES} entities already")));
+            return Err(err(
+                EINVAL,
+                format!("the auth database holds {MAX_ENTITIES} entities already"),
+            ));
         }
         self.entities.insert(
             entity.to_string(),
@@ -209,7 +217,11 @@ impl AuthDb {
     }
 
     /// `auth caps`: replaces every cap of an existing entity.
-    pub fn set_caps(&mut self, entity: &str, caps: BTreeMap<String, String>) -> Result<(), AuthDbError> {
+    pub fn set_caps(
+        &mut self,
+        entity: &str,
+        caps: BTreeMap<String, String>,
+    ) -> Result<(), AuthDbError> {
         Self::check_new(entity, &caps)?;
         match self.entities.get_mut(entity) {
             Some(e) => {
@@ -227,7 +239,12 @@ impl AuthDb {
 
     /// Adds a fresh secret for `service` with the next id, keeping the
     /// newest `keep`.
-    pub fn rotate(&mut self, service: Service, expires_unix_secs: u64, keep: usize) -> Result<u64, KeyError> {
+    pub fn rotate(
+        &mut self,
+        service: Service,
+        expires_unix_secs: u64,
+        keep: usize,
+    ) -> Result<u64, KeyError> {
         let key = CryptoKey::generate()?;
         let m = self.secrets.entry(service_byte(service)).or_default();
         let id = m.keys().next_back().copied().unwrap_or(0) + 1;
@@ -281,31 +298,57 @@ mod tests {
     #[test]
     fn ceph_semantics() {
         let mut db = AuthDb::default();
-        assert!(db.get_or_create("client.a", caps(&[("mon", "allow r")])).expect("new"));
+        assert!(db
+            .get_or_create("client.a", caps(&[("mon", "allow r")]))
+            .expect("new"));
         let key = db.get("client.a").expect("held").key;
         // Same caps: the same key back, nothing changed.
-        assert!(!db.get_or_create("client.a", caps(&[("mon", "allow r")])).expect("same"));
-        assert!(!db.get_or_create("client.a", BTreeMap::new()).expect("no caps"));
+        assert!(!db
+            .get_or_create("client.a", caps(&[("mon", "allow r")]))
+            .expect("same"));
+        assert!(!db
+            .get_or_create("client.a", BTreeMap::new())
+            .expect("no caps"));
         assert_eq!(db.get("client.a").expect("held").key, key);
         let e = db
             .get_or_create("client.a", caps(&[("mon", "allow rw")]))
             .expect_err("mismatch");
         assert_eq!(e.msg, "key for client.a exists but cap mon does not match");
         assert_eq!(
-            db.get_or_create("client.b", caps(&[("mon", "allow q")])).expect_err("bad caps").retval,
+            db.get_or_create("client.b", caps(&[("mon", "allow q")]))
+                .expect_err("bad caps")
+                .retval,
             EINVAL
         );
-        assert_eq!(db.get_or_create("nobody", BTreeMap::new()).expect_err("name").retval, EINVAL);
-        db.set_caps("client.a", caps(&[("osd", "allow r pool=x")])).expect("caps");
-        assert_eq!(db.get("client.a").expect("held").caps, caps(&[("osd", "allow r pool=x")]));
         assert_eq!(
-            db.set_caps("client.zz", BTreeMap::new()).expect_err("missing").retval,
+            db.get_or_create("nobody", BTreeMap::new())
+                .expect_err("name")
+                .retval,
+            EINVAL
+        );
+        db.set_caps("client.a", caps(&[("osd", "allow r pool=x")]))
+            .expect("caps");
+        assert_eq!(
+            db.get("client.a").expect("held").caps,
+            caps(&[("osd", "allow r pool=x")])
+        );
+        assert_eq!(
+            db.set_caps("client.zz", BTreeMap::new())
+                .expect_err("missing")
+                .retval,
             ENOENT
         );
         let other = CryptoKey::generate().expect("rng");
-        assert_eq!(db.add("client.a", &other, BTreeMap::new()).expect_err("key").retval, EINVAL);
+        assert_eq!(
+            db.add("client.a", &other, BTreeMap::new())
+                .expect_err("key")
+                .retval,
+            EINVAL
+        );
         assert!(!db.add("client.a", &key, BTreeMap::new()).expect("same key"));
-        assert!(db.add("osd.1", &other, caps(&[("mon", "allow profile osd")])).expect("add"));
+        assert!(db
+            .add("osd.1", &other, caps(&[("mon", "allow profile osd")]))
+            .expect("add"));
         assert!(db.remove("client.a"));
         assert!(!db.remove("client.a"));
         assert_eq!(db.len(), 1);
@@ -314,11 +357,16 @@ mod tests {
     #[test]
     fn encoding_round_trips_and_rotation_keeps_a_window() {
         let mut db = AuthDb::default();
-        db.get_or_create("client.admin", caps(&[("mon", "allow *")])).expect("new");
+        db.get_or_create("client.admin", caps(&[("mon", "allow *")]))
+            .expect("new");
         for _ in 0..5 {
             db.rotate(Service::Osd, 99, 3).expect("rng");
         }
-        let ids: Vec<u64> = db.service_secrets(Service::Osd).iter().map(|s| s.0).collect();
+        let ids: Vec<u64> = db
+            .service_secrets(Service::Osd)
+            .iter()
+            .map(|s| s.0)
+            .collect();
         assert_eq!(ids, vec![3, 4, 5]);
         assert_eq!(db.newest_secret_expiry(Service::Osd), 99);
         db.version = 7;

@@ -13,8 +13,7 @@ use crate::caps::Service;
 use crate::crypto::{self, mac_eq};
 use crate::key::{CryptoKey, SECRET_BYTES};
 use crate::proto::{
-    AuthChallenge, AuthNonce, AuthProof, AuthReply, AuthRequest, Grant, ServiceTicket,
-    METHOD_CEPHX,
+    AuthChallenge, AuthNonce, AuthProof, AuthReply, AuthRequest, Grant, ServiceTicket, METHOD_CEPHX,
 };
 use crate::server::{connection_key, grant_aad, new_nonce, proof};
 use crate::source::MemKeySource;
@@ -89,7 +88,10 @@ impl ClientAuth {
 
     /// The opening of a handshake, or `None` to offer no authentication
     /// (an entity with no key and no tickets).
-    pub fn request(&self, now_unix_secs: u64) -> Result<Option<(AuthRequest, PendingClient)>, AuthError> {
+    pub fn request(
+        &self,
+        now_unix_secs: u64,
+    ) -> Result<Option<(AuthRequest, PendingClient)>, AuthError> {
         let any_ticket = [Service::Osd, Service::Mgr]
             .iter()
             .any(|s| self.has_ticket(*s, now_unix_secs));
@@ -132,7 +134,13 @@ impl ClientAuth {
         p.server_nonce = Some(ch.server_nonce);
         Ok(AuthProof {
             ticket,
-            proof: proof(&key, b"client", &self.entity, &p.client_nonce, &ch.server_nonce),
+            proof: proof(
+                &key,
+                b"client",
+                &self.entity,
+                &p.client_nonce,
+                &ch.server_nonce,
+            ),
         })
     }
 
@@ -149,8 +157,12 @@ impl ClientAuth {
             return Err(AuthError::ServerNotGenuine);
         }
         if p.to_mon {
-            let plain = crypto::open(&p.key, &grant_aad(&p.client_nonce, &sn), &reply.sealed_grant.0)
-                .map_err(|_| AuthError::BadGrant)?;
+            let plain = crypto::open(
+                &p.key,
+                &grant_aad(&p.client_nonce, &sn),
+                &reply.sealed_grant.0,
+            )
+            .map_err(|_| AuthError::BadGrant)?;
             let grant = Grant::from_bytes(&plain).map_err(|_| AuthError::BadGrant)?;
             for s in &grant.rotating {
                 self.rotating.add_service_secret(

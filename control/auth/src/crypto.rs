@@ -100,7 +100,10 @@ mod tests {
         bad[NONCE_BYTES] ^= 1;
         assert_eq!(open(&k, b"aad", &bad), Err(CryptoError::Open));
         // Two seals of the same text differ (fresh nonces).
-        assert_ne!(seal(&k, b"", b"x").expect("seal"), seal(&k, b"", b"x").expect("seal"));
+        assert_ne!(
+            seal(&k, b"", b"x").expect("seal"),
+            seal(&k, b"", b"x").expect("seal")
+        );
     }
 
     proptest! {

@@ -90,11 +90,17 @@ fn client_authenticates_to_mon_then_osd_with_a_ticket() {
     let osd = ClientAuth::new("osd.0", Some(okey));
     run(&osd, &c.mon, Service::Mon, NOW).expect("osd to mon");
     // The OSD got its service's secrets, the client did not.
-    assert!(osd.rotating_keys().current_service_secret(Service::Osd).is_some());
+    assert!(osd
+        .rotating_keys()
+        .current_service_secret(Service::Osd)
+        .is_some());
     let client = ClientAuth::new("client.a", Some(ckey));
     let at_mon = run(&client, &c.mon, Service::Mon, NOW).expect("client to mon");
     assert_eq!(at_mon.entity.as_deref(), Some("client.a"));
-    assert!(client.rotating_keys().current_service_secret(Service::Osd).is_none());
+    assert!(client
+        .rotating_keys()
+        .current_service_secret(Service::Osd)
+        .is_none());
     assert!(client.has_ticket(Service::Osd, NOW));
     let at_osd = run(&client, &osd_server(&osd), Service::Osd, NOW + 10).expect("ticket");
     assert_eq!(at_osd.entity.as_deref(), Some("client.a"));
@@ -106,8 +112,14 @@ fn client_authenticates_to_mon_then_osd_with_a_ticket() {
         need: Perms::R,
     };
     assert!(at_osd.caps.osd.allows_osd_op(&op));
-    assert!(!at_osd.caps.osd.allows_osd_op(&caps::OsdOp { need: Perms::W, ..op }));
-    assert!(!at_osd.caps.osd.allows_osd_op(&caps::OsdOp { pool: "b", ..op }));
+    assert!(!at_osd.caps.osd.allows_osd_op(&caps::OsdOp {
+        need: Perms::W,
+        ..op
+    }));
+    assert!(!at_osd
+        .caps
+        .osd
+        .allows_osd_op(&caps::OsdOp { pool: "b", ..op }));
 }
 
 #[test]
@@ -125,13 +137,21 @@ fn wrong_key_unknown_entity_and_no_key_are_refused() {
         Err(AuthError::UnknownEntity("client.b".into()))
     );
     let keyless = ClientAuth::new("client.a", None);
-    assert_eq!(run(&keyless, &c.mon, Service::Mon, NOW), Err(AuthError::Required));
+    assert_eq!(
+        run(&keyless, &c.mon, Service::Mon, NOW),
+        Err(AuthError::Required)
+    );
     // With auth off, the keyless client is let in anonymously.
     let open = ServerAuth {
         mode: AuthMode::None,
         ..c.mon.clone()
     };
-    assert_eq!(run(&keyless, &open, Service::Mon, NOW).expect("none").entity, None);
+    assert_eq!(
+        run(&keyless, &open, Service::Mon, NOW)
+            .expect("none")
+            .entity,
+        None
+    );
 }
 
 #[test]
@@ -152,7 +172,10 @@ fn posing_as_an_osd_and_expired_tickets_are_refused() {
     ));
     // A client without a key or ticket offers nothing, which cephx refuses.
     let fresh = ClientAuth::new("client.a", None);
-    assert_eq!(run(&fresh, &osd_server(&osd), Service::Osd, NOW), Err(AuthError::Required));
+    assert_eq!(
+        run(&fresh, &osd_server(&osd), Service::Osd, NOW),
+        Err(AuthError::Required)
+    );
     // A client with a key but no ticket cannot answer an OSD's challenge.
     let keyed = ClientAuth::new("client.a", Some(CryptoKey::generate().expect("rng")));
     assert_eq!(
@@ -176,9 +199,15 @@ fn posing_as_an_osd_and_expired_tickets_are_refused() {
         let proof = client.prove(&mut cp, &ch, NOW).expect("ticket");
         server.finish(&pending, &proof, at).map(|_| ())
     };
-    assert!(matches!(shown("client.a", NOW + 61), Err(AuthError::TicketExpired { .. })));
+    assert!(matches!(
+        shown("client.a", NOW + 61),
+        Err(AuthError::TicketExpired { .. })
+    ));
     // A ticket shown by another entity is refused.
-    assert!(matches!(shown("client.b", NOW), Err(AuthError::TicketEntity { .. })));
+    assert!(matches!(
+        shown("client.b", NOW),
+        Err(AuthError::TicketEntity { .. })
+    ));
     assert_eq!(shown("client.a", NOW), Ok(()));
 }
 
@@ -227,7 +256,10 @@ fn replayed_exchange_and_tampered_ticket_are_refused() {
         let last = t.blob.0.len() - 1;
         t.blob.0[last] ^= 1;
     }
-    assert!(matches!(server.finish(&pending, &proof, NOW), Err(AuthError::BadTicket)));
+    assert!(matches!(
+        server.finish(&pending, &proof, NOW),
+        Err(AuthError::BadTicket)
+    ));
 }
 
 #[test]
@@ -249,5 +281,8 @@ fn rotation_keeps_live_tickets_valid() {
     for _ in 0..source::MAX_ROTATING_SECRETS {
         c.mon_keys.rotate(Service::Osd, NOW + 7200).expect("rng");
     }
-    assert_eq!(c.mon_keys.service_secrets(Service::Osd).len(), source::MAX_ROTATING_SECRETS);
+    assert_eq!(
+        c.mon_keys.service_secrets(Service::Osd).len(),
+        source::MAX_ROTATING_SECRETS
+    );
 }

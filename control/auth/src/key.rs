@@ -172,10 +172,7 @@ mod tests {
             .expect("a Ceph key");
         assert_eq!(k.created_sec, 0x65da_b046);
         assert_eq!(k.created_nsec, 0);
-        assert_eq!(
-            k.to_printable(),
-            "AQBGsNplAAAAABAAyXuVR0aaSeBu0vHq8QbNNg=="
-        );
+        assert_eq!(k.to_printable(), "AQBGsNplAAAAABAAyXuVR0aaSeBu0vHq8QbNNg==");
     }
 
     #[test]

@@ -272,7 +272,9 @@ mod tests {
         let ring = Keyring::parse(text).expect("valid");
         assert!(ring.get("mon.").is_some());
         assert_eq!(
-            ring.get("osd.3").and_then(|e| e.caps.get("mon")).map(String::as_str),
+            ring.get("osd.3")
+                .and_then(|e| e.caps.get("mon"))
+                .map(String::as_str),
             Some("allow profile osd")
         );
     }
@@ -312,19 +314,31 @@ mod tests {
     #[test]
     fn search_path_follows_the_keyring_option_then_the_conf_dir() {
         let p = search_paths("client.admin", Some("/x/$name.keyring, /y/k"), None);
-        assert_eq!(p, vec![std::path::PathBuf::from("/x/client.admin.keyring"), "/y/k".into()]);
+        assert_eq!(
+            p,
+            vec![
+                std::path::PathBuf::from("/x/client.admin.keyring"),
+                "/y/k".into()
+            ]
+        );
         let p = search_paths("osd.1", None, Some(Path::new("/c")));
         assert_eq!(p[0], std::path::PathBuf::from("/c/kalmar.osd.1.keyring"));
-        assert_eq!(p[3], std::path::PathBuf::from("/etc/kalmar/kalmar.osd.1.keyring"));
+        assert_eq!(
+            p[3],
+            std::path::PathBuf::from("/etc/kalmar/kalmar.osd.1.keyring")
+        );
         let dir = tempfile::tempdir().expect("tmp");
         let ring = Keyring::parse(ADMIN).expect("valid");
-        ring.write_file(&dir.path().join("kalmar.keyring")).expect("write");
+        ring.write_file(&dir.path().join("kalmar.keyring"))
+            .expect("write");
         let (path, e) = find_key("client.admin", None, Some(dir.path()))
             .expect("read")
             .expect("found");
         assert_eq!(path, dir.path().join("kalmar.keyring"));
         assert_eq!(Some(&e), ring.get("client.admin"));
-        assert!(find_key("client.nobody", None, Some(dir.path())).expect("read").is_none());
+        assert!(find_key("client.nobody", None, Some(dir.path()))
+            .expect("read")
+            .is_none());
     }
 
     proptest! {

@@ -46,7 +46,9 @@ impl FromStr for AuthMode {
         match s.trim() {
             "none" | "" => Ok(AuthMode::None),
             "cephx" => Ok(AuthMode::Cephx),
-            other => Err(format!("unknown auth method '{other}' (expected cephx or none)")),
+            other => Err(format!(
+                "unknown auth method '{other}' (expected cephx or none)"
+            )),
         }
     }
 }

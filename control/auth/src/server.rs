@@ -142,7 +142,12 @@ impl ServerAuth {
 
     /// The key to check the proof with: the ticket's session key at an
     /// OSD or mgr, the entity's secret at the mon.
-    fn resolve(&self, p: &PendingServer, proof_msg: &AuthProof, now: u64) -> Result<Resolved, AuthError> {
+    fn resolve(
+        &self,
+        p: &PendingServer,
+        proof_msg: &AuthProof,
+        now: u64,
+    ) -> Result<Resolved, AuthError> {
         match &proof_msg.ticket {
             Some(t) => {
                 let ticket = self.open_ticket(t, now)?;
@@ -210,7 +215,13 @@ impl ServerAuth {
         now_unix_secs: u64,
     ) -> Result<(AuthReply, AuthedPeer), AuthError> {
         let r = self.resolve(p, proof_msg, now_unix_secs)?;
-        let want = proof(&r.key, b"client", &p.entity, &p.client_nonce, &p.server_nonce);
+        let want = proof(
+            &r.key,
+            b"client",
+            &p.entity,
+            &p.client_nonce,
+            &p.server_nonce,
+        );
         if !mac_eq(&want, &proof_msg.proof) {
             return Err(AuthError::BadProof(p.entity.clone()));
         }
@@ -223,7 +234,13 @@ impl ServerAuth {
             Blob(crypto::seal(&r.key, &aad, &grant.to_bytes())?)
         };
         let reply = AuthReply {
-            server_proof: proof(&r.key, b"server", &p.entity, &p.client_nonce, &p.server_nonce),
+            server_proof: proof(
+                &r.key,
+                b"server",
+                &p.entity,
+                &p.client_nonce,
+                &p.server_nonce,
+            ),
             sealed_grant,
         };
         let peer = AuthedPeer {

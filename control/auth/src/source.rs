@@ -123,7 +123,11 @@ impl KeySource for MemKeySource {
 
     fn service_secret(&self, service: Service, id: u64) -> Option<CryptoKey> {
         let inner = self.inner.lock();
-        inner.secrets.get(&service)?.get(&id).map(|(k, _)| k.clone())
+        inner
+            .secrets
+            .get(&service)?
+            .get(&id)
+            .map(|(k, _)| k.clone())
     }
 
     fn current_service_secret(&self, service: Service) -> Option<(u64, CryptoKey)> {

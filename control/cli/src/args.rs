@@ -84,9 +84,7 @@ impl Ctx {
 
     /// The entity name as the messenger takes it (`client.admin`).
     pub fn entity(&self) -> anyhow::Result<kalmar_msgr::EntityName> {
-        self.name
-            .parse()
-            .map_err(|e| anyhow!("--name: {e}"))
+        self.name.parse().map_err(|e| anyhow!("--name: {e}"))
     }
     /// The mons' addresses: `-m A[,B,...]`, else `KALMAR_MON`, else the
     /// conf's `mon_host` (a string or a list).

@@ -86,26 +86,39 @@ fn entity(prefix: &str, e: &str) -> Result<(), UsageError> {
     if kalmar_auth::keyring::valid_entity_name(e) {
         Ok(())
     } else {
-        Err(err(prefix, format!("'{e}' is not an entity name (TYPE.ID, e.g. client.foo)")))
+        Err(err(
+            prefix,
+            format!("'{e}' is not an entity name (TYPE.ID, e.g. client.foo)"),
+        ))
     }
 }
 
 fn caps_pairs(prefix: &str, rest: &[String], required: bool) -> Result<Value, UsageError> {
     if rest.len() % 2 != 0 {
-        return Err(err(prefix, "caps come in pairs: SERVICE 'CAPS' (e.g. mon 'allow r')"));
+        return Err(err(
+            prefix,
+            "caps come in pairs: SERVICE 'CAPS' (e.g. mon 'allow r')",
+        ));
     }
     if required && rest.is_empty() {
         return Err(err(prefix, "missing caps"));
     }
     for pair in rest.chunks(2) {
         if !["mon", "osd", "mgr", "mds"].contains(&pair[0].as_str()) {
-            return Err(err(prefix, format!("unknown service '{}' (mon, osd, mgr, mds)", pair[0])));
+            return Err(err(
+                prefix,
+                format!("unknown service '{}' (mon, osd, mgr, mds)", pair[0]),
+            ));
         }
     }
     Ok(json!(rest))
 }
 
-fn parse_auth(prefix: &str, rest: &mut Vec<String>, cmd: &mut Map<String, Value>) -> Result<(), UsageError> {
+fn parse_auth(
+    prefix: &str,
+    rest: &mut Vec<String>,
+    cmd: &mut Map<String, Value>,
+) -> Result<(), UsageError> {
     if matches!(prefix, "auth get-or-create" | "auth get") {
         if let Some(o) = take_opt(rest, &["-o", "--out-file"], prefix)? {
             cmd.insert(OUTPUT_FILE.into(), json!(o));
@@ -421,8 +434,18 @@ mod tests {
     fn auth_commands() {
         let v = |w: &[&str]| parse(&w.iter().map(|s| s.to_string()).collect::<Vec<_>>());
         assert_eq!(
-            v(&["auth", "get-or-create", "client.a", "mon", "allow r", "osd", "allow rw pool=x", "-o", "/tmp/k"])
-                .expect("ok"),
+            v(&[
+                "auth",
+                "get-or-create",
+                "client.a",
+                "mon",
+                "allow r",
+                "osd",
+                "allow rw pool=x",
+                "-o",
+                "/tmp/k"
+            ])
+            .expect("ok"),
             json!({"prefix": "auth get-or-create", "entity": "client.a",
                    "caps": ["mon", "allow r", "osd", "allow rw pool=x"], "_output_file": "/tmp/k"})
         );

@@ -51,7 +51,12 @@ struct Cli {
     #[arg(long, default_value_t = 10)]
     connect_timeout: u64,
     /// Who to authenticate as (Ceph's -n/--name).
-    #[arg(short = 'n', long = "name", env = "KALMAR_NAME", default_value = "client.admin")]
+    #[arg(
+        short = 'n',
+        long = "name",
+        env = "KALMAR_NAME",
+        default_value = "client.admin"
+    )]
     name: String,
     /// Keyring holding that entity's key (else the conf's `keyring`, else
     /// kalmar.NAME.keyring / kalmar.keyring / keyring next to the conf and

@@ -47,7 +47,10 @@ pub fn caps_arg(cmd: &Value) -> Result<BTreeMap<String, String>, CmdError> {
         None | Some(Value::Null) => return Ok(BTreeMap::new()),
         Some(Value::Array(a)) => a
             .iter()
-            .map(|v| v.as_str().ok_or_else(|| CmdError::inval("caps must be strings")))
+            .map(|v| {
+                v.as_str()
+                    .ok_or_else(|| CmdError::inval("caps must be strings"))
+            })
             .collect::<Result<_, _>>()?,
         Some(_) => return Err(CmdError::inval("caps must be a list of SERVICE CAP pairs")),
     };
@@ -81,7 +84,12 @@ fn not_found(entity: &str) -> CmdError {
 }
 
 /// Runs one `auth ...` command.
-pub(crate) fn run(st: &mut MonState, prefix: &str, cmd: &Value, fmt: Format) -> Result<CmdReply, CmdError> {
+pub(crate) fn run(
+    st: &mut MonState,
+    prefix: &str,
+    cmd: &Value,
+    fmt: Format,
+) -> Result<CmdReply, CmdError> {
     match prefix {
         "auth get-or-create" => {
             let entity = entity_arg(cmd)?;
@@ -126,7 +134,9 @@ pub(crate) fn run(st: &mut MonState, prefix: &str, cmd: &Value, fmt: Format) -> 
         "auth caps" => {
             let entity = entity_arg(cmd)?;
             let caps = caps_arg(cmd)?;
-            st.auth.edit(|db| db.set_caps(entity, caps)).map_err(db_err)?;
+            st.auth
+                .edit(|db| db.set_caps(entity, caps))
+                .map_err(db_err)?;
             Ok(CmdReply::status(format!("updated caps for {entity}")))
         }
         "auth rm" | "auth del" => {
@@ -157,7 +167,9 @@ pub(crate) fn run(st: &mut MonState, prefix: &str, cmd: &Value, fmt: Format) -> 
                 None => kalmar_auth::CryptoKey::generate()
                     .map_err(|e| CmdError::inval(e.to_string()))?,
             };
-            st.auth.edit(|db| db.add(entity, &key, caps)).map_err(db_err)?;
+            st.auth
+                .edit(|db| db.add(entity, &key, caps))
+                .map_err(db_err)?;
             Ok(CmdReply::status(format!("added key for {entity}")))
         }
         other => Err(CmdError::inval(format!("unknown auth command '{other}'"))),
@@ -232,7 +244,10 @@ pub fn check_caps(caps: &kalmar_auth::Caps, cmd: &Value) -> Result<(), CmdError>
             owned.push((format!("caps_{svc}"), cap));
         }
     }
-    let args: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let args: Vec<(&str, &str)> = owned
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let allowed = caps.allows_mon_command(&kalmar_auth::caps::MonCommand {
         prefix,
         args: &args,
@@ -258,13 +273,31 @@ mod tests {
     #[test]
     fn command_caps() {
         assert!(allowed("allow r", json!({"prefix": "status"})));
-        assert!(!allowed("allow r", json!({"prefix": "osd pool create", "pool": "x"})));
-        assert!(allowed("allow rw", json!({"prefix": "osd pool create", "pool": "x"})));
+        assert!(!allowed(
+            "allow r",
+            json!({"prefix": "osd pool create", "pool": "x"})
+        ));
+        assert!(allowed(
+            "allow rw",
+            json!({"prefix": "osd pool create", "pool": "x"})
+        ));
         // Keys need x; changing them rwx.
-        assert!(!allowed("allow rw", json!({"prefix": "auth get", "entity": "client.a"})));
-        assert!(allowed("allow rx", json!({"prefix": "auth get", "entity": "client.a"})));
-        assert!(!allowed("allow rx", json!({"prefix": "auth rm", "entity": "client.a"})));
-        assert!(allowed("allow *", json!({"prefix": "auth rm", "entity": "client.a"})));
+        assert!(!allowed(
+            "allow rw",
+            json!({"prefix": "auth get", "entity": "client.a"})
+        ));
+        assert!(allowed(
+            "allow rx",
+            json!({"prefix": "auth get", "entity": "client.a"})
+        ));
+        assert!(!allowed(
+            "allow rx",
+            json!({"prefix": "auth rm", "entity": "client.a"})
+        ));
+        assert!(allowed(
+            "allow *",
+            json!({"prefix": "auth rm", "entity": "client.a"})
+        ));
         let boot = json!({"prefix": "auth get-or-create", "entity": "osd.3",
                           "caps": ["mon", "allow profile osd", "osd", "allow *"]});
         assert!(allowed("profile bootstrap-osd", boot));

@@ -85,7 +85,9 @@ impl AuthMon {
         let ttl = self.ticket_ttl_secs;
         let due: Vec<Service> = [Service::Osd, Service::Mgr]
             .into_iter()
-            .filter(|s| self.db().newest_secret_expiry(*s) < now_unix_secs.saturating_add(ttl / 2 + ttl))
+            .filter(|s| {
+                self.db().newest_secret_expiry(*s) < now_unix_secs.saturating_add(ttl / 2 + ttl)
+            })
             .collect();
         if due.is_empty() {
             return false;
@@ -126,7 +128,9 @@ mod tests {
         assert!(a.db().get("client.x").is_some());
         assert!(a.committed_db().get("client.x").is_none());
         // A refused edit changes nothing.
-        assert!(a.edit(|db| db.set_caps("client.none", Default::default())).is_err());
+        assert!(a
+            .edit(|db| db.set_caps("client.none", Default::default()))
+            .is_err());
         let db = a.take_pending().expect("pending");
         assert_eq!(db.version, 1);
         a.committed(db);

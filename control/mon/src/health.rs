@@ -146,7 +146,9 @@ pub fn compute(osdmap: &OsdMap, mgrmap: &MgrMap, inp: HealthInputs) -> Health {
         checks.push(Check {
             code: "AUTH_INSECURE".into(),
             severity: Severity::Warn,
-            summary: "authentication is off (auth_*_required = none): anyone who reaches a port is in".into(),
+            summary:
+                "authentication is off (auth_*_required = none): anyone who reaches a port is in"
+                    .into(),
             count: 1,
             detail: Vec::new(),
         });

@@ -254,9 +254,10 @@ fn main() -> anyhow::Result<()> {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0);
-            let auth = persist::initial_auth(import.as_ref(), now, opts.auth_service_ticket_ttl_secs)
-                .map_err(anyhow::Error::msg)
-                .context("building the initial keys")?;
+            let auth =
+                persist::initial_auth(import.as_ref(), now, opts.auth_service_ticket_ttl_secs)
+                    .map_err(anyhow::Error::msg)
+                    .context("building the initial keys")?;
             let fsid = persist::mkfs(&common.data, fsid, &opts, &me, &members, &auth)?;
             write_bootstrap_keyrings(&common, &conf, &auth, admin_keyring)?;
             let of = if members.is_empty() {

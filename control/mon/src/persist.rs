@@ -373,7 +373,10 @@ mod tests {
         let loaded_auth = load_auth(&store).expect("auth");
         assert_eq!(loaded_auth, auth);
         assert!(loaded_auth.get("client.admin").is_some() && loaded_auth.get("mon.").is_some());
-        assert_eq!(loaded_auth.service_secrets(kalmar_auth::Service::Osd).len(), 1);
+        assert_eq!(
+            loaded_auth.service_secrets(kalmar_auth::Service::Osd).len(),
+            1
+        );
         let l = load(&store).expect("load");
         assert_eq!(
             (l.fsid, l.osdmap.epoch, l.osd_first, l.mgrmap.epoch),

@@ -47,7 +47,10 @@ impl MonState {
             name: name.to_string(),
             osd: OsdMon::new_at(osdmap, opts.clone(), now, now_us),
             mgr: MgrMon::new(mgrmap, opts.clone(), now),
-            auth: crate::authmon::AuthMon::new(Default::default(), opts.auth_service_ticket_ttl_secs),
+            auth: crate::authmon::AuthMon::new(
+                Default::default(),
+                opts.auth_service_ticket_ttl_secs,
+            ),
             mgrstat: MgrStat::default(),
             opts,
             pgs: PgSummary::default(),

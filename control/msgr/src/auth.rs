@@ -42,7 +42,10 @@ impl std::fmt::Debug for MsgrAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MsgrAuth")
             .field("server", &self.server.as_ref().map(|s| s.mode))
-            .field("client", &self.client.as_ref().map(|c| c.entity().to_string()))
+            .field(
+                "client",
+                &self.client.as_ref().map(|c| c.entity().to_string()),
+            )
             .field("require_server_proof", &self.require_server_proof)
             .finish()
     }
@@ -85,7 +88,8 @@ pub(crate) async fn accept<R: AsyncRead + Unpin>(
     if frame.header.kind != FrameKind::AuthProof {
         return Err(format!("expected auth proof, got {:?}", frame.header.kind));
     }
-    let proof = AuthProof::from_bytes(&frame.payload).map_err(|e| format!("bad auth proof: {e}"))?;
+    let proof =
+        AuthProof::from_bytes(&frame.payload).map_err(|e| format!("bad auth proof: {e}"))?;
     let (reply, peer) = server
         .finish(&pending, &proof, now_unix_secs())
         .map_err(refused)?;

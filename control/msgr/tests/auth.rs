@@ -63,9 +63,15 @@ async fn mon(mode: AuthMode) -> Mon {
     };
     let fsid = Uuid::new_v4();
     let (tx, events) = event_channel(&cfg);
-    let listener = Listener::bind("127.0.0.1:0".parse().expect("addr"), name("mon.a"), fsid, cfg, tx)
-        .await
-        .expect("bind");
+    let listener = Listener::bind(
+        "127.0.0.1:0".parse().expect("addr"),
+        name("mon.a"),
+        fsid,
+        cfg,
+        tx,
+    )
+    .await
+    .expect("bind");
     Mon {
         keys,
         listener,
@@ -121,7 +127,10 @@ async fn next_message(rx: &mut mpsc::Receiver<Event>) -> kalmar_msgr::Incoming {
 fn refused_because(r: Result<Connection, ConnectError>, want: &str) {
     match r {
         Err(ConnectError::Refused { reason, .. }) => {
-            assert!(reason.contains(want), "refused for '{reason}', expected '{want}'")
+            assert!(
+                reason.contains(want),
+                "refused for '{reason}', expected '{want}'"
+            )
         }
         Err(e) => panic!("expected a refusal containing '{want}', got {e}"),
         Ok(_) => panic!("expected a refusal containing '{want}', got a session"),
@@ -133,8 +142,13 @@ async fn right_key_is_let_in_and_the_peer_is_known() {
     let mut m = mon(AuthMode::Cephx).await;
     let key = m.add("client.admin", &[("mon", "allow *")]);
     let client = Arc::new(ClientAuth::new("client.admin", Some(key)));
-    let c = m.connect("client.admin", as_client(&client)).await.expect("authenticated");
-    c.send(Message::new(1, Bytes::from_static(b"hi"))).await.expect("send");
+    let c = m
+        .connect("client.admin", as_client(&client))
+        .await
+        .expect("authenticated");
+    c.send(Message::new(1, Bytes::from_static(b"hi")))
+        .await
+        .expect("send");
     let got = next_message(&mut m.events).await;
     let auth = got.peer.auth.as_ref().expect("authenticated peer");
     assert_eq!(auth.entity.as_deref(), Some("client.admin"));
@@ -153,28 +167,44 @@ fn kalmar_auth_now() -> u64 {
 async fn wrong_key_unknown_entity_and_keyless_are_refused() {
     let m = mon(AuthMode::Cephx).await;
     m.add("client.a", &[("mon", "allow r")]);
-    let wrong = Arc::new(ClientAuth::new("client.a", Some(CryptoKey::generate().expect("rng"))));
+    let wrong = Arc::new(ClientAuth::new(
+        "client.a",
+        Some(CryptoKey::generate().expect("rng")),
+    ));
     refused_because(m.connect("client.a", as_client(&wrong)).await, "wrong key");
-    let stranger = Arc::new(ClientAuth::new("client.zed", Some(CryptoKey::generate().expect("rng"))));
-    refused_because(m.connect("client.zed", as_client(&stranger)).await, "unknown entity");
+    let stranger = Arc::new(ClientAuth::new(
+        "client.zed",
+        Some(CryptoKey::generate().expect("rng")),
+    ));
+    refused_because(
+        m.connect("client.zed", as_client(&stranger)).await,
+        "unknown entity",
+    );
     refused_because(
         m.connect("client.a", MsgrAuth::default()).await,
         "authentication required",
     );
     // Posing as an OSD without its key.
     m.add("osd.0", &[("mon", "allow profile osd")]);
-    let pose = Arc::new(ClientAuth::new("osd.0", Some(CryptoKey::generate().expect("rng"))));
+    let pose = Arc::new(ClientAuth::new(
+        "osd.0",
+        Some(CryptoKey::generate().expect("rng")),
+    ));
     refused_because(m.connect("osd.0", as_client(&pose)).await, "wrong key");
     // The mon still serves the right key after all that.
     let key = m.add("client.b", &[("mon", "allow r")]);
     let ok = Arc::new(ClientAuth::new("client.b", Some(key)));
-    m.connect("client.b", as_client(&ok)).await.expect("still serving");
+    m.connect("client.b", as_client(&ok))
+        .await
+        .expect("still serving");
 }
 
 #[tokio::test]
 async fn auth_none_lets_keyless_peers_in_and_a_demanding_client_refuses_it() {
     let m = mon(AuthMode::None).await;
-    m.connect("client.a", MsgrAuth::default()).await.expect("open cluster");
+    m.connect("client.a", MsgrAuth::default())
+        .await
+        .expect("open cluster");
     // A client that insists on a proof refuses an acceptor that gives none
     // (anyone could stand up a listener claiming to be the mon).
     let plain = Listener::bind(
@@ -200,7 +230,10 @@ async fn tickets_open_osd_sessions_without_the_mon() {
     // The OSD authenticates to the mon and so learns its service secrets.
     let okey = m.add("osd.0", &[("mon", "allow profile osd"), ("osd", "allow *")]);
     let osd_auth = Arc::new(ClientAuth::new("osd.0", Some(okey)));
-    let _osd_mon = m.connect("osd.0", as_client(&osd_auth)).await.expect("osd to mon");
+    let _osd_mon = m
+        .connect("osd.0", as_client(&osd_auth))
+        .await
+        .expect("osd to mon");
     let osd_cfg = MsgrConfig {
         auth: MsgrAuth {
             server: Some(ServerAuth {
@@ -213,17 +246,28 @@ async fn tickets_open_osd_sessions_without_the_mon() {
         ..base()
     };
     let (otx, mut osd_events) = event_channel(&osd_cfg);
-    let osd = Listener::bind("127.0.0.1:0".parse().expect("addr"), name("osd.0"), m.fsid, osd_cfg, otx)
-        .await
-        .expect("bind");
+    let osd = Listener::bind(
+        "127.0.0.1:0".parse().expect("addr"),
+        name("osd.0"),
+        m.fsid,
+        osd_cfg,
+        otx,
+    )
+    .await
+    .expect("bind");
     // A client with a ticket from the mon.
     let ckey = m.add("client.a", &[("mon", "allow r"), ("osd", "allow r pool=a")]);
     let client = Arc::new(ClientAuth::new("client.a", Some(ckey)));
-    let _c_mon = m.connect("client.a", as_client(&client)).await.expect("client to mon");
+    let _c_mon = m
+        .connect("client.a", as_client(&client))
+        .await
+        .expect("client to mon");
     let c = connect_to(osd.local_addr(), m.fsid, "client.a", as_client(&client))
         .await
         .expect("ticket accepted");
-    c.send(Message::new(1, Bytes::from_static(b"op"))).await.expect("send");
+    c.send(Message::new(1, Bytes::from_static(b"op")))
+        .await
+        .expect("send");
     let got = next_message(&mut osd_events).await;
     let auth = got.peer.auth.as_ref().expect("authenticated");
     let op = kalmar_auth::caps::OsdOp {
@@ -233,9 +277,15 @@ async fn tickets_open_osd_sessions_without_the_mon() {
         need: Perms::R,
     };
     assert!(auth.caps.osd.allows_osd_op(&op));
-    assert!(!auth.caps.osd.allows_osd_op(&kalmar_auth::caps::OsdOp { need: Perms::W, ..op }));
+    assert!(!auth.caps.osd.allows_osd_op(&kalmar_auth::caps::OsdOp {
+        need: Perms::W,
+        ..op
+    }));
     // Without a ticket (never went to the mon) the OSD refuses.
-    let lone = Arc::new(ClientAuth::new("client.a", Some(CryptoKey::generate().expect("rng"))));
+    let lone = Arc::new(ClientAuth::new(
+        "client.a",
+        Some(CryptoKey::generate().expect("rng")),
+    ));
     refused_because(
         connect_to(osd.local_addr(), m.fsid, "client.a", as_client(&lone)).await,
         "no valid ticket",

@@ -115,8 +115,7 @@ impl Caps {
 fn object_matches(m: &ObjectMatch, op: &OsdOp<'_>) -> bool {
     m.pool.as_deref().is_none_or(|p| p == op.pool)
         && m.namespace.as_deref().is_none_or(|n| n == op.namespace)
-        && m
-            .object_prefix
+        && m.object_prefix
             .as_deref()
             .is_none_or(|p| op.object.starts_with(p))
 }
@@ -185,7 +184,10 @@ mod tests {
 
     #[test]
     fn command_with_pinned_args() {
-        let c = caps(Service::Mon, "allow command \"auth get\" with entity=client.a");
+        let c = caps(
+            Service::Mon,
+            "allow command \"auth get\" with entity=client.a",
+        );
         let ok = MonCommand {
             prefix: "auth get",
             args: &[("entity", "client.a")],
@@ -238,7 +240,10 @@ mod tests {
         let ro = caps(Service::Osd, "profile rbd-read-only");
         assert!(ro.allows_osd_op(&op("any", Perms::R)));
         assert!(!ro.allows_osd_op(&op("any", Perms::W)));
-        let pre = caps(Service::Osd, "allow rw pool=a object_prefix rbd_data namespace=n");
+        let pre = caps(
+            Service::Osd,
+            "allow rw pool=a object_prefix rbd_data namespace=n",
+        );
         let mut o = OsdOp {
             pool: "a",
             namespace: "n",
@@ -260,7 +265,11 @@ mod tests {
             need,
         };
         let m = caps(Service::Mgr, "allow module prometheus r");
-        assert!(m.allows_mgr_command(&cmd("prometheus file_sd_config", Some("prometheus"), Perms::R)));
+        assert!(m.allows_mgr_command(&cmd(
+            "prometheus file_sd_config",
+            Some("prometheus"),
+            Perms::R
+        )));
         assert!(!m.allows_mgr_command(&cmd("hello", Some("hello"), Perms::R)));
         assert!(caps(Service::Mgr, "allow *").allows_mgr_command(&cmd("x", None, Perms::ALL)));
         assert!(!caps(Service::Mgr, "allow r").allows_mgr_command(&cmd("x", None, Perms::RW)));

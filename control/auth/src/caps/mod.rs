@@ -165,7 +165,10 @@ pub enum Grant {
     /// `allow service NAME PERMS` (mon) or `allow module NAME PERMS` (mgr).
     Service { name: String, perms: Perms },
     /// `profile NAME [pool=P]`.
-    Profile { profile: Profile, pool: Option<String> },
+    Profile {
+        profile: Profile,
+        pool: Option<String>,
+    },
 }
 
 /// The parsed caps of one service.

@@ -163,7 +163,11 @@ fn parse_grant(service: Service, toks: &[Tok]) -> Result<Grant, String> {
             }
             _ => parse_allow(service, &mut c)?,
         },
-        other => return Err(format!("'{other}': a grant starts with 'allow' or 'profile'")),
+        other => {
+            return Err(format!(
+                "'{other}': a grant starts with 'allow' or 'profile'"
+            ))
+        }
     };
     if !c.at_end() {
         return Err(format!("unexpected {:?} at the end of a grant", c.peek()));
@@ -294,7 +298,10 @@ mod tests {
                 pool: None
             }
         );
-        assert_eq!(one(Service::Mon, "allow profile osd"), one(Service::Mon, "profile osd"));
+        assert_eq!(
+            one(Service::Mon, "allow profile osd"),
+            one(Service::Mon, "profile osd")
+        );
         let g = one(Service::Osd, "allow rw pool=images");
         assert_eq!(
             g,
@@ -308,7 +315,10 @@ mod tests {
         );
         assert_eq!(one(Service::Osd, "allow pool images rw"), g);
         assert_eq!(
-            one(Service::Osd, "allow rwx pool=a namespace=n object_prefix rbd_data"),
+            one(
+                Service::Osd,
+                "allow rwx pool=a namespace=n object_prefix rbd_data"
+            ),
             Grant::Allow {
                 perms: Perms::RWX,
                 matches: ObjectMatch {
@@ -326,7 +336,10 @@ mod tests {
             }
         );
         assert_eq!(
-            one(Service::Mon, "allow command \"auth get\" with entity=\"client.a\""),
+            one(
+                Service::Mon,
+                "allow command \"auth get\" with entity=\"client.a\""
+            ),
             Grant::Command {
                 prefix: "auth get".into(),
                 args: vec![("entity".into(), "client.a".into())]
@@ -339,10 +352,13 @@ mod tests {
                 perms: Perms::R
             }
         );
-        let caps = parse_caps(Service::Osd, "allow r pool=a, allow rw pool=b; profile rbd")
-            .expect("list");
+        let caps =
+            parse_caps(Service::Osd, "allow r pool=a, allow rw pool=b; profile rbd").expect("list");
         assert_eq!(caps.grants.len(), 3);
-        assert!(parse_caps(Service::Mon, "").expect("empty").grants.is_empty());
+        assert!(parse_caps(Service::Mon, "")
+            .expect("empty")
+            .grants
+            .is_empty());
     }
 
     #[test]

@@ -155,7 +155,9 @@ impl StateMachine {
             }
             match kalmar_auth::AuthDb::from_bytes(&a.db) {
                 Ok(db) if db.version == a.version => auth = Some(Box::new(db)),
-                Ok(db) => return refuse(format!("auth {} holds version {}", a.version, db.version)),
+                Ok(db) => {
+                    return refuse(format!("auth {} holds version {}", a.version, db.version))
+                }
                 Err(e) => return refuse(format!("auth {}: {e}", a.version)),
             }
         }
