@@ -94,7 +94,7 @@ fn entity(prefix: &str, e: &str) -> Result<(), UsageError> {
 }
 
 fn caps_pairs(prefix: &str, rest: &[String], required: bool) -> Result<Value, UsageError> {
-    if rest.len() % 2 != 0 {
+    if !rest.len().is_multiple_of(2) {
         return Err(err(
             prefix,
             "caps come in pairs: SERVICE 'CAPS' (e.g. mon 'allow r')",

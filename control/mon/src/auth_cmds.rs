@@ -54,7 +54,7 @@ pub fn caps_arg(cmd: &Value) -> Result<BTreeMap<String, String>, CmdError> {
             .collect::<Result<_, _>>()?,
         Some(_) => return Err(CmdError::inval("caps must be a list of SERVICE CAP pairs")),
     };
-    if list.len() % 2 != 0 {
+    if !list.len().is_multiple_of(2) {
         return Err(CmdError::inval(
             "caps come in pairs: SERVICE 'CAP' (e.g. mon 'allow r')",
         ));
