@@ -29,6 +29,8 @@ pub struct CreateArgs {
     pub no_start: bool,
     pub journal_bytes: Option<u64>,
     pub timeout: Duration,
+    /// `--device-class`: the class CRUSH records instead of the detected.
+    pub device_class: Option<String>,
 }
 
 /// Why `device` must not be formatted (empty: it is free). A regular file
@@ -85,7 +87,20 @@ async fn existing_osd_uuid(mon: SocketAddr, id: OsdId, timeout: Duration) -> Res
     if osd["up"].as_i64() == Some(1) {
         bail!("osd.{id} is up: stop it (systemctl stop kalmar-osd@{id}) before giving its id to another disk");
     }
+    let destroyed = osd["state"]
+        .as_array()
+        .is_some_and(|st| st.iter().any(|s| s.as_str() == Some("destroyed")));
+    if destroyed {
+        // `osd destroy` cleared its uuid: the new disk registers its own
+        // and the mon hands it the destroyed id (and its CRUSH place).
+        return Ok(None);
+    }
     Ok(osd["uuid"].as_str().and_then(|u| u.parse().ok()))
+}
+
+/// The conf section an OSD being created reads (`osd.N`, else `osd`).
+fn entity_of(id: Option<OsdId>) -> String {
+    id.map_or_else(|| "osd".to_string(), |i| format!("osd.{i}"))
 }
 
 fn systemd_running() -> bool {
@@ -112,7 +127,12 @@ pub fn run(a: CreateArgs) -> Result<()> {
     let Some((&mon, other_mons)) = mons.split_first() else {
         bail!("no mon address: set mon_host in the conf or pass --mon IP:PORT");
     };
-    let (why_not, class) = refusals(&a.device)?;
+    let (why_not, _detected) = refusals(&a.device)?;
+    let conf_class = conf.get::<String>(&entity_of(a.id), "osd_class")?;
+    let class = devices::choose_class(
+        &a.device,
+        a.device_class.as_deref().or(conf_class.as_deref()),
+    );
     if !why_not.is_empty() {
         if !a.force {
             bail!(
@@ -127,8 +147,7 @@ pub fn run(a: CreateArgs) -> Result<()> {
             why_not.join("; ")
         );
     }
-    let entity =
-        a.id.map_or_else(|| "osd".to_string(), |i| format!("osd.{i}"));
+    let entity = entity_of(a.id);
     let host = devices::crush_host(&conf, &entity)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -149,6 +168,7 @@ pub fn run(a: CreateArgs) -> Result<()> {
         hostname: host.clone(),
         timeout: a.timeout,
         osd_uuid,
+        device_class: class.clone().unwrap_or_default(),
     };
     let (fsid, id) = rt.block_on(mkfs_with_id(cfg))?;
 
@@ -168,6 +188,7 @@ pub fn run(a: CreateArgs) -> Result<()> {
     std::fs::write(dir.join("whoami"), format!("{id}\n"))?;
     std::fs::write(dir.join("fsid"), format!("{fsid}\n"))?;
     let class = class.map_or(String::new(), |c| format!(", device class {c}"));
+
     println!(
         "created osd.{id} on {} (host {host}{class}) in cluster {fsid}",
         target.display()

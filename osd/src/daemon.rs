@@ -54,6 +54,8 @@ pub struct RunConfig {
     pub mount: MountOptions,
     /// Extra `config show` keys (identity, paths).
     pub identity: serde_json::Map<String, Value>,
+    /// Device class to give CRUSH at boot when it has none.
+    pub device_class: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -369,6 +371,7 @@ pub async fn run(
         addrs,
         hostname(),
     );
+    work.device_class = cfg.device_class.clone();
     let loaded = work.load_pgs().await.map_err(OsdError::Map)?;
     tracing::info!(
         pgs = loaded,

@@ -366,6 +366,17 @@ pub fn disk_name_of(dev: &Path) -> Option<String> {
     Path::new("/sys/block").join(&name).exists().then_some(name)
 }
 
+/// The class CRUSH records for an OSD: `override_class` (`--device-class`
+/// or the conf's `osd_class`), else what the whole disk under `dev` is
+/// (`nvme`, `ssd`, `hdd`), else none (a regular file has no class of its
+/// own: set one with `osd_class`).
+pub fn choose_class(dev: &Path, override_class: Option<&str>) -> Option<String> {
+    if let Some(c) = override_class.filter(|c| !c.is_empty()) {
+        return Some(c.to_string());
+    }
+    disk_name_of(dev).map(|name| inspect_disk(&name).device_class.to_string())
+}
+
 /// A stable name for a device: its `/dev/disk/by-id` link if it has one
 /// (device letters move between boots), else the path given.
 pub fn stable_path(dev: &Path) -> PathBuf {

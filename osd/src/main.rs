@@ -104,6 +104,10 @@ enum Cmd {
         /// Bound on waiting for the mon, in seconds.
         #[arg(long, default_value_t = 30)]
         timeout: u64,
+        /// Device class CRUSH records (default: the conf's osd_class, else
+        /// nvme/ssd/hdd from the disk; a regular file has none).
+        #[arg(long)]
+        device_class: Option<String>,
     },
     /// Run the OSD.
     Run {
@@ -196,6 +200,11 @@ fn main() -> anyhow::Result<()> {
                 hostname: kalmar_osd::devices::crush_host(&s.conf, &s.entity)?,
                 timeout: Duration::from_secs(timeout),
                 osd_uuid: None,
+                device_class: kalmar_osd::devices::choose_class(
+                    &common.device,
+                    s.conf.get::<String>(&s.entity, "osd_class")?.as_deref(),
+                )
+                .unwrap_or_default(),
             };
             let fsid = runtime(1)?.block_on(kalmar_osd::mkfs(cfg))?;
             println!(
@@ -224,6 +233,7 @@ fn main() -> anyhow::Result<()> {
             no_start,
             journal_bytes,
             timeout,
+            device_class,
         } => kalmar_osd::create::run(kalmar_osd::create::CreateArgs {
             device,
             id,
@@ -234,6 +244,7 @@ fn main() -> anyhow::Result<()> {
             no_start,
             journal_bytes,
             timeout: Duration::from_secs(timeout),
+            device_class,
         }),
         Cmd::Run {
             common,
@@ -281,7 +292,22 @@ fn main() -> anyhow::Result<()> {
             if let Some(f) = &common.log_file {
                 identity.insert("log_file".into(), Value::String(f.display().to_string()));
             }
+            // Ceph's osd_class_update_on_start: the class the OSD gives
+            // CRUSH at boot if it has none (osd_class, else the disk's).
+            let update_class = s
+                .conf
+                .get::<bool>(&s.entity, "osd_class_update_on_start")?
+                .unwrap_or(true);
+            let device_class = if update_class {
+                kalmar_osd::devices::choose_class(
+                    &common.device,
+                    s.conf.get::<String>(&s.entity, "osd_class")?.as_deref(),
+                )
+            } else {
+                None
+            };
             let cfg = RunConfig {
+                device_class,
                 id: common.id,
                 device: common.device.clone(),
                 mon: s.mon,

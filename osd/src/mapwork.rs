@@ -62,6 +62,8 @@ pub struct MapWork {
     status: Arc<Mutex<StatusView>>,
     addrs: OsdAddrs,
     hostname: String,
+    /// Sent at boot as `crush_device_class` (osd_class_update_on_start).
+    pub device_class: Option<String>,
     boot: BootState,
     last_boot: Option<Instant>,
     /// Map epoch when the boot was last sent.
@@ -89,6 +91,7 @@ impl MapWork {
             status,
             addrs,
             hostname,
+            device_class: None,
             boot: BootState::Booting,
             last_boot: None,
             boot_epoch: 0,
@@ -162,6 +165,9 @@ impl MapWork {
             "osd_data".to_string(),
             self.svc.store.db_path().display().to_string(),
         );
+        if let Some(c) = &self.device_class {
+            metadata.insert("crush_device_class".to_string(), c.clone());
+        }
         let boot = OsdBoot {
             osd_id: self.svc.whoami,
             uuid: self.svc.osd_uuid,

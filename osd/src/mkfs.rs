@@ -29,6 +29,8 @@ pub struct MkfsConfig {
     /// that OSD's uuid. None: the store's own if the device holds one,
     /// else a new uuid.
     pub osd_uuid: Option<Uuid>,
+    /// Device class CRUSH records at registration (empty: none).
+    pub device_class: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,7 +129,13 @@ pub async fn mkfs_with_id(cfg: MkfsConfig) -> Result<(Uuid, OsdId), MkfsError> {
         .await
         .map_err(mon_err)?;
     let reply = mon
-        .osd_mkfs(osd_uuid, cfg.id, &cfg.hostname, cfg.timeout)
+        .osd_mkfs_with_class(
+            osd_uuid,
+            cfg.id,
+            &cfg.hostname,
+            &cfg.device_class,
+            cfg.timeout,
+        )
         .await
         .map_err(mon_err)?;
     mon.close().await;

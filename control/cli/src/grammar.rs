@@ -216,6 +216,9 @@ fn no_more(prefix: &str, rest: &[String]) -> Result<(), UsageError> {
 
 /// Parses the words of a mon command into its JSON dict.
 pub fn parse(words: &[String]) -> Result<Value, UsageError> {
+    if let Some(r) = crate::crush_grammar::parse(words) {
+        return r;
+    }
     let w: Vec<&str> = words.iter().map(String::as_str).collect();
     // The longest known prefix wins.
     let (prefix, n) = USAGE

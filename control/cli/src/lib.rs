@@ -17,6 +17,7 @@
 pub mod args;
 pub mod bench;
 pub mod crush;
+pub mod crush_grammar;
 pub mod daemon;
 pub mod exporter;
 pub mod grammar;

@@ -21,6 +21,7 @@ pub fn errno_name(errno: i32) -> &'static str {
         17 => "EEXIST",
         22 => "EINVAL",
         34 => "ERANGE",
+        39 => "ENOTEMPTY",
         95 => "EOPNOTSUPP",
         110 => "ETIMEDOUT",
         122 => "EDQUOT",

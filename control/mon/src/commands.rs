@@ -82,7 +82,7 @@ impl Format {
     }
 
     /// Data that is JSON in every format (Ceph prints `mgr dump` so).
-    fn json_always(self, v: &Value) -> Vec<u8> {
+    pub(crate) fn json_always(self, v: &Value) -> Vec<u8> {
         match self {
             Format::Json => format!("{v}\n").into_bytes(),
             _ => format!("{}\n", serde_json::to_string_pretty(v).unwrap_or_default()).into_bytes(),
@@ -90,16 +90,16 @@ impl Format {
     }
 }
 
-fn arg_str<'a>(cmd: &'a Value, key: &str) -> Option<&'a str> {
+pub(crate) fn arg_str<'a>(cmd: &'a Value, key: &str) -> Option<&'a str> {
     cmd.get(key).and_then(Value::as_str)
 }
 
-fn req_str<'a>(cmd: &'a Value, key: &str) -> Result<&'a str, CmdError> {
+pub(crate) fn req_str<'a>(cmd: &'a Value, key: &str) -> Result<&'a str, CmdError> {
     arg_str(cmd, key).ok_or_else(|| CmdError::inval(format!("missing required argument '{key}'")))
 }
 
 /// A float given as a JSON number or a numeric string (Ceph's CephFloat).
-fn req_f64(cmd: &Value, key: &str) -> Result<f64, CmdError> {
+pub(crate) fn req_f64(cmd: &Value, key: &str) -> Result<f64, CmdError> {
     let bad = |v: &Value| CmdError::inval(format!("unable to parse '{key}' value '{v}'"));
     match cmd.get(key) {
         None | Some(Value::Null) => Err(CmdError::inval(format!(
@@ -131,7 +131,7 @@ fn arg_u32(cmd: &Value, key: &str) -> Result<Option<u32>, CmdError> {
 }
 
 /// OSD ids from `ids` (strings like `3` or `osd.3`, or numbers).
-fn osd_ids(cmd: &Value) -> Result<Vec<OsdId>, CmdError> {
+pub(crate) fn osd_ids(cmd: &Value) -> Result<Vec<OsdId>, CmdError> {
     let list = match cmd.get("ids") {
         Some(Value::Array(a)) if !a.is_empty() => a.clone(),
         Some(v @ (Value::String(_) | Value::Number(_))) => vec![v.clone()],
@@ -190,6 +190,7 @@ pub const PREFIXES: &[&str] = &[
     "pg stat",
     "pg dump",
     "osd crush dump",
+    // CRUSH administration and OSD removal: crushmon_cmds.rs.
     "mgr stat",
     "mgr dump",
     "mgr fail",
@@ -219,6 +220,9 @@ pub fn execute(st: &mut MonState, cmd: &Value, now: Instant, now_us: u64) -> Cmd
 fn run(st: &mut MonState, cmd: &Value, now: Instant, now_us: u64) -> Result<CmdReply, CmdError> {
     let prefix = req_str(cmd, "prefix")?;
     let fmt = Format::of(cmd)?;
+    if let Some(r) = crate::crushmon_cmds::dispatch(st, prefix, cmd, fmt) {
+        return r;
+    }
     let osdmap = st.osd.map();
     if prefix.starts_with("auth ") {
         return crate::auth_cmds::run(st, prefix, cmd, fmt);
@@ -296,7 +300,8 @@ fn run(st: &mut MonState, cmd: &Value, now: Instant, now_us: u64) -> Result<CmdR
                 .map_err(|e| CmdError::inval(format!("invalid uuid: {e}")))?;
             let want = arg_u32(cmd, "id")?.map(|v| v as OsdId).unwrap_or(-1);
             let host = arg_str(cmd, "host").unwrap_or("");
-            let id = st.osd.osd_mkfs(uuid, want, host)?;
+            let class = arg_str(cmd, "crush_device_class").unwrap_or("");
+            let id = st.osd.osd_mkfs_class(uuid, want, host, class)?;
             CmdReply::data(fmt.render(&json!({ "osdid": id }), || format!("{id}\n")))
         }
         "osd pool create" => {

@@ -20,6 +20,7 @@
 pub mod auth_cmds;
 pub mod authmon;
 pub mod commands;
+pub mod crushmon_cmds;
 pub mod errors;
 pub mod health;
 pub mod health_stats;

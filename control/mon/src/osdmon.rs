@@ -172,6 +172,20 @@ impl OsdMon {
     /// (when free), else the lowest free id. New OSDs exist but are out
     /// until their first boot.
     pub fn osd_mkfs(&mut self, uuid: Uuid, want_id: OsdId, host: &str) -> Result<OsdId, CmdError> {
+        self.osd_mkfs_class(uuid, want_id, host, "")
+    }
+
+    /// As [`OsdMon::osd_mkfs`], also setting the device class in CRUSH
+    /// when `class` is not empty and the OSD has none (Ceph's `osd new`
+    /// with `crush_device_class`). A destroyed id is given to the new
+    /// uuid, keeping its CRUSH position and weight (a replaced disk).
+    pub fn osd_mkfs_class(
+        &mut self,
+        uuid: Uuid,
+        want_id: OsdId,
+        host: &str,
+        class: &str,
+    ) -> Result<OsdId, CmdError> {
         if uuid.is_nil() {
             return Err(CmdError::inval("an OSD needs a non-nil uuid"));
         }
@@ -194,10 +208,13 @@ impl OsdMon {
                     "osd id {want_id} is above the limit {MAX_OSD_ID}"
                 )));
             }
-            if view.exists(want_id) {
+            let destroyed = view
+                .osd(want_id)
+                .is_some_and(|s| s.state.has(OsdState::DESTROYED));
+            if view.exists(want_id) && !destroyed {
                 return Err(CmdError::new(
                     EEXIST,
-                    format!("osd.{want_id} already exists with another uuid"),
+                    format!("osd.{want_id} already exists with another uuid; destroy it first (osd destroy osd.{want_id} --yes-i-really-mean-it) to give its id to a new disk"),
                 ));
             }
             want_id
@@ -211,7 +228,15 @@ impl OsdMon {
         if id >= m.max_osd() {
             m.set_max_osd(id + 1);
         }
-        m.crush.add_osd(id, WEIGHT_ONE, host)?;
+        if !m.crush.device_is_placed(id) {
+            m.crush.add_osd(id, WEIGHT_ONE, host)?;
+        }
+        if !class.is_empty() {
+            if let Some(d) = m.crush.devices.get_mut(&id).filter(|d| d.class.is_none()) {
+                d.class = Some(class.to_string());
+            }
+        }
+        m.crush.rebuild_shadow_trees()?;
         if let Some(s) = m.osd_mut(id) {
             *s = OsdSlot {
                 state: OsdState(OsdState::EXISTS | OsdState::NEW),
@@ -265,6 +290,7 @@ impl OsdMon {
         if unchanged {
             return Ok(false);
         }
+        self.update_class_on_boot(b);
         let next = self.next_epoch();
         let noin_global = self.view().test_flag(OsdMapFlags::NOIN);
         let s = self.slot_mut(b.osd_id).map_err(|e| e.msg)?;
@@ -286,6 +312,43 @@ impl OsdMon {
             s.state.0 &= !(OsdState::NEW | OsdState::AUTOOUT);
         }
         Ok(true)
+    }
+
+    /// A booting OSD that names its device class (metadata
+    /// `crush_device_class`, sent when its `osd_class_update_on_start` is
+    /// on) gets it in CRUSH unless it already has a class: an admin's
+    /// `set-device-class` wins, as in Ceph.
+    fn update_class_on_boot(&mut self, b: &OsdBoot) {
+        let Some(class) = b.metadata.get("crush_device_class") else {
+            return;
+        };
+        if !kalmar_maps::crush::edit::is_valid_name(class) {
+            tracing::warn!(
+                osd = b.osd_id,
+                class,
+                "invalid device class from a booting osd"
+            );
+            return;
+        }
+        let unset = self
+            .view()
+            .crush
+            .devices
+            .get(&b.osd_id)
+            .is_some_and(|d| d.class.is_none());
+        if !unset {
+            return;
+        }
+        let r = self.edit_map(|m, _| {
+            if let Some(d) = m.crush.devices.get_mut(&b.osd_id) {
+                d.class = Some(class.clone());
+            }
+            m.crush.rebuild_shadow_trees().map_err(CmdError::from)
+        });
+        match r {
+            Ok(()) => tracing::info!(osd = b.osd_id, class, "device class set at boot"),
+            Err(e) => tracing::warn!(osd = b.osd_id, "device class not set: {e}"),
+        }
     }
 
     fn mark_down(&mut self, id: OsdId, now: Instant) {

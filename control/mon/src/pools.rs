@@ -103,7 +103,13 @@ pub fn set(
     val: &str,
 ) -> Result<String, CmdError> {
     let id = m.pool_by_name(name)?.id;
-    let n: u32 = val.parse().map_err(|_| {
+    // crush_rule takes a rule name, as Ceph's; a number is the rule id.
+    let by_name = match var {
+        "crush_rule" => m.crush.rule_by_name(val).map(|r| r.id.to_string()),
+        _ => None,
+    };
+    let val_num = by_name.as_deref().unwrap_or(val);
+    let n: u32 = val_num.parse().map_err(|_| {
         CmdError::inval(format!(
             "value '{val}' for {var} is not a non-negative integer"
         ))

@@ -493,7 +493,12 @@ impl Server {
             },
             OSD_MKFS => match OsdMkfs::from_message(&msg) {
                 Ok(req) => {
-                    let reply = match self.st.osd.osd_mkfs(req.uuid, req.want_id, &req.hostname) {
+                    let reply = match self.st.osd.osd_mkfs_class(
+                        req.uuid,
+                        req.want_id,
+                        &req.hostname,
+                        &req.device_class,
+                    ) {
                         Ok(id) => OsdMkfsReply {
                             tid: req.tid,
                             retval: 0,

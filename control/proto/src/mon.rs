@@ -161,8 +161,11 @@ pub struct OsdMkfs {
     pub want_id: OsdId,
     /// CRUSH host bucket for the new OSD.
     pub hostname: String,
+    /// Device class to set in CRUSH (`hdd`, `ssd`, `nvme`); empty: none.
+    pub device_class: String,
 }
-impl_versioned!(OsdMkfs, "osd mkfs", version = 1, compat = 1, { tid, uuid, want_id, hostname });
+impl_versioned!(OsdMkfs, "osd mkfs", version = 2, compat = 1, { tid, uuid, want_id, hostname },
+    since 2 { device_class });
 payload!(OsdMkfs, OSD_MKFS, "osd_mkfs");
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

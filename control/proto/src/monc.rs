@@ -481,6 +481,19 @@ impl MonClient {
         hostname: &str,
         timeout: Duration,
     ) -> Result<OsdMkfsReply, MonClientError> {
+        self.osd_mkfs_with_class(uuid, want_id, hostname, "", timeout)
+            .await
+    }
+
+    /// As [`MonClient::osd_mkfs`], with the device class CRUSH records.
+    pub async fn osd_mkfs_with_class(
+        &self,
+        uuid: Uuid,
+        want_id: i32,
+        hostname: &str,
+        device_class: &str,
+        timeout: Duration,
+    ) -> Result<OsdMkfsReply, MonClientError> {
         let deadline = Instant::now() + timeout;
         let mut no_leader_since = None;
         loop {
@@ -491,6 +504,7 @@ impl MonClient {
                 uuid,
                 want_id,
                 hostname: hostname.to_string(),
+                device_class: device_class.to_string(),
             };
             let r = match self.request(tid, msg.to_message(), left).await {
                 Ok(reply) => OsdMkfsReply::from_message(&reply).map_err(MonClientError::from),

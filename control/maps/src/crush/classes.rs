@@ -18,7 +18,20 @@ impl CrushMap {
         classes: &[String],
         keep_ids: &BTreeMap<(i32, String), i32>,
     ) -> Result<(), MapError> {
-        let reserved: BTreeSet<i32> = keep_ids.values().copied().collect();
+        self.build_shadow_trees_reserving(classes, keep_ids, &BTreeSet::new())
+    }
+
+    /// As [`CrushMap::build_shadow_trees`], also keeping the ids in
+    /// `used` (shadows that existed before) from new shadow buckets, as
+    /// Ceph's `populate_classes` does.
+    pub(crate) fn build_shadow_trees_reserving(
+        &mut self,
+        classes: &[String],
+        keep_ids: &BTreeMap<(i32, String), i32>,
+        used: &BTreeSet<i32>,
+    ) -> Result<(), MapError> {
+        let mut reserved: BTreeSet<i32> = keep_ids.values().copied().collect();
+        reserved.extend(used.iter().copied());
         for root in self.roots() {
             for class in classes {
                 self.clone_for_class(root, class, keep_ids, &reserved, 0)?;

@@ -17,7 +17,7 @@ fn fixed3(w: u32) -> String {
 impl CrushMap {
     /// Device classes in Ceph's class-id order: first use among devices by
     /// id, then classes that only shadow buckets mention.
-    fn class_order(&self) -> Vec<String> {
+    pub(crate) fn class_order(&self) -> Vec<String> {
         let mut order: Vec<String> = Vec::new();
         for d in self.devices.values() {
             if let Some(c) = &d.class {

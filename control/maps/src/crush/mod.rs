@@ -4,6 +4,7 @@
 pub mod build;
 mod classes;
 mod decompile;
+pub mod edit;
 pub mod hash;
 mod ln;
 pub mod map;

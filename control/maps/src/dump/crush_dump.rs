@@ -62,6 +62,19 @@ fn step_json(crush: &CrushMap, s: &RuleStep) -> Value {
     }
 }
 
+/// One rule as `osd crush rule dump` shows it.
+pub fn rule_json(crush: &CrushMap, r: &crate::crush::Rule) -> Value {
+    json!({
+        "rule_id": r.id,
+        "rule_name": r.name,
+        "ruleset": r.id,
+        "type": r.rule_type,
+        "min_size": r.min_size,
+        "max_size": r.max_size,
+        "steps": r.steps.iter().map(|s| step_json(crush, s)).collect::<Vec<_>>(),
+    })
+}
+
 /// `osd crush dump --format json`.
 pub fn crush_dump_json(crush: &CrushMap) -> Value {
     let devices: Vec<Value> = crush
@@ -99,21 +112,7 @@ pub fn crush_dump_json(crush: &CrushMap) -> Value {
             })
         })
         .collect();
-    let rules: Vec<Value> = crush
-        .rules
-        .values()
-        .map(|r| {
-            json!({
-                "rule_id": r.id,
-                "rule_name": r.name,
-                "ruleset": r.id,
-                "type": r.rule_type,
-                "min_size": r.min_size,
-                "max_size": r.max_size,
-                "steps": r.steps.iter().map(|s| step_json(crush, s)).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
+    let rules: Vec<Value> = crush.rules.values().map(|r| rule_json(crush, r)).collect();
     json!({
         "devices": devices,
         "types": types,

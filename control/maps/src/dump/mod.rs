@@ -6,8 +6,9 @@ mod osd_dump;
 mod tree;
 
 pub use crush_dump::crush_dump_json;
+pub use crush_dump::rule_json;
 pub use osd_dump::{osd_dump_json, osd_dump_plain, pool_json};
-pub use tree::{osd_tree_json, osd_tree_plain};
+pub use tree::{crush_tree_json, crush_tree_plain, osd_tree_json, osd_tree_plain};
 
 /// A float as C++'s default `ostream <<` prints it (6 significant digits,
 /// `%g`): `1`, `0.5`, `0.95`, `1e-07`.

@@ -33,9 +33,26 @@ fn sort_key(crush: &CrushMap, id: i32) -> String {
 
 /// Depth-first walk from every root, most negative root id first.
 fn walk(crush: &CrushMap) -> Vec<Node> {
+    walk_roots(crush, crush.roots())
+}
+
+/// Roots including the device-class shadow roots (`default~ssd`).
+fn roots_with_shadows(crush: &CrushMap) -> Vec<i32> {
+    let held: BTreeSet<i32> = crush
+        .buckets()
+        .flat_map(|b| b.items.iter().copied())
+        .filter(|&i| i < 0)
+        .collect();
+    crush
+        .buckets()
+        .map(|b| b.id)
+        .filter(|id| !held.contains(id))
+        .collect()
+}
+
+fn walk_roots(crush: &CrushMap, mut roots: Vec<i32>) -> Vec<Node> {
     let mut out = Vec::new();
     let mut seen = BTreeSet::new();
-    let mut roots = crush.roots();
     roots.sort_unstable();
     let mut stack: Vec<(i32, usize, u32)> = roots
         .iter()
@@ -109,7 +126,7 @@ pub fn osd_tree_plain(m: &OsdMap) -> String {
                     row[5] = "0".into();
                 }
                 Some(s) => {
-                    row[4] = if s.is_up() { "up" } else { "down" }.into();
+                    row[4] = status(s).into();
                     row[5] = weight_str(s.weight);
                     row[6] = weight_str(s.primary_affinity);
                 }
@@ -125,7 +142,7 @@ pub fn osd_tree_plain(m: &OsdMap) -> String {
             String::new(),
             weight_str(0),
             format!("osd.{id}"),
-            if s.is_up() { "up" } else { "down" }.into(),
+            status(s).into(),
             weight_str(s.weight),
             weight_str(s.primary_affinity),
         ]);
@@ -222,6 +239,98 @@ pub fn osd_tree_json(m: &OsdMap) -> Value {
     json!({ "nodes": nodes, "stray": stray })
 }
 
+/// STATUS column: `destroyed` wins over up/down, as in Ceph.
+fn status(s: &crate::OsdSlot) -> &'static str {
+    if s.state.has(crate::osd::OsdState::DESTROYED) {
+        "destroyed"
+    } else if s.is_up() {
+        "up"
+    } else {
+        "down"
+    }
+}
+
+/// Class column of a bucket: a shadow's class, else empty.
+fn bucket_class(name: &str) -> &str {
+    name.split_once('~').map_or("", |(_, c)| c)
+}
+
+fn device_class(crush: &CrushMap, id: i32) -> String {
+    crush
+        .devices
+        .get(&id)
+        .and_then(|d| d.class.clone())
+        .unwrap_or_default()
+}
+
+/// `osd crush tree [--show-shadow]`: `ID CLASS WEIGHT TYPE NAME`.
+pub fn crush_tree_plain(crush: &CrushMap, show_shadow: bool) -> String {
+    let roots = if show_shadow {
+        roots_with_shadows(crush)
+    } else {
+        crush.roots()
+    };
+    let rows: Vec<[String; 4]> = walk_roots(crush, roots)
+        .into_iter()
+        .map(|n| {
+            let name = crush.item_name(n.id).unwrap_or("?");
+            let (class, label) = match crush.bucket(n.id) {
+                Some(b) => (
+                    bucket_class(name).to_string(),
+                    format!("{} {name}", crush.type_name(b.type_id).unwrap_or("?")),
+                ),
+                None => (device_class(crush, n.id), name.to_string()),
+            };
+            [
+                n.id.to_string(),
+                class,
+                weight_str(n.weight),
+                format!("{}{label}", "    ".repeat(n.depth)),
+            ]
+        })
+        .collect();
+    render_table(
+        &["ID", "CLASS", "WEIGHT", "TYPE NAME"],
+        &[true, true, true, false],
+        &rows,
+    )
+}
+
+/// `osd crush tree --format json`: `{nodes, stray}` without OSD status.
+pub fn crush_tree_json(crush: &CrushMap, show_shadow: bool) -> Value {
+    let roots = if show_shadow {
+        roots_with_shadows(crush)
+    } else {
+        crush.roots()
+    };
+    let nodes: Vec<Value> = walk_roots(crush, roots)
+        .into_iter()
+        .map(|n| {
+            let name = crush.item_name(n.id).unwrap_or("?");
+            match crush.bucket(n.id) {
+                Some(b) => json!({
+                    "id": n.id,
+                    "name": name,
+                    "type": crush.type_name(b.type_id).unwrap_or("?"),
+                    "type_id": b.type_id,
+                    "children": n.children,
+                }),
+                None => json!({
+                    "id": n.id,
+                    "device_class": device_class(crush, n.id),
+                    "name": name,
+                    "type": "osd",
+                    "type_id": 0,
+                    "crush_weight": f64::from(n.weight) / 65536.0,
+                    "depth": n.depth,
+                    "pool_weights": {},
+                }),
+            }
+        })
+        .collect();
+    json!({ "nodes": nodes, "stray": [] })
+}
+
 fn device_json(m: &OsdMap, id: i32, name: &str, crush_weight: f64, depth: usize) -> Value {
     let slot = m.osd(id).filter(|s| s.exists());
     let mut v = json!({
@@ -234,7 +343,7 @@ fn device_json(m: &OsdMap, id: i32, name: &str, crush_weight: f64, depth: usize)
         "depth": depth,
         "pool_weights": {},
         "exists": u8::from(slot.is_some()),
-        "status": match slot { Some(s) if s.is_up() => "up", Some(_) => "down", None => "DNE" },
+        "status": slot.map_or("DNE", status),
         "reweight": slot.map_or(0.0, |s| s.weight_f64()),
         "primary_affinity": slot.map_or(1.0, |s| f64::from(s.primary_affinity) / 65536.0),
     });

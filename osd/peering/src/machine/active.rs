@@ -203,22 +203,34 @@ impl Pg {
         }
     }
 
+    /// Reserves a slot on every remote target, one at a time in ascending
+    /// OSD id (Ceph's `remote_reservation_targets` walk). Asking all at
+    /// once deadlocks with one slot per OSD: three primaries can each hold
+    /// one replica's slot while waiting for the slot another holds. Taking
+    /// them in one global order makes such a cycle impossible.
     fn reserve_remote(&mut self, kind: ReserveFor) {
         self.p.remote_granted.clear();
-        let targets = self.remote_targets(kind);
-        for peer in &targets {
-            let msg = PeeringMessage::ReserveRequest {
-                pgid: self.info.pgid,
-                epoch: self.epoch(),
-                interval: self.interval(),
-                kind,
-                num_bytes: self.info.stats.num_bytes,
-            };
-            self.send(*peer, msg);
-        }
-        if targets.is_empty() {
+        self.ask_next_remote(kind);
+    }
+
+    /// Asks the lowest target not yet granted, or finishes the walk.
+    fn ask_next_remote(&mut self, kind: ReserveFor) {
+        let next = self
+            .remote_targets(kind)
+            .into_iter()
+            .find(|o| !self.p.remote_granted.contains(o));
+        let Some(peer) = next else {
             self.remote_reserved(kind);
-        }
+            return;
+        };
+        let msg = PeeringMessage::ReserveRequest {
+            pgid: self.info.pgid,
+            epoch: self.epoch(),
+            interval: self.interval(),
+            kind,
+            num_bytes: self.info.stats.num_bytes,
+        };
+        self.send(peer, msg);
     }
 
     pub(super) fn on_reserve_grant(&mut self, from: OsdId, kind: ReserveFor) {
@@ -226,12 +238,12 @@ impl Pg {
             ReserveFor::Recovery => State::Active(Active::WaitRemoteRecoveryReserved),
             ReserveFor::Backfill => State::Active(Active::WaitRemoteBackfillReserved),
         };
-        if self.state != waiting {
+        if self.state != waiting || !self.remote_targets(kind).contains(&from) {
             return;
         }
-        self.p.remote_granted.insert(from);
-        if self.remote_targets(kind).is_subset(&self.p.remote_granted) {
-            self.remote_reserved(kind);
+        // A repeated grant asks nobody twice.
+        if self.p.remote_granted.insert(from) {
+            self.ask_next_remote(kind);
         }
     }
 

@@ -438,6 +438,25 @@ impl Sim {
     }
 
     fn exec(&mut self, o: OsdId, actions: Vec<Action>) {
+        // Remote reservations are taken one at a time, in OSD id order: a
+        // primary asking several replicas at once can deadlock with others
+        // doing the same when each OSD has one slot.
+        let asks = actions
+            .iter()
+            .filter(|a| {
+                matches!(
+                    a,
+                    Action::Send {
+                        msg: PeeringMessage::ReserveRequest { .. },
+                        ..
+                    }
+                )
+            })
+            .count();
+        assert!(
+            asks <= 1,
+            "osd.{o} asked {asks} replicas for a reservation at once"
+        );
         for a in actions {
             match a {
                 Action::Send { to, msg } => self.send(o, to, Net::Peering(msg)),

@@ -1,0 +1,545 @@
+use std::sync::Arc;
+use std::time::Instant;
+
+use kalmar_maps::{MgrMap, OsdMap, PgId};
+use kalmar_proto::mon::OsdBoot;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::*;
+use crate::commands::execute;
+use crate::options::MonOptions;
+
+fn state(osds: usize) -> MonState {
+    let mut map = OsdMap::new(Uuid::new_v4(), 1);
+    map.epoch = 1;
+    let opts = Arc::new(MonOptions::default());
+    let mut st = MonState::new("a", opts, map, MgrMap::default(), Instant::now(), 1);
+    for i in 0..osds {
+        let r = run(
+            &mut st,
+            json!({"prefix": "osd new", "uuid": Uuid::new_v4().to_string(), "host": format!("h{i}")}),
+        );
+        assert_eq!(r.retval, 0, "{r:?}");
+    }
+    st
+}
+
+fn run(st: &mut MonState, cmd: Value) -> CmdReply {
+    let r = execute(st, &cmd, Instant::now(), 2);
+    if let Some((map, _)) = st.osd.take_pending(3).expect("valid incremental") {
+        st.osd.committed(map);
+    }
+    r
+}
+
+fn ok(st: &mut MonState, cmd: Value) -> String {
+    let r = run(st, cmd.clone());
+    assert_eq!(r.retval, 0, "{cmd}: {r:?}");
+    r.outs
+}
+
+fn fails(st: &mut MonState, cmd: Value, retval: i32) -> String {
+    let epoch = st.osd.map().epoch;
+    let r = run(st, cmd.clone());
+    assert_eq!(r.retval, retval, "{cmd}: {r:?}");
+    assert_eq!(
+        st.osd.map().epoch,
+        epoch,
+        "{cmd}: a refused command changes nothing"
+    );
+    r.outs
+}
+
+fn out_json(st: &mut MonState, cmd: Value) -> Value {
+    let r = run(st, cmd);
+    assert_eq!(r.retval, 0, "{r:?}");
+    serde_json::from_slice(&r.outbuf).expect("json")
+}
+
+fn boot(st: &mut MonState, id: i32, class: Option<&str>) {
+    let slot = *st.osd.view().osd(id).expect("slot");
+    let mut b = OsdBoot {
+        osd_id: id,
+        uuid: slot.uuid,
+        ..OsdBoot::default()
+    };
+    b.addrs.public =
+        kalmar_maps::EntityAddr::new(format!("127.0.0.1:{}", 6800 + id).parse().expect("addr"), 1);
+    b.addrs.cluster = b.addrs.public;
+    if let Some(c) = class {
+        b.metadata.insert("crush_device_class".into(), c.into());
+    }
+    st.osd.boot(&b, Instant::now()).expect("boot");
+    if let Some((map, _)) = st.osd.take_pending(3).expect("valid") {
+        st.osd.committed(map);
+    }
+}
+
+#[test]
+fn device_classes_set_rm_and_list() {
+    let mut st = state(4);
+    let e0 = st.osd.map().epoch;
+    assert_eq!(
+        ok(
+            &mut st,
+            json!({"prefix": "osd crush set-device-class", "class": "ssd", "ids": ["0", "osd.1"]})
+        ),
+        "set osd(s) 0,1 to class 'ssd'"
+    );
+    assert_eq!(st.osd.map().epoch, e0 + 1, "one command, one epoch");
+    assert!(st.osd.map().crush.item_id("default~ssd").is_some());
+    assert_eq!(
+        ok(
+            &mut st,
+            json!({"prefix": "osd crush set-device-class", "class": "ssd", "ids": ["0"]})
+        ),
+        "osd.0 already set to class ssd. "
+    );
+    let msg = fails(
+        &mut st,
+        json!({"prefix": "osd crush set-device-class", "class": "hdd", "ids": ["1"]}),
+        EBUSY,
+    );
+    assert!(msg.contains("has already bound to class 'ssd'"), "{msg}");
+    ok(
+        &mut st,
+        json!({"prefix": "osd crush set-device-class", "class": "hdd", "ids": ["2", "3"]}),
+    );
+    assert_eq!(
+        out_json(
+            &mut st,
+            json!({"prefix": "osd crush class ls", "format": "json"})
+        ),
+        json!(["ssd", "hdd"])
+    );
+    assert_eq!(
+        out_json(
+            &mut st,
+            json!({"prefix": "osd crush class ls-osd", "class": "hdd", "format": "json"})
+        ),
+        json!([2, 3])
+    );
+    assert_eq!(
+        ok(
+            &mut st,
+            json!({"prefix": "osd crush rm-device-class", "ids": ["2", "3"]})
+        ),
+        "done removing class of osd(s): 2,3"
+    );
+    assert!(st.osd.map().crush.item_id("default~hdd").is_none());
+    assert_eq!(
+        ok(
+            &mut st,
+            json!({"prefix": "osd crush rm-device-class", "ids": ["2"]})
+        ),
+        "osd.2 belongs to no class, "
+    );
+    // `all` means every OSD.
+    ok(
+        &mut st,
+        json!({"prefix": "osd crush rm-device-class", "ids": ["all"]}),
+    );
+    ok(
+        &mut st,
+        json!({"prefix": "osd crush set-device-class", "class": "nvme", "ids": ["all"]}),
+    );
+    assert_eq!(st.osd.map().crush.class_devices("nvme"), vec![0, 1, 2, 3]);
+    assert_eq!(
+        out_json(
+            &mut st,
+            json!({"prefix": "osd crush class ls", "format": "json"})
+        ),
+        json!(["nvme"])
+    );
+}
+
+#[test]
+fn class_rules_place_only_on_their_class_and_pools_follow() {
+    let mut st = state(6);
+    ok(
+        &mut st,
+        json!({"prefix": "osd crush set-device-class", "class": "ssd", "ids": ["0", "2", "4"]}),
+    );
+    ok(
+        &mut st,
+        json!({"prefix": "osd crush set-device-class", "class": "hdd", "ids": ["1", "3", "5"]}),
+    );
+    for i in 0..6 {
+        boot(&mut st, i, None);
+    }
+    let e = fails(
+        &mut st,
+        json!({"prefix": "osd crush rule create-replicated", "name": "fast", "root": "default", "type": "host", "class": "tape"}),
+        EINVAL,
+    );
+    assert_eq!(e, "device class tape does not exist");
+    let e = fails(
+        &mut st,
+        json!({"prefix": "osd crush rule create-replicated", "name": "fast", "root": "nowhere", "type": "host"}),
+        ENOENT,
+    );
+    assert_eq!(e, "root item nowhere does not exist");
+    fails(
+        &mut st,
+        json!({"prefix": "osd crush rule create-replicated", "name": "fast", "root": "default", "type": "shelf"}),
+        EINVAL,
+    );
+    ok(
+        &mut st,
+        json!({"prefix": "osd crush rule create-replicated", "name": "fast", "root": "default", "type": "host", "class": "ssd"}),
+    );
+    assert_eq!(
+        ok(
+            &mut st,
+            json!({"prefix": "osd crush rule create-replicated", "name": "fast", "root": "default", "type": "host"})
+        ),
+        "rule fast already exists"
+    );
+    let rules = out_json(
+        &mut st,
+        json!({"prefix": "osd crush rule ls", "format": "json"}),
+    );
+    assert_eq!(rules, json!(["replicated_rule", "fast"]));
+    let dump = out_json(
+        &mut st,
+        json!({"prefix": "osd crush rule dump", "name": "fast"}),
+    );
+    assert_eq!(dump["rule_id"], 1);
+    assert_eq!(dump["steps"][0]["item_name"], "default~ssd");
+    assert_eq!(
+        dump["steps"][1],
+        json!({"op": "chooseleaf_firstn", "num": 0, "type": "host"})
+    );
+    fails(
+        &mut st,
+        json!({"prefix": "osd crush rule dump", "name": "nope"}),
+        ENOENT,
+    );
+
+    ok(
+        &mut st,
+        json!({"prefix": "osd pool create", "pool": "p", "pg_num": 16, "size": 3}),
+    );
+    assert_eq!(
+        ok(
+            &mut st,
+            json!({"prefix": "osd pool set", "pool": "p", "var": "crush_rule", "val": "fast"})
+        ),
+        "set pool 1 crush_rule to fast"
+    );
+    let m = st.osd.map();
+    for seed in 0..16 {
+        let a = m
+            .pg_to_up_acting_osds(PgId { pool: 1, seed })
+            .expect("maps");
+        assert_eq!(a.acting.len(), 3, "pg 1.{seed:x}: {a:?}");
+        assert!(
+            a.acting.iter().all(|o| o % 2 == 0),
+            "pg 1.{seed:x} left ssd: {a:?}"
+        );
+    }
+    let e = fails(
+        &mut st,
+        json!({"prefix": "osd crush rule rm", "name": "fast"}),
+        EBUSY,
+    );
+    assert!(e.contains("in use by pool 'p'"), "{e}");
+    ok(
+        &mut st,
+        json!({"prefix": "osd pool set", "pool": "p", "var": "crush_rule", "val": "0"}),
+    );
+    ok(
+        &mut st,
+        json!({"prefix": "osd crush rule rm", "name": "fast"}),
+    );
+    assert_eq!(
+        ok(
+            &mut st,
+            json!({"prefix": "osd crush rule rm", "name": "fast"})
+        ),
+        "rule fast does not exist"
+    );
+}
+
+#[test]
+fn buckets_add_move_remove_and_tree() {
+    let mut st = state(4);
+    assert_eq!(
+        ok(
+            &mut st,
+            json!({"prefix": "osd crush add-bucket", "name": "r1", "type": "rack"})
+        ),
+        "added bucket r1 type rack to crush map"
+    );
+    fails(
+        &mut st,
+        json!({"prefix": "osd crush add-bucket", "name": "r2", "type": "shelf"}),
+        EINVAL,
+    );
+    fails(
+        &mut st,
+        json!({"prefix": "osd crush add-bucket", "name": "bad/name", "type": "rack"}),
+        EINVAL,
+    );
+    assert_eq!(
+        ok(
+            &mut st,
+            json!({"prefix": "osd crush add-bucket", "name": "r2", "type": "rack", "args": ["root=default"]})
+        ),
+        "added bucket r2 type rack to location {root=default}"
+    );
+    assert_eq!(
+        ok(
+            &mut st,
+            json!({"prefix": "osd crush move", "name": "r1", "args": ["root=default"]})
+        ),
+        format!(
+            "moved item id {} name 'r1' to location {{root=default}} in crush map",
+            st.osd.map().crush.item_id("r1").expect("r1")
+        )
+    );
+    ok(
+        &mut st,
+        json!({"prefix": "osd crush move", "name": "h0", "args": ["root=default", "rack=r1"]}),
+    );
+    ok(
+        &mut st,
+        json!({"prefix": "osd crush move", "name": "h1", "args": ["rack=r1"]}),
+    );
+    let again = ok(
+        &mut st,
+        json!({"prefix": "osd crush move", "name": "h1", "args": ["rack=r1"]}),
+    );
+    assert!(again.starts_with("no need to move"), "{again}");
+    ok(
+        &mut st,
+        json!({"prefix": "osd crush move", "name": "h2", "args": ["rack=r2"]}),
+    );
+    ok(
+        &mut st,
+        json!({"prefix": "osd crush move", "name": "h3", "args": ["rack=r3", "row=row1", "root=default"]}),
+    );
+    fails(
+        &mut st,
+        json!({"prefix": "osd crush move", "name": "nope", "args": ["rack=r1"]}),
+        ENOENT,
+    );
+    let c = &st.osd.map().crush;
+    let row1 = c.item_id("row1").expect("row made on the way");
+    assert_eq!(
+        c.parents_of(row1),
+        vec![c.item_id("default").expect("root")]
+    );
+
+    let tree = String::from_utf8(run(&mut st, json!({"prefix": "osd tree"})).outbuf).expect("utf8");
+    let has = |line: &str| tree.lines().any(|l| l.trim_end().ends_with(line));
+    assert!(has("-6         2.00000      rack r1"), "{tree}");
+    assert!(has("      row row1"), "{tree}");
+    assert!(has("-5         1.00000              host h3"), "{tree}");
+    let ctree =
+        String::from_utf8(run(&mut st, json!({"prefix": "osd crush tree"})).outbuf).expect("utf8");
+    assert!(
+        ctree.starts_with("ID  CLASS  WEIGHT   TYPE NAME"),
+        "{ctree}"
+    );
+
+    // A non-empty bucket stays; an empty one goes.
+    let e = fails(
+        &mut st,
+        json!({"prefix": "osd crush rm", "name": "r2"}),
+        ENOTEMPTY,
+    );
+    assert!(e.contains("Directory not empty"), "{e}");
+    ok(
+        &mut st,
+        json!({"prefix": "osd crush move", "name": "h2", "args": ["rack=r1"]}),
+    );
+    assert_eq!(
+        ok(&mut st, json!({"prefix": "osd crush rm", "name": "r2"})),
+        format!("removed item id {} name 'r2' from crush map", -7)
+    );
+    assert_eq!(
+        ok(&mut st, json!({"prefix": "osd crush rm", "name": "r2"})),
+        "device 'r2' does not appear in the crush map"
+    );
+
+    // Weights: reweight an OSD, set one elsewhere with a weight.
+    assert_eq!(
+        ok(
+            &mut st,
+            json!({"prefix": "osd crush reweight", "name": "osd.0", "weight": 2.5})
+        ),
+        "reweighted item id 0 name 'osd.0' to 2.5 in crush map"
+    );
+    fails(
+        &mut st,
+        json!({"prefix": "osd crush reweight", "name": "r1", "weight": 1.0}),
+        EINVAL,
+    );
+    let r1 = st.osd.map().crush.item_id("r1").expect("r1");
+    assert_eq!(st.osd.map().crush.item_weight(r1), Some(0x10000 * 9 / 2));
+    assert_eq!(
+        ok(
+            &mut st,
+            json!({"prefix": "osd crush set", "id": "osd.3", "weight": "0.5", "args": ["host=h0"]})
+        ),
+        "set item id 3 name 'osd.3' weight 0.5 at location {host=h0} to crush map"
+    );
+    let c = &st.osd.map().crush;
+    assert_eq!(c.parents_of(3), vec![c.item_id("h0").expect("h0")]);
+    assert_eq!(c.item_weight(3), Some(0x8000));
+    fails(
+        &mut st,
+        json!({"prefix": "osd crush add", "id": "osd.3", "weight": 1, "args": ["host=h1"]}),
+        EEXIST,
+    );
+    // osd crush remove takes an OSD out of CRUSH (not out of the map).
+    ok(
+        &mut st,
+        json!({"prefix": "osd crush remove", "name": "osd.3"}),
+    );
+    assert!(!st.osd.map().crush.devices.contains_key(&3));
+    assert!(st.osd.map().exists(3));
+    assert_eq!(
+        ok(
+            &mut st,
+            json!({"prefix": "osd crush add", "id": "3", "weight": 1, "args": ["host=h4", "rack=r1"]})
+        ),
+        "add item id 3 name 'osd.3' weight 1 at location {host=h4,rack=r1} to crush map"
+    );
+}
+
+#[test]
+fn destroy_keeps_id_and_position_purge_and_rm_remove() {
+    let mut st = state(3);
+    ok(
+        &mut st,
+        json!({"prefix": "osd crush set-device-class", "class": "hdd", "ids": ["1"]}),
+    );
+    ok(
+        &mut st,
+        json!({"prefix": "osd crush reweight", "name": "osd.1", "weight": 3}),
+    );
+    boot(&mut st, 1, None);
+    let e = fails(
+        &mut st,
+        json!({"prefix": "osd destroy", "id": "osd.1"}),
+        EPERM,
+    );
+    assert!(e.starts_with("Are you SURE?"), "{e}");
+    let e = fails(
+        &mut st,
+        json!({"prefix": "osd destroy", "id": "osd.1", "yes_i_really_mean_it": true}),
+        EBUSY,
+    );
+    assert_eq!(e, "osd.1 is not `down`.");
+    fails(&mut st, json!({"prefix": "osd rm", "ids": ["1"]}), EBUSY);
+    ok(&mut st, json!({"prefix": "osd down", "ids": ["1"]}));
+    assert_eq!(
+        ok(
+            &mut st,
+            json!({"prefix": "osd destroy", "id": "osd.1", "yes_i_really_mean_it": true})
+        ),
+        "destroyed osd.1"
+    );
+    let m = st.osd.map();
+    let s = m.osd(1).expect("slot");
+    assert!(s.exists() && s.state.has(OsdState::DESTROYED) && s.uuid.is_nil());
+    assert_eq!(
+        m.crush.item_weight(1),
+        Some(3 * 0x10000),
+        "position and weight kept"
+    );
+    let tree = String::from_utf8(run(&mut st, json!({"prefix": "osd tree"})).outbuf).expect("utf8");
+    assert!(tree.contains("destroyed"), "{tree}");
+
+    // A new disk with a new uuid takes the destroyed id back.
+    let e = st.osd.osd_mkfs_class(Uuid::new_v4(), 0, "h9", "ssd");
+    assert!(e.is_err(), "a live id is not given away");
+    let new_uuid = Uuid::new_v4();
+    assert_eq!(
+        st.osd
+            .osd_mkfs_class(new_uuid, 1, "elsewhere", "ssd")
+            .expect("reuse"),
+        1
+    );
+    let (map, _) = st.osd.take_pending(4).expect("valid").expect("changed");
+    st.osd.committed(map);
+    let m = st.osd.map();
+    let s = m.osd(1).expect("slot");
+    assert!(!s.state.has(OsdState::DESTROYED) && s.state.has(OsdState::NEW));
+    assert_eq!(s.uuid, new_uuid);
+    assert_eq!(
+        m.crush.item_weight(1),
+        Some(3 * 0x10000),
+        "same place, same weight"
+    );
+    let real: Vec<i32> = m
+        .crush
+        .parents_of(1)
+        .into_iter()
+        .filter(|&p| m.crush.shadow_of(p).is_none())
+        .collect();
+    assert_eq!(real, vec![m.crush.item_id("h1").expect("h1")]);
+    assert_eq!(
+        m.crush.devices[&1].class.as_deref(),
+        Some("hdd"),
+        "the class set before is kept"
+    );
+
+    // purge: out of CRUSH and the map.
+    assert_eq!(
+        ok(
+            &mut st,
+            json!({"prefix": "osd purge", "id": "osd.2", "yes_i_really_mean_it": true})
+        ),
+        "purged osd.2"
+    );
+    assert!(!st.osd.map().exists(2));
+    assert!(!st.osd.map().crush.devices.contains_key(&2));
+    assert_eq!(
+        ok(
+            &mut st,
+            json!({"prefix": "osd purge", "id": "2", "yes_i_really_mean_it": true})
+        ),
+        "osd.2 does not exist"
+    );
+    // rm: out of the map, CRUSH keeps the device (tree shows DNE).
+    assert_eq!(
+        ok(&mut st, json!({"prefix": "osd rm", "ids": ["0"]})),
+        "removed osd.0"
+    );
+    assert!(!st.osd.map().exists(0));
+    assert!(st.osd.map().crush.devices.contains_key(&0));
+}
+
+#[test]
+fn booting_osd_sets_its_class_once() {
+    let mut st = state(2);
+    boot(&mut st, 0, Some("nvme"));
+    assert_eq!(
+        st.osd.map().crush.devices[&0].class.as_deref(),
+        Some("nvme")
+    );
+    assert!(st.osd.map().crush.item_id("default~nvme").is_some());
+    // An admin's class wins over what the OSD detects.
+    ok(
+        &mut st,
+        json!({"prefix": "osd crush set-device-class", "class": "ssd", "ids": ["1"]}),
+    );
+    boot(&mut st, 1, Some("hdd"));
+    assert_eq!(st.osd.map().crush.devices[&1].class.as_deref(), Some("ssd"));
+    // Registration can carry the class too (kalmar-osd create).
+    let id = st
+        .osd
+        .osd_mkfs_class(Uuid::new_v4(), -1, "h5", "hdd")
+        .expect("mkfs");
+    let (map, _) = st.osd.take_pending(4).expect("valid").expect("changed");
+    st.osd.committed(map);
+    assert_eq!(
+        st.osd.map().crush.devices[&id].class.as_deref(),
+        Some("hdd")
+    );
+    let _ = TEST_ERRNOS;
+}
