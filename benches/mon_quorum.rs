@@ -29,6 +29,7 @@ use kalmar_maps::EntityAddr;
 use kalmar_msgr::{EntityName, EntityType, MsgrConfig};
 use kalmar_proto::mon::{OsdBeacon, OsdBoot, OsdFailure};
 use kalmar_proto::monc::MonClient;
+use kalmar_proto::pgstats::{OsdPgStats, OsdStatEntry, PgStatEntry};
 use serde_json::{json, Value};
 
 /// Commands timed per configuration.
@@ -39,6 +40,9 @@ const FAILOVERS: usize = 5;
 const OSDS: usize = 1000;
 const BEACON_PERIOD: Duration = Duration::from_secs(1);
 const CPU_WINDOW: Duration = Duration::from_secs(15);
+/// PGs of the PG-stats load: about 100 PG copies per OSD with 3 replicas
+/// (1,000 x 100 / 3 = 33,333), rounded to a power of two as pg_num is.
+const PG_NUM: u32 = 32768;
 /// Bound on every wait.
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -288,6 +292,8 @@ async fn commit_latency(addr: SocketAddr, label: &str) -> anyhow::Result<()> {
 struct OsdLoadCpu {
     beacons: Vec<f64>,
     beacons_and_reports: Vec<f64>,
+    /// Beacons and every OSD's PG stats (its primary PGs) each period.
+    beacons_and_pg_stats: Vec<f64>,
 }
 
 /// 1,000 simulated OSDs: registered, booted, then beaconing (and
@@ -367,7 +373,8 @@ async fn run_osds(
     let osds = Arc::new(osds);
     let ids = Arc::new(ids);
     let beacons = load_window(m, osds.clone(), ids.clone(), None).await;
-    let beacons_and_reports = load_window(m, osds, ids, Some(epoch)).await;
+    let beacons_and_reports = load_window(m, osds.clone(), ids.clone(), Some(epoch)).await;
+    let beacons_and_pg_stats = pg_stats_window(m, &q, osds, ids).await?;
     let s = command(&q, json!({"prefix": "osd stat", "format": "json"}), WAIT).await?;
     if s["num_up_osds"].as_u64() != Some(OSDS as u64) {
         bail!("the reports marked osds down: {s}");
@@ -376,7 +383,128 @@ async fn run_osds(
     Ok(OsdLoadCpu {
         beacons,
         beacons_and_reports,
+        beacons_and_pg_stats,
     })
+}
+
+/// A pool of [`PG_NUM`] PGs (size 3); every OSD beacons and reports the
+/// stats of its share of them (one PG in [`OSDS`] per OSD as primary, as
+/// CRUSH spreads primaries) every [`BEACON_PERIOD`], as OSDs send
+/// `MPGStats` each report interval. Returns each mon's CPU share over
+/// [`CPU_WINDOW`]; the commit latency under that load is printed.
+async fn pg_stats_window(
+    m: &Mons,
+    q: &MonClient,
+    osds: Arc<Vec<Arc<MonClient>>>,
+    ids: Arc<Vec<(i32, uuid::Uuid)>>,
+) -> anyhow::Result<Vec<f64>> {
+    let t0 = Instant::now();
+    command(
+        q,
+        json!({"prefix": "osd pool create", "pool": "pgload", "pg_num": PG_NUM, "size": 3}),
+        WAIT,
+    )
+    .await?;
+    let dump = command(q, json!({"prefix": "osd dump", "format": "json"}), WAIT).await?;
+    let pool = dump["pools"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["pool_name"] == "pgload"))
+        .and_then(|p| p["pool"].as_i64())
+        .ok_or_else(|| anyhow!("pool pgload not in the osd dump"))?;
+    let epoch = dump["epoch"].as_u64().unwrap_or(0) as u32;
+    println!(
+        "pool of {PG_NUM} pgs created in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    let n = ids.len();
+    let reports: Arc<Vec<OsdPgStats>> = Arc::new(
+        ids.iter()
+            .enumerate()
+            .map(|(i, (id, _))| {
+                let others = [ids[(i + 1) % n].0, ids[(i + 2) % n].0];
+                let pgs: Vec<PgStatEntry> = (i as u32..PG_NUM)
+                    .step_by(n)
+                    .map(|seed| PgStatEntry {
+                        pgid: kalmar_maps::PgId::new(pool as _, seed),
+                        state: "active+clean".into(),
+                        reported_epoch: epoch,
+                        reported_seq: 1,
+                        version_epoch: epoch,
+                        version: 10,
+                        up: vec![*id, others[0], others[1]],
+                        up_primary: *id,
+                        acting: vec![*id, others[0], others[1]],
+                        acting_primary: *id,
+                        num_objects: 100,
+                        num_bytes: 400 << 20,
+                        num_object_copies: 300,
+                        log_size: 100,
+                        last_epoch_clean: epoch,
+                        ..Default::default()
+                    })
+                    .collect();
+                OsdPgStats {
+                    osd_id: *id,
+                    epoch,
+                    osd_stat: OsdStatEntry {
+                        osd: *id,
+                        num_pgs: (pgs.len() * 3) as u32,
+                        kb: 1 << 30,
+                        kb_used: 1 << 20,
+                        kb_avail: (1 << 30) - (1 << 20),
+                        hb_peers: others.to_vec(),
+                        ..Default::default()
+                    },
+                    pgs,
+                }
+            })
+            .collect(),
+    );
+    let load = tokio::spawn(async move {
+        let mut seq = 1u64;
+        loop {
+            let round = Instant::now();
+            seq += 1;
+            for (c, (r, (id, _))) in osds.iter().zip(reports.iter().zip(ids.iter())) {
+                let b = OsdBeacon {
+                    osd_id: *id,
+                    epoch: 0,
+                    pgs: vec![],
+                    last_epoch_clean: 0,
+                };
+                c.send(&b).await.ok();
+                let mut r = r.clone();
+                for p in &mut r.pgs {
+                    p.reported_seq = seq;
+                }
+                c.send(&r).await.ok();
+            }
+            tokio::time::sleep(BEACON_PERIOD.saturating_sub(round.elapsed())).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pids: Vec<i32> = m.pids.iter().flatten().copied().collect();
+    let before: Vec<u64> = pids.iter().map(|&p| cpu_ticks(p).unwrap_or(0)).collect();
+    let w0 = Instant::now();
+    tokio::time::sleep(CPU_WINDOW).await;
+    let secs = w0.elapsed().as_secs_f64();
+    let after: Vec<u64> = pids.iter().map(|&p| cpu_ticks(p).unwrap_or(0)).collect();
+    // Commit latency under the same load (after the CPU window, so the
+    // commits do not count in it).
+    let leader = wait_quorum(m, m.pids.iter().flatten().count(), WAIT).await?;
+    let label = format!(
+        "{} mon(s), {OSDS} osds beaconing and sending pg stats of {PG_NUM} pgs",
+        pids.len()
+    );
+    let lat = commit_latency(m.addrs[leader], &label).await;
+    load.abort();
+    let _ = load.await;
+    lat?;
+    Ok(before
+        .iter()
+        .zip(&after)
+        .map(|(b, a)| (a - b) as f64 / ticks_per_sec() / secs)
+        .collect())
 }
 
 /// Every OSD beacons each [`BEACON_PERIOD`] (and, with `reports_at`, sends
@@ -434,6 +562,15 @@ async fn load_window(
 }
 
 async fn run() -> anyhow::Result<()> {
+    // `--load-only`: only the OSD load (CPU and commit latency under it).
+    let load_only = std::env::args().any(|a| a == "--load-only");
+    if !load_only {
+        latency_and_failover().await?;
+    }
+    osd_load_all().await
+}
+
+async fn latency_and_failover() -> anyhow::Result<()> {
     // 1 mon.
     {
         let m = Mons::start(1)?;
@@ -475,6 +612,10 @@ async fn run() -> anyhow::Result<()> {
     );
     wait_quorum(&m, 3, WAIT).await?;
     drop(m);
+    Ok(())
+}
+
+async fn osd_load_all() -> anyhow::Result<()> {
     for n in [1usize, 3] {
         let m = Mons::start(n)?;
         wait_quorum(&m, n, WAIT).await?;
@@ -495,6 +636,12 @@ async fn run() -> anyhow::Result<()> {
              retraction per osd) every {:?}: mon CPU {}",
             BEACON_PERIOD,
             shown(&cpu.beacons_and_reports)
+        );
+        println!(
+            "{n} mon(s), {OSDS} osds beaconing and sending the stats of their primary pgs \
+             ({PG_NUM} pgs, size 3) every {:?}: mon CPU {}",
+            BEACON_PERIOD,
+            shown(&cpu.beacons_and_pg_stats)
         );
     }
     Ok(())

@@ -12,6 +12,8 @@
 //!   machine in the mon's RocksDB) and who is in quorum.
 //! - [`authmon`], [`auth_cmds`]: the auth database (keys, caps, rotating
 //!   service secrets) and the `auth` commands.
+//! - [`monmap_history`]: monmap epochs, and what a probe of a peer mon
+//!   decides (this mon was removed; a mon with no log joins).
 //! - [`commands`]: Ceph-style JSON commands.
 //! - [`server`]: the daemon loop (messenger events, ticks, commits,
 //!   subscriptions, admin socket).
@@ -27,6 +29,7 @@ pub mod health_stats;
 pub mod mgrmon;
 pub mod mgrstat;
 pub mod monmap;
+pub mod monmap_history;
 pub mod options;
 pub mod osdmon;
 pub mod perf;

@@ -36,6 +36,7 @@ use crate::store::{MonStore, StoreError};
 
 mod consensus;
 mod membership;
+mod probe;
 mod subscriptions;
 
 /// Events handled before a commit at most (bounds a commit's latency).
@@ -248,7 +249,12 @@ pub async fn start(cfg: MonConfig) -> Result<RunningMon, MonError> {
         .map_err(|source| MonError::Bind { addr: bind, source })?;
     let addr = listener.local_addr();
     let (tx, rx) = event_channel(&cfg.msgr);
-    tokio::spawn(consensus::demux(lrx, cons_start.cons.raft.clone(), tx));
+    tokio::spawn(consensus::demux(
+        lrx,
+        cons_start.cons.raft.clone(),
+        cons_start.probe.clone(),
+        tx,
+    ));
     let perf = MonPerf::new();
     let admin_status = Arc::new(Mutex::new(Value::Null));
     let admin = start_admin_socket(&cfg, bind, &perf, admin_status.clone())?;
@@ -298,7 +304,8 @@ pub async fn start(cfg: MonConfig) -> Result<RunningMon, MonError> {
         // that connects right after start finds a leader.
         server.cons.wait_leader(SINGLE_MON_LEAD_WAIT).await;
     }
-    let task = tokio::spawn(server.run(rx, cons_start.applied, cons_start.routed));
+    let task =
+        tokio::spawn(server.run(rx, cons_start.applied, cons_start.routed, cons_start.probed));
     Ok(RunningMon {
         addr,
         fsid: loaded.fsid,
@@ -347,6 +354,10 @@ impl Server {
         mut rx: mpsc::Receiver<Event>,
         mut applied: mpsc::UnboundedReceiver<Applied>,
         mut routed: mpsc::UnboundedReceiver<MonRoute>,
+        mut probed: mpsc::UnboundedReceiver<(
+            crate::raft::NodeId,
+            crate::monmap_history::ProbeReply,
+        )>,
     ) -> Result<(), MonError> {
         let mut tick = tokio::time::interval(self.st.opts.mon_tick_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -376,6 +387,11 @@ impl Server {
                         self.on_routed(r).await;
                     }
                 }
+                p = probed.recv() => {
+                    if let Some((from, reply)) = p {
+                        self.on_probe_reply(from, reply);
+                    }
+                }
                 c = metrics.changed() => {
                     if c.is_err() {
                         return Err(MonError::Raft("the consensus stopped".into()));
@@ -387,6 +403,7 @@ impl Server {
                     self.on_metrics(&m).await;
                 }
                 _ = tick.tick() => {
+                    self.probe_tick();
                     if self.cons.is_leader() {
                         self.promote_learners();
                         self.st.osd.tick(Instant::now());
@@ -398,6 +415,20 @@ impl Server {
                     }
                     self.refresh_views();
                 }
+            }
+            if let Some(epoch) = self.cons.removed {
+                // As Ceph's mon: removed from the monmap, it stops (its
+                // store is no longer part of the cluster).
+                tracing::warn!(
+                    epoch,
+                    "mon.{} is not in monmap epoch {epoch}: it was removed; shutting down",
+                    self.st.name
+                );
+                self.fail_deferred().await;
+                if let Err(e) = self.cons.raft.shutdown().await {
+                    tracing::info!("consensus shutdown: {e}");
+                }
+                return Ok(());
             }
             self.commit(&mut applied).await?;
         }

@@ -494,6 +494,7 @@ async fn mon_add_joins_as_a_voter_and_mon_rm_removes() {
     let osd = &osds[0];
     let monmap_epoch = |qs: &Value| qs["monmap"]["epoch"].as_u64().expect("monmap epoch");
     let e0 = monmap_epoch(&q.quorum_status(0).await.expect("quorum_status"));
+    assert_eq!(e0, 1, "mkfs makes monmap epoch 1");
 
     let d = q.new_slot("d");
     let outs = q
@@ -526,7 +527,18 @@ async fn mon_add_joins_as_a_voter_and_mon_rm_removes() {
     })
     .await;
     assert_eq!(qs["monmap"]["mons"].as_array().map(Vec::len), Some(4));
-    assert!(monmap_epoch(&qs) > e0, "the monmap epoch moves on: {qs}");
+    assert_eq!(monmap_epoch(&qs), 2, "one mon add is one epoch: {qs}");
+    // Every mon shows the same epoch (the promotion made none).
+    for i in q.running() {
+        let qs = wait_for("every mon at monmap epoch 2", WAIT, || async {
+            let qs = q.quorum_status(i).await?;
+            (qs["monmap"]["epoch"] == 2).then_some(qs)
+        })
+        .await;
+        assert_eq!(qs["monmap"]["mons"].as_array().map(Vec::len), Some(4));
+    }
+    let dump = q.json(json!({"prefix": "mon dump"})).await;
+    assert_eq!(dump["epoch"], 2, "{dump}");
     // The OSD learns the fourth mon from the monmap.
     wait_for("the osd knows mon.d", WAIT, || async {
         osd.client.mons().contains(&q.addrs[d]).then_some(())
@@ -560,6 +572,7 @@ async fn mon_add_joins_as_a_voter_and_mon_rm_removes() {
             .is_some_and(|a| a.contains(&json!(gone))),
         "{qs}"
     );
+    assert_eq!(monmap_epoch(&qs), 3, "mon rm is the next epoch: {qs}");
     let h = q.json(json!({"prefix": "health"})).await;
     assert!(h["checks"].get("MON_DOWN").is_none(), "{h}");
     wait_for("the osd forgets the removed mon", WAIT, || async {
@@ -713,4 +726,127 @@ async fn failure_reports_pg_temp_and_mgr_beacons_across_a_leader_change() {
     }
     let epochs = check_histories(&all);
     eprintln!("{epochs} epochs checked");
+}
+
+/// `mon rm` of a live mon: it notices it is no longer in the monmap and
+/// exits with status 0; started again later, it stops again at once; the
+/// others keep their quorum.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_mon_stops() {
+    let mut q = MonQuorum::start(3, QFAST).await;
+    q.ok(json!({"prefix": "mon rm", "name": "c"})).await;
+    let code = q.wait_exit(2, Duration::from_secs(15)).await;
+    assert_eq!(code, Some(0), "mon.c exits cleanly once removed");
+    let log = std::fs::read_to_string(q.dir.path().join("mon.c.log")).unwrap_or_default();
+    assert!(
+        log.contains("it was removed; shutting down"),
+        "{}",
+        q.log_tail(2)
+    );
+    let qs = q.quorum_status(0).await.expect("quorum_status");
+    assert_eq!(qs["monmap"]["epoch"], 2, "{qs}");
+    assert_eq!(qs["monmap"]["mons"].as_array().map(Vec::len), Some(2));
+    // Restarted from its old store, it learns from a peer that it was
+    // removed and stops again.
+    q.spawn(2);
+    let code = q.wait_exit(2, Duration::from_secs(15)).await;
+    assert_eq!(code, Some(0), "a removed mon started again stops");
+    q.wait_quorum(2, WAIT).await;
+    q.ok(json!({"prefix": "osd pool create", "pool": "after", "pg_num": 8}))
+        .await;
+}
+
+/// A mon rebuilt from an empty store with `--initial-members` does not
+/// vote before the leader's log reaches it: with the mon that has the
+/// newest log down, the wiped mon and a stale one cannot elect the stale
+/// one (which would lose committed epochs). Once the up-to-date mon is
+/// back, the wiped one catches up to the same monmap and osdmap epochs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_mon_does_not_vote_before_it_caught_up() {
+    let mut q = MonQuorum::start(3, QFAST).await;
+    // mon.b misses what mon.a and mon.c commit.
+    q.kill9(1);
+    q.wait_quorum(2, WAIT).await;
+    q.ok(json!({"prefix": "osd pool create", "pool": "only_ac", "pg_num": 8}))
+        .await;
+    let e = epoch(&q).await;
+    // mon.c loses its store and is rebuilt with the initial members;
+    // mon.a (the only full log) goes down.
+    q.kill9(2);
+    std::fs::remove_dir_all(q.data(2)).expect("wipe mon.c");
+    q.mkfs(2);
+    q.kill9(0);
+    q.spawn(1);
+    q.spawn(2);
+    // Several election timeouts: no leader may form of b and c.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    for i in [1, 2] {
+        if let Some(qs) = q.quorum_status(i).await {
+            assert!(
+                qs["quorum_leader_name"].as_str().unwrap_or("").is_empty(),
+                "mon.{} reports a leader without mon.a: {qs}",
+                q.names[i]
+            );
+        }
+    }
+    // mon.a returns: one history, with the pool only a and c had.
+    q.spawn(0);
+    q.wait_quorum(3, Duration::from_secs(20)).await;
+    let m = map_at(&q, 2, e).await;
+    assert!(
+        has_pool(&m, "only_ac"),
+        "the wiped mon has the committed pool"
+    );
+    let m0 = map_at(&q, 0, m.epoch).await;
+    if m0.epoch == m.epoch {
+        assert_eq!(m0, m, "one content per epoch");
+    }
+    let qs = wait_for("the wiped mon at monmap epoch 1", WAIT, || async {
+        let qs = q.quorum_status(2).await?;
+        (qs["monmap"]["epoch"] == 1 && qs["monmap"]["mons"].as_array()?.len() == 3).then_some(qs)
+    })
+    .await;
+    assert_eq!(qs["quorum_names"].as_array().map(Vec::len), Some(3), "{qs}");
+}
+
+/// `mon add` rewrites nobody's conf: a client that was given only mon.a
+/// and mon.b learns mon.c, mon.d and mon.e from the monmap it subscribed
+/// to, and once a and b are down it hunts across those (c, d, e keep a
+/// majority of five) and still receives new epochs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_follows_the_monmap_past_its_conf() {
+    let mut q = MonQuorum::start(3, QFAST).await;
+    let watcher = FakeOsd::connect_any(&[q.addrs[0], q.addrs[1]], 0, Uuid::nil()).await;
+    watcher
+        .client
+        .subscribe("osdmap", 1, false)
+        .await
+        .expect("subscribe");
+    for (name, rank) in [("d", 3u64), ("e", 4)] {
+        let i = q.new_slot(name);
+        q.ok(json!({"prefix": "mon add", "name": name, "addr": q.addrs[i].to_string()}))
+            .await;
+        q.mkfs_join(i, rank);
+        q.spawn(i);
+        q.wait_quorum(rank as usize + 1, Duration::from_secs(30))
+            .await;
+    }
+    let qs = q.quorum_status(0).await.expect("quorum_status");
+    assert_eq!(qs["monmap"]["epoch"], 3, "two mon adds: {qs}");
+    wait_for("the client knows all five mons", WAIT, || async {
+        let known = watcher.client.mons();
+        q.addrs.iter().all(|a| known.contains(a)).then_some(())
+    })
+    .await;
+    q.kill9(0);
+    q.kill9(1);
+    q.wait_quorum(3, Duration::from_secs(20)).await;
+    q.ok(json!({"prefix": "osd pool create", "pool": "later", "pg_num": 8}))
+        .await;
+    let m = watcher
+        .wait_map("the client gets the new epoch from c, d or e", |m| {
+            has_pool(m, "later")
+        })
+        .await;
+    assert!(m.epoch >= 2);
 }

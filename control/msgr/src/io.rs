@@ -7,12 +7,13 @@
 //! messages are sliced out of pooled receive chunks, and the sink gets
 //! each event without a queue of our own in between.
 
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::time::timeout;
+use tokio::time::{timeout, Instant, Sleep};
 
 use crate::frame::{FrameError, FrameKind};
 use crate::read::{FramedRead, ReadError};
@@ -86,9 +87,28 @@ async fn read_loop<S: EventSink>(
     sink: &S,
 ) -> ConnEnd {
     let limit = session.config.keepalive_timeout;
+    // One timer for the connection's life, not one per frame: it is armed
+    // at the last frame's time plus the limit and only re-armed when it
+    // fires early (a frame came since), so a busy connection touches the
+    // timer wheel once per `limit`, not per frame.
+    let mut last_frame = Instant::now();
+    let silence = tokio::time::sleep_until(last_frame + limit);
+    tokio::pin!(silence);
     loop {
-        let frame = match timeout(limit, reader.next()).await {
-            Err(_) => {
+        let next = tokio::select! {
+            biased;
+            r = reader.next() => Ok(r),
+            () = &mut silence => Err(()),
+        };
+        if next.is_err() {
+            let due = last_frame + limit;
+            if Instant::now() < due {
+                silence.as_mut().reset(due);
+                continue;
+            }
+        }
+        let frame = match next {
+            Err(()) => {
                 return ConnEnd::Failed(format!("nothing received for {} ms", limit.as_millis()))
             }
             Ok(Err(ReadError::Frame(FrameError::TooLarge { len, max }))) => {
@@ -101,6 +121,7 @@ async fn read_loop<S: EventSink>(
             Ok(Ok(None)) => return ConnEnd::Failed("peer closed the connection".into()),
             Ok(Ok(Some(f))) => f,
         };
+        last_frame = Instant::now();
         session.on_ack(frame.header.ack);
         match frame.header.kind {
             FrameKind::Message => {
@@ -161,7 +182,13 @@ async fn write_loop(session: &Arc<Session>, conn_gen: u64, w: &mut OwnedWriteHal
     // Reused for every batch: no allocation once it has grown.
     let mut frames: Vec<OutFrame> = Vec::new();
     // When the pending ack must go out in a frame of its own.
-    let mut ack_due: Option<tokio::time::Instant> = None;
+    let mut ack_due: Option<Instant> = None;
+    // When the last batch went out: a keepalive follows `interval` after.
+    let mut last_sent = Instant::now();
+    // One timer for both waits, kept for the connection's life (see
+    // `wait_for_work`).
+    let timer = tokio::time::sleep_until(last_sent + interval);
+    tokio::pin!(timer);
     loop {
         if let Some(reason) = session.closed_reason() {
             let (in_seq, _) = session.seqs();
@@ -185,7 +212,7 @@ async fn write_loop(session: &Arc<Session>, conn_gen: u64, w: &mut OwnedWriteHal
             let due = *ack_due.get_or_insert(now + session.config.ack_delay);
             if now < due && out.unacked < session.config.ack_max_pending {
                 // Wait for a message to carry the ack, or the deadline.
-                let _ = tokio::time::timeout_at(due, session.writer_wake.notified()).await;
+                wait_for_work(timer.as_mut(), due, session).await;
                 continue;
             }
             frames.push(OutFrame::empty(FrameKind::Ack, session.take_ack()));
@@ -194,21 +221,37 @@ async fn write_loop(session: &Arc<Session>, conn_gen: u64, w: &mut OwnedWriteHal
             ack_due = None;
         }
         if frames.is_empty() {
-            if timeout(interval, session.writer_wake.notified())
-                .await
-                .is_err()
-            {
-                let (in_seq, _) = session.seqs();
-                frames.push(OutFrame::empty(FrameKind::Keepalive, in_seq));
-            } else {
+            let due = last_sent + interval;
+            if Instant::now() < due {
+                wait_for_work(timer.as_mut(), due, session).await;
                 continue;
             }
+            let (in_seq, _) = session.seqs();
+            frames.push(OutFrame::empty(FrameKind::Keepalive, in_seq));
         }
         let written = write_frames(w, &frames).await;
+        last_sent = Instant::now();
         // Let go of the payloads now, not when the next batch comes.
         frames.clear();
         if let Err(e) = written {
             return ConnEnd::Failed(format!("write failed: {e}"));
         }
+    }
+}
+
+/// Waits until the writer is woken or `due` passes, on the connection's one
+/// timer. The timer is moved only when it would fire late (or has fired);
+/// one that fires early merely sends the caller round its loop to check
+/// again. A busy connection whose keepalive deadline moves with every
+/// batch so re-arms the timer about once per keepalive interval instead
+/// of registering a new one in the timer wheel at every idle moment.
+async fn wait_for_work(mut timer: Pin<&mut Sleep>, due: Instant, session: &Session) {
+    if timer.deadline() > due || timer.is_elapsed() {
+        timer.as_mut().reset(due);
+    }
+    tokio::select! {
+        biased;
+        () = session.writer_wake.notified() => {}
+        () = timer => {}
     }
 }

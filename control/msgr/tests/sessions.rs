@@ -3,6 +3,7 @@
 //! keepalive timeouts and the bounded send queue.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -102,6 +103,8 @@ async fn messages_and_replies_flow_in_order() {
 struct Proxy {
     addr: SocketAddr,
     cut: tokio::sync::watch::Sender<u64>,
+    /// Connections accepted so far.
+    accepted: Arc<std::sync::atomic::AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -112,11 +115,14 @@ impl Proxy {
             .expect("bind");
         let addr = l.local_addr().expect("addr");
         let (cut, cut_rx) = tokio::sync::watch::channel(0u64);
+        let accepted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = accepted.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((inbound, _)) = l.accept().await else {
                     return;
                 };
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Ok(outbound) = TcpStream::connect(target).await else {
                     continue;
                 };
@@ -131,7 +137,12 @@ impl Proxy {
                 });
             }
         });
-        Proxy { addr, cut, task }
+        Proxy {
+            addr,
+            cut,
+            accepted,
+            task,
+        }
     }
 
     fn cut(&self) {
@@ -143,6 +154,42 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// The keepalive timers are armed once and re-armed from the last activity
+/// (not per frame): neither an idle connection (keepalives only) nor a busy
+/// one (frames all the time, so every timer fires "early") may be dropped
+/// when the first deadline passes.
+#[tokio::test]
+async fn idle_and_busy_connections_outlive_the_keepalive_timeout() {
+    let fsid = Uuid::new_v4();
+    let cfg = fast_config();
+    let (l, mut srv) = listener(fsid, cfg.clone()).await;
+    let proxy = Proxy::start(l.local_addr()).await;
+    let (ctx, _cli) = event_channel(&cfg);
+    let c = Connection::connect(proxy.addr, name("osd.2"), fsid, cfg.clone(), ctx)
+        .await
+        .expect("connect");
+    // Idle for three timeouts: only keepalives cross.
+    tokio::time::sleep(cfg.keepalive_timeout * 3).await;
+    // Busy for three timeouts: a message every 20 ms.
+    let start = tokio::time::Instant::now();
+    let mut sent = 0u32;
+    while start.elapsed() < cfg.keepalive_timeout * 3 {
+        c.send(Message::new(1, Bytes::from(sent.to_le_bytes().to_vec())))
+            .await
+            .expect("send");
+        let m = next_message(&mut srv).await;
+        assert_eq!(&m.msg.contiguous()[..], &sent.to_le_bytes());
+        sent += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(c.is_connected());
+    assert_eq!(
+        proxy.accepted.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "the connection was dropped and made again"
+    );
 }
 
 #[tokio::test]

@@ -417,6 +417,9 @@ pub mod raft_kind {
     pub const APPEND_ENTRIES: u8 = 1;
     pub const VOTE: u8 = 2;
     pub const INSTALL_SNAPSHOT: u8 = 3;
+    /// Not Raft: "what monmap and how much history do you hold?" (a mon
+    /// starting from an empty store, or one that may have been removed).
+    pub const PROBE: u8 = 4;
 }
 
 /// One Raft RPC between mons: `body` is the request, encoded by the mon

@@ -243,7 +243,7 @@ mod storage_suite {
             let dir = tempfile::tempdir().expect("tempdir");
             let store = Arc::new(MonStore::create(&dir.path().join("mon")).expect("store"));
             let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-            let sm = StateMachine::open(store.clone(), tx)?;
+            let sm = StateMachine::open(store.clone(), tx, Default::default())?;
             Ok((dir, LogStore::new(store), sm))
         }
     }

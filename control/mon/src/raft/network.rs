@@ -27,6 +27,7 @@ use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use super::state_machine::SharedProbe;
 use super::{MonNode, MonRaftConfig, NodeId, Raft};
 
 /// A reply the leader routed back for one of this mon's sessions.
@@ -291,7 +292,7 @@ impl RaftNetwork<MonRaftConfig> for MonNetwork {
 }
 
 /// Answers one Raft request from a peer mon.
-pub async fn serve(raft: &Raft, req: &MonRaft) -> MonRaftReply {
+pub async fn serve(raft: &Raft, probe: &SharedProbe, req: &MonRaft) -> MonRaftReply {
     fn reply<T: serde::Serialize, E: serde::Serialize>(tid: u64, r: Result<T, E>) -> MonRaftReply {
         let (ok, body) = match r {
             Ok(v) => (true, serde_json::to_vec(&v)),
@@ -329,11 +330,13 @@ pub async fn serve(raft: &Raft, req: &MonRaft) -> MonRaftReply {
             }
         }
         raft_kind::VOTE => match serde_json::from_slice::<VoteRequest<NodeId>>(&req.body.0) {
-            // An empty log is a mon made with `mkfs --join`: new, or
-            // rebuilt after losing its store, and then the vote it cast
-            // before is lost too. It votes only once a leader has sent it
-            // the log (its vote is then that leader's term), so it can
-            // never vote twice in one term.
+            // An empty log is a mon made with `mkfs --join`, or one
+            // rebuilt with `--initial-members` that found the cluster
+            // exists (it does not write a first membership then, see
+            // `server::probe`): its vote from before the loss is lost too.
+            // It votes only once a leader has sent it the log (its vote is
+            // then that leader's term), so it can never vote twice in one
+            // term nor for a mon that lacks what it had acknowledged.
             Ok(_) if raft.metrics().borrow().last_log_index.is_none() => {
                 tracing::info!("vote request refused: this mon has no log yet");
                 MonRaftReply {
@@ -350,6 +353,10 @@ pub async fn serve(raft: &Raft, req: &MonRaft) -> MonRaftReply {
                 Ok(r) => reply(req.tid, raft.install_snapshot(r).await),
                 Err(e) => bad(e),
             }
+        }
+        raft_kind::PROBE => {
+            let answer = probe.lock().clone();
+            reply::<_, ()>(req.tid, Ok(answer))
         }
         other => {
             tracing::warn!(kind = other, "unknown raft request kind");

@@ -19,12 +19,14 @@ use std::sync::Arc;
 use kalmar_maps::{Epoch, MgrMap, OsdMap};
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
+use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
 use super::{
     CommitResult, Entry, LogId, MapCommit, MonNode, MonRaftConfig, NodeId, StorageError,
     StoredMembership,
 };
+use crate::monmap_history::{next_epoch, CommittedMonmap, ProbeReply, KEY_MONMAP_EPOCH};
 use crate::persist::{self, MGR_FIRST, MGR_LAST, OSD_FIRST, OSD_LAST};
 use crate::store::{Batch, MonStore};
 
@@ -52,7 +54,13 @@ pub enum Applied {
     },
     /// A snapshot replaced the whole keyspace: reload it.
     Reload,
+    /// A membership entry made this monmap (applied, so committed).
+    Monmap(CommittedMonmap),
 }
+
+/// What this mon answers to a probe (kept by the state machine, read by
+/// the RPC server without waiting for the mon's server task).
+pub type SharedProbe = Arc<Mutex<ProbeReply>>;
 
 pub struct StateMachine {
     store: Arc<MonStore>,
@@ -64,6 +72,8 @@ pub struct StateMachine {
     mgr_first: Epoch,
     mgr_last: Epoch,
     auth_version: u64,
+    monmap: CommittedMonmap,
+    probe: SharedProbe,
 }
 
 fn sm_read(e: impl std::error::Error + 'static) -> StorageError {
@@ -89,10 +99,29 @@ fn get_json<T: serde::de::DeserializeOwned>(
 /// that has not heard from the leader yet).
 pub fn applied_members(store: &MonStore) -> Result<BTreeMap<NodeId, MonNode>, StorageError> {
     let m: StoredMembership = get_json(store, KEY_MEMBERSHIP)?.unwrap_or_default();
-    Ok(m.membership()
+    Ok(nodes_of(&m))
+}
+
+fn nodes_of(m: &StoredMembership) -> BTreeMap<NodeId, MonNode> {
+    m.membership()
         .nodes()
         .map(|(id, n)| (*id, n.clone()))
-        .collect())
+        .collect()
+}
+
+/// The newest monmap this store applied (epoch 0 and no mons when none).
+pub fn applied_monmap(store: &MonStore) -> Result<CommittedMonmap, StorageError> {
+    let members = applied_members(store)?;
+    let epoch: u64 = get_json(store, KEY_MONMAP_EPOCH)?.unwrap_or(0);
+    Ok(CommittedMonmap {
+        // A store from before epochs were counted: its monmap is epoch 1.
+        epoch: if members.is_empty() {
+            epoch
+        } else {
+            epoch.max(1)
+        },
+        members,
+    })
 }
 
 impl StateMachine {
@@ -100,6 +129,7 @@ impl StateMachine {
     pub fn open(
         store: Arc<MonStore>,
         notify: mpsc::UnboundedSender<Applied>,
+        probe: SharedProbe,
     ) -> Result<StateMachine, StorageError> {
         let mut sm = StateMachine {
             store,
@@ -111,6 +141,8 @@ impl StateMachine {
             mgr_first: 0,
             mgr_last: 0,
             auth_version: 0,
+            monmap: CommittedMonmap::default(),
+            probe,
         };
         sm.reload()?;
         Ok(sm)
@@ -126,7 +158,16 @@ impl StateMachine {
         self.mgr_first = u(MGR_FIRST)?;
         self.mgr_last = u(MGR_LAST)?;
         self.auth_version = persist::load_auth(s).map_err(sm_read)?.version;
+        self.monmap = applied_monmap(s)?;
+        self.publish_probe();
         Ok(())
+    }
+
+    fn publish_probe(&self) {
+        *self.probe.lock() = ProbeReply {
+            monmap: self.monmap.clone(),
+            last_applied: self.last_applied.map(|l| l.index),
+        };
     }
 
     /// Checks `c` against the epochs held and adds it to `b`. Every mon
@@ -244,6 +285,10 @@ impl StateMachine {
             KEY_MEMBERSHIP,
             serde_json::to_vec(&self.membership).map_err(sm_write)?,
         );
+        b.put(
+            KEY_MONMAP_EPOCH,
+            serde_json::to_vec(&self.monmap.epoch).map_err(sm_write)?,
+        );
         Ok(())
     }
 }
@@ -280,6 +325,15 @@ impl RaftStateMachine<MonRaftConfig> for StateMachine {
                 }
                 EntryPayload::Membership(m) => {
                     self.membership = StoredMembership::new(Some(e.log_id), m.clone());
+                    let nodes = nodes_of(&self.membership);
+                    let epoch = next_epoch(&self.monmap, &nodes);
+                    if epoch != self.monmap.epoch || nodes != self.monmap.members {
+                        self.monmap = CommittedMonmap {
+                            epoch,
+                            members: nodes,
+                        };
+                        notes.push(Applied::Monmap(self.monmap.clone()));
+                    }
                     CommitResult::default()
                 }
             };
@@ -287,6 +341,7 @@ impl RaftStateMachine<MonRaftConfig> for StateMachine {
         }
         self.put_state(&mut b)?;
         self.store.commit(&b).map_err(sm_write)?;
+        self.publish_probe();
         for n in notes {
             // A server that stopped listening is stopping too.
             let _ = self.notify.send(n);
@@ -320,6 +375,10 @@ impl RaftStateMachine<MonRaftConfig> for StateMachine {
             .store
             .snapshot_scan(SNAPSHOT_PREFIXES, &[])
             .map_err(sm_read)?;
+        let kvs_epoch: Option<u64> = kvs
+            .iter()
+            .find(|(k, _)| k == KEY_MONMAP_EPOCH)
+            .and_then(|(_, v)| serde_json::from_slice(v).ok());
         let mut b = Batch::default();
         for (k, _) in old {
             b.delete(k);
@@ -329,6 +388,17 @@ impl RaftStateMachine<MonRaftConfig> for StateMachine {
         }
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
+        // The snapshot's monmap epoch, which put_state writes back.
+        let epoch = kvs_epoch.unwrap_or(0);
+        let members = nodes_of(&self.membership);
+        self.monmap = CommittedMonmap {
+            epoch: if members.is_empty() {
+                epoch
+            } else {
+                epoch.max(1)
+            },
+            members,
+        };
         self.put_state(&mut b)?;
         b.put(KEY_SNAPSHOT, data);
         b.put(

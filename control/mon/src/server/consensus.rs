@@ -21,13 +21,14 @@ use uuid::Uuid;
 use super::{MonError, Origin, ReplyTo, Server, EAGAIN, INC_CACHE_EPOCHS};
 use crate::mgrmon::MgrMon;
 use crate::monmap::{MonNode, QuorumView};
+use crate::monmap_history::{CommittedMonmap, ProbeReply};
 use crate::options::MonOptions;
 use crate::osdmon::OsdMon;
 use crate::perf::*;
 use crate::persist::{self, trim_target};
 use crate::raft::log_store::LogStore;
 use crate::raft::network::{self, MonNetworkFactory, Peers};
-use crate::raft::state_machine::{Applied, StateMachine};
+use crate::raft::state_machine::{applied_monmap, Applied, SharedProbe, StateMachine};
 use crate::raft::{raft_config, AuthVersion, MapCommit, MgrEpoch, NodeId, OsdEpoch, Raft};
 use crate::store::MonStore;
 
@@ -49,16 +50,32 @@ pub(super) struct Started {
     pub cons: Consensus,
     pub applied: mpsc::UnboundedReceiver<Applied>,
     pub routed: mpsc::UnboundedReceiver<MonRoute>,
+    pub probed: mpsc::UnboundedReceiver<(NodeId, ProbeReply)>,
+    /// What this mon answers to probes.
+    pub probe: SharedProbe,
 }
 
 pub(super) struct Consensus {
     pub raft: Raft,
     pub id: NodeId,
+    /// This mon's name (a rank given again to another mon is not it).
+    pub name: String,
     bind: SocketAddr,
-    peers: Arc<Peers>,
-    /// The membership as the log has it.
+    pub(super) peers: Arc<Peers>,
+    /// The membership as the log has it (newest, maybe not committed yet):
+    /// whom to forward to.
     members: BTreeMap<NodeId, MonNode>,
-    membership_epoch: u64,
+    /// The newest committed monmap (what `mon dump` shows).
+    pub(super) monmap: CommittedMonmap,
+    /// The newest committed monmap epoch that had this mon.
+    pub(super) seen: Option<u64>,
+    /// Set once a newer monmap without this mon was seen: the mon stops.
+    pub(super) removed: Option<u64>,
+    /// A mon of several with no log: the initial members it founds the
+    /// cluster with, unless a probe finds the cluster exists.
+    pub(super) bootstrap: Option<BTreeMap<NodeId, MonNode>>,
+    pub(super) probe_tx: mpsc::UnboundedSender<(NodeId, ProbeReply)>,
+    pub(super) last_probe: Option<Instant>,
     leader: Option<NodeId>,
     term: u64,
     state: ServerState,
@@ -95,9 +112,12 @@ impl Consensus {
     pub async fn start(c: ConsensusConfig<'_>) -> Result<Started, MonError> {
         let (applied_tx, applied) = mpsc::unbounded_channel();
         let (routed_tx, routed) = mpsc::unbounded_channel();
+        let (probe_tx, probed) = mpsc::unbounded_channel();
         let peers = Peers::new(c.me.clone(), c.fsid, c.msgr.clone(), routed_tx);
-        let sm = StateMachine::open(c.store.clone(), applied_tx)
+        let probe = SharedProbe::default();
+        let sm = StateMachine::open(c.store.clone(), applied_tx, probe.clone())
             .map_err(|e| MonError::Raft(e.to_string()))?;
+        let monmap = applied_monmap(&c.store).map_err(|e| MonError::Raft(e.to_string()))?;
         let log = LogStore::new(c.store.clone());
         let config = raft_config(c.opts.mon_heartbeat_interval, c.opts.mon_election_timeout)
             .map_err(MonError::Config)?;
@@ -113,24 +133,37 @@ impl Consensus {
             .await
             .map_err(|e| MonError::Raft(e.to_string()))?;
         // A mon made with `mkfs --join` knows no members: the leader's log
-        // brings them.
-        if !initialized && !c.members.is_empty() {
-            // Every initial member may do this with the same members (and
-            // a mon whose store was wiped does it again): openraft takes
-            // the same first membership entry from each.
-            tracing::info!(members = c.members.len(), "initializing the mon consensus");
+        // brings them. A single mon founds its cluster at once; one of
+        // several first probes the others (see `server::probe`): a mon
+        // whose store was wiped must not found a second history.
+        let mut bootstrap = None;
+        if !initialized && c.members.len() == 1 {
+            tracing::info!("initializing the mon consensus");
             if let Err(e) = raft.initialize(c.members.clone()).await {
                 tracing::info!("consensus already initialized: {e}");
             }
+        } else if !initialized && !c.members.is_empty() {
+            tracing::info!(
+                members = c.members.len(),
+                "no consensus log yet: probing the other initial mons"
+            );
+            bootstrap = Some(c.members.clone());
         }
+        let name = c.me.id.clone();
         Ok(Started {
             cons: Consensus {
                 raft,
                 id: c.id,
                 bind: c.bind,
                 peers,
+                name,
+                seen: first_seen(&c.store, &monmap, &c.members, c.id, &c.me.id)?,
+                monmap,
+                removed: None,
+                bootstrap,
+                probe_tx,
+                last_probe: None,
                 members: c.members,
-                membership_epoch: 1,
                 leader: None,
                 term: 0,
                 state: ServerState::Follower,
@@ -144,6 +177,8 @@ impl Consensus {
             },
             applied,
             routed,
+            probed,
+            probe,
         })
     }
 
@@ -187,7 +222,13 @@ impl Consensus {
     /// counts the followers that answered it lately; a follower knows only
     /// the leader and itself.
     pub fn quorum_view(&self, fsid: &str) -> QuorumView {
-        let mut members = self.members.clone();
+        // The committed monmap; before the first commit, the members this
+        // mon was made with (mkfs's monmap, epoch 1).
+        let (mut members, epoch) = if self.monmap.members.is_empty() {
+            (self.members.clone(), u64::from(!self.members.is_empty()))
+        } else {
+            (self.monmap.members.clone(), self.monmap.epoch)
+        };
         if let Some(m) = members.get_mut(&self.id) {
             if m.addr.is_empty() {
                 m.addr = self.bind.to_string();
@@ -218,10 +259,34 @@ impl Consensus {
             leader: self.leader,
             election_epoch: self.term,
             quorum_age: now.saturating_duration_since(self.leader_since),
-            monmap_epoch: self.membership_epoch,
+            monmap_epoch: epoch,
         }
     }
 }
+
+/// The newest committed monmap epoch known to have had this mon: the one
+/// recorded, the store's monmap if it has it, and epoch 1 for a mon made
+/// with `--initial-members` that names it.
+fn first_seen(
+    store: &MonStore,
+    monmap: &CommittedMonmap,
+    initial: &BTreeMap<NodeId, MonNode>,
+    id: NodeId,
+    name: &str,
+) -> Result<Option<u64>, MonError> {
+    let recorded: Option<u64> = store
+        .get(KEY_SEEN)?
+        .and_then(|v| serde_json::from_slice(&v).ok());
+    let in_map = monmap.has(id, name).then_some(monmap.epoch);
+    let initial = initial
+        .get(&id)
+        .is_some_and(|n| n.name == name)
+        .then_some(1);
+    Ok([recorded, in_map, initial].into_iter().flatten().max())
+}
+
+/// Store key (this mon's own, not replicated): [`Consensus::seen`].
+pub(super) const KEY_SEEN: &str = "monmap/seen_epoch";
 
 /// Takes the listener's events: Raft requests from peer mons are answered
 /// here at once (so a busy or blocked server task never stalls an
@@ -229,6 +294,7 @@ impl Consensus {
 pub(super) async fn demux(
     mut rx: mpsc::Receiver<Event>,
     raft: Raft,
+    probe: SharedProbe,
     to_server: mpsc::Sender<Event>,
 ) {
     while let Some(ev) = rx.recv().await {
@@ -241,9 +307,10 @@ pub(super) async fn demux(
                 match MonRaft::from_message(&m.msg) {
                     Ok(req) => {
                         let raft = raft.clone();
+                        let probe = probe.clone();
                         let from = m.from.clone();
                         tokio::spawn(async move {
-                            let reply = network::serve(&raft, &req).await;
+                            let reply = network::serve(&raft, &probe, &req).await;
                             if let Err(e) = from.send(reply.to_message()).await {
                                 tracing::debug!("raft reply not sent: {e}");
                             }
@@ -282,12 +349,11 @@ impl Server {
             .nodes()
             .map(|(id, n)| (*id, n.clone()))
             .collect();
-        let mut monmap_changed = false;
         if !members.is_empty() {
-            let epoch = m.membership_config.log_id().map_or(0, |l| l.index) + 1;
-            monmap_changed = epoch != self.cons.membership_epoch || members != self.cons.members;
             self.cons.members = members;
-            self.cons.membership_epoch = epoch;
+            if self.cons.bootstrap.take().is_some() {
+                tracing::info!("the consensus log started; probing for a bootstrap ends");
+            }
         }
         if old_leader != self.cons.leader {
             self.cons.leader_since = Instant::now();
@@ -308,17 +374,6 @@ impl Server {
             self.fail_deferred().await;
         }
         self.refresh_views();
-        if monmap_changed {
-            tracing::info!(
-                epoch = self.cons.membership_epoch,
-                mons = ?self.cons.members.values().map(|n| &n.name).collect::<Vec<_>>(),
-                "monmap changed"
-            );
-            let sessions: Vec<u64> = self.subs.keys().copied().collect();
-            for s in sessions {
-                self.publish_to(s).await;
-            }
-        }
     }
 
     /// A new leader starts its timers afresh: every up OSD and every mgr
@@ -356,7 +411,11 @@ impl Server {
                 self.st.mgr.committed(loaded.mgrmap);
                 self.st.auth.committed(persist::load_auth(&self.store)?);
                 self.st.refresh_pgs();
+                let monmap =
+                    applied_monmap(&self.store).map_err(|e| MonError::Raft(e.to_string()))?;
+                self.monmap_committed(monmap);
             }
+            Applied::Monmap(m) => self.monmap_committed(m),
             Applied::Maps {
                 osd,
                 mgr,

@@ -707,6 +707,21 @@ impl MonQuorum {
         }
     }
 
+    /// Waits (at most `bound`) for mon `i` to exit on its own; returns its
+    /// exit code (None: still running at the bound, or killed by a signal).
+    pub async fn wait_exit(&mut self, i: usize, bound: Duration) -> Option<i32> {
+        let t0 = std::time::Instant::now();
+        while t0.elapsed() < bound {
+            let c = self.children[i].as_mut()?;
+            if let Ok(Some(st)) = c.try_wait() {
+                self.children[i] = None;
+                return st.code();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
+    }
+
     pub fn running(&self) -> Vec<usize> {
         (0..self.addrs.len())
             .filter(|&i| self.children[i].is_some())
