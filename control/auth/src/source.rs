@@ -150,6 +150,23 @@ impl KeySource for MemKeySource {
     }
 }
 
+/// The secret new tickets are sealed under: the oldest one (`secrets` in
+/// id order) that outlives a ticket issued now, else the newest. A secret
+/// the mon just added is thus not used before the daemons, which renew
+/// every quarter lifetime, have fetched it.
+pub fn sealing_secret(
+    secrets: &SecretList,
+    now_unix_secs: u64,
+    ttl_secs: u64,
+) -> Option<(u64, CryptoKey)> {
+    let until = now_unix_secs.saturating_add(ttl_secs);
+    secrets
+        .iter()
+        .find(|(_, _, exp)| *exp > until)
+        .or(secrets.last())
+        .map(|(i, k, _)| (*i, k.clone()))
+}
+
 /// The mon's key source: its committed auth database, swapped whole on
 /// every commit. All mons share the `mon.` key, so `mon.a`, `mon.b`, ...
 /// authenticate with it.
@@ -195,10 +212,11 @@ impl KeySource for AuthDbKeys {
     }
 
     fn current_service_secret(&self, service: Service) -> Option<(u64, CryptoKey)> {
-        self.get()
-            .service_secrets(service)
-            .pop()
-            .map(|(i, k, _)| (i, k))
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        sealing_secret(&self.get().service_secrets(service), now, self.ttl_secs)
     }
 
     fn service_secrets(&self, service: Service) -> SecretList {
@@ -207,5 +225,23 @@ impl KeySource for AuthDbKeys {
 
     fn ticket_ttl_secs(&self) -> u64 {
         self.ttl_secs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_secrets_wait_before_sealing() {
+        let k = |b: u8| CryptoKey::from_secret([b; crate::key::SECRET_BYTES], 0, 0);
+        // Secret 1 outlives a ticket issued at 1000 (ttl 100); 2 is newer.
+        let list: SecretList = vec![(1, k(1), 1150), (2, k(2), 1300)];
+        assert_eq!(sealing_secret(&list, 1000, 100).map(|s| s.0), Some(1));
+        // Half a lifetime later secret 1 no longer outlives a ticket.
+        assert_eq!(sealing_secret(&list, 1050, 100).map(|s| s.0), Some(2));
+        // None outlives one: the newest.
+        assert_eq!(sealing_secret(&list, 1250, 100).map(|s| s.0), Some(2));
+        assert!(sealing_secret(&Vec::new(), 0, 100).is_none());
     }
 }

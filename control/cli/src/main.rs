@@ -132,8 +132,12 @@ fn dispatch(ctx: &Ctx, words: Vec<String>) -> anyhow::Result<i32> {
             let pretty = ctx.format == Format::JsonPretty;
             runtime()?.block_on(async {
                 match group {
-                    Group::Rados(a) => rados::run(&a, &ctx.mon_addrs()?, json, pretty).await,
-                    Group::Image(a) => image::run(&a, &ctx.mon_addrs()?, json, pretty).await,
+                    Group::Rados(a) => {
+                        rados::run(&a, &ctx.mon_addrs()?, ctx.client_auth()?, json, pretty).await
+                    }
+                    Group::Image(a) => {
+                        image::run(&a, &ctx.mon_addrs()?, ctx.client_auth()?, json, pretty).await
+                    }
                     Group::Vstart(a) => {
                         let c = vstart::vstart(&a).await?;
                         println!(

@@ -38,7 +38,13 @@ impl Rados {
     pub async fn connect(config: ClientConfig) -> Result<Rados, ClientError> {
         let client_id = rand::random::<u64>() >> 1;
         let nonce = u64::from(std::process::id()) << 32 | u64::from(rand::random::<u32>());
-        let me = EntityName::new(EntityType::Client, client_id.to_string());
+        // With a key the client is the key's entity (`client.admin`);
+        // without, an anonymous `client.ID` (auth off).
+        let keyed = config.msgr.auth.client.as_ref().filter(|c| c.has_key());
+        let me = match keyed.map(|c| c.entity().parse::<EntityName>()) {
+            Some(Ok(e)) => e,
+            _ => EntityName::new(EntityType::Client, client_id.to_string()),
+        };
         let mons: Vec<std::net::SocketAddr> = std::iter::once(config.mon)
             .chain(config.other_mons.iter().copied())
             .collect();

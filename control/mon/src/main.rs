@@ -159,6 +159,28 @@ fn write_bootstrap_keyrings(
     Ok(())
 }
 
+/// The mon's outgoing side (to the other mons and the mgr): `mon.`'s key
+/// from DATA/keyring, under this mon's name (every mon shares the key).
+fn mon_client_auth(c: &Common) -> anyhow::Result<kalmar_msgr::auth::MsgrAuth> {
+    let path = c.data.join("keyring");
+    let key = if path.exists() {
+        kalmar_auth::Keyring::read_file(&path)?
+            .get("mon.")
+            .map(|e| e.key.clone())
+    } else {
+        None
+    };
+    Ok(kalmar_msgr::auth::MsgrAuth {
+        client: key.map(|k| {
+            std::sync::Arc::new(kalmar_auth::ClientAuth::new(
+                &format!("mon.{}", c.name),
+                Some(k),
+            ))
+        }),
+        ..Default::default()
+    })
+}
+
 fn init_logging(c: &Common, conf: &Conf, entity: &str) -> anyhow::Result<()> {
     let level = match &c.log_level {
         Some(l) => l.clone(),
@@ -306,7 +328,10 @@ fn main() -> anyhow::Result<()> {
                 bind,
                 admin_socket,
                 opts,
-                msgr: MsgrConfig::from_conf(&conf, &entity)?,
+                msgr: MsgrConfig {
+                    auth: mon_client_auth(&common)?,
+                    ..MsgrConfig::from_conf(&conf, &entity)?
+                },
             };
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)

@@ -244,6 +244,8 @@ pub async fn start(cfg: MonConfig) -> Result<RunningMon, MonError> {
         service: kalmar_auth::Service::Mon,
         keys: st.auth.keys(),
     });
+    let me_for_refresh = me.clone();
+    let opts_ttl = st.opts.auth_service_ticket_ttl_secs;
     let listener = Listener::bind(bind, me, loaded.fsid, lcfg, ltx)
         .await
         .map_err(|source| MonError::Bind { addr: bind, source })?;
@@ -272,6 +274,18 @@ pub async fn start(cfg: MonConfig) -> Result<RunningMon, MonError> {
         ),
     ] {
         mgrc.metadata.insert(k.into(), v);
+    }
+    // Reports to the mgr go with a ticket, which the mon earns by
+    // authenticating with itself (and renews like any daemon).
+    mgrc.msgr.auth = cfg.msgr.auth.clone();
+    if cfg.msgr.auth.client.as_ref().is_some_and(|c| c.has_key()) {
+        kalmar_msgr::auth::spawn_refresh(
+            vec![addr],
+            me_for_refresh,
+            loaded.fsid,
+            cfg.msgr.clone(),
+            kalmar_msgr::auth::refresh_interval(opts_ttl),
+        );
     }
     let mgr_client = kalmar_mgr_client::MgrClient::start(mgrc, perf.collection.clone());
     mgr_client.handle_mgrmap(st.mgr.map());

@@ -162,3 +162,154 @@ pub(crate) fn finish(
         (false, _, _, _) => Ok(()),
     }
 }
+
+/// Ceph's three `auth_*_required` options for one entity (default `none`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthRequired {
+    pub cluster: kalmar_auth::AuthMode,
+    pub service: kalmar_auth::AuthMode,
+    pub client: kalmar_auth::AuthMode,
+}
+
+impl AuthRequired {
+    pub fn from_conf(
+        conf: &kalmar_common::config::Conf,
+        entity: &str,
+    ) -> Result<AuthRequired, String> {
+        let mode = |key: &str| -> Result<kalmar_auth::AuthMode, String> {
+            match conf.get::<String>(entity, key).map_err(|e| e.to_string())? {
+                None => Ok(kalmar_auth::AuthMode::None),
+                Some(v) => v.parse().map_err(|e| format!("{key}: {e}")),
+            }
+        };
+        Ok(AuthRequired {
+            cluster: mode("auth_cluster_required")?,
+            service: mode("auth_service_required")?,
+            client: mode("auth_client_required")?,
+        })
+    }
+
+    /// What a daemon's acceptor requires: cephx when either side of it
+    /// (daemons or clients) must authenticate.
+    pub fn acceptor(&self) -> kalmar_auth::AuthMode {
+        use kalmar_auth::AuthMode::Cephx;
+        if self.cluster == Cephx || self.service == Cephx {
+            Cephx
+        } else {
+            kalmar_auth::AuthMode::None
+        }
+    }
+
+    pub fn any_cephx(&self) -> bool {
+        self.acceptor() == kalmar_auth::AuthMode::Cephx
+            || self.client == kalmar_auth::AuthMode::Cephx
+    }
+}
+
+/// `entity`'s key from the keyring search path (the conf's `keyring`
+/// option, else `kalmar.$name.keyring`, `kalmar.keyring`, `keyring` next
+/// to the conf and in /etc/kalmar). An error when the conf asks for cephx
+/// and no key is found.
+pub fn key_from_conf(
+    conf: &kalmar_common::config::Conf,
+    entity: &str,
+    required: &AuthRequired,
+) -> Result<Option<kalmar_auth::CryptoKey>, String> {
+    let opt = conf
+        .get::<String>(entity, "keyring")
+        .map_err(|e| e.to_string())?;
+    let dir = conf.path().and_then(|p| p.parent());
+    let found = kalmar_auth::keyring::find_key(entity, opt.as_deref(), dir)
+        .map_err(|e| format!("reading {entity}'s keyring: {e}"))?;
+    match found {
+        Some((_, e)) => Ok(Some(e.key)),
+        None if required.any_cephx() => Err(format!(
+            "auth is cephx but no keyring holds {entity}'s key (searched {})",
+            kalmar_auth::keyring::search_paths(entity, opt.as_deref(), dir)
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        None => Ok(None),
+    }
+}
+
+impl MsgrAuth {
+    /// A client (`client.NAME`, or a daemon's outgoing side): its key, and
+    /// whether it demands the acceptor prove itself.
+    pub fn client_from_conf(
+        conf: &kalmar_common::config::Conf,
+        entity: &str,
+    ) -> Result<MsgrAuth, String> {
+        let required = AuthRequired::from_conf(conf, entity)?;
+        let key = key_from_conf(conf, entity, &required)?;
+        Ok(MsgrAuth {
+            server: None,
+            client: Some(Arc::new(ClientAuth::new(entity, key))),
+            require_server_proof: required.client == kalmar_auth::AuthMode::Cephx,
+        })
+    }
+
+    /// A daemon of `service` (OSD or mgr): its key for the mon, and an
+    /// acceptor that checks tickets with the rotating secrets the mon
+    /// grants this daemon (so it never asks the mon per connection).
+    pub fn daemon_from_conf(
+        conf: &kalmar_common::config::Conf,
+        entity: &str,
+        service: kalmar_auth::Service,
+    ) -> Result<MsgrAuth, String> {
+        let required = AuthRequired::from_conf(conf, entity)?;
+        let mut a = MsgrAuth::client_from_conf(conf, entity)?;
+        let keys = a.client.as_ref().map(|c| c.rotating_keys());
+        a.server = keys.map(|keys| ServerAuth {
+            mode: required.acceptor(),
+            service,
+            keys,
+        });
+        Ok(a)
+    }
+}
+
+/// How often a daemon renews its tickets and rotating secrets: a quarter
+/// of the ticket lifetime, so a secret the mon adds reaches every daemon
+/// before the mon seals tickets under it (it waits half a lifetime).
+pub fn refresh_interval(ticket_ttl_secs: u64) -> std::time::Duration {
+    std::time::Duration::from_secs((ticket_ttl_secs / 4).max(1))
+}
+
+/// Authenticates with one of `mons` at once and then every `every`, which
+/// renews the tickets and rotating secrets held in `cfg.auth.client`. A
+/// failure is logged and retried soon, with the next mon (the held ones
+/// stay valid longer than a turn).
+pub fn spawn_refresh(
+    mons: Vec<std::net::SocketAddr>,
+    me: crate::EntityName,
+    fsid: uuid::Uuid,
+    cfg: crate::MsgrConfig,
+    every: std::time::Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let retry = every.min(std::time::Duration::from_secs(2));
+        let mut turn = 0usize;
+        while !mons.is_empty() {
+            let addr = mons[turn % mons.len()];
+            turn += 1;
+            let (tx, _rx) = crate::event_channel(&cfg);
+            let pause = match crate::Connection::connect(addr, me.clone(), fsid, cfg.clone(), tx)
+                .await
+            {
+                Ok(c) => {
+                    tracing::debug!(mon = %addr, "renewed tickets");
+                    c.close().await;
+                    every
+                }
+                Err(e) => {
+                    tracing::warn!(mon = %addr, "renewing tickets failed: {e}");
+                    retry
+                }
+            };
+            tokio::time::sleep(pause).await;
+        }
+    })
+}
