@@ -86,6 +86,23 @@ async fn cephx_cluster_serves_keyed_entities_and_refuses_impostors() -> anyhow::
         io.write_full(&format!("o{i}"), data.clone()).await?;
         assert_eq!(io.read(&format!("o{i}"), 0, 0).await?, data);
     }
+    // Keyed clients all connect as client.admin; each instance still has
+    // its own client id, so the OSDs' duplicate-op detection (by client
+    // id, nonce and tid) never takes one client's first write for
+    // another's.
+    let (r1, r2) = (c.client().await?, c.client().await?);
+    assert_ne!(r1.client_id(), r2.client_id());
+    let io1 = kalmar_tests::wait_for("the pool in r1's map", Duration::from_secs(30), || async {
+        r1.ioctx("sec").ok()
+    })
+    .await?;
+    let io2 = kalmar_tests::wait_for("the pool in r2's map", Duration::from_secs(30), || async {
+        r2.ioctx("sec").ok()
+    })
+    .await?;
+    io1.write_full("shared", Bytes::from_static(b"first")).await?;
+    io2.write_full("shared", Bytes::from_static(b"second")).await?;
+    assert_eq!(io1.read("shared", 0, 0).await?, Bytes::from_static(b"second"));
     // The OSDs' perf reports reach the mgr (it checks their tickets).
     let mgr = c.mon_command(json!({"prefix": "mgr stat"})).await?;
     assert_eq!(mgr["available"], json!(true), "{mgr}");
@@ -137,5 +154,25 @@ async fn cephx_cluster_serves_keyed_entities_and_refuses_impostors() -> anyhow::
     c.wait_pgs(1, 8, &["active", "clean"], Duration::from_secs(30))
         .await?;
     assert_eq!(io.read("o3", 0, 0).await?, Bytes::from("secret 3".repeat(4)));
+    Ok(())
+}
+
+/// Three mons with cephx: before the first leader commits the auth
+/// database, the mons know each other (and the admin) by the keys they
+/// were made with, so they form a quorum; then the cluster serves I/O.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cephx_with_three_mons_forms_a_quorum_and_serves() -> anyhow::Result<()> {
+    let c = Cluster::start(ClusterOpts {
+        mons: 3,
+        mgrs: 0,
+        ..cephx_opts()
+    })
+    .await?;
+    let q = c.mon_command(json!({"prefix": "quorum_status"})).await?;
+    assert_eq!(q["quorum_names"], json!(["a", "b", "c"]), "{q}");
+    let (_rados, io) = c.ready_pool("sec3", 8, 3, 2).await?;
+    io.write_full("o", Bytes::from_static(b"three mons"))
+        .await?;
+    assert_eq!(io.read("o", 0, 0).await?, Bytes::from_static(b"three mons"));
     Ok(())
 }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use kalmar_auth::authdb::{AuthDb, AuthDbError};
-use kalmar_auth::{AuthDbKeys, Service};
+use kalmar_auth::{AuthDbKeys, KeySource, Service};
 
 /// Service secrets kept (previous, current, next in Ceph's terms): a
 /// ticket sealed under any of them still opens, so a rotation does not
@@ -116,9 +116,99 @@ impl AuthMon {
     }
 }
 
+/// What the mon's listener authenticates peers with: the committed
+/// database, and while none is committed yet (a mon of several before the
+/// first leader commits the seed, a mon joining before it caught up) the
+/// keys this mon was made with: its mkfs seed and the shared `mon.` key of
+/// DATA/keyring. Without them the mons could not authenticate each other
+/// (nor the admin) to form the quorum that commits the database. Tickets
+/// are only ever sealed under committed service secrets.
+pub struct ListenerKeys {
+    db: Arc<AuthDbKeys>,
+    bootstrap: kalmar_auth::Keyring,
+}
+
+impl ListenerKeys {
+    pub fn new(db: Arc<AuthDbKeys>, bootstrap: kalmar_auth::Keyring) -> ListenerKeys {
+        ListenerKeys { db, bootstrap }
+    }
+
+    fn bootstrap_entity(&self, name: &str) -> Option<kalmar_auth::KeyringEntry> {
+        if self.db.get().version != 0 {
+            return None;
+        }
+        self.bootstrap
+            .get(name)
+            .or_else(|| {
+                name.strip_prefix("mon.")
+                    .filter(|id| !id.is_empty())
+                    .and_then(|_| self.bootstrap.get("mon."))
+            })
+            .cloned()
+    }
+}
+
+impl KeySource for ListenerKeys {
+    fn entity(
+        &self,
+        name: &str,
+    ) -> Option<(kalmar_auth::CryptoKey, std::collections::BTreeMap<String, String>)> {
+        self.db
+            .entity(name)
+            .or_else(|| self.bootstrap_entity(name).map(|e| (e.key, e.caps)))
+    }
+
+    fn service_secret(&self, service: Service, id: u64) -> Option<kalmar_auth::CryptoKey> {
+        self.db.service_secret(service, id)
+    }
+
+    fn current_service_secret(&self, service: Service) -> Option<(u64, kalmar_auth::CryptoKey)> {
+        self.db.current_service_secret(service)
+    }
+
+    fn service_secrets(&self, service: Service) -> kalmar_auth::server::SecretList {
+        self.db.service_secrets(service)
+    }
+
+    fn new_global_id(&self) -> u64 {
+        self.db.new_global_id()
+    }
+
+    fn ticket_ttl_secs(&self) -> u64 {
+        self.db.ticket_ttl_secs()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listener_keys_fall_back_to_the_seed_until_a_version_is_committed() {
+        let seed = crate::persist::initial_auth(None, 1000, 100).expect("seed");
+        let mut boot = kalmar_auth::Keyring::default();
+        for (n, e) in seed.entries() {
+            boot.insert(n, e);
+        }
+        let mut a = AuthMon::new(AuthDb::default(), 100);
+        let keys = ListenerKeys::new(a.keys(), boot);
+        // Nothing committed: the seed's admin, and mon.b by the shared key.
+        assert!(keys.entity("client.admin").is_some());
+        assert_eq!(
+            keys.entity("mon.b").map(|e| e.0),
+            seed.get("mon.").map(|e| e.key)
+        );
+        assert!(keys.entity("client.nobody").is_none());
+        assert!(keys.current_service_secret(Service::Osd).is_none());
+        // Once a version is committed, only it counts.
+        let mut db = AuthDb::default();
+        db.get_or_create("client.x", Default::default())
+            .expect("create");
+        db.version = 1;
+        a.committed(db);
+        assert!(keys.entity("client.x").is_some());
+        assert!(keys.entity("client.admin").is_none());
+    }
 
     #[test]
     fn edits_are_pending_until_committed_and_rotation_is_timed() {

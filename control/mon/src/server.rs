@@ -183,6 +183,33 @@ impl RunningMon {
     }
 }
 
+/// The keys this mon was made with (its mkfs seed, and the shared `mon.`
+/// key of DATA/keyring), for its listener until the first auth version is
+/// committed (see [`crate::authmon::ListenerKeys`]).
+fn bootstrap_keys(
+    store: &MonStore,
+    data_dir: &std::path::Path,
+) -> Result<kalmar_auth::Keyring, MonError> {
+    let mut ring = kalmar_auth::Keyring::default();
+    if let Some(seed) = persist::auth_seed(store)? {
+        for (name, e) in seed.entries() {
+            ring.insert(name, e);
+        }
+    }
+    let path = data_dir.join("keyring");
+    if path.exists() {
+        match kalmar_auth::Keyring::read_file(&path) {
+            Ok(own) => {
+                if let Some(e) = own.get("mon.") {
+                    ring.insert("mon.", e.clone());
+                }
+            }
+            Err(e) => tracing::warn!(path = %path.display(), "reading the mon's keyring: {e}"),
+        }
+    }
+    Ok(ring)
+}
+
 /// Opens the store, joins the consensus, binds the port and the admin
 /// socket, and starts serving.
 pub async fn start(cfg: MonConfig) -> Result<RunningMon, MonError> {
@@ -242,7 +269,10 @@ pub async fn start(cfg: MonConfig) -> Result<RunningMon, MonError> {
     lcfg.auth.server = Some(kalmar_auth::ServerAuth {
         mode: st.opts.listener_auth_mode(),
         service: kalmar_auth::Service::Mon,
-        keys: st.auth.keys(),
+        keys: Arc::new(crate::authmon::ListenerKeys::new(
+            st.auth.keys(),
+            bootstrap_keys(&store, &cfg.data_dir)?,
+        )),
     });
     let me_for_refresh = me.clone();
     let opts_ttl = st.opts.auth_service_ticket_ttl_secs;
