@@ -73,7 +73,12 @@ struct Cli {
     conf: Option<PathBuf>,
     /// Who to authenticate as (with --image; the key is looked up on the
     /// conf's keyring search path).
-    #[arg(long = "name", short = 'n', default_value = "client.admin", requires = "image")]
+    #[arg(
+        long = "name",
+        short = 'n',
+        default_value = "client.admin",
+        requires = "image"
+    )]
     entity: String,
 
     /// Listen on this unix socket.

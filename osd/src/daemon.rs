@@ -259,8 +259,7 @@ pub async fn run(
     )
     .await?;
     let cluster = bind_placed(cfg.bind_ip, &me, fsid, &msgr, cluster_sink.clone(), place).await?;
-    let (hb_listener, mut hb_rx, hb_tx) =
-        bind(cfg.bind_ip, &me, fsid, &base).await?;
+    let (hb_listener, mut hb_rx, hb_tx) = bind(cfg.bind_ip, &me, fsid, &base).await?;
     let nonce = std::process::id();
     let addrs = OsdAddrs {
         public: EntityAddr::new(public.local_addr(), nonce),
@@ -273,8 +272,7 @@ pub async fn run(
     let mons: Vec<SocketAddr> = std::iter::once(cfg.mon)
         .chain(cfg.other_mons.iter().copied())
         .collect();
-    let (mon, mut mon_events) =
-        MonClient::start_any(&mons, me.clone(), fsid, base.clone());
+    let (mon, mut mon_events) = MonClient::start_any(&mons, me.clone(), fsid, base.clone());
     if cfg.auth.client.as_ref().is_some_and(|c| c.has_key()) {
         kalmar_msgr::auth::spawn_refresh(
             mons.clone(),
@@ -340,13 +338,7 @@ pub async fn run(
         h.spawn(st.clone().drive(move |why| svc.fatal(why)));
     }
     cluster_sink.set_service(&svc);
-    let hb_peers = Peers::new(
-        me.clone(),
-        fsid,
-        base.clone(),
-        heartbeat_addr,
-        hb_tx,
-    );
+    let hb_peers = Peers::new(me.clone(), fsid, base.clone(), heartbeat_addr, hb_tx);
     let hb = Arc::new(Heartbeat::new(svc.clone(), hb_peers));
     let status = Arc::new(Mutex::new(StatusView {
         cluster_fsid: fsid,

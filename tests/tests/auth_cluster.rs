@@ -100,9 +100,14 @@ async fn cephx_cluster_serves_keyed_entities_and_refuses_impostors() -> anyhow::
         r2.ioctx("sec").ok()
     })
     .await?;
-    io1.write_full("shared", Bytes::from_static(b"first")).await?;
-    io2.write_full("shared", Bytes::from_static(b"second")).await?;
-    assert_eq!(io1.read("shared", 0, 0).await?, Bytes::from_static(b"second"));
+    io1.write_full("shared", Bytes::from_static(b"first"))
+        .await?;
+    io2.write_full("shared", Bytes::from_static(b"second"))
+        .await?;
+    assert_eq!(
+        io1.read("shared", 0, 0).await?,
+        Bytes::from_static(b"second")
+    );
     // The OSDs' perf reports reach the mgr (it checks their tickets).
     let mgr = c.mon_command(json!({"prefix": "mgr stat"})).await?;
     assert_eq!(mgr["available"], json!(true), "{mgr}");
@@ -138,7 +143,9 @@ async fn cephx_cluster_serves_keyed_entities_and_refuses_impostors() -> anyhow::
         ))),
         ..Default::default()
     };
-    assert!(dial(c.mon, EntityName::osd(2), forged.clone()).await.is_err());
+    assert!(dial(c.mon, EntityName::osd(2), forged.clone())
+        .await
+        .is_err());
     assert!(dial(peer, EntityName::osd(2), forged).await.is_err());
     // The admin's genuine ticket, shown by an entity calling itself
     // osd.2: the ticket names client.admin, so the OSD refuses.
@@ -153,7 +160,10 @@ async fn cephx_cluster_serves_keyed_entities_and_refuses_impostors() -> anyhow::
     // The refusals did not disturb the cluster: still clean, still serving.
     c.wait_pgs(1, 8, &["active", "clean"], Duration::from_secs(30))
         .await?;
-    assert_eq!(io.read("o3", 0, 0).await?, Bytes::from("secret 3".repeat(4)));
+    assert_eq!(
+        io.read("o3", 0, 0).await?,
+        Bytes::from("secret 3".repeat(4))
+    );
     Ok(())
 }
 

@@ -138,9 +138,14 @@ pub async fn send_to_mgr_with_input(
     cfg.auth.client = ctx.client_auth()?;
     if cfg.auth.client.is_some() {
         // The mgr takes a ticket, which the mon gives on authentication.
-        let (mon, _ev) = MonClient::connect_any(&ctx.mon_addrs()?, me.clone(), uuid::Uuid::nil(), cfg.clone())
-            .await
-            .map_err(|e| anyhow!("authenticating with the mon: {e}"))?;
+        let (mon, _ev) = MonClient::connect_any(
+            &ctx.mon_addrs()?,
+            me.clone(),
+            uuid::Uuid::nil(),
+            cfg.clone(),
+        )
+        .await
+        .map_err(|e| anyhow!("authenticating with the mon: {e}"))?;
         mon.close().await;
     }
     let (client, _events) = MonClient::connect(addr, me, uuid::Uuid::nil(), cfg)

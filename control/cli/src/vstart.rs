@@ -271,8 +271,22 @@ async fn mon_command(mons: &Mons, cmd: Value, timeout: Duration) -> anyhow::Resu
 /// The admin keyring mkfs writes into DIR.
 const ADMIN_KEYRING: &str = "kalmar.client.admin.keyring";
 /// Caps of the daemons' keys, as Ceph's deployment tools give them.
-const OSD_CAPS: &[&str] = &["mon", "allow profile osd", "mgr", "allow profile osd", "osd", "allow *"];
-const MGR_CAPS: &[&str] = &["mon", "allow profile mgr", "mgr", "allow *", "osd", "allow *"];
+const OSD_CAPS: &[&str] = &[
+    "mon",
+    "allow profile osd",
+    "mgr",
+    "allow profile osd",
+    "osd",
+    "allow *",
+];
+const MGR_CAPS: &[&str] = &[
+    "mon",
+    "allow profile mgr",
+    "mgr",
+    "allow *",
+    "osd",
+    "allow *",
+];
 
 /// The admin's key from DIR (none before the first mon's mkfs).
 fn admin_auth(dir: &Path) -> anyhow::Result<Option<Arc<kalmar_auth::ClientAuth>>> {
@@ -281,15 +295,19 @@ fn admin_auth(dir: &Path) -> anyhow::Result<Option<Arc<kalmar_auth::ClientAuth>>
         return Ok(None);
     }
     let ring = kalmar_auth::Keyring::read_file(&path)?;
-    Ok(ring
-        .get("client.admin")
-        .map(|e| Arc::new(kalmar_auth::ClientAuth::new("client.admin", Some(e.key.clone())))))
+    Ok(ring.get("client.admin").map(|e| {
+        Arc::new(kalmar_auth::ClientAuth::new(
+            "client.admin",
+            Some(e.key.clone()),
+        ))
+    }))
 }
 
 /// A keyring with the first mon's `mon.` key and the admin key, for the
 /// other mons' mkfs (DIR/kalmar.mon.keyring, 0600).
 fn mon_keyring(dir: &Path) -> anyhow::Result<PathBuf> {
-    let mut ring = kalmar_auth::Keyring::read_file(&dir.join(format!("mon.{}/keyring", mon_name(0))))?;
+    let mut ring =
+        kalmar_auth::Keyring::read_file(&dir.join(format!("mon.{}/keyring", mon_name(0))))?;
     let admin = kalmar_auth::Keyring::read_file(&dir.join(ADMIN_KEYRING))?;
     ring.entries.extend(admin.entries);
     let path = dir.join("kalmar.mon.keyring");
@@ -310,7 +328,8 @@ async fn daemon_key(
     if path.exists() {
         return Ok(());
     }
-    let cmd = json!({"prefix": "auth get-or-create", "entity": name, "caps": caps, "format": "json"});
+    let cmd =
+        json!({"prefix": "auth get-or-create", "entity": name, "caps": caps, "format": "json"});
     let v = mon_command(mons, cmd, timeout).await?;
     let key = v[0]["key"]
         .as_str()
@@ -318,7 +337,12 @@ async fn daemon_key(
     let mut ring = kalmar_auth::Keyring::default();
     let caps = caps
         .chunks(2)
-        .map(|p| (p[0].to_string(), p.get(1).copied().unwrap_or("").to_string()))
+        .map(|p| {
+            (
+                p[0].to_string(),
+                p.get(1).copied().unwrap_or("").to_string(),
+            )
+        })
         .collect();
     ring.insert(
         name,
@@ -381,11 +405,7 @@ async fn osd_up_from(mons: &Mons) -> std::collections::BTreeMap<u32, (bool, u64)
 /// Waits until every OSD in `want` is up with an `up_from` above the one it
 /// had before vstart (re)started it: a restarted OSD whose old instance the
 /// mon still shows as up is not the new instance yet.
-async fn wait_osds_up(
-    mons: &Mons,
-    want: &[(u32, u64)],
-    timeout: Duration,
-) -> anyhow::Result<()> {
+async fn wait_osds_up(mons: &Mons, want: &[(u32, u64)], timeout: Duration) -> anyhow::Result<()> {
     let start = Instant::now();
     loop {
         let now = osd_up_from(mons).await;

@@ -152,7 +152,10 @@ impl KeySource for ListenerKeys {
     fn entity(
         &self,
         name: &str,
-    ) -> Option<(kalmar_auth::CryptoKey, std::collections::BTreeMap<String, String>)> {
+    ) -> Option<(
+        kalmar_auth::CryptoKey,
+        std::collections::BTreeMap<String, String>,
+    )> {
         self.db
             .entity(name)
             .or_else(|| self.bootstrap_entity(name).map(|e| (e.key, e.caps)))

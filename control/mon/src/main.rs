@@ -161,7 +161,19 @@ fn write_bootstrap_keyrings(
 
 /// The mon's outgoing side (to the other mons and the mgr): `mon.`'s key
 /// from DATA/keyring, under this mon's name (every mon shares the key).
-fn mon_client_auth(c: &Common) -> anyhow::Result<kalmar_msgr::auth::MsgrAuth> {
+/// With auth off (no `auth_*_required = cephx`) it offers none: mons made
+/// each with its own mkfs (no shared `--keyring`) hold different `mon.`
+/// keys and must still talk to each other.
+fn mon_client_auth(
+    c: &Common,
+    conf: &Conf,
+    entity: &str,
+) -> anyhow::Result<kalmar_msgr::auth::MsgrAuth> {
+    let required =
+        kalmar_msgr::auth::AuthRequired::from_conf(conf, entity).map_err(anyhow::Error::msg)?;
+    if !required.any_cephx() {
+        return Ok(kalmar_msgr::auth::MsgrAuth::default());
+    }
     let path = c.data.join("keyring");
     let key = if path.exists() {
         kalmar_auth::Keyring::read_file(&path)?
@@ -329,7 +341,7 @@ fn main() -> anyhow::Result<()> {
                 admin_socket,
                 opts,
                 msgr: MsgrConfig {
-                    auth: mon_client_auth(&common)?,
+                    auth: mon_client_auth(&common, &conf, &entity)?,
                     ..MsgrConfig::from_conf(&conf, &entity)?
                 },
             };

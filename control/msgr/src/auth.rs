@@ -296,19 +296,18 @@ pub fn spawn_refresh(
             let addr = mons[turn % mons.len()];
             turn += 1;
             let (tx, _rx) = crate::event_channel(&cfg);
-            let pause = match crate::Connection::connect(addr, me.clone(), fsid, cfg.clone(), tx)
-                .await
-            {
-                Ok(c) => {
-                    tracing::debug!(mon = %addr, "renewed tickets");
-                    c.close().await;
-                    every
-                }
-                Err(e) => {
-                    tracing::warn!(mon = %addr, "renewing tickets failed: {e}");
-                    retry
-                }
-            };
+            let pause =
+                match crate::Connection::connect(addr, me.clone(), fsid, cfg.clone(), tx).await {
+                    Ok(c) => {
+                        tracing::debug!(mon = %addr, "renewed tickets");
+                        c.close().await;
+                        every
+                    }
+                    Err(e) => {
+                        tracing::warn!(mon = %addr, "renewing tickets failed: {e}");
+                        retry
+                    }
+                };
             tokio::time::sleep(pause).await;
         }
     })
