@@ -71,6 +71,15 @@ struct Cli {
     /// Cluster conf file (with --image).
     #[arg(long, value_name = "FILE", requires = "image")]
     conf: Option<PathBuf>,
+    /// Who to authenticate as (with --image; the key is looked up on the
+    /// conf's keyring search path).
+    #[arg(
+        long = "name",
+        short = 'n',
+        default_value = "client.admin",
+        requires = "image"
+    )]
+    entity: String,
 
     /// Listen on this unix socket.
     #[arg(
@@ -262,6 +271,12 @@ async fn run_image(
     let mons = mon_addrs(cli)?;
     let mut cfg = ClientConfig::new(mons[0]);
     cfg.other_mons = mons[1..].to_vec();
+    let conf = match &cli.conf {
+        Some(p) => kalmar_common::config::Conf::load(p)?,
+        None => kalmar_common::config::Conf::empty(),
+    };
+    cfg.msgr.auth = kalmar_msgr::auth::MsgrAuth::client_from_conf(&conf, &cli.entity)
+        .map_err(anyhow::Error::msg)?;
     let rados = Rados::connect(cfg)
         .await
         .context("cannot reach the cluster")?;

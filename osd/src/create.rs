@@ -55,14 +55,82 @@ fn refusals(device: &Path) -> Result<(Vec<String>, Option<&'static str>)> {
     Ok((info.reject_reasons, Some(info.device_class)))
 }
 
+/// Caps of an OSD's key, as Ceph's deployment tools give them.
+pub const OSD_CAPS: &[&str] = &[
+    "mon",
+    "allow profile osd",
+    "mgr",
+    "allow profile osd",
+    "osd",
+    "allow *",
+];
+
+/// Makes (or fetches) osd.ID's key with the mon, as the admin, and writes
+/// it to `path` (0600) where the OSD's keyring search finds it.
+async fn register_osd_key(
+    mon: SocketAddr,
+    id: OsdId,
+    timeout: Duration,
+    auth: &kalmar_msgr::auth::MsgrAuth,
+    path: &Path,
+) -> Result<()> {
+    let me = EntityName::new(EntityType::Client, "admin");
+    let msgr = MsgrConfig {
+        auth: auth.clone(),
+        ..MsgrConfig::default()
+    };
+    let (c, _events) = MonClient::connect(mon, me, Uuid::nil(), msgr)
+        .await
+        .with_context(|| format!("connecting to the mon at {mon}"))?;
+    let entity = format!("osd.{id}");
+    let r = c
+        .command(
+            &serde_json::json!({"prefix": "auth get-or-create", "entity": entity,
+                                "caps": OSD_CAPS, "format": "json"}),
+            timeout,
+        )
+        .await;
+    c.close().await;
+    let r = r.with_context(|| format!("auth get-or-create {entity}"))?;
+    if r.retval != 0 {
+        bail!("auth get-or-create {entity}: {} ({})", r.outs, r.retval);
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&r.outbuf.0).context("auth get-or-create is not JSON")?;
+    let key = v[0]["key"]
+        .as_str()
+        .with_context(|| format!("no key for {entity} in the reply"))?;
+    let mut ring = kalmar_auth::Keyring::default();
+    ring.insert(
+        &entity,
+        kalmar_auth::KeyringEntry {
+            key: key
+                .parse()
+                .map_err(|e| anyhow::anyhow!("{entity}'s key: {e}"))?,
+            caps: OSD_CAPS
+                .chunks(2)
+                .map(|p| (p[0].to_string(), p[1].to_string()))
+                .collect(),
+        },
+    );
+    ring.write_file(path)?;
+    Ok(())
+}
+
 /// The uuid of `osd.id` in the cluster's map, if it exists; an error if
 /// it is up (its disk is still in use somewhere).
-async fn existing_osd_uuid(mon: SocketAddr, id: OsdId, timeout: Duration) -> Result<Option<Uuid>> {
-    let me = EntityName::new(
-        EntityType::Client,
-        format!("osd-create{}", std::process::id()),
-    );
-    let (c, _events) = MonClient::connect(mon, me, Uuid::nil(), MsgrConfig::default())
+async fn existing_osd_uuid(
+    mon: SocketAddr,
+    id: OsdId,
+    timeout: Duration,
+    auth: &kalmar_msgr::auth::MsgrAuth,
+) -> Result<Option<Uuid>> {
+    let me = EntityName::new(EntityType::Client, "admin");
+    let msgr = MsgrConfig {
+        auth: auth.clone(),
+        ..MsgrConfig::default()
+    };
+    let (c, _events) = MonClient::connect(mon, me, Uuid::nil(), msgr)
         .await
         .with_context(|| format!("connecting to the mon at {mon}"))?;
     let r = c
@@ -154,8 +222,12 @@ pub fn run(a: CreateArgs) -> Result<()> {
         .build()?;
     // A new disk for an existing id takes over that OSD's uuid, so the mon
     // hands the id back; never while that OSD is up.
+    // The id is not known before the mon gives it: the mon session runs
+    // as the admin (whose key the conf's keyring search finds).
+    let admin = kalmar_msgr::auth::MsgrAuth::client_from_conf(&conf, "client.admin")
+        .map_err(anyhow::Error::msg)?;
     let osd_uuid = match a.id {
-        Some(id) => rt.block_on(existing_osd_uuid(mon, id, a.timeout))?,
+        Some(id) => rt.block_on(existing_osd_uuid(mon, id, a.timeout, &admin))?,
         None => None,
     };
     let cfg = MkfsConfig {
@@ -169,8 +241,18 @@ pub fn run(a: CreateArgs) -> Result<()> {
         timeout: a.timeout,
         osd_uuid,
         device_class: class.clone().unwrap_or_default(),
+        auth: admin.clone(),
     };
     let (fsid, id) = rt.block_on(mkfs_with_id(cfg))?;
+    if admin.client.as_ref().is_some_and(|c| c.has_key()) {
+        let path = a
+            .conf
+            .parent()
+            .unwrap_or(Path::new("/etc/kalmar"))
+            .join(format!("kalmar.osd.{id}.keyring"));
+        rt.block_on(register_osd_key(mon, id, a.timeout, &admin, &path))?;
+        println!("wrote osd.{id}'s key to {}", path.display());
+    }
 
     let dir = a.data_root.join(format!("kalmar-{id}"));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;

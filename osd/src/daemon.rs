@@ -56,6 +56,10 @@ pub struct RunConfig {
     pub identity: serde_json::Map<String, Value>,
     /// Device class to give CRUSH at boot when it has none.
     pub device_class: Option<String>,
+    /// This OSD's key (for the mon) and its acceptor's ticket check.
+    pub auth: kalmar_msgr::auth::MsgrAuth,
+    /// How often tickets and rotating secrets are renewed.
+    pub auth_refresh: std::time::Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -211,7 +215,13 @@ pub async fn run(
     let fsid = sb.cluster_fsid;
     let opts = Arc::new(cfg.opts.clone());
     let me = EntityName::osd(cfg.id as u32);
-    let mut msgr = MsgrConfig::default();
+    // Every session of the OSD (mon, mgr, peers, heartbeats, clients)
+    // authenticates with osd.N's key or the tickets it earns.
+    let base = MsgrConfig {
+        auth: cfg.auth.clone(),
+        ..MsgrConfig::default()
+    };
+    let mut msgr = base.clone();
     msgr.max_frame_bytes = msgr
         .max_frame_bytes
         .max(opts.osd_max_write_size as usize + FRAME_HEADROOM_BYTES);
@@ -249,8 +259,7 @@ pub async fn run(
     )
     .await?;
     let cluster = bind_placed(cfg.bind_ip, &me, fsid, &msgr, cluster_sink.clone(), place).await?;
-    let (hb_listener, mut hb_rx, hb_tx) =
-        bind(cfg.bind_ip, &me, fsid, &MsgrConfig::default()).await?;
+    let (hb_listener, mut hb_rx, hb_tx) = bind(cfg.bind_ip, &me, fsid, &base).await?;
     let nonce = std::process::id();
     let addrs = OsdAddrs {
         public: EntityAddr::new(public.local_addr(), nonce),
@@ -263,10 +272,19 @@ pub async fn run(
     let mons: Vec<SocketAddr> = std::iter::once(cfg.mon)
         .chain(cfg.other_mons.iter().copied())
         .collect();
-    let (mon, mut mon_events) =
-        MonClient::start_any(&mons, me.clone(), fsid, MsgrConfig::default());
+    let (mon, mut mon_events) = MonClient::start_any(&mons, me.clone(), fsid, base.clone());
+    if cfg.auth.client.as_ref().is_some_and(|c| c.has_key()) {
+        kalmar_msgr::auth::spawn_refresh(
+            mons.clone(),
+            me.clone(),
+            fsid,
+            base.clone(),
+            cfg.auth_refresh,
+        );
+    }
     // Perf counter reports and PG stats to the active mgr.
     let mut mgr_cfg = kalmar_mgr_client::MgrClientConfig::new(me.clone());
+    mgr_cfg.msgr.auth = cfg.auth.clone();
     for (k, v) in [
         ("osd_objectstore", "kalmar".to_string()),
         ("hostname", hostname()),
@@ -320,13 +338,7 @@ pub async fn run(
         h.spawn(st.clone().drive(move |why| svc.fatal(why)));
     }
     cluster_sink.set_service(&svc);
-    let hb_peers = Peers::new(
-        me.clone(),
-        fsid,
-        MsgrConfig::default(),
-        heartbeat_addr,
-        hb_tx,
-    );
+    let hb_peers = Peers::new(me.clone(), fsid, base.clone(), heartbeat_addr, hb_tx);
     let hb = Arc::new(Heartbeat::new(svc.clone(), hb_peers));
     let status = Arc::new(Mutex::new(StatusView {
         cluster_fsid: fsid,

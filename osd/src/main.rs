@@ -205,6 +205,8 @@ fn main() -> anyhow::Result<()> {
                     s.conf.get::<String>(&s.entity, "osd_class")?.as_deref(),
                 )
                 .unwrap_or_default(),
+                auth: kalmar_msgr::auth::MsgrAuth::client_from_conf(&s.conf, &s.entity)
+                    .map_err(anyhow::Error::msg)?,
             };
             let fsid = runtime(1)?.block_on(kalmar_osd::mkfs(cfg))?;
             println!(
@@ -320,6 +322,18 @@ fn main() -> anyhow::Result<()> {
                     ..MountOptions::default()
                 },
                 identity,
+                auth: kalmar_msgr::auth::MsgrAuth::daemon_from_conf(
+                    &s.conf,
+                    &s.entity,
+                    kalmar_auth::Service::Osd,
+                )
+                .map_err(anyhow::Error::msg)?,
+                auth_refresh: kalmar_msgr::auth::refresh_interval(
+                    s.conf
+                        .get_number(&s.entity, "auth_service_ticket_ttl")?
+                        .map(|v| v.max(1.0) as u64)
+                        .unwrap_or(kalmar_auth::source::DEFAULT_TICKET_TTL_SECS),
+                ),
             };
             // Shard 0 is this thread: it runs the daemon and its PGs; the
             // other shards get threads of their own.

@@ -31,6 +31,9 @@ pub struct MkfsConfig {
     pub osd_uuid: Option<Uuid>,
     /// Device class CRUSH records at registration (empty: none).
     pub device_class: String,
+    /// Whom the mon session authenticates as (osd.N's key, or an admin's
+    /// when the id is not known yet); its entity names the session.
+    pub auth: kalmar_msgr::auth::MsgrAuth,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,7 +120,11 @@ pub async fn mkfs_with_id(cfg: MkfsConfig) -> Result<(Uuid, OsdId), MkfsError> {
         Some((u, _)) => cfg.osd_uuid.unwrap_or(u),
         None => cfg.osd_uuid.unwrap_or_else(Uuid::new_v4),
     };
-    let me = EntityName::osd(cfg.id.max(0) as u32);
+    let keyed = cfg.auth.client.as_ref().filter(|c| c.has_key());
+    let me = match keyed.map(|c| c.entity().parse::<EntityName>()) {
+        Some(Ok(e)) => e,
+        _ => EntityName::osd(cfg.id.max(0) as u32),
+    };
     let mon_err = |source| MkfsError::Mon {
         mon: cfg.mon,
         source,
@@ -125,7 +132,11 @@ pub async fn mkfs_with_id(cfg: MkfsConfig) -> Result<(Uuid, OsdId), MkfsError> {
     let mons: Vec<SocketAddr> = std::iter::once(cfg.mon)
         .chain(cfg.other_mons.iter().copied())
         .collect();
-    let (mon, _events) = MonClient::connect_any(&mons, me, Uuid::nil(), MsgrConfig::default())
+    let msgr = MsgrConfig {
+        auth: cfg.auth.clone(),
+        ..MsgrConfig::default()
+    };
+    let (mon, _events) = MonClient::connect_any(&mons, me, Uuid::nil(), msgr)
         .await
         .map_err(mon_err)?;
     let reply = mon

@@ -364,10 +364,15 @@ impl Cluster {
         if let Value::Object(m) = &mut cmd {
             m.entry("format").or_insert(json!("json"));
         }
-        let me = EntityName::new(EntityType::Client, format!("test{}", std::process::id()));
-        let (c, _ev) =
-            MonClient::connect_any(&self.mons, me, uuid::Uuid::nil(), MsgrConfig::default())
-                .await?;
+        let msgr = MsgrConfig {
+            auth: self.admin_auth()?,
+            ..MsgrConfig::default()
+        };
+        let me = match msgr.auth.client.as_ref().filter(|c| c.has_key()) {
+            Some(_) => EntityName::new(EntityType::Client, "admin"),
+            None => EntityName::new(EntityType::Client, format!("test{}", std::process::id())),
+        };
+        let (c, _ev) = MonClient::connect_any(&self.mons, me, uuid::Uuid::nil(), msgr).await?;
         let r = c.command(&cmd, Duration::from_secs(30)).await;
         c.close().await;
         let r = r?;
@@ -381,15 +386,32 @@ impl Cluster {
             .with_context(|| format!("mon output of {cmd} is not JSON"))
     }
 
-    /// A client with a short op timeout.
+    /// `client.admin`'s authentication, from the keyring vstart's mon
+    /// mkfs wrote next to the conf (found by the keyring search path).
+    pub fn admin_auth(&self) -> anyhow::Result<kalmar_msgr::auth::MsgrAuth> {
+        self.auth_as("client.admin")
+    }
+
+    /// `entity`'s authentication from the cluster's conf and keyrings.
+    pub fn auth_as(&self, entity: &str) -> anyhow::Result<kalmar_msgr::auth::MsgrAuth> {
+        let conf = kalmar_common::config::Conf::load(&self.conf)?;
+        kalmar_msgr::auth::MsgrAuth::client_from_conf(&conf, entity).map_err(anyhow::Error::msg)
+    }
+
+    /// A client with a short op timeout, as client.admin.
     pub async fn client(&self) -> anyhow::Result<Rados> {
         let mut cfg = ClientConfig::new(self.mon);
         cfg.other_mons = self.mons[1..].to_vec();
         cfg.op_timeout = Duration::from_secs(60);
+        cfg.msgr.auth = self.admin_auth()?;
         Ok(Rados::connect(cfg).await?)
     }
 
-    pub async fn client_with(&self, cfg: ClientConfig) -> anyhow::Result<Rados> {
+    /// A client with `cfg` (as client.admin unless it names its own auth).
+    pub async fn client_with(&self, mut cfg: ClientConfig) -> anyhow::Result<Rados> {
+        if cfg.msgr.auth.client.is_none() {
+            cfg.msgr.auth = self.admin_auth()?;
+        }
         Ok(Rados::connect(cfg).await?)
     }
 

@@ -51,9 +51,41 @@ pub struct Ctx {
     /// Bound on reaching the mon.
     pub connect_timeout: Duration,
     pub admin_socket: Option<PathBuf>,
+    /// Who the CLI authenticates as (`-n/--name`, default `client.admin`).
+    pub name: String,
+    /// `-k/--keyring`: the keyring to take the key from (else the conf's
+    /// `keyring`, else Ceph's search path next to the conf and in
+    /// /etc/kalmar).
+    pub keyring: Option<PathBuf>,
 }
 
 impl Ctx {
+    /// The entity's key, looked up as described at [`Ctx::keyring`]:
+    /// `None` when no keyring holds it (then the CLI offers no
+    /// authentication, which a cluster with auth off accepts).
+    pub fn client_auth(&self) -> anyhow::Result<Option<std::sync::Arc<kalmar_auth::ClientAuth>>> {
+        use kalmar_auth::keyring::find_key;
+        let found = match &self.keyring {
+            Some(p) => {
+                let ring = kalmar_auth::Keyring::read_file(p)?;
+                let e = ring.get(&self.name).ok_or_else(|| {
+                    anyhow!("keyring {} holds no key for {}", p.display(), self.name)
+                })?;
+                Some(e.key.clone())
+            }
+            None => {
+                let opt = self.conf.get::<String>(&self.name, "keyring")?;
+                let conf_dir = self.conf.path().and_then(|p| p.parent());
+                find_key(&self.name, opt.as_deref(), conf_dir)?.map(|(_, e)| e.key)
+            }
+        };
+        Ok(found.map(|k| std::sync::Arc::new(kalmar_auth::ClientAuth::new(&self.name, Some(k)))))
+    }
+
+    /// The entity name as the messenger takes it (`client.admin`).
+    pub fn entity(&self) -> anyhow::Result<kalmar_msgr::EntityName> {
+        self.name.parse().map_err(|e| anyhow!("--name: {e}"))
+    }
     /// The mons' addresses: `-m A[,B,...]`, else `KALMAR_MON`, else the
     /// conf's `mon_host` (a string or a list).
     pub fn mon_addrs(&self) -> anyhow::Result<Vec<SocketAddr>> {
@@ -134,6 +166,8 @@ mod tests {
             timeout: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(1),
             admin_socket: None,
+            name: "client.admin".into(),
+            keyring: None,
         };
         // KALMAR_MON is not set in tests.
         if std::env::var("KALMAR_MON").is_err() {

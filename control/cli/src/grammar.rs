@@ -60,7 +60,94 @@ pub const USAGE: &[(&str, &str)] = &[
     ("mon dump", "mon dump"),
     ("mon add", "mon add NAME IP:PORT"),
     ("mon rm", "mon rm NAME"),
+    (
+        "auth get-or-create",
+        "auth get-or-create ENTITY [SERVICE 'CAPS']... [-o FILE]",
+    ),
+    ("auth get", "auth get ENTITY [-o FILE]"),
+    ("auth ls", "auth ls"),
+    ("auth list", "auth list"),
+    ("auth caps", "auth caps ENTITY SERVICE 'CAPS' [SERVICE 'CAPS']..."),
+    ("auth rm", "auth rm ENTITY"),
+    ("auth del", "auth del ENTITY"),
+    ("auth print-key", "auth print-key ENTITY"),
+    ("auth print_key", "auth print_key ENTITY"),
+    ("auth get-key", "auth get-key ENTITY"),
+    ("auth add", "auth add ENTITY [SERVICE 'CAPS']... [-i KEYRING]"),
 ];
+
+/// Dict keys the CLI handles itself and strips before sending: a file the
+/// reply's data goes to (`-o`), a keyring file read into `keyring` (`-i`).
+pub const OUTPUT_FILE: &str = "_output_file";
+pub const INPUT_FILE: &str = "_input_file";
+
+/// An entity name as the auth commands take it (`TYPE.ID`; `mon.` too).
+fn entity(prefix: &str, e: &str) -> Result<(), UsageError> {
+    if kalmar_auth::keyring::valid_entity_name(e) {
+        Ok(())
+    } else {
+        Err(err(
+            prefix,
+            format!("'{e}' is not an entity name (TYPE.ID, e.g. client.foo)"),
+        ))
+    }
+}
+
+fn caps_pairs(prefix: &str, rest: &[String], required: bool) -> Result<Value, UsageError> {
+    if !rest.len().is_multiple_of(2) {
+        return Err(err(
+            prefix,
+            "caps come in pairs: SERVICE 'CAPS' (e.g. mon 'allow r')",
+        ));
+    }
+    if required && rest.is_empty() {
+        return Err(err(prefix, "missing caps"));
+    }
+    for pair in rest.chunks(2) {
+        if !["mon", "osd", "mgr", "mds"].contains(&pair[0].as_str()) {
+            return Err(err(
+                prefix,
+                format!("unknown service '{}' (mon, osd, mgr, mds)", pair[0]),
+            ));
+        }
+    }
+    Ok(json!(rest))
+}
+
+fn parse_auth(
+    prefix: &str,
+    rest: &mut Vec<String>,
+    cmd: &mut Map<String, Value>,
+) -> Result<(), UsageError> {
+    if matches!(prefix, "auth get-or-create" | "auth get") {
+        if let Some(o) = take_opt(rest, &["-o", "--out-file"], prefix)? {
+            cmd.insert(OUTPUT_FILE.into(), json!(o));
+        }
+    }
+    if prefix == "auth add" {
+        if let Some(i) = take_opt(rest, &["-i", "--in-file"], prefix)? {
+            cmd.insert(INPUT_FILE.into(), json!(i));
+        }
+    }
+    if matches!(prefix, "auth ls" | "auth list") {
+        return no_more(prefix, rest);
+    }
+    let (name, tail) = rest
+        .split_first()
+        .ok_or_else(|| err(prefix, "missing ENTITY"))?;
+    entity(prefix, name)?;
+    cmd.insert("entity".into(), json!(name));
+    match prefix {
+        "auth get-or-create" | "auth add" => {
+            cmd.insert("caps".into(), caps_pairs(prefix, tail, false)?);
+        }
+        "auth caps" => {
+            cmd.insert("caps".into(), caps_pairs(prefix, tail, true)?);
+        }
+        _ => no_more(prefix, tail)?,
+    }
+    Ok(())
+}
 
 fn usage_of(prefix: &str) -> &'static str {
     USAGE
@@ -154,6 +241,10 @@ pub fn parse(words: &[String]) -> Result<Value, UsageError> {
     let mut rest: Vec<String> = words[n..].to_vec();
     let mut cmd = Map::new();
     cmd.insert("prefix".into(), json!(prefix));
+    if prefix.starts_with("auth ") {
+        parse_auth(prefix, &mut rest, &mut cmd)?;
+        return Ok(Value::Object(cmd));
+    }
     match prefix {
         "status" | "osd tree" | "osd dump" | "osd stat" | "osd ls" | "osd crush dump"
         | "pg stat" | "mgr stat" | "mgr dump" | "quorum_status" | "mon stat" | "mon dump" => {
@@ -340,6 +431,45 @@ mod tests {
 
     fn p(s: &str) -> Result<Value, UsageError> {
         parse(&s.split_whitespace().map(String::from).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn auth_commands() {
+        let v = |w: &[&str]| parse(&w.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            v(&[
+                "auth",
+                "get-or-create",
+                "client.a",
+                "mon",
+                "allow r",
+                "osd",
+                "allow rw pool=x",
+                "-o",
+                "/tmp/k"
+            ])
+            .expect("ok"),
+            json!({"prefix": "auth get-or-create", "entity": "client.a",
+                   "caps": ["mon", "allow r", "osd", "allow rw pool=x"], "_output_file": "/tmp/k"})
+        );
+        assert_eq!(
+            v(&["auth", "ls"]).expect("ok"),
+            json!({"prefix": "auth ls"})
+        );
+        assert_eq!(
+            v(&["auth", "add", "osd.1", "-i", "/k"]).expect("ok"),
+            json!({"prefix": "auth add", "entity": "osd.1", "caps": [], "_input_file": "/k"})
+        );
+        assert_eq!(
+            v(&["auth", "print-key", "mon."]).expect("ok"),
+            json!({"prefix": "auth print-key", "entity": "mon."})
+        );
+        assert!(v(&["auth", "get"]).is_err());
+        assert!(v(&["auth", "get", "bob"]).is_err());
+        assert!(v(&["auth", "caps", "client.a"]).is_err());
+        assert!(v(&["auth", "caps", "client.a", "mon"]).is_err());
+        assert!(v(&["auth", "get-or-create", "client.a", "disk", "allow r"]).is_err());
+        assert!(v(&["auth", "rm", "client.a", "extra"]).is_err());
     }
 
     #[test]

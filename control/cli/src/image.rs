@@ -56,10 +56,11 @@ fn order_of(object_size: u64) -> anyhow::Result<u8> {
 pub async fn run(
     args: &ImageArgs,
     mon: &[SocketAddr],
+    auth: Option<std::sync::Arc<kalmar_auth::ClientAuth>>,
     json_out: bool,
     pretty: bool,
 ) -> anyhow::Result<()> {
-    let rados = connect(mon, Duration::from_secs(args.op_timeout)).await?;
+    let rados = connect(mon, Duration::from_secs(args.op_timeout), auth).await?;
     let r = run_on(&rados, &args.cmd, json_out, pretty).await;
     rados.shutdown().await;
     r

@@ -52,6 +52,19 @@ struct Cli {
     /// Seconds to wait for the mon to answer at all.
     #[arg(long, default_value_t = 10)]
     connect_timeout: u64,
+    /// Who to authenticate as (Ceph's -n/--name).
+    #[arg(
+        short = 'n',
+        long = "name",
+        env = "KALMAR_NAME",
+        default_value = "client.admin"
+    )]
+    name: String,
+    /// Keyring holding that entity's key (else the conf's `keyring`, else
+    /// kalmar.NAME.keyring / kalmar.keyring / keyring next to the conf and
+    /// in /etc/kalmar).
+    #[arg(short = 'k', long)]
+    keyring: Option<PathBuf>,
     /// Admin socket for `daemon` (overrides the conf).
     #[arg(long)]
     admin_socket: Option<PathBuf>,
@@ -119,8 +132,12 @@ fn dispatch(ctx: &Ctx, words: Vec<String>) -> anyhow::Result<i32> {
             let pretty = ctx.format == Format::JsonPretty;
             runtime()?.block_on(async {
                 match group {
-                    Group::Rados(a) => rados::run(&a, &ctx.mon_addrs()?, json, pretty).await,
-                    Group::Image(a) => image::run(&a, &ctx.mon_addrs()?, json, pretty).await,
+                    Group::Rados(a) => {
+                        rados::run(&a, &ctx.mon_addrs()?, ctx.client_auth()?, json, pretty).await
+                    }
+                    Group::Image(a) => {
+                        image::run(&a, &ctx.mon_addrs()?, ctx.client_auth()?, json, pretty).await
+                    }
                     Group::Vstart(a) => {
                         let c = vstart::vstart(&a).await?;
                         println!(
@@ -226,6 +243,8 @@ fn main() -> ExitCode {
             timeout: Duration::from_secs(cli.timeout.max(1)),
             connect_timeout: Duration::from_secs(cli.connect_timeout.max(1)),
             admin_socket: cli.admin_socket.clone(),
+            name: cli.name.clone(),
+            keyring: cli.keyring.clone(),
         };
         dispatch(&ctx, words)
     })();

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use anyhow::{anyhow, bail};
 use kalmar_common::encoding::Blob;
-use kalmar_msgr::{EntityName, EntityType, MsgrConfig};
+use kalmar_msgr::MsgrConfig;
 use kalmar_proto::mon::MonCommandReply;
 use kalmar_proto::monc::MonClient;
 use serde_json::{json, Value};
@@ -133,8 +133,22 @@ pub async fn send_to_mgr_with_input(
     cmd: Value,
     inbuf: Vec<u8>,
 ) -> anyhow::Result<MonCommandReply> {
-    let me = EntityName::new(EntityType::Client, "admin");
-    let (client, _events) = MonClient::connect(addr, me, uuid::Uuid::nil(), cli_msgr(ctx))
+    let me = ctx.entity()?;
+    let mut cfg = cli_msgr(ctx);
+    cfg.auth.client = ctx.client_auth()?;
+    if cfg.auth.client.is_some() {
+        // The mgr takes a ticket, which the mon gives on authentication.
+        let (mon, _ev) = MonClient::connect_any(
+            &ctx.mon_addrs()?,
+            me.clone(),
+            uuid::Uuid::nil(),
+            cfg.clone(),
+        )
+        .await
+        .map_err(|e| anyhow!("authenticating with the mon: {e}"))?;
+        mon.close().await;
+    }
+    let (client, _events) = MonClient::connect(addr, me, uuid::Uuid::nil(), cfg)
         .await
         .map_err(|e| anyhow!("cannot reach the active mgr at {addr}: {e}"))?;
     let reply = client

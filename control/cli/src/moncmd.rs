@@ -2,7 +2,7 @@
 //! Ceph's CLI does: data (`outbuf`) on stdout, the status text (`outs`) on
 //! stderr, `Error ENOENT: ...` and the errno as the exit code on failure.
 
-use kalmar_msgr::{EntityName, EntityType, MsgrConfig};
+use kalmar_msgr::MsgrConfig;
 use kalmar_proto::mon::MonCommandReply;
 use kalmar_proto::monc::MonClient;
 use serde_json::Value;
@@ -16,6 +16,7 @@ pub fn errno_name(errno: i32) -> &'static str {
         2 => "ENOENT",
         5 => "EIO",
         11 => "EAGAIN",
+        13 => "EACCES",
         16 => "EBUSY",
         17 => "EEXIST",
         22 => "EINVAL",
@@ -35,8 +36,18 @@ pub fn exit_code(retval: i32) -> i32 {
 
 /// Connects to the mon (bounded) and runs one command.
 pub async fn send(ctx: &Ctx, mut cmd: Value) -> anyhow::Result<MonCommandReply> {
+    let mut output_file = None;
     if let Value::Object(m) = &mut cmd {
         m.insert("format".into(), Value::String(ctx.format.as_str().into()));
+        output_file = m
+            .remove(crate::grammar::OUTPUT_FILE)
+            .and_then(|v| v.as_str().map(std::path::PathBuf::from));
+        if let Some(path) = m.remove(crate::grammar::INPUT_FILE) {
+            let path = path.as_str().unwrap_or_default().to_string();
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| anyhow::anyhow!("reading {path}: {e}"))?;
+            m.insert("keyring".into(), Value::String(text));
+        }
     }
     let addrs = ctx.mon_addrs()?;
     let msgr = MsgrConfig {
@@ -44,9 +55,13 @@ pub async fn send(ctx: &Ctx, mut cmd: Value) -> anyhow::Result<MonCommandReply> 
         handshake_timeout: ctx.connect_timeout,
         // A CLI gives up instead of retrying for ever.
         reconnect_max_attempts: Some(3),
+        auth: kalmar_msgr::auth::MsgrAuth {
+            client: ctx.client_auth()?,
+            ..Default::default()
+        },
         ..MsgrConfig::default()
     };
-    let me = EntityName::new(EntityType::Client, "admin");
+    let me = ctx.entity()?;
     let (client, _events) = MonClient::connect_any(&addrs, me, uuid::Uuid::nil(), msgr)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -55,7 +70,13 @@ pub async fn send(ctx: &Ctx, mut cmd: Value) -> anyhow::Result<MonCommandReply> 
         .await
         .map_err(|e| anyhow::anyhow!("{e}"));
     client.close().await;
-    reply
+    let mut reply = reply?;
+    if let (Some(path), 0) = (output_file, reply.retval) {
+        // Keyrings hold secrets: written 0600, as Ceph's `-o`.
+        kalmar_auth::keyring::write_secret_file(&path, &reply.outbuf.0)?;
+        reply.outbuf = Default::default();
+    }
+    Ok(reply)
 }
 
 /// Prints a reply; returns the process exit code.

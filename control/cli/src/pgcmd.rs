@@ -73,7 +73,7 @@ fn print_json(v: &Value, pretty: bool) {
 /// Runs a PG command; returns the exit code (the errno on failure, as
 /// Ceph's CLI).
 pub async fn run(ctx: &Ctx, cmd: PgCmd) -> anyhow::Result<i32> {
-    let rados = crate::rados::connect(&ctx.mon_addrs()?, ctx.timeout)
+    let rados = crate::rados::connect(&ctx.mon_addrs()?, ctx.timeout, ctx.client_auth()?)
         .await
         .map_err(|e| anyhow!("connecting to the cluster: {e}"))?;
     let pg = cmd.pg();

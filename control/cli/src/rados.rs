@@ -189,11 +189,16 @@ fn host() -> String {
         .unwrap_or_else(|_| "localhost".into())
 }
 
-/// Connects to the cluster at `mon`.
-pub async fn connect(mons: &[SocketAddr], op_timeout: Duration) -> Result<Rados, ClientError> {
+/// Connects to the cluster at `mon`, as `auth`'s entity when given.
+pub async fn connect(
+    mons: &[SocketAddr],
+    op_timeout: Duration,
+    auth: Option<std::sync::Arc<kalmar_auth::ClientAuth>>,
+) -> Result<Rados, ClientError> {
     let mut cfg = ClientConfig::new(mons.first().copied().unwrap_or(([127, 0, 0, 1], 0).into()));
     cfg.other_mons = mons.get(1..).unwrap_or_default().to_vec();
     cfg.op_timeout = op_timeout;
+    cfg.msgr.auth.client = auth;
     Rados::connect(cfg).await
 }
 
@@ -201,12 +206,13 @@ pub async fn connect(mons: &[SocketAddr], op_timeout: Duration) -> Result<Rados,
 pub async fn run(
     args: &RadosArgs,
     mon: &[SocketAddr],
+    auth: Option<std::sync::Arc<kalmar_auth::ClientAuth>>,
     json_out: bool,
     pretty: bool,
 ) -> anyhow::Result<()> {
     if let RadosCmd::ListInconsistentObj { pgid } = &args.cmd {
         let pg: kalmar_maps::PgId = pgid.parse().map_err(|_| anyhow!("bad pg: {pgid}"))?;
-        let rados = connect(mon, Duration::from_secs(args.op_timeout)).await?;
+        let rados = connect(mon, Duration::from_secs(args.op_timeout), auth.clone()).await?;
         let r = rados.list_inconsistent_obj(pg).await;
         rados.shutdown().await;
         return match r {
@@ -224,7 +230,7 @@ pub async fn run(
         .pool
         .as_deref()
         .ok_or_else(|| anyhow!("a pool is required: pass -p POOL"))?;
-    let rados = connect(mon, Duration::from_secs(args.op_timeout)).await?;
+    let rados = connect(mon, Duration::from_secs(args.op_timeout), auth.clone()).await?;
     let io = rados
         .ioctx(pool)
         .map_err(|e| anyhow!("error opening pool {pool}: ({}) {e}", e.errno()))?;

@@ -20,6 +20,7 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
@@ -229,13 +230,35 @@ fn need_bin(name: &str) -> anyhow::Result<PathBuf> {
     })
 }
 
-async fn mon_command(mons: &[SocketAddr], cmd: Value, timeout: Duration) -> anyhow::Result<Value> {
-    let me = EntityName::new(EntityType::Client, format!("vstart{}", std::process::id()));
+/// The mons, and the admin key to talk to them with (read from DIR once
+/// the first mon's mkfs wrote it).
+struct Mons {
+    addrs: Vec<SocketAddr>,
+    admin: Option<Arc<kalmar_auth::ClientAuth>>,
+}
+
+impl std::ops::Deref for Mons {
+    type Target = [SocketAddr];
+    fn deref(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+}
+
+async fn mon_command(mons: &Mons, cmd: Value, timeout: Duration) -> anyhow::Result<Value> {
+    // As the admin when its key is there (a cluster with auth on needs it).
+    let me = match &mons.admin {
+        Some(_) => EntityName::new(EntityType::Client, "admin"),
+        None => EntityName::new(EntityType::Client, format!("vstart{}", std::process::id())),
+    };
     let cfg = MsgrConfig {
         connect_timeout: timeout.min(Duration::from_secs(2)),
+        auth: kalmar_msgr::auth::MsgrAuth {
+            client: mons.admin.clone(),
+            ..Default::default()
+        },
         ..MsgrConfig::default()
     };
-    let (c, _ev) = MonClient::connect_any(mons, me, uuid::Uuid::nil(), cfg).await?;
+    let (c, _ev) = MonClient::connect_any(&mons.addrs, me, uuid::Uuid::nil(), cfg).await?;
     let r = c.command(&cmd, timeout).await;
     c.close().await;
     let r = r?;
@@ -245,7 +268,94 @@ async fn mon_command(mons: &[SocketAddr], cmd: Value, timeout: Duration) -> anyh
     Ok(serde_json::from_slice(&r.outbuf.0).unwrap_or(Value::Null))
 }
 
-async fn wait_mon(mons: &[SocketAddr], timeout: Duration) -> anyhow::Result<()> {
+/// The admin keyring mkfs writes into DIR.
+const ADMIN_KEYRING: &str = "kalmar.client.admin.keyring";
+/// Caps of the daemons' keys, as Ceph's deployment tools give them.
+const OSD_CAPS: &[&str] = &[
+    "mon",
+    "allow profile osd",
+    "mgr",
+    "allow profile osd",
+    "osd",
+    "allow *",
+];
+const MGR_CAPS: &[&str] = &[
+    "mon",
+    "allow profile mgr",
+    "mgr",
+    "allow *",
+    "osd",
+    "allow *",
+];
+
+/// The admin's key from DIR (none before the first mon's mkfs).
+fn admin_auth(dir: &Path) -> anyhow::Result<Option<Arc<kalmar_auth::ClientAuth>>> {
+    let path = dir.join(ADMIN_KEYRING);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let ring = kalmar_auth::Keyring::read_file(&path)?;
+    Ok(ring.get("client.admin").map(|e| {
+        Arc::new(kalmar_auth::ClientAuth::new(
+            "client.admin",
+            Some(e.key.clone()),
+        ))
+    }))
+}
+
+/// A keyring with the first mon's `mon.` key and the admin key, for the
+/// other mons' mkfs (DIR/kalmar.mon.keyring, 0600).
+fn mon_keyring(dir: &Path) -> anyhow::Result<PathBuf> {
+    let mut ring =
+        kalmar_auth::Keyring::read_file(&dir.join(format!("mon.{}/keyring", mon_name(0))))?;
+    let admin = kalmar_auth::Keyring::read_file(&dir.join(ADMIN_KEYRING))?;
+    ring.entries.extend(admin.entries);
+    let path = dir.join("kalmar.mon.keyring");
+    ring.write_file(&path)?;
+    Ok(path)
+}
+
+/// Registers daemon `name`'s key with the mon (once) and writes it to
+/// DIR/kalmar.NAME.keyring, where the daemon's keyring search finds it.
+async fn daemon_key(
+    mons: &Mons,
+    dir: &Path,
+    name: &str,
+    caps: &[&str],
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let path = dir.join(format!("kalmar.{name}.keyring"));
+    if path.exists() {
+        return Ok(());
+    }
+    let cmd =
+        json!({"prefix": "auth get-or-create", "entity": name, "caps": caps, "format": "json"});
+    let v = mon_command(mons, cmd, timeout).await?;
+    let key = v[0]["key"]
+        .as_str()
+        .ok_or_else(|| anyhow!("auth get-or-create {name}: no key in the reply"))?;
+    let mut ring = kalmar_auth::Keyring::default();
+    let caps = caps
+        .chunks(2)
+        .map(|p| {
+            (
+                p[0].to_string(),
+                p.get(1).copied().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    ring.insert(
+        name,
+        kalmar_auth::KeyringEntry {
+            key: key.parse().map_err(|e| anyhow!("{name}'s key: {e}"))?,
+            caps,
+        },
+    );
+    ring.write_file(&path)?;
+    Ok(())
+}
+
+async fn wait_mon(mons: &Mons, timeout: Duration) -> anyhow::Result<()> {
     let start = Instant::now();
     loop {
         let r = mon_command(
@@ -257,7 +367,8 @@ async fn wait_mon(mons: &[SocketAddr], timeout: Duration) -> anyhow::Result<()> 
         match r {
             Ok(_) => return Ok(()),
             Err(e) if start.elapsed() > timeout => bail!(
-                "the mons at {mons:?} did not answer within {} s: {e}",
+                "the mons at {:?} did not answer within {} s: {e}",
+                mons.addrs,
                 timeout.as_secs()
             ),
             Err(_) => tokio::time::sleep(POLL).await,
@@ -267,7 +378,7 @@ async fn wait_mon(mons: &[SocketAddr], timeout: Duration) -> anyhow::Result<()> 
 
 /// Each OSD's `(up, up_from)` in the mon's current map; empty when the mon
 /// does not answer.
-async fn osd_up_from(mons: &[SocketAddr]) -> std::collections::BTreeMap<u32, (bool, u64)> {
+async fn osd_up_from(mons: &Mons) -> std::collections::BTreeMap<u32, (bool, u64)> {
     let Ok(d) = mon_command(
         mons,
         json!({"prefix": "osd dump", "format": "json"}),
@@ -294,11 +405,7 @@ async fn osd_up_from(mons: &[SocketAddr]) -> std::collections::BTreeMap<u32, (bo
 /// Waits until every OSD in `want` is up with an `up_from` above the one it
 /// had before vstart (re)started it: a restarted OSD whose old instance the
 /// mon still shows as up is not the new instance yet.
-async fn wait_osds_up(
-    mons: &[SocketAddr],
-    want: &[(u32, u64)],
-    timeout: Duration,
-) -> anyhow::Result<()> {
+async fn wait_osds_up(mons: &Mons, want: &[(u32, u64)], timeout: Duration) -> anyhow::Result<()> {
     let start = Instant::now();
     loop {
         let now = osd_up_from(mons).await;
@@ -321,7 +428,7 @@ async fn wait_osds_up(
     }
 }
 
-async fn wait_mgr_available(mons: &[SocketAddr], timeout: Duration) -> anyhow::Result<()> {
+async fn wait_mgr_available(mons: &Mons, timeout: Duration) -> anyhow::Result<()> {
     let start = Instant::now();
     loop {
         let stat = mon_command(
@@ -395,7 +502,10 @@ pub async fn vstart(args: &VstartArgs) -> anyhow::Result<Cluster> {
     let mgr_bin = find_bin("kalmar-mgr");
     let mgrs = if mgr_bin.is_some() { args.mgrs } else { 0 };
     let conf = dir.join("kalmar.conf");
-    let mons = write_conf(&args, &conf, mgrs)?;
+    let mut mons = Mons {
+        addrs: write_conf(&args, &conf, mgrs)?,
+        admin: None,
+    };
     let mon_list = mons
         .iter()
         .map(|m| m.to_string())
@@ -409,19 +519,22 @@ pub async fn vstart(args: &VstartArgs) -> anyhow::Result<Cluster> {
         let full = format!("mon.{name}");
         let mon_data = dir.join(&full);
         if !mon_data.exists() {
-            let out = run_bounded(
-                &mon_bin,
-                &[
-                    "mkfs".into(),
-                    "--name".into(),
-                    name.clone(),
-                    "--data".into(),
-                    s(&mon_data),
-                    "--conf".into(),
-                    confs.clone(),
-                ],
-                timeout,
-            )?;
+            let mut a = vec![
+                "mkfs".into(),
+                "--name".into(),
+                name.clone(),
+                "--data".into(),
+                s(&mon_data),
+                "--conf".into(),
+                confs.clone(),
+                "--admin-keyring".into(),
+                s(dir.join(ADMIN_KEYRING)),
+            ];
+            // Every mon of the cluster starts from the first one's keys.
+            if rank > 0 {
+                a.extend(["--keyring".into(), s(mon_keyring(&dir)?)]);
+            }
+            let out = run_bounded(&mon_bin, &a, timeout)?;
             if !out.status.success() {
                 bail!(
                     "kalmar-mon mkfs of {full} failed: {}",
@@ -451,12 +564,14 @@ pub async fn vstart(args: &VstartArgs) -> anyhow::Result<Cluster> {
             )?;
         }
     }
+    mons.admin = admin_auth(&dir)?;
     wait_mon(&mons, timeout).await?;
 
     match (&mgr_bin, args.mgrs) {
         (Some(bin), _) => {
             for m in MGR_NAMES.iter().take(mgrs as usize) {
                 let name = format!("mgr.{m}");
+                daemon_key(&mons, &dir, &name, MGR_CAPS, timeout).await?;
                 if !running(&dir, &name, "kalmar-mgr") {
                     let a = vec![
                         "run".into(),
@@ -492,6 +607,7 @@ pub async fn vstart(args: &VstartArgs) -> anyhow::Result<Cluster> {
         let odir = dir.join(&name);
         let dev = odir.join("device");
         let marker = odir.join("mkfs.done");
+        daemon_key(&mons, &dir, &name, OSD_CAPS, timeout).await?;
         if !marker.exists() {
             std::fs::create_dir_all(&odir)?;
             let f = std::fs::OpenOptions::new()
@@ -560,7 +676,7 @@ pub async fn vstart(args: &VstartArgs) -> anyhow::Result<Cluster> {
         dir,
         conf,
         mon: mons[0],
-        mons,
+        mons: mons.addrs,
         osds: total,
         mgrs,
     })

@@ -26,6 +26,51 @@ const OMAP_PAGE: u32 = 1000;
 /// Inconsistent objects fetched per request (Ceph's `rados` asks for 32).
 const LIST_INCONSISTENT_PAGE: u32 = 32;
 
+/// How often a keyed client renews its tickets with a mon: a quarter of
+/// the default ticket lifetime (`auth_service_ticket_ttl`, 1 h), as the
+/// daemons do, so sessions to the OSDs it opens later still get in.
+const TICKET_RENEWAL: std::time::Duration = std::time::Duration::from_secs(900);
+
+/// Re-authenticates with a mon every [`TICKET_RENEWAL`] while the client
+/// lives; the renewed tickets land in the `ClientAuth` the OSD sessions
+/// share. A failure is logged and retried at the next mon soon.
+async fn renew_tickets(
+    o: std::sync::Weak<Objecter<MsgrTransport>>,
+    mons: Vec<std::net::SocketAddr>,
+    me: EntityName,
+    msgr: kalmar_msgr::MsgrConfig,
+) {
+    let mut turn = 0usize;
+    let mut pause = TICKET_RENEWAL;
+    loop {
+        tokio::time::sleep(pause).await;
+        if o.strong_count() == 0 || mons.is_empty() {
+            return;
+        }
+        let addr = mons[turn % mons.len()];
+        turn += 1;
+        let (tx, _rx) = event_channel(&msgr);
+        pause = match kalmar_msgr::Connection::connect(
+            addr,
+            me.clone(),
+            uuid::Uuid::nil(),
+            msgr.clone(),
+            tx,
+        )
+        .await
+        {
+            Ok(c) => {
+                c.close().await;
+                TICKET_RENEWAL
+            }
+            Err(e) => {
+                tracing::warn!(mon = %addr, "renewing tickets failed: {e}");
+                std::time::Duration::from_secs(2)
+            }
+        };
+    }
+}
+
 /// A connection to a cluster.
 #[derive(Clone)]
 pub struct Rados {
@@ -38,7 +83,14 @@ impl Rados {
     pub async fn connect(config: ClientConfig) -> Result<Rados, ClientError> {
         let client_id = rand::random::<u64>() >> 1;
         let nonce = u64::from(std::process::id()) << 32 | u64::from(rand::random::<u32>());
-        let me = EntityName::new(EntityType::Client, client_id.to_string());
+        // With a key the client is the key's entity (`client.admin`);
+        // without, an anonymous `client.ID` (auth off).
+        let keyed = config.msgr.auth.client.as_ref().filter(|c| c.has_key());
+        let me = match keyed.map(|c| c.entity().parse::<EntityName>()) {
+            Some(Ok(e)) => e,
+            _ => EntityName::new(EntityType::Client, client_id.to_string()),
+        };
+        let renews = keyed.is_some();
         let mons: Vec<std::net::SocketAddr> = std::iter::once(config.mon)
             .chain(config.other_mons.iter().copied())
             .collect();
@@ -48,6 +100,7 @@ impl Rados {
         mon.subscribe("osdmap", 0, false).await?;
         let mon = Arc::new(mon);
         let (events, osd_events) = event_channel(&config.msgr);
+        let (me_for_renewal, msgr_for_renewal) = (me.clone(), config.msgr.clone());
         let transport = MsgrTransport::new(me, config.msgr.clone(), events);
         let limit = config.mon_timeout;
         let o = Objecter::new(transport, config, client_id, nonce);
@@ -57,6 +110,14 @@ impl Rados {
             mon_events,
         ));
         tokio::spawn(reply_task(Arc::downgrade(&o), osd_events));
+        if renews {
+            tokio::spawn(renew_tickets(
+                Arc::downgrade(&o),
+                mons,
+                me_for_renewal,
+                msgr_for_renewal,
+            ));
+        }
         if !o.wait_for_map(limit).await {
             return Err(ClientError::NoMap(limit.as_millis()));
         }

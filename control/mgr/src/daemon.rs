@@ -59,6 +59,8 @@ pub struct MgrConfig {
     pub module_dirs: Vec<PathBuf>,
     pub opts: MgrOptions,
     pub msgr: MsgrConfig,
+    /// How often tickets and rotating secrets are renewed (with a key).
+    pub auth_refresh: std::time::Duration,
     /// Crash reports of this host's daemons: the active mgr posts the new
     /// ones to the `crash` module (Ceph's `ceph-crash` agent's job).
     pub crash_dir: PathBuf,
@@ -201,7 +203,17 @@ pub async fn run(
     let mons: Vec<SocketAddr> = std::iter::once(cfg.mon)
         .chain(cfg.other_mons.iter().copied())
         .collect();
-    let (mon, mut events) = MonClient::start_any(&mons, me, uuid::Uuid::nil(), cfg.msgr.clone());
+    let (mon, mut events) =
+        MonClient::start_any(&mons, me.clone(), uuid::Uuid::nil(), cfg.msgr.clone());
+    if cfg.msgr.auth.client.as_ref().is_some_and(|c| c.has_key()) {
+        kalmar_msgr::auth::spawn_refresh(
+            mons.clone(),
+            me,
+            uuid::Uuid::nil(),
+            cfg.msgr.clone(),
+            cfg.auth_refresh,
+        );
+    }
     let mon = Arc::new(mon);
     let env_path = std::env::var(MODULE_PATH_ENV).ok();
     let module_dirs = module_search_path(

@@ -121,7 +121,22 @@ fn main() -> anyhow::Result<()> {
         data_dir,
         module_dirs: modules_dir,
         opts: MgrOptions::from_conf(&conf, &entity)?,
-        msgr: MsgrConfig::from_conf(&conf, &entity)?,
+        msgr: MsgrConfig {
+            // mgr.NAME's key for the mon; its listener checks the tickets
+            // of daemons and clients with the secrets the mon grants it.
+            auth: kalmar_msgr::auth::MsgrAuth::daemon_from_conf(
+                &conf,
+                &entity,
+                kalmar_auth::Service::Mgr,
+            )
+            .map_err(anyhow::Error::msg)?,
+            ..MsgrConfig::from_conf(&conf, &entity)?
+        },
+        auth_refresh: kalmar_msgr::auth::refresh_interval(
+            conf.get_number(&entity, "auth_service_ticket_ttl")?
+                .map(|v| v.max(1.0) as u64)
+                .unwrap_or(kalmar_auth::source::DEFAULT_TICKET_TTL_SECS),
+        ),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -200,6 +200,13 @@ pub const PREFIXES: &[&str] = &[
     "quorum_status",
     "mon stat",
     "mon dump",
+    "auth get-or-create",
+    "auth get",
+    "auth ls",
+    "auth caps",
+    "auth rm",
+    "auth print-key",
+    "auth add",
 ];
 
 /// Runs one command against the mon's state.
@@ -217,6 +224,9 @@ fn run(st: &mut MonState, cmd: &Value, now: Instant, now_us: u64) -> Result<CmdR
         return r;
     }
     let osdmap = st.osd.map();
+    if prefix.starts_with("auth ") {
+        return crate::auth_cmds::run(st, prefix, cmd, fmt);
+    }
     Ok(match prefix {
         "status" => CmdReply::data(st.with_status(now, now_us, |s| {
             fmt.render(&status_json(s), || status_plain(s))

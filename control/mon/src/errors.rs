@@ -9,6 +9,7 @@ pub struct CmdError {
 }
 
 pub const EPERM: i32 = -1;
+pub const EACCES: i32 = -13;
 pub const ENOENT: i32 = -2;
 pub const EEXIST: i32 = -17;
 pub const EINVAL: i32 = -22;

@@ -51,6 +51,8 @@ pub struct HealthInputs {
     /// `osd_failsafe_full_ratio` as the OSDs are assumed to run with it
     /// (Ceph's mon makes the same assumption).
     pub osd_failsafe_full_ratio: f64,
+    /// Auth turned off in the conf (`auth_*_required = none`).
+    pub auth_insecure: bool,
 }
 
 /// Flags that make `OSDMAP_FLAGS` warn.
@@ -138,6 +140,18 @@ pub fn compute(osdmap: &OsdMap, mgrmap: &MgrMap, inp: HealthInputs) -> Health {
 
     if let Some(c) = out_of_order_full(osdmap, inp.osd_failsafe_full_ratio) {
         checks.push(c);
+    }
+
+    if inp.auth_insecure {
+        checks.push(Check {
+            code: "AUTH_INSECURE".into(),
+            severity: Severity::Warn,
+            summary:
+                "authentication is off (auth_*_required = none): anyone who reaches a port is in"
+                    .into(),
+            count: 1,
+            detail: Vec::new(),
+        });
     }
 
     let down: Vec<i32> = osdmap
@@ -303,6 +317,7 @@ mod tests {
             mgr_grace_passed: true,
             osd_pool_default_size: 3,
             osd_failsafe_full_ratio: 0.97,
+            auth_insecure: false,
         }
     }
 
@@ -441,6 +456,14 @@ mod tests {
             }],
         };
         assert_eq!(worse.status(), "HEALTH_ERR");
+        let insecure = HealthInputs {
+            auth_insecure: true,
+            ..inputs()
+        };
+        assert!(compute(&m, &MgrMap::default(), insecure)
+            .checks
+            .iter()
+            .any(|c| c.code == "AUTH_INSECURE"));
         let no_grace = HealthInputs {
             mgr_grace_passed: false,
             ..inputs()

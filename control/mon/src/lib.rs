@@ -10,6 +10,8 @@
 //!   maps and from the OSDs' reports) and `status` output.
 //! - [`raft`], [`monmap`]: the mons' consensus (openraft, log and state
 //!   machine in the mon's RocksDB) and who is in quorum.
+//! - [`authmon`], [`auth_cmds`]: the auth database (keys, caps, rotating
+//!   service secrets) and the `auth` commands.
 //! - [`monmap_history`]: monmap epochs, and what a probe of a peer mon
 //!   decides (this mon was removed; a mon with no log joins).
 //! - [`commands`]: Ceph-style JSON commands.
@@ -17,6 +19,8 @@
 //!   subscriptions, admin socket).
 #![deny(clippy::unwrap_used)]
 
+pub mod auth_cmds;
+pub mod authmon;
 pub mod commands;
 pub mod crushmon_cmds;
 pub mod errors;

@@ -62,6 +62,16 @@ enum Cmd {
         /// leader).
         #[arg(long, conflicts_with = "initial_members")]
         join: Option<u64>,
+        /// A keyring whose keys the new cluster starts with (Ceph's
+        /// `--keyring`; give every mon of a cluster of several the same
+        /// one). `mon.` and `client.admin` are made when it lacks them.
+        #[arg(long)]
+        keyring: Option<PathBuf>,
+        /// Where to write the admin keyring (default: the conf's
+        /// `keyring` for client.admin, else `kalmar.client.admin.keyring`
+        /// next to the conf, else in DATA).
+        #[arg(long)]
+        admin_keyring: Option<PathBuf>,
     },
     /// Run the mon.
     Run {
@@ -117,6 +127,72 @@ fn initial_members_from_conf(
     ))
 }
 
+/// Writes the mon's own keyring (`mon.`) into its data dir and the admin
+/// keyring where clients on this host find it, both mode 0600.
+fn write_bootstrap_keyrings(
+    c: &Common,
+    conf: &Conf,
+    auth: &kalmar_auth::AuthDb,
+    admin_out: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let mon_ring = auth.keyring_of("mon.").context("no mon. key")?;
+    mon_ring.write_file(&c.data.join("keyring"))?;
+    let admin_path = match admin_out {
+        Some(p) => p,
+        None => {
+            let opt = conf.get::<String>("client.admin", "keyring")?;
+            let conf_dir = c.conf.as_deref().and_then(|p| p.parent());
+            match (opt, conf_dir) {
+                (Some(o), _) => kalmar_auth::keyring::search_paths("client.admin", Some(&o), None)
+                    .into_iter()
+                    .next()
+                    .context("empty keyring option")?,
+                (None, Some(d)) => d.join("kalmar.client.admin.keyring"),
+                (None, None) => c.data.join("kalmar.client.admin.keyring"),
+            }
+        }
+    };
+    auth.keyring_of("client.admin")
+        .context("no client.admin key")?
+        .write_file(&admin_path)?;
+    println!("wrote the admin keyring to {}", admin_path.display());
+    Ok(())
+}
+
+/// The mon's outgoing side (to the other mons and the mgr): `mon.`'s key
+/// from DATA/keyring, under this mon's name (every mon shares the key).
+/// With auth off (no `auth_*_required = cephx`) it offers none: mons made
+/// each with its own mkfs (no shared `--keyring`) hold different `mon.`
+/// keys and must still talk to each other.
+fn mon_client_auth(
+    c: &Common,
+    conf: &Conf,
+    entity: &str,
+) -> anyhow::Result<kalmar_msgr::auth::MsgrAuth> {
+    let required =
+        kalmar_msgr::auth::AuthRequired::from_conf(conf, entity).map_err(anyhow::Error::msg)?;
+    if !required.any_cephx() {
+        return Ok(kalmar_msgr::auth::MsgrAuth::default());
+    }
+    let path = c.data.join("keyring");
+    let key = if path.exists() {
+        kalmar_auth::Keyring::read_file(&path)?
+            .get("mon.")
+            .map(|e| e.key.clone())
+    } else {
+        None
+    };
+    Ok(kalmar_msgr::auth::MsgrAuth {
+        client: key.map(|k| {
+            std::sync::Arc::new(kalmar_auth::ClientAuth::new(
+                &format!("mon.{}", c.name),
+                Some(k),
+            ))
+        }),
+        ..Default::default()
+    })
+}
+
 fn init_logging(c: &Common, conf: &Conf, entity: &str) -> anyhow::Result<()> {
     let level = match &c.log_level {
         Some(l) => l.clone(),
@@ -138,6 +214,8 @@ fn main() -> anyhow::Result<()> {
             fsid,
             initial_members,
             join,
+            keyring,
+            admin_keyring,
         } => {
             let (conf, entity) = load_conf(&common)?;
             init_logging(&common, &conf, &entity)?;
@@ -202,7 +280,20 @@ fn main() -> anyhow::Result<()> {
             if members.len() > 1 && fsid.is_none() {
                 bail!("a cluster of several mons needs one fsid: pass the same --fsid UUID to each mon's mkfs");
             }
-            let fsid = persist::mkfs(&common.data, fsid, &opts, &me, &members)?;
+            let import = match &keyring {
+                Some(p) => Some(kalmar_auth::Keyring::read_file(p)?),
+                None => None,
+            };
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let auth =
+                persist::initial_auth(import.as_ref(), now, opts.auth_service_ticket_ttl_secs)
+                    .map_err(anyhow::Error::msg)
+                    .context("building the initial keys")?;
+            let fsid = persist::mkfs(&common.data, fsid, &opts, &me, &members, &auth)?;
+            write_bootstrap_keyrings(&common, &conf, &auth, admin_keyring)?;
             let of = if members.is_empty() {
                 "joining: the members come from the leader".to_string()
             } else {
@@ -249,7 +340,10 @@ fn main() -> anyhow::Result<()> {
                 bind,
                 admin_socket,
                 opts,
-                msgr: MsgrConfig::from_conf(&conf, &entity)?,
+                msgr: MsgrConfig {
+                    auth: mon_client_auth(&common, &conf, &entity)?,
+                    ..MsgrConfig::from_conf(&conf, &entity)?
+                },
             };
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)

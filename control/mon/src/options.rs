@@ -55,6 +55,19 @@ pub struct MonOptions {
     /// Bound on one map commit (a majority must store it in this time,
     /// else the change is dropped and its requester told to retry).
     pub mon_commit_timeout: Duration,
+    /// Lifetime of the tickets the mon issues for OSD and mgr sessions
+    /// (Ceph's `auth_service_ticket_ttl`); service secrets rotate on it.
+    pub auth_service_ticket_ttl_secs: u64,
+    /// Whether daemons must authenticate to each other
+    /// (`auth_cluster_required`), clients to the services
+    /// (`auth_service_required`). Default `none` until every Kalmar client
+    /// and daemon authenticates; `health` warns while off.
+    pub auth_cluster_required: kalmar_auth::AuthMode,
+    pub auth_service_required: kalmar_auth::AuthMode,
+    /// Auth was turned off on purpose in the conf (`none` written out):
+    /// `health` warns (AUTH_INSECURE) so a benchmark setting does not
+    /// linger unnoticed. The unset default does not warn yet.
+    pub auth_insecure_by_conf: bool,
 }
 
 impl Default for MonOptions {
@@ -80,6 +93,10 @@ impl Default for MonOptions {
             mon_election_timeout: Duration::from_millis(1000),
             mon_heartbeat_interval: Duration::from_millis(200),
             mon_commit_timeout: Duration::from_secs(10),
+            auth_service_ticket_ttl_secs: kalmar_auth::source::DEFAULT_TICKET_TTL_SECS,
+            auth_cluster_required: kalmar_auth::AuthMode::None,
+            auth_service_required: kalmar_auth::AuthMode::None,
+            auth_insecure_by_conf: false,
         }
     }
 }
@@ -156,7 +173,35 @@ impl MonOptions {
                 .max(Duration::from_millis(10)),
             mon_commit_timeout: dur("mon_commit_timeout", d.mon_commit_timeout)?
                 .max(Duration::from_millis(100)),
+            auth_service_ticket_ttl_secs: int(
+                "auth_service_ticket_ttl",
+                d.auth_service_ticket_ttl_secs,
+            )?
+            .clamp(10, 30 * 86_400),
+            auth_cluster_required: auth_mode(conf, entity, "auth_cluster_required")?,
+            auth_service_required: auth_mode(conf, entity, "auth_service_required")?,
+            auth_insecure_by_conf: ["auth_cluster_required", "auth_service_required"]
+                .iter()
+                .any(|k| {
+                    conf.get::<String>(entity, k)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|v| v.trim() == "none")
+                }),
         })
+    }
+
+    /// The mode the mon's listener requires: `cephx` when either option
+    /// asks for it (its peers are daemons and clients alike).
+    pub fn listener_auth_mode(&self) -> kalmar_auth::AuthMode {
+        use kalmar_auth::AuthMode;
+        if self.auth_cluster_required == AuthMode::Cephx
+            || self.auth_service_required == AuthMode::Cephx
+        {
+            AuthMode::Cephx
+        } else {
+            AuthMode::None
+        }
     }
 
     /// `min_size` for a pool of `size` when none was given.
@@ -192,7 +237,22 @@ impl MonOptions {
             "mon_election_timeout": s(self.mon_election_timeout),
             "mon_heartbeat_interval": s(self.mon_heartbeat_interval),
             "mon_commit_timeout": s(self.mon_commit_timeout),
+            "auth_service_ticket_ttl": self.auth_service_ticket_ttl_secs.to_string(),
+            "auth_cluster_required": self.auth_cluster_required.as_str(),
+            "auth_service_required": self.auth_service_required.as_str(),
         })
+    }
+}
+
+/// An `auth_*_required` option: `cephx` or `none` (absent: `none`).
+pub fn auth_mode(conf: &Conf, entity: &str, key: &str) -> Result<kalmar_auth::AuthMode, ConfError> {
+    match conf.get::<String>(entity, key)? {
+        None => Ok(kalmar_auth::AuthMode::None),
+        Some(v) => v.parse().map_err(|detail: String| ConfError::Type {
+            section: entity.to_string(),
+            key: key.to_string(),
+            detail,
+        }),
     }
 }
 

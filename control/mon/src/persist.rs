@@ -22,6 +22,8 @@ pub const OSD_LAST: &str = "osdmap/last";
 pub const MGR_MAP: &str = "mgrmap/map";
 pub const MGR_FIRST: &str = "mgrmap/first";
 pub const MGR_LAST: &str = "mgrmap/last";
+/// The auth database, whole (its version inside).
+pub const AUTH_DB: &str = "auth/db";
 
 /// Epochs deleted at most per commit, so one batch stays small.
 pub const MAX_TRIM_PER_COMMIT: u32 = 500;
@@ -52,6 +54,7 @@ pub fn mkfs(
     opts: &MonOptions,
     me: &MonIdentity,
     members: &BTreeMap<u64, MonNode>,
+    auth: &kalmar_auth::AuthDb,
 ) -> Result<Uuid, StoreError> {
     let store = MonStore::create(dir)?;
     let fsid = fsid.unwrap_or_else(Uuid::new_v4);
@@ -67,6 +70,9 @@ pub fn mkfs(
         let (map, mgr) = initial_maps(fsid, opts, now_us());
         put_osdmap_bytes(&mut b, 1, &map.encode_sealed(), None, 0, 1);
         put_mgrmap_bytes(&mut b, 1, &mgr.encode_sealed(), 0, 1);
+        b.put(AUTH_DB, kalmar_common::encoding::Encode::to_bytes(auth));
+    } else if !members.is_empty() {
+        b.put(AUTH_SEED, kalmar_common::encoding::Encode::to_bytes(auth));
     }
     store.commit(&b)?;
     Ok(fsid)
@@ -151,6 +157,72 @@ pub fn load(store: &MonStore) -> Result<Loaded, StoreError> {
         mgrmap,
         mgr_first,
     })
+}
+
+/// Caps of `client.admin` (Ceph's: everything everywhere).
+pub const ADMIN_CAPS: &[(&str, &str)] = &[
+    ("mds", "allow *"),
+    ("mgr", "allow *"),
+    ("mon", "allow *"),
+    ("osd", "allow *"),
+];
+
+/// The auth database of a new cluster, version 1: every key of `import`
+/// (a keyring given to mkfs), plus `mon.` and `client.admin` made fresh
+/// when it lacks them, and the first service secrets.
+pub fn initial_auth(
+    import: Option<&kalmar_auth::Keyring>,
+    now_unix_secs: u64,
+    ticket_ttl_secs: u64,
+) -> Result<kalmar_auth::AuthDb, String> {
+    let mut db = kalmar_auth::AuthDb::default();
+    if let Some(ring) = import {
+        for (name, e) in &ring.entries {
+            db.add(name, &e.key, e.caps.clone()).map_err(|e| e.msg)?;
+        }
+    }
+    let caps = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect::<BTreeMap<String, String>>()
+    };
+    db.get_or_create("mon.", caps(&[("mon", "allow *")]))
+        .map_err(|e| e.msg)?;
+    db.get_or_create("client.admin", caps(ADMIN_CAPS))
+        .map_err(|e| e.msg)?;
+    let expires = now_unix_secs.saturating_add(ticket_ttl_secs.saturating_mul(3));
+    for s in [kalmar_auth::Service::Osd, kalmar_auth::Service::Mgr] {
+        db.rotate(s, expires, crate::authmon::ROTATING_SECRETS_KEPT)
+            .map_err(|e| e.to_string())?;
+    }
+    db.version = 1;
+    Ok(db)
+}
+
+/// The auth database a mon of several was made with, for the first
+/// leader to commit as version 1 (each mon's mkfs is given the same
+/// keyring, so whichever leads writes the same keys).
+pub const AUTH_SEED: &str = "auth/seed";
+
+pub fn auth_seed(store: &MonStore) -> Result<Option<kalmar_auth::AuthDb>, StoreError> {
+    use kalmar_common::encoding::Decode;
+    match store.get(AUTH_SEED)? {
+        None => Ok(None),
+        Some(raw) => kalmar_auth::AuthDb::from_bytes(&raw)
+            .map(Some)
+            .map_err(|e| store.corrupt(format!("{AUTH_SEED}: {e}"))),
+    }
+}
+
+/// The committed auth database (empty in a store made before auth).
+pub fn load_auth(store: &MonStore) -> Result<kalmar_auth::AuthDb, StoreError> {
+    use kalmar_common::encoding::Decode;
+    match store.get(AUTH_DB)? {
+        None => Ok(kalmar_auth::AuthDb::default()),
+        Some(raw) => kalmar_auth::AuthDb::from_bytes(&raw)
+            .map_err(|e| store.corrupt(format!("{AUTH_DB}: {e}"))),
+    }
 }
 
 pub fn load_full(store: &MonStore, epoch: Epoch) -> Result<OsdMap, StoreError> {
@@ -291,12 +363,20 @@ mod tests {
                 addr: String::new(),
             },
         )]);
-        let fsid = mkfs(dir.path(), None, &opts, &me, &members).expect("mkfs");
+        let auth = initial_auth(None, 1000, 60).expect("keys");
+        let fsid = mkfs(dir.path(), None, &opts, &me, &members, &auth).expect("mkfs");
         assert!(
-            mkfs(dir.path(), None, &opts, &me, &members).is_err(),
+            mkfs(dir.path(), None, &opts, &me, &members, &auth).is_err(),
             "mkfs twice"
         );
         let store = MonStore::open(dir.path()).expect("open");
+        let loaded_auth = load_auth(&store).expect("auth");
+        assert_eq!(loaded_auth, auth);
+        assert!(loaded_auth.get("client.admin").is_some() && loaded_auth.get("mon.").is_some());
+        assert_eq!(
+            loaded_auth.service_secrets(kalmar_auth::Service::Osd).len(),
+            1
+        );
         let l = load(&store).expect("load");
         assert_eq!(
             (l.fsid, l.osdmap.epoch, l.osd_first, l.mgrmap.epoch),

@@ -16,7 +16,8 @@ use kalmar_common::encoding::Blob;
 use kalmar_maps::time::now_us;
 use kalmar_maps::Epoch;
 use kalmar_msgr::{
-    event_channel, EntityName, EntityType, Event, Listener, Message, MsgrConfig, SessionHandle,
+    event_channel, EntityName, EntityType, Event, Incoming, Listener, Message, MsgrConfig,
+    SessionHandle,
 };
 use kalmar_proto::mon::*;
 use kalmar_proto::registry::*;
@@ -182,6 +183,33 @@ impl RunningMon {
     }
 }
 
+/// The keys this mon was made with (its mkfs seed, and the shared `mon.`
+/// key of DATA/keyring), for its listener until the first auth version is
+/// committed (see [`crate::authmon::ListenerKeys`]).
+fn bootstrap_keys(
+    store: &MonStore,
+    data_dir: &std::path::Path,
+) -> Result<kalmar_auth::Keyring, MonError> {
+    let mut ring = kalmar_auth::Keyring::default();
+    if let Some(seed) = persist::auth_seed(store)? {
+        for (name, e) in seed.entries() {
+            ring.insert(name, e);
+        }
+    }
+    let path = data_dir.join("keyring");
+    if path.exists() {
+        match kalmar_auth::Keyring::read_file(&path) {
+            Ok(own) => {
+                if let Some(e) = own.get("mon.") {
+                    ring.insert("mon.", e.clone());
+                }
+            }
+            Err(e) => tracing::warn!(path = %path.display(), "reading the mon's keyring: {e}"),
+        }
+    }
+    Ok(ring)
+}
+
 /// Opens the store, joins the consensus, binds the port and the admin
 /// socket, and starts serving.
 pub async fn start(cfg: MonConfig) -> Result<RunningMon, MonError> {
@@ -234,8 +262,21 @@ pub async fn start(cfg: MonConfig) -> Result<RunningMon, MonError> {
     let now = Instant::now();
     let mut st = MonState::new(&cfg.name, opts, loaded.osdmap, loaded.mgrmap, now, now_us());
     st.quorum = cons_start.cons.quorum_view(&loaded.fsid.to_string());
+    st.auth.committed(persist::load_auth(&store)?);
     let (ltx, lrx) = event_channel(&cfg.msgr);
-    let listener = Listener::bind(bind, me, loaded.fsid, cfg.msgr.clone(), ltx)
+    let mut lcfg = cfg.msgr.clone();
+    // The mon authenticates its peers against its own database.
+    lcfg.auth.server = Some(kalmar_auth::ServerAuth {
+        mode: st.opts.listener_auth_mode(),
+        service: kalmar_auth::Service::Mon,
+        keys: Arc::new(crate::authmon::ListenerKeys::new(
+            st.auth.keys(),
+            bootstrap_keys(&store, &cfg.data_dir)?,
+        )),
+    });
+    let me_for_refresh = me.clone();
+    let opts_ttl = st.opts.auth_service_ticket_ttl_secs;
+    let listener = Listener::bind(bind, me, loaded.fsid, lcfg, ltx)
         .await
         .map_err(|source| MonError::Bind { addr: bind, source })?;
     let addr = listener.local_addr();
@@ -263,6 +304,18 @@ pub async fn start(cfg: MonConfig) -> Result<RunningMon, MonError> {
         ),
     ] {
         mgrc.metadata.insert(k.into(), v);
+    }
+    // Reports to the mgr go with a ticket, which the mon earns by
+    // authenticating with itself (and renews like any daemon).
+    mgrc.msgr.auth = cfg.msgr.auth.clone();
+    if cfg.msgr.auth.client.as_ref().is_some_and(|c| c.has_key()) {
+        kalmar_msgr::auth::spawn_refresh(
+            vec![addr],
+            me_for_refresh,
+            loaded.fsid,
+            cfg.msgr.clone(),
+            kalmar_msgr::auth::refresh_interval(opts_ttl),
+        );
     }
     let mgr_client = kalmar_mgr_client::MgrClient::start(mgrc, perf.collection.clone());
     mgr_client.handle_mgrmap(st.mgr.map());
@@ -402,6 +455,7 @@ impl Server {
                         // even when no new stats arrive.
                         self.update_pool_quotas();
                         self.st.mgr.tick(Instant::now(), now_us());
+                        self.st.auth.rotate_if_due(wall_us() / 1_000_000);
                     }
                     self.refresh_views();
                 }
@@ -438,6 +492,7 @@ impl Server {
                         }
                     },
                     MON_FORWARD => self.forwarded(m).await,
+                    MON_COMMAND if !self.admitted(&m).await => {}
                     _ if self.cons.is_leader() => {
                         let origin = Origin {
                             entity: m.peer.entity.clone(),
@@ -456,6 +511,38 @@ impl Server {
                     self.perf.mon.inc(MON_SESSION_RM, 1);
                 }
                 self.perf.mon.set(MON_NUM_SESSIONS, self.subs.len() as u64);
+            }
+        }
+    }
+
+    /// An authenticated caller's command is checked against its mon caps
+    /// here, at the mon it reached (before any forwarding); a refusal
+    /// is answered with EACCES and logged. Unauthenticated sessions exist
+    /// only with auth off, and keep every right.
+    async fn admitted(&mut self, m: &Incoming) -> bool {
+        let Some(auth) = &m.peer.auth else {
+            return true;
+        };
+        let Ok(c) = MonCommand::from_message(&m.msg) else {
+            // Malformed: dispatch reports it.
+            return true;
+        };
+        let cmd: Value = serde_json::from_str(&c.cmd).unwrap_or(Value::Null);
+        match crate::auth_cmds::check_caps(&auth.caps.mon, &cmd) {
+            Ok(()) => true,
+            Err(e) => {
+                let prefix = cmd.get("prefix").and_then(|p| p.as_str()).unwrap_or("?");
+                tracing::warn!(peer = %m.peer.entity, prefix, "command refused: {e}");
+                let reply = MonCommandReply {
+                    tid: c.tid,
+                    retval: e.retval,
+                    outs: e.msg,
+                    outbuf: Blob::default(),
+                };
+                if let Err(e) = m.from.send(reply.to_message()).await {
+                    tracing::debug!("reply not sent: {e}");
+                }
+                false
             }
         }
     }
@@ -644,7 +731,7 @@ impl Server {
     /// Sends now, or after the commit when changes are pending
     /// (`on_failure` instead, if that commit fails).
     async fn reply(&mut self, to: &ReplyTo, msg: Message, on_failure: Option<Message>) {
-        if self.st.osd.has_pending() || self.st.mgr.has_pending() {
+        if self.st.has_pending() {
             self.deferred.push(Deferred {
                 to: to.clone(),
                 msg,

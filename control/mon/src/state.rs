@@ -19,6 +19,8 @@ pub struct MonState {
     pub opts: Arc<MonOptions>,
     pub osd: OsdMon,
     pub mgr: MgrMon,
+    /// Keys, caps and service secrets.
+    pub auth: crate::authmon::AuthMon,
     /// Health checks the active mgr reports.
     pub mgrstat: MgrStat,
     /// PG statistics reported by the OSDs (`pg stat`, `pg dump`).
@@ -44,6 +46,10 @@ impl MonState {
             name: name.to_string(),
             osd: OsdMon::new_at(osdmap, opts.clone(), now, now_us),
             mgr: MgrMon::new(mgrmap, opts.clone(), now),
+            auth: crate::authmon::AuthMon::new(
+                Default::default(),
+                opts.auth_service_ticket_ttl_secs,
+            ),
             mgrstat: MgrStat::default(),
             opts,
             pgmap: Default::default(),
@@ -52,6 +58,17 @@ impl MonState {
             osd_in_since_us: now_us,
             quorum: crate::monmap::QuorumView::single(name),
         }
+    }
+
+    /// Whether a command or event changed anything not yet committed.
+    pub fn has_pending(&self) -> bool {
+        self.osd.has_pending() || self.mgr.has_pending() || self.auth.has_pending()
+    }
+
+    pub fn discard_pending(&mut self) {
+        self.osd.discard_pending();
+        self.mgr.discard_pending();
+        self.auth.discard_pending();
     }
 
     /// The mon's own checks, then those the active mgr reports (Ceph
@@ -65,6 +82,7 @@ impl MonState {
                     >= self.opts.mon_mgr_mkfs_grace,
                 osd_pool_default_size: self.opts.osd_pool_default_size,
                 osd_failsafe_full_ratio: self.opts.osd_failsafe_full_ratio,
+                auth_insecure: self.opts.auth_insecure_by_conf,
             },
         );
         // From the OSDs' reports: a PG_AVAILABILITY from reported states

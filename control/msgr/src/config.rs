@@ -70,6 +70,8 @@ pub struct MsgrConfig {
     /// with O_DIRECT without a copy. Smaller ones are sliced out of the
     /// receive chunks.
     pub recv_aligned_min_bytes: usize,
+    /// Who authenticates, and with what keys (default: nobody).
+    pub auth: crate::auth::MsgrAuth,
 }
 
 impl Default for MsgrConfig {
@@ -94,6 +96,7 @@ impl Default for MsgrConfig {
             recv_chunk_bytes: 64 << 10,
             recv_pool_max_chunks: 32,
             recv_aligned_min_bytes: 64 << 10,
+            auth: crate::auth::MsgrAuth::default(),
         }
     }
 }
@@ -146,6 +149,7 @@ impl MsgrConfig {
             recv_chunk_bytes: count("ms_recv_chunk_bytes", d.recv_chunk_bytes)?,
             recv_pool_max_chunks: count("ms_recv_pool_max_chunks", d.recv_pool_max_chunks)?,
             recv_aligned_min_bytes: count("ms_recv_aligned_min_bytes", d.recv_aligned_min_bytes)?,
+            auth: d.auth,
         })
     }
 }

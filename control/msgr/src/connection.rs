@@ -250,6 +250,7 @@ async fn establish(
     let (rd, mut wr) = stream.into_split();
     let mut reader = FramedRead::new(rd, FrameReader::new(cfg, pool.clone()));
     let (in_seq, acked_seq) = session.seqs();
+    let (auth_req, mut auth_st) = crate::auth::open(&cfg.auth).map_err(Attempt::Fatal)?;
     let hello = Hello {
         protocol_version: PROTOCOL_VERSION,
         entity: me.clone(),
@@ -259,15 +260,26 @@ async fn establish(
         acked_seq,
         features: 0,
         max_frame_bytes: cfg.max_frame_bytes as u64,
+        auth: auth_req,
     };
     write_control(&mut wr, FrameKind::Hello, 0, hello.to_bytes().into())
         .await
         .map_err(|e| Attempt::Retry(format!("sending hello: {e}")))?;
-    let frame = timeout(cfg.handshake_timeout, reader.next())
+    let mut frame = timeout(cfg.handshake_timeout, reader.next())
         .await
         .map_err(|_| Attempt::Retry("no hello reply within the handshake timeout".into()))?
         .map_err(|e| Attempt::Retry(e.to_string()))?
         .ok_or_else(|| Attempt::Retry("closed during handshake".into()))?;
+    if frame.header.kind == FrameKind::AuthChallenge {
+        crate::auth::answer(&cfg.auth, &mut auth_st, &frame.payload, &mut wr)
+            .await
+            .map_err(Attempt::Fatal)?;
+        frame = timeout(cfg.handshake_timeout, reader.next())
+            .await
+            .map_err(|_| Attempt::Retry("no hello reply within the handshake timeout".into()))?
+            .map_err(|e| Attempt::Retry(e.to_string()))?
+            .ok_or_else(|| Attempt::Retry("closed during authentication".into()))?;
+    }
     match frame.header.kind {
         FrameKind::HelloReply => {}
         FrameKind::Reject => {
@@ -279,6 +291,7 @@ async fn establish(
     }
     let reply = HelloReply::from_bytes(&frame.payload)
         .map_err(|e| Attempt::Retry(format!("bad hello reply: {e}")))?;
+    crate::auth::finish(&cfg.auth, &auth_st, reply.auth.as_ref()).map_err(Attempt::Fatal)?;
     if !fsid_matches(fsid, reply.fsid) {
         return Err(Attempt::Fatal(format!(
             "{addr} belongs to cluster {}, expected {fsid}",
@@ -322,6 +335,7 @@ async fn drive<S: EventSink>(
                     entity: reply.entity.clone(),
                     addr,
                     session_id: session.id,
+                    auth: None,
                 });
                 let conn_gen = match session.attach(
                     peer.clone(),

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //!  0  magic        u32  "KLMR"
-//!  4  kind         u8   hello / hello-reply / message / ack / keepalive / close / reject
+//!  4  kind         u8   hello / hello-reply / message / ack / keepalive / close / reject /
+//!                       auth-challenge / auth-proof
 //!  5  flags        u8   bit 0: head-prefixed payload (see below); others 0
 //!  6  msg_type     u16  the message type id (message frames only)
 //!  8  seq          u64  sender's sequence number (message frames only)
@@ -44,6 +45,11 @@ pub enum FrameKind {
     Close = 6,
     /// The handshake was refused; the payload says why (UTF-8).
     Reject = 7,
+    /// Acceptor -> connector during the handshake: an encoded
+    /// `kalmar_auth::proto::AuthChallenge`.
+    AuthChallenge = 8,
+    /// Connector -> acceptor: an encoded `kalmar_auth::proto::AuthProof`.
+    AuthProof = 9,
 }
 
 impl FrameKind {
@@ -56,6 +62,8 @@ impl FrameKind {
             5 => FrameKind::Keepalive,
             6 => FrameKind::Close,
             7 => FrameKind::Reject,
+            8 => FrameKind::AuthChallenge,
+            9 => FrameKind::AuthProof,
             _ => return None,
         })
     }

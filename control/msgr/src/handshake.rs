@@ -7,10 +7,16 @@
 //! has and replay the rest; otherwise (`reset`) it opens a fresh session and
 //! the connector replays everything it has not seen acknowledged.
 //!
+//! With authentication, the hello carries the connector's
+//! `AuthRequest`, the acceptor answers with an `AuthChallenge` frame, the
+//! connector with an `AuthProof` frame, and the hello reply carries the
+//! acceptor's `AuthReply` (see [`crate::auth`]).
+//!
 //! Each side also states the largest frame payload it accepts, so a sender
 //! refuses a message its peer could not take (an error at `send`) instead
 //! of putting it on the wire to be refused there.
 
+use kalmar_auth::proto::{AuthReply, AuthRequest};
 use kalmar_common::impl_versioned;
 use uuid::Uuid;
 
@@ -34,10 +40,13 @@ pub struct Hello {
     /// Largest frame payload the connector accepts (0: not stated, an
     /// older peer; see [`peer_frame_limit`]).
     pub max_frame_bytes: u64,
+    /// The connector's authentication opening (`None`: it offers none).
+    pub auth: Option<AuthRequest>,
 }
-impl_versioned!(Hello, "hello", version = 2, compat = 1,
+impl_versioned!(Hello, "hello", version = 3, compat = 1,
     { protocol_version, entity, fsid, session_id, in_seq, acked_seq, features },
-    since 2 { max_frame_bytes });
+    since 2 { max_frame_bytes },
+    since 3 { auth });
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HelloReply {
@@ -51,10 +60,13 @@ pub struct HelloReply {
     pub features: u64,
     /// Largest frame payload the acceptor accepts (0: not stated).
     pub max_frame_bytes: u64,
+    /// The acceptor's proof (and the mon's grant) after an authentication.
+    pub auth: Option<AuthReply>,
 }
-impl_versioned!(HelloReply, "hello reply", version = 2, compat = 1,
+impl_versioned!(HelloReply, "hello reply", version = 3, compat = 1,
     { protocol_version, entity, fsid, in_seq, reset, features },
-    since 2 { max_frame_bytes });
+    since 2 { max_frame_bytes },
+    since 3 { auth });
 
 /// The largest payload we may send a peer that stated `stated` (0 when it
 /// did not: an older peer, held to the default) given our own limit.
@@ -90,6 +102,10 @@ mod tests {
             acked_seq: 5,
             features: 0,
             max_frame_bytes: 1 << 20,
+            auth: Some(AuthRequest {
+                method: kalmar_auth::proto::METHOD_CEPHX,
+                client_nonce: [4; 16],
+            }),
         };
         assert_eq!(Hello::from_bytes(&h.to_bytes()).expect("roundtrip"), h);
         assert!(fsid_matches(Uuid::nil(), h.fsid));

@@ -7,7 +7,7 @@
 //! - [`session`]: sequence numbers, acknowledgements, the bounded send queue
 //!   and replay of unacknowledged messages after a reconnect.
 //! - [`listener::Listener`]: accepts connections, runs the hello handshake
-//!   (entity name + cluster fsid), resumes sessions, and hands every inbound
+//!   (entity name + cluster fsid, then authentication, see [`auth`]), resumes sessions, and hands every inbound
 //!   message to the application as an [`Event`]; a [`Placement`] callback
 //!   may put each connection on a runtime of the application's choosing.
 //! - [`connection::Connection`]: an outbound session that reconnects with
@@ -40,6 +40,7 @@
 //! a message is its own affair.
 #![deny(clippy::unwrap_used)]
 
+pub mod auth;
 pub mod config;
 pub mod connection;
 pub mod entity;

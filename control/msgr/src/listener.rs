@@ -192,6 +192,20 @@ async fn accept_one<S: EventSink + Clone>(
         )
         .await;
     }
+    let peer_name = hello.entity.to_string();
+    let auth = crate::auth::accept(
+        &shared.config.auth,
+        &peer_name,
+        hello.auth.as_ref(),
+        &mut reader,
+        &mut wr,
+        shared.config.handshake_timeout,
+    )
+    .await;
+    let (auth_reply, authed) = match auth {
+        Ok(v) => v,
+        Err(reason) => return refuse(&mut wr, reason).await,
+    };
     let (session, fresh) = match find_or_create(&shared, &hello) {
         Ok(v) => v,
         Err(reason) => return refuse(&mut wr, reason).await,
@@ -205,6 +219,7 @@ async fn accept_one<S: EventSink + Clone>(
         reset: fresh,
         features: 0,
         max_frame_bytes: shared.config.max_frame_bytes as u64,
+        auth: auth_reply,
     };
     write_control(&mut wr, FrameKind::HelloReply, 0, reply.to_bytes().into())
         .await
@@ -213,6 +228,7 @@ async fn accept_one<S: EventSink + Clone>(
         entity: hello.entity.clone(),
         addr,
         session_id: hello.session_id,
+        auth: authed,
     });
     let conn_gen = match session.attach(peer.clone(), hello.in_seq, false, hello.max_frame_bytes) {
         Ok(g) => g,

@@ -27,6 +27,9 @@ pub struct PeerInfo {
     pub entity: EntityName,
     pub addr: SocketAddr,
     pub session_id: u64,
+    /// Who the peer proved to be (acceptor side; `None` when the
+    /// connection was not authenticated).
+    pub auth: Option<Arc<kalmar_auth::AuthedPeer>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -449,6 +452,7 @@ mod tests {
             entity: "mon.a".parse().expect("valid"),
             addr: "127.0.0.1:1".parse().expect("valid"),
             session_id: 1,
+            auth: None,
         });
         // The peer saw only message 1 before the connection broke.
         let conn_gen = s.attach(peer, 1, false, 0).expect("fits");
@@ -503,6 +507,7 @@ mod tests {
             entity: name.parse().expect("valid"),
             addr: "127.0.0.1:1".parse().expect("valid"),
             session_id: 1,
+            auth: None,
         })
     }
 

@@ -429,6 +429,7 @@ async fn malformed_frames_close_only_that_connection() {
         acked_seq: 0,
         features: 0,
         max_frame_bytes: 0,
+        auth: None,
     };
     let hello_bytes = kalmar_common::Encode::to_bytes(&hello);
     let frame = |kind, seq, payload: &[u8]| {
@@ -524,6 +525,7 @@ async fn silent_peer_times_out_and_session_expires() {
         acked_seq: 0,
         features: 0,
         max_frame_bytes: 0,
+        auth: None,
     };
     let payload = kalmar_common::Encode::to_bytes(&hello);
     let mut raw = FrameHeader::for_payload(FrameKind::Hello, 0, 0, 0, &payload)

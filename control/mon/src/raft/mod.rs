@@ -52,11 +52,24 @@ pub struct MgrEpoch {
     pub new_first: Epoch,
 }
 
-/// A log entry's application data: the next epoch of one or both maps.
+/// One version of the auth database, whole (it is small: keys and caps).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthVersion {
+    pub version: u64,
+    /// The encoded `kalmar_auth::AuthDb`.
+    #[serde(with = "hex_bytes")]
+    pub db: Vec<u8>,
+}
+
+/// A log entry's application data: the next epoch of one or both maps,
+/// and/or the next version of the auth database.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct MapCommit {
     pub osd: Option<OsdEpoch>,
     pub mgr: Option<MgrEpoch>,
+    /// Absent in entries written before auth existed.
+    #[serde(default)]
+    pub auth: Option<AuthVersion>,
 }
 
 /// What applying a [`MapCommit`] did.
@@ -194,11 +207,18 @@ mod tests {
                 map: vec![],
                 new_first: 1,
             }),
+            auth: Some(AuthVersion {
+                version: 2,
+                db: vec![1, 2],
+            }),
         };
         let j = serde_json::to_string(&c).expect("encodes");
         assert!(j.contains("\"0001abff\""), "{j}");
         let back: MapCommit = serde_json::from_str(&j).expect("decodes");
         assert_eq!(back, c);
+        // An entry from before auth existed still reads.
+        let old: MapCommit = serde_json::from_str(r#"{"osd":null,"mgr":null}"#).expect("old");
+        assert_eq!(old.auth, None);
         assert!(from_hex("abc").is_err());
         assert!(from_hex("zz").is_err());
     }

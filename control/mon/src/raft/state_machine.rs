@@ -35,7 +35,7 @@ const KEY_MEMBERSHIP: &str = "raft/membership";
 const KEY_SNAPSHOT: &str = "raft/snapshot";
 const KEY_SNAPSHOT_META: &str = "raft/snapshot_meta";
 /// The keyspace a snapshot carries.
-const SNAPSHOT_PREFIXES: &[&str] = &["meta/", "osdmap/", "mgrmap/"];
+const SNAPSHOT_PREFIXES: &[&str] = &["meta/", "osdmap/", "mgrmap/", "auth/"];
 const SNAPSHOT_MAGIC: &[u8; 8] = b"KMONSNP1";
 
 /// What the state machine tells the server after a synced apply (moved
@@ -49,6 +49,8 @@ pub enum Applied {
         mgr: Option<MgrMap>,
         osd_first: Epoch,
         mgr_first: Epoch,
+        /// A new auth database version.
+        auth: Option<Box<kalmar_auth::AuthDb>>,
     },
     /// A snapshot replaced the whole keyspace: reload it.
     Reload,
@@ -69,6 +71,7 @@ pub struct StateMachine {
     osd_last: Epoch,
     mgr_first: Epoch,
     mgr_last: Epoch,
+    auth_version: u64,
     monmap: CommittedMonmap,
     probe: SharedProbe,
 }
@@ -137,6 +140,7 @@ impl StateMachine {
             osd_last: 0,
             mgr_first: 0,
             mgr_last: 0,
+            auth_version: 0,
             monmap: CommittedMonmap::default(),
             probe,
         };
@@ -153,6 +157,7 @@ impl StateMachine {
         self.osd_last = u(OSD_LAST)?;
         self.mgr_first = u(MGR_FIRST)?;
         self.mgr_last = u(MGR_LAST)?;
+        self.auth_version = persist::load_auth(s).map_err(sm_read)?.version;
         self.monmap = applied_monmap(s)?;
         self.publish_probe();
         Ok(())
@@ -177,8 +182,25 @@ impl StateMachine {
             applied: false,
             reason,
         };
-        if c.osd.is_none() && c.mgr.is_none() {
+        if c.osd.is_none() && c.mgr.is_none() && c.auth.is_none() {
             return refuse("an empty map commit".into());
+        }
+        let mut auth = None;
+        if let Some(a) = &c.auth {
+            use kalmar_common::encoding::Decode;
+            if a.version != self.auth_version + 1 {
+                return refuse(format!(
+                    "auth version {} is not the next one (the log has {})",
+                    a.version, self.auth_version
+                ));
+            }
+            match kalmar_auth::AuthDb::from_bytes(&a.db) {
+                Ok(db) if db.version == a.version => auth = Some(Box::new(db)),
+                Ok(db) => {
+                    return refuse(format!("auth {} holds version {}", a.version, db.version))
+                }
+                Err(e) => return refuse(format!("auth {}: {e}", a.version)),
+            }
         }
         let mut osd = None;
         if let Some(o) = &c.osd {
@@ -229,6 +251,10 @@ impl StateMachine {
                 persist::put_mgrmap_bytes(b, m.epoch, &m.map, self.mgr_first, new_first);
             self.mgr_last = m.epoch;
         }
+        if let Some(a) = &c.auth {
+            b.put(persist::AUTH_DB, a.db.clone());
+            self.auth_version = a.version;
+        }
         let osd = osd.map(|map| {
             let inc = c
                 .osd
@@ -242,6 +268,7 @@ impl StateMachine {
             mgr,
             osd_first: self.osd_first,
             mgr_first: self.mgr_first,
+            auth,
         });
         CommitResult {
             applied: true,

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kalmar_common::encoding::Blob;
+use kalmar_common::encoding::{Blob, Encode};
 use kalmar_maps::time::now_us;
 use kalmar_msgr::{EntityName, EntityType, Event, Incoming, Message, MsgrConfig, SessionHandle};
 use kalmar_proto::mon::*;
@@ -29,7 +29,7 @@ use crate::persist::{self, trim_target};
 use crate::raft::log_store::LogStore;
 use crate::raft::network::{self, MonNetworkFactory, Peers};
 use crate::raft::state_machine::{applied_monmap, Applied, SharedProbe, StateMachine};
-use crate::raft::{raft_config, MapCommit, MgrEpoch, NodeId, OsdEpoch, Raft};
+use crate::raft::{raft_config, AuthVersion, MapCommit, MgrEpoch, NodeId, OsdEpoch, Raft};
 use crate::store::MonStore;
 
 /// Bound on sessions a follower remembers for routed replies.
@@ -370,8 +370,7 @@ impl Server {
             self.take_over();
         } else if !leads && was_leader {
             tracing::info!("mon.{} is no longer the leader", self.st.name);
-            self.st.osd.discard_pending();
-            self.st.mgr.discard_pending();
+            self.st.discard_pending();
             self.fail_deferred().await;
         }
         self.refresh_views();
@@ -407,10 +406,10 @@ impl Server {
                 let old = self.st.osd.map().clone();
                 self.st
                     .note_osdmap_change(&old, &loaded.osdmap, super::wall_us());
-                self.st.osd.discard_pending();
-                self.st.mgr.discard_pending();
+                self.st.discard_pending();
                 self.st.osd.committed(loaded.osdmap);
                 self.st.mgr.committed(loaded.mgrmap);
+                self.st.auth.committed(persist::load_auth(&self.store)?);
                 self.st.prune_pgs();
                 let monmap =
                     applied_monmap(&self.store).map_err(|e| MonError::Raft(e.to_string()))?;
@@ -422,11 +421,14 @@ impl Server {
                 mgr,
                 osd_first,
                 mgr_first,
+                auth,
             } => {
-                if self.st.osd.has_pending() || self.st.mgr.has_pending() {
+                if let Some(db) = auth {
+                    self.st.auth.committed(*db);
+                }
+                if self.st.has_pending() {
                     // Built on the epoch just replaced: it cannot commit.
-                    self.st.osd.discard_pending();
-                    self.st.mgr.discard_pending();
+                    self.st.discard_pending();
                     self.fail_deferred().await;
                 }
                 self.osd_first = osd_first;
@@ -571,9 +573,8 @@ impl Server {
         applied: &mut mpsc::UnboundedReceiver<Applied>,
     ) -> Result<(), MonError> {
         if !self.cons.is_leader() {
-            if self.st.osd.has_pending() || self.st.mgr.has_pending() {
-                self.st.osd.discard_pending();
-                self.st.mgr.discard_pending();
+            if self.st.has_pending() {
+                self.st.discard_pending();
             }
             self.fail_deferred().await;
             return Ok(());
@@ -584,10 +585,14 @@ impl Server {
             // The first leader of a new cluster of several mons writes
             // epoch 1 for all of them.
             let (map, mgr) = persist::initial_maps(self.st.osd.map().fsid, &self.st.opts, stamp);
-            self.st.osd.discard_pending();
-            self.st.mgr.discard_pending();
+            self.st.discard_pending();
             tracing::info!("creating the cluster's first epochs");
+            let auth = persist::auth_seed(&self.store)?.map(|db| AuthVersion {
+                version: db.version,
+                db: db.to_bytes(),
+            });
             MapCommit {
+                auth,
                 osd: Some(OsdEpoch {
                     epoch: 1,
                     full: map.encode_sealed(),
@@ -603,7 +608,11 @@ impl Server {
         } else {
             let osd = self.st.osd.take_pending(stamp).map_err(MonError::Map)?;
             let mgr = self.st.mgr.take_pending();
-            if osd.is_none() && mgr.is_none() {
+            let auth = self.st.auth.take_pending().map(|db| AuthVersion {
+                version: db.version,
+                db: db.to_bytes(),
+            });
+            if osd.is_none() && mgr.is_none() && auth.is_none() {
                 self.flush_deferred().await;
                 return Ok(());
             }
@@ -628,7 +637,7 @@ impl Server {
                 ),
                 map: m.encode_sealed(),
             });
-            MapCommit { osd, mgr }
+            MapCommit { osd, mgr, auth }
         };
         let bound = self.st.opts.mon_commit_timeout;
         match tokio::time::timeout(bound, self.cons.raft.client_write(commit)).await {

@@ -1,0 +1,181 @@
+//! The connecting side of the handshake. A [`ClientAuth`] holds the
+//! entity's key (if it has one) and what the mon granted it: tickets for
+//! the OSDs and the mgr, and for a daemon its service's rotating secrets,
+//! which it keeps in a [`MemKeySource`] that its own listener checks
+//! tickets with.
+
+use std::sync::Arc;
+
+use kalmar_common::encoding::Decode;
+use parking_lot::Mutex;
+
+use crate::caps::Service;
+use crate::crypto::{self, mac_eq};
+use crate::key::{CryptoKey, SECRET_BYTES};
+use crate::proto::{
+    AuthChallenge, AuthNonce, AuthProof, AuthReply, AuthRequest, Grant, ServiceTicket, METHOD_CEPHX,
+};
+use crate::server::{connection_key, grant_aad, new_nonce, proof};
+use crate::source::MemKeySource;
+use crate::AuthError;
+
+/// A request sent, waiting for the challenge and then the reply.
+pub struct PendingClient {
+    key: [u8; SECRET_BYTES],
+    client_nonce: AuthNonce,
+    server_nonce: Option<AuthNonce>,
+    to_mon: bool,
+}
+
+#[derive(Default)]
+struct Granted {
+    global_id: u64,
+    tickets: Vec<ServiceTicket>,
+}
+
+pub struct ClientAuth {
+    entity: String,
+    key: Option<CryptoKey>,
+    granted: Mutex<Granted>,
+    /// Rotating secrets the mon gave this entity (a daemon's listener
+    /// checks tickets with them).
+    rotating: Arc<MemKeySource>,
+}
+
+impl ClientAuth {
+    /// `key`: the entity's secret from its keyring; `None` offers no
+    /// authentication (accepted only where `auth_*_required = none`).
+    pub fn new(entity: &str, key: Option<CryptoKey>) -> ClientAuth {
+        ClientAuth {
+            entity: entity.to_string(),
+            key,
+            granted: Mutex::new(Granted::default()),
+            rotating: Arc::new(MemKeySource::new()),
+        }
+    }
+
+    pub fn entity(&self) -> &str {
+        &self.entity
+    }
+
+    pub fn has_key(&self) -> bool {
+        self.key.is_some()
+    }
+
+    /// The rotating secrets granted so far (for this daemon's listener).
+    pub fn rotating_keys(&self) -> Arc<MemKeySource> {
+        self.rotating.clone()
+    }
+
+    /// The global id the mon gave the last session (0 before one).
+    pub fn global_id(&self) -> u64 {
+        self.granted.lock().global_id
+    }
+
+    /// Whether a ticket for `service` valid at `now` is held.
+    pub fn has_ticket(&self, service: Service, now_unix_secs: u64) -> bool {
+        self.ticket(service, now_unix_secs).is_some()
+    }
+
+    fn ticket(&self, service: Service, now_unix_secs: u64) -> Option<ServiceTicket> {
+        self.granted
+            .lock()
+            .tickets
+            .iter()
+            .find(|t| t.service == service && t.expires_unix_secs > now_unix_secs)
+            .cloned()
+    }
+
+    /// The opening of a handshake, or `None` to offer no authentication
+    /// (an entity with no key and no tickets).
+    pub fn request(
+        &self,
+        now_unix_secs: u64,
+    ) -> Result<Option<(AuthRequest, PendingClient)>, AuthError> {
+        let any_ticket = [Service::Osd, Service::Mgr]
+            .iter()
+            .any(|s| self.has_ticket(*s, now_unix_secs));
+        if self.key.is_none() && !any_ticket {
+            return Ok(None);
+        }
+        let client_nonce = new_nonce()?;
+        let req = AuthRequest {
+            method: METHOD_CEPHX,
+            client_nonce,
+        };
+        let pending = PendingClient {
+            key: [0; SECRET_BYTES],
+            client_nonce,
+            server_nonce: None,
+            to_mon: false,
+        };
+        Ok(Some((req, pending)))
+    }
+
+    /// Answers the acceptor's challenge: with the entity's key to the mon,
+    /// with the ticket for its service to an OSD or the mgr.
+    pub fn prove(
+        &self,
+        p: &mut PendingClient,
+        ch: &AuthChallenge,
+        now_unix_secs: u64,
+    ) -> Result<AuthProof, AuthError> {
+        let (key, ticket) = match ch.service {
+            Service::Mon => (*self.key.as_ref().ok_or(AuthError::NoKey)?.secret(), None),
+            s => {
+                let t = self
+                    .ticket(s, now_unix_secs)
+                    .ok_or(AuthError::NoTicket(s))?;
+                (t.session_key, Some(t.ticket))
+            }
+        };
+        p.key = key;
+        p.to_mon = ch.service == Service::Mon;
+        p.server_nonce = Some(ch.server_nonce);
+        Ok(AuthProof {
+            ticket,
+            proof: proof(
+                &key,
+                b"client",
+                &self.entity,
+                &p.client_nonce,
+                &ch.server_nonce,
+            ),
+        })
+    }
+
+    /// Checks that the acceptor holds the same key (it is genuine) and
+    /// keeps what the mon granted. Returns the connection key.
+    pub fn finish(
+        &self,
+        p: &PendingClient,
+        reply: &AuthReply,
+    ) -> Result<[u8; SECRET_BYTES], AuthError> {
+        let sn = p.server_nonce.ok_or(AuthError::OutOfOrder)?;
+        let want = proof(&p.key, b"server", &self.entity, &p.client_nonce, &sn);
+        if !mac_eq(&want, &reply.server_proof) {
+            return Err(AuthError::ServerNotGenuine);
+        }
+        if p.to_mon {
+            let plain = crypto::open(
+                &p.key,
+                &grant_aad(&p.client_nonce, &sn),
+                &reply.sealed_grant.0,
+            )
+            .map_err(|_| AuthError::BadGrant)?;
+            let grant = Grant::from_bytes(&plain).map_err(|_| AuthError::BadGrant)?;
+            for s in &grant.rotating {
+                self.rotating.add_service_secret(
+                    s.service,
+                    s.id,
+                    CryptoKey::from_secret(s.key, 0, 0),
+                    s.expires_unix_secs,
+                );
+            }
+            let mut g = self.granted.lock();
+            g.global_id = grant.global_id;
+            g.tickets = grant.tickets;
+        }
+        Ok(connection_key(&p.key, &self.entity, &p.client_nonce, &sn))
+    }
+}
