@@ -56,6 +56,15 @@ pub fn next_epoch(prev: &CommittedMonmap, nodes: &BTreeMap<u64, MonNode>) -> u64
 pub struct ProbeReply {
     pub monmap: CommittedMonmap,
     pub last_applied: Option<u64>,
+    /// The newest index in the mon's log, applied or not: a mon that
+    /// acknowledged a leader's entries but was stopped before it applied
+    /// them has no applied history, yet it was part of a formed cluster.
+    #[serde(default)]
+    pub last_log: Option<u64>,
+    /// The mon's Raft term: a rebuilt mon takes entries only from a leader
+    /// of at least the newest term its peers report.
+    #[serde(default)]
+    pub term: u64,
 }
 
 /// Whether a peer's monmap says this mon (`id`, `name`) was removed. Only
@@ -88,7 +97,8 @@ pub enum Bootstrap {
 pub fn bootstrap_from(reply: &ProbeReply) -> Bootstrap {
     // Index 0 is the initial membership every founding mon writes itself;
     // anything past it was committed by a quorum.
-    if reply.last_applied.is_some_and(|i| i >= 1) || reply.monmap.epoch >= 1 {
+    let past_first = |i: Option<u64>| i.is_some_and(|i| i >= 1);
+    if past_first(reply.last_applied) || past_first(reply.last_log) || reply.monmap.epoch >= 1 {
         Bootstrap::Join
     } else {
         Bootstrap::Found
@@ -193,7 +203,20 @@ mod tests {
         let with_map = ProbeReply {
             monmap: map(1, &[(0, "a")]),
             last_applied: Some(0),
+            ..ProbeReply::default()
         };
         assert_eq!(bootstrap_from(&with_map), Bootstrap::Join);
+        // Stopped after it logged a leader's entry, before applying it.
+        let logged_only = ProbeReply {
+            last_applied: None,
+            last_log: Some(1),
+            ..ProbeReply::default()
+        };
+        assert_eq!(bootstrap_from(&logged_only), Bootstrap::Join);
+        let founder_log = ProbeReply {
+            last_log: Some(0),
+            ..ProbeReply::default()
+        };
+        assert_eq!(bootstrap_from(&founder_log), Bootstrap::Found);
     }
 }

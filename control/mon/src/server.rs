@@ -285,6 +285,7 @@ pub async fn start(cfg: MonConfig) -> Result<RunningMon, MonError> {
         lrx,
         cons_start.cons.raft.clone(),
         cons_start.probe.clone(),
+        cons_start.gate.clone(),
         tx,
     ));
     let perf = MonPerf::new();

@@ -291,8 +291,47 @@ impl RaftNetwork<MonRaftConfig> for MonNetwork {
     }
 }
 
+/// What a mon rebuilt with no log (`mkfs --initial-members` over a lost
+/// store) accepts from leaders while it has not caught up. It lost its
+/// term with its store: a stale mon restarting with a committed vote for
+/// itself (openraft resumes leadership from it) would otherwise find in it
+/// the second half of a majority and lead a history the others left.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RebuildGate {
+    /// Until every other member answered a probe: nothing.
+    pub closed: bool,
+    /// Then: only leaders of at least this term (the newest any member
+    /// reported).
+    pub min_leader_term: u64,
+}
+
+pub type SharedGate = Arc<Mutex<RebuildGate>>;
+
+/// Whether an empty-log mon behind `gate` refuses a leader of `term`.
+fn gate_refuses(raft: &Raft, gate: &SharedGate, term: u64) -> bool {
+    if raft.metrics().borrow().last_log_index.is_some() {
+        return false;
+    }
+    let g = *gate.lock();
+    g.closed || term < g.min_leader_term
+}
+
+fn refused(tid: u64, what: &str, term: u64) -> MonRaftReply {
+    tracing::info!(leader_term = term, "{what} refused: this rebuilt mon has not heard from every member yet, or the leader is older than their newest term");
+    MonRaftReply {
+        tid,
+        ok: false,
+        body: Blob(Vec::new()),
+    }
+}
+
 /// Answers one Raft request from a peer mon.
-pub async fn serve(raft: &Raft, probe: &SharedProbe, req: &MonRaft) -> MonRaftReply {
+pub async fn serve(
+    raft: &Raft,
+    probe: &SharedProbe,
+    gate: &SharedGate,
+    req: &MonRaft,
+) -> MonRaftReply {
     fn reply<T: serde::Serialize, E: serde::Serialize>(tid: u64, r: Result<T, E>) -> MonRaftReply {
         let (ok, body) = match r {
             Ok(v) => (true, serde_json::to_vec(&v)),
@@ -325,6 +364,9 @@ pub async fn serve(raft: &Raft, probe: &SharedProbe, req: &MonRaft) -> MonRaftRe
     match req.kind {
         raft_kind::APPEND_ENTRIES => {
             match serde_json::from_slice::<AppendEntriesRequest<MonRaftConfig>>(&req.body.0) {
+                Ok(r) if gate_refuses(raft, gate, r.vote.leader_id().term) => {
+                    refused(req.tid, "append", r.vote.leader_id().term)
+                }
                 Ok(r) => reply(req.tid, raft.append_entries(r).await),
                 Err(e) => bad(e),
             }
@@ -350,12 +392,18 @@ pub async fn serve(raft: &Raft, probe: &SharedProbe, req: &MonRaft) -> MonRaftRe
         },
         raft_kind::INSTALL_SNAPSHOT => {
             match serde_json::from_slice::<InstallSnapshotRequest<MonRaftConfig>>(&req.body.0) {
+                Ok(r) if gate_refuses(raft, gate, r.vote.leader_id().term) => {
+                    refused(req.tid, "snapshot", r.vote.leader_id().term)
+                }
                 Ok(r) => reply(req.tid, raft.install_snapshot(r).await),
                 Err(e) => bad(e),
             }
         }
         raft_kind::PROBE => {
-            let answer = probe.lock().clone();
+            let mut answer = probe.lock().clone();
+            let m = raft.metrics().borrow().clone();
+            answer.last_log = answer.last_log.max(m.last_log_index);
+            answer.term = answer.term.max(m.current_term);
             reply::<_, ()>(req.tid, Ok(answer))
         }
         other => {

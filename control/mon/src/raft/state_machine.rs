@@ -164,10 +164,10 @@ impl StateMachine {
     }
 
     fn publish_probe(&self) {
-        *self.probe.lock() = ProbeReply {
-            monmap: self.monmap.clone(),
-            last_applied: self.last_applied.map(|l| l.index),
-        };
+        // `last_log` is the log's to keep (see `Consensus::start`).
+        let mut p = self.probe.lock();
+        p.monmap = self.monmap.clone();
+        p.last_applied = self.last_applied.map(|l| l.index);
     }
 
     /// Checks `c` against the epochs held and adds it to `b`. Every mon

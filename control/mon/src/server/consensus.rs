@@ -14,6 +14,7 @@ use kalmar_msgr::{EntityName, EntityType, Event, Incoming, Message, MsgrConfig, 
 use kalmar_proto::mon::*;
 use kalmar_proto::registry::*;
 use kalmar_proto::Payload;
+use openraft::storage::RaftLogStorage;
 use openraft::{RaftMetrics, ServerState};
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -27,7 +28,7 @@ use crate::osdmon::OsdMon;
 use crate::perf::*;
 use crate::persist::{self, trim_target};
 use crate::raft::log_store::LogStore;
-use crate::raft::network::{self, MonNetworkFactory, Peers};
+use crate::raft::network::{self, MonNetworkFactory, Peers, SharedGate};
 use crate::raft::state_machine::{applied_monmap, Applied, SharedProbe, StateMachine};
 use crate::raft::{raft_config, AuthVersion, MapCommit, MgrEpoch, NodeId, OsdEpoch, Raft};
 use crate::store::MonStore;
@@ -53,6 +54,8 @@ pub(super) struct Started {
     pub probed: mpsc::UnboundedReceiver<(NodeId, ProbeReply)>,
     /// What this mon answers to probes.
     pub probe: SharedProbe,
+    /// What a rebuilt mon accepts from leaders (see `RebuildGate`).
+    pub gate: SharedGate,
 }
 
 pub(super) struct Consensus {
@@ -74,6 +77,9 @@ pub(super) struct Consensus {
     /// A mon of several with no log: the initial members it founds the
     /// cluster with, unless a probe finds the cluster exists.
     pub(super) bootstrap: Option<BTreeMap<NodeId, MonNode>>,
+    /// While bootstrapping: the answers of the other members so far.
+    pub(super) probe_answers: BTreeMap<NodeId, ProbeReply>,
+    pub(super) gate: SharedGate,
     pub(super) probe_tx: mpsc::UnboundedSender<(NodeId, ProbeReply)>,
     pub(super) last_probe: Option<Instant>,
     leader: Option<NodeId>,
@@ -118,7 +124,24 @@ impl Consensus {
         let sm = StateMachine::open(c.store.clone(), applied_tx, probe.clone())
             .map_err(|e| MonError::Raft(e.to_string()))?;
         let monmap = applied_monmap(&c.store).map_err(|e| MonError::Raft(e.to_string()))?;
-        let log = LogStore::new(c.store.clone());
+        let mut log = LogStore::new(c.store.clone());
+        // What the log holds at start, for probes answered before the
+        // consensus reports its own figures (then `serve` takes the newer).
+        let logged = log
+            .get_log_state()
+            .await
+            .map_err(|e| MonError::Raft(e.to_string()))?
+            .last_log_id;
+        let voted = log
+            .read_vote()
+            .await
+            .map_err(|e| MonError::Raft(e.to_string()))?;
+        {
+            let mut p = probe.lock();
+            p.last_log = logged.map(|l| l.index);
+            p.term = voted.map_or(0, |v| v.leader_id().term);
+        }
+        let gate = SharedGate::default();
         let config = raft_config(c.opts.mon_heartbeat_interval, c.opts.mon_election_timeout)
             .map_err(MonError::Config)?;
         let quorum_window = Duration::from_millis(config.election_timeout_max);
@@ -148,6 +171,7 @@ impl Consensus {
                 "no consensus log yet: probing the other initial mons"
             );
             bootstrap = Some(c.members.clone());
+            gate.lock().closed = true;
         }
         let name = c.me.id.clone();
         Ok(Started {
@@ -161,6 +185,8 @@ impl Consensus {
                 monmap,
                 removed: None,
                 bootstrap,
+                probe_answers: BTreeMap::new(),
+                gate: gate.clone(),
                 probe_tx,
                 last_probe: None,
                 members: c.members,
@@ -179,6 +205,7 @@ impl Consensus {
             routed,
             probed,
             probe,
+            gate,
         })
     }
 
@@ -252,11 +279,19 @@ impl Consensus {
         };
         quorum.sort_unstable();
         quorum.dedup();
+        // A leader that no majority answers leads nothing (openraft resumes
+        // leadership from a committed vote at a restart, before it hears
+        // from anyone): no quorum, no leader, as Ceph shows it.
+        let mut leader = self.leader;
+        if leader == Some(self.id) && quorum.len() * 2 <= members.len() {
+            quorum.clear();
+            leader = None;
+        }
         QuorumView {
             fsid: fsid.to_string(),
             members,
             quorum,
-            leader: self.leader,
+            leader,
             election_epoch: self.term,
             quorum_age: now.saturating_duration_since(self.leader_since),
             monmap_epoch: epoch,
@@ -295,6 +330,7 @@ pub(super) async fn demux(
     mut rx: mpsc::Receiver<Event>,
     raft: Raft,
     probe: SharedProbe,
+    gate: SharedGate,
     to_server: mpsc::Sender<Event>,
 ) {
     while let Some(ev) = rx.recv().await {
@@ -308,9 +344,10 @@ pub(super) async fn demux(
                     Ok(req) => {
                         let raft = raft.clone();
                         let probe = probe.clone();
+                        let gate = gate.clone();
                         let from = m.from.clone();
                         tokio::spawn(async move {
-                            let reply = network::serve(&raft, &probe, &req).await;
+                            let reply = network::serve(&raft, &probe, &gate, &req).await;
                             if let Err(e) = from.send(reply.to_message()).await {
                                 tracing::debug!("raft reply not sent: {e}");
                             }

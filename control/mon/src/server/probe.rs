@@ -77,7 +77,7 @@ impl Server {
     pub(super) fn on_probe_reply(&mut self, from: NodeId, reply: ProbeReply) {
         if let Some(members) = self.cons.bootstrap.take() {
             match bootstrap_from(&reply) {
-                Bootstrap::Found => {
+                Bootstrap::Found if self.cons.probe_answers.is_empty() => {
                     tracing::info!(
                         peer = from,
                         "the other mons hold no history: founding the cluster with the initial members"
@@ -89,13 +89,40 @@ impl Server {
                         }
                     });
                 }
-                Bootstrap::Join => tracing::warn!(
-                    peer = from,
-                    peer_applied = ?reply.last_applied,
-                    monmap_epoch = reply.monmap.epoch,
-                    "the cluster exists and this mon has no log (a lost store?): it does not \
-                     vote until the leader's log or snapshot reaches it"
-                ),
+                _ => {
+                    if self.cons.probe_answers.is_empty() {
+                        tracing::warn!(
+                            peer = from,
+                            peer_applied = ?reply.last_applied,
+                            monmap_epoch = reply.monmap.epoch,
+                            "the cluster exists and this mon has no log (a lost store?): it \
+                             does not vote, and waits for every other member's answer before \
+                             it takes a leader's log"
+                        );
+                    }
+                    self.cons.probe_answers.insert(from, reply.clone());
+                    let others = members.keys().filter(|id| **id != self.cons.id).count();
+                    if self.cons.probe_answers.len() >= others {
+                        // Every member answered: the newest term among them
+                        // bounds the leaders this mon follows.
+                        let newest = self
+                            .cons
+                            .probe_answers
+                            .values()
+                            .map(|r| r.term)
+                            .max()
+                            .unwrap_or(0);
+                        let mut g = self.cons.gate.lock();
+                        g.closed = false;
+                        g.min_leader_term = newest;
+                        tracing::info!(
+                            min_leader_term = newest,
+                            "every member answered: taking the log of a leader of that term or newer"
+                        );
+                    } else {
+                        self.cons.bootstrap = Some(members);
+                    }
+                }
             }
         }
         if removed_by(self.cons.seen, self.cons.id, &self.cons.name, &reply.monmap) {
