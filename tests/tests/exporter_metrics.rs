@@ -209,11 +209,20 @@ async fn run(c: &Cluster) -> anyhow::Result<()> {
     );
 
     // The mgr module: every name, with the labels the queries join on.
-    // (Pool stats reach the mgr with the next PG stats reports.)
-    let mgr = wait_for("the pool's objects in the mgr metrics", WAIT, || async {
-        let mgr = http_get(&mgr_url).ok()?;
-        (value(&mgr, "ceph_pool_objects", "pool_id=\"1\"") == Some(20.0)).then_some(mgr)
-    })
+    // (Pool stats reach the mgr with the next PG stats reports, one PG's
+    // at a time: wait until every PG's latest report has arrived.)
+    let pool = "pool_id=\"1\"";
+    let mgr = wait_for(
+        "the pool's objects, bytes and writes in the mgr metrics",
+        WAIT,
+        || async {
+            let mgr = http_get(&mgr_url).ok()?;
+            let settled = value(&mgr, "ceph_pool_objects", pool) == Some(20.0)
+                && value(&mgr, "ceph_pool_stored", pool) == Some(20.0 * 65536.0)
+                && value(&mgr, "ceph_pool_wr", pool) == Some(20.0);
+            settled.then_some(mgr)
+        },
+    )
     .await?;
     for name in MGR_NAMES {
         assert!(

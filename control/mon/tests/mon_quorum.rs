@@ -746,6 +746,9 @@ async fn a_removed_mon_stops() {
     let qs = q.quorum_status(0).await.expect("quorum_status");
     assert_eq!(qs["monmap"]["epoch"], 2, "{qs}");
     assert_eq!(qs["monmap"]["mons"].as_array().map(Vec::len), Some(2));
+    // Removing it again succeeds (Ceph's answer), so a retried `mon rm`
+    // whose first attempt the removed leader never answered reports success.
+    q.ok(json!({"prefix": "mon rm", "name": "c"})).await;
     // Restarted from its old store, it learns from a peer that it was
     // removed and stops again.
     q.spawn(2);

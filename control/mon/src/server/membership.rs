@@ -13,7 +13,7 @@ use openraft::ChangeMembers;
 use serde_json::Value;
 
 use super::{Origin, Server};
-use crate::errors::{EEXIST, EINVAL, ENOENT};
+use crate::errors::{EEXIST, EINVAL};
 use crate::monmap::MonNode;
 use crate::raft::NodeId;
 
@@ -97,7 +97,15 @@ impl Server {
                     .find(|(_, n)| n.name == name)
                     .map(|(id, _)| *id)
                 else {
-                    return refuse(ENOENT, format!("mon.{name} does not exist")).await;
+                    // As Ceph: removing an absent mon succeeds, so a client
+                    // that retries after the removed leader closed its
+                    // session (it stops as soon as it applies its removal)
+                    // gets the answer of the first attempt.
+                    return refuse(
+                        0,
+                        format!("mon.{name} does not exist or has already been removed"),
+                    )
+                    .await;
                 };
                 let Some(metrics) = self.cons.last_metrics.as_ref() else {
                     return refuse(
