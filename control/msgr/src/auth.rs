@@ -17,8 +17,7 @@ use bytes::Bytes;
 use kalmar_auth::proto::{AuthChallenge, AuthProof, AuthReply, AuthRequest};
 use kalmar_auth::{AuthedPeer, ClientAuth, ServerAuth, ServerStep};
 use kalmar_common::encoding::{Decode, Encode};
-use tokio::io::AsyncRead;
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::timeout;
 
 use crate::frame::FrameKind;
@@ -61,12 +60,12 @@ pub(crate) fn now_unix_secs() -> u64 {
 /// Acceptor: authenticates the peer named in the hello. `Ok((reply,
 /// peer))` with both `None` when no authentication ran; `Err` is the
 /// reason to refuse with.
-pub(crate) async fn accept<R: AsyncRead + Unpin>(
+pub(crate) async fn accept<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     auth: &MsgrAuth,
     peer_name: &str,
     req: Option<&AuthRequest>,
     reader: &mut FramedRead<R>,
-    wr: &mut OwnedWriteHalf,
+    wr: &mut W,
     handshake_timeout: std::time::Duration,
 ) -> Result<(Option<AuthReply>, Option<Arc<AuthedPeer>>), String> {
     let Some(server) = &auth.server else {
@@ -123,11 +122,11 @@ pub(crate) fn open(auth: &MsgrAuth) -> Result<(Option<AuthRequest>, Connecting),
 
 /// Connector: answers a challenge frame with a proof frame. An error is
 /// final (no key, no ticket: retrying cannot help).
-pub(crate) async fn answer(
+pub(crate) async fn answer<W: AsyncWrite + Unpin>(
     auth: &MsgrAuth,
     st: &mut Connecting,
     payload: &Bytes,
-    wr: &mut OwnedWriteHalf,
+    wr: &mut W,
 ) -> Result<(), String> {
     let (Some(client), Some(pending)) = (&auth.client, st.pending.as_mut()) else {
         return Err("the peer requires authentication and this entity has no key".into());

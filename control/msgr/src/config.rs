@@ -72,6 +72,8 @@ pub struct MsgrConfig {
     pub recv_aligned_min_bytes: usize,
     /// Who authenticates, and with what keys (default: nobody).
     pub auth: crate::auth::MsgrAuth,
+    /// The network underneath (default: TCP).
+    pub transport: crate::Transport,
 }
 
 impl Default for MsgrConfig {
@@ -97,6 +99,7 @@ impl Default for MsgrConfig {
             recv_pool_max_chunks: 32,
             recv_aligned_min_bytes: 64 << 10,
             auth: crate::auth::MsgrAuth::default(),
+            transport: crate::Transport::Tcp,
         }
     }
 }
@@ -150,6 +153,7 @@ impl MsgrConfig {
             recv_pool_max_chunks: count("ms_recv_pool_max_chunks", d.recv_pool_max_chunks)?,
             recv_aligned_min_bytes: count("ms_recv_aligned_min_bytes", d.recv_aligned_min_bytes)?,
             auth: d.auth,
+            transport: d.transport,
         })
     }
 }

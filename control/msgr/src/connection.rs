@@ -9,8 +9,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kalmar_common::encoding::{Decode, Encode};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -26,6 +24,7 @@ use crate::pool::RecvPool;
 use crate::read::{FrameReader, FramedRead};
 use crate::session::{Message, PeerInfo, SendError, Session};
 use crate::sink::{emit, EventSink};
+use crate::transport::{self, ReadHalf, WriteHalf};
 use crate::write::write_control;
 use crate::{Event, SessionHandle};
 
@@ -86,7 +85,7 @@ impl Connection {
         config: MsgrConfig,
         events: S,
     ) -> Connection {
-        let session = Session::new(rand::random::<u64>() | 1, Arc::new(config));
+        let session = Session::new(config.transport.session_id(), Arc::new(config));
         let (state_tx, state) = watch::channel(LinkState::Connecting(String::new()));
         let driver = rt.spawn(drive(session.clone(), addr, me, fsid, events, state_tx));
         session.set_conn_task(driver.abort_handle());
@@ -235,19 +234,20 @@ async fn establish(
     me: &EntityName,
     fsid: Uuid,
     pool: &RecvPool,
-) -> Result<(FramedRead<OwnedReadHalf>, OwnedWriteHalf, HelloReply), Attempt> {
+) -> Result<(FramedRead<ReadHalf>, WriteHalf, HelloReply), Attempt> {
     let cfg = &session.config;
-    let stream = timeout(cfg.connect_timeout, TcpStream::connect(addr))
-        .await
-        .map_err(|_| {
-            Attempt::Retry(format!(
-                "connect timed out after {} ms",
-                cfg.connect_timeout.as_millis()
-            ))
-        })?
-        .map_err(|e| Attempt::Retry(format!("connect: {e}")))?;
-    let _ = stream.set_nodelay(true);
-    let (rd, mut wr) = stream.into_split();
+    let (rd, mut wr) = timeout(
+        cfg.connect_timeout,
+        transport::connect(&cfg.transport, addr),
+    )
+    .await
+    .map_err(|_| {
+        Attempt::Retry(format!(
+            "connect timed out after {} ms",
+            cfg.connect_timeout.as_millis()
+        ))
+    })?
+    .map_err(|e| Attempt::Retry(format!("connect: {e}")))?;
     let mut reader = FramedRead::new(rd, FrameReader::new(cfg, pool.clone()));
     let (in_seq, acked_seq) = session.seqs();
     let (auth_req, mut auth_st) = crate::auth::open(&cfg.auth).map_err(Attempt::Fatal)?;
@@ -416,8 +416,9 @@ async fn drive<S: EventSink>(
             return;
         }
         tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
+            biased;
             _ = closed => return,
+            _ = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(cfg.reconnect_backoff_max);
     }

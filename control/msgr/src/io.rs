@@ -12,13 +12,13 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::time::{timeout, Instant, Sleep};
 
 use crate::frame::{FrameError, FrameKind};
 use crate::read::{FramedRead, ReadError};
 use crate::session::{Message, PeerInfo, Session};
 use crate::sink::{EventSink, Upcoming};
+use crate::transport::{ReadHalf, WriteHalf};
 use crate::write::{write_control, write_frames, OutFrame};
 use crate::{Event, Incoming, SessionHandle};
 
@@ -55,15 +55,18 @@ pub(crate) async fn run_connection<S: EventSink>(
     session: Arc<Session>,
     peer: Arc<PeerInfo>,
     conn_gen: u64,
-    reader: FramedRead<OwnedReadHalf>,
-    mut writer: OwnedWriteHalf,
+    reader: FramedRead<ReadHalf>,
+    mut writer: WriteHalf,
     sink: &S,
 ) -> ConnEnd {
     let end = {
         let read = read_loop(&session, &peer, conn_gen, reader, sink);
         let write = write_loop(&session, conn_gen, &mut writer);
         tokio::pin!(read, write);
+        // Biased (no random branch order): a simulated run must replay
+        // exactly from its seed.
         let end = tokio::select! {
+            biased;
             e = &mut read => e,
             e = &mut write => e,
         };
@@ -83,7 +86,7 @@ async fn read_loop<S: EventSink>(
     session: &Arc<Session>,
     peer: &Arc<PeerInfo>,
     conn_gen: u64,
-    mut reader: FramedRead<OwnedReadHalf>,
+    mut reader: FramedRead<ReadHalf>,
     sink: &S,
 ) -> ConnEnd {
     let limit = session.config.keepalive_timeout;
@@ -177,7 +180,7 @@ async fn read_loop<S: EventSink>(
     }
 }
 
-async fn write_loop(session: &Arc<Session>, conn_gen: u64, w: &mut OwnedWriteHalf) -> ConnEnd {
+async fn write_loop(session: &Arc<Session>, conn_gen: u64, w: &mut WriteHalf) -> ConnEnd {
     let interval = session.config.keepalive_interval;
     // Reused for every batch: no allocation once it has grown.
     let mut frames: Vec<OutFrame> = Vec::new();

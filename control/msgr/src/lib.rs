@@ -1,4 +1,5 @@
-//! Kalmar's messenger: framed messages over TCP.
+//! Kalmar's messenger: framed messages over TCP (or, in tests and the
+//! simulator, over the in-memory network of [`sim`]; see [`Transport`]).
 //!
 //! - [`frame`]: the 36-byte header (magic, kind, flags, type, seq, ack,
 //!   length, crc32c of payload and header) and a bounded, pure decoder.
@@ -52,7 +53,9 @@ pub mod message;
 mod pool;
 mod read;
 pub mod session;
+pub mod sim;
 pub mod sink;
+mod transport;
 mod write;
 
 use std::sync::Arc;
@@ -64,6 +67,7 @@ pub use listener::{Listener, Placement};
 pub use message::Message;
 pub use session::{PeerInfo, SendError};
 pub use sink::{EventSink, Upcoming};
+pub use transport::Transport;
 
 use session::Session;
 use tokio::sync::mpsc;

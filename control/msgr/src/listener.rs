@@ -1,4 +1,4 @@
-//! The accepting side: binds a TCP port, runs the hello handshake on each
+//! The accepting side: binds a port (TCP, or a simulated network's), runs the hello handshake on each
 //! connection, keeps the sessions of connected (and recently disconnected)
 //! peers, and delivers their messages as [`Event`]s to an [`EventSink`].
 //!
@@ -15,8 +15,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use kalmar_common::encoding::{Decode, Encode};
 use parking_lot::Mutex;
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
@@ -31,6 +29,7 @@ use crate::pool::RecvPool;
 use crate::read::{FrameReader, FramedRead};
 use crate::session::{PeerInfo, Session};
 use crate::sink::{emit, EventSink};
+use crate::transport::{self, Acceptor, ReadHalf, WriteHalf};
 use crate::write::write_control;
 use crate::{Event, SessionHandle};
 
@@ -85,8 +84,8 @@ impl Listener {
         events: S,
         placement: Option<Placement>,
     ) -> std::io::Result<Listener> {
-        let tcp = TcpListener::bind(addr).await?;
-        let local_addr = tcp.local_addr()?;
+        let acceptor = Acceptor::bind(&config.transport, addr).await?;
+        let local_addr = acceptor.local_addr()?;
         let shared = Arc::new(Shared {
             me,
             fsid,
@@ -97,7 +96,7 @@ impl Listener {
             placement,
         });
         let sessions = shared.sessions.clone();
-        let accept = tokio::spawn(accept_loop(tcp, shared.clone()));
+        let accept = tokio::spawn(accept_loop(acceptor, shared.clone()));
         let sweep = tokio::spawn(sweep_loop(shared));
         Ok(Listener {
             local_addr,
@@ -132,13 +131,13 @@ impl Drop for Listener {
     }
 }
 
-async fn accept_loop<S: EventSink + Clone>(tcp: TcpListener, shared: Arc<Shared<S>>) {
+async fn accept_loop<S: EventSink + Clone>(mut acceptor: Acceptor, shared: Arc<Shared<S>>) {
     loop {
-        match tcp.accept().await {
-            Ok((stream, addr)) => {
+        match acceptor.accept().await {
+            Ok((rd, wr, addr)) => {
                 let shared = shared.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = accept_one(stream, addr, shared).await {
+                    if let Err(e) = accept_one(rd, wr, addr, shared).await {
                         tracing::warn!(%addr, "refused connection: {e}");
                     }
                 });
@@ -153,12 +152,11 @@ async fn accept_loop<S: EventSink + Clone>(tcp: TcpListener, shared: Arc<Shared<
 }
 
 async fn accept_one<S: EventSink + Clone>(
-    stream: TcpStream,
+    rd: ReadHalf,
+    mut wr: WriteHalf,
     addr: SocketAddr,
     shared: Arc<Shared<S>>,
 ) -> Result<(), String> {
-    let _ = stream.set_nodelay(true);
-    let (rd, mut wr) = stream.into_split();
     let mut reader = FramedRead::new(rd, FrameReader::new(&shared.config, shared.pool.clone()));
     let first = timeout(shared.config.handshake_timeout, reader.next())
         .await
@@ -249,31 +247,18 @@ async fn accept_one<S: EventSink + Clone>(
     let task = match conn.shared.placement.as_ref().and_then(|p| p(&conn.peer)) {
         None => tokio::spawn(conn.run(reader, wr)),
         Some(rt) => {
-            // The socket leaves this runtime's reactor and joins the
-            // chosen one's, so its readiness is polled on that thread too.
+            // The connection's readiness is polled on the chosen runtime's
+            // thread from now on.
             let FramedRead { rd, frames } = reader;
-            let moved = rd
-                .reunite(wr)
-                .map_err(|e| e.to_string())
-                .and_then(|s| s.into_std().map_err(|e| e.to_string()))
-                .and_then(|s| {
-                    // from_std registers with the reactor of the runtime
-                    // it is called in.
-                    let _in_rt = rt.enter();
-                    TcpStream::from_std(s).map_err(|e| e.to_string())
-                });
-            let stream = match moved {
-                Ok(s) => s,
+            let (rd, wr) = match transport::move_to(rd, wr, &rt) {
+                Ok(v) => v,
                 Err(e) => {
                     // The session waits for the peer to reconnect.
                     conn.session.detach(conn.conn_gen);
                     return Err(format!("moving the connection to its runtime: {e}"));
                 }
             };
-            rt.spawn(async move {
-                let (rd, wr) = stream.into_split();
-                conn.run(FramedRead::new(rd, frames), wr).await
-            })
+            rt.spawn(async move { conn.run(FramedRead::new(rd, frames), wr).await })
         }
     };
     session.set_conn_task(task.abort_handle());
@@ -289,7 +274,7 @@ struct Accepted<S> {
 }
 
 impl<S: EventSink + Clone> Accepted<S> {
-    async fn run(self, reader: FramedRead<tokio::net::tcp::OwnedReadHalf>, wr: OwnedWriteHalf) {
+    async fn run(self, reader: FramedRead<ReadHalf>, wr: WriteHalf) {
         let sink = self.shared.sink.clone();
         let end = run_connection(
             self.session.clone(),
@@ -317,7 +302,7 @@ impl<S: EventSink + Clone> Accepted<S> {
     }
 }
 
-async fn refuse(wr: &mut OwnedWriteHalf, reason: String) -> Result<(), String> {
+async fn refuse(wr: &mut WriteHalf, reason: String) -> Result<(), String> {
     let _ = write_control(wr, FrameKind::Reject, 0, Bytes::from(reason.clone())).await;
     Err(reason)
 }
