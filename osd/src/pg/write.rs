@@ -335,22 +335,30 @@ impl PgActor {
                 }
                 .to_bytes(),
             );
+            // Every member that takes the data gets the same message: built
+            // and encoded once, its segments shared between the sends.
+            let mut repop = RepOp {
+                pgid: self.pgid,
+                from: self.whoami,
+                map_epoch: self.epoch,
+                interval: self.interval(),
+                tid,
+                oid: oid.clone(),
+                ops: std::mem::take(&mut plan.store_ops),
+                pg_meta,
+            };
+            let with_data = repop.to_message();
+            // Backfill targets past the object get the log entry only.
+            let without_data = targets.iter().any(|t| !t.with_data).then(|| {
+                repop.ops.clear();
+                repop.to_message()
+            });
             for target in &targets {
-                let repop = RepOp {
-                    pgid: self.pgid,
-                    from: self.whoami,
-                    map_epoch: self.epoch,
-                    interval: self.interval(),
-                    tid,
-                    oid: oid.clone(),
-                    ops: if target.with_data {
-                        plan.store_ops.clone()
-                    } else {
-                        Vec::new()
-                    },
-                    pg_meta: pg_meta.clone(),
+                let msg = match (&without_data, target.with_data) {
+                    (Some(m), false) => m.clone(),
+                    _ => with_data.clone(),
                 };
-                self.svc.send_osd(target.osd, repop.to_message()).await;
+                self.svc.send_osd(target.osd, msg).await;
             }
             op.track.mark("sub_op_sent");
         }
