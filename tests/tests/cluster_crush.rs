@@ -148,12 +148,17 @@ async fn rack_layout_class_rule_and_disk_replacement() -> anyhow::Result<()> {
     // another rack: at boot it moves its host there, the rack made on
     // the way (osd_crush_update_on_start).
     {
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new().append(true).open(&c.conf)?;
-        writeln!(
-            f,
-            "\n[\"osd.3\"]\ncrush_location = \"root=default rack=r2 host=h3\""
-        )?;
+        let text = std::fs::read_to_string(&c.conf)?;
+        let section = "[\"osd.3\"]\n";
+        let line = "crush_location = \"root=default rack=r2 host=h3\"\n";
+        let text = match text.find(section) {
+            Some(at) => {
+                let at = at + section.len();
+                format!("{}{line}{}", &text[..at], &text[at..])
+            }
+            None => format!("{text}\n{section}{line}"),
+        };
+        std::fs::write(&c.conf, text)?;
     }
     let device = c.device(3);
     std::fs::remove_file(&device)?;
