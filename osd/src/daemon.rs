@@ -56,6 +56,10 @@ pub struct RunConfig {
     pub identity: serde_json::Map<String, Value>,
     /// Device class to give CRUSH at boot when it has none.
     pub device_class: Option<String>,
+    /// `TYPE=NAME` words of the CRUSH location this OSD places itself at
+    /// before it boots (Ceph's `osd_crush_update_on_start`); None: leave
+    /// CRUSH alone.
+    pub crush_location: Option<Vec<String>>,
     /// This OSD's key (for the mon) and its acceptor's ticket check.
     pub auth: kalmar_msgr::auth::MsgrAuth,
     /// How often tickets and rotating secrets are renewed.
@@ -148,6 +152,52 @@ fn placement(shards: usize) -> PlacementFn {
             None => 0,
         }
     }))
+}
+
+/// How long one `osd crush create-or-move` waits for the mon before it is
+/// sent again.
+const CRUSH_UPDATE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Asks the mon to place osd.`id` at `args` (`osd crush create-or-move`,
+/// weight 1 for an OSD CRUSH does not hold yet, as `osd new` gives), again
+/// while the mon cannot be reached. The answer: the mon's status line, or
+/// its refusal (an invalid location) as the reason the OSD stops.
+fn spawn_crush_update(
+    mon: Arc<MonClient>,
+    id: OsdId,
+    args: Vec<String>,
+) -> tokio::sync::oneshot::Receiver<Result<String, String>> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let cmd = serde_json::json!({
+        "prefix": "osd crush create-or-move",
+        "id": id,
+        "weight": 1.0,
+        "args": args,
+    });
+    tokio::spawn(async move {
+        let place = args.join(" ");
+        let r = loop {
+            match mon.command(&cmd, CRUSH_UPDATE_TIMEOUT).await {
+                Ok(reply) if reply.retval == 0 => break Ok(reply.outs),
+                Ok(reply) if reply.retval == -11 => {
+                    tracing::warn!(
+                        "crush location not set yet (EAGAIN: {}); retrying",
+                        reply.outs
+                    );
+                }
+                Ok(reply) => {
+                    break Err(format!(
+                        "crush_location '{place}': the mon refused it (errno {}): {}",
+                        -reply.retval, reply.outs
+                    ))
+                }
+                Err(e) => tracing::warn!("crush location not set yet: {e}; retrying"),
+            }
+            tokio::time::sleep(crate::mapwork::BOOT_RETRY_INTERVAL).await;
+        };
+        let _ = tx.send(r);
+    });
+    rx
 }
 
 /// Runs the OSD until `shutdown` resolves or the store fails. `shards` are
@@ -419,6 +469,13 @@ pub async fn run(
     if let Err(e) = mon.subscribe("mgrmap", 0, false).await {
         tracing::warn!("mgrmap subscription not sent yet: {e}");
     }
+    // Ceph's osd_crush_update_on_start: the OSD asks the mon to place it
+    // at its crush_location before its first boot; a location the mon
+    // refuses stops the OSD.
+    let mut crush_placed = cfg.crush_location.clone().map(|args| {
+        work.hold_boot = true;
+        spawn_crush_update(mon.clone(), cfg.id, args)
+    });
     work.send_boot().await;
 
     let mut fatal = svc.fatal_watch();
@@ -470,6 +527,23 @@ pub async fn run(
                 work.count_roles(primaries);
             }
             _ = beacon_tick.tick() => report::send_beacon(&svc, last_epoch_clean).await,
+            placed = async {
+                match crush_placed.as_mut() {
+                    Some(rx) => rx.await,
+                    None => std::future::pending().await,
+                }
+            }, if crush_placed.is_some() => {
+                crush_placed = None;
+                match placed {
+                    Ok(Ok(outs)) => {
+                        tracing::info!("crush location: {outs}");
+                        work.hold_boot = false;
+                        work.send_boot().await;
+                    }
+                    Ok(Err(e)) => break Err(OsdError::Fatal(e)),
+                    Err(_) => break Err(OsdError::Fatal("the crush location update stopped".into())),
+                }
+            }
             _ = boot_tick.tick() => {
                 work.maybe_reboot().await;
                 svc.send_up_thru().await;

@@ -83,7 +83,8 @@ pub fn parse_swaps(text: &str) -> Vec<String> {
 }
 
 /// Where this host's OSDs sit in CRUSH, from the conf's `crush_location`
-/// (Ceph's syntax: `root=default rack=r1 host=node1`, spaces or commas).
+/// (Ceph's syntax: `root=default rack=r1 host=node1`, the pairs separated
+/// by spaces, tabs, commas or semicolons).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CrushLocation {
     /// (bucket type, bucket name), in the order given.
@@ -94,7 +95,7 @@ impl CrushLocation {
     pub fn parse(text: &str) -> Result<CrushLocation, String> {
         let mut items = Vec::new();
         for word in text
-            .split(|c: char| c.is_whitespace() || c == ',')
+            .split(|c: char| c.is_whitespace() || c == ',' || c == ';')
             .filter(|w| !w.is_empty())
         {
             let (ty, name) = word
@@ -104,6 +105,13 @@ impl CrushLocation {
             if items.iter().any(|(t, _): &(String, String)| t == ty) {
                 return Err(format!("crush_location names the bucket type '{ty}' twice"));
             }
+            for part in [ty, name] {
+                if !kalmar_maps::crush::edit::is_valid_name(part) {
+                    return Err(format!(
+                        "crush_location item '{word}': '{part}' is not a valid crush name (letters, digits, '-', '_', '.')"
+                    ));
+                }
+            }
             items.push((ty.to_string(), name.to_string()));
         }
         Ok(CrushLocation { items })
@@ -111,10 +119,31 @@ impl CrushLocation {
 
     /// The `host=` bucket, if given.
     pub fn host(&self) -> Option<&str> {
+        self.get("host")
+    }
+
+    fn get(&self, ty: &str) -> Option<&str> {
         self.items
             .iter()
-            .find(|(t, _)| t == "host")
+            .find(|(t, _)| t == ty)
             .map(|(_, n)| n.as_str())
+    }
+
+    /// With `host=HOST` and `root=default` added when not named: the
+    /// full location an OSD places itself at.
+    pub fn with_defaults(mut self, host: &str) -> CrushLocation {
+        if self.host().is_none() {
+            self.items.insert(0, ("host".into(), host.to_string()));
+        }
+        if self.get("root").is_none() {
+            self.items.push(("root".into(), "default".into()));
+        }
+        self
+    }
+
+    /// The `TYPE=NAME` words of `osd crush create-or-move`.
+    pub fn args(&self) -> Vec<String> {
+        self.items.iter().map(|(t, n)| format!("{t}={n}")).collect()
     }
 }
 
@@ -131,18 +160,26 @@ pub fn short_hostname() -> String {
 }
 
 /// The CRUSH host bucket of this host's OSDs: `host=` of the conf's
-/// `crush_location` (Ceph's syntax), else the short hostname. Other
-/// bucket types are not applied yet (the mon places hosts under
-/// `root=default`); a warning says so.
+/// `crush_location` (Ceph's syntax), else the short hostname.
 pub fn crush_host(conf: &Conf, entity: &str) -> anyhow::Result<String> {
-    let Some(text) = conf.get::<String>(entity, "crush_location")? else {
-        return Ok(short_hostname());
+    Ok(boot_crush_location(conf, entity)?
+        .host()
+        .map_or_else(short_hostname, str::to_string))
+}
+
+/// Where an OSD places itself in CRUSH when it starts (Ceph's
+/// `osd_crush_update_on_start`): the conf's `crush_location` with
+/// `host=` (the short hostname) and `root=default` added when it does not
+/// name them; without `crush_location`, `host=SHORT_HOSTNAME
+/// root=default`. A location that does not parse is an error here; one
+/// the map cannot take (an unknown bucket type, a bucket of another type)
+/// is refused by the mon.
+pub fn boot_crush_location(conf: &Conf, entity: &str) -> anyhow::Result<CrushLocation> {
+    let loc = match conf.get::<String>(entity, "crush_location")? {
+        Some(text) => CrushLocation::parse(&text).map_err(anyhow::Error::msg)?,
+        None => CrushLocation { items: Vec::new() },
     };
-    let loc = CrushLocation::parse(&text).map_err(anyhow::Error::msg)?;
-    if loc.items.iter().any(|(t, _)| t != "host") {
-        tracing::warn!("crush_location '{text}': only host= is applied; the mon places hosts under root=default");
-    }
-    Ok(loc.host().map_or_else(short_hostname, str::to_string))
+    Ok(loc.with_defaults(&short_hostname()))
 }
 
 /// One candidate device and why it may not be used.
@@ -531,11 +568,61 @@ mod tests {
         let l = CrushLocation::parse("root=default rack=r1, host=node1").expect("valid");
         assert_eq!(l.host(), Some("node1"));
         assert_eq!(l.items.len(), 3);
+        let l = CrushLocation::parse(" datacenter=dc1;row=a\track=r-2.b ").expect("valid");
+        assert_eq!(l.args(), vec!["datacenter=dc1", "row=a", "rack=r-2.b"]);
         assert!(CrushLocation::parse("host").is_err());
+        assert!(CrushLocation::parse("host=").is_err());
+        assert!(CrushLocation::parse("=h1").is_err());
         assert!(CrushLocation::parse("host=a host=b").is_err());
+        let e = CrushLocation::parse("rack=r/1").expect_err("slash");
+        assert!(e.contains("'r/1' is not a valid crush name"), "{e}");
         assert_eq!(
             CrushLocation::parse("").expect("empty is valid").host(),
             None
+        );
+    }
+
+    #[test]
+    fn boot_location_adds_host_and_root_when_missing() {
+        let full = |text: &str| {
+            CrushLocation::parse(text)
+                .expect("valid")
+                .with_defaults("node1")
+                .args()
+        };
+        assert_eq!(full(""), vec!["host=node1", "root=default"]);
+        assert_eq!(
+            full("rack=r1"),
+            vec!["host=node1", "rack=r1", "root=default"]
+        );
+        assert_eq!(
+            full("root=ssd rack=r1 host=n1-ssd"),
+            vec!["root=ssd", "rack=r1", "host=n1-ssd"]
+        );
+        assert_eq!(
+            full("host=h7 row=a"),
+            vec!["host=h7", "row=a", "root=default"]
+        );
+        let conf = |text: &str| kalmar_common::config::Conf::parse(text).expect("toml");
+        let c = conf("[osd]\ncrush_location = \"rack=r1 host=h2\"\n[\"osd.4\"]\ncrush_location = \"root=fast host=h9\"\n");
+        assert_eq!(
+            boot_crush_location(&c, "osd.1").expect("ok").args(),
+            vec!["rack=r1", "host=h2", "root=default"]
+        );
+        assert_eq!(
+            boot_crush_location(&c, "osd.4").expect("ok").args(),
+            vec!["root=fast", "host=h9"]
+        );
+        assert_eq!(crush_host(&c, "osd.4").expect("ok"), "h9");
+        let bad = conf("[osd]\ncrush_location = \"rack\"\n");
+        assert!(boot_crush_location(&bad, "osd.0").is_err());
+        let none = conf("[global]\n");
+        assert_eq!(
+            boot_crush_location(&none, "osd.0").expect("ok").args(),
+            vec![
+                format!("host={}", short_hostname()),
+                "root=default".to_string()
+            ]
         );
     }
 

@@ -308,8 +308,23 @@ fn main() -> anyhow::Result<()> {
             let media = kalmar_osd::devices::media_of_class(class.as_deref());
             tracing::info!(class = ?class, ?media, "store defaults for the device");
             let device_class = if update_class { class } else { None };
+            // Ceph's osd_crush_update_on_start: the OSD places itself at
+            // its crush_location (with host= and root=default filled in)
+            // before it boots.
+            let crush_location = if s
+                .conf
+                .get::<bool>(&s.entity, "osd_crush_update_on_start")?
+                .unwrap_or(true)
+            {
+                let loc = kalmar_osd::devices::boot_crush_location(&s.conf, &s.entity)?;
+                tracing::info!(location = %loc.args().join(" "), "crush location");
+                Some(loc.args())
+            } else {
+                None
+            };
             let cfg = RunConfig {
                 device_class,
+                crush_location,
                 id: common.id,
                 device: common.device.clone(),
                 mon: s.mon,

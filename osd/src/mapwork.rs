@@ -64,6 +64,9 @@ pub struct MapWork {
     hostname: String,
     /// Sent at boot as `crush_device_class` (osd_class_update_on_start).
     pub device_class: Option<String>,
+    /// No boot message while set: the CRUSH location is being placed
+    /// first (osd_crush_update_on_start).
+    pub hold_boot: bool,
     boot: BootState,
     last_boot: Option<Instant>,
     /// Map epoch when the boot was last sent.
@@ -92,6 +95,7 @@ impl MapWork {
             addrs,
             hostname,
             device_class: None,
+            hold_boot: false,
             boot: BootState::Booting,
             last_boot: None,
             boot_epoch: 0,
@@ -154,8 +158,11 @@ impl MapWork {
         Ok(n)
     }
 
-    /// Sends the boot message (again).
+    /// Sends the boot message (again), unless held.
     pub async fn send_boot(&mut self) {
+        if self.hold_boot {
+            return;
+        }
         let mut metadata = std::collections::BTreeMap::new();
         metadata.insert("osd_objectstore".to_string(), "kalmar".to_string());
         metadata.insert("hostname".to_string(), self.hostname.clone());

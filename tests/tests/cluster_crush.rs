@@ -2,7 +2,9 @@
 //! a rack layout built with `osd crush add-bucket|move|set`, device
 //! classes, a class rule and a pool on it (every PG's acting set stays in
 //! the class), then a failed disk replaced: `osd destroy` keeps the id and
-//! the CRUSH position, `kalmar-osd create --id` gives them to a new disk.
+//! the CRUSH position, `kalmar-osd create --id` gives them to a new disk,
+//! whose OSD moves its host into another rack at boot (its conf's
+//! `crush_location`).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -142,6 +144,22 @@ async fn rack_layout_class_rule_and_disk_replacement() -> anyhow::Result<()> {
             .any(|l| l.contains("osd.3") && l.contains("destroyed")),
         "{plain}"
     );
+    // The new disk's OSD names its full CRUSH location in the conf, in
+    // another rack: at boot it moves its host there, the rack made on
+    // the way (osd_crush_update_on_start).
+    {
+        let text = std::fs::read_to_string(&c.conf)?;
+        let section = "[\"osd.3\"]\n";
+        let line = "crush_location = \"root=default rack=r2 host=h3\"\n";
+        let text = match text.find(section) {
+            Some(at) => {
+                let at = at + section.len();
+                format!("{}{line}{}", &text[..at], &text[at..])
+            }
+            None => format!("{text}\n{section}{line}"),
+        };
+        std::fs::write(&c.conf, text)?;
+    }
     let device = c.device(3);
     std::fs::remove_file(&device)?;
     std::fs::File::create(&device)?.set_len(2 << 30)?;
@@ -195,6 +213,28 @@ async fn rack_layout_class_rule_and_disk_replacement() -> anyhow::Result<()> {
         .cloned()
         .unwrap_or(Value::Null);
     assert_eq!(h3["items"][0]["id"], 3, "same CRUSH position: {h3}");
+    let bucket = |name: &str| {
+        crush["buckets"]
+            .as_array()
+            .and_then(|b| b.iter().find(|b| b["name"] == name))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let (r1, r2) = (bucket("r1"), bucket("r2"));
+    assert_eq!(r2["type_name"], "rack", "rack made at boot: {r2}");
+    let holds_h3 = |b: &Value| {
+        b["items"]
+            .as_array()
+            .is_some_and(|i| i.iter().any(|i| i["id"] == h3["id"]))
+    };
+    assert!(holds_h3(&r2), "h3 moved into r2: {r2}");
+    assert!(!holds_h3(&r1), "and out of r1: {r1}");
+    assert!(
+        bucket("default")["items"]
+            .as_array()
+            .is_some_and(|i| i.iter().any(|i| i["id"] == r2["id"])),
+        "r2 under the root"
+    );
     for (pg, acting) in acting_sets(&c, 2).await? {
         let got: BTreeSet<u64> = acting.iter().copied().collect();
         assert_eq!(got, [1, 3].into_iter().collect(), "pg {pg}: {acting:?}");

@@ -1,7 +1,8 @@
-//! The grammar of the CRUSH administration and OSD removal commands
-//! (`osd crush set-device-class ssd 0 1`, `osd crush move h1 rack=r1
-//! root=default`, `osd destroy osd.3 --yes-i-really-mean-it`, ...): words
-//! to the mon's JSON dict, with Ceph's argument names. Pure.
+//! The grammar of the CRUSH administration, OSD removal and maintenance
+//! check commands (`osd crush set-device-class ssd 0 1`, `osd crush move
+//! h1 rack=r1 root=default`, `osd destroy osd.3 --yes-i-really-mean-it`,
+//! `osd ok-to-stop 3 --max 4`, ...): words to the mon's JSON dict, with
+//! Ceph's argument names. Pure.
 
 use serde_json::{json, Map, Value};
 
@@ -48,6 +49,15 @@ pub const USAGE: &[(&str, &str)] = &[
         "osd crush add osd.N WEIGHT TYPE=NAME [TYPE=NAME...]",
     ),
     ("osd crush tree", "osd crush tree [--show-shadow]"),
+    (
+        "osd crush create-or-move",
+        "osd crush create-or-move osd.N WEIGHT TYPE=NAME [TYPE=NAME...]",
+    ),
+    (
+        "osd ok-to-stop",
+        "osd ok-to-stop ID [ID...] [--max N] (ID: N, osd.N or all)",
+    ),
+    ("osd safe-to-destroy", "osd safe-to-destroy ID [ID...]"),
     ("osd destroy", "osd destroy osd.N --yes-i-really-mean-it"),
     ("osd purge", "osd purge osd.N --yes-i-really-mean-it"),
     ("osd rm", "osd rm ID [ID...]"),
@@ -78,6 +88,28 @@ fn weight(prefix: &str, s: &str) -> Result<f64, UsageError> {
         .ok()
         .filter(|w| w.is_finite() && *w >= 0.0)
         .ok_or_else(|| err(prefix, format!("WEIGHT must be a number >= 0, not '{s}'")))
+}
+
+/// `--max N` or `--max=N`, taken out of `rest`.
+fn take_max(prefix: &str, rest: &mut Vec<String>) -> Result<Option<u32>, UsageError> {
+    let Some(i) = rest
+        .iter()
+        .position(|a| a == "--max" || a.starts_with("--max="))
+    else {
+        return Ok(None);
+    };
+    let word = rest.remove(i);
+    let v = match word.strip_prefix("--max=") {
+        Some(v) => v.to_string(),
+        None if i < rest.len() => rest.remove(i),
+        None => return Err(err(prefix, "--max needs a number")),
+    };
+    v.parse::<u32>().map(Some).map_err(|_| {
+        err(
+            prefix,
+            format!("--max must be a non-negative integer, not '{v}'"),
+        )
+    })
 }
 
 fn location(prefix: &str, words: &[String]) -> Result<Value, UsageError> {
@@ -201,7 +233,24 @@ fn parse_args(prefix: &str, mut rest: Vec<String>) -> Result<Value, UsageError> 
             }
             _ => return Err(err(prefix, "expected a name and a weight")),
         },
-        "osd crush set" | "osd crush add" => {
+        "osd ok-to-stop" | "osd safe-to-destroy" => {
+            if prefix == "osd ok-to-stop" {
+                if let Some(max) = take_max(prefix, &mut rest)? {
+                    put("max", json!(max));
+                }
+            }
+            if rest.is_empty() {
+                return Err(err(prefix, "missing OSD id"));
+            }
+            for id in rest
+                .iter()
+                .filter(|i| !matches!(i.as_str(), "all" | "any" | "*"))
+            {
+                osd_id(prefix, id)?;
+            }
+            put("ids", json!(rest));
+        }
+        "osd crush set" | "osd crush add" | "osd crush create-or-move" => {
             if rest.len() < 3 {
                 return Err(err(prefix, "expected osd.N, a weight and a location"));
             }
@@ -283,6 +332,23 @@ mod tests {
             p("osd rm 3 4").expect("ok"),
             json!({"prefix": "osd rm", "ids": ["3", "4"]})
         );
+        assert_eq!(
+            p("osd ok-to-stop 1 osd.2 --max 4").expect("ok"),
+            json!({"prefix": "osd ok-to-stop", "ids": ["1", "osd.2"], "max": 4})
+        );
+        assert_eq!(
+            p("osd ok-to-stop --max=2 all").expect("ok"),
+            json!({"prefix": "osd ok-to-stop", "ids": ["all"], "max": 2})
+        );
+        assert_eq!(
+            p("osd safe-to-destroy osd.3").expect("ok"),
+            json!({"prefix": "osd safe-to-destroy", "ids": ["osd.3"]})
+        );
+        assert_eq!(
+            p("osd crush create-or-move osd.3 1.5 root=default rack=r1 host=h1").expect("ok"),
+            json!({"prefix": "osd crush create-or-move", "id": "osd.3", "weight": 1.5,
+                   "args": ["root=default", "rack=r1", "host=h1"]})
+        );
         assert!(parse(&["osd".into(), "rm-noup".into(), "1".into()]).is_none());
         assert!(parse(&["osd".into(), "crush".into(), "dump".into()]).is_none());
     }
@@ -297,6 +363,13 @@ mod tests {
                 "WEIGHT must be a number >= 0",
             ),
             ("osd destroy x --yes-i-really-mean-it", "invalid OSD id 'x'"),
+            ("osd ok-to-stop", "missing OSD id"),
+            ("osd ok-to-stop 1 --max", "--max needs a number"),
+            (
+                "osd ok-to-stop 1 --max x",
+                "--max must be a non-negative integer",
+            ),
+            ("osd safe-to-destroy osd.x", "invalid OSD id 'osd.x'"),
             (
                 "osd crush rule create-replicated fast",
                 "expected NAME ROOT TYPE",

@@ -27,9 +27,9 @@ const DEFAULT_CONF: &str = "/etc/kalmar/kalmar.conf";
     version,
     about = "Kalmar admin CLI (Ceph's command grammar)",
     after_help = "Commands: status|-s, health [detail], osd tree|dump|stat|ls|out|in|down|set|unset|new, \
-                  osd pool create|set|ls|rm, osd map, osd crush dump|test|tree|add-bucket|move|rm|reweight|set|add, \
+                  osd pool create|set|ls|rm, osd map, osd crush dump|test|tree|add-bucket|move|rm|reweight|set|add|create-or-move, \
                   osd crush set-device-class|rm-device-class|class ls|class ls-osd, \
-                  osd crush rule create-replicated|ls|dump|rm, osd destroy|purge|rm, osd df, df [detail], pg map|stat|dump, \
+                  osd crush rule create-replicated|ls|dump|rm, osd ok-to-stop|safe-to-destroy, osd destroy|purge|rm, osd df, df [detail], pg map|stat|dump, \
                   pg PGID query, pg scrub|deep-scrub|repair PGID, mgr stat|dump|fail, \
                   mgr module ls|enable|disable, tell mgr WORDS..., \
                   daemon NAME CMD..., rados -p POOL ..., image ..., vstart ..., vstop ..., \

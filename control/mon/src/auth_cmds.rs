@@ -195,6 +195,8 @@ const READ_ONLY: &[&str] = &[
     "osd crush rule list",
     "osd crush rule dump",
     "osd crush tree",
+    "osd ok-to-stop",
+    "osd safe-to-destroy",
     "pg map",
     "pg stat",
     "pg dump",

@@ -116,7 +116,7 @@ pub(crate) fn req_f64(cmd: &Value, key: &str) -> Result<f64, CmdError> {
 }
 
 /// A number given as a JSON number or a numeric string.
-fn arg_u32(cmd: &Value, key: &str) -> Result<Option<u32>, CmdError> {
+pub(crate) fn arg_u32(cmd: &Value, key: &str) -> Result<Option<u32>, CmdError> {
     let bad = || CmdError::inval(format!("argument '{key}' must be a non-negative integer"));
     match cmd.get(key) {
         None | Some(Value::Null) => Ok(None),
@@ -190,6 +190,8 @@ pub const PREFIXES: &[&str] = &[
     "pg stat",
     "pg dump",
     "osd crush dump",
+    "osd ok-to-stop",
+    "osd safe-to-destroy",
     // CRUSH administration and OSD removal: crushmon_cmds.rs.
     "mgr stat",
     "mgr dump",
@@ -391,6 +393,10 @@ fn run(st: &mut MonState, cmd: &Value, now: Instant, now_us: u64) -> Result<CmdR
             CmdReply::data(fmt.render(&v, || format!("{}\n", m.to_line())))
         }
         "osd crush dump" => CmdReply::data(fmt.json_always(&dump::crush_dump_json(&osdmap.crush))),
+        "osd ok-to-stop" => crate::osd_safety::cmd_ok_to_stop(osdmap, &st.pgmap, cmd, fmt)?,
+        "osd safe-to-destroy" => {
+            crate::osd_safety::cmd_safe_to_destroy(osdmap, &st.pgmap, cmd, fmt)?
+        }
         "mgr stat" => CmdReply::data(fmt.json_always(&st.mgr.map().stat_json())),
         "mgr dump" => CmdReply::data(fmt.json_always(&st.mgr.map().dump_json())),
         "mgr fail" => CmdReply::status(st.mgr.cmd_fail(arg_str(cmd, "who"), now, now_us)?),

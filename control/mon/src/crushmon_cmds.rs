@@ -2,8 +2,8 @@
 //! replies and errors: device classes (`osd crush set-device-class`,
 //! `rm-device-class`, `class ls`, `class ls-osd`), rules (`osd crush rule
 //! create-replicated|ls|dump|rm`), buckets and items (`osd crush
-//! add-bucket|move|rm|remove|reweight|set|add|tree`) and removal (`osd
-//! destroy|purge|rm`).
+//! add-bucket|move|rm|remove|reweight|set|add|create-or-move|tree`) and
+//! removal (`osd destroy|purge|rm`).
 //!
 //! Every change is made on a copy of the map through `OsdMon::edit_map`,
 //! so a failed command changes nothing and a successful one lands in the
@@ -44,6 +44,7 @@ pub const PREFIXES: &[&str] = &[
     "osd crush reweight",
     "osd crush set",
     "osd crush add",
+    "osd crush create-or-move",
     "osd crush tree",
     "osd destroy",
     "osd purge",
@@ -161,6 +162,12 @@ fn run(st: &mut MonState, prefix: &str, cmd: &Value, fmt: Format) -> Result<CmdR
             let loc = location(cmd)?;
             let add = prefix == "osd crush add";
             status(st.osd.edit_map(|m, _| set_item(m, id, w, &loc, add))?)
+        }
+        "osd crush create-or-move" => {
+            let id = single_osd(cmd)?;
+            let w = req_f64(cmd, "weight")?;
+            let loc = location(cmd)?;
+            status(st.osd.edit_map(|m, _| create_or_move(m, id, w, &loc))?)
         }
         "osd destroy" | "osd purge" => {
             let id = single_osd(cmd)?;
@@ -555,6 +562,41 @@ fn set_item(
     Ok(format!(
         "{action} item id {id} name '{name}' weight {wstr} at location {where_} to crush map"
     ))
+}
+
+/// `osd crush create-or-move osd.N W LOC...`: what an OSD asks at boot
+/// with its `crush_location` (`osd_crush_update_on_start`). Missing
+/// buckets on the path are made, buckets are moved under the ones named
+/// above them, the OSD goes into the lowest one keeping the weight it has
+/// (`W` only for an OSD not in CRUSH yet); one already there is left
+/// alone and the map does not change ([`CrushMap::create_or_move_at`]).
+pub fn create_or_move(m: &mut OsdMap, id: i32, w: f64, loc: &Location) -> Result<String, CmdError> {
+    let name = format!("osd.{id}");
+    if !m.exists(id) {
+        return Err(CmdError::noent(format!(
+            "osd.{id} does not exist.  create it before updating the crush map"
+        )));
+    }
+    if loc.is_empty() {
+        return Err(CmdError::inval(
+            "missing location (e.g. root=default rack=r1 host=node1)",
+        ));
+    }
+    let weight = edit::weight_from_f64(w).map_err(crush_err)?;
+    let changed = m
+        .crush
+        .create_or_move_at(id, weight, loc)
+        .map_err(crush_err)?;
+    let tail = format!(
+        "item name '{name}' weight {} at location {} to crush map",
+        dump::fmt_g(w),
+        edit::location_string(loc)
+    );
+    if !changed {
+        return Ok(format!("create-or-move updated {tail}"));
+    }
+    rebuild(&mut m.crush)?;
+    Ok(format!("create-or-move updating {tail}"))
 }
 
 /// `osd destroy` keeps the id and the CRUSH position (a new disk takes

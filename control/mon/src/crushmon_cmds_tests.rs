@@ -543,3 +543,73 @@ fn booting_osd_sets_its_class_once() {
     );
     let _ = TEST_ERRNOS;
 }
+
+/// What an OSD asks at boot with `crush_location = "root=default rack=r1
+/// host=h0"`: the rack is made and h0 moves into it once; the second ask
+/// changes nothing (no new epoch); bad locations are EINVAL and change
+/// nothing.
+#[test]
+fn create_or_move_places_an_osd_at_its_full_location() {
+    let mut st = state(3);
+    ok(
+        &mut st,
+        json!({"prefix": "osd crush set-device-class", "class": "ssd", "ids": ["0"]}),
+    );
+    let e0 = st.osd.map().epoch;
+    let cmd = json!({"prefix": "osd crush create-or-move", "id": 0, "weight": 1.0,
+        "args": ["root=default", "rack=r1", "host=h0"]});
+    assert_eq!(
+        ok(&mut st, cmd.clone()),
+        "create-or-move updating item name 'osd.0' weight 1 at location {host=h0,rack=r1,root=default} to crush map"
+    );
+    assert_eq!(st.osd.map().epoch, e0 + 1);
+    let crush = &st.osd.map().crush;
+    let r1 = crush.item_id("r1").expect("rack made");
+    let h0 = crush.item_id("h0").expect("h0");
+    assert_eq!(crush.bucket(r1).expect("r1").items, vec![h0]);
+    assert!(
+        crush.item_id("r1~ssd").is_some(),
+        "the class tree follows the move"
+    );
+    let tree = String::from_utf8(run(&mut st, json!({"prefix": "osd tree"})).outbuf).expect("utf8");
+    assert!(tree.contains("rack r1"), "{tree}");
+    assert_eq!(
+        ok(&mut st, cmd),
+        "create-or-move updated item name 'osd.0' weight 1 at location {host=h0,rack=r1,root=default} to crush map"
+    );
+    assert_eq!(st.osd.map().epoch, e0 + 1, "nothing to change, no epoch");
+    // osd.1's host is left where it is by a location that names no rack.
+    ok(
+        &mut st,
+        json!({"prefix": "osd crush move", "name": "h1", "args": ["rack=r1", "root=default"]}),
+    );
+    let e1 = st.osd.map().epoch;
+    ok(
+        &mut st,
+        json!({"prefix": "osd crush create-or-move", "id": "osd.1", "weight": "1",
+            "args": ["host=h1", "root=default"]}),
+    );
+    assert_eq!(st.osd.map().epoch, e1);
+    let (_, _, einval, enoent) = TEST_ERRNOS;
+    for (args, why) in [
+        (json!(["host=h1"]), "names no root"),
+        (
+            json!(["shelf=s1", "root=default"]),
+            "unknown crush type 'shelf'",
+        ),
+        (json!(["host=r1", "root=default"]), "is a rack, not a host"),
+        (json!([]), "missing location"),
+    ] {
+        let msg = fails(
+            &mut st,
+            json!({"prefix": "osd crush create-or-move", "id": 1, "weight": 1, "args": args}),
+            einval,
+        );
+        assert!(msg.contains(why), "{args}: {msg}");
+    }
+    fails(
+        &mut st,
+        json!({"prefix": "osd crush create-or-move", "id": 9, "weight": 1, "args": ["host=h9", "root=default"]}),
+        enoent,
+    );
+}

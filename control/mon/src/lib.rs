@@ -3,6 +3,7 @@
 //! - [`store`]: RocksDB behind a small key-value interface (synced batches).
 //! - [`persist`]: map epochs in the store (mkfs, load, commit, trim).
 //! - [`osdmon`], [`pools`]: the OSDMap service and pool commands.
+//! - [`osd_safety`]: `osd ok-to-stop` and `osd safe-to-destroy`.
 //! - [`quota`]: pool quotas enforced through the `full_quota` pool flag.
 //! - [`mgrmon`]: the MgrMap service (beacons, failover).
 //! - [`mgrstat`]: health checks the active mgr reports.
@@ -31,6 +32,7 @@ pub mod mgrstat;
 pub mod monmap;
 pub mod monmap_history;
 pub mod options;
+pub mod osd_safety;
 pub mod osdmon;
 pub mod perf;
 pub mod persist;

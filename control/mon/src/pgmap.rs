@@ -97,6 +97,11 @@ impl PgMap {
             .collect()
     }
 
+    /// The PG count of an OSD's last report (None: it never reported).
+    pub fn osd_num_pgs(&self, osd: OsdId) -> Option<u32> {
+        self.osds.get(&osd).map(|s| s.num_pgs)
+    }
+
     /// Each pool's `(objects, bytes)`, summed over its reported PGs; a
     /// pool none of whose PGs reported is absent.
     pub fn pool_usage(&self) -> &BTreeMap<PoolId, (u64, u64)> {

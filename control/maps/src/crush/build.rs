@@ -142,7 +142,7 @@ impl CrushMap {
     }
 
     /// Whether `anc` is `item` or holds it, directly or not.
-    fn is_ancestor(&self, anc: i32, item: i32) -> bool {
+    pub(crate) fn is_ancestor(&self, anc: i32, item: i32) -> bool {
         let mut stack = vec![anc];
         let mut seen = 0usize;
         while let Some(id) = stack.pop() {

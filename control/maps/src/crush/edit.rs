@@ -195,6 +195,127 @@ impl CrushMap {
         Ok(())
     }
 
+    /// Places device `osd` at a full location, as an OSD asks at boot
+    /// (`osd crush create-or-move`, Ceph's `osd_crush_update_on_start`)
+    /// with its `crush_location`. Returns whether the map changed.
+    ///
+    /// The location must end at a bucket of the map's top type (`root`);
+    /// every type must exist and be above the device type, and a named
+    /// bucket that exists must have the named type. Then:
+    /// - buckets named but missing are created with their types;
+    /// - each named bucket is put inside the next one named above it
+    ///   (`host=h1` into `rack=r1`, `rack=r1` into `root=default`) unless
+    ///   it already sits somewhere below it: levels the location does not
+    ///   name are left as they are, so a host an admin moved into a rack
+    ///   stays there for a location of just `host=h1 root=default`;
+    /// - the device goes directly into the lowest named bucket, keeping
+    ///   the weight it had if it was placed (Ceph's `check_item_loc` then
+    ///   `create_or_move_item`), else with `weight`; a device already there
+    ///   is left alone.
+    ///
+    /// Nothing changes when an error is returned.
+    pub fn create_or_move_at(
+        &mut self,
+        osd: i32,
+        weight: u32,
+        loc: &Location,
+    ) -> Result<bool, MapError> {
+        if osd < 0 {
+            return Err(err(format!("{osd} is not a device id")));
+        }
+        self.check_location(loc)?;
+        let mut levels: Vec<(i32, &str, &str)> = Vec::with_capacity(loc.len());
+        for (t, n) in loc {
+            let tid = self
+                .type_id(t)
+                .ok_or_else(|| err(format!("unknown crush type '{t}' in location")))?;
+            if tid == 0 {
+                return Err(err(format!(
+                    "location names the device type '{t}'; name the buckets above the device"
+                )));
+            }
+            levels.push((tid, t.as_str(), n.as_str()));
+        }
+        levels.sort_unstable_by_key(|l| l.0);
+        let mut names = BTreeSet::new();
+        if let Some(l) = levels.iter().find(|l| !names.insert(l.2)) {
+            return Err(err(format!("location names the bucket '{}' twice", l.2)));
+        }
+        let (top_id, top_name) = self
+            .types
+            .iter()
+            .next_back()
+            .map(|(&i, n)| (i, n.clone()))
+            .ok_or_else(|| err("the map has no bucket types".into()))?;
+        if levels.last().is_none_or(|l| l.0 != top_id) {
+            return Err(err(format!(
+                "location {} names no {top_name}: it must end at a bucket of type '{top_name}' (e.g. {top_name}=default)",
+                location_string(loc)
+            )));
+        }
+        for &(tid, tname, name) in &levels {
+            let Some(id) = self.item_id(name) else {
+                continue;
+            };
+            let b = self
+                .bucket(id)
+                .ok_or_else(|| err(format!("location {tname}={name} names a device")))?;
+            if b.is_shadow() {
+                return Err(err(format!(
+                    "location {tname}={name} names a device-class shadow bucket"
+                )));
+            }
+            if b.type_id != tid {
+                let actual = self.type_name(b.type_id).unwrap_or("?").to_string();
+                return Err(err(format!("bucket '{name}' is a {actual}, not a {tname}")));
+            }
+        }
+        let mut m = self.clone();
+        let mut ids = Vec::with_capacity(levels.len());
+        for &(tid, _, name) in &levels {
+            let id = match m.item_id(name) {
+                Some(id) => id,
+                None => {
+                    let id = m.next_bucket_id();
+                    m.add_bucket(id, name, tid)?
+                }
+            };
+            ids.push(id);
+        }
+        for pair in ids.windows(2) {
+            let (child, parent) = (pair[0], pair[1]);
+            if m.is_ancestor(parent, child) {
+                continue;
+            }
+            if m.is_ancestor(child, parent) {
+                return Err(err(format!(
+                    "'{}' holds '{}'; it cannot also go inside it",
+                    m.item_name(child).unwrap_or("?"),
+                    m.item_name(parent).unwrap_or("?")
+                )));
+            }
+            let w = m.bucket(child).map_or(0, Bucket::weight);
+            m.detach(child);
+            m.insert_item(parent, child, w)?;
+        }
+        if !m.devices.contains_key(&osd) {
+            m.add_device(osd, &format!("osd.{osd}"), None)?;
+        }
+        let lowest = ids[0];
+        if !m.bucket(lowest).is_some_and(|b| b.items.contains(&osd)) {
+            let w = if m.device_is_placed(osd) {
+                m.item_weight(osd).unwrap_or(weight)
+            } else {
+                weight
+            };
+            m.unlink_device(osd);
+            m.insert_item(lowest, osd, w)?;
+        }
+        let changed = m != *self;
+        *self = m;
+        Ok(changed)
+    }
+
     /// Takes a device out of every bucket, keeping its name and class.
     pub fn unlink_device(&mut self, id: i32) {
         for p in self.parents_of(id) {

@@ -227,3 +227,123 @@ fn replicated_rules_take_lowest_free_id_and_choose_devices_directly() {
     assert_eq!(weight_from_f64(0.0078).expect("w"), 511);
     assert!(weight_from_f64(-1.0).is_err());
 }
+
+#[test]
+fn create_or_move_builds_the_path_and_keeps_what_is_already_there() {
+    let mut m = CrushMap::new_default();
+    m.add_osd(0, WEIGHT_ONE, "h1").expect("osd");
+    m.add_osd(1, 2 * WEIGHT_ONE, "h1").expect("osd");
+    let root = m.item_id("default").expect("root");
+    let h1 = m.item_id("h1").expect("h1");
+    // Already there (the default location of an OSD): nothing changes.
+    let before = m.clone();
+    assert!(!m
+        .create_or_move_at(0, 5 * WEIGHT_ONE, &loc(&["host=h1", "root=default"]))
+        .expect("same place"));
+    assert_eq!(m, before);
+    // A rack level: the rack is made under the root and the host moves
+    // into it with both its OSDs; osd.0 keeps its weight.
+    assert!(m
+        .create_or_move_at(
+            0,
+            5 * WEIGHT_ONE,
+            &loc(&["root=default", "rack=r1", "host=h1"])
+        )
+        .expect("rack"));
+    let r1 = m.item_id("r1").expect("rack made");
+    assert_eq!(m.bucket(r1).expect("r1").type_id, 3);
+    assert_eq!(m.bucket(r1).expect("r1").items, vec![h1]);
+    assert_eq!(m.bucket(root).expect("root").items, vec![r1]);
+    assert_eq!(m.item_weight(0), Some(WEIGHT_ONE));
+    assert_eq!(m.item_weight(r1), Some(3 * WEIGHT_ONE));
+    assert_eq!(m.item_weight(root), Some(3 * WEIGHT_ONE));
+    // The second OSD of the host asks for the same: nothing to do.
+    let before = m.clone();
+    assert!(!m
+        .create_or_move_at(1, WEIGHT_ONE, &loc(&["root=default", "rack=r1", "host=h1"]))
+        .expect("same"));
+    assert_eq!(m, before);
+    // A location that skips the rack still finds h1 inside the root: the
+    // admin's rack stays.
+    assert!(!m
+        .create_or_move_at(1, WEIGHT_ONE, &loc(&["host=h1", "root=default"]))
+        .expect("inside"));
+    assert_eq!(m, before);
+    // Several missing levels at once, and a device moved to another host
+    // keeps its weight; the old host keeps the other OSD.
+    assert!(m
+        .create_or_move_at(
+            1,
+            WEIGHT_ONE,
+            &loc(&[
+                "root=default",
+                "datacenter=dc1",
+                "row=a",
+                "rack=r2",
+                "host=h2"
+            ])
+        )
+        .expect("new path"));
+    let names: Vec<&str> = ["h2", "r2", "a", "dc1"].to_vec();
+    let ids: Vec<i32> = names.iter().map(|n| m.item_id(n).expect("made")).collect();
+    for (pair, want_type) in ids.windows(2).zip(["rack", "row", "datacenter"]) {
+        let parent = m.bucket(pair[1]).expect("parent");
+        assert_eq!(m.type_name(parent.type_id), Some(want_type));
+        assert_eq!(parent.items, vec![pair[0]]);
+    }
+    assert_eq!(m.bucket(ids[0]).expect("h2").items, vec![1]);
+    assert_eq!(m.item_weight(1), Some(2 * WEIGHT_ONE));
+    assert_eq!(m.item_weight(h1), Some(WEIGHT_ONE));
+    assert_eq!(m.item_weight(root), Some(3 * WEIGHT_ONE));
+    // A device not in CRUSH at all gets the weight given.
+    assert!(m
+        .create_or_move_at(7, WEIGHT_ONE / 2, &loc(&["root=default", "host=h7"]))
+        .expect("new device"));
+    assert_eq!(m.item_weight(7), Some(WEIGHT_ONE / 2));
+    assert!(m.device_is_placed(7));
+}
+
+#[test]
+fn create_or_move_refuses_bad_locations_and_changes_nothing() {
+    let mut m = CrushMap::new_default();
+    m.add_osd(0, WEIGHT_ONE, "h1").expect("osd");
+    let before = m.clone();
+    for (words, why) in [
+        (&["host=h1"][..], "names no root"),
+        (&["host=h1", "rack=r1"][..], "names no root"),
+        (
+            &["shelf=s1", "root=default"][..],
+            "unknown crush type 'shelf'",
+        ),
+        (&["osd=x", "root=default"][..], "device type"),
+        (&["host=default", "root=other"][..], "is a root, not a host"),
+        (&["host=h9", "root=h1"][..], "is a host, not a root"),
+        (
+            &["host=x", "rack=r", "root=x"][..],
+            "names the bucket 'x' twice",
+        ),
+    ] {
+        let e = m
+            .create_or_move_at(0, WEIGHT_ONE, &loc(words))
+            .expect_err(why)
+            .to_string();
+        assert!(e.contains(why), "{words:?}: {e}");
+        assert_eq!(m, before, "{words:?} changed the map");
+    }
+    // A host that holds the rack it should go into is a loop.
+    let h1 = m.item_id("h1").expect("h1");
+    let rack = m.next_bucket_id();
+    m.add_bucket(rack, "odd", 3).expect("rack");
+    m.insert_item(h1, rack, 0).expect("rack under host");
+    let before = m.clone();
+    let e = m
+        .create_or_move_at(
+            0,
+            WEIGHT_ONE,
+            &loc(&["host=h1", "rack=odd", "root=default"]),
+        )
+        .expect_err("loop")
+        .to_string();
+    assert!(e.contains("holds"), "{e}");
+    assert_eq!(m, before);
+}
