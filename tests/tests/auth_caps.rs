@@ -88,7 +88,7 @@ async fn osds_enforce_osd_caps_and_the_mgr_mgr_caps() -> anyhow::Result<()> {
     c.create_pool("a", 8, 2, 1).await?;
     c.create_pool("b", 8, 2, 1).await?;
     let (admin, ios) = client_as(&c, c.admin_auth()?, &["a", "b"]).await?;
-    let (pa, pb) = (ios[0].pool_id() as u64, ios[1].pool_id() as u64);
+    let (pa, pb) = (ios[0].pool_id(), ios[1].pool_id());
     c.wait_pgs(pa, 8, &["active", "clean"], Duration::from_secs(60))
         .await?;
     c.wait_pgs(pb, 8, &["active", "clean"], Duration::from_secs(60))
