@@ -76,8 +76,20 @@ impl ClientThrottle {
     }
 }
 
-/// Hands a client op to its PG, or answers it.
+/// Hands a client op to its PG, or answers it. An op of an authenticated
+/// session is first checked against the session's osd caps.
 fn route(svc: &Service, op: ClientOp) {
+    if let Some(peer) = &op.auth {
+        let map = svc.map();
+        if let Err(r) = crate::caps::check_with_map(peer, &map, &op.req) {
+            if r.result != -errno::ENOENT {
+                let pool = map.pool(op.req.pgid.pool).map_or("?", |p| p.name.as_str());
+                svc.cap_refusals.log(peer, pool, &op.req, &r);
+            }
+            answer(&op, r.result, 0, r.reason);
+            return;
+        }
+    }
     let pgid = op.req.pgid;
     if let Some(h) = svc.pg(pgid) {
         op.track.mark("queued_for_pg");
@@ -188,6 +200,7 @@ impl EventSink for ClientSink {
             track,
             permits,
             read_repairs: 0,
+            auth: peer.auth.clone(),
         };
         if op.req.map_epoch > svc.epoch() {
             match self.waiting.try_send(op) {

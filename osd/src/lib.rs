@@ -10,7 +10,8 @@
 //! - [`pg`]: one task per PG: the peering state machine's driver, the
 //!   client write path, replicated writes, reads, recovery I/O, scrub and
 //!   repair, and the PG commands (`pg query`, `pg scrub`, ...).
-//! - [`dispatch`]: client and cluster ports to PG tasks; client throttle.
+//! - [`dispatch`]: client and cluster ports to PG tasks; client throttle;
+//!   [`caps`]: the clients' osd caps, checked per op under cephx.
 //! - [`heartbeat`], [`report`], [`admin`], [`perf`], [`tracker`]:
 //!   failure detection, stats to the mon, admin socket, counters, ops.
 //! - [`names`], [`wire`], [`options`]: layout in the store, encodings of
@@ -56,6 +57,7 @@
 #![deny(clippy::unwrap_used)]
 
 pub mod admin;
+pub mod caps;
 pub mod create;
 pub mod daemon;
 pub mod devices;

@@ -49,6 +49,8 @@ pub struct Service {
     fatal: watch::Sender<Option<String>>,
     /// The shards' runtimes and stores, by shard index.
     shards: Vec<(tokio::runtime::Handle, Arc<ShardStore>)>,
+    /// Client ops refused by the clients' osd caps, for the logs.
+    pub cap_refusals: crate::caps::RefusalLog,
 }
 
 impl Service {
@@ -86,6 +88,7 @@ impl Service {
             want_up_thru: AtomicU32::new(0),
             fatal,
             shards,
+            cap_refusals: crate::caps::RefusalLog::default(),
         }
     }
 

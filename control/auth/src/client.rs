@@ -31,6 +31,32 @@ pub struct PendingClient {
 struct Granted {
     global_id: u64,
     tickets: Vec<ServiceTicket>,
+    /// The lifetime the mon gave the last grant's tickets (as it states
+    /// it; from an older mon, the time to their expiry on this host's
+    /// clock when they arrived).
+    lifetime_secs: Option<u64>,
+}
+
+/// The shortest period a keyed client renews its tickets on, whatever
+/// lifetime the mon states (the mon clamps `auth_service_ticket_ttl` to
+/// at least 10 s; the floor keeps a skewed clock, which makes a lifetime
+/// look near zero, from renewing in a tight loop).
+pub const MIN_RENEWAL_SECS: u64 = 2;
+
+/// How often a keyed client renews tickets that live `lifetime_secs`: a
+/// quarter of the lifetime (as the daemons do), at least
+/// [`MIN_RENEWAL_SECS`]. A quarter leaves three quarters of a lifetime for
+/// a failed renewal to be retried (every 2 s, at the next mon) before the
+/// held tickets expire and new OSD sessions would be refused.
+pub fn renewal_period(lifetime_secs: u64) -> std::time::Duration {
+    std::time::Duration::from_secs((lifetime_secs / 4).max(MIN_RENEWAL_SECS))
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 pub struct ClientAuth {
@@ -70,6 +96,18 @@ impl ClientAuth {
     /// The global id the mon gave the last session (0 before one).
     pub fn global_id(&self) -> u64 {
         self.granted.lock().global_id
+    }
+
+    /// The lifetime of the tickets the mon last granted (`None` before a
+    /// grant, or when it held no tickets).
+    pub fn ticket_lifetime_secs(&self) -> Option<u64> {
+        self.granted.lock().lifetime_secs
+    }
+
+    /// When to renew next: [`renewal_period`] of the lifetime the mon
+    /// last granted; `None` before a grant.
+    pub fn renewal_period(&self) -> Option<std::time::Duration> {
+        self.ticket_lifetime_secs().map(renewal_period)
     }
 
     /// Whether a ticket for `service` valid at `now` is held.
@@ -172,9 +210,23 @@ impl ClientAuth {
                     s.expires_unix_secs,
                 );
             }
+            let lifetime = if grant.tickets.is_empty() {
+                None
+            } else if grant.ticket_ttl_secs > 0 {
+                Some(grant.ticket_ttl_secs)
+            } else {
+                // An older mon states no ttl: what is left on our clock.
+                let now = unix_now();
+                grant
+                    .tickets
+                    .iter()
+                    .map(|t| t.expires_unix_secs.saturating_sub(now))
+                    .min()
+            };
             let mut g = self.granted.lock();
             g.global_id = grant.global_id;
             g.tickets = grant.tickets;
+            g.lifetime_secs = lifetime;
         }
         Ok(connection_key(&p.key, &self.entity, &p.client_nonce, &sn))
     }

@@ -286,3 +286,27 @@ fn rotation_keeps_live_tickets_valid() {
         source::MAX_ROTATING_SECRETS
     );
 }
+
+#[test]
+fn clients_renew_on_the_lifetime_the_mon_grants() {
+    let c = cluster();
+    let key = c.add("client.a", &[("mon", "allow r")]);
+    let client = ClientAuth::new("client.a", Some(key));
+    assert_eq!(client.renewal_period(), None, "nothing granted yet");
+    run(&client, &c.mon, Service::Mon, NOW).expect("auth");
+    // The test mon issues 60 s tickets: renew every quarter, 15 s.
+    assert_eq!(client.ticket_lifetime_secs(), Some(60));
+    assert_eq!(
+        client.renewal_period(),
+        Some(std::time::Duration::from_secs(15))
+    );
+    assert_eq!(
+        crate::client::renewal_period(3600),
+        std::time::Duration::from_secs(900)
+    );
+    // A tiny (or skewed-to-nothing) lifetime: the floor.
+    assert_eq!(
+        crate::client::renewal_period(1),
+        std::time::Duration::from_secs(crate::client::MIN_RENEWAL_SECS)
+    );
+}

@@ -124,9 +124,14 @@ pub struct Grant {
     pub tickets: Vec<ServiceTicket>,
     /// Service secrets, for daemons of that service only.
     pub rotating: Vec<RotatingSecret>,
+    /// The lifetime the mon gave the tickets (its `auth_service_ticket_ttl`),
+    /// so a client renews on it whatever its clock says; 0 from a mon
+    /// older than version 2 of the grant (the client then takes the
+    /// tickets' expiry against its own clock).
+    pub ticket_ttl_secs: u64,
 }
-impl_versioned!(Grant, "auth grant", version = 1, compat = 1,
-    { global_id, caps, tickets, rotating });
+impl_versioned!(Grant, "auth grant", version = 2, compat = 1,
+    { global_id, caps, tickets, rotating }, since 2 { ticket_ttl_secs });
 
 #[cfg(test)]
 mod tests {
@@ -166,8 +171,20 @@ mod tests {
                 key: [5; 16],
                 expires_unix_secs: 100,
             }],
+            ticket_ttl_secs: 600,
         };
         assert_eq!(Grant::from_bytes(&g.to_bytes()).expect("rt"), g);
+        // A version-1 grant (an older mon) decodes with no stated ttl.
+        let mut v1 = Vec::new();
+        kalmar_common::encoding::encode_versioned(&mut v1, 1, 1, |b| {
+            g.global_id.encode(b);
+            g.caps.encode(b);
+            g.tickets.encode(b);
+            g.rotating.encode(b);
+        });
+        let old = Grant::from_bytes(&v1).expect("v1");
+        assert_eq!(old.ticket_ttl_secs, 0);
+        assert_eq!(old.tickets, g.tickets);
     }
 
     proptest! {

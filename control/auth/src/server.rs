@@ -271,6 +271,7 @@ impl ServerAuth {
         let mut grant = Grant {
             global_id: r.global_id,
             caps: r.caps_text.clone(),
+            ticket_ttl_secs: self.keys.ticket_ttl_secs(),
             ..Grant::default()
         };
         for service in [Service::Osd, Service::Mgr] {

@@ -26,22 +26,34 @@ const OMAP_PAGE: u32 = 1000;
 /// Inconsistent objects fetched per request (Ceph's `rados` asks for 32).
 const LIST_INCONSISTENT_PAGE: u32 = 32;
 
-/// How often a keyed client renews its tickets with a mon: a quarter of
-/// the default ticket lifetime (`auth_service_ticket_ttl`, 1 h), as the
-/// daemons do, so sessions to the OSDs it opens later still get in.
-const TICKET_RENEWAL: std::time::Duration = std::time::Duration::from_secs(900);
+/// How often a keyed client renews before it knows the lifetime the mon
+/// grants (Ceph's default `auth_service_ticket_ttl`, 1 h, quartered).
+const DEFAULT_RENEWAL: std::time::Duration = std::time::Duration::from_secs(900);
+/// Pause before retrying a failed renewal (at the next mon).
+const RENEWAL_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Re-authenticates with a mon every [`TICKET_RENEWAL`] while the client
-/// lives; the renewed tickets land in the `ClientAuth` the OSD sessions
-/// share. A failure is logged and retried at the next mon soon.
+/// Re-authenticates with a mon while the client lives, every quarter of
+/// the ticket lifetime the mon last granted (see
+/// `kalmar_auth::client::renewal_period`: at least 2 s), so sessions
+/// to OSDs it opens later still get in whatever `auth_service_ticket_ttl`
+/// the mons run with. The renewed tickets land in the `ClientAuth` the
+/// OSD sessions share. A failure is logged and retried at the next mon
+/// after [`RENEWAL_RETRY`].
 async fn renew_tickets(
     o: std::sync::Weak<Objecter<MsgrTransport>>,
     mons: Vec<std::net::SocketAddr>,
     me: EntityName,
     msgr: kalmar_msgr::MsgrConfig,
 ) {
+    let period = |msgr: &kalmar_msgr::MsgrConfig| {
+        msgr.auth
+            .client
+            .as_ref()
+            .and_then(|c| c.renewal_period())
+            .unwrap_or(DEFAULT_RENEWAL)
+    };
     let mut turn = 0usize;
-    let mut pause = TICKET_RENEWAL;
+    let mut pause = period(&msgr);
     loop {
         tokio::time::sleep(pause).await;
         if o.strong_count() == 0 || mons.is_empty() {
@@ -61,11 +73,13 @@ async fn renew_tickets(
         {
             Ok(c) => {
                 c.close().await;
-                TICKET_RENEWAL
+                let p = period(&msgr);
+                tracing::debug!(mon = %addr, next_in = ?p, "renewed tickets");
+                p
             }
             Err(e) => {
                 tracing::warn!(mon = %addr, "renewing tickets failed: {e}");
-                std::time::Duration::from_secs(2)
+                RENEWAL_RETRY
             }
         };
     }

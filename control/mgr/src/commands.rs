@@ -8,6 +8,9 @@ use std::sync::Arc;
 use kalmar_maps::time::now_us;
 use serde_json::{json, Value};
 
+use kalmar_auth::AuthedPeer;
+
+use crate::cmdcaps;
 use crate::daemon::MgrShared;
 use crate::pgmap::render::{self, DumpWhat};
 use crate::pgmap::space;
@@ -143,8 +146,27 @@ fn dump_what(cmd: &Value) -> Result<DumpWhat, String> {
     }
 }
 
-/// Runs one command dict (`cmd` is its JSON text).
-pub async fn run(shared: &Arc<MgrShared>, cmd: &str, inbuf: Vec<u8>) -> CmdReply {
+/// Whether an authenticated `caller` may run native command `cmd` (an
+/// unknown prefix is left to [`native_cmd`], which refuses it).
+fn native_allowed(caller: Option<&AuthedPeer>, cmd: &Value) -> Result<(), CmdReply> {
+    let (Some(peer), Some(prefix)) = (caller, cmd.get("prefix").and_then(Value::as_str)) else {
+        return Ok(());
+    };
+    if !NATIVE.contains(&prefix) {
+        return Ok(());
+    }
+    cmdcaps::check(peer, prefix, None, cmd, cmdcaps::native_need(prefix))
+        .map_err(|e| CmdReply::err(cmdcaps::EACCES, e))
+}
+
+/// Runs one command dict (`cmd` is its JSON text) for `caller` (`None`:
+/// an unauthenticated session, auth off), checking the caller's mgr caps.
+pub async fn run(
+    shared: &Arc<MgrShared>,
+    cmd: &str,
+    inbuf: Vec<u8>,
+    caller: Option<&AuthedPeer>,
+) -> CmdReply {
     let cmd: Value = match serde_json::from_str(cmd) {
         Ok(v @ Value::Object(_)) => v,
         _ => return CmdReply::err(EINVAL, format!("command is not a JSON object: {cmd}")),
@@ -165,12 +187,18 @@ pub async fn run(shared: &Arc<MgrShared>, cmd: &str, inbuf: Vec<u8>) -> CmdReply
             .collect();
         return match native_from_words(&words) {
             Some(Ok(mut native)) => {
+                if let Err(r) = native_allowed(caller, &native) {
+                    return r;
+                }
                 native["format"] = cmd.get("format").cloned().unwrap_or(Value::Null);
                 native_cmd(shared, &native, fmt)
             }
             Some(Err(e)) => CmdReply::err(EINVAL, e),
-            None => plugin_cmd(shared, words, &cmd, inbuf).await,
+            None => plugin_cmd(shared, words, &cmd, inbuf, caller).await,
         };
+    }
+    if let Err(r) = native_allowed(caller, &cmd) {
+        return r;
     }
     native_cmd(shared, &cmd, fmt)
 }
@@ -293,6 +321,7 @@ async fn plugin_cmd(
     words: Vec<String>,
     cmd: &Value,
     inbuf: Vec<u8>,
+    caller: Option<&AuthedPeer>,
 ) -> CmdReply {
     let Some(active) = shared.active() else {
         return CmdReply::err(EAGAIN, format!("mgr.{} is not the active mgr", shared.name));
@@ -302,7 +331,20 @@ async fn plugin_cmd(
     };
     let format = cmd.get("format").and_then(Value::as_str).map(String::from);
     let inbuf = (!inbuf.is_empty()).then(|| String::from_utf8_lossy(&inbuf).into_owned());
-    let ticket = match py.dispatch_command(&words, format.as_deref(), inbuf) {
+    // The caps check runs once the command matched: it needs the plugin
+    // module and the `perm` its COMMANDS entry declares.
+    let allow = |module: &str, desc: &kalmar_mgr_py::CommandDesc, bound: &Value| match caller {
+        None => Ok(()),
+        Some(peer) => cmdcaps::check(
+            peer,
+            &desc.prefix_string(),
+            Some(module),
+            bound,
+            cmdcaps::declared_need(&desc.perm),
+        )
+        .map_err(|e| kalmar_mgr_py::CommandResult::error(cmdcaps::EACCES, e)),
+    };
+    let ticket = match py.dispatch_command_checked(&words, format.as_deref(), inbuf, allow) {
         Ok(t) => t,
         Err(r) => return CmdReply::err(r.retval, r.stderr),
     };

@@ -9,7 +9,8 @@
 //!   the Python plugins read (`get("osd_map")`, `get("pg_summary")`, ...).
 //! - [`pgmap`]: PG statistics, rates, the recovery progress event, and the
 //!   `pg stat`, `pg dump`, `df`, `osd df`, `status` renderings.
-//! - [`commands`]: native commands and `tell mgr` routing to plugins.
+//! - [`commands`]: native commands and `tell mgr` routing to plugins;
+//!   [`cmdcaps`]: the callers' mgr caps, checked per command under cephx.
 //! - [`crashpost`]: this host's crash reports posted to the `crash` module.
 //! - [`host`]: `mon_command` for plugins and the module option/store file.
 //!
@@ -19,6 +20,7 @@
 #![deny(clippy::unwrap_used)]
 
 pub mod active;
+pub mod cmdcaps;
 pub mod commands;
 pub mod crashpost;
 pub mod daemon;

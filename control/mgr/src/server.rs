@@ -181,6 +181,7 @@ fn ingest(
 
 fn spawn_command(shared: Arc<MgrShared>, slots: Arc<Semaphore>, m: Incoming, c: MonCommand) {
     let reply_to = m.from.clone();
+    let caller = m.peer.auth.clone();
     let Ok(permit) = slots.try_acquire_owned() else {
         let r = MonCommandReply {
             tid: c.tid,
@@ -193,7 +194,7 @@ fn spawn_command(shared: Arc<MgrShared>, slots: Arc<Semaphore>, m: Incoming, c: 
     };
     shared.perf.inc(L_COMMANDS, 1);
     tokio::spawn(async move {
-        let r = crate::commands::run(&shared, &c.cmd, c.inbuf.0).await;
+        let r = crate::commands::run(&shared, &c.cmd, c.inbuf.0, caller.as_deref()).await;
         let reply = MonCommandReply {
             tid: c.tid,
             retval: r.retval,

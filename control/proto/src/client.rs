@@ -30,6 +30,7 @@ pub mod errno {
     pub const EIO: i32 = 5;
     pub const E2BIG: i32 = 7;
     pub const EAGAIN: i32 = 11;
+    pub const EACCES: i32 = 13;
     pub const EBUSY: i32 = 16;
     pub const EEXIST: i32 = 17;
     pub const EINVAL: i32 = 22;
@@ -54,6 +55,7 @@ pub mod errno {
             EIO => "Input/output error",
             E2BIG => "Argument list too long",
             EAGAIN => "Resource temporarily unavailable",
+            EACCES => "Permission denied",
             EBUSY => "Device or resource busy",
             EEXIST => "File exists",
             EINVAL => "Invalid argument",
@@ -231,6 +233,37 @@ impl OsdOp {
             OsdOp::OmapSetVals { .. } => ("omap-set-vals", None),
             OsdOp::OmapRmKeys { .. } => ("omap-rm-keys", None),
             OsdOp::OmapClear => ("omap-clear", None),
+        }
+    }
+
+    /// The op's kind, as [`OsdOp::describe`] names it without arguments
+    /// (`write`, `omap-get-vals`): for logs that must not allocate.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            OsdOp::Read { .. } => "read",
+            OsdOp::Stat => "stat",
+            OsdOp::GetXattr { .. } => "getxattr",
+            OsdOp::GetXattrs => "getxattrs",
+            OsdOp::OmapGetVals { .. } => "omap-get-vals",
+            OsdOp::OmapGetValsByKeys { .. } => "omap-get-vals-by-keys",
+            OsdOp::PgLs { .. } => "pgnls",
+            OsdOp::PgQuery => "query",
+            OsdOp::PgScrub { repair: true, .. } => "repair",
+            OsdOp::PgScrub { deep: true, .. } => "deep-scrub",
+            OsdOp::PgScrub { .. } => "scrub",
+            OsdOp::PgListInconsistent { .. } => "scrubls",
+            OsdOp::Create { .. } => "create",
+            OsdOp::Write { .. } => "write",
+            OsdOp::WriteFull { .. } => "writefull",
+            OsdOp::Append { .. } => "append",
+            OsdOp::Truncate { .. } => "truncate",
+            OsdOp::Zero { .. } => "zero",
+            OsdOp::Remove => "delete",
+            OsdOp::SetXattr { .. } => "setxattr",
+            OsdOp::RmXattr { .. } => "rmxattr",
+            OsdOp::OmapSetVals { .. } => "omap-set-vals",
+            OsdOp::OmapRmKeys { .. } => "omap-rm-keys",
+            OsdOp::OmapClear => "omap-clear",
         }
     }
 

@@ -482,6 +482,20 @@ impl PyModules {
         format: Option<&str>,
         inbuf: Option<String>,
     ) -> Result<CommandTicket, CommandResult> {
+        self.dispatch_command_checked(words, format, inbuf, |_, _, _| Ok(()))
+    }
+
+    /// [`PyModules::dispatch_command`], asking `allow` first with the
+    /// matched command's module, description (its declared `perm`) and
+    /// bound arguments; an `Err` from it is the answer and the command
+    /// does not run (the mgr's cap check).
+    pub fn dispatch_command_checked(
+        &self,
+        words: &[String],
+        format: Option<&str>,
+        inbuf: Option<String>,
+        allow: impl FnOnce(&str, &CommandDesc, &Value) -> Result<(), CommandResult>,
+    ) -> Result<CommandTicket, CommandResult> {
         let cmds = self.commands();
         let refs: Vec<&CommandDesc> = cmds.iter().map(|(_, c)| c).collect();
         let (i, cmd) = match match_command(&refs, words, format) {
@@ -495,6 +509,7 @@ impl PyModules {
             Err(e) => return Err(CommandResult::error(EINVAL, e.to_string())),
         };
         let module = &cmds[i].0;
+        allow(module, &cmds[i].1, &cmd)?;
         let m = self.reg.lock().running.get(module).cloned();
         match m {
             Some(m) => m.command(cmd, inbuf),

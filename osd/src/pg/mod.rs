@@ -66,6 +66,9 @@ pub struct ClientOp {
     /// Times a read of this op found the primary's copy corrupt and had
     /// it recovered from another copy (retried once, then EIO).
     pub read_repairs: u8,
+    /// Who sent it, with its parsed caps, when the session was
+    /// authenticated (`None` with auth off: no cap check).
+    pub auth: Option<Arc<kalmar_auth::AuthedPeer>>,
 }
 
 /// One map epoch as every PG sees it.

@@ -113,10 +113,16 @@ pub enum Profile {
     RbdReadOnly,
     BootstrapOsd,
     BootstrapMgr,
+    /// `read-only` (osd, mgr): `allow r` everywhere.
+    ReadOnly,
+    /// `read-write` (osd, mgr): `allow rw` everywhere.
+    ReadWrite,
+    /// `crash` (mgr): posting crash reports only.
+    Crash,
 }
 
 impl Profile {
-    const NAMES: [(Profile, &'static str); 7] = [
+    const NAMES: [(Profile, &'static str); 10] = [
         (Profile::Osd, "osd"),
         (Profile::Mgr, "mgr"),
         (Profile::Mon, "mon"),
@@ -124,6 +130,9 @@ impl Profile {
         (Profile::RbdReadOnly, "rbd-read-only"),
         (Profile::BootstrapOsd, "bootstrap-osd"),
         (Profile::BootstrapMgr, "bootstrap-mgr"),
+        (Profile::ReadOnly, "read-only"),
+        (Profile::ReadWrite, "read-write"),
+        (Profile::Crash, "crash"),
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -164,7 +173,7 @@ pub enum Grant {
     },
     /// `allow service NAME PERMS` (mon) or `allow module NAME PERMS` (mgr).
     Service { name: String, perms: Perms },
-    /// `profile NAME [pool=P]`.
+    /// `profile NAME [pool=P]` (`pool` in osd and mgr caps).
     Profile {
         profile: Profile,
         pool: Option<String>,

@@ -180,7 +180,7 @@ fn parse_profile(service: Service, c: &mut Cursor<'_>) -> Result<Grant, String> 
     let profile = Profile::from_name(&name).ok_or_else(|| format!("unknown profile '{name}'"))?;
     let mut pool = None;
     if let Some(Tok::Word(w)) = c.peek() {
-        if w == "pool" && service == Service::Osd {
+        if w == "pool" && service != Service::Mon {
             c.next();
             pool = Some(c.setting("pool")?);
         }
