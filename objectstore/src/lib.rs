@@ -30,7 +30,9 @@
 //! is single-threaded and non-blocking: it is driven by a thread of the
 //! store (`Drive::Threads`), by the caller's own event loop
 //! (`Drive::External`, the OSD's shards, [`ObjectStore::take_engines`]),
-//! or inline by the committing caller (`Drive::Inline`).
+//! inline by the committing caller (`Drive::Inline`), or wholly by the
+//! application, checkpoints and reads included, with no thread of the
+//! store's own (`Drive::Caller`, the whole-cluster simulator).
 //!
 //! Metadata is written back: a committed transaction's metadata lives in
 //! the journal record and in in-memory layers; a checkpoint writes the
@@ -132,6 +134,6 @@ pub use engine::{CommitEngine, Notify};
 pub use error::{DeviceError, Result, StoreError};
 pub use fsck::FsckReport;
 pub use settings::{Drive, KvHandle, Media, MkfsOptions, MountOptions, PlacementFn, StoreSettings};
-pub use store::{default_db_path, default_placement, ObjectStore, Placement};
+pub use store::{default_db_path, default_placement, CheckpointStepper, ObjectStore, Placement};
 pub use txn::{Op, Transaction};
 pub use types::{BlockLocation, CollectionId, ObjectId, ObjectStat, StatFs};

@@ -24,6 +24,12 @@ pub enum Drive {
     /// the same operations in the same order for the same submissions
     /// (seeded tests, the simulator).
     Inline,
+    /// As `External`, and the store starts no thread at all: the
+    /// application also steps the checkpoints
+    /// ([`crate::ObjectStore::checkpoint_stepper`]) and `*_async` reads run
+    /// on the calling thread. For the whole-cluster simulator, where every
+    /// daemon shares one deterministic thread on an in-memory device.
+    Caller,
 }
 
 /// Runtime settings (defaults suit an SSD or NVMe device).

@@ -179,6 +179,25 @@ impl InlineDriver {
     }
 }
 
+/// Steps the checkpoints of a store mounted with [`Drive::Caller`]. The
+/// application calls [`CheckpointStepper::step`] after polling its
+/// engines, and again after polling them while it returns true (a round
+/// needs every engine's report before it finishes).
+pub struct CheckpointStepper {
+    sh: Arc<Shared>,
+}
+
+impl CheckpointStepper {
+    /// Starts a due round or finishes one whose reports are all in;
+    /// whether anything happened.
+    pub fn step(&self) -> bool {
+        if self.sh.poisoned().is_some() {
+            return false;
+        }
+        crate::checkpoint::inline_step(&self.sh)
+    }
+}
+
 /// Who drives the engines of this mount.
 enum Runtime {
     Threads {
@@ -271,6 +290,14 @@ impl ObjectStore {
                     Some(cp),
                 )
             }
+            // The application steps the checkpoints itself.
+            Drive::Caller => (
+                Runtime::External {
+                    engines,
+                    taken: false,
+                },
+                None,
+            ),
             Drive::Inline => {
                 let d = Arc::new(InlineDriver {
                     sh: sh.clone(),
@@ -679,6 +706,26 @@ impl ObjectStore {
     /// Checks the whole store; see [`crate::fsck`].
     pub fn fsck(&self, deep: bool) -> Result<crate::fsck::FsckReport, StoreError> {
         crate::fsck::run(&self.sh, deep)
+    }
+
+    /// With [`Drive::Caller`]: what the application calls to run the
+    /// store's checkpoints (None with any other drive, whose checkpoints
+    /// run on their own).
+    pub fn checkpoint_stepper(&self) -> Option<CheckpointStepper> {
+        (self.sh.settings.drive == Drive::Caller).then(|| CheckpointStepper {
+            sh: self.sh.clone(),
+        })
+    }
+
+    /// Runs `f` (blocking store calls: metadata lookups, listings) where
+    /// the `*_async` reads run: on a reader thread, or on the calling
+    /// thread with [`Drive::Caller`]. For async callers that must not
+    /// block their executor.
+    pub fn run_read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+    ) -> ReadFuture<T> {
+        self.spawn_read(move |_| f())
     }
 
     fn spawn_read<T: Send + 'static>(

@@ -2,6 +2,9 @@
 //! threads that run blocking reads and complete the caller's future, so
 //! async callers never block their executor. Beyond `max_queued_reads`
 //! reads in the pool, a read waits for room before it is queued.
+//!
+//! With `Drive::Caller` the pool has no thread: a read runs on the calling
+//! thread when it is asked for (the simulator's store is in memory).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -30,10 +33,13 @@ struct Inner {
 pub(crate) struct ReaderPool {
     inner: Arc<Inner>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Reads run on the caller's thread (`Drive::Caller`).
+    inline: Option<Arc<Shared>>,
 }
 
 impl ReaderPool {
     pub fn start(sh: Arc<Shared>) -> Result<ReaderPool, StoreError> {
+        let inline = sh.settings.drive == crate::Drive::Caller;
         let inner = Arc::new(Inner {
             q: Mutex::new(Queue {
                 jobs: VecDeque::new(),
@@ -45,7 +51,12 @@ impl ReaderPool {
             )),
         });
         let mut threads = Vec::new();
-        for i in 0..sh.settings.reader_threads.max(1) {
+        let count = if inline {
+            0
+        } else {
+            sh.settings.reader_threads.max(1)
+        };
+        for i in 0..count {
             let (inner, sh) = (inner.clone(), sh.clone());
             let h = std::thread::Builder::new()
                 .name(format!("kalmar-os-read{i}"))
@@ -70,6 +81,7 @@ impl ReaderPool {
         Ok(ReaderPool {
             inner,
             threads: Mutex::new(threads),
+            inline: inline.then_some(sh),
         })
     }
 
@@ -78,6 +90,12 @@ impl ReaderPool {
         &self,
         f: impl FnOnce(&Shared) -> Result<T, StoreError> + Send + 'static,
     ) -> ReadFuture<T> {
+        if let Some(sh) = &self.inline {
+            if self.inner.q.lock().stop {
+                return Completion::ready(Err(StoreError::Unmounted));
+            }
+            return Completion::ready(f(sh));
+        }
         let (tx, rx) = pair();
         let inner = self.inner.clone();
         let enqueue = move |permit: tokio::sync::OwnedSemaphorePermit| -> bool {
