@@ -238,7 +238,7 @@ pub async fn run(
         .zip(engines)
         .map(|(h, e)| {
             let id = e.index();
-            (h, ShardStore::new(id, e))
+            (h, ShardStore::new(id, e, store.checkpoint_stepper()))
         })
         .collect();
     let sb = smeta::read_superblock(&store)

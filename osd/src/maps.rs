@@ -119,9 +119,10 @@ impl MapStore {
             return Ok(Some(m.clone()));
         }
         let store = self.store.clone();
-        let bytes = tokio::task::spawn_blocking(move || smeta::read_osdmap(&store, epoch))
-            .await
-            .map_err(|e| StoreError::Poisoned(format!("map reader task: {e}")))??;
+        let bytes = self
+            .store
+            .run_read(move || smeta::read_osdmap(&store, epoch))
+            .await?;
         let Some(b) = bytes else { return Ok(None) };
         let m = OsdMap::decode_sealed(&b).map_err(|e| StoreError::CorruptMetadata {
             what: format!("osdmap.{epoch}"),
@@ -174,10 +175,10 @@ impl MapStore {
             let store = self.store.clone();
             let first = sb.oldest_map;
             let sb2 = next.clone();
-            let commit =
-                tokio::task::spawn_blocking(move || smeta::trim_maps(&store, first, last, &sb2))
-                    .await
-                    .map_err(|e| StoreError::Poisoned(format!("map trim task: {e}")))??;
+            let commit = self
+                .store
+                .run_read(move || smeta::trim_maps(&store, first, last, &sb2))
+                .await?;
             commit.await?;
             tracing::debug!(first, last, "trimmed stored maps");
             *self.sb.lock() = next;

@@ -119,9 +119,11 @@ impl MapWork {
     /// Loads the PGs in the store and brings each to the current epoch.
     pub async fn load_pgs(&mut self) -> Result<usize, String> {
         let store = self.svc.store.clone();
-        let colls = tokio::task::spawn_blocking(move || store.list_collections())
+        let colls = self
+            .svc
+            .store
+            .run_read(move || store.list_collections())
             .await
-            .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
         let current = self.svc.map();
         let mut n = 0;

@@ -67,6 +67,9 @@ struct NetState {
     listeners: BTreeMap<SocketAddr, mpsc::UnboundedSender<Arrival>>,
     next_port: BTreeMap<IpAddr, u16>,
     hosts: BTreeSet<IpAddr>,
+    /// Incarnation of each host: bumped when its process dies
+    /// ([`SimNet::kill_host`]); handles of an older one are dead.
+    generation: BTreeMap<IpAddr, u64>,
     /// Pairs of hosts that cannot reach each other, smaller address first.
     blocked: BTreeSet<(IpAddr, IpAddr)>,
     /// Every link made, in creation order (dead ones pruned on the way).
@@ -119,6 +122,7 @@ impl SimNet {
                 listeners: BTreeMap::new(),
                 next_port: BTreeMap::new(),
                 hosts: BTreeSet::new(),
+                generation: BTreeMap::new(),
                 blocked: BTreeSet::new(),
                 links: Vec::new(),
                 latency: (Duration::ZERO, Duration::ZERO),
@@ -130,11 +134,31 @@ impl SimNet {
 
     /// A host with address `ip` (bind and connect from it).
     pub fn host(self: &Arc<Self>, ip: IpAddr) -> SimHost {
-        self.state.lock().hosts.insert(ip);
+        let mut st = self.state.lock();
+        st.hosts.insert(ip);
+        let generation = *st.generation.entry(ip).or_insert(0);
         SimHost {
             net: self.clone(),
             ip,
+            generation,
         }
+    }
+
+    /// The process on `ip` died: its connections reset, its listeners
+    /// close, and every handle of it taken before fails from now on (what
+    /// its leftover tasks do cannot reach the network). [`SimNet::host`]
+    /// gives the next incarnation.
+    pub fn kill_host(&self, ip: IpAddr) {
+        {
+            let mut st = self.state.lock();
+            *st.generation.entry(ip).or_insert(0) += 1;
+            st.listeners.retain(|a, _| a.ip() != ip);
+        }
+        self.cut_host(ip);
+    }
+
+    fn alive(&self, ip: IpAddr, generation: u64) -> bool {
+        self.state.lock().generation.get(&ip).copied().unwrap_or(0) == generation
     }
 
     /// Every write takes between `min` and `max` to reach the reader
@@ -225,6 +249,7 @@ impl SimNet {
 pub struct SimHost {
     net: Arc<SimNet>,
     ip: IpAddr,
+    generation: u64,
 }
 
 impl std::fmt::Debug for SimHost {
@@ -251,8 +276,20 @@ impl SimHost {
         self.net.random_u64()
     }
 
+    fn check_alive(&self) -> io::Result<()> {
+        if self.net.alive(self.ip, self.generation) {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                format!("host {} was killed", self.ip),
+            ))
+        }
+    }
+
     /// Listens on `addr` (port 0: the next free port of this host).
     pub(crate) fn bind(&self, addr: SocketAddr) -> io::Result<SimListener> {
+        self.check_alive()?;
         if addr.ip() != self.ip && !addr.ip().is_unspecified() {
             return Err(io::Error::new(
                 io::ErrorKind::AddrNotAvailable,
@@ -286,6 +323,7 @@ impl SimHost {
     /// timeout bounds it), established after one latency otherwise.
     pub(crate) async fn connect(&self, to: SocketAddr) -> io::Result<(SimRead, SimWrite)> {
         loop {
+            self.check_alive()?;
             let healed = self.net.healed.notified();
             tokio::pin!(healed);
             healed.as_mut().enable();
@@ -302,6 +340,7 @@ impl SimHost {
                 continue;
             };
             tokio::time::sleep(delay).await;
+            self.check_alive()?;
             let mut st = self.net.state.lock();
             if st.is_blocked(self.ip, to.ip()) {
                 continue;

@@ -330,3 +330,54 @@ async fn a_closed_port_refuses_at_once() {
     assert!(t0.elapsed() < Duration::from_secs(1));
     assert_eq!(net.stats().refused, 1);
 }
+
+/// A killed host is a dead process: its sessions end, its port refuses,
+/// its old handle can neither bind nor connect, and the next incarnation
+/// binds the same port.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_killed_host_is_gone_until_it_comes_back() {
+    let net = SimNet::new(3);
+    let fsid = Uuid::from_u64_pair(9, 9);
+    let addr = SocketAddr::new(SERVER, 6800);
+    let old = net.host(SERVER);
+    let (stx, _srx) = event_channel(&MsgrConfig::default());
+    let _listener = Listener::bind(addr, name("osd.0"), fsid, config(old.transport()), stx)
+        .await
+        .expect("bind");
+    let (ctx, _crx) = event_channel(&MsgrConfig::default());
+    let cfg = MsgrConfig {
+        reconnect_max_attempts: Some(1),
+        ..config(net.host(CLIENT).transport())
+    };
+    let conn = Connection::connect(addr, name("client.sim"), fsid, cfg.clone(), ctx)
+        .await
+        .expect("connects");
+
+    net.kill_host(SERVER);
+    assert!(net.stats().cuts >= 1, "its connection was reset");
+    let (ctx, _crx) = event_channel(&MsgrConfig::default());
+    let err = Connection::connect(addr, name("client.sim"), fsid, cfg.clone(), ctx)
+        .await
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("nobody listens"), "{err}");
+    let (stx, _srx) = event_channel(&MsgrConfig::default());
+    let stale = Listener::bind(addr, name("osd.0"), fsid, config(old.transport()), stx).await;
+    assert!(stale.is_err(), "the dead incarnation cannot bind");
+    drop(conn);
+
+    let (stx, _srx) = event_channel(&MsgrConfig::default());
+    let _again = Listener::bind(
+        addr,
+        name("osd.0"),
+        fsid,
+        config(net.host(SERVER).transport()),
+        stx,
+    )
+    .await
+    .expect("the next incarnation binds the same port");
+    let (ctx, _crx) = event_channel(&MsgrConfig::default());
+    Connection::connect(addr, name("client.sim"), fsid, cfg, ctx)
+        .await
+        .expect("connects to the new incarnation");
+}

@@ -182,7 +182,9 @@ impl InlineDriver {
 /// Steps the checkpoints of a store mounted with [`Drive::Caller`]. The
 /// application calls [`CheckpointStepper::step`] after polling its
 /// engines, and again after polling them while it returns true (a round
-/// needs every engine's report before it finishes).
+/// needs every engine's report before it finishes). Every driver of an
+/// engine steps: whichever sees the last report finishes the round.
+#[derive(Clone)]
 pub struct CheckpointStepper {
     sh: Arc<Shared>,
 }

@@ -54,9 +54,9 @@ async fn read_meta(
         }
     }
     let (s, c, obj) = (store.clone(), coll.clone(), o.clone());
-    let omap_header = tokio::task::spawn_blocking(move || s.omap_get_header(&c, &obj))
+    let omap_header = store
+        .run_read(move || s.omap_get_header(&c, &obj))
         .await
-        .map_err(|e| e.to_string())?
         .map_err(e)?;
     Ok(ObjectMeta {
         attrs,

@@ -19,8 +19,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use kalmar_objectstore::{
-    pair, CollectionId, CommitEngine, Completer, Completion, Notify as StoreNotify, ObjectId,
-    StoreError, Transaction,
+    pair, CheckpointStepper, CollectionId, CommitEngine, Completer, Completion,
+    Notify as StoreNotify, ObjectId, StoreError, Transaction,
 };
 use parking_lot::Mutex;
 use tokio::io::unix::AsyncFd;
@@ -30,6 +30,15 @@ use crate::pg::{AfterCommit, PgEvent};
 
 /// Polls of the engine in a row before the driver lets other tasks run.
 const MAX_POLLS_PER_WAKE: usize = 8;
+
+/// Polls the engine until it is idle, at most `MAX_POLLS_PER_WAKE` times.
+fn poll_some(e: &mut CommitEngine) {
+    for _ in 0..MAX_POLLS_PER_WAKE {
+        if !e.poll() {
+            break;
+        }
+    }
+}
 
 /// What to do when a submitted transaction is durable.
 struct Pending {
@@ -86,6 +95,9 @@ impl AsRawFd for Fd {
 pub struct ShardStore {
     pub id: usize,
     engine: Mutex<Option<CommitEngine>>,
+    /// The store's checkpoints, when it has no thread to run them
+    /// (`Drive::Caller`: the simulator).
+    checkpoints: Option<CheckpointStepper>,
     admission: Arc<Semaphore>,
     kick: Notify,
     pending: Mutex<Slab<Pending>>,
@@ -97,12 +109,17 @@ pub struct ShardStore {
 }
 
 impl ShardStore {
-    pub fn new(id: usize, engine: CommitEngine) -> Arc<ShardStore> {
+    pub fn new(
+        id: usize,
+        engine: CommitEngine,
+        checkpoints: Option<CheckpointStepper>,
+    ) -> Arc<ShardStore> {
         let admission = engine.admission();
         let (stopped, _) = tokio::sync::watch::channel(false);
         Arc::new(ShardStore {
             id,
             engine: Mutex::new(Some(engine)),
+            checkpoints,
             admission,
             kick: Notify::new(),
             pending: Mutex::new(Slab::default()),
@@ -212,9 +229,10 @@ impl ShardStore {
             let deadline = {
                 let mut g = self.engine.lock();
                 let Some(e) = g.as_mut() else { break };
-                for _ in 0..MAX_POLLS_PER_WAKE {
-                    if !e.poll() {
-                        break;
+                poll_some(e);
+                if let Some(cp) = &self.checkpoints {
+                    while cp.step() {
+                        poll_some(e);
                     }
                 }
                 e.take_completions(&mut done);
@@ -318,7 +336,7 @@ mod tests {
         opts.settings.engines = 1;
         let store = ObjectStore::mount(&dev, &opts).expect("mount");
         let engine = store.take_engines().expect("engines").pop().expect("one");
-        let shard = ShardStore::new(0, engine);
+        let shard = ShardStore::new(0, engine, store.checkpoint_stepper());
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
