@@ -57,7 +57,9 @@ fn store_threads() -> usize {
 /// Commits `t` by polling the engine and stepping the checkpoints, as a
 /// shard's driver does; returns how many checkpoint steps happened.
 fn commit(e: &mut CommitEngine, store: &ObjectStore, t: Transaction, token: u64) -> usize {
-    let stepper = store.checkpoint_stepper().expect("a Caller mount has a stepper");
+    let stepper = store
+        .checkpoint_stepper()
+        .expect("a Caller mount has a stepper");
     let permit = e.admission().try_acquire_owned().expect("room");
     e.submit(t, Notify::Token(token), permit);
     let mut out = Vec::new();
@@ -112,7 +114,10 @@ fn caller_drive_runs_without_store_threads_and_checkpoints_when_stepped() {
         t.write(&c, &o, (i / 8) * 4096, vec![i as u8; 16 << 10]);
         steps += commit(&mut engine, &store, t, i + 1);
     }
-    assert!(steps >= 2, "checkpoint rounds ran when stepped ({steps} steps)");
+    assert!(
+        steps >= 2,
+        "checkpoint rounds ran when stepped ({steps} steps)"
+    );
 
     let o = ObjectId::new(b"o3").expect("oid");
     let got = ready(store.read_async(&c, &o, 7 * 4096, 4096)).expect("read");

@@ -109,7 +109,7 @@ pub struct RefusalLog {
 impl Default for RefusalLog {
     fn default() -> Self {
         RefusalLog {
-            start: Instant::now(),
+            start: kalmar_common::clock::now(),
             last_info_ms: AtomicU64::new(0),
             since_info: AtomicU64::new(0),
         }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use kalmar_common::perf::PerfCollection;
 use kalmar_maps::{EntityAddr, OsdAddrs, OsdId, OsdMap};
 use kalmar_msgr::{event_channel, EntityName, Listener, MsgrConfig};
+use kalmar_objectstore::device::BlockDevice;
 use kalmar_objectstore::meta as smeta;
 use kalmar_objectstore::{Drive, MountOptions, ObjectStore, PlacementFn, StoreError};
 use kalmar_proto::monc::{MonClient, MonEvent};
@@ -39,11 +40,38 @@ const FRAME_HEADROOM_BYTES: usize = 1 << 20;
 /// Pause between asking PGs to stop and unmounting.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(300);
 
+/// A block device handed over in memory instead of opened by path (the
+/// whole-cluster simulator's fault-injecting device).
+#[derive(Clone)]
+pub struct DeviceHandle(pub Arc<dyn BlockDevice>);
+
+impl std::fmt::Debug for DeviceHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DeviceHandle({})", self.0.path().display())
+    }
+}
+
+/// How an OSD's run ends when its stop future resolves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// A signal: tell the mon, stop the PGs, unmount.
+    Clean,
+    /// The process dies (the simulator's kill -9): nothing is told,
+    /// flushed or checkpointed; the store is left as a crash leaves it.
+    Crash,
+}
+
 /// How to run one OSD.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
     pub id: OsdId,
     pub device: PathBuf,
+    /// The device itself, when it is not opened from `device` (which then
+    /// only names it).
+    pub block_device: Option<DeviceHandle>,
+    /// How the OSD's sessions reach the network (TCP, or a host of the
+    /// simulated network).
+    pub transport: kalmar_msgr::Transport,
     pub mon: SocketAddr,
     /// More mons to hunt among (`--mon` lists).
     pub other_mons: Vec<SocketAddr>,
@@ -200,25 +228,38 @@ fn spawn_crush_update(
     rx
 }
 
-/// Runs the OSD until `shutdown` resolves or the store fails. `shards` are
+/// Mounts the OSD's store: opened from its path on a blocking thread, or
+/// mounted on the given device right here (in memory).
+async fn mount_store(cfg: &RunConfig, shards: usize) -> Result<ObjectStore, OsdError> {
+    let device = cfg.device.clone();
+    let mut mount = cfg.mount.clone();
+    mount.settings.engines = shards.max(1);
+    // The shards drive the engines; `Caller` (no thread of the store's
+    // own) is the simulator's choice and stays.
+    if mount.settings.drive != Drive::Caller {
+        mount.settings.drive = Drive::External;
+    }
+    mount.placement = Some(placement(shards.max(1)));
+    let mounted = match &cfg.block_device {
+        Some(dev) => ObjectStore::mount_device(dev.0.clone(), &device, &mount),
+        None => tokio::task::spawn_blocking(move || ObjectStore::mount(&device, &mount))
+            .await
+            .map_err(|e| OsdError::Fatal(format!("mount task: {e}")))?,
+    };
+    mounted.map_err(|source| OsdError::Mount {
+        path: cfg.device.clone(),
+        source,
+    })
+}
+
+/// Runs the OSD until `stop` resolves or the store fails. `shards` are
 /// the runtimes of the shards; the first is the one this runs on.
 pub async fn run(
     cfg: RunConfig,
-    shutdown: impl Future<Output = ()>,
+    stop: impl Future<Output = Stop>,
     shards: Vec<tokio::runtime::Handle>,
 ) -> Result<(), OsdError> {
-    let device = cfg.device.clone();
-    let mut mount = cfg.mount.clone();
-    mount.settings.engines = shards.len().max(1);
-    mount.settings.drive = Drive::External;
-    mount.placement = Some(placement(shards.len().max(1)));
-    let store = tokio::task::spawn_blocking(move || ObjectStore::mount(&device, &mount))
-        .await
-        .map_err(|e| OsdError::Fatal(format!("mount task: {e}")))?
-        .map_err(|source| OsdError::Mount {
-            path: cfg.device.clone(),
-            source,
-        })?;
+    let store = mount_store(&cfg, shards.len()).await?;
     let store = Arc::new(store);
     // Each shard drives the engine of its journal zone.
     let engines = store.take_engines().map_err(|source| OsdError::Mount {
@@ -269,6 +310,7 @@ pub async fn run(
     // authenticates with osd.N's key or the tickets it earns.
     let base = MsgrConfig {
         auth: cfg.auth.clone(),
+        transport: cfg.transport.clone(),
         ..MsgrConfig::default()
     };
     let mut msgr = base.clone();
@@ -335,6 +377,7 @@ pub async fn run(
     // Perf counter reports and PG stats to the active mgr.
     let mut mgr_cfg = kalmar_mgr_client::MgrClientConfig::new(me.clone());
     mgr_cfg.msgr.auth = cfg.auth.clone();
+    mgr_cfg.msgr.transport = cfg.transport.clone();
     for (k, v) in [
         ("osd_objectstore", "kalmar".to_string()),
         ("hostname", hostname()),
@@ -484,7 +527,8 @@ pub async fn run(
     let mut beacon_tick = tokio::time::interval(opts.osd_beacon_report_interval);
     let mut boot_tick = tokio::time::interval(crate::mapwork::BOOT_RETRY_INTERVAL);
     let mut last_epoch_clean = 0;
-    tokio::pin!(shutdown);
+    tokio::pin!(stop);
+    let mut crashed = false;
     let result = loop {
         tokio::select! {
             ev = mon_events.recv() => match ev {
@@ -554,11 +598,20 @@ pub async fn run(
                     break Err(OsdError::Fatal(reason));
                 }
             }
-            _ = &mut shutdown => break Ok(()),
+            how = &mut stop => {
+                crashed = how == Stop::Crash;
+                break Ok(());
+            }
         }
     };
     work.stopping();
-    if result.is_ok() {
+    if crashed {
+        // A dead process tells nobody and writes nothing more: the store
+        // is left as a crash leaves it, and the teardown below only ends
+        // this process's tasks.
+        tracing::info!("osd.{} crashed (simulated)", cfg.id);
+        store.abandon();
+    } else if result.is_ok() {
         // A clean stop: tell the mon before the PGs stop, so peers and
         // clients see this OSD down now, not after the heartbeat grace.
         let t0 = std::time::Instant::now();
@@ -600,11 +653,19 @@ pub async fn run(
             engines.push(e);
         }
     }
+    if crashed {
+        return Ok(());
+    }
     engines.sort_by_key(|e| e.index());
     store.return_engines(engines);
     if result.is_ok() {
         let s = store.clone();
-        match tokio::task::spawn_blocking(move || s.umount()).await {
+        let unmounted = if store.settings().drive == Drive::Caller {
+            Ok(s.umount())
+        } else {
+            tokio::task::spawn_blocking(move || s.umount()).await
+        };
+        match unmounted {
             Ok(Ok(())) => tracing::info!("store unmounted"),
             Ok(Err(e)) => tracing::warn!("umount: {e}"),
             Err(e) => tracing::warn!("umount task: {e}"),

@@ -16,7 +16,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, OnceLock, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kalmar_maps::{Epoch, OsdId};
 use kalmar_msgr::sink::{EventSink, Upcoming};
@@ -196,7 +196,7 @@ impl EventSink for ClientSink {
         let op = ClientOp {
             req,
             reply_to: from,
-            received: Instant::now(),
+            received: kalmar_common::clock::now(),
             track,
             permits,
             read_repairs: 0,

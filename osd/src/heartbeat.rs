@@ -82,7 +82,7 @@ impl Heartbeat {
     /// The peers to ping under a new map. Reports against peers that left
     /// or restarted are taken back.
     pub async fn set_peers(&self, map: &OsdMap, want: &BTreeSet<OsdId>) {
-        let now = Instant::now();
+        let now = kalmar_common::clock::now();
         let mut retract = Vec::new();
         {
             let mut st = self.state.lock();
@@ -146,7 +146,7 @@ impl Heartbeat {
             let mut st = self.state.lock();
             match st.get_mut(&ping.from) {
                 Some(p) => {
-                    p.last_heard = Instant::now();
+                    p.last_heard = kalmar_common::clock::now();
                     std::mem::replace(&mut p.reported, false)
                 }
                 None => false,
@@ -165,7 +165,7 @@ impl Heartbeat {
     /// Pings every peer and reports those silent beyond the grace.
     pub async fn tick(&self) {
         let map = self.svc.map();
-        let now = Instant::now();
+        let now = kalmar_common::clock::now();
         let grace = self.svc.opts.osd_heartbeat_grace;
         let ping = OsdPing {
             from: self.svc.whoami,
@@ -245,7 +245,7 @@ mod tests {
 
     #[test]
     fn silence_beyond_grace() {
-        let t0 = Instant::now();
+        let t0 = kalmar_common::clock::now();
         let g = Duration::from_secs(3);
         assert_eq!(silent_for(t0, t0 + Duration::from_secs(2), g), None);
         assert_eq!(

@@ -79,6 +79,6 @@ pub mod shard;
 pub mod tracker;
 pub mod wire;
 
-pub use daemon::{run, OsdError, RunConfig};
-pub use mkfs::{mkfs, mkfs_with_id, MkfsConfig, MkfsError};
+pub use daemon::{run, DeviceHandle, OsdError, RunConfig, Stop};
+pub use mkfs::{mkfs, mkfs_with_id, write_osd_meta, MkfsConfig, MkfsError};
 pub use options::OsdOptions;

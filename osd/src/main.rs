@@ -327,6 +327,8 @@ fn main() -> anyhow::Result<()> {
                 crush_location,
                 id: common.id,
                 device: common.device.clone(),
+                block_device: None,
+                transport: kalmar_msgr::Transport::Tcp,
                 mon: s.mon,
                 other_mons: s.other_mons.clone(),
                 admin_socket,
@@ -372,6 +374,7 @@ fn main() -> anyhow::Result<()> {
                             let _ = tokio::signal::ctrl_c().await;
                         }
                     }
+                    kalmar_osd::Stop::Clean
                 };
                 kalmar_osd::run(cfg, shutdown, handles).await
             });

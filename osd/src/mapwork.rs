@@ -189,7 +189,7 @@ impl MapWork {
             Ok(()) => tracing::info!(epoch = boot.have_epoch, "boot sent to the mon"),
             Err(e) => tracing::warn!("boot not sent: {e}"),
         }
-        self.last_boot = Some(Instant::now());
+        self.last_boot = Some(kalmar_common::clock::now());
         self.boot_epoch = self.svc.epoch();
     }
 

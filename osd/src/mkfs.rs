@@ -83,18 +83,29 @@ fn format(cfg: &MkfsConfig, fsid: Uuid, osd_uuid: Uuid) -> Result<(), StoreError
             ..Default::default()
         },
     )?;
+    write_osd_meta(&store, fsid, osd_uuid, cfg.id)?;
+    store.umount()
+}
+
+/// Makes a freshly formatted store osd.`id`'s: the meta collection and
+/// the OSD superblock (no maps yet).
+pub fn write_osd_meta(
+    store: &ObjectStore,
+    fsid: Uuid,
+    osd_uuid: Uuid,
+    id: OsdId,
+) -> Result<(), StoreError> {
     let mut t = Transaction::new();
     smeta::create_meta_collection(&mut t);
     let sb = OsdSuperblock {
         cluster_fsid: fsid,
         osd_fsid: osd_uuid,
-        whoami: cfg.id,
+        whoami: id,
         oldest_map: 0,
         newest_map: 0,
     };
     smeta::add_maps(&mut t, &[], &sb);
-    store.apply_transaction(t)?;
-    store.umount()
+    store.apply_transaction(t)
 }
 
 /// Registers and formats; returns the cluster fsid.

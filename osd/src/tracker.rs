@@ -67,7 +67,7 @@ impl Slot {
             ops: [OpBrief::default(); MAX_OPS_DESCRIBED],
             n_ops: 0,
             initiated_us: 0,
-            start: Instant::now(),
+            start: kalmar_common::clock::now(),
             flag_point: "",
             events: [("", 0); MAX_EVENTS_PER_OP],
             n_events: 0,
@@ -147,7 +147,7 @@ impl OpTracker {
                 *dst = brief(op);
             }
             s.initiated_us = now;
-            s.start = Instant::now();
+            s.start = kalmar_common::clock::now();
             s.flag_point = "initiated";
             s.events[0] = ("initiated", now);
             s.n_events = 1;

@@ -12,6 +12,7 @@
 
 pub mod admin_socket;
 pub mod alloc_count;
+pub mod clock;
 pub mod config;
 pub mod crash;
 pub mod encoding;

@@ -259,7 +259,7 @@ pub async fn start(cfg: MonConfig) -> Result<RunningMon, MonError> {
         opts: &opts,
     })
     .await?;
-    let now = Instant::now();
+    let now = kalmar_common::clock::now();
     let mut st = MonState::new(&cfg.name, opts, loaded.osdmap, loaded.mgrmap, now, now_us());
     st.quorum = cons_start.cons.quorum_view(&loaded.fsid.to_string());
     st.auth.committed(persist::load_auth(&store)?);
@@ -451,11 +451,11 @@ impl Server {
                     self.probe_tick();
                     if self.cons.is_leader() {
                         self.promote_learners();
-                        self.st.osd.tick(Instant::now());
+                        self.st.osd.tick(kalmar_common::clock::now());
                         // A quota changed by a command is re-evaluated here
                         // even when no new stats arrive.
                         self.update_pool_quotas();
-                        self.st.mgr.tick(Instant::now(), now_us());
+                        self.st.mgr.tick(kalmar_common::clock::now(), now_us());
                         self.st.auth.rotate_if_due(wall_us() / 1_000_000);
                     }
                     self.refresh_views();
@@ -558,7 +558,7 @@ impl Server {
     }
 
     async fn dispatch(&mut self, m: Origin, msg: Message) {
-        let now = Instant::now();
+        let now = kalmar_common::clock::now();
         let result: Result<(), String> = match msg.msg_type {
             MON_COMMAND => match MonCommand::from_message(&msg) {
                 Ok(c) => {
@@ -757,7 +757,7 @@ impl Server {
         let reply = match serde_json::from_str::<Value>(&c.cmd) {
             Ok(cmd) => {
                 tracing::debug!(peer = %m.entity, %cmd, "command");
-                commands::execute(&mut self.st, &cmd, Instant::now(), wall_us())
+                commands::execute(&mut self.st, &cmd, kalmar_common::clock::now(), wall_us())
             }
             Err(e) => CmdReply {
                 retval: crate::errors::EINVAL,

@@ -445,10 +445,10 @@ impl MonClient {
                 "no \"prefix\" in {cmd}"
             )));
         }
-        let deadline = Instant::now() + timeout;
+        let deadline = kalmar_common::clock::now() + timeout;
         let mut no_leader_since = None;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = deadline.saturating_duration_since(kalmar_common::clock::now());
             let tid = self.next_tid.fetch_add(1, Ordering::Relaxed);
             let msg = MonCommand {
                 tid,
@@ -465,7 +465,7 @@ impl MonClient {
                     &r,
                     Err(MonClientError::Closed(_)) | Err(MonClientError::Send(_))
                 );
-            if !retry || Instant::now() + COMMAND_RETRY_PAUSE >= deadline {
+            if !retry || kalmar_common::clock::now() + COMMAND_RETRY_PAUSE >= deadline {
                 return r;
             }
             self.hunt_if_leaderless(eagain, &mut no_leader_since).await;
@@ -494,10 +494,10 @@ impl MonClient {
         device_class: &str,
         timeout: Duration,
     ) -> Result<OsdMkfsReply, MonClientError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = kalmar_common::clock::now() + timeout;
         let mut no_leader_since = None;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = deadline.saturating_duration_since(kalmar_common::clock::now());
             let tid = self.next_tid.fetch_add(1, Ordering::Relaxed);
             let msg = OsdMkfs {
                 tid,
@@ -516,7 +516,7 @@ impl MonClient {
                     &r,
                     Err(MonClientError::Closed(_)) | Err(MonClientError::Send(_))
                 );
-            if !retry || Instant::now() + COMMAND_RETRY_PAUSE >= deadline {
+            if !retry || kalmar_common::clock::now() + COMMAND_RETRY_PAUSE >= deadline {
                 return r;
             }
             self.hunt_if_leaderless(eagain, &mut no_leader_since).await;
@@ -633,7 +633,7 @@ async fn hunt_loop(inner: std::sync::Weak<Inner>) {
             tried_in_round = 0;
             continue;
         }
-        let now = Instant::now();
+        let now = kalmar_common::clock::now();
         let since = *down_since.get_or_insert(now);
         let closed = conn.handle().is_closed();
         let waited = now.saturating_duration_since(since) >= wait;

@@ -81,7 +81,7 @@ impl PgActor {
         self.scrubber = Some(Scrubber {
             deep,
             repair,
-            started: Instant::now(),
+            started: kalmar_common::clock::now(),
             start: ObjectBound::Min,
             chunk: None,
             result: ScrubResult {
@@ -139,7 +139,7 @@ impl PgActor {
                 requested: false,
                 waiting: BTreeSet::new(),
                 maps: BTreeMap::new(),
-                since: Instant::now(),
+                since: kalmar_common::clock::now(),
             };
             if let Some(s) = self.scrubber.as_mut() {
                 s.chunk = Some(chunk);
@@ -170,7 +170,7 @@ impl PgActor {
             return;
         };
         c.requested = true;
-        c.since = Instant::now();
+        c.since = kalmar_common::clock::now();
         c.waiting = members.iter().copied().collect();
         c.waiting.insert(self.whoami);
         let (id, range) = (c.id, c.range.clone());

@@ -197,9 +197,7 @@ async fn omap_digest(
     o: &ObjectId,
 ) -> Result<u32, StoreError> {
     let (s, c, obj) = (store.clone(), coll.clone(), o.clone());
-    let header = store
-        .run_read(move || s.omap_get_header(&c, &obj))
-        .await?;
+    let header = store.run_read(move || s.omap_get_header(&c, &obj)).await?;
     let mut d = SEED;
     if let Some(h) = header {
         d = crc32c::crc32c_append(d, &(h.len() as u32).to_le_bytes());

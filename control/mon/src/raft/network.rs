@@ -103,7 +103,7 @@ impl PeerConn {
         .await;
         self.pending.lock().remove(&tid);
         if result.is_ok() {
-            *self.last_ok.lock() = Some(Instant::now());
+            *self.last_ok.lock() = Some(kalmar_common::clock::now());
         }
         result
     }

@@ -193,7 +193,7 @@ impl Consensus {
                 leader: None,
                 term: 0,
                 state: ServerState::Follower,
-                leader_since: Instant::now(),
+                leader_since: kalmar_common::clock::now(),
                 quorum_window,
                 routes: HashMap::new(),
                 fwd_pending: HashMap::new(),
@@ -261,7 +261,7 @@ impl Consensus {
                 m.addr = self.bind.to_string();
             }
         }
-        let now = Instant::now();
+        let now = kalmar_common::clock::now();
         let mut quorum: Vec<NodeId> = match self.leader {
             None => Vec::new(),
             Some(l) if l == self.id && self.is_leader() => members
@@ -393,7 +393,7 @@ impl Server {
             }
         }
         if old_leader != self.cons.leader {
-            self.cons.leader_since = Instant::now();
+            self.cons.leader_since = kalmar_common::clock::now();
             self.retry_forwarded().await;
             tracing::info!(
                 leader = ?self.cons.leader,
@@ -418,7 +418,7 @@ impl Server {
     /// beacons went to the old leader), and failure reports start over
     /// (OSDs repeat them).
     fn take_over(&mut self) {
-        let now = Instant::now();
+        let now = kalmar_common::clock::now();
         let opts = self.st.opts.clone();
         self.st.osd = OsdMon::new_at(self.st.osd.map().clone(), opts.clone(), now, now_us());
         self.st.mgr = MgrMon::new(self.st.mgr.map().clone(), opts, now);
@@ -616,7 +616,7 @@ impl Server {
             self.fail_deferred().await;
             return Ok(());
         }
-        let t0 = Instant::now();
+        let t0 = kalmar_common::clock::now();
         let stamp = now_us();
         let commit = if self.st.osd.map().epoch == 0 {
             // The first leader of a new cluster of several mons writes

@@ -6,7 +6,7 @@
 //! found the cluster or to wait for the existing leader's log.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kalmar_proto::mon::raft_kind;
 
@@ -33,7 +33,7 @@ impl Server {
         } else {
             PROBE_INTERVAL
         };
-        let now = Instant::now();
+        let now = kalmar_common::clock::now();
         if self
             .cons
             .last_probe
