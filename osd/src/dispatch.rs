@@ -253,7 +253,7 @@ pub async fn map_waiter(
             _ = check.tick() => {
                 let limit = svc.opts.osd_op_queue_timeout;
                 let (old, young): (VecDeque<ClientOp>, VecDeque<ClientOp>) =
-                    waiting.drain(..).partition(|op| op.received.elapsed() > limit);
+                    waiting.drain(..).partition(|op| kalmar_common::clock::since(op.received) > limit);
                 waiting = young;
                 for op in old {
                     let e = op.req.map_epoch;

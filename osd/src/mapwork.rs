@@ -198,7 +198,7 @@ impl MapWork {
         if self.boot == BootState::Booting
             && self
                 .last_boot
-                .is_none_or(|t| t.elapsed() >= BOOT_RETRY_INTERVAL)
+                .is_none_or(|t| kalmar_common::clock::since(t) >= BOOT_RETRY_INTERVAL)
         {
             self.send_boot().await;
         }
@@ -290,9 +290,10 @@ impl MapWork {
         let coll = pg_collection(pgid);
         let store = self.svc.store.clone();
         let c2 = coll.clone();
-        let exists = tokio::task::spawn_blocking(move || store.collection_exists(&c2))
+        let s2 = store.clone();
+        let exists = store
+            .run_read(move || s2.collection_exists(&c2))
             .await
-            .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
         if exists {
             // Left by an earlier life of this OSD: load it.

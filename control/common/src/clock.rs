@@ -13,3 +13,10 @@ use std::time::Instant;
 pub fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
+
+/// Time since `t` (a reading of [`now`]) on the same clock; zero if `t`
+/// is in the future. Use this, not `Instant::elapsed`, for timers: the
+/// latter reads the system clock even under a paused runtime.
+pub fn since(t: Instant) -> std::time::Duration {
+    now().saturating_duration_since(t)
+}

@@ -309,6 +309,7 @@ pub async fn start(cfg: MonConfig) -> Result<RunningMon, MonError> {
     // Reports to the mgr go with a ticket, which the mon earns by
     // authenticating with itself (and renews like any daemon).
     mgrc.msgr.auth = cfg.msgr.auth.clone();
+    mgrc.msgr.transport = cfg.msgr.transport.clone();
     if cfg.msgr.auth.client.as_ref().is_some_and(|c| c.has_key()) {
         kalmar_msgr::auth::spawn_refresh(
             vec![addr],

@@ -531,8 +531,8 @@ impl MonClient {
             *since = None;
             return;
         }
-        let first = *since.get_or_insert_with(Instant::now);
-        if first.elapsed() >= NO_LEADER_HUNT_AFTER {
+        let first = *since.get_or_insert_with(kalmar_common::clock::now);
+        if kalmar_common::clock::since(first) >= NO_LEADER_HUNT_AFTER {
             *since = None;
             self.inner.hunt().await;
         }

@@ -144,6 +144,21 @@ impl FaultyDevice {
         self.state.lock().media.clone()
     }
 
+    /// The media with every write the device took, flushed or not (the
+    /// newest version of each sector): what a process crash leaves, the
+    /// power staying on.
+    pub fn written_image(&self) -> Vec<u8> {
+        let st = self.state.lock();
+        let mut image = st.media.clone();
+        for (&sector, versions) in &st.cache {
+            if let Some(v) = versions.last() {
+                let at = sector as usize * SECTOR_BYTES;
+                image[at..at + SECTOR_BYTES].copy_from_slice(&v.data);
+            }
+        }
+        image
+    }
+
     /// What the media may hold after a power loss now, chosen by `seed`.
     pub fn power_loss_image(&self, seed: u64) -> Vec<u8> {
         let st = self.state.lock();

@@ -182,6 +182,17 @@ impl PgLog {
     ) -> Result<Self, PeeringError> {
         let mut log = PgLog::from_entries(tail, entries)?;
         log.dups = dups.into_iter().collect();
+        // Dups are trimmed entries: in version order, none above the tail.
+        let mut prev = Eversion::ZERO;
+        for d in &log.dups {
+            if d.version < prev || d.version > tail {
+                return Err(PeeringError::LogOrder {
+                    entry: d.version,
+                    head: prev.max(tail),
+                });
+            }
+            prev = d.version;
+        }
         log.rebuild_index();
         Ok(log)
     }
@@ -334,6 +345,12 @@ impl PgLog {
             }
         }
         self.tail = new_tail;
+        // Dups are trimmed entries, all at or below the tail: the ones the
+        // older entries now cover stop being dups (else the log would hold
+        // a version twice, and its stored form would not be in key order).
+        while self.dups.back().is_some_and(|d| d.version > new_tail) {
+            self.dups.pop_back();
+        }
     }
 
     /// Forgets every entry: the log restarts empty at `at` (a backfill
@@ -483,6 +500,40 @@ pub(crate) mod tests {
         assert!(log.find_reqid(&ReqId::new(1, 1, 2)).is_none());
         assert!(log.find_reqid(&ReqId::new(1, 1, 9)).is_some());
         assert!(log.trim(Eversion::new(2, 0), 3).is_err());
+    }
+
+    #[test]
+    fn extending_the_tail_turns_covered_dups_back_into_entries() {
+        // Found by the whole-cluster simulator: a log trimmed to 1'6 (dups
+        // 4..6) extended back to 0'0 from an authoritative log kept dups
+        // above its new tail, and the PG's rewrite of it was refused.
+        let mut log = PgLog::new(Eversion::ZERO);
+        let all: Vec<PgLogEntry> = (1..=8).map(|v| entry(1, v, "a", Eversion::ZERO)).collect();
+        for e in &all {
+            log.append(e.clone()).expect("append");
+        }
+        log.trim(Eversion::new(1, 6), 3).expect("trim");
+        assert_eq!(log.dups().count(), 3);
+        log.extend_tail(Eversion::ZERO, all[..6].to_vec());
+        assert_eq!(log.tail(), Eversion::ZERO);
+        assert_eq!(log.len(), 8);
+        assert_eq!(log.dups().count(), 0, "every dup is an entry again");
+        assert!(log.find_reqid(&ReqId::new(1, 1, 5)).is_some());
+        // Partly: back to 1'4 leaves the dup 1'4 and makes 5 and 6 entries.
+        let mut log = PgLog::new(Eversion::ZERO);
+        for e in &all {
+            log.append(e.clone()).expect("append");
+        }
+        log.trim(Eversion::new(1, 6), 3).expect("trim");
+        log.extend_tail(Eversion::new(1, 4), all[4..6].to_vec());
+        let dups: Vec<Eversion> = log.dups().map(|d| d.version).collect();
+        assert_eq!(dups, vec![Eversion::new(1, 4)]);
+        assert_eq!(
+            log.entries().next().map(|e| e.version),
+            Some(Eversion::new(1, 5))
+        );
+        let again = PgLog::from_parts(log.tail(), log.entries().cloned(), log.dups().copied());
+        assert!(again.is_ok(), "the log is valid as stored: {again:?}");
     }
 
     #[test]

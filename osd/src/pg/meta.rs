@@ -131,6 +131,22 @@ impl PgMetaWriter {
     /// removals are the caller's (they need existence checks).
     pub fn add_write(&mut self, t: &mut Transaction, w: &PgWrite, pg: &Pg, epoch: Epoch) {
         let coll = &self.coll;
+        if tracing::enabled!(tracing::Level::TRACE) {
+            let kind = match &w.log {
+                Some(LogWrite::Rewrite(l)) => {
+                    format!("rewrite tail {} head {}", l.tail(), l.head())
+                }
+                Some(LogWrite::Delta { append, .. }) => format!(
+                    "append {:?}",
+                    append
+                        .iter()
+                        .map(|e| e.version.to_string())
+                        .collect::<Vec<_>>()
+                ),
+                None => "no log".into(),
+            };
+            tracing::trace!(osd = pg.whoami(), %coll, last_update = %pg.info().last_update, "{kind}");
+        }
         if let Some(LogWrite::Rewrite(log)) = &w.log {
             t.omap_clear(coll, &pgmeta_oid());
             t.log_clear(coll);

@@ -577,7 +577,7 @@ impl PgActor {
         let mut expired = Vec::new();
         let mut keep = VecDeque::new();
         for op in self.waiting_active.drain(..) {
-            if op.received.elapsed() > limit {
+            if kalmar_common::clock::since(op.received) > limit {
                 expired.push(op);
             } else {
                 keep.push_back(op);
@@ -585,8 +585,9 @@ impl PgActor {
         }
         self.waiting_active = keep;
         for q in self.waiting_object.values_mut() {
-            let (old, young): (VecDeque<ClientOp>, VecDeque<ClientOp>) =
-                q.drain(..).partition(|op| op.received.elapsed() > limit);
+            let (old, young): (VecDeque<ClientOp>, VecDeque<ClientOp>) = q
+                .drain(..)
+                .partition(|op| kalmar_common::clock::since(op.received) > limit);
             expired.extend(old);
             *q = young;
         }

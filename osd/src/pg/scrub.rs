@@ -372,7 +372,7 @@ impl PgActor {
             .scrubber
             .as_ref()
             .and_then(|s| s.chunk.as_ref())
-            .filter(|c| c.requested && c.since.elapsed() > timeout)
+            .filter(|c| c.requested && kalmar_common::clock::since(c.since) > timeout)
             .map(|c| c.waiting.clone());
         if let Some(waiting) = overdue {
             tracing::warn!(pgid = %self.pgid, ?waiting, "scrub maps overdue ({} s)", timeout.as_secs());

@@ -1,0 +1,342 @@
+//! One seed's run: a cluster, writers, faults, then the check.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use kalmar_client::{ClientError, IoCtx};
+use kalmar_osd::Stop;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::json;
+
+use crate::cluster::{Cluster, ClusterConfig};
+use crate::model::{payload, version_of, ObjectHistory, Violation};
+
+/// The pool every run writes to.
+const POOL: &str = "sim";
+
+/// What one seed does.
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    pub cluster: ClusterConfig,
+    pub pg_num: u32,
+    pub objects: u32,
+    /// Writers at once (each owns the objects `o % writers == w`).
+    pub writers: u32,
+    /// Simulated time the writers and faults run.
+    pub duration: Duration,
+    /// Inject faults (OSD crashes and power cuts, partitions, cut links).
+    pub faults: bool,
+    /// Bound on reaching active+clean after the faults stop (simulated).
+    pub settle_limit: Duration,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        SimOptions {
+            cluster: ClusterConfig::default(),
+            pg_num: 8,
+            objects: 32,
+            writers: 4,
+            duration: Duration::from_secs(60),
+            faults: true,
+            settle_limit: Duration::from_secs(600),
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub seed: u64,
+    pub acked_writes: u64,
+    pub unknown_writes: u64,
+    pub faults: Vec<String>,
+    pub violations: Vec<String>,
+}
+
+/// Runs `seed` on the current runtime (a current-thread one with paused
+/// time makes it a simulation: see the crate documentation).
+pub async fn run_seed(seed: u64, opts: &SimOptions) -> anyhow::Result<Report> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut cluster = Cluster::start(seed, &opts.cluster)
+        .await
+        .context("starting the cluster")?;
+    let size = opts.cluster.osds.min(3);
+    cluster
+        .mon_command(json!({
+            "prefix": "osd pool create", "pool": POOL, "pg_num": opts.pg_num,
+            "size": size, "min_size": size.div_ceil(2).max(1),
+        }))
+        .await?;
+    cluster
+        .wait_clean(opts.settle_limit)
+        .await
+        .context("the new pool")?;
+    let client = cluster.client(0).await?;
+    let io = client.ioctx(POOL)?;
+    let histories = Rc::new(RefCell::new(vec![
+        ObjectHistory::default();
+        opts.objects as usize
+    ]));
+    let report = Rc::new(RefCell::new(Report {
+        seed,
+        ..Report::default()
+    }));
+    let stop_writers = Rc::new(std::cell::Cell::new(false));
+    let mut writers = Vec::new();
+    let local = tokio::task::LocalSet::new();
+    for w in 0..opts.writers {
+        let (io, h, r, stop) = (
+            io.clone(),
+            histories.clone(),
+            report.clone(),
+            stop_writers.clone(),
+        );
+        let objects = opts.objects;
+        let nw = opts.writers;
+        writers.push(local.spawn_local(async move {
+            writer(w, nw, objects, io, h, r, stop).await;
+        }));
+    }
+    let faults_done = local
+        .run_until(async {
+            if opts.faults {
+                inject_faults(&mut cluster, &mut rng, opts.duration, &report).await
+            } else {
+                tokio::time::sleep(opts.duration).await;
+                Ok(())
+            }
+        })
+        .await;
+    faults_done?;
+    // Every OSD back, the network whole: the cluster must settle.
+    cluster.net.heal();
+    for id in cluster.osd_ids() {
+        if !cluster.running_osds().contains(&id) {
+            cluster.start_osd(id)?;
+        }
+    }
+    stop_writers.set(true);
+    local
+        .run_until(async {
+            for w in writers {
+                let _ = w.await;
+            }
+        })
+        .await;
+    cluster
+        .wait_osds_up(opts.cluster.osds, opts.settle_limit)
+        .await?;
+    cluster
+        .wait_clean(opts.settle_limit)
+        .await
+        .context("settling after the faults")?;
+    // The writers are done: the histories are final.
+    let histories = histories.borrow().clone();
+    let read = check(&io, &histories, &report).await?;
+    client.shutdown().await;
+    cluster.stop_all().await?;
+    // Replicas converged: every OSD holds each object as the client read
+    // it (all OSDs are in every acting set when there are `size` of them).
+    if opts.cluster.osds == size {
+        check_replicas(&cluster, &read, size, &report)?;
+    }
+    let r = report.borrow().clone();
+    Ok(r)
+}
+
+/// Writes the versions of its objects in turn until told to stop.
+async fn writer(
+    w: u32,
+    writers: u32,
+    objects: u32,
+    io: IoCtx,
+    histories: Rc<RefCell<Vec<ObjectHistory>>>,
+    report: Rc<RefCell<Report>>,
+    stop: Rc<std::cell::Cell<bool>>,
+) {
+    let mine: Vec<u32> = (0..objects).filter(|o| o % writers == w).collect();
+    let mut next = vec![1u64; objects as usize];
+    let mut i = 0;
+    while !stop.get() && !mine.is_empty() {
+        let o = mine[i % mine.len()];
+        i += 1;
+        let v = next[o as usize];
+        next[o as usize] += 1;
+        let res = io
+            .write_full(&object_name(o), Bytes::from(payload(o, v)))
+            .await;
+        let mut h = histories.borrow_mut();
+        match res {
+            Ok(_) => {
+                h[o as usize].acknowledged(v);
+                report.borrow_mut().acked_writes += 1;
+            }
+            Err(e) => {
+                tracing::debug!(
+                    object = o,
+                    version = v,
+                    "write ended without an answer: {e}"
+                );
+                h[o as usize].uncertain(v);
+                report.borrow_mut().unknown_writes += 1;
+            }
+        }
+    }
+}
+
+fn object_name(o: u32) -> String {
+    format!("obj{o}")
+}
+
+/// Faults from the seed for `duration`: at most one OSD down at a time
+/// (so writes keep going at min_size), and the network's misfortunes.
+async fn inject_faults(
+    cluster: &mut Cluster,
+    rng: &mut ChaCha8Rng,
+    duration: Duration,
+    report: &Rc<RefCell<Report>>,
+) -> anyhow::Result<()> {
+    let end = tokio::time::Instant::now() + duration;
+    while tokio::time::Instant::now() < end {
+        let pause = Duration::from_millis(rng.random_range(500..5_000));
+        tokio::time::sleep(pause).await;
+        let ids = cluster.osd_ids();
+        let victim = ids[rng.random_range(0..ids.len())];
+        let what = match rng.random_range(0..4) {
+            0 => {
+                let power = rng.random_bool(0.5);
+                cluster.stop_osd(victim, Stop::Crash, power).await?;
+                let down = Duration::from_millis(rng.random_range(100..30_000));
+                tokio::time::sleep(down).await;
+                cluster.start_osd(victim)?;
+                format!(
+                    "osd.{victim} {} for {down:?}",
+                    if power { "lost power" } else { "crashed" }
+                )
+            }
+            1 => {
+                let others: Vec<_> = ids
+                    .iter()
+                    .filter(|&&i| i != victim)
+                    .map(|&i| crate::cluster::osd_ip(i))
+                    .collect();
+                cluster
+                    .net
+                    .partition(&[crate::cluster::osd_ip(victim)], &others);
+                let cut = Duration::from_millis(rng.random_range(100..30_000));
+                tokio::time::sleep(cut).await;
+                cluster.net.heal();
+                format!("osd.{victim} cut off from its peers for {cut:?}")
+            }
+            2 => {
+                let n = cluster.net.cut_host(crate::cluster::osd_ip(victim));
+                format!("osd.{victim}'s {n} connections reset")
+            }
+            _ => {
+                cluster.stop_osd(victim, Stop::Clean, false).await?;
+                let down = Duration::from_millis(rng.random_range(100..10_000));
+                tokio::time::sleep(down).await;
+                cluster.start_osd(victim)?;
+                format!("osd.{victim} restarted after {down:?}")
+            }
+        };
+        tracing::info!(at = ?tokio::time::Instant::now(), "fault: {what}");
+        report.borrow_mut().faults.push(what);
+    }
+    Ok(())
+}
+
+/// Compares every OSD's copy of each object with what the client read
+/// (`read[o]`: the version, None when absent).
+fn check_replicas(
+    cluster: &Cluster,
+    read: &[Option<u64>],
+    size: u32,
+    report: &Rc<RefCell<Report>>,
+) -> anyhow::Result<()> {
+    let stored = cluster.stored_objects()?;
+    let mut copies = vec![0u32; read.len()];
+    let mut bad = Vec::new();
+    for s in &stored {
+        let Some(o) = s
+            .name
+            .strip_prefix("obj")
+            .and_then(|n| n.parse::<u32>().ok())
+            .filter(|&o| (o as usize) < read.len())
+        else {
+            bad.push(format!(
+                "osd.{} holds an unknown object {:?}",
+                s.osd, s.name
+            ));
+            continue;
+        };
+        copies[o as usize] += 1;
+        let v = version_of(o, &s.data);
+        if v != read[o as usize] {
+            bad.push(format!(
+                "osd.{} holds object {o} at {} where the client read {}",
+                s.osd,
+                v.map_or("no valid version".into(), |v| format!("v{v}")),
+                read[o as usize].map_or("nothing".into(), |v| format!("v{v}")),
+            ));
+        }
+    }
+    for (o, (&n, r)) in copies.iter().zip(read).enumerate() {
+        let want = if r.is_some() { size } else { 0 };
+        if n != want {
+            bad.push(format!("object {o} has {n} copies, not {want}"));
+        }
+    }
+    report.borrow_mut().violations.extend(bad);
+    Ok(())
+}
+
+/// Reads every object back and compares it with what the client was told;
+/// returns the version read of each (None: absent).
+async fn check(
+    io: &IoCtx,
+    histories: &[ObjectHistory],
+    report: &Rc<RefCell<Report>>,
+) -> anyhow::Result<Vec<Option<u64>>> {
+    let mut read = Vec::with_capacity(histories.len());
+    for (o, h) in histories.iter().enumerate() {
+        let o = o as u32;
+        let (found, detail) = match io
+            .read(&object_name(o), 0, crate::model::OBJECT_BYTES as u64)
+            .await
+        {
+            Ok(data) => match version_of(o, &data) {
+                Some(v) => (Some(v), String::new()),
+                None => {
+                    let v = Violation {
+                        object: o,
+                        history: h.clone(),
+                        found: None,
+                        detail: format!("{} bytes that are no version of it", data.len()),
+                    };
+                    report.borrow_mut().violations.push(v.to_string());
+                    read.push(None);
+                    continue;
+                }
+            },
+            Err(ClientError::ObjectNotFound { .. }) => (None, "absent".into()),
+            Err(e) => bail!("reading object {o} after the cluster settled: {e}"),
+        };
+        read.push(found);
+        if !h.allows(found) {
+            let v = Violation {
+                object: o,
+                history: h.clone(),
+                found,
+                detail,
+            };
+            report.borrow_mut().violations.push(v.to_string());
+        }
+    }
+    Ok(read)
+}
