@@ -193,8 +193,9 @@ fn object_name(o: u32) -> String {
     format!("obj{o}")
 }
 
-/// Faults from the seed for `duration`: at most one OSD down at a time
-/// (so writes keep going at min_size), and the network's misfortunes.
+/// Faults from the seed for `duration`, one at a time: an OSD crashed,
+/// powered off, restarted or partitioned, two OSDs losing power together
+/// (writes stop below min_size until they are back), connection resets.
 async fn inject_faults(
     cluster: &mut Cluster,
     rng: &mut ChaCha8Rng,
@@ -207,7 +208,21 @@ async fn inject_faults(
         tokio::time::sleep(pause).await;
         let ids = cluster.osd_ids();
         let victim = ids[rng.random_range(0..ids.len())];
-        let what = match rng.random_range(0..4) {
+        let what = match rng.random_range(0..5) {
+            4 if ids.len() >= 3 => {
+                // Two OSDs lose power together (a shared circuit): every
+                // acknowledged write still has its third copy, and the
+                // two must come back from what their media kept.
+                let other =
+                    ids[(ids.iter().position(|&i| i == victim).unwrap_or(0) + 1) % ids.len()];
+                cluster.stop_osd(victim, Stop::Crash, true).await?;
+                cluster.stop_osd(other, Stop::Crash, true).await?;
+                let down = Duration::from_millis(rng.random_range(100..20_000));
+                tokio::time::sleep(down).await;
+                cluster.start_osd(victim)?;
+                cluster.start_osd(other)?;
+                format!("osd.{victim} and osd.{other} lost power together for {down:?}")
+            }
             0 => {
                 let power = rng.random_bool(0.5);
                 cluster.stop_osd(victim, Stop::Crash, power).await?;
