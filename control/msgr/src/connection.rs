@@ -20,12 +20,12 @@ use crate::entity::EntityName;
 use crate::frame::FrameKind;
 use crate::handshake::{fsid_matches, Hello, HelloReply, PROTOCOL_VERSION};
 use crate::io::{run_connection, ConnEnd};
+use crate::onwire::{self, Protect, Protection, WireMode};
 use crate::pool::RecvPool;
 use crate::read::{FrameReader, FramedRead};
 use crate::session::{Message, PeerInfo, SendError, Session};
 use crate::sink::{emit, EventSink};
 use crate::transport::{self, ReadHalf, WriteHalf};
-use crate::onwire::{self, Protect, Protection, WireMode};
 use crate::write::{write_control, write_protected};
 use crate::{Event, SessionHandle};
 
@@ -413,9 +413,16 @@ async fn drive<S: EventSink>(
                     emit(&events, Event::Reset(handle.clone())).await;
                 }
                 ever_connected = true;
-                let end =
-                    run_connection(session.clone(), peer.clone(), conn_gen, reader, wr, tx, &events)
-                        .await;
+                let end = run_connection(
+                    session.clone(),
+                    peer.clone(),
+                    conn_gen,
+                    reader,
+                    wr,
+                    tx,
+                    &events,
+                )
+                .await;
                 session.detach(conn_gen);
                 let _ = state.send(LinkState::Connecting(String::new()));
                 match end {

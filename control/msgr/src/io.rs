@@ -15,11 +15,11 @@ use tokio::io::AsyncWriteExt;
 use tokio::time::{timeout, Instant, Sleep};
 
 use crate::frame::{FrameError, FrameKind};
+use crate::onwire::Protect;
 use crate::read::{FramedRead, ReadError};
 use crate::session::{Message, PeerInfo, Session};
 use crate::sink::{EventSink, Upcoming};
 use crate::transport::{ReadHalf, WriteHalf};
-use crate::onwire::Protect;
 use crate::write::{write_frames, write_protected, OutFrame};
 use crate::{Event, Incoming, SessionHandle};
 

@@ -25,12 +25,12 @@ use crate::entity::EntityName;
 use crate::frame::FrameKind;
 use crate::handshake::{fsid_matches, Hello, HelloReply, PROTOCOL_VERSION};
 use crate::io::{run_connection, ConnEnd};
+use crate::onwire::{self, Protect, Protection};
 use crate::pool::RecvPool;
 use crate::read::{FrameReader, FramedRead};
 use crate::session::{PeerInfo, Session};
 use crate::sink::{emit, EventSink};
 use crate::transport::{self, Acceptor, ReadHalf, WriteHalf};
-use crate::onwire::{self, Protect, Protection};
 use crate::write::{write_control, write_protected};
 use crate::{Event, SessionHandle};
 

@@ -479,11 +479,7 @@ impl Protect {
     /// Receiving: checks (and in secure mode decrypts in place) the next
     /// frame; `body` is the payload followed by the tag. The payload is
     /// `body[..body.len() - TAG_BYTES]` afterwards.
-    pub fn open(
-        &mut self,
-        header: &[u8; HEADER_BYTES],
-        body: &mut [u8],
-    ) -> Result<(), FrameError> {
+    pub fn open(&mut self, header: &[u8; HEADER_BYTES], body: &mut [u8]) -> Result<(), FrameError> {
         if self.is_crc() {
             return Ok(());
         }

@@ -204,8 +204,7 @@ impl FrameReader {
         };
         // The tag of a protected frame lands after the payload.
         let wire = len + self.rx.trailer_len();
-        let mut buf =
-            AlignedBuf::for_overwrite((start + room + wire).next_multiple_of(BUF_ALIGN));
+        let mut buf = AlignedBuf::for_overwrite((start + room + wire).next_multiple_of(BUF_ALIGN));
         let have = self.buf.len().min(wire);
         buf[start..start + have].copy_from_slice(&self.buf[..have]);
         self.buf.advance(have);

@@ -341,7 +341,8 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("runtime");
-        rt.block_on(write_frames(&mut w, frames, &[])).expect("written");
+        rt.block_on(write_frames(&mut w, frames, &[]))
+            .expect("written");
         (w.out, w.calls)
     }
 

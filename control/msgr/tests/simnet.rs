@@ -286,7 +286,10 @@ fn protected_sessions_survive_the_same_chaos() {
         cuts += t.cuts;
         reconnects += t.connects.saturating_sub(1);
     }
-    assert!(cuts >= 24 && reconnects >= 24, "{cuts} cuts, {reconnects} reconnects");
+    assert!(
+        cuts >= 24 && reconnects >= 24,
+        "{cuts} cuts, {reconnects} reconnects"
+    );
 }
 
 #[test]

@@ -108,10 +108,7 @@ impl Server {
         addr: SocketAddr,
         who: &str,
         auth: MsgrAuth,
-    ) -> (
-        Result<Connection, ConnectError>,
-        mpsc::Receiver<Event>,
-    ) {
+    ) -> (Result<Connection, ConnectError>, mpsc::Receiver<Event>) {
         let cfg = MsgrConfig { auth, ..base() };
         let (tx, rx) = event_channel(&cfg);
         (
@@ -205,7 +202,11 @@ async fn signed_and_secure_carry_multi_chunk_and_large_messages_both_ways() {
 
 #[tokio::test]
 async fn the_connectors_order_wins_and_crc_is_the_default() {
-    let s = server(AuthMode::Cephx, &[WireMode::Crc, WireMode::Signed, WireMode::Secure]).await;
+    let s = server(
+        AuthMode::Cephx,
+        &[WireMode::Crc, WireMode::Signed, WireMode::Secure],
+    )
+    .await;
     let addr = s.listener.local_addr();
     for (offer, want) in [
         (vec![WireMode::Secure, WireMode::Crc], WireMode::Secure),
@@ -219,7 +220,10 @@ async fn the_connectors_order_wins_and_crc_is_the_default() {
     let mut auth = s.client("client.c", &[]);
     auth.modes = WireModes::default();
     let (c, _rx) = s.connect(addr, "client.c", auth).await;
-    assert_eq!(c.expect("session").handle().wire_mode(), Some(WireMode::Crc));
+    assert_eq!(
+        c.expect("session").handle().wire_mode(),
+        Some(WireMode::Crc)
+    );
 }
 
 #[tokio::test]
