@@ -186,3 +186,59 @@ async fn cephx_with_three_mons_forms_a_quorum_and_serves() -> anyhow::Result<()>
     assert_eq!(io.read("o", 0, 0).await?, Bytes::from_static(b"three mons"));
     Ok(())
 }
+
+/// Every connection in `secure` mode (`ms_cluster_mode`, `ms_service_mode`
+/// and `ms_client_mode` all `secure`): the daemons find each other (PGs
+/// go clean, the mgr is available), a client writes and reads small and
+/// large objects, its sessions are encrypted, and a client that allows
+/// only crc is refused with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secure_mode_cluster_serves_io_and_refuses_crc_only_clients() -> anyhow::Result<()> {
+    use kalmar_msgr::onwire::{WireMode, WireModes};
+    let mut opts = cephx_opts();
+    for k in ["ms_cluster_mode", "ms_service_mode", "ms_client_mode"] {
+        opts.settings.push((k.to_string(), "secure".to_string()));
+    }
+    let c = Cluster::start(opts).await?;
+    let (_rados, io) = c.ready_pool("enc", 8, 3, 2).await?;
+    for i in 0..8usize {
+        let data = Bytes::from(vec![i as u8; 100 + i * 40_000]);
+        io.write_full(&format!("o{i}"), data.clone()).await?;
+        assert_eq!(io.read(&format!("o{i}"), 0, 0).await?, data);
+    }
+    let big = Bytes::from((0..(2 << 20)).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+    io.write_full("big", big.clone()).await?;
+    assert_eq!(io.read("big", 0, 0).await?, big);
+    let mgr = c.mon_command(json!({"prefix": "mgr stat"})).await?;
+    assert_eq!(mgr["available"], json!(true), "{mgr}");
+
+    // The admin's own session to an OSD is encrypted.
+    let peer = cluster_addr(&c, 0).await?;
+    let admin = c.admin_auth()?;
+    assert_eq!(admin.modes, WireModes::all(&[WireMode::Secure]));
+    let me = EntityName::new(EntityType::Client, "admin");
+    for addr in [c.mon, peer] {
+        let cfg = MsgrConfig {
+            auth: admin.clone(),
+            reconnect_max_attempts: Some(0),
+            ..MsgrConfig::default()
+        };
+        let (tx, _rx) = event_channel(&cfg);
+        let s = Connection::connect(addr, me.clone(), uuid::Uuid::nil(), cfg, tx).await?;
+        assert_eq!(s.handle().wire_mode(), Some(WireMode::Secure), "{addr}");
+        s.close().await;
+    }
+    // A client that allows only crc.
+    let crc_only = MsgrAuth {
+        modes: WireModes::all(&[WireMode::Crc]),
+        ..admin
+    };
+    let err = dial(peer, me, crc_only)
+        .await
+        .expect_err("crc-only client refused");
+    assert!(
+        err.to_string().contains("no connection mode in common"),
+        "{err}"
+    );
+    Ok(())
+}

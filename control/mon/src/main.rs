@@ -171,8 +171,15 @@ fn mon_client_auth(
 ) -> anyhow::Result<kalmar_msgr::auth::MsgrAuth> {
     let required =
         kalmar_msgr::auth::AuthRequired::from_conf(conf, entity).map_err(anyhow::Error::msg)?;
+    // ms_cluster_mode / ms_service_mode / ms_client_mode: its listener's
+    // and its outgoing sessions' connection modes.
+    let modes =
+        kalmar_msgr::onwire::WireModes::from_conf(conf, entity).map_err(anyhow::Error::msg)?;
     if !required.any_cephx() {
-        return Ok(kalmar_msgr::auth::MsgrAuth::default());
+        return Ok(kalmar_msgr::auth::MsgrAuth {
+            modes,
+            ..Default::default()
+        });
     }
     let path = c.data.join("keyring");
     let key = if path.exists() {
@@ -189,6 +196,7 @@ fn mon_client_auth(
                 Some(k),
             ))
         }),
+        modes,
         ..Default::default()
     })
 }

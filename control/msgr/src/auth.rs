@@ -35,6 +35,9 @@ pub struct MsgrAuth {
     pub client: Option<Arc<ClientAuth>>,
     /// The connector refuses an acceptor that does not authenticate.
     pub require_server_proof: bool,
+    /// The connection modes allowed after authentication
+    /// (`ms_cluster_mode`, `ms_service_mode`, `ms_client_mode`).
+    pub modes: crate::onwire::WireModes,
 }
 
 impl std::fmt::Debug for MsgrAuth {
@@ -46,6 +49,7 @@ impl std::fmt::Debug for MsgrAuth {
                 &self.client.as_ref().map(|c| c.entity().to_string()),
             )
             .field("require_server_proof", &self.require_server_proof)
+            .field("modes", &self.modes)
             .finish()
     }
 }
@@ -141,24 +145,25 @@ pub(crate) async fn answer<W: AsyncWrite + Unpin>(
         .map_err(|e| format!("sending auth proof: {e}"))
 }
 
-/// Connector: checks the acceptor's proof in the hello reply. An error is
-/// final: the acceptor is not who it claims, or did not authenticate when
-/// this side requires it.
+/// Connector: checks the acceptor's proof in the hello reply, and returns
+/// the connection key both sides derived (`None` when no authentication
+/// ran). An error is final: the acceptor is not who it claims, or did not
+/// authenticate when this side requires it.
 pub(crate) fn finish(
     auth: &MsgrAuth,
     st: &Connecting,
     reply: Option<&AuthReply>,
-) -> Result<(), String> {
+) -> Result<Option<[u8; kalmar_auth::key::SECRET_BYTES]>, String> {
     match (st.challenged, reply, &auth.client, &st.pending) {
         (true, Some(r), Some(c), Some(p)) => c
             .finish(p, r)
-            .map(|_| ())
+            .map(Some)
             .map_err(|e| format!("authenticating the peer: {e}")),
         (true, _, _, _) => Err("the peer challenged us but sent no proof of its own".into()),
         (false, _, _, _) if auth.require_server_proof => {
             Err("the peer did not authenticate and auth_client_required is cephx".into())
         }
-        (false, _, _, _) => Ok(()),
+        (false, _, _, _) => Ok(None),
     }
 }
 
@@ -247,6 +252,7 @@ impl MsgrAuth {
             server: None,
             client: Some(Arc::new(ClientAuth::new(entity, key))),
             require_server_proof: required.client == kalmar_auth::AuthMode::Cephx,
+            modes: crate::onwire::WireModes::from_conf(conf, entity)?,
         })
     }
 
@@ -277,8 +283,12 @@ pub fn refresh_interval(ticket_ttl_secs: u64) -> std::time::Duration {
     std::time::Duration::from_secs((ticket_ttl_secs / 4).max(1))
 }
 
-/// Authenticates with one of `mons` at once and then every `every`, which
-/// renews the tickets and rotating secrets held in `cfg.auth.client`. A
+/// Authenticates with one of `mons` at once and then periodically, which
+/// renews the tickets and rotating secrets held in `cfg.auth.client`. The
+/// period is read again after every round: the renewal period of the
+/// lifetime the mon last granted ([`ClientAuth::renewal_period`]), or
+/// `every` before a grant (or for a client that holds no tickets), so a
+/// changed `auth_service_ticket_ttl` takes effect at the next renewal. A
 /// failure is logged and retried soon, with the next mon (the held ones
 /// stay valid longer than a turn).
 pub fn spawn_refresh(
@@ -289,25 +299,38 @@ pub fn spawn_refresh(
     every: std::time::Duration,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let retry = every.min(std::time::Duration::from_secs(2));
         let mut turn = 0usize;
         while !mons.is_empty() {
             let addr = mons[turn % mons.len()];
             turn += 1;
             let (tx, _rx) = crate::event_channel(&cfg);
-            let pause =
-                match crate::Connection::connect(addr, me.clone(), fsid, cfg.clone(), tx).await {
-                    Ok(c) => {
-                        tracing::debug!(mon = %addr, "renewed tickets");
-                        c.close().await;
-                        every
-                    }
-                    Err(e) => {
-                        tracing::warn!(mon = %addr, "renewing tickets failed: {e}");
-                        retry
-                    }
-                };
+            let ok = match crate::Connection::connect(addr, me.clone(), fsid, cfg.clone(), tx).await
+            {
+                Ok(c) => {
+                    tracing::debug!(mon = %addr, "renewed tickets");
+                    c.close().await;
+                    true
+                }
+                Err(e) => {
+                    tracing::warn!(mon = %addr, "renewing tickets failed: {e}");
+                    false
+                }
+            };
+            let period = current_period(&cfg.auth, every);
+            let pause = if ok {
+                period
+            } else {
+                period.min(std::time::Duration::from_secs(2))
+            };
             tokio::time::sleep(pause).await;
         }
     })
+}
+
+/// The renewal period now: from the last grant, else `fallback`.
+fn current_period(auth: &MsgrAuth, fallback: std::time::Duration) -> std::time::Duration {
+    auth.client
+        .as_ref()
+        .and_then(|c| c.renewal_period())
+        .unwrap_or(fallback)
 }

@@ -20,12 +20,13 @@ use crate::entity::EntityName;
 use crate::frame::FrameKind;
 use crate::handshake::{fsid_matches, Hello, HelloReply, PROTOCOL_VERSION};
 use crate::io::{run_connection, ConnEnd};
+use crate::onwire::{self, Protect, Protection, WireMode};
 use crate::pool::RecvPool;
 use crate::read::{FrameReader, FramedRead};
 use crate::session::{Message, PeerInfo, SendError, Session};
 use crate::sink::{emit, EventSink};
 use crate::transport::{self, ReadHalf, WriteHalf};
-use crate::write::write_control;
+use crate::write::{write_control, write_protected};
 use crate::{Event, SessionHandle};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -234,7 +235,7 @@ async fn establish(
     me: &EntityName,
     fsid: Uuid,
     pool: &RecvPool,
-) -> Result<(FramedRead<ReadHalf>, WriteHalf, HelloReply), Attempt> {
+) -> Result<(FramedRead<ReadHalf>, WriteHalf, HelloReply, Protect), Attempt> {
     let cfg = &session.config;
     let (rd, mut wr) = timeout(
         cfg.connect_timeout,
@@ -251,6 +252,8 @@ async fn establish(
     let mut reader = FramedRead::new(rd, FrameReader::new(cfg, pool.clone()));
     let (in_seq, acked_seq) = session.seqs();
     let (auth_req, mut auth_st) = crate::auth::open(&cfg.auth).map_err(Attempt::Fatal)?;
+    let (allowed, option) = cfg.auth.modes.for_connector(me.kind);
+    let offer = onwire::offer_ids(allowed);
     let hello = Hello {
         protocol_version: PROTOCOL_VERSION,
         entity: me.clone(),
@@ -261,6 +264,7 @@ async fn establish(
         features: 0,
         max_frame_bytes: cfg.max_frame_bytes as u64,
         auth: auth_req,
+        modes: offer.clone(),
     };
     write_control(&mut wr, FrameKind::Hello, 0, hello.to_bytes().into())
         .await
@@ -291,14 +295,57 @@ async fn establish(
     }
     let reply = HelloReply::from_bytes(&frame.payload)
         .map_err(|e| Attempt::Retry(format!("bad hello reply: {e}")))?;
-    crate::auth::finish(&cfg.auth, &auth_st, reply.auth.as_ref()).map_err(Attempt::Fatal)?;
+    let conn_key =
+        crate::auth::finish(&cfg.auth, &auth_st, reply.auth.as_ref()).map_err(Attempt::Fatal)?;
     if !fsid_matches(fsid, reply.fsid) {
         return Err(Attempt::Fatal(format!(
             "{addr} belongs to cluster {}, expected {fsid}",
             reply.fsid
         )));
     }
-    Ok((reader, wr, reply))
+    let mode = check_mode(&reply, &offer, allowed, option, conn_key.as_ref())
+        .map_err(|e| Attempt::Fatal(format!("{} ({addr}): {e}", reply.entity)))?;
+    let prot = Protection::new(mode, conn_key.as_ref(), &offer, true).map_err(Attempt::Fatal)?;
+    reader.frames.set_rx(prot.rx);
+    session.set_wire_mode(mode);
+    Ok((reader, wr, reply, prot.tx))
+}
+
+/// The connector's check of the mode the acceptor chose: one this side
+/// offered, proven (with authentication) by a MAC over the offer as the
+/// acceptor received it, so a rewritten offer is caught.
+fn check_mode(
+    reply: &HelloReply,
+    offer: &[u8],
+    allowed: &[WireMode],
+    option: &str,
+    conn_key: Option<&[u8; kalmar_auth::key::SECRET_BYTES]>,
+) -> Result<WireMode, String> {
+    // An acceptor of the previous version states no mode: crc.
+    let mode = if reply.mode == 0 {
+        WireMode::Crc
+    } else {
+        WireMode::from_id(reply.mode)
+            .ok_or_else(|| format!("the peer chose an unknown connection mode {}", reply.mode))?
+    };
+    if !allowed.contains(&mode) {
+        return Err(format!(
+            "the peer chose connection mode {mode}, which {option} does not allow here"
+        ));
+    }
+    if let (Some(k), true) = (conn_key, reply.mode != 0) {
+        let proven = reply
+            .mode_mac
+            .as_ref()
+            .is_some_and(|mac| onwire::transcript_ok(k, offer, mode, mac));
+        if !proven {
+            return Err(format!(
+                "the connection mode negotiation was tampered with (the acceptor's proof of \
+                 the offer and of its choice, {mode}, does not match what this side sent)"
+            ));
+        }
+    }
+    Ok(mode)
 }
 
 enum Attempt {
@@ -328,7 +375,7 @@ async fn drive<S: EventSink>(
             return;
         }
         match establish(&session, addr, &me, fsid, &pool).await {
-            Ok((reader, wr, reply)) => {
+            Ok((reader, wr, reply, tx)) => {
                 failures = 0;
                 backoff = cfg.reconnect_backoff_min;
                 let peer = Arc::new(PeerInfo {
@@ -346,12 +393,13 @@ async fn drive<S: EventSink>(
                     Ok(g) => g,
                     Err(reason) => {
                         tracing::error!(peer = %peer.entity, %addr, "ending the session: {reason}");
-                        let mut wr = wr;
-                        let _ = write_control(
+                        let (mut wr, mut tx) = (wr, tx);
+                        let _ = write_protected(
                             &mut wr,
                             FrameKind::Close,
                             0,
                             Bytes::from(reason.clone()),
+                            &mut tx,
                         )
                         .await;
                         session.close(&reason);
@@ -365,9 +413,16 @@ async fn drive<S: EventSink>(
                     emit(&events, Event::Reset(handle.clone())).await;
                 }
                 ever_connected = true;
-                let end =
-                    run_connection(session.clone(), peer.clone(), conn_gen, reader, wr, &events)
-                        .await;
+                let end = run_connection(
+                    session.clone(),
+                    peer.clone(),
+                    conn_gen,
+                    reader,
+                    wr,
+                    tx,
+                    &events,
+                )
+                .await;
                 session.detach(conn_gen);
                 let _ = state.send(LinkState::Connecting(String::new()));
                 match end {

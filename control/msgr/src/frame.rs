@@ -27,6 +27,7 @@
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::message::Message;
+use crate::onwire::Protect;
 
 pub const FRAME_MAGIC: u32 = u32::from_le_bytes(*b"KLMR");
 pub const HEADER_BYTES: usize = 36;
@@ -104,6 +105,14 @@ impl FrameHeader {
     /// The header of a message frame carrying `msg`, its crc computed over
     /// the chunks in order (the receiver sees one payload).
     pub fn for_message(seq: u64, ack: u64, msg: &Message) -> FrameHeader {
+        let mut h = FrameHeader::for_message_uncrc(seq, ack, msg);
+        h.payload_crc = msg.crc32c();
+        h
+    }
+
+    /// The header of a message frame with `payload_crc` left at 0: in the
+    /// signed and secure modes, where the tag covers the payload.
+    pub fn for_message_uncrc(seq: u64, ack: u64, msg: &Message) -> FrameHeader {
         FrameHeader {
             kind: FrameKind::Message,
             flags: if msg.is_head_prefixed() {
@@ -115,7 +124,7 @@ impl FrameHeader {
             seq,
             ack,
             payload_len: msg.len() as u32,
-            payload_crc: msg.crc32c(),
+            payload_crc: 0,
         }
     }
 
@@ -200,6 +209,15 @@ pub enum FrameError {
     TooLarge { len: usize, max: usize },
     #[error("frame payload crc mismatch: stored {stored:#010x}, computed {computed:#010x}")]
     PayloadCrc { stored: u32, computed: u32 },
+    /// Signed or secure mode: the tag does not match (the frame was
+    /// altered, replayed, reordered, or one before it went missing).
+    #[error("frame failed authentication (altered, replayed, reordered or missing frame)")]
+    Tag,
+    /// 2^64 frames in one direction: the counter would repeat.
+    #[error("frame counter exhausted")]
+    CounterExhausted,
+    #[error("frame protection used in the wrong mode")]
+    WrongMode,
 }
 
 /// Splits frames off the front of a read buffer.
@@ -243,17 +261,40 @@ impl FrameDecoder {
     /// split off `buf` without copying. After an error the stream is
     /// unusable.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
+        self.decode_protected(buf, &mut Protect::crc())
+    }
+
+    /// Like [`FrameDecoder::decode`] for a connection whose frames `rx`
+    /// protects: in signed and secure mode each payload is followed by
+    /// its tag, checked (and the payload decrypted in place) before the
+    /// frame is handed out; the crc is not checked then (the tag covers
+    /// the payload, and the sender leaves `payload_crc` at 0).
+    pub fn decode_protected(
+        &mut self,
+        buf: &mut BytesMut,
+        rx: &mut Protect,
+    ) -> Result<Option<Frame>, FrameError> {
         let Some(header) = self.header(buf)? else {
             return Ok(None);
         };
         let len = header.payload_len as usize;
-        if buf.len() < len {
+        let trailer = rx.trailer_len();
+        if buf.len() < len + trailer {
             return Ok(None);
         }
         self.pending = None;
-        let payload = buf.split_to(len).freeze();
-        check_payload(&header, &payload)?;
-        Ok(Some(Frame { header, payload }))
+        if trailer == 0 {
+            let payload = buf.split_to(len).freeze();
+            check_payload(&header, &payload)?;
+            return Ok(Some(Frame { header, payload }));
+        }
+        let mut body = buf.split_to(len + trailer);
+        rx.open(&header.encode(), &mut body)?;
+        body.truncate(len);
+        Ok(Some(Frame {
+            header,
+            payload: body.freeze(),
+        }))
     }
 }
 

@@ -15,11 +15,12 @@ use tokio::io::AsyncWriteExt;
 use tokio::time::{timeout, Instant, Sleep};
 
 use crate::frame::{FrameError, FrameKind};
+use crate::onwire::Protect;
 use crate::read::{FramedRead, ReadError};
 use crate::session::{Message, PeerInfo, Session};
 use crate::sink::{EventSink, Upcoming};
 use crate::transport::{ReadHalf, WriteHalf};
-use crate::write::{write_control, write_frames, OutFrame};
+use crate::write::{write_frames, write_protected, OutFrame};
 use crate::{Event, Incoming, SessionHandle};
 
 /// How a connection ended.
@@ -57,11 +58,12 @@ pub(crate) async fn run_connection<S: EventSink>(
     conn_gen: u64,
     reader: FramedRead<ReadHalf>,
     mut writer: WriteHalf,
+    tx: Protect,
     sink: &S,
 ) -> ConnEnd {
     let end = {
         let read = read_loop(&session, &peer, conn_gen, reader, sink);
-        let write = write_loop(&session, conn_gen, &mut writer);
+        let write = write_loop(&session, conn_gen, &mut writer, tx);
         tokio::pin!(read, write);
         // Biased (no random branch order): a simulated run must replay
         // exactly from its seed.
@@ -119,6 +121,10 @@ async fn read_loop<S: EventSink>(
                     "{} sent a frame of {len} bytes, over this side's limit of {max} bytes",
                     peer.entity
                 ))
+            }
+            Ok(Err(ReadError::Frame(e @ (FrameError::Tag | FrameError::CounterExhausted)))) => {
+                tracing::warn!(peer = %peer.entity, addr = %peer.addr, "closing the connection: {e}");
+                return ConnEnd::Failed(format!("{e} from {}", peer.entity));
             }
             Ok(Err(e)) => return ConnEnd::Failed(e.to_string()),
             Ok(Ok(None)) => return ConnEnd::Failed("peer closed the connection".into()),
@@ -180,10 +186,17 @@ async fn read_loop<S: EventSink>(
     }
 }
 
-async fn write_loop(session: &Arc<Session>, conn_gen: u64, w: &mut WriteHalf) -> ConnEnd {
+async fn write_loop(
+    session: &Arc<Session>,
+    conn_gen: u64,
+    w: &mut WriteHalf,
+    mut tx: Protect,
+) -> ConnEnd {
     let interval = session.config.keepalive_interval;
     // Reused for every batch: no allocation once it has grown.
     let mut frames: Vec<OutFrame> = Vec::new();
+    // What the secure mode encrypts a batch into, reused the same way.
+    let mut arena: Vec<u8> = Vec::new();
     // When the pending ack must go out in a frame of its own.
     let mut ack_due: Option<Instant> = None;
     // When the last batch went out: a keepalive follows `interval` after.
@@ -195,20 +208,24 @@ async fn write_loop(session: &Arc<Session>, conn_gen: u64, w: &mut WriteHalf) ->
     loop {
         if let Some(reason) = session.closed_reason() {
             let (in_seq, _) = session.seqs();
-            let close = write_control(w, FrameKind::Close, in_seq, Bytes::from(reason));
+            let close = write_protected(w, FrameKind::Close, in_seq, Bytes::from(reason), &mut tx);
             let _ = timeout(interval, close).await;
             return ConnEnd::LocalClosed;
         }
         frames.clear();
+        arena.clear();
         let next = session.next_outgoing(conn_gen, |seq, msg| {
             frames.push(OutFrame::unsealed(seq, msg.clone()))
         });
         let Some(out) = next else {
             return ConnEnd::Failed("superseded by a newer connection".into());
         };
-        // Headers (and the crc over each payload) outside the session lock.
+        // Headers (and the crc, tag or encryption of each payload)
+        // outside the session lock.
         for f in &mut frames {
-            f.seal(out.ack);
+            if let Err(e) = f.seal(out.ack, &mut tx, &mut arena) {
+                return ConnEnd::Failed(format!("protecting a frame: {e}"));
+            }
         }
         if frames.is_empty() && out.unacked > 0 {
             let now = tokio::time::Instant::now();
@@ -218,7 +235,10 @@ async fn write_loop(session: &Arc<Session>, conn_gen: u64, w: &mut WriteHalf) ->
                 wait_for_work(timer.as_mut(), due, session).await;
                 continue;
             }
-            frames.push(OutFrame::empty(FrameKind::Ack, session.take_ack()));
+            match OutFrame::empty(FrameKind::Ack, session.take_ack(), &mut tx, &mut arena) {
+                Ok(f) => frames.push(f),
+                Err(e) => return ConnEnd::Failed(format!("protecting a frame: {e}")),
+            }
         }
         if !frames.is_empty() {
             ack_due = None;
@@ -230,9 +250,12 @@ async fn write_loop(session: &Arc<Session>, conn_gen: u64, w: &mut WriteHalf) ->
                 continue;
             }
             let (in_seq, _) = session.seqs();
-            frames.push(OutFrame::empty(FrameKind::Keepalive, in_seq));
+            match OutFrame::empty(FrameKind::Keepalive, in_seq, &mut tx, &mut arena) {
+                Ok(f) => frames.push(f),
+                Err(e) => return ConnEnd::Failed(format!("protecting a frame: {e}")),
+            }
         }
-        let written = write_frames(w, &frames).await;
+        let written = write_frames(w, &frames, &arena).await;
         last_sent = Instant::now();
         // Let go of the payloads now, not when the next batch comes.
         frames.clear();

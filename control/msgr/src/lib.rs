@@ -50,6 +50,7 @@ pub mod handshake;
 mod io;
 pub mod listener;
 pub mod message;
+pub mod onwire;
 mod pool;
 mod read;
 pub mod session;
@@ -160,6 +161,12 @@ impl SessionHandle {
     /// or not): what a reconnect would replay.
     pub fn unacked_messages(&self) -> usize {
         self.session.queued().0
+    }
+
+    /// The connection mode (crc, signed, secure) the last handshake of
+    /// this session chose; `None` before one.
+    pub fn wire_mode(&self) -> Option<onwire::WireMode> {
+        self.session.wire_mode()
     }
 
     /// Whether both handles name the same session.

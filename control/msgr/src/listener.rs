@@ -25,12 +25,13 @@ use crate::entity::EntityName;
 use crate::frame::FrameKind;
 use crate::handshake::{fsid_matches, Hello, HelloReply, PROTOCOL_VERSION};
 use crate::io::{run_connection, ConnEnd};
+use crate::onwire::{self, Protect, Protection};
 use crate::pool::RecvPool;
 use crate::read::{FrameReader, FramedRead};
 use crate::session::{PeerInfo, Session};
 use crate::sink::{emit, EventSink};
 use crate::transport::{self, Acceptor, ReadHalf, WriteHalf};
-use crate::write::write_control;
+use crate::write::{write_control, write_protected};
 use crate::{Event, SessionHandle};
 
 type Sessions = Arc<Mutex<HashMap<u64, Arc<Session>>>>;
@@ -204,6 +205,18 @@ async fn accept_one<S: EventSink + Clone>(
         Ok(v) => v,
         Err(reason) => return refuse(&mut wr, reason).await,
     };
+    // The connection mode: the first of the peer's offer this side
+    // allows (with no authentication, and so no key, crc only).
+    let conn_key = authed.as_ref().and_then(|p| p.connection_key);
+    let (allowed, option) = shared.config.auth.modes.for_acceptor(hello.entity.kind);
+    let mode = match onwire::pick(&hello.modes, allowed, option, conn_key.is_some()) {
+        Ok(m) => m,
+        Err(reason) => return refuse(&mut wr, format!("{peer_name}: {reason}")).await,
+    };
+    let prot = match Protection::new(mode, conn_key.as_ref(), &hello.modes, false) {
+        Ok(p) => p,
+        Err(reason) => return refuse(&mut wr, reason).await,
+    };
     let (session, fresh) = match find_or_create(&shared, &hello) {
         Ok(v) => v,
         Err(reason) => return refuse(&mut wr, reason).await,
@@ -218,10 +231,16 @@ async fn accept_one<S: EventSink + Clone>(
         features: 0,
         max_frame_bytes: shared.config.max_frame_bytes as u64,
         auth: auth_reply,
+        mode: mode.id(),
+        mode_mac: conn_key.map(|k| onwire::transcript_mac(&k, &hello.modes, mode)),
     };
     write_control(&mut wr, FrameKind::HelloReply, 0, reply.to_bytes().into())
         .await
         .map_err(|e| format!("writing hello reply: {e}"))?;
+    // Every frame after the reply is protected as the mode says.
+    let Protection { mut tx, rx } = prot;
+    reader.frames.set_rx(rx);
+    session.set_wire_mode(mode);
     let peer = Arc::new(PeerInfo {
         entity: hello.entity.clone(),
         addr,
@@ -232,7 +251,8 @@ async fn accept_one<S: EventSink + Clone>(
         Ok(g) => g,
         Err(reason) => {
             tracing::error!(peer = %peer.entity, %addr, "ending the session: {reason}");
-            let _ = write_control(&mut wr, FrameKind::Close, 0, Bytes::from(reason.clone())).await;
+            let close = Bytes::from(reason.clone());
+            let _ = write_protected(&mut wr, FrameKind::Close, 0, close, &mut tx).await;
             end_session(&shared, &session, &reason).await;
             return Err(reason);
         }
@@ -243,6 +263,7 @@ async fn accept_one<S: EventSink + Clone>(
         peer,
         conn_gen,
         shared,
+        tx,
     };
     let task = match conn.shared.placement.as_ref().and_then(|p| p(&conn.peer)) {
         None => tokio::spawn(conn.run(reader, wr)),
@@ -271,17 +292,21 @@ struct Accepted<S> {
     peer: Arc<PeerInfo>,
     conn_gen: u64,
     shared: Arc<Shared<S>>,
+    /// The protection of the frames this side sends.
+    tx: Protect,
 }
 
 impl<S: EventSink + Clone> Accepted<S> {
-    async fn run(self, reader: FramedRead<ReadHalf>, wr: WriteHalf) {
+    async fn run(mut self, reader: FramedRead<ReadHalf>, wr: WriteHalf) {
         let sink = self.shared.sink.clone();
+        let tx = std::mem::replace(&mut self.tx, Protect::crc());
         let end = run_connection(
             self.session.clone(),
             self.peer.clone(),
             self.conn_gen,
             reader,
             wr,
+            tx,
             &sink,
         )
         .await;

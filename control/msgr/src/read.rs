@@ -16,6 +16,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::config::MsgrConfig;
 use crate::frame::{check_payload, Frame, FrameDecoder, FrameError, FrameHeader, HEADER_BYTES};
+use crate::onwire::{Protect, WireMode};
 use crate::pool::RecvPool;
 
 /// Why no frame could be read.
@@ -63,6 +64,8 @@ pub(crate) struct FrameReader {
     pool: RecvPool,
     aligned_min_bytes: usize,
     aligned: Option<Aligned>,
+    /// Checks (and decrypts) the frames after the handshake.
+    rx: Protect,
 }
 
 impl FrameReader {
@@ -74,7 +77,14 @@ impl FrameReader {
             pool,
             aligned_min_bytes: config.recv_aligned_min_bytes,
             aligned: None,
+            rx: Protect::crc(),
         }
+    }
+
+    /// From the next frame on, frames are protected by `rx` (set once
+    /// the handshake chose a mode).
+    pub(crate) fn set_rx(&mut self, rx: Protect) {
+        self.rx = rx;
     }
 
     /// The next frame from `rd`; `Ok(None)` at a clean end of stream.
@@ -84,7 +94,7 @@ impl FrameReader {
     ) -> Result<Option<Frame>, ReadError> {
         loop {
             if let Some(a) = &mut self.aligned {
-                let len = a.header.payload_len as usize;
+                let len = a.header.payload_len as usize + self.rx.trailer_len();
                 if a.got == len {
                     return self.finish_aligned().map(Some);
                 }
@@ -114,10 +124,14 @@ impl FrameReader {
                     }
                 }
                 Some(h) => {
-                    if let Some(f) = self.dec.decode(&mut self.buf).map_err(ReadError::Frame)? {
+                    if let Some(f) = self
+                        .dec
+                        .decode_protected(&mut self.buf, &mut self.rx)
+                        .map_err(ReadError::Frame)?
+                    {
                         return Ok(Some(f));
                     }
-                    h.payload_len as usize
+                    h.payload_len as usize + self.rx.trailer_len()
                 }
             };
             self.make_room(want);
@@ -174,13 +188,24 @@ impl FrameReader {
     /// Starts receiving the payload of `h` into an aligned buffer.
     fn start_aligned(&mut self, h: FrameHeader) {
         let len = h.payload_len as usize;
-        let start = if h.head_prefixed() {
+        // Encrypted, the head length cannot be read yet: the payload is
+        // received at 0 with room for the largest pad, and moved into
+        // place once decrypted (see `finish_aligned`).
+        let encrypted = self.rx.mode() == WireMode::Secure;
+        let start = if h.head_prefixed() && !encrypted {
             data_alignment_pad(&self.buf, len)
         } else {
             0
         };
-        let mut buf = AlignedBuf::for_overwrite((start + len).next_multiple_of(BUF_ALIGN));
-        let have = self.buf.len().min(len);
+        let room = if h.head_prefixed() && encrypted {
+            BUF_ALIGN
+        } else {
+            0
+        };
+        // The tag of a protected frame lands after the payload.
+        let wire = len + self.rx.trailer_len();
+        let mut buf = AlignedBuf::for_overwrite((start + room + wire).next_multiple_of(BUF_ALIGN));
+        let have = self.buf.len().min(wire);
         buf[start..start + have].copy_from_slice(&self.buf[..have]);
         self.buf.advance(have);
         self.dec.take_header();
@@ -197,8 +222,21 @@ impl FrameReader {
             return Err(ReadError::Stream("no aligned frame in progress".into()));
         };
         let len = a.header.payload_len as usize;
+        let mut a = a;
+        if self.rx.is_crc() {
+            check_payload(&a.header, &a.buf[a.start..a.start + len]).map_err(ReadError::Frame)?;
+        } else {
+            let wire = len + self.rx.trailer_len();
+            self.rx
+                .open(&a.header.encode(), &mut a.buf[a.start..a.start + wire])
+                .map_err(ReadError::Frame)?;
+            if a.header.head_prefixed() && self.rx.mode() == WireMode::Secure {
+                let pad = data_alignment_pad(&a.buf[..len], len);
+                a.buf.copy_within(0..len, pad);
+                a.start = pad;
+            }
+        }
         let payload = aligned_bytes(a.buf).slice(a.start..a.start + len);
-        check_payload(&a.header, &payload).map_err(ReadError::Frame)?;
         Ok(Frame {
             header: a.header,
             payload,

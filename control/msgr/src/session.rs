@@ -93,6 +93,9 @@ pub(crate) struct Session {
     pub(crate) closed_wake: Notify,
     /// The task driving the current connection, aborted when replaced.
     conn_task: Mutex<Option<AbortHandle>>,
+    /// The connection mode of the last connection (a `WireMode` id; 0
+    /// before the first).
+    wire_mode: std::sync::atomic::AtomicU8,
 }
 
 impl Session {
@@ -118,7 +121,18 @@ impl Session {
             space: Notify::new(),
             closed_wake: Notify::new(),
             conn_task: Mutex::new(None),
+            wire_mode: std::sync::atomic::AtomicU8::new(0),
         })
+    }
+
+    pub(crate) fn set_wire_mode(&self, mode: crate::onwire::WireMode) {
+        self.wire_mode
+            .store(mode.id(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The mode the handshake of the last connection chose.
+    pub(crate) fn wire_mode(&self) -> Option<crate::onwire::WireMode> {
+        crate::onwire::WireMode::from_id(self.wire_mode.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     pub(crate) fn peer(&self) -> Option<Arc<PeerInfo>> {

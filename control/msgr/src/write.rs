@@ -10,20 +10,28 @@ use std::task::Poll;
 use bytes::Bytes;
 use tokio::io::AsyncWrite;
 
-use crate::frame::{FrameHeader, FrameKind, HEADER_BYTES};
+use crate::frame::{FrameError, FrameHeader, FrameKind, HEADER_BYTES};
 use crate::message::Message;
+use crate::onwire::{Protect, WireMode, TAG_BYTES};
 
 /// Slices given to one `writev` at most: a stack array of this many, well
 /// under Linux's `IOV_MAX` (1024). A batch with more is written in several
 /// calls.
 const WRITEV_MAX_SLICES: usize = 256;
 
-/// One frame ready to go: its encoded header and its payload chunks.
+/// One frame ready to go: its encoded header and its payload chunks, and
+/// in the protected modes its tag (signed) or where its encrypted payload
+/// and tag lie in the writer's buffer (secure).
 pub(crate) struct OutFrame {
     pub(crate) header: [u8; HEADER_BYTES],
     pub(crate) payload: Message,
     /// Sequence number of a message frame.
     seq: u64,
+    /// Signed mode: the tag after the payload.
+    tag: Option<[u8; TAG_BYTES]>,
+    /// Secure mode: the ciphertext and tag, `arena[start..end]`, sent
+    /// instead of the payload chunks.
+    sealed: Option<(usize, usize)>,
 }
 
 impl OutFrame {
@@ -31,7 +39,8 @@ impl OutFrame {
     #[cfg(test)]
     pub(crate) fn message(seq: u64, ack: u64, msg: Message) -> OutFrame {
         let mut f = OutFrame::unsealed(seq, msg);
-        f.seal(ack);
+        f.seal(ack, &mut Protect::crc(), &mut Vec::new())
+            .expect("crc cannot fail");
         f
     }
 
@@ -42,28 +51,95 @@ impl OutFrame {
             header: [0; HEADER_BYTES],
             payload: msg,
             seq,
+            tag: None,
+            sealed: None,
         }
     }
 
-    /// Builds the header of a message frame, computing its crc.
-    pub(crate) fn seal(&mut self, ack: u64) {
-        self.header = FrameHeader::for_message(self.seq, ack, &self.payload).encode();
+    /// Builds the header of a message frame (computing its crc in crc
+    /// mode) and protects the frame as `tx` says, encrypting into `arena`
+    /// in secure mode.
+    pub(crate) fn seal(
+        &mut self,
+        ack: u64,
+        tx: &mut Protect,
+        arena: &mut Vec<u8>,
+    ) -> Result<(), FrameError> {
+        if tx.is_crc() {
+            self.header = FrameHeader::for_message(self.seq, ack, &self.payload).encode();
+            return Ok(());
+        }
+        self.header = FrameHeader::for_message_uncrc(self.seq, ack, &self.payload).encode();
+        self.protect(tx, arena)
     }
 
-    /// A frame with an empty payload (ack, keepalive).
-    pub(crate) fn empty(kind: FrameKind, ack: u64) -> OutFrame {
-        OutFrame {
-            header: FrameHeader::for_payload(kind, 0, 0, ack, &[]).encode(),
-            payload: Message::default(),
+    fn protect(&mut self, tx: &mut Protect, arena: &mut Vec<u8>) -> Result<(), FrameError> {
+        match tx.mode() {
+            WireMode::Crc => {}
+            WireMode::Signed => self.tag = Some(tx.sign(&self.header, self.payload.chunks())?),
+            WireMode::Secure => {
+                let start = arena.len();
+                tx.seal_into(&self.header, self.payload.chunks(), arena)?;
+                self.sealed = Some((start, arena.len()));
+            }
+        }
+        Ok(())
+    }
+
+    /// A frame with an empty payload (ack, keepalive), protected by `tx`.
+    pub(crate) fn empty(
+        kind: FrameKind,
+        ack: u64,
+        tx: &mut Protect,
+        arena: &mut Vec<u8>,
+    ) -> Result<OutFrame, FrameError> {
+        OutFrame::control(kind, ack, Bytes::new(), tx, arena)
+    }
+
+    /// A control frame (close, ack, keepalive; the handshake's in crc
+    /// mode) carrying `payload`, protected by `tx`.
+    pub(crate) fn control(
+        kind: FrameKind,
+        ack: u64,
+        payload: Bytes,
+        tx: &mut Protect,
+        arena: &mut Vec<u8>,
+    ) -> Result<OutFrame, FrameError> {
+        let mut h = FrameHeader::for_payload(kind, 0, 0, ack, &[]);
+        h.payload_len = payload.len() as u32;
+        if tx.is_crc() {
+            h.payload_crc = crc32c::crc32c(&payload);
+        }
+        let payload = if payload.is_empty() {
+            Message::default()
+        } else {
+            Message::new(0, payload)
+        };
+        let mut f = OutFrame {
+            header: h.encode(),
+            payload,
             seq: 0,
-        }
+            tag: None,
+            sealed: None,
+        };
+        f.protect(tx, arena)?;
+        Ok(f)
     }
 
-    /// Slice `part` of the frame: 0 is the header, then the chunks.
-    fn part(&self, part: usize) -> Option<&[u8]> {
-        match part {
-            0 => Some(&self.header),
-            i => self.payload.chunks().get(i - 1).map(|c| &c[..]),
+    /// Slice `part` of the frame: 0 is the header, then the chunks and the
+    /// tag (or the sealed payload and tag, in `arena`).
+    fn part<'a>(&'a self, part: usize, arena: &'a [u8]) -> Option<&'a [u8]> {
+        if part == 0 {
+            return Some(&self.header);
+        }
+        if let Some((start, end)) = self.sealed {
+            return (part == 1).then(|| &arena[start..end]);
+        }
+        let chunks = self.payload.chunks();
+        match chunks.get(part - 1) {
+            Some(c) => Some(&c[..]),
+            None if part == chunks.len() + 1 => self.tag.as_ref().map(|t| &t[..]),
+            None => None,
         }
     }
 }
@@ -79,9 +155,9 @@ struct Cursor {
 
 impl Cursor {
     /// Moves past `n` written bytes.
-    fn advance(&mut self, frames: &[OutFrame], mut n: usize) {
+    fn advance(&mut self, frames: &[OutFrame], arena: &[u8], mut n: usize) {
         while let Some(f) = frames.get(self.frame) {
-            let Some(p) = f.part(self.part) else {
+            let Some(p) = f.part(self.part, arena) else {
                 self.frame += 1;
                 self.part = 0;
                 continue;
@@ -102,12 +178,17 @@ impl Cursor {
 }
 
 /// Fills `iov` with the unwritten slices from `at` on; returns how many.
-fn gather<'a>(frames: &'a [OutFrame], at: Cursor, iov: &mut [IoSlice<'a>]) -> usize {
+fn gather<'a>(
+    frames: &'a [OutFrame],
+    arena: &'a [u8],
+    at: Cursor,
+    iov: &mut [IoSlice<'a>],
+) -> usize {
     let (mut f, mut p, mut off) = (at.frame, at.part, at.offset);
     let mut n = 0;
     while n < iov.len() {
         let Some(frame) = frames.get(f) else { break };
-        match frame.part(p) {
+        match frame.part(p, arena) {
             Some(s) => {
                 if off < s.len() {
                     iov[n] = IoSlice::new(&s[off..]);
@@ -125,10 +206,12 @@ fn gather<'a>(frames: &'a [OutFrame], at: Cursor, iov: &mut [IoSlice<'a>]) -> us
     n
 }
 
-/// Writes `frames` in order with as few syscalls as the socket allows.
+/// Writes `frames` in order with as few syscalls as the socket allows
+/// (`arena`: the writer's buffer the secure mode encrypted into).
 pub(crate) async fn write_frames<W: AsyncWrite + Unpin>(
     w: &mut W,
     frames: &[OutFrame],
+    arena: &[u8],
 ) -> io::Result<()> {
     let mut at = Cursor::default();
     loop {
@@ -137,7 +220,7 @@ pub(crate) async fn write_frames<W: AsyncWrite + Unpin>(
         let mut done = false;
         let written = poll_fn(|cx| {
             let mut iov = [IoSlice::new(&[]); WRITEV_MAX_SLICES];
-            let n = gather(frames, at, &mut iov);
+            let n = gather(frames, arena, at, &mut iov);
             if n == 0 {
                 done = true;
                 return Poll::Ready(Ok(0));
@@ -154,23 +237,34 @@ pub(crate) async fn write_frames<W: AsyncWrite + Unpin>(
                 "socket accepted no bytes",
             ));
         }
-        at.advance(frames, written);
+        at.advance(frames, arena, written);
     }
 }
 
-/// Writes one control frame (hello, reply, reject, close).
+/// Writes one control frame (hello, reply, reject, and a close before a
+/// mode was chosen) in crc mode.
 pub(crate) async fn write_control<W: AsyncWrite + Unpin>(
     w: &mut W,
     kind: FrameKind,
     ack: u64,
     payload: Bytes,
 ) -> io::Result<()> {
-    let frame = OutFrame {
-        header: FrameHeader::for_payload(kind, 0, 0, ack, &payload).encode(),
-        payload: Message::new(0, payload),
-        seq: 0,
-    };
-    write_frames(w, std::slice::from_ref(&frame)).await
+    write_protected(w, kind, ack, payload, &mut Protect::crc()).await
+}
+
+/// Writes one control frame protected by `tx` (a close frame on a
+/// connection whose mode is chosen).
+pub(crate) async fn write_protected<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    kind: FrameKind,
+    ack: u64,
+    payload: Bytes,
+    tx: &mut Protect,
+) -> io::Result<()> {
+    let mut arena = Vec::new();
+    let frame = OutFrame::control(kind, ack, payload, tx, &mut arena)
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    write_frames(w, std::slice::from_ref(&frame), &arena).await
 }
 
 #[cfg(test)]
@@ -247,7 +341,8 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("runtime");
-        rt.block_on(write_frames(&mut w, frames)).expect("written");
+        rt.block_on(write_frames(&mut w, frames, &[]))
+            .expect("written");
         (w.out, w.calls)
     }
 
@@ -269,8 +364,9 @@ mod tests {
                 Message::from_chunks(3, [a, b, c]),
             ));
         }
-        one.push(OutFrame::empty(FrameKind::Ack, 9));
-        many.push(OutFrame::empty(FrameKind::Ack, 9));
+        let crc = || OutFrame::empty(FrameKind::Ack, 9, &mut Protect::crc(), &mut Vec::new());
+        one.push(crc().expect("crc"));
+        many.push(crc().expect("crc"));
         (one, many)
     }
 

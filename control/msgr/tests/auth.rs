@@ -295,3 +295,59 @@ async fn tickets_open_osd_sessions_without_the_mon() {
         "authentication required",
     );
 }
+
+/// `spawn_refresh` takes its period from the lifetime the mon granted,
+/// read again every round (not the interval it was started with): with
+/// 8-second tickets it renews every 2 s although it was given an hour.
+#[tokio::test]
+async fn ticket_renewal_follows_the_granted_lifetime() {
+    let keys = Arc::new(MemKeySource::with_ticket_ttl(8));
+    let far = u64::MAX / 2;
+    keys.rotate(Service::Osd, far).expect("rng");
+    let key = CryptoKey::generate().expect("rng");
+    keys.add_entity("osd.4", key.clone(), caps(&[("mon", "allow profile osd")]));
+    let cfg = MsgrConfig {
+        auth: MsgrAuth {
+            server: Some(ServerAuth {
+                mode: AuthMode::Cephx,
+                service: Service::Mon,
+                keys: keys.clone(),
+            }),
+            ..MsgrAuth::default()
+        },
+        ..base()
+    };
+    let fsid = Uuid::new_v4();
+    let (tx, mut events) = event_channel(&cfg);
+    let listener = Listener::bind(
+        "127.0.0.1:0".parse().expect("addr"),
+        name("mon.a"),
+        fsid,
+        cfg,
+        tx,
+    )
+    .await
+    .expect("bind");
+    let client = Arc::new(ClientAuth::new("osd.4", Some(key)));
+    let cfg = MsgrConfig {
+        auth: as_client(&client),
+        ..base()
+    };
+    let task = kalmar_msgr::auth::spawn_refresh(
+        vec![listener.local_addr()],
+        name("osd.4"),
+        fsid,
+        cfg,
+        Duration::from_secs(3600),
+    );
+    let mut sessions = 0;
+    let until = tokio::time::Instant::now() + Duration::from_millis(5500);
+    while let Ok(Some(ev)) = tokio::time::timeout_at(until, events.recv()).await {
+        if let Event::Closed(..) = ev {
+            sessions += 1;
+        }
+    }
+    task.abort();
+    assert_eq!(client.renewal_period(), Some(Duration::from_secs(2)));
+    assert!(sessions >= 2, "{sessions} renewals in 5.5 s");
+}

@@ -430,6 +430,8 @@ async fn malformed_frames_close_only_that_connection() {
         features: 0,
         max_frame_bytes: 0,
         auth: None,
+        // An older peer's hello: no mode offer (crc).
+        modes: Vec::new(),
     };
     let hello_bytes = kalmar_common::Encode::to_bytes(&hello);
     let frame = |kind, seq, payload: &[u8]| {
@@ -526,6 +528,8 @@ async fn silent_peer_times_out_and_session_expires() {
         features: 0,
         max_frame_bytes: 0,
         auth: None,
+        // An older peer's hello: no mode offer (crc).
+        modes: Vec::new(),
     };
     let payload = kalmar_common::Encode::to_bytes(&hello);
     let mut raw = FrameHeader::for_payload(FrameKind::Hello, 0, 0, 0, &payload)
