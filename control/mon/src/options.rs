@@ -93,9 +93,9 @@ impl Default for MonOptions {
             mon_heartbeat_interval: Duration::from_millis(200),
             mon_commit_timeout: Duration::from_secs(10),
             auth_service_ticket_ttl_secs: kalmar_auth::source::DEFAULT_TICKET_TTL_SECS,
-            auth_cluster_required: kalmar_auth::AuthMode::None,
-            auth_service_required: kalmar_auth::AuthMode::None,
-            auth_client_required: kalmar_auth::AuthMode::None,
+            auth_cluster_required: kalmar_auth::AuthMode::DEFAULT,
+            auth_service_required: kalmar_auth::AuthMode::DEFAULT,
+            auth_client_required: kalmar_auth::AuthMode::DEFAULT,
         }
     }
 }
@@ -248,10 +248,11 @@ impl MonOptions {
     }
 }
 
-/// An `auth_*_required` option: `cephx` or `none` (absent: `none`).
+/// An `auth_*_required` option: `cephx` or `none` (absent:
+/// [`kalmar_auth::AuthMode::DEFAULT`], `cephx`).
 pub fn auth_mode(conf: &Conf, entity: &str, key: &str) -> Result<kalmar_auth::AuthMode, ConfError> {
     match conf.get::<String>(entity, key)? {
-        None => Ok(kalmar_auth::AuthMode::None),
+        None => Ok(kalmar_auth::AuthMode::DEFAULT),
         Some(v) => v.parse().map_err(|detail: String| ConfError::Type {
             section: entity.to_string(),
             key: key.to_string(),
@@ -305,8 +306,9 @@ mon_allow_pool_delete = false
         .expect("toml");
         let o = MonOptions::from_conf(&conf, "mon.a").expect("valid");
         assert!(o.auth_off().names().is_empty());
-        // Left unset: whatever the defaults are, each `none` among them
-        // is named (the defaults warn as loudly as the conf).
+        // Left unset: cephx (a new cluster requires auth), so nothing to
+        // warn about; were a default `none`, it would be named like the
+        // conf's.
         let o = MonOptions::from_conf(&Conf::parse("").expect("toml"), "mon.a").expect("valid");
         let d = MonOptions::default();
         let mut want = Vec::new();
@@ -320,5 +322,9 @@ mon_allow_pool_delete = false
             }
         }
         assert_eq!(o.auth_off().names(), want);
+        assert_eq!(o.auth_cluster_required, kalmar_auth::AuthMode::Cephx);
+        assert_eq!(o.auth_service_required, kalmar_auth::AuthMode::Cephx);
+        assert_eq!(o.auth_client_required, kalmar_auth::AuthMode::Cephx);
+        assert!(want.is_empty());
     }
 }
