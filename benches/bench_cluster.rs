@@ -85,8 +85,14 @@ fn mon_of(conf: &Path) -> Result<SocketAddr> {
     Ok(m.parse()?)
 }
 
+/// A client as client.admin, with the key vstart wrote next to the conf
+/// (none needed when the conf turns auth off).
 async fn connect(conf: &Path) -> Result<Rados> {
-    Ok(Rados::connect(ClientConfig::new(mon_of(conf)?)).await?)
+    let mut cfg = ClientConfig::new(mon_of(conf)?);
+    let c = kalmar_common::config::Conf::load(conf)?;
+    cfg.msgr.auth = kalmar_msgr::auth::MsgrAuth::client_from_conf(&c, "client.admin")
+        .map_err(anyhow::Error::msg)?;
+    Ok(Rados::connect(cfg).await?)
 }
 
 async fn create_pool(rados: &Rados, pool: &str, size: u32, pg_num: u32) -> Result<()> {

@@ -119,6 +119,8 @@ fn start_cluster(period_s: f64) -> anyhow::Result<Cluster> {
         &conf,
         format!(
             "[global]\nmon_host = \"{mon}\"\nmgr_stats_period = {period_s}\nmgr_tick_period = 1\n\
+             auth_cluster_required = \"none\"\nauth_service_required = \"none\"\n\
+             auth_client_required = \"none\"\n\
              mgr_module_path = \"{plugins}\"\nmon_tick_interval = 0.5\n\
              [\"mgr.x\"]\nadmin_socket = \"{}\"\n",
             dir.path().join("mgr.x.asok").display()

@@ -90,7 +90,11 @@ impl Mons {
         }
         std::fs::write(
             dir.path().join("kalmar.conf"),
-            "[mon]\nosd_crush_chooseleaf_type = 0\nmon_osd_report_timeout = 600\n",
+            // Auth off, written out: the simulated OSDs and clients have
+            // no keys (this measures the mon's map and quorum work).
+            "[global]\nauth_cluster_required = \"none\"\nauth_service_required = \"none\"\n\
+             auth_client_required = \"none\"\n\
+             [mon]\nosd_crush_chooseleaf_type = 0\nmon_osd_report_timeout = 600\n",
         )?;
         let members: Vec<String> = names
             .iter()

@@ -186,20 +186,23 @@ fn placement(shards: usize) -> PlacementFn {
 /// sent again.
 const CRUSH_UPDATE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Asks the mon to place osd.`id` at `args` (`osd crush create-or-move`,
-/// weight 1 for an OSD CRUSH does not hold yet, as `osd new` gives), again
-/// while the mon cannot be reached. The answer: the mon's status line, or
+/// Asks the mon to place osd.`id` at `args` (`osd crush create-or-move`),
+/// again while the mon cannot be reached. `weight` is the OSD's initial
+/// CRUSH weight (`osd_crush_initial_weight`, else its size in TiB): the
+/// mon gives it to an OSD that has not booted since it was created and
+/// keeps the weight of one that has. The answer: the mon's status line, or
 /// its refusal (an invalid location) as the reason the OSD stops.
 fn spawn_crush_update(
     mon: Arc<MonClient>,
     id: OsdId,
     args: Vec<String>,
+    weight: f64,
 ) -> tokio::sync::oneshot::Receiver<Result<String, String>> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let cmd = serde_json::json!({
         "prefix": "osd crush create-or-move",
         "id": id,
-        "weight": 1.0,
+        "weight": weight,
         "args": args,
     });
     tokio::spawn(async move {
@@ -517,7 +520,9 @@ pub async fn run(
     // refuses stops the OSD.
     let mut crush_placed = cfg.crush_location.clone().map(|args| {
         work.hold_boot = true;
-        spawn_crush_update(mon.clone(), cfg.id, args)
+        let size = store.statfs().map_or(0, |s| s.total_bytes);
+        let weight = opts.initial_crush_weight(size);
+        spawn_crush_update(mon.clone(), cfg.id, args, weight)
     });
     work.send_boot().await;
 

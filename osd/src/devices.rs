@@ -16,6 +16,7 @@ use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use kalmar_common::config::Conf;
 use kalmar_objectstore::layout::{LABEL_MAGIC, LABEL_OFFSET};
@@ -180,6 +181,113 @@ pub fn boot_crush_location(conf: &Conf, entity: &str) -> anyhow::Result<CrushLoc
         None => CrushLocation { items: Vec::new() },
     };
     Ok(loc.with_defaults(&short_hostname()))
+}
+
+/// Most a `crush_location_hook` may run (Ceph's
+/// `crush_location_hook_timeout`, 10 s): beyond it the hook is killed and
+/// the OSD boots at its conf's location.
+pub const CRUSH_LOCATION_HOOK_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause between checks on a running hook.
+const HOOK_POLL: Duration = Duration::from_millis(20);
+/// Most of a failing hook's stderr quoted in the warning.
+const HOOK_STDERR_QUOTED: usize = 300;
+
+/// Runs Ceph's `crush_location_hook`: `HOOK --cluster kalmar --id ID
+/// --type osd`, whose standard output is the location (Ceph's syntax, as
+/// `crush_location`). An error (it cannot start, fails, prints nothing or
+/// something that does not parse, or runs longer than `timeout` and is
+/// killed) says what happened.
+pub fn run_location_hook(hook: &Path, id: i32, timeout: Duration) -> Result<CrushLocation, String> {
+    let what = format!("crush_location_hook {}", hook.display());
+    let mut child = Command::new(hook)
+        .args([
+            "--cluster",
+            "kalmar",
+            "--id",
+            &id.to_string(),
+            "--type",
+            "osd",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{what}: cannot run it: {e}"))?;
+    // Read both pipes on threads, so a chatty hook never blocks on a full
+    // pipe while this waits for it to exit.
+    let pipe = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut out = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut out);
+            }
+            out
+        })
+    };
+    let stdout = pipe(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = pipe(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let start = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break st,
+            Ok(None) if start.elapsed() >= timeout => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "{what}: still running after {} s; killed",
+                    timeout.as_secs_f64()
+                ));
+            }
+            Ok(None) => std::thread::sleep(HOOK_POLL),
+            Err(e) => return Err(format!("{what}: waiting for it: {e}")),
+        }
+    };
+    let out = String::from_utf8_lossy(&stdout.join().unwrap_or_default()).into_owned();
+    if !status.success() {
+        let err = String::from_utf8_lossy(&stderr.join().unwrap_or_default()).into_owned();
+        let err: String = err.trim().chars().take(HOOK_STDERR_QUOTED).collect();
+        return Err(format!("{what}: exited with {status}: {err}"));
+    }
+    let text = out.trim();
+    if text.is_empty() {
+        return Err(format!("{what}: printed no location"));
+    }
+    CrushLocation::parse(text).map_err(|e| format!("{what}: printed '{text}': {e}"))
+}
+
+/// [`boot_crush_location`] with the conf's `crush_location_hook` asked
+/// first: its location (with `host=` and `root=` added as for
+/// `crush_location`) replaces the conf's. When the hook fails, the conf's
+/// location (or the hostname's) is used and the second value says why, for
+/// the OSD to log as a warning.
+pub fn boot_crush_location_with_hook(
+    conf: &Conf,
+    entity: &str,
+    id: i32,
+    timeout: Duration,
+) -> anyhow::Result<(CrushLocation, Option<String>)> {
+    let Some(hook) = conf.get::<String>(entity, "crush_location_hook")? else {
+        return Ok((boot_crush_location(conf, entity)?, None));
+    };
+    match run_location_hook(Path::new(&hook), id, timeout) {
+        Ok(loc) => Ok((loc.with_defaults(&short_hostname()), None)),
+        Err(why) => Ok((
+            boot_crush_location(conf, entity)?,
+            Some(format!(
+                "{why}; using crush_location from the conf (else host=<hostname> root=default)"
+            )),
+        )),
+    }
 }
 
 /// One candidate device and why it may not be used.
@@ -623,6 +731,94 @@ mod tests {
                 format!("host={}", short_hostname()),
                 "root=default".to_string()
             ]
+        );
+    }
+
+    /// An executable script in `dir` with `body`.
+    fn hook(dir: &Path, name: &str, body: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let p = dir.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).expect("write hook");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        p
+    }
+
+    #[test]
+    fn location_hook_is_run_with_cephs_arguments() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // It echoes its arguments into the location, so they are checked.
+        let h = hook(
+            dir.path(),
+            "args",
+            r#"[ "$1 $2 $3 $5 $6" = "--cluster kalmar --id --type osd" ] || exit 3
+echo "root=default rack=r$4 host=node$4""#,
+        );
+        let loc = run_location_hook(&h, 7, CRUSH_LOCATION_HOOK_TIMEOUT).expect("ran");
+        assert_eq!(loc.args(), vec!["root=default", "rack=r7", "host=node7"]);
+        // The conf names it: its location replaces crush_location; host=
+        // and root= are added when it leaves them out.
+        let short = hook(dir.path(), "short", "echo rack=r2");
+        let c = kalmar_common::config::Conf::parse(&format!(
+            "[osd]\ncrush_location = \"rack=conf\"\ncrush_location_hook = \"{}\"\n",
+            short.display()
+        ))
+        .expect("toml");
+        let (loc, warn) =
+            boot_crush_location_with_hook(&c, "osd.0", 0, CRUSH_LOCATION_HOOK_TIMEOUT).expect("ok");
+        assert!(warn.is_none(), "{warn:?}");
+        assert_eq!(
+            loc.args(),
+            vec![
+                format!("host={}", short_hostname()),
+                "rack=r2".to_string(),
+                "root=default".to_string()
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failing_hook_falls_back_to_the_conf_with_the_reason() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cases = [
+            (
+                hook(dir.path(), "fails", "echo nope >&2; exit 2"),
+                "exited with",
+            ),
+            (hook(dir.path(), "silent", "true"), "printed no location"),
+            (
+                hook(dir.path(), "garbage", "echo 'rack r1'"),
+                "is not TYPE=NAME",
+            ),
+            (
+                hook(dir.path(), "slow", "sleep 5; echo rack=late"),
+                "killed",
+            ),
+            (dir.path().join("missing"), "cannot run it"),
+        ];
+        for (h, why) in cases {
+            let c = kalmar_common::config::Conf::parse(&format!(
+                "[osd]\ncrush_location = \"rack=r1 host=h1\"\ncrush_location_hook = \"{}\"\n",
+                h.display()
+            ))
+            .expect("toml");
+            let t0 = Instant::now();
+            let (loc, warn) =
+                boot_crush_location_with_hook(&c, "osd.3", 3, Duration::from_millis(300))
+                    .expect("falls back");
+            assert!(t0.elapsed() < Duration::from_secs(4), "bounded: {h:?}");
+            assert_eq!(loc.args(), vec!["rack=r1", "host=h1", "root=default"]);
+            let warn = warn.expect("a reason");
+            assert!(warn.contains(why), "{h:?}: {warn}");
+            assert!(warn.contains(&h.display().to_string()), "{warn}");
+        }
+        // No hook: the conf's location, no warning.
+        let c = kalmar_common::config::Conf::parse("[osd]\ncrush_location = \"host=h5\"\n")
+            .expect("toml");
+        let (loc, warn) =
+            boot_crush_location_with_hook(&c, "osd.0", 0, CRUSH_LOCATION_HOOK_TIMEOUT).expect("ok");
+        assert_eq!(
+            (loc.args(), warn),
+            (vec!["host=h5".into(), "root=default".into()], None)
         );
     }
 

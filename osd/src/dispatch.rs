@@ -82,10 +82,14 @@ fn route(svc: &Service, op: ClientOp) {
     if let Some(peer) = &op.auth {
         let map = svc.map();
         if let Err(r) = crate::caps::check_with_map(peer, &map, &op.req) {
-            if r.result != -errno::ENOENT {
-                let pool = map.pool(op.req.pgid.pool).map_or("?", |p| p.name.as_str());
-                svc.cap_refusals.log(peer, pool, &op.req, &r);
+            if r.result == -errno::ENOENT {
+                // The same answer as without auth (below), naming the pool.
+                let msg = format!("pool {} does not exist", op.req.pgid.pool);
+                answer(&op, r.result, 0, &msg);
+                return;
             }
+            let pool = map.pool(op.req.pgid.pool).map_or("?", |p| p.name.as_str());
+            svc.cap_refusals.log(peer, pool, &op.req, &r);
             answer(&op, r.result, 0, r.reason);
             return;
         }

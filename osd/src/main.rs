@@ -316,7 +316,15 @@ fn main() -> anyhow::Result<()> {
                 .get::<bool>(&s.entity, "osd_crush_update_on_start")?
                 .unwrap_or(true)
             {
-                let loc = kalmar_osd::devices::boot_crush_location(&s.conf, &s.entity)?;
+                let (loc, hook_failed) = kalmar_osd::devices::boot_crush_location_with_hook(
+                    &s.conf,
+                    &s.entity,
+                    common.id,
+                    kalmar_osd::devices::CRUSH_LOCATION_HOOK_TIMEOUT,
+                )?;
+                if let Some(why) = hook_failed {
+                    tracing::warn!("{why}");
+                }
                 tracing::info!(location = %loc.args().join(" "), "crush location");
                 Some(loc.args())
             } else {

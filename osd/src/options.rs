@@ -8,6 +8,11 @@ use kalmar_common::config::{Conf, ConfError};
 use kalmar_peering::PeeringSettings;
 use serde_json::{json, Map, Value};
 
+/// Smallest CRUSH weight a device's size gives (Ceph's floor of
+/// .00001 is below CRUSH's 16.16 resolution; this is one step of it, so a
+/// tiny device still gets data).
+pub const MIN_SIZE_WEIGHT: f64 = 1.0 / 65536.0;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct OsdOptions {
     /// Ping every heartbeat peer this often.
@@ -95,6 +100,10 @@ pub struct OsdOptions {
     /// Inconsistent objects a scrub keeps for `list-inconsistent-obj`
     /// (the rest are counted, not listed).
     pub osd_scrub_max_recorded_inconsistent: usize,
+    /// CRUSH weight an OSD gives itself at its first boot (Ceph's
+    /// `osd_crush_initial_weight`); negative (the default, -1): the size of
+    /// its device in TiB.
+    pub osd_crush_initial_weight: f64,
 }
 
 impl Default for OsdOptions {
@@ -139,6 +148,7 @@ impl Default for OsdOptions {
             osd_scrub_sleep: Duration::ZERO,
             osd_scrub_map_timeout: Duration::from_secs(120),
             osd_scrub_max_recorded_inconsistent: 1000,
+            osd_crush_initial_weight: -1.0,
         }
     }
 }
@@ -329,6 +339,19 @@ impl OsdOptions {
                 d.osd_scrub_max_recorded_inconsistent,
                 1,
             )?,
+            osd_crush_initial_weight: match num(conf, entity, "osd_crush_initial_weight")? {
+                None => d.osd_crush_initial_weight,
+                Some(w) if w.is_finite() && w < 65535.0 => w,
+                Some(w) => {
+                    return Err(bad(
+                        entity,
+                        "osd_crush_initial_weight",
+                        format!(
+                            "{w} is not a CRUSH weight (below 65535; negative: by device size)"
+                        ),
+                    ))
+                }
+            },
         })
     }
 
@@ -344,6 +367,17 @@ impl OsdOptions {
             osd_recovery_retry_interval_ms: self.osd_recovery_retry_interval.as_millis() as u64,
             ..PeeringSettings::default()
         }
+    }
+
+    /// The CRUSH weight this OSD gives itself at its first boot (Ceph's
+    /// `OSD::update_crush_location`): `osd_crush_initial_weight` when it
+    /// is >= 0, else the store's size in TiB, at least
+    /// [`MIN_SIZE_WEIGHT`] so a small device is not left with weight 0.
+    pub fn initial_crush_weight(&self, device_bytes: u64) -> f64 {
+        if self.osd_crush_initial_weight >= 0.0 {
+            return self.osd_crush_initial_weight;
+        }
+        (device_bytes as f64 / (1u64 << 40) as f64).max(MIN_SIZE_WEIGHT)
     }
 
     /// `config show`: every option as Ceph prints it (strings, durations in
@@ -456,6 +490,10 @@ impl OsdOptions {
             "osd_scrub_max_recorded_inconsistent",
             self.osd_scrub_max_recorded_inconsistent.to_string(),
         );
+        put(
+            "osd_crush_initial_weight",
+            self.osd_crush_initial_weight.to_string(),
+        );
         Value::Object(m)
     }
 }
@@ -498,6 +536,8 @@ osd_heartbeat_interval = 2
             "[osd]\nosd_recovery_sleep = -0.1\n",
             "[osd]\nosd_mon_shutdown_timeout = -1\n",
             "[osd]\nosd_backfill_retry_interval = 0\n",
+            "[osd]\nosd_crush_initial_weight = 70000\n",
+            "[osd]\nosd_crush_initial_weight = \"big\"\n",
         ] {
             let c = Conf::parse(bad).expect("toml");
             assert!(OsdOptions::from_conf(&c, "osd.0").is_err(), "{bad}");
@@ -526,7 +566,30 @@ osd_heartbeat_interval = 2
         let o5 = OsdOptions::from_conf(&c, "osd.0").expect("valid");
         assert_eq!(o5.osd_recovery_max_chunk, 1 << 20, "a chunk fits a write");
         let j = o.to_json();
+        assert_eq!(j["osd_crush_initial_weight"], json!("-1"));
         assert_eq!(j["osd_heartbeat_interval"], json!("0.5"));
         assert_eq!(j["osd_max_pg_log_entries"], json!("50"));
+    }
+
+    #[test]
+    fn initial_crush_weight_by_option_else_by_size() {
+        const TIB: u64 = 1 << 40;
+        // Unset: the device's size in TiB, with a floor for tiny devices.
+        let d = OsdOptions::default();
+        assert_eq!(d.initial_crush_weight(4 * TIB), 4.0);
+        assert_eq!(d.initial_crush_weight(TIB / 2), 0.5);
+        assert_eq!(d.initial_crush_weight(0), MIN_SIZE_WEIGHT);
+        assert!(d.initial_crush_weight(2 << 30) > MIN_SIZE_WEIGHT);
+        // Set (>= 0, 0 included): that weight whatever the size.
+        for (text, want) in [("1.5", 1.5), ("0", 0.0), ("3", 3.0)] {
+            let c =
+                Conf::parse(&format!("[osd]\nosd_crush_initial_weight = {text}\n")).expect("toml");
+            let o = OsdOptions::from_conf(&c, "osd.0").expect("valid");
+            assert_eq!(o.initial_crush_weight(4 * TIB), want, "{text}");
+        }
+        // Negative: back to the size, as Ceph's -1.
+        let c = Conf::parse("[osd]\nosd_crush_initial_weight = -1\n").expect("toml");
+        let o = OsdOptions::from_conf(&c, "osd.0").expect("valid");
+        assert_eq!(o.initial_crush_weight(2 * TIB), 2.0);
     }
 }

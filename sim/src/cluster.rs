@@ -463,7 +463,14 @@ async fn start_mon(
 ) -> anyhow::Result<kalmar_mon::RunningMon> {
     use kalmar_mon::monmap::{MonIdentity, MonNode};
     use kalmar_mon::persist;
-    let opts = kalmar_mon::MonOptions::default();
+    // Authentication is off in the simulator (keys add nothing to what
+    // it checks, and their randomness would not come from the seed).
+    let opts = kalmar_mon::MonOptions {
+        auth_cluster_required: kalmar_auth::AuthMode::None,
+        auth_service_required: kalmar_auth::AuthMode::None,
+        auth_client_required: kalmar_auth::AuthMode::None,
+        ..kalmar_mon::MonOptions::default()
+    };
     let me = MonIdentity {
         id: 0,
         name: "a".into(),

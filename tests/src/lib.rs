@@ -142,6 +142,37 @@ impl RawSession {
         Ok(RawSession { conn, rx })
     }
 
+    /// [`RawSession::open`] on a cluster with auth on: the session is
+    /// `client.admin`'s (its tickets fetched from `mons` first), while the
+    /// requests carry `client` as their client id, as a keyed `Rados` does.
+    pub async fn open_authed(
+        mons: &[SocketAddr],
+        auth: kalmar_msgr::auth::MsgrAuth,
+        addr: SocketAddr,
+        max_frame_bytes: usize,
+    ) -> anyhow::Result<RawSession> {
+        let cfg = MsgrConfig {
+            max_frame_bytes,
+            auth,
+            ..MsgrConfig::default()
+        };
+        let me: EntityName = match cfg.auth.client.as_ref().filter(|c| c.has_key()) {
+            Some(c) => c
+                .entity()
+                .parse()
+                .map_err(|e| anyhow!("entity {}: {e:?}", c.entity()))?,
+            None => bail!("open_authed needs a key"),
+        };
+        // Authenticating with a mon leaves the tickets in the shared
+        // ClientAuth; the OSD then checks them.
+        let (mon, _ev) =
+            MonClient::connect_any(mons, me.clone(), uuid::Uuid::nil(), cfg.clone()).await?;
+        mon.close().await;
+        let (tx, rx) = event_channel(&cfg);
+        let conn = Connection::connect(addr, me, uuid::Uuid::nil(), cfg, tx).await?;
+        Ok(RawSession { conn, rx })
+    }
+
     /// Sends a request without waiting for its answer.
     pub async fn send(&self, req: &OsdOpRequest) -> anyhow::Result<()> {
         self.conn.send(req.to_message()).await?;
@@ -384,6 +415,22 @@ impl Cluster {
         }
         serde_json::from_slice(&r.outbuf.0)
             .with_context(|| format!("mon output of {cmd} is not JSON"))
+    }
+
+    /// A raw session to an OSD's client port (see [`RawSession`]) as
+    /// client.admin when the cluster has its key, else anonymous.
+    pub async fn raw_session(
+        &self,
+        addr: SocketAddr,
+        client: u64,
+        max_frame_bytes: usize,
+    ) -> anyhow::Result<RawSession> {
+        let auth = self.admin_auth()?;
+        if auth.client.as_ref().is_some_and(|c| c.has_key()) {
+            RawSession::open_authed(&self.mons, auth, addr, max_frame_bytes).await
+        } else {
+            RawSession::open(addr, client, max_frame_bytes).await
+        }
     }
 
     /// `client.admin`'s authentication, from the keyring vstart's mon

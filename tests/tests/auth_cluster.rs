@@ -242,3 +242,64 @@ async fn secure_mode_cluster_serves_io_and_refuses_crc_only_clients() -> anyhow:
     );
     Ok(())
 }
+
+/// The defaults (no auth option anywhere in the conf) require cephx: the
+/// keyless are refused, vstart's keys let the admin and the daemons in,
+/// and health has no AUTH_INSECURE. Written out as `none`, the same
+/// cluster lets the keyless in and health warns, naming the options.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cephx_by_default_and_auth_insecure_when_off() -> anyhow::Result<()> {
+    let c = Cluster::start(ClusterOpts {
+        osds: 1,
+        ..ClusterOpts::default()
+    })
+    .await?;
+    let conf = std::fs::read_to_string(c.dir().join("kalmar.conf"))?;
+    assert!(!conf.contains("auth_"), "no auth option written: {conf}");
+    let h = c
+        .mon_command(json!({"prefix": "health", "detail": "detail"}))
+        .await?;
+    assert!(h["checks"].get("AUTH_INSECURE").is_none(), "{h}");
+    let keyless = |c: &Cluster| {
+        let mut cfg = ClientConfig::new(c.mon);
+        cfg.mon_timeout = Duration::from_secs(5);
+        cfg.msgr.connect_timeout = Duration::from_secs(5);
+        cfg.msgr.reconnect_max_attempts = Some(0);
+        cfg
+    };
+    assert!(
+        Rados::connect(keyless(&c)).await.is_err(),
+        "a keyless client was let in by default"
+    );
+    drop(c);
+
+    let mut o = ClusterOpts {
+        osds: 1,
+        ..ClusterOpts::default()
+    };
+    for k in [
+        "auth_cluster_required",
+        "auth_service_required",
+        "auth_client_required",
+    ] {
+        o = o.set(k, "none");
+    }
+    let c = Cluster::start(o).await?;
+    let _open = Rados::connect(keyless(&c)).await?;
+    let h = c
+        .mon_command(json!({"prefix": "health", "detail": "detail"}))
+        .await?;
+    assert_eq!(h["status"], "HEALTH_WARN", "{h}");
+    let msg = h["checks"]["AUTH_INSECURE"]["summary"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    for k in [
+        "auth_cluster_required",
+        "auth_service_required",
+        "auth_client_required",
+    ] {
+        assert!(msg.contains(k), "{msg}");
+    }
+    Ok(())
+}

@@ -242,3 +242,86 @@ async fn rack_layout_class_rule_and_disk_replacement() -> anyhow::Result<()> {
     c.stop_all();
     Ok(())
 }
+
+/// `crush_location_hook` and `osd_crush_initial_weight` at boot: each OSD
+/// runs the hook (Ceph's arguments; it prints a location naming the OSD's
+/// id) and lands where it says, with the initial weight; a restart keeps
+/// an admin's reweight. A hook that fails falls back to the conf.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn location_hook_and_initial_weight_at_first_boot() -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir()?;
+    let hook = tmp.path().join("where-am-i");
+    // osd.0: rack hr0, host hh0; osd.1's hook fails (exit 1): it boots at
+    // the conf's crush_location.
+    std::fs::write(
+        &hook,
+        "#!/bin/sh\n[ \"$1 $2 $3 $5 $6\" = \"--cluster kalmar --id --type osd\" ] || exit 2\n\
+         [ \"$4\" = 1 ] && { echo 'no inventory for osd.1' >&2; exit 1; }\n\
+         echo \"root=default rack=hr$4 host=hh$4\"\n",
+    )?;
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755))?;
+    let c = Cluster::start(
+        ClusterOpts {
+            osds: 2,
+            ..ClusterOpts::default()
+        }
+        .set("crush_location_hook", &hook.display().to_string())
+        .set("crush_location", "host=fallback")
+        .set("osd_crush_initial_weight", "0.25"),
+    )
+    .await?;
+    let crush = c.mon_command(json!({"prefix": "osd crush dump"})).await?;
+    let bucket = |name: &str| {
+        crush["buckets"]
+            .as_array()
+            .and_then(|b| b.iter().find(|b| b["name"] == name))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let (hr0, hh0, fallback) = (bucket("hr0"), bucket("hh0"), bucket("fallback"));
+    assert_eq!(hr0["type_name"], "rack", "{crush}");
+    assert_eq!(hh0["items"][0]["id"], 0, "osd.0 where its hook said: {hh0}");
+    assert!(
+        hr0["items"]
+            .to_string()
+            .contains(&format!("\"id\":{}", hh0["id"])),
+        "hh0 in hr0: {hr0}"
+    );
+    assert_eq!(
+        fallback["items"][0]["id"], 1,
+        "osd.1 at the conf's: {fallback}"
+    );
+    let log = std::fs::read_to_string(c.dir().join("osd.1.log"))?;
+    assert!(
+        log.contains("crush_location_hook") && log.contains("exited with"),
+        "osd.1 warns why"
+    );
+    // The initial weight, not the mkfs placeholder (1) nor the size.
+    let tree = c.mon_command(json!({"prefix": "osd tree"})).await?;
+    let weight = |id: u64| {
+        tree["nodes"]
+            .as_array()
+            .and_then(|n| n.iter().find(|n| n["id"] == id))
+            .and_then(|n| n["crush_weight"].as_f64())
+    };
+    assert_eq!(weight(0), Some(0.25), "{tree}");
+    assert_eq!(weight(1), Some(0.25), "{tree}");
+    // An admin's reweight survives a restart (not a first boot).
+    c.kalmar_ok(&["osd", "crush", "reweight", "osd.0", "0.5"])?;
+    let before = c.mon_command(json!({"prefix": "osd dump"})).await?["epoch"].clone();
+    c.stop("osd.0")?;
+    wait_for("osd.0 down", SETTLE, || async {
+        let up = c.osds_up().await.ok()?;
+        up.iter().any(|&(id, up)| id == 0 && !up).then_some(())
+    })
+    .await?;
+    c.restart_missing().await?;
+    let tree = c.mon_command(json!({"prefix": "osd tree"})).await?;
+    let w0 = tree["nodes"]
+        .as_array()
+        .and_then(|n| n.iter().find(|n| n["id"] == 0))
+        .and_then(|n| n["crush_weight"].as_f64());
+    assert_eq!(w0, Some(0.5), "{tree} (epoch before the restart: {before})");
+    Ok(())
+}

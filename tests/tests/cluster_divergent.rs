@@ -26,8 +26,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use kalmar_proto::client::{errno, OsdOp, OsdOpRequest};
 use kalmar_tests::{
-    counter, osd_addr, placement_problems, wait_for, Cluster, ClusterOpts, Placement, RawSession,
-    StoredObject,
+    counter, osd_addr, placement_problems, wait_for, Cluster, ClusterOpts, Placement, StoredObject,
 };
 use serde_json::json;
 
@@ -109,7 +108,7 @@ async fn divergent_entries_roll_back() -> anyhow::Result<()> {
     let dump = c.mon_command(json!({"prefix": "osd dump"})).await?;
     let addr = osd_addr(&dump, p as u32, "public_addr")
         .ok_or_else(|| anyhow::anyhow!("no public_addr of osd.{p}"))?;
-    let raw = RawSession::open(addr, 4242, BIG + (1 << 20)).await?;
+    let raw = c.raw_session(addr, 4242, BIG + (1 << 20)).await?;
     let big = Bytes::from(vec![0x5a_u8; BIG]);
     let divergent: Vec<(&str, OsdOp)> = vec![
         ("big", OsdOp::WriteFull { data: big.clone() }),

@@ -16,7 +16,7 @@ use kalmar_client::{ClientConfig, IoCtx, Rados};
 use kalmar_maps::PgId;
 use kalmar_msgr::config::DEFAULT_MAX_FRAME_BYTES;
 use kalmar_proto::client::{errno, flags, OsdOp, OsdOpRequest};
-use kalmar_tests::{wait_for, Cluster, ClusterOpts, RawSession};
+use kalmar_tests::{wait_for, Cluster, ClusterOpts};
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
@@ -218,7 +218,9 @@ async fn bad_input(c: &Cluster, rados: &Rados, io: &IoCtx) -> anyhow::Result<()>
     assert_eq!(e.errno(), errno::ENOENT);
     let dump = c.mon_command(json!({"prefix": "osd dump"})).await?;
     let addrs = osd_addrs(&dump, 0);
-    let mut raw = RawSession::open(addrs["public"], 777, DEFAULT_MAX_FRAME_BYTES).await?;
+    let mut raw = c
+        .raw_session(addrs["public"], 777, DEFAULT_MAX_FRAME_BYTES)
+        .await?;
     let req = OsdOpRequest {
         tid: 1,
         client: 777,
@@ -285,13 +287,13 @@ async fn resends(c: &Cluster, rados: &Rados, io: &IoCtx) -> anyhow::Result<()> {
             data: Bytes::from_static(b"0123456789"),
         }],
     };
-    let mut s1 = RawSession::open(addr, 888, DEFAULT_MAX_FRAME_BYTES).await?;
+    let mut s1 = c.raw_session(addr, 888, DEFAULT_MAX_FRAME_BYTES).await?;
     let first = s1.call(&req).await?;
     assert_eq!(first.result, 0, "{first:?}");
     drop(s1);
     // The reply was "lost": the client resends on a new session.
     req.flags |= flags::RETRY;
-    let mut s2 = RawSession::open(addr, 888, DEFAULT_MAX_FRAME_BYTES).await?;
+    let mut s2 = c.raw_session(addr, 888, DEFAULT_MAX_FRAME_BYTES).await?;
     let again = s2.call(&req).await?;
     assert_eq!(again.result, 0);
     assert_eq!(
@@ -309,7 +311,7 @@ async fn resends(c: &Cluster, rados: &Rados, io: &IoCtx) -> anyhow::Result<()> {
     let mut cfg = ClientConfig::new(c.mon);
     cfg.inject_socket_failures = 3;
     cfg.op_timeout = Duration::from_secs(60);
-    let chaos = Rados::connect(cfg).await?;
+    let chaos = c.client_with(cfg).await?;
     let cio = chaos.ioctx(POOL)?;
     let mut tasks = Vec::new();
     for w in 0..4 {

@@ -439,14 +439,27 @@ fn deployment_guide_across_hosts() -> Result<()> {
         dep.write_conf(h)?;
     }
 
-    // The first mon, on node1.
+    // The first mon, on node1. Its mkfs makes the cluster's keys and
+    // writes client.admin's next to the conf (auth is cephx by default).
     let mon_data = dir.join("node1/mon");
     run(Command::new(bin("kalmar-mon")?)
         .arg("mkfs")
         .arg("--data")
-        .arg(&mon_data))?;
+        .arg(&mon_data)
+        .arg("--conf")
+        .arg(dep.conf(1)))?;
     let conf1 = dep.conf(1).display().to_string();
     let node1 = dir.join("node1");
+    let admin_keyring = node1.join("kalmar.client.admin.keyring");
+    assert!(admin_keyring.is_file(), "mkfs wrote no admin keyring");
+    // The admin keyring goes to each OSD host (docs/deploy.md: `kalmar-osd
+    // create` registers the OSD and its key as client.admin).
+    for &h in &OSD_HOSTS {
+        std::fs::copy(
+            &admin_keyring,
+            dir.join(format!("node{h}/kalmar.client.admin.keyring")),
+        )?;
+    }
     dep.start(
         1,
         "mon.a",
@@ -466,7 +479,21 @@ fn deployment_guide_across_hosts() -> Result<()> {
         ],
     )?;
     dep.wait("the mon answers", |d| Ok(d.kalmar(&["status"]).is_ok()))?;
-    // A mgr beside it, reached at node1's address.
+    // A mgr beside it, reached at node1's address, with a key of its own.
+    let mgr_keyring = node1.join("kalmar.mgr.node1.keyring");
+    dep.kalmar(&[
+        "auth",
+        "get-or-create",
+        "mgr.node1",
+        "mon",
+        "allow profile mgr",
+        "osd",
+        "allow *",
+        "mgr",
+        "allow *",
+        "-o",
+        &mgr_keyring.display().to_string(),
+    ])?;
     let conf1 = dep.conf(1).display().to_string();
     dep.start(
         1,

@@ -320,6 +320,24 @@ async fn installed_mgr_finds_its_plugins_without_flags() -> Result<()> {
     })
     .await?;
     let log = tmp.path().join("mgr.log");
+    // Auth is on (the default): the mgr's key, beside a conf of its own
+    // that names nothing but the mon (no module path).
+    let keyring = tmp.path().join("kalmar.mgr.installed.keyring");
+    cluster.kalmar_ok(&[
+        "auth",
+        "get-or-create",
+        "mgr.installed",
+        "mon",
+        "allow profile mgr",
+        "osd",
+        "allow *",
+        "mgr",
+        "allow *",
+        "-o",
+        keyring.to_str().context("utf-8")?,
+    ])?;
+    let conf = tmp.path().join("kalmar.conf");
+    std::fs::write(&conf, format!("[global]\nmon_host = \"{}\"\n", cluster.mon))?;
     let mut mgr = Command::new(root.join("usr/bin/kalmar-mgr"))
         .args([
             "run",
@@ -328,6 +346,8 @@ async fn installed_mgr_finds_its_plugins_without_flags() -> Result<()> {
             "--mon",
             &cluster.mon.to_string(),
         ])
+        .arg("--conf")
+        .arg(&conf)
         .arg("--admin-socket")
         .arg(tmp.path().join("mgr.asok"))
         .arg("--log-file")

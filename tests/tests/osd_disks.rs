@@ -104,7 +104,8 @@ fn reasons(d: &Value) -> String {
     d["reject_reasons"].to_string()
 }
 
-/// The conf of `cluster` with `crush_location` added to `[global]`.
+/// The conf of `cluster` with `crush_location` added to `[global]`, and
+/// the admin keyring next to it.
 fn conf_with_location(cluster: &Cluster, dir: &Path, location: &str) -> Result<PathBuf> {
     let text = std::fs::read_to_string(&cluster.conf)?;
     let mut t: toml::Table = text.parse()?;
@@ -115,6 +116,12 @@ fn conf_with_location(cluster: &Cluster, dir: &Path, location: &str) -> Result<P
         .insert("crush_location".into(), location.into());
     let path = dir.join("kalmar.conf");
     std::fs::write(&path, toml::to_string(&t)?)?;
+    // The admin's key beside it, as on a host the admin keyring was
+    // copied to: `create` registers the OSD as client.admin.
+    std::fs::copy(
+        cluster.dir().join("kalmar.client.admin.keyring"),
+        dir.join("kalmar.client.admin.keyring"),
+    )?;
     Ok(path)
 }
 

@@ -54,6 +54,11 @@ impl FromStr for AuthMode {
 }
 
 impl AuthMode {
+    /// What each of the three options is when the conf does not set it:
+    /// `cephx`, as in Ceph (a new cluster requires authentication;
+    /// `none` must be written out, and `health` warns AUTH_INSECURE).
+    pub const DEFAULT: AuthMode = AuthMode::Cephx;
+
     pub fn as_str(self) -> &'static str {
         match self {
             AuthMode::None => "none",

@@ -14,9 +14,20 @@ fn state() -> MonState {
     map.epoch = 1;
     let opts = Arc::new(MonOptions {
         osd_crush_chooseleaf_type: 0,
-        ..MonOptions::default()
+        ..cephx()
     });
     MonState::new("a", opts, map, MgrMap::default(), Instant::now(), 1)
+}
+
+/// Options with auth required everywhere (no AUTH_INSECURE).
+fn cephx() -> MonOptions {
+    use kalmar_auth::AuthMode::Cephx;
+    MonOptions {
+        auth_cluster_required: Cephx,
+        auth_service_required: Cephx,
+        auth_client_required: Cephx,
+        ..MonOptions::default()
+    }
 }
 
 fn run_cmd(st: &mut MonState, cmd: Value) -> CmdReply {
@@ -129,6 +140,21 @@ fn reads_status_health_and_errors() {
     assert!(text(&r).contains("  cluster:\n"));
     let r = run_cmd(&mut st, json!({"prefix": "health"}));
     assert_eq!(text(&r), "HEALTH_OK\n");
+    // The same mon with auth off (any option `none`) warns and names it.
+    let mut map = OsdMap::new(Uuid::new_v4(), 1);
+    map.epoch = 1;
+    let insecure = Arc::new(MonOptions {
+        auth_service_required: kalmar_auth::AuthMode::None,
+        ..cephx()
+    });
+    let mut off = MonState::new("a", insecure, map, MgrMap::default(), Instant::now(), 1);
+    let r = run_cmd(&mut off, json!({"prefix": "health", "detail": "detail"}));
+    assert!(
+        text(&r).starts_with("HEALTH_WARN")
+            && text(&r).contains("[WRN] AUTH_INSECURE: auth is off: auth_service_required = none"),
+        "{}",
+        text(&r)
+    );
     run_cmd(&mut st, json!({"prefix": "osd set", "key": "noout"}));
     let r = run_cmd(&mut st, json!({"prefix": "health", "detail": "detail"}));
     assert!(

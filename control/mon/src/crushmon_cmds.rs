@@ -568,8 +568,11 @@ fn set_item(
 /// with its `crush_location` (`osd_crush_update_on_start`). Missing
 /// buckets on the path are made, buckets are moved under the ones named
 /// above them, the OSD goes into the lowest one keeping the weight it has
-/// (`W` only for an OSD not in CRUSH yet); one already there is left
-/// alone and the map does not change ([`CrushMap::create_or_move_at`]).
+/// (`W` only for an OSD not in CRUSH yet, or one that has never booted
+/// under its id: its first boot, where Ceph would place it with `W`; a
+/// destroyed id re-created on a new disk keeps its weight, as in Ceph);
+/// one already there is left alone and the map does not change
+/// ([`CrushMap::create_or_move_at`], [`CrushMap::create_or_move_first_boot`]).
 pub fn create_or_move(m: &mut OsdMap, id: i32, w: f64, loc: &Location) -> Result<String, CmdError> {
     let name = format!("osd.{id}");
     if !m.exists(id) {
@@ -583,10 +586,17 @@ pub fn create_or_move(m: &mut OsdMap, id: i32, w: f64, loc: &Location) -> Result
         ));
     }
     let weight = edit::weight_from_f64(w).map_err(crush_err)?;
-    let changed = m
-        .crush
-        .create_or_move_at(id, weight, loc)
-        .map_err(crush_err)?;
+    // Never booted under this id (NEW, and no boot recorded: a destroyed
+    // id re-created on a new disk keeps the info of its earlier boots).
+    let first_boot = m
+        .osd(id)
+        .is_some_and(|s| s.state.has(OsdState::NEW) && s.info.up_from == 0);
+    let changed = if first_boot {
+        m.crush.create_or_move_first_boot(id, weight, loc)
+    } else {
+        m.crush.create_or_move_at(id, weight, loc)
+    }
+    .map_err(crush_err)?;
     let tail = format!(
         "item name '{name}' weight {} at location {} to crush map",
         dump::fmt_g(w),

@@ -475,6 +475,18 @@ fn destroy_keeps_id_and_position_purge_and_rm_remove() {
         Some(3 * 0x10000),
         "same place, same weight"
     );
+    assert!(s.info.up_from > 0, "the id's earlier boots are remembered");
+    // The new disk's first boot asks for its own initial weight: the id
+    // has booted before, so the weight it had stays (as in Ceph).
+    let e = st.osd.map().epoch;
+    ok(
+        &mut st,
+        json!({"prefix": "osd crush create-or-move", "id": 1, "weight": 0.5,
+            "args": ["host=h1", "root=default"]}),
+    );
+    assert_eq!(st.osd.map().crush.item_weight(1), Some(3 * 0x10000));
+    assert_eq!(st.osd.map().epoch, e, "nothing to change");
+    let m = st.osd.map();
     let real: Vec<i32> = m
         .crush
         .parents_of(1)
@@ -612,4 +624,50 @@ fn create_or_move_places_an_osd_at_its_full_location() {
         json!({"prefix": "osd crush create-or-move", "id": 9, "weight": 1, "args": ["host=h9", "root=default"]}),
         enoent,
     );
+}
+
+/// `osd_crush_initial_weight` (or the device's size): the weight an OSD
+/// asks for at its first boot is what it gets, even though mkfs placed it
+/// with weight 1; once it has booted, a later ask keeps the weight it has
+/// (an admin's reweight survives restarts), as Ceph's create-or-move.
+#[test]
+fn create_or_move_gives_the_initial_weight_at_first_boot_only() {
+    use kalmar_maps::crush::map::WEIGHT_ONE;
+    let mut st = state(2);
+    assert_eq!(st.osd.map().crush.item_weight(0), Some(WEIGHT_ONE));
+    let e0 = st.osd.map().epoch;
+    let ask = |w: f64| {
+        json!({"prefix": "osd crush create-or-move", "id": 0, "weight": w,
+            "args": ["host=h0", "root=default"]})
+    };
+    ok(&mut st, ask(0.5));
+    assert_eq!(st.osd.map().epoch, e0 + 1);
+    assert_eq!(st.osd.map().crush.item_weight(0), Some(WEIGHT_ONE / 2));
+    let h0 = st.osd.map().crush.item_id("h0").expect("h0");
+    assert_eq!(st.osd.map().crush.item_weight(h0), Some(WEIGHT_ONE / 2));
+    // The same ask again: nothing changes.
+    ok(&mut st, ask(0.5));
+    assert_eq!(st.osd.map().epoch, e0 + 1);
+    // Booted: the next start's ask (another size, another option) keeps
+    // the weight, whether set at first boot or by an admin since.
+    boot(&mut st, 0, None);
+    ok(&mut st, ask(2.0));
+    assert_eq!(st.osd.map().crush.item_weight(0), Some(WEIGHT_ONE / 2));
+    ok(
+        &mut st,
+        json!({"prefix": "osd crush reweight", "name": "osd.0", "weight": 3.0}),
+    );
+    ok(&mut st, ask(0.25));
+    assert_eq!(st.osd.map().crush.item_weight(0), Some(3 * WEIGHT_ONE));
+    // osd.1, never booted, moving to a new rack at its first boot: placed
+    // there with its initial weight in one step.
+    ok(
+        &mut st,
+        json!({"prefix": "osd crush create-or-move", "id": 1, "weight": 0.125,
+            "args": ["host=h1", "rack=r9", "root=default"]}),
+    );
+    let crush = &st.osd.map().crush;
+    assert_eq!(crush.item_weight(1), Some(WEIGHT_ONE / 8));
+    let r9 = crush.item_id("r9").expect("rack made");
+    assert_eq!(crush.item_weight(r9), Some(WEIGHT_ONE / 8));
 }

@@ -51,8 +51,33 @@ pub struct HealthInputs {
     /// `osd_failsafe_full_ratio` as the OSDs are assumed to run with it
     /// (Ceph's mon makes the same assumption).
     pub osd_failsafe_full_ratio: f64,
-    /// Auth turned off in the conf (`auth_*_required = none`).
-    pub auth_insecure: bool,
+    /// Which `auth_*_required` options are `none` (from the conf or by
+    /// default).
+    pub auth_off: AuthOff,
+}
+
+/// The `auth_*_required` options that are `none`: each one that is makes
+/// `AUTH_INSECURE` warn, however it came to be `none`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AuthOff {
+    pub cluster: bool,
+    pub service: bool,
+    pub client: bool,
+}
+
+impl AuthOff {
+    /// The names of the options that are `none`, in Ceph's order.
+    pub fn names(&self) -> Vec<&'static str> {
+        [
+            (self.cluster, "auth_cluster_required"),
+            (self.service, "auth_service_required"),
+            (self.client, "auth_client_required"),
+        ]
+        .into_iter()
+        .filter(|(off, _)| *off)
+        .map(|(_, n)| n)
+        .collect()
+    }
 }
 
 /// Flags that make `OSDMAP_FLAGS` warn.
@@ -142,15 +167,25 @@ pub fn compute(osdmap: &OsdMap, mgrmap: &MgrMap, inp: HealthInputs) -> Health {
         checks.push(c);
     }
 
-    if inp.auth_insecure {
+    let off = inp.auth_off.names();
+    if !off.is_empty() {
+        let what = match (inp.auth_off.cluster, inp.auth_off.service) {
+            (true, true) => "daemons and clients connect without proving who they are",
+            (true, false) => "daemons connect to each other without proving who they are",
+            (false, true) => "clients connect without proving who they are",
+            (false, false) => "clients do not check that the daemons are genuine",
+        };
         checks.push(Check {
             code: "AUTH_INSECURE".into(),
             severity: Severity::Warn,
-            summary:
-                "authentication is off (auth_*_required = none): anyone who reaches a port is in"
-                    .into(),
-            count: 1,
-            detail: Vec::new(),
+            summary: format!("auth is off: {} = none ({what})", off.join(", ")),
+            count: off.len(),
+            detail: off
+                .iter()
+                .map(|n| {
+                    format!("{n} is none (set it to cephx in the conf of every daemon and client)")
+                })
+                .collect(),
         });
     }
 
@@ -317,7 +352,7 @@ mod tests {
             mgr_grace_passed: true,
             osd_pool_default_size: 3,
             osd_failsafe_full_ratio: 0.97,
-            auth_insecure: false,
+            auth_off: AuthOff::default(),
         }
     }
 
@@ -456,14 +491,33 @@ mod tests {
             }],
         };
         assert_eq!(worse.status(), "HEALTH_ERR");
-        let insecure = HealthInputs {
-            auth_insecure: true,
-            ..inputs()
-        };
-        assert!(compute(&m, &MgrMap::default(), insecure)
+        assert!(!compute(&m, &MgrMap::default(), inputs())
             .checks
             .iter()
             .any(|c| c.code == "AUTH_INSECURE"));
+        let insecure = HealthInputs {
+            auth_off: AuthOff {
+                cluster: true,
+                service: false,
+                client: true,
+            },
+            ..inputs()
+        };
+        let h = compute(&m, &MgrMap::default(), insecure);
+        let c = h
+            .checks
+            .iter()
+            .find(|c| c.code == "AUTH_INSECURE")
+            .expect("AUTH_INSECURE");
+        assert_eq!(c.severity, Severity::Warn);
+        assert!(c.summary.contains("auth_cluster_required"), "{}", c.summary);
+        assert!(c.summary.contains("auth_client_required"), "{}", c.summary);
+        assert!(
+            !c.summary.contains("auth_service_required"),
+            "{}",
+            c.summary
+        );
+        assert_eq!(c.count, 2);
         let no_grace = HealthInputs {
             mgr_grace_passed: false,
             ..inputs()

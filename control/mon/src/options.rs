@@ -60,14 +60,13 @@ pub struct MonOptions {
     pub auth_service_ticket_ttl_secs: u64,
     /// Whether daemons must authenticate to each other
     /// (`auth_cluster_required`), clients to the services
-    /// (`auth_service_required`). Default `none` until every Kalmar client
-    /// and daemon authenticates; `health` warns while off.
+    /// (`auth_service_required`), and whether clients demand that the
+    /// daemons prove themselves (`auth_client_required`, as the mon's own
+    /// conf says it). `health` warns (AUTH_INSECURE) while any is `none`,
+    /// whether the conf says so or the default does.
     pub auth_cluster_required: kalmar_auth::AuthMode,
     pub auth_service_required: kalmar_auth::AuthMode,
-    /// Auth was turned off on purpose in the conf (`none` written out):
-    /// `health` warns (AUTH_INSECURE) so a benchmark setting does not
-    /// linger unnoticed. The unset default does not warn yet.
-    pub auth_insecure_by_conf: bool,
+    pub auth_client_required: kalmar_auth::AuthMode,
 }
 
 impl Default for MonOptions {
@@ -94,9 +93,9 @@ impl Default for MonOptions {
             mon_heartbeat_interval: Duration::from_millis(200),
             mon_commit_timeout: Duration::from_secs(10),
             auth_service_ticket_ttl_secs: kalmar_auth::source::DEFAULT_TICKET_TTL_SECS,
-            auth_cluster_required: kalmar_auth::AuthMode::None,
-            auth_service_required: kalmar_auth::AuthMode::None,
-            auth_insecure_by_conf: false,
+            auth_cluster_required: kalmar_auth::AuthMode::DEFAULT,
+            auth_service_required: kalmar_auth::AuthMode::DEFAULT,
+            auth_client_required: kalmar_auth::AuthMode::DEFAULT,
         }
     }
 }
@@ -180,14 +179,7 @@ impl MonOptions {
             .clamp(10, 30 * 86_400),
             auth_cluster_required: auth_mode(conf, entity, "auth_cluster_required")?,
             auth_service_required: auth_mode(conf, entity, "auth_service_required")?,
-            auth_insecure_by_conf: ["auth_cluster_required", "auth_service_required"]
-                .iter()
-                .any(|k| {
-                    conf.get::<String>(entity, k)
-                        .ok()
-                        .flatten()
-                        .is_some_and(|v| v.trim() == "none")
-                }),
+            auth_client_required: auth_mode(conf, entity, "auth_client_required")?,
         })
     }
 
@@ -201,6 +193,17 @@ impl MonOptions {
             AuthMode::Cephx
         } else {
             AuthMode::None
+        }
+    }
+
+    /// Which of the three `auth_*_required` options are `none` (the
+    /// AUTH_INSECURE health check names them).
+    pub fn auth_off(&self) -> crate::health::AuthOff {
+        use kalmar_auth::AuthMode;
+        crate::health::AuthOff {
+            cluster: self.auth_cluster_required == AuthMode::None,
+            service: self.auth_service_required == AuthMode::None,
+            client: self.auth_client_required == AuthMode::None,
         }
     }
 
@@ -240,14 +243,16 @@ impl MonOptions {
             "auth_service_ticket_ttl": self.auth_service_ticket_ttl_secs.to_string(),
             "auth_cluster_required": self.auth_cluster_required.as_str(),
             "auth_service_required": self.auth_service_required.as_str(),
+            "auth_client_required": self.auth_client_required.as_str(),
         })
     }
 }
 
-/// An `auth_*_required` option: `cephx` or `none` (absent: `none`).
+/// An `auth_*_required` option: `cephx` or `none` (absent:
+/// [`kalmar_auth::AuthMode::DEFAULT`], `cephx`).
 pub fn auth_mode(conf: &Conf, entity: &str, key: &str) -> Result<kalmar_auth::AuthMode, ConfError> {
     match conf.get::<String>(entity, key)? {
-        None => Ok(kalmar_auth::AuthMode::None),
+        None => Ok(kalmar_auth::AuthMode::DEFAULT),
         Some(v) => v.parse().map_err(|detail: String| ConfError::Type {
             section: entity.to_string(),
             key: key.to_string(),
@@ -283,5 +288,43 @@ mon_allow_pool_delete = false
         assert_eq!(o.default_min_size(1), 1);
         let bad = Conf::parse("[mon]\nosd_heartbeat_grace = \"soon\"\n").expect("toml");
         assert!(MonOptions::from_conf(&bad, "mon.a").is_err());
+    }
+
+    #[test]
+    fn auth_off_names_every_none_option_however_it_came_about() {
+        // Written out in the conf.
+        let conf = Conf::parse(
+            "[global]\nauth_cluster_required = \"none\"\nauth_service_required = \"cephx\"\nauth_client_required = \"cephx\"\n",
+        )
+        .expect("toml");
+        let o = MonOptions::from_conf(&conf, "mon.a").expect("valid");
+        assert_eq!(o.auth_off().names(), vec!["auth_cluster_required"]);
+        // All three cephx: nothing to warn about.
+        let conf = Conf::parse(
+            "[global]\nauth_cluster_required = \"cephx\"\nauth_service_required = \"cephx\"\nauth_client_required = \"cephx\"\n",
+        )
+        .expect("toml");
+        let o = MonOptions::from_conf(&conf, "mon.a").expect("valid");
+        assert!(o.auth_off().names().is_empty());
+        // Left unset: cephx (a new cluster requires auth), so nothing to
+        // warn about; were a default `none`, it would be named like the
+        // conf's.
+        let o = MonOptions::from_conf(&Conf::parse("").expect("toml"), "mon.a").expect("valid");
+        let d = MonOptions::default();
+        let mut want = Vec::new();
+        for (mode, name) in [
+            (d.auth_cluster_required, "auth_cluster_required"),
+            (d.auth_service_required, "auth_service_required"),
+            (d.auth_client_required, "auth_client_required"),
+        ] {
+            if mode == kalmar_auth::AuthMode::None {
+                want.push(name);
+            }
+        }
+        assert_eq!(o.auth_off().names(), want);
+        assert_eq!(o.auth_cluster_required, kalmar_auth::AuthMode::Cephx);
+        assert_eq!(o.auth_service_required, kalmar_auth::AuthMode::Cephx);
+        assert_eq!(o.auth_client_required, kalmar_auth::AuthMode::Cephx);
+        assert!(want.is_empty());
     }
 }

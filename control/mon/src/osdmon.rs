@@ -223,6 +223,14 @@ impl OsdMon {
                 .find(|&i| !view.exists(i))
                 .ok_or_else(|| CmdError::inval("no free osd id"))?
         };
+        // A destroyed id given to a new disk keeps its OSD info (up_from,
+        // ...), as Ceph keeps osd_info across `osd destroy` and `osd new`:
+        // the id has booted before, so its first boot on the new disk is
+        // not a new OSD's (its CRUSH weight stays; see create-or-move).
+        let kept_info = view
+            .osd(id)
+            .filter(|s| s.state.has(OsdState::DESTROYED))
+            .map(|s| s.info);
         let host = if host.is_empty() { "localhost" } else { host };
         let m = self.pending_mut();
         if id >= m.max_osd() {
@@ -242,6 +250,7 @@ impl OsdMon {
                 state: OsdState(OsdState::EXISTS | OsdState::NEW),
                 weight: WEIGHT_OUT,
                 uuid,
+                info: kept_info.unwrap_or_default(),
                 ..OsdSlot::default()
             };
         }

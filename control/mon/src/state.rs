@@ -82,7 +82,7 @@ impl MonState {
                     >= self.opts.mon_mgr_mkfs_grace,
                 osd_pool_default_size: self.opts.osd_pool_default_size,
                 osd_failsafe_full_ratio: self.opts.osd_failsafe_full_ratio,
-                auth_insecure: self.opts.auth_insecure_by_conf,
+                auth_off: self.opts.auth_off(),
             },
         );
         // From the OSDs' reports: a PG_AVAILABILITY from reported states

@@ -264,7 +264,7 @@ mod tests {
                 mgr_grace_passed: true,
                 osd_pool_default_size: 1,
                 osd_failsafe_full_ratio: 0.97,
-                auth_insecure: false,
+                auth_off: Default::default(),
             },
         );
         let pgs = PgSummary::default();

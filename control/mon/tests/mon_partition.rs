@@ -33,6 +33,9 @@ const MON_PORT: u16 = 6789;
 /// attempt ends within the test, and quick keepalives.
 const CONF: &str = r#"
 [global]
+auth_cluster_required = "none"
+auth_service_required = "none"
+auth_client_required = "none"
 ms_keepalive_interval = 0.5
 ms_keepalive_timeout = 3
 [mon]

@@ -167,7 +167,8 @@ pub(crate) fn finish(
     }
 }
 
-/// Ceph's three `auth_*_required` options for one entity (default `none`).
+/// Ceph's three `auth_*_required` options for one entity (default
+/// [`kalmar_auth::AuthMode::DEFAULT`], `cephx`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AuthRequired {
     pub cluster: kalmar_auth::AuthMode,
@@ -182,7 +183,7 @@ impl AuthRequired {
     ) -> Result<AuthRequired, String> {
         let mode = |key: &str| -> Result<kalmar_auth::AuthMode, String> {
             match conf.get::<String>(entity, key).map_err(|e| e.to_string())? {
-                None => Ok(kalmar_auth::AuthMode::None),
+                None => Ok(kalmar_auth::AuthMode::DEFAULT),
                 Some(v) => v.parse().map_err(|e| format!("{key}: {e}")),
             }
         };

@@ -6,11 +6,14 @@ pub mod apt;
 pub mod listeners;
 pub mod scrape;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use bytes::Bytes;
+use kalmar_msgr::auth::MsgrAuth;
 use kalmar_msgr::{EntityName, EntityType, MsgrConfig};
 use kalmar_proto::monc::MonClient;
 use kalmar_tests::{wait_for, Cluster, ClusterOpts};
@@ -56,7 +59,28 @@ pub async fn active(c: &Cluster) -> anyhow::Result<Option<(String, SocketAddr)>>
         .and_then(|a| a.split('/').next())
         .and_then(|a| a.parse().ok())
         .ok_or_else(|| anyhow!("no active_addr in {m}"))?;
+    remember_auth(c, addr)?;
     Ok(Some((name, addr)))
+}
+
+/// The admin's authentication (and the mons to take tickets from) for
+/// each mgr address [`active`] returned, so [`mgr_command`] can be called
+/// with the address alone. Ports are unique among the clusters alive at
+/// once; an address reused later is overwritten by the next `active`.
+type MgrAuths = BTreeMap<SocketAddr, (Vec<SocketAddr>, MsgrAuth)>;
+
+fn mgr_auths() -> &'static Mutex<MgrAuths> {
+    static AUTHS: OnceLock<Mutex<MgrAuths>> = OnceLock::new();
+    AUTHS.get_or_init(Default::default)
+}
+
+fn remember_auth(c: &Cluster, mgr: SocketAddr) -> anyhow::Result<()> {
+    let auth = c.admin_auth()?;
+    mgr_auths()
+        .lock()
+        .map_err(|_| anyhow!("poisoned"))?
+        .insert(mgr, (c.mons.clone(), auth));
+    Ok(())
 }
 
 /// Waits until `name` is the active, available mgr; returns its address.
@@ -85,11 +109,32 @@ pub async fn mgr_command_with_input(
     cmd: Value,
     inbuf: Vec<u8>,
 ) -> anyhow::Result<(i32, String, Vec<u8>)> {
-    let me = EntityName::new(EntityType::Client, format!("mgrtest{}", std::process::id()));
+    let known = mgr_auths()
+        .lock()
+        .map_err(|_| anyhow!("poisoned"))?
+        .get(&addr)
+        .cloned();
+    let (mons, auth) = known.unwrap_or_default();
+    let keyed = auth
+        .client
+        .as_ref()
+        .filter(|c| c.has_key())
+        .map(|c| c.entity().to_string());
+    let me: EntityName = match &keyed {
+        Some(e) => e.parse().map_err(|e| anyhow!("{e:?}"))?,
+        None => EntityName::new(EntityType::Client, format!("mgrtest{}", std::process::id())),
+    };
     let cfg = MsgrConfig {
         reconnect_max_attempts: Some(3),
+        auth,
         ..MsgrConfig::default()
     };
+    if keyed.is_some() {
+        // Tickets first, from a mon; the mgr checks them.
+        let (m, _ev) =
+            MonClient::connect_any(&mons, me.clone(), uuid::Uuid::nil(), cfg.clone()).await?;
+        m.close().await;
+    }
     let (c, _ev) = MonClient::connect(addr, me, uuid::Uuid::nil(), cfg).await?;
     let r = c
         .command_with_input(&cmd, inbuf, Duration::from_secs(30))

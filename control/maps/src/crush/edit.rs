@@ -316,6 +316,28 @@ impl CrushMap {
         Ok(changed)
     }
 
+    /// [`CrushMap::create_or_move_at`] for an OSD's first boot (Ceph's
+    /// `osd_crush_initial_weight`, else the device's size): Ceph places an
+    /// OSD in CRUSH only then, with the weight it asks for; Kalmar's mkfs
+    /// already placed it (weight 1, at its host), so the device takes
+    /// `weight` here wherever it is, as if it were placed now. Nothing
+    /// changes when an error is returned.
+    pub fn create_or_move_first_boot(
+        &mut self,
+        osd: i32,
+        weight: u32,
+        loc: &Location,
+    ) -> Result<bool, MapError> {
+        let mut m = self.clone();
+        m.create_or_move_at(osd, weight, loc)?;
+        if m.item_weight(osd) != Some(weight) {
+            m.adjust_item_weight(osd, weight)?;
+        }
+        let changed = m != *self;
+        *self = m;
+        Ok(changed)
+    }
+
     /// Takes a device out of every bucket, keeping its name and class.
     pub fn unlink_device(&mut self, id: i32) {
         for p in self.parents_of(id) {

@@ -347,3 +347,31 @@ fn create_or_move_refuses_bad_locations_and_changes_nothing() {
     assert!(e.contains("holds"), "{e}");
     assert_eq!(m, before);
 }
+
+#[test]
+fn create_or_move_first_boot_sets_the_weight_where_mkfs_placed_it() {
+    let mut m = CrushMap::new_default();
+    m.add_osd(0, WEIGHT_ONE, "h1").expect("osd");
+    let root = m.item_id("default").expect("root");
+    // Same place, another weight: only the weight changes, up the tree.
+    assert!(m
+        .create_or_move_first_boot(0, WEIGHT_ONE / 4, &loc(&["host=h1", "root=default"]))
+        .expect("reweighted"));
+    assert_eq!(m.item_weight(0), Some(WEIGHT_ONE / 4));
+    assert_eq!(m.item_weight(root), Some(WEIGHT_ONE / 4));
+    // Asked again: nothing to do.
+    assert!(!m
+        .create_or_move_first_boot(0, WEIGHT_ONE / 4, &loc(&["host=h1", "root=default"]))
+        .expect("same"));
+    // A bad location changes nothing, weight included.
+    let before = m.clone();
+    assert!(m
+        .create_or_move_first_boot(0, 2 * WEIGHT_ONE, &loc(&["host=h1"]))
+        .is_err());
+    assert_eq!(m, before);
+    // An OSD CRUSH does not hold yet: placed with the weight.
+    assert!(m
+        .create_or_move_first_boot(5, 3 * WEIGHT_ONE, &loc(&["host=h2", "root=default"]))
+        .expect("placed"));
+    assert_eq!(m.item_weight(5), Some(3 * WEIGHT_ONE));
+}

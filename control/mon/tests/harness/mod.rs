@@ -27,6 +27,12 @@ use uuid::Uuid;
 
 /// Bound on any single wait in these tests.
 pub const WAIT: Duration = Duration::from_secs(20);
+
+/// The `[global]` of every harness conf: auth off, written out. The fake
+/// OSDs and mgrs speak the mon protocol without keys (these tests are about
+/// maps, elections and commands; `tests/tests/auth_*.rs` cover cephx on a
+/// whole cluster), so the mon's health carries AUTH_INSECURE here.
+pub const AUTH_NONE: &str = "[global]\nauth_cluster_required = \"none\"\nauth_service_required = \"none\"\nauth_client_required = \"none\"\n";
 const POLL: Duration = Duration::from_millis(50);
 
 /// Where the built binaries are: `$KALMAR_BIN_DIR`, else next to the test
@@ -103,7 +109,11 @@ impl Mon {
             .prefix("kalmar-mon-test-")
             .tempdir()
             .expect("tempdir");
-        std::fs::write(dir.path().join("kalmar.conf"), format!("[mon]\n{conf}\n")).expect("conf");
+        std::fs::write(
+            dir.path().join("kalmar.conf"),
+            format!("{AUTH_NONE}[mon]\n{conf}\n"),
+        )
+        .expect("conf");
         let out = Command::new(bin("kalmar-mon"))
             .args(["mkfs", "--data"])
             .arg(dir.path().join("data"))
@@ -583,7 +593,11 @@ impl MonQuorum {
             .prefix("kalmar-quorum-test-")
             .tempdir()
             .expect("tempdir");
-        std::fs::write(dir.path().join("kalmar.conf"), format!("[mon]\n{conf}\n")).expect("conf");
+        std::fs::write(
+            dir.path().join("kalmar.conf"),
+            format!("{AUTH_NONE}[mon]\n{conf}\n"),
+        )
+        .expect("conf");
         let names: Vec<String> = (0..n)
             .map(|i| ((b'a' + i as u8) as char).to_string())
             .collect();
