@@ -139,8 +139,7 @@ impl Cluster {
 
     /// Registers osd.`id` with the mon and formats its device.
     async fn make_osd(&self, id: u32, cfg: &ClusterConfig) -> anyhow::Result<SimOsd> {
-        let mut rng_seed = self.seed ^ (u64::from(id) << 40);
-        rng_seed = rng_seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let rng_seed = (self.seed ^ (u64::from(id) << 40)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let dev = Arc::new(FaultyDevice::new(
             cfg.device_bytes,
             FaultConfig::new(rng_seed),

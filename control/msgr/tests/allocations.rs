@@ -7,6 +7,8 @@
 //! One test per file: the counter is process-wide, so nothing else may run
 //! beside it.
 
+#[path = "support/cephx.rs"]
+mod cephx;
 #[path = "support/counting_alloc.rs"]
 mod counting_alloc;
 
@@ -14,9 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use kalmar_auth::{AuthMode, ClientAuth, CryptoKey, MemKeySource, ServerAuth, Service};
 use kalmar_msgr::auth::MsgrAuth;
-use kalmar_msgr::onwire::{WireMode, WireModes};
+use kalmar_msgr::onwire::WireMode;
 use kalmar_msgr::{
     event_channel, Connection, EntityName, Event, EventSink, Listener, Message, MsgrConfig,
     Upcoming,
@@ -91,36 +92,9 @@ async fn per_message(inline: bool, make: impl Fn() -> Message) -> f64 {
     per_message_in(inline, make, None).await
 }
 
-/// Both ends authenticated (cephx) and in connection mode `mode`.
-fn protected(mode: WireMode) -> (MsgrAuth, MsgrAuth) {
-    let keys = Arc::new(MemKeySource::new());
-    let key = CryptoKey::generate().expect("rng");
-    keys.add_entity(
-        "osd.0",
-        key.clone(),
-        [("mon".to_string(), "allow *".to_string())].into(),
-    );
-    let server = MsgrAuth {
-        server: Some(ServerAuth {
-            mode: AuthMode::Cephx,
-            service: Service::Mon,
-            keys,
-        }),
-        modes: WireModes::all(&[mode]),
-        ..MsgrAuth::default()
-    };
-    let client = MsgrAuth {
-        client: Some(Arc::new(ClientAuth::new("osd.0", Some(key)))),
-        require_server_proof: true,
-        modes: WireModes::all(&[mode]),
-        ..MsgrAuth::default()
-    };
-    (server, client)
-}
-
 async fn per_message_in(inline: bool, make: impl Fn() -> Message, mode: Option<WireMode>) -> f64 {
     let (server_auth, client_auth) = match mode {
-        Some(m) => protected(m),
+        Some(m) => cephx::cephx_pair("osd.0", m),
         None => (MsgrAuth::default(), MsgrAuth::default()),
     };
     let cfg = MsgrConfig {

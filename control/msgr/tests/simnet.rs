@@ -7,6 +7,9 @@
 //! jitter), every message sent on a session arrives once and in order, in
 //! both directions, and the same seed produces the same run.
 
+#[path = "support/cephx.rs"]
+mod cephx;
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
@@ -14,11 +17,9 @@ use bytes::Bytes;
 use kalmar_msgr::sim::SimNet;
 use kalmar_msgr::{event_channel, ConnectError, Connection, EntityName, Event, Listener, Message};
 use kalmar_msgr::{MsgrConfig, Transport};
-use std::sync::Arc;
 
-use kalmar_auth::{AuthMode, ClientAuth, CryptoKey, MemKeySource, ServerAuth, Service};
 use kalmar_msgr::auth::MsgrAuth;
-use kalmar_msgr::onwire::{WireMode, WireModes};
+use kalmar_msgr::onwire::WireMode;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::sync::mpsc;
@@ -92,32 +93,10 @@ fn run_seed_in(seed: u64, mode: Option<WireMode>) -> Trace {
 
 /// Server and client authentication requiring `mode` (`None`: none).
 fn auths(mode: Option<WireMode>) -> (MsgrAuth, MsgrAuth) {
-    let Some(mode) = mode else {
-        return (MsgrAuth::default(), MsgrAuth::default());
-    };
-    let keys = Arc::new(MemKeySource::new());
-    let key = CryptoKey::generate().expect("rng");
-    keys.add_entity(
-        "client.sim",
-        key.clone(),
-        [("mon".to_string(), "allow *".to_string())].into(),
-    );
-    let server = MsgrAuth {
-        server: Some(ServerAuth {
-            mode: AuthMode::Cephx,
-            service: Service::Mon,
-            keys,
-        }),
-        modes: WireModes::all(&[mode]),
-        ..MsgrAuth::default()
-    };
-    let client = MsgrAuth {
-        client: Some(Arc::new(ClientAuth::new("client.sim", Some(key)))),
-        require_server_proof: true,
-        modes: WireModes::all(&[mode]),
-        ..MsgrAuth::default()
-    };
-    (server, client)
+    match mode {
+        Some(mode) => cephx::cephx_pair("client.sim", mode),
+        None => (MsgrAuth::default(), MsgrAuth::default()),
+    }
 }
 
 async fn seed_body(seed: u64, mode: Option<WireMode>) -> Trace {
