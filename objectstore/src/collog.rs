@@ -23,6 +23,7 @@ use bytes::Bytes;
 use kalmar_common::encoding::{Decode, DecodeError, Decoder, Encode};
 
 use crate::error::StoreError;
+use crate::journal::cost;
 use crate::keys;
 use crate::kv::{KvOp, KvRead};
 use crate::types::CollectionId;
@@ -42,9 +43,9 @@ impl LogDelta {
     pub fn bytes(&self) -> usize {
         self.appended
             .iter()
-            .map(|(_, v)| v.len() + 24)
+            .map(|(_, v)| v.len() + cost::LOG_ITEM_BYTES as usize)
             .sum::<usize>()
-            + 32
+            + cost::LOG_DELTA_BYTES as usize
     }
 
     /// The marks after this delta, over a log whose marks were `base`.

@@ -27,6 +27,22 @@
 
 use kalmar_common::encoding::{Decode, DecodeError, Decoder, Encode};
 
+/// What a transaction costs in a journal record, as the commit engine
+/// counts it against its record limit ([`crate::CommitEngine::max_record_bytes`]):
+/// these fixed amounts plus the bytes of the keys and values themselves.
+/// Callers that must know in advance that a transaction fits (the OSD's
+/// PG log rewrite) add them up the same way.
+pub mod cost {
+    /// Every record: header and batch framing.
+    pub const RECORD_BASE_BYTES: u64 = 256;
+    /// Each database key set or deleted, besides its key and value.
+    pub const KV_CHANGE_BYTES: u64 = 9;
+    /// Each collection whose log a record changes.
+    pub const LOG_DELTA_BYTES: u64 = 32;
+    /// Each item appended to a collection log, besides its value.
+    pub const LOG_ITEM_BYTES: u64 = 24;
+}
+
 use crate::alloc::Extent;
 use crate::collog::LogOp;
 use crate::device::{AlignedBuf, BlockDevice, IoOp};

@@ -17,6 +17,7 @@ use parking_lot::Mutex;
 use crate::collog::LogDelta;
 use crate::device::AlignedBuf;
 use crate::error::StoreError;
+use crate::journal::cost::KV_CHANGE_BYTES;
 use crate::kv::{KvPairs, KvRead};
 use crate::layer::Layer;
 use crate::layout::BLOCK_SIZE;
@@ -101,7 +102,7 @@ impl KvOverlay {
     }
 
     fn set(&mut self, key: Vec<u8>, v: Option<Vec<u8>>) {
-        self.bytes += key.len() + v.as_ref().map_or(0, Vec::len) + 9;
+        self.bytes += key.len() + v.as_ref().map_or(0, Vec::len) + KV_CHANGE_BYTES as usize;
         let prev = self.entries.insert(key.clone(), v);
         self.undo.push(Undo::Entry { key, prev });
     }
@@ -125,7 +126,7 @@ impl KvOverlay {
             .into_iter()
             .filter_map(|k| self.entries.remove(&k).map(|v| (k, v)))
             .collect();
-        self.bytes += start.len() + end.len() + 9;
+        self.bytes += start.len() + end.len() + KV_CHANGE_BYTES as usize;
         self.range_dels.push((start, end));
         self.undo.push(Undo::Range { removed });
     }

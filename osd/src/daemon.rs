@@ -114,6 +114,8 @@ pub enum OsdError {
     Map(String),
     #[error("the OSD stopped: {0}")]
     Fatal(String),
+    #[error("{0}")]
+    Config(String),
 }
 
 fn hostname() -> String {
@@ -255,6 +257,68 @@ async fn mount_store(cfg: &RunConfig, shards: usize) -> Result<ObjectStore, OsdE
     })
 }
 
+/// Fewest log entries (and dups) an OSD runs with when it shortens its PG
+/// logs to fit its journal; below that it refuses to start.
+const MIN_FITTED_LOG_ENTRIES: usize = 100;
+
+/// A PG log rewrite is one transaction, so one journal record: with logs
+/// as long as the options allow and names as long as they allow, it must
+/// fit the store's largest record, or it would stop the OSD in the middle
+/// of peering. On a small journal the OSD shortens `osd_max_pg_log_entries`
+/// and `osd_pg_log_dups_tracked` in proportion until it does (with a
+/// warning: fewer entries mean peers fall back to backfill sooner), and
+/// refuses to start when even `MIN_FITTED_LOG_ENTRIES` would not fit.
+fn fit_log_to_journal(
+    opts: &mut OsdOptions,
+    engines: &[kalmar_objectstore::CommitEngine],
+) -> Result<(), OsdError> {
+    use crate::pg::meta::rewrite_record_bytes;
+    let Some(limit) = engines.iter().map(|e| e.max_record_bytes()).min() else {
+        return Ok(());
+    };
+    let (entries, dups, name_len) = (
+        opts.osd_max_pg_log_entries,
+        opts.osd_pg_log_dups_tracked,
+        opts.osd_max_object_name_len,
+    );
+    let need = rewrite_record_bytes(entries, dups, name_len);
+    if need <= limit {
+        return Ok(());
+    }
+    // The bound is linear in entries and dups: scale both by one factor.
+    let fixed = rewrite_record_bytes(0, 0, name_len);
+    let scale = limit.saturating_sub(fixed) as f64 / (need - fixed) as f64;
+    let fitted = |n: usize| (n as f64 * scale) as usize;
+    let (fit_entries, fit_dups) = (fitted(entries), fitted(dups));
+    if fit_entries < MIN_FITTED_LOG_ENTRIES.min(entries)
+        || rewrite_record_bytes(fit_entries, fit_dups, name_len) > limit
+    {
+        return Err(OsdError::Config(format!(
+            "a PG log of osd_max_pg_log_entries = {entries} entries and \
+             osd_pg_log_dups_tracked = {dups} dups, with object names up to \
+             osd_max_object_name_len = {name_len} bytes, can take {need} bytes in one journal \
+             record, but this store's journal takes records of at most {limit} bytes (a quarter \
+             of a journal zone; the journal is divided among {} shards), and fewer than \
+             {MIN_FITTED_LOG_ENTRIES} entries would fit: lower osd_max_object_name_len, run \
+             fewer shards (osd_op_num_shards), or make the OSD on a larger device",
+            engines.len()
+        )));
+    }
+    tracing::warn!(
+        osd_max_pg_log_entries = fit_entries,
+        osd_pg_log_dups_tracked = fit_dups,
+        configured_entries = entries,
+        configured_dups = dups,
+        osd_max_object_name_len = name_len,
+        journal_record_limit = limit,
+        "PG logs shortened to fit this store's journal records (a log rewrite is one record); \
+         a larger device, fewer shards or a lower osd_max_object_name_len keeps them longer"
+    );
+    opts.osd_max_pg_log_entries = fit_entries;
+    opts.osd_pg_log_dups_tracked = fit_dups;
+    Ok(())
+}
+
 /// Runs the OSD until `stop` resolves or the store fails. `shards` are
 /// the runtimes of the shards; the first is the one this runs on.
 pub async fn run(
@@ -276,6 +340,13 @@ pub async fn run(
             shards.len()
         )));
     }
+    let mut opts = cfg.opts.clone();
+    if let Err(e) = fit_log_to_journal(&mut opts, &engines) {
+        // Unmounting needs the engines back.
+        store.return_engines(engines);
+        return Err(e);
+    }
+    let opts = Arc::new(opts);
     let shard_stores: Vec<(tokio::runtime::Handle, Arc<ShardStore>)> = shards
         .iter()
         .cloned()
@@ -307,7 +378,6 @@ pub async fn run(
         )));
     }
     let fsid = sb.cluster_fsid;
-    let opts = Arc::new(cfg.opts.clone());
     let me = EntityName::osd(cfg.id as u32);
     // Every session of the OSD (mon, mgr, peers, heartbeats, clients)
     // authenticates with osd.N's key or the tickets it earns.
@@ -445,7 +515,7 @@ pub async fn run(
         newest_map: sb.newest_map,
         num_pgs: 0,
     }));
-    let mut config = cfg.opts.to_json();
+    let mut config = opts.to_json();
     if let Value::Object(m) = &mut config {
         m.extend(cfg.identity.clone());
         m.insert(
@@ -677,4 +747,92 @@ pub async fn run(
         }
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kalmar_objectstore::{MkfsOptions, MountOptions};
+
+    /// A 64 MiB store (a 4 MiB journal, one zone: records up to 1 MiB)
+    /// with its engine taken, as the OSD mounts it.
+    fn small_store() -> (
+        tempfile::TempDir,
+        ObjectStore,
+        Vec<kalmar_objectstore::CommitEngine>,
+    ) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dev = dir.path().join("dev");
+        std::fs::File::create(&dev)
+            .and_then(|f| f.set_len(64 << 20))
+            .expect("device file");
+        ObjectStore::mkfs(
+            &dev,
+            &MkfsOptions::new(uuid::Uuid::new_v4(), uuid::Uuid::new_v4()),
+        )
+        .expect("mkfs");
+        let mut mount = MountOptions::default();
+        mount.settings.drive = Drive::External;
+        mount.settings.engines = 1;
+        let store = ObjectStore::mount(&dev, &mount).expect("mount");
+        let engines = store.take_engines().expect("engines");
+        (dir, store, engines)
+    }
+
+    #[test]
+    fn pg_logs_shrink_to_fit_a_small_journal_or_the_osd_refuses() {
+        use crate::pg::meta::rewrite_record_bytes;
+        let (_dir, store, engines) = small_store();
+        let limit = engines[0].max_record_bytes();
+        assert_eq!(limit, 1 << 20, "a quarter of the 4 MiB journal");
+        // The defaults need ~13 MB per rewrite: both lengths shrink in
+        // proportion until a rewrite fits.
+        let mut opts = OsdOptions::default();
+        fit_log_to_journal(&mut opts, &engines).expect("fitted");
+        let d = OsdOptions::default();
+        assert!(opts.osd_max_pg_log_entries < d.osd_max_pg_log_entries);
+        assert!(opts.osd_max_pg_log_entries >= MIN_FITTED_LOG_ENTRIES);
+        assert_eq!(opts.osd_pg_log_dups_tracked, opts.osd_max_pg_log_entries);
+        let fitted = rewrite_record_bytes(
+            opts.osd_max_pg_log_entries,
+            opts.osd_pg_log_dups_tracked,
+            opts.osd_max_object_name_len,
+        );
+        assert!(fitted <= limit, "{fitted} > {limit}");
+        assert!(
+            fitted > limit * 9 / 10,
+            "shrunk no more than needed: {fitted}"
+        );
+        // Options that fit stay as they are.
+        let small = OsdOptions {
+            osd_max_pg_log_entries: 500,
+            osd_pg_log_dups_tracked: 500,
+            osd_max_object_name_len: 256,
+            ..OsdOptions::default()
+        };
+        let mut same = small.clone();
+        fit_log_to_journal(&mut same, &engines).expect("fits");
+        assert_eq!(same.osd_max_pg_log_entries, 500);
+        assert_eq!(same.osd_pg_log_dups_tracked, 500);
+        // Names so long that not even MIN_FITTED_LOG_ENTRIES fit: refused,
+        // naming the options.
+        let mut long_names = OsdOptions {
+            osd_max_object_name_len: 16 << 10,
+            ..OsdOptions::default()
+        };
+        let msg = fit_log_to_journal(&mut long_names, &engines)
+            .expect_err("refused")
+            .to_string();
+        for option in [
+            "osd_max_pg_log_entries",
+            "osd_pg_log_dups_tracked",
+            "osd_max_object_name_len",
+            "osd_op_num_shards",
+        ] {
+            assert!(msg.contains(option), "{msg}");
+        }
+        assert!(msg.contains(&limit.to_string()), "{msg}");
+        store.return_engines(engines);
+        store.umount().expect("umount");
+    }
 }

@@ -127,7 +127,7 @@ impl Default for OsdOptions {
             osd_client_message_size_cap: 500 << 20,
             osd_max_write_size: 90 << 20,
             osd_max_object_size: 128 << 20,
-            osd_max_object_name_len: 4096,
+            osd_max_object_name_len: 2048,
             osd_max_attr_name_len: 100,
             osd_max_attr_size: 64 << 10,
             osd_pg_object_cache_size: 4096,

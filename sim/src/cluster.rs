@@ -46,8 +46,9 @@ impl Default for ClusterConfig {
         ClusterConfig {
             osds: 3,
             device_bytes: 64 << 20,
-            // A PG log rewrite of a few thousand entries is one journal
-            // record, at most a quarter of the journal.
+            // A PG log rewrite is one journal record, at most a quarter of
+            // the journal: the OSDs shorten their logs to fit (to ~900
+            // entries here, `fit_log_to_journal`).
             journal_bytes: 16 << 20,
             latency: (Duration::from_micros(20), Duration::from_micros(400)),
         }

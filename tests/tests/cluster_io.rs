@@ -198,15 +198,16 @@ fn osd_addrs(dump: &Value, osd: u32) -> BTreeMap<&'static str, SocketAddr> {
 }
 
 async fn bad_input(c: &Cluster, rados: &Rados, io: &IoCtx) -> anyhow::Result<()> {
-    // Names up to 4 KiB work; longer ones are refused with a clear error.
-    let long = "n".repeat(4096);
+    // Names up to osd_max_object_name_len (2048, as in Ceph) work; longer
+    // ones are refused with a clear error.
+    let long = "n".repeat(2048);
     io.write_full(&long, Bytes::from_static(b"long name"))
         .await?;
     assert_eq!(
         io.read(&long, 0, 0).await?,
         Bytes::from_static(b"long name")
     );
-    let too_long = "n".repeat(4097);
+    let too_long = "n".repeat(2049);
     let e = io
         .write_full(&too_long, Bytes::from_static(b"x"))
         .await
@@ -510,7 +511,7 @@ async fn replicated_io_on_three_osds() -> anyhow::Result<()> {
         .map(|(i, &s)| (format!("object-{i:04}"), s as u64))
         .collect();
     expect.insert("meta-object".into(), 0);
-    expect.insert("n".repeat(4096), 9);
+    expect.insert("n".repeat(2048), 9);
     expect.insert("append-once".into(), 20);
     for w in 0..4 {
         expect.insert(

@@ -342,6 +342,17 @@ impl CommitEngine {
         self.es.zone
     }
 
+    /// The largest journal record this engine writes: the setting, at
+    /// most a quarter of its zone so that a checkpoint always makes room
+    /// for one. A transaction whose record would be larger is refused
+    /// with `TooLarge`.
+    pub fn max_record_bytes(&self) -> u64 {
+        self.sh
+            .settings
+            .max_record_bytes
+            .min(self.zone.sectors * self.sh.layout.sector / 4)
+    }
+
     /// Queues a transaction from the driving thread. Take the permit from
     /// [`CommitEngine::admission`] first, before changing any state that
     /// depends on the transaction: an admitted transaction is never

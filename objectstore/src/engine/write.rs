@@ -57,14 +57,7 @@ impl CommitEngine {
     /// do not fit go back to the front of the queue.
     fn write_batch(&mut self, txns: Vec<Queued>) {
         let t_prep = Instant::now();
-        let sector = self.sh.layout.sector;
-        // The largest record: a quarter of the zone, so a checkpoint
-        // always makes room for one.
-        let max_record = self
-            .sh
-            .settings
-            .max_record_bytes
-            .min(self.zone.sectors * sector / 4);
+        let max_record = self.max_record_bytes();
         let mut accepted: Vec<Queued> = Vec::new();
         let mut leftover: VecDeque<Queued> = VecDeque::new();
         let prepared = {

@@ -152,7 +152,9 @@ impl<'a> Batch<'a> {
 
     /// Bytes the journal record would take so far (approximate, upper).
     pub fn record_bytes(&self) -> u64 {
-        self.kv.bytes() as u64 + 256 + self.deferred.len() as u64 * (BLOCK_SIZE + 12)
+        self.kv.bytes() as u64
+            + crate::journal::cost::RECORD_BASE_BYTES
+            + self.deferred.len() as u64 * (BLOCK_SIZE + 12)
     }
 
     /// Applies `txn` to the batch. On error its changes are already

@@ -27,6 +27,13 @@ use crate::names::{pgmeta_oid, KEY_EPOCH, KEY_INFO, KEY_MISSING, KEY_PAST_INTERV
 /// Omap entries read per page when loading a PG.
 const LOAD_PAGE_KEYS: usize = 4096;
 
+/// Journal bytes a PG log rewrite sets aside for what is neither log nor
+/// missing set: the whole info, the past intervals, the map epoch, the
+/// keys of the pgmeta object's omap and the cleared ranges. Past
+/// intervals grow with the map changes a PG sees while it is not clean;
+/// this holds hundreds of them.
+pub const REWRITE_RESERVE_BYTES: u64 = 64 << 10;
+
 /// Tags of the items in a PG's collection log.
 const ITEM_ENTRY: u8 = 1;
 const ITEM_DUP: u8 = 2;
@@ -99,6 +106,39 @@ fn write_full(t: &mut Transaction, coll: &CollectionId, meta: &PgMeta, epoch: Ep
     for e in meta.log.entries() {
         t.log_append(coll, e.version.log_key(), entry_item(e, &fast));
     }
+}
+
+/// The most journal bytes one PG log rewrite (`LogWrite::Rewrite`, one
+/// transaction: see [`PgMetaWriter::add_write`]) takes when the log holds
+/// `entries` entries and `dups` dups, every object name is `name_len`
+/// bytes long and the missing set names as many objects as the log.
+/// Counted as the store counts a record (`kalmar_objectstore::journal::cost`).
+pub fn rewrite_record_bytes(entries: usize, dups: usize, name_len: usize) -> u64 {
+    use kalmar_objectstore::journal::cost;
+    let widest = Eversion::new(u32::MAX, u64::MAX);
+    let entry = PgLogEntry {
+        op: kalmar_peering::LogOp::Modify,
+        oid: "n".repeat(name_len),
+        version: widest,
+        prior_version: widest,
+        reqid: kalmar_peering::ReqId::new(u64::MAX, u64::MAX, u64::MAX),
+        mtime_us: u64::MAX,
+        return_code: i32::MIN,
+        user_version: u64::MAX,
+    };
+    let entry_bytes =
+        entry_item(&entry, &PgFastInfo::default()).len() as u64 + cost::LOG_ITEM_BYTES;
+    let dup_bytes = dup_item(&PgLogDup::from(&entry)).len() as u64 + cost::LOG_ITEM_BYTES;
+    // The missing set is one omap value: its size grows by one item per
+    // object beyond the empty set's.
+    let mut one = PgMissing::new();
+    one.add(&entry.oid, widest, widest);
+    let missing_item_bytes = (one.to_bytes().len() - PgMissing::new().to_bytes().len()) as u64;
+    cost::RECORD_BASE_BYTES
+        + cost::LOG_DELTA_BYTES
+        + REWRITE_RESERVE_BYTES
+        + entries as u64 * (entry_bytes + missing_item_bytes)
+        + dups as u64 * dup_bytes
 }
 
 /// Records the map epoch the PG has processed (the first `AdvMap` after a
@@ -429,5 +469,126 @@ mod tests {
         let (back, epoch) = load(&store, &coll).await.expect("loads");
         assert_eq!((&back.log, &back.info, epoch), (pg.log(), pg.info(), 9));
         store.umount().expect("umount");
+    }
+}
+
+#[cfg(test)]
+mod rewrite_bound_tests {
+    use super::*;
+    use kalmar_maps::PgId;
+    use kalmar_objectstore::{MkfsOptions, MountOptions};
+    use kalmar_peering::{LogOp, ReqId};
+
+    const ENTRIES: usize = 60;
+    const DUPS: usize = 40;
+    const NAME_LEN: usize = 300;
+
+    /// A log of `ENTRIES` entries above `DUPS` dups, every name
+    /// `NAME_LEN` bytes, and a missing set naming every logged object.
+    fn widest_meta(pgid: PgId) -> PgMeta {
+        let entry = |v: u64| PgLogEntry {
+            op: LogOp::Modify,
+            oid: format!("{v:0>NAME_LEN$}"),
+            version: Eversion::new(2, v),
+            prior_version: Eversion::ZERO,
+            reqid: ReqId::new(7, 1, v),
+            mtime_us: v,
+            return_code: 0,
+            user_version: v,
+        };
+        let dups: Vec<PgLogDup> = (1..=DUPS as u64)
+            .map(|v| PgLogDup::from(&entry(v)))
+            .collect();
+        let tail = Eversion::new(2, DUPS as u64);
+        let entries: Vec<PgLogEntry> = (DUPS as u64 + 1..=(DUPS + ENTRIES) as u64)
+            .map(entry)
+            .collect();
+        let mut missing = PgMissing::new();
+        for e in &entries {
+            missing.add(&e.oid, e.version, Eversion::ZERO);
+        }
+        let log = PgLog::from_parts(tail, entries, dups).expect("log");
+        let mut info = PgInfo::new(pgid, 2);
+        info.log_tail = tail;
+        info.last_update = log.head();
+        PgMeta {
+            info,
+            log,
+            missing,
+            past_intervals: PastIntervals::new(),
+        }
+    }
+
+    /// Commits the widest rewrite on a store whose records are limited to
+    /// `limit` bytes.
+    async fn rewrite_with_record_limit(limit: u64) -> Result<(), StoreError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dev = dir.path().join("dev");
+        std::fs::File::create(&dev)
+            .and_then(|f| f.set_len(64 << 20))
+            .expect("device file");
+        ObjectStore::mkfs(
+            &dev,
+            &MkfsOptions::new(uuid::Uuid::new_v4(), uuid::Uuid::new_v4()),
+        )
+        .expect("mkfs");
+        let mut mount = MountOptions::default();
+        mount.settings.max_record_bytes = limit;
+        let store = ObjectStore::mount(&dev, &mount).expect("mount");
+        let pgid = PgId::new(1, 2);
+        let coll = crate::names::pg_collection(pgid);
+        let meta = widest_meta(pgid);
+        let mut t = Transaction::new();
+        add_create(
+            &mut t,
+            &coll,
+            &PgMeta {
+                log: PgLog::new(Eversion::ZERO),
+                missing: PgMissing::new(),
+                ..meta.clone()
+            },
+            2,
+        );
+        store.queue_transaction(t).await.expect("creates");
+        let pg = Pg::load(0, meta.clone(), Default::default());
+        let mut writer = PgMetaWriter::new(coll.clone(), pg.info().clone());
+        let w = PgWrite {
+            log: Some(LogWrite::Rewrite(meta.log.clone())),
+            ..Default::default()
+        };
+        let mut t = Transaction::new();
+        writer.add_write(&mut t, &w, &pg, 3);
+        let res = store.queue_transaction(t).await;
+        if res.is_ok() {
+            let (back, _) = load(&store, &coll).await.expect("loads");
+            assert_eq!((&back.log, &back.missing), (&meta.log, &meta.missing));
+        }
+        store.umount().expect("umount");
+        res
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_widest_rewrite_fits_its_computed_bound() {
+        let bound = rewrite_record_bytes(ENTRIES, DUPS, NAME_LEN);
+        rewrite_with_record_limit(bound)
+            .await
+            .expect("a rewrite within the bound commits");
+        // The bound is not vacuous: the same rewrite does not fit in the
+        // bound's log and missing share halved.
+        let tight = (bound - REWRITE_RESERVE_BYTES) / 2;
+        match rewrite_with_record_limit(tight).await {
+            Err(StoreError::TooLarge { .. }) => {}
+            other => panic!("expected TooLarge under {tight} bytes, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_bound_grows_with_each_option() {
+        let base = rewrite_record_bytes(100, 100, 100);
+        assert!(rewrite_record_bytes(200, 100, 100) > base);
+        assert!(rewrite_record_bytes(100, 200, 100) > base);
+        assert!(rewrite_record_bytes(100, 100, 200) > base);
+        // Each entry costs its name twice: in the log and in the missing set.
+        assert!(rewrite_record_bytes(100, 100, 200) - base >= 2 * 100 * 100);
     }
 }
