@@ -36,16 +36,40 @@ pub struct LogDelta {
     /// Entries with keys up to here were dropped (after the clear).
     pub trim: Option<u128>,
     /// Entries appended, in key order, all above `trim`.
-    pub appended: Vec<(u128, Bytes)>,
+    appended: Vec<(u128, Bytes)>,
+    /// What `appended` costs in a journal record, kept as it changes: a
+    /// layer merges every write's delta into its PG's delta and asks for
+    /// the size each time, which a sum over the entries made quadratic.
+    appended_bytes: usize,
+}
+
+fn item_bytes(v: &Bytes) -> usize {
+    v.len() + cost::LOG_ITEM_BYTES as usize
 }
 
 impl LogDelta {
+    /// A delta from its decoded parts (`appended` in key order).
+    pub fn from_parts(cleared: bool, trim: Option<u128>, appended: Vec<(u128, Bytes)>) -> Self {
+        debug_assert!(
+            appended.windows(2).all(|w| w[0].0 < w[1].0),
+            "keys increase"
+        );
+        let appended_bytes = appended.iter().map(|(_, v)| item_bytes(v)).sum();
+        LogDelta {
+            cleared,
+            trim,
+            appended,
+            appended_bytes,
+        }
+    }
+
+    /// Entries appended, in key order, all above the trim point.
+    pub fn appended(&self) -> &[(u128, Bytes)] {
+        &self.appended
+    }
+
     pub fn bytes(&self) -> usize {
-        self.appended
-            .iter()
-            .map(|(_, v)| v.len() + cost::LOG_ITEM_BYTES as usize)
-            .sum::<usize>()
-            + cost::LOG_DELTA_BYTES as usize
+        self.appended_bytes + cost::LOG_DELTA_BYTES as usize
     }
 
     /// The marks after this delta, over a log whose marks were `base`.
@@ -68,6 +92,7 @@ impl LogDelta {
         let above_trim = self.trim.is_none_or(|t| key > t);
         let above_last = self.appended.last().is_none_or(|(k, _)| key > *k);
         if above_trim && above_last {
+            self.appended_bytes += item_bytes(&value);
             self.appended.push((key, value));
         }
     }
@@ -77,7 +102,11 @@ impl LogDelta {
             return;
         }
         self.trim = Some(through);
-        self.appended.retain(|(k, _)| *k > through);
+        // Keys increase: the trimmed entries are a prefix.
+        let n = self.appended.partition_point(|(k, _)| *k <= through);
+        for (_, v) in self.appended.drain(..n) {
+            self.appended_bytes -= item_bytes(&v);
+        }
     }
 
     pub fn clear(&mut self) {
@@ -284,11 +313,7 @@ impl Decode for LogOp {
         }
         Ok(LogOp {
             cid,
-            delta: LogDelta {
-                cleared,
-                trim,
-                appended,
-            },
+            delta: LogDelta::from_parts(cleared, trim, appended),
         })
     }
 }
@@ -428,6 +453,9 @@ mod tests {
                         last_written = std::mem::take(&mut pending);
                     }
                 }
+                // The kept size is the sum over the pending entries.
+                let sum: usize = pending.appended().iter().map(|(_, v)| item_bytes(v)).sum();
+                prop_assert_eq!(pending.bytes(), sum + cost::LOG_DELTA_BYTES as usize);
                 let read = apply_deltas(read_persisted(&kv, &c).expect("read"), [&pending].into_iter());
                 prop_assert_eq!(&read.entries, &model);
                 let again = apply_deltas(
