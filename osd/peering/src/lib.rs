@@ -136,7 +136,7 @@ pub use info::{PgFastInfo, PgHistory, PgInfo, PgObjectStats};
 pub use intervals::{
     check_new_interval, ClusterView, Interval, IntervalChange, OsdView, PastIntervals, PgMapping,
 };
-pub use log::{CompletedRequest, LogOp, PgLog, PgLogDup, PgLogEntry, TrimOutcome};
+pub use log::{CompletedRequest, Few, LogOp, PgLog, PgLogDup, PgLogEntry, TrimOutcome};
 pub use machine::{
     Action, Active, Event, LogWrite, Peering, PeeringMessage, Pg, PgMeta, PgStatsReport, PgWrite,
     QueryKind, Replica, ReplicationTarget, ReservationKind, ReserveFor, ScrubResult, State,

@@ -119,15 +119,20 @@ impl From<&PgLogDup> for CompletedRequest {
     }
 }
 
+/// A list that is one or two items long on every steady-state write (a
+/// write trims one entry, adds one dup, evicts one): kept inline, so
+/// trimming allocates nothing.
+pub type Few<T> = smallvec::SmallVec<[T; 2]>;
+
 /// What a trim removed and added, for the OSD to mirror in the omap.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TrimOutcome {
     /// Entries removed (delete their omap keys).
-    pub trimmed: Vec<Eversion>,
+    pub trimmed: Few<Eversion>,
     /// Dup records created from trimmed entries (write them).
-    pub dups_added: Vec<PgLogDup>,
+    pub dups_added: Few<PgLogDup>,
     /// Dup records evicted past the dup bound (delete their keys).
-    pub dups_removed: Vec<PgLogDup>,
+    pub dups_removed: Few<PgLogDup>,
 }
 
 /// The PG log: entries in `(tail, head]`, plus dups of trimmed entries.

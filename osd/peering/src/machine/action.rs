@@ -9,7 +9,7 @@ use crate::eversion::Eversion;
 use crate::flags::PgStateFlags;
 use crate::info::PgInfo;
 use crate::intervals::PastIntervals;
-use crate::log::{PgLog, PgLogDup, PgLogEntry};
+use crate::log::{Few, PgLog, PgLogDup, PgLogEntry};
 use crate::missing::PgMissing;
 use crate::object::{ObjectBound, ObjectName};
 
@@ -24,9 +24,9 @@ pub enum LogWrite {
     Delta {
         append: Vec<PgLogEntry>,
         /// Entry keys to delete (trimmed).
-        remove: Vec<Eversion>,
-        dups_add: Vec<PgLogDup>,
-        dups_remove: Vec<PgLogDup>,
+        remove: Few<Eversion>,
+        dups_add: Few<PgLogDup>,
+        dups_remove: Few<PgLogDup>,
     },
 }
 

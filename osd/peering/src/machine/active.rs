@@ -59,9 +59,9 @@ impl Pg {
             info: Some(self.info.clone()),
             log: Some(LogWrite::Delta {
                 append: vec![marker],
-                remove: Vec::new(),
-                dups_add: Vec::new(),
-                dups_remove: Vec::new(),
+                remove: Default::default(),
+                dups_add: Default::default(),
+                dups_remove: Default::default(),
             }),
             ..Default::default()
         });
