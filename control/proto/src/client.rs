@@ -455,7 +455,7 @@ impl SegmentedDecode for OsdOp {
                 let mut entries = Vec::with_capacity(n);
                 for _ in 0..n {
                     let k = String::decode(d)?;
-                    let v = Bytes::copy_from_slice(d.bytes()?);
+                    let v = segs.header_part(d.bytes()?);
                     entries.push((k, v));
                 }
                 OsdOp::OmapSetVals { entries }

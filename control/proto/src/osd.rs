@@ -111,12 +111,15 @@ impl SegmentedEncode for StoreOp {
     }
 }
 
-fn decode_pairs(d: &mut Decoder<'_>) -> Result<Vec<(Bytes, Bytes)>, DecodeError> {
+fn decode_pairs(
+    d: &mut Decoder<'_>,
+    segs: &SegmentReader,
+) -> Result<Vec<(Bytes, Bytes)>, DecodeError> {
     let n = d.len_prefix(8, "store op pairs")?;
     let mut v = Vec::with_capacity(n);
     for _ in 0..n {
-        let k = Bytes::copy_from_slice(d.bytes()?);
-        let val = Bytes::copy_from_slice(d.bytes()?);
+        let k = segs.header_part(d.bytes()?);
+        let val = segs.header_part(d.bytes()?);
         v.push((k, val));
     }
     Ok(v)
@@ -148,7 +151,7 @@ impl SegmentedDecode for StoreOp {
                             detail: e.to_string(),
                         })?;
                     let name = name.to_owned();
-                    attrs.push((name, Bytes::copy_from_slice(d.bytes()?)));
+                    attrs.push((name, segs.header_part(d.bytes()?)));
                 }
                 StoreOp::SetAttrs { attrs }
             }
@@ -156,13 +159,13 @@ impl SegmentedDecode for StoreOp {
                 name: String::decode(d)?,
             },
             8 => StoreOp::OmapSet {
-                entries: decode_pairs(d)?,
+                entries: decode_pairs(d, segs)?,
             },
             9 => {
                 let n = d.len_prefix(4, "omap keys")?;
                 let mut keys = Vec::with_capacity(n);
                 for _ in 0..n {
-                    keys.push(Bytes::copy_from_slice(d.bytes()?));
+                    keys.push(segs.header_part(d.bytes()?));
                 }
                 StoreOp::OmapRm { keys }
             }
@@ -371,7 +374,7 @@ impl SegmentedDecode for PgPush {
                 exists: bool::decode(d)?,
                 is_pull_reply: bool::decode(d)?,
                 data: segs.take(d)?,
-                attrs: decode_pairs(d)?
+                attrs: decode_pairs(d, segs)?
                     .into_iter()
                     .map(|(k, v)| {
                         String::from_utf8(k.to_vec()).map(|k| (k, v)).map_err(|e| {
@@ -382,10 +385,10 @@ impl SegmentedDecode for PgPush {
                         })
                     })
                     .collect::<Result<_, _>>()?,
-                omap: decode_pairs(d)?,
+                omap: decode_pairs(d, segs)?,
                 omap_header: match d.u8()? {
                     0 => None,
-                    1 => Some(Bytes::copy_from_slice(d.bytes()?)),
+                    1 => Some(segs.header_part(d.bytes()?)),
                     t => {
                         return Err(DecodeError::Invalid {
                             what: "omap header tag",

@@ -82,11 +82,28 @@ impl SegmentWriter {
 
 /// Hands out the data segments of a received message, in order.
 pub struct SegmentReader {
+    /// The header the decoder reads, kept to hand out parts of it
+    /// without a copy ([`SegmentReader::header_part`]).
+    header: Bytes,
     data: Bytes,
     pos: usize,
 }
 
 impl SegmentReader {
+    /// `part` (bytes the decoder read from the header) as a `Bytes` that
+    /// shares the received buffer: a small value inside the header (an
+    /// xattr, an omap entry) costs no allocation or copy. Bytes from
+    /// elsewhere are copied.
+    pub fn header_part(&self, part: &[u8]) -> Bytes {
+        let range = self.header.as_ptr_range();
+        let inside = range.start <= part.as_ptr() && part.as_ptr_range().end <= range.end;
+        if inside && !part.is_empty() {
+            self.header.slice_ref(part)
+        } else {
+            Bytes::copy_from_slice(part)
+        }
+    }
+
     /// The next segment, whose length is read from the header decoder.
     pub fn take(&mut self, d: &mut Decoder<'_>) -> Result<Bytes, DecodeError> {
         let len = d.u32()? as usize;
@@ -128,7 +145,14 @@ pub fn split(payload: &Bytes) -> Result<(Bytes, SegmentReader), DecodeError> {
     }
     let header = payload.slice(4..4 + hlen);
     let data = payload.slice(4 + hlen..);
-    Ok((header, SegmentReader { data, pos: 0 }))
+    Ok((
+        header.clone(),
+        SegmentReader {
+            header,
+            data,
+            pos: 0,
+        },
+    ))
 }
 
 /// A value encoded with data segments.
@@ -199,6 +223,31 @@ pub fn from_payload<T: SegmentedDecode>(payload: &Bytes) -> Result<T, DecodeErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_parts_share_the_received_buffer() {
+        let mut w = SegmentWriter::default();
+        let mut header = SegmentWriter::header_buf();
+        kalmar_common::encoding::put_bytes(&mut header, b"an xattr value");
+        w.put(&mut header, &Bytes::from_static(b"data"));
+        let msg = w.finish(1, header);
+        let payload = msg.contiguous().into_owned();
+        let (h, segs) = split(&payload).expect("split");
+        let mut d = Decoder::new(&h);
+        let part = d.bytes().expect("bytes");
+        let shared = segs.header_part(part);
+        assert_eq!(&shared[..], b"an xattr value");
+        let whole = payload.as_ptr_range();
+        assert!(
+            whole.contains(&shared.as_ptr()),
+            "no copy: inside the payload"
+        );
+        // Bytes that are not the header's are copied.
+        let other = b"elsewhere".to_vec();
+        let copied = segs.header_part(&other);
+        assert_eq!(&copied[..], b"elsewhere");
+        assert!(!whole.contains(&copied.as_ptr()));
+    }
 
     struct Two {
         a: u64,
