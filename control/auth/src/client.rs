@@ -27,6 +27,14 @@ pub struct PendingClient {
     to_mon: bool,
 }
 
+impl Drop for PendingClient {
+    /// The copy of the entity's secret (or ticket session key) is wiped
+    /// with the handshake's state.
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.key);
+    }
+}
+
 #[derive(Default)]
 struct Granted {
     global_id: u64,
@@ -188,7 +196,7 @@ impl ClientAuth {
         &self,
         p: &PendingClient,
         reply: &AuthReply,
-    ) -> Result<[u8; SECRET_BYTES], AuthError> {
+    ) -> Result<crate::key::ConnectionKey, AuthError> {
         let sn = p.server_nonce.ok_or(AuthError::OutOfOrder)?;
         let want = proof(&p.key, b"server", &self.entity, &p.client_nonce, &sn);
         if !mac_eq(&want, &reply.server_proof) {

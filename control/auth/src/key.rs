@@ -62,6 +62,45 @@ impl fmt::Debug for CryptoKey {
     }
 }
 
+/// The key both ends of a connection derive in the handshake, for the
+/// messenger's frame protection (signed and secure modes). Wiped when
+/// dropped, never printed, compared in constant time; the messenger keeps
+/// it only until it has derived its per-direction keys.
+#[derive(Clone)]
+pub struct ConnectionKey([u8; SECRET_BYTES]);
+
+impl ConnectionKey {
+    pub fn new(bytes: [u8; SECRET_BYTES]) -> ConnectionKey {
+        ConnectionKey(bytes)
+    }
+
+    pub fn expose(&self) -> &[u8; SECRET_BYTES] {
+        &self.0
+    }
+}
+
+impl Drop for ConnectionKey {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl zeroize::ZeroizeOnDrop for ConnectionKey {}
+
+impl PartialEq for ConnectionKey {
+    fn eq(&self, other: &ConnectionKey) -> bool {
+        subtle::ConstantTimeEq::ct_eq(&self.0[..], &other.0[..]).into()
+    }
+}
+
+impl Eq for ConnectionKey {}
+
+impl fmt::Debug for ConnectionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ConnectionKey(..)")
+    }
+}
+
 /// Fills `buf` from the operating system's random number generator.
 pub fn os_random(buf: &mut [u8]) -> Result<(), KeyError> {
     getrandom::fill(buf).map_err(|e| KeyError::Random(e.to_string()))
@@ -184,6 +223,22 @@ mod tests {
         assert!(printed.starts_with("AQ"), "{printed}");
         assert_eq!(printed.parse::<CryptoKey>().expect("parse"), a);
         assert!(!format!("{a:?}").contains(&printed));
+    }
+
+    #[test]
+    fn keys_are_wiped_on_drop() {
+        // Drop runs in place; the bytes it leaves are then read back
+        // (ManuallyDrop keeps the memory, and [u8; N] has no invariant).
+        let mut ck = std::mem::ManuallyDrop::new(ConnectionKey::new([0xa5; SECRET_BYTES]));
+        assert_eq!(ck.expose(), &[0xa5; SECRET_BYTES]);
+        assert_eq!(format!("{:?}", *ck), "ConnectionKey(..)");
+        // SAFETY: dropped once, and only its plain bytes are read after.
+        unsafe { std::mem::ManuallyDrop::drop(&mut ck) };
+        assert_eq!(ck.0, [0; SECRET_BYTES]);
+        let mut k = std::mem::ManuallyDrop::new(CryptoKey::from_secret([0x5a; SECRET_BYTES], 1, 2));
+        // SAFETY: as above.
+        unsafe { std::mem::ManuallyDrop::drop(&mut k) };
+        assert_eq!(k.secret, [0; SECRET_BYTES]);
     }
 
     #[test]

@@ -26,7 +26,7 @@ use std::str::FromStr;
 pub use authdb::AuthDb;
 pub use caps::{Caps, EntityCaps, Perms, Profile, Service};
 pub use client::ClientAuth;
-pub use key::CryptoKey;
+pub use key::{ConnectionKey, CryptoKey};
 pub use keyring::{Keyring, KeyringEntry};
 pub use server::{AuthedPeer, ServerAuth, ServerStep};
 pub use source::{AuthDbKeys, KeySource, MemKeySource};

@@ -14,7 +14,7 @@ use kalmar_common::encoding::{Blob, Decode, Encode};
 
 use crate::caps::{EntityCaps, Profile, Service};
 use crate::crypto::{self, mac_eq};
-use crate::key::{os_random, CryptoKey, SECRET_BYTES};
+use crate::key::{os_random, ConnectionKey, CryptoKey, SECRET_BYTES};
 use crate::proto::{
     AuthChallenge, AuthNonce, AuthProof, AuthReply, AuthRequest, Grant, RotatingSecret,
     SealedTicket, ServiceTicket, Ticket, METHOD_CEPHX,
@@ -32,8 +32,9 @@ pub struct AuthedPeer {
     pub caps: EntityCaps,
     /// The raw caps text (for tickets and `auth` output).
     pub caps_text: BTreeMap<String, String>,
-    /// A key both sides derived for this connection (frame signing).
-    pub connection_key: Option<[u8; SECRET_BYTES]>,
+    /// A key both sides derived for this connection (frame protection;
+    /// wiped when dropped).
+    pub connection_key: Option<ConnectionKey>,
 }
 
 impl AuthedPeer {
@@ -101,11 +102,15 @@ pub(crate) fn connection_key(
     entity: &str,
     cn: &AuthNonce,
     sn: &AuthNonce,
-) -> [u8; SECRET_BYTES] {
-    let m = proof(key, b"connection", entity, cn, sn);
+) -> ConnectionKey {
+    let mut m = proof(key, b"connection", entity, cn, sn);
     let mut k = [0u8; SECRET_BYTES];
     k.copy_from_slice(&m[..SECRET_BYTES]);
-    k
+    let ck = ConnectionKey::new(k);
+    // The MAC it was cut from is key material too.
+    zeroize::Zeroize::zeroize(&mut m);
+    zeroize::Zeroize::zeroize(&mut k);
+    ck
 }
 
 /// The key a proof is checked with, and who it names.
@@ -114,6 +119,12 @@ struct Resolved {
     global_id: u64,
     caps_text: BTreeMap<String, String>,
     by_ticket: bool,
+}
+
+impl Drop for Resolved {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.key);
+    }
 }
 
 impl ServerAuth {
@@ -214,7 +225,7 @@ impl ServerAuth {
         proof_msg: &AuthProof,
         now_unix_secs: u64,
     ) -> Result<(AuthReply, AuthedPeer), AuthError> {
-        let r = self.resolve(p, proof_msg, now_unix_secs)?;
+        let mut r = self.resolve(p, proof_msg, now_unix_secs)?;
         let want = proof(
             &r.key,
             b"client",
@@ -247,7 +258,7 @@ impl ServerAuth {
             entity: Some(p.entity.clone()),
             global_id: r.global_id,
             caps,
-            caps_text: r.caps_text,
+            caps_text: std::mem::take(&mut r.caps_text),
             connection_key: Some(connection_key(
                 &r.key,
                 &p.entity,

@@ -62,8 +62,10 @@ pub(crate) fn now_unix_secs() -> u64 {
 }
 
 /// Acceptor: authenticates the peer named in the hello. `Ok((reply,
-/// peer))` with both `None` when no authentication ran; `Err` is the
-/// reason to refuse with.
+/// peer, key))` with all three `None` when no authentication ran; `Err`
+/// is the reason to refuse with. The connection key comes apart from the
+/// peer's record, which the session keeps: the caller drops (and so
+/// wipes) it once it has derived the frame keys.
 pub(crate) async fn accept<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     auth: &MsgrAuth,
     peer_name: &str,
@@ -71,13 +73,13 @@ pub(crate) async fn accept<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     reader: &mut FramedRead<R>,
     wr: &mut W,
     handshake_timeout: std::time::Duration,
-) -> Result<(Option<AuthReply>, Option<Arc<AuthedPeer>>), String> {
+) -> Result<Accepted, String> {
     let Some(server) = &auth.server else {
-        return Ok((None, None));
+        return Ok((None, None, None));
     };
     let refused = |e: kalmar_auth::AuthError| format!("authentication of {peer_name} failed: {e}");
     let (pending, challenge) = match server.begin(peer_name, req).map_err(refused)? {
-        ServerStep::Accept(_) => return Ok((None, None)),
+        ServerStep::Accept(_) => return Ok((None, None, None)),
         ServerStep::Challenge(p, c) => (p, c),
     };
     write_control(wr, FrameKind::AuthChallenge, 0, challenge.to_bytes().into())
@@ -93,11 +95,20 @@ pub(crate) async fn accept<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     }
     let proof =
         AuthProof::from_bytes(&frame.payload).map_err(|e| format!("bad auth proof: {e}"))?;
-    let (reply, peer) = server
+    let (reply, mut peer) = server
         .finish(&pending, &proof, now_unix_secs())
         .map_err(refused)?;
-    Ok((Some(reply), Some(Arc::new(peer))))
+    let key = peer.connection_key.take();
+    Ok((Some(reply), Some(Arc::new(peer)), key))
 }
+
+/// What [`accept`] returns: the reply's auth part, who the peer is, and
+/// the connection key.
+pub(crate) type Accepted = (
+    Option<AuthReply>,
+    Option<Arc<AuthedPeer>>,
+    Option<kalmar_auth::ConnectionKey>,
+);
 
 /// Connector state between the hello and the hello reply.
 pub(crate) struct Connecting {
@@ -153,7 +164,7 @@ pub(crate) fn finish(
     auth: &MsgrAuth,
     st: &Connecting,
     reply: Option<&AuthReply>,
-) -> Result<Option<[u8; kalmar_auth::key::SECRET_BYTES]>, String> {
+) -> Result<Option<kalmar_auth::ConnectionKey>, String> {
     match (st.challenged, reply, &auth.client, &st.pending) {
         (true, Some(r), Some(c), Some(p)) => c
             .finish(p, r)

@@ -319,11 +319,17 @@ fn check_mode(
     offer: &[u8],
     allowed: &[WireMode],
     option: &str,
-    conn_key: Option<&[u8; kalmar_auth::key::SECRET_BYTES]>,
+    conn_key: Option<&kalmar_auth::ConnectionKey>,
 ) -> Result<WireMode, String> {
     // An acceptor of the previous version states no mode: crc.
     let mode = if reply.mode == 0 {
         WireMode::Crc
+    } else if reply.mode == onwire::LEGACY_SECURE_ID {
+        return Err(
+            "the peer chose the secure mode of an older version (id 3, frame headers in \
+             clear), which this version no longer speaks: upgrade it"
+                .into(),
+        );
     } else {
         WireMode::from_id(reply.mode)
             .ok_or_else(|| format!("the peer chose an unknown connection mode {}", reply.mode))?
@@ -337,7 +343,7 @@ fn check_mode(
         let proven = reply
             .mode_mac
             .as_ref()
-            .is_some_and(|mac| onwire::transcript_ok(k, offer, mode, mac));
+            .is_some_and(|mac| onwire::transcript_ok(k.expose(), offer, mode, mac));
         if !proven {
             return Err(format!(
                 "the connection mode negotiation was tampered with (the acceptor's proof of \

@@ -14,7 +14,9 @@
 //! ```
 //! All integers little-endian. Decoding is pure and bounded: a frame whose
 //! header is corrupt, whose kind is unknown or whose length exceeds the
-//! configured maximum is an error before any payload is buffered.
+//! configured maximum is an error before any payload is buffered. In the
+//! `secure` connection mode the header travels sealed (see
+//! [`crate::onwire`]): it is opened first, then checked the same way.
 //!
 //! [`FLAG_HEAD_PREFIXED`] says the payload starts with a `u32` length n and
 //! n bytes of encoded header, and bulk data follows: a receiver taking a
@@ -27,7 +29,7 @@
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::message::Message;
-use crate::onwire::Protect;
+use crate::onwire::{Protect, SEALED_HEADER_BYTES};
 
 pub const FRAME_MAGIC: u32 = u32::from_le_bytes(*b"KLMR");
 pub const HEADER_BYTES: usize = 36;
@@ -213,6 +215,10 @@ pub enum FrameError {
     /// altered, replayed, reordered, or one before it went missing).
     #[error("frame failed authentication (altered, replayed, reordered or missing frame)")]
     Tag,
+    /// Secure mode: the sealed header does not open (the same causes, or
+    /// a peer not speaking this secure mode); nothing of it was used.
+    #[error("frame header failed authentication (altered, replayed, reordered or missing frame)")]
+    HeaderTag,
     /// 2^64 frames in one direction: the counter would repeat.
     #[error("frame counter exhausted")]
     CounterExhausted,
@@ -237,15 +243,29 @@ impl FrameDecoder {
 
     /// The header of the frame at the front of `buf`, parsed (and split
     /// off `buf`) if that was not done yet; `None` when fewer than
-    /// [`HEADER_BYTES`] are buffered. The caller may take the payload over
-    /// with [`FrameDecoder::take_header`] instead of [`FrameDecoder::decode`].
-    pub fn header(&mut self, buf: &mut BytesMut) -> Result<Option<FrameHeader>, FrameError> {
+    /// `rx.header_len()` bytes are buffered. In secure mode `rx` opens the
+    /// sealed header first: its lengths are read (and bounded) only once
+    /// it passed its tag. The caller may take the payload over with
+    /// [`FrameDecoder::take_header`] instead of
+    /// [`FrameDecoder::decode_protected`].
+    pub fn header(
+        &mut self,
+        buf: &mut BytesMut,
+        rx: &Protect,
+    ) -> Result<Option<FrameHeader>, FrameError> {
         if self.pending.is_none() {
-            let Some(raw) = buf.first_chunk::<HEADER_BYTES>() else {
-                return Ok(None);
+            let h = if rx.seals_header() {
+                let Some(sealed) = buf.first_chunk::<SEALED_HEADER_BYTES>() else {
+                    return Ok(None);
+                };
+                FrameHeader::decode(&rx.open_header(sealed)?, self.max_payload_bytes)?
+            } else {
+                let Some(raw) = buf.first_chunk::<HEADER_BYTES>() else {
+                    return Ok(None);
+                };
+                FrameHeader::decode(raw, self.max_payload_bytes)?
             };
-            let h = FrameHeader::decode(raw, self.max_payload_bytes)?;
-            buf.advance(HEADER_BYTES);
+            buf.advance(rx.header_len());
             self.pending = Some(h);
         }
         Ok(self.pending)
@@ -274,7 +294,7 @@ impl FrameDecoder {
         buf: &mut BytesMut,
         rx: &mut Protect,
     ) -> Result<Option<Frame>, FrameError> {
-        let Some(header) = self.header(buf)? else {
+        let Some(header) = self.header(buf, rx)? else {
             return Ok(None);
         };
         let len = header.payload_len as usize;
@@ -381,7 +401,90 @@ mod tests {
         assert_eq!(back, h, "flags survive the wire");
     }
 
+    /// A secure pair of ends (same key) and a sealed message frame.
+    fn sealed(ty: u16, seq: u64, payload: &[u8]) -> (Protect, Vec<u8>, [u8; HEADER_BYTES]) {
+        use crate::onwire::WireMode;
+        let k = [1u8; 32];
+        let mut tx = Protect::new(WireMode::Secure, &k);
+        let h = FrameHeader {
+            kind: FrameKind::Message,
+            flags: 0,
+            msg_type: ty,
+            seq,
+            ack: 0,
+            payload_len: payload.len() as u32,
+            payload_crc: 0,
+        }
+        .encode();
+        let mut wire = Vec::new();
+        tx.seal_into(&h, &[Bytes::copy_from_slice(payload)], &mut wire)
+            .expect("seal");
+        (Protect::new(WireMode::Secure, &k), wire, h)
+    }
+
+    #[test]
+    fn secure_lengths_are_bounded_once_the_header_opens() {
+        let (mut rx, wire, _) = sealed(1, 1, &[7u8; 100]);
+        // Only the sealed header has arrived: opened, then bounded.
+        let mut b = BytesMut::from(&wire[..SEALED_HEADER_BYTES]);
+        let err = FrameDecoder::new(99)
+            .decode_protected(&mut b, &mut rx)
+            .expect_err("too large");
+        assert_eq!(err, FrameError::TooLarge { len: 100, max: 99 });
+    }
+
     proptest! {
+        #[test]
+        fn secure_frames_roundtrip_in_pieces_and_any_flip_fails(
+            ty: u16,
+            seq: u64,
+            payload in proptest::collection::vec(any::<u8>(), 0..300),
+            cut: usize,
+            flip in proptest::option::of((any::<usize>(), 1u8..=255)),
+        ) {
+            let (mut rx, mut wire, h) = sealed(ty, seq, &payload);
+            prop_assert_eq!(wire.len(), SEALED_HEADER_BYTES + payload.len() + 16);
+            prop_assert!(!wire.windows(HEADER_BYTES).any(|w| w == h), "header in clear");
+            let flipped = flip.map(|(at, x)| {
+                let at = at % wire.len();
+                wire[at] ^= x;
+                at
+            });
+            let cut = cut % (wire.len() + 1);
+            let mut dec = FrameDecoder::new(300);
+            let mut buf = BytesMut::from(&wire[..cut]);
+            let mut r = dec.decode_protected(&mut buf, &mut rx);
+            if matches!(r, Ok(None)) {
+                buf.extend_from_slice(&wire[cut..]);
+                r = dec.decode_protected(&mut buf, &mut rx);
+            }
+            match flipped {
+                None => {
+                    let f = r.expect("valid").expect("complete");
+                    prop_assert_eq!(f.header.msg_type, ty);
+                    prop_assert_eq!(f.header.seq, seq);
+                    prop_assert_eq!(&f.payload[..], &payload[..]);
+                    prop_assert!(buf.is_empty());
+                }
+                Some(at) if at < SEALED_HEADER_BYTES => {
+                    prop_assert_eq!(r.err(), Some(FrameError::HeaderTag));
+                }
+                Some(_) => prop_assert_eq!(r.err(), Some(FrameError::Tag)),
+            }
+        }
+
+        #[test]
+        fn random_bytes_never_open_as_a_secure_frame(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let (mut rx, _, _) = sealed(1, 1, b"");
+            let mut b = BytesMut::from(&bytes[..]);
+            let r = FrameDecoder::new(256).decode_protected(&mut b, &mut rx);
+            if bytes.len() < SEALED_HEADER_BYTES {
+                prop_assert_eq!(r, Ok(None));
+            } else {
+                prop_assert_eq!(r, Err(FrameError::HeaderTag));
+            }
+        }
+
         #[test]
         fn random_bytes_never_panic_and_stay_bounded(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let mut dec = FrameDecoder::new(256);

@@ -122,7 +122,9 @@ async fn read_loop<S: EventSink>(
                     peer.entity
                 ))
             }
-            Ok(Err(ReadError::Frame(e @ (FrameError::Tag | FrameError::CounterExhausted)))) => {
+            Ok(Err(ReadError::Frame(
+                e @ (FrameError::Tag | FrameError::HeaderTag | FrameError::CounterExhausted),
+            ))) => {
                 tracing::warn!(peer = %peer.entity, addr = %peer.addr, "closing the connection: {e}");
                 return ConnEnd::Failed(format!("{e} from {}", peer.entity));
             }

@@ -201,13 +201,14 @@ async fn accept_one<S: EventSink + Clone>(
         shared.config.handshake_timeout,
     )
     .await;
-    let (auth_reply, authed) = match auth {
+    let (auth_reply, authed, conn_key) = match auth {
         Ok(v) => v,
         Err(reason) => return refuse(&mut wr, reason).await,
     };
     // The connection mode: the first of the peer's offer this side
-    // allows (with no authentication, and so no key, crc only).
-    let conn_key = authed.as_ref().and_then(|p| p.connection_key);
+    // allows (with no authentication, and so no key, crc only). The key
+    // lives only until the direction keys are derived: it is wiped when
+    // dropped, at the end of this function.
     let (allowed, option) = shared.config.auth.modes.for_acceptor(hello.entity.kind);
     let mode = match onwire::pick(&hello.modes, allowed, option, conn_key.is_some()) {
         Ok(m) => m,
@@ -232,7 +233,9 @@ async fn accept_one<S: EventSink + Clone>(
         max_frame_bytes: shared.config.max_frame_bytes as u64,
         auth: auth_reply,
         mode: mode.id(),
-        mode_mac: conn_key.map(|k| onwire::transcript_mac(&k, &hello.modes, mode)),
+        mode_mac: conn_key
+            .as_ref()
+            .map(|k| onwire::transcript_mac(k.expose(), &hello.modes, mode)),
     };
     write_control(&mut wr, FrameKind::HelloReply, 0, reply.to_bytes().into())
         .await

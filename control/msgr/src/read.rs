@@ -15,7 +15,7 @@ use kalmar_io::{aligned_bytes, AlignedBuf, BUF_ALIGN};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::config::MsgrConfig;
-use crate::frame::{check_payload, Frame, FrameDecoder, FrameError, FrameHeader, HEADER_BYTES};
+use crate::frame::{check_payload, Frame, FrameDecoder, FrameError, FrameHeader};
 use crate::onwire::{Protect, WireMode};
 use crate::pool::RecvPool;
 
@@ -112,8 +112,9 @@ impl FrameReader {
                 continue;
             }
             // How many bytes the buffer must hold to make progress.
-            let want = match self.dec.header(&mut self.buf).map_err(ReadError::Frame)? {
-                None => HEADER_BYTES,
+            let header = self.dec.header(&mut self.buf, &self.rx);
+            let want = match header.map_err(ReadError::Frame)? {
+                None => self.rx.header_len(),
                 Some(h) if (h.payload_len as usize) >= self.aligned_min_bytes => {
                     // The head length of a head-prefixed payload places it.
                     if h.head_prefixed() && self.buf.len() < 4 && h.payload_len >= 4 {

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, ReadBuf};
 
 use super::*;
-use crate::frame::FLAG_HEAD_PREFIXED;
+use crate::frame::{FLAG_HEAD_PREFIXED, HEADER_BYTES};
 use crate::message::Message;
 
 /// An in-memory stream handing out at most `step` bytes per read.

@@ -20,8 +20,8 @@ use crate::onwire::{Protect, WireMode, TAG_BYTES};
 const WRITEV_MAX_SLICES: usize = 256;
 
 /// One frame ready to go: its encoded header and its payload chunks, and
-/// in the protected modes its tag (signed) or where its encrypted payload
-/// and tag lie in the writer's buffer (secure).
+/// in the protected modes its tag (signed) or where the whole sealed frame
+/// (header, payload and their tags) lies in the writer's buffer (secure).
 pub(crate) struct OutFrame {
     pub(crate) header: [u8; HEADER_BYTES],
     pub(crate) payload: Message,
@@ -29,8 +29,8 @@ pub(crate) struct OutFrame {
     seq: u64,
     /// Signed mode: the tag after the payload.
     tag: Option<[u8; TAG_BYTES]>,
-    /// Secure mode: the ciphertext and tag, `arena[start..end]`, sent
-    /// instead of the payload chunks.
+    /// Secure mode: the sealed header, the ciphertext and its tag,
+    /// `arena[start..end]`, sent instead of the header and the chunks.
     sealed: Option<(usize, usize)>,
 }
 
@@ -127,13 +127,16 @@ impl OutFrame {
     }
 
     /// Slice `part` of the frame: 0 is the header, then the chunks and the
-    /// tag (or the sealed payload and tag, in `arena`).
+    /// tag; in secure mode the whole sealed frame in `arena` is part 0.
     fn part<'a>(&'a self, part: usize, arena: &'a [u8]) -> Option<&'a [u8]> {
         if part == 0 {
-            return Some(&self.header);
+            return Some(match self.sealed {
+                Some((start, end)) => &arena[start..end],
+                None => &self.header,
+            });
         }
-        if let Some((start, end)) = self.sealed {
-            return (part == 1).then(|| &arena[start..end]);
+        if self.sealed.is_some() {
+            return None;
         }
         let chunks = self.payload.chunks();
         match chunks.get(part - 1) {
@@ -410,6 +413,55 @@ mod tests {
         let (got, calls) = wire(&frames, usize::MAX, usize::MAX);
         assert_eq!(got.len(), 300 * (HEADER_BYTES + 8));
         assert_eq!(calls, 900usize.div_ceil(WRITEV_MAX_SLICES));
+    }
+
+    #[test]
+    fn secure_frames_go_out_whole_and_sealed() {
+        let k = [8u8; 32];
+        let (mut tx, mut rx) = (
+            Protect::new(WireMode::Secure, &k),
+            Protect::new(WireMode::Secure, &k),
+        );
+        let (_, many) = batches();
+        let mut arena = Vec::new();
+        let mut frames: Vec<OutFrame> = many[..40]
+            .iter()
+            .map(|f| OutFrame::unsealed(f.seq, f.payload.clone()))
+            .collect();
+        for f in &mut frames {
+            f.seal(9, &mut tx, &mut arena).expect("seal");
+        }
+        frames.push(OutFrame::empty(FrameKind::Ack, 9, &mut tx, &mut arena).expect("ack"));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        for (max, slices) in [(usize::MAX, usize::MAX), (7, 2), (4099, 3)] {
+            let mut w = Trickle {
+                out: Vec::new(),
+                max,
+                max_slices: slices,
+                calls: 0,
+            };
+            rt.block_on(write_frames(&mut w, &frames, &arena))
+                .expect("written");
+            assert_eq!(w.out, arena, "one slice per frame, in order");
+        }
+        // No header in clear: not even the magic.
+        assert!(!arena.windows(4).any(|w| w == b"KLMR"));
+        let mut buf = BytesMut::from(&arena[..]);
+        let mut dec = FrameDecoder::new(1 << 20);
+        for f in &many[..40] {
+            let got = dec
+                .decode_protected(&mut buf, &mut rx)
+                .expect("valid")
+                .expect("complete");
+            assert_eq!(got.header.seq, f.seq);
+            assert_eq!(got.header.ack, 9);
+            assert_eq!(got.payload, f.payload.contiguous().as_ref());
+        }
+        let ack = dec.decode_protected(&mut buf, &mut rx).expect("valid");
+        assert_eq!(ack.expect("complete").header.kind, FrameKind::Ack);
+        assert!(buf.is_empty());
     }
 
     #[test]

@@ -3,11 +3,12 @@
 //! messages in both protected modes, the negotiation (the connector's
 //! order wins, a mismatch is a clear refusal), and a man in the middle
 //! (a proxy between the two) who rewrites the offer, alters a frame or
-//! replays one.
+//! replays one, or only watches (in secure mode no frame header is
+//! readable after the handshake).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,7 +17,7 @@ use kalmar_common::encoding::{Decode, Encode};
 use kalmar_msgr::auth::MsgrAuth;
 use kalmar_msgr::frame::{FrameHeader, FrameKind, HEADER_BYTES};
 use kalmar_msgr::handshake::Hello;
-use kalmar_msgr::onwire::{WireMode, WireModes, TAG_BYTES};
+use kalmar_msgr::onwire::{WireMode, WireModes, SEALED_HEADER_BYTES, TAG_BYTES};
 use kalmar_msgr::{
     event_channel, ConnectError, Connection, EntityName, Event, Listener, Message, MsgrConfig,
 };
@@ -249,13 +250,25 @@ async fn a_mode_mismatch_is_a_clear_refusal() {
 /// number and frame number: the frames to pass on instead.
 type Tamper = Arc<dyn Fn(usize, usize, FrameKind, Vec<u8>) -> Vec<Vec<u8>> + Send + Sync>;
 
+/// How the proxy finds the connector's frames after the handshake.
+#[derive(Clone, Copy)]
+enum After {
+    /// Headers in clear (crc, signed): each payload is followed by
+    /// `trailer` tag bytes.
+    Clear { trailer: usize },
+    /// Secure: no header is readable, so the test states how long the
+    /// first frame after the handshake is (it knows what it sends); the
+    /// proxy cuts that one out and passes the rest on as it comes.
+    Sealed { first: usize },
+}
+
 /// A man in the middle: forwards acceptor-to-connector bytes as they are
-/// and connector-to-acceptor frames through `tamper`. Frames after the
-/// handshake carry a tag of `trailer` bytes.
+/// and connector-to-acceptor frames through `tamper`, the handshake's
+/// (in clear) and after it as `after` says.
 /// Returns its address and the count of connections it took.
 async fn proxy(
     upstream: SocketAddr,
-    trailer: usize,
+    after: After,
     tamper: Tamper,
 ) -> (SocketAddr, Arc<AtomicUsize>) {
     let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -277,14 +290,32 @@ async fn proxy(
                     let _ = dw.shutdown().await;
                 });
                 let mut i = 0;
+                let mut handshake_done = false;
                 loop {
+                    if let (true, After::Sealed { first }) = (handshake_done, after) {
+                        let mut frame = vec![0u8; first];
+                        if dr.read_exact(&mut frame).await.is_err() {
+                            break;
+                        }
+                        for f in tamper(n, i, FrameKind::Message, frame) {
+                            if uw.write_all(&f).await.is_err() {
+                                return;
+                            }
+                        }
+                        let _ = tokio::io::copy(&mut dr, &mut uw).await;
+                        break;
+                    }
                     let mut h = [0u8; HEADER_BYTES];
                     if dr.read_exact(&mut h).await.is_err() {
                         break;
                     }
                     let hdr = FrameHeader::decode(&h, usize::MAX).expect("a frame");
                     let handshake = matches!(hdr.kind, FrameKind::Hello | FrameKind::AuthProof);
-                    let len = hdr.payload_len as usize + if handshake { 0 } else { trailer };
+                    let trailer = match after {
+                        After::Clear { trailer } if !handshake => trailer,
+                        _ => 0,
+                    };
+                    let len = hdr.payload_len as usize + trailer;
                     let mut frame = h.to_vec();
                     frame.resize(HEADER_BYTES + len, 0);
                     if dr.read_exact(&mut frame[HEADER_BYTES..]).await.is_err() {
@@ -295,6 +326,8 @@ async fn proxy(
                             return;
                         }
                     }
+                    // The connector's last handshake frame: protected ones follow.
+                    handshake_done |= hdr.kind == FrameKind::AuthProof;
                     i += 1;
                 }
                 let _ = uw.shutdown().await;
@@ -304,6 +337,113 @@ async fn proxy(
     (addr, counted)
 }
 
+/// Both directions' bytes as a proxy saw them: (connector to acceptor,
+/// acceptor to connector).
+type Recorded = Arc<Mutex<(Vec<u8>, Vec<u8>)>>;
+
+/// A proxy that only watches: passes every byte on and records it.
+async fn recording_proxy(upstream: SocketAddr) -> (SocketAddr, Recorded) {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let seen: Recorded = Arc::default();
+    let rec = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((down, _)) = l.accept().await {
+            let Ok(up) = TcpStream::connect(upstream).await else {
+                return;
+            };
+            let (dr, dw) = down.into_split();
+            let (ur, uw) = up.into_split();
+            tokio::spawn(pump(dr, uw, rec.clone(), true));
+            tokio::spawn(pump(ur, dw, rec.clone(), false));
+        }
+    });
+    (addr, seen)
+}
+
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    rec: Recorded,
+    upward: bool,
+) {
+    let mut buf = vec![0u8; 64 << 10];
+    while let Ok(n) = from.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        {
+            let mut r = rec.lock().expect("lock");
+            let side = if upward { &mut r.0 } else { &mut r.1 };
+            side.extend_from_slice(&buf[..n]);
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
+}
+
+/// How often the frame magic occurs in `bytes`: once per header in clear.
+fn magics(bytes: &[u8]) -> usize {
+    bytes.windows(4).filter(|w| *w == b"KLMR").count()
+}
+
+#[tokio::test]
+async fn secure_mode_shows_no_frame_header_on_the_wire() {
+    for mode in [WireMode::Signed, WireMode::Secure] {
+        let mut s = server(AuthMode::Cephx, &[mode]).await;
+        let (addr, seen) = recording_proxy(s.listener.local_addr()).await;
+        let auth = s.client("client.w", &[mode]);
+        let (c, mut crx) = s.connect(addr, "client.w", auth).await;
+        let c = c.expect("session");
+        const N: u8 = 20;
+        for i in 0..N {
+            c.send(Message::from_chunks(3, [data(10, i), data(2000, i)]))
+                .await
+                .expect("send");
+        }
+        for _ in 0..N {
+            let got = next_message(&mut s.events).await;
+            got.from
+                .send(Message::new(4, data(500, 1)))
+                .await
+                .expect("reply");
+        }
+        for _ in 0..N {
+            next_message(&mut crx).await;
+        }
+        let (up, down) = seen.lock().expect("lock").clone();
+        // The first message's header as it would read in clear.
+        let plain = FrameHeader {
+            kind: FrameKind::Message,
+            flags: 0,
+            msg_type: 3,
+            seq: 1,
+            ack: 0,
+            payload_len: 2010,
+            payload_crc: 0,
+        }
+        .encode();
+        let in_clear = up.windows(HEADER_BYTES).any(|w| w == plain);
+        if mode == WireMode::Secure {
+            // Only the handshake's headers: hello and auth proof up,
+            // auth challenge and hello reply down.
+            assert_eq!(magics(&up), 2, "secure: headers in clear going up");
+            assert_eq!(magics(&down), 2, "secure: headers in clear coming down");
+            assert!(
+                !in_clear,
+                "secure: the first message's header is not on the wire"
+            );
+        } else {
+            assert!(magics(&up) >= 2 + N as usize, "signed: headers in clear");
+            assert!(magics(&down) >= 2 + N as usize, "signed: headers in clear");
+            assert!(in_clear, "signed: the header travels as it is");
+        }
+        c.close().await;
+    }
+}
+
 #[tokio::test]
 async fn a_rewritten_offer_is_caught() {
     let s = server(AuthMode::Cephx, &[WireMode::Crc, WireMode::Secure]).await;
@@ -311,7 +451,7 @@ async fn a_rewritten_offer_is_caught() {
     // to crc, which the acceptor allows.
     let (addr, _) = proxy(
         s.listener.local_addr(),
-        0,
+        After::Clear { trailer: 0 },
         Arc::new(|_, _, kind, frame| {
             if kind != FrameKind::Hello {
                 return vec![frame];
@@ -338,9 +478,16 @@ async fn a_rewritten_offer_is_caught() {
 /// and every message arrives once and intact.
 async fn first_message_frame(mode: WireMode, what: fn(Vec<u8>) -> Vec<Vec<u8>>) {
     let mut s = server(AuthMode::Cephx, &[mode]).await;
+    let after = match mode {
+        // The messages below are 110 bytes.
+        WireMode::Secure => After::Sealed {
+            first: SEALED_HEADER_BYTES + 110 + TAG_BYTES,
+        },
+        _ => After::Clear { trailer: TAG_BYTES },
+    };
     let (addr, conns) = proxy(
         s.listener.local_addr(),
-        TAG_BYTES,
+        after,
         Arc::new(move |conn, _, kind, frame| {
             if conn == 0 && kind == FrameKind::Message {
                 what(frame)
@@ -382,7 +529,8 @@ async fn an_altered_frame_is_refused() {
     for mode in [WireMode::Signed, WireMode::Secure] {
         // A payload byte.
         first_message_frame(mode, |mut f| {
-            f[HEADER_BYTES + 3] ^= 1;
+            let at = f.len() - TAG_BYTES - 3;
+            f[at] ^= 1;
             vec![f]
         })
         .await;
@@ -393,16 +541,31 @@ async fn an_altered_frame_is_refused() {
             vec![f]
         })
         .await;
-        // A header field, its crc made right again (msg_type).
-        first_message_frame(mode, |mut f| {
-            let mut h = [0u8; HEADER_BYTES];
-            h.copy_from_slice(&f[..HEADER_BYTES]);
-            let mut hdr = FrameHeader::decode(&h, usize::MAX).expect("header");
-            hdr.msg_type ^= 1;
-            f[..HEADER_BYTES].copy_from_slice(&hdr.encode());
-            vec![f]
-        })
-        .await;
+        if mode == WireMode::Secure {
+            // A byte of the sealed header (where msg_type is, encrypted),
+            // and one of the header's tag: the header does not open.
+            first_message_frame(mode, |mut f| {
+                f[6] ^= 1;
+                vec![f]
+            })
+            .await;
+            first_message_frame(mode, |mut f| {
+                f[SEALED_HEADER_BYTES - 1] ^= 0x20;
+                vec![f]
+            })
+            .await;
+        } else {
+            // A header field, its crc made right again (msg_type).
+            first_message_frame(mode, |mut f| {
+                let mut h = [0u8; HEADER_BYTES];
+                h.copy_from_slice(&f[..HEADER_BYTES]);
+                let mut hdr = FrameHeader::decode(&h, usize::MAX).expect("header");
+                hdr.msg_type ^= 1;
+                f[..HEADER_BYTES].copy_from_slice(&hdr.encode());
+                vec![f]
+            })
+            .await;
+        }
     }
 }
 
