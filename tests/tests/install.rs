@@ -414,11 +414,15 @@ fn installed_units_pass_systemd_analyze_verify() -> Result<()> {
     }
     // A trailing ':' keeps systemd's own unit folders (sysinit.target, ...).
     let unit_path = format!("{}:", units.display());
+    let man_path = root.join("usr/share/man");
     for unit in UNITS {
         let out = Command::new(&analyze)
             .arg("verify")
             .arg(unit)
             .env("SYSTEMD_UNIT_PATH", &unit_path)
+            // verify runs `man` for each `Documentation=man:...`: the
+            // staged pages must answer.
+            .env("MANPATH", &man_path)
             .env("SYSTEMD_LOG_COLOR", "0")
             .current_dir(tmp.path())
             .output()?;
@@ -446,6 +450,7 @@ fn installed_units_pass_systemd_analyze_verify() -> Result<()> {
     let out = Command::new(&analyze)
         .args(["verify", "kalmar-osd@0.service"])
         .env("SYSTEMD_UNIT_PATH", &unit_path)
+        .env("MANPATH", &man_path)
         .current_dir(tmp.path())
         .output()?;
     assert!(
