@@ -38,7 +38,7 @@ KALMAR_CONF, else /etc/kalmar/kalmar.conf when it exists. Commands \
 authenticate as client.admin unless -n says otherwise. Errors go to \
 stderr with a non-zero exit (Ceph's errno values: EINVAL 22, ENOENT 2, \
 EBUSY 16, EACCES 13).",
-    after_help = "Commands:
+    after_help = "Command words:
   status | -s, health [detail], df [detail], quorum_status, mon stat|dump|add|rm
   osd tree|dump|stat|ls|df, osd out|in|down ID..., osd set|unset FLAG, osd new
   osd pool create|set|ls|rm|set-quota|get-quota, osd map POOL OBJECT
