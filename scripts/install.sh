@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Installs Kalmar on this host: the binaries on PATH, the mgr's Python
-# plugins where kalmar-mgr finds them without flags, the systemd units, a
-# commented default conf, the data and log folders and a logrotate file.
+# Installs Kalmar on this host: the binaries on PATH, a manual page for
+# each (man 8 kalmar-osd), the mgr's Python plugins where kalmar-mgr finds
+# them without flags, the systemd units, a commented default conf, the
+# data and log folders and a logrotate file.
 #
 #   scripts/install.sh [--prefix DIR] [--destdir DIR] [--bin-dir DIR] [--no-build]
 #
-#   --prefix DIR   where binaries (DIR/bin), plugins (DIR/share/kalmar),
-#                  docs (DIR/share/doc/kalmar) and units
-#                  (DIR/lib/systemd/system) go (default /usr/local)
+#   --prefix DIR   where binaries (DIR/bin), manual pages
+#                  (DIR/share/man/man8), plugins (DIR/share/kalmar), docs
+#                  (DIR/share/doc/kalmar) and units (DIR/lib/systemd/system)
+#                  go (default /usr/local)
 #   --destdir DIR  stage everything under DIR instead of / (packaging,
 #                  tests); nothing is started or reloaded then
 #   --bin-dir DIR  take the binaries from DIR (default: this checkout's
@@ -62,6 +64,7 @@ BINDIR=$PREFIX/bin
 SHAREDIR=$PREFIX/share/kalmar
 DOCDIR=$PREFIX/share/doc/kalmar
 UNITDIR=$PREFIX/lib/systemd/system
+MANDIR=$PREFIX/share/man/man8
 MANIFEST=$SHAREDIR/install-manifest
 
 if [ -z "$BIN_DIR" ]; then
@@ -86,7 +89,21 @@ put() { # mode source destination (a path under PREFIX, listed in the manifest)
   INSTALLED+=("$3")
 }
 
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+
 for b in "${BINARIES[@]}"; do put 0755 "$BIN_DIR/$b" "$BINDIR/$b"; done
+
+# A manual page per binary, made by the binary from its own flags and
+# subcommands (`BIN --man-page`), so it never disagrees with --help.
+# Section 8 (administration), as Ceph files ceph(8) and ceph-osd(8).
+for b in "${BINARIES[@]}"; do
+  if ! "$BIN_DIR/$b" --man-page >"$WORK/$b.8" || [ ! -s "$WORK/$b.8" ]; then
+    log "$BIN_DIR/$b --man-page gave no manual page: is it a build of this checkout?"
+    exit 1
+  fi
+  put 0644 "$WORK/$b.8" "$MANDIR/$b.8"
+done
 
 # kalmar-mgr looks for PREFIX/share/kalmar/mgr-modules beside its own
 # PREFIX/bin (mgr-py/src/config.rs: shipped_modules_dir).
@@ -97,12 +114,11 @@ done < <(find mgr-py/modules -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -
 put 0644 README.md "$DOCDIR/README.md"
 for f in docs/*.md; do put 0644 "$f" "$DOCDIR/${f#docs/}"; done
 
-WORK_UNITS=$(mktemp -d)
-trap 'rm -rf "$WORK_UNITS"' EXIT
+mkdir -p "$WORK/units"
 for f in dist/systemd/*; do
   unit=$(basename "$f")
-  sed -e "s|@BINDIR@|$BINDIR|g" -e "s|@DOCDIR@|$DOCDIR|g" "$f" >"$WORK_UNITS/$unit"
-  put 0644 "$WORK_UNITS/$unit" "$UNITDIR/$unit"
+  sed -e "s|@BINDIR@|$BINDIR|g" -e "s|@DOCDIR@|$DOCDIR|g" "$f" >"$WORK/units/$unit"
+  put 0644 "$WORK/units/$unit" "$UNITDIR/$unit"
 done
 
 # Conf files: never overwrite what an admin may have edited.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use kalmar_client::{ClientConfig, Rados};
 use kalmar_common::admin_socket::{AdminCommands, AdminSocket};
 use kalmar_common::perf::{PerfCollection, PerfCounters};
@@ -30,7 +30,24 @@ static ALLOC: kalmar_common::alloc_count::CountingAlloc = kalmar_common::alloc_c
 #[command(
     name = "kalmar-nbd",
     version,
-    about = "NBD server for Kalmar block devices (fixed newstyle; fio, qemu and libnbd clients)"
+    about = "NBD server for Kalmar block devices (fixed newstyle; fio, qemu and libnbd clients)",
+    long_about = "NBD server for Kalmar block devices (fixed newstyle), for fio, qemu, \
+libnbd and the kernel's nbd-client.
+
+With --image POOL/NAME it exports a cluster image (striped over the \
+pool's objects); with --store PATH it exports a local object store on a \
+device or file with no cluster (the store-level benchmark target). The \
+systemd unit kalmar-nbd@POOL-IMAGE exports an image on \
+/run/kalmar/nbd/POOL-IMAGE.sock.",
+    after_help = "Examples:
+  kalmar image create rbd/vol1 --size 100G
+  kalmar-nbd --image rbd/vol1 --conf /etc/kalmar/kalmar.conf --socket /run/kalmar/nbd/rbd-vol1.sock
+  nbd-client -unix /run/kalmar/nbd/rbd-vol1.sock /dev/nbd0
+  kalmar-nbd --store /dev/loop0 --size 10G --mkfs --socket /tmp/k.sock
+  fio --ioengine=nbd --uri='nbd+unix:///?socket=/tmp/k.sock' --name=t --rw=randwrite --bs=4k --size=10G
+
+See also:
+kalmar(8), kalmar-objectstore-tool(8)."
 )]
 struct Cli {
     /// Export a local ObjectStore on this device or file (no cluster).
@@ -126,6 +143,7 @@ struct Cli {
 }
 
 fn main() {
+    kalmar_common::manpage::print_if_asked(Cli::command);
     let cli = Cli::parse();
     if let Err(e) = kalmar_common::logging::init(&cli.log_level, cli.log_file.as_deref()) {
         eprintln!("kalmar-nbd: cannot open the log: {e}");

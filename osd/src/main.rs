@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use kalmar_common::config::Conf;
 use kalmar_objectstore::MountOptions;
 use kalmar_osd::{MkfsConfig, OsdOptions, RunConfig};
@@ -18,7 +18,25 @@ static ALLOC: kalmar_common::alloc_count::CountingAlloc = kalmar_common::alloc_c
 #[command(
     name = "kalmar-osd",
     version,
-    about = "Kalmar OSD: stores PGs and serves object I/O"
+    about = "Kalmar OSD: stores PGs and serves object I/O",
+    long_about = "Kalmar OSD: one per disk. It keeps its PGs' objects in a journaled \
+object store on the raw device (metadata in RocksDB), serves clients' \
+reads and writes, replicates to its peers, and peers, recovers and \
+backfills its PGs as the OSDMap changes.
+
+`list-devices` and `create` are the way to make a disk an OSD on an \
+installed host; `mkfs` and `run` are the steps underneath (and what \
+`kalmar vstart` uses). The systemd unit kalmar-osd@N runs `kalmar-osd run \
+--id N --device /var/lib/kalmar/osd/kalmar-N/block --conf \
+/etc/kalmar/kalmar.conf`.",
+    after_help = "Examples:
+  kalmar-osd list-devices
+  kalmar-osd create --device /dev/sdb
+  kalmar-osd create --device /dev/sdc --id 3        # a replaced disk takes osd.3's id
+  kalmar-osd run --id 0 --device /var/lib/kalmar/osd/kalmar-0/block --conf /etc/kalmar/kalmar.conf
+
+See also:
+kalmar(8), kalmar-mon(8), kalmar-objectstore-tool(8); deploy.md in PREFIX/share/doc/kalmar."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -181,6 +199,7 @@ fn runtime(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn main() -> anyhow::Result<()> {
+    kalmar_common::manpage::print_if_asked(Cli::command);
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Mkfs {

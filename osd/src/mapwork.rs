@@ -167,6 +167,11 @@ impl MapWork {
         }
         let mut metadata = std::collections::BTreeMap::new();
         metadata.insert("osd_objectstore".to_string(), "kalmar".to_string());
+        // The mon checks it against the releases it runs next to.
+        metadata.insert(
+            kalmar_common::release::METADATA_KEY.to_string(),
+            kalmar_common::release::VERSION.to_string(),
+        );
         metadata.insert("hostname".to_string(), self.hostname.clone());
         metadata.insert("front_addr".to_string(), self.addrs.public.to_string());
         metadata.insert("back_addr".to_string(), self.addrs.cluster.to_string());

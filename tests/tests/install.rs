@@ -1,6 +1,6 @@
 //! `scripts/install.sh` and `scripts/uninstall.sh` into a temporary root
-//! (`--destdir`), and the systemd units they install through
-//! `systemd-analyze verify`.
+//! (`--destdir`), the manual pages they install, and the systemd units
+//! they install through `systemd-analyze verify`.
 #![deny(clippy::unwrap_used)]
 
 use std::os::unix::fs::PermissionsExt;
@@ -141,6 +141,12 @@ fn install_upgrade_and_uninstall_into_a_temporary_root() -> Result<()> {
     );
     assert!(!osd_unit.contains("@BINDIR@"), "{osd_unit}");
     assert!(r("/usr/share/doc/kalmar/README.md").is_file());
+    for b in BINARIES {
+        assert!(
+            r(&format!("/usr/share/man/man8/{b}.8")).is_file(),
+            "{b}.8 not installed"
+        );
+    }
 
     // An admin's edits and the cluster's data survive a reinstall.
     std::fs::write(
@@ -161,6 +167,12 @@ fn install_upgrade_and_uninstall_into_a_temporary_root() -> Result<()> {
         assert!(!r(&format!("/usr/bin/{b}")).exists(), "{b} left behind");
     }
     assert!(!r("/usr/share/kalmar").exists(), "share/kalmar left behind");
+    for b in BINARIES {
+        assert!(
+            !r(&format!("/usr/share/man/man8/{b}.8")).exists(),
+            "{b}.8 left behind"
+        );
+    }
     assert!(!r("/usr/lib/systemd/system/kalmar-osd@.service").exists());
     assert!(!r("/etc/logrotate.d/kalmar").exists());
     // Data, logs and the conf stay unless asked.
@@ -188,6 +200,143 @@ fn install_upgrade_and_uninstall_into_a_temporary_root() -> Result<()> {
         "/usr/bin/kalmar",
     ] {
         assert!(!r(gone).exists(), "{gone} survived --purge");
+    }
+    Ok(())
+}
+
+/// What each binary's page must name besides the binary itself: its
+/// subcommands (with their full names) and options.
+const MAN_WORDS: [(&str, &[&str]); 6] = [
+    (
+        "kalmar",
+        &[
+            "--conf",
+            "--keyring",
+            "--format",
+            "osd pool create",
+            "osd ok-to-stop",
+            "kalmar rados",
+            "kalmar vstart",
+            "--osds",
+            "kalmar exporter",
+        ],
+    ),
+    (
+        "kalmar-mon",
+        &[
+            "kalmar-mon mkfs",
+            "kalmar-mon run",
+            "--initial-members",
+            "--data",
+            "--bind",
+        ],
+    ),
+    (
+        "kalmar-mgr",
+        &["kalmar-mgr run", "--modules-dir", "--name", "--bind"],
+    ),
+    (
+        "kalmar-osd",
+        &[
+            "kalmar-osd mkfs",
+            "kalmar-osd run",
+            "kalmar-osd create",
+            "kalmar-osd list-devices",
+            "--device",
+            "--device-class",
+        ],
+    ),
+    ("kalmar-nbd", &["--image", "--store", "--socket", "--mkfs"]),
+    (
+        "kalmar-objectstore-tool",
+        &[
+            "kalmar-objectstore-tool fsck",
+            "kalmar-objectstore-tool meta list",
+            "kalmar-objectstore-tool dump-journal",
+            "--device",
+            "--deep",
+        ],
+    ),
+];
+
+/// A page as a reader sees it: rendered by `man -l` when man is here,
+/// else the roff with its escapes and font changes taken out.
+fn page_text(page: &Path) -> Result<String> {
+    let man = ["/usr/bin/man", "/bin/man"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.is_file());
+    if let Some(man) = man {
+        let out = Command::new(man)
+            .arg("-l")
+            .arg(page)
+            .env("MANWIDTH", "250")
+            .env("MANPAGER", "cat")
+            .env("PAGER", "cat")
+            .env("MAN_KEEP_FORMATTING", "")
+            .output()?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "man -l {}: {stderr}", page.display());
+        // groff's warnings about the page itself (not man-db's notes).
+        assert!(
+            !stderr.contains("warning"),
+            "man -l {}: {stderr}",
+            page.display()
+        );
+        // Overstrikes (bold, underline) out.
+        let mut text = String::new();
+        for c in String::from_utf8_lossy(&out.stdout).chars() {
+            if c == '\u{8}' {
+                text.pop();
+            } else {
+                text.push(c);
+            }
+        }
+        // Hyphen-like characters groff may print for `\-`.
+        return Ok(text.replace(['\u{2010}', '\u{2212}'], "-"));
+    }
+    eprintln!("man is not installed: checking the roff text");
+    let roff = std::fs::read_to_string(page)?;
+    Ok(roff
+        .replace("\\-", "-")
+        .replace("\\fB", "")
+        .replace("\\fI", "")
+        .replace("\\fR", "")
+        .replace("\\&", ""))
+}
+
+/// Every binary's page is installed under share/man/man8, renders, and
+/// names its command, a description, its subcommands and options, and
+/// examples.
+#[test]
+fn installed_manual_pages_name_their_commands_and_options() -> Result<()> {
+    let bins = bin_dir()?;
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path().join("root");
+    install(&root, &bins)?;
+    for (b, words) in MAN_WORDS {
+        let page = root.join(format!("usr/share/man/man8/{b}.8"));
+        let roff = std::fs::read_to_string(&page).with_context(|| format!("{b}.8"))?;
+        assert!(
+            roff.contains(&format!(".TH {} 8 ", b.to_uppercase())),
+            "{b}.8 has no section-8 title"
+        );
+        let text = page_text(&page)?;
+        let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            flat.contains(&format!("NAME {b} - ")),
+            "{b}.8 does not name {b}:\n{text}"
+        );
+        for section in ["SYNOPSIS", "DESCRIPTION", "OPTIONS", "EXAMPLES"] {
+            assert!(flat.contains(section), "{b}.8 lacks {section}:\n{text}");
+        }
+        for w in words {
+            assert!(flat.contains(w), "{b}.8 does not mention {w:?}:\n{text}");
+        }
+        // --help says the same: a description and examples.
+        let help = Command::new(bins.join(b)).arg("--help").output()?;
+        let help = String::from_utf8_lossy(&help.stdout);
+        assert!(help.contains("Examples:"), "{b} --help:\n{help}");
     }
     Ok(())
 }
@@ -265,11 +414,15 @@ fn installed_units_pass_systemd_analyze_verify() -> Result<()> {
     }
     // A trailing ':' keeps systemd's own unit folders (sysinit.target, ...).
     let unit_path = format!("{}:", units.display());
+    let man_path = root.join("usr/share/man");
     for unit in UNITS {
         let out = Command::new(&analyze)
             .arg("verify")
             .arg(unit)
             .env("SYSTEMD_UNIT_PATH", &unit_path)
+            // verify runs `man` for each `Documentation=man:...`: the
+            // staged pages must answer.
+            .env("MANPATH", &man_path)
             .env("SYSTEMD_LOG_COLOR", "0")
             .current_dir(tmp.path())
             .output()?;
@@ -297,6 +450,7 @@ fn installed_units_pass_systemd_analyze_verify() -> Result<()> {
     let out = Command::new(&analyze)
         .args(["verify", "kalmar-osd@0.service"])
         .env("SYSTEMD_UNIT_PATH", &unit_path)
+        .env("MANPATH", &man_path)
         .current_dir(tmp.path())
         .output()?;
     assert!(

@@ -26,14 +26,45 @@ const DEFAULT_CONF: &str = "/etc/kalmar/kalmar.conf";
     name = "kalmar",
     version,
     about = "Kalmar admin CLI (Ceph's command grammar)",
-    after_help = "Commands: status|-s, health [detail], osd tree|dump|stat|ls|out|in|down|set|unset|new, \
-                  osd pool create|set|ls|rm, osd map, osd crush dump|test|tree|add-bucket|move|rm|reweight|set|add|create-or-move, \
-                  osd crush set-device-class|rm-device-class|class ls|class ls-osd, \
-                  osd crush rule create-replicated|ls|dump|rm, osd ok-to-stop|safe-to-destroy, osd destroy|purge|rm, osd df, df [detail], pg map|stat|dump, \
-                  pg PGID query, pg scrub|deep-scrub|repair PGID, mgr stat|dump|fail, \
-                  mgr module ls|enable|disable, tell mgr WORDS..., \
-                  daemon NAME CMD..., rados -p POOL ..., image ..., vstart ..., vstop ..., \
-                  exporter [--addr IP:PORT] [--sock-dir DIR]..."
+    long_about = "Kalmar admin CLI, with the grammar, replies and JSON shapes of Ceph's \
+`ceph` command: cluster status and health, OSDs, pools, CRUSH, PGs, the \
+mgr and its modules, keys, maintenance checks; plus objects (`rados`), \
+images (`image`), admin sockets (`daemon`), a local test cluster \
+(`vstart`, `vstop`) and the host's Prometheus exporter (`exporter`).
+
+Global flags come before the command words. The mon's address comes from \
+-m, else KALMAR_MON, else the conf's mon_host; the conf from --conf, else \
+KALMAR_CONF, else /etc/kalmar/kalmar.conf when it exists. Commands \
+authenticate as client.admin unless -n says otherwise. Errors go to \
+stderr with a non-zero exit (Ceph's errno values: EINVAL 22, ENOENT 2, \
+EBUSY 16, EACCES 13).",
+    after_help = "Command words:
+  status | -s, health [detail], df [detail], quorum_status, mon stat|dump|add|rm
+  osd tree|dump|stat|ls|df, osd out|in|down ID..., osd set|unset FLAG, osd new
+  osd pool create|set|ls|rm|set-quota|get-quota, osd map POOL OBJECT
+  osd crush dump|tree|add-bucket|move|rm|reweight|set|add|create-or-move|test
+  osd crush set-device-class|rm-device-class|class ls|class ls-osd
+  osd crush rule create-replicated|ls|dump|rm
+  osd ok-to-stop ID... [--max N], osd safe-to-destroy ID..., osd destroy|purge|rm
+  pg map|stat|dump, pg PGID query, pg scrub|deep-scrub|repair PGID
+  mgr stat|dump|fail, mgr module ls|enable|disable, tell mgr WORDS..., config dump
+  auth get-or-create|get|ls|caps|rm|print-key|add
+  daemon NAME COMMAND..., rados -p POOL ..., image ..., vstart ..., vstop ...
+  exporter [--addr IP:PORT] [--sock-dir DIR]...
+  (a command the mon does not know goes to the active mgr's modules)
+
+Examples:
+  kalmar status
+  kalmar -f json-pretty osd tree
+  kalmar osd pool create rbd 128 --size 3 --min-size 2
+  kalmar rados -p rbd put hello /etc/hostname
+  kalmar image create rbd/vol1 --size 100G
+  until kalmar osd ok-to-stop 3; do sleep 5; done; systemctl restart kalmar-osd@3
+  kalmar daemon osd.0 perf dump
+  kalmar vstart --osds 3 --dir /tmp/kc && kalmar --conf /tmp/kc/kalmar.conf status
+
+See also:
+kalmar-mon(8), kalmar-mgr(8), kalmar-osd(8), kalmar-nbd(8), kalmar-objectstore-tool(8); interfaces.md and deploy.md in PREFIX/share/doc/kalmar."
 )]
 struct Cli {
     /// Mon address IP:PORT (else KALMAR_MON, else the conf's mon_host).
@@ -80,11 +111,28 @@ struct Cli {
 #[derive(Parser)]
 #[command(name = "kalmar", no_binary_name = true)]
 enum Group {
+    /// Objects of a pool, with the grammar of Ceph's `rados` (put, get,
+    /// rm, stat, ls, xattrs, omap, list-inconsistent-obj).
     Rados(rados::RadosArgs),
+    /// Block images striped over a pool's objects: create, ls, rm.
     Image(image::ImageArgs),
+    /// A whole cluster on this machine (mons, a mgr, OSDs on sparse files)
+    /// in one folder, for development and tests; run again it starts what
+    /// is not running and adds OSDs.
     Vstart(vstart::VstartArgs),
+    /// Stop the daemons of a vstart cluster.
     Vstop(vstart::VstopArgs),
+    /// This host's daemons' perf counters for Prometheus (Ceph's
+    /// ceph-exporter), read from their admin sockets.
     Exporter(exporter::ExporterArgs),
+}
+
+/// The manual page's command: the global flags, and the groups clap
+/// parses on their own words (`rados`, `image`, `vstart`, ...) as its
+/// subcommands, so their options are documented too.
+fn man_command() -> clap::Command {
+    use clap::CommandFactory;
+    Cli::command().subcommands(Group::command().get_subcommands().cloned())
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -214,6 +262,7 @@ fn dispatch(ctx: &Ctx, words: Vec<String>) -> anyhow::Result<i32> {
 }
 
 fn main() -> ExitCode {
+    kalmar_common::manpage::print_if_asked(man_command);
     let cli = Cli::parse();
     let result = (|| -> anyhow::Result<i32> {
         let mut words = cli.words.clone();

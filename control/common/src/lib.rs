@@ -17,7 +17,10 @@ pub mod config;
 pub mod crash;
 pub mod encoding;
 pub mod logging;
+#[cfg(feature = "manpage")]
+pub mod manpage;
 pub mod perf;
+pub mod release;
 
 pub use encoding::{Decode, DecodeError, Decoder, Encode};
 

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use kalmar_common::config::Conf;
 use kalmar_mgr::{MgrConfig, MgrOptions};
 use kalmar_msgr::MsgrConfig;
@@ -14,7 +14,27 @@ use kalmar_msgr::MsgrConfig;
 #[command(
     name = "kalmar-mgr",
     version,
-    about = "Kalmar manager daemon: daemon reports, PG statistics, Python plugins"
+    about = "Kalmar manager daemon: daemon reports, PG statistics, Python plugins",
+    long_about = "Kalmar manager daemon: collects the daemons' counters and PG \
+statistics (what `df` and `osd status` show), answers its own and its \
+plugins' commands, and hosts Python plugins with Ceph's MgrModule API (prometheus, status, \
+crash, ...). Several mgrs may run: the mon makes one active, the others \
+wait as standbys.
+
+Plugins are found in --modules-dir, the conf's mgr_module_path, \
+KALMAR_MGR_MODULE_PATH, then PREFIX/share/kalmar/mgr-modules beside the \
+binary. The systemd unit kalmar-mgr@NAME runs `kalmar-mgr run --name NAME \
+--conf /etc/kalmar/kalmar.conf`; its key is kalmar.mgr.NAME.keyring next to \
+the conf.",
+    after_help = "Examples:
+  kalmar auth get-or-create mgr.node1 mon 'allow profile mgr' osd 'allow *' mgr 'allow *' \\
+    -o /etc/kalmar/kalmar.mgr.node1.keyring
+  systemctl enable --now kalmar-mgr@node1
+  kalmar-mgr run --name node1 --conf /etc/kalmar/kalmar.conf --bind 192.0.2.11:0
+  kalmar mgr module enable prometheus
+
+See also:
+kalmar(8), kalmar-mon(8), kalmar-osd(8); deploy.md in PREFIX/share/doc/kalmar."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -41,7 +61,8 @@ enum Cmd {
         /// Address daemons and the CLI reach this mgr at (default 127.0.0.1, any port).
         #[arg(long, default_value = "127.0.0.1:0")]
         bind: SocketAddr,
-        /// Admin socket path (default: the conf's admin_socket, else DATA/mgr.NAME.asok).
+        /// Admin socket path (default: the conf's admin_socket, else
+        /// kalmar-mgr.NAME.asok in the temporary folder).
         #[arg(long)]
         admin_socket: Option<PathBuf>,
         /// Where module options and stores are kept (default: the conf's
@@ -58,6 +79,7 @@ enum Cmd {
 }
 
 fn main() -> anyhow::Result<()> {
+    kalmar_common::manpage::print_if_asked(Cli::command);
     let Cmd::Run {
         name,
         mon,

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use kalmar_common::config::Conf;
 use std::collections::BTreeMap;
 
@@ -16,7 +16,26 @@ use kalmar_msgr::MsgrConfig;
 #[command(
     name = "kalmar-mon",
     version,
-    about = "Kalmar monitor: owns the cluster maps"
+    about = "Kalmar monitor: owns the cluster maps",
+    long_about = "Kalmar monitor: keeps the cluster's maps (the monmap, the OSDMap with \
+CRUSH, the MgrMap) and its keys, and hands them to daemons and clients. \
+Several mons form a quorum: a majority of them commits every change.
+
+`mkfs` creates a mon's store (for the first mon, a new cluster: its fsid, \
+the `mon.` key and the admin's keyring); `run` serves it. The systemd unit \
+kalmar-mon@NAME runs `kalmar-mon run --name NAME --data \
+/var/lib/kalmar/mon/kalmar-NAME --conf /etc/kalmar/kalmar.conf`.",
+    after_help = "Examples:
+  kalmar-mon mkfs --data /var/lib/kalmar/mon/kalmar-a --conf /etc/kalmar/kalmar.conf
+  systemctl enable --now kalmar-mon@a
+  kalmar-mon run --name a --data /var/lib/kalmar/mon/kalmar-a --conf /etc/kalmar/kalmar.conf
+  # the mons of a three-mon cluster: the same members and fsid at each mkfs
+  kalmar-mon mkfs --name b --data /var/lib/kalmar/mon/kalmar-b --fsid UUID \\
+    --initial-members a=192.0.2.11:6789,b=192.0.2.12:6789,c=192.0.2.13:6789 \\
+    --keyring kalmar.mon.keyring --admin-keyring /etc/kalmar/kalmar.client.admin.keyring
+
+See also:
+kalmar(8), kalmar-mgr(8), kalmar-osd(8); deploy.md and mon-quorum.md in PREFIX/share/doc/kalmar."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -215,6 +234,7 @@ fn init_logging(c: &Common, conf: &Conf, entity: &str) -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
+    kalmar_common::manpage::print_if_asked(Cli::command);
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Mkfs {

@@ -272,6 +272,18 @@ impl OsdMon {
                 b.osd_id, slot.uuid, b.uuid
             ));
         }
+        // The supported mixes of releases (docs/deploy.md, "Upgrading"):
+        // an OSD of a release this mon does not run next to stays down,
+        // with both versions in the mon's log. OSDs from before the
+        // field (development builds of the first release) state none.
+        if let Some(v) = b.metadata.get(kalmar_common::release::METADATA_KEY) {
+            kalmar_common::release::check_peer(
+                &format!("osd.{}", b.osd_id),
+                v,
+                kalmar_common::release::Release::current(),
+                kalmar_common::release::UPGRADES_FROM,
+            )?;
+        }
         if view.test_flag(OsdMapFlags::NOUP) || slot.state.has(OsdState::NOUP) {
             return Err(format!("osd.{} may not boot: noup is set", b.osd_id));
         }

@@ -109,6 +109,50 @@ fn mkfs_is_idempotent_per_uuid_and_boot_marks_up_and_in() {
     assert!(!commit(&mut m));
 }
 
+/// An OSD of a release this mon does not run next to (newer than the
+/// mon, or older than the series it upgrades from) stays down, and the
+/// reason names both versions; its own release, or none stated (builds
+/// from before the field), boots.
+#[test]
+fn boot_of_an_unsupported_release_is_refused_naming_both_versions() {
+    use kalmar_common::release::{Release, METADATA_KEY, VERSION};
+    let t0 = Instant::now();
+    let mut map = OsdMap::new(Uuid::new_v4(), 1);
+    map.epoch = 1;
+    let mut m = OsdMon::new(map, opts(), t0);
+    let u = Uuid::new_v4();
+    assert_eq!(m.osd_mkfs(u, -1, "h").expect("mkfs"), 0);
+    assert!(commit(&mut m));
+    let ours = Release::current();
+    let with = |v: &str| {
+        let mut b = boot_msg(0, u);
+        b.metadata.insert(METADATA_KEY.to_string(), v.to_string());
+        b
+    };
+    let newer = format!("{}.{}.0", ours.major, ours.minor + 1);
+    let e = m.boot(&with(&newer), t0).expect_err("newer release");
+    assert!(
+        e.contains(&format!(
+            "osd.0 runs Kalmar {newer}, newer than this mon's {ours}"
+        )),
+        "{e}"
+    );
+    let e = m.boot(&with("0.0.1"), t0).expect_err("older release");
+    assert!(
+        e.contains("Kalmar 0.0.1") && e.contains(&ours.to_string()),
+        "{e}"
+    );
+    assert!(!commit(&mut m), "a refused boot changes no map");
+    assert!(!m.map().is_up(0));
+    assert!(m.boot(&with(VERSION), t0).expect("same release"));
+    assert!(commit(&mut m));
+    assert!(m.map().is_up(0));
+    assert!(
+        !m.boot(&boot_msg(0, u), t0).expect("no release stated"),
+        "already up"
+    );
+}
+
 #[test]
 fn failure_needs_enough_reporters_and_the_grace() {
     let t0 = Instant::now();

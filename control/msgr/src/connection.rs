@@ -293,8 +293,21 @@ async fn establish(
         }
         k => return Err(Attempt::Retry(format!("expected hello reply, got {k:?}"))),
     }
-    let reply = HelloReply::from_bytes(&frame.payload)
-        .map_err(|e| Attempt::Retry(format!("bad hello reply: {e}")))?;
+    let reply = HelloReply::from_bytes(&frame.payload).map_err(|e| match e {
+        // A newer, incompatible release answered: retrying cannot help.
+        kalmar_common::encoding::DecodeError::Incompatible { .. } => Attempt::Fatal(format!(
+            "{addr}: {e}: the peer runs a newer, incompatible release (this side runs Kalmar {})",
+            kalmar_common::release::VERSION
+        )),
+        e => Attempt::Retry(format!("bad hello reply: {e}")),
+    })?;
+    if reply.protocol_version != PROTOCOL_VERSION {
+        return Err(Attempt::Fatal(format!(
+            "{} ({addr}) speaks protocol version {}, this side speaks {PROTOCOL_VERSION}: \
+             not a supported mix of releases (docs/deploy.md, \"Upgrading\")",
+            reply.entity, reply.protocol_version
+        )));
+    }
     let conn_key =
         crate::auth::finish(&cfg.auth, &auth_st, reply.auth.as_ref()).map_err(Attempt::Fatal)?;
     if !fsid_matches(fsid, reply.fsid) {

@@ -170,13 +170,31 @@ async fn accept_one<S: EventSink + Clone>(
             first.header.kind
         ));
     }
-    let hello = Hello::from_bytes(&first.payload).map_err(|e| format!("bad hello: {e}"))?;
+    let hello = match Hello::from_bytes(&first.payload) {
+        Ok(h) => h,
+        // A hello of a newer layout than this build reads (a peer of a
+        // later, incompatible release) is told so, both versions named,
+        // rather than dropped without a word.
+        Err(e @ kalmar_common::encoding::DecodeError::Incompatible { .. }) => {
+            return refuse(
+                &mut wr,
+                format!(
+                    "{e}: the peer runs a newer, incompatible release (this side runs Kalmar {})",
+                    kalmar_common::release::VERSION
+                ),
+            )
+            .await;
+        }
+        Err(e) => return Err(format!("bad hello: {e}")),
+    };
     if hello.protocol_version != PROTOCOL_VERSION {
         return refuse(
             &mut wr,
             format!(
-                "protocol version {} is not supported (this peer speaks {PROTOCOL_VERSION})",
-                hello.protocol_version
+                "protocol version {} is not supported (this peer speaks {PROTOCOL_VERSION}, \
+                 Kalmar {}): not a supported mix of releases (docs/deploy.md, \"Upgrading\")",
+                hello.protocol_version,
+                kalmar_common::release::VERSION
             ),
         )
         .await;

@@ -661,3 +661,115 @@ async fn frame_limits_are_exchanged_and_bound_sends() {
     );
     assert!(!c2.handle().is_closed(), "the session goes on");
 }
+
+/// The first frame of a connection, as a raw peer writes it.
+fn raw_frame(kind: FrameKind, payload: &[u8]) -> Vec<u8> {
+    let mut v = FrameHeader::for_payload(kind, 0, 0, 0, payload)
+        .encode()
+        .to_vec();
+    v.extend_from_slice(payload);
+    v
+}
+
+/// What the listener answers `bytes` with before it closes.
+async fn answer_to(l: &Listener, bytes: &[u8]) -> String {
+    let mut s = TcpStream::connect(l.local_addr()).await.expect("connect");
+    s.write_all(bytes).await.expect("write");
+    let mut got = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut got))
+        .await
+        .expect("closed in time")
+        .ok();
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// A peer of another release: a hello announcing an unknown protocol
+/// version, or laid out in a newer incompatible encoding, is refused with
+/// a reason naming both versions (not misparsed, not dropped silently),
+/// and a connector whose acceptor answers with another protocol version
+/// gives up at once with both named.
+#[tokio::test]
+async fn peers_of_unsupported_versions_are_refused_naming_both() {
+    use kalmar_common::Encode;
+    use kalmar_msgr::handshake::{Hello, HelloReply, PROTOCOL_VERSION};
+    let fsid = Uuid::new_v4();
+    let (l, mut srv) = listener(fsid, fast_config()).await;
+    let future = PROTOCOL_VERSION + 1;
+    let hello = Hello {
+        protocol_version: future,
+        entity: name("osd.9"),
+        fsid,
+        session_id: 5,
+        in_seq: 0,
+        acked_seq: 0,
+        features: 0,
+        max_frame_bytes: 0,
+        auth: None,
+        modes: Vec::new(),
+    };
+    let text = answer_to(&l, &raw_frame(FrameKind::Hello, &hello.to_bytes())).await;
+    assert!(
+        text.contains(&format!(
+            "protocol version {future} is not supported (this peer speaks {PROTOCOL_VERSION}, Kalmar {}",
+            kalmar_common::release::VERSION
+        )),
+        "{text:?}"
+    );
+
+    // A hello whose encoding needs a newer reader (compat 200).
+    let mut newer = Vec::new();
+    kalmar_common::encoding::encode_versioned(&mut newer, 200, 200, |b| {
+        b.extend_from_slice(&[0xAB; 40]);
+    });
+    let text = answer_to(&l, &raw_frame(FrameKind::Hello, &newer)).await;
+    assert!(
+        text.contains("hello has compat version 200, this build reads up to version"),
+        "{text:?}"
+    );
+    assert!(text.contains("newer, incompatible release"), "{text:?}");
+    while let Ok(ev) = srv.try_recv() {
+        assert!(!matches!(ev, Event::Message(_)), "{ev:?}");
+    }
+
+    // The other direction: an acceptor of another protocol version.
+    let fake = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = fake.local_addr().expect("addr");
+    let server = tokio::spawn(async move {
+        let (mut s, _) = fake.accept().await.expect("accept");
+        let mut buf = vec![0u8; 4096];
+        let _ = s.read(&mut buf).await;
+        let reply = HelloReply {
+            protocol_version: future,
+            entity: name("osd.7"),
+            fsid,
+            in_seq: 0,
+            reset: true,
+            features: 0,
+            max_frame_bytes: 0,
+            auth: None,
+            mode: 0,
+            mode_mac: None,
+        };
+        let _ = s
+            .write_all(&raw_frame(FrameKind::HelloReply, &reply.to_bytes()))
+            .await;
+        let _ = s.read(&mut buf).await;
+    });
+    let (ctx, _cli) = event_channel(&fast_config());
+    let t0 = std::time::Instant::now();
+    let err = Connection::connect(addr, name("osd.1"), fsid, fast_config(), ctx)
+        .await
+        .err()
+        .expect("refused");
+    let err = err.to_string();
+    assert!(
+        err.contains(&format!(
+            "osd.7 ({addr}) speaks protocol version {future}, this side speaks {PROTOCOL_VERSION}"
+        )),
+        "{err}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(3), "retried instead");
+    server.abort();
+}

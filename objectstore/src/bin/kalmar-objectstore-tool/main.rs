@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use kalmar_objectstore::device::{UringDevice, UringOptions};
 use kalmar_objectstore::{
     inspect, meta, Bytes, CollectionId, MkfsOptions, MountOptions, ObjectId, ObjectStore,
@@ -29,7 +29,21 @@ const EXIT_FSCK_PROBLEMS: u8 = 4;
 #[command(
     name = "kalmar-objectstore-tool",
     version,
-    about = "Offline access to a Kalmar object store"
+    about = "Offline access to a Kalmar object store",
+    long_about = "Offline access to a Kalmar object store: an OSD's device (its OSD \
+stopped) or a kalmar-nbd --store device. It checks the store (fsck), lists \
+and copies objects in and out, and shows the label, superblocks and \
+journal. It takes the store's lock, so it never changes a device that \
+another process has open.",
+    after_help = "Examples:
+  systemctl stop kalmar-osd@3
+  kalmar-objectstore-tool --device /var/lib/kalmar/osd/kalmar-3/block fsck --deep
+  kalmar-objectstore-tool --device /var/lib/kalmar/osd/kalmar-3/block list-collections
+  kalmar-objectstore-tool --device /var/lib/kalmar/osd/kalmar-3/block list 1.0 --digest
+  kalmar-objectstore-tool --device /var/lib/kalmar/osd/kalmar-3/block dump-journal
+
+See also:
+kalmar-osd(8), kalmar-nbd(8)."
 )]
 struct Cli {
     /// The block device or file holding the store.
@@ -520,6 +534,7 @@ fn run(cli: &Cli) -> Result<u8> {
 }
 
 fn main() -> ExitCode {
+    kalmar_common::manpage::print_if_asked(Cli::command);
     let cli = Cli::parse();
     let _ = kalmar_common::logging::init(&cli.log_level, None);
     match run(&cli) {
