@@ -156,9 +156,12 @@ fn list(modes: &[WireMode]) -> String {
         .join(" ")
 }
 
-/// The default of all three options: crc first, so nothing costs more
-/// unless an admin asks for it (Ceph's default is `crc secure`).
-pub const DEFAULT_MODES: [WireMode; 3] = [WireMode::Crc, WireMode::Signed, WireMode::Secure];
+/// The default of all three options: signed first, so every frame after
+/// authentication is signed unless an admin lists `crc` first (Ceph's
+/// default is `crc secure`: unsigned). `crc` stays allowed, last: without
+/// authentication (`auth_*_required = none`, which `health` reports as
+/// `AUTH_INSECURE`) there is no key and it is the only mode possible.
+pub const DEFAULT_MODES: [WireMode; 3] = [WireMode::Signed, WireMode::Secure, WireMode::Crc];
 
 /// Ceph's three `ms_*_mode` options for one entity.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -666,7 +669,7 @@ mod tests {
     #[test]
     fn parse_lists() {
         assert_eq!(
-            parse_modes("crc signed secure").expect("valid"),
+            parse_modes("signed secure crc").expect("valid"),
             DEFAULT_MODES.to_vec()
         );
         assert_eq!(

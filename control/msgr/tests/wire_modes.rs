@@ -202,7 +202,7 @@ async fn signed_and_secure_carry_multi_chunk_and_large_messages_both_ways() {
 }
 
 #[tokio::test]
-async fn the_connectors_order_wins_and_crc_is_the_default() {
+async fn the_connectors_order_wins_and_signed_is_the_default() {
     let s = server(
         AuthMode::Cephx,
         &[WireMode::Crc, WireMode::Signed, WireMode::Secure],
@@ -218,9 +218,20 @@ async fn the_connectors_order_wins_and_crc_is_the_default() {
         let (c, _rx) = s.connect(addr, "client.b", auth).await;
         assert_eq!(c.expect("session").handle().wire_mode(), Some(want));
     }
+    // With the defaults on both sides, an authenticated session is signed.
+    let s = server(AuthMode::Cephx, &kalmar_msgr::onwire::DEFAULT_MODES).await;
     let mut auth = s.client("client.c", &[]);
     auth.modes = WireModes::default();
-    let (c, _rx) = s.connect(addr, "client.c", auth).await;
+    let (c, _rx) = s.connect(s.listener.local_addr(), "client.c", auth).await;
+    assert_eq!(
+        c.expect("session").handle().wire_mode(),
+        Some(WireMode::Signed)
+    );
+    // Without authentication there is no key: the defaults fall to crc.
+    let open = server(AuthMode::None, &kalmar_msgr::onwire::DEFAULT_MODES).await;
+    let (c, _rx) = open
+        .connect(open.listener.local_addr(), "client.c", MsgrAuth::default())
+        .await;
     assert_eq!(
         c.expect("session").handle().wire_mode(),
         Some(WireMode::Crc)
