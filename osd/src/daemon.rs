@@ -752,7 +752,7 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kalmar_objectstore::{MkfsOptions, MountOptions};
+    use kalmar_objectstore::MountOptions;
 
     /// A 64 MiB store (a 4 MiB journal, one zone: records up to 1 MiB)
     /// with its engine taken, as the OSD mounts it.
@@ -761,16 +761,7 @@ mod tests {
         ObjectStore,
         Vec<kalmar_objectstore::CommitEngine>,
     ) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let dev = dir.path().join("dev");
-        std::fs::File::create(&dev)
-            .and_then(|f| f.set_len(64 << 20))
-            .expect("device file");
-        ObjectStore::mkfs(
-            &dev,
-            &MkfsOptions::new(uuid::Uuid::new_v4(), uuid::Uuid::new_v4()),
-        )
-        .expect("mkfs");
+        let (dir, dev) = crate::test_store::formatted_device();
         let mut mount = MountOptions::default();
         mount.settings.drive = Drive::External;
         mount.settings.engines = 1;

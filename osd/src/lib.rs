@@ -76,6 +76,8 @@ pub mod report;
 pub mod reserver;
 pub mod service;
 pub mod shard;
+#[cfg(test)]
+mod test_store;
 pub mod tracker;
 pub mod wire;
 

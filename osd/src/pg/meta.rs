@@ -364,7 +364,7 @@ pub async fn load(store: &ObjectStore, coll: &CollectionId) -> Result<(PgMeta, E
 mod tests {
     use super::*;
     use kalmar_maps::PgId;
-    use kalmar_objectstore::{MkfsOptions, MountOptions, Op};
+    use kalmar_objectstore::{MountOptions, Op};
     use kalmar_peering::{PeeringSettings, ReqId};
 
     fn entry(v: u64) -> PgLogEntry {
@@ -377,16 +377,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn persist_and_load_roundtrip() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let dev = dir.path().join("dev");
-        std::fs::File::create(&dev)
-            .and_then(|f| f.set_len(64 << 20))
-            .expect("device file");
-        ObjectStore::mkfs(
-            &dev,
-            &MkfsOptions::new(uuid::Uuid::new_v4(), uuid::Uuid::new_v4()),
-        )
-        .expect("mkfs");
+        let (_dir, dev) = crate::test_store::formatted_device();
         let store = ObjectStore::mount(&dev, &MountOptions::default()).expect("mount");
         let pgid = PgId::new(1, 2);
         let coll = crate::names::pg_collection(pgid);
@@ -476,7 +467,7 @@ mod tests {
 mod rewrite_bound_tests {
     use super::*;
     use kalmar_maps::PgId;
-    use kalmar_objectstore::{MkfsOptions, MountOptions};
+    use kalmar_objectstore::MountOptions;
     use kalmar_peering::{LogOp, ReqId};
 
     const ENTRIES: usize = 60;
@@ -522,16 +513,7 @@ mod rewrite_bound_tests {
     /// Commits the widest rewrite on a store whose records are limited to
     /// `limit` bytes.
     async fn rewrite_with_record_limit(limit: u64) -> Result<(), StoreError> {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let dev = dir.path().join("dev");
-        std::fs::File::create(&dev)
-            .and_then(|f| f.set_len(64 << 20))
-            .expect("device file");
-        ObjectStore::mkfs(
-            &dev,
-            &MkfsOptions::new(uuid::Uuid::new_v4(), uuid::Uuid::new_v4()),
-        )
-        .expect("mkfs");
+        let (_dir, dev) = crate::test_store::formatted_device();
         let mut mount = MountOptions::default();
         mount.settings.max_record_bytes = limit;
         let store = ObjectStore::mount(&dev, &mount).expect("mount");

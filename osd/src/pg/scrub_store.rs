@@ -144,7 +144,7 @@ mod tests {
 
     use super::*;
     use kalmar_maps::PgId;
-    use kalmar_objectstore::{MkfsOptions, MountOptions};
+    use kalmar_objectstore::MountOptions;
     use kalmar_peering::scrub::{compare_chunk, ScrubMap, ScrubObject};
 
     /// Inconsistent objects `names`: osd.1's copy is short.
@@ -166,16 +166,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn record_replace_and_load() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let dev = dir.path().join("dev");
-        std::fs::File::create(&dev)
-            .and_then(|f| f.set_len(64 << 20))
-            .expect("device file");
-        ObjectStore::mkfs(
-            &dev,
-            &MkfsOptions::new(uuid::Uuid::new_v4(), uuid::Uuid::new_v4()),
-        )
-        .expect("mkfs");
+        let (_dir, dev) = crate::test_store::formatted_device();
         let store = ObjectStore::mount(&dev, &MountOptions::default()).expect("mount");
         let coll = crate::names::pg_collection(PgId::new(1, 2));
         // No collection, then no record yet: nothing.

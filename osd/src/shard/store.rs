@@ -314,23 +314,14 @@ impl ShardStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kalmar_objectstore::{CollectionId, Drive, MkfsOptions, MountOptions, ObjectStore};
+    use kalmar_objectstore::{CollectionId, Drive, MountOptions, ObjectStore};
 
     /// A transaction that fails after admission stops the OSD and its
     /// follow-up never runs (the PG's memory may be ahead of its disk);
     /// one that commits runs its follow-up on the shard.
     #[test]
     fn a_failed_transaction_after_admission_is_fatal() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let dev = dir.path().join("dev");
-        std::fs::File::create(&dev)
-            .and_then(|f| f.set_len(64 << 20))
-            .expect("device file");
-        ObjectStore::mkfs(
-            &dev,
-            &MkfsOptions::new(uuid::Uuid::new_v4(), uuid::Uuid::new_v4()),
-        )
-        .expect("mkfs");
+        let (_dir, dev) = crate::test_store::formatted_device();
         let mut opts = MountOptions::default();
         opts.settings.drive = Drive::External;
         opts.settings.engines = 1;
