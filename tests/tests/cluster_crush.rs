@@ -207,19 +207,9 @@ async fn rack_layout_class_rule_and_disk_replacement() -> anyhow::Result<()> {
         .cloned()
         .unwrap_or(Value::Null);
     assert_eq!(dev3["class"], "hdd", "the class set before is kept: {dev3}");
-    let h3 = crush["buckets"]
-        .as_array()
-        .and_then(|b| b.iter().find(|b| b["name"] == "h3"))
-        .cloned()
-        .unwrap_or(Value::Null);
+    let h3 = bucket_named(&crush, "h3");
     assert_eq!(h3["items"][0]["id"], 3, "same CRUSH position: {h3}");
-    let bucket = |name: &str| {
-        crush["buckets"]
-            .as_array()
-            .and_then(|b| b.iter().find(|b| b["name"] == name))
-            .cloned()
-            .unwrap_or(Value::Null)
-    };
+    let bucket = |name: &str| bucket_named(&crush, name);
     let (r1, r2) = (bucket("r1"), bucket("r2"));
     assert_eq!(r2["type_name"], "rack", "rack made at boot: {r2}");
     let holds_h3 = |b: &Value| {
@@ -272,13 +262,7 @@ async fn location_hook_and_initial_weight_at_first_boot() -> anyhow::Result<()> 
     )
     .await?;
     let crush = c.mon_command(json!({"prefix": "osd crush dump"})).await?;
-    let bucket = |name: &str| {
-        crush["buckets"]
-            .as_array()
-            .and_then(|b| b.iter().find(|b| b["name"] == name))
-            .cloned()
-            .unwrap_or(Value::Null)
-    };
+    let bucket = |name: &str| bucket_named(&crush, name);
     let (hr0, hh0, fallback) = (bucket("hr0"), bucket("hh0"), bucket("fallback"));
     assert_eq!(hr0["type_name"], "rack", "{crush}");
     assert_eq!(hh0["items"][0]["id"], 0, "osd.0 where its hook said: {hh0}");
@@ -324,4 +308,13 @@ async fn location_hook_and_initial_weight_at_first_boot() -> anyhow::Result<()> 
         .and_then(|n| n["crush_weight"].as_f64());
     assert_eq!(w0, Some(0.5), "{tree} (epoch before the restart: {before})");
     Ok(())
+}
+
+/// The bucket called `name` in an `osd crush dump` (null if none).
+fn bucket_named(crush: &Value, name: &str) -> Value {
+    crush["buckets"]
+        .as_array()
+        .and_then(|b| b.iter().find(|b| b["name"] == name))
+        .cloned()
+        .unwrap_or(Value::Null)
 }
