@@ -767,7 +767,10 @@ fn run_engine(mut e: CommitEngine, stop: Arc<AtomicBool>) -> CommitEngine {
         if stopping && e.is_idle() {
             return e;
         }
-        if progress {
+        // `poll` consumed the wake-up: a stop signalled after the check
+        // above left nothing to wake the wait below (an unmount then
+        // waited forever for this thread). Look again before sleeping.
+        if progress || (!stopping && stop.load(Ordering::Acquire)) {
             continue;
         }
         let (wake, io) = e.event_fds();
