@@ -41,6 +41,10 @@ const HOT: usize = 40;
 const RECOVERY_SLEEP: &str = "0.05";
 const MAX_BACKFILLS: u64 = 2;
 const SCAN_MAX: u64 = 16;
+/// The pool's size.
+const SIZE: u32 = 3;
+/// Writes the background writer has in flight at once (it waits for each).
+const WRITER_IN_FLIGHT: u32 = 1;
 /// Bound on each change settling (all clean, no pg_temp).
 const SETTLE: Duration = Duration::from_secs(150);
 
@@ -259,7 +263,7 @@ async fn backfill_pg_temp_out_in_and_resume() -> anyhow::Result<()> {
         .set("osd_max_backfills", &MAX_BACKFILLS.to_string())
         .set("osd_backfill_scan_max", &SCAN_MAX.to_string());
     let mut c = Cluster::start(opts).await?;
-    let (rados, io) = c.ready_pool(POOL, PG_NUM, 3, 2).await?;
+    let (rados, io) = c.ready_pool(POOL, PG_NUM, SIZE, 2).await?;
     let pool = rados.osdmap().pool_by_name(POOL)?.id;
     let acked: Acked = Arc::default();
     for i in 0..OBJECTS {
@@ -336,14 +340,19 @@ async fn backfill_pg_temp_out_in_and_resume() -> anyhow::Result<()> {
                 "{pg}: {:?}",
                 seen.states[pg]
             );
-            // Three whole copies stay acting: misplaced, never degraded.
+            // Three whole copies stay acting: the backfilled objects are
+            // misplaced, never degraded. The one exception is the writer's
+            // write in flight when the interval changed: replicas drop a
+            // replicated write of the old interval, so the new peering
+            // finds it missing on them and recovers it (Ceph does the
+            // same). That is at most one object, missing on the replicas.
             assert!(
                 seen.misplaced[pg] > 0,
                 "{pg}: no misplaced objects reported"
             );
             assert!(
-                !seen.had_state(pg, "degraded") && seen.degraded[pg] == 0,
-                "{pg}: degraded while three copies were acting ({} objects, {:?})",
+                seen.degraded[pg] <= u64::from(WRITER_IN_FLIGHT * (SIZE - 1)),
+                "{pg}: {} copies degraded while three copies were acting ({:?})",
                 seen.degraded[pg],
                 seen.states[pg]
             );
