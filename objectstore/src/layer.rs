@@ -305,6 +305,15 @@ impl KvRead for LayeredRead<'_> {
         }
     }
 
+    fn get_with(&self, key: &[u8], f: &mut dyn FnMut(Option<&[u8]>)) -> Result<(), StoreError> {
+        match self.layered(key) {
+            Seen::Value(v) => f(Some(v)),
+            Seen::Deleted => f(None),
+            Seen::Unknown => return self.base.get_with(key, f),
+        }
+        Ok(())
+    }
+
     fn scan(
         &self,
         start: &[u8],

@@ -29,6 +29,83 @@ impl Onode {
     }
 }
 
+// An encoded onode is `version, compat, body length (u32)`, then the body:
+// `nid`, `size`, the attribute map. Most writes need only nid and size, or
+// replace one attribute (the OSD's object info) with a value of the same
+// length: done in place on the stored bytes, with no decoding of the map
+// and no allocation beyond the new value.
+const FRAME_BYTES: usize = 6;
+const SIZE_AT: usize = FRAME_BYTES + 8;
+
+/// The fixed fields of an onode, read from its stored bytes in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OnodeHead {
+    pub nid: u64,
+    pub size: u64,
+}
+
+impl OnodeHead {
+    /// Reads nid and size, checking the frame as a full decode does
+    /// (version, length, nothing after it); the attributes are not read.
+    pub fn read(raw: &[u8]) -> Result<OnodeHead, DecodeError> {
+        let mut d = Decoder::new(raw);
+        let head = d.versioned("onode", 1, |d, _| {
+            Ok(OnodeHead {
+                nid: d.u64()?,
+                size: d.u64()?,
+            })
+        })?;
+        d.finish()?;
+        Ok(head)
+    }
+}
+
+/// Sets the size in an encoded onode.
+pub fn set_size_in_place(raw: &mut [u8], size: u64) -> Result<(), DecodeError> {
+    OnodeHead::read(raw)?;
+    raw[SIZE_AT..SIZE_AT + 8].copy_from_slice(&size.to_le_bytes());
+    Ok(())
+}
+
+/// Replaces attribute `name`'s value in an encoded onode when it exists
+/// with a value of the same length, and says whether it did; otherwise
+/// the caller decodes, changes and re-encodes. The total attribute bytes
+/// do not change, so their limit still holds.
+pub fn replace_attr_in_place(
+    raw: &mut [u8],
+    name: &str,
+    value: &[u8],
+) -> Result<bool, DecodeError> {
+    match attr_value_range(raw, name)? {
+        Some(r) if r.len() == value.len() => {
+            raw[r].copy_from_slice(value);
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
+/// Where attribute `name`'s value lies in an encoded onode.
+fn attr_value_range(raw: &[u8], name: &str) -> Result<Option<std::ops::Range<usize>>, DecodeError> {
+    let mut d = Decoder::new(raw);
+    let found = d.versioned("onode", 1, |d, _| {
+        d.u64()?;
+        d.u64()?;
+        let n = d.len_prefix(2, "map")?;
+        for _ in 0..n {
+            let k = d.bytes()?;
+            let v = d.bytes()?;
+            if k == name.as_bytes() {
+                let end = FRAME_BYTES + d.position();
+                return Ok(Some(end - v.len()..end));
+            }
+        }
+        Ok(None)
+    })?;
+    d.finish()?;
+    Ok(found)
+}
+
 /// The record of a collection (empty for now; versioned for later fields).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CollectionRecord {
@@ -241,6 +318,89 @@ mod tests {
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
             let _ = Shard::from_bytes(&bytes);
             let _ = Onode::from_bytes(&bytes);
+        }
+    }
+
+    fn onode_with(attrs: &[(&str, &[u8])]) -> Onode {
+        Onode {
+            nid: 7,
+            size: 12_345,
+            attrs: attrs
+                .iter()
+                .map(|(k, v)| (k.to_string(), Blob(v.to_vec())))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn head_and_size_are_read_and_set_in_place() {
+        let on = onode_with(&[("_", b"object info"), ("snapset", b"ss")]);
+        let mut raw = on.to_bytes();
+        assert_eq!(
+            OnodeHead::read(&raw).expect("reads"),
+            OnodeHead {
+                nid: 7,
+                size: 12_345
+            }
+        );
+        set_size_in_place(&mut raw, 99).expect("sets");
+        let back = Onode::from_bytes(&raw).expect("decodes");
+        assert_eq!(back, Onode { size: 99, ..on });
+        // A damaged frame is refused, as a full decode refuses it.
+        assert!(OnodeHead::read(&raw[..raw.len() - 1]).is_err());
+        let mut longer = raw.clone();
+        longer.push(0);
+        assert!(OnodeHead::read(&longer).is_err());
+        assert!(set_size_in_place(&mut raw[..10], 1).is_err());
+    }
+
+    #[test]
+    fn same_length_attribute_is_replaced_in_place_and_others_are_not() {
+        let on = onode_with(&[("_", b"old info"), ("a", b"x"), ("snapset", b"ss")]);
+        let mut raw = on.to_bytes();
+        assert!(replace_attr_in_place(&mut raw, "_", b"new info").expect("parses"));
+        assert!(replace_attr_in_place(&mut raw, "snapset", b"SS").expect("parses"));
+        let mut want = on.clone();
+        want.attrs.insert("_".into(), Blob(b"new info".to_vec()));
+        want.attrs.insert("snapset".into(), Blob(b"SS".to_vec()));
+        assert_eq!(Onode::from_bytes(&raw).expect("decodes"), want);
+        // A different length or a new name is left to the caller, untouched.
+        let before = raw.clone();
+        assert!(!replace_attr_in_place(&mut raw, "_", b"longer info").expect("parses"));
+        assert!(!replace_attr_in_place(&mut raw, "b", b"x").expect("parses"));
+        assert_eq!(raw, before);
+    }
+
+    proptest! {
+        #[test]
+        fn in_place_changes_match_decode_change_encode(
+            attrs in proptest::collection::btree_map("[a-c_]{1,3}", proptest::collection::vec(any::<u8>(), 0..6), 0..5),
+            name in "[a-c_]{1,3}",
+            value in proptest::collection::vec(any::<u8>(), 0..6),
+            size in any::<u64>(),
+        ) {
+            let on = Onode {
+                nid: 3,
+                size: 1,
+                attrs: attrs.into_iter().map(|(k, v)| (k, Blob(v))).collect(),
+            };
+            let mut raw = on.to_bytes();
+            let mut want = on.clone();
+            set_size_in_place(&mut raw, size).expect("sets");
+            want.size = size;
+            let same_len = on.attrs.get(&name).is_some_and(|v| v.0.len() == value.len());
+            prop_assert_eq!(replace_attr_in_place(&mut raw, &name, &value).expect("parses"), same_len);
+            if same_len {
+                want.attrs.insert(name, Blob(value));
+            }
+            prop_assert_eq!(Onode::from_bytes(&raw).expect("decodes"), want);
+        }
+
+        #[test]
+        fn garbage_onode_never_panics(mut bytes in proptest::collection::vec(any::<u8>(), 0..80)) {
+            let _ = OnodeHead::read(&bytes);
+            let _ = replace_attr_in_place(&mut bytes, "_", b"v");
+            let _ = set_size_in_place(&mut bytes, 5);
         }
     }
 

@@ -190,6 +190,22 @@ impl KvOverlay {
         }
     }
 
+    /// Shows `f` the value of `key` as the batch sees it, without a copy
+    /// where it is in memory.
+    pub fn get_with(
+        &self,
+        kv: &dyn KvRead,
+        key: &[u8],
+        f: &mut dyn FnMut(Option<&[u8]>),
+    ) -> Result<(), StoreError> {
+        match self.lookup(key) {
+            Lookup::Value(v) => f(Some(v)),
+            Lookup::Deleted => f(None),
+            Lookup::Miss => return kv.get_with(key, f),
+        }
+        Ok(())
+    }
+
     /// Up to `limit` pairs of `[start, end)` as the batch sees them.
     pub fn scan(
         &self,

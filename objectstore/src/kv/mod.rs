@@ -149,6 +149,15 @@ pub type KvPairs = Vec<(Vec<u8>, Vec<u8>)>;
 pub trait KvRead {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
 
+    /// Shows `f` the value of `key` (`None` if absent) without handing out
+    /// a copy where the value is in memory: every write reads its
+    /// object's record this way.
+    fn get_with(&self, key: &[u8], f: &mut dyn FnMut(Option<&[u8]>)) -> Result<(), StoreError> {
+        let v = self.get(key)?;
+        f(v.as_deref());
+        Ok(())
+    }
+
     /// Visits keys in `[start, end)` in order until `f` returns false.
     fn scan(
         &self,

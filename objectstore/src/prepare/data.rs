@@ -36,11 +36,13 @@ impl ShardSet {
     fn load(&mut self, batch: &Batch<'_>, idx: u32) -> Result<&mut Shard, StoreError> {
         if !self.shards.contains_key(&idx) {
             let key = keys::extent_shard(self.nid, idx);
-            let shard = match batch.kv.get(&batch.view, &key)? {
-                Some(v) => Shard::from_bytes(&v)
-                    .map_err(|e| StoreError::corrupt(keys::describe(&key), e))?,
-                None => Shard::default(),
-            };
+            let mut shard = Ok(Shard::default());
+            batch.kv.get_with(&batch.view, &key, &mut |v| {
+                if let Some(v) = v {
+                    shard = Shard::from_bytes(v);
+                }
+            })?;
+            let shard = shard.map_err(|e| StoreError::corrupt(keys::describe(&key), e))?;
             self.shards.insert(idx, shard);
         }
         Ok(self.shards.entry(idx).or_default())

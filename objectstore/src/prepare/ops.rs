@@ -9,7 +9,7 @@ use super::Batch;
 use crate::error::StoreError;
 use crate::keys;
 use crate::layout::BLOCK_SIZE;
-use crate::onode::{CollectionRecord, Onode};
+use crate::onode::{replace_attr_in_place, set_size_in_place, CollectionRecord, Onode, OnodeHead};
 use crate::txn::Op;
 use crate::types::{
     check_omap_key, check_omap_value, check_xattr_name, CollectionId, ObjectId,
@@ -39,7 +39,7 @@ impl Batch<'_> {
         match op {
             Op::CreateCollection(c) => self.op_create_collection(c),
             Op::RemoveCollection(c) => self.op_remove_collection(c),
-            Op::Touch(c, o) => self.get_or_create(c, o).map(|_| ()),
+            Op::Touch(c, o) => self.head_or_create(c, o).map(|_| ()),
             Op::Write {
                 cid,
                 oid,
@@ -58,21 +58,7 @@ impl Batch<'_> {
                 self.remove_object(c, o, on)
             }
             Op::Clone { cid, src, dst } => self.op_clone(cid, src, dst),
-            Op::SetAttrs { cid, oid, attrs } => {
-                let mut on = self.get_or_create(cid, oid)?;
-                for (name, value) in attrs {
-                    check_xattr_name(name)?;
-                    on.attrs.insert(name.clone(), Blob(value.to_vec()));
-                }
-                if on.attrs_bytes() > MAX_XATTRS_TOTAL_BYTES {
-                    return Err(StoreError::InvalidArgument(format!(
-                        "xattrs of {oid} would take {} bytes, the limit is {MAX_XATTRS_TOTAL_BYTES}",
-                        on.attrs_bytes()
-                    )));
-                }
-                self.put_onode(cid, oid, &on);
-                Ok(())
-            }
+            Op::SetAttrs { cid, oid, attrs } => self.op_set_attrs(cid, oid, attrs),
             Op::RmAttr { cid, oid, name } => {
                 let mut on = self.require_onode(cid, oid)?;
                 if on.attrs.remove(name).is_some() {
@@ -81,7 +67,7 @@ impl Batch<'_> {
                 Ok(())
             }
             Op::OmapSetKeys { cid, oid, entries } => {
-                let on = self.get_or_create(cid, oid)?;
+                let on = self.head_or_create(cid, oid)?;
                 for (k, v) in entries {
                     check_omap_key(k)?;
                     check_omap_value(v)?;
@@ -90,14 +76,14 @@ impl Batch<'_> {
                 Ok(())
             }
             Op::OmapRmKeys { cid, oid, keys: ks } => {
-                let on = self.require_onode(cid, oid)?;
+                let on = self.require_head(cid, oid)?;
                 for k in ks {
                     self.kv.delete(keys::omap(on.nid, k));
                 }
                 Ok(())
             }
             Op::OmapClear(c, o) => {
-                let on = self.require_onode(c, o)?;
+                let on = self.require_head(c, o)?;
                 let (s, e) = keys::nid_range(keys::P_OMAP, on.nid);
                 self.kv.delete_range(s, e);
                 self.kv.delete(keys::omap_header(on.nid));
@@ -105,7 +91,7 @@ impl Batch<'_> {
             }
             Op::OmapSetHeader { cid, oid, header } => {
                 check_omap_value(header)?;
-                let on = self.get_or_create(cid, oid)?;
+                let on = self.head_or_create(cid, oid)?;
                 self.kv.put(keys::omap_header(on.nid), header.to_vec());
                 Ok(())
             }
@@ -173,6 +159,111 @@ impl Batch<'_> {
         }
     }
 
+    /// An object's nid and size, read in place from its stored record.
+    fn get_head(&self, c: &CollectionId, o: &ObjectId) -> Result<Option<OnodeHead>, StoreError> {
+        let key = keys::onode(c, o);
+        let mut head = Ok(None);
+        self.kv.get_with(&self.view, &key, &mut |v| {
+            head = v.map(OnodeHead::read).transpose()
+        })?;
+        head.map_err(|e| StoreError::corrupt(keys::describe(&key), e))
+    }
+
+    fn require_head(&mut self, c: &CollectionId, o: &ObjectId) -> Result<OnodeHead, StoreError> {
+        self.require_coll(c)?;
+        self.get_head(c, o)?.ok_or_else(|| not_found(c, o))
+    }
+
+    /// [`Self::get_or_create`] for callers that need only nid and size.
+    fn head_or_create(&mut self, c: &CollectionId, o: &ObjectId) -> Result<OnodeHead, StoreError> {
+        self.require_coll(c)?;
+        if let Some(h) = self.get_head(c, o)? {
+            return Ok(h);
+        }
+        let on = self.create_onode(c, o);
+        Ok(OnodeHead {
+            nid: on.nid,
+            size: on.size,
+        })
+    }
+
+    /// The stored bytes of an object's record, to change in place.
+    fn onode_bytes(
+        &self,
+        c: &CollectionId,
+        o: &ObjectId,
+        key: &[u8],
+    ) -> Result<Vec<u8>, StoreError> {
+        self.kv.get(&self.view, key)?.ok_or_else(|| not_found(c, o))
+    }
+
+    /// Records a new size without decoding the attributes.
+    fn resize(
+        &mut self,
+        c: &CollectionId,
+        o: &ObjectId,
+        old: u64,
+        size: u64,
+    ) -> Result<(), StoreError> {
+        let key = keys::onode(c, o);
+        let mut raw = self.onode_bytes(c, o, &key)?;
+        set_size_in_place(&mut raw, size)
+            .map_err(|e| StoreError::corrupt(keys::describe(&key), e))?;
+        self.stats.stored_bytes += size as i64 - old as i64;
+        self.kv.put(key, raw);
+        Ok(())
+    }
+
+    fn op_set_attrs(
+        &mut self,
+        c: &CollectionId,
+        o: &ObjectId,
+        attrs: &[(String, Bytes)],
+    ) -> Result<(), StoreError> {
+        for (name, _) in attrs {
+            check_xattr_name(name)?;
+        }
+        self.require_coll(c)?;
+        let key = keys::onode(c, o);
+        let mut raw = match self.kv.get(&self.view, &key)? {
+            Some(raw) => raw,
+            None => self.create_onode(c, o).to_bytes(),
+        };
+        let corrupt = |e| StoreError::corrupt(keys::describe(&key), e);
+        let mut in_place = true;
+        for (name, value) in attrs {
+            if !replace_attr_in_place(&mut raw, name, value).map_err(corrupt)? {
+                in_place = false;
+                break;
+            }
+        }
+        if !in_place {
+            // A new attribute or a new length: decode, change, re-encode
+            // (values already replaced above are set again, unchanged).
+            let mut on = Onode::from_bytes(&raw).map_err(corrupt)?;
+            for (name, value) in attrs {
+                match on.attrs.get_mut(name.as_str()) {
+                    Some(b) => {
+                        b.0.clear();
+                        b.0.extend_from_slice(value);
+                    }
+                    None => {
+                        on.attrs.insert(name.clone(), Blob(value.to_vec()));
+                    }
+                }
+            }
+            if on.attrs_bytes() > MAX_XATTRS_TOTAL_BYTES {
+                return Err(StoreError::InvalidArgument(format!(
+                    "xattrs of {o} would take {} bytes, the limit is {MAX_XATTRS_TOTAL_BYTES}",
+                    on.attrs_bytes()
+                )));
+            }
+            raw = on.to_bytes();
+        }
+        self.kv.put(key, raw);
+        Ok(())
+    }
+
     fn require_onode(&mut self, c: &CollectionId, o: &ObjectId) -> Result<Onode, StoreError> {
         self.require_coll(c)?;
         self.get_onode(c, o)?.ok_or_else(|| not_found(c, o))
@@ -184,6 +275,11 @@ impl Batch<'_> {
         if let Some(on) = self.get_onode(c, o)? {
             return Ok(on);
         }
+        Ok(self.create_onode(c, o))
+    }
+
+    /// Records a new, empty object.
+    fn create_onode(&mut self, c: &CollectionId, o: &ObjectId) -> Onode {
         let on = Onode {
             nid: self.new_nid(),
             size: 0,
@@ -191,7 +287,7 @@ impl Batch<'_> {
         };
         self.stats.objects += 1;
         self.put_onode(c, o, &on);
-        Ok(on)
+        on
     }
 
     fn put_onode(&mut self, c: &CollectionId, o: &ObjectId, on: &Onode) {
@@ -234,7 +330,7 @@ impl Batch<'_> {
     ) -> Result<(), StoreError> {
         let len = data.len() as u64;
         let end = check_end(offset, len)?;
-        let mut on = self.get_or_create(c, o)?;
+        let on = self.head_or_create(c, o)?;
         if len == 0 {
             return Ok(());
         }
@@ -252,8 +348,7 @@ impl Batch<'_> {
         ss.store(self);
         self.counters.bytes_written += len;
         if end > on.size {
-            self.set_size(&mut on, end);
-            self.put_onode(c, o, &on);
+            self.resize(c, o, on.size, end)?;
         }
         Ok(())
     }
@@ -266,7 +361,7 @@ impl Batch<'_> {
         len: u64,
     ) -> Result<(), StoreError> {
         let end = check_end(offset, len)?;
-        let mut on = self.get_or_create(c, o)?;
+        let on = self.head_or_create(c, o)?;
         if len == 0 {
             return Ok(());
         }
@@ -274,15 +369,14 @@ impl Batch<'_> {
         self.zero_range(&mut ss, offset, len)?;
         ss.store(self);
         if end > on.size {
-            self.set_size(&mut on, end);
-            self.put_onode(c, o, &on);
+            self.resize(c, o, on.size, end)?;
         }
         Ok(())
     }
 
     fn op_truncate(&mut self, c: &CollectionId, o: &ObjectId, size: u64) -> Result<(), StoreError> {
         check_end(size, 0)?;
-        let mut on = self.get_or_create(c, o)?;
+        let on = self.head_or_create(c, o)?;
         if size == on.size {
             return Ok(());
         }
@@ -303,9 +397,7 @@ impl Batch<'_> {
             }
             ss.store(self);
         }
-        self.set_size(&mut on, size);
-        self.put_onode(c, o, &on);
-        Ok(())
+        self.resize(c, o, on.size, size)
     }
 
     /// Deletes an object and everything that hangs off its nid.

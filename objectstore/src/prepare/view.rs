@@ -68,6 +68,29 @@ impl KvRead for View<'_> {
         self.base.get(key)
     }
 
+    fn get_with(&self, key: &[u8], f: &mut dyn FnMut(Option<&[u8]>)) -> Result<(), StoreError> {
+        let layers = self
+            .inflight
+            .iter()
+            .rev()
+            .map(|fl| &fl.layer)
+            .chain(self.committed.iter().copied());
+        for l in layers {
+            match l.lookup(key) {
+                Seen::Value(v) => {
+                    f(Some(v));
+                    return Ok(());
+                }
+                Seen::Deleted => {
+                    f(None);
+                    return Ok(());
+                }
+                Seen::Unknown => {}
+            }
+        }
+        self.base.get_with(key, f)
+    }
+
     fn scan(
         &self,
         start: &[u8],

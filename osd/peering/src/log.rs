@@ -4,6 +4,7 @@
 //! [`Eversion::log_key`], in the same transaction as the object change the
 //! entry describes; trimmed entries stay there as the dups.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 
 use kalmar_common::encoding::{encode_versioned, Decode, DecodeError, Decoder, Encode};
@@ -143,7 +144,9 @@ pub struct PgLog {
     entries: VecDeque<PgLogEntry>,
     dups: VecDeque<PgLogDup>,
     /// Request id -> completion, over entries and dups; rebuilt on decode.
-    index: HashMap<ReqId, CompletedRequest>,
+    /// Looked up or changed several times per write: a fast hash, seeded
+    /// per process (never iterated, so the seed changes no behaviour).
+    index: HashMap<ReqId, CompletedRequest, foldhash::fast::RandomState>,
 }
 
 impl PartialEq for PgLog {
@@ -365,8 +368,10 @@ impl PgLog {
     }
 
     fn unindex(&mut self, reqid: &ReqId, version: Eversion) {
-        if self.index.get(reqid).is_some_and(|c| c.version == version) {
-            self.index.remove(reqid);
+        if let Entry::Occupied(o) = self.index.entry(*reqid) {
+            if o.get().version == version {
+                o.remove();
+            }
         }
     }
 
@@ -431,7 +436,7 @@ impl Decode for PgLog {
                 head,
                 entries,
                 dups,
-                index: HashMap::new(),
+                index: HashMap::default(),
             };
             log.rebuild_index();
             Ok(log)
