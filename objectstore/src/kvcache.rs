@@ -79,6 +79,20 @@ impl ReadCache {
         }
     }
 
+    /// Shows `f` the cached value of `key` without a copy, or says the
+    /// key is not cached: `Some(epoch)` to pass to [`Self::offer`]. `f`
+    /// runs under the cache's lock.
+    pub fn lookup_with(&self, key: &[u8], f: &mut dyn FnMut(Option<&[u8]>)) -> Option<u64> {
+        let g = self.inner.lock();
+        match g.map.get(key) {
+            Some(e) => {
+                f(e.value.as_deref());
+                None
+            }
+            None => Some(g.epoch),
+        }
+    }
+
     /// Caches what the database answered for `key`, unless a write
     /// happened since the lookup that missed at `epoch`.
     pub fn offer(&self, key: &[u8], value: &Option<Vec<u8>>, epoch: u64) {
@@ -196,6 +210,35 @@ mod tests {
         assert!(matches!(c.lookup(b"a"), Lookup::Hit(None)));
         c.wrote(&[KvOp::DeleteRange(b"a".to_vec(), b"c".to_vec())]);
         assert!(matches!(c.lookup(b"b"), Lookup::Hit(None)));
+    }
+
+    /// `lookup_with`'s answer: the value shown on a hit, the epoch on a miss.
+    fn peek(c: &ReadCache, k: &[u8]) -> Result<Option<Vec<u8>>, u64> {
+        let mut seen = None;
+        match c.lookup_with(k, &mut |v| seen = Some(v.map(<[u8]>::to_vec))) {
+            Some(epoch) => {
+                assert!(seen.is_none(), "a miss shows nothing");
+                Err(epoch)
+            }
+            None => Ok(seen.expect("a hit shows the value")),
+        }
+    }
+
+    #[test]
+    fn lookup_with_shows_cached_values_and_follows_writes() {
+        let c = ReadCache::new(1 << 20);
+        let Err(epoch) = peek(&c, b"k") else {
+            panic!("empty cache")
+        };
+        c.offer(b"k", &Some(b"v".to_vec()), epoch);
+        let Err(epoch) = peek(&c, b"gone") else {
+            panic!("not cached yet")
+        };
+        c.offer(b"gone", &None, epoch);
+        assert_eq!(peek(&c, b"k"), Ok(Some(b"v".to_vec())));
+        assert_eq!(peek(&c, b"gone"), Ok(None));
+        c.wrote(&[KvOp::Put(b"k".to_vec(), b"w".to_vec())]);
+        assert_eq!(peek(&c, b"k"), Ok(Some(b"w".to_vec())));
     }
 
     #[test]

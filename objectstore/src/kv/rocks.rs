@@ -124,6 +124,15 @@ impl KvRead for RocksKv {
         }
     }
 
+    fn get_with(&self, key: &[u8], f: &mut dyn FnMut(Option<&[u8]>)) -> Result<(), StoreError> {
+        if let Some(epoch) = self.cache.lookup_with(key, f) {
+            let v = self.db.get(key).map_err(StoreError::kv)?;
+            self.cache.offer(key, &v, epoch);
+            f(v.as_deref());
+        }
+        Ok(())
+    }
+
     fn scan(
         &self,
         start: &[u8],

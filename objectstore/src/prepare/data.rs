@@ -1,9 +1,8 @@
 //! The data path of preparation: extent shards, block reads for
 //! read-modify-write, and the two ways of writing blocks.
 
-use std::collections::{BTreeMap, BTreeSet};
-
 use kalmar_common::encoding::{Decode, Encode};
+use smallvec::SmallVec;
 
 use super::{Batch, BigWrite};
 use bytes::Bytes;
@@ -20,32 +19,49 @@ const BS: usize = BLOCK_SIZE as usize;
 /// demand and written back with [`ShardSet::store`].
 pub struct ShardSet {
     pub nid: u64,
-    shards: BTreeMap<u32, Shard>,
-    dirty: BTreeSet<u32>,
+    /// By shard index, ascending. A small write touches one: kept inline,
+    /// no allocation.
+    shards: SmallVec<[Loaded; 1]>,
+}
+
+struct Loaded {
+    idx: u32,
+    shard: Shard,
+    dirty: bool,
 }
 
 impl ShardSet {
     pub fn new(nid: u64) -> ShardSet {
         ShardSet {
             nid,
-            shards: BTreeMap::new(),
-            dirty: BTreeSet::new(),
+            shards: SmallVec::new(),
         }
     }
 
-    fn load(&mut self, batch: &Batch<'_>, idx: u32) -> Result<&mut Shard, StoreError> {
-        if !self.shards.contains_key(&idx) {
-            let key = keys::extent_shard(self.nid, idx);
-            let mut shard = Ok(Shard::default());
-            batch.kv.get_with(&batch.view, &key, &mut |v| {
-                if let Some(v) = v {
-                    shard = Shard::from_bytes(v);
-                }
-            })?;
-            let shard = shard.map_err(|e| StoreError::corrupt(keys::describe(&key), e))?;
-            self.shards.insert(idx, shard);
-        }
-        Ok(self.shards.entry(idx).or_default())
+    fn load(&mut self, batch: &Batch<'_>, idx: u32) -> Result<&mut Loaded, StoreError> {
+        let at = match self.shards.binary_search_by_key(&idx, |l| l.idx) {
+            Ok(at) => at,
+            Err(at) => {
+                let key = keys::extent_shard(self.nid, idx);
+                let mut shard = Ok(Shard::default());
+                batch.kv.get_with(&batch.view, &key, &mut |v| {
+                    if let Some(v) = v {
+                        shard = Shard::from_bytes(v);
+                    }
+                })?;
+                let shard = shard.map_err(|e| StoreError::corrupt(keys::describe(&key), e))?;
+                self.shards.insert(
+                    at,
+                    Loaded {
+                        idx,
+                        shard,
+                        dirty: false,
+                    },
+                );
+                at
+            }
+        };
+        Ok(&mut self.shards[at])
     }
 
     /// Loads every stored shard of the object with index >= `from`.
@@ -59,10 +75,16 @@ impl ShardSet {
             let Ok(idx) = <[u8; 4]>::try_from(rest).map(u32::from_be_bytes) else {
                 return Err(StoreError::corrupt(keys::describe(&k), "bad shard key"));
             };
-            if let std::collections::btree_map::Entry::Vacant(slot) = self.shards.entry(idx) {
-                slot.insert(
-                    Shard::from_bytes(&v)
-                        .map_err(|e| StoreError::corrupt(keys::describe(&k), e))?,
+            if let Err(at) = self.shards.binary_search_by_key(&idx, |l| l.idx) {
+                let shard = Shard::from_bytes(&v)
+                    .map_err(|e| StoreError::corrupt(keys::describe(&k), e))?;
+                self.shards.insert(
+                    at,
+                    Loaded {
+                        idx,
+                        shard,
+                        dirty: false,
+                    },
                 );
             }
         }
@@ -71,7 +93,7 @@ impl ShardSet {
 
     pub fn get(&mut self, batch: &Batch<'_>, block: u64) -> Result<Option<BlockMap>, StoreError> {
         let (idx, i) = shard_of(block);
-        Ok(self.load(batch, idx)?.get(i))
+        Ok(self.load(batch, idx)?.shard.get(i))
     }
 
     pub fn set(
@@ -81,9 +103,9 @@ impl ShardSet {
         m: Option<BlockMap>,
     ) -> Result<Option<BlockMap>, StoreError> {
         let (idx, i) = shard_of(block);
-        let old = self.load(batch, idx)?.set(i, m);
-        self.dirty.insert(idx);
-        Ok(old)
+        let l = self.load(batch, idx)?;
+        l.dirty = true;
+        Ok(l.shard.set(i, m))
     }
 
     /// Mapped blocks among the loaded shards, as (logical block, map).
@@ -91,20 +113,22 @@ impl ShardSet {
         let per = crate::onode::SHARD_BLOCKS;
         self.shards
             .iter()
-            .flat_map(|(&idx, s)| {
-                s.mapped()
-                    .map(move |(i, m)| (idx as u64 * per + i as u64, m))
+            .flat_map(|l| {
+                l.shard
+                    .mapped()
+                    .map(move |(i, m)| (l.idx as u64 * per + i as u64, m))
             })
             .collect()
     }
 
     /// Writes changed shards back (deleting empty ones).
     pub fn store(self, batch: &mut Batch<'_>) {
-        for idx in self.dirty {
-            let key = keys::extent_shard(self.nid, idx);
-            match self.shards.get(&idx) {
-                Some(s) if !s.is_empty() => batch.kv.put(key, s.to_bytes()),
-                _ => batch.kv.delete(key),
+        for l in self.shards.iter().filter(|l| l.dirty) {
+            let key = keys::extent_shard(self.nid, l.idx);
+            if l.shard.is_empty() {
+                batch.kv.delete(key);
+            } else {
+                batch.kv.put(key, l.shard.to_bytes());
             }
         }
     }
@@ -200,10 +224,17 @@ impl Batch<'_> {
         }
         let (end, b0, b1) = span(off, len);
         let n = (b1 - b0) as usize;
-        if let (Fill::Data(d), Mode::Big) = (fill, mode) {
-            if off.is_multiple_of(BLOCK_SIZE) && is_aligned(d) {
+        if let Fill::Data(d) = fill {
+            let whole = off.is_multiple_of(BLOCK_SIZE) && end.is_multiple_of(BLOCK_SIZE);
+            match mode {
                 // Whole blocks in an aligned buffer: written as they are.
-                return self.write_big(ss, b0, d.clone());
+                Mode::Big if off.is_multiple_of(BLOCK_SIZE) && is_aligned(d) => {
+                    return self.write_big(ss, b0, d.clone());
+                }
+                // Whole blocks go to the journal record from the caller's
+                // buffer: no staging copy.
+                Mode::Deferred if whole => return self.write_deferred(ss, b0, d.clone()),
+                _ => {}
             }
         }
         // Every byte is written below: old content, data or zeros.
@@ -223,14 +254,16 @@ impl Batch<'_> {
             Fill::Zeros => buf[at..at + len as usize].fill(0),
         }
         match mode {
-            Mode::Deferred => self.write_deferred(ss, b0, &buf),
+            Mode::Deferred => self.write_deferred(ss, b0, aligned_bytes(buf)),
             Mode::Big => self.write_big(ss, b0, aligned_bytes(buf)),
         }
     }
 
-    fn write_deferred(&mut self, ss: &mut ShardSet, b0: u64, buf: &[u8]) -> Result<(), StoreError> {
+    /// Writes whole blocks from `b0` in place (allocating holes), their
+    /// content carried by the journal record.
+    fn write_deferred(&mut self, ss: &mut ShardSet, b0: u64, buf: Bytes) -> Result<(), StoreError> {
         let n = buf.len() / BS;
-        let mut current = Vec::with_capacity(n);
+        let mut current: SmallVec<[Option<BlockMap>; 4]> = SmallVec::with_capacity(n);
         for i in 0..n {
             current.push(ss.get(self, b0 + i as u64)?);
         }
@@ -242,15 +275,15 @@ impl Batch<'_> {
         };
         let mut fresh = extents.into_iter().flat_map(|e| e.start..e.start + e.len);
         for (i, cur) in current.into_iter().enumerate() {
-            let block = &buf[i * BS..(i + 1) * BS];
+            let block = buf.slice(i * BS..(i + 1) * BS);
             let phys = match cur {
                 Some(m) => m.phys,
                 None => fresh.next().ok_or_else(|| {
                     StoreError::corrupt("allocator", "returned fewer blocks than asked")
                 })?,
             };
-            let csum = crc32c::crc32c(block);
-            self.set_deferred(phys, block.into());
+            let csum = crc32c::crc32c(&block);
+            self.set_deferred(phys, block);
             ss.set(self, b0 + i as u64, Some(BlockMap { phys, csum }))?;
         }
         self.undo.deferred_bytes += buf.len() as u64;

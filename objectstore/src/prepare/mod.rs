@@ -48,7 +48,7 @@ pub struct BigWrite {
 
 #[derive(Default)]
 struct TxnUndo {
-    deferred: Vec<(u64, Option<Box<[u8]>>)>,
+    deferred: Vec<(u64, Option<Bytes>)>,
     big_len: usize,
     allocs: Vec<Extent>,
     frees: Vec<Extent>,
@@ -78,7 +78,7 @@ pub struct Batch<'a> {
     pub(crate) view: View<'a>,
     pub(crate) kv: KvOverlay,
     /// Deferred block contents by physical block.
-    deferred: HashMap<u64, Box<[u8]>>,
+    deferred: HashMap<u64, Bytes>,
     pub big: Vec<BigWrite>,
     /// Physical block -> (index in `big`, block index in its buffer).
     big_index: HashMap<u64, (usize, usize)>,
@@ -111,7 +111,7 @@ pub struct Prepared {
     /// durable) and then for readers.
     pub layer: Layer,
     /// Deferred block contents in the order of `meta.deferred`.
-    pub blocks: Vec<(u64, Box<[u8]>)>,
+    pub blocks: Vec<(u64, Bytes)>,
     pub big: Vec<BigWrite>,
 }
 
@@ -293,7 +293,9 @@ impl<'a> Batch<'a> {
         }
     }
 
-    fn set_deferred(&mut self, phys: u64, content: Box<[u8]>) {
+    /// `content`: one block, often a slice of the caller's data (no copy
+    /// until the journal record is built).
+    fn set_deferred(&mut self, phys: u64, content: Bytes) {
         let prev = self.deferred.insert(phys, content);
         self.undo.deferred.push((phys, prev));
     }
@@ -323,7 +325,7 @@ impl<'a> Batch<'a> {
     /// Ends the batch: the record's metadata and the batch's changes.
     pub fn finish(mut self) -> Prepared {
         self.kv.commit();
-        let mut blocks: Vec<(u64, Box<[u8]>)> = self.deferred.into_iter().collect();
+        let mut blocks: Vec<(u64, Bytes)> = self.deferred.into_iter().collect();
         blocks.sort_by_key(|(p, _)| *p);
         let mut runs: Vec<DeferredRun> = Vec::new();
         for (p, _) in &blocks {

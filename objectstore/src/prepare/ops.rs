@@ -134,7 +134,11 @@ impl Batch<'_> {
         if self.colls_seen.contains(c) {
             return Ok(true);
         }
-        let exists = self.kv.get(&self.view, &keys::collection(c))?.is_some();
+        let mut exists = false;
+        self.kv
+            .get_with(&self.view, &keys::collection(c), &mut |v| {
+                exists = v.is_some()
+            })?;
         if exists {
             self.saw_coll(c);
         }
