@@ -284,34 +284,54 @@ pub struct LayeredRead<'a> {
     pub base: &'a dyn KvRead,
 }
 
-impl LayeredRead<'_> {
-    fn layered(&self, key: &[u8]) -> Seen<'_> {
-        for l in &self.layers {
-            match l.lookup(key) {
-                Seen::Unknown => continue,
-                other => return other,
-            }
+/// What the newest of `layers` (newest first) that knows `key` says.
+pub(crate) fn newest<'a>(layers: impl IntoIterator<Item = &'a Layer>, key: &[u8]) -> Seen<'a> {
+    for l in layers {
+        match l.lookup(key) {
+            Seen::Unknown => continue,
+            other => return other,
         }
-        Seen::Unknown
+    }
+    Seen::Unknown
+}
+
+impl Seen<'_> {
+    /// The value the layers said, else `base`'s.
+    pub(crate) fn or_get(
+        self,
+        base: &dyn KvRead,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        match self {
+            Seen::Value(v) => Ok(Some(v.to_vec())),
+            Seen::Deleted => Ok(None),
+            Seen::Unknown => base.get(key),
+        }
+    }
+
+    /// [`Self::or_get`] shown to `f` without a copy.
+    pub(crate) fn or_get_with(
+        self,
+        base: &dyn KvRead,
+        key: &[u8],
+        f: &mut dyn FnMut(Option<&[u8]>),
+    ) -> Result<(), StoreError> {
+        match self {
+            Seen::Value(v) => f(Some(v)),
+            Seen::Deleted => f(None),
+            Seen::Unknown => return base.get_with(key, f),
+        }
+        Ok(())
     }
 }
 
 impl KvRead for LayeredRead<'_> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.layered(key) {
-            Seen::Value(v) => Ok(Some(v.to_vec())),
-            Seen::Deleted => Ok(None),
-            Seen::Unknown => self.base.get(key),
-        }
+        newest(self.layers.iter().copied(), key).or_get(self.base, key)
     }
 
     fn get_with(&self, key: &[u8], f: &mut dyn FnMut(Option<&[u8]>)) -> Result<(), StoreError> {
-        match self.layered(key) {
-            Seen::Value(v) => f(Some(v)),
-            Seen::Deleted => f(None),
-            Seen::Unknown => return self.base.get_with(key, f),
-        }
-        Ok(())
+        newest(self.layers.iter().copied(), key).or_get_with(self.base, key, f)
     }
 
     fn scan(

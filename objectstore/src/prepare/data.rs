@@ -50,18 +50,21 @@ impl ShardSet {
                     }
                 })?;
                 let shard = shard.map_err(|e| StoreError::corrupt(keys::describe(&key), e))?;
-                self.shards.insert(
-                    at,
-                    Loaded {
-                        idx,
-                        shard,
-                        dirty: false,
-                    },
-                );
+                self.insert_loaded(at, idx, shard);
                 at
             }
         };
         Ok(&mut self.shards[at])
+    }
+
+    /// Keeps shard `idx` as read, at position `at` of the sorted list.
+    fn insert_loaded(&mut self, at: usize, idx: u32, shard: Shard) {
+        let l = Loaded {
+            idx,
+            shard,
+            dirty: false,
+        };
+        self.shards.insert(at, l);
     }
 
     /// Loads every stored shard of the object with index >= `from`.
@@ -78,14 +81,7 @@ impl ShardSet {
             if let Err(at) = self.shards.binary_search_by_key(&idx, |l| l.idx) {
                 let shard = Shard::from_bytes(&v)
                     .map_err(|e| StoreError::corrupt(keys::describe(&k), e))?;
-                self.shards.insert(
-                    at,
-                    Loaded {
-                        idx,
-                        shard,
-                        dirty: false,
-                    },
-                );
+                self.insert_loaded(at, idx, shard);
             }
         }
         Ok(())

@@ -178,7 +178,8 @@ impl Batch<'_> {
         self.get_head(c, o)?.ok_or_else(|| not_found(c, o))
     }
 
-    /// [`Self::get_or_create`] for callers that need only nid and size.
+    /// The object's nid and size, the object created (and recorded) if
+    /// missing.
     fn head_or_create(&mut self, c: &CollectionId, o: &ObjectId) -> Result<OnodeHead, StoreError> {
         self.require_coll(c)?;
         if let Some(h) = self.get_head(c, o)? {
@@ -271,15 +272,6 @@ impl Batch<'_> {
     fn require_onode(&mut self, c: &CollectionId, o: &ObjectId) -> Result<Onode, StoreError> {
         self.require_coll(c)?;
         self.get_onode(c, o)?.ok_or_else(|| not_found(c, o))
-    }
-
-    /// The object, created (and recorded) if missing.
-    fn get_or_create(&mut self, c: &CollectionId, o: &ObjectId) -> Result<Onode, StoreError> {
-        self.require_coll(c)?;
-        if let Some(on) = self.get_onode(c, o)? {
-            return Ok(on);
-        }
-        Ok(self.create_onode(c, o))
     }
 
     /// Records a new, empty object.
@@ -443,7 +435,8 @@ impl Batch<'_> {
         if let Some(d) = self.get_onode(c, dst)? {
             self.remove_object(c, dst, d)?;
         }
-        let mut dst_on = self.get_or_create(c, dst)?;
+        // `dst` is gone now (removed above, or never there).
+        let mut dst_on = self.create_onode(c, dst);
         dst_on.attrs = src_on.attrs.clone();
         self.set_size(&mut dst_on, src_on.size);
         self.put_onode(c, dst, &dst_on);

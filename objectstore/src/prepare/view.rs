@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use crate::error::StoreError;
 use crate::kv::KvRead;
-use crate::layer::{Layer, LayeredRead, Seen};
+use crate::layer::{newest, Layer, LayeredRead};
 use crate::layout::BLOCK_SIZE;
 
 /// A written batch, not yet durable, as later batches see it.
@@ -37,58 +37,33 @@ pub struct View<'a> {
     pub base: &'a dyn KvRead,
 }
 
-impl View<'_> {
+impl<'a> View<'a> {
     /// The newest unpublished content of a physical block, if any.
     pub fn block(&self, phys: u64) -> Option<&[u8]> {
         self.inflight.iter().rev().find_map(|l| l.block(phys))
     }
 
-    fn layers(&self) -> Vec<&Layer> {
-        let mut v: Vec<&Layer> = self.inflight.iter().rev().map(|f| &f.layer).collect();
-        v.extend(self.committed.iter().copied());
-        v
+    fn layers(&self) -> Vec<&'a Layer> {
+        self.layers_iter().collect()
+    }
+
+    /// The layers newest first, without collecting them.
+    fn layers_iter(&self) -> impl Iterator<Item = &'a Layer> + '_ {
+        self.inflight
+            .iter()
+            .rev()
+            .map(|f| &f.layer)
+            .chain(self.committed.iter().copied())
     }
 }
 
 impl KvRead for View<'_> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let layers = self
-            .inflight
-            .iter()
-            .rev()
-            .map(|f| &f.layer)
-            .chain(self.committed.iter().copied());
-        for l in layers {
-            match l.lookup(key) {
-                Seen::Value(v) => return Ok(Some(v.to_vec())),
-                Seen::Deleted => return Ok(None),
-                Seen::Unknown => {}
-            }
-        }
-        self.base.get(key)
+        newest(self.layers_iter(), key).or_get(self.base, key)
     }
 
     fn get_with(&self, key: &[u8], f: &mut dyn FnMut(Option<&[u8]>)) -> Result<(), StoreError> {
-        let layers = self
-            .inflight
-            .iter()
-            .rev()
-            .map(|fl| &fl.layer)
-            .chain(self.committed.iter().copied());
-        for l in layers {
-            match l.lookup(key) {
-                Seen::Value(v) => {
-                    f(Some(v));
-                    return Ok(());
-                }
-                Seen::Deleted => {
-                    f(None);
-                    return Ok(());
-                }
-                Seen::Unknown => {}
-            }
-        }
-        self.base.get_with(key, f)
+        newest(self.layers_iter(), key).or_get_with(self.base, key, f)
     }
 
     fn scan(
