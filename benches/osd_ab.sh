@@ -48,7 +48,7 @@ NBD_PID=
 OSD_PIDS=()
 
 cleanup() {
-  [ -n "$NBD_PID" ] && kill "$NBD_PID" 2>/dev/null
+  [ -z "$NBD_PID" ] || kill "$NBD_PID" 2>/dev/null || true
   for p in "${OSD_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   "$HELPER" down --dir "$DIR" >/dev/null 2>&1 || true
   rm -rf "$WORK"
