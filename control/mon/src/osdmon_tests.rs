@@ -44,11 +44,16 @@ fn boot_msg(id: OsdId, uuid: Uuid) -> OsdBoot {
     }
 }
 
-/// A mon with `n` OSDs registered and booted, committed.
-fn cluster(n: usize, t0: Instant) -> (OsdMon, Vec<Uuid>) {
+/// A mon whose map (epoch 1) has no OSD yet.
+fn empty_mon(t0: Instant) -> OsdMon {
     let mut map = OsdMap::new(Uuid::new_v4(), 1);
     map.epoch = 1;
-    let mut m = OsdMon::new(map, opts(), t0);
+    OsdMon::new(map, opts(), t0)
+}
+
+/// A mon with `n` OSDs registered and booted, committed.
+fn cluster(n: usize, t0: Instant) -> (OsdMon, Vec<Uuid>) {
+    let mut m = empty_mon(t0);
     let uuids: Vec<Uuid> = (0..n).map(|_| Uuid::new_v4()).collect();
     for (i, u) in uuids.iter().enumerate() {
         assert_eq!(m.osd_mkfs(*u, -1, "h").expect("mkfs"), i as OsdId);
@@ -75,9 +80,7 @@ fn report(reporter: OsdId, target: OsdId, failed_for_s: u64, epoch: Epoch) -> Os
 #[test]
 fn mkfs_is_idempotent_per_uuid_and_boot_marks_up_and_in() {
     let t0 = Instant::now();
-    let mut map = OsdMap::new(Uuid::new_v4(), 1);
-    map.epoch = 1;
-    let mut m = OsdMon::new(map, opts(), t0);
+    let mut m = empty_mon(t0);
     let u = Uuid::new_v4();
     assert_eq!(m.osd_mkfs(u, -1, "h").expect("mkfs"), 0);
     assert_eq!(m.osd_mkfs(u, -1, "h").expect("mkfs again"), 0);
@@ -117,9 +120,7 @@ fn mkfs_is_idempotent_per_uuid_and_boot_marks_up_and_in() {
 fn boot_of_an_unsupported_release_is_refused_naming_both_versions() {
     use kalmar_common::release::{Release, METADATA_KEY, VERSION};
     let t0 = Instant::now();
-    let mut map = OsdMap::new(Uuid::new_v4(), 1);
-    map.epoch = 1;
-    let mut m = OsdMon::new(map, opts(), t0);
+    let mut m = empty_mon(t0);
     let u = Uuid::new_v4();
     assert_eq!(m.osd_mkfs(u, -1, "h").expect("mkfs"), 0);
     assert!(commit(&mut m));

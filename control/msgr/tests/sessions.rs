@@ -47,6 +47,28 @@ async fn next_message(rx: &mut mpsc::Receiver<Event>) -> kalmar_msgr::Incoming {
     }
 }
 
+/// A hand-made hello of a fresh session without auth and without a mode
+/// offer (an older peer's: crc).
+fn plain_hello(
+    protocol_version: u32,
+    entity: &str,
+    fsid: Uuid,
+    session_id: u64,
+) -> kalmar_msgr::handshake::Hello {
+    kalmar_msgr::handshake::Hello {
+        protocol_version,
+        entity: name(entity),
+        fsid,
+        session_id,
+        in_seq: 0,
+        acked_seq: 0,
+        features: 0,
+        max_frame_bytes: 0,
+        auth: None,
+        modes: Vec::new(),
+    }
+}
+
 async fn listener(fsid: Uuid, cfg: MsgrConfig) -> (Listener, mpsc::Receiver<Event>) {
     let (tx, rx) = event_channel(&cfg);
     let l = Listener::bind(
@@ -420,19 +442,7 @@ async fn malformed_frames_close_only_that_connection() {
         ..fast_config()
     };
     let (l, mut srv) = listener(fsid, cfg.clone()).await;
-    let hello = kalmar_msgr::handshake::Hello {
-        protocol_version: kalmar_msgr::handshake::PROTOCOL_VERSION,
-        entity: name("osd.9"),
-        fsid,
-        session_id: 77,
-        in_seq: 0,
-        acked_seq: 0,
-        features: 0,
-        max_frame_bytes: 0,
-        auth: None,
-        // An older peer's hello: no mode offer (crc).
-        modes: Vec::new(),
-    };
+    let hello = plain_hello(kalmar_msgr::handshake::PROTOCOL_VERSION, "osd.9", fsid, 77);
     let hello_bytes = kalmar_common::Encode::to_bytes(&hello);
     let frame = |kind, seq, payload: &[u8]| {
         let mut v = FrameHeader::for_payload(kind, 1, seq, 0, payload)
@@ -518,19 +528,12 @@ async fn silent_peer_times_out_and_session_expires() {
         ..fast_config()
     };
     let (l, mut srv) = listener(fsid, cfg.clone()).await;
-    let hello = kalmar_msgr::handshake::Hello {
-        protocol_version: kalmar_msgr::handshake::PROTOCOL_VERSION,
-        entity: name("client.5"),
+    let hello = plain_hello(
+        kalmar_msgr::handshake::PROTOCOL_VERSION,
+        "client.5",
         fsid,
-        session_id: 99,
-        in_seq: 0,
-        acked_seq: 0,
-        features: 0,
-        max_frame_bytes: 0,
-        auth: None,
-        // An older peer's hello: no mode offer (crc).
-        modes: Vec::new(),
-    };
+        99,
+    );
     let payload = kalmar_common::Encode::to_bytes(&hello);
     let mut raw = FrameHeader::for_payload(FrameKind::Hello, 0, 0, 0, &payload)
         .encode()
@@ -691,22 +694,11 @@ async fn answer_to(l: &Listener, bytes: &[u8]) -> String {
 #[tokio::test]
 async fn peers_of_unsupported_versions_are_refused_naming_both() {
     use kalmar_common::Encode;
-    use kalmar_msgr::handshake::{Hello, HelloReply, PROTOCOL_VERSION};
+    use kalmar_msgr::handshake::{HelloReply, PROTOCOL_VERSION};
     let fsid = Uuid::new_v4();
     let (l, mut srv) = listener(fsid, fast_config()).await;
     let future = PROTOCOL_VERSION + 1;
-    let hello = Hello {
-        protocol_version: future,
-        entity: name("osd.9"),
-        fsid,
-        session_id: 5,
-        in_seq: 0,
-        acked_seq: 0,
-        features: 0,
-        max_frame_bytes: 0,
-        auth: None,
-        modes: Vec::new(),
-    };
+    let hello = plain_hello(future, "osd.9", fsid, 5);
     let text = answer_to(&l, &raw_frame(FrameKind::Hello, &hello.to_bytes())).await;
     assert!(
         text.contains(&format!(
