@@ -50,13 +50,6 @@ pub(crate) struct ReadCache {
     max_bytes: usize,
 }
 
-/// What a lookup found.
-pub(crate) enum Lookup {
-    Hit(Option<Vec<u8>>),
-    /// Not cached: read the database, then offer the answer with this epoch.
-    Miss(u64),
-}
-
 impl ReadCache {
     pub fn new(max_bytes: usize) -> ReadCache {
         ReadCache {
@@ -68,14 +61,6 @@ impl ReadCache {
                 epoch: 0,
             }),
             max_bytes,
-        }
-    }
-
-    pub fn lookup(&self, key: &[u8]) -> Lookup {
-        let g = self.inner.lock();
-        match g.map.get(key) {
-            Some(e) => Lookup::Hit(e.value.clone()),
-            None => Lookup::Miss(g.epoch),
         }
     }
 
@@ -175,9 +160,9 @@ mod tests {
     use super::*;
 
     fn get(c: &ReadCache, db: &HashMap<Vec<u8>, Vec<u8>>, k: &[u8]) -> Option<Vec<u8>> {
-        match c.lookup(k) {
-            Lookup::Hit(v) => v,
-            Lookup::Miss(epoch) => {
+        match peek(c, k) {
+            Ok(v) => v,
+            Err(epoch) => {
                 let v = db.get(k).cloned();
                 c.offer(k, &v, epoch);
                 v
@@ -192,8 +177,8 @@ mod tests {
         db.insert(b"a".to_vec(), b"1".to_vec());
         assert_eq!(get(&c, &db, b"a"), Some(b"1".to_vec()));
         assert_eq!(get(&c, &db, b"b"), None);
-        assert!(matches!(c.lookup(b"a"), Lookup::Hit(Some(_))));
-        assert!(matches!(c.lookup(b"b"), Lookup::Hit(None)));
+        assert!(matches!(peek(&c, b"a"), Ok(Some(_))));
+        assert!(matches!(peek(&c, b"b"), Ok(None)));
         let ops = vec![
             KvOp::Put(b"a".to_vec(), b"2".to_vec()),
             KvOp::Put(b"b".to_vec(), b"3".to_vec()),
@@ -207,9 +192,9 @@ mod tests {
         assert_eq!(get(&c, &db, b"a"), Some(b"2".to_vec()));
         assert_eq!(get(&c, &db, b"b"), Some(b"3".to_vec()));
         c.wrote(&[KvOp::Delete(b"a".to_vec())]);
-        assert!(matches!(c.lookup(b"a"), Lookup::Hit(None)));
+        assert!(matches!(peek(&c, b"a"), Ok(None)));
         c.wrote(&[KvOp::DeleteRange(b"a".to_vec(), b"c".to_vec())]);
-        assert!(matches!(c.lookup(b"b"), Lookup::Hit(None)));
+        assert!(matches!(peek(&c, b"b"), Ok(None)));
     }
 
     /// `lookup_with`'s answer: the value shown on a hit, the epoch on a miss.
@@ -244,13 +229,13 @@ mod tests {
     #[test]
     fn a_read_that_raced_a_write_is_not_cached() {
         let c = ReadCache::new(1 << 20);
-        let Lookup::Miss(epoch) = c.lookup(b"k") else {
+        let Err(epoch) = peek(&c, b"k") else {
             panic!("empty cache")
         };
         // The database answered with the old value, then a write landed.
         c.wrote(&[KvOp::Put(b"k".to_vec(), b"new".to_vec())]);
         c.offer(b"k", &Some(b"old".to_vec()), epoch);
-        assert!(matches!(c.lookup(b"k"), Lookup::Miss(_)));
+        assert!(peek(&c, b"k").is_err());
     }
 
     #[test]
@@ -259,17 +244,14 @@ mod tests {
         let c = ReadCache::new(max);
         for i in 0..10_000u32 {
             let k = i.to_be_bytes();
-            let Lookup::Miss(e) = c.lookup(&k) else {
+            let Err(e) = peek(&c, &k) else {
                 panic!("fresh key")
             };
             c.offer(&k, &Some(vec![7u8; 100]), e);
             assert!(c.cached_bytes() <= max);
         }
         // The newest keys are still there, the oldest gone.
-        assert!(matches!(
-            c.lookup(&9_999u32.to_be_bytes()),
-            Lookup::Hit(Some(_))
-        ));
-        assert!(matches!(c.lookup(&0u32.to_be_bytes()), Lookup::Miss(_)));
+        assert!(matches!(peek(&c, &9_999u32.to_be_bytes()), Ok(Some(_))));
+        assert!(peek(&c, &0u32.to_be_bytes()).is_err());
     }
 }

@@ -15,7 +15,7 @@ use rocksdb::{
 
 use super::{KvOp, KvOptions, KvRead, KvStore};
 use crate::error::StoreError;
-use crate::kvcache::{Lookup, ReadCache};
+use crate::kvcache::ReadCache;
 
 /// The open database.
 pub struct RocksKv {
@@ -112,23 +112,31 @@ impl RocksKv {
     }
 }
 
+impl RocksKv {
+    /// Reads `key` from the database after a cache miss at `epoch`, and
+    /// offers the answer to the cache.
+    fn fetch(&self, key: &[u8], epoch: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let v = self.db.get(key).map_err(StoreError::kv)?;
+        self.cache.offer(key, &v, epoch);
+        Ok(v)
+    }
+}
+
 impl KvRead for RocksKv {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.cache.lookup(key) {
-            Lookup::Hit(v) => Ok(v),
-            Lookup::Miss(epoch) => {
-                let v = self.db.get(key).map_err(StoreError::kv)?;
-                self.cache.offer(key, &v, epoch);
-                Ok(v)
-            }
+        let mut hit = None;
+        match self
+            .cache
+            .lookup_with(key, &mut |v| hit = Some(v.map(<[u8]>::to_vec)))
+        {
+            None => Ok(hit.flatten()),
+            Some(epoch) => self.fetch(key, epoch),
         }
     }
 
     fn get_with(&self, key: &[u8], f: &mut dyn FnMut(Option<&[u8]>)) -> Result<(), StoreError> {
         if let Some(epoch) = self.cache.lookup_with(key, f) {
-            let v = self.db.get(key).map_err(StoreError::kv)?;
-            self.cache.offer(key, &v, epoch);
-            f(v.as_deref());
+            f(self.fetch(key, epoch)?.as_deref());
         }
         Ok(())
     }
