@@ -164,13 +164,21 @@ impl EngineShared {
     /// Queues a transaction from another thread and wakes the driver; once
     /// the engine is gone, answers it with the reason at once.
     pub fn push(&self, q: Queued) {
+        self.push_all(std::iter::once(q));
+    }
+
+    /// Queues several transactions under one lock, so the driver finds
+    /// them together and prepares them as one batch.
+    pub fn push_all(&self, qs: impl IntoIterator<Item = Queued>) {
         let mut inbox = self.inbox.lock();
         if let Some(e) = inbox.closed.clone() {
             drop(inbox);
-            q.notify.complete(Err(e), &mut Vec::new());
+            for q in qs {
+                q.notify.complete(Err(e.clone()), &mut Vec::new());
+            }
             return;
         }
-        inbox.items.push(q);
+        inbox.items.extend(qs);
         drop(inbox);
         self.wake.signal();
     }

@@ -23,6 +23,14 @@ use kalmar_common::perf::PerfCounters;
 use parking_lot::Mutex;
 use uuid::Uuid;
 
+/// What [`ObjectStore::admit`] decided for one transaction.
+enum Admission {
+    /// A permit was free: push the transaction to this engine.
+    Now(Arc<EngineShared>, Queued, crate::Commit),
+    /// The commit waits for room itself, or carries a refusal.
+    Later(crate::Commit),
+}
+
 pub use mount::default_db_path;
 pub(crate) use mount::write_superblock;
 
@@ -442,15 +450,28 @@ impl ObjectStore {
     }
 
     fn submit(&self, txn: Transaction) -> crate::Commit {
+        match self.admit(txn) {
+            Admission::Now(es, queued, commit) => {
+                es.push(queued);
+                commit
+            }
+            Admission::Later(commit) => commit,
+        }
+    }
+
+    /// Takes an admission permit for `txn` if one is free at once (the
+    /// caller pushes it); otherwise the commit waits for room itself, or
+    /// carries the refusal.
+    fn admit(&self, txn: Transaction) -> Admission {
         if let Some(reason) = self.sh.poisoned() {
-            return Completion::ready(Err(StoreError::Poisoned(reason)));
+            return Admission::Later(Completion::ready(Err(StoreError::Poisoned(reason))));
         }
         if self.closing.load(Ordering::Acquire) {
-            return Completion::ready(Err(StoreError::Unmounted));
+            return Admission::Later(Completion::ready(Err(StoreError::Unmounted)));
         }
         let zone = match self.sh.route(&txn) {
             Ok(z) => z,
-            Err(e) => return Completion::ready(Err(e)),
+            Err(e) => return Admission::Later(Completion::ready(Err(e))),
         };
         let es = self.sh.engines[zone].clone();
         let (tx, rx) = pair();
@@ -462,31 +483,73 @@ impl ObjectStore {
             space_retried: false,
         };
         match es.admission.clone().try_acquire_owned() {
-            Ok(permit) => {
+            Ok(permit) => Admission::Now(es, queued(permit), rx),
+            // Full: wait for room, then queue.
+            Err(_) => Admission::Later(Completion::from_future(async move {
+                let permit = es
+                    .admission
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| StoreError::Unmounted)?;
                 es.push(queued(permit));
-                rx
-            }
-            Err(_) => {
-                // Full: wait for room, then queue.
-                Completion::from_future(async move {
-                    let permit = es
-                        .admission
-                        .clone()
-                        .acquire_owned()
-                        .await
-                        .map_err(|_| StoreError::Unmounted)?;
-                    es.push(queued(permit));
-                    rx.await
-                })
-            }
+                rx.await
+            })),
         }
     }
 
-    /// Queues several transactions at once, in order.
+    /// Queues several transactions at once, in order. Those admitted at
+    /// once reach their engine together and are prepared as one batch
+    /// (a later one sees what an earlier one created or undid).
     pub fn queue_transactions(&self, txns: Vec<Transaction>) -> Vec<crate::Commit> {
-        txns.into_iter()
-            .map(|t| self.queue_transaction(t))
-            .collect()
+        let mut commits = Vec::with_capacity(txns.len());
+        // Admitted, not yet pushed: (engine, transaction).
+        let mut held: Vec<(Arc<EngineShared>, Queued)> = Vec::with_capacity(txns.len());
+        let mut waiting = false;
+        for txn in txns {
+            if waiting {
+                // One already waits for room: the rest queue behind it.
+                commits.push(self.submit(txn));
+                continue;
+            }
+            match self.admit(txn) {
+                Admission::Now(es, queued, commit) => {
+                    held.push((es, queued));
+                    commits.push(commit);
+                }
+                Admission::Later(commit) => {
+                    Self::push_held(&mut held);
+                    waiting = true;
+                    commits.push(commit);
+                }
+            }
+        }
+        Self::push_held(&mut held);
+        match &self.inline {
+            Some(d) => commits
+                .into_iter()
+                .map(|c| c.driven_by(d.clone()))
+                .collect(),
+            None => commits,
+        }
+    }
+
+    /// Pushes admitted transactions, each engine's in one go and in order.
+    fn push_held(held: &mut Vec<(Arc<EngineShared>, Queued)>) {
+        while let Some((es, _)) = held.first() {
+            let es = es.clone();
+            let mut rest = Vec::new();
+            let mine = held.drain(..).filter_map(|(e, q)| {
+                if Arc::ptr_eq(&e, &es) {
+                    Some(q)
+                } else {
+                    rest.push((e, q));
+                    None
+                }
+            });
+            es.push_all(mine.collect::<Vec<_>>());
+            *held = rest;
+        }
     }
 
     /// Queues `txn` and blocks until it is durable.
