@@ -11,10 +11,12 @@
 # The uprobes slow the daemon down many times over: read the shares, not
 # the rate. For allocations per I/O use the `allocator` perf counters
 # (scripts/bench.sh prints them per job). Needs root and perf.
+# ALLOC_SITES_PERIOD (default 20): record one allocation in this many.
 set -euo pipefail
 PID=${1:?usage: alloc_sites.sh PID [SECONDS] [TOP]}
 SECS=${2:-3}
 TOP=${3:-30}
+PERIOD=${ALLOC_SITES_PERIOD:-20}
 HERE=$(cd "$(dirname "$0")" && pwd)
 BIN=$(readlink /proc/$PID/exe)
 case $BIN in
@@ -42,7 +44,11 @@ cleanup() {
 trap cleanup EXIT
 echo "p:kalmar_alloc/alloc $BIN:$ALLOC" >>$TRACE/uprobe_events
 echo "p:kalmar_alloc/realloc $BIN:$REALLOC" >>$TRACE/uprobe_events
-perf record -q -e kalmar_alloc:alloc -e kalmar_alloc:realloc --call-graph dwarf,16384 \
-  -p "$PID" -o "$OUT/perf.data" -- sleep "$SECS" >/dev/null 2>&1
+# One event in PERIOD is recorded with its stack: every event with a
+# 16 KiB stack copy came to ~1 GB per second under a size-3 write load and
+# filled the disk the OSDs' device files sit on.
+perf record -q -c "$PERIOD" -e kalmar_alloc:alloc -e kalmar_alloc:realloc \
+  --call-graph dwarf,16384 -p "$PID" -o "$OUT/perf.data" -- sleep "$SECS" >"$OUT/record.log" 2>&1 ||
+  { echo "alloc_sites: perf record failed:" >&2; cat "$OUT/record.log" >&2; exit 1; }
 perf script -i "$OUT/perf.data" -F event,ip,sym --no-inline 2>/dev/null >"$OUT/stacks.txt"
 python3 "$HERE/alloc_sites.py" "$OUT/stacks.txt" "$TOP"

@@ -219,36 +219,42 @@ pub fn reply(to: &SessionHandle, msg: Message) {
     }
 }
 
-/// Adds the store operations of a client or replicated write of one object.
-pub fn apply_store_ops(t: &mut Transaction, coll: &CollectionId, oid: &ObjectId, ops: &[StoreOp]) {
+/// Adds the store operations of a client or replicated write of one
+/// object, moving their buffers and names into the transaction.
+pub fn apply_store_ops(
+    t: &mut Transaction,
+    coll: &CollectionId,
+    oid: &ObjectId,
+    ops: impl IntoIterator<Item = StoreOp>,
+) {
     for op in ops {
         match op {
             StoreOp::Touch => {
                 t.touch(coll, oid);
             }
             StoreOp::Write { offset, data } => {
-                t.write(coll, oid, *offset, data.clone());
+                t.write(coll, oid, offset, data);
             }
             StoreOp::Truncate { size } => {
-                t.truncate(coll, oid, *size);
+                t.truncate(coll, oid, size);
             }
             StoreOp::Zero { offset, len } => {
-                t.zero(coll, oid, *offset, *len);
+                t.zero(coll, oid, offset, len);
             }
             StoreOp::Remove => {
                 t.remove(coll, oid);
             }
             StoreOp::SetAttrs { attrs } => {
-                t.setattrs(coll, oid, attrs.clone());
+                t.setattrs(coll, oid, attrs);
             }
             StoreOp::RmAttr { name } => {
-                t.rmattr(coll, oid, name);
+                t.rmattr(coll, oid, &name);
             }
             StoreOp::OmapSet { entries } => {
-                t.omap_setkeys(coll, oid, entries.clone());
+                t.omap_setkeys(coll, oid, entries);
             }
             StoreOp::OmapRm { keys } => {
-                t.omap_rmkeys(coll, oid, keys.clone());
+                t.omap_rmkeys(coll, oid, keys);
             }
             StoreOp::OmapClear => {
                 t.omap_clear(coll, oid);

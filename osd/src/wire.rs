@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 
 use kalmar_common::encoding::{encode_versioned, Decode, DecodeError, Decoder, Encode};
-use kalmar_common::impl_versioned;
 use kalmar_maps::PgId;
 use kalmar_peering::{
     Eversion, ObjectBound, PastIntervals, PeeringMessage, PgHistory, PgInfo, PgLog, PgLogEntry,
@@ -236,7 +235,52 @@ pub struct RepMeta {
     pub trim_to: Option<Eversion>,
     pub stats: PgObjectStats,
 }
-impl_versioned!(RepMeta, "repop meta", version = 1, compat = 1, { entries, trim_to, stats });
+
+impl RepMeta {
+    /// The encoding of a `RepMeta` of these parts, from borrowed parts:
+    /// the primary encodes its new entry for the replicas and then moves
+    /// it into its own log, without a copy of the entry.
+    pub fn encode_parts(
+        entries: &[PgLogEntry],
+        trim_to: Option<Eversion>,
+        stats: &PgObjectStats,
+    ) -> Vec<u8> {
+        kalmar_common::encoding::encode_exact(|buf| {
+            Self::encode_fields(buf, entries, trim_to, stats)
+        })
+    }
+
+    fn encode_fields(
+        buf: &mut Vec<u8>,
+        entries: &[PgLogEntry],
+        trim_to: Option<Eversion>,
+        stats: &PgObjectStats,
+    ) {
+        encode_versioned(buf, 1, 1, |b| {
+            entries.encode(b);
+            trim_to.encode(b);
+            stats.encode(b);
+        })
+    }
+}
+
+impl Encode for RepMeta {
+    fn encode(&self, buf: &mut Vec<u8>) {
+        Self::encode_fields(buf, &self.entries, self.trim_to, &self.stats)
+    }
+}
+
+impl Decode for RepMeta {
+    fn decode(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        d.versioned("repop meta", 1, |d, _| {
+            Ok(RepMeta {
+                entries: Decode::decode(d)?,
+                trim_to: Decode::decode(d)?,
+                stats: Decode::decode(d)?,
+            })
+        })
+    }
+}
 
 /// Encodes a backfill scan result.
 pub fn encode_scan(s: &ScanResult) -> Vec<u8> {
@@ -393,6 +437,11 @@ pub(crate) mod tests {
         assert_eq!(
             RepMeta::from_bytes(&meta.to_bytes()).expect("decodes"),
             meta
+        );
+        assert_eq!(
+            RepMeta::encode_parts(&meta.entries, meta.trim_to, &meta.stats),
+            meta.to_bytes(),
+            "the primary's borrowed encoding is the struct's"
         );
         let scan = ScanResult {
             begin: ObjectBound::Min,

@@ -139,8 +139,8 @@ pub use intervals::{
 pub use log::{CompletedRequest, Few, LogOp, PgLog, PgLogDup, PgLogEntry, TrimOutcome};
 pub use machine::{
     Action, Active, Event, LogWrite, Peering, PeeringMessage, Pg, PgMeta, PgStatsReport, PgWrite,
-    QueryKind, Replica, ReplicationTarget, ReservationKind, ReserveFor, ScrubResult, State,
-    WriteReadiness,
+    QueryKind, Replica, ReplicationTarget, ReplicationTargets, ReservationKind, ReserveFor,
+    ScrubResult, State, WriteReadiness,
 };
 pub use merge::{merge_log, proc_replica_log, MergeOutcome, ReplicaState};
 pub use missing::{MissingItem, PgMissing};

@@ -7,11 +7,10 @@
 //! to every other member; answer the client once the local transaction and
 //! every member's are durable.
 
-use std::collections::BTreeSet;
 use std::time::Instant;
 
 use bytes::Bytes;
-use kalmar_common::encoding::{Decode, Encode};
+use kalmar_common::encoding::Decode;
 use kalmar_maps::pool::POOL_FLAG_FULL_QUOTA;
 use kalmar_maps::time::now_us;
 use kalmar_maps::OsdId;
@@ -30,12 +29,15 @@ use crate::perf::*;
 use crate::service::{apply_store_ops, data_bytes, reply};
 use crate::wire::RepMeta;
 
+/// The members of a write's acting set, inline up to a size-5 pool.
+type Members = smallvec::SmallVec<[OsdId; 5]>;
+
 /// A write waiting for its commits.
 pub(super) struct InFlightWrite {
     version: Eversion,
     oid: String,
     /// OSDs (this one included) that have not committed yet.
-    waiting: BTreeSet<OsdId>,
+    waiting: Members,
     op: ClientOp,
     /// Resends of the same request that arrived meanwhile.
     dups: Vec<ClientOp>,
@@ -123,17 +125,22 @@ impl PgActor {
             .ops
             .iter()
             .any(|o| matches!(o, kalmar_proto::client::OsdOp::PgLs { .. }));
+        // The store's name of the object, checked once and kept for the
+        // write (a listing names no object).
+        let mut obj = None;
         if !is_ls {
-            if let Err(msg) = check_object_name(&op.req.oid, self.svc.opts.osd_max_object_name_len)
-            {
-                let e = self.epoch;
-                let code = if op.req.oid.len() > self.svc.opts.osd_max_object_name_len {
-                    errno::ENAMETOOLONG
-                } else {
-                    errno::EINVAL
-                };
-                self.answer_error(op, -code, e, &msg);
-                return;
+            match check_object_name(&op.req.oid, self.svc.opts.osd_max_object_name_len) {
+                Ok(o) => obj = Some(o),
+                Err(msg) => {
+                    let e = self.epoch;
+                    let code = if op.req.oid.len() > self.svc.opts.osd_max_object_name_len {
+                        errno::ENAMETOOLONG
+                    } else {
+                        errno::EINVAL
+                    };
+                    self.answer_error(op, -code, e, &msg);
+                    return;
+                }
             }
         }
         let oid = op.req.oid.clone();
@@ -172,7 +179,7 @@ impl PgActor {
             self.svc.scrub_perf.inc(L_SCRUB_WRITES_DELAYED, 1);
             self.waiting_object.entry(oid).or_default().push_back(op);
         } else if op.req.is_write() {
-            self.write(op).await;
+            self.write(op, obj).await;
         } else if self.objects.inflight(&oid) > 0 {
             // Reads see committed state: wait for this object's writes.
             op.track.mark("waiting_for_ondisk_writes");
@@ -215,7 +222,8 @@ impl PgActor {
         Ok(info)
     }
 
-    async fn write(&mut self, op: ClientOp) {
+    /// `obj`: the object's store name if the caller already checked it.
+    async fn write(&mut self, op: ClientOp, obj: Option<ObjectId>) {
         op.track.mark("started");
         let started = Instant::now();
         let reqid = ReqId::new(op.req.client, op.req.nonce, op.req.tid);
@@ -234,7 +242,7 @@ impl PgActor {
             return;
         }
         let oid = op.req.oid.clone();
-        let Ok(o) = ObjectId::new(&oid) else {
+        let Some(o) = obj.or_else(|| ObjectId::new(&oid).ok()) else {
             let e = self.epoch;
             return self.answer_error(op, -errno::EINVAL, e, "invalid object name");
         };
@@ -296,7 +304,17 @@ impl PgActor {
         stats.num_bytes = stats.num_bytes.saturating_add_signed(plan.delta_bytes);
         self.pg.set_object_stats(stats);
         let trim_to = self.pg.trim_to();
-        let pgw = match self.pg.append_log(vec![entry.clone()], trim_to) {
+        let targets = self.pg.replication_targets(&oid);
+        // The replicas' copy of the entry, encoded before the entry moves
+        // into the log.
+        let pg_meta = (!targets.is_empty()).then(|| {
+            Bytes::from(RepMeta::encode_parts(
+                std::slice::from_ref(&entry),
+                trim_to,
+                &stats,
+            ))
+        });
+        let pgw = match self.pg.append_log(vec![entry], trim_to) {
             Ok(w) => w,
             Err(e) => {
                 // The PG's state is no longer what its log says.
@@ -313,28 +331,12 @@ impl PgActor {
             self.pgid
         );
         debug_assert!(version > prior, "an entry newer than the object");
-        let mut t = Transaction::new();
-        apply_store_ops(&mut t, &self.coll, &o, &plan.store_ops);
-        self.meta.add_write(&mut t, &pgw, &self.pg, self.epoch);
-        self.objects.start_write(&oid, new_info);
         let tid = self.next_tid;
         self.next_tid += 1;
-        self.svc.perf.tinc(L_OP_W_PREPARE_LAT, started.elapsed());
-        self.svc.perf.tinc(L_OP_PREPARE_LAT, started.elapsed());
-        self.store
-            .submit(t, permit, self.tx.clone(), AfterCommit::Tid(tid));
-        let targets = self.pg.replication_targets(&oid);
-        let mut waiting: BTreeSet<OsdId> = targets.iter().map(|t| t.osd).collect();
-        waiting.insert(self.whoami);
-        if !targets.is_empty() {
-            let pg_meta = Bytes::from(
-                RepMeta {
-                    entries: vec![entry],
-                    trim_to,
-                    stats,
-                }
-                .to_bytes(),
-            );
+        // The replicas' messages are encoded first, so the store ops then
+        // move into the local transaction instead of being copied.
+        let mut store_ops = std::mem::take(&mut plan.store_ops);
+        let repops = pg_meta.map(|pg_meta| {
             // Every member that takes the data gets the same message: built
             // and encoded once, its segments shared between the sends.
             let mut repop = RepOp {
@@ -344,15 +346,29 @@ impl PgActor {
                 interval: self.interval(),
                 tid,
                 oid: oid.clone(),
-                ops: std::mem::take(&mut plan.store_ops),
+                ops: std::mem::take(&mut store_ops),
                 pg_meta,
             };
             let with_data = repop.to_message();
+            store_ops = std::mem::take(&mut repop.ops);
             // Backfill targets past the object get the log entry only.
-            let without_data = targets.iter().any(|t| !t.with_data).then(|| {
-                repop.ops.clear();
-                repop.to_message()
-            });
+            let without_data = targets
+                .iter()
+                .any(|t| !t.with_data)
+                .then(|| repop.to_message());
+            (with_data, without_data)
+        });
+        let mut t = Transaction::new();
+        apply_store_ops(&mut t, &self.coll, &o, store_ops);
+        self.meta.add_write(&mut t, &pgw, &self.pg, self.epoch);
+        self.objects.start_write(&oid, new_info);
+        self.svc.perf.tinc(L_OP_W_PREPARE_LAT, started.elapsed());
+        self.svc.perf.tinc(L_OP_PREPARE_LAT, started.elapsed());
+        self.store
+            .submit(t, permit, self.tx.clone(), AfterCommit::Tid(tid));
+        let mut waiting: Members = targets.iter().map(|t| t.osd).collect();
+        waiting.push(self.whoami);
+        if let Some((with_data, without_data)) = repops {
             for target in &targets {
                 let msg = match (&without_data, target.with_data) {
                     (Some(m), false) => m.clone(),
@@ -406,7 +422,7 @@ impl PgActor {
     fn acked(&mut self, tid: u64, osd: OsdId) {
         let done = match self.inflight.get_mut(&tid) {
             Some(w) => {
-                w.waiting.remove(&osd);
+                w.waiting.retain(|o| *o != osd);
                 w.waiting.is_empty()
             }
             None => return,
@@ -485,7 +501,7 @@ impl PgActor {
     }
 
     /// A replicated write from the primary.
-    pub(super) async fn rep_op(&mut self, from: SessionHandle, op: RepOp) {
+    pub(super) async fn rep_op(&mut self, from: SessionHandle, mut op: RepOp) {
         if op.map_epoch > self.epoch {
             self.pending_cluster
                 .push(super::PgEvent::RepOp { from, op });
@@ -549,10 +565,10 @@ impl PgActor {
         };
         let mut t = Transaction::new();
         if let Some(o) = &obj {
-            apply_store_ops(&mut t, &self.coll, o, &op.ops);
+            apply_store_ops(&mut t, &self.coll, o, std::mem::take(&mut op.ops));
         }
         self.meta.add_write(&mut t, &pgw, &self.pg, self.epoch);
-        let bytes = data_bytes(&op.ops);
+        let bytes = adds;
         let perf = &self.svc.perf;
         perf.inc(L_SUBOP, 1);
         perf.inc(L_SUBOP_W, 1);

@@ -22,7 +22,7 @@ use kalmar_maps::{Epoch, OsdId, PgId};
 pub use action::{Action, LogWrite, PgStatsReport, PgWrite};
 pub use event::{Event, PeeringMessage, QueryKind, ReservationKind, ReserveFor, ScrubResult};
 pub use state::{Active, Peering, Replica, State, StateHistory, StateHistoryEntry};
-pub use write::{ReplicationTarget, WriteReadiness};
+pub use write::{ReplicationTarget, ReplicationTargets, WriteReadiness};
 
 use crate::backfill::ScanResult;
 use crate::choose::ActingChoice;

@@ -35,6 +35,10 @@ pub struct ReplicationTarget {
     pub with_data: bool,
 }
 
+/// The members a write goes to besides the primary: inline up to a
+/// size-5 pool's four (no allocation per write).
+pub type ReplicationTargets = smallvec::SmallVec<[ReplicationTarget; 4]>;
+
 impl Pg {
     /// Whether client I/O is served (active, every member activated, at
     /// least min_size acting).
@@ -94,9 +98,14 @@ impl Pg {
     }
 
     /// The members a write of `oid` goes to (the primary excluded).
-    pub fn replication_targets(&self, oid: &str) -> Vec<ReplicationTarget> {
-        self.acting_recovery_backfill()
-            .into_iter()
+    pub fn replication_targets(&self, oid: &str) -> ReplicationTargets {
+        let Some(choice) = self.p.choice.as_ref() else {
+            return ReplicationTargets::new();
+        };
+        choice
+            .acting_recovery_backfill
+            .iter()
+            .copied()
             .filter(|&o| o != self.whoami)
             .map(|o| ReplicationTarget {
                 osd: o,
