@@ -145,6 +145,14 @@ impl Checkpointer {
 pub(crate) fn begin_round(sh: &Shared) -> u64 {
     let round = {
         let mut st = sh.checkpointer.state.lock();
+        // An open round's reports hold the layers its engines sealed, and
+        // nothing else brings them to the database: clearing them for a
+        // new round would lose those writes at the next mount.
+        assert!(
+            !st.collecting,
+            "checkpoint round {} is still open: finish it before beginning another",
+            st.round
+        );
         st.round += 1;
         st.requested = false;
         st.collecting = true;
@@ -161,6 +169,13 @@ pub(crate) fn begin_round(sh: &Shared) -> u64 {
         es.wake.signal();
     }
     round
+}
+
+/// The round begun and not finished, if any (the checkpointer's thread
+/// stops waiting for reports when the store unmounts).
+pub(crate) fn open_round(sh: &Shared) -> Option<u64> {
+    let st = sh.checkpointer.state.lock();
+    st.collecting.then_some(st.round)
 }
 
 /// The reports of `round` once every engine sent one.

@@ -645,21 +645,37 @@ pub(crate) fn quiesce_and_close(d: &InlineDriver) -> Result<(), StoreError> {
             std::thread::yield_now();
         }
     }
+    // A round the checkpointer began and did not finish (its thread stops
+    // waiting at unmount) is finished first: the layers the engines
+    // sealed for it are in its reports and nowhere else on their way to
+    // the database.
+    if let Some(open) = crate::checkpoint::open_round(sh) {
+        let reports = collect_reports(d, open)?;
+        crate::checkpoint::finish_round(sh, open, reports, false)?;
+    }
     let round = crate::checkpoint::begin_round(sh);
-    let reports = loop {
-        for e in d.engines.lock().iter_mut() {
-            e.poll();
-        }
-        if let Some(r) = crate::checkpoint::take_reports(sh, round) {
-            break r;
-        }
-        if let Some(reason) = sh.poisoned() {
-            return Err(StoreError::Poisoned(reason));
-        }
-    };
+    let reports = collect_reports(d, round)?;
     crate::checkpoint::finish_round(sh, round, reports, true)?;
     for e in d.engines.lock().iter_mut() {
         e.poll();
     }
     Ok(())
+}
+
+/// Polls the engines until every one reported for `round`.
+fn collect_reports(
+    d: &InlineDriver,
+    round: u64,
+) -> Result<Vec<crate::engine::SealReport>, StoreError> {
+    loop {
+        for e in d.engines.lock().iter_mut() {
+            e.poll();
+        }
+        if let Some(r) = crate::checkpoint::take_reports(&d.sh, round) {
+            return Ok(r);
+        }
+        if let Some(reason) = d.sh.poisoned() {
+            return Err(StoreError::Poisoned(reason));
+        }
+    }
 }
