@@ -34,8 +34,17 @@ pub const STORE_KV_INSTANCE: &[u8] = b"Skv_instance";
 /// the journal is in the database, the store counters, the next object id.
 pub const STORE_CHECKPOINT: &[u8] = b"Scheckpoint";
 
+/// A key built for a lookup: on the stack up to 128 bytes (a collection
+/// id and a typical object name), so a read of the metadata allocates
+/// nothing; keys stored in a batch are `Vec`s.
+pub type LookupKey = smallvec::SmallVec<[u8; 128]>;
+
 pub fn collection(c: &CollectionId) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + c.as_str().len());
+    collection_lookup(c).into_vec()
+}
+
+pub fn collection_lookup(c: &CollectionId) -> LookupKey {
+    let mut k = LookupKey::new();
     k.push(P_COLL);
     k.extend_from_slice(c.as_str().as_bytes());
     k
@@ -53,8 +62,12 @@ pub fn onode_prefix(c: &CollectionId) -> Vec<u8> {
 }
 
 pub fn onode(c: &CollectionId, o: &ObjectId) -> Vec<u8> {
+    onode_lookup(c, o).into_vec()
+}
+
+pub fn onode_lookup(c: &CollectionId, o: &ObjectId) -> LookupKey {
     let s = c.as_str().as_bytes();
-    let mut k = Vec::with_capacity(2 + s.len() + o.as_bytes().len());
+    let mut k = LookupKey::with_capacity(2 + s.len() + o.as_bytes().len());
     k.push(P_ONODE);
     k.push(s.len() as u8);
     k.extend_from_slice(s);

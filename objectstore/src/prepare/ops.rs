@@ -136,7 +136,7 @@ impl Batch<'_> {
         }
         let mut exists = false;
         self.kv
-            .get_with(&self.view, &keys::collection(c), &mut |v| {
+            .get_with(&self.view, &keys::collection_lookup(c), &mut |v| {
                 exists = v.is_some()
             })?;
         if exists {
@@ -154,7 +154,7 @@ impl Batch<'_> {
     }
 
     fn get_onode(&self, c: &CollectionId, o: &ObjectId) -> Result<Option<Onode>, StoreError> {
-        let key = keys::onode(c, o);
+        let key = keys::onode_lookup(c, o);
         match self.kv.get(&self.view, &key)? {
             None => Ok(None),
             Some(v) => Onode::from_bytes(&v)
@@ -165,7 +165,7 @@ impl Batch<'_> {
 
     /// An object's nid and size, read in place from its stored record.
     fn get_head(&self, c: &CollectionId, o: &ObjectId) -> Result<Option<OnodeHead>, StoreError> {
-        let key = keys::onode(c, o);
+        let key = keys::onode_lookup(c, o);
         let mut head = Ok(None);
         self.kv.get_with(&self.view, &key, &mut |v| {
             head = v.map(OnodeHead::read).transpose()

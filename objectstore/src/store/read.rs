@@ -65,13 +65,14 @@ impl Shared {
         c: &CollectionId,
         o: &ObjectId,
     ) -> Result<Onode, StoreError> {
-        let key = keys::onode(c, o);
-        match r.get(&key)? {
-            Some(v) => {
-                Onode::from_bytes(&v).map_err(|e| StoreError::corrupt(keys::describe(&key), e))
-            }
+        let key = keys::onode_lookup(c, o);
+        // Decoded where the record lies, not from a copy of it.
+        let mut found = None;
+        r.get_with(&key, &mut |v| found = v.map(Onode::from_bytes))?;
+        match found {
+            Some(on) => on.map_err(|e| StoreError::corrupt(keys::describe(&key), e)),
             None => {
-                if r.get(&keys::collection(c))?.is_none() {
+                if r.get(&keys::collection_lookup(c))?.is_none() {
                     Err(StoreError::CollectionNotFound(c.to_string()))
                 } else {
                     Err(not_found(c, o))
@@ -285,7 +286,7 @@ impl Shared {
     }
 
     pub fn exists(&self, c: &CollectionId, o: &ObjectId) -> Result<bool, StoreError> {
-        self.with_view(c, |v| Ok(v.get(&keys::onode(c, o))?.is_some()))
+        self.with_view(c, |v| Ok(v.get(&keys::onode_lookup(c, o))?.is_some()))
     }
 
     pub fn getattr(
@@ -420,7 +421,7 @@ impl Shared {
             layers: layers.clone(),
             base: self.kv.as_ref(),
         };
-        if view.get(&keys::collection(c))?.is_none() {
+        if view.get(&keys::collection_lookup(c))?.is_none() {
             return Err(StoreError::CollectionNotFound(c.to_string()));
         }
         let persisted = crate::collog::read_persisted(self.kv.as_ref(), c)?;
@@ -432,7 +433,7 @@ impl Shared {
     }
 
     pub fn collection_exists(&self, c: &CollectionId) -> Result<bool, StoreError> {
-        self.with_view(c, |v| Ok(v.get(&keys::collection(c))?.is_some()))
+        self.with_view(c, |v| Ok(v.get(&keys::collection_lookup(c))?.is_some()))
     }
 
     pub fn collection_list(
@@ -451,7 +452,7 @@ impl Shared {
         start: Option<&ObjectId>,
         limit: usize,
     ) -> Result<(Vec<ObjectId>, Option<ObjectId>), StoreError> {
-        if snap.get(&keys::collection(c))?.is_none() {
+        if snap.get(&keys::collection_lookup(c))?.is_none() {
             return Err(StoreError::CollectionNotFound(c.to_string()));
         }
         let prefix = keys::onode_prefix(c);
