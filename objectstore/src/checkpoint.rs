@@ -22,6 +22,9 @@
 //! are applied exactly once. Rounds run when an engine asks (zone or
 //! layer filling up, waiting for freed space), every
 //! `checkpoint_interval_ms` when anything was written, and at unmount.
+//! One round is open at a time: an engine's sealed layer reaches the
+//! database only through its round's report, so the unmount finishes a
+//! round left open by the checkpointer's thread before its own.
 
 use std::time::{Duration, Instant};
 
