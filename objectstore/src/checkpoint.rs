@@ -146,16 +146,25 @@ impl Checkpointer {
 
 /// Starts a round: asks every engine to seal. Returns the round number.
 pub(crate) fn begin_round(sh: &Shared) -> u64 {
+    let round = begin_round_unless_open(sh);
+    // An open round's reports hold the layers its engines sealed, and
+    // nothing else brings them to the database: a new round in its place
+    // would lose those writes at the next mount.
+    assert!(
+        round.is_some(),
+        "a checkpoint round is still open: finish it before beginning another"
+    );
+    round.unwrap_or_default()
+}
+
+/// Starts a round unless one is open (checked and begun under one lock:
+/// with caller driving, every shard's driver steps the checkpoints).
+pub(crate) fn begin_round_unless_open(sh: &Shared) -> Option<u64> {
     let round = {
         let mut st = sh.checkpointer.state.lock();
-        // An open round's reports hold the layers its engines sealed, and
-        // nothing else brings them to the database: clearing them for a
-        // new round would lose those writes at the next mount.
-        assert!(
-            !st.collecting,
-            "checkpoint round {} is still open: finish it before beginning another",
-            st.round
-        );
+        if st.collecting {
+            return None;
+        }
         st.round += 1;
         st.requested = false;
         st.collecting = true;
@@ -171,7 +180,7 @@ pub(crate) fn begin_round(sh: &Shared) -> u64 {
         es.link.lock().seal_round = round;
         es.wake.signal();
     }
-    round
+    Some(round)
 }
 
 /// The round begun and not finished, if any (the checkpointer's thread
@@ -381,9 +390,6 @@ pub(crate) fn inline_step(sh: &Shared) -> bool {
         }
         return true;
     }
-    if due(sh).0 {
-        begin_round(sh);
-        return true;
-    }
-    false
+    // Another driver may have begun one since the look above.
+    due(sh).0 && begin_round_unless_open(sh).is_some()
 }
