@@ -73,8 +73,12 @@ struct State {
     stats: StoreStats,
     /// When the last round finished.
     last: Option<Instant>,
-    /// A round is between `begin_round` and its reports being taken.
+    /// A round is open: begun and not finished. One at a time: rounds
+    /// finish in order, each superblock and checkpoint record after the
+    /// previous one's.
     collecting: bool,
+    /// The open round's reports were taken: it is being finished.
+    taken: bool,
 }
 
 pub(crate) struct Checkpointer {
@@ -183,11 +187,11 @@ pub(crate) fn begin_round_unless_open(sh: &Shared) -> Option<u64> {
     Some(round)
 }
 
-/// The round begun and not finished, if any (the checkpointer's thread
-/// stops waiting for reports when the store unmounts).
+/// The round begun and not being finished, if any (the checkpointer's
+/// thread stops waiting for reports when the store unmounts).
 pub(crate) fn open_round(sh: &Shared) -> Option<u64> {
     let st = sh.checkpointer.state.lock();
-    st.collecting.then_some(st.round)
+    (st.collecting && !st.taken).then_some(st.round)
 }
 
 /// The reports of `round` once every engine sent one.
@@ -196,7 +200,10 @@ pub(crate) fn take_reports(sh: &Shared, round: u64) -> Option<Vec<SealReport>> {
     if st.round != round || st.reports.iter().any(Option::is_none) {
         return None;
     }
-    st.collecting = false;
+    if st.taken {
+        return None;
+    }
+    st.taken = true;
     Some(st.reports.iter_mut().filter_map(Option::take).collect())
 }
 
@@ -289,6 +296,9 @@ pub(crate) fn finish_round(
         st.sb = Some((next, slot ^ 1));
         st.stats = stats;
         st.last = Some(Instant::now());
+        // Durable: the next round may begin.
+        st.collecting = false;
+        st.taken = false;
     }
     for r in reports {
         let es = &sh.engines[r.zone];
