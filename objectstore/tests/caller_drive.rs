@@ -45,6 +45,19 @@ fn mount_on(dev: Arc<FaultyDevice>, kv: &Arc<PoweredKv>) -> ObjectStore {
     ObjectStore::mount_device(dev, std::path::Path::new("unused"), &opts).expect("mount")
 }
 
+/// A new store on a fault-injecting device (faults seeded with `seed`),
+/// mounted with caller driving.
+fn new_store(seed: u64) -> (Arc<FaultyDevice>, Arc<PoweredKv>, ObjectStore) {
+    let dev = Arc::new(FaultyDevice::new(DEVICE_BYTES, FaultConfig::new(seed)));
+    let kv = Arc::new(PoweredKv::new(dev.clone()));
+    let mut mk = MkfsOptions::new(Uuid::from_u128(1), Uuid::from_u128(2));
+    mk.journal_bytes = Some(JOURNAL_BYTES);
+    mk.kv = Some(KvHandle(kv.clone()));
+    ObjectStore::mkfs_device(dev.as_ref(), &mk).expect("mkfs");
+    let store = mount_on(dev.clone(), &kv);
+    (dev, kv, store)
+}
+
 /// Threads of this process named like the store's.
 fn store_threads() -> usize {
     std::fs::read_dir("/proc/self/task")
@@ -92,13 +105,7 @@ fn ready<T>(f: impl Future<Output = T>) -> T {
 #[test]
 fn caller_drive_runs_without_store_threads_and_checkpoints_when_stepped() {
     let before = store_threads();
-    let dev = Arc::new(FaultyDevice::new(DEVICE_BYTES, FaultConfig::new(7)));
-    let kv = Arc::new(PoweredKv::new(dev.clone()));
-    let mut mk = MkfsOptions::new(Uuid::from_u128(1), Uuid::from_u128(2));
-    mk.journal_bytes = Some(JOURNAL_BYTES);
-    mk.kv = Some(KvHandle(kv.clone()));
-    ObjectStore::mkfs_device(dev.as_ref(), &mk).expect("mkfs");
-    let store = mount_on(dev.clone(), &kv);
+    let (dev, kv, store) = new_store(7);
     assert_eq!(store_threads(), before, "a Caller mount starts no thread");
     let mut engine = store.take_engines().expect("engines").pop().expect("one");
 
@@ -177,13 +184,7 @@ fn commit_unstepped(e: &mut CommitEngine, t: Transaction, token: u64) {
 /// (seen as an empty store in the randomized model test under load).
 #[test]
 fn unmount_during_an_open_round_keeps_the_sealed_layer() {
-    let dev = Arc::new(FaultyDevice::new(DEVICE_BYTES, FaultConfig::new(9)));
-    let kv = Arc::new(PoweredKv::new(dev.clone()));
-    let mut mk = MkfsOptions::new(Uuid::from_u128(3), Uuid::from_u128(4));
-    mk.journal_bytes = Some(JOURNAL_BYTES);
-    mk.kv = Some(KvHandle(kv.clone()));
-    ObjectStore::mkfs_device(dev.as_ref(), &mk).expect("mkfs");
-    let store = mount_on(dev.clone(), &kv);
+    let (dev, kv, store) = new_store(9);
     let stepper = store
         .checkpoint_stepper()
         .expect("a Caller mount has a stepper");
