@@ -73,12 +73,22 @@ struct State {
     stats: StoreStats,
     /// When the last round finished.
     last: Option<Instant>,
-    /// A round is open: begun and not finished. One at a time: rounds
-    /// finish in order, each superblock and checkpoint record after the
-    /// previous one's.
-    collecting: bool,
-    /// The open round's reports were taken: it is being finished.
-    taken: bool,
+    /// Where `round` is. One round is open at a time: rounds finish in
+    /// order, each superblock and checkpoint record after the previous
+    /// one's.
+    phase: Phase,
+}
+
+/// Where the current round is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Phase {
+    /// Finished (or none yet): another may begin.
+    #[default]
+    Idle,
+    /// Begun: the engines are sealing and reporting.
+    Collecting,
+    /// Its reports were taken: it is being written.
+    Finishing,
 }
 
 pub(crate) struct Checkpointer {
@@ -150,15 +160,11 @@ impl Checkpointer {
 
 /// Starts a round: asks every engine to seal. Returns the round number.
 pub(crate) fn begin_round(sh: &Shared) -> u64 {
-    let round = begin_round_unless_open(sh);
     // An open round's reports hold the layers its engines sealed, and
     // nothing else brings them to the database: a new round in its place
     // would lose those writes at the next mount.
-    assert!(
-        round.is_some(),
-        "a checkpoint round is still open: finish it before beginning another"
-    );
-    round.unwrap_or_default()
+    begin_round_unless_open(sh)
+        .expect("a checkpoint round is still open: finish it before beginning another")
 }
 
 /// Starts a round unless one is open (checked and begun under one lock:
@@ -166,12 +172,12 @@ pub(crate) fn begin_round(sh: &Shared) -> u64 {
 pub(crate) fn begin_round_unless_open(sh: &Shared) -> Option<u64> {
     let round = {
         let mut st = sh.checkpointer.state.lock();
-        if st.collecting {
+        if st.phase != Phase::Idle {
             return None;
         }
         st.round += 1;
         st.requested = false;
-        st.collecting = true;
+        st.phase = Phase::Collecting;
         sh.checkpointer
             .dirty
             .store(false, std::sync::atomic::Ordering::Relaxed);
@@ -191,19 +197,17 @@ pub(crate) fn begin_round_unless_open(sh: &Shared) -> Option<u64> {
 /// thread stops waiting for reports when the store unmounts).
 pub(crate) fn open_round(sh: &Shared) -> Option<u64> {
     let st = sh.checkpointer.state.lock();
-    (st.collecting && !st.taken).then_some(st.round)
+    (st.phase == Phase::Collecting).then_some(st.round)
 }
 
 /// The reports of `round` once every engine sent one.
 pub(crate) fn take_reports(sh: &Shared, round: u64) -> Option<Vec<SealReport>> {
     let mut st = sh.checkpointer.state.lock();
-    if st.round != round || st.reports.iter().any(Option::is_none) {
+    if st.round != round || st.phase != Phase::Collecting || st.reports.iter().any(Option::is_none)
+    {
         return None;
     }
-    if st.taken {
-        return None;
-    }
-    st.taken = true;
+    st.phase = Phase::Finishing;
     Some(st.reports.iter_mut().filter_map(Option::take).collect())
 }
 
@@ -297,8 +301,7 @@ pub(crate) fn finish_round(
         st.stats = stats;
         st.last = Some(Instant::now());
         // Durable: the next round may begin.
-        st.collecting = false;
-        st.taken = false;
+        st.phase = Phase::Idle;
     }
     for r in reports {
         let es = &sh.engines[r.zone];
@@ -387,11 +390,11 @@ pub(crate) fn run_thread(sh: std::sync::Arc<Shared>) {
 /// starts a due round, or finishes the one whose reports are all in.
 /// Returns whether anything happened.
 pub(crate) fn inline_step(sh: &Shared) -> bool {
-    let (round, collecting) = {
+    let (round, phase) = {
         let st = sh.checkpointer.state.lock();
-        (st.round, st.collecting)
+        (st.round, st.phase)
     };
-    if collecting {
+    if phase != Phase::Idle {
         let Some(reports) = take_reports(sh, round) else {
             return false;
         };

@@ -25,8 +25,8 @@ use uuid::Uuid;
 
 /// What [`ObjectStore::admit`] decided for one transaction.
 enum Admission {
-    /// A permit was free: push the transaction to this engine.
-    Now(Arc<EngineShared>, Queued, crate::Commit),
+    /// A permit was free: push the transaction to engine (zone) `.0`.
+    Now(usize, Queued, crate::Commit),
     /// The commit waits for room itself, or carries a refusal.
     Later(crate::Commit),
 }
@@ -442,7 +442,11 @@ impl ObjectStore {
     ///
     /// [`Commit`]: crate::Commit
     pub fn queue_transaction(&self, txn: Transaction) -> crate::Commit {
-        let commit = self.submit(txn);
+        self.driven(self.submit(txn))
+    }
+
+    /// `commit`, which in inline driving runs the engines while waited on.
+    fn driven(&self, commit: crate::Commit) -> crate::Commit {
         match &self.inline {
             Some(d) => commit.driven_by(d.clone()),
             None => commit,
@@ -451,8 +455,8 @@ impl ObjectStore {
 
     fn submit(&self, txn: Transaction) -> crate::Commit {
         match self.admit(txn) {
-            Admission::Now(es, queued, commit) => {
-                es.push(queued);
+            Admission::Now(zone, queued, commit) => {
+                self.sh.engines[zone].push(queued);
                 commit
             }
             Admission::Later(commit) => commit,
@@ -483,7 +487,7 @@ impl ObjectStore {
             space_retried: false,
         };
         match es.admission.clone().try_acquire_owned() {
-            Ok(permit) => Admission::Now(es, queued(permit), rx),
+            Ok(permit) => Admission::Now(zone, queued(permit), rx),
             // Full: wait for room, then queue.
             Err(_) => Admission::Later(Completion::from_future(async move {
                 let permit = es
@@ -503,8 +507,8 @@ impl ObjectStore {
     /// (a later one sees what an earlier one created or undid).
     pub fn queue_transactions(&self, txns: Vec<Transaction>) -> Vec<crate::Commit> {
         let mut commits = Vec::with_capacity(txns.len());
-        // Admitted, not yet pushed: (engine, transaction).
-        let mut held: Vec<(Arc<EngineShared>, Queued)> = Vec::with_capacity(txns.len());
+        // Admitted, not yet pushed, per engine.
+        let mut held: Vec<Vec<Queued>> = self.sh.engines.iter().map(|_| Vec::new()).collect();
         let mut waiting = false;
         for txn in txns {
             if waiting {
@@ -513,42 +517,27 @@ impl ObjectStore {
                 continue;
             }
             match self.admit(txn) {
-                Admission::Now(es, queued, commit) => {
-                    held.push((es, queued));
+                Admission::Now(zone, queued, commit) => {
+                    held[zone].push(queued);
                     commits.push(commit);
                 }
                 Admission::Later(commit) => {
-                    Self::push_held(&mut held);
+                    self.push_held(&mut held);
                     waiting = true;
                     commits.push(commit);
                 }
             }
         }
-        Self::push_held(&mut held);
-        match &self.inline {
-            Some(d) => commits
-                .into_iter()
-                .map(|c| c.driven_by(d.clone()))
-                .collect(),
-            None => commits,
-        }
+        self.push_held(&mut held);
+        commits.into_iter().map(|c| self.driven(c)).collect()
     }
 
     /// Pushes admitted transactions, each engine's in one go and in order.
-    fn push_held(held: &mut Vec<(Arc<EngineShared>, Queued)>) {
-        while let Some((es, _)) = held.first() {
-            let es = es.clone();
-            let mut rest = Vec::new();
-            let mine = held.drain(..).filter_map(|(e, q)| {
-                if Arc::ptr_eq(&e, &es) {
-                    Some(q)
-                } else {
-                    rest.push((e, q));
-                    None
-                }
-            });
-            es.push_all(mine.collect::<Vec<_>>());
-            *held = rest;
+    fn push_held(&self, held: &mut [Vec<Queued>]) {
+        for (es, qs) in self.sh.engines.iter().zip(held) {
+            if !qs.is_empty() {
+                es.push_all(qs.drain(..));
+            }
         }
     }
 
