@@ -57,6 +57,15 @@ pub struct FileStore {
     pub fsid: Uuid,
 }
 
+/// The store first, then its directory: a store still mounted when the
+/// directory went first (fields drop in declaration order) wrote into it
+/// while it was being removed, and the directory stayed behind.
+impl Drop for FileStore {
+    fn drop(&mut self) {
+        drop(self.store.take());
+    }
+}
+
 impl FileStore {
     pub fn new(size_bytes: u64) -> FileStore {
         FileStore::with(size_bytes, None, test_settings())
