@@ -22,9 +22,12 @@
 #   AB_JOB       section of fio-configs/nbd.fio (default randwrite-4k-qd32)
 #   AB_SIZE      bytes of the image fio uses (default 1G)
 #   AB_OSD_SIZE  each OSD's device file (default 4G)
+#   AB_LATENCY   1: after each run, each OSD's mean latencies over it
+#                (client write on the primary, replicated write, store
+#                prepare, journal write, commit): where a write's time goes
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ $# -eq 2 ] || { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+[ $# -eq 2 ] || { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 for b in "$1" "$2"; do [ -x "$b" ] || { echo "osd_ab: $b is not an executable" >&2; exit 2; }; done
 # shellcheck source=../scripts/env.sh
 source scripts/env.sh

@@ -302,7 +302,8 @@ echo
 python3 benches/bench_report.py "$WORK/results" --json-out "$OUT" --meta "$META"
 echo
 log "results: $OUT"
-if CHART=$("$TOOLS/kalmar-bench-chart" "$OUT"); then
+# A refusal (no raw target in the run) is one line, not a backtrace.
+if CHART=$(RUST_BACKTRACE=0 "$TOOLS/kalmar-bench-chart" "$OUT"); then
   log "chart: $CHART"
 else
   log "no chart drawn (see above)"
