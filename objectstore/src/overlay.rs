@@ -46,6 +46,12 @@ pub struct KvOverlay {
     /// Changes of collection logs.
     logs: BTreeMap<CollectionId, LogDelta>,
     undo: Vec<Undo>,
+    /// Collections whose log delta the current transaction has saved in
+    /// `undo` already: the first save is the one a rollback restores, so
+    /// later changes save nothing (saving the delta at every append made a
+    /// transaction appending n entries to one log copy O(n^2) entries:
+    /// seconds of CPU when a PG's whole log is rewritten).
+    logs_saved: Vec<CollectionId>,
     bytes: usize,
 }
 
@@ -59,15 +65,18 @@ impl KvOverlay {
     /// Starts recording undo information for one transaction.
     pub fn begin(&mut self) {
         self.undo.clear();
+        self.logs_saved.clear();
     }
 
     /// Keeps the current transaction's changes.
     pub fn commit(&mut self) {
         self.undo.clear();
+        self.logs_saved.clear();
     }
 
     /// Drops the current transaction's changes.
     pub fn rollback(&mut self) {
+        self.logs_saved.clear();
         while let Some(u) = self.undo.pop() {
             match u {
                 Undo::Entry { key, prev } => match prev {
@@ -133,11 +142,14 @@ impl KvOverlay {
 
     /// Changes collection `c`'s log with `f` (undone with the transaction).
     fn change_log(&mut self, c: &CollectionId, f: impl FnOnce(&mut LogDelta)) {
-        let prev = self.logs.get(c).cloned();
-        self.undo.push(Undo::Log {
-            cid: c.clone(),
-            prev,
-        });
+        if !self.logs_saved.contains(c) {
+            let prev = self.logs.get(c).cloned();
+            self.undo.push(Undo::Log {
+                cid: c.clone(),
+                prev,
+            });
+            self.logs_saved.push(c.clone());
+        }
         if !self.logs.contains_key(c) {
             self.logs.insert(c.clone(), LogDelta::default());
         }
@@ -365,6 +377,36 @@ mod tests {
             s.iter().map(|p| p.0.clone()).collect::<Vec<_>>(),
             vec![b"a1".to_vec(), b"a2".to_vec()]
         );
+    }
+
+    #[test]
+    fn a_transaction_saves_a_log_once_and_rolls_back_to_its_start() {
+        let c = CollectionId::new("1.0_head").expect("valid");
+        let v = |i: u128| bytes::Bytes::from(i.to_le_bytes().to_vec());
+        let mut o = KvOverlay::default();
+        o.begin();
+        for i in 1..=3 {
+            o.log_append(&c, i, v(i));
+        }
+        o.commit();
+        let kept = o.log(&c).cloned();
+        o.begin();
+        for i in 4..=1000 {
+            o.log_append(&c, i, v(i));
+        }
+        o.log_trim(&c, 2);
+        // One saved delta for the whole transaction, not one per change
+        // (each a copy of everything appended so far).
+        assert_eq!(o.undo.len(), 1);
+        assert_eq!(o.log(&c).map(|d| d.appended().len()), Some(998));
+        o.rollback();
+        assert_eq!(o.log(&c).cloned(), kept);
+        assert_eq!(kept.map(|d| d.appended().len()), Some(3));
+        // A new transaction saves again.
+        o.begin();
+        o.log_clear(&c);
+        o.rollback();
+        assert_eq!(o.log(&c).map(|d| d.appended().len()), Some(3));
     }
 
     #[test]
