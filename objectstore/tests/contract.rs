@@ -5,9 +5,10 @@ mod common;
 
 use std::ops::Bound;
 
-use common::{cid, oid, pattern, FileStore};
+use common::{cid, oid, pattern, test_settings, FileStore};
 use kalmar_objectstore::types::MAX_OBJECT_NAME_BYTES;
-use kalmar_objectstore::{Bytes, ObjectId, StoreError, Transaction};
+use kalmar_objectstore::{Bytes, MkfsOptions, ObjectId, ObjectStore, StoreError, Transaction};
+use uuid::Uuid;
 
 const MIB: u64 = 1 << 20;
 
@@ -619,6 +620,28 @@ fn xattrs() {
         s.apply_transaction(t),
         Err(StoreError::InvalidArgument(_))
     ));
+}
+
+/// What mkfs will give (an OSD registers its CRUSH weight from it before
+/// formatting) is what statfs reports after: the default journal and a
+/// given one, on a file that is not a whole number of blocks.
+#[test]
+fn planned_capacity_is_what_statfs_reports_after_mkfs() {
+    for journal in [None, Some(3 << 20)] {
+        let size = (96 << 20) + 1234;
+        let probe = tempfile::tempdir().expect("tempdir");
+        let path = probe.path().join("dev");
+        std::fs::File::create(&path)
+            .and_then(|f| f.set_len(size))
+            .expect("device file");
+        let mut mk = MkfsOptions::new(Uuid::nil(), Uuid::nil());
+        mk.journal_bytes = journal;
+        let planned = ObjectStore::planned_capacity(&path, &mk).expect("planned");
+        let fs = FileStore::with(size, journal, test_settings());
+        let total = fs.s().statfs().expect("statfs").total_bytes;
+        assert_eq!(planned, total, "journal {journal:?}");
+        assert!(total < size && total > size / 2, "{total} of {size}");
+    }
 }
 
 #[test]

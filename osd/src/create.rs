@@ -238,6 +238,8 @@ pub fn run(a: CreateArgs) -> Result<()> {
         force: a.force,
         journal_bytes: a.journal_bytes,
         hostname: host.clone(),
+        crush_initial_weight: crate::options::OsdOptions::from_conf(&conf, &entity)?
+            .osd_crush_initial_weight,
         timeout: a.timeout,
         osd_uuid,
         device_class: class.clone().unwrap_or_default(),

@@ -217,6 +217,8 @@ fn main() -> anyhow::Result<()> {
                 force,
                 journal_bytes,
                 hostname: kalmar_osd::devices::crush_host(&s.conf, &s.entity)?,
+                crush_initial_weight: OsdOptions::from_conf(&s.conf, &s.entity)?
+                    .osd_crush_initial_weight,
                 timeout: Duration::from_secs(timeout),
                 osd_uuid: None,
                 device_class: kalmar_osd::devices::choose_class(

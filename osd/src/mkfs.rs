@@ -10,6 +10,7 @@ use kalmar_maps::OsdId;
 use kalmar_msgr::{EntityName, MsgrConfig};
 use kalmar_objectstore::meta::{self as smeta, OsdSuperblock};
 use kalmar_objectstore::{MkfsOptions, MountOptions, ObjectStore, StoreError, Transaction};
+use kalmar_proto::mon::OsdMkfs;
 use kalmar_proto::monc::{MonClient, MonClientError};
 use uuid::Uuid;
 
@@ -31,6 +32,10 @@ pub struct MkfsConfig {
     pub osd_uuid: Option<Uuid>,
     /// Device class CRUSH records at registration (empty: none).
     pub device_class: String,
+    /// `osd_crush_initial_weight` (negative: unset, the store's capacity
+    /// in TiB): the CRUSH weight the OSD is registered with, the same its
+    /// first boot asks for.
+    pub crush_initial_weight: f64,
     /// Whom the mon session authenticates as (osd.N's key, or an admin's
     /// when the id is not known yet); its entity names the session.
     pub auth: kalmar_msgr::auth::MsgrAuth,
@@ -120,6 +125,25 @@ pub async fn mkfs_with_id(cfg: MkfsConfig) -> Result<(Uuid, OsdId), MkfsError> {
     let found = tokio::task::spawn_blocking(move || existing(&dev))
         .await
         .map_err(|e| MkfsError::Task(e.to_string()))?;
+    // The weight the first boot will ask for, from the capacity the format
+    // below gives the store: placed at any other weight, the OSD would draw
+    // PGs it never keeps (every PG, at weight 1 beside small devices) and
+    // each of them would peer twice.
+    let (dev, journal_bytes) = (cfg.device.clone(), cfg.journal_bytes);
+    let capacity = tokio::task::spawn_blocking(move || {
+        let mut o = MkfsOptions::new(Uuid::nil(), Uuid::nil());
+        o.journal_bytes = journal_bytes;
+        ObjectStore::planned_capacity(&dev, &o)
+    })
+    .await
+    .map_err(|e| MkfsError::Task(e.to_string()))?
+    .map_err(|source| MkfsError::Store {
+        device: cfg.device.clone(),
+        source,
+    })?;
+    let weight = crate::options::initial_crush_weight(cfg.crush_initial_weight, capacity);
+    let crush_weight = kalmar_maps::crush::edit::weight_from_f64(weight)
+        .map_err(|e| MkfsError::Task(format!("CRUSH weight {weight}: {e}")))?;
     let osd_uuid = match found {
         Some((_, whoami)) if !cfg.force => {
             return Err(MkfsError::AlreadyFormatted {
@@ -151,11 +175,15 @@ pub async fn mkfs_with_id(cfg: MkfsConfig) -> Result<(Uuid, OsdId), MkfsError> {
         .await
         .map_err(mon_err)?;
     let reply = mon
-        .osd_mkfs_with_class(
-            osd_uuid,
-            cfg.id,
-            &cfg.hostname,
-            &cfg.device_class,
+        .register_osd(
+            OsdMkfs {
+                uuid: osd_uuid,
+                want_id: cfg.id,
+                hostname: cfg.hostname.clone(),
+                device_class: cfg.device_class.clone(),
+                crush_weight,
+                ..OsdMkfs::default()
+            },
             cfg.timeout,
         )
         .await

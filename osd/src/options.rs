@@ -13,6 +13,15 @@ use serde_json::{json, Map, Value};
 /// tiny device still gets data).
 pub const MIN_SIZE_WEIGHT: f64 = 1.0 / 65536.0;
 
+/// [`OsdOptions::initial_crush_weight`] from the option's value alone
+/// (mkfs registers the OSD with it before a store exists to mount).
+pub fn initial_crush_weight(option: f64, device_bytes: u64) -> f64 {
+    if option >= 0.0 {
+        return option;
+    }
+    (device_bytes as f64 / (1u64 << 40) as f64).max(MIN_SIZE_WEIGHT)
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct OsdOptions {
     /// Ping every heartbeat peer this often.
@@ -374,10 +383,7 @@ impl OsdOptions {
     /// is >= 0, else the store's size in TiB, at least
     /// [`MIN_SIZE_WEIGHT`] so a small device is not left with weight 0.
     pub fn initial_crush_weight(&self, device_bytes: u64) -> f64 {
-        if self.osd_crush_initial_weight >= 0.0 {
-            return self.osd_crush_initial_weight;
-        }
-        (device_bytes as f64 / (1u64 << 40) as f64).max(MIN_SIZE_WEIGHT)
+        initial_crush_weight(self.osd_crush_initial_weight, device_bytes)
     }
 
     /// `config show`: every option as Ceph prints it (strings, durations in

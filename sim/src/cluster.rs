@@ -16,6 +16,7 @@ use kalmar_objectstore::device::{FaultConfig, FaultyDevice};
 use kalmar_objectstore::kv::PoweredKv;
 use kalmar_objectstore::{Drive, KvHandle, MkfsOptions, MountOptions, ObjectStore, StoreSettings};
 use kalmar_osd::{DeviceHandle, OsdError, OsdOptions, RunConfig, Stop};
+use kalmar_proto::mon::OsdMkfs;
 use kalmar_proto::monc::MonClient;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
@@ -149,11 +150,14 @@ impl Cluster {
         let uuid = Uuid::from_u64_pair(self.seed, u64::from(id) + 1);
         let mon = self.admin_monc().await?;
         let reply = mon
-            .osd_mkfs_with_class(
-                uuid,
-                id as i32,
-                &format!("sim-host{id}"),
-                "ssd",
+            .register_osd(
+                OsdMkfs {
+                    uuid,
+                    want_id: id as i32,
+                    hostname: format!("sim-host{id}"),
+                    device_class: "ssd".into(),
+                    ..OsdMkfs::default()
+                },
                 MON_COMMAND_TIMEOUT,
             )
             .await

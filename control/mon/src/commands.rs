@@ -303,7 +303,7 @@ fn run(st: &mut MonState, cmd: &Value, now: Instant, now_us: u64) -> Result<CmdR
             let want = arg_u32(cmd, "id")?.map(|v| v as OsdId).unwrap_or(-1);
             let host = arg_str(cmd, "host").unwrap_or("");
             let class = arg_str(cmd, "crush_device_class").unwrap_or("");
-            let id = st.osd.osd_mkfs_class(uuid, want, host, class)?;
+            let id = st.osd.osd_mkfs_class(uuid, want, host, class, 0)?;
             CmdReply::data(fmt.render(&json!({ "osdid": id }), || format!("{id}\n")))
         }
         "osd pool create" => {

@@ -455,12 +455,12 @@ fn destroy_keeps_id_and_position_purge_and_rm_remove() {
     assert!(tree.contains("destroyed"), "{tree}");
 
     // A new disk with a new uuid takes the destroyed id back.
-    let e = st.osd.osd_mkfs_class(Uuid::new_v4(), 0, "h9", "ssd");
+    let e = st.osd.osd_mkfs_class(Uuid::new_v4(), 0, "h9", "ssd", 0);
     assert!(e.is_err(), "a live id is not given away");
     let new_uuid = Uuid::new_v4();
     assert_eq!(
         st.osd
-            .osd_mkfs_class(new_uuid, 1, "elsewhere", "ssd")
+            .osd_mkfs_class(new_uuid, 1, "elsewhere", "ssd", 0)
             .expect("reuse"),
         1
     );
@@ -545,7 +545,7 @@ fn booting_osd_sets_its_class_once() {
     // Registration can carry the class too (kalmar-osd create).
     let id = st
         .osd
-        .osd_mkfs_class(Uuid::new_v4(), -1, "h5", "hdd")
+        .osd_mkfs_class(Uuid::new_v4(), -1, "h5", "hdd", 0)
         .expect("mkfs");
     let (map, _) = st.osd.take_pending(4).expect("valid").expect("changed");
     st.osd.committed(map);
@@ -670,4 +670,77 @@ fn create_or_move_gives_the_initial_weight_at_first_boot_only() {
     assert_eq!(crush.item_weight(1), Some(WEIGHT_ONE / 8));
     let r9 = crush.item_id("r9").expect("rack made");
     assert_eq!(crush.item_weight(r9), Some(WEIGHT_ONE / 8));
+}
+
+/// An OSD registered with the weight its first boot asks for (what
+/// `kalmar-osd mkfs` sends) changes the up set only of PGs it will hold,
+/// and its first boot's create-or-move changes nothing. Placed at weight 1
+/// beside small devices, it drew nearly every PG while it was down and
+/// out, so PGs it never holds lost copies from their up sets and peered
+/// twice (`cluster_backfill` saw one reported `remapped`).
+#[test]
+fn a_new_osd_at_its_boot_weight_moves_only_the_pgs_it_will_hold() {
+    use kalmar_maps::crush::edit::weight_from_f64;
+    const SMALL: f64 = 0.0029;
+    let mut st = state(3);
+    for i in 0..3 {
+        ok(
+            &mut st,
+            json!({"prefix": "osd crush reweight", "name": format!("osd.{i}"), "weight": SMALL}),
+        );
+        boot(&mut st, i, None);
+    }
+    ok(
+        &mut st,
+        json!({"prefix": "osd pool create", "pool": "p", "pg_num": 64, "size": "3"}),
+    );
+    let ups = |st: &MonState| -> Vec<(PgId, Vec<i32>)> {
+        let m = st.osd.map();
+        m.pools
+            .values()
+            .flat_map(|p| p.pgs())
+            .map(|pg| (pg, m.pg_to_up_acting_osds(pg).expect("mapping").up))
+            .collect()
+    };
+    let before = ups(&st);
+    let id = st
+        .osd
+        .osd_mkfs_class(
+            Uuid::new_v4(),
+            3,
+            "h3",
+            "",
+            weight_from_f64(SMALL).expect("weight"),
+        )
+        .expect("registered");
+    assert_eq!(id, 3);
+    let (map, _) = st.osd.take_pending(4).expect("valid").expect("changed");
+    st.osd.committed(map);
+    let registered = ups(&st);
+    let e = st.osd.map().epoch;
+    ok(
+        &mut st,
+        json!({"prefix": "osd crush create-or-move", "id": 3, "weight": SMALL,
+            "args": ["host=h3", "root=default"]}),
+    );
+    assert_eq!(
+        st.osd.map().epoch,
+        e,
+        "the first boot's placement is a no-op"
+    );
+    boot(&mut st, 3, None);
+    let booted = ups(&st);
+    let mut gained = 0;
+    for ((pg, b), ((_, r), (_, a))) in before.iter().zip(registered.iter().zip(&booted)) {
+        if a.contains(&3) {
+            gained += 1;
+        } else {
+            assert_eq!(
+                b, r,
+                "{pg} never holds osd.3, yet registering it moved {b:?} to {r:?}"
+            );
+            assert_eq!(b, a, "{pg}");
+        }
+    }
+    assert!(gained > 0, "osd.3 takes a share of the PGs");
 }

@@ -172,19 +172,21 @@ impl OsdMon {
     /// (when free), else the lowest free id. New OSDs exist but are out
     /// until their first boot.
     pub fn osd_mkfs(&mut self, uuid: Uuid, want_id: OsdId, host: &str) -> Result<OsdId, CmdError> {
-        self.osd_mkfs_class(uuid, want_id, host, "")
+        self.osd_mkfs_class(uuid, want_id, host, "", WEIGHT_ONE)
     }
 
     /// As [`OsdMon::osd_mkfs`], also setting the device class in CRUSH
     /// when `class` is not empty and the OSD has none (Ceph's `osd new`
-    /// with `crush_device_class`). A destroyed id is given to the new
-    /// uuid, keeping its CRUSH position and weight (a replaced disk).
+    /// with `crush_device_class`). A new OSD goes into CRUSH at `host`
+    /// with `weight` (16.16; 0: weight 1). A destroyed id is given to the
+    /// new uuid, keeping its CRUSH position and weight (a replaced disk).
     pub fn osd_mkfs_class(
         &mut self,
         uuid: Uuid,
         want_id: OsdId,
         host: &str,
         class: &str,
+        weight: u32,
     ) -> Result<OsdId, CmdError> {
         if uuid.is_nil() {
             return Err(CmdError::inval("an OSD needs a non-nil uuid"));
@@ -237,7 +239,8 @@ impl OsdMon {
             m.set_max_osd(id + 1);
         }
         if !m.crush.device_is_placed(id) {
-            m.crush.add_osd(id, WEIGHT_ONE, host)?;
+            let weight = if weight == 0 { WEIGHT_ONE } else { weight };
+            m.crush.add_osd(id, weight, host)?;
         }
         if !class.is_empty() {
             if let Some(d) = m.crush.devices.get_mut(&id).filter(|d| d.class.is_none()) {

@@ -575,6 +575,7 @@ impl Server {
                         req.want_id,
                         &req.hostname,
                         &req.device_class,
+                        req.crush_weight,
                     ) {
                         Ok(id) => OsdMkfsReply {
                             tid: req.tid,

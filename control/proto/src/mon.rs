@@ -163,9 +163,13 @@ pub struct OsdMkfs {
     pub hostname: String,
     /// Device class to set in CRUSH (`hdd`, `ssd`, `nvme`); empty: none.
     pub device_class: String,
+    /// CRUSH weight (16.16 fixed point) to place a new OSD with: the one
+    /// its first boot asks for, so placing it moves no PG twice. 0 (and
+    /// senders before version 3): weight 1.
+    pub crush_weight: u32,
 }
-impl_versioned!(OsdMkfs, "osd mkfs", version = 2, compat = 1, { tid, uuid, want_id, hostname },
-    since 2 { device_class });
+impl_versioned!(OsdMkfs, "osd mkfs", version = 3, compat = 1, { tid, uuid, want_id, hostname },
+    since 2 { device_class }, since 3 { crush_weight });
 payload!(OsdMkfs, OSD_MKFS, "osd_mkfs");
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -481,17 +481,20 @@ impl MonClient {
         hostname: &str,
         timeout: Duration,
     ) -> Result<OsdMkfsReply, MonClientError> {
-        self.osd_mkfs_with_class(uuid, want_id, hostname, "", timeout)
-            .await
+        let req = OsdMkfs {
+            uuid,
+            want_id,
+            hostname: hostname.to_string(),
+            ..OsdMkfs::default()
+        };
+        self.register_osd(req, timeout).await
     }
 
-    /// As [`MonClient::osd_mkfs`], with the device class CRUSH records.
-    pub async fn osd_mkfs_with_class(
+    /// Sends `req` (its `tid` is set here) until the mon answers, like a
+    /// command: [`MonClient::osd_mkfs`] with every field of [`OsdMkfs`].
+    pub async fn register_osd(
         &self,
-        uuid: Uuid,
-        want_id: i32,
-        hostname: &str,
-        device_class: &str,
+        req: OsdMkfs,
         timeout: Duration,
     ) -> Result<OsdMkfsReply, MonClientError> {
         let deadline = kalmar_common::clock::now() + timeout;
@@ -499,13 +502,7 @@ impl MonClient {
         loop {
             let left = deadline.saturating_duration_since(kalmar_common::clock::now());
             let tid = self.next_tid.fetch_add(1, Ordering::Relaxed);
-            let msg = OsdMkfs {
-                tid,
-                uuid,
-                want_id,
-                hostname: hostname.to_string(),
-                device_class: device_class.to_string(),
-            };
+            let msg = OsdMkfs { tid, ..req.clone() };
             let r = match self.request(tid, msg.to_message(), left).await {
                 Ok(reply) => OsdMkfsReply::from_message(&reply).map_err(MonClientError::from),
                 Err(e) => Err(e),

@@ -244,6 +244,14 @@ impl ObjectStore {
         mount::mkfs(path, opts)
     }
 
+    /// The data capacity (what `statfs` will report as total bytes) that
+    /// [`ObjectStore::mkfs`] with `opts` gives a store on `path`; writes
+    /// nothing. An OSD registers with its CRUSH weight from it before it
+    /// formats the device.
+    pub fn planned_capacity(path: &Path, opts: &MkfsOptions) -> Result<u64, StoreError> {
+        mount::planned_capacity(path, opts)
+    }
+
     /// Mounts the store on `path`: checks the label, takes the device's
     /// exclusive lock, replays the journal and starts the store's engines.
     pub fn mount(path: &Path, opts: &MountOptions) -> Result<ObjectStore, StoreError> {

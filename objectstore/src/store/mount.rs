@@ -92,8 +92,8 @@ pub(crate) fn write_superblock(
     Ok(())
 }
 
-pub(crate) fn mkfs_on(dev: &dyn BlockDevice, opts: &MkfsOptions) -> Result<(), StoreError> {
-    let path = dev.path().to_path_buf();
+/// The zones mkfs lays out on `dev` with `opts`.
+fn planned_layout(dev: &dyn BlockDevice, opts: &MkfsOptions) -> Result<Layout, StoreError> {
     let size = dev.size_bytes();
     let journal_bytes = opts
         .journal_bytes
@@ -102,12 +102,23 @@ pub(crate) fn mkfs_on(dev: &dyn BlockDevice, opts: &MkfsOptions) -> Result<(), S
         .journal_sector
         .unwrap_or_else(|| dev.journal_sector() as u32)
         .max(dev.dio_align() as u32);
-    let layout =
-        Layout::compute(size, journal_bytes, sector).ok_or(StoreError::DeviceTooSmall {
-            path: path.clone(),
-            size_bytes: size,
-            min_bytes: Layout::min_device_bytes().max(journal_bytes + (2 << 20)),
-        })?;
+    Layout::compute(size, journal_bytes, sector).ok_or(StoreError::DeviceTooSmall {
+        path: dev.path().to_path_buf(),
+        size_bytes: size,
+        min_bytes: Layout::min_device_bytes().max(journal_bytes + (2 << 20)),
+    })
+}
+
+/// The data capacity (`statfs` total bytes) mkfs with `opts` would give
+/// the store on `path`, without writing anything.
+pub(crate) fn planned_capacity(path: &Path, opts: &MkfsOptions) -> Result<u64, StoreError> {
+    let dev = crate::device::UringDevice::open(path, Default::default())?;
+    Ok(planned_layout(&dev, opts)?.data_bytes)
+}
+
+pub(crate) fn mkfs_on(dev: &dyn BlockDevice, opts: &MkfsOptions) -> Result<(), StoreError> {
+    let path = dev.path().to_path_buf();
+    let layout = planned_layout(dev, opts)?;
     if let Ok(old) = read_label(dev)? {
         if !opts.force {
             return Err(StoreError::AlreadyFormatted {
@@ -138,7 +149,7 @@ pub(crate) fn mkfs_on(dev: &dyn BlockDevice, opts: &MkfsOptions) -> Result<(), S
     let label = Label {
         fsid: opts.fsid,
         osd_uuid: opts.osd_uuid,
-        device_bytes: size,
+        device_bytes: layout.device_bytes,
         block_size: BLOCK_SIZE as u32,
         journal_offset: layout.journal_offset,
         journal_bytes: layout.journal_bytes,
@@ -150,7 +161,7 @@ pub(crate) fn mkfs_on(dev: &dyn BlockDevice, opts: &MkfsOptions) -> Result<(), S
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0),
-        journal_sector: sector,
+        journal_sector: layout.sector as u32,
     };
     let record = CheckpointRecord {
         generation: 0,
@@ -189,7 +200,7 @@ pub(crate) fn mkfs_on(dev: &dyn BlockDevice, opts: &MkfsOptions) -> Result<(), S
     write_at(dev, LABEL_OFFSET, &encode_block(LABEL_MAGIC, &label), true)?;
     dev.flush()?;
     tracing::info!(path = %path.display(), fsid = %opts.fsid, osd_uuid = %opts.osd_uuid,
-        journal_bytes = layout.journal_bytes, journal_sector = sector, data_bytes = layout.data_bytes,
+        journal_bytes = layout.journal_bytes, journal_sector = layout.sector, data_bytes = layout.data_bytes,
         db = %db_path.display(), "mkfs done");
     Ok(())
 }

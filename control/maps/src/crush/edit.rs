@@ -319,9 +319,10 @@ impl CrushMap {
     /// [`CrushMap::create_or_move_at`] for an OSD's first boot (Ceph's
     /// `osd_crush_initial_weight`, else the device's size): Ceph places an
     /// OSD in CRUSH only then, with the weight it asks for; Kalmar's mkfs
-    /// already placed it (weight 1, at its host), so the device takes
-    /// `weight` here wherever it is, as if it were placed now. Nothing
-    /// changes when an error is returned.
+    /// already placed it at its host (`kalmar-osd mkfs` with this same
+    /// weight, `osd new` with weight 1), so the device takes `weight` here
+    /// wherever it is, as if it were placed now. Nothing changes when an
+    /// error is returned.
     pub fn create_or_move_first_boot(
         &mut self,
         osd: i32,
