@@ -1,5 +1,5 @@
 //! The messenger's connection modes side by side (issue 15): crc, signed
-//! (HMAC-SHA256 tag per frame) and secure (AES-128-GCM) on one loopback
+//! (keyed BLAKE3 tag per frame) and secure (AES-128-GCM) on one loopback
 //! connection, 4 KiB messages, in one run, with the ratios to crc.
 //!
 //! `cargo bench -p kalmar-benches --bench msgr_modes [-- ROUNDS [COUNT]]`

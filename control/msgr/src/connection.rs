@@ -337,12 +337,10 @@ fn check_mode(
     // An acceptor of the previous version states no mode: crc.
     let mode = if reply.mode == 0 {
         WireMode::Crc
-    } else if reply.mode == onwire::LEGACY_SECURE_ID {
-        return Err(
-            "the peer chose the secure mode of an older version (id 3, frame headers in \
-             clear), which this version no longer speaks: upgrade it"
-                .into(),
-        );
+    } else if let Some(what) = onwire::legacy_mode(reply.mode) {
+        return Err(format!(
+            "the peer chose {what}, which this version no longer speaks: upgrade it"
+        ));
     } else {
         WireMode::from_id(reply.mode)
             .ok_or_else(|| format!("the peer chose an unknown connection mode {}", reply.mode))?

@@ -35,6 +35,8 @@ pub const FRAME_MAGIC: u32 = u32::from_le_bytes(*b"KLMR");
 pub const HEADER_BYTES: usize = 36;
 /// Flag bit: the payload is `[u32 n][n bytes of header][data]`.
 pub const FLAG_HEAD_PREFIXED: u8 = 1;
+/// Where the flags byte is in an encoded header.
+pub const FLAGS_OFFSET: usize = 5;
 
 /// What a frame carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,7 +141,7 @@ impl FrameHeader {
         let mut h = [0u8; HEADER_BYTES];
         h[0..4].copy_from_slice(&FRAME_MAGIC.to_le_bytes());
         h[4] = self.kind as u8;
-        h[5] = self.flags;
+        h[FLAGS_OFFSET] = self.flags;
         h[6..8].copy_from_slice(&self.msg_type.to_le_bytes());
         h[8..16].copy_from_slice(&self.seq.to_le_bytes());
         h[16..24].copy_from_slice(&self.ack.to_le_bytes());
@@ -180,7 +182,7 @@ impl FrameHeader {
         }
         Ok(FrameHeader {
             kind,
-            flags: h[5],
+            flags: h[FLAGS_OFFSET],
             msg_type: u16::from_le_bytes([h[6], h[7]]),
             seq: u64_at(8),
             ack: u64_at(16),

@@ -179,7 +179,7 @@ async fn a_warm_connection_allocates_nothing_per_message() {
 }
 
 /// The signed and secure modes allocate nothing per message either: the
-/// keyed HMAC state is cloned on the stack, the writer encrypts into a
+/// keyed BLAKE3 hasher lives on the stack, the writer encrypts into a
 /// buffer it reuses, and the reader decrypts in place. (Called from the
 /// test above: the allocation counter is process-wide, so the
 /// measurements must not run side by side.)
