@@ -364,10 +364,15 @@ impl PgActor {
         self.objects.start_write(&oid, new_info);
         self.svc.perf.tinc(L_OP_W_PREPARE_LAT, started.elapsed());
         self.svc.perf.tinc(L_OP_PREPARE_LAT, started.elapsed());
-        self.store
-            .submit(t, permit, self.tx.clone(), AfterCommit::Tid(tid));
         let mut waiting: Members = targets.iter().map(|t| t.osd).collect();
         waiting.push(self.whoami);
+        // The replicas' messages go out before the local transaction is
+        // submitted (as Ceph's primary does): the shard runs its tasks in
+        // the order they were woken, so submitting first would have the
+        // store prepare and submit this write (and its batch) before the
+        // connections' writers send it, delaying the longer of the two
+        // paths a write waits for. Nothing here can fail after the sends:
+        // a transaction failing after admission stops the OSD.
         if let Some((with_data, without_data)) = repops {
             for target in &targets {
                 let msg = match (&without_data, target.with_data) {
@@ -378,6 +383,8 @@ impl PgActor {
             }
             op.track.mark("sub_op_sent");
         }
+        self.store
+            .submit(t, permit, self.tx.clone(), AfterCommit::Tid(tid));
         self.svc.perf.inc(L_OP_WIP, 1);
         let in_bytes = op.req.in_bytes();
         self.inflight.insert(
