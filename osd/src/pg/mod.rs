@@ -539,6 +539,22 @@ impl PgActor {
         let epoch = self.epoch;
         self.pending_cluster.retain(|ev| cluster_epoch(ev) > epoch);
         self.svc.perf.set(L_OP_WIP, 0);
+        if !self.pg.is_primary() {
+            // No longer the primary: the ops go back to their clients,
+            // which resend them to the new one. Kept here, an op would run
+            // when this OSD leads again, long after its client was
+            // answered by another primary and wrote newer versions (the
+            // log may no longer hold its request id to catch the repeat):
+            // the simulator saw an old version written over a newer one.
+            for op in self.drain_all_ops() {
+                self.answer_error(
+                    op,
+                    -errno::EAGAIN,
+                    epoch,
+                    "this OSD is no longer the PG's primary",
+                );
+            }
+        }
     }
 
     /// Re-runs queued client ops once the PG is active.
