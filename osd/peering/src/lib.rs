@@ -49,7 +49,8 @@
 //! could lose). The log lives in the store's collection log of the PG,
 //! keyed by [`Eversion::log_key`]; info, past intervals and missing set are
 //! single values in the PG's metadata object. [`LogWrite::Rewrite`]
-//! replaces the whole log. Objects in
+//! replaces the whole log; a merge writes only what it appended when it
+//! rolled nothing back ([`LogWrite::after_merge`]). Objects in
 //! `PgWrite::remove_objects` are deleted in the same transaction.
 //!
 //! **Client writes** (primary): check [`Pg::readiness`]; for a missing

@@ -28,6 +28,11 @@ pub struct MergeOutcome {
     pub remove_objects: BTreeSet<ObjectName>,
     /// Whether the log changed at all.
     pub changed: bool,
+    /// Where the two logs agree: the local log keeps its entries up to
+    /// here and takes the authoritative ones after it.
+    pub agreed: Eversion,
+    /// Older authoritative entries were added below the local tail.
+    pub tail_extended: bool,
 }
 
 /// Checks that `local` can be brought up to date from `auth` by the log
@@ -71,6 +76,7 @@ pub fn merge_log(
     check_overlap(local, auth)?;
     let mut out = MergeOutcome::default();
     let lu = divergence_point(local, auth);
+    out.agreed = lu;
     let divergent = local.rewind_to(lu);
 
     // Objects the authoritative log touches after the divergence point:
@@ -136,6 +142,7 @@ pub fn merge_log(
             .collect();
         local.extend_tail(auth.tail(), older);
         out.changed = true;
+        out.tail_extended = true;
     }
     Ok(out)
 }
@@ -250,6 +257,54 @@ mod tests {
         assert_eq!(local.head(), ev(3, 3));
         assert_eq!(local, auth);
         assert_eq!(last_complete(&local, &missing), Eversion::ZERO);
+    }
+
+    /// What each kind of merge writes: nothing for an equal log, the new
+    /// entries for one that was behind, the whole log after a rollback.
+    #[test]
+    fn a_merge_writes_only_what_it_changed() {
+        use crate::machine::LogWrite;
+        use LogOp::*;
+        let a1 = ent(Modify, "a", ev(1, 1), Eversion::ZERO);
+        let a2 = ent(Modify, "a", ev(1, 2), ev(1, 1));
+        let b3 = ent(Modify, "b", ev(1, 3), Eversion::ZERO);
+        let auth = log(Eversion::ZERO, vec![a1.clone(), a2.clone(), b3.clone()]);
+
+        let mut same = auth.clone();
+        let out = merge_log(&mut same, &mut PgMissing::new(), &auth).expect("merges");
+        assert_eq!(LogWrite::after_merge(&out, &same), None);
+
+        let mut behind = log(Eversion::ZERO, vec![a1.clone()]);
+        let out = merge_log(&mut behind, &mut PgMissing::new(), &auth).expect("merges");
+        match LogWrite::after_merge(&out, &behind) {
+            Some(LogWrite::Delta {
+                append,
+                remove,
+                dups_add,
+                dups_remove,
+            }) => {
+                assert_eq!(append, vec![a2.clone(), b3.clone()]);
+                assert!(remove.is_empty() && dups_add.is_empty() && dups_remove.is_empty());
+            }
+            other => panic!("a log that was behind appends: {other:?}"),
+        }
+
+        let mut forked = log(
+            Eversion::ZERO,
+            vec![a1.clone(), ent(Modify, "c", ev(2, 2), Eversion::ZERO)],
+        );
+        let out = merge_log(&mut forked, &mut PgMissing::new(), &auth).expect("merges");
+        assert_eq!(
+            LogWrite::after_merge(&out, &forked),
+            Some(LogWrite::Rewrite(auth.clone()))
+        );
+
+        let mut short = log(ev(1, 1), vec![a2, b3]);
+        let out = merge_log(&mut short, &mut PgMissing::new(), &auth).expect("merges");
+        assert_eq!(
+            LogWrite::after_merge(&out, &short),
+            Some(LogWrite::Rewrite(auth))
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ use crate::flags::PgStateFlags;
 use crate::info::PgInfo;
 use crate::intervals::PastIntervals;
 use crate::log::{Few, PgLog, PgLogDup, PgLogEntry};
+use crate::merge::MergeOutcome;
 use crate::missing::PgMissing;
 use crate::object::{ObjectBound, ObjectName};
 
@@ -28,6 +29,28 @@ pub enum LogWrite {
         dups_add: Few<PgLogDup>,
         dups_remove: Few<PgLogDup>,
     },
+}
+
+impl LogWrite {
+    /// How a merge into `log` (the merged log) reaches the disk: nothing
+    /// when the log did not change; the entries it took after the point
+    /// where both logs agreed when that is all it did (a copy that was
+    /// behind, the common case when an OSD comes back); the whole log when
+    /// it rolled entries back or took older ones below its tail.
+    pub fn after_merge(out: &MergeOutcome, log: &PgLog) -> Option<LogWrite> {
+        if !out.changed {
+            return None;
+        }
+        if !out.divergent.is_empty() || out.tail_extended {
+            return Some(LogWrite::Rewrite(log.clone()));
+        }
+        Some(LogWrite::Delta {
+            append: log.entries_after(out.agreed).cloned().collect(),
+            remove: Few::new(),
+            dups_add: Few::new(),
+            dups_remove: Few::new(),
+        })
+    }
 }
 
 /// PG metadata to persist in one transaction (in the PG's omap / meta

@@ -257,7 +257,7 @@ impl Pg {
                     self.info.last_user_version.max(info.last_user_version);
                 self.persist(PgWrite {
                     info: Some(self.info.clone()),
-                    log: Some(LogWrite::Rewrite(self.log.clone())),
+                    log: LogWrite::after_merge(&out, &self.log),
                     missing: Some(self.missing.clone()),
                     remove_objects: out.remove_objects,
                     ..Default::default()

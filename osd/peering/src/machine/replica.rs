@@ -40,17 +40,22 @@ impl Pg {
         self.info.history.merge(&pinfo.history);
         self.past_intervals.merge(&past);
         let mut remove_objects = Default::default();
+        let log_write;
         match backfill_from {
             Some(ObjectBound::Min) => {
                 // Full backfill: our objects are all suspect; the primary
                 // will push what differs and remove extras.
+                log_write = Some(LogWrite::Rewrite(plog.clone()));
                 self.log = plog;
                 self.missing = PgMissing::new();
                 self.info.last_backfill = ObjectBound::Min;
             }
             resume => {
                 match merge_log(&mut self.log, &mut self.missing, &plog) {
-                    Ok(out) => remove_objects = out.remove_objects,
+                    Ok(out) => {
+                        log_write = LogWrite::after_merge(&out, &self.log);
+                        remove_objects = out.remove_objects;
+                    }
                     Err(e) => {
                         self.crash(format!(
                             "activation log from osd.{from} does not merge: {e}"
@@ -77,7 +82,7 @@ impl Pg {
         self.persist(PgWrite {
             info: Some(self.info.clone()),
             past_intervals: Some(self.past_intervals.clone()),
-            log: Some(LogWrite::Rewrite(self.log.clone())),
+            log: log_write,
             missing: Some(self.missing.clone()),
             remove_objects,
         });
