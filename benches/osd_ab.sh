@@ -90,7 +90,7 @@ sys.exit(0 if total > 0 and clean == total else 1)'
 
 # Restarts every OSD on binary $1 with its own command line.
 use_binary() {
-  local bin=$1 i pid args
+  local bin=$1 i pid args restart_t0=$SECONDS
   for i in 0 1 2; do
     pid=${OSD_PIDS[i]}
     mapfile -d '' args <"/proc/$pid/cmdline"
@@ -109,6 +109,9 @@ use_binary() {
       sleep 1
     done
   done
+  # What the restarts cost: the new processes' CPU from their start until
+  # every PG was clean again (mount, loading PGs, peering with each other).
+  log "restarts on $(basename "$bin"): $(awk -v t="$(cpu_ticks)" -v hz="$HZ" 'BEGIN { printf "%.1f", t / hz }') CPU-s of the new OSDs, $((SECONDS - restart_t0)) s"
 }
 
 cpu_ticks() { # summed utime+stime of the OSDs
