@@ -130,17 +130,12 @@ pub async fn mkfs_with_id(cfg: MkfsConfig) -> Result<(Uuid, OsdId), MkfsError> {
     // PGs it never keeps (every PG, at weight 1 beside small devices) and
     // each of them would peer twice.
     let (dev, journal_bytes) = (cfg.device.clone(), cfg.journal_bytes);
-    let capacity = tokio::task::spawn_blocking(move || {
+    let capacity = on_device(&cfg.device, move || {
         let mut o = MkfsOptions::new(Uuid::nil(), Uuid::nil());
         o.journal_bytes = journal_bytes;
         ObjectStore::planned_capacity(&dev, &o)
     })
-    .await
-    .map_err(|e| MkfsError::Task(e.to_string()))?
-    .map_err(|source| MkfsError::Store {
-        device: cfg.device.clone(),
-        source,
-    })?;
+    .await?;
     let weight = crate::options::initial_crush_weight(cfg.crush_initial_weight, capacity);
     let crush_weight = kalmar_maps::crush::edit::weight_from_f64(weight)
         .map_err(|e| MkfsError::Task(format!("CRUSH weight {weight}: {e}")))?;
@@ -208,12 +203,20 @@ pub async fn mkfs_with_id(cfg: MkfsConfig) -> Result<(Uuid, OsdId), MkfsError> {
         force: true,
         ..cfg.clone()
     };
-    tokio::task::spawn_blocking(move || format(&c, fsid, osd_uuid))
+    on_device(&cfg.device, move || format(&c, fsid, osd_uuid)).await?;
+    Ok((fsid, reply.osd_id))
+}
+
+/// Runs store work on `device` off the runtime's threads.
+async fn on_device<T: Send + 'static>(
+    device: &Path,
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, MkfsError> {
+    tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| MkfsError::Task(e.to_string()))?
         .map_err(|source| MkfsError::Store {
-            device: cfg.device.clone(),
+            device: device.to_path_buf(),
             source,
-        })?;
-    Ok((fsid, reply.osd_id))
+        })
 }
