@@ -134,6 +134,9 @@ for r in $(seq "$ROUNDS"); do
       --output="$WORK/fio.json" fio-configs/nbd.fio
     c1=$(cpu_ticks)
     allocs=$(python3 benches/daemon_stats.py delta "$WORK/before.json" "${ASOKS[@]}" | cut -d' ' -f1)
+    if [ "${AB_LATENCY:-0}" = 1 ]; then
+      python3 benches/daemon_stats.py latency "$WORK/before.json" "${ASOKS[@]}" | sed 's/^/  /' >&2
+    fi
     python3 - "$WORK/fio.json" $((c1 - c0)) "$HZ" "$allocs" "$r" "$which" <<'EOF' | tee -a "$WORK/runs"
 import json, sys
 fio, ticks, hz, allocs, r, which = sys.argv[1:]
