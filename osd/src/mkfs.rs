@@ -125,6 +125,17 @@ pub async fn mkfs_with_id(cfg: MkfsConfig) -> Result<(Uuid, OsdId), MkfsError> {
     let found = tokio::task::spawn_blocking(move || existing(&dev))
         .await
         .map_err(|e| MkfsError::Task(e.to_string()))?;
+    let osd_uuid = match found {
+        Some((_, whoami)) if !cfg.force => {
+            return Err(MkfsError::AlreadyFormatted {
+                device: cfg.device.clone(),
+                whoami,
+            })
+        }
+        // Reformatting keeps the uuid, so the mon gives back the same id.
+        Some((u, _)) => cfg.osd_uuid.unwrap_or(u),
+        None => cfg.osd_uuid.unwrap_or_else(Uuid::new_v4),
+    };
     // The weight the first boot will ask for, from the capacity the format
     // below gives the store: placed at any other weight, the OSD would draw
     // PGs it never keeps (every PG, at weight 1 beside small devices) and
@@ -139,17 +150,6 @@ pub async fn mkfs_with_id(cfg: MkfsConfig) -> Result<(Uuid, OsdId), MkfsError> {
     let weight = crate::options::initial_crush_weight(cfg.crush_initial_weight, capacity);
     let crush_weight = kalmar_maps::crush::edit::weight_from_f64(weight)
         .map_err(|e| MkfsError::Task(format!("CRUSH weight {weight}: {e}")))?;
-    let osd_uuid = match found {
-        Some((_, whoami)) if !cfg.force => {
-            return Err(MkfsError::AlreadyFormatted {
-                device: cfg.device.clone(),
-                whoami,
-            })
-        }
-        // Reformatting keeps the uuid, so the mon gives back the same id.
-        Some((u, _)) => cfg.osd_uuid.unwrap_or(u),
-        None => cfg.osd_uuid.unwrap_or_else(Uuid::new_v4),
-    };
     let keyed = cfg.auth.client.as_ref().filter(|c| c.has_key());
     let me = match keyed.map(|c| c.entity().parse::<EntityName>()) {
         Some(Ok(e)) => e,

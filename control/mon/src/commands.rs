@@ -4,6 +4,7 @@
 //! dict's `format` asks; changes land in the pending epoch and the server
 //! replies once it is committed.
 
+use kalmar_maps::crush::map::WEIGHT_ONE;
 use std::time::Instant;
 
 use kalmar_maps::dump;
@@ -303,7 +304,7 @@ fn run(st: &mut MonState, cmd: &Value, now: Instant, now_us: u64) -> Result<CmdR
             let want = arg_u32(cmd, "id")?.map(|v| v as OsdId).unwrap_or(-1);
             let host = arg_str(cmd, "host").unwrap_or("");
             let class = arg_str(cmd, "crush_device_class").unwrap_or("");
-            let id = st.osd.osd_mkfs_class(uuid, want, host, class, 0)?;
+            let id = st.osd.osd_mkfs_class(uuid, want, host, class, WEIGHT_ONE)?;
             CmdReply::data(fmt.render(&json!({ "osdid": id }), || format!("{id}\n")))
         }
         "osd pool create" => {

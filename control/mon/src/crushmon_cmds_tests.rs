@@ -1,6 +1,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use kalmar_maps::crush::map::WEIGHT_ONE;
 use kalmar_maps::{MgrMap, OsdMap, PgId};
 use kalmar_proto::mon::OsdBoot;
 use serde_json::json;
@@ -455,12 +456,14 @@ fn destroy_keeps_id_and_position_purge_and_rm_remove() {
     assert!(tree.contains("destroyed"), "{tree}");
 
     // A new disk with a new uuid takes the destroyed id back.
-    let e = st.osd.osd_mkfs_class(Uuid::new_v4(), 0, "h9", "ssd", 0);
+    let e = st
+        .osd
+        .osd_mkfs_class(Uuid::new_v4(), 0, "h9", "ssd", WEIGHT_ONE);
     assert!(e.is_err(), "a live id is not given away");
     let new_uuid = Uuid::new_v4();
     assert_eq!(
         st.osd
-            .osd_mkfs_class(new_uuid, 1, "elsewhere", "ssd", 0)
+            .osd_mkfs_class(new_uuid, 1, "elsewhere", "ssd", WEIGHT_ONE)
             .expect("reuse"),
         1
     );
@@ -545,7 +548,7 @@ fn booting_osd_sets_its_class_once() {
     // Registration can carry the class too (kalmar-osd create).
     let id = st
         .osd
-        .osd_mkfs_class(Uuid::new_v4(), -1, "h5", "hdd", 0)
+        .osd_mkfs_class(Uuid::new_v4(), -1, "h5", "hdd", WEIGHT_ONE)
         .expect("mkfs");
     let (map, _) = st.osd.take_pending(4).expect("valid").expect("changed");
     st.osd.committed(map);
@@ -632,7 +635,6 @@ fn create_or_move_places_an_osd_at_its_full_location() {
 /// (an admin's reweight survives restarts), as Ceph's create-or-move.
 #[test]
 fn create_or_move_gives_the_initial_weight_at_first_boot_only() {
-    use kalmar_maps::crush::map::WEIGHT_ONE;
     let mut st = state(2);
     assert_eq!(st.osd.map().crush.item_weight(0), Some(WEIGHT_ONE));
     let e0 = st.osd.map().epoch;

@@ -178,7 +178,7 @@ impl OsdMon {
     /// As [`OsdMon::osd_mkfs`], also setting the device class in CRUSH
     /// when `class` is not empty and the OSD has none (Ceph's `osd new`
     /// with `crush_device_class`). A new OSD goes into CRUSH at `host`
-    /// with `weight` (16.16; 0: weight 1). A destroyed id is given to the
+    /// with `weight` (16.16 fixed point). A destroyed id is given to the
     /// new uuid, keeping its CRUSH position and weight (a replaced disk).
     pub fn osd_mkfs_class(
         &mut self,
@@ -239,7 +239,6 @@ impl OsdMon {
             m.set_max_osd(id + 1);
         }
         if !m.crush.device_is_placed(id) {
-            let weight = if weight == 0 { WEIGHT_ONE } else { weight };
             m.crush.add_osd(id, weight, host)?;
         }
         if !class.is_empty() {

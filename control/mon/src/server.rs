@@ -5,6 +5,7 @@
 //! epochs and serves them to its subscribers; a follower forwards what
 //! only the leader may decide (see [`consensus`]).
 
+use kalmar_maps::crush::map::WEIGHT_ONE;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -575,7 +576,11 @@ impl Server {
                         req.want_id,
                         &req.hostname,
                         &req.device_class,
-                        req.crush_weight,
+                        // Senders before version 3 leave it 0: weight 1.
+                        match req.crush_weight {
+                            0 => WEIGHT_ONE,
+                            w => w,
+                        },
                     ) {
                         Ok(id) => OsdMkfsReply {
                             tid: req.tid,
