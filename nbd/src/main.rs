@@ -5,6 +5,7 @@
 //! When it listens it prints one JSON line on stdout (`uri`, `size_bytes`,
 //! `export`) for scripts; logs go to stderr or `--log-file`.
 
+use std::convert::Infallible;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,10 +19,11 @@ use kalmar_common::admin_socket::{AdminCommands, AdminSocket};
 use kalmar_common::perf::{PerfCollection, PerfCounters};
 use kalmar_image::{Image, ImageSpec};
 use kalmar_nbd::size::parse_size;
+use kalmar_nbd::store_backend::ExportEngine;
 use kalmar_nbd::{
     BlockBackend, ImageBackend, Listener, Server, ServerSettings, StoreBackend, StoreExportOptions,
 };
-use kalmar_objectstore::{MkfsOptions, MountOptions, ObjectStore};
+use kalmar_objectstore::{CommitEngine, Drive, MkfsOptions, MountOptions, ObjectStore};
 
 #[global_allocator]
 static ALLOC: kalmar_common::alloc_count::CountingAlloc = kalmar_common::alloc_count::CountingAlloc;
@@ -181,10 +183,12 @@ fn run(cli: Cli) -> Result<()> {
     if cli.mkfs {
         mkfs(&path, size, cli.device_size, cli.db.clone())?;
     }
-    let mount_opts = MountOptions {
+    let mut mount_opts = MountOptions {
         db_path: cli.db.clone(),
         ..MountOptions::default()
     };
+    // The engines run as tasks on this runtime (see `StoreBackend`).
+    mount_opts.settings.drive = Drive::External;
     let store = Arc::new(ObjectStore::mount(&path, &mount_opts).with_context(|| {
         format!(
             "cannot mount the store on {} (format it with --mkfs)",
@@ -196,19 +200,78 @@ fn run(cli: Cli) -> Result<()> {
         object_bytes: cli.object_size,
         ..StoreExportOptions::default()
     };
-    let backend =
-        Arc::new(StoreBackend::open(store.clone(), size, &opts).context("cannot open the export")?);
-    let served = rt.block_on(serve(
-        &cli,
-        backend,
-        settings,
-        addr,
-        vec![store.perf_counters()],
+    let engines = store.take_engines()?;
+    let (served, engines) = rt.block_on(serve_store(
+        &cli, &store, engines, size, &opts, settings, addr,
     ));
     // Checkpoint and mark the store clean whatever happened to the server.
+    store.return_engines(engines);
     let unmounted = store.umount().context("unmounting the store failed");
     served?;
     unmounted
+}
+
+/// Runs the store's engines on this runtime, serves the export until
+/// shutdown (or an engine's driver fails), and gives the engines back.
+async fn serve_store(
+    cli: &Cli,
+    store: &Arc<ObjectStore>,
+    engines: Vec<CommitEngine>,
+    size: u64,
+    opts: &StoreExportOptions,
+    settings: ServerSettings,
+    addr: kalmar_nbd::ListenAddr,
+) -> (Result<()>, Vec<CommitEngine>) {
+    let drivers: Vec<Arc<ExportEngine>> = engines
+        .into_iter()
+        .map(|e| ExportEngine::new(e, None))
+        .collect();
+    let (failed_tx, mut failed) = tokio::sync::mpsc::unbounded_channel();
+    for (i, d) in drivers.iter().enumerate() {
+        let d = d.clone();
+        let failed_tx = failed_tx.clone();
+        tokio::spawn(async move {
+            if let Err(e) = d.drive(|never: Infallible, _| match never {}).await {
+                let _ = failed_tx.send(format!("store engine {i} cannot be driven: {e}"));
+            }
+        });
+    }
+    let served = async {
+        let backend = StoreBackend::open(store.clone(), &drivers, size, opts)
+            .await
+            .context("cannot open the export")?;
+        let stop = async {
+            tokio::select! {
+                _ = shutdown_signal() => None,
+                Some(why) = failed.recv() => Some(why),
+            }
+        };
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+        let stop_server = async move {
+            let why = stop.await;
+            let _ = stop_tx.send(why);
+        };
+        serve(
+            cli,
+            Arc::new(backend),
+            settings,
+            addr,
+            vec![store.perf_counters()],
+            stop_server,
+        )
+        .await?;
+        match stop_rx.await {
+            Ok(Some(why)) => bail!(why),
+            _ => Ok(()),
+        }
+    }
+    .await;
+    let mut engines = Vec::new();
+    for d in &drivers {
+        engines.extend(d.stop().await);
+    }
+    engines.sort_by_key(|e| e.index());
+    (served, engines)
 }
 
 fn mkfs(path: &Path, size: u64, device_size: Option<u64>, db: Option<PathBuf>) -> Result<()> {
@@ -313,6 +376,7 @@ async fn run_image(
             settings,
             addr,
             Vec::new(),
+            shutdown_signal(),
         )
         .await
     }
@@ -327,6 +391,7 @@ async fn serve<B: BlockBackend>(
     settings: ServerSettings,
     addr: kalmar_nbd::ListenAddr,
     extra_perf: Vec<Arc<PerfCounters>>,
+    stop: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
     let export = settings.export_name.clone();
     let server = Server::new(backend.clone(), settings).map_err(anyhow::Error::msg)?;
@@ -360,11 +425,7 @@ async fn serve<B: BlockBackend>(
         drop(out);
         tracing::info!(uri = %listener.uri(), size_bytes = backend.size_bytes(), "serving");
         server
-            .run(
-                listener,
-                shutdown_signal(),
-                Duration::from_secs(cli.shutdown_grace_secs),
-            )
+            .run(listener, stop, Duration::from_secs(cli.shutdown_grace_secs))
             .await
             .context("the server failed")?;
         tracing::info!("shutting down");

@@ -9,11 +9,19 @@
 //! request is one transaction, so a write spanning two objects is atomic,
 //! and it is acknowledged when the store says it is durable: FUA and
 //! FLUSH need nothing more.
+//!
+//! The store is mounted with `Drive::External`: the export's commit
+//! engine is driven by an [`EngineDriver`] task on the server's own
+//! runtime, so a request's transaction, its device I/O and its reply all
+//! happen on the thread that read the request (as on an OSD shard).
 
+use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use kalmar_objectstore::{CollectionId, ObjectId, ObjectStore, StoreError, Transaction};
+use kalmar_objectstore::{
+    CollectionId, EngineDriver, ObjectId, ObjectStore, StoreError, Transaction,
+};
 
 use crate::backend::{BackendError, BlockBackend};
 use kalmar_image::stripe::{self, Extent};
@@ -48,9 +56,15 @@ impl Default for StoreExportOptions {
     }
 }
 
+/// The driver of a store engine the export uses: it only waits for its
+/// commits ([`EngineDriver::commit`]), so it never has a follow-up.
+pub type ExportEngine = EngineDriver<Infallible>;
+
 /// A block export on a mounted store. See the module documentation.
 pub struct StoreBackend {
     store: Arc<ObjectStore>,
+    /// The driver of the engine the export's collection is placed on.
+    engine: Arc<ExportEngine>,
     cid: CollectionId,
     object_bytes: u64,
     size_bytes: u64,
@@ -77,9 +91,12 @@ fn zeros(len: usize) -> Bytes {
 impl StoreBackend {
     /// Opens the export of `size_bytes` on `store`, creating the
     /// collection and header on first use. Refuses a store whose export
-    /// was created with another size or object size.
-    pub fn open(
+    /// was created with another size or object size. `engines` are the
+    /// drivers of all the store's engines, by index (their tasks must be
+    /// running).
+    pub async fn open(
         store: Arc<ObjectStore>,
+        engines: &[Arc<ExportEngine>],
         size_bytes: u64,
         opts: &StoreExportOptions,
     ) -> Result<StoreBackend, BackendError> {
@@ -102,6 +119,10 @@ impl StoreBackend {
             )));
         }
         let cid = CollectionId::new(opts.collection.clone()).map_err(store_err)?;
+        let engine = engines
+            .get(store.engine_of(&cid))
+            .cloned()
+            .ok_or_else(|| BackendError::Invalid("the store's engines were not given".into()))?;
         let header = ObjectId::new(HEADER_OBJECT).map_err(store_err)?;
         if store.collection_exists(&cid).map_err(store_err)? {
             let stored = |name: &str| -> Result<Option<u64>, BackendError> {
@@ -140,7 +161,7 @@ impl StoreBackend {
                     ),
                 ],
             );
-            store.apply_transaction(t).map_err(store_err)?;
+            engine.commit(t).await.map_err(store_err)?;
         }
         let names = (0..count)
             .map(|n| ObjectId::new(stripe::object_name(DATA_PREFIX, n).into_bytes()))
@@ -148,6 +169,7 @@ impl StoreBackend {
             .map_err(store_err)?;
         Ok(StoreBackend {
             store,
+            engine,
             cid,
             object_bytes: ob,
             size_bytes,
@@ -177,7 +199,7 @@ impl StoreBackend {
     ) -> Result<(), BackendError> {
         let mut t = Transaction::new();
         build(&mut t)?;
-        self.store.queue_transaction(t).await.map_err(store_err)
+        self.engine.commit(t).await.map_err(store_err)
     }
 
     /// Frees the range (whole objects are removed, partial ones zeroed).
@@ -210,8 +232,8 @@ impl BlockBackend for StoreBackend {
         let mut pieces = Vec::with_capacity(2);
         for e in self.extents(offset, len as u64) {
             let fut = self
-                .store
-                .read_async(&self.cid, self.oid(&e)?, e.object_offset, e.len);
+                .engine
+                .read(&self.cid, self.oid(&e)?, e.object_offset, e.len);
             pieces.push((e, fut));
         }
         if pieces.len() == 1 {

@@ -29,7 +29,8 @@
 //! ([`MountOptions::placement`]), so order holds per collection. An engine
 //! is single-threaded and non-blocking: it is driven by a thread of the
 //! store (`Drive::Threads`), by the caller's own event loop
-//! (`Drive::External`, the OSD's shards, [`ObjectStore::take_engines`]),
+//! (`Drive::External`, [`ObjectStore::take_engines`]; [`EngineDriver`]
+//! runs one as a task on a tokio runtime: the OSD's shards, `kalmar-nbd`),
 //! inline by the committing caller (`Drive::Inline`), or wholly by the
 //! application, checkpoints and reads included, with no thread of the
 //! store's own (`Drive::Caller`, the whole-cluster simulator).
@@ -105,6 +106,7 @@ mod checkpoint;
 pub mod collog;
 mod completion;
 pub mod device;
+mod driver;
 pub mod engine;
 mod error;
 mod eventfd;
@@ -130,6 +132,7 @@ pub mod types;
 pub use bytes::Bytes;
 pub use checkpoint::CheckpointRecord;
 pub use completion::{pair, Commit, Completer, Completion, ReadFuture};
+pub use driver::EngineDriver;
 pub use engine::{CommitEngine, Notify};
 pub use error::{DeviceError, Result, StoreError};
 pub use fsck::FsckReport;

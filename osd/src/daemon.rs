@@ -351,10 +351,7 @@ pub async fn run(
         .iter()
         .cloned()
         .zip(engines)
-        .map(|(h, e)| {
-            let id = e.index();
-            (h, ShardStore::new(id, e, store.checkpoint_stepper()))
-        })
+        .map(|(h, e)| (h, ShardStore::new(e, store.checkpoint_stepper())))
         .collect();
     let sb = smeta::read_superblock(&store)
         .map_err(|source| OsdError::Mount {
@@ -499,9 +496,11 @@ pub async fn run(
         current.clone(),
         shard_stores.clone(),
     ));
-    for (h, st) in &shard_stores {
+    for (id, (h, st)) in shard_stores.iter().enumerate() {
         let svc = svc.clone();
-        h.spawn(st.clone().drive(move |why| svc.fatal(why)));
+        h.spawn(crate::shard::store::drive(st.clone(), id, move |why| {
+            svc.fatal(why)
+        }));
     }
     cluster_sink.set_service(&svc);
     let hb_peers = Peers::new(me.clone(), fsid, base.clone(), heartbeat_addr, hb_tx);

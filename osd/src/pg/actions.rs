@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 use super::{PgActor, PgEvent};
 use crate::perf::*;
 use crate::service::reply;
+use crate::shard::store::FollowUp;
 use crate::wire::encode_peering;
 
 /// Objects removed per transaction when a PG is deleted.
@@ -233,7 +234,14 @@ impl PgActor {
     /// durable (a failure stops the OSD).
     pub(super) async fn queue_txn(&self, t: Transaction, after: AfterCommit) {
         match self.store.admit().await {
-            Ok(permit) => self.store.submit(t, permit, self.tx.clone(), after),
+            Ok(permit) => self.store.submit(
+                t,
+                permit,
+                FollowUp {
+                    tx: self.tx.clone(),
+                    after,
+                },
+            ),
             Err(e) => tracing::debug!(pgid = %self.pgid, "transaction dropped: {e}"),
         }
     }

@@ -27,6 +27,7 @@ use super::{ClientOp, PgActor};
 use crate::names::{check_object_name, ObjectInfo, OI_ATTR};
 use crate::perf::*;
 use crate::service::{apply_store_ops, data_bytes, reply};
+use crate::shard::store::FollowUp;
 use crate::wire::RepMeta;
 
 /// The members of a write's acting set, inline up to a size-5 pool.
@@ -383,8 +384,14 @@ impl PgActor {
             }
             op.track.mark("sub_op_sent");
         }
-        self.store
-            .submit(t, permit, self.tx.clone(), AfterCommit::Tid(tid));
+        self.store.submit(
+            t,
+            permit,
+            FollowUp {
+                tx: self.tx.clone(),
+                after: AfterCommit::Tid(tid),
+            },
+        );
         self.svc.perf.inc(L_OP_WIP, 1);
         let in_bytes = op.req.in_bytes();
         self.inflight.insert(
@@ -595,8 +602,10 @@ impl PgActor {
         self.store.submit(
             t,
             permit,
-            self.tx.clone(),
-            AfterCommit::RepReply(from, ok, lat),
+            FollowUp {
+                tx: self.tx.clone(),
+                after: AfterCommit::RepReply(from, ok, lat),
+            },
         );
     }
 }
