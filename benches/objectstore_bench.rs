@@ -4,15 +4,17 @@
 //!
 //! The store is laid out as a block image: objects of `--object-size`
 //! bytes (default 4 MiB, like an RBD image) covering `--size` bytes, all
-//! written once (prefill) before any job, as fio's files are. Writes are
-//! transactions queued from one tokio task per in-flight I/O (the way the
-//! OSD and the NBD server use the store); a write's latency runs from
-//! queueing to its durable commit. Reads run on one thread per in-flight
-//! I/O with the blocking API.
+//! written once (prefill) before any job, as fio's files are. The store's
+//! engine runs as an `EngineDriver` task on one current-thread tokio
+//! runtime, and each in-flight I/O is a task on the same thread (the way
+//! the OSD's shards and `kalmar-nbd --store` use the store): a write is a
+//! transaction from admission to its durable commit, a read goes through
+//! the engine's ring.
 //!
 //!   kalmar-objectstore-bench --device /dev/loop1 --db /tmp/os.db --size 2G \
 //!     --runtime 20 --ramp 2 --out-dir results/objectstore --mkfs
 
+use std::convert::Infallible;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,8 +24,13 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use kalmar_objectstore::{
     device::{aligned_bytes, AlignedBuf},
-    Bytes, CollectionId, MkfsOptions, MountOptions, ObjectId, ObjectStore, Transaction,
+    Bytes, CollectionId, Drive, EngineDriver, MkfsOptions, MountOptions, ObjectId, ObjectStore,
+    Transaction,
 };
+
+/// The driver of the store's engine the image lives on (the bench only
+/// waits for its commits, so it has no follow-up).
+type Engine = EngineDriver<Infallible>;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
@@ -192,105 +199,58 @@ fn process_usage() -> (f64, u64) {
     )
 }
 
-/// Runs writes from `depth` tasks on a current-thread runtime until
+/// Runs `depth` tasks of writes (or reads) on the current runtime until
 /// `stop`; samples only while `measuring`.
-fn run_writes(
-    store: &Arc<ObjectStore>,
+async fn run_job(
+    engine: &Arc<Engine>,
     img: &Arc<Image>,
     j: &Job,
     offs: &Arc<Offsets>,
     measuring: &Arc<AtomicBool>,
     stop: &Arc<AtomicBool>,
 ) -> Result<Stats> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     // Aligned, as fio's own I/O buffers are: the store writes big ones
     // without a copy.
     let payload = aligned_payload(0x5a, j.block_bytes as usize);
-    rt.block_on(async {
-        let mut tasks = Vec::new();
-        for t in 0..j.depth {
-            let (store, img, offs, measuring, stop, payload) = (
-                store.clone(),
-                img.clone(),
-                offs.clone(),
-                measuring.clone(),
-                stop.clone(),
-                payload.clone(),
-            );
-            tasks.push(tokio::spawn(async move {
-                let mut rng = ChaCha8Rng::seed_from_u64(t as u64 + 1);
-                let mut st = Stats::default();
-                while !stop.load(Ordering::Relaxed) {
-                    let off = offs.take(&mut rng);
-                    let (o, within) = img.locate(off);
+    let mut tasks = Vec::new();
+    for t in 0..j.depth {
+        let (engine, img, offs, measuring, stop, payload) = (
+            engine.clone(),
+            img.clone(),
+            offs.clone(),
+            measuring.clone(),
+            stop.clone(),
+            payload.clone(),
+        );
+        let (write, bs) = (j.write, j.block_bytes);
+        tasks.push(tokio::spawn(async move {
+            let mut rng = ChaCha8Rng::seed_from_u64(t as u64 + if write { 1 } else { 100 });
+            let mut st = Stats::default();
+            while !stop.load(Ordering::Relaxed) {
+                let (o, within) = img.locate(offs.take(&mut rng));
+                let t0 = Instant::now();
+                if write {
                     let mut txn = Transaction::new();
                     txn.write(&img.cid, o, within, payload.clone());
-                    let t0 = Instant::now();
-                    store.queue_transaction(txn).await?;
-                    if measuring.load(Ordering::Relaxed) {
-                        st.lat_us
-                            .push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
-                        st.bytes += payload.len() as u64;
-                    }
-                }
-                Ok::<Stats, anyhow::Error>(st)
-            }));
-        }
-        let mut all = Stats::default();
-        for t in tasks {
-            let st = t.await??;
-            all.lat_us.extend(st.lat_us);
-            all.bytes += st.bytes;
-        }
-        Ok(all)
-    })
-}
-
-fn run_reads(
-    store: &Arc<ObjectStore>,
-    img: &Arc<Image>,
-    j: &Job,
-    offs: &Arc<Offsets>,
-    measuring: &Arc<AtomicBool>,
-    stop: &Arc<AtomicBool>,
-) -> Result<Stats> {
-    let handles: Vec<_> = (0..j.depth)
-        .map(|t| {
-            let (store, img, offs, measuring, stop) = (
-                store.clone(),
-                img.clone(),
-                offs.clone(),
-                measuring.clone(),
-                stop.clone(),
-            );
-            let bs = j.block_bytes;
-            std::thread::spawn(move || -> Result<Stats> {
-                let mut rng = ChaCha8Rng::seed_from_u64(t as u64 + 100);
-                let mut st = Stats::default();
-                while !stop.load(Ordering::Relaxed) {
-                    let (o, within) = img.locate(offs.take(&mut rng));
-                    let t0 = Instant::now();
-                    let got = store.read(&img.cid, o, within, bs)?;
+                    engine.commit(txn).await?;
+                } else {
+                    let got = engine.read(&img.cid, o, within, bs).await?;
                     if got.len() as u64 != bs {
                         bail!("short read: {} of {bs}", got.len());
                     }
-                    if measuring.load(Ordering::Relaxed) {
-                        st.lat_us
-                            .push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
-                        st.bytes += bs;
-                    }
                 }
-                Ok(st)
-            })
-        })
-        .collect();
+                if measuring.load(Ordering::Relaxed) {
+                    st.lat_us
+                        .push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                    st.bytes += bs;
+                }
+            }
+            Ok::<Stats, anyhow::Error>(st)
+        }));
+    }
     let mut all = Stats::default();
-    for h in handles {
-        let st = h
-            .join()
-            .map_err(|_| anyhow::anyhow!("reader thread panicked"))??;
+    for t in tasks {
+        let st = t.await??;
         all.lat_us.extend(st.lat_us);
         all.bytes += st.bytes;
     }
@@ -305,26 +265,27 @@ fn aligned_payload(fill: u8, len: usize) -> Bytes {
 }
 
 /// Writes every object once, 1 MiB at a time, 8 in flight.
-fn prefill(store: &Arc<ObjectStore>, img: &Image) -> Result<()> {
+async fn prefill(engine: &Arc<Engine>, img: &Image) -> Result<()> {
     let chunk = 1u64 << 20;
     let data = aligned_payload(0xa5, chunk as usize);
-    let mut pending = std::collections::VecDeque::new();
+    let mut pending = tokio::task::JoinSet::new();
     let mut off = 0;
     while off < img.size {
         let (o, within) = img.locate(off);
         let len = chunk.min(img.object_bytes - within).min(img.size - off);
         let mut t = Transaction::new();
         t.write(&img.cid, o, within, data.slice(..len as usize));
-        pending.push_back(store.queue_transaction(t));
+        let engine = engine.clone();
+        pending.spawn(async move { engine.commit(t).await });
         if pending.len() >= 8 {
-            if let Some(c) = pending.pop_front() {
-                c.wait()?;
+            if let Some(r) = pending.join_next().await {
+                r??;
             }
         }
         off += len;
     }
-    for c in pending {
-        c.wait()?;
+    while let Some(r) = pending.join_next().await {
+        r??;
     }
     Ok(())
 }
@@ -388,7 +349,6 @@ fn main() -> Result<()> {
         db_path: Some(args.db.clone()),
         ..MountOptions::default()
     };
-    mo.settings.reader_threads = 4;
     if let Some(d) = args.pipeline_depth {
         mo.settings.commit_pipeline_depth = d;
     }
@@ -401,7 +361,44 @@ fn main() -> Result<()> {
     if let Some(b) = args.deferred_max_bytes {
         mo.settings.deferred_max_bytes = b;
     }
+    mo.settings.drive = Drive::External;
     let store = Arc::new(ObjectStore::mount(&args.device, &mo).context("mount")?);
+    let drivers: Vec<Arc<Engine>> = store
+        .take_engines()?
+        .into_iter()
+        .map(|e| Engine::new(e, None))
+        .collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (result, mut engines) = rt.block_on(async {
+        let tasks: Vec<_> = drivers
+            .iter()
+            .map(|d| tokio::spawn(d.clone().drive(|never: Infallible, _| match never {})))
+            .collect();
+        let result = bench(&args, &store, &drivers, &jobs).await;
+        let mut engines = Vec::new();
+        for (d, t) in drivers.iter().zip(tasks) {
+            engines.extend(d.stop().await);
+            if let Ok(Err(e)) = t.await {
+                eprintln!("objectstore-bench: the engine could not be driven: {e}");
+            }
+        }
+        (result, engines)
+    });
+    engines.sort_by_key(|e| e.index());
+    store.return_engines(engines);
+    store.umount()?;
+    result
+}
+
+/// Prefills the image, then runs the jobs and writes their results.
+async fn bench(
+    args: &Args,
+    store: &Arc<ObjectStore>,
+    drivers: &[Arc<Engine>],
+    jobs: &[Job],
+) -> Result<()> {
     let cid = CollectionId::new("bench")?;
     let count = args.size.div_ceil(args.object_size);
     let names = (0..count)
@@ -413,20 +410,23 @@ fn main() -> Result<()> {
         object_bytes: args.object_size,
         size: args.size,
     });
+    let engine = drivers
+        .get(store.engine_of(&cid))
+        .context("no driver for the image's engine")?;
     if !store.collection_exists(&cid)? {
         let mut t = Transaction::new();
         t.create_collection(&cid);
-        store.apply_transaction(t)?;
+        engine.commit(t).await?;
     }
     let t0 = Instant::now();
-    prefill(&store, &img)?;
+    prefill(engine, &img).await?;
     eprintln!(
         "objectstore-bench: prefilled {} bytes in {:.1}s",
         args.size,
         t0.elapsed().as_secs_f64()
     );
     std::fs::create_dir_all(&args.out_dir)?;
-    for j in &jobs {
+    for j in jobs {
         let offs = Arc::new(Offsets {
             next: AtomicU64::new(0),
             size: args.size,
@@ -464,11 +464,7 @@ fn main() -> Result<()> {
                 )
             })
         };
-        let mut st = if j.write {
-            run_writes(&store, &img, j, &offs, &measuring, &stop)?
-        } else {
-            run_reads(&store, &img, j, &offs, &measuring, &stop)?
-        };
+        let mut st = run_job(engine, &img, j, &offs, &measuring, &stop).await?;
         let (elapsed, cpu, dump, (allocs, csw)) = timer
             .join()
             .map_err(|_| anyhow::anyhow!("timer thread panicked"))?;
@@ -510,7 +506,6 @@ fn main() -> Result<()> {
         );
         eprintln!("objectstore-bench: {} perf: {}", j.name, dump);
     }
-    store.umount()?;
     Ok(())
 }
 
