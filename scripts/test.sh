@@ -19,3 +19,7 @@ cargo test --profile checked -p kalmar-peering -p kalmar-maps -p kalmar-common \
 # with the same checks; it links the store, so this profile builds
 # RocksDB once more (~11 minutes cold on 2 cores, cached after).
 cargo test --profile checked -p kalmar-sim -- --test-threads="${KALMAR_TEST_THREADS:-2}"
+# The store's whole suite and the OSD's unit tests with the same checks
+# (both crates are built for the simulator already; ~1.5 minutes warm).
+cargo test --profile checked -p kalmar-objectstore -- --test-threads="${KALMAR_TEST_THREADS:-2}"
+cargo test --profile checked -p kalmar-osd --lib -- --test-threads="${KALMAR_TEST_THREADS:-2}"
