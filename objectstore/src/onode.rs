@@ -226,22 +226,32 @@ impl Decode for Shard {
                     let start = d.u16()? as usize;
                     let phys = d.u64()?;
                     let n = d.len_prefix(4, "vec")?;
-                    for j in 0..n {
-                        let csum = d.u32()?;
-                        let i = start + j;
-                        let slot = s.blocks.get_mut(i).ok_or_else(|| DecodeError::Invalid {
-                            what: "extent shard",
-                            detail: format!("block {i} beyond the shard"),
-                        })?;
+                    // All the run's checksums at once (`len_prefix` made
+                    // sure they are there), then one range check.
+                    let csums = d.take(n * 4, "extent run")?;
+                    let slots =
+                        s.blocks
+                            .get_mut(start..start + n)
+                            .ok_or_else(|| DecodeError::Invalid {
+                                what: "extent shard",
+                                detail: format!("blocks {start}..{} beyond the shard", start + n),
+                            })?;
+                    for (j, (slot, c)) in slots.iter_mut().zip(csums.chunks_exact(4)).enumerate() {
                         if slot.is_some() {
                             return Err(DecodeError::Invalid {
                                 what: "extent shard",
-                                detail: format!("block {i} mapped twice"),
+                                detail: format!("block {} mapped twice", start + j),
                             });
                         }
+                        let phys =
+                            phys.checked_add(j as u64)
+                                .ok_or_else(|| DecodeError::Invalid {
+                                    what: "extent shard",
+                                    detail: "block address overflows".into(),
+                                })?;
                         *slot = Some(BlockMap {
-                            phys: phys + j as u64,
-                            csum,
+                            phys,
+                            csum: u32::from_le_bytes([c[0], c[1], c[2], c[3]]),
                         });
                     }
                     Ok(())
@@ -424,5 +434,40 @@ mod tests {
         assert_eq!(runs_of(&s).len(), 2);
         assert_eq!(s.to_bytes(), oracle_bytes(&s));
         assert_eq!(shard_of(130), (2, 2));
+    }
+
+    /// A stored shard whose runs reach past its 64 blocks, map a block
+    /// twice or run past the largest address is refused (corruption).
+    #[test]
+    fn runs_past_the_shard_or_overlapping_are_refused() {
+        let encode = |runs: Vec<Run>| {
+            let mut buf = Vec::new();
+            kalmar_common::encoding::encode_versioned(&mut buf, 1, 1, |buf| runs.encode(buf));
+            buf
+        };
+        let run = |start: u16, n: u32| Run {
+            start,
+            phys: 500,
+            csums: (0..n).collect(),
+        };
+        let ok = Shard::from_bytes(&encode(vec![run(0, 4), run(60, 4)])).expect("decodes");
+        assert_eq!(ok.get(63), Some(BlockMap { phys: 503, csum: 3 }));
+        let past = Shard::from_bytes(&encode(vec![run(62, 3)])).expect_err("past the end");
+        assert!(
+            past.to_string().contains("blocks 62..65 beyond the shard"),
+            "{past}"
+        );
+        let twice = Shard::from_bytes(&encode(vec![run(0, 4), run(3, 2)])).expect_err("overlap");
+        assert!(
+            twice.to_string().contains("block 3 mapped twice"),
+            "{twice}"
+        );
+        let mut high = run(0, 4);
+        high.phys = u64::MAX - 1;
+        let over = Shard::from_bytes(&encode(vec![high])).expect_err("overflow");
+        assert!(
+            over.to_string().contains("block address overflows"),
+            "{over}"
+        );
     }
 }
