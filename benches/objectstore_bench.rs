@@ -14,7 +14,6 @@
 //!   kalmar-objectstore-bench --device /dev/loop1 --db /tmp/os.db --size 2G \
 //!     --runtime 20 --ramp 2 --out-dir results/objectstore --mkfs
 
-use std::convert::Infallible;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -24,13 +23,9 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use kalmar_objectstore::{
     device::{aligned_bytes, AlignedBuf},
-    Bytes, CollectionId, Drive, EngineDriver, MkfsOptions, MountOptions, ObjectId, ObjectStore,
+    Bytes, CollectionId, CommitDriver, Drive, MkfsOptions, MountOptions, ObjectId, ObjectStore,
     Transaction,
 };
-
-/// The driver of the store's engine the image lives on (the bench only
-/// waits for its commits, so it has no follow-up).
-type Engine = EngineDriver<Infallible>;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
@@ -202,7 +197,7 @@ fn process_usage() -> (f64, u64) {
 /// Runs `depth` tasks of writes (or reads) on the current runtime until
 /// `stop`; samples only while `measuring`.
 async fn run_job(
-    engine: &Arc<Engine>,
+    engine: &Arc<CommitDriver>,
     img: &Arc<Image>,
     j: &Job,
     offs: &Arc<Offsets>,
@@ -265,7 +260,7 @@ fn aligned_payload(fill: u8, len: usize) -> Bytes {
 }
 
 /// Writes every object once, 1 MiB at a time, 8 in flight.
-async fn prefill(engine: &Arc<Engine>, img: &Image) -> Result<()> {
+async fn prefill(engine: &Arc<CommitDriver>, img: &Image) -> Result<()> {
     let chunk = 1u64 << 20;
     let data = aligned_payload(0xa5, chunk as usize);
     let mut pending = tokio::task::JoinSet::new();
@@ -363,18 +358,18 @@ fn main() -> Result<()> {
     }
     mo.settings.drive = Drive::External;
     let store = Arc::new(ObjectStore::mount(&args.device, &mo).context("mount")?);
-    let drivers: Vec<Arc<Engine>> = store
+    let drivers: Vec<Arc<CommitDriver>> = store
         .take_engines()?
         .into_iter()
-        .map(|e| Engine::new(e, None))
+        .map(|e| CommitDriver::new(e, None))
         .collect();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let (result, mut engines) = rt.block_on(async {
+    let (result, engines) = rt.block_on(async {
         let tasks: Vec<_> = drivers
             .iter()
-            .map(|d| tokio::spawn(d.clone().drive(|never: Infallible, _| match never {})))
+            .map(|d| tokio::spawn(d.clone().drive_commits()))
             .collect();
         let result = bench(&args, &store, &drivers, &jobs).await;
         let mut engines = Vec::new();
@@ -386,7 +381,6 @@ fn main() -> Result<()> {
         }
         (result, engines)
     });
-    engines.sort_by_key(|e| e.index());
     store.return_engines(engines);
     store.umount()?;
     result
@@ -396,7 +390,7 @@ fn main() -> Result<()> {
 async fn bench(
     args: &Args,
     store: &Arc<ObjectStore>,
-    drivers: &[Arc<Engine>],
+    drivers: &[Arc<CommitDriver>],
     jobs: &[Job],
 ) -> Result<()> {
     let cid = CollectionId::new("bench")?;

@@ -5,7 +5,6 @@
 //! When it listens it prints one JSON line on stdout (`uri`, `size_bytes`,
 //! `export`) for scripts; logs go to stderr or `--log-file`.
 
-use std::convert::Infallible;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -19,11 +18,12 @@ use kalmar_common::admin_socket::{AdminCommands, AdminSocket};
 use kalmar_common::perf::{PerfCollection, PerfCounters};
 use kalmar_image::{Image, ImageSpec};
 use kalmar_nbd::size::parse_size;
-use kalmar_nbd::store_backend::ExportEngine;
 use kalmar_nbd::{
     BlockBackend, ImageBackend, Listener, Server, ServerSettings, StoreBackend, StoreExportOptions,
 };
-use kalmar_objectstore::{CommitEngine, Drive, MkfsOptions, MountOptions, ObjectStore};
+use kalmar_objectstore::{
+    CommitDriver, CommitEngine, Drive, MkfsOptions, MountOptions, ObjectStore,
+};
 
 #[global_allocator]
 static ALLOC: kalmar_common::alloc_count::CountingAlloc = kalmar_common::alloc_count::CountingAlloc;
@@ -222,16 +222,16 @@ async fn serve_store(
     settings: ServerSettings,
     addr: kalmar_nbd::ListenAddr,
 ) -> (Result<()>, Vec<CommitEngine>) {
-    let drivers: Vec<Arc<ExportEngine>> = engines
+    let drivers: Vec<Arc<CommitDriver>> = engines
         .into_iter()
-        .map(|e| ExportEngine::new(e, None))
+        .map(|e| CommitDriver::new(e, None))
         .collect();
     let (failed_tx, mut failed) = tokio::sync::mpsc::unbounded_channel();
     for (i, d) in drivers.iter().enumerate() {
         let d = d.clone();
         let failed_tx = failed_tx.clone();
         tokio::spawn(async move {
-            if let Err(e) = d.drive(|never: Infallible, _| match never {}).await {
+            if let Err(e) = d.drive_commits().await {
                 let _ = failed_tx.send(format!("store engine {i} cannot be driven: {e}"));
             }
         });
@@ -240,16 +240,13 @@ async fn serve_store(
         let backend = StoreBackend::open(store.clone(), &drivers, size, opts)
             .await
             .context("cannot open the export")?;
+        // Why the server stopped, when an engine's driver failed.
+        let mut failure = None;
         let stop = async {
             tokio::select! {
-                _ = shutdown_signal() => None,
-                Some(why) = failed.recv() => Some(why),
+                _ = shutdown_signal() => {}
+                Some(why) = failed.recv() => failure = Some(why),
             }
-        };
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
-        let stop_server = async move {
-            let why = stop.await;
-            let _ = stop_tx.send(why);
         };
         serve(
             cli,
@@ -257,12 +254,12 @@ async fn serve_store(
             settings,
             addr,
             vec![store.perf_counters()],
-            stop_server,
+            stop,
         )
         .await?;
-        match stop_rx.await {
-            Ok(Some(why)) => bail!(why),
-            _ => Ok(()),
+        match failure {
+            Some(why) => bail!(why),
+            None => Ok(()),
         }
     }
     .await;
@@ -270,7 +267,6 @@ async fn serve_store(
     for d in &drivers {
         engines.extend(d.stop().await);
     }
-    engines.sort_by_key(|e| e.index());
     (served, engines)
 }
 

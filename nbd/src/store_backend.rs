@@ -11,16 +11,15 @@
 //! FLUSH need nothing more.
 //!
 //! The store is mounted with `Drive::External`: the export's commit
-//! engine is driven by an [`EngineDriver`] task on the server's own
+//! engine is driven by an [`CommitDriver`] task on the server's own
 //! runtime, so a request's transaction, its device I/O and its reply all
 //! happen on the thread that read the request (as on an OSD shard).
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use kalmar_objectstore::{
-    CollectionId, EngineDriver, ObjectId, ObjectStore, StoreError, Transaction,
+    CollectionId, CommitDriver, ObjectId, ObjectStore, StoreError, Transaction,
 };
 
 use crate::backend::{BackendError, BlockBackend};
@@ -56,15 +55,11 @@ impl Default for StoreExportOptions {
     }
 }
 
-/// The driver of a store engine the export uses: it only waits for its
-/// commits ([`EngineDriver::commit`]), so it never has a follow-up.
-pub type ExportEngine = EngineDriver<Infallible>;
-
 /// A block export on a mounted store. See the module documentation.
 pub struct StoreBackend {
     store: Arc<ObjectStore>,
     /// The driver of the engine the export's collection is placed on.
-    engine: Arc<ExportEngine>,
+    engine: Arc<CommitDriver>,
     cid: CollectionId,
     object_bytes: u64,
     size_bytes: u64,
@@ -96,7 +91,7 @@ impl StoreBackend {
     /// running).
     pub async fn open(
         store: Arc<ObjectStore>,
-        engines: &[Arc<ExportEngine>],
+        engines: &[Arc<CommitDriver>],
         size_bytes: u64,
         opts: &StoreExportOptions,
     ) -> Result<StoreBackend, BackendError> {

@@ -15,6 +15,7 @@
 //! thread against committed metadata and their device reads go through
 //! the same ring.
 
+use std::convert::Infallible;
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -283,6 +284,17 @@ impl<P: Send + 'static> EngineDriver<P> {
         // A dropped completer resolves its completion with an error.
         *self.reads.lock() = Slab::default();
         self.engine.lock().take()
+    }
+}
+
+/// A driver whose callers only wait for their commits
+/// ([`EngineDriver::commit`]) and reads: no follow-ups to hand back.
+pub type CommitDriver = EngineDriver<Infallible>;
+
+impl CommitDriver {
+    /// The driver task of a [`CommitDriver`] (see [`EngineDriver::drive`]).
+    pub async fn drive_commits(self: Arc<Self>) -> std::io::Result<()> {
+        self.drive(|never, _| match never {}).await
     }
 }
 

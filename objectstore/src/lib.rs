@@ -132,7 +132,7 @@ pub mod types;
 pub use bytes::Bytes;
 pub use checkpoint::CheckpointRecord;
 pub use completion::{pair, Commit, Completer, Completion, ReadFuture};
-pub use driver::EngineDriver;
+pub use driver::{CommitDriver, EngineDriver};
 pub use engine::{CommitEngine, Notify};
 pub use error::{DeviceError, Result, StoreError};
 pub use fsck::FsckReport;

@@ -730,7 +730,6 @@ pub async fn run(
     if crashed {
         return Ok(());
     }
-    engines.sort_by_key(|e| e.index());
     store.return_engines(engines);
     if result.is_ok() {
         let s = store.clone();

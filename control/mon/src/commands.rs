@@ -4,9 +4,9 @@
 //! dict's `format` asks; changes land in the pending epoch and the server
 //! replies once it is committed.
 
-use kalmar_maps::crush::map::WEIGHT_ONE;
 use std::time::Instant;
 
+use kalmar_maps::crush::map::WEIGHT_ONE;
 use kalmar_maps::dump;
 use kalmar_maps::{OsdId, PgId};
 use serde_json::{json, Value};

@@ -5,7 +5,6 @@
 //! epochs and serves them to its subscribers; a follower forwards what
 //! only the leader may decide (see [`consensus`]).
 
-use kalmar_maps::crush::map::WEIGHT_ONE;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,6 +13,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use kalmar_common::admin_socket::{AdminCommands, AdminSocket};
 use kalmar_common::encoding::Blob;
+use kalmar_maps::crush::map::WEIGHT_ONE;
 use kalmar_maps::time::now_us;
 use kalmar_maps::Epoch;
 use kalmar_msgr::{

@@ -353,12 +353,14 @@ impl ObjectStore {
         }
     }
 
-    /// Gives back the engines taken with [`ObjectStore::take_engines`].
+    /// Gives back the engines taken with [`ObjectStore::take_engines`], in
+    /// any order.
     pub fn return_engines(&self, mut back: Vec<CommitEngine>) {
         if let Some(Runtime::External { engines, .. }) =
             self.running.lock().as_mut().map(|r| &mut r.runtime)
         {
             engines.append(&mut back);
+            engines.sort_by_key(|e| e.index());
         }
     }
 
