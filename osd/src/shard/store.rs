@@ -49,7 +49,6 @@ pub async fn drive(store: Arc<ShardStore>, id: usize, fatal: impl Fn(String)) {
 mod tests {
     use super::*;
     use kalmar_objectstore::{CollectionId, Drive, MountOptions, ObjectStore, Transaction};
-    use parking_lot::Mutex;
 
     /// A transaction that fails after admission stops the OSD and its
     /// follow-up never runs (the PG's memory may be ahead of its disk);
@@ -67,10 +66,11 @@ mod tests {
             .enable_all()
             .build()
             .expect("runtime");
-        let fatal = Arc::new(Mutex::new(Vec::<String>::new()));
-        let engine = rt.block_on(async {
-            let f = fatal.clone();
-            let driver = tokio::spawn(drive(shard.clone(), 0, move |why| f.lock().push(why)));
+        let (fatal_tx, mut fatal) = mpsc::unbounded_channel::<String>();
+        let (engine, why) = rt.block_on(async {
+            let driver = tokio::spawn(drive(shard.clone(), 0, move |why| {
+                let _ = fatal_tx.send(why);
+            }));
             let (tx, mut rx) = mpsc::unbounded_channel();
             let c = CollectionId::new("pg_1.0").expect("cid");
             let mut ok = Transaction::new();
@@ -86,7 +86,7 @@ mod tests {
             );
             let ev = rx.recv().await.expect("follow-up");
             assert!(matches!(ev, PgEvent::Committed { tid: 1 }));
-            assert!(fatal.lock().is_empty());
+            assert!(fatal.try_recv().is_err(), "nothing fatal yet");
             // Refused by the store after admission: a write into a
             // collection that does not exist.
             let mut bad = Transaction::new();
@@ -106,20 +106,15 @@ mod tests {
                     after: AfterCommit::Tid(2),
                 },
             );
-            tokio::time::timeout(std::time::Duration::from_secs(10), async {
-                while fatal.lock().is_empty() {
-                    tokio::task::yield_now().await;
-                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-                }
-            })
-            .await
-            .expect("the failure is reported");
+            let why = tokio::time::timeout(std::time::Duration::from_secs(10), fatal.recv())
+                .await
+                .expect("the failure is reported in time")
+                .expect("the driver reports it");
             assert!(rx.try_recv().is_err(), "no follow-up for the failed one");
             let engine = shard.stop().await;
             driver.await.expect("driver ends");
-            engine
+            (engine, why)
         });
-        let why = fatal.lock().join("; ");
         assert!(why.contains("failed after admission"), "{why}");
         store.return_engines(engine.into_iter().collect());
         store.umount().expect("umount");
