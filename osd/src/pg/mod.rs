@@ -109,8 +109,9 @@ pub enum PgEvent {
         interval: Epoch,
         kind: ReserveFor,
     },
-    /// A recovery or backfill push held back by `osd_recovery_sleep`,
-    /// now due (dropped if the interval changed meanwhile).
+    /// A recovery or backfill push held back by `osd_recovery_sleep` or
+    /// behind writes of its object, now due (dropped if the interval
+    /// changed meanwhile).
     DelayedPush {
         interval: Epoch,
         oid: String,
@@ -276,6 +277,8 @@ pub struct PgActor {
     next_push_at: Option<tokio::time::Instant>,
     /// Objects being received in chunks: the offset the next must have.
     receiving: BTreeMap<String, u64>,
+    /// Pushes behind writes of the same object still in flight here.
+    pushes_behind_writes: BTreeMap<String, Vec<recovery::HeldPush>>,
     stopped: bool,
 }
 
@@ -323,6 +326,7 @@ impl PgActor {
             since_us: now_us(),
             next_push_at: None,
             receiving: BTreeMap::new(),
+            pushes_behind_writes: BTreeMap::new(),
             stopped: false,
         };
         let handle = PgHandle { tx };
@@ -526,6 +530,7 @@ impl PgActor {
         // chunks of the old interval no longer arrive.
         self.next_push_at = None;
         self.receiving.clear();
+        self.pushes_behind_writes.clear();
         let mut requeue: Vec<ClientOp> = Vec::new();
         for (_, w) in std::mem::take(&mut self.inflight) {
             requeue.extend(w.into_ops());

@@ -88,6 +88,23 @@ impl PgActor {
         to: &[OsdId],
         backfill: bool,
     ) {
+        if self.objects.inflight(oid) > 0 {
+            // A write of this object is logged here but may not be on our
+            // disk yet, and the push copies what the disk holds: it waits
+            // for the write (new writes of the object wait for the push).
+            // Sent now, a target that took the write's log entry without
+            // its data (a backfill target past the object) would be
+            // recovered to a copy without that write.
+            self.pushes_behind_writes
+                .entry(oid.to_string())
+                .or_default()
+                .push(super::recovery::HeldPush {
+                    version,
+                    to: to.to_vec(),
+                    backfill,
+                });
+            return;
+        }
         let base = PgPush {
             pgid: self.pgid,
             from: self.whoami,

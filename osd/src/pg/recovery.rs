@@ -85,7 +85,27 @@ async fn scan(
     }
 }
 
+/// A push waiting for writes of its object to reach the disk.
+pub(super) struct HeldPush {
+    pub version: Eversion,
+    pub to: Vec<OsdId>,
+    pub backfill: bool,
+}
+
 impl PgActor {
+    /// The last write of `oid` in flight finished: its held pushes go.
+    pub(super) fn release_held_pushes(&mut self, oid: &str) {
+        for p in self.pushes_behind_writes.remove(oid).unwrap_or_default() {
+            let _ = self.tx.send(PgEvent::DelayedPush {
+                interval: self.interval(),
+                oid: oid.to_string(),
+                version: p.version,
+                to: p.to,
+                backfill: p.backfill,
+            });
+        }
+    }
+
     /// Pushes now, or, under `osd_recovery_sleep`, once the previous push
     /// of this PG is a sleep old. The object stays in flight in the
     /// machine meanwhile (writes to it wait), so it is read when it leaves.

@@ -475,6 +475,7 @@ impl PgActor {
                     self.read(op);
                 }
             }
+            self.release_held_pushes(&w.oid);
         }
         if self.scrub_waits_for_writes() {
             let _ = self.tx.send(super::PgEvent::ScrubStep);
