@@ -225,7 +225,14 @@ impl<P: Send + 'static> EngineDriver<P> {
                 }
                 e.take_completions(&mut done);
                 e.take_read_completions(&mut reads);
-                e.next_deadline()
+                // A delayed device's retry is measured on tokio's clock
+                // (simulated time in the simulator).
+                let retry = e.io_retry_after().map(|d| tokio::time::Instant::now() + d);
+                let deadline = e.next_deadline().map(tokio::time::Instant::from_std);
+                match (deadline, retry) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
             };
             for (token, res) in done.drain(..) {
                 let p = self.pending.lock().take(token);
@@ -243,7 +250,7 @@ impl<P: Send + 'static> EngineDriver<P> {
             }
             let sleep = async {
                 match deadline {
-                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    Some(d) => tokio::time::sleep_until(d).await,
                     None => std::future::pending().await,
                 }
             };

@@ -40,6 +40,16 @@ pub struct ClusterConfig {
     pub journal_bytes: u64,
     /// Network latency range per message.
     pub latency: (Duration, Duration),
+    /// `osd_max_pg_log_entries` of every OSD (`None`: the default, which
+    /// the OSDs shorten to fit the journal). A short log sends an OSD that
+    /// was away for a while to backfill instead of log recovery.
+    pub pg_log_entries: Option<usize>,
+    /// Each device operation answers after up to this many polls of its
+    /// queue, a simulated millisecond apart
+    /// (`FaultConfig::completion_delay_polls`); 0: at once. Commits then
+    /// take simulated time, as on a disk, and the PG work that does not
+    /// wait for them runs meanwhile.
+    pub device_delay_polls: u32,
 }
 
 impl Default for ClusterConfig {
@@ -52,6 +62,8 @@ impl Default for ClusterConfig {
             // entries here, `fit_log_to_journal`).
             journal_bytes: 16 << 20,
             latency: (Duration::from_micros(20), Duration::from_micros(400)),
+            pg_log_entries: None,
+            device_delay_polls: 0,
         }
     }
 }
@@ -92,6 +104,10 @@ pub struct Cluster {
     seed: u64,
     /// Power cuts so far (each picks its own media image).
     power_cuts: u64,
+    /// The options every OSD runs with.
+    osd_opts: OsdOptions,
+    /// See [`ClusterConfig::device_delay_polls`].
+    device_delay_polls: u32,
 }
 
 fn store_settings() -> StoreSettings {
@@ -129,6 +145,8 @@ impl Cluster {
             osds: Vec::new(),
             seed,
             power_cuts: 0,
+            osd_opts: osd_options(cfg),
+            device_delay_polls: cfg.device_delay_polls,
         };
         for id in 0..cfg.osds {
             let osd = c.make_osd(id, cfg).await?;
@@ -144,7 +162,7 @@ impl Cluster {
         let rng_seed = (self.seed ^ (u64::from(id) << 40)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let dev = Arc::new(FaultyDevice::new(
             cfg.device_bytes,
-            FaultConfig::new(rng_seed),
+            self.fault_config(rng_seed),
         ));
         let kv = Arc::new(PoweredKv::new(dev.clone()));
         let uuid = Uuid::from_u64_pair(self.seed, u64::from(id) + 1);
@@ -212,13 +230,14 @@ impl Cluster {
     pub fn start_osd(&mut self, id: u32) -> anyhow::Result<()> {
         let net = self.net.clone();
         let dir = self.dir.path().to_path_buf();
+        let opts = self.osd_opts.clone();
         let osd = self.osd_mut(id)?;
         if osd.running.is_some() {
             bail!("osd.{id} runs already");
         }
         osd.lives += 1;
         osd.kv.attach(osd.dev.clone());
-        let cfg = osd_config(&net, &dir, osd);
+        let cfg = osd_config(&net, &dir, osd, opts);
         let (stop_tx, stop_rx) = oneshot::channel();
         let stop = async move { stop_rx.await.unwrap_or(Stop::Crash) };
         let shards = vec![tokio::runtime::Handle::current()];
@@ -240,6 +259,7 @@ impl Cluster {
             self.power_cuts += 1;
         }
         let net = self.net.clone();
+        let faults = self.fault_config(seed);
         let osd = self.osd_mut(id)?;
         let Some(run) = osd.running.take() else {
             bail!("osd.{id} is not running");
@@ -271,11 +291,19 @@ impl Cluster {
             } else {
                 osd.dev.written_image()
             };
-            osd.dev = Arc::new(FaultyDevice::from_image(image, FaultConfig::new(seed)));
+            osd.dev = Arc::new(FaultyDevice::from_image(image, faults));
         } else {
             net.kill_host(ip);
         }
         Ok(())
+    }
+
+    /// The faults of a device whose choices come from `seed`.
+    fn fault_config(&self, seed: u64) -> FaultConfig {
+        FaultConfig {
+            completion_delay_polls: self.device_delay_polls,
+            ..FaultConfig::new(seed)
+        }
     }
 
     fn osd_mut(&mut self, id: u32) -> anyhow::Result<&mut SimOsd> {
@@ -501,7 +529,20 @@ async fn start_mon(
     Ok(kalmar_mon::start(cfg).await?)
 }
 
-fn osd_config(net: &Arc<SimNet>, dir: &std::path::Path, osd: &SimOsd) -> RunConfig {
+fn osd_options(cfg: &ClusterConfig) -> OsdOptions {
+    let mut opts = OsdOptions::default();
+    if let Some(n) = cfg.pg_log_entries {
+        opts.osd_max_pg_log_entries = n;
+    }
+    opts
+}
+
+fn osd_config(
+    net: &Arc<SimNet>,
+    dir: &std::path::Path,
+    osd: &SimOsd,
+    opts: OsdOptions,
+) -> RunConfig {
     let id = osd.id;
     let device = PathBuf::from(format!("sim-osd{id}"));
     RunConfig {
@@ -513,7 +554,7 @@ fn osd_config(net: &Arc<SimNet>, dir: &std::path::Path, osd: &SimOsd) -> RunConf
         other_mons: Vec::new(),
         admin_socket: dir.join(format!("osd{id}.{}.asok", osd.lives)),
         bind_ip: osd_ip(id),
-        opts: OsdOptions::default(),
+        opts,
         mount: MountOptions {
             settings: store_settings(),
             kv: Some(KvHandle(osd.kv.clone())),

@@ -24,4 +24,4 @@ pub mod model;
 pub mod run;
 
 pub use cluster::{Cluster, ClusterConfig};
-pub use run::{run_seed, Report, SimOptions};
+pub use run::{run_seed, Report, SimOptions, Writes};

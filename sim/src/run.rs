@@ -13,7 +13,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
 use crate::cluster::{Cluster, ClusterConfig};
-use crate::model::{payload, version_of, ObjectHistory, Violation};
+use crate::model::{payload, record, slot_version, version_of, ObjectHistory, Violation};
 
 /// The pool every run writes to.
 const POOL: &str = "sim";
@@ -26,6 +26,8 @@ pub struct SimOptions {
     pub objects: u32,
     /// Writers at once (each owns the objects `o % writers == w`).
     pub writers: u32,
+    /// How each version of an object is written.
+    pub writes: Writes,
     /// Simulated time the writers and faults run.
     pub duration: Duration,
     /// Inject faults (OSD crashes and power cuts, partitions, cut links).
@@ -41,9 +43,60 @@ impl Default for SimOptions {
             pg_num: 8,
             objects: 32,
             writers: 4,
+            writes: Writes::Whole,
             duration: Duration::from_secs(60),
             faults: true,
             settle_limit: Duration::from_secs(600),
+        }
+    }
+}
+
+/// How the writers write each version of an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writes {
+    /// Version `v` replaces the whole object with its 4 KiB payload.
+    Whole,
+    /// Version `v` writes its own `record`-byte record at offset
+    /// `(v - 1) * record`: objects grow and nothing is ever overwritten, so
+    /// a copy that missed one write keeps the hole for good (no later
+    /// version covers it), and small writes land inside store blocks.
+    Records { record: usize },
+}
+
+impl Writes {
+    /// The slot of an object's history that version `v` belongs to.
+    fn slot(self, v: u64) -> usize {
+        match self {
+            Writes::Whole => 0,
+            Writes::Records { .. } => v.saturating_sub(1) as usize,
+        }
+    }
+
+    /// What each slot of object `o` holds in `data` (its bytes), for at
+    /// least `slots` slots.
+    fn decode(self, o: u32, data: &[u8], slots: usize) -> Vec<Result<Option<u64>, String>> {
+        match self {
+            Writes::Whole => vec![version_of(o, data)
+                .map(Some)
+                .ok_or_else(|| format!("{} bytes that are no version of it", data.len()))],
+            Writes::Records { record } => {
+                let n = slots.max(data.len().div_ceil(record));
+                (0..n)
+                    .map(|i| {
+                        let from = (i * record).min(data.len());
+                        let chunk = &data[from..(from + record).min(data.len())];
+                        slot_version(o, i, chunk, record)
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// Bytes to read to see `slots` slots and anything past them.
+    fn read_len(self, slots: usize) -> u64 {
+        match self {
+            Writes::Whole => crate::model::OBJECT_BYTES as u64,
+            Writes::Records { record } => ((slots + 1) * record) as u64,
         }
     }
 }
@@ -78,10 +131,12 @@ pub async fn run_seed(seed: u64, opts: &SimOptions) -> anyhow::Result<Report> {
         .context("the new pool")?;
     let client = cluster.client(0).await?;
     let io = client.ioctx(POOL)?;
-    let histories = Rc::new(RefCell::new(vec![
-        ObjectHistory::default();
-        opts.objects as usize
-    ]));
+    // Each object's histories, one per slot (see `Writes::slot`).
+    let histories: Rc<RefCell<Histories>> =
+        Rc::new(RefCell::new(vec![
+            vec![ObjectHistory::default()];
+            opts.objects as usize
+        ]));
     let report = Rc::new(RefCell::new(Report {
         seed,
         ..Report::default()
@@ -96,10 +151,13 @@ pub async fn run_seed(seed: u64, opts: &SimOptions) -> anyhow::Result<Report> {
             report.clone(),
             stop_writers.clone(),
         );
-        let objects = opts.objects;
-        let nw = opts.writers;
+        let shape = Shape {
+            writers: opts.writers,
+            objects: opts.objects,
+            writes: opts.writes,
+        };
         writers.push(local.spawn_local(async move {
-            writer(w, nw, objects, io, h, r, stop).await;
+            writer(w, shape, io, h, r, stop).await;
         }));
     }
     let faults_done = local
@@ -137,28 +195,43 @@ pub async fn run_seed(seed: u64, opts: &SimOptions) -> anyhow::Result<Report> {
         .context("settling after the faults")?;
     // The writers are done: the histories are final.
     let histories = histories.borrow().clone();
-    let read = check(&io, &histories, &report).await?;
+    let read = check(&io, &histories, opts.writes, &report).await?;
     client.shutdown().await;
     cluster.stop_all().await?;
     // Replicas converged: every OSD holds each object as the client read
     // it (all OSDs are in every acting set when there are `size` of them).
     if opts.cluster.osds == size {
-        check_replicas(&cluster, &read, size, &report)?;
+        check_replicas(&cluster, &read, opts.writes, size, &report)?;
     }
     let r = report.borrow().clone();
     Ok(r)
 }
 
+/// How the writers share the objects.
+#[derive(Clone, Copy)]
+struct Shape {
+    writers: u32,
+    objects: u32,
+    writes: Writes,
+}
+
+/// Object -> slot -> what the client was told of the version(s) there.
+type Histories = Vec<Vec<ObjectHistory>>;
+
 /// Writes the versions of its objects in turn until told to stop.
 async fn writer(
     w: u32,
-    writers: u32,
-    objects: u32,
+    shape: Shape,
     io: IoCtx,
-    histories: Rc<RefCell<Vec<ObjectHistory>>>,
+    histories: Rc<RefCell<Histories>>,
     report: Rc<RefCell<Report>>,
     stop: Rc<std::cell::Cell<bool>>,
 ) {
+    let Shape {
+        writers,
+        objects,
+        writes,
+    } = shape;
     let mine: Vec<u32> = (0..objects).filter(|o| o % writers == w).collect();
     let mut next = vec![1u64; objects as usize];
     let mut i = 0;
@@ -167,13 +240,27 @@ async fn writer(
         i += 1;
         let v = next[o as usize];
         next[o as usize] += 1;
-        let res = io
-            .write_full(&object_name(o), Bytes::from(payload(o, v)))
-            .await;
-        let mut h = histories.borrow_mut();
+        let res = match writes {
+            Writes::Whole => {
+                io.write_full(&object_name(o), Bytes::from(payload(o, v)))
+                    .await
+            }
+            Writes::Records { record: len } => {
+                let offset = (v - 1) * len as u64;
+                io.write(&object_name(o), offset, Bytes::from(record(o, v, len)))
+                    .await
+            }
+        };
+        let mut all = histories.borrow_mut();
+        let slot = writes.slot(v);
+        let h = &mut all[o as usize];
+        if h.len() <= slot {
+            h.resize(slot + 1, ObjectHistory::default());
+        }
+        let at = slot;
         match res {
             Ok(_) => {
-                h[o as usize].acknowledged(v);
+                h[at].acknowledged(v);
                 report.borrow_mut().acked_writes += 1;
             }
             Err(e) => {
@@ -182,7 +269,7 @@ async fn writer(
                     version = v,
                     "write ended without an answer: {e}"
                 );
-                h[o as usize].uncertain(v);
+                h[at].uncertain(v);
                 report.borrow_mut().unknown_writes += 1;
             }
         }
@@ -266,11 +353,16 @@ async fn inject_faults(
     Ok(())
 }
 
+fn show(v: Option<u64>) -> String {
+    v.map_or("nothing".into(), |v| format!("v{v}"))
+}
+
 /// Compares every OSD's copy of each object with what the client read
-/// (`read[o]`: the version, None when absent).
+/// (`read[o][slot]`: the version there, None when absent).
 fn check_replicas(
     cluster: &Cluster,
-    read: &[Option<u64>],
+    read: &[Vec<Option<u64>>],
+    writes: Writes,
     size: u32,
     report: &Rc<RefCell<Report>>,
 ) -> anyhow::Result<()> {
@@ -291,18 +383,39 @@ fn check_replicas(
             continue;
         };
         copies[o as usize] += 1;
-        let v = version_of(o, &s.data);
-        if v != read[o as usize] {
-            bad.push(format!(
-                "osd.{} holds object {o} at {} where the client read {}",
-                s.osd,
-                v.map_or("no valid version".into(), |v| format!("v{v}")),
-                read[o as usize].map_or("nothing".into(), |v| format!("v{v}")),
-            ));
+        let want = &read[o as usize];
+        for (slot, got) in writes
+            .decode(o, &s.data, want.len())
+            .into_iter()
+            .enumerate()
+        {
+            let w = want.get(slot).copied().flatten();
+            let at = match writes {
+                Writes::Whole => String::new(),
+                Writes::Records { .. } => format!(" slot {slot}"),
+            };
+            match got {
+                Ok(v) if v == w => {}
+                Ok(v) => bad.push(format!(
+                    "osd.{} holds object {o}{at} at {} where the client read {}",
+                    s.osd,
+                    show(v),
+                    show(w)
+                )),
+                Err(why) => bad.push(format!(
+                    "osd.{} holds object {o}: {why} (the client read {})",
+                    s.osd,
+                    show(w)
+                )),
+            }
         }
     }
     for (o, (&n, r)) in copies.iter().zip(read).enumerate() {
-        let want = if r.is_some() { size } else { 0 };
+        let want = if r.iter().any(Option::is_some) {
+            size
+        } else {
+            0
+        };
         if n != want {
             bad.push(format!("object {o} has {n} copies, not {want}"));
         }
@@ -311,47 +424,59 @@ fn check_replicas(
     Ok(())
 }
 
-/// Reads every object back and compares it with what the client was told;
-/// returns the version read of each (None: absent).
+/// Reads every object back and compares each slot with what the client
+/// was told; returns what each slot held (None: absent or never written).
 async fn check(
     io: &IoCtx,
-    histories: &[ObjectHistory],
+    histories: &[Vec<ObjectHistory>],
+    writes: Writes,
     report: &Rc<RefCell<Report>>,
-) -> anyhow::Result<Vec<Option<u64>>> {
+) -> anyhow::Result<Vec<Vec<Option<u64>>>> {
     let mut read = Vec::with_capacity(histories.len());
-    for (o, h) in histories.iter().enumerate() {
+    let never = ObjectHistory::default();
+    for (o, hs) in histories.iter().enumerate() {
         let o = o as u32;
-        let (found, detail) = match io
-            .read(&object_name(o), 0, crate::model::OBJECT_BYTES as u64)
-            .await
-        {
-            Ok(data) => match version_of(o, &data) {
-                Some(v) => (Some(v), String::new()),
-                None => {
+        let found = match io.read(&object_name(o), 0, writes.read_len(hs.len())).await {
+            Ok(data) => writes.decode(o, &data, hs.len()),
+            Err(ClientError::ObjectNotFound { .. }) => vec![Ok(None); hs.len()],
+            Err(e) => bail!("reading object {o} after the cluster settled: {e}"),
+        };
+        let mut slots = Vec::with_capacity(found.len());
+        for (slot, f) in found.into_iter().enumerate() {
+            let h = hs.get(slot).unwrap_or(&never);
+            let at = match writes {
+                Writes::Whole => String::new(),
+                Writes::Records { .. } => format!("slot {slot} "),
+            };
+            let (found, detail) = match f {
+                Ok(v) => (
+                    v,
+                    format!("{at}{}", if v.is_none() { "absent" } else { "" }),
+                ),
+                Err(why) => {
                     let v = Violation {
                         object: o,
                         history: h.clone(),
                         found: None,
-                        detail: format!("{} bytes that are no version of it", data.len()),
+                        detail: why,
                     };
                     report.borrow_mut().violations.push(v.to_string());
-                    read.push(None);
+                    slots.push(None);
                     continue;
                 }
-            },
-            Err(ClientError::ObjectNotFound { .. }) => (None, "absent".into()),
-            Err(e) => bail!("reading object {o} after the cluster settled: {e}"),
-        };
-        read.push(found);
-        if !h.allows(found) {
-            let v = Violation {
-                object: o,
-                history: h.clone(),
-                found,
-                detail,
             };
-            report.borrow_mut().violations.push(v.to_string());
+            slots.push(found);
+            if !h.allows(found) {
+                let v = Violation {
+                    object: o,
+                    history: h.clone(),
+                    found,
+                    detail,
+                };
+                report.borrow_mut().violations.push(v.to_string());
+            }
         }
+        read.push(slots);
     }
     Ok(read)
 }

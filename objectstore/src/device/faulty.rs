@@ -40,6 +40,12 @@ pub struct FaultConfig {
     /// Probability that a write which reaches the media is torn (only
     /// some of its sectors arrive).
     pub tear_probability: f64,
+    /// Each finished operation stays hidden from the queue's reaps for up
+    /// to this many of them (drawn from the seed), and the queue asks to
+    /// be polled again a millisecond later: on tokio's paused clock the
+    /// device then takes simulated time to answer, and what waits for its
+    /// commits runs meanwhile. 0: answers at once.
+    pub completion_delay_polls: u32,
 }
 
 impl FaultConfig {
@@ -48,6 +54,7 @@ impl FaultConfig {
             seed,
             keep_probability: 0.5,
             tear_probability: 0.2,
+            completion_delay_polls: 0,
         }
     }
 }
@@ -315,7 +322,17 @@ impl BlockDevice for FaultyDevice {
     }
 
     fn queue(self: Arc<Self>) -> Result<Box<dyn IoQueue>, DeviceError> {
-        Ok(Box::new(SyncQueue::new(self)))
+        let delays = {
+            let mut st = self.state.lock();
+            let max = st.cfg.completion_delay_polls;
+            // Drawn only when used: seeds without delays keep their draws.
+            (max > 0).then(|| (max, st.rng.random::<u64>()))
+        };
+        let q = SyncQueue::new(self);
+        Ok(Box::new(match delays {
+            Some((max, seed)) => q.with_delays(max, seed),
+            None => q,
+        }))
     }
 }
 

@@ -67,6 +67,13 @@ pub trait IoQueue: Send {
 
     /// Operations started and not yet reaped.
     fn in_flight(&self) -> usize;
+
+    /// When finished operations are held back without an event to say
+    /// when they are ready (a simulated device's delays): poll again after
+    /// this long.
+    fn retry_after(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// The queue of a device that runs operations synchronously: `submit`
@@ -76,8 +83,32 @@ pub trait IoQueue: Send {
 pub struct SyncQueue {
     dev: Arc<dyn BlockDevice>,
     pushed: Vec<(QueuedOp, u64)>,
-    done: VecDeque<IoDone>,
+    /// Finished operations, each with the reaps it is still hidden from.
+    done: VecDeque<(IoDone, u32)>,
+    delays: Option<Delays>,
 }
+
+/// Completion delays of a [`SyncQueue`]: up to `max` reaps each, drawn
+/// from a seeded generator (splitmix64: no dependency, same draws on every
+/// platform).
+struct Delays {
+    max: u32,
+    state: u64,
+}
+
+impl Delays {
+    fn next(&mut self) -> u32 {
+        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        (z % (u64::from(self.max) + 1)) as u32
+    }
+}
+
+/// How long a queue with held-back completions asks its poller to wait.
+const DELAY_POLL_INTERVAL: Duration = Duration::from_millis(1);
 
 impl SyncQueue {
     pub fn new(dev: Arc<dyn BlockDevice>) -> SyncQueue {
@@ -85,7 +116,20 @@ impl SyncQueue {
             dev,
             pushed: Vec::new(),
             done: VecDeque::new(),
+            delays: None,
         }
+    }
+
+    /// Holds each finished operation back for up to `max` reaps (drawn
+    /// from `seed`); see `FaultConfig::completion_delay_polls`.
+    pub fn with_delays(mut self, max: u32, seed: u64) -> SyncQueue {
+        self.delays = Some(Delays { max, state: seed });
+        self
+    }
+
+    fn finished(&mut self, d: IoDone) {
+        let hold = self.delays.as_mut().map_or(0, Delays::next);
+        self.done.push_back((d, hold));
     }
 
     /// Runs a run of data operations as one device batch.
@@ -96,7 +140,7 @@ impl SyncQueue {
         let (mut ops, tokens): (Vec<IoOp>, Vec<u64>) = batch.into_iter().unzip();
         let res = self.dev.submit(&mut ops);
         for (op, token) in ops.into_iter().zip(tokens) {
-            self.done.push_back(IoDone {
+            self.finished(IoDone {
                 token,
                 op: QueuedOp::Io(op),
                 result: res.clone(),
@@ -118,7 +162,7 @@ impl IoQueue for SyncQueue {
                 QueuedOp::Flush => {
                     self.run_batch(std::mem::take(&mut batch));
                     let result = self.dev.flush();
-                    self.done.push_back(IoDone {
+                    self.finished(IoDone {
                         token,
                         op: QueuedOp::Flush,
                         result,
@@ -131,7 +175,19 @@ impl IoQueue for SyncQueue {
     }
 
     fn reap(&mut self, out: &mut Vec<IoDone>) {
-        out.extend(self.done.drain(..));
+        if self.delays.is_none() {
+            out.extend(self.done.drain(..).map(|(d, _)| d));
+            return;
+        }
+        for _ in 0..self.done.len() {
+            let Some((d, hold)) = self.done.pop_front() else {
+                break;
+            };
+            match hold.checked_sub(1) {
+                None => out.push(d),
+                Some(left) => self.done.push_back((d, left)),
+            }
+        }
     }
 
     fn wait(&mut self, timeout: Duration) {
@@ -146,6 +202,10 @@ impl IoQueue for SyncQueue {
 
     fn in_flight(&self) -> usize {
         self.done.len()
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        (!self.done.is_empty() && self.delays.is_some()).then_some(DELAY_POLL_INTERVAL)
     }
 }
 
@@ -184,6 +244,40 @@ mod tests {
             0,
             "written after the flush: cached"
         );
+        assert_eq!(q.in_flight(), 0);
+        assert_eq!(q.retry_after(), None, "no delays: nothing to poll for");
+    }
+
+    #[test]
+    fn delayed_completions_come_within_their_bound_and_ask_for_polls() {
+        let dev = Arc::new(FaultyDevice::new(64 * 4096, FaultConfig::new(3)));
+        let mut q = SyncQueue::new(dev).with_delays(3, 11);
+        for t in 0..32u64 {
+            let buf = AlignedBuf::from_slice(&[t as u8; 4096]);
+            q.push(QueuedOp::Io(IoOp::write(t * 4096, buf, false)), t);
+        }
+        q.submit().expect("submit");
+        let mut seen = Vec::new();
+        let mut reaps = 0;
+        let mut held_back = false;
+        while seen.len() < 32 {
+            assert!(
+                reaps <= 3,
+                "every completion within 3 reaps after the first"
+            );
+            let mut out = Vec::new();
+            q.reap(&mut out);
+            reaps += 1;
+            held_back |= out.len() < 32 - seen.len();
+            seen.extend(out.iter().map(|d| d.token));
+            if seen.len() < 32 {
+                assert_eq!(q.retry_after(), Some(DELAY_POLL_INTERVAL));
+            }
+        }
+        assert!(held_back, "a seed that delays nothing tests nothing");
+        seen.sort_unstable();
+        assert_eq!(seen, (0..32).collect::<Vec<_>>(), "each exactly once");
+        assert_eq!(q.retry_after(), None);
         assert_eq!(q.in_flight(), 0);
     }
 }

@@ -39,7 +39,7 @@ use std::collections::VecDeque;
 use std::os::unix::io::RawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -394,6 +394,13 @@ impl CommitEngine {
     /// When the engine must be polled even if nothing else happens.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.apply.deadline(&self.sh.settings)
+    }
+
+    /// When the device holds finished operations back without an event
+    /// (a simulated device's delays): poll again after this long, on the
+    /// caller's clock.
+    pub fn io_retry_after(&self) -> Option<Duration> {
+        self.io.retry_after()
     }
 
     /// Nothing queued, in flight or waiting to be written home.
