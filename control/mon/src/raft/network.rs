@@ -51,7 +51,8 @@ pub struct PeerConn {
     conn: Connection,
     pending: Arc<Mutex<HashMap<u64, oneshot::Sender<MonRaftReply>>>>,
     next_tid: AtomicU64,
-    /// When this peer last answered a request.
+    /// When this peer last took the leader's log (an append or a
+    /// snapshot it answered): what puts it in the quorum a leader shows.
     last_ok: Mutex<Option<Instant>>,
     router: tokio::task::JoinHandle<()>,
 }
@@ -102,7 +103,14 @@ impl PeerConn {
         }
         .await;
         self.pending.lock().remove(&tid);
-        if result.is_ok() {
+        // A probe or a vote answered says the peer is up, not that it
+        // follows: a mon with no log answers probes while it still refuses
+        // the leader's appends, and must not count in the quorum then.
+        let replicates = matches!(
+            kind,
+            raft_kind::APPEND_ENTRIES | raft_kind::INSTALL_SNAPSHOT
+        );
+        if result.is_ok() && replicates {
             *self.last_ok.lock() = Some(kalmar_common::clock::now());
         }
         result
@@ -243,6 +251,14 @@ impl MonNetwork {
             Ok(raw) => {
                 serde_json::from_slice(&raw).map_err(|e| RPCError::Network(NetworkError::new(&e)))
             }
+            // An empty refusal carries no Raft error: a mon with no log
+            // that does not take this request yet (see `RebuildGate`).
+            Err(CallError::Remote(id, raw)) if raw.is_empty() => Err(RPCError::Unreachable(
+                Unreachable::new(&std::io::Error::other(format!(
+                    "mon {id} refused the request without a Raft error (a mon with no log \
+                     refuses until it may take a leader's log)"
+                ))),
+            )),
             Err(CallError::Remote(_, raw)) => {
                 let err: RaftError<NodeId, E> = serde_json::from_slice(&raw)
                     .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
