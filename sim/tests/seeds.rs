@@ -89,19 +89,24 @@ fn a_quiet_cluster_keeps_every_write() {
     run_one(1, &opts, "KALMAR_SIM_SEED");
 }
 
+/// The seed `{var}_SEED` names, else `{var}_SEEDS` of them (default `n`)
+/// from `KALMAR_SIM_FIRST_SEED` (default `first`).
+fn run_budget(opts: &SimOptions, var: &str, n: u64, first: u64) {
+    let replay = format!("{var}_SEED");
+    if let Some(seed) = env_u64(&replay) {
+        return run_one(seed, opts, &replay);
+    }
+    let n = env_u64(&format!("{var}_SEEDS")).unwrap_or(n);
+    let first = env_u64("KALMAR_SIM_FIRST_SEED").unwrap_or(first);
+    for seed in first..first + n {
+        run_one(seed, opts, &replay);
+    }
+}
+
 #[test]
 fn seeds_with_faults_lose_no_acknowledged_write() {
     init_logs();
-    let opts = SimOptions::default();
-    if let Some(seed) = env_u64("KALMAR_SIM_SEED") {
-        run_one(seed, &opts, "KALMAR_SIM_SEED");
-        return;
-    }
-    let n = env_u64("KALMAR_SIM_SEEDS").unwrap_or(CI_SEEDS);
-    let first = env_u64("KALMAR_SIM_FIRST_SEED").unwrap_or(1000);
-    for seed in first..first + n {
-        run_one(seed, &opts, "KALMAR_SIM_SEED");
-    }
+    run_budget(&SimOptions::default(), "KALMAR_SIM", CI_SEEDS, 1000);
 }
 
 #[test]
@@ -151,13 +156,5 @@ const RECORD_BYTES: usize = 256;
 fn seeds_with_records_through_backfill_lose_no_acknowledged_write() {
     init_logs();
     let opts = records_through_backfill();
-    if let Some(seed) = env_u64("KALMAR_SIM_RECORDS_SEED") {
-        run_one(seed, &opts, "KALMAR_SIM_RECORDS_SEED");
-        return;
-    }
-    let n = env_u64("KALMAR_SIM_RECORDS_SEEDS").unwrap_or(CI_RECORDS_SEEDS);
-    let first = env_u64("KALMAR_SIM_FIRST_SEED").unwrap_or(3000);
-    for seed in first..first + n {
-        run_one(seed, &opts, "KALMAR_SIM_RECORDS_SEED");
-    }
+    run_budget(&opts, "KALMAR_SIM_RECORDS", CI_RECORDS_SEEDS, 3000);
 }
