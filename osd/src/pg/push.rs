@@ -5,6 +5,8 @@
 //! object never sits whole in memory nor exceeds a message's size bound.
 //! The chunks of one object travel in order on one session; the last
 //! carries the xattrs and omap. Objects of any size recover this way.
+//! A push copies what the primary's disk holds, so it leaves only once no
+//! write of its object is in flight here (see `push_object`).
 
 use std::ops::Bound;
 
