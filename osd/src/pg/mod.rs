@@ -277,8 +277,9 @@ pub struct PgActor {
     next_push_at: Option<tokio::time::Instant>,
     /// Objects being received in chunks: the offset the next must have.
     receiving: BTreeMap<String, u64>,
-    /// Pushes behind writes of the same object still in flight here.
-    pushes_behind_writes: BTreeMap<String, Vec<recovery::HeldPush>>,
+    /// Pushes (`PgEvent::DelayedPush`) behind writes of the same object
+    /// still in flight here, sent to this task when the last one ends.
+    pushes_behind_writes: BTreeMap<String, Vec<PgEvent>>,
     stopped: bool,
 }
 

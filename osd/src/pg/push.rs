@@ -97,14 +97,17 @@ impl PgActor {
             // Sent now, a target that took the write's log entry without
             // its data (a backfill target past the object) would be
             // recovered to a copy without that write.
+            let push = super::PgEvent::DelayedPush {
+                interval: self.interval(),
+                oid: oid.to_string(),
+                version,
+                to: to.to_vec(),
+                backfill,
+            };
             self.pushes_behind_writes
                 .entry(oid.to_string())
                 .or_default()
-                .push(super::recovery::HeldPush {
-                    version,
-                    to: to.to_vec(),
-                    backfill,
-                });
+                .push(push);
             return;
         }
         let base = PgPush {

@@ -85,24 +85,11 @@ async fn scan(
     }
 }
 
-/// A push waiting for writes of its object to reach the disk.
-pub(super) struct HeldPush {
-    pub version: Eversion,
-    pub to: Vec<OsdId>,
-    pub backfill: bool,
-}
-
 impl PgActor {
     /// The last write of `oid` in flight finished: its held pushes go.
     pub(super) fn release_held_pushes(&mut self, oid: &str) {
-        for p in self.pushes_behind_writes.remove(oid).unwrap_or_default() {
-            let _ = self.tx.send(PgEvent::DelayedPush {
-                interval: self.interval(),
-                oid: oid.to_string(),
-                version: p.version,
-                to: p.to,
-                backfill: p.backfill,
-            });
+        for push in self.pushes_behind_writes.remove(oid).unwrap_or_default() {
+            let _ = self.tx.send(push);
         }
     }
 
