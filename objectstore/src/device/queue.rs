@@ -15,6 +15,9 @@ use std::os::unix::io::RawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
 use super::{BlockDevice, IoOp};
 use crate::error::DeviceError;
 
@@ -89,22 +92,10 @@ pub struct SyncQueue {
 }
 
 /// Completion delays of a [`SyncQueue`]: up to `max` reaps each, drawn
-/// from a seeded generator (splitmix64: no dependency, same draws on every
-/// platform).
+/// from a seeded generator.
 struct Delays {
     max: u32,
-    state: u64,
-}
-
-impl Delays {
-    fn next(&mut self) -> u32 {
-        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        (z % (u64::from(self.max) + 1)) as u32
-    }
+    rng: ChaCha8Rng,
 }
 
 /// How long a queue with held-back completions asks its poller to wait.
@@ -123,12 +114,18 @@ impl SyncQueue {
     /// Holds each finished operation back for up to `max` reaps (drawn
     /// from `seed`); see `FaultConfig::completion_delay_polls`.
     pub fn with_delays(mut self, max: u32, seed: u64) -> SyncQueue {
-        self.delays = Some(Delays { max, state: seed });
+        self.delays = Some(Delays {
+            max,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+        });
         self
     }
 
     fn finished(&mut self, d: IoDone) {
-        let hold = self.delays.as_mut().map_or(0, Delays::next);
+        let hold = self
+            .delays
+            .as_mut()
+            .map_or(0, |d| d.rng.random_range(0..=d.max));
         self.done.push_back((d, hold));
     }
 
