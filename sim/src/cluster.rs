@@ -104,10 +104,8 @@ pub struct Cluster {
     seed: u64,
     /// Power cuts so far (each picks its own media image).
     power_cuts: u64,
-    /// The options every OSD runs with.
-    osd_opts: OsdOptions,
-    /// See [`ClusterConfig::device_delay_polls`].
-    device_delay_polls: u32,
+    /// What the cluster was made with (the OSDs' options and devices).
+    cfg: ClusterConfig,
 }
 
 fn store_settings() -> StoreSettings {
@@ -145,11 +143,10 @@ impl Cluster {
             osds: Vec::new(),
             seed,
             power_cuts: 0,
-            osd_opts: osd_options(cfg),
-            device_delay_polls: cfg.device_delay_polls,
+            cfg: cfg.clone(),
         };
         for id in 0..cfg.osds {
-            let osd = c.make_osd(id, cfg).await?;
+            let osd = c.make_osd(id).await?;
             c.osds.push(osd);
             c.start_osd(id)?;
         }
@@ -158,10 +155,10 @@ impl Cluster {
     }
 
     /// Registers osd.`id` with the mon and formats its device.
-    async fn make_osd(&self, id: u32, cfg: &ClusterConfig) -> anyhow::Result<SimOsd> {
+    async fn make_osd(&self, id: u32) -> anyhow::Result<SimOsd> {
         let rng_seed = (self.seed ^ (u64::from(id) << 40)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let dev = Arc::new(FaultyDevice::new(
-            cfg.device_bytes,
+            self.cfg.device_bytes,
             self.fault_config(rng_seed),
         ));
         let kv = Arc::new(PoweredKv::new(dev.clone()));
@@ -190,7 +187,7 @@ impl Cluster {
             );
         }
         let mut mk = MkfsOptions::new(self.fsid, uuid);
-        mk.journal_bytes = Some(cfg.journal_bytes);
+        mk.journal_bytes = Some(self.cfg.journal_bytes);
         mk.kv = Some(KvHandle(kv.clone()));
         ObjectStore::mkfs_device(&*dev, &mk)?;
         let store = ObjectStore::mount_device(
@@ -230,7 +227,7 @@ impl Cluster {
     pub fn start_osd(&mut self, id: u32) -> anyhow::Result<()> {
         let net = self.net.clone();
         let dir = self.dir.path().to_path_buf();
-        let opts = self.osd_opts.clone();
+        let opts = osd_options(&self.cfg);
         let osd = self.osd_mut(id)?;
         if osd.running.is_some() {
             bail!("osd.{id} runs already");
@@ -301,7 +298,7 @@ impl Cluster {
     /// The faults of a device whose choices come from `seed`.
     fn fault_config(&self, seed: u64) -> FaultConfig {
         FaultConfig {
-            completion_delay_polls: self.device_delay_polls,
+            completion_delay_polls: self.cfg.device_delay_polls,
             ..FaultConfig::new(seed)
         }
     }
