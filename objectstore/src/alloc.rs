@@ -298,6 +298,13 @@ impl Allocator {
     /// zone `zone`: they stay busy until [`Allocator::release_through`]
     /// covers it.
     pub fn free(&mut self, e: Extent, zone: usize, seq: u64) {
+        // Only blocks of durable records are freed (a batch commits its
+        // allocations before its frees): a free of a block not in use is
+        // a second free of it.
+        debug_assert!(
+            (e.start..e.start + e.len).all(|b| bit(&self.used, b)),
+            "freeing blocks {e:?} that are not in use"
+        );
         self.mark(e, false, true);
         self.pending.entry(zone).or_default().push((seq, e));
     }
@@ -371,6 +378,18 @@ impl Allocator {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Checked builds (CI's `checked` profile) catch a block freed twice.
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "not in use")]
+    fn a_block_freed_twice_is_caught() {
+        let mut a = Allocator::new(16);
+        let e = a.allocate(4).expect("alloc")[0];
+        a.commit_alloc(e);
+        a.free(e, 0, 1);
+        a.free(Extent { start: e.start + 3, len: 1 }, 0, 2);
+    }
 
     #[test]
     fn contiguous_then_fragmented() {

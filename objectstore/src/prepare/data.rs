@@ -157,16 +157,17 @@ impl Batch<'_> {
     /// from this batch, from committed-but-unapplied blocks, else from the
     /// device (verified).
     pub(crate) fn read_phys(&self, wanted: &[(u64, u32)]) -> Result<Vec<Vec<u8>>, StoreError> {
-        let mut out: Vec<Option<Vec<u8>>> = Vec::with_capacity(wanted.len());
+        let mut out: Vec<Vec<u8>> = Vec::with_capacity(wanted.len());
         let mut ops = Vec::new();
         let mut op_slots = Vec::new();
         for (i, &(phys, csum)) in wanted.iter().enumerate() {
             if let Some(b) = self.batch_block(phys) {
-                out.push(Some(b.to_vec()));
+                out.push(b.to_vec());
             } else if let Some(p) = self.overlay.get(phys).filter(|p| p.csum == csum) {
-                out.push(Some(p.data().to_vec()));
+                out.push(p.data().to_vec());
             } else {
-                out.push(None);
+                // Filled from the device below.
+                out.push(Vec::new());
                 ops.push(IoOp::read(self.sh.layout.block_offset(phys), BS));
                 op_slots.push(i);
             }
@@ -176,7 +177,10 @@ impl Batch<'_> {
                 self.sh.dev.submit(chunk)?;
             }
             for (op, i) in ops.into_iter().zip(op_slots) {
-                let data = op.into_read_buf().map(|b| b.to_vec()).unwrap_or_default();
+                let data = op
+                    .into_read_buf()
+                    .expect("read_phys queues only reads")
+                    .to_vec();
                 let (phys, csum) = wanted[i];
                 let computed = crc32c::crc32c(&data);
                 if computed != csum {
@@ -188,10 +192,17 @@ impl Batch<'_> {
                         computed,
                     });
                 }
-                out[i] = Some(data);
+                out[i] = data;
             }
         }
-        Ok(out.into_iter().map(Option::unwrap_or_default).collect())
+        // Every slot holds one whole block: callers copy them into block
+        // slices, where a short one would fail far from here.
+        assert!(
+            out.iter().all(|b| b.len() == BS),
+            "read_phys: a block of {} asked came back short",
+            wanted.len()
+        );
+        Ok(out)
     }
 
     /// Content of logical block `b` (zeros for a hole).
@@ -201,7 +212,7 @@ impl Batch<'_> {
             Some(m) => Ok(self
                 .read_phys(&[(m.phys, m.csum)])?
                 .pop()
-                .unwrap_or_default()),
+                .expect("read_phys returns one block per block asked")),
         }
     }
 
