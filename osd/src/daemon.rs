@@ -37,8 +37,9 @@ use crate::shard::store::ShardStore;
 const PG_TICK: Duration = Duration::from_secs(1);
 /// Room added to the largest client write for a frame's headers.
 const FRAME_HEADROOM_BYTES: usize = 1 << 20;
-/// Pause between asking PGs to stop and unmounting.
-const SHUTDOWN_GRACE: Duration = Duration::from_millis(300);
+/// Longest wait for the PG tasks to end once asked to stop, before the
+/// store is stopped under them.
+const PG_STOP_WAIT: Duration = Duration::from_secs(10);
 
 /// A block device handed over in memory instead of opened by path (the
 /// whole-cluster simulator's fault-injecting device).
@@ -718,7 +719,13 @@ pub async fn run(
     drop(public);
     drop(cluster);
     drop(hb_listener);
-    tokio::time::sleep(SHUTDOWN_GRACE).await;
+    let still_running = svc.pg_tasks_ended(PG_STOP_WAIT).await;
+    if still_running > 0 {
+        tracing::warn!(
+            still_running,
+            "PG tasks did not end within {PG_STOP_WAIT:?}: stopping the store under them"
+        );
+    }
     // The engines go back to the store, which commits what is queued and
     // checkpoints as it unmounts.
     let mut engines = Vec::new();

@@ -42,6 +42,8 @@ pub struct Service {
     pub tracker: OpTracker,
     pub reserver: Reserver,
     pub pgs: RwLock<HashMap<PgId, PgHandle>>,
+    /// How many PG tasks are running (a stop waits for none).
+    live_pg_tasks: watch::Sender<usize>,
     map: RwLock<Arc<OsdMap>>,
     /// Highest up_thru any PG asked for.
     want_up_thru: AtomicU32,
@@ -84,12 +86,29 @@ impl Service {
             mon,
             tracker: OpTracker::new(),
             pgs: RwLock::new(HashMap::new()),
+            live_pg_tasks: watch::channel(0).0,
             map: RwLock::new(map),
             want_up_thru: AtomicU32::new(0),
             fatal,
             shards,
             cap_refusals: crate::caps::RefusalLog::default(),
         }
+    }
+
+    /// Counts a PG task as running until the returned guard is dropped
+    /// (when the task ends, or is dropped with its runtime).
+    pub fn pg_task_started(self: &Arc<Self>) -> PgTaskAlive {
+        self.live_pg_tasks.send_modify(|n| *n += 1);
+        PgTaskAlive(self.clone())
+    }
+
+    /// Waits until no PG task runs, at most `bound`; returns how many
+    /// still run.
+    pub async fn pg_tasks_ended(&self, bound: std::time::Duration) -> usize {
+        let mut live = self.live_pg_tasks.subscribe();
+        let _ = tokio::time::timeout(bound, live.wait_for(|n| *n == 0)).await;
+        let left = *live.borrow();
+        left
     }
 
     /// The runtime and store of the shard a PG lives on.
@@ -276,4 +295,13 @@ pub fn data_bytes(ops: &[StoreOp]) -> u64 {
 /// A copy of a small byte string as `Bytes`.
 pub fn bytes_of(s: &str) -> Bytes {
     Bytes::copy_from_slice(s.as_bytes())
+}
+
+/// A running PG task, counted by [`Service::pg_task_started`].
+pub struct PgTaskAlive(Arc<Service>);
+
+impl Drop for PgTaskAlive {
+    fn drop(&mut self) {
+        self.0.live_pg_tasks.send_modify(|n| *n -= 1);
+    }
 }

@@ -332,7 +332,11 @@ impl PgActor {
         };
         let handle = PgHandle { tx };
         svc.pgs.write().insert(pgid, handle.clone());
-        runtime.spawn(actor.run(create));
+        let alive = svc.pg_task_started();
+        runtime.spawn(async move {
+            actor.run(create).await;
+            drop(alive);
+        });
         handle
     }
 
