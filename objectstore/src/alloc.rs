@@ -388,7 +388,11 @@ mod tests {
         let e = a.allocate(4).expect("alloc")[0];
         a.commit_alloc(e);
         a.free(e, 0, 1);
-        a.free(Extent { start: e.start + 3, len: 1 }, 0, 2);
+        let last = Extent {
+            start: e.start + 3,
+            len: 1,
+        };
+        a.free(last, 0, 2);
     }
 
     #[test]
