@@ -1,14 +1,13 @@
-//! The real transport: messenger sessions to the OSDs, whose read tasks
-//! hand replies and lost sessions straight to the objecter.
+//! The real transport: messenger sessions to the OSDs, and the task that
+//! turns their events into replies and lost sessions for the objecter.
 
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Weak};
 
 use kalmar_maps::{EntityAddr, OsdId};
-use kalmar_msgr::{
-    Connection, EntityName, Event, EventSink, MsgrConfig, SendError, SessionHandle, Upcoming,
-};
+use kalmar_msgr::{Connection, EntityName, Event, MsgrConfig, SendError, SessionHandle};
 use kalmar_proto::client::{OsdOpReply, OsdOpRequest};
 use kalmar_proto::registry::CLIENT_OSD_OP_REPLY;
+use tokio::sync::mpsc;
 
 use crate::objecter::Objecter;
 use crate::transport::{OsdSession, SendFailure, Transport};
@@ -16,18 +15,14 @@ use crate::transport::{OsdSession, SendFailure, Transport};
 pub struct MsgrTransport {
     me: EntityName,
     config: MsgrConfig,
-    replies: Arc<ReplySink>,
+    events: mpsc::Sender<Event>,
 }
 
 impl MsgrTransport {
-    /// A transport whose sessions report to `replies`; attach the
-    /// objecter to it once built ([`ReplySink::attach`]).
-    pub fn new(me: EntityName, config: MsgrConfig, replies: Arc<ReplySink>) -> Self {
-        MsgrTransport {
-            me,
-            config,
-            replies,
-        }
+    /// A transport whose sessions report to `events`; run [`reply_task`]
+    /// on the other end.
+    pub fn new(me: EntityName, config: MsgrConfig, events: mpsc::Sender<Event>) -> Self {
+        MsgrTransport { me, config, events }
     }
 }
 
@@ -51,7 +46,7 @@ impl Transport for MsgrTransport {
             self.me.clone(),
             fsid,
             self.config.clone(),
-            self.replies.clone(),
+            self.events.clone(),
         );
         let handle = conn.handle();
         MsgrSession(Arc::new(Inner {
@@ -93,37 +88,11 @@ impl OsdSession for MsgrSession {
     }
 }
 
-/// Takes the OSDs' replies and lost sessions on each connection's read
-/// task and hands them to the objecter there: both only complete or
-/// requeue waiting ops (a lock and a wake-up), so no task sits between
-/// the socket and the op's waiter.
-#[derive(Default)]
-pub struct ReplySink {
-    objecter: OnceLock<Weak<Objecter<MsgrTransport>>>,
-}
-
-impl ReplySink {
-    /// Sends the events to `o` from now on (sessions open only once the
-    /// objecter exists, so none is missed).
-    pub fn attach(&self, o: &Arc<Objecter<MsgrTransport>>) {
-        let _ = self.objecter.set(Arc::downgrade(o));
-    }
-
-    fn objecter(&self) -> Option<Arc<Objecter<MsgrTransport>>> {
-        self.objecter.get().and_then(Weak::upgrade)
-    }
-}
-
-impl EventSink for ReplySink {
-    type Permit<'a> = Arc<Objecter<MsgrTransport>>;
-
-    /// Always room while the objecter lives; gone with it (the session
-    /// closes).
-    async fn reserve(&self, _next: &Upcoming<'_>) -> Option<Arc<Objecter<MsgrTransport>>> {
-        self.objecter()
-    }
-
-    fn deliver(&self, o: Arc<Objecter<MsgrTransport>>, ev: Event) {
+/// Hands the OSDs' replies and lost sessions to the objecter until it is
+/// dropped.
+pub async fn reply_task(o: Weak<Objecter<MsgrTransport>>, mut rx: mpsc::Receiver<Event>) {
+    while let Some(ev) = rx.recv().await {
+        let Some(o) = o.upgrade() else { return };
         match ev {
             Event::Message(inc) if inc.msg.msg_type == CLIENT_OSD_OP_REPLY => {
                 match OsdOpReply::from_message(&inc.msg) {

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 
 use crate::config::ClientConfig;
 use crate::error::ClientError;
-use crate::msgr_transport::{MsgrTransport, ReplySink};
+use crate::msgr_transport::{reply_task, MsgrTransport};
 use crate::objecter::{Objecter, Target};
 use crate::transport::Transport;
 
@@ -113,17 +113,17 @@ impl Rados {
                 .await?;
         mon.subscribe("osdmap", 0, false).await?;
         let mon = Arc::new(mon);
-        let replies = Arc::new(ReplySink::default());
+        let (events, osd_events) = event_channel(&config.msgr);
         let (me_for_renewal, msgr_for_renewal) = (me.clone(), config.msgr.clone());
-        let transport = MsgrTransport::new(me, config.msgr.clone(), replies.clone());
+        let transport = MsgrTransport::new(me, config.msgr.clone(), events);
         let limit = config.mon_timeout;
         let o = Objecter::new(transport, config, client_id, nonce);
-        replies.attach(&o);
         tokio::spawn(map_task(
             Arc::downgrade(&o),
             Arc::downgrade(&mon),
             mon_events,
         ));
+        tokio::spawn(reply_task(Arc::downgrade(&o), osd_events));
         if renews {
             tokio::spawn(renew_tickets(
                 Arc::downgrade(&o),

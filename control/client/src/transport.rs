@@ -2,7 +2,7 @@
 //! requests. Replies and lost sessions come back the other way, through
 //! [`crate::objecter::Objecter::on_reply`] and
 //! [`crate::objecter::Objecter::on_session_lost`], called by whoever
-//! reads the transport (each messenger connection's read task, or a test).
+//! reads the transport (the messenger's reply task, or a test).
 //!
 //! The real transport is the messenger ([`crate::msgr_transport`]); tests
 //! use the scripted one in [`crate::testing`], so the resend logic runs
